@@ -1,0 +1,265 @@
+"""The reference's StreamingTransformer in MLX: used by Mimi, the temporal transformer and the depformer.
+
+Parameter names match Kyutai's MLX release (`self_attn.in_proj`, `norm1`, `gating.linear_in`, ...), so
+those files load without renaming. Batch mode (`state=None`) sees positions 0..T-1 with a causal mask
+limited to `context`; streaming mode appends to caller-owned RingKVCaches.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from ..config import TransformerConfig
+from .kv_cache import RingKVCache
+
+_ACTIVATIONS: dict[str, Callable[[mx.array], mx.array]] = {
+    "silu": nn.silu,
+    "gelu": nn.gelu,  # exact (erf) GELU, as torch's F.gelu default
+    "relu": nn.relu,
+    "sigmoid": mx.sigmoid,
+    "tanh": mx.tanh,
+    "elu": nn.elu,
+    "leaky_relu": nn.leaky_relu,
+    "mish": nn.mish,
+    "softsign": nn.softsign,
+    "identity": lambda x: x,
+}
+
+
+class TransformerState(NamedTuple):
+    """Streaming state of one transformer stack: one ring cache per layer."""
+
+    caches: tuple[RingKVCache, ...]
+
+    @property
+    def offset(self) -> int:
+        """Steps consumed so far (the RoPE position of the next step)."""
+        return self.caches[0].offset
+
+    def arrays(self) -> list[mx.array]:
+        return [a for c in self.caches for a in c.state_arrays()]
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm; with `float32=True` it computes in float32 whatever the input dtype (`rms_norm_f32`)."""
+
+    def __init__(self, dim: int, eps: float, float32: bool):
+        super().__init__()
+        self.weight = mx.ones((dim,))
+        self.eps = eps
+        self.float32 = float32
+
+    def __call__(self, x: mx.array) -> mx.array:
+        if not self.float32:
+            return mx.fast.rms_norm(x, self.weight, self.eps)
+        y = mx.fast.rms_norm(x.astype(mx.float32), self.weight.astype(mx.float32), self.eps)
+        return y.astype(x.dtype)
+
+
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm with weight and bias; `float32=True` computes in float32 (`layer_norm_f32`)."""
+
+    def __init__(self, dim: int, eps: float, float32: bool):
+        super().__init__(dim, eps=eps)
+        self.float32 = float32
+
+    def __call__(self, x: mx.array) -> mx.array:
+        if not self.float32:
+            return super().__call__(x)
+        y = mx.fast.layer_norm(
+            x.astype(mx.float32), self.weight.astype(mx.float32), self.bias.astype(mx.float32), self.eps
+        )
+        return y.astype(x.dtype)
+
+
+def make_norm(kind: str, dim: int) -> nn.Module:
+    if kind == "layer_norm":
+        return LayerNorm(dim, 1e-5, float32=False)
+    if kind == "layer_norm_f32":
+        return LayerNorm(dim, 1e-8, float32=True)
+    if kind == "rms_norm":
+        return RMSNorm(dim, 1e-5, float32=False)
+    return RMSNorm(dim, 1e-8, float32=True)  # rms_norm_f32 (the config validates the name)
+
+
+class LayerScale(nn.Module):
+    def __init__(self, dim: int, init: float):
+        super().__init__()
+        self.scale = mx.full((dim,), init)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return self.scale * x
+
+
+class RotaryTable(NamedTuple):
+    cos: mx.array  # [T, D/2] float32
+    sin: mx.array
+
+
+def rope_table(offset: int, steps: int, head_dim: int, max_period: float) -> RotaryTable:
+    """Rotation angles exactly as the reference forms them (float32 freqs times float32 positions).
+
+    The cosine and sine are taken on the host in float64 and rounded: MLX's float32 cos/sin drift from
+    the correctly rounded values by up to ~1e-4 at position 3000, enough to flip close greedy choices.
+    """
+    half = head_dim // 2
+    freqs = np.exp(np.arange(half, dtype=np.float32) * np.float32(-math.log(max_period) * 2 / head_dim))
+    ts = np.float32(offset) + np.arange(steps, dtype=np.float32)
+    angles = (ts[:, None] * freqs[None, :]).astype(np.float64)
+    return RotaryTable(mx.array(np.cos(angles).astype(np.float32)), mx.array(np.sin(angles).astype(np.float32)))
+
+
+def apply_rope(x: mx.array, table: RotaryTable) -> mx.array:
+    """Rotate interleaved pairs (x0, x1), (x2, x3), ... of x [B, H, T, D], computing in float32."""
+    b, h, t, d = x.shape
+    pairs = x.astype(mx.float32).reshape(b, h, t, d // 2, 2)
+    re, im = pairs[..., 0], pairs[..., 1]
+    out = mx.stack([re * table.cos - im * table.sin, re * table.sin + im * table.cos], axis=-1)
+    return out.reshape(b, h, t, d).astype(x.dtype)
+
+
+def batch_mask(steps: int, context: int | None) -> mx.array:
+    """Causal mask [T, T] for positions 0..T-1, limited to `context` steps when given."""
+    pos = mx.arange(steps)
+    delta = pos[:, None] - pos[None, :]
+    mask = delta >= 0
+    if context is not None:
+        mask = mask & (delta < context)
+    return mask
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.num_heads = cfg.num_heads
+        self.head_dim = cfg.head_dim
+        self.in_proj = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.out_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+
+    def __call__(
+        self, x: mx.array, rope: RotaryTable | None, cache: RingKVCache | None, mask: mx.array | None
+    ) -> mx.array:
+        b, t, _ = x.shape
+        qkv = self.in_proj(x).reshape(b, t, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # [B, H, T, Dh]
+        if rope is not None:
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
+        if cache is not None:
+            k, v, mask = cache.update_and_fetch(k, v)
+        y = mx.fast.scaled_dot_product_attention(q, k, v, scale=1.0 / math.sqrt(self.head_dim), mask=mask)
+        return self.out_proj(y.transpose(0, 2, 1, 3).reshape(b, t, -1))
+
+
+class Gating(nn.Module):
+    """Gated feed-forward: act(x W_a) * (x W_b) -> linear_out, W_a and W_b fused in linear_in."""
+
+    def __init__(self, dim: int, hidden: int, activation: str):
+        super().__init__()
+        self.linear_in = nn.Linear(dim, 2 * hidden, bias=False)
+        self.linear_out = nn.Linear(hidden, dim, bias=False)
+        self._act = _ACTIVATIONS[activation]
+
+    def __call__(self, x: mx.array) -> mx.array:
+        h = self.linear_in(x)
+        a, g = mx.split(h, 2, axis=-1)
+        return self.linear_out(self._act(a) * g)
+
+
+class TransformerLayer(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.self_attn = Attention(cfg)
+        self.norm1 = make_norm(cfg.norm, cfg.d_model)
+        self.norm2 = make_norm(cfg.norm, cfg.d_model)
+        if cfg.gating == "none":
+            self.mlp_kind = "mlp"
+            self.linear1 = nn.Linear(cfg.d_model, cfg.dim_feedforward, bias=False)
+            self.linear2 = nn.Linear(cfg.dim_feedforward, cfg.d_model, bias=False)
+        else:
+            self.mlp_kind = "gating"
+            self.gating = Gating(cfg.d_model, cfg.gating_hidden, cfg.gating)
+        if cfg.layer_scale is not None:
+            self.layer_scale_1 = LayerScale(cfg.d_model, cfg.layer_scale)
+            self.layer_scale_2 = LayerScale(cfg.d_model, cfg.layer_scale)
+
+    def _feed_forward(self, x: mx.array) -> mx.array:
+        if self.mlp_kind == "gating":
+            return self.gating(x)
+        return self.linear2(nn.gelu(self.linear1(x)))
+
+    def __call__(
+        self, x: mx.array, rope: RotaryTable | None, cache: RingKVCache | None, mask: mx.array | None
+    ) -> mx.array:
+        update = self.self_attn(self.norm1(x), rope, cache, mask)
+        if "layer_scale_1" in self:
+            update = self.layer_scale_1(update)
+        x = x + update
+        update = self._feed_forward(self.norm2(x))
+        if "layer_scale_2" in self:
+            update = self.layer_scale_2(update)
+        return x + update
+
+
+class Transformer(nn.Module):
+    """A stack of layers; batch mode without a state, streaming mode with one."""
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.layers = [TransformerLayer(cfg) for _ in range(cfg.num_layers)]
+
+    def init_state(self, batch: int = 1, dtype: mx.Dtype | None = None) -> TransformerState:
+        """Fresh streaming state; the cache dtype follows the layers' weights unless given."""
+        if self.cfg.context is None:
+            raise ValueError("streaming needs a finite attention context (config `context`)")
+        if dtype is None:
+            dtype = self.layers[0].norm1.weight.dtype if self.layers else mx.float32
+            if dtype not in (mx.float32, mx.float16, mx.bfloat16):
+                dtype = mx.float32
+        heads, head_dim = self.cfg.num_heads, self.cfg.head_dim
+        return TransformerState(
+            tuple(RingKVCache(batch, heads, self.cfg.context, head_dim, dtype) for _ in self.layers)
+        )
+
+    def __call__(self, x: mx.array, state: TransformerState | None = None) -> mx.array:
+        """x: [B, T, D] -> [B, T, D] in x's dtype."""
+        t = x.shape[1]
+        offset = 0 if state is None else state.offset
+        rope = None
+        if self.cfg.positional_embedding == "rope":
+            rope = rope_table(offset, t, self.cfg.head_dim, self.cfg.max_period)
+        mask = None
+        if state is None and (self.cfg.causal or self.cfg.context is not None):
+            mask = batch_mask(t, self.cfg.context if self.cfg.causal else None)
+        out = x
+        for i, layer in enumerate(self.layers):
+            out = layer(out, rope, None if state is None else state.caches[i], mask)
+        return out.astype(x.dtype)
+
+
+class ProjectedTransformer(nn.Module):
+    """Transformer with optional input/output projections (Mimi's encoder and decoder transformers)."""
+
+    def __init__(self, cfg: TransformerConfig, input_dim: int, output_dims: tuple[int, ...]):
+        super().__init__()
+        self.transformer = Transformer(cfg)
+        if input_dim != cfg.d_model:
+            self.input_proj = nn.Linear(input_dim, cfg.d_model, bias=False)
+        self.output_projs = [
+            nn.Identity() if d == cfg.d_model else nn.Linear(cfg.d_model, d, bias=False) for d in output_dims
+        ]
+
+    def init_state(self, batch: int = 1, dtype: mx.Dtype | None = None) -> TransformerState:
+        return self.transformer.init_state(batch, dtype)
+
+    def __call__(self, x: mx.array, state: TransformerState | None = None) -> list[mx.array]:
+        """x: [B, T, input_dim] -> one [B, T, d] per output dim."""
+        if "input_proj" in self:
+            x = self.input_proj(x)
+        z = self.transformer(x, state)
+        return [proj(z) for proj in self.output_projs]

@@ -1,0 +1,114 @@
+"""The shared transformer against the reference StreamingTransformer (goldens in tests/assets)."""
+
+from __future__ import annotations
+
+import json
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from conftest import ASSETS, assert_close
+from moshi_mlx.config import TransformerConfig
+from moshi_mlx.modules.kv_cache import RingKVCache
+from moshi_mlx.modules.transformer import ProjectedTransformer, Transformer, rope_table
+from moshi_mlx.weights.strict import load_strict
+
+
+def torch_names_to_ours(w: dict[str, mx.array]) -> dict[str, mx.array]:
+    out = {}
+    for k, v in w.items():
+        k = k.replace("self_attn.in_proj_weight", "self_attn.in_proj.weight")
+        if k.endswith(".alpha"):
+            k, v = k[: -len("alpha")] + "weight", v.reshape(-1)
+        out[k] = v
+    return out
+
+
+def load_case(name: str):
+    path = ASSETS / f"transformer_{name}.safetensors"
+    tensors, meta = mx.load(str(path), return_metadata=True)
+    cfg = TransformerConfig(**json.loads(meta["config"]))
+    model = Transformer(cfg)
+    weights = {k[2:]: v for k, v in tensors.items() if k.startswith("w.")}
+    load_strict(model, torch_names_to_ours(weights), str(path))
+    return model, tensors, int(meta["chunk"])
+
+
+@pytest.mark.parametrize("name", ["mimi_like", "lm_like"])
+def test_batch_matches_reference(name):
+    model, t, _ = load_case(name)
+    assert_close(model(t["x"]), t["batch"], atol=2e-5, what=name)
+
+
+@pytest.mark.parametrize("name", ["mimi_like", "lm_like"])
+def test_streaming_matches_reference_past_cache_wrap(name):
+    model, t, chunk = load_case(name)
+    steps = t["x"].shape[1]
+    assert steps > 2 * model.cfg.context, "the fixture must wrap the ring cache"
+    state = model.init_state(batch=1)
+    outs = [model(t["x"][:, i : i + chunk], state) for i in range(0, steps, chunk)]
+    assert state.offset == steps
+    assert_close(mx.concatenate(outs, axis=1), t["stream"], atol=2e-5, what=name)
+
+
+def test_streaming_one_step_equals_batch_within_context():
+    model, t, _ = load_case("lm_like")
+    x = t["x"][:, : model.cfg.context]
+    state = model.init_state()
+    outs = [model(x[:, i : i + 1], state) for i in range(x.shape[1])]
+    assert_close(mx.concatenate(outs, axis=1), model(x), atol=2e-5)
+
+
+def test_dtype_preserved_and_bf16_close():
+    model, t, _ = load_case("lm_like")
+    model.set_dtype(mx.bfloat16)
+    y = model(t["x"].astype(mx.bfloat16))
+    assert y.dtype == mx.bfloat16
+    ref = np.array(t["batch"])
+    err = np.abs(np.array(y.astype(mx.float32)) - ref).max() / np.abs(ref).max()
+    assert err < 0.05, f"bf16 relative error {err}"
+
+
+def test_ring_cache_positions_and_mask():
+    cache = RingKVCache(1, 1, 4, 2)
+    for step in range(10):
+        k = mx.full((1, 1, 1, 2), float(step))
+        keys, _, mask = cache.update_and_fetch(k, k)
+        held = sorted(int(v) for v in np.array(keys[0, 0, :, 0])[np.array(mask[0])])
+        assert held == list(range(max(0, step - 3), step + 1))
+    assert cache.offset == 10
+    assert np.array(cache.slot_positions(10)).tolist() == [8, 9, 6, 7]
+
+
+def test_ring_cache_chunk_wrapping_end():
+    cache = RingKVCache(1, 1, 4, 1)
+    cache.update_and_fetch(mx.zeros((1, 1, 3, 1)), mx.zeros((1, 1, 3, 1)))
+    k = mx.array([3.0, 4.0]).reshape(1, 1, 2, 1)
+    keys, _, mask = cache.update_and_fetch(k, k)  # writes slots 3 and 0
+    assert np.array(keys[0, 0, :, 0]).tolist() == [4.0, 0.0, 0.0, 3.0]
+    # query at position 3 sees 0..3 except the slot overwritten by position 4: slots 1, 2, 3
+    assert np.array(mask).tolist() == [[False, True, True, True], [True, True, True, True]]
+
+
+def test_chunk_larger_than_cache_is_an_error():
+    cache = RingKVCache(1, 1, 2, 1)
+    with pytest.raises(ValueError, match="does not fit"):
+        cache.update_and_fetch(mx.zeros((1, 1, 3, 1)), mx.zeros((1, 1, 3, 1)))
+
+
+def test_rope_table_is_exact_at_long_positions():
+    table = rope_table(100_000, 1, 8, 10_000.0)
+    freqs = np.exp(np.arange(4, dtype=np.float32) * np.float32(-np.log(10_000.0) * 2 / 8))
+    angles = (np.float32(100_000) * freqs).astype(np.float64)
+    np.testing.assert_array_equal(np.array(table.cos[0]), np.cos(angles).astype(np.float32))
+
+
+def test_projected_transformer_projections():
+    cfg = TransformerConfig(d_model=16, num_heads=2, num_layers=1, dim_feedforward=32, context=4)
+    pt = ProjectedTransformer(cfg, input_dim=8, output_dims=(16, 12))
+    names = {k for k, _ in __import__("mlx.utils", fromlist=["tree_flatten"]).tree_flatten(pt.parameters())}
+    assert "input_proj.weight" in names and "output_projs.1.weight" in names
+    assert not any(n.startswith("output_projs.0") for n in names)
+    ys = pt(mx.zeros((2, 3, 8)))
+    assert [y.shape for y in ys] == [(2, 3, 16), (2, 3, 12)]
