@@ -121,6 +121,8 @@ def perturb_transformers(model, gen: torch.Generator) -> None:
             p.copy_(1.0 + 0.3 * torch.randn(p.shape, generator=gen))
         elif ".norm" in name and name.endswith(".bias"):
             p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+        elif name.endswith("linear1.weight"):
+            p.mul_(4.0)      # GELU inputs of std ~2, where exact and tanh GELU clearly differ
 
 
 @torch.no_grad()
