@@ -68,7 +68,7 @@ def test_streaming_matches_reference_and_batch(name: str, chunk: int) -> None:
 @pytest.mark.parametrize(
     "cin,cout,k,s,d,groups",
     [(3, 5, 7, 1, 1, 1), (4, 6, 8, 4, 1, 1), (4, 4, 3, 1, 2, 1), (2, 3, 5, 3, 1, 1), (6, 6, 4, 2, 1, 6),
-     (4, 6, 3, 1, 1, 2), (8, 4, 10, 5, 1, 1), (3, 3, 1, 1, 1, 1)],
+     (8, 4, 10, 5, 1, 1), (3, 3, 1, 1, 1, 1), (5, 5, 3, 1, 2, 5)],
 )
 def test_conv_matches_mlx_conv1d(cin: int, cout: int, k: int, s: int, d: int, groups: int) -> None:
     """Our unfold + matmul equals MLX's own conv1d on the zero-padded input."""
@@ -76,25 +76,27 @@ def test_conv_matches_mlx_conv1d(cin: int, cout: int, k: int, s: int, d: int, gr
     m.bias = mx.random.normal((cout,))
     x = mx.random.normal((2, 6 * s, cin))
     padded = mx.pad(x, [(0, 0), (m.left_context, 0), (0, 0)])
-    want = mx.conv1d(padded, m.weight, stride=s, dilation=d, groups=groups) + m.bias
+    mlx_layout = m.weight.transpose(2, 0, 1)                 # ours [K, C_in/g, C_out] -> [C_out, K, C_in/g]
+    want = mx.conv1d(padded, mlx_layout, stride=s, dilation=d, groups=groups) + m.bias
     assert_close(m(x), want, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize(
-    "cin,cout,k,s,groups", [(6, 3, 8, 4, 1), (3, 2, 5, 3, 1), (5, 5, 4, 2, 5), (4, 6, 4, 2, 2), (4, 4, 3, 1, 1)]
+    "cin,cout,k,s,groups", [(6, 3, 8, 4, 1), (3, 2, 5, 3, 1), (5, 5, 4, 2, 5), (4, 4, 3, 1, 1), (4, 4, 2, 2, 1)]
 )
 def test_convtr_matches_mlx_conv_transpose1d(cin: int, cout: int, k: int, s: int, groups: int) -> None:
     """Batch output = MLX's conv_transpose1d trimmed of its K - stride last samples."""
     m = StreamingConvTranspose1d(cin, cout, k, s, groups=groups)
     m.bias = mx.random.normal((cout,))
     x = mx.random.normal((2, 7, cin))
-    full = mx.conv_transpose1d(x, m.weight, stride=s, groups=groups) + m.bias
+    mlx_layout = m.weight.transpose(2, 1, 0)                 # ours [C_in/g, K, C_out] -> [C_out, K, C_in/g]
+    full = mx.conv_transpose1d(x, mlx_layout, stride=s, groups=groups) + m.bias
     assert_close(m(x), full[:, : 7 * s], atol=1e-5, rtol=1e-5)
 
 
 def test_replicate_padding_uses_first_sample_once() -> None:
     m = StreamingConv1d(1, 1, 4, 2, bias=False, pad_mode="replicate")
-    m.weight = mx.ones((1, 4, 1))
+    m.weight = mx.ones((4, 1, 1))
     x = mx.full((1, 4, 1), 3.0)
     y, state = m.step(x, m.init_state(1))
     assert np.allclose(np.array(y)[0, :, 0], 12.0)   # padding replicates 3.0, not zeros
@@ -111,3 +113,5 @@ def test_bad_inputs_raise_clear_errors() -> None:
     convtr = StreamingConvTranspose1d(3, 4, 4, 2)
     with pytest.raises(ValueError, match=r"\[B, T, 3\]"):
         convtr(mx.zeros((1, 5)))
+    with pytest.raises(ValueError, match="depthwise"):
+        StreamingConv1d(4, 6, 3, groups=2)

@@ -32,9 +32,9 @@ def test_real_checkpoint_layout_maps_onto_real_model() -> None:
     params = dict(tree_flatten(model.parameters()))
     assert set(params) == set(mapped)
     assert len(mapped) == len(listing) - 32          # only the 32 `_initialized` flags are dropped
-    assert mapped["upsample.convtr.weight"].shape == (512, 4, 1)           # depthwise
-    assert mapped["downsample.conv.weight"].shape == (512, 4, 512)
-    assert mapped["decoder.model.2.weight"].shape == (512, 16, 1024)       # transposed conv
+    assert mapped["upsample.convtr.weight"].shape == (1, 4, 512)           # depthwise [C_in/g, K, C_out]
+    assert mapped["downsample.conv.weight"].shape == (4, 512, 512)         # [K, C_in, C_out]
+    assert mapped["decoder.model.2.weight"].shape == (1024, 16, 512)       # transposed [C_in, K, C_out]
     assert mapped["quantizer.rvq_rest.input_proj.weight"].shape == (256, 512)
     assert model.total_codebooks == 32 and model.frame_size == 1920
 
@@ -56,12 +56,12 @@ def test_mapping_layouts_on_values() -> None:
         "quantizer.rvq_first.input_proj.weight", "quantizer.rvq_first.vq.layers.0.codebook.embedding_sum",
         "encoder_transformer.transformer.layers.0.self_attn.in_proj.weight",
     }
-    np.testing.assert_array_equal(to_numpy(m["encoder.model.0.weight"]), before["encoder.model.0.conv.conv.weight"].transpose(0, 2, 1))
+    np.testing.assert_array_equal(to_numpy(m["encoder.model.0.weight"]), before["encoder.model.0.conv.conv.weight"].transpose(2, 1, 0))
     np.testing.assert_array_equal(
-        to_numpy(m["decoder.model.2.weight"]), before["decoder.model.2.convtr.convtr.weight"].transpose(1, 2, 0)
+        to_numpy(m["decoder.model.2.weight"]), before["decoder.model.2.convtr.convtr.weight"].transpose(0, 2, 1)
     )
     np.testing.assert_array_equal(
-        to_numpy(m["upsample.convtr.weight"]), before["upsample.convtr.convtr.convtr.weight"].transpose(0, 2, 1)
+        to_numpy(m["upsample.convtr.weight"]), before["upsample.convtr.convtr.convtr.weight"].transpose(1, 2, 0)
     )
     assert m["quantizer.rvq_first.input_proj.weight"].shape == (3, 2)
     for k, v in w.items():                            # pure: inputs untouched
@@ -96,7 +96,7 @@ def test_mismatched_checkpoint_names_tensors(tmp_path) -> None:
     msg = str(err.value)
     assert "missing tensors (1)" in msg and "decoder.model.14.bias" in msg
     assert "unexpected tensors (1)" in msg and "encoder.model.99.weight" in msg
-    assert "downsample.conv.weight: file (32, 3, 32), model (32, 4, 32)" in msg
+    assert "downsample.conv.weight: file (3, 32, 32), model (4, 32, 32)" in msg
 
 
 def test_checkpoint_for_another_config_is_rejected(tmp_path) -> None:

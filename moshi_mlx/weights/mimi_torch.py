@@ -4,8 +4,9 @@ Our module tree mirrors the PyTorch one (lists where PyTorch has Sequential / Mo
 is a handful of rules, not a table:
   * `X.conv.conv.weight` / `X.convtr.convtr.weight` (and biases): the reference wraps every conv twice
     (StreamingConv1d -> NormConv1d -> nn.Conv1d); here one module holds the weight -> `X.weight`.
-  * conv weights [out, in, K] -> [out, K, in]; transposed-conv weights [in, out / g, K] -> [out, K, in / g],
-    with g = channels for the depthwise upsampler (`upsample.*`), 1 elsewhere.
+  * conv weights [out, in / g, K] -> [K, in / g, out]; transposed-conv weights [in, out / g, K] ->
+    [in / g, K, out], with g = channels for the depthwise upsampler (`upsample.*`), 1 elsewhere
+    (output channels last: the layouts our unfold + matmul convolutions read directly).
   * quantizer 1x1 projections (convs [out, in, 1]) -> linear weights [out, in].
   * `_codebook` -> `codebook` (a leading underscore would hide it from MLX's parameters);
     `_initialized` is training bookkeeping and is dropped.
@@ -24,15 +25,15 @@ _TRAINING_ONLY = re.compile(r"\._codebook\._initialized$")
 
 
 def conv_weight_from_torch(w: mx.array) -> mx.array:
-    """torch Conv1d [out, in / g, K] -> [out, K, in / g]."""
-    return w.transpose(0, 2, 1)
+    """torch Conv1d [out, in / g, K] -> [K, in / g, out]."""
+    return mx.contiguous(w.transpose(2, 1, 0))
 
 
 def convtr_weight_from_torch(w: mx.array, groups: int) -> mx.array:
-    """torch ConvTranspose1d [in, out / g, K] -> [out, K, in / g]."""
+    """torch ConvTranspose1d [in, out / g, K] -> [in / g, K, out]."""
     c_in, out_g, k = w.shape
     in_g = c_in // groups
-    return w.reshape(groups, in_g, out_g, k).transpose(0, 2, 3, 1).reshape(groups * out_g, k, in_g)
+    return mx.contiguous(w.reshape(groups, in_g, out_g, k).transpose(1, 3, 0, 2).reshape(in_g, k, groups * out_g))
 
 
 def _rename(key: str) -> str:
