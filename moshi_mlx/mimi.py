@@ -46,6 +46,16 @@ class ConvTrUpsample(nn.Module):
         self.convtr = StreamingConvTranspose1d(dim, dim, 2 * stride, stride, groups=dim, bias=False)
 
 
+def _transposed_storage(w: mx.array) -> mx.array:
+    """The same [out, in] weight, stored as a view of a contiguous [in, out] array.
+
+    nn.Linear computes x @ W.T; with W stored this way W.T is contiguous, and the CPU BLAS that MLX
+    ships multiplies a contiguous operand ~2.4x faster than a transposed one (Metal does not care).
+    Values, shape and name are unchanged; a later `update()` just brings back the plain layout.
+    """
+    return mx.contiguous(w.T).T
+
+
 def _check_pcm(pcm: mx.array, what: str, multiple: int | None) -> None:
     if not isinstance(pcm, mx.array):
         raise ValueError(f"{what} expects an mx.array of audio [B, 1, T], got {type(pcm).__name__}")
@@ -116,8 +126,14 @@ class Mimi(nn.Module):
         self._num_codebooks = n
 
     def post_load(self) -> None:
-        """Derive buffers from loaded weights (codebook centroids). `load_mimi` calls it."""
+        """Derive buffers from loaded weights (codebook centroids) and lay the Linear weights out for
+        fast matmuls. `load_mimi` calls it once, after loading and any dtype cast."""
         self.quantizer.post_load()
+        for module in (self.encoder_transformer, self.decoder_transformer, self.quantizer):
+            for _, leaf in module.named_modules():
+                if isinstance(leaf, nn.Linear):
+                    leaf.weight = _transposed_storage(leaf.weight)
+        mx.eval(self.parameters())
 
     @property
     def _dtype(self) -> mx.Dtype:

@@ -27,7 +27,8 @@ class EuclideanCodebook(nn.Module):
         """Derive the centroids (float32) from the loaded sums and usages."""
         usage = mx.maximum(self.cluster_usage.astype(mx.float32), _USAGE_EPS)
         centroids = self.embedding_sum.astype(mx.float32) / usage[:, None]
-        self._centroids = centroids
+        # stored as [dim, bins] (a view gives [bins, dim]): the distance matmul reads it contiguously
+        self._centroids = mx.contiguous(centroids.T).T
         self._half_sq_norms = 0.5 * mx.sum(centroids * centroids, axis=-1)
         mx.eval(self._centroids, self._half_sq_norms)
 
