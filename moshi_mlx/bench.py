@@ -1,0 +1,32 @@
+"""`python -m moshi_mlx.bench <model>`: speed figures on this machine. Prints, asserts nothing.
+
+Each model's benchmark lives in its own module (`bench_mimi.py`, ...) exposing `add_arguments(parser)`
+and `run(args) -> int`; this file only dispatches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, one-line help)
+_BENCHES = {
+    "mimi": ("moshi_mlx.bench_mimi", "Mimi codec: streaming ms per 80 ms frame, batch throughput, memory"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m moshi_mlx.bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="model", required=True)
+    modules = {}
+    for name, (module_name, help_text) in _BENCHES.items():
+        module = importlib.import_module(module_name)
+        modules[name] = module
+        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    args = parser.parse_args(argv)
+    return modules[args.model].run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
