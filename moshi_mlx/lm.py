@@ -97,8 +97,11 @@ class Lm(nn.Module):
 
     @property
     def cache_dtype(self) -> mx.Dtype:
-        """KV caches hold keys/values as the layers produce them (the compute dtype)."""
-        return self._compute_dtype
+        """KV caches are stored in the weights' float dtype: bfloat16 for released files unless the model
+        was cast (float32 for exact parity). Quantized 7B with float32 activations thus keeps a 1.5 GiB
+        rather than 3 GiB cache; attention reads it in the compute dtype."""
+        dtype = self.out_norm.weight.dtype
+        return dtype if dtype in (mx.float32, mx.bfloat16, mx.float16) else self._compute_dtype
 
     def embed(self, tokens: mx.array) -> mx.array:
         """tokens [B, 1 + n_q, T] int (text first) -> summed embeddings [B, T, dim]."""

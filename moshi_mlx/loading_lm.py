@@ -32,11 +32,10 @@ def default_compute_dtype(quantized: bool, param_dtype: mx.Dtype) -> mx.Dtype:
 
 def estimate_bytes(header: dict[str, TensorInfo], cfg: LmConfig, dtype: mx.Dtype | None, batch: int = 1) -> int:
     """Weights as they will sit in memory plus the full temporal KV cache."""
-    quantized = is_quantized(header)
     total = 0
     for info in header.values():
         total += _count(info) * dtype.size if dtype is not None and info.dtype in _FLOAT else info.nbytes
-    cache_dtype = dtype or default_compute_dtype(quantized, mx.bfloat16)
+    cache_dtype = dtype or mx.bfloat16  # the caches follow the weights' float dtype (see Lm.cache_dtype)
     t = cfg.transformer
     total += 2 * t.num_layers * t.context * t.d_model * batch * cache_dtype.size
     return total
