@@ -13,6 +13,7 @@ import sys
 # subcommand -> (module, one-line help)
 _BENCHES = {
     "mimi": ("moshi_mlx.bench_mimi", "Mimi codec: streaming ms per 80 ms frame, batch throughput, memory"),
+    "lm": ("moshi_mlx.bench_lm", "Moshi LM: ms per generation step (temporal vs depth), real-time factor, memory"),
 }
 
 

@@ -1,0 +1,144 @@
+"""`python -m moshi_mlx.bench lm`: speed and memory of one Moshi LM step at the released 7B size.
+
+Random weights (the numbers do not depend on them) built directly in the requested precision, one
+module at a time, so a 4-bit model never exists in bf16 first. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+from mlx.utils import tree_flatten
+
+from .config import LmConfig
+from .lm import Lm
+from .lm_gen import LmGen
+from .loading_lm import default_compute_dtype
+from .weights import quant
+
+_PRECISIONS = {"bf16": None, "q8": quant.QuantSpec(8, 64), "q4": quant.QuantSpec(4, 32)}
+FRAME_S = 0.08  # one LM step per 80 ms Mimi frame
+
+
+def random_model(cfg: LmConfig, precision: str, seed: int = 0) -> Lm:
+    """An Lm of `cfg` with random weights, quantized as Kyutai's releases, materialised module by module."""
+    model = Lm(cfg)
+    spec = _PRECISIONS[precision]
+    if spec is not None:
+        quant.apply(model, {p: spec for p, m in quant.quantizable_modules(model).items()
+                            if quant.should_quantize(m, spec)})
+    key = mx.random.key(seed)
+    for _, module in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
+        key, sub = mx.random.split(key)
+        params = dict(tree_flatten(module.parameters()))
+        if not params:
+            continue
+        if "scales" in params:  # affine-quantized: random codes, scales and biases centring them
+            w, s = params["weight"], params["scales"]
+            levels = 2 ** module.bits
+            scale = 0.04 / levels * mx.ones(s.shape, mx.bfloat16)
+            module.weight = mx.random.randint(-(2**31), 2**31 - 1, w.shape, key=sub).view(mx.uint32)
+            module.scales, module.biases = scale, (-scale * (levels / 2)).astype(mx.bfloat16)
+        elif module.weight.ndim == 1:  # norms
+            module.weight = mx.ones(module.weight.shape, mx.bfloat16)
+        else:
+            module.weight = (0.02 * mx.random.normal(module.weight.shape, key=sub)).astype(mx.bfloat16)
+        mx.eval(module.parameters())
+    model.set_compute_dtype(default_compute_dtype(spec is not None, mx.bfloat16))
+    return model
+
+
+def weight_bytes(model: Lm) -> int:
+    """Bytes of weights one step reads (all but the embedding tables, of which it reads 17 rows)."""
+    total = 0
+    for name, p in tree_flatten(model.parameters()):
+        if not (name.startswith(("text_emb.", "audio_embs.")) or ".emb." in name):
+            total += p.nbytes
+    return total
+
+
+def timed_step(gen: LmGen, state, user: mx.array):
+    """One step evaluated in two parts (temporal, then depformer) to split the time; returns both."""
+    lm = gen.lm
+    t0 = time.perf_counter()
+    tokens = state.tokens
+    cfg = lm.cfg
+    step = state.step
+    ring = cfg.max_delay + 2
+    for i in range(cfg.user_codebooks):
+        row = cfg.dep_q + 1 + i
+        tokens[:, row, (step + cfg.delays[row]) % ring] = user[:, i]
+    is_init = mx.array([step <= d for d in cfg.delays])[None, :]
+    inputs = mx.where(is_init, gen._initial[None, :], tokens[:, :, step % ring])
+    context, text_logits = lm.forward_text(inputs[:, :, None], state.lm)
+    text = mx.argmax(text_logits[:, 0], axis=-1).astype(mx.int32)
+    mx.eval(context, text, state.lm.arrays())
+    t1 = time.perf_counter()
+    dep_state = lm.depformer.init_state(1, lm.compute_dtype)
+    prev = text
+    for k in range(cfg.dep_q):
+        prev = mx.argmax(lm.depformer.step(k, context, prev, dep_state), axis=-1).astype(mx.int32)
+    mx.eval(prev)
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t1
+
+
+def bench(precision: str, steps: int, bandwidth_gbs: float, cfg: LmConfig) -> None:
+    mx.reset_peak_memory()
+    t0 = time.perf_counter()
+    model = random_model(cfg, precision)
+    build_s = time.perf_counter() - t0
+    nbytes = weight_bytes(model)
+    gen = LmGen(model, seed=0)
+    rng = np.random.default_rng(0)
+    frames = [mx.array(rng.integers(0, cfg.card, (1, cfg.user_codebooks))) for _ in range(steps + 2)]
+    gen.step(frames[0])
+    gen.step(frames[1])  # warm-up
+    total = []
+    for f in frames[2:]:
+        t = time.perf_counter()
+        gen.step(f)
+        total.append(time.perf_counter() - t)
+    state = gen._state  # continue the same conversation (a second KV cache would distort peak memory)
+    split = [timed_step(gen, state._replace(step=state.step + i), f) for i, f in enumerate(frames[:steps])]
+    temporal = statistics.median(s[0] for s in split)
+    depth = statistics.median(s[1] for s in split)
+    step_s = statistics.median(total)
+    bound = nbytes / (bandwidth_gbs * 1e9)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(
+        f"lm {cfg.dim}-dim {cfg.transformer.num_layers}-layer {precision:>4} ({model.compute_dtype} activations, {model.cache_dtype} KV cache): "
+        f"step {step_s * 1e3:.0f} ms median of {steps} (temporal {temporal * 1e3:.0f} ms, depth {depth * 1e3:.0f} ms), "
+        f"real-time factor {step_s / FRAME_S:.1f}x (1 = real time), weights read/step {nbytes / 1e9:.2f} GB, "
+        f"bandwidth bound {bound * 1e3:.0f} ms at {bandwidth_gbs:g} GB/s -> {bound / step_s:.0%} of bound, "
+        f"peak MLX memory {mx.get_peak_memory() / 2**30:.2f} GiB, peak RSS {rss / 2**30:.2f} GiB, build {build_s:.0f} s"
+    )
+    del gen, model, state
+    mx.clear_cache()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", default="q4", help="comma list of bf16,q8,q4 (default q4)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per precision")
+    parser.add_argument("--bandwidth-gbs", type=float, default=24.0,
+                        help="memory bandwidth of this machine for the roofline (default 24: one core here)")
+    parser.add_argument("--config", default=None, help="Kyutai-schema JSON (default: the 7B preset)")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = LmConfig.preset() if args.config is None else LmConfig.from_json(args.config)
+    precisions = args.precision.split(",")
+    unknown = [p for p in precisions if p not in _PRECISIONS]
+    if unknown:
+        print(f"unknown precision {unknown[0]!r}; choose from {sorted(_PRECISIONS)}", file=sys.stderr)
+        return 2
+    for p in precisions:
+        bench(p, args.steps, args.bandwidth_gbs, cfg)
+    return 0

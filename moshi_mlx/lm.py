@@ -1,0 +1,171 @@
+"""Moshi's language model: a temporal transformer over 17 token streams and a depformer per frame.
+
+Parameter names are those of Kyutai's MLX release (`text_emb`, `audio_embs.{i}`, `transformer.*`,
+`out_norm`, `text_linear`, `depformer.slices.{k}.{emb, linear_in, linear_out, transformer.*}`), so those
+files load unrenamed. Streams: 0 is text, 1..dep_q Moshi's audio codebooks, the rest the user's.
+
+The temporal transformer streams through caller-owned RingKVCaches (`LmState`); the depformer runs
+dep_q steps inside one frame, each with its own slice of weights and one cache shared by all slices.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .config import LmConfig
+from .modules.embedding import ScaledEmbedding
+from .modules.transformer import Transformer, TransformerState, make_norm
+
+
+class LmState(NamedTuple):
+    """Streaming state of the temporal transformer (one ring KV cache per layer)."""
+
+    temporal: TransformerState
+
+    @property
+    def offset(self) -> int:
+        return self.temporal.offset
+
+    def arrays(self) -> list[mx.array]:
+        return self.temporal.arrays()
+
+
+class DepformerSlice(nn.Module):
+    """Weights generating one codebook: input projection, previous-token embedding, stack, output head."""
+
+    def __init__(self, cfg: LmConfig, in_vocab: int):
+        super().__init__()
+        dep = cfg.depformer.transformer
+        self.emb = ScaledEmbedding(in_vocab, dep.d_model)
+        self.linear_in = nn.Linear(cfg.dim, dep.d_model, bias=False)
+        self.linear_out = nn.Linear(dep.d_model, cfg.card, bias=False)
+        self.transformer = Transformer(dep)
+
+
+class Depformer(nn.Module):
+    def __init__(self, cfg: LmConfig):
+        super().__init__()
+        # Slice 0 embeds the text token just sampled; slice k > 0 the audio token of codebook k - 1.
+        self.slices = [
+            DepformerSlice(cfg, cfg.text_card + 1 if k == 0 else cfg.card + 1) for k in range(cfg.dep_q)
+        ]
+
+    def init_state(self, batch: int, dtype: mx.Dtype) -> TransformerState:
+        """Fresh cache for one frame (dep_q steps), shared by all slices."""
+        return self.slices[0].transformer.init_state(batch, dtype)
+
+    def step(self, k: int, context: mx.array, prev_token: mx.array, state: TransformerState) -> mx.array:
+        """Logits [B, card] of codebook k.
+
+        Args:
+            k: slice (codebook) index; steps must come in order 0..dep_q-1 over one state.
+            context: [B, 1, dim] normed temporal transformer output of this frame.
+            prev_token: [B] int, the text token (k = 0) or the audio token of codebook k - 1.
+        """
+        s = self.slices[k]
+        x = s.linear_in(context) + s.emb(prev_token[:, None]).astype(context.dtype)
+        return s.linear_out(s.transformer(x, state))[:, 0]
+
+
+class Lm(nn.Module):
+    """Moshi's LM. Activations are computed in `compute_dtype` (float32 by default)."""
+
+    def __init__(self, cfg: LmConfig):
+        super().__init__()
+        self.cfg = cfg
+        dim = cfg.dim
+        self.text_emb = ScaledEmbedding(cfg.text_card + 1, dim)
+        self.audio_embs = [ScaledEmbedding(cfg.card + 1, dim) for _ in range(cfg.n_q)]
+        self.transformer = Transformer(cfg.transformer)
+        self.out_norm = make_norm(cfg.transformer.norm, dim)
+        self.text_linear = nn.Linear(dim, cfg.text_card, bias=False)
+        self.depformer = Depformer(cfg)
+        self._compute_dtype: mx.Dtype = mx.float32
+
+    @property
+    def compute_dtype(self) -> mx.Dtype:
+        return self._compute_dtype
+
+    def set_compute_dtype(self, dtype: mx.Dtype) -> None:
+        self._compute_dtype = dtype
+
+    def init_state(self, batch: int = 1) -> LmState:
+        return LmState(self.transformer.init_state(batch, self.cache_dtype))
+
+    @property
+    def cache_dtype(self) -> mx.Dtype:
+        """KV caches are stored in the weights' float dtype: bfloat16 for released files unless the model
+        was cast (float32 for exact parity). Quantized 7B with float32 activations thus keeps a 1.5 GiB
+        rather than 3 GiB cache; attention reads it in the compute dtype."""
+        dtype = self.out_norm.weight.dtype
+        return dtype if dtype in (mx.float32, mx.bfloat16, mx.float16) else self._compute_dtype
+
+    def embed(self, tokens: mx.array) -> mx.array:
+        """tokens [B, 1 + n_q, T] int (text first) -> summed embeddings [B, T, dim]."""
+        dt = self._compute_dtype
+        x = self.audio_embs[0](tokens[:, 1]).astype(dt)
+        for i in range(1, self.cfg.n_q):
+            x = x + self.audio_embs[i](tokens[:, i + 1]).astype(dt)
+        return x + self.text_emb(tokens[:, 0]).astype(dt)
+
+    def forward_text(self, tokens: mx.array, state: LmState | None = None) -> tuple[mx.array, mx.array]:
+        """Temporal transformer over tokens [B, 1 + n_q, T].
+
+        Returns:
+            context: [B, T, dim] normed output (the depformer's input); text_logits: [B, T, text_card].
+        """
+        out = self.out_norm(self.transformer(self.embed(tokens), None if state is None else state.temporal))
+        return out, self.text_linear(out)
+
+    def depformer_logits(self, context: mx.array, tokens: mx.array) -> mx.array:
+        """Teacher-forced depformer: context [B, 1, dim], tokens [B, 1 + dep_q] -> logits [B, dep_q, card].
+
+        Codebook k sees tokens[:, k] (the text token for k = 0) as its previous token.
+        """
+        state = self.depformer.init_state(context.shape[0], self._compute_dtype)
+        return mx.stack(
+            [self.depformer.step(k, context, tokens[:, k], state) for k in range(self.cfg.dep_q)], axis=1
+        )
+
+    def teacher_forced(self, codes: mx.array) -> tuple[mx.array, mx.array]:
+        """Logits for a whole code sequence, aligned with it, as the reference's `LMModel.forward`.
+
+        Args:
+            codes: [B, 1 + n_q, T] int, undelayed (text first).
+
+        Returns:
+            text_logits [B, 1, T, text_card] and audio_logits [B, dep_q, T, card] in float32; positions a
+            delayed stream cannot predict (its last `delay` steps) are NaN.
+        """
+        cfg = self.cfg
+        b, k, t = codes.shape
+        initial = mx.array([cfg.text_initial_token_id] + [cfg.initial_token_id] * cfg.n_q, mx.int32)
+        rows = []
+        for i, d in enumerate(cfg.delays):  # delay each stream, padding its start with the initial token
+            head = mx.broadcast_to(initial[i], (b, d)) if d else None
+            row = codes[:, i, : t - d]
+            rows.append(row if head is None else mx.concatenate([head, row], axis=1))
+        delayed = mx.stack(rows, axis=1)                                              # [B, K, T]
+        inputs = mx.concatenate([mx.broadcast_to(initial[None, :, None], (b, k, 1)), delayed[:, :, :-1]], axis=2)
+        context, text_logits = self.forward_text(inputs)
+        flat = context.reshape(b * t, 1, -1)
+        targets = delayed[:, : cfg.dep_q + 1].transpose(0, 2, 1).reshape(b * t, cfg.dep_q + 1)
+        audio = self.depformer_logits(flat, targets).reshape(b, t, cfg.dep_q, -1).transpose(0, 2, 1, 3)
+        audio = _undelay(audio.astype(mx.float32), cfg.delays[1 : cfg.dep_q + 1])
+        text = _undelay(text_logits.astype(mx.float32)[:, None], cfg.delays[:1])
+        return text, audio
+
+
+def _undelay(logits: mx.array, delays: tuple[int, ...]) -> mx.array:
+    """[B, K, T, V] in the delayed domain -> aligned with the undelayed codes; NaN where unknown."""
+    t = logits.shape[2]
+    rows = []
+    for i, d in enumerate(delays):
+        row = logits[:, i, d:]
+        if d:
+            row = mx.concatenate([row, mx.full((row.shape[0], d, row.shape[2]), float("nan"))], axis=1)
+        rows.append(row[:, :t])
+    return mx.stack(rows, axis=1)

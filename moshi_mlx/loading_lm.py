@@ -1,0 +1,95 @@
+"""load_lm: safetensors file -> detected layout -> quantized model skeleton -> strict load."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mlx.core as mx
+
+from .config import LmConfig
+from .errors import CheckpointError
+from .lm import Lm
+from .memory import check_fits
+from .weights import quant
+from .weights.formats import CheckpointFormat, detect_format, is_quantized
+from .weights.lm_mlx import map_lm_mlx
+from .weights.lm_torch import map_lm_torch
+from .weights.safetensors_io import TensorInfo, load_tensors, read_header
+from .weights.strict import load_strict
+
+_MAPPINGS = {CheckpointFormat.LM_KYUTAI_TORCH: map_lm_torch, CheckpointFormat.LM_KYUTAI_MLX: map_lm_mlx}
+_FLOAT = {"F32", "F16", "BF16"}
+
+
+def default_compute_dtype(quantized: bool, param_dtype: mx.Dtype) -> mx.Dtype:
+    """float32 activations for quantized weights on CPU (MLX's CPU kernels are ~8x faster than with
+    bf16 activations); otherwise the weights' own dtype."""
+    if quantized and mx.default_device() == mx.cpu:
+        return mx.float32
+    return param_dtype if param_dtype in (mx.float32, mx.bfloat16, mx.float16) else mx.float32
+
+
+def estimate_bytes(header: dict[str, TensorInfo], cfg: LmConfig, dtype: mx.Dtype | None, batch: int = 1) -> int:
+    """Weights as they will sit in memory plus the full temporal KV cache."""
+    total = 0
+    for info in header.values():
+        total += _count(info) * dtype.size if dtype is not None and info.dtype in _FLOAT else info.nbytes
+    cache_dtype = dtype or mx.bfloat16  # the caches follow the weights' float dtype (see Lm.cache_dtype)
+    t = cfg.transformer
+    total += 2 * t.num_layers * t.context * t.d_model * batch * cache_dtype.size
+    return total
+
+
+def _count(info: TensorInfo) -> int:
+    n = 1
+    for d in info.shape:
+        n *= d
+    return n
+
+
+def load_lm(
+    weights: str | os.PathLike,
+    config: str | os.PathLike | LmConfig | None = None,
+    dtype: mx.Dtype | None = None,
+) -> Lm:
+    """Load Moshi's LM from any released layout and precision.
+
+    Args:
+        weights: a .safetensors file in Kyutai's PyTorch layout (bf16) or Kyutai's MLX layout (bf16, q8,
+            q4); the layout and quantization are read from the file, never guessed from its name.
+        config: Kyutai-schema JSON path or an LmConfig; default: the released 7B config.
+        dtype: cast float weights to this dtype and compute in it (mx.float32 for exact parity with the
+            float32 reference). Default: keep the file's dtype; compute in float32 on CPU when quantized.
+
+    Raises:
+        CheckpointError: the file is unreadable or does not fit the config (names the tensors).
+        MemoryBudgetError: the model would not fit in memory at this precision.
+    """
+    path = Path(weights)
+    source = str(path)
+    header = read_header(path)
+    fmt = detect_format(header, source)
+    if fmt not in _MAPPINGS:
+        raise CheckpointError(f"{source}: this is a {fmt.value}, not a Moshi LM; pass the LM weights.")
+    if isinstance(config, LmConfig):
+        cfg = config
+    else:
+        cfg = LmConfig.preset() if config is None else LmConfig.from_json(config)
+
+    quantized = is_quantized(header)
+    advice = ("Use the 4-bit weights (kyutai/moshiko-mlx-q4) or close other programs."
+              if not quantized or dtype is not None else "Use the 4-bit weights, or close other programs.")
+    check_fits(estimate_bytes(header, cfg, dtype), f"{source} ({fmt.value})", advice)
+
+    model = Lm(cfg)
+    specs = quant.specs_from_header(model, header, source) if fmt is CheckpointFormat.LM_KYUTAI_MLX else {}
+    quant.apply(model, specs)
+    tensors = _MAPPINGS[fmt](load_tensors(path), cfg, source)
+    load_strict(model, tensors, f"{source} ({fmt.value})")
+    if dtype is not None:
+        model.set_dtype(dtype)
+    param_dtype = model.out_norm.weight.dtype
+    model.set_compute_dtype(dtype or default_compute_dtype(bool(specs), param_dtype))
+    mx.eval(model.parameters())
+    return model

@@ -1,0 +1,22 @@
+"""Temperature and top-k sampling with explicit PRNG keys (runs are repeatable given a seed)."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+
+
+def sample(logits: mx.array, temp: float, top_k: int, key: mx.array | None) -> mx.array:
+    """Draw one token per row of logits [B, V] -> int32 [B].
+
+    temp <= 0 is greedy (argmax, first index on ties, as the reference). top_k <= 0 or >= V samples
+    from the whole distribution; otherwise only from the k largest logits.
+    """
+    if temp <= 0.0:
+        return mx.argmax(logits, axis=-1).astype(mx.int32)
+    scaled = logits.astype(mx.float32) / temp
+    vocab = scaled.shape[-1]
+    if 0 < top_k < vocab:
+        idx = mx.argpartition(-scaled, kth=top_k - 1, axis=-1)[..., :top_k]   # [B, k], unordered
+        choice = mx.random.categorical(mx.take_along_axis(scaled, idx, axis=-1), key=key)
+        return mx.take_along_axis(idx, choice[..., None], axis=-1)[..., 0].astype(mx.int32)
+    return mx.random.categorical(scaled, key=key).astype(mx.int32)

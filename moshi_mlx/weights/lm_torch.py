@@ -1,0 +1,89 @@
+"""Kyutai's PyTorch Moshi LM layout (kyutai/moshiko-pytorch-bf16 `model.safetensors`) -> our names.
+
+Differences from ours (which are Kyutai's MLX release names):
+  emb.{i}                  -> audio_embs.{i}
+  *.alpha [1, 1, D]        -> *.weight [D]                     (RMSNorm)
+  self_attn.in_proj_weight -> self_attn.in_proj.weight
+  depformer_in.{k}, linears.{k}, depformer_text_emb, depformer_emb.{k-1}
+                           -> depformer.slices.{k}.{linear_in, linear_out, emb}
+  depformer.layers.{l}.self_attn.{in_proj_weight, out_proj.weight}: the dep_q per-step projections
+      concatenated along dim 0 -> chunk k goes to slice k
+  depformer.layers.{l}.gating.{k}.* -> slice k; depformer norms are shared: copied into every slice.
+Tensors this function does not know are passed through under their own name, so strict loading names them.
+"""
+
+from __future__ import annotations
+
+import re
+
+import mlx.core as mx
+
+from ..config import LmConfig
+from ..errors import CheckpointError
+
+_TEMPORAL = re.compile(r"transformer\.layers\.(\d+)\.(.+)")
+
+
+def _norm(v: mx.array) -> mx.array:
+    return v.reshape(-1)
+
+
+def map_lm_torch(tensors: dict[str, mx.array], cfg: LmConfig, source: str = "checkpoint") -> dict[str, mx.array]:
+    w = dict(tensors)
+    out: dict[str, mx.array] = {}
+
+    def move(src: str, dst: str, fn=None) -> None:
+        if src in w:
+            v = w.pop(src)
+            out[dst] = v if fn is None else fn(v)
+
+    move("text_emb.weight", "text_emb.weight")
+    move("text_linear.weight", "text_linear.weight")
+    move("out_norm.alpha", "out_norm.weight", _norm)
+    for i in range(cfg.n_q):
+        move(f"emb.{i}.weight", f"audio_embs.{i}.weight")
+    for key in [k for k in w if _TEMPORAL.fullmatch(k)]:
+        layer, rest = _TEMPORAL.fullmatch(key).groups()  # type: ignore[union-attr]
+        if rest.endswith(".alpha"):
+            move(key, f"transformer.layers.{layer}.{rest[: -len('alpha')]}weight", _norm)
+        else:
+            move(key, f"transformer.layers.{layer}.{rest.replace('in_proj_weight', 'in_proj.weight')}")
+
+    dep_q = cfg.dep_q
+    for k in range(dep_q):
+        s = f"depformer.slices.{k}"
+        src_in = k if cfg.depformer.multi_linear else 0
+        if f"depformer_in.{src_in}.weight" in w:
+            out[f"{s}.linear_in.weight"] = w[f"depformer_in.{src_in}.weight"]
+        move(f"linears.{k}.weight", f"{s}.linear_out.weight")
+        move("depformer_text_emb.weight" if k == 0 else f"depformer_emb.{k - 1}.weight", f"{s}.emb.weight")
+    for i in range(dep_q if cfg.depformer.multi_linear else 1):
+        w.pop(f"depformer_in.{i}.weight", None)
+
+    for layer in range(cfg.depformer.transformer.num_layers):
+        p = f"depformer.layers.{layer}"
+        fused = {}
+        for name in ("self_attn.in_proj_weight", "self_attn.out_proj.weight"):
+            if f"{p}.{name}" in w:
+                v = w.pop(f"{p}.{name}")
+                if v.shape[0] % dep_q:
+                    raise CheckpointError(
+                        f"{source}: {p}.{name} has {v.shape[0]} rows, not a multiple of dep_q={dep_q}: "
+                        "the file and the config (--config) do not belong together."
+                    )
+                fused[name] = mx.split(v, dep_q, axis=0)
+        norms = {n: w.pop(f"{p}.{n}.alpha") for n in ("norm1", "norm2") if f"{p}.{n}.alpha" in w}
+        for k in range(dep_q):
+            q = f"depformer.slices.{k}.transformer.layers.{layer}"
+            if "self_attn.in_proj_weight" in fused:
+                out[f"{q}.self_attn.in_proj.weight"] = fused["self_attn.in_proj_weight"][k]
+            if "self_attn.out_proj.weight" in fused:
+                out[f"{q}.self_attn.out_proj.weight"] = fused["self_attn.out_proj.weight"][k]
+            for n, v in norms.items():
+                out[f"{q}.{n}.weight"] = _norm(v)
+            for lin in ("linear_in", "linear_out"):
+                move(f"{p}.gating.{k}.{lin}.weight", f"{q}.gating.{lin}.weight")
+
+    for key, v in w.items():  # unknown: keep the name so the strict check reports it
+        out.setdefault(key, v)
+    return out

@@ -1,0 +1,203 @@
+"""LM checkpoint formats: detection, both released layouts, quantization read from shapes, errors."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from mlx.utils import tree_flatten
+
+from lm_helpers import CONFIG, FILES, LM
+from moshi_mlx.config import LmConfig
+from moshi_mlx.errors import CheckpointError, ConfigError, MemoryBudgetError
+from moshi_mlx.lm import Lm
+from moshi_mlx.loading_lm import estimate_bytes, load_lm
+from moshi_mlx.memory import check_fits
+from moshi_mlx.modules.embedding import QuantizedScaledEmbedding, ScaledEmbedding
+from moshi_mlx.weights import quant
+from moshi_mlx.weights.formats import CheckpointFormat, detect_format
+from moshi_mlx.weights.lm_torch import map_lm_torch
+from moshi_mlx.weights.safetensors_io import TensorInfo, read_header
+
+
+def kyutai_keys(which: str) -> dict[str, dict[str, list]]:
+    return json.loads((LM / f"kyutai_mlx_keys_{which}.json").read_text())
+
+
+def shapes(model) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in tree_flatten(model.parameters())}
+
+
+@pytest.mark.parametrize("which", ["small", "7b"])
+@pytest.mark.parametrize("precision", ["bf16", "q8", "q4"])
+def test_parameter_names_are_kyutai_mlx_release_names(which, precision):
+    cfg = LmConfig.from_json(CONFIG) if which == "small" else LmConfig.preset()
+    model = Lm(cfg)  # lazily initialised: the 7B weights are never materialised
+    spec = {"q8": quant.QuantSpec(8, 64), "q4": quant.QuantSpec(4, 32)}.get(precision)
+    if spec is not None:
+        quant.apply(model, {p: spec for p, m in quant.quantizable_modules(model).items()})
+    expected = {k: tuple(v[0]) for k, v in kyutai_keys(which)[precision].items()}
+    ours = shapes(model)
+    assert sorted(set(expected) ^ set(ours)) == []
+    assert {k: v for k, v in ours.items() if expected[k] != v} == {}
+
+
+def test_7b_preset_sizes():
+    cfg = LmConfig.preset()
+    assert cfg.transformer.gating_hidden == 11264 and cfg.depformer.transformer.gating_hidden == 2816
+    assert cfg.delays == (0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1)
+    assert (cfg.user_codebooks, cfg.dep_q, cfg.max_delay, cfg.transformer.context) == (8, 8, 1, 3000)
+    assert cfg.depformer.transformer.positional_embedding == "none"
+    assert cfg.depformer.transformer.context == 8
+
+
+@pytest.mark.parametrize(
+    "name,fmt",
+    [("torch", CheckpointFormat.LM_KYUTAI_TORCH), ("mlx_bf16", CheckpointFormat.LM_KYUTAI_MLX),
+     ("mlx_q8", CheckpointFormat.LM_KYUTAI_MLX), ("mlx_q4", CheckpointFormat.LM_KYUTAI_MLX)],
+)
+def test_detect_format(name, fmt):
+    assert detect_format(read_header(FILES[name])) is fmt
+
+
+def test_unknown_layout_is_named():
+    with pytest.raises(CheckpointError, match="unrecognised checkpoint layout"):
+        detect_format({"foo.weight": TensorInfo("F32", (2, 2))})
+
+
+@pytest.mark.parametrize("name,spec", [("mlx_bf16", None), ("mlx_q8", (8, 64)), ("mlx_q4", (4, 32))])
+def test_quantization_read_from_shapes(name, spec):
+    specs = quant.specs_from_header(Lm(LmConfig.from_json(CONFIG)), read_header(FILES[name]), name)
+    got = quant.uniform_spec(specs)
+    assert (got.bits, got.group_size) == spec if spec else specs == {}
+    if spec:  # every Linear and Embedding, as Kyutai's nn.quantize of the whole model
+        assert len(specs) == len(quant.quantizable_modules(Lm(LmConfig.from_json(CONFIG))))
+
+
+def test_both_layouts_map_to_the_same_tensors():
+    cfg = LmConfig.from_json(CONFIG)
+    ours = map_lm_torch(dict(mx.load(str(FILES["torch"]))), cfg)
+    kyutai = dict(mx.load(str(FILES["mlx_bf16"])))
+    assert sorted(ours) == sorted(kyutai)
+    unequal = [k for k in ours if not mx.array_equal(ours[k], kyutai[k]).item()]
+    assert unequal == []
+
+
+def test_torch_mapping_routes_every_layer_and_step():
+    # Two depformer layers, every tensor filled with its own id: each target must get its own source.
+    raw = json.loads(CONFIG.read_text()) | {"depformer_num_layers": 2}
+    cfg = LmConfig.from_kyutai(raw)
+    dep, dim, dq = cfg.depformer.transformer, cfg.dim, cfg.dep_q
+    src: dict[str, mx.array] = {}
+    for layer in range(2):
+        p = f"depformer.layers.{layer}"
+        src[f"{p}.self_attn.in_proj_weight"] = mx.repeat(mx.arange(dq) + 100 * layer, 3 * dep.d_model)[:, None]
+        src[f"{p}.self_attn.out_proj.weight"] = mx.repeat(mx.arange(dq) + 100 * layer + 50, dep.d_model)[:, None]
+        src[f"{p}.norm1.alpha"] = mx.full((1, 1, 1), 1000 + layer)
+        for k in range(dq):
+            src[f"{p}.gating.{k}.linear_in.weight"] = mx.full((1,), 2000 + 100 * layer + k)
+    for k in range(dq):
+        src[f"depformer_in.{k}.weight"] = mx.full((1,), 3000 + k)
+        src[f"linears.{k}.weight"] = mx.full((1,), 4000 + k)
+    src["depformer_text_emb.weight"] = mx.full((1,), 5000)
+    for k in range(dq - 1):
+        src[f"depformer_emb.{k}.weight"] = mx.full((1,), 5001 + k)
+    out = {k: v.reshape(-1) for k, v in map_lm_torch(src, cfg).items()}
+    for layer in range(2):
+        for k in range(dq):
+            q = f"depformer.slices.{k}.transformer.layers.{layer}"
+            assert (out[f"{q}.self_attn.in_proj.weight"] == k + 100 * layer).all()
+            assert out[f"{q}.self_attn.in_proj.weight"].size == 3 * dep.d_model
+            assert (out[f"{q}.self_attn.out_proj.weight"] == k + 100 * layer + 50).all()
+            assert out[f"{q}.norm1.weight"].item() == 1000 + layer
+            assert out[f"{q}.gating.linear_in.weight"].item() == 2000 + 100 * layer + k
+    for k in range(dq):
+        s = f"depformer.slices.{k}"
+        assert out[f"{s}.linear_in.weight"].item() == 3000 + k
+        assert out[f"{s}.linear_out.weight"].item() == 4000 + k
+        assert out[f"{s}.emb.weight"].item() == 5000 + k
+
+
+def test_single_depformer_in_is_shared_when_not_multi_linear():
+    raw = json.loads(CONFIG.read_text()) | {"depformer_multi_linear": False}
+    cfg = LmConfig.from_kyutai(raw)
+    out = map_lm_torch({"depformer_in.0.weight": mx.ones((1,))}, cfg)
+    assert sorted(k for k in out if "linear_in" in k) == [f"depformer.slices.{k}.linear_in.weight" for k in range(8)]
+
+
+def test_missing_and_extra_tensors_are_named(tmp_path):
+    w = dict(mx.load(str(FILES["torch"])))
+    del w["transformer.layers.1.gating.linear_out.weight"]
+    w["transformer.layers.9.norm1.alpha"] = mx.ones((1, 1, 128))
+    path = tmp_path / "broken.safetensors"
+    mx.save_safetensors(str(path), w)
+    with pytest.raises(CheckpointError) as e:
+        load_lm(path, CONFIG)
+    msg = str(e.value)
+    assert "transformer.layers.1.gating.linear_out.weight" in msg and "transformer.layers.9.norm1.weight" in msg
+
+
+@pytest.mark.parametrize("name", ["torch", "mlx_q4"])
+def test_wrong_config_is_a_checkpoint_error(name, tmp_path):
+    raw = json.loads(CONFIG.read_text()) | {"dim": 192, "num_heads": 3}
+    cfg = tmp_path / "other.json"
+    cfg.write_text(json.dumps(raw))
+    with pytest.raises(CheckpointError, match="config"):
+        load_lm(FILES[name], cfg)
+
+
+def test_truncated_file(tmp_path):
+    data = FILES["mlx_q4"].read_bytes()
+    path = tmp_path / "cut.safetensors"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_lm(path, CONFIG)
+
+
+def test_mimi_file_is_refused_as_lm(tmp_path):
+    path = tmp_path / "mimi.safetensors"
+    mx.save_safetensors(str(path), {"encoder.model.0.conv.conv.weight": mx.zeros((2, 1, 3))})
+    with pytest.raises(CheckpointError, match="not a Moshi LM"):
+        load_lm(path, CONFIG)
+
+
+def test_memory_estimate_and_refusal():
+    cfg = LmConfig.preset()
+    bf16 = {"w": TensorInfo("BF16", (7_000_000_000,))}
+    q4 = {"w.weight": TensorInfo("U32", (1000, 100)), "w.scales": TensorInfo("BF16", (1000, 10))}
+    cache = 2 * 32 * 3000 * 4096
+    assert estimate_bytes(bf16, cfg, None) == 14_000_000_000 + cache * 2
+    assert estimate_bytes(bf16, cfg, mx.float32) == 28_000_000_000 + cache * 4
+    assert estimate_bytes(q4, cfg, None) == 400_000 + 20_000 + cache * 4  # float32 activations on CPU
+    with pytest.raises(MemoryBudgetError, match="4-bit"):
+        check_fits(estimate_bytes(bf16, cfg, None), "7B bf16", "Use the 4-bit weights.", available=8 * 2**30)
+    check_fits(1 << 20, "tiny", "", available=8 * 2**30)
+
+
+def test_scaled_embedding_zero_token_survives_quantization():
+    emb = ScaledEmbedding(33, 64)
+    ids = mx.array([[0, -1, 5, -2]])
+    for layer in (emb, emb.to_quantized(group_size=32, bits=4)):
+        y = layer(ids)
+        assert (y[0, 1] == 0).all() and not (y[0, 0] == 0).all()
+        assert mx.allclose(y[0, 3], y[0, 0]).item()       # other negatives read row 0, as the reference
+    assert isinstance(emb.to_quantized(group_size=64, bits=8), QuantizedScaledEmbedding)
+
+
+def test_config_unknown_keys_warn_and_unsupported_refused():
+    raw = json.loads(CONFIG.read_text())
+    with pytest.warns(UserWarning, match="frobnicate"):
+        LmConfig.from_kyutai(raw | {"frobnicate": 1})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LmConfig.from_kyutai(raw | {"depformer_causal": True, "existing_text_end_padding_id": 0})
+    with pytest.raises(ConfigError, match="conditioners"):
+        LmConfig.from_kyutai(raw | {"conditioners": {"x": {}}})
+    with pytest.raises(ConfigError, match="missing required key 'card'"):
+        LmConfig.from_kyutai({k: v for k, v in raw.items() if k != "card"})
+    with pytest.raises(ConfigError, match="delays"):
+        LmConfig.from_kyutai(raw | {"delays": [0, 1]})
+    assert np.isclose(LmConfig.from_kyutai(raw).transformer.dim_feedforward, 192)

@@ -1,0 +1,42 @@
+"""Temperature / top-k sampling with explicit keys."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+
+from moshi_mlx.sampling import sample
+
+
+def test_greedy_is_argmax():
+    logits = mx.array([[0.1, 3.0, 2.9, -1.0], [5.0, 5.0, 1.0, 0.0]])
+    assert sample(logits, 0.0, 0, None).tolist() == [1, 0]   # ties: first index, as torch.argmax
+
+
+def test_top_k_restricts_to_the_k_best():
+    rng = np.random.default_rng(0)
+    logits = mx.array(rng.normal(size=(64, 50)).astype(np.float32))
+    best = set()
+    got = sample(logits, 5.0, 3, mx.random.key(1))               # hot: without top-k anything goes
+    order = np.argsort(-np.array(logits), axis=-1)[:, :3]
+    for row, tok in enumerate(got.tolist()):
+        assert tok in order[row], (row, tok)
+        best.add(tok == order[row, 0])
+    assert best == {True, False}
+    assert (sample(logits, 1.0, 1, mx.random.key(2)) == mx.argmax(logits, -1)).all().item()
+
+
+def test_frequencies_follow_softmax_of_scaled_logits():
+    logits = mx.array([[0.0, 1.0, 2.0, 3.0]] * 4000)
+    draws = np.array(sample(logits, 2.0, 0, mx.random.key(3)))
+    freq = np.bincount(draws, minlength=4) / draws.size
+    p = np.exp(np.arange(4) / 2.0)
+    np.testing.assert_allclose(freq, p / p.sum(), atol=0.03)
+
+
+def test_same_key_same_draw():
+    logits = mx.array(np.random.default_rng(1).normal(size=(8, 100)).astype(np.float32))
+    a = sample(logits, 0.8, 25, mx.random.key(9))
+    b = sample(logits, 0.8, 25, mx.random.key(9))
+    c = sample(logits, 0.8, 25, mx.random.key(10))
+    assert mx.array_equal(a, b).item() and not mx.array_equal(a, c).item()
