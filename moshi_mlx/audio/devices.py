@@ -1,0 +1,318 @@
+"""Sound devices: microphone and speaker at their own rates, exchanged with the model at 24 kHz.
+
+Each device is opened as its own stream at its own default rate (a 44.1/48 kHz mic, a Bluetooth
+headset that drops to 16/24 kHz when its mic opens), so input and output may differ. The audio
+callbacks only copy samples between the device and lock-free rings (device rate); the model
+loop thread drains and fills those rings through `AudioIO`, resampling with stateful soxr
+streams, so nothing in a callback allocates models, locks or waits.
+
+sounddevice (PortAudio) is imported only when a real device is opened or listed: importing this
+module, and every test, works on a machine without PortAudio.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import AudioFormatError
+from .fake import FakeStream, FakeStreamFactory  # noqa: F401 (re-exported for tests and the app)
+from .ring import RingBuffer
+
+MODEL_RATE = 24_000
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    index: int
+    name: str
+    inputs: int  # max input channels
+    outputs: int
+    default_rate: float
+    is_default_input: bool = False
+    is_default_output: bool = False
+
+    def describe(self) -> str:
+        tags = [t for t, on in (("default in", self.is_default_input), ("default out", self.is_default_output)) if on]
+        extra = f" [{', '.join(tags)}]" if tags else ""
+        return f"{self.index:>3}  {self.name}  (in {self.inputs}, out {self.outputs}, {self.default_rate:g} Hz){extra}"
+
+
+class SoundDeviceBackend:
+    """sounddevice behind the small interface `AudioIO` needs (FakeStreamFactory has the same)."""
+
+    def __init__(self) -> None:
+        try:
+            import sounddevice as sd
+        except OSError as e:  # PortAudio missing: sounddevice raises at import
+            raise AudioFormatError(
+                f"cannot use the sound card: {e}. On Linux install PortAudio "
+                "(`sudo apt-get install libportaudio2`); on macOS reinstall sounddevice "
+                "(`pip install --force-reinstall sounddevice`)."
+            ) from None
+        self._sd = sd
+
+    @property
+    def default(self) -> tuple[int, int]:
+        dev = self._sd.default.device
+        return int(dev[0]), int(dev[1])
+
+    def query_devices(self) -> list[dict]:
+        return [dict(d) for d in self._sd.query_devices()]
+
+    def open(self, kind: str, **kw):
+        cls = {"input": self._sd.InputStream, "output": self._sd.OutputStream}[kind]
+        return cls(**kw)
+
+
+def _backend(backend=None):
+    return SoundDeviceBackend() if backend is None else backend
+
+
+def list_devices(backend=None) -> list[DeviceInfo]:
+    """Every audio device PortAudio sees (or the fake backend's), with its default rate."""
+    b = _backend(backend)
+    d_in, d_out = b.default
+    return [
+        DeviceInfo(
+            index=i, name=str(d["name"]), inputs=int(d["max_input_channels"]), outputs=int(d["max_output_channels"]),
+            default_rate=float(d["default_samplerate"]), is_default_input=i == d_in, is_default_output=i == d_out,
+        )
+        for i, d in enumerate(b.query_devices())
+    ]  # fmt: skip
+
+
+def find_device(spec: int | str | None, kind: str, backend=None) -> DeviceInfo:
+    """Picks the input or output device by index, by (case-insensitive) name substring, or the default.
+
+    Raises:
+        AudioFormatError: no such device, several match, or it has no channels of that kind.
+    """
+    if kind not in ("input", "output"):
+        raise ValueError(kind)
+    b = _backend(backend)
+    devices = list_devices(b)
+    usable = [d for d in devices if (d.inputs if kind == "input" else d.outputs) > 0]
+    listing = "\n".join(d.describe() for d in usable) or "(none)"
+    flag = "--input-device" if kind == "input" else "--output-device"
+    if isinstance(spec, str) and spec.strip().isdigit():
+        spec = int(spec)
+    if spec is None:
+        idx = b.default[0 if kind == "input" else 1]
+        match = [d for d in usable if d.index == idx]
+        if not match:
+            raise AudioFormatError(f"there is no default {kind} device; pick one with {flag} from:\n{listing}")
+        return match[0]
+    if isinstance(spec, int):
+        match = [d for d in devices if d.index == spec]
+        if not match:
+            raise AudioFormatError(f"no audio device number {spec}; {kind} devices are:\n{listing}")
+        if match[0] not in usable:
+            raise AudioFormatError(f"device {spec} ({match[0].name}) has no {kind} channels; pick one of:\n{listing}")
+        return match[0]
+    needle = spec.lower()
+    match = [d for d in usable if needle in d.name.lower()]
+    exact = [d for d in match if d.name.lower() == needle]
+    if len(exact) == 1 or len(match) == 1:
+        return (exact or match)[0]
+    if not match:
+        raise AudioFormatError(f"no {kind} device name contains {spec!r}; {kind} devices are:\n{listing}")
+    names = "\n".join(d.describe() for d in match)
+    raise AudioFormatError(f"{spec!r} matches several {kind} devices; use a longer name or the number:\n{names}")
+
+
+class StreamResampler:
+    """Stateful mono float32 resampler (soxr.ResampleStream); identity when the rates agree.
+
+    Streaming uses soxr's "LQ" filter: flat to 8 kHz (tones come back at > 118 dB SNR), rolling off
+    above ~9 kHz, and it holds back only 1-6 ms; "HQ" keeps the full band but holds back 9-32 ms
+    (measured, 48/44.1/16 kHz <-> 24 kHz), latency paid twice per answer.
+    """
+
+    def __init__(self, in_rate: float, out_rate: float, quality: str = "LQ") -> None:
+        self.in_rate, self.out_rate = float(in_rate), float(out_rate)
+        self._rs = None
+        if self.in_rate != self.out_rate:
+            import soxr
+
+            self._rs = soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="float32", quality=quality)
+
+    def __call__(self, x: np.ndarray, last: bool = False) -> np.ndarray:
+        if self._rs is None:
+            return x.astype(np.float32, copy=False)
+        return self._rs.resample_chunk(x.astype(np.float32, copy=False), last=last)
+
+    def delay_s(self) -> float:
+        """Samples inside the resampler not yet given out, in seconds (0 when bypassed)."""
+        return 0.0 if self._rs is None else float(self._rs.delay()) / self.in_rate
+
+
+class AudioIO:
+    """Microphone and speaker streams with device-rate rings; the 24 kHz side belongs to one thread.
+
+    The loop thread calls `read_input`, `write_output`, `read_reference` (what the speaker actually
+    played: the far-end signal for echo cancellation) and `check` (raises if a device died).
+
+    Args:
+        input_device / output_device: index, name substring or None (default device).
+        backend: None for sounddevice, or a FakeStreamFactory in tests.
+        block_ms: callback size in milliseconds at the device rate.
+        ring_s: capacity of each device-rate ring in seconds.
+        prebuffer_ms: after running dry the speaker waits for this much audio before playing again,
+            so that jitter in model step time does not chop the voice into clicks.
+        keep_reference: record the played signal for echo cancellation.
+    """
+
+    def __init__(self, input_device: int | str | None = None, output_device: int | str | None = None,
+                 backend=None, block_ms: float = 10.0, ring_s: float = 4.0, prebuffer_ms: float = 40.0,
+                 keep_reference: bool = True) -> None:  # fmt: skip
+        self._backend = _backend(backend)
+        self.input_info = find_device(input_device, "input", self._backend)
+        self._output_spec = output_device
+        self.output_info: DeviceInfo | None = None
+        self._block_ms, self._ring_s, self._prebuffer_ms = block_ms, ring_s, prebuffer_ms
+        self._keep_reference = keep_reference
+        self._in_stream = self._out_stream = None
+        self._finished: str | None = None  # set from PortAudio's thread when a stream ends
+        self.in_callbacks = self.out_callbacks = 0  # callback-owned counters
+        self.in_status = self.out_status = 0  # callbacks that reported an over/underflow
+        self._out_starved = True
+
+    # -- lifetime ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Opens the mic first (a Bluetooth headset may switch rate then), then the speaker."""
+        rate_in = self.input_info.default_rate
+        self.mic = RingBuffer(int(rate_in * self._ring_s))
+        self._in_stream = self._open("input", self.input_info, rate_in, self._input_cb)
+        # Re-read the output device now: opening a headset's mic can change its output rate.
+        self.output_info = find_device(self._output_spec, "output", self._backend)
+        rate_out = self.output_info.default_rate
+        self.speaker = RingBuffer(int(rate_out * self._ring_s))
+        self.played = RingBuffer(int(rate_out * self._ring_s))
+        self._prebuffer = int(rate_out * self._prebuffer_ms / 1000)
+        self._scratch = np.zeros(int(rate_out), np.float32)  # 1 s: larger than any callback block
+        self._out_channels = min(2, self.output_info.outputs)
+        self._out_stream = self._open("output", self.output_info, rate_out, self._output_cb)
+        self._to_model = StreamResampler(rate_in, MODEL_RATE)
+        self._to_speaker = StreamResampler(MODEL_RATE, rate_out)
+        self._ref_to_model = StreamResampler(rate_out, MODEL_RATE)
+        self._last_progress = (time.monotonic(), 0, 0)
+        self._in_stream.start()
+        self._out_stream.start()
+
+    def _open(self, kind: str, info: DeviceInfo, rate: float, callback):
+        channels = 1 if kind == "input" else min(2, info.outputs)
+        try:
+            return self._backend.open(
+                kind, samplerate=rate, blocksize=int(rate * self._block_ms / 1000), device=info.index,
+                channels=channels, dtype="float32", latency="low", callback=callback,
+                finished_callback=lambda: self._on_finished(kind),
+            )  # fmt: skip
+        except Exception as e:  # PortAudioError and friends: say which device and rate failed
+            raise AudioFormatError(
+                f"cannot open {kind} device {info.index} ({info.name}) at {rate:g} Hz: {e}. "
+                "Check it is connected and not used exclusively by another program, or pick another "
+                "device (`python -m moshi_mlx.run --list-devices`)."
+            ) from None
+
+    def stop(self) -> None:
+        """Stops and closes both streams (idempotent, never raises)."""
+        for s in (self._in_stream, self._out_stream):
+            if s is None:
+                continue
+            try:
+                s.stop()
+                s.close()
+            except Exception:  # noqa: BLE001 (a vanished device may fail to close; nothing to do)
+                pass
+        self._in_stream = self._out_stream = None
+
+    close = stop
+
+    def __enter__(self) -> AudioIO:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- real-time callbacks (PortAudio's thread) ----------------------------------------------
+    def _input_cb(self, indata, frames, time_info, status) -> None:
+        if status:
+            self.in_status += 1
+        self.mic.write(indata[:, 0])
+        self.in_callbacks += 1
+
+    def _output_cb(self, outdata, frames, time_info, status) -> None:
+        if status:
+            self.out_status += 1
+        buf = self._scratch[:frames] if frames <= self._scratch.shape[0] else np.zeros(frames, np.float32)
+        got = 0
+        if self._out_starved and self.speaker.available() >= self._prebuffer:
+            self._out_starved = False
+        if not self._out_starved:
+            got = self.speaker.read_into(buf)
+            self._out_starved = got < frames
+        buf[got:] = 0.0  # underrun plays silence
+        outdata[:] = buf[:, None]
+        if self._keep_reference:
+            self.played.write(buf)
+        self.out_callbacks += 1
+
+    def _on_finished(self, kind: str) -> None:
+        if self._finished is None:
+            self._finished = kind
+
+    # -- loop-thread side ----------------------------------------------------------------------
+    def read_input(self) -> np.ndarray:
+        """New microphone audio since the last call, 24 kHz mono float32."""
+        return self._to_model(self.mic.read_all())
+
+    def write_output(self, pcm: np.ndarray) -> int:
+        """Queues 24 kHz audio for the speaker; returns device-rate samples dropped (ring full)."""
+        x = self._to_speaker(pcm)
+        return len(x) - self.speaker.write(x)
+
+    def read_reference(self) -> np.ndarray:
+        """What the speaker played since the last call (silence included), 24 kHz."""
+        return self._ref_to_model(self.played.read_all()) if self._keep_reference else np.zeros(0, np.float32)
+
+    def input_backlog_s(self) -> float:
+        return self.mic.available() / self.input_info.default_rate + self._to_model.delay_s()
+
+    def output_queued_s(self) -> float:
+        """Audio written but not yet played, in seconds (speaker ring plus resampler)."""
+        assert self.output_info is not None
+        return self.speaker.available() / self.output_info.default_rate + self._to_speaker.delay_s()
+
+    def check(self, stall_s: float = 2.0) -> None:
+        """Raises AudioFormatError if a stream ended or stopped calling back for `stall_s` seconds."""
+        if self._finished is not None:
+            info = self.input_info if self._finished == "input" else self.output_info
+            name = f"{info.name} " if info else ""
+            raise AudioFormatError(
+                f"the {self._finished} device {name}stopped (unplugged, switched, or taken by another "
+                "program). The recording so far is kept; restart to continue."
+            )
+        now = time.monotonic()
+        t0, n_in, n_out = self._last_progress
+        if self.in_callbacks != n_in and self.out_callbacks != n_out:
+            self._last_progress = (now, self.in_callbacks, self.out_callbacks)
+        elif now - t0 > stall_s:
+            which = "input" if self.in_callbacks == n_in else "output"
+            raise AudioFormatError(
+                f"the {which} device delivered no audio for {now - t0:.1f} s. "
+                "The recording so far is kept; check the device and restart."
+            )
+
+    def stats(self) -> dict:
+        return {
+            "input_rate": self.input_info.default_rate,
+            "output_rate": self.output_info.default_rate if self.output_info else None,
+            "mic_overruns": self.mic.overruns,
+            "speaker_underruns": self.speaker.underruns,
+            "input_status_flags": self.in_status,
+            "output_status_flags": self.out_status,
+        }

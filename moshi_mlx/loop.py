@@ -1,0 +1,360 @@
+"""ModelLoop: the one thread that owns the model (and so every MLX call) during a live dialog.
+
+The thread builds the model with the caller's factory, then waits for sessions. A session opens
+the audio port, cuts the 24 kHz microphone stream into 1920-sample frames, runs `model.step` on
+each, queues the answer for the speaker and reports what happens as plain events (a queue, or a
+callback that the Qt app turns into signals). It never prints.
+
+Lag control: before each step the loop measures how much microphone audio waits behind the frame
+it is about to use; past `max_lag_frames` it drops all but the newest frame, so the delay between
+the user speaking and Moshi hearing stays bounded when the model is slower than real time
+(reported as `Skipped`). A device error or a failing step ends the session with an `Error`
+event; the recorder keeps what it has.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
+
+import numpy as np
+
+from .errors import MoshiError
+
+RATE = 24_000
+FRAME = 1920  # 80 ms at 24 kHz: one Mimi frame, one model step
+
+
+class FrameResult(NamedTuple):
+    pcm: np.ndarray | None  # [FRAME] float32 at 24 kHz, or None while the model has no audio yet
+    text: str | None = None  # text produced this step (word or word pieces), if any
+
+
+class FrameModel(Protocol):
+    """What the loop drives: Mimi encode -> LM step -> Mimi decode, or a fake in tests."""
+
+    def step(self, pcm: np.ndarray) -> FrameResult: ...  # pcm: [FRAME] float32, 24 kHz mono
+
+    def reset(self) -> None: ...  # new conversation: fresh streaming state, same weights
+
+
+class AudioPort(Protocol):
+    """The 24 kHz side of `moshi_mlx.audio.devices.AudioIO` (all calls on the loop thread)."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def check(self) -> None: ...  # raises MoshiError if a device failed
+    def read_input(self) -> np.ndarray: ...
+    def write_output(self, pcm: np.ndarray) -> int: ...
+    def read_reference(self) -> np.ndarray: ...
+    def output_queued_s(self) -> float: ...
+
+
+# -- events (plain, picklable, safe to hand to any thread) ----------------------------------------
+class Loaded(NamedTuple):
+    seconds: float
+
+
+class SessionStarted(NamedTuple):
+    input_rate: float | None
+    output_rate: float | None
+
+
+class Text(NamedTuple):
+    text: str
+    t: float  # seconds since the session started, on the model's timeline
+    frame: int
+
+
+class Skipped(NamedTuple):
+    frames: int  # input frames dropped now
+    total: int
+    lag_s: float  # how far behind the loop was
+
+
+class Stats(NamedTuple):
+    frame: int
+    step_ms: float  # last model step
+    step_ms_avg: float  # since the last Stats
+    rtf: float  # step time / frame duration (below 1 keeps up)
+    lag_ms: float  # microphone audio waiting behind the frame just processed
+    output_queued_ms: float  # answer audio queued for the speaker
+    frames_skipped: int
+    output_dropped: int  # answer frames dropped because the speaker queue was full
+    input_db: float  # frame level, dBFS
+    output_db: float
+    loop_ms: float  # time the loop itself took around the step (reading, echo, writing)
+
+
+class Error(NamedTuple):
+    message: str
+
+
+class SessionEnded(NamedTuple):
+    reason: str  # "stopped" | "error"
+    frames: int
+    frames_skipped: int
+
+
+class Closed(NamedTuple):
+    pass
+
+
+Event = Loaded | SessionStarted | Text | Skipped | Stats | Error | SessionEnded | Closed
+
+
+def _db(x: np.ndarray | None) -> float:
+    if x is None or x.size == 0:
+        return -120.0
+    return float(10.0 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
+
+
+class ModelLoop:
+    """Owns the model thread.
+
+    Args:
+        model_factory: builds the FrameModel; called once, on the loop thread.
+        on_event: called with each event on the loop thread (keep it quick); events also go to
+            `self.events` unless `on_event` is given.
+        max_lag_frames: frames of microphone audio allowed to wait before the loop skips ahead.
+        max_output_queue_s: answer audio allowed to wait for the speaker (clock drift between
+            separate mic and speaker devices); beyond it the new answer frame is dropped.
+        stats_every: frames between two Stats events.
+    """
+
+    def __init__(self, model_factory: Callable[[], FrameModel], on_event: Callable[[Event], None] | None = None,
+                 max_lag_frames: int = 2, max_output_queue_s: float = 0.5, stats_every: int = 1) -> None:  # fmt: skip
+        if max_lag_frames < 0:
+            raise ValueError("max_lag_frames must be >= 0")
+        self._factory = model_factory
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self._emit = on_event or self.events.put
+        self.max_lag_frames = max_lag_frames
+        self.max_output_queue_s = max_output_queue_s
+        self.stats_every = max(1, stats_every)
+        self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.loaded = threading.Event()  # set once the model is built (or failed to build)
+        self.load_error: str | None = None
+        self._in_session = threading.Event()
+        self._session_done = threading.Event()
+        self._session_done.set()
+
+    # -- control (any thread) ------------------------------------------------------------------
+    def start(self) -> ModelLoop:
+        """Starts the thread, which builds the model. Returns at once; see `loaded`."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._main, name="moshi-model-loop", daemon=True)
+            self._thread.start()
+        return self
+
+    def begin_session(self, audio: AudioPort, recorder=None, echo=None) -> None:
+        """Starts a conversation on `audio` (opened on the loop thread); optional Recorder and echo canceller."""
+        self.start()
+        self._session_done.clear()
+        self._commands.put(("session", audio, recorder, echo))
+        self._wake.set()
+
+    def reset(self) -> None:
+        """New conversation without reloading: model.reset() between two frames."""
+        self._commands.put(("reset",))
+        self._wake.set()
+
+    def end_session(self, timeout: float = 10.0) -> bool:
+        """Stops the current conversation (the Ctrl-C path); True once it has ended."""
+        self._commands.put(("end",))
+        self._wake.set()
+        return self._session_done.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Ends any session and the thread. The model is released."""
+        if self._thread is None:
+            return
+        self._commands.put(("close",))
+        self._wake.set()
+        self._thread.join(timeout)
+        self._thread = None
+
+    @property
+    def in_session(self) -> bool:
+        return self._in_session.is_set()
+
+    def __enter__(self) -> ModelLoop:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- the thread ----------------------------------------------------------------------------
+    def _main(self) -> None:
+        t0 = time.perf_counter()
+        model: FrameModel | None = None
+        try:
+            model = self._factory()
+        except Exception as e:  # noqa: BLE001 (reported as an event; the caller decides)
+            self.load_error = str(e) if isinstance(e, MoshiError) else f"could not build the model: {e!r}"
+            self._emit(Error(self.load_error))
+        else:
+            self._emit(Loaded(time.perf_counter() - t0))
+        finally:
+            self.loaded.set()
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            while True:
+                try:
+                    cmd = self._commands.get_nowait()
+                except queue.Empty:
+                    break
+                if cmd[0] == "close":
+                    self._emit(Closed())
+                    return
+                if cmd[0] == "session":
+                    if model is None:
+                        self._emit(SessionEnded("error", 0, 0))
+                        self._session_done.set()
+                        continue
+                    if self._run_session(model, *cmd[1:]) == "close":
+                        self._emit(Closed())
+                        return
+                # "end" / "reset" outside a session: nothing to do
+
+    def _run_session(self, model: FrameModel, audio: AudioPort, recorder, echo) -> str:
+        s = _Session(self, model, audio, recorder, echo)
+        self._in_session.set()
+        try:
+            return s.run()
+        finally:
+            self._in_session.clear()
+            self._session_done.set()
+
+
+class _Session:
+    """State of one conversation; lives and dies on the loop thread."""
+
+    def __init__(self, loop: ModelLoop, model: FrameModel, audio: AudioPort, recorder, echo) -> None:
+        self.loop, self.model, self.audio, self.recorder, self.echo = loop, model, audio, recorder, echo
+        self.emit = loop._emit
+        self.pending = np.zeros(0, np.float32)  # 24 kHz mic audio not yet cut into frames
+        self.frame = 0  # frames on the timeline (processed + skipped)
+        self.skipped = 0
+        self.output_dropped = 0
+        self.step_sum = 0.0
+        self.step_n = 0
+
+    def run(self) -> str:
+        reason, outcome = "stopped", "ended"
+        try:
+            self.model.reset()
+            if self.echo is not None:
+                self.echo.reset()
+            self.audio.start()
+            info_in = getattr(self.audio, "input_info", None)
+            info_out = getattr(self.audio, "output_info", None)
+            self.emit(SessionStarted(getattr(info_in, "default_rate", None), getattr(info_out, "default_rate", None)))
+            outcome = self._frames()
+        except Exception as e:  # noqa: BLE001 (device or model failure: end cleanly, keep the recording)
+            reason = "error"
+            msg = str(e) if isinstance(e, MoshiError) else f"the dialog stopped: {e!r}"
+            self.emit(Error(msg))
+            if self.recorder is not None:
+                self.recorder.add_event("error", self.frame * FRAME / RATE, message=msg)
+        finally:
+            self.audio.stop()
+            if self.recorder is not None:
+                self.recorder.close()
+        self.emit(SessionEnded(reason, self.frame, self.skipped))
+        return "close" if outcome == "close" else "ended"
+
+    def _commands(self) -> str | None:
+        while True:
+            try:
+                cmd = self.loop._commands.get_nowait()
+            except queue.Empty:
+                return None
+            if cmd[0] in ("end", "close"):
+                return cmd[0]
+            if cmd[0] == "reset":
+                self.model.reset()
+                if self.echo is not None:
+                    self.echo.reset()
+                if self.recorder is not None:
+                    self.recorder.add_event("reset", self.frame * FRAME / RATE)
+            # a second "session" while one runs is ignored
+
+    def _frames(self) -> str:
+        loop = self.loop
+        while True:
+            cmd = self._commands()
+            if cmd == "end":
+                return "ended"
+            if cmd == "close":
+                return "close"
+            self.audio.check()
+            if self.echo is not None:
+                self.echo.push_reference(self.audio.read_reference())
+            new = self.audio.read_input()
+            if new.size:
+                self.pending = np.concatenate([self.pending, new]) if self.pending.size else new
+            if self.pending.size < FRAME:
+                missing_s = (FRAME - self.pending.size) / RATE
+                loop._wake.wait(min(0.004, max(0.0005, missing_s)))
+                loop._wake.clear()
+                continue
+            waiting = self.pending.size // FRAME - 1  # whole frames behind the one we will use
+            if waiting > loop.max_lag_frames:
+                self._skip(waiting)
+            self._step()
+
+    def _skip(self, frames: int) -> None:
+        lag_s = (self.pending.size - FRAME) / RATE
+        dropped, self.pending = self.pending[: frames * FRAME], self.pending[frames * FRAME :]
+        if self.echo is not None:
+            self.echo.skip(dropped.size)
+        if self.recorder is not None:
+            self.recorder.add_audio(dropped, None)
+            self.recorder.add_event("skipped", self.frame * FRAME / RATE, frames=frames)
+        self.frame += frames
+        self.skipped += frames
+        self.emit(Skipped(frames, self.skipped, lag_s))
+
+    def _step(self) -> None:
+        t_start = time.perf_counter()
+        pcm_in, self.pending = self.pending[:FRAME], self.pending[FRAME:]
+        lag_ms = 1000.0 * self.pending.size / RATE
+        if self.echo is not None:
+            pcm_in = self.echo.process(pcm_in)
+        t_model = time.perf_counter()
+        result = self.model.step(pcm_in)
+        step_s = time.perf_counter() - t_model
+        pcm_out = result.pcm
+        if pcm_out is not None:
+            pcm_out = np.asarray(pcm_out, np.float32).reshape(-1)
+            if self.audio.output_queued_s() > self.loop.max_output_queue_s:
+                self.output_dropped += 1
+            else:
+                self.audio.write_output(pcm_out)
+        t = self.frame * FRAME / RATE
+        if result.text:
+            self.emit(Text(result.text, t, self.frame))
+            if self.recorder is not None:
+                self.recorder.add_word(result.text, t)
+        if self.recorder is not None:
+            self.recorder.add_audio(pcm_in, pcm_out)
+        self.frame += 1
+        self.step_sum += step_s
+        self.step_n += 1
+        if self.step_n >= self.loop.stats_every:
+            avg = self.step_sum / self.step_n
+            self.step_sum, self.step_n = 0.0, 0
+            total_s = time.perf_counter() - t_start
+            self.emit(Stats(
+                frame=self.frame, step_ms=1000 * step_s, step_ms_avg=1000 * avg, rtf=avg * RATE / FRAME,
+                lag_ms=lag_ms, output_queued_ms=1000 * self.audio.output_queued_s(), frames_skipped=self.skipped,
+                output_dropped=self.output_dropped, input_db=_db(pcm_in), output_db=_db(pcm_out),
+                loop_ms=1000 * (total_s - step_s),
+            ))  # fmt: skip

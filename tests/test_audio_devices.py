@@ -1,0 +1,189 @@
+"""Devices: listing and choosing, lazy sounddevice, AudioIO through fake streams at odd rates."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from moshi_mlx.audio.devices import AudioIO, SoundDeviceBackend, StreamResampler, find_device, list_devices
+from moshi_mlx.audio.fake import FakeStream, FakeStreamFactory
+from moshi_mlx.errors import AudioFormatError
+
+DEVICES = [
+    {"name": "MacBook Pro Microphone", "max_input_channels": 1, "max_output_channels": 0, "default_samplerate": 48000.0},
+    {"name": "MacBook Pro Speakers", "max_input_channels": 0, "max_output_channels": 2, "default_samplerate": 48000.0},
+    {"name": "AirPods Pro", "max_input_channels": 1, "max_output_channels": 2, "default_samplerate": 24000.0},
+    {"name": "USB Audio Device", "max_input_channels": 2, "max_output_channels": 2, "default_samplerate": 44100.0},
+]
+
+
+def _backend(**kw) -> FakeStreamFactory:
+    b = FakeStreamFactory(devices=DEVICES, **kw)
+    b.default = (0, 1)
+    return b
+
+
+def test_importing_needs_no_portaudio() -> None:
+    code = "import sys, moshi_mlx.audio.devices, moshi_mlx.loop; assert 'sounddevice' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_real_backend_works_or_explains_portaudio() -> None:
+    try:
+        SoundDeviceBackend()
+    except AudioFormatError as e:
+        assert "PortAudio" in str(e) or "portaudio" in str(e)
+
+
+def test_list_and_find_by_index_name_and_default() -> None:
+    b = _backend()
+    devs = list_devices(b)
+    assert [d.name for d in devs][2] == "AirPods Pro" and devs[0].is_default_input and devs[1].is_default_output
+    assert "48000 Hz" in devs[0].describe()
+    assert find_device(None, "input", b).name == "MacBook Pro Microphone"
+    assert find_device(None, "output", b).name == "MacBook Pro Speakers"
+    assert find_device(3, "input", b).name == "USB Audio Device"
+    assert find_device("3", "output", b).index == 3
+    assert find_device("airpods", "input", b).default_rate == 24000.0
+    assert find_device("speakers", "output", b).index == 1
+
+
+@pytest.mark.parametrize(
+    "spec,kind,msg",
+    [
+        (9, "input", "no audio device number 9"),
+        (1, "input", "has no input channels"),
+        ("zoom", "output", "no output device name contains 'zoom'"),
+        ("macbook", "input", None),  # only one macbook device has inputs: fine
+        ("a", "output", "matches several output devices"),
+    ],
+)
+def test_find_errors_name_the_choices(spec, kind: str, msg: str | None) -> None:
+    b = _backend()
+    if msg is None:
+        assert find_device(spec, kind, b).index == 0
+        return
+    with pytest.raises(AudioFormatError, match=msg) as e:
+        find_device(spec, kind, b)
+    assert "AirPods Pro" in str(e.value) or "number" in str(e.value) or "several" in str(e.value)
+
+
+def test_no_default_device() -> None:
+    b = _backend()
+    b.default = (-1, 1)
+    with pytest.raises(AudioFormatError, match="no default input device.*--input-device"):
+        find_device(None, "input", b)
+
+
+def _tone(freq: float, rate: float, n: int, phase0: int = 0) -> np.ndarray:
+    return (0.5 * np.sin(2 * np.pi * freq * (np.arange(n) + phase0) / rate)).astype(np.float32)
+
+
+@pytest.mark.parametrize("rate_in,rate_out", [(48000, 44100), (44100, 24000), (16000, 48000)])
+def test_audio_io_resamples_each_direction(rate_in: int, rate_out: int) -> None:
+    b = _backend()
+    b.devices = [dict(DEVICES[0], default_samplerate=rate_in), dict(DEVICES[1], default_samplerate=rate_out)]
+    io = AudioIO(backend=b, prebuffer_ms=0)
+    io.start()
+    mic, spk = b.input, b.output
+    assert (mic.samplerate, spk.samplerate, spk.channels) == (rate_in, rate_out, 2)
+    mic.push_input(_tone(440, rate_in, rate_in))  # 1 s
+    got = []
+    while mic.process():
+        got.append(io.read_input())
+        if mic.pending_input() == 0:
+            break
+    got.append(io.read_input())
+    x = np.concatenate(got)
+    assert abs(len(x) - 24000) < 200  # the resampler holds back a few ms
+    y = _tone(440, 24000, 24000)
+    lag = int(np.argmax([np.dot(x[2000:10000], y[2000 - k : 10000 - k]) for k in range(0, 200)]))
+    np.testing.assert_allclose(x[2000:20000], y[2000 - lag : 20000 - lag], atol=2e-3)
+
+    io.write_output(_tone(1000, 24000, 24000))
+    for _ in range(150):
+        spk.process()
+    played = spk.played()
+    assert np.isfinite(played).all()
+    np.testing.assert_array_equal(played[:, 0], played[:, 1])  # mono on every channel
+    spec = np.abs(np.fft.rfft(played[:, 0]))
+    assert abs(np.fft.rfftfreq(len(played), 1 / rate_out)[np.argmax(spec)] - 1000) < 5
+    ref = io.read_reference()
+    assert abs(len(ref) - len(played) * 24000 / rate_out) < 600  # one large chunk: soxr holds back more
+    io.stop()
+    assert mic.closed and spk.closed
+
+
+def test_output_underrun_plays_silence_and_prebuffers() -> None:
+    b = _backend()
+    io = AudioIO(backend=b, prebuffer_ms=20)
+    io.start()
+    spk = b.output
+    spk.process(480)
+    np.testing.assert_array_equal(spk.played(), 0.0)
+    io.write_output(np.full(240, 0.5, np.float32))  # 10 ms < prebuffer: keep waiting
+    spk.process(480)
+    assert np.abs(spk.played()[480:]).max() < 1e-6
+    io.write_output(np.full(960, 0.5, np.float32))
+    spk.process(480)
+    assert np.abs(spk.played()[960:]).max() > 0.3
+    for _ in range(5):
+        spk.process(480)
+    assert io.speaker.underruns == 1  # ran dry once, then waits for the prebuffer again
+    assert io.speaker.available() == 0
+
+
+def test_device_failure_is_reported_by_check() -> None:
+    b = _backend()
+    io = AudioIO(backend=b)
+    io.start()
+    io.check()
+    b.input.fail("unplugged")
+    with pytest.raises(AudioFormatError, match="input device MacBook Pro Microphone stopped.*recording so far is kept"):
+        io.check()
+    io.stop()
+
+
+def test_callback_abort_and_stall_are_reported() -> None:
+    b = _backend()
+    io = AudioIO(backend=b)
+    io.start()
+
+    def boom(*a):
+        raise type("CallbackAbort", (Exception,), {})()
+
+    b.output._callback = boom
+    b.output.process(480)
+    with pytest.raises(AudioFormatError, match="output device"):
+        io.check()
+
+    b2 = _backend()
+    io2 = AudioIO(backend=b2)
+    io2.start()
+    io2.check(stall_s=0.05)
+    import time
+
+    time.sleep(0.1)
+    with pytest.raises(AudioFormatError, match="no audio for"):
+        io2.check(stall_s=0.05)
+
+
+def test_open_failure_names_device_and_rate() -> None:
+    class Failing(FakeStreamFactory):
+        def open(self, kind: str, **kw) -> FakeStream:
+            raise RuntimeError("Invalid sample rate")
+
+    with pytest.raises(AudioFormatError, match=r"cannot open input device 0 \(Fake Microphone\) at 48000 Hz"):
+        AudioIO(backend=Failing()).start()
+
+
+def test_stream_resampler_is_continuous_across_chunks() -> None:
+    rs = StreamResampler(48000, 24000)
+    x = _tone(300, 48000, 48000)
+    y = np.concatenate([rs(c) for c in np.array_split(x, 37)] + [rs(np.zeros(0, np.float32), last=True)])
+    assert abs(len(y) - 24000) <= 2
+    np.testing.assert_allclose(y[1000:23000], _tone(300, 24000, 24000)[1000:23000], atol=2e-3)
+    assert StreamResampler(24000, 24000)(x) is x

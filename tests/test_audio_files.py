@@ -1,0 +1,70 @@
+"""Audio files: formats, mono mix, resampling to 24 kHz, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from moshi_mlx.audio.files import MODEL_RATE, read_audio, resample, to_mono, write_wav
+from moshi_mlx.errors import AudioFormatError
+
+
+def _tone(freq: float, rate: int, seconds: float) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def _peak_hz(x: np.ndarray, rate: int) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / rate)[np.argmax(spec)])
+
+
+@pytest.mark.parametrize("fmt,ext,rate", [("FLAC", "flac", 44_100), ("WAV", "wav", 48_000), ("OGG", "ogg", 16_000)])
+def test_reads_stereo_at_any_rate_as_24k_mono(tmp_path: Path, fmt: str, ext: str, rate: int) -> None:
+    left, right = _tone(440, rate, 1.0), _tone(1000, rate, 1.0)
+    path = tmp_path / f"x.{ext}"
+    sf.write(str(path), np.stack([left, right], axis=1), rate, format=fmt)
+    pcm = read_audio(path)
+    assert pcm.dtype == np.float32 and pcm.ndim == 1
+    assert abs(len(pcm) - MODEL_RATE) <= 1
+    spec = np.abs(np.fft.rfft(pcm[2400:-2400] * np.hanning(len(pcm) - 4800)))
+    freqs = np.fft.rfftfreq(len(pcm) - 4800, 1 / MODEL_RATE)
+    top2 = sorted(freqs[np.argsort(spec)[-2:]])
+    assert abs(top2[0] - 440) < 3 and abs(top2[1] - 1000) < 3  # both channels present after the mono mix
+
+
+def test_resample_preserves_pitch_and_level() -> None:
+    x = _tone(1234.0, 44_100, 0.5)
+    y = resample(x, 44_100, MODEL_RATE)
+    assert len(y) == round(len(x) * MODEL_RATE / 44_100)
+    assert abs(_peak_hz(y, MODEL_RATE) - 1234.0) < 4
+    assert abs(np.std(y[1000:-1000]) - np.std(x)) < 0.01
+
+
+def test_to_mono_averages_channels() -> None:
+    x = np.stack([np.ones(4, np.float32), -np.ones(4, np.float32) * 0.5], axis=1)
+    np.testing.assert_allclose(to_mono(x), 0.25)
+    with pytest.raises(AudioFormatError):
+        to_mono(np.zeros((2, 2, 2)))
+
+
+def test_write_then_read_round_trip(tmp_path: Path) -> None:
+    x = _tone(300, MODEL_RATE, 0.3)
+    write_wav(tmp_path / "y.wav", x)
+    assert not list(tmp_path.glob("*.part"))
+    np.testing.assert_allclose(read_audio(tmp_path / "y.wav"), x, atol=1e-4)
+
+
+def test_unreadable_missing_and_empty_files_say_what_to_do(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.m4a"
+    bad.write_bytes(b"this is not audio at all" * 10)
+    with pytest.raises(AudioFormatError, match="cannot read audio file.*notes.m4a.*ffmpeg"):
+        read_audio(bad)
+    with pytest.raises(AudioFormatError, match="does not exist"):
+        read_audio(tmp_path / "nope.wav")
+    sf.write(str(tmp_path / "empty.wav"), np.zeros(0, np.float32), 16_000)
+    with pytest.raises(AudioFormatError, match="no samples"):
+        read_audio(tmp_path / "empty.wav")

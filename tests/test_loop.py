@@ -1,0 +1,287 @@
+"""ModelLoop with fake audio devices and fake models: no sound card, no MLX."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from _fake_models import EchoModel
+
+from moshi_mlx.audio.devices import AudioIO
+from moshi_mlx.audio.fake import FakeClock, FakeStreamFactory
+from moshi_mlx.loop import (
+    FRAME, Closed, Error, Loaded, ModelLoop, SessionEnded, SessionStarted, Skipped, Stats, Text,
+)  # fmt: skip
+from moshi_mlx.record import Recorder, recording_paths
+
+
+def _drain(q: queue.SimpleQueue) -> list:
+    out = []
+    while True:
+        try:
+            out.append(q.get_nowait())
+        except queue.Empty:
+            return out
+
+
+def _wait_for(q: queue.SimpleQueue, kind: type, timeout: float = 20.0) -> tuple[object, list]:
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ev = q.get(timeout=0.05)
+        except queue.Empty:
+            continue
+        seen.append(ev)
+        if isinstance(ev, kind):
+            return ev, seen
+    raise AssertionError(f"no {kind.__name__} within {timeout} s; saw {[type(e).__name__ for e in seen]}")
+
+
+def _signal(n: int, seed: int = 0) -> np.ndarray:
+    """Never zero (so inserted silence is visible) and exact in 16-bit wav."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(1000, 20000, n) * rng.choice([-1, 1], n) / 32768).astype(np.float32)
+
+
+def _session(rate_in=24000, rate_out=24000, speed=4.0, prebuffer_ms=0.0):
+    b = FakeStreamFactory(input_rate=rate_in, output_rate=rate_out)
+    io = AudioIO(backend=b, prebuffer_ms=prebuffer_ms)
+    return b, io
+
+
+def _run_until_consumed(loop: ModelLoop, b: FakeStreamFactory, mic: np.ndarray, speed: float,
+                        extra_s: float = 0.4) -> list:  # fmt: skip
+    """Waits for the session to open (the streams exist from then), feeds `mic`, ticks until it is used up."""
+    ev, seen = _wait_for(loop.events, SessionStarted)
+    b.input.push_input(mic)
+    with FakeClock([b.input, b.output], speed=speed):
+        while b.input.pending_input() > 0:
+            time.sleep(0.01)
+        time.sleep(extra_s / speed)
+        assert loop.end_session(10)
+    return seen + _drain(loop.events)
+
+
+def test_factory_and_steps_run_on_the_loop_thread_and_nothing_leaks(tmp_path: Path) -> None:
+    before = threading.active_count()
+    models: list[EchoModel] = []
+
+    def factory() -> EchoModel:
+        models.append(EchoModel())
+        return models[-1]
+
+    loop = ModelLoop(factory).start()
+    assert loop.loaded.wait(5) and loop.load_error is None
+    for i in range(12):  # start/stop many times: one thread, model built once, reset each time
+        b, io = _session()
+        loop.begin_session(io)
+        _wait_for(loop.events, SessionStarted)
+        b.input.push_input(_signal(FRAME * 3, i))
+        with FakeClock([b.input, b.output], speed=8.0):
+            time.sleep(0.05)
+        assert loop.end_session(5)
+        assert not loop.in_session
+        assert b.input.closed and b.output.closed
+    events = _drain(loop.events)
+    loop.close()
+    assert isinstance(_drain(loop.events)[-1], Closed) or any(isinstance(e, Closed) for e in events)
+    assert len(models) == 1 and models[0].resets == 12
+    assert len(models[0].threads) == 1 and threading.get_ident() not in models[0].threads  # one loop thread
+    time.sleep(0.05)
+    assert threading.active_count() == before
+
+
+def test_model_is_built_on_the_loop_thread() -> None:
+    where = []
+    loop = ModelLoop(lambda: where.append(threading.current_thread().name) or EchoModel()).start()
+    assert loop.loaded.wait(5)
+    loop.close()
+    assert where == ["moshi-model-loop"]
+    assert isinstance(_drain(loop.events)[0], Loaded)
+
+
+def test_no_audio_lost_or_duplicated_when_the_model_keeps_up(tmp_path: Path) -> None:
+    model = EchoModel(delay=1, text_every=5)
+    loop = ModelLoop(lambda: model, max_lag_frames=50).start()  # a busy CI machine must not cause skips here
+    b, io = _session()
+    n_frames = 40
+    mic = _signal(FRAME * n_frames)
+    rec = Recorder(tmp_path / "rec")
+    loop.begin_session(io, recorder=rec)
+    events = _run_until_consumed(loop, b, mic, speed=4.0)
+    loop.close()
+    assert not [e for e in events if isinstance(e, (Skipped, Error))]
+    # the model saw every input sample once, in order (then the silence the idle mic captured)
+    seen = np.concatenate(model.inputs)
+    np.testing.assert_array_equal(seen[: mic.size], mic)
+    assert not seen[mic.size :].any()
+    # the speaker played every answer sample once, in order (silence only where nothing was due)
+    played = b.output.played()[:, 0]
+    assert np.isfinite(played).all()
+    voiced = played[played != 0]
+    np.testing.assert_array_equal(voiced, mic[: voiced.size])
+    assert voiced.size == n_frames * FRAME
+    texts = [e for e in events if isinstance(e, Text)]
+    assert [t.text for t in texts] == [f"w{k}" for k in range(0, len(model.inputs), 5)]
+    assert texts[1].t == pytest.approx(5 * FRAME / 24000)
+    ended = [e for e in events if isinstance(e, SessionEnded)]
+    assert len(ended) == 1 and ended[0].reason == "stopped" and ended[0].frames_skipped == 0
+    assert ended[0].frames == len(model.inputs) > n_frames
+    stats = [e for e in events if isinstance(e, Stats)]
+    assert len(stats) == ended[0].frames and stats[-1].rtf < 1
+    # recording: both tracks on one timeline
+    paths = recording_paths(tmp_path / "rec")
+    user, _ = sf.read(paths.user_wav, dtype="float32")
+    moshi, _ = sf.read(paths.moshi_wav, dtype="float32")
+    np.testing.assert_array_equal(user[: mic.size], mic)
+    assert user.size == moshi.size == ended[0].frames * FRAME
+    np.testing.assert_array_equal(moshi[FRAME : mic.size + FRAME], mic)
+    assert "w35" in paths.transcript.read_text()
+
+
+@pytest.mark.parametrize("rate_in,rate_out", [(48000, 44100), (44100, 16000)])
+def test_resampled_devices_keep_the_input_intact(rate_in: int, rate_out: int) -> None:
+    model = EchoModel(delay=0, text_every=0)
+    loop = ModelLoop(lambda: model).start()
+    b, io = _session(rate_in, rate_out)
+    t = np.arange(rate_in * 2) / rate_in
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 2500 * t)).astype(np.float32)
+    loop.begin_session(io)
+    _run_until_consumed(loop, b, tone, speed=4.0)
+    loop.close()
+    got = np.concatenate(model.inputs)[:48000]
+    assert got.size == 48000
+    want = (0.3 * np.sin(2 * np.pi * 440 * np.arange(48000) / 24000)
+            + 0.2 * np.sin(2 * np.pi * 2500 * np.arange(48000) / 24000)).astype(np.float32)  # fmt: skip
+    lag = int(np.argmax([np.dot(got[4000:20000], want[4000 + k : 20000 + k]) for k in range(-200, 200)])) - 200
+    seg = slice(4000, got.size - 4000)
+    err = got[seg] - want[seg.start + lag : seg.stop + lag]
+    snr = 10 * np.log10(np.sum(want[seg] ** 2) / np.sum(err**2))
+    assert snr > 60, snr  # a lost or repeated sample anywhere would wreck the alignment
+    played = b.output.played()[:, 0]
+    spec = np.abs(np.fft.rfft(played[rate_out // 2 : rate_out]))
+    peak = np.fft.rfftfreq(rate_out // 2, 1 / rate_out)[np.argmax(spec)]
+    assert abs(peak - 440) < 4
+
+
+def test_slow_model_lag_stays_bounded_and_skips_are_reported(tmp_path: Path) -> None:
+    speed = 4.0  # a 20 ms wall-clock frame; the model takes 45 ms per step: 2.25x too slow
+    model = EchoModel(delay=0, text_every=0, step_s=0.045)
+    loop = ModelLoop(lambda: model, max_lag_frames=2).start()
+    b, io = _session()
+    n_frames = 60
+    mic = _signal(FRAME * n_frames, 3)
+    rec = Recorder(tmp_path / "rec")
+    loop.begin_session(io, recorder=rec)
+    events = _run_until_consumed(loop, b, mic, speed=speed, extra_s=0.2)
+    loop.close()
+    skips = [e for e in events if isinstance(e, Skipped)]
+    stats = [e for e in events if isinstance(e, Stats)]
+    assert skips and skips[-1].total == sum(s.frames for s in skips)
+    assert all(s.lag_s >= 3 * FRAME / 24000 for s in skips)  # skipped only past the bound
+    assert max(s.lag_ms for s in stats) < 3 * 80  # never more than 2 whole frames behind
+    assert stats[-1].rtf == pytest.approx(45 / 80, rel=0.3)  # wall-clock step time over a real-time frame
+    ended = next(e for e in events if isinstance(e, SessionEnded))
+    # frames still waiting when the session was stopped are neither used nor skipped
+    assert ended.frames >= n_frames - 3 and ended.frames_skipped == skips[-1].total
+    assert model.steps + ended.frames_skipped == ended.frames  # every frame used or reported
+    # the recording keeps the skipped microphone audio, so it stays on the wall-clock timeline
+    user, _ = sf.read(recording_paths(tmp_path / "rec").user_wav, dtype="float32")
+    n = min(user.size, mic.size)
+    np.testing.assert_array_equal(user[:n], mic[:n])
+    assert user.size == ended.frames * FRAME and not user[mic.size :].any()
+    assert '"type": "skipped"' in recording_paths(tmp_path / "rec").transcript.read_text()
+
+
+def test_device_error_ends_cleanly_and_keeps_the_recording(tmp_path: Path) -> None:
+    model = EchoModel(delay=0)
+    loop = ModelLoop(lambda: model).start()
+    b, io = _session()
+    loop.begin_session(io, recorder=Recorder(tmp_path / "rec"))
+    _wait_for(loop.events, SessionStarted)
+    b.input.push_input(_signal(FRAME * 200))
+    with FakeClock([b.input, b.output], speed=4.0):
+        while model.steps < 10:
+            time.sleep(0.01)
+        b.input.fail("unplugged")
+        err, seen = _wait_for(loop.events, Error, 5)
+    ended, _ = _wait_for(loop.events, SessionEnded, 5)
+    assert "input device" in err.message and "recording so far is kept" in err.message
+    assert ended.reason == "error" and ended.frames >= 10
+    assert not loop.in_session and b.output.closed
+    user, _ = sf.read(recording_paths(tmp_path / "rec").user_wav, dtype="float32")
+    assert user.size == ended.frames * FRAME
+    assert "unplugged" in str(b.input.failed) and '"type": "error"' in recording_paths(tmp_path / "rec").transcript.read_text()
+    # the loop is still usable: a new session on a new device works
+    b2, io2 = _session()
+    loop.begin_session(io2)
+    _run_until_consumed(loop, b2, _signal(FRAME * 4), speed=4.0)
+    loop.close()
+    assert model.steps >= ended.frames + 4
+
+
+def test_model_failure_and_build_failure_are_events() -> None:
+    model = EchoModel(fail_at=3)
+    loop = ModelLoop(lambda: model).start()
+    b, io = _session()
+    loop.begin_session(io)
+    _wait_for(loop.events, SessionStarted)
+    b.input.push_input(_signal(FRAME * 10))
+    with FakeClock([b.input, b.output], speed=4.0):
+        err, _ = _wait_for(loop.events, Error, 5)
+    assert "model blew up" in err.message
+    loop.close()
+
+    def broken():
+        raise ValueError("weights missing")
+
+    loop = ModelLoop(broken).start()
+    assert loop.loaded.wait(5) and "weights missing" in (loop.load_error or "")
+    loop.begin_session(_session()[1])
+    ended, _ = _wait_for(loop.events, SessionEnded, 5)
+    assert ended.reason == "error"
+    loop.close()
+
+
+def test_reset_starts_a_new_conversation_without_reloading() -> None:
+    built = []
+    model = EchoModel(delay=3)
+    loop = ModelLoop(lambda: built.append(1) or model).start()
+    b, io = _session()
+    loop.begin_session(io)
+    _wait_for(loop.events, SessionStarted)
+    b.input.push_input(_signal(FRAME * 30))
+    with FakeClock([b.input, b.output], speed=4.0):
+        while model.steps < 5:
+            time.sleep(0.005)
+        loop.reset()
+        while model.steps < 12:
+            time.sleep(0.005)
+    loop.end_session()
+    loop.close()
+    assert built == [1] and model.resets == 2  # session start + reset
+
+
+def test_output_queue_is_bounded_when_the_speaker_lags() -> None:
+    model = EchoModel(delay=0, text_every=0)
+    loop = ModelLoop(lambda: model, max_output_queue_s=0.2).start()
+    b, io = _session()
+    loop.begin_session(io)
+    _wait_for(loop.events, SessionStarted)
+    b.input.push_input(_signal(FRAME * 30))
+    with FakeClock([b.input], speed=4.0):  # the speaker never pulls: its queue only grows
+        while b.input.pending_input() > 0:
+            time.sleep(0.01)
+        time.sleep(0.1)
+    loop.end_session()
+    events = _drain(loop.events)
+    loop.close()
+    stats = [e for e in events if isinstance(e, Stats)]
+    assert stats[-1].output_dropped > 20
+    assert max(s.output_queued_ms for s in stats) < 200 + 80 + 1
