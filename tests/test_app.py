@@ -371,3 +371,20 @@ def test_folder_resolution_and_precision(tmp_path: Path) -> None:
     (tmp_path / "q8" / "model.q4.safetensors").write_bytes(b"")
     with pytest.raises(Exception, match="several Moshi LM weights"):
         resolve_folder(tmp_path / "q8")
+
+
+def test_qt_binding_keeps_references_to_none(qtbot) -> None:
+    """PySide6 6.12.0 under Python < 3.12 loses a reference to None per void call: a live app then
+    aborts within a minute (`none_dealloc`). pyproject excludes that release; this catches another."""
+    import sys
+
+    from PySide6.QtWidgets import QCheckBox
+
+    box = QCheckBox()
+    qtbot.addWidget(box)
+    before = sys.getrefcount(None)
+    for _ in range(500):
+        box.setEnabled(True)
+        box.setChecked(False)
+        box.setText("x")
+    assert sys.getrefcount(None) >= before - 5
