@@ -122,7 +122,6 @@ class Presenter(QObject):
         ctl.conversation_ended.connect(self._on_conversation_ended)
         ctl.error.connect(self.dialogs.error)
         ctl.devices_changed.connect(self._on_devices)
-        ctl.model_loaded.connect(lambda s: w.status.showMessage(f"Model loaded in {s:.1f} s", 5000))
 
     def _set(self, key: str, value) -> None:
         setattr(self.settings, key, value)

@@ -79,7 +79,7 @@ class MainWindow(QMainWindow):
             self.precision_combo.addItem(text, key)
         self.folder_edit = QLineEdit()
         self.folder_edit.setReadOnly(True)
-        self.folder_edit.setPlaceholderText("download from Hugging Face")
+        self.folder_edit.setPlaceholderText("(downloaded)")
         self.folder_button = QToolButton()
         self.folder_button.setText("…")
         self.folder_button.setToolTip("Use a folder of weights on this computer (e.g. made by quantize)")

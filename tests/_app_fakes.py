@@ -98,3 +98,15 @@ def write_fake_weights(folder: Path, bits: int = 4) -> Path:
     (folder / "tokenizer-e351c8d8-checkpoint125.safetensors").write_bytes(struct.pack("<Q", 2) + b"{}")
     (folder / "tokenizer_spm_32k_3.model").write_bytes(b"fake")
     return folder
+
+
+class ConversationModel(ScriptModel):
+    """ScriptModel that says the next script at each new conversation (reset)."""
+
+    def __init__(self, scripts: list[str], every: int = 2) -> None:
+        super().__init__(every=every, words=scripts[0].split())
+        self.scripts = [s.split() for s in scripts]
+
+    def reset(self) -> None:
+        super().reset()
+        self.words = self.scripts[min(self.resets - 1, len(self.scripts) - 1)]

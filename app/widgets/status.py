@@ -16,6 +16,7 @@ class StatusPanel(QStatusBar):
         self.rtf_label = QLabel("RTF —", self)
         self.latency_label = QLabel("latency —", self)
         self.skipped_label = QLabel("skipped 0", self)
+        self.state_label.setContentsMargins(8, 0, 8, 0)
         self.addWidget(self.state_label, 1)
         tips = ("Model", "Weights precision", "Real-time factor: model step time over 80 ms (below 1 keeps up)",
                 "Delay from your voice reaching the model to Moshi's answer leaving the speaker queue",
