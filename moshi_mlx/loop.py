@@ -31,6 +31,7 @@ FRAME = 1920  # 80 ms at 24 kHz: one Mimi frame, one model step
 class FrameResult(NamedTuple):
     pcm: np.ndarray | None  # [FRAME] float32 at 24 kHz, or None while the model has no audio yet
     text: str | None = None  # text produced this step (word or word pieces), if any
+    token: int | None = None  # the raw text token behind it (for transcripts and tests)
 
 
 class FrameModel(Protocol):
