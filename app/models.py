@@ -12,13 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from moshi_mlx.errors import CheckpointError, ConfigError
+from moshi_mlx.errors import CheckpointError
 
 from .settings import PRECISIONS, VOICES
 
 LM_FILES = {"q4": "model.q4.safetensors", "q8": "model.q8.safetensors", "bf16": "model.safetensors"}
 MIMI_FILE = "tokenizer-e351c8d8-checkpoint125.safetensors"
 TOKENIZER_FILE = "tokenizer_spm_32k_3.model"
+TEXT_TEMP_RATIO = 0.7 / 0.8  # Kyutai's defaults: audio 0.8, text 0.7; one slider moves both
 
 
 @dataclass(frozen=True)
@@ -56,14 +57,18 @@ class ModelFiles:
     lm: Path
     mimi: Path
     tokenizer: Path
-    config: Path | None  # config.json next to the weights, if any (else the 7B preset)
+    config: Path | None  # the LM's config.json in Kyutai's schema, if any (else the 7B preset)
     label: str  # for the status bar: "Moshiko", or the folder name
     quantization: str  # "4-bit", "8-bit", "bf16", ...
+    mimi_config: Path | None = None  # Mimi's config, if any (else the released Mimi preset)
 
 
 def resolve_folder(folder: str | Path) -> ModelFiles:
-    """Finds LM weights, Mimi weights and tokenizer in a folder (Kyutai's release names, or any
-    single LM `.safetensors` next to a `tokenizer*.safetensors` Mimi file and a `.model` tokenizer).
+    """Finds LM weights, Mimi weights and tokenizer in a folder.
+
+    A Kyutai-style `config.json` naming its files (`moshi_name`, `mimi_name`, `tokenizer_name`,
+    `mimi_config_name`) is followed; otherwise the folder must hold one LM `.safetensors`, one Mimi
+    file (`tokenizer*.safetensors` or `mimi*.safetensors`) and one sentencepiece `.model`.
 
     Raises:
         CheckpointError: the folder is missing or does not hold exactly one of each.
@@ -71,22 +76,36 @@ def resolve_folder(folder: str | Path) -> ModelFiles:
     d = Path(folder).expanduser()
     if not d.is_dir():
         raise CheckpointError(f"the weights folder {d} does not exist. Pick another folder in Settings.")
+    cfg_path = d / "config.json"
+    named: dict = {}
+    if cfg_path.is_file():
+        try:
+            raw = json.loads(cfg_path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise CheckpointError(f"{cfg_path} is not readable JSON ({e}); fix or remove it.") from None
+        named = {k: raw[k] for k in ("moshi_name", "mimi_name", "tokenizer_name", "mimi_config_name")
+                 if isinstance(raw, dict) and isinstance(raw.get(k), str)}  # fmt: skip
     tensors = sorted(p for p in d.glob("*.safetensors") if p.is_file())
     mimi = [p for p in tensors if p.name.startswith(("tokenizer", "mimi"))]
     lm = [p for p in tensors if p not in mimi]
     spm = sorted(p for p in d.glob("*.model") if p.is_file())
+    def pick(key: str, found: list[Path]) -> list[Path]:  # a file named by config.json wins
+        return found if key not in named else [d / named[key]] if (d / named[key]).is_file() else []
+
+    lm, mimi, spm = pick("moshi_name", lm), pick("mimi_name", mimi), pick("tokenizer_name", spm)
     problems = []
-    for what, found, hint in (("Moshi LM weights", lm, "model*.safetensors"),
-                              ("Mimi codec weights", mimi, MIMI_FILE),
-                              ("text tokenizer", spm, TOKENIZER_FILE)):  # fmt: skip
+    for what, found, hint in (("Moshi LM weights", lm, named.get("moshi_name", "model*.safetensors")),
+                              ("Mimi codec weights", mimi, named.get("mimi_name", MIMI_FILE)),
+                              ("text tokenizer", spm, named.get("tokenizer_name", TOKENIZER_FILE))):  # fmt: skip
         if not found:
             problems.append(f"no {what} (expected a file like {hint})")
         elif len(found) > 1:
             problems.append(f"several {what}: {', '.join(p.name for p in found)}; keep one")
     if problems:
         raise CheckpointError(f"the folder {d} cannot be used: " + "; ".join(problems) + ".")
-    cfg = d / "config.json"
-    return ModelFiles(lm[0], mimi[0], spm[0], cfg if cfg.is_file() else None, d.name or str(d), describe_precision(lm[0]))
+    mimi_cfg = d / named.get("mimi_config_name", "mimi_config.json")
+    return ModelFiles(lm[0], mimi[0], spm[0], cfg_path if cfg_path.is_file() else None, d.name or str(d),
+                      describe_precision(lm[0]), mimi_cfg if mimi_cfg.is_file() else None)  # fmt: skip
 
 
 def describe_precision(path: Path) -> str:
@@ -124,15 +143,11 @@ def frame_model_factory(files: ModelFiles, temperature: float) -> Callable[[], o
     (Mimi encode -> LM step -> Mimi decode, with text detokenization)."""
 
     def build():
-        try:
-            from moshi_mlx import pipeline  # the real FrameModel; MLX is imported here, on the loop thread
-        except ImportError as e:
-            raise ConfigError(
-                f"this installation has no model pipeline ({e}); update moshi-mlx-local."
-            ) from None
-        return pipeline.build_frame_model(
-            lm_weights=files.lm, mimi_weights=files.mimi, tokenizer=files.tokenizer, config=files.config,
-            temperature=temperature, text_temperature=temperature * 0.875,
-        )  # fmt: skip
+        from moshi_mlx import pipeline  # MLX is imported here, on the loop thread
+
+        mf = pipeline.ModelFiles(moshi=files.lm, mimi=files.mimi, tokenizer=files.tokenizer,
+                                 lm_config=files.config, mimi_config=files.mimi_config)  # fmt: skip
+        sampling = pipeline.Sampling(temp=temperature, text_temp=temperature * TEXT_TEMP_RATIO)
+        return pipeline.MoshiPipeline.from_files(mf, sampling)
 
     return build

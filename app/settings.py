@@ -110,7 +110,7 @@ class AppSettings:
     # -- sampling --------------------------------------------------------------------------------
     @property
     def temperature(self) -> float:
-        """Audio sampling temperature (the text temperature follows at 7/8 of it, as Kyutai's 0.8/0.7)."""
+        """Audio sampling temperature (the text temperature follows at 7/8 of it: Kyutai uses 0.8 and 0.7)."""
         return self._float("sampling/temperature", 0.8, 0.0, 2.0)
 
     @temperature.setter
