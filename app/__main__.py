@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import traceback
 
@@ -12,6 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reset-settings", action="store_true", help="forget remembered choices first")
     args, qt_args = parser.parse_known_args(argv)
     try:
+        from PySide6.QtCore import QTimer
         from PySide6.QtWidgets import QApplication
     except ImportError:
         print("moshi-mlx-app needs Qt: pip install 'moshi-mlx-local[app]'", file=sys.stderr)
@@ -37,10 +39,21 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exception(kind, value, tb)
         dialogs.error("Something went wrong", f"{kind.__name__}: {value}")
 
+    previous = sys.excepthook, signal.getsignal(signal.SIGINT)
     sys.excepthook = excepthook
+    # Ctrl+C in the terminal closes the window like the close button (Qt's loop would swallow it):
+    # a timer lets the interpreter run its signal handler now and then.
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    tick = QTimer(window)
+    tick.timeout.connect(lambda: None)
+    tick.start(250)
     window.show()
-    code = app.exec()
-    presenter.shutdown()
+    try:
+        code = app.exec()
+        presenter.shutdown()
+    finally:
+        sys.excepthook = previous[0]
+        signal.signal(signal.SIGINT, previous[1])
     return int(code)
 
 

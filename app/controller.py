@@ -88,6 +88,8 @@ class Controller(QObject):
         self._release.setInterval(15)
         self._release.timeout.connect(self._release_due)
         self._devices: list[DeviceInfo] = []
+        self._warned_devices = False
+        self.rescan_ms = 0.0  # how long the last PortAudio re-initialisation took (it blocks the GUI)
         self._loop_event.connect(self._on_loop_event)
 
     # -- model -----------------------------------------------------------------------------------
@@ -177,10 +179,12 @@ class Controller(QObject):
             return self._devices
         try:
             if rescan and self.audio_backend is None:
+                t0 = time.perf_counter()
                 _reinit_portaudio()
+                self.rescan_ms = 1000 * (time.perf_counter() - t0)
             devices = list_devices(self.audio_backend)
         except MoshiError as e:
-            if self._devices is not None and not getattr(self, "_warned_devices", False):
+            if not self._warned_devices:
                 self._warned_devices = True
                 self.error.emit("Audio device problem", str(e))
             devices = []

@@ -53,11 +53,14 @@ class Presenter(QObject):
         self._connect()
         self.ctl.refresh_devices(rescan=False)
         self._device_timer = QTimer(self)
-        self._device_timer.timeout.connect(lambda: self.ctl.refresh_devices())
+        self._device_timer.timeout.connect(self._poll_devices)
+        self._last_rescan = 0.0
         if device_poll_ms:
             self._device_timer.start(device_poll_ms)
         self._on_state(self.ctl.state)
         window.installEventFilter(self)
+        window.input_combo.installEventFilter(self)
+        window.output_combo.installEventFilter(self)
 
     # -- settings <-> widgets --------------------------------------------------------------------
     def _load_settings(self) -> None:
@@ -311,9 +314,26 @@ class Presenter(QObject):
 
     # -- shutdown --------------------------------------------------------------------------------
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt)
-        if obj is self.w and event.type() == QEvent.Type.Close and not self._closing:
+        kind = event.type()
+        if obj is self.w and kind == QEvent.Type.Close and not self._closing:
             self.shutdown()
+        elif (obj is self.w and kind == QEvent.Type.WindowActivate) or (
+            obj in (self.w.input_combo, self.w.output_combo) and kind == QEvent.Type.MouseButtonPress
+        ):
+            self._rescan_devices(min_interval_s=1.0)  # plugged in while away, or about to pick one
         return False
+
+    def _poll_devices(self) -> None:
+        # Re-initialising PortAudio blocks this thread; where it is slow (some ALSA setups) keep to
+        # the rescans on window activation and on opening a device list.
+        if self.w.isActiveWindow() and self.ctl.rescan_ms < 150:
+            self._rescan_devices(min_interval_s=0.0)
+
+    def _rescan_devices(self, min_interval_s: float) -> None:
+        now = time.monotonic()
+        if now - self._last_rescan >= min_interval_s and not self._closing:
+            self._last_rescan = now
+            self.ctl.refresh_devices()
 
     def shutdown(self) -> bool:
         self._closing = True

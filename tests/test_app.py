@@ -388,3 +388,33 @@ def test_qt_binding_keeps_references_to_none(qtbot) -> None:
         box.setChecked(False)
         box.setText("x")
     assert sys.getrefcount(None) >= before - 5
+
+
+def test_main_opens_the_window_and_exits_cleanly(qtbot, tmp_path: Path, monkeypatch) -> None:
+    """`python -m app` as a person starts it (real sound card backend, real settings store)."""
+    import sys
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.__main__ import main
+
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path))
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    seen = {}
+
+    def look_and_close() -> None:
+        win = next(w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible())
+        seen["title"], seen["button"] = win.windowTitle(), win.start_button.text()
+        win.close()
+
+    QTimer.singleShot(300, look_and_close)
+    before = _thread_names()
+    try:
+        assert main([]) == 0
+    finally:
+        QSettings.setDefaultFormat(QSettings.Format.NativeFormat)
+    assert seen == {"title": "Moshi", "button": "Start"}
+    assert _thread_names() == before
+    assert list(tmp_path.rglob("Moshi.ini")), "settings were saved"
