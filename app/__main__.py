@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName("Moshi")
     settings = AppSettings()
     if args.reset_settings:
-        settings._s.clear()  # noqa: SLF001
+        settings.clear()
     window = MainWindow()
     dialogs = Dialogs(window)
     controller = Controller(parent=window)

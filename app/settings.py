@@ -49,6 +49,10 @@ class AppSettings:
     def sync(self) -> None:
         self._s.sync()
 
+    def clear(self) -> None:
+        """Forgets every remembered choice."""
+        self._s.clear()
+
     # -- model -----------------------------------------------------------------------------------
     @property
     def voice(self) -> str:
