@@ -295,3 +295,50 @@ def test_latency_measurement_hears_every_click_without_an_extra_frame() -> None:
     # bench figures (this machine): 0.5 ms added at 24 kHz devices, 11 ms with resampling; an extra
     # buffered frame would add 80 ms
     assert 0 < float(np.median(r.added_ms)) < 60
+
+
+def test_echo_canceller_in_the_loop_removes_the_played_voice() -> None:
+    from _speechlike import room_ir, speechlike
+
+    from moshi_mlx.echo import EchoCanceller
+
+    voice = speechlike(14, 7, (150, 250))
+
+    class Talker(EchoModel):  # says `voice`, frame after frame, whatever it hears
+        def step(self, pcm: np.ndarray):
+            r = super().step(pcm)
+            k = self.steps - 1
+            return r._replace(pcm=voice[k * FRAME : (k + 1) * FRAME].copy() if (k + 1) * FRAME <= voice.size else None)
+
+    model = Talker(delay=0, text_every=0)
+    loop = ModelLoop(lambda: model, max_lag_frames=50).start()
+    b, io = _session(48000, 48000)
+    h48 = np.repeat(room_ir(5, delay_ms=30), 2) / 2  # the room's response, at 48 kHz
+    state = {"played": 0, "hist": np.zeros(0, np.float32), "mic": []}
+
+    def room(_: int) -> None:  # the speaker's sound reaches the mic through the room
+        chunks = b.output._played[state["played"] :]  # new speaker blocks since the last tick
+        state["played"] += len(chunks)
+        new = np.concatenate([c[:, 0] for c in chunks]) if chunks else np.zeros(0, np.float32)
+        if new.size:
+            state["hist"] = np.concatenate([state["hist"], new])
+            seg = state["hist"][-(new.size + h48.size) :]
+            n = 1 << int(np.ceil(np.log2(seg.size + h48.size)))
+            full = np.fft.irfft(np.fft.rfft(seg, n) * np.fft.rfft(h48, n), n)
+            echo = full[seg.size - new.size : seg.size]
+            b.input.push_input(echo.astype(np.float32))
+            state["mic"].append(echo)
+
+    loop.begin_session(io, echo=EchoCanceller())
+    _wait_for(loop.events, SessionStarted)
+    with FakeClock([b.input, b.output], speed=6.0, on_tick=room):
+        while model.steps * FRAME < voice.size:
+            time.sleep(0.02)
+    loop.end_session()
+    loop.close()
+    heard = np.concatenate(model.inputs)
+    mic = np.concatenate(state["mic"])[::2]  # what reached the mic, at 24 kHz (roughly aligned)
+    tail = slice(heard.size - 4 * 24000, heard.size)
+    erle = 10 * np.log10(np.sum(mic[tail] ** 2) / np.sum(heard[tail] ** 2))
+    print(f"echo reduction through the loop: {erle:.1f} dB")
+    assert erle > 10, erle  # the model hears its own voice >= 10 dB quieter than the mic does
