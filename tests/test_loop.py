@@ -165,9 +165,11 @@ def test_resampled_devices_keep_the_input_intact(rate_in: int, rate_out: int) ->
     snr = 10 * np.log10(np.sum(want[seg] ** 2) / np.sum(err**2))
     assert snr > 60, snr  # a lost or repeated sample anywhere would wreck the alignment
     played = b.output.played()[:, 0]
-    spec = np.abs(np.fft.rfft(played[rate_out // 2 : rate_out]))
-    peak = np.fft.rfftfreq(rate_out // 2, 1 / rate_out)[np.argmax(spec)]
-    assert abs(peak - 440) < 4
+    played = played[played != 0]  # a busy machine may leave gaps: judge the sound, not the timing
+    spec = np.abs(np.fft.rfft(played * np.hanning(played.size)))
+    freqs = np.fft.rfftfreq(played.size, 1 / rate_out)
+    top = sorted(freqs[np.argsort(spec)[-40:]])  # both tones are in the answer
+    assert any(abs(f - 440) < 5 for f in top) and any(abs(f - 2500) < 5 for f in top)
 
 
 def test_slow_model_lag_stays_bounded_and_skips_are_reported(tmp_path: Path) -> None:
@@ -342,3 +344,23 @@ def test_echo_canceller_in_the_loop_removes_the_played_voice() -> None:
     erle = 10 * np.log10(np.sum(mic[tail] ** 2) / np.sum(heard[tail] ** 2))
     print(f"echo reduction through the loop: {erle:.1f} dB")
     assert erle > 10, erle  # the model hears its own voice >= 10 dB quieter than the mic does
+
+
+def test_late_step_delay_is_won_back_in_quiet_frames() -> None:
+    class Hiccup(EchoModel):
+        def step(self, pcm: np.ndarray):
+            if self.steps == 15:
+                time.sleep(0.12)  # one late step: 480 ms of audio at 4x speed
+            return super().step(pcm)
+
+    model = Hiccup(delay=0, text_every=0)
+    loop = ModelLoop(lambda: model, max_lag_frames=50).start()
+    b, io = _session()
+    quiet = _signal(FRAME * 60, 9) * 0.003  # about -55 dBFS: silence from Moshi, trimming allowed
+    loop.begin_session(io)
+    events = _run_until_consumed(loop, b, quiet, speed=4.0, extra_s=0.3)
+    loop.close()
+    stats = [e for e in events if isinstance(e, Stats)]
+    assert max(s.output_queued_ms for s in stats) > 200  # the backlog after the late step
+    assert stats[-1].output_trimmed_ms > 100
+    assert stats[-1].output_queued_ms < 30 + 80 + 20  # back near the target (+ the frame just written)
