@@ -11,6 +11,7 @@ The precision available is read from the file list; `quant` (`-q 4|8`) picks amo
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ MIMI_FILE = "tokenizer-e351c8d8-checkpoint125.safetensors"
 TOKENIZER_FILE = "tokenizer_spm_32k_3.model"
 CONFIG_FILE = "config.json"
 _LOCAL_FLAGS = "--moshi-weight PATH --mimi-weight PATH --tokenizer PATH [--config PATH]"
+# Keys of a repository's config.json that name files rather than describe the LM (Kyutai's loaders read them).
+REPO_FILE_KEYS = ("moshi_name", "mimi_name", "tokenizer_name", "mimi_config_name", "lora_name", "model_id")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,24 @@ class ModelFiles:
     config: Path | None
     quant: int | None  # 4, 8, or None for bf16, as named by the file (the loader checks the shapes)
     source: str  # repo id or folder the files came from
+    mimi_config: Path | None = None  # Kyutai-schema Mimi config, when the repository names one
+
+
+def read_repo_config(path: str | os.PathLike) -> tuple[dict, dict]:
+    """Split a repository's config.json into (the LM config in Kyutai's schema, its file-name keys)."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: not a readable JSON config ({e})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    files = {k: raw.pop(k) for k in REPO_FILE_KEYS if k in raw}
+    return raw, files
+
+
+def _names(config: Path | None) -> dict:
+    return {} if config is None else read_repo_config(config)[1]
 
 
 def default_repo(quant: int | None = 4, voice: str = "moshiko") -> str:
@@ -195,18 +216,27 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
                 raise CheckpointError(f"{folder} has no {f}; add it or pass it with {_LOCAL_FLAGS}")
             return None
 
+        cfg = explicit["config"] or local(CONFIG_FILE, False)
+        names = _names(cfg)
+        if explicit["moshi"] is None and not any(f in listing for f in MOSHI_FILES.values()) and "moshi_name" in names:
+            name, q = names["moshi_name"], quant
         return ModelFiles(
-            explicit["moshi"] or local(name), explicit["mimi"] or local(MIMI_FILE),
-            explicit["tokenizer"] or local(TOKENIZER_FILE), explicit["config"] or local(CONFIG_FILE, False),
-            q, str(folder),
+            explicit["moshi"] or local(name), explicit["mimi"] or local(names.get("mimi_name", MIMI_FILE)),
+            explicit["tokenizer"] or local(names.get("tokenizer_name", TOKENIZER_FILE)), cfg, q, str(folder),
+            local(names["mimi_config_name"]) if "mimi_config_name" in names else None,
         )  # fmt: skip
 
     repo = str(hf_repo) if hf_repo is not None else (default_repo(quant) if quant_given else DEFAULT_REPO)
     listing, reason = _repo_listing(repo)
+    cfg = explicit["config"]
+    if cfg is None and CONFIG_FILE in listing:
+        cfg = _download(repo, CONFIG_FILE, tqdm_class, reason)
+    names = _names(cfg)
+    mimi_file, tokenizer_file = names.get("mimi_name", MIMI_FILE), names.get("tokenizer_name", TOKENIZER_FILE)
     if explicit["moshi"] is None:
         if reason is not None and not any(f in listing for f in MOSHI_FILES.values()):
             want = MOSHI_FILES[quant] if quant_given else MOSHI_FILES[4]
-            needed = [want, MIMI_FILE, TOKENIZER_FILE]
+            needed = [want, mimi_file, tokenizer_file]
             raise OfflineError(
                 f"cannot get {', '.join(needed)} from {repo}: {reason}, and they are not in the Hugging Face "
                 f"cache. Connect once to download them, or pass local files: {_LOCAL_FLAGS}."
@@ -214,13 +244,12 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
         name, q = _pick_moshi(listing, quant, quant_given, repo)
     else:
         name, q = "", quant
-    needed = [f for f, have in ((name, explicit["moshi"]), (MIMI_FILE, explicit["mimi"]),
-                                (TOKENIZER_FILE, explicit["tokenizer"])) if f and have is None]  # fmt: skip
+    needed = [f for f, have in ((name, explicit["moshi"]), (mimi_file, explicit["mimi"]),
+                                (tokenizer_file, explicit["tokenizer"])) if f and have is None]  # fmt: skip
     got = {f: _download(repo, f, tqdm_class, reason, needed) for f in needed}
-    cfg = explicit["config"]
-    if cfg is None and CONFIG_FILE in listing:
-        cfg = _download(repo, CONFIG_FILE, tqdm_class, reason)
+    mimi_config = names.get("mimi_config_name")
     return ModelFiles(
-        explicit["moshi"] or got[name], explicit["mimi"] or got[MIMI_FILE],
-        explicit["tokenizer"] or got[TOKENIZER_FILE], cfg, q, repo,
+        explicit["moshi"] or got[name], explicit["mimi"] or got[mimi_file],
+        explicit["tokenizer"] or got[tokenizer_file], cfg, q, repo,
+        _download(repo, mimi_config, tqdm_class, reason) if mimi_config else None,
     )  # fmt: skip

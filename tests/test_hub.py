@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import huggingface_hub
@@ -37,7 +38,7 @@ class FakeHub:
             raise errors.EntryNotFoundError(f"{filename} not found")
         p = self.tmp / repo_id.replace("/", "--") / filename
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text("x")
+        p.write_text("{}" if filename == hub.CONFIG_FILE else "x")
         return str(p)
 
     def try_to_load_from_cache(self, repo_id: str, filename: str, **kw):
@@ -129,7 +130,7 @@ def test_local_folder_from_the_quantizer(tmp_path: Path, fake) -> None:
     folder = tmp_path / "my-q8"
     folder.mkdir()
     for name in ("model.q8.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE, hub.CONFIG_FILE):
-        (folder / name).write_text("x")
+        (folder / name).write_text("{}" if name == hub.CONFIG_FILE else "x")
     files = hub.resolve_model_files(str(folder))
     assert (files.quant, files.moshi, files.config, files.source) == (8, folder / "model.q8.safetensors", folder / "config.json", str(folder))
     with pytest.raises(CheckpointError, match="has no 4-bit model"):
@@ -158,3 +159,30 @@ def test_hf_uri_for_one_file_and_override(fake) -> None:
     assert ("kyutai/moshiko-mlx-q4", hub.TOKENIZER_FILE, False) not in f.downloads
     with pytest.raises(ConfigError, match="hf://owner/repo/file"):
         hub.resolve_model_files(tokenizer="hf://justrepo")
+
+
+def test_repo_config_names_are_followed(fake, monkeypatch) -> None:
+    """A config.json naming other files (as Kyutai's loaders allow) decides what is downloaded."""
+    repo = "someone/moshi-finetune"
+    f = fake({repo: {"model.q4.safetensors", "mimi.safetensors", "tok.model", "mimi.json", hub.CONFIG_FILE}})
+    real_download = f.hf_hub_download
+
+    def download(repo_id, filename, **kw):
+        path = real_download(repo_id, filename, **kw)
+        if filename == hub.CONFIG_FILE:
+            Path(path).write_text(json.dumps({"dim": 8, "mimi_name": "mimi.safetensors", "tokenizer_name": "tok.model",
+                                              "mimi_config_name": "mimi.json"}))
+        return path
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    files = hub.resolve_model_files(repo)
+    assert (files.mimi.name, files.tokenizer.name, files.mimi_config.name) == ("mimi.safetensors", "tok.model", "mimi.json")
+
+
+def test_malformed_config_json_is_a_clear_error(tmp_path: Path, fake) -> None:
+    fake({})
+    for name in ("model.q4.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE):
+        (tmp_path / name).write_text("x")
+    (tmp_path / hub.CONFIG_FILE).write_text("{not json")
+    with pytest.raises(ConfigError, match="not a readable JSON config"):
+        hub.resolve_model_files(str(tmp_path))
