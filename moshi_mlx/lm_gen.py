@@ -106,6 +106,8 @@ class LmGen:
 
         keys = mx.random.split(state.key, 2 + cfg.dep_q)
         context, text_logits = self.lm.forward_text(inputs[:, :, None], state.lm)
+        # Start the temporal transformer now (no host wait): the depformer's graph is built while it runs.
+        mx.async_eval(context)
         text_logits = text_logits[:, 0]
         text_token = sample(text_logits, self.text_temp, self.text_top_k, keys[1])
         dep_state = self.lm.depformer.init_state(inputs.shape[0], self.lm.compute_dtype)
