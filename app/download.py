@@ -8,44 +8,49 @@ after its own connection timeout and Cancel returns at once in any case.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlparse
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QProgressDialog, QWidget
 
-from moshi_mlx.errors import CheckpointError, MoshiError, OfflineError
+from moshi_mlx import hub
+from moshi_mlx.errors import MoshiError, OfflineError
 
-from .models import ModelChoice, ModelFiles, hub_files
+from .models import ModelChoice, ResolvedModel, from_hub
 
 Progress = Callable[[int, int, str], None]  # bytes done, bytes total (0 = unknown), file name
-Downloader = Callable[[str, str, Progress, threading.Event], Path]  # repo, file -> local path
+Resolver = Callable[[ModelChoice, Progress, threading.Event], hub.ModelFiles]
 
 
 class DownloadCancelled(Exception):
     pass
 
 
-def cached_files(choice: ModelChoice) -> dict[str, Path] | None:
-    """The choice's files if all are in the local Hugging Face cache (no network), else None."""
+def cached_files(choice: ModelChoice) -> hub.ModelFiles | None:
+    """The choice's files if all are in the local Hugging Face cache (no network at all), else None."""
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return None
-    out = {}
-    for name in choice.files:
+
+    def cached(name: str) -> Path | None:
         p = try_to_load_from_cache(choice.repo, name)
-        if not isinstance(p, str):
-            return None
-        out[name] = Path(p)
-    return out
+        return Path(p) if isinstance(p, str) else None
+
+    paths = [cached(n) for n in choice.files]
+    if any(p is None for p in paths):
+        return None
+    return hub.ModelFiles(*paths, cached(hub.CONFIG_FILE), choice.quant, choice.repo)
 
 
-def hf_download(repo: str, filename: str, progress: Progress, cancelled: threading.Event) -> Path:
-    """Downloads one file into the Hugging Face cache (resumable), reporting bytes as they arrive."""
-    import huggingface_hub
-    from huggingface_hub import errors as hf_errors
+def hub_resolver(choice: ModelChoice, progress: Progress, cancelled: threading.Event) -> hub.ModelFiles:
+    """`moshi_mlx.hub` downloads the repository's files into the Hugging Face cache (resumable),
+    reporting bytes as they arrive; Cancel stops it at the next chunk."""
     from tqdm import tqdm
 
     class _Bar(tqdm):
@@ -55,43 +60,29 @@ def hf_download(repo: str, filename: str, progress: Progress, cancelled: threadi
             super().__init__(*args, **kwargs)
             self._done = int(kwargs.get("initial") or 0)
             self._total = int(kwargs.get("total") or 0)
+            self._file = str(kwargs.get("desc") or "")
 
         def update(self, n=1):
             if cancelled.is_set():
                 raise DownloadCancelled()
             self._done += int(n or 0)
-            progress(self._done, self._total, filename)
+            progress(self._done, self._total, self._file)
             return True
 
+    check_reachable()
     try:
-        return Path(huggingface_hub.hf_hub_download(repo, filename, tqdm_class=_Bar))
-    except DownloadCancelled:
-        raise
-    except (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled, ConnectionError, TimeoutError) as e:
-        raise OfflineError(_offline_message(repo, e)) from None  # (before EntryNotFoundError, its base class)
-    except (hf_errors.RepositoryNotFoundError, hf_errors.GatedRepoError, hf_errors.EntryNotFoundError) as e:
-        raise CheckpointError(f"{repo} has no file {filename} that can be downloaded ({type(e).__name__}).") from None
-    except OSError as e:  # disk full, unwritable cache, and requests/httpx network errors (OSError subclasses)
-        if _looks_like_network(e):
-            raise OfflineError(_offline_message(repo, e)) from None
-        raise CheckpointError(f"could not save {filename} from {repo}: {e}. Check free disk space.") from None
-    except Exception as e:  # noqa: BLE001 (httpx/requests network errors are not all OSErrors)
-        if _looks_like_network(e):
-            raise OfflineError(_offline_message(repo, e)) from None
-        raise CheckpointError(f"downloading {filename} from {repo} failed: {e}") from None
+        return hub.resolve_model_files(choice.repo, choice.quant, tqdm_class=_Bar)
+    except OfflineError:
+        raise OfflineError(_offline_message(choice.repo)) from None
 
 
 def check_reachable(timeout_s: float = 5.0) -> None:
     """Fails fast with OfflineError when the hub's host cannot be resolved or connected to (the hub
     client itself retries for ~25 s before it gives up on a machine without network)."""
-    import os
-    import socket
-    from urllib.parse import urlparse
-
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         raise OfflineError(
             "HF_HUB_OFFLINE is set, so Moshi's weights cannot be downloaded. Unset it and press Start "
-            "again, or choose a folder of weights you already have under Settings -> Weights folder."
+            "again, or choose a folder of weights you already have under Model -> Weights folder."
         )
     url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
     host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
@@ -99,51 +90,39 @@ def check_reachable(timeout_s: float = 5.0) -> None:
         with socket.create_connection((host, port), timeout=timeout_s):
             pass
     except OSError as e:
-        raise OfflineError(
-            f"Moshi's weights are not on this computer yet, and {host} cannot be reached to download "
-            f"them ({e.strerror or e}). Connect to the internet and press Start again, or choose a "
-            "folder of weights you already have under Settings -> Weights folder."
-        ) from None
+        raise OfflineError(_offline_message(host, e.strerror or str(e))) from None
 
 
-def _looks_like_network(e: BaseException) -> bool:
-    names = " ".join(type(x).__name__ for x in type(e).__mro__).lower()
-    return any(w in names for w in ("connect", "timeout", "network", "proxy", "ssl"))
-
-
-def _offline_message(repo: str, e: BaseException) -> str:
+def _offline_message(what: str, why: str = "") -> str:
+    why = f" ({why})" if why else ""
     return (
-        f"Moshi's weights ({repo}) are not on this computer yet, and huggingface.co cannot be reached "
-        f"to download them ({type(e).__name__}). Connect to the internet and press Start again, or "
-        "choose a folder of weights you already have under Settings -> Weights folder."
+        f"Moshi's weights are not on this computer yet, and {what} cannot be reached to download them{why}. "
+        "Connect to the internet and press Start again, or choose a folder of weights you already have "
+        "under Model -> Weights folder."
     )
 
 
 def fetch_files(choice: ModelChoice, progress: Progress, cancelled: threading.Event,
-                downloader: Downloader = hf_download) -> ModelFiles:  # fmt: skip
-    """Every file of `choice`, from the cache or downloaded one after the other."""
-    paths: dict[str, Path] = {}
-    cache = cached_files(choice) if downloader is hf_download else None
-    if downloader is hf_download and not cache:
-        check_reachable()
-    for name in choice.files:
-        if cancelled.is_set():
-            raise DownloadCancelled()
-        paths[name] = cache[name] if cache else downloader(choice.repo, name, progress, cancelled)
-    return hub_files(choice, paths)
+                resolver: Resolver = hub_resolver) -> ResolvedModel:  # fmt: skip
+    """Every file of `choice`: from the cache without any network access, else through `resolver`."""
+    cached = cached_files(choice) if resolver is hub_resolver else None
+    files = cached or resolver(choice, progress, cancelled)
+    if cancelled.is_set():
+        raise DownloadCancelled()
+    return from_hub(choice, files)
 
 
 class DownloadTask(QObject):
     """Runs `fetch_files` on a thread; signals arrive on the GUI thread."""
 
     progress = Signal(object, object, str)  # done, total (Python ints: sizes exceed 32 bits), file
-    finished = Signal(object)  # ModelFiles
+    finished = Signal(object)  # ResolvedModel
     failed = Signal(str)
     cancelled = Signal()
 
-    def __init__(self, choice: ModelChoice, downloader: Downloader = hf_download, parent: QObject | None = None) -> None:
+    def __init__(self, choice: ModelChoice, resolver: Resolver = hub_resolver, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.choice, self._downloader = choice, downloader
+        self.choice, self._resolver = choice, resolver
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -162,7 +141,7 @@ class DownloadTask(QObject):
 
     def _run(self) -> None:
         try:
-            files = fetch_files(self.choice, lambda d, t, n: self.progress.emit(d, t, n), self._cancel, self._downloader)
+            files = fetch_files(self.choice, lambda d, t, n: self.progress.emit(d, t, n), self._cancel, self._resolver)
         except DownloadCancelled:
             self.cancelled.emit()
         except MoshiError as e:
@@ -188,19 +167,13 @@ class DownloadDialog(QProgressDialog):
         self.setAutoClose(False)
         self.setAutoReset(False)
         self.task = task
-        self._files = list(task.choice.files)
         task.progress.connect(self._on_progress)
         self.canceled.connect(task.cancel)
 
     def _on_progress(self, done: int, total: int, name: str) -> None:
-        k = self._files.index(name) + 1 if name in self._files else 1
-        head = f"Downloading {task_label(self.task.choice)} ({k} of {len(self._files)}): {name}"
+        head = f"Downloading {self.task.choice.repo}\n{name}"
         if total:
             self.setValue(int(1000 * min(done, total) / total))
-            self.setLabelText(f"{head}\n{done / 1e9:.2f} of {total / 1e9:.2f} GB")
+            self.setLabelText(f"{head}: {done / 1e9:.2f} of {total / 1e9:.2f} GB")
         else:
-            self.setLabelText(f"{head}\n{done / 1e9:.2f} GB")
-
-
-def task_label(choice: ModelChoice) -> str:
-    return choice.repo
+            self.setLabelText(f"{head}: {done / 1e9:.2f} GB")

@@ -1,25 +1,26 @@
 """Which model to run: a released Kyutai repository (voice x precision) or a local folder of weights.
 
-Resolving a choice to files never touches MLX (the GUI thread calls it); building the FrameModel
-from those files happens in `frame_model_factory`'s closure, which the ModelLoop calls on its thread.
+Finding the files is `moshi_mlx.hub`'s job (the same code `python -m moshi_mlx.run` uses); this
+module adds what the window shows (a label, the precision read from the weights' header) and the
+factory that builds the real FrameModel on the ModelLoop's thread. Nothing here touches MLX.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from moshi_mlx.errors import CheckpointError
+from moshi_mlx import hub
+from moshi_mlx.errors import CheckpointError, MoshiError
 
 from .settings import PRECISIONS, VOICES
 
-LM_FILES = {"q4": "model.q4.safetensors", "q8": "model.q8.safetensors", "bf16": "model.safetensors"}
-MIMI_FILE = "tokenizer-e351c8d8-checkpoint125.safetensors"
-TOKENIZER_FILE = "tokenizer_spm_32k_3.model"
 TEXT_TEMP_RATIO = 0.7 / 0.8  # Kyutai's defaults: audio 0.8, text 0.7; one slider moves both
+_QUANT = {"q4": 4, "q8": 8, "bf16": None}
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,18 @@ class ModelChoice:
             raise ValueError(f"unknown precision {self.precision!r}")
 
     @property
+    def quant(self) -> int | None:
+        return _QUANT[self.precision]
+
+    @property
     def repo(self) -> str:
         """Kyutai's MLX release for this voice and precision, e.g. kyutai/moshiko-mlx-q4."""
-        return f"kyutai/{self.voice}-mlx-{self.precision}"
+        return hub.default_repo(self.quant, self.voice)
 
     @property
     def files(self) -> tuple[str, str, str]:
         """The repository files a conversation needs: LM weights, Mimi weights, text tokenizer."""
-        return LM_FILES[self.precision], MIMI_FILE, TOKENIZER_FILE
+        return hub.MOSHI_FILES[self.quant], hub.MIMI_FILE, hub.TOKENIZER_FILE
 
     def label(self) -> str:
         if self.folder:
@@ -51,61 +56,38 @@ class ModelChoice:
 
 
 @dataclass(frozen=True)
-class ModelFiles:
-    """Everything needed to build the model, already on disk."""
+class ResolvedModel:
+    """Files on disk plus what the status bar shows about them."""
 
-    lm: Path
-    mimi: Path
-    tokenizer: Path
-    config: Path | None  # the LM's config.json in Kyutai's schema, if any (else the 7B preset)
-    label: str  # for the status bar: "Moshiko", or the folder name
+    files: hub.ModelFiles
+    label: str  # "Moshiko", or the folder name
     quantization: str  # "4-bit", "8-bit", "bf16", ...
-    mimi_config: Path | None = None  # Mimi's config, if any (else the released Mimi preset)
 
 
-def resolve_folder(folder: str | Path) -> ModelFiles:
-    """Finds LM weights, Mimi weights and tokenizer in a folder.
+def for_app(e: MoshiError) -> str:
+    """The hub's message without its command-line advice (flags mean nothing in a window)."""
+    msg = re.sub(r"(,|;)? ?(add it )?or pass (it with|local files:) --moshi-weight.*$", "", str(e)).rstrip(" .")
+    return msg + "."
 
-    A Kyutai-style `config.json` naming its files (`moshi_name`, `mimi_name`, `tokenizer_name`,
-    `mimi_config_name`) is followed; otherwise the folder must hold one LM `.safetensors`, one Mimi
-    file (`tokenizer*.safetensors` or `mimi*.safetensors`) and one sentencepiece `.model`.
+
+def resolve_folder(folder: str | Path) -> ResolvedModel:
+    """The model files in a local folder (a Kyutai MLX repository copy, or one written by quantize).
 
     Raises:
-        CheckpointError: the folder is missing or does not hold exactly one of each.
+        CheckpointError / ConfigError: the folder is missing or lacks a file, said in app terms.
     """
     d = Path(folder).expanduser()
     if not d.is_dir():
         raise CheckpointError(f"the weights folder {d} does not exist. Pick another folder in Settings.")
-    cfg_path = d / "config.json"
-    named: dict = {}
-    if cfg_path.is_file():
-        try:
-            raw = json.loads(cfg_path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise CheckpointError(f"{cfg_path} is not readable JSON ({e}); fix or remove it.") from None
-        named = {k: raw[k] for k in ("moshi_name", "mimi_name", "tokenizer_name", "mimi_config_name")
-                 if isinstance(raw, dict) and isinstance(raw.get(k), str)}  # fmt: skip
-    tensors = sorted(p for p in d.glob("*.safetensors") if p.is_file())
-    mimi = [p for p in tensors if p.name.startswith(("tokenizer", "mimi"))]
-    lm = [p for p in tensors if p not in mimi]
-    spm = sorted(p for p in d.glob("*.model") if p.is_file())
-    def pick(key: str, found: list[Path]) -> list[Path]:  # a file named by config.json wins
-        return found if key not in named else [d / named[key]] if (d / named[key]).is_file() else []
+    try:
+        files = hub.resolve_model_files(d)  # a folder: never the network
+    except MoshiError as e:
+        raise type(e)(for_app(e) + " Add the missing file to the folder or pick another one.") from None
+    return ResolvedModel(files, d.name or str(d), describe_precision(files.moshi))
 
-    lm, mimi, spm = pick("moshi_name", lm), pick("mimi_name", mimi), pick("tokenizer_name", spm)
-    problems = []
-    for what, found, hint in (("Moshi LM weights", lm, named.get("moshi_name", "model*.safetensors")),
-                              ("Mimi codec weights", mimi, named.get("mimi_name", MIMI_FILE)),
-                              ("text tokenizer", spm, named.get("tokenizer_name", TOKENIZER_FILE))):  # fmt: skip
-        if not found:
-            problems.append(f"no {what} (expected a file like {hint})")
-        elif len(found) > 1:
-            problems.append(f"several {what}: {', '.join(p.name for p in found)}; keep one")
-    if problems:
-        raise CheckpointError(f"the folder {d} cannot be used: " + "; ".join(problems) + ".")
-    mimi_cfg = d / named.get("mimi_config_name", "mimi_config.json")
-    return ModelFiles(lm[0], mimi[0], spm[0], cfg_path if cfg_path.is_file() else None, d.name or str(d),
-                      describe_precision(lm[0]), mimi_cfg if mimi_cfg.is_file() else None)  # fmt: skip
+
+def from_hub(choice: ModelChoice, files: hub.ModelFiles) -> ResolvedModel:
+    return ResolvedModel(files, choice.label(), PRECISIONS[choice.precision])
 
 
 def describe_precision(path: Path) -> str:
@@ -126,28 +108,18 @@ def describe_precision(path: Path) -> str:
     # MLX affine quantization: packed uint32 columns = in_dim * bits / 32; the width is out_norm's size.
     w, norm = header.get("transformer.layers.0.self_attn.in_proj.weight"), header.get("out_norm.weight")
     if w and norm and w.get("dtype") == "U32" and norm.get("shape"):
-        bits = 32 * w["shape"][-1] // norm["shape"][-1]
-        return f"{bits}-bit"
+        return f"{32 * w['shape'][-1] // norm['shape'][-1]}-bit"
     return "quantized"
 
 
-def hub_files(choice: ModelChoice, paths: dict[str, Path]) -> ModelFiles:
-    """ModelFiles from the downloaded repository files (`paths`: repo file name -> local path)."""
-    lm_name, mimi_name, tok_name = choice.files
-    return ModelFiles(paths[lm_name], paths[mimi_name], paths[tok_name], None, choice.label(),
-                      PRECISIONS[choice.precision])  # fmt: skip
-
-
-def frame_model_factory(files: ModelFiles, temperature: float) -> Callable[[], object]:
+def frame_model_factory(model: ResolvedModel, temperature: float) -> Callable[[], object]:
     """A factory for the ModelLoop: called on the loop thread, it builds the real FrameModel
     (Mimi encode -> LM step -> Mimi decode, with text detokenization)."""
 
     def build():
-        from moshi_mlx import pipeline  # MLX is imported here, on the loop thread
+        from moshi_mlx import pipeline  # MLX work starts here, on the loop thread
 
-        mf = pipeline.ModelFiles(moshi=files.lm, mimi=files.mimi, tokenizer=files.tokenizer,
-                                 lm_config=files.config, mimi_config=files.mimi_config)  # fmt: skip
         sampling = pipeline.Sampling(temp=temperature, text_temp=temperature * TEXT_TEMP_RATIO)
-        return pipeline.MoshiPipeline.from_files(mf, sampling)
+        return pipeline.MoshiPipeline.from_files(model.files, sampling)
 
     return build

@@ -18,8 +18,8 @@ from moshi_mlx.errors import MoshiError
 
 from . import controller as c
 from .dialogs import Dialogs
-from .download import DownloadDialog, DownloadTask, Downloader, cached_files, hf_download
-from .models import ModelChoice, ModelFiles, frame_model_factory, hub_files, resolve_folder
+from .download import DownloadDialog, DownloadTask, Resolver, cached_files, hub_resolver
+from .models import ModelChoice, ResolvedModel, frame_model_factory, from_hub, resolve_folder
 from .settings import AppSettings
 from .window import MainWindow
 
@@ -33,18 +33,18 @@ class Presenter(QObject):
     """Wires a MainWindow to a Controller and the saved settings.
 
     Args:
-        model_factory: (ModelFiles, temperature) -> factory the ModelLoop calls on its thread.
-        downloader: fetches one repository file (tests pass a fake).
+        model_factory: (ResolvedModel, temperature) -> factory the ModelLoop calls on its thread.
+        resolver: finds or downloads a released model's files (tests pass a fake).
         device_poll_ms: how often the device lists are refreshed while no conversation runs (0: never).
     """
 
     def __init__(self, window: MainWindow, controller: c.Controller, settings: AppSettings,
                  dialogs: Dialogs | None = None, model_factory: Callable = frame_model_factory,
-                 downloader: Downloader = hf_download, device_poll_ms: int = 3000) -> None:  # fmt: skip
+                 resolver: Resolver = hub_resolver, device_poll_ms: int = 3000) -> None:  # fmt: skip
         super().__init__(window)
         self.w, self.ctl, self.settings = window, controller, settings
         self.dialogs = dialogs or Dialogs(window)
-        self.model_factory, self.downloader = model_factory, downloader
+        self.model_factory, self.resolver = model_factory, resolver
         self.download: DownloadTask | None = None
         self.download_dialog: DownloadDialog | None = None
         self._loaded_key: tuple | None = None  # (choice, temperature) of the model in the controller
@@ -198,14 +198,14 @@ class Presenter(QObject):
                 return
             self._load(files)
             return
-        cached = cached_files(choice) if self.downloader is hf_download else None
+        cached = cached_files(choice) if self.resolver is hub_resolver else None
         if cached:
-            self._load(hub_files(choice, cached))
+            self._load(from_hub(choice, cached))
             return
         self._start_download(choice)
 
     def _start_download(self, choice: ModelChoice) -> None:
-        task = DownloadTask(choice, self.downloader, self)
+        task = DownloadTask(choice, self.resolver, self)
         dialog = DownloadDialog(task, self.w)
         task.finished.connect(self._download_finished)
         task.failed.connect(self._download_failed)
@@ -227,7 +227,7 @@ class Presenter(QObject):
         self._on_state(self.ctl.state)
         return task
 
-    def _download_finished(self, files: ModelFiles) -> None:
+    def _download_finished(self, files: ResolvedModel) -> None:
         if self.sender() is self.download and self._end_download() is not None:
             self._load(files)
 
@@ -243,7 +243,7 @@ class Presenter(QObject):
             self._end_download()
             self.w.status.showMessage("Download cancelled; it resumes where it stopped next time", 6000)
 
-    def _load(self, files: ModelFiles) -> None:
+    def _load(self, files: ResolvedModel) -> None:
         factory = self.model_factory(files, self.settings.temperature)
         self._loaded_key = self._key()
         self.ctl.load(factory, files.label, files.quantization, start_after=self._audio_args())

@@ -30,6 +30,7 @@ def main(out: Path) -> int:
     from PySide6.QtWidgets import QApplication
 
     from app import controller as c
+    from moshi_mlx import hub
     from app.dialogs import Dialogs
     from app.presenter import Presenter
     from app.settings import AppSettings
@@ -40,13 +41,13 @@ def main(out: Path) -> int:
     settings = AppSettings(QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat))
     weights = write_fake_weights(tmp / "hub")
 
-    def downloader(repo, name, progress, cancelled):  # as if already downloaded: the status shows the release
-        return weights / name
+    def resolver(choice, progress, cancelled):  # as if already downloaded: the status shows the release
+        return hub.ModelFiles(*(weights / n for n in choice.files), None, choice.quant, choice.repo)
     model = ConversationModel(SCRIPTS, every=2)
     window = MainWindow()
     ctl = c.Controller(audio_backend=LiveFakeBackend(speed=1.0), recordings=tmp / "rec", parent=window)
     presenter = Presenter(window, ctl, settings, Dialogs(window), model_factory=lambda f, t: lambda: model,
-                          downloader=downloader, device_poll_ms=0)  # fmt: skip
+                          resolver=resolver, device_poll_ms=0)  # fmt: skip
     window.show()
 
     def pump_until(cond, timeout: float = 30.0) -> None:

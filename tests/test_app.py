@@ -30,7 +30,7 @@ WAIT_MS = 15_000
 class App:
     """One window wired as `python -m app` wires it, with fakes where a test needs them."""
 
-    def __init__(self, qtbot, tmp_path: Path, backend=None, factory=None, downloader=None, folder: bool = True) -> None:
+    def __init__(self, qtbot, tmp_path: Path, backend=None, factory=None, resolver=None, folder: bool = True) -> None:
         self.tmp = tmp_path
         self.settings = AppSettings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
         if folder:
@@ -41,7 +41,7 @@ class App:
         qtbot.addWidget(self.window)
         self.dialogs = Dialogs(self.window)
         self.ctl = c.Controller(audio_backend=self.backend, recordings=tmp_path / "recordings", parent=self.window)
-        kw = {"downloader": downloader} if downloader else {}
+        kw = {"resolver": resolver} if resolver else {}
         self.presenter = Presenter(self.window, self.ctl, self.settings, self.dialogs,
                                    model_factory=factory or self.factory, device_poll_ms=0, **kw)  # fmt: skip
         self.qtbot = qtbot
@@ -219,7 +219,13 @@ def test_missing_model_folder_and_failed_build(make_app, tmp_path: Path) -> None
     a.presenter.set_folder(str(empty))
     a.window.start_button.click()
     box = a.wait_error()
-    assert "no Moshi LM weights" in box.informativeText() and "no text tokenizer" in box.informativeText()
+    assert "holds no Moshi weights" in box.informativeText() and "--moshi-weight" not in box.informativeText()
+    box.accept()
+    (empty / "model.q4.safetensors").write_bytes(b"")
+    a.window.start_button.click()
+    box = a.wait_error()
+    assert box.informativeText() == (f"{empty} has no tokenizer-e351c8d8-checkpoint125.safetensors. "
+                                     "Add the missing file to the folder or pick another one.")  # fmt: skip
     box.accept()
 
     def too_big(files, temperature):
@@ -239,16 +245,21 @@ def test_missing_model_folder_and_failed_build(make_app, tmp_path: Path) -> None
 def test_download_with_progress_then_talk(make_app, tmp_path: Path) -> None:
     progress_seen = []
 
-    def downloader(repo, name, progress, cancelled):
-        for k in range(1, 4):
-            progress(k * 100, 300, name)
-            time.sleep(0.02)
-        p = tmp_path / "hub" / repo / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(b"x")
-        return p
+    from moshi_mlx import hub
 
-    a = make_app(folder=False, downloader=downloader)
+    def resolver(choice, progress, cancelled):
+        got = []
+        for name in choice.files:
+            for k in range(1, 4):
+                progress(k * 100, 300, name)
+                time.sleep(0.02)
+            p = tmp_path / "hub" / choice.repo / name
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(b"x")
+            got.append(p)
+        return hub.ModelFiles(*got, None, choice.quant, choice.repo)
+
+    a = make_app(folder=False, resolver=resolver)
     a.settings.voice = "moshika"
     a.settings.precision = "q8"
     a.window.start_button.click()
@@ -264,10 +275,10 @@ def test_download_with_progress_then_talk(make_app, tmp_path: Path) -> None:
 
 
 def test_offline_download_explains_and_cancel_stops(make_app, tmp_path: Path) -> None:
-    def offline(repo, name, progress, cancelled):
-        raise OfflineError(f"Moshi's weights ({repo}) are not on this computer yet, and huggingface.co cannot be reached")
+    def offline(choice, progress, cancelled):
+        raise OfflineError(f"Moshi's weights ({choice.repo}) are not on this computer yet, and huggingface.co cannot be reached")
 
-    a = make_app(folder=False, downloader=offline)
+    a = make_app(folder=False, resolver=offline)
     a.window.start_button.click()
     box = a.wait_error()
     assert box.text() == "Could not download Moshi" and "cannot be reached" in box.informativeText()
@@ -276,16 +287,16 @@ def test_offline_download_explains_and_cancel_stops(make_app, tmp_path: Path) ->
 
     started = threading.Event()
 
-    def slow(repo, name, progress, cancelled):
+    def slow(choice, progress, cancelled):
         started.set()
         while not cancelled.is_set():
-            progress(1, 10, name)
+            progress(1, 10, choice.files[0])
             time.sleep(0.01)
         from app.download import DownloadCancelled
 
         raise DownloadCancelled()
 
-    b = make_app(folder=False, downloader=slow)
+    b = make_app(folder=False, resolver=slow)
     b.window.start_button.click()
     assert started.wait(5)
     task = b.presenter.download
@@ -298,18 +309,18 @@ def test_offline_download_explains_and_cancel_stops(make_app, tmp_path: Path) ->
 
 
 def test_real_hub_client_offline_is_quick_and_clear(monkeypatch, tmp_path: Path) -> None:
-    from app.download import fetch_files, hf_download
+    from app.download import fetch_files, hub_resolver
     from app.models import ModelChoice
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     t0 = time.monotonic()
     with pytest.raises(OfflineError, match="HF_HUB_OFFLINE"):
-        fetch_files(ModelChoice(), lambda *a: None, threading.Event(), hf_download)
+        fetch_files(ModelChoice(), lambda *a: None, threading.Event(), hub_resolver)
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setenv("HF_ENDPOINT", "http://moshi-test.invalid")
     with pytest.raises(OfflineError, match="cannot be reached"):
-        fetch_files(ModelChoice(), lambda *a: None, threading.Event(), hf_download)
+        fetch_files(ModelChoice(), lambda *a: None, threading.Event(), hub_resolver)
     assert time.monotonic() - t0 < 10
 
 
@@ -365,12 +376,11 @@ def test_folder_resolution_and_precision(tmp_path: Path) -> None:
     from app.models import describe_precision, resolve_folder
 
     f = resolve_folder(write_fake_weights(tmp_path / "q8", bits=8))
-    assert f.quantization == "8-bit" and f.lm.name == "model.q8.safetensors" and f.config is None
-    assert f.mimi.name.startswith("tokenizer-") and f.tokenizer.suffix == ".model"
+    assert f.quantization == "8-bit" and f.files.moshi.name == "model.q8.safetensors" and f.files.config is None
+    assert f.files.mimi.name.startswith("tokenizer-") and f.files.tokenizer.suffix == ".model" and f.label == "q8"
     assert describe_precision(tmp_path / "missing.safetensors") == "unknown"
-    (tmp_path / "q8" / "model.q4.safetensors").write_bytes(b"")
-    with pytest.raises(Exception, match="several Moshi LM weights"):
-        resolve_folder(tmp_path / "q8")
+    with pytest.raises(Exception, match="does not exist"):
+        resolve_folder(tmp_path / "nowhere")
 
 
 def test_qt_binding_keeps_references_to_none(qtbot) -> None:

@@ -75,7 +75,7 @@ def test_folder_with_a_broken_config_gives_a_dialog(qtbot, tmp_path: Path) -> No
     cfg = json.loads((folder / "config.json").read_text())
     cfg["dim"] = 96  # the weights are 128 wide
     (folder / "config.json").write_text(json.dumps(cfg))
-    assert resolve_folder(folder).config == folder / "config.json"
+    assert resolve_folder(folder).files.config == folder / "config.json"
     settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     settings.local_folder = str(folder)
     window = MainWindow()
