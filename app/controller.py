@@ -175,8 +175,8 @@ class Controller(QObject):
     def refresh_devices(self, rescan: bool = True) -> list[DeviceInfo]:
         """Re-reads the device list (PortAudio only sees new devices after a re-initialisation,
         which is only safe while no stream is open); emits `devices_changed` when it changed."""
-        if self.state in (STARTING, RUNNING, STOPPING):
-            return self._devices
+        if self.state in (STARTING, RUNNING, STOPPING) or any(t.is_alive() for t in self._closers):
+            return self._devices  # a stream may be open (also on a loop that is still closing)
         try:
             if rescan and self.audio_backend is None:
                 t0 = time.perf_counter()
