@@ -1,4 +1,4 @@
-"""`python -m moshi_mlx.bench_loop`: latency the model loop itself adds, measured with fake devices.
+"""`python -m moshi_mlx.bench loop`: latency the model loop itself adds, measured with fake devices.
 
 Clicks go into a fake microphone at real-time pace; a fake model answers each frame with its
 input after sleeping `compute` seconds; the click's arrival (the mic callback that delivered it)
@@ -104,11 +104,13 @@ def measure_latency(compute_s: float = 0.0, rate_in: float = 48_000, rate_out: f
     return LatencyResult(len(clicks), len(heard), added, total, 1000.0 * compute_s)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m moshi_mlx.bench_loop", description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=float, default=4.0)
-    p.add_argument("--compute-ms", type=float, nargs="*", default=[0.0, 40.0])
-    args = p.parse_args(argv)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seconds", type=float, default=4.0, help="audio per measurement (default 4)")
+    p.add_argument("--compute-ms", type=float, nargs="*", default=[0.0, 40.0],
+                   help="simulated model step times (default 0 40)")
+
+
+def run(args: argparse.Namespace) -> int:
     print("rates (in/out)      compute  clicks  added median / max   end-to-end median")
     for rate_in, rate_out in ((24_000, 24_000), (48_000, 48_000), (44_100, 48_000), (16_000, 44_100)):
         for c in args.compute_ms:
@@ -119,7 +121,3 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{rate_in:>6g}/{rate_out:<6g}  {c:>8.0f} ms  {r.clicks_heard:>2}/{r.clicks_sent:<2}  "
                   f"{med:>7.1f} / {mx:5.1f} ms  {tot:>10.1f} ms")  # fmt: skip
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
