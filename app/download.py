@@ -2,18 +2,14 @@
 
 `DownloadTask` runs `fetch_files` on a thread of its own and reports through Qt signals;
 `DownloadDialog` shows it. Files already in the Hugging Face cache are used without any network
-access. No network gives an `OfflineError` that says what to do, quickly: the hub client gives up
-after its own connection timeout and Cancel returns at once in any case.
+access. No network gives an `OfflineError` that says what to do, quickly (the hub module probes the
+host before asking), and Cancel returns at once in any case.
 """
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 from collections.abc import Callable
-from pathlib import Path
-from urllib.parse import urlparse
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QProgressDialog, QWidget
@@ -34,18 +30,9 @@ class DownloadCancelled(Exception):
 def cached_files(choice: ModelChoice) -> hub.ModelFiles | None:
     """The choice's files if all are in the local Hugging Face cache (no network at all), else None."""
     try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
+        return hub.resolve_model_files(choice.repo, choice.quant, local_only=True)
+    except MoshiError:
         return None
-
-    def cached(name: str) -> Path | None:
-        p = try_to_load_from_cache(choice.repo, name)
-        return Path(p) if isinstance(p, str) else None
-
-    paths = [cached(n) for n in choice.files]
-    if any(p is None for p in paths):
-        return None
-    return hub.ModelFiles(*paths, cached(hub.CONFIG_FILE), choice.quant, choice.repo)
 
 
 def hub_resolver(choice: ModelChoice, progress: Progress, cancelled: threading.Event) -> hub.ModelFiles:
@@ -69,28 +56,10 @@ def hub_resolver(choice: ModelChoice, progress: Progress, cancelled: threading.E
             progress(self._done, self._total, self._file)
             return True
 
-    check_reachable()
     try:
         return hub.resolve_model_files(choice.repo, choice.quant, tqdm_class=_Bar)
-    except OfflineError:
-        raise OfflineError(_offline_message(choice.repo)) from None
-
-
-def check_reachable(timeout_s: float = 5.0) -> None:
-    """Fails fast with OfflineError when the hub's host cannot be resolved or connected to (the hub
-    client itself retries for ~25 s before it gives up on a machine without network)."""
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        raise OfflineError(
-            "HF_HUB_OFFLINE is set, so Moshi's weights cannot be downloaded. Unset it and press Start "
-            "again, or choose a folder of weights you already have under Model -> Weights folder."
-        )
-    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            pass
-    except OSError as e:
-        raise OfflineError(_offline_message(host, e.strerror or str(e))) from None
+    except OfflineError as e:
+        raise OfflineError(_offline_message(choice.repo, e.reason), e.reason) from None
 
 
 def _offline_message(what: str, why: str = "") -> str:
@@ -105,8 +74,7 @@ def _offline_message(what: str, why: str = "") -> str:
 def fetch_files(choice: ModelChoice, progress: Progress, cancelled: threading.Event,
                 resolver: Resolver = hub_resolver) -> ResolvedModel:  # fmt: skip
     """Every file of `choice`: from the cache without any network access, else through `resolver`."""
-    cached = cached_files(choice) if resolver is hub_resolver else None
-    files = cached or resolver(choice, progress, cancelled)
+    files = resolver(choice, progress, cancelled)
     if cancelled.is_set():
         raise DownloadCancelled()
     return from_hub(choice, files)

@@ -7,15 +7,15 @@ factory that builds the real FrameModel on the ModelLoop's thread. Nothing here 
 
 from __future__ import annotations
 
-import json
 import re
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from moshi_mlx import hub
 from moshi_mlx.errors import CheckpointError, MoshiError
+from moshi_mlx.weights import formats
+from moshi_mlx.weights.safetensors_io import read_header
 
 from .settings import PRECISIONS, VOICES
 
@@ -93,23 +93,9 @@ def from_hub(choice: ModelChoice, files: hub.ModelFiles) -> ResolvedModel:
 def describe_precision(path: Path) -> str:
     """'4-bit', '8-bit', 'bf16'... read from the safetensors header only (never the file name)."""
     try:
-        with open(path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            if n > 100 * 1024 * 1024:
-                return "unknown"
-            header = json.loads(f.read(n))
-    except (OSError, ValueError, struct.error):
+        return formats.describe_precision(read_header(path))
+    except CheckpointError:
         return "unknown"
-    header.pop("__metadata__", None)
-    dtypes = {v.get("dtype") for v in header.values() if isinstance(v, dict)}
-    if "U32" not in dtypes:
-        floats = [t for t in ("BF16", "F16", "F32") if t in dtypes]
-        return floats[0].lower() if floats else "unknown"
-    # MLX affine quantization: packed uint32 columns = in_dim * bits / 32; the width is out_norm's size.
-    w, norm = header.get("transformer.layers.0.self_attn.in_proj.weight"), header.get("out_norm.weight")
-    if w and norm and w.get("dtype") == "U32" and norm.get("shape"):
-        return f"{32 * w['shape'][-1] // norm['shape'][-1]}-bit"
-    return "quantized"
 
 
 def frame_model_factory(model: ResolvedModel, temperature: float) -> Callable[[], object]:

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from .errors import CheckpointError, ConfigError, OfflineError
 
@@ -74,6 +76,18 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").upper() in ("1", "ON", "YES", "TRUE")
 
 
+def _hub_unreachable(timeout_s: float = 5.0) -> str | None:
+    """Why the hub's host cannot be reached, or None. One TCP connection: the hub client itself
+    retries for ~25 s (printing each retry) before giving up on a machine without network."""
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return None
+    except OSError as e:
+        return f"the hub cannot be reached ({host}: {e.strerror or e})"
+
+
 def _is_network_error(e: BaseException) -> bool:
     """True when the hub could not be asked (offline, no connection), not when it answered no."""
     from huggingface_hub import errors
@@ -95,12 +109,14 @@ def _cached(repo: str, filename: str) -> str | None:
     return path if isinstance(path, str) else None
 
 
-def _repo_listing(repo: str) -> tuple[set[str], str | None]:
+def _repo_listing(repo: str, local_only: bool = False) -> tuple[set[str], str | None]:
     """Files of `repo`: from the hub, else those already cached. Second item: why the hub was not used."""
     import huggingface_hub
     from huggingface_hub import errors
 
     reason = "offline mode (HF_HUB_OFFLINE=1)" if _offline() else None
+    if reason is None:
+        reason = "only cached files were asked for" if local_only else _hub_unreachable()
     if reason is None:
         try:
             return set(huggingface_hub.list_repo_files(repo)), None
@@ -169,13 +185,14 @@ def _download(repo: str, filename: str, tqdm_class, reason: str | None, needed: 
         files = ", ".join(needed or [filename])
         raise OfflineError(
             f"cannot get {files} from {repo}: {why}, and they are not in the Hugging Face cache. "
-            f"Connect once to download them (about 4.5 GB for q4), or pass local files: {_LOCAL_FLAGS}."
+            f"Connect once to download them (about 4.5 GB for q4), or pass local files: {_LOCAL_FLAGS}.",
+            why,
         ) from None
 
 
 def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | None = None, *,
                         moshi_weight=None, mimi_weight=None, tokenizer=None, config=None,
-                        tqdm_class: Callable | None = None) -> ModelFiles:  # fmt: skip
+                        tqdm_class: Callable | None = None, local_only: bool = False) -> ModelFiles:  # fmt: skip
     """Finds (downloading when needed) every file a dialog needs.
 
     Args:
@@ -186,6 +203,7 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
         moshi_weight / mimi_weight / tokenizer / config: explicit files (path or hf://owner/repo/file)
             that override the repository's.
         tqdm_class: progress bar class handed to huggingface_hub (the app passes its own).
+        local_only: use only files already in the Hugging Face cache (OfflineError if some are not).
 
     Raises:
         OfflineError: files must be downloaded but the hub is unreachable or HF_HUB_OFFLINE=1.
@@ -227,7 +245,7 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
         )  # fmt: skip
 
     repo = str(hf_repo) if hf_repo is not None else (default_repo(quant) if quant_given else DEFAULT_REPO)
-    listing, reason = _repo_listing(repo)
+    listing, reason = _repo_listing(repo, local_only)
     cfg = explicit["config"]
     if cfg is None and CONFIG_FILE in listing:
         cfg = _download(repo, CONFIG_FILE, tqdm_class, reason)
@@ -239,7 +257,8 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
             needed = [want, mimi_file, tokenizer_file]
             raise OfflineError(
                 f"cannot get {', '.join(needed)} from {repo}: {reason}, and they are not in the Hugging Face "
-                f"cache. Connect once to download them, or pass local files: {_LOCAL_FLAGS}."
+                f"cache. Connect once to download them, or pass local files: {_LOCAL_FLAGS}.",
+                reason,
             )
         name, q = _pick_moshi(listing, quant, quant_given, repo)
     else:

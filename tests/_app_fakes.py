@@ -86,14 +86,19 @@ class ScriptModel:
 def write_fake_weights(folder: Path, bits: int = 4) -> Path:
     """A folder with the three files a model needs; only the LM header is meaningful (precision)."""
     folder.mkdir(parents=True, exist_ok=True)
-    d = 64
-    header = {
-        "out_norm.weight": {"dtype": "BF16", "shape": [d], "data_offsets": [0, 2 * d]},
-        "transformer.layers.0.self_attn.in_proj.weight": {"dtype": "U32", "shape": [3 * d, d * bits // 32],
-                                                          "data_offsets": [2 * d, 2 * d + 3 * d * d * bits // 8]},
-    }  # fmt: skip
+    d, group = 64, 32 if bits == 4 else 64
+    shapes = {  # as MLX affine quantization stores them: packed weight, then per-group scales and biases
+        "out_norm.weight": ("BF16", [d], 2),
+        "transformer.layers.0.self_attn.in_proj.weight": ("U32", [3 * d, d * bits // 32], 4),
+        "transformer.layers.0.self_attn.in_proj.scales": ("BF16", [3 * d, d // group], 2),
+        "transformer.layers.0.self_attn.in_proj.biases": ("BF16", [3 * d, d // group], 2),
+    }
+    header, size = {}, 0
+    for name, (dtype, shape, itemsize) in shapes.items():
+        n = itemsize * shape[0] * (shape[1] if len(shape) > 1 else 1)
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [size, size + n]}
+        size += n
     raw = json.dumps(header).encode()
-    size = header["transformer.layers.0.self_attn.in_proj.weight"]["data_offsets"][1]
     (folder / f"model.q{bits}.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(size))
     (folder / "tokenizer-e351c8d8-checkpoint125.safetensors").write_bytes(struct.pack("<Q", 2) + b"{}")
     (folder / "tokenizer_spm_32k_3.model").write_bytes(b"fake")

@@ -60,6 +60,7 @@ def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         for name in ("list_repo_files", "hf_hub_download", "try_to_load_from_cache"):
             monkeypatch.setattr(huggingface_hub, name, getattr(f, name))
         monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: offline_env)
+        monkeypatch.setattr(hub, "_hub_unreachable", lambda: None if online else "the hub cannot be reached (test)")
         return f
 
     return make
@@ -186,3 +187,22 @@ def test_malformed_config_json_is_a_clear_error(tmp_path: Path, fake) -> None:
     (tmp_path / hub.CONFIG_FILE).write_text("{not json")
     with pytest.raises(ConfigError, match="not a readable JSON config"):
         hub.resolve_model_files(str(tmp_path))
+
+
+def test_unreachable_hub_is_detected_quickly(monkeypatch) -> None:
+    import time
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://moshi-test.invalid")
+    t0 = time.monotonic()
+    assert "cannot be reached" in hub._hub_unreachable()
+    assert time.monotonic() - t0 < 6
+
+
+def test_local_only_uses_the_cache_and_never_asks_the_hub(fake) -> None:
+    repo = "kyutai/moshiko-mlx-q4"
+    f = fake({repo: Q4}, cached={(repo, n) for n in Q4})
+    files = hub.resolve_model_files(local_only=True)
+    assert files.quant == 4 and all(offline for _, _, offline in f.downloads)
+    fake({repo: Q4}, cached={(repo, "model.q4.safetensors")})
+    with pytest.raises(OfflineError):
+        hub.resolve_model_files(local_only=True)

@@ -210,3 +210,14 @@ def test_load_refuses_what_does_not_fit(name, advice, monkeypatch):
     monkeypatch.setattr(moshi_mlx.memory, "available_bytes", lambda: 100 * 2**20)
     with pytest.raises(MemoryBudgetError, match=advice):
         load_lm(FILES[name], CONFIG)
+
+
+def test_describe_precision_from_headers_alone():
+    from moshi_mlx.weights.formats import describe_precision
+    from moshi_mlx.weights.safetensors_io import read_header
+
+    from lm_helpers import LM as lm
+    assert describe_precision(read_header(lm / "lm_small_mlx_q4.safetensors")) == "4-bit"
+    assert describe_precision(read_header(lm / "lm_small_mlx_q8.safetensors")) == "8-bit"
+    assert describe_precision(read_header(lm / "lm_small_mlx_bf16.safetensors")) == "bf16"
+    assert describe_precision(read_header(lm / "lm_small_torch.safetensors")) == "bf16"
