@@ -56,10 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="float dtype of the float file, of the norms and of the scales/biases (default: "
                         "bfloat16, as Kyutai's releases; weights are cast to it before quantizing)")
     p.add_argument("--mixed", action="store_true",
-                   help="mixed-precision 4-bit file: embeddings stay float, output heads and the depformer "
-                        "go to 8 bits, the temporal transformer to 4 bits; better agreement for ~10%% more "
-                        "size. Such a file loads in moshi_mlx, not in Kyutai's moshi_mlx (which quantizes "
-                        "uniformly)")
+                   help="mixed-precision 4-bit file: embeddings and output heads at 8 bits (group 64), the "
+                        "transformers at 4 bits; clearly better agreement for ~4%% more size at 7B. Such a "
+                        "file loads in moshi_mlx, not in Kyutai's moshi_mlx (which quantizes uniformly)")
     p.add_argument("--force", action="store_true", help="replace files already in DIR")
     p.add_argument("--report-steps", type=int, default=32, metavar="N",
                    help="teacher-forced steps of the agreement report (default 32; 0: only verify that each "
