@@ -26,7 +26,7 @@ from moshi_mlx.lm import Lm
 from moshi_mlx.weights.formats import CheckpointFormat, detect_format, is_quantized
 from moshi_mlx.weights.lm_mlx import map_lm_mlx
 from moshi_mlx.weights.lm_torch import map_lm_torch
-from moshi_mlx.weights.quant import QuantSpec, quantizable_modules
+from moshi_mlx.weights.quant import QuantSpec
 from moshi_mlx.weights.safetensors_io import load_tensors, read_header
 from moshi_mlx.weights.strict import check_fits
 

@@ -158,3 +158,11 @@ def test_float32_dtype_and_group_size(tmp_path):
     assert json.loads((out / "config.json").read_text())["quantization"]["group_size"] == 64
     assert result.reports[0].agreement is not None  # reference: the source, cast to float32
     assert np.isfinite(result.reports[0].agreement.text_kl)
+
+
+def test_memcheck_synthesises_the_pytorch_release_layout():
+    # quantize.memcheck measures peak memory on synthetic checkpoints of this layout: it must be the real one.
+    from quantize.memcheck import torch_layout_shapes
+
+    header = read_header(FILES["torch"])
+    assert torch_layout_shapes(LmConfig.from_json(CONFIG)) == {k: v.shape for k, v in header.items()}
