@@ -84,8 +84,8 @@ def open_source(source: Source, cfg: LmConfig, model: Lm) -> dict:
         raise CheckpointError(f"{where}: this is the Mimi codec, not the Moshi LM: pass the LM checkpoint.")
     if is_quantized(header):
         raise CheckpointError(
-            f"{where}: already quantized. Convert from the float (bf16) checkpoint; re-quantizing quantized "
-            "weights would compound their error."
+            f"{where}: already quantized. Pass the float (bf16) checkpoint file itself as SOURCE; "
+            "re-quantizing quantized weights would compound their error."
         )
     not_float = sorted(k for k, v in header.items() if v.dtype not in _FLOAT)
     if not_float:

@@ -6,6 +6,12 @@ Writes a random-weight checkpoint in Kyutai's PyTorch layout at a mid-size confi
 and depformer, a narrower temporal transformer: about 3.4 GB in bf16), converts it to bf16 + q8 + q4 in
 a child process, and reports the child's peak resident memory for the conversion alone and for the
 whole command (conversion, then loading back every file to verify it). Everything is deleted afterwards.
+
+Measured here (Linux, 2 cores, mlx 0.32.4 CPU):
+    dim 2048, 16 layers: 3.44 GB source -> 6.34 GB written; conversion 43 s, peak RSS 0.49 GB;
+        whole command 87 s, peak 3.89 GB (loading the float file back)
+    7B (dim 4096, 32 layers): 15.38 GB source -> 28.4 GB written; conversion 172 s, peak RSS 0.88 GB;
+        whole command 304 s, peak 17.0 GB (the float 7B loaded back, with its 1.5 GB KV cache)
 """
 
 from __future__ import annotations
