@@ -78,9 +78,14 @@ def load_lm(
     else:
         cfg = LmConfig.preset() if config is None else LmConfig.from_json(config)
 
-    quantized = is_quantized(header)
-    advice = ("Use the 4-bit weights (kyutai/moshiko-mlx-q4) or close other programs."
-              if not quantized or dtype is not None else "Use the 4-bit weights, or close other programs.")
+    lin = header.get("text_linear.weight")
+    four_bit = is_quantized(header) and lin is not None and lin.shape[-1] * 32 // cfg.dim <= 4
+    if four_bit and dtype is None:
+        advice = "This is already the 4-bit model: close other programs or use a machine with more memory."
+    elif four_bit:
+        advice = "Do not cast the 4-bit weights (leave dtype unset), or close other programs."
+    else:
+        advice = "Use the 4-bit weights (kyutai/moshiko-mlx-q4, file model.q4.safetensors), or close other programs."
     check_fits(estimate_bytes(header, cfg, dtype), f"{source} ({fmt.value})", advice)
 
     model = Lm(cfg)

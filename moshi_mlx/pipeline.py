@@ -1,0 +1,112 @@
+"""MoshiPipeline: one 80 ms frame of a conversation, Mimi encode -> LM step -> Mimi decode.
+
+This is the real `FrameModel` that `ModelLoop` drives (live dialog, file mode, the app). It holds the
+weights and the explicit streaming states; `reset()` starts a new conversation without reloading.
+Each frame is built lazily and evaluated with one host sync.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import mlx.core as mx
+import numpy as np
+
+from .config import LmConfig
+from .errors import ConfigError
+from .hub import REPO_FILE_KEYS, ModelFiles, read_repo_config
+from .lm import Lm
+from .lm_gen import LmGen
+from .loading_lm import load_lm
+from .loading_mimi import load_mimi
+from .loop import FRAME, FrameResult
+from .mimi import Mimi
+from .text import TextStream
+
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling settings of a conversation (the reference's defaults; temperature 0 is greedy)."""
+
+    temp: float = 0.8
+    text_temp: float = 0.7
+    top_k: int = 250
+    text_top_k: int = 25
+    seed: int | None = None
+
+
+class MoshiPipeline:
+    """Mimi + LM + text stream, stepping one frame at a time.
+
+    Args:
+        mimi: the codec (its encoder reads the user, its decoder speaks Moshi's codes).
+        lm: the language model.
+        text: detokenizer for Moshi's text stream.
+        sampling: sampling settings.
+    """
+
+    def __init__(self, mimi: Mimi, lm: Lm, text: TextStream, sampling: Sampling = Sampling()):
+        cfg = lm.cfg
+        if mimi.cardinality != cfg.card:
+            raise ConfigError(
+                f"the Mimi codec has {mimi.cardinality} entries per codebook but the LM expects {cfg.card}: "
+                "the Mimi checkpoint and the LM do not belong together"
+            )
+        needed = max(cfg.dep_q, cfg.user_codebooks)
+        if mimi.num_codebooks < needed:
+            mimi.set_num_codebooks(needed)
+        self.mimi, self.lm, self.text, self.sampling = mimi, lm, text, sampling
+        self.gen = LmGen(lm, temp=sampling.temp, text_temp=sampling.text_temp, top_k=sampling.top_k,
+                         text_top_k=sampling.text_top_k, seed=sampling.seed)
+        self.frame_size = mimi.frame_size
+        if self.frame_size != FRAME:
+            raise ConfigError(f"Mimi frames of {self.frame_size} samples are not supported (expected {FRAME})")
+        self.reset()
+
+    @classmethod
+    def from_files(
+        cls, files: ModelFiles, sampling: Sampling = Sampling(), dtype: mx.Dtype | None = None
+    ) -> MoshiPipeline:
+        """Load everything from local files (call on the thread that will run the steps)."""
+        mimi = load_mimi(files.mimi, config=files.mimi_config)
+        lm = load_lm(files.moshi, config=lm_config(files.config), dtype=dtype)
+        text = TextStream(files.tokenizer, padding_ids=(0, lm.cfg.existing_text_padding_id))
+        return cls(mimi, lm, text, sampling)
+
+    def reset(self) -> None:
+        """A new conversation: fresh codec and LM states and text stream, same weights."""
+        self._mimi_state = self.mimi.init_state(1)
+        self._gen_state = self.gen.init_state(1)
+        self.text.flush()
+        self.frames = 0
+
+    def step(self, pcm: np.ndarray) -> FrameResult:
+        """One frame of the user's audio [1920] float32 at 24 kHz -> Moshi's answer for this step."""
+        pcm = np.asarray(pcm, dtype=np.float32)
+        if pcm.shape != (self.frame_size,):
+            raise ValueError(f"a frame is {self.frame_size} mono samples, got shape {pcm.shape}")
+        codes, state = self.mimi.stream_encode(mx.array(pcm).reshape(1, 1, -1), self._mimi_state)
+        user = codes[:, : self.lm.cfg.user_codebooks, 0]
+        _, out, self._gen_state = self.gen.advance(self._gen_state, user)
+        self.frames += 1
+        if out is None:  # the acoustic delays are still filling
+            mx.eval(state, self.gen.state_arrays(self._gen_state))
+            self._mimi_state = state
+            return FrameResult(None)
+        audio, state = self.mimi.stream_decode(out[:, 1 : 1 + self.lm.cfg.dep_q, None], state)
+        mx.eval(out, audio, state, self.gen.state_arrays(self._gen_state))
+        self._mimi_state = state
+        token = int(np.array(out)[0, 0])
+        shown, _ = self.text.push(token)
+        return FrameResult(np.array(audio).reshape(-1), shown or None, token)
+
+
+def lm_config(cfg: dict | str | os.PathLike | None) -> LmConfig | None:
+    """An LmConfig from a Kyutai-schema dict or JSON file (repository file-name keys are set aside)."""
+    if cfg is None:
+        return None
+    if isinstance(cfg, dict):
+        return LmConfig.from_kyutai({k: v for k, v in cfg.items() if k not in REPO_FILE_KEYS})
+    return LmConfig.from_kyutai(read_repo_config(cfg)[0], source=str(cfg))

@@ -1,0 +1,120 @@
+"""The real FrameModel: Mimi encode -> LM step -> Mimi decode on the tiny end-to-end model folder."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from conftest import ASSETS
+from moshi_mlx.errors import ConfigError
+from moshi_mlx.hub import ModelFiles, read_repo_config, resolve_model_files
+from moshi_mlx.pipeline import MoshiPipeline, Sampling
+
+E2E = ASSETS / "e2e"
+GREEDY = Sampling(temp=0.0, text_temp=0.0)
+
+
+def e2e_files() -> ModelFiles:
+    return resolve_model_files(E2E)
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> MoshiPipeline:
+    return MoshiPipeline.from_files(e2e_files(), GREEDY)
+
+
+def speechlike(frames: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(frames * 1920) / 24_000
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)
+    return (0.3 * env * np.sin(2 * np.pi * (180 + 40 * np.sin(t)) * t) + 0.02 * rng.standard_normal(t.size)).astype(
+        np.float32
+    )
+
+
+def run(p: MoshiPipeline, pcm: np.ndarray):
+    return [p.step(f) for f in pcm.reshape(-1, 1920)]
+
+
+def test_frames_match_the_python_api(pipeline):
+    """The pipeline equals Mimi.encode_step -> LmGen.step -> Mimi.decode_step done by hand."""
+    pcm = speechlike(8)
+    pipeline.reset()
+    got = run(pipeline, pcm)
+    max_delay = pipeline.lm.cfg.max_delay
+    assert [r.pcm is None for r in got] == [i < max_delay for i in range(8)]
+    assert all(r.pcm.shape == (1920,) and r.pcm.dtype == np.float32 for r in got[max_delay:])
+
+    mimi, gen = pipeline.mimi, pipeline.gen
+    mimi.reset()
+    gen.reset()
+    for frame, result in zip(pcm.reshape(-1, 1920), got):
+        codes = mimi.encode_step(mx.array(frame).reshape(1, 1, -1))
+        text, audio = gen.step(codes[:, : pipeline.lm.cfg.user_codebooks, 0])
+        if text is None:
+            continue
+        assert result.token == int(text[0])
+        out = mimi.decode_step(mx.array(audio)[:, :, None])
+        np.testing.assert_allclose(result.pcm, np.array(out).reshape(-1), atol=1e-6)
+
+
+def test_greedy_is_deterministic_and_reset_restarts(pipeline):
+    pcm = speechlike(6, seed=1)
+    pipeline.reset()
+    a = run(pipeline, pcm)
+    pipeline.reset()
+    b = run(pipeline, pcm)
+    assert [r.token for r in a] == [r.token for r in b]
+    for x, y in zip(a, b):
+        if x.pcm is not None:
+            np.testing.assert_array_equal(x.pcm, y.pcm)
+
+
+def test_output_depends_on_input(pipeline):
+    pipeline.reset()
+    a = run(pipeline, speechlike(6, seed=1))
+    pipeline.reset()
+    b = run(pipeline, np.zeros(6 * 1920, np.float32))
+    assert any(not np.array_equal(x.pcm, y.pcm) for x, y in zip(a[1:], b[1:]))
+
+
+def test_text_is_detokenized(pipeline):
+    pipeline.reset()
+    results = run(pipeline, speechlike(12, seed=2))
+    tokens = [r.token for r in results if r.token is not None]
+    shown = "".join(r.text or "" for r in results)
+    pieces = [t for t in tokens if t not in (0, 3) and t < pipeline.text.sp.GetPieceSize()]
+    assert len(pieces) > 0, "the fixture model should emit some text"
+    expected = pipeline.text.sp.DecodeIds(pieces)
+    assert shown.replace(" ", "") == expected.replace(" ", "")
+
+
+def test_bad_frame_shape(pipeline):
+    with pytest.raises(ValueError, match="1920 mono samples"):
+        pipeline.step(np.zeros(1000, np.float32))
+
+
+def test_mismatched_codec_is_refused():
+    files = e2e_files()
+    from moshi_mlx.loading_lm import load_lm
+    from moshi_mlx.loading_mimi import load_mimi
+    from moshi_mlx.pipeline import lm_config
+    from moshi_mlx.text import TextStream
+
+    mimi = load_mimi(ASSETS / "mimi_tiny.safetensors", config=ASSETS / "mimi_tiny_config.json")  # 64 bins
+    lm = load_lm(files.moshi, config=lm_config(files.config))
+    with pytest.raises(ConfigError, match="do not belong together"):
+        MoshiPipeline(mimi, lm, TextStream(files.tokenizer))
+
+
+def test_folder_resolution_follows_config_names():
+    files = e2e_files()
+    assert files.quant == 4 and files.moshi == E2E / "model.q4.safetensors"
+    assert files.config == E2E / "config.json" and files.mimi_config == E2E / "mimi_config.json"
+
+
+def test_repo_config_split():
+    cfg, names = read_repo_config(E2E / "config.json")
+    assert names["moshi_name"] == "model.q4.safetensors" and "moshi_name" not in cfg
+    assert cfg["dim"] == 128
