@@ -167,7 +167,7 @@ def config_for_folder(raw: dict, outputs: list[Output], extras: dict[str, str]) 
     "model_files" records every file of the folder.
     """
     out = {k: v for k, v in raw.items()
-           if k not in ("quantization", "model_files", "moshi_name", "mimi_name", "tokenizer_name")}
+           if k not in ("quantization", "model_files", "moshi_name", "mimi_name", "tokenizer_name", "mimi_config_name")}
     primary = outputs[-1]
     out["moshi_name"] = primary.file_name
     out.update(extras)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from moshi_mlx.errors import CheckpointError, OfflineError
+from moshi_mlx.errors import CheckpointError, ConfigError, OfflineError
 from moshi_mlx.weights.quant_config import read_config_json
 
 TOKENIZER = "tokenizer_spm_32k_3.model"
@@ -33,10 +33,18 @@ class Source:
 
 
 def _extra_names(config: dict | None) -> dict[str, str]:
-    """Config key -> file name of the extras to copy along."""
+    """Config key -> file name of the extras to copy along (the Mimi config only when the config names one)."""
     config = config or {}
-    return {"tokenizer_name": str(config.get("tokenizer_name", TOKENIZER)),
-            "mimi_name": str(config.get("mimi_name", MIMI))}
+    if config.get("lora_name"):
+        raise ConfigError(
+            f"the config names LoRA adapters (lora_name={config['lora_name']!r}): this tool converts full "
+            "weights. Merge the adapters into the model first (moshi-finetune: save_adapters: false)."
+        )
+    names = {"tokenizer_name": str(config.get("tokenizer_name", TOKENIZER)),
+             "mimi_name": str(config.get("mimi_name", MIMI))}
+    if config.get("mimi_config_name"):
+        names["mimi_config_name"] = str(config["mimi_config_name"])
+    return names
 
 
 def _weights_in_folder(folder: Path, config: dict | None) -> Path:

@@ -166,3 +166,42 @@ def test_memcheck_synthesises_the_pytorch_release_layout():
 
     header = read_header(FILES["torch"])
     assert torch_layout_shapes(LmConfig.from_json(CONFIG)) == {k: v.shape for k, v in header.items()}
+
+
+def test_output_folder_runs_in_the_dialog_pipeline(tmp_path):
+    # What `python -m moshi_mlx.run --hf-repo DIR` does: find the files in the folder, load, step frames.
+    from conftest import ASSETS
+    from moshi_mlx.hub import resolve_model_files
+    from moshi_mlx.pipeline import MoshiPipeline, Sampling
+
+    e2e, src = ASSETS / "e2e", tmp_path / "finetune"
+    src.mkdir()
+    shutil.copyfile(FILES["torch"], src / "model.safetensors")
+    raw = json.loads((e2e / "config.json").read_text()) | {"moshi_name": "model.safetensors"}
+    (src / "config.json").write_text(json.dumps(raw))
+    for name in (raw["mimi_name"], raw["tokenizer_name"], raw["mimi_config_name"]):
+        shutil.copyfile(e2e / name, src / name)
+    out = tmp_path / "mlx"
+    run(str(src), out, opts=Options(bits=4, progress=False), report_steps=0, echo=_quiet)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["config.json", "model.q4.safetensors", raw["mimi_name"], raw["tokenizer_name"], raw["mimi_config_name"]])
+
+    greedy = Sampling(temp=0.0, text_temp=0.0)
+    ours, released = (MoshiPipeline.from_files(resolve_model_files(d), greedy) for d in (out, e2e))
+    pcm = np.random.default_rng(0).standard_normal(1920 * 6).astype(np.float32) * 0.1
+    spoke = 0
+    for frame in pcm.reshape(6, 1920):
+        a, b = ours.step(frame), released.step(frame)
+        assert a.token == b.token
+        assert (a.pcm is None) == (b.pcm is None) and (a.pcm is None or np.array_equal(a.pcm, b.pcm))
+        spoke += a.pcm is not None
+    assert spoke >= 4
+
+
+def test_lora_adapters_are_refused(tmp_path, capsys):
+    from quantize.__main__ import main
+
+    (tmp_path / "config.json").write_text(json.dumps(json.loads(CONFIG.read_text()) | {"lora_name": "lora.safetensors"}))
+    shutil.copyfile(FILES["torch"], tmp_path / "model.safetensors")
+    assert main([str(tmp_path), "--out", str(tmp_path / "o"), "--no-progress"]) == 1
+    assert "Merge the adapters" in capsys.readouterr().err
