@@ -205,3 +205,22 @@ def test_lora_adapters_are_refused(tmp_path, capsys):
     shutil.copyfile(FILES["torch"], tmp_path / "model.safetensors")
     assert main([str(tmp_path), "--out", str(tmp_path / "o"), "--no-progress"]) == 1
     assert "Merge the adapters" in capsys.readouterr().err
+
+
+def test_quantization_record_parsing():
+    from moshi_mlx.errors import ConfigError
+    from moshi_mlx.weights.quant_config import NO_CLAIM, recipe_from_json
+
+    r = recipe_from_json({"bits": 4, "group_size": 32, "mode": "affine", "text_emb": False,
+                          "text_linear": {"bits": 8, "group_size": 64}})
+    assert r.overrides == {"text_emb": None, "text_linear": quant.QuantSpec(8, 64)}
+    assert recipe_from_json(r.to_json()) == r
+    for bad, message in [({"bits": 3.5, "group_size": 32}, "no MLX affine"), ({"bits": 4, "group_size": 48}, "no MLX"),
+                         ({"bits": 4, "group_size": 32, "mode": "mxfp4"}, "mode 'mxfp4'"),
+                         ({"bits": 4, "group_size": 32, "x": 7}, r"\['x'\]"), ([4, 32], "must be an object")]:
+        with pytest.raises(ConfigError, match=message):
+            recipe_from_json(bad)
+    # Kyutai's own configs record nothing: no claim, nothing checked.
+    assert recipe_for_file({"moshi_name": Q4}, Q4) is NO_CLAIM
+    assert recipe_for_file({"moshi_name": Q4, "quantization": {"bits": 4, "group_size": 32}}, Q8) is NO_CLAIM
+    assert recipe_for_file({"model_files": {FLOAT: None}}, FLOAT) is None
