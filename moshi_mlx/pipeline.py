@@ -7,15 +7,13 @@ Each frame is built lazily and evaluated with one host sync.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import mlx.core as mx
 import numpy as np
 
-from .config import LmConfig
 from .errors import ConfigError
-from .hub import REPO_FILE_KEYS, ModelFiles, read_repo_config
+from .hub import ModelFiles
 from .lm import Lm
 from .lm_gen import LmGen
 from .loading_lm import load_lm
@@ -71,7 +69,7 @@ class MoshiPipeline:
     ) -> MoshiPipeline:
         """Load everything from local files (call on the thread that will run the steps)."""
         mimi = load_mimi(files.mimi, config=files.mimi_config)
-        lm = load_lm(files.moshi, config=lm_config(files.config), dtype=dtype)
+        lm = load_lm(files.moshi, config=files.config, dtype=dtype)  # a path: its recorded quantization is checked
         text = TextStream(files.tokenizer, padding_ids=(0, lm.cfg.existing_text_padding_id))
         return cls(mimi, lm, text, sampling)
 
@@ -101,12 +99,3 @@ class MoshiPipeline:
         token = int(np.array(out)[0, 0])
         shown, _ = self.text.push(token)
         return FrameResult(np.array(audio).reshape(-1), shown or None, token)
-
-
-def lm_config(cfg: dict | str | os.PathLike | None) -> LmConfig | None:
-    """An LmConfig from a Kyutai-schema dict or JSON file (repository file-name keys are set aside)."""
-    if cfg is None:
-        return None
-    if isinstance(cfg, dict):
-        return LmConfig.from_kyutai({k: v for k, v in cfg.items() if k not in REPO_FILE_KEYS})
-    return LmConfig.from_kyutai(read_repo_config(cfg)[0], source=str(cfg))

@@ -99,11 +99,10 @@ def test_mismatched_codec_is_refused():
     files = e2e_files()
     from moshi_mlx.loading_lm import load_lm
     from moshi_mlx.loading_mimi import load_mimi
-    from moshi_mlx.pipeline import lm_config
     from moshi_mlx.text import TextStream
 
     mimi = load_mimi(ASSETS / "mimi_tiny.safetensors", config=ASSETS / "mimi_tiny_config.json")  # 64 bins
-    lm = load_lm(files.moshi, config=lm_config(files.config))
+    lm = load_lm(files.moshi, config=files.config)
     with pytest.raises(ConfigError, match="do not belong together"):
         MoshiPipeline(mimi, lm, TextStream(files.tokenizer))
 
@@ -118,3 +117,19 @@ def test_repo_config_split():
     cfg, names = read_repo_config(E2E / "config.json")
     assert names["moshi_name"] == "model.q4.safetensors" and "moshi_name" not in cfg
     assert cfg["dim"] == 128
+
+
+def test_a_folder_config_recording_another_quantization_is_refused(tmp_path):
+    """The quantization a folder's config.json records is checked against the weight file."""
+    import json
+    import shutil
+
+    from moshi_mlx.errors import CheckpointError
+
+    folder = tmp_path / "swapped"
+    shutil.copytree(E2E, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["quantization"] = {"bits": 8, "group_size": 64, "mode": "affine"}  # but the file is 4-bit, group 32
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError):
+        MoshiPipeline.from_files(resolve_model_files(folder), GREEDY)
