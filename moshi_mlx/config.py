@@ -19,6 +19,20 @@ from .errors import ConfigError
 
 PRESETS = Path(__file__).parent / "presets"
 
+def read_json_object(path: str | os.PathLike) -> dict:
+    """A JSON file holding an object (a config); ConfigError saying what is wrong otherwise."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config ({e.strerror or e})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    return raw
+
+
 NORMS = ("layer_norm", "layer_norm_f32", "rms_norm", "rms_norm_f32")
 GATINGS = ("none", "silu", "gelu", "relu", "sigmoid", "tanh", "elu", "leaky_relu", "mish", "softsign", "identity")
 
@@ -508,14 +522,7 @@ class LmConfig:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "LmConfig":
-        path = Path(path)
-        try:
-            raw = json.loads(path.read_text())
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read the LM config ({e.strerror})") from None
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}: not valid JSON ({e})") from None
-        return cls.from_kyutai(raw, source=str(path))
+        return cls.from_kyutai(read_json_object(path), source=str(path))
 
     @classmethod
     def preset(cls, name: str = "moshi_7b_202409") -> "LmConfig":

@@ -11,7 +11,6 @@ The precision available is read from the file list; `quant` (`-q 4|8`) picks amo
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from .config import read_json_object
 from .errors import CheckpointError, ConfigError, OfflineError
 
 DEFAULT_REPO = "kyutai/moshiko-mlx-q4"
@@ -45,13 +45,7 @@ class ModelFiles:
 
 def read_repo_config(path: str | os.PathLike) -> tuple[dict, dict]:
     """Split a repository's config.json into (the LM config in Kyutai's schema, its file-name keys)."""
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path}: not a readable JSON config ({e})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a JSON object")
+    raw = read_json_object(path)
     files = {k: raw.pop(k) for k in REPO_FILE_KEYS if k in raw}
     return raw, files
 

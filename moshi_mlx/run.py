@@ -181,26 +181,14 @@ def run_file(args: argparse.Namespace, files, pcm) -> int:
         loop.begin_session(port, _recorder(args, files), None)
         with tqdm(total=port.frames, unit="frame", desc="moshi", file=sys.stderr) as bar:
             while True:
-                while not loop.events.empty():
-                    ev = loop.events.get()
-                    if isinstance(ev, Text):
-                        pieces.append((ev.t, ev.text))
-                    elif isinstance(ev, Error):
-                        error = ev.message
-                    elif isinstance(ev, SessionEnded):
-                        port.exhausted.set()
+                error = _drain(loop, pieces, port) or error
                 bar.update(port._next - bar.n)
                 if port.exhausted.wait(0.1):
                     break
         loop.end_session()
     finally:
         loop.close()
-    while not loop.events.empty():
-        ev = loop.events.get()
-        if isinstance(ev, Text):
-            pieces.append((ev.t, ev.text))
-        elif isinstance(ev, Error):
-            error = ev.message
+    error = _drain(loop, pieces, port) or error
     for path in (args.output, args.transcript):
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -213,6 +201,20 @@ def run_file(args: argparse.Namespace, files, pcm) -> int:
         print(f"error: {error} (the output holds what was generated before it)", file=sys.stderr)
         return 1
     return 0
+
+
+def _drain(loop: ModelLoop, pieces: list[tuple[float, str]], port) -> str | None:
+    """Collect the file run's events: text pieces into `pieces`; returns the last error, if any."""
+    error = None
+    while not loop.events.empty():
+        ev = loop.events.get()
+        if isinstance(ev, Text):
+            pieces.append((ev.t, ev.text))
+        elif isinstance(ev, Error):
+            error = ev.message
+        elif isinstance(ev, SessionEnded):
+            port.exhausted.set()
+    return error
 
 
 def words_from_pieces(pieces: list[tuple[float, str]]) -> list[dict]:

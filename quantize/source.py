@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from moshi_mlx.errors import CheckpointError, ConfigError, OfflineError
-from moshi_mlx.weights.quant_config import read_config_json
+from moshi_mlx.config import read_json_object
 
 TOKENIZER = "tokenizer_spm_32k_3.model"
 MIMI = "tokenizer-e351c8d8-checkpoint125.safetensors"
@@ -67,9 +67,9 @@ def resolve_local(path: Path, config_path: str | None) -> Source:
     folder = path if path.is_dir() else path.parent
     config, origin = None, "released 7B config (moshi_7b_202409)"
     if config_path is not None:
-        config, origin = read_config_json(Path(config_path)), str(config_path)
+        config, origin = read_json_object(Path(config_path)), str(config_path)
     elif (folder / "config.json").is_file():
-        config, origin = read_config_json(folder / "config.json"), str(folder / "config.json")
+        config, origin = read_json_object(folder / "config.json"), str(folder / "config.json")
     weights = _weights_in_folder(path, config) if path.is_dir() else path
     extras = {key: folder / name for key, name in _extra_names(config).items() if (folder / name).is_file()}
     return Source(weights, config, origin, extras, str(weights))
@@ -108,11 +108,11 @@ def resolve_hub(repo: str, config_path: str | None, download: Callable[..., str]
 
     config, origin = None, "released 7B config (moshi_7b_202409)"
     if config_path is not None:
-        config, origin = read_config_json(Path(config_path)), str(config_path)
+        config, origin = read_json_object(Path(config_path)), str(config_path)
     else:
         found = fetch("config.json", required=False)
         if found is not None:
-            config, origin = read_config_json(found), f"{repo}/config.json"
+            config, origin = read_json_object(found), f"{repo}/config.json"
     name = str(config["moshi_name"]) if config and "moshi_name" in config else "model.safetensors"
     weights = fetch(name, required=True)
     assert weights is not None

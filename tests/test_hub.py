@@ -185,7 +185,7 @@ def test_malformed_config_json_is_a_clear_error(tmp_path: Path, fake) -> None:
     for name in ("model.q4.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE):
         (tmp_path / name).write_text("x")
     (tmp_path / hub.CONFIG_FILE).write_text("{not json")
-    with pytest.raises(ConfigError, match="not a readable JSON config"):
+    with pytest.raises(ConfigError, match="not valid JSON"):
         hub.resolve_model_files(str(tmp_path))
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import mlx.nn as nn
 
+from ..config import read_json_object
 from ..errors import CheckpointError, ConfigError
 from .quant import QuantSpec, quantizable_modules
 
@@ -121,19 +122,6 @@ def recipe_for_file(raw_config: dict, file_name: str, source: str = "config") ->
     return NO_CLAIM
 
 
-def read_config_json(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the config ({e.strerror})") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a JSON object")
-    return raw
-
-
 def _describe(spec: QuantSpec | None) -> str:
     return "float" if spec is None else str(spec)
 
@@ -169,6 +157,6 @@ def check_matches(
 def check_file(config_path: str | os.PathLike, weights_name: str, model: nn.Module,
                stored: dict[str, QuantSpec], source: str) -> None:
     """Check a weight file against what the config.json at `config_path` records for it (if anything)."""
-    claimed = recipe_for_file(read_config_json(config_path), weights_name, str(config_path))
+    claimed = recipe_for_file(read_json_object(config_path), weights_name, str(config_path))
     if claimed is not NO_CLAIM:
         check_matches(claimed, model, stored, source, str(config_path))  # type: ignore[arg-type]
