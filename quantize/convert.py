@@ -192,6 +192,30 @@ def check_destination(out: Path, names: list[str], source: Source, force: bool) 
         raise ConfigError(f"{out} already holds {', '.join(existing)}: pass --force to replace them, or choose another --out.")
 
 
+def remove_stale_staging(out: Path) -> list[Path]:
+    """Remove staging folders left in `out` by conversions that were killed outright (SIGKILL, power loss).
+
+    A staging folder's name carries the converting process's id; one whose process is gone is stale.
+    """
+    removed = []
+    for d in out.glob(f"{_STAGING_PREFIX}*.partial") if out.is_dir() else []:
+        pid = d.name[len(_STAGING_PREFIX):].split("-", 1)[0]
+        if d.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def stage(source: Source, out: Path, opts: Options) -> Staged:
     """Convert into a staging folder inside `out` (created); the caller verifies, then `commit`s."""
     if opts.dtype not in DTYPES:
@@ -205,7 +229,8 @@ def stage(source: Source, out: Path, opts: Options) -> Staged:
     tensors = open_source(source, cfg, model)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, suffix=".partial", dir=out))
+    remove_stale_staging(out)
+    staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{os.getpid()}-", suffix=".partial", dir=out))
     staged = Staged(staging, staging / CONFIG_NAME, outputs, cfg, names, created)
     try:
         write_weights(staging, outputs, tensors, model, dtype, opts.progress)

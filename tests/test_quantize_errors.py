@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import json
 import shutil
 
@@ -219,3 +220,20 @@ def test_hub_offline_is_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     err = error_of(capsys, cli("kyutai/moshiko-pytorch-bf16", "--out", str(tmp_path / "o")))
     assert "offline" in err and "local folder" in err and "config.json" in err
+
+
+def test_staging_left_by_a_killed_conversion_is_removed_next_time(tmp_path):
+    """SIGKILL skips every cleanup; the next conversion into that folder removes what the dead process left."""
+    import subprocess
+    import sys
+
+    from quantize.convert import _STAGING_PREFIX, remove_stale_staging
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f"{_STAGING_PREFIX}{int(dead.stdout)}-abc.partial"
+    live = tmp_path / f"{_STAGING_PREFIX}{os.getpid()}-def.partial"
+    for d in (stale, live):
+        d.mkdir()
+        (d / "model.q4.safetensors").write_bytes(b"half written")
+    assert remove_stale_staging(tmp_path) == [stale]
+    assert not stale.exists() and live.exists()
