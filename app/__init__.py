@@ -1,0 +1,1 @@
+"""Moshi desktop app (Qt): `python -m app` or `moshi-mlx-app`."""

@@ -1,9 +1,12 @@
 """Kyutai's Moshi and its Mimi codec, in MLX."""
 
-__version__ = "0.1.0"
-
-from .config import MimiConfig
+from .config import DepformerConfig, LmConfig, MimiConfig
+from .lm import Lm
+from .lm_gen import LmGen
+from .loading_lm import load_lm
 from .loading_mimi import load_mimi
 from .mimi import Mimi
 
-__all__ = ["Mimi", "MimiConfig", "__version__", "load_mimi"]
+__version__ = "0.1.0"
+
+__all__ = ["DepformerConfig", "Lm", "LmConfig", "LmGen", "Mimi", "MimiConfig", "__version__", "load_lm", "load_mimi"]

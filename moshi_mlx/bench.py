@@ -14,6 +14,7 @@ import sys
 _BENCHES = {
     "mimi": ("moshi_mlx.bench_mimi", "Mimi codec: streaming ms per 80 ms frame, batch throughput, memory"),
     "lm": ("moshi_mlx.bench_lm", "Moshi LM: ms per generation step (temporal vs depth), real-time factor, memory"),
+    "loop": ("moshi_mlx.bench_loop", "dialog loop: latency it adds itself (fake devices, real time, simulated model)"),
 }
 
 

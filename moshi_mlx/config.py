@@ -333,6 +333,10 @@ _LM_IGNORED_KEYS = {
     "mimi_name": "hub metadata",
     "moshi_name": "hub metadata",
     "tokenizer_name": "hub metadata",
+    "mimi_config_name": "hub metadata",
+    "model_id": "hub metadata",
+    "quantization": "read by load_lm (weights.quant_config) and checked against the weight file",
+    "model_files": "read by load_lm (weights.quant_config): the quantization of each file of the folder",
 }
 # Features of the reference this port does not implement: accepted only at their inactive value.
 _LM_UNSUPPORTED = {

@@ -24,4 +24,11 @@ class MemoryBudgetError(MoshiError):
 
 
 class OfflineError(MoshiError):
-    """Files must be downloaded but the hub cannot be reached (or HF_HUB_OFFLINE=1)."""
+    """Files must be downloaded but the hub cannot be reached (or HF_HUB_OFFLINE=1).
+
+    `reason` says why the hub was not used, without the advice, for front ends that word their own.
+    """
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason

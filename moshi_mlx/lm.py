@@ -92,6 +92,10 @@ class Lm(nn.Module):
     def set_compute_dtype(self, dtype: mx.Dtype) -> None:
         self._compute_dtype = dtype
 
+    @property
+    def is_quantized(self) -> bool:
+        return isinstance(self.text_linear, nn.QuantizedLinear)
+
     def init_state(self, batch: int = 1) -> LmState:
         return LmState(self.transformer.init_state(batch, self.cache_dtype))
 

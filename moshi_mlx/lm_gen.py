@@ -10,7 +10,8 @@ the text by their delay; a small ring of the last max_delay + 2 token frames re-
 * step t returns the text token of step t - max_delay and the audio codebooks delayed to match it (with
   delays [0, 1, ...]: semantic code from t - 1, acoustic codes from t); nothing while t < max_delay.
 
-All work of a step is one lazy graph evaluated once (one host sync per step).
+A step reads values on the host once; its graph is evaluated in one go (on CPU with quantized weights,
+the temporal pass is evaluated first to bound memory, see `advance`).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class LmGen:
         cfg = self.cfg
         self._delays = cfg.delays
         self._ring = cfg.max_delay + 2
+        self._wait_temporal = lm.compute_dtype == mx.float32 and lm.is_quantized
         self._initial = mx.array([cfg.text_initial_token_id] + [cfg.initial_token_id] * cfg.n_q, mx.int32)
         self.reset()
 
@@ -83,7 +85,8 @@ class LmGen:
         return LmGenState(self.lm.init_state(batch), tokens, 0, mx.random.key(seed))
 
     def advance(self, state: LmGenState, user_codes: mx.array) -> tuple[StepOutput, mx.array | None, LmGenState]:
-        """One step, lazily (nothing is evaluated).
+        """One step. Outputs and state are lazy (at most the temporal pass is evaluated, without reading
+        values; see `_wait_temporal`): evaluate them together, as `step` does.
 
         Args:
             user_codes: [B, user_codebooks] int, the user's Mimi codes of this step (-1: no input).
@@ -106,6 +109,13 @@ class LmGen:
 
         keys = mx.random.split(state.key, 2 + cfg.dep_q)
         context, text_logits = self.lm.forward_text(inputs[:, :, None], state.lm)
+        if self._wait_temporal:
+            # Quantized weights under float32 activations: each matmul makes float32 copies of its bf16
+            # scales. Dispatched together, the text head's and depformer's copies would be allocated while
+            # the temporal pass still runs (+20 MB; 7B q4 then peaks just above 6 GiB). No values are read.
+            mx.eval(context)
+        else:
+            mx.async_eval(context)  # start the temporal pass; the depformer graph is built while it runs
         text_logits = text_logits[:, 0]
         text_token = sample(text_logits, self.text_temp, self.text_top_k, keys[1])
         dep_state = self.lm.depformer.init_state(inputs.shape[0], self.lm.compute_dtype)

@@ -11,7 +11,7 @@ from .config import LmConfig
 from .errors import CheckpointError
 from .lm import Lm
 from .memory import check_fits
-from .weights import quant
+from .weights import quant, quant_config
 from .weights.formats import CheckpointFormat, detect_format, is_quantized
 from .weights.lm_mlx import map_lm_mlx
 from .weights.lm_torch import map_lm_torch
@@ -58,7 +58,8 @@ def load_lm(
     Args:
         weights: a .safetensors file in Kyutai's PyTorch layout (bf16) or Kyutai's MLX layout (bf16, q8,
             q4); the layout and quantization are read from the file, never guessed from its name.
-        config: Kyutai-schema JSON path or an LmConfig; default: the released 7B config.
+        config: Kyutai-schema JSON path or an LmConfig; default: the released 7B config. A JSON written by
+            `python -m quantize` records the file's quantization: it must agree with the file's shapes.
         dtype: cast float weights to this dtype and compute in it (mx.float32 for exact parity with the
             float32 reference). Default: keep the file's dtype; compute in float32 on CPU when quantized.
 
@@ -77,13 +78,20 @@ def load_lm(
     else:
         cfg = LmConfig.preset() if config is None else LmConfig.from_json(config)
 
-    quantized = is_quantized(header)
-    advice = ("Use the 4-bit weights (kyutai/moshiko-mlx-q4) or close other programs."
-              if not quantized or dtype is not None else "Use the 4-bit weights, or close other programs.")
+    lin = header.get("text_linear.weight")
+    four_bit = is_quantized(header) and lin is not None and lin.shape[-1] * 32 // cfg.dim <= 4
+    if four_bit and dtype is None:
+        advice = "This is already the 4-bit model: close other programs or use a machine with more memory."
+    elif four_bit:
+        advice = "Do not cast the 4-bit weights (leave dtype unset), or close other programs."
+    else:
+        advice = "Use the 4-bit weights (kyutai/moshiko-mlx-q4, file model.q4.safetensors), or close other programs."
     check_fits(estimate_bytes(header, cfg, dtype), f"{source} ({fmt.value})", advice)
 
     model = Lm(cfg)
     specs = quant.specs_from_header(model, header, source) if fmt is CheckpointFormat.LM_KYUTAI_MLX else {}
+    if config is not None and not isinstance(config, LmConfig):  # a recorded "quantization" must agree
+        quant_config.check_file(config, path.name, model, specs, source)
     quant.apply(model, specs)
     tensors = _MAPPINGS[fmt](load_tensors(path), cfg, source)
     load_strict(model, tensors, f"{source} ({fmt.value})")

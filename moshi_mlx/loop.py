@@ -85,6 +85,7 @@ class Stats(NamedTuple):
     output_queued_ms: float  # answer audio queued for the speaker
     frames_skipped: int
     output_dropped: int  # answer frames dropped because the speaker queue was full
+    output_trimmed_ms: float  # quiet answer audio cut to win back delay after late steps
     input_db: float  # frame level, dBFS
     output_db: float
     loop_ms: float  # time the loop itself took around the step (reading, echo, writing)
@@ -123,11 +124,16 @@ class ModelLoop:
         max_lag_frames: frames of microphone audio allowed to wait before the loop skips ahead.
         max_output_queue_s: answer audio allowed to wait for the speaker (clock drift between
             separate mic and speaker devices); beyond it the new answer frame is dropped.
+        target_output_queue_s: a late step makes the speaker run dry and play silence, which
+            delays everything after it; when more than this stays queued for 3 frames, the
+            excess is cut from the start of the next quiet answer frame (< -40 dBFS), so such
+            hiccups do not add up to a growing delay.
         stats_every: frames between two Stats events.
     """
 
     def __init__(self, model_factory: Callable[[], FrameModel], on_event: Callable[[Event], None] | None = None,
-                 max_lag_frames: int = 2, max_output_queue_s: float = 0.5, stats_every: int = 1) -> None:  # fmt: skip
+                 max_lag_frames: int = 2, max_output_queue_s: float = 0.5, target_output_queue_s: float = 0.03,
+                 stats_every: int = 1) -> None:  # fmt: skip
         if max_lag_frames < 0:
             raise ValueError("max_lag_frames must be >= 0")
         self._factory = model_factory
@@ -135,6 +141,7 @@ class ModelLoop:
         self._emit = on_event or self.events.put
         self.max_lag_frames = max_lag_frames
         self.max_output_queue_s = max_output_queue_s
+        self.target_output_queue_s = target_output_queue_s
         self.stats_every = max(1, stats_every)
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._wake = threading.Event()
@@ -244,6 +251,8 @@ class _Session:
         self.frame = 0  # frames on the timeline (processed + skipped)
         self.skipped = 0
         self.output_dropped = 0
+        self.output_trimmed = 0  # answer samples cut to win back delay after late steps
+        self._over_target = 0
         self.step_sum = 0.0
         self.step_n = 0
 
@@ -335,10 +344,17 @@ class _Session:
         pcm_out = result.pcm
         if pcm_out is not None:
             pcm_out = np.asarray(pcm_out, np.float32).reshape(-1)
-            if self.audio.output_queued_s() > self.loop.max_output_queue_s:
+            queued = self.audio.output_queued_s()
+            self._over_target = self._over_target + 1 if queued > self.loop.target_output_queue_s else 0
+            if queued > self.loop.max_output_queue_s:
                 self.output_dropped += 1
             else:
-                self.audio.write_output(pcm_out)
+                play = pcm_out
+                if self._over_target >= 3 and _db(pcm_out) < -40.0:
+                    cut = min(play.size, int((queued - self.loop.target_output_queue_s) * RATE))
+                    play = play[cut:]
+                    self.output_trimmed += cut
+                self.audio.write_output(play)
         t = self.frame * FRAME / RATE
         if result.text:
             self.emit(Text(result.text, t, self.frame))
@@ -356,6 +372,6 @@ class _Session:
             self.emit(Stats(
                 frame=self.frame, step_ms=1000 * step_s, step_ms_avg=1000 * avg, rtf=avg * RATE / FRAME,
                 lag_ms=lag_ms, output_queued_ms=1000 * self.audio.output_queued_s(), frames_skipped=self.skipped,
-                output_dropped=self.output_dropped, input_db=_db(pcm_in), output_db=_db(pcm_out),
+                output_dropped=self.output_dropped, output_trimmed_ms=1000 * self.output_trimmed / RATE, input_db=_db(pcm_in), output_db=_db(pcm_out),
                 loop_ms=1000 * (total_s - step_s),
             ))  # fmt: skip

@@ -7,16 +7,13 @@ Each frame is built lazily and evaluated with one host sync.
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import mlx.core as mx
 import numpy as np
 
-from .config import LmConfig
 from .errors import ConfigError
+from .hub import ModelFiles
 from .lm import Lm
 from .lm_gen import LmGen
 from .loading_lm import load_lm
@@ -25,8 +22,6 @@ from .loop import FRAME, FrameResult
 from .mimi import Mimi
 from .text import TextStream
 
-# Keys of a Kyutai repository's config.json that name files rather than describe the LM.
-REPO_FILE_KEYS = ("moshi_name", "mimi_name", "tokenizer_name", "mimi_config_name", "lora_name", "model_id")
 
 
 @dataclass(frozen=True)
@@ -38,34 +33,6 @@ class Sampling:
     top_k: int = 250
     text_top_k: int = 25
     seed: int | None = None
-
-
-@dataclass(frozen=True)
-class ModelFiles:
-    """Local files of one model, as resolved from the hub, a folder or command-line paths.
-
-    `lm_config` / `mimi_config` are Kyutai-schema dicts or JSON paths; None means the 7B / Mimi presets.
-    """
-
-    moshi: Path
-    mimi: Path
-    tokenizer: Path
-    lm_config: dict | Path | None = None
-    mimi_config: dict | Path | None = None
-    extra: dict = field(default_factory=dict)  # e.g. {"quantization": "q4"} for display
-
-
-def read_repo_config(path: str | os.PathLike) -> tuple[dict, dict]:
-    """Split a repository config.json into (LM config in Kyutai's schema, file-name keys)."""
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path}: not a readable JSON config ({e})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a JSON object")
-    files = {k: raw.pop(k) for k in REPO_FILE_KEYS if k in raw}
-    return raw, files
 
 
 class MoshiPipeline:
@@ -102,7 +69,7 @@ class MoshiPipeline:
     ) -> MoshiPipeline:
         """Load everything from local files (call on the thread that will run the steps)."""
         mimi = load_mimi(files.mimi, config=files.mimi_config)
-        lm = load_lm(files.moshi, config=lm_config(files.lm_config), dtype=dtype)
+        lm = load_lm(files.moshi, config=files.config, dtype=dtype)  # a path: its recorded quantization is checked
         text = TextStream(files.tokenizer, padding_ids=(0, lm.cfg.existing_text_padding_id))
         return cls(mimi, lm, text, sampling)
 
@@ -132,12 +99,3 @@ class MoshiPipeline:
         token = int(np.array(out)[0, 0])
         shown, _ = self.text.push(token)
         return FrameResult(np.array(audio).reshape(-1), shown or None, token)
-
-
-def lm_config(cfg: dict | str | os.PathLike | None) -> LmConfig | None:
-    """An LmConfig from a Kyutai-schema dict or JSON file (repository file-name keys are set aside)."""
-    if cfg is None:
-        return None
-    if isinstance(cfg, dict):
-        return LmConfig.from_kyutai({k: v for k, v in cfg.items() if k not in REPO_FILE_KEYS})
-    return LmConfig.from_kyutai(read_repo_config(cfg)[0], source=str(cfg))

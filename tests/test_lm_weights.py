@@ -171,7 +171,7 @@ def test_memory_estimate_and_refusal():
     cache = 2 * 32 * 3000 * 4096
     assert estimate_bytes(bf16, cfg, None) == 14_000_000_000 + cache * 2
     assert estimate_bytes(bf16, cfg, mx.float32) == 28_000_000_000 + cache * 4
-    assert estimate_bytes(q4, cfg, None) == 400_000 + 20_000 + cache * 4  # float32 activations on CPU
+    assert estimate_bytes(q4, cfg, None) == 400_000 + 20_000 + cache * 2  # bf16 caches
     with pytest.raises(MemoryBudgetError, match="4-bit"):
         check_fits(estimate_bytes(bf16, cfg, None), "7B bf16", "Use the 4-bit weights.", available=8 * 2**30)
     check_fits(1 << 20, "tiny", "", available=8 * 2**30)
@@ -201,3 +201,23 @@ def test_config_unknown_keys_warn_and_unsupported_refused():
     with pytest.raises(ConfigError, match="delays"):
         LmConfig.from_kyutai(raw | {"delays": [0, 1]})
     assert np.isclose(LmConfig.from_kyutai(raw).transformer.dim_feedforward, 192)
+
+
+@pytest.mark.parametrize("name,advice", [("torch", "Use the 4-bit"), ("mlx_q4", "already the 4-bit")])
+def test_load_refuses_what_does_not_fit(name, advice, monkeypatch):
+    import moshi_mlx.memory
+
+    monkeypatch.setattr(moshi_mlx.memory, "available_bytes", lambda: 100 * 2**20)
+    with pytest.raises(MemoryBudgetError, match=advice):
+        load_lm(FILES[name], CONFIG)
+
+
+def test_describe_precision_from_headers_alone():
+    from moshi_mlx.weights.formats import describe_precision
+    from moshi_mlx.weights.safetensors_io import read_header
+
+    from lm_helpers import LM as lm
+    assert describe_precision(read_header(lm / "lm_small_mlx_q4.safetensors")) == "4-bit"
+    assert describe_precision(read_header(lm / "lm_small_mlx_q8.safetensors")) == "8-bit"
+    assert describe_precision(read_header(lm / "lm_small_mlx_bf16.safetensors")) == "bf16"
+    assert describe_precision(read_header(lm / "lm_small_torch.safetensors")) == "bf16"

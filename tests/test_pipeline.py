@@ -8,20 +8,15 @@ import pytest
 
 from conftest import ASSETS
 from moshi_mlx.errors import ConfigError
-from moshi_mlx.pipeline import ModelFiles, MoshiPipeline, Sampling, read_repo_config
+from moshi_mlx.hub import ModelFiles, read_repo_config, resolve_model_files
+from moshi_mlx.pipeline import MoshiPipeline, Sampling
 
 E2E = ASSETS / "e2e"
 GREEDY = Sampling(temp=0.0, text_temp=0.0)
 
 
 def e2e_files() -> ModelFiles:
-    return ModelFiles(
-        moshi=E2E / "model.q4.safetensors",
-        mimi=E2E / "tokenizer-e351c8d8-checkpoint125.safetensors",
-        tokenizer=E2E / "tokenizer_spm_32k_3.model",
-        lm_config=E2E / "config.json",
-        mimi_config=E2E / "mimi_config.json",
-    )
+    return resolve_model_files(E2E)
 
 
 @pytest.fixture(scope="module")
@@ -104,16 +99,37 @@ def test_mismatched_codec_is_refused():
     files = e2e_files()
     from moshi_mlx.loading_lm import load_lm
     from moshi_mlx.loading_mimi import load_mimi
-    from moshi_mlx.pipeline import lm_config
     from moshi_mlx.text import TextStream
 
     mimi = load_mimi(ASSETS / "mimi_tiny.safetensors", config=ASSETS / "mimi_tiny_config.json")  # 64 bins
-    lm = load_lm(files.moshi, config=lm_config(files.lm_config))
+    lm = load_lm(files.moshi, config=files.config)
     with pytest.raises(ConfigError, match="do not belong together"):
         MoshiPipeline(mimi, lm, TextStream(files.tokenizer))
+
+
+def test_folder_resolution_follows_config_names():
+    files = e2e_files()
+    assert files.quant == 4 and files.moshi == E2E / "model.q4.safetensors"
+    assert files.config == E2E / "config.json" and files.mimi_config == E2E / "mimi_config.json"
 
 
 def test_repo_config_split():
     cfg, names = read_repo_config(E2E / "config.json")
     assert names["moshi_name"] == "model.q4.safetensors" and "moshi_name" not in cfg
     assert cfg["dim"] == 128
+
+
+def test_a_folder_config_recording_another_quantization_is_refused(tmp_path):
+    """The quantization a folder's config.json records is checked against the weight file."""
+    import json
+    import shutil
+
+    from moshi_mlx.errors import CheckpointError
+
+    folder = tmp_path / "swapped"
+    shutil.copytree(E2E, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["quantization"] = {"bits": 8, "group_size": 64, "mode": "affine"}  # but the file is 4-bit, group 32
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError):
+        MoshiPipeline.from_files(resolve_model_files(folder), GREEDY)

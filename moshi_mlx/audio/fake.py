@@ -69,6 +69,7 @@ class FakeStream:
         self.closed = False
         self.failed: str | None = None
         self.frames_processed = 0
+        self.timeline: list[tuple[int, float]] = []  # (first frame of a callback, monotonic time it ran)
         self.input_starved = 0  # frames delivered as silence because the test pushed nothing
 
     # -- sounddevice interface -----------------------------------------------------------------
@@ -105,6 +106,13 @@ class FakeStream:
     def pending_input(self) -> int:
         return sum(len(p) for p in self._pending_in) - self._in_offset
 
+    def time_of(self, frame: int) -> float:
+        """Monotonic time at which sample `frame` went through a callback (interpolated within its block)."""
+        starts = [f for f, _ in self.timeline]
+        i = max(0, int(np.searchsorted(starts, frame, side="right")) - 1)
+        f0, t0 = self.timeline[i]
+        return t0 + (frame - f0) / self.samplerate
+
     def played(self) -> np.ndarray:
         """Everything the callback wrote so far, [T, C]."""
         if not self._played:
@@ -133,6 +141,7 @@ class FakeStream:
             outdata = np.full((frames, self._out_ch), np.nan, np.float32)  # NaN: must be overwritten
             args.append(outdata)
         status, self._status = self._status, 0
+        self.timeline.append((self.frames_processed, time.monotonic()))
         try:
             self._callback(*args, frames, _Time(time.monotonic()), _Status(status))
         except Exception as e:  # noqa: BLE001 (PortAudio stops the stream on any callback exception)

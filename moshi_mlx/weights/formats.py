@@ -16,6 +16,24 @@ class CheckpointFormat(Enum):
     MIMI_KYUTAI_TORCH = "Kyutai PyTorch Mimi codec (tokenizer-e351c8d8-checkpoint125 layout)"
 
 
+def quant_bits_group(weight: TensorInfo, scales: TensorInfo, in_dim: int) -> tuple[int, int]:
+    """(bits, group size) of an MLX-affine-quantized matrix with `in_dim` inputs, from its stored shapes:
+    packed uint32 columns = in_dim * bits / 32, scale columns = in_dim / group."""
+    return 32 * weight.shape[-1] // in_dim, in_dim // max(scales.shape[-1], 1)
+
+
+def describe_precision(header: dict[str, TensorInfo]) -> str:
+    """'4-bit', '8-bit', 'bf16', ... for display, read from an LM file's header (never its name)."""
+    if not is_quantized(header):
+        floats = [t for t in ("BF16", "F16", "F32") if any(i.dtype == t for i in header.values())]
+        return floats[0].lower() if floats else "unknown"
+    name = "transformer.layers.0.self_attn.in_proj"
+    weight, scales, norm = header.get(f"{name}.weight"), header.get(f"{name}.scales"), header.get("out_norm.weight")
+    if weight is None or scales is None or norm is None or not norm.shape:
+        return "quantized"
+    return f"{quant_bits_group(weight, scales, norm.shape[-1])[0]}-bit"
+
+
 def is_quantized(header: dict[str, TensorInfo]) -> bool:
     """True when some tensor is stored MLX-affine-quantized (`.scales` next to a packed uint32 `.weight`)."""
     return any(k.endswith(".scales") and header.get(k[: -len("scales")] + "weight", None) is not None

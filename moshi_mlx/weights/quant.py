@@ -13,6 +13,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from ..errors import CheckpointError
+from .formats import quant_bits_group
 from .safetensors_io import TensorInfo
 
 _BITS = (2, 3, 4, 5, 6, 8)
@@ -51,7 +52,7 @@ def specs_from_header(model: nn.Module, header: dict[str, TensorInfo], source: s
             continue
         in_dim = module.weight.shape[-1]
         packed, groups = weight.shape[-1], scales.shape[-1]
-        bits, group = 32 * packed // in_dim, in_dim // max(groups, 1)
+        bits, group = quant_bits_group(weight, scales, in_dim)
         if (weight.dtype != "U32" or 32 * packed != bits * in_dim or group * groups != in_dim
                 or bits not in _BITS or group not in _GROUPS):
             raise CheckpointError(

@@ -1,0 +1,61 @@
+"""`python -m app` / `moshi-mlx-app`: the desktop app."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import traceback
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="moshi-mlx-app", description="Talk with Moshi in a window.")
+    parser.add_argument("--reset-settings", action="store_true", help="forget remembered choices first")
+    args, qt_args = parser.parse_known_args(argv)
+    try:
+        from PySide6.QtCore import QTimer
+        from PySide6.QtWidgets import QApplication
+    except ImportError:
+        print("moshi-mlx-app needs Qt: pip install 'moshi-mlx-local[app]'", file=sys.stderr)
+        return 2
+    from .controller import Controller
+    from .dialogs import Dialogs
+    from .presenter import Presenter
+    from .settings import AppSettings
+    from .window import MainWindow
+
+    app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
+    app.setOrganizationName("moshi-mlx")
+    app.setApplicationName("Moshi")
+    settings = AppSettings()
+    if args.reset_settings:
+        settings.clear()
+    window = MainWindow()
+    dialogs = Dialogs(window)
+    controller = Controller(parent=window)
+    presenter = Presenter(window, controller, settings, dialogs)
+
+    def excepthook(kind, value, tb) -> None:  # a bug in a slot: tell the user, keep running
+        traceback.print_exception(kind, value, tb)
+        dialogs.error("Something went wrong", f"{kind.__name__}: {value}")
+
+    previous = sys.excepthook, signal.getsignal(signal.SIGINT)
+    sys.excepthook = excepthook
+    # Ctrl+C in the terminal closes the window like the close button (Qt's loop would swallow it):
+    # a timer lets the interpreter run its signal handler now and then.
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    tick = QTimer(window)
+    tick.timeout.connect(lambda: None)
+    tick.start(250)
+    window.show()
+    try:
+        code = app.exec()
+        presenter.shutdown()
+    finally:
+        sys.excepthook = previous[0]
+        signal.signal(signal.SIGINT, previous[1])
+    return int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

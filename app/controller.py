@@ -1,0 +1,280 @@
+"""Controller: owns one ModelLoop at a time and turns its events into Qt signals.
+
+Threads: the GUI thread calls the methods here and receives the signals; the ModelLoop thread
+builds the model and runs conversations (all MLX work); PortAudio's thread only moves samples.
+Loop events cross to the GUI thread through a queued signal, tagged with the loop's generation
+so that late events of a replaced model are dropped. Nothing here blocks the GUI thread on the
+model: ending a conversation or a model only sends a command, and a short-lived closer thread
+waits for the old loop to finish.
+
+Words are shown when Moshi says them: a word arrives with the frame whose audio has just been
+queued for the speaker, so it is held back by the audio already waiting there.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
+
+from moshi_mlx.audio.devices import AudioIO, DeviceInfo, list_devices
+from moshi_mlx.errors import MoshiError
+from moshi_mlx.loop import Error, Loaded, ModelLoop, SessionEnded, SessionStarted, Skipped, Stats, Text
+from moshi_mlx.record import Recorder
+
+IDLE, LOADING, READY, STARTING, RUNNING, STOPPING = "idle", "loading", "ready", "starting", "running", "stopping"
+
+
+def default_echo_factory():
+    """The echo canceller, or None when this installation has none."""
+    try:
+        from moshi_mlx.echo import EchoCanceller
+    except ImportError:
+        return None
+    return EchoCanceller
+
+
+class Controller(QObject):
+    """Start/stop conversations and switch models without freezing the GUI.
+
+    Args:
+        audio_backend: None for the sound card (sounddevice), or a fake backend in tests.
+        echo_factory: builds an echo canceller (None: echo suppression unavailable).
+        recordings: folder for the per-conversation recordings (default: a temporary folder removed
+            at shutdown); `Save conversation` copies from there.
+    """
+
+    state_changed = Signal(str)
+    model_loaded = Signal(float)  # seconds it took
+    text = Signal(str)  # transcript text to append, when Moshi says it
+    stats = Signal(object)  # loop.Stats
+    input_level = Signal(float)  # dBFS of the frame just heard
+    output_level = Signal(float)  # dBFS of Moshi's frame now playing
+    skipped = Signal(int, int)  # frames now, total
+    conversation_started = Signal(int)
+    conversation_ended = Signal(str)  # reason
+    error = Signal(str, str)  # title, message
+    devices_changed = Signal(list)  # [DeviceInfo]
+
+    _loop_event = Signal(int, object)  # (generation, event), from the loop thread
+
+    def __init__(self, audio_backend=None, echo_factory: Callable[[], Callable | None] = default_echo_factory,
+                 recordings: str | Path | None = None, parent: QObject | None = None) -> None:  # fmt: skip
+        super().__init__(parent)
+        self.audio_backend = audio_backend
+        self._echo_cls = echo_factory() if echo_factory is not None else None
+        self._own_recordings = recordings is None
+        self.recordings = Path(recordings) if recordings else Path(tempfile.mkdtemp(prefix="moshi-app-"))
+        self.state = IDLE
+        self.model_label = ""
+        self.quantization = ""
+        self._loop: ModelLoop | None = None
+        self._gen = 0
+        self._closers: list[threading.Thread] = []
+        self._start_when_loaded: tuple | None = None
+        self.conversations = 0
+        self.last_recording: Path | None = None
+        self._speaker_ms = 0.0
+        self._held: deque[tuple[float, str | None, float | None]] = deque()  # (due, text, output dB)
+        self._release = QTimer(self)
+        self._release.setInterval(15)
+        self._release.timeout.connect(self._release_due)
+        self._devices: list[DeviceInfo] = []
+        self._warned_devices = False
+        self.rescan_ms = 0.0  # how long the last PortAudio re-initialisation took (it blocks the GUI)
+        self._loop_event.connect(self._on_loop_event)
+
+    # -- model -----------------------------------------------------------------------------------
+    @property
+    def echo_available(self) -> bool:
+        return self._echo_cls is not None
+
+    def load(self, factory: Callable[[], object], label: str, quantization: str, start_after: tuple | None = None) -> None:
+        """Replaces the current model (if any) with one built by `factory` on a new loop thread.
+
+        `start_after`: (input, output, echo) to start a conversation as soon as it is loaded.
+        """
+        self.unload()
+        self._gen += 1
+        gen = self._gen
+        self.model_label, self.quantization = label, quantization
+        self._start_when_loaded = start_after
+        self._loop = ModelLoop(factory, on_event=lambda ev: self._loop_event.emit(gen, ev)).start()
+        self._set_state(LOADING)
+
+    def unload(self) -> None:
+        """Ends the current conversation and model without waiting (a closer thread joins the loop)."""
+        loop, self._loop = self._loop, None
+        self._gen += 1  # anything the old loop still says is dropped
+        self._start_when_loaded = None
+        self._flush_held()
+        if loop is not None:
+            t = threading.Thread(target=_close_loop, args=(loop,), name="moshi-app-closer", daemon=True)
+            t.start()
+            self._closers.append(t)
+        self._closers = [t for t in self._closers if t.is_alive()]
+        self._set_state(IDLE)
+
+    @property
+    def loaded(self) -> bool:
+        return self._loop is not None and self.state in (READY, STARTING, RUNNING, STOPPING)
+
+    # -- conversations ---------------------------------------------------------------------------
+    def start(self, input_device: str | None = None, output_device: str | None = None, echo: bool = False) -> bool:
+        """Starts a conversation on the loaded model; False (and an `error`) if the devices are unusable."""
+        if self._loop is None or self.state != READY:
+            return False
+        try:
+            audio = AudioIO(input_device or None, output_device or None, backend=self.audio_backend)
+        except MoshiError as e:
+            self.error.emit("Audio device problem", str(e))
+            return False
+        self.conversations += 1
+        folder = self.recordings / f"conversation-{self.conversations:03d}"
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            recorder = Recorder(folder, meta={"model": self.model_label, "quantization": self.quantization})
+        except MoshiError as e:
+            self.error.emit("Cannot record", f"{e} The conversation runs without a recording.")
+            recorder, folder = None, None
+        echo_obj = self._echo_cls() if echo and self._echo_cls is not None else None
+        self.last_recording = folder
+        self._speaker_ms = 0.0
+        self._loop.begin_session(audio, recorder=recorder, echo=echo_obj)
+        self._set_state(STARTING)
+        return True
+
+    def stop(self) -> None:
+        """Asks the loop to end the conversation; `conversation_ended` follows."""
+        if self._loop is not None and self.state in (STARTING, RUNNING):
+            self._loop.end_session(timeout=0)  # sends the command, does not wait
+            self._set_state(STOPPING)
+
+    def shutdown(self, timeout: float = 30.0) -> bool:
+        """Ends everything and joins every thread this controller started; True if all ended."""
+        self._release.stop()
+        self.unload()
+        deadline = time.monotonic() + timeout
+        for t in self._closers:
+            t.join(max(0.0, deadline - time.monotonic()))
+        ok = not any(t.is_alive() for t in self._closers)
+        self._closers = [t for t in self._closers if t.is_alive()]
+        if self._own_recordings:
+            shutil.rmtree(self.recordings, ignore_errors=True)
+        return ok
+
+    # -- devices ---------------------------------------------------------------------------------
+    def refresh_devices(self, rescan: bool = True) -> list[DeviceInfo]:
+        """Re-reads the device list (PortAudio only sees new devices after a re-initialisation,
+        which is only safe while no stream is open); emits `devices_changed` when it changed."""
+        if self.state in (STARTING, RUNNING, STOPPING) or any(t.is_alive() for t in self._closers):
+            return self._devices  # a stream may be open (also on a loop that is still closing)
+        try:
+            if rescan and self.audio_backend is None:
+                t0 = time.perf_counter()
+                _reinit_portaudio()
+                self.rescan_ms = 1000 * (time.perf_counter() - t0)
+            devices = list_devices(self.audio_backend)
+        except MoshiError as e:
+            if not self._warned_devices:
+                self._warned_devices = True
+                self.error.emit("Audio device problem", str(e))
+            devices = []
+        if _device_key(devices) != _device_key(self._devices):
+            self._devices = devices
+            self.devices_changed.emit(devices)
+        return devices
+
+    # -- loop events (GUI thread) ----------------------------------------------------------------
+    @Slot(int, object)
+    def _on_loop_event(self, gen: int, ev: object) -> None:
+        if gen != self._gen:
+            return
+        if isinstance(ev, Stats):
+            self._speaker_ms = ev.output_queued_ms
+            self.stats.emit(ev)
+            self._hold(None, ev.output_db)
+            self.input_level.emit(ev.input_db)
+        elif isinstance(ev, Text):
+            self._hold(ev.text, None)
+        elif isinstance(ev, Skipped):
+            self.skipped.emit(ev.frames, ev.total)
+        elif isinstance(ev, Loaded):
+            self._set_state(READY)
+            self.model_loaded.emit(ev.seconds)
+            start, self._start_when_loaded = self._start_when_loaded, None
+            if start is not None:
+                self.start(*start)
+        elif isinstance(ev, SessionStarted):
+            self._set_state(RUNNING)
+            self.conversation_started.emit(self.conversations)
+        elif isinstance(ev, SessionEnded):
+            self._flush_held()
+            self._release.stop()
+            self._set_state(READY)
+            self.conversation_ended.emit(ev.reason)
+        elif isinstance(ev, Error):
+            if self.state == LOADING:
+                self.error.emit("Could not load the model", ev.message)
+                self.unload()
+            elif self.state == STARTING:
+                self.error.emit("Could not start the conversation", ev.message)
+            else:
+                self.error.emit("The conversation stopped", ev.message)
+
+    def _hold(self, text: str | None, out_db: float | None) -> None:
+        self._held.append((time.monotonic() + self._speaker_ms / 1000.0, text, out_db))
+        if not self._release.isActive():
+            self._release.start()
+
+    def _release_due(self) -> None:
+        now = time.monotonic()
+        while self._held and self._held[0][0] <= now:
+            self._emit_held(self._held.popleft())
+        if not self._held:
+            self._release.stop()
+
+    def _flush_held(self) -> None:
+        while self._held:
+            self._emit_held(self._held.popleft())
+
+    def _emit_held(self, item: tuple) -> None:
+        _, text, out_db = item
+        if text:
+            self.text.emit(text)
+        if out_db is not None:
+            self.output_level.emit(out_db)
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.state_changed.emit(state)
+
+
+def _close_loop(loop: ModelLoop) -> None:
+    loop.close(timeout=120.0)
+    gc.collect()
+    mx = sys.modules.get("mlx.core")  # only if a real model was loaded; the loop thread has ended
+    if mx is not None and hasattr(mx, "clear_cache"):
+        mx.clear_cache()
+
+
+def _reinit_portaudio() -> None:
+    try:
+        import sounddevice as sd
+    except OSError:
+        return
+    sd._terminate()  # noqa: SLF001 (PortAudio's device list is fixed until it is re-initialised)
+    sd._initialize()  # noqa: SLF001
+
+
+def _device_key(devices: list[DeviceInfo] | None) -> list:
+    return [(d.index, d.name, d.inputs, d.outputs, d.is_default_input, d.is_default_output) for d in devices or []]

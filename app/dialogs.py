@@ -1,0 +1,41 @@
+"""Dialogs the app shows, behind one object so tests can intercept them (nothing here blocks a test).
+
+Error messages open window-modal but without a nested event loop (`QMessageBox.open`), so the
+model and audio keep running and a test can read and close them.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
+
+
+class Dialogs:
+    def __init__(self, parent: QWidget) -> None:
+        self.parent = parent
+        self.open_boxes: list[QMessageBox] = []
+
+    def error(self, title: str, message: str) -> QMessageBox:
+        box = QMessageBox(QMessageBox.Icon.Warning, title, title, QMessageBox.StandardButton.Ok, self.parent)
+        box.setInformativeText(message)
+        box.setObjectName("errorDialog")
+        box.finished.connect(lambda _=0, b=box: self._closed(b))
+        self.open_boxes.append(box)
+        box.open()
+        return box
+
+    def info(self, title: str, message: str) -> QMessageBox:
+        box = QMessageBox(QMessageBox.Icon.Information, title, title, QMessageBox.StandardButton.Ok, self.parent)
+        box.setInformativeText(message)
+        box.finished.connect(lambda _=0, b=box: self._closed(b))
+        self.open_boxes.append(box)
+        box.open()
+        return box
+
+    def choose_folder(self, title: str, start: str = "") -> str:
+        """A folder picked by the user, '' if cancelled (blocking: tests replace this method)."""
+        return QFileDialog.getExistingDirectory(self.parent, title, start)
+
+    def _closed(self, box: QMessageBox) -> None:
+        if box in self.open_boxes:
+            self.open_boxes.remove(box)
+        box.deleteLater()

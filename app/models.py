@@ -1,0 +1,111 @@
+"""Which model to run: a released Kyutai repository (voice x precision) or a local folder of weights.
+
+Finding the files is `moshi_mlx.hub`'s job (the same code `python -m moshi_mlx.run` uses); this
+module adds what the window shows (a label, the precision read from the weights' header) and the
+factory that builds the real FrameModel on the ModelLoop's thread. Nothing here touches MLX.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from moshi_mlx import hub
+from moshi_mlx.errors import CheckpointError, MoshiError
+from moshi_mlx.weights import formats
+from moshi_mlx.weights.safetensors_io import read_header
+
+from .settings import PRECISIONS, VOICES
+
+TEXT_TEMP_RATIO = 0.7 / 0.8  # Kyutai's defaults: audio 0.8, text 0.7; one slider moves both
+_QUANT = {"q4": 4, "q8": 8, "bf16": None}
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    voice: str = "moshiko"
+    precision: str = "q4"
+    folder: str = ""  # a local folder of weights replaces the download when set
+
+    def __post_init__(self) -> None:
+        if self.voice not in VOICES:
+            raise ValueError(f"unknown voice {self.voice!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}")
+
+    @property
+    def quant(self) -> int | None:
+        return _QUANT[self.precision]
+
+    @property
+    def repo(self) -> str:
+        """Kyutai's MLX release for this voice and precision, e.g. kyutai/moshiko-mlx-q4."""
+        return hub.default_repo(self.quant, self.voice)
+
+    @property
+    def files(self) -> tuple[str, str, str]:
+        """The repository files a conversation needs: LM weights, Mimi weights, text tokenizer."""
+        return hub.MOSHI_FILES[self.quant], hub.MIMI_FILE, hub.TOKENIZER_FILE
+
+    def label(self) -> str:
+        if self.folder:
+            return Path(self.folder).name or self.folder
+        return self.voice.capitalize()
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Files on disk plus what the status bar shows about them."""
+
+    files: hub.ModelFiles
+    label: str  # "Moshiko", or the folder name
+    quantization: str  # "4-bit", "8-bit", "bf16", ...
+
+
+def for_app(e: MoshiError) -> str:
+    """The hub's message without its command-line advice (flags mean nothing in a window)."""
+    msg = re.sub(r"(,|;)? ?(add it )?or pass (it with|local files:) --moshi-weight.*$", "", str(e)).rstrip(" .")
+    return msg + "."
+
+
+def resolve_folder(folder: str | Path) -> ResolvedModel:
+    """The model files in a local folder (a Kyutai MLX repository copy, or one written by quantize).
+
+    Raises:
+        CheckpointError / ConfigError: the folder is missing or lacks a file, said in app terms.
+    """
+    d = Path(folder).expanduser()
+    if not d.is_dir():
+        raise CheckpointError(f"the weights folder {d} does not exist. Pick another folder in Settings.")
+    try:
+        files = hub.resolve_model_files(d)  # a folder: never the network
+    except MoshiError as e:
+        raise type(e)(for_app(e) + " Add the missing file to the folder or pick another one.") from None
+    return ResolvedModel(files, d.name or str(d), describe_precision(files.moshi))
+
+
+def from_hub(choice: ModelChoice, files: hub.ModelFiles) -> ResolvedModel:
+    return ResolvedModel(files, choice.label(), PRECISIONS[choice.precision])
+
+
+def describe_precision(path: Path) -> str:
+    """'4-bit', '8-bit', 'bf16'... read from the safetensors header only (never the file name)."""
+    try:
+        return formats.describe_precision(read_header(path))
+    except CheckpointError:
+        return "unknown"
+
+
+def frame_model_factory(model: ResolvedModel, temperature: float) -> Callable[[], object]:
+    """A factory for the ModelLoop: called on the loop thread, it builds the real FrameModel
+    (Mimi encode -> LM step -> Mimi decode, with text detokenization)."""
+
+    def build():
+        from moshi_mlx import pipeline  # MLX work starts here, on the loop thread
+
+        sampling = pipeline.Sampling(temp=temperature, text_temp=temperature * TEXT_TEMP_RATIO)
+        return pipeline.MoshiPipeline.from_files(model.files, sampling)
+
+    return build

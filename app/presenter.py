@@ -1,0 +1,347 @@
+"""Behaviour of the main window: settings <-> widgets, the Start button, downloads, saving.
+
+The presenter runs on the GUI thread and only calls the Controller (which owns the model loop),
+the download task (its own thread) and Qt.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtGui import QGuiApplication
+
+from moshi_mlx.errors import MoshiError
+
+from . import controller as c
+from .dialogs import Dialogs
+from .download import DownloadDialog, DownloadTask, Resolver, cached_files, hub_resolver
+from .models import ModelChoice, ResolvedModel, frame_model_factory, from_hub, resolve_folder
+from .settings import AppSettings
+from .window import MainWindow
+
+_BUTTON = {c.IDLE: ("Start", True, False), c.READY: ("Start", True, False), c.LOADING: ("Loading…", False, False),
+           c.STARTING: ("Starting…", True, True), c.RUNNING: ("Stop", True, True), c.STOPPING: ("Stopping…", False, True)}  # fmt: skip
+_STATE_TEXT = {c.IDLE: "Ready", c.READY: "Model loaded", c.LOADING: "Loading the model…",
+               c.STARTING: "Opening the microphone…", c.RUNNING: "Listening — talk to Moshi", c.STOPPING: "Stopping…"}  # fmt: skip
+
+
+class Presenter(QObject):
+    """Wires a MainWindow to a Controller and the saved settings.
+
+    Args:
+        model_factory: (ResolvedModel, temperature) -> factory the ModelLoop calls on its thread.
+        resolver: finds or downloads a released model's files (tests pass a fake).
+        device_poll_ms: how often the device lists are refreshed while no conversation runs (0: never).
+    """
+
+    def __init__(self, window: MainWindow, controller: c.Controller, settings: AppSettings,
+                 dialogs: Dialogs | None = None, model_factory: Callable = frame_model_factory,
+                 resolver: Resolver = hub_resolver, device_poll_ms: int = 3000) -> None:  # fmt: skip
+        super().__init__(window)
+        self.w, self.ctl, self.settings = window, controller, settings
+        self.dialogs = dialogs or Dialogs(window)
+        self.model_factory, self.resolver = model_factory, resolver
+        self.download: DownloadTask | None = None
+        self.download_dialog: DownloadDialog | None = None
+        self._loaded_key: tuple | None = None  # (choice, temperature) of the model in the controller
+        self._closing = False
+        self._load_settings()
+        self._connect()
+        self.ctl.refresh_devices(rescan=False)
+        self._device_timer = QTimer(self)
+        self._device_timer.timeout.connect(self._poll_devices)
+        self._last_rescan = 0.0
+        if device_poll_ms:
+            self._device_timer.start(device_poll_ms)
+        self._on_state(self.ctl.state)
+        window.installEventFilter(self)
+        window.input_combo.installEventFilter(self)
+        window.output_combo.installEventFilter(self)
+
+    # -- settings <-> widgets --------------------------------------------------------------------
+    def _load_settings(self) -> None:
+        s, w = self.settings, self.w
+        w.voice_combo.setCurrentIndex(max(0, w.voice_combo.findData(s.voice)))
+        w.precision_combo.setCurrentIndex(max(0, w.precision_combo.findData(s.precision)))
+        w.folder_edit.setText(s.local_folder)
+        w.temperature_spin.setValue(s.temperature)
+        w.echo_check.setChecked(s.echo_suppression and self.ctl.echo_available)
+        w.echo_check.setEnabled(self.ctl.echo_available)
+        if not self.ctl.echo_available:
+            w.echo_check.setToolTip("Echo suppression is not available in this installation")
+        self._sync_model_widgets()
+        if s.geometry is not None:
+            w.restoreGeometry(s.geometry)
+
+    def _sync_model_widgets(self) -> None:
+        from_folder = bool(self.settings.local_folder)
+        self.w.voice_combo.setEnabled(not from_folder)
+        self.w.precision_combo.setEnabled(not from_folder)
+        self.w.folder_clear.setEnabled(from_folder)
+        self._update_model_status()
+
+    def _update_model_status(self) -> None:
+        if self.ctl.loaded or self.ctl.state == c.LOADING:
+            self.w.status.set_model(self.ctl.model_label, self.ctl.quantization)
+            return
+        ch = self.choice()
+        if ch.folder:
+            self.w.status.set_model(ch.label(), "from folder")
+        else:
+            self.w.status.set_model(ch.label(), self.w.precision_combo.currentText())
+
+    def choice(self) -> ModelChoice:
+        s = self.settings
+        return ModelChoice(s.voice, s.precision, s.local_folder)
+
+    def _connect(self) -> None:
+        w, ctl = self.w, self.ctl
+        w.voice_combo.currentIndexChanged.connect(lambda _: self._set("voice", w.voice_combo.currentData()))
+        w.precision_combo.currentIndexChanged.connect(lambda _: self._set("precision", w.precision_combo.currentData()))
+        w.temperature_spin.valueChanged.connect(lambda v: self._set("temperature", float(v)))
+        w.echo_check.toggled.connect(lambda on: self._set("echo_suppression", bool(on)))
+        w.input_combo.activated.connect(lambda _: self._set("input_device", w.input_combo.currentData() or ""))
+        w.output_combo.activated.connect(lambda _: self._set("output_device", w.output_combo.currentData() or ""))
+        w.folder_button.clicked.connect(self.choose_folder)
+        w.folder_clear.clicked.connect(lambda: self.set_folder(""))
+        w.start_button.clicked.connect(self.toggle)
+        w.start_action.triggered.connect(self.toggle)
+        w.copy_button.clicked.connect(self.copy_transcript)
+        w.copy_action.triggered.connect(self.copy_transcript)
+        w.save_button.clicked.connect(self.save_conversation)
+        w.save_action.triggered.connect(self.save_conversation)
+        w.quit_action.triggered.connect(w.close)
+        ctl.state_changed.connect(self._on_state)
+        ctl.text.connect(w.transcript.append_text)
+        ctl.input_level.connect(w.meters.input.set_level)
+        ctl.output_level.connect(w.meters.output.set_level)
+        ctl.stats.connect(self._on_stats)
+        ctl.skipped.connect(lambda _n, total: w.status.set_skipped(total))
+        ctl.conversation_started.connect(self._on_conversation_started)
+        ctl.conversation_ended.connect(self._on_conversation_ended)
+        ctl.error.connect(self.dialogs.error)
+        ctl.devices_changed.connect(self._on_devices)
+
+    def _set(self, key: str, value) -> None:
+        setattr(self.settings, key, value)
+        if key in ("voice", "precision", "temperature"):
+            self._model_choice_changed()
+
+    def _model_choice_changed(self) -> None:
+        # a loaded model that no longer matches is released now (memory back at once), not at Start
+        if self.ctl.state == c.READY and self._loaded_key != self._key():
+            self.ctl.unload()
+            self._loaded_key = None
+        self._update_model_status()
+
+    def _key(self) -> tuple:
+        return (self.choice(), round(self.settings.temperature, 4))
+
+    def choose_folder(self) -> None:
+        folder = self.dialogs.choose_folder("Folder with Moshi weights", self.settings.local_folder)
+        if folder:
+            try:
+                resolve_folder(folder)
+            except MoshiError as e:
+                self.dialogs.error("These weights cannot be used", str(e))
+                return
+            self.set_folder(folder)
+
+    def set_folder(self, folder: str) -> None:
+        self.settings.local_folder = folder
+        self.w.folder_edit.setText(folder)
+        self._sync_model_widgets()
+        self._model_choice_changed()
+
+    def _on_devices(self, devices: list) -> None:
+        for combo, kind, saved in ((self.w.input_combo, "input", self.settings.input_device),
+                                   (self.w.output_combo, "output", self.settings.output_device)):  # fmt: skip
+            usable = [d for d in devices if (d.inputs if kind == "input" else d.outputs) > 0]
+            default = next((d.name for d in usable if (d.is_default_input if kind == "input" else d.is_default_output)), None)
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItem(f"System default ({default})" if default else "System default", "")
+            for d in usable:
+                combo.addItem(d.name, d.name)
+            if saved and combo.findData(saved) < 0:
+                combo.addItem(f"{saved} (not connected)", saved)
+            combo.setCurrentIndex(max(0, combo.findData(saved)))
+            combo.blockSignals(False)
+
+    # -- start / stop ----------------------------------------------------------------------------
+    def toggle(self) -> None:
+        state = self.ctl.state
+        if state in (c.STARTING, c.RUNNING):
+            self.ctl.stop()
+        elif state == c.READY and self._loaded_key == self._key():
+            self.ctl.start(*self._audio_args())
+        elif state in (c.IDLE, c.READY) and self.download is None:
+            self.prepare_and_start()
+
+    def _audio_args(self) -> tuple:
+        echo = self.w.echo_check.isChecked() and self.ctl.echo_available
+        return self.settings.input_device, self.settings.output_device, echo
+
+    def prepare_and_start(self) -> None:
+        """Finds the weights (local folder, cache, or a download with a progress dialog), then loads
+        the model on the loop thread and starts talking when it is ready."""
+        choice = self.choice()
+        if choice.folder:
+            try:
+                files = resolve_folder(choice.folder)
+            except MoshiError as e:
+                self.dialogs.error("Model files problem", str(e))
+                return
+            self._load(files)
+            return
+        cached = cached_files(choice) if self.resolver is hub_resolver else None
+        if cached:
+            self._load(from_hub(choice, cached))
+            return
+        self._start_download(choice)
+
+    def _start_download(self, choice: ModelChoice) -> None:
+        task = DownloadTask(choice, self.resolver, self)
+        dialog = DownloadDialog(task, self.w)
+        task.finished.connect(self._download_finished)
+        task.failed.connect(self._download_failed)
+        task.cancelled.connect(self._download_cancelled)
+        dialog.canceled.connect(self._download_cancelled)  # the dialog goes at once; the thread follows
+        self.download, self.download_dialog = task, dialog
+        self._on_state(self.ctl.state)
+        self.w.status.set_state(f"Downloading {choice.repo}…")
+        dialog.show()
+        task.start()
+
+    def _end_download(self) -> DownloadTask | None:
+        task, dialog = self.download, self.download_dialog
+        self.download = self.download_dialog = None
+        if dialog is not None:
+            dialog.canceled.disconnect(self._download_cancelled)
+            dialog.close()
+            dialog.deleteLater()
+        self._on_state(self.ctl.state)
+        return task
+
+    def _download_finished(self, files: ResolvedModel) -> None:
+        if self.sender() is self.download and self._end_download() is not None:
+            self._load(files)
+
+    def _download_failed(self, message: str) -> None:
+        if self.sender() is self.download:
+            self._end_download()
+            self.dialogs.error("Could not download Moshi", message)
+
+    def _download_cancelled(self) -> None:
+        task = self.download
+        if task is not None:
+            task.cancel()
+            self._end_download()
+            self.w.status.showMessage("Download cancelled; it resumes where it stopped next time", 6000)
+
+    def _load(self, files: ResolvedModel) -> None:
+        factory = self.model_factory(files, self.settings.temperature)
+        self._loaded_key = self._key()
+        self.ctl.load(factory, files.label, files.quantization, start_after=self._audio_args())
+        self._update_model_status()
+
+    # -- controller events -----------------------------------------------------------------------
+    def _on_state(self, state: str) -> None:
+        text, enabled, running = _BUTTON[state]
+        w = self.w
+        w.start_button.setText(text)
+        w.start_button.setEnabled(enabled and self.download is None)
+        w.set_start_style(running)
+        busy = state in (c.LOADING, c.STARTING, c.RUNNING, c.STOPPING) or self.download is not None
+        for widget in (w.voice_combo, w.precision_combo, w.folder_button, w.folder_clear,
+                       w.temperature_spin, w.input_combo, w.output_combo, w.echo_check):  # fmt: skip
+            widget.setEnabled(not busy)
+        if not busy:
+            self._sync_model_widgets()
+            w.echo_check.setEnabled(self.ctl.echo_available)
+        if state == c.IDLE:
+            self._loaded_key = None
+        w.save_action.setEnabled(not running and self.ctl.last_recording is not None)
+        w.save_button.setEnabled(w.save_action.isEnabled())
+        w.status.set_state(_STATE_TEXT[state])
+        self._update_model_status()
+
+    def _on_stats(self, st) -> None:
+        self.w.status.set_stats(st.rtf, st.lag_ms + st.step_ms + st.output_queued_ms, st.frames_skipped)
+
+    def _on_conversation_started(self, n: int) -> None:
+        self.w.transcript.begin_conversation(f"Conversation {n} · {time.strftime('%H:%M')}")
+        self.w.status.set_skipped(0)
+
+    def _on_conversation_ended(self, reason: str) -> None:
+        self.w.transcript.end_conversation("stopped by an error" if reason == "error" else "")
+        self.w.meters.input.reset()
+        self.w.meters.output.reset()
+        self.w.status.clear_stats()
+
+    # -- transcript and recordings ---------------------------------------------------------------
+    def copy_transcript(self) -> str:
+        text = self.w.transcript.transcript_text()
+        QGuiApplication.clipboard().setText(text)
+        self.w.status.showMessage("Transcript copied" if text else "Nothing to copy yet", 3000)
+        return text
+
+    def save_conversation(self, folder: str | None = None) -> Path | None:
+        """Copies the last conversation (user.wav, moshi.wav, transcript.jsonl, transcript.txt) into a
+        new folder under `folder` (asked when None); returns the new folder."""
+        src = self.ctl.last_recording
+        if src is None or self.ctl.state in (c.STARTING, c.RUNNING, c.STOPPING):
+            self.dialogs.error("Nothing to save yet", "Save works once a conversation has ended.")
+            return None
+        if folder is None:
+            folder = self.dialogs.choose_folder("Save the conversation in…", self.settings.save_folder or str(Path.home()))
+            if not folder:
+                return None
+        dest = Path(folder) / f"moshi-conversation-{time.strftime('%Y%m%d-%H%M%S')}"
+        try:
+            shutil.copytree(src, dest)
+            (dest / "transcript.txt").write_text(self.w.transcript.last_conversation_text() + "\n", encoding="utf-8")
+        except OSError as e:
+            self.dialogs.error("Could not save the conversation", f"{dest}: {e.strerror or e}. Pick another folder.")
+            return None
+        self.settings.save_folder = str(folder)
+        self.w.status.showMessage(f"Saved to {dest}", 8000)
+        return dest
+
+    # -- shutdown --------------------------------------------------------------------------------
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt)
+        kind = event.type()
+        if obj is self.w and kind == QEvent.Type.Close and not self._closing:
+            self.shutdown()
+        elif (obj is self.w and kind == QEvent.Type.WindowActivate) or (
+            obj in (self.w.input_combo, self.w.output_combo) and kind == QEvent.Type.MouseButtonPress
+        ):
+            self._rescan_devices(min_interval_s=1.0)  # plugged in while away, or about to pick one
+        return False
+
+    def _poll_devices(self) -> None:
+        # Re-initialising PortAudio blocks this thread; where it is slow (some ALSA setups) keep to
+        # the rescans on window activation and on opening a device list.
+        if self.w.isActiveWindow() and self.ctl.rescan_ms < 150:
+            self._rescan_devices(min_interval_s=0.0)
+
+    def _rescan_devices(self, min_interval_s: float) -> None:
+        now = time.monotonic()
+        if now - self._last_rescan >= min_interval_s and not self._closing:
+            self._last_rescan = now
+            self.ctl.refresh_devices()
+
+    def shutdown(self) -> bool:
+        self._closing = True
+        self._device_timer.stop()
+        if self.download is not None:
+            task = self.download
+            self._download_cancelled()
+            task.join(5)
+        self.settings.geometry = self.w.saveGeometry()
+        self.settings.sync()
+        return self.ctl.shutdown()

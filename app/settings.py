@@ -1,0 +1,141 @@
+"""Typed view of the app's QSettings: every remembered choice has one property with a default.
+
+QSettings stores strings on some platforms (INI files, the macOS plist keeps types, Linux does not),
+so each getter converts and falls back to the default on anything unreadable instead of raising.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QByteArray, QSettings
+
+VOICES = {"moshiko": "Moshiko (male voice)", "moshika": "Moshika (female voice)"}
+PRECISIONS = {"q4": "4-bit", "q8": "8-bit", "bf16": "bf16"}
+
+
+class AppSettings:
+    """Remembered choices. `QSettings()` with no arguments uses the application/organisation names;
+    tests pass their own (an INI file in a temporary folder)."""
+
+    def __init__(self, qsettings: QSettings | None = None) -> None:
+        self._s = qsettings if qsettings is not None else QSettings()
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _str(self, key: str, default: str) -> str:
+        v = self._s.value(key, default)
+        return v if isinstance(v, str) else default
+
+    def _choice(self, key: str, allowed: dict, default: str) -> str:
+        v = self._str(key, default)
+        return v if v in allowed else default
+
+    def _float(self, key: str, default: float, lo: float, hi: float) -> float:
+        try:
+            v = float(self._s.value(key, default))
+        except (TypeError, ValueError):
+            return default
+        return min(hi, max(lo, v)) if v == v else default  # NaN -> default
+
+    def _bool(self, key: str, default: bool) -> bool:
+        v = self._s.value(key, default)
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, str):
+            return v.strip().lower() in ("1", "true", "yes", "on")
+        return default
+
+    def _set(self, key: str, value) -> None:
+        self._s.setValue(key, value)
+
+    def sync(self) -> None:
+        self._s.sync()
+
+    def clear(self) -> None:
+        """Forgets every remembered choice."""
+        self._s.clear()
+
+    # -- model -----------------------------------------------------------------------------------
+    @property
+    def voice(self) -> str:
+        """'moshiko' or 'moshika'."""
+        return self._choice("model/voice", VOICES, "moshiko")
+
+    @voice.setter
+    def voice(self, v: str) -> None:
+        if v not in VOICES:
+            raise ValueError(f"voice must be one of {list(VOICES)}, got {v!r}")
+        self._set("model/voice", v)
+
+    @property
+    def precision(self) -> str:
+        """'q4', 'q8' or 'bf16'."""
+        return self._choice("model/precision", PRECISIONS, "q4")
+
+    @precision.setter
+    def precision(self, v: str) -> None:
+        if v not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {v!r}")
+        self._set("model/precision", v)
+
+    @property
+    def local_folder(self) -> str:
+        """A folder of weights used instead of a download ('' for none)."""
+        return self._str("model/local_folder", "")
+
+    @local_folder.setter
+    def local_folder(self, v: str) -> None:
+        self._set("model/local_folder", v or "")
+
+    # -- audio -----------------------------------------------------------------------------------
+    @property
+    def input_device(self) -> str:
+        """Device name ('' = the system default)."""
+        return self._str("audio/input_device", "")
+
+    @input_device.setter
+    def input_device(self, v: str) -> None:
+        self._set("audio/input_device", v or "")
+
+    @property
+    def output_device(self) -> str:
+        return self._str("audio/output_device", "")
+
+    @output_device.setter
+    def output_device(self, v: str) -> None:
+        self._set("audio/output_device", v or "")
+
+    @property
+    def echo_suppression(self) -> bool:
+        return self._bool("audio/echo_suppression", True)
+
+    @echo_suppression.setter
+    def echo_suppression(self, v: bool) -> None:
+        self._set("audio/echo_suppression", bool(v))
+
+    # -- sampling --------------------------------------------------------------------------------
+    @property
+    def temperature(self) -> float:
+        """Audio sampling temperature (the text temperature follows at 7/8 of it: Kyutai uses 0.8 and 0.7)."""
+        return self._float("sampling/temperature", 0.8, 0.0, 2.0)
+
+    @temperature.setter
+    def temperature(self, v: float) -> None:
+        self._set("sampling/temperature", float(min(2.0, max(0.0, v))))
+
+    # -- window / files --------------------------------------------------------------------------
+    @property
+    def geometry(self) -> QByteArray | None:
+        v = self._s.value("window/geometry")
+        return v if isinstance(v, QByteArray) else None
+
+    @geometry.setter
+    def geometry(self, v: QByteArray) -> None:
+        self._set("window/geometry", v)
+
+    @property
+    def save_folder(self) -> str:
+        """Where 'Save conversation' last saved ('' = home)."""
+        return self._str("files/save_folder", "")
+
+    @save_folder.setter
+    def save_folder(self, v: str) -> None:
+        self._set("files/save_folder", v or "")

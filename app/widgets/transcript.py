@@ -1,0 +1,95 @@
+"""Moshi's live transcript (its Inner Monologue text), kept as a scrollable list of conversations."""
+
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont, QTextCursor
+from PySide6.QtWidgets import QTextBrowser, QWidget
+
+_HEAD_STYLE = "color:#6b7280; font-size:small; font-weight:600; letter-spacing:0.5px;"
+_NOTE_STYLE = "color:#9ca3af; font-size:small; font-style:italic;"
+
+
+class TranscriptView(QTextBrowser):
+    """Read-only, selectable text; follows new words unless the user scrolled up to read."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setReadOnly(True)
+        self.setOpenLinks(False)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse | Qt.TextInteractionFlag.TextSelectableByKeyboard)
+        font = QFont(self.font())
+        font.setPointSizeF(max(15.0, font.pointSizeF() * 1.5))
+        self.setFont(font)
+        self.document().setDocumentMargin(18)
+        self.setPlaceholderText("Press Start and say hello. Moshi's words appear here as it speaks them.")
+        self._conversations: list[list[str]] = []  # text pieces per conversation, for copying
+        self._open = False
+
+    # -- content ---------------------------------------------------------------------------------
+    def begin_conversation(self, title: str) -> None:
+        follow = self._at_bottom()
+        cur = self._end_cursor()
+        if not self.document().isEmpty():
+            cur.insertBlock()
+        cur.insertHtml(f'<p style="{_HEAD_STYLE}">{html.escape(title.upper())}</p>')
+        cur.insertBlock()
+        cur.setCharFormat(self._text_format())
+        self._conversations.append([])
+        self._open = True
+        self._follow(follow)
+
+    def append_text(self, text: str) -> None:
+        """Appends a piece of Moshi's speech as it arrives (it carries its own leading space)."""
+        if not self._open:
+            self.begin_conversation("Conversation")
+        if self._conversations[-1] == [] and text.startswith(" "):
+            text = text.lstrip()
+        follow = self._at_bottom()
+        cur = self._end_cursor()
+        cur.setCharFormat(self._text_format())
+        cur.insertText(text)
+        self._conversations[-1].append(text)
+        self._follow(follow)
+
+    def end_conversation(self, note: str = "") -> None:
+        if not self._open:
+            return
+        self._open = False
+        if note:
+            follow = self._at_bottom()
+            cur = self._end_cursor()
+            cur.insertBlock()
+            cur.insertHtml(f'<span style="{_NOTE_STYLE}">{html.escape(note)}</span>')
+            self._follow(follow)
+
+    def transcript_text(self) -> str:
+        """Every conversation's words as plain text, one paragraph per conversation."""
+        return "\n\n".join("".join(c).strip() for c in self._conversations if "".join(c).strip())
+
+    def last_conversation_text(self) -> str:
+        return "".join(self._conversations[-1]).strip() if self._conversations else ""
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _text_format(self):
+        fmt = self._end_cursor().charFormat()
+        fmt.setForeground(self.palette().text())
+        fmt.setFontItalic(False)
+        fmt.setFontWeight(QFont.Weight.Normal)
+        fmt.setFontPointSize(self.font().pointSizeF())
+        return fmt
+
+    def _end_cursor(self) -> QTextCursor:
+        cur = QTextCursor(self.document())
+        cur.movePosition(QTextCursor.MoveOperation.End)
+        return cur
+
+    def _at_bottom(self) -> bool:
+        bar = self.verticalScrollBar()
+        return bar.value() >= bar.maximum() - 4
+
+    def _follow(self, follow: bool) -> None:
+        if follow:
+            self.verticalScrollBar().setValue(self.verticalScrollBar().maximum())

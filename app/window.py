@@ -1,0 +1,160 @@
+"""Main window layout: the widgets and where they sit. No behaviour (see presenter.py)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QFont, QKeySequence
+from PySide6.QtWidgets import (
+    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+    QMainWindow, QPushButton, QSizePolicy, QToolButton, QVBoxLayout, QWidget,
+)  # fmt: skip
+
+from .settings import PRECISIONS, VOICES
+from .widgets.meters import MeterRow
+from .widgets.status import StatusPanel
+from .widgets.transcript import TranscriptView
+
+START_STYLE = """
+QPushButton#startButton { font-size: 20px; font-weight: 600; padding: 14px 36px; border-radius: 10px;
+    color: white; background: %s; border: none; }
+QPushButton#startButton:disabled { background: #9ca3af; }
+"""
+START_COLOR, STOP_COLOR = "#2563eb", "#dc2626"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWindowTitle("Moshi")
+        self.resize(1040, 680)
+        self.setMinimumSize(760, 480)
+
+        # -- conversation column -----------------------------------------------------------------
+        self.transcript = TranscriptView()
+        self.transcript.setObjectName("transcript")
+        self.transcript.setFrameShape(QFrame.Shape.NoFrame)
+        self.transcript.setStyleSheet("QTextBrowser#transcript { background: white; border: 1px solid #e5e7eb; border-radius: 8px; }")
+        self.meters = MeterRow()
+        self.start_button = QPushButton("Start")
+        self.start_button.setObjectName("startButton")
+        self.start_button.setMinimumWidth(200)
+        self.start_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.set_start_style(running=False)
+        self.copy_button = QToolButton()
+        self.copy_button.setText("Copy transcript")
+        self.save_button = QToolButton()
+        self.save_button.setText("Save conversation…")
+
+        title = QLabel("Moshi")
+        tf = QFont(title.font())
+        tf.setPointSizeF(tf.pointSizeF() * 1.6)
+        tf.setWeight(QFont.Weight.DemiBold)
+        title.setFont(tf)
+        subtitle = QLabel("Inner Monologue: what Moshi says, as it says it")
+        subtitle.setStyleSheet("color:#6b7280;")
+        head = QHBoxLayout()
+        head.addWidget(title)
+        head.addSpacing(12)
+        head.addWidget(subtitle, 1, Qt.AlignmentFlag.AlignBottom)
+        head.addWidget(self.copy_button)
+        head.addWidget(self.save_button)
+
+        controls = QHBoxLayout()
+        controls.setSpacing(18)
+        controls.addWidget(self.start_button)
+        controls.addWidget(self.meters, 1)
+
+        left = QVBoxLayout()
+        left.setSpacing(12)
+        left.addLayout(head)
+        left.addWidget(self.transcript, 1)
+        left.addLayout(controls)
+
+        # -- settings column ---------------------------------------------------------------------
+        self.voice_combo = QComboBox()
+        for key, text in VOICES.items():
+            self.voice_combo.addItem(text, key)
+        self.precision_combo = QComboBox()
+        for key, text in PRECISIONS.items():
+            self.precision_combo.addItem(text, key)
+        self.folder_edit = QLineEdit()
+        self.folder_edit.setReadOnly(True)
+        self.folder_edit.setPlaceholderText("(downloaded)")
+        self.folder_button = QToolButton()
+        self.folder_button.setText("…")
+        self.folder_button.setToolTip("Use a folder of weights on this computer (e.g. made by quantize)")
+        self.folder_clear = QToolButton()
+        self.folder_clear.setText("×")
+        self.folder_clear.setToolTip("Download Kyutai's weights instead")
+        folder_row = QHBoxLayout()
+        folder_row.setSpacing(4)
+        folder_row.addWidget(self.folder_edit, 1)
+        folder_row.addWidget(self.folder_button)
+        folder_row.addWidget(self.folder_clear)
+        self.input_combo = QComboBox()
+        self.output_combo = QComboBox()
+        for c in (self.input_combo, self.output_combo, self.voice_combo, self.precision_combo):
+            c.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            c.setMinimumContentsLength(14)
+        self.temperature_spin = QDoubleSpinBox()
+        self.temperature_spin.setRange(0.0, 2.0)
+        self.temperature_spin.setSingleStep(0.05)
+        self.temperature_spin.setDecimals(2)
+        self.temperature_spin.setToolTip("Higher is more varied, lower more predictable (0 = always the likeliest)")
+        self.echo_check = QCheckBox("Echo suppression")
+        self.echo_check.setToolTip("Remove Moshi's own voice from the microphone (for speakers, not needed with headphones)")
+
+        model_box = QGroupBox("Model")
+        mf = QFormLayout(model_box)
+        mf.addRow("Voice", self.voice_combo)
+        mf.addRow("Precision", self.precision_combo)
+        mf.addRow("Weights folder", folder_row)
+        mf.addRow("Temperature", self.temperature_spin)
+        audio_box = QGroupBox("Audio")
+        af = QFormLayout(audio_box)
+        af.addRow("Microphone", self.input_combo)
+        af.addRow("Speaker", self.output_combo)
+        af.addRow(self.echo_check)
+        for f in (mf, af):
+            f.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+            f.setVerticalSpacing(10)
+        self.settings_panel = QWidget()
+        self.settings_panel.setFixedWidth(320)
+        side = QVBoxLayout(self.settings_panel)
+        side.setContentsMargins(0, 0, 0, 0)
+        side.setSpacing(14)
+        side.addWidget(model_box)
+        side.addWidget(audio_box)
+        side.addStretch(1)
+
+        central = QWidget()
+        root = QHBoxLayout(central)
+        root.setContentsMargins(18, 14, 18, 10)
+        root.setSpacing(18)
+        root.addLayout(left, 1)
+        root.addWidget(self.settings_panel)
+        self.setCentralWidget(central)
+        self.transcript.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+        self.status = StatusPanel()
+        self.setStatusBar(self.status)
+
+        # -- menu --------------------------------------------------------------------------------
+        self.save_action = QAction("&Save conversation…", self)
+        self.save_action.setShortcut(QKeySequence.StandardKey.Save)
+        self.copy_action = QAction("&Copy transcript", self)
+        self.copy_action.setShortcut(QKeySequence("Ctrl+Shift+C"))
+        self.quit_action = QAction("&Quit", self)
+        self.quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        self.start_action = QAction("Start / Stop", self)
+        self.start_action.setShortcut(QKeySequence("Ctrl+Return"))
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction(self.save_action)
+        file_menu.addAction(self.copy_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        talk_menu = self.menuBar().addMenu("&Conversation")
+        talk_menu.addAction(self.start_action)
+
+    def set_start_style(self, running: bool) -> None:
+        self.start_button.setStyleSheet(START_STYLE % (STOP_COLOR if running else START_COLOR))

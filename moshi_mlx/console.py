@@ -1,0 +1,93 @@
+"""Terminal presentation of a dialog: the transcript as it is spoken, and a status line.
+
+On a terminal the status sits dimmed after the transcript's current line and is redrawn in place;
+elsewhere (a pipe, a log file) the transcript goes to stdout and status lines to stderr now and then.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from typing import TextIO
+
+from .loop import Error, Loaded, SessionEnded, Skipped, Stats, Text
+
+_STATUS_EVERY_S = 5.0  # non-terminal status cadence, in model time
+
+
+def format_stats(s: Stats) -> str:
+    return (f"step {s.step_ms_avg:.0f} ms | RTF {s.rtf:.2f} | lag {s.lag_ms:.0f} ms | "
+            f"skipped {s.frames_skipped} | out {s.output_queued_ms:.0f} ms")  # fmt: skip
+
+
+class ConsoleView:
+    """Turns loop events into terminal output (call `handle` from one thread)."""
+
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, live: bool | None = None) -> None:
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.live = self.out.isatty() and self.err.isatty() if live is None else live
+        self.line = ""  # transcript text on the current terminal line
+        self.status = ""
+        self._last_status_t = -_STATUS_EVERY_S
+
+    def _width(self) -> int:
+        return max(40, shutil.get_terminal_size((100, 24)).columns - 1)
+
+    def _redraw(self) -> None:
+        room = self._width() - len(self.line) - 3
+        status = f"  \x1b[2m{self.status[:room]}\x1b[0m" if self.status and room > 10 else ""
+        self.out.write("\r\x1b[K" + self.line + status)
+        self.out.flush()
+
+    def text(self, text: str) -> None:
+        if not self.live:
+            self.line += text
+            self.out.write(text)
+            self.out.flush()
+            return
+        if len(self.line) + len(text) > self._width() - 30 and text.startswith(" "):
+            self.out.write("\r\x1b[K" + self.line + "\n")
+            self.line = text.lstrip()
+        else:
+            self.line += text
+        self._redraw()
+
+    def note(self, message: str) -> None:
+        """A line of its own (skips, errors), keeping the transcript line intact."""
+        if self.live:
+            self.out.write("\r\x1b[K")
+            self.err.write(message + "\n")
+            self.err.flush()
+            self._redraw()
+        else:
+            self.err.write(("\n" if self.line else "") + message + "\n")
+            self.err.flush()
+
+    def handle(self, ev) -> None:
+        if isinstance(ev, Text):
+            self.text(ev.text)
+        elif isinstance(ev, Stats):
+            self.status = format_stats(ev)
+            t = ev.frame * 0.08
+            if self.live:
+                self._redraw()
+            elif t - self._last_status_t >= _STATUS_EVERY_S:
+                self._last_status_t = t
+                self.err.write(f"\n[{t:6.1f} s] {self.status}\n")
+                self.err.flush()
+        elif isinstance(ev, Skipped):
+            self.note(f"[behind real time by {ev.lag_s * 1000:.0f} ms: skipped {ev.frames} input frame(s), "
+                      f"{ev.total} so far]")  # fmt: skip
+        elif isinstance(ev, Error):
+            self.note(f"error: {ev.message}")
+        elif isinstance(ev, Loaded):
+            self.note(f"model loaded in {ev.seconds:.1f} s")
+        elif isinstance(ev, SessionEnded):
+            self.finish()
+
+    def finish(self) -> None:
+        if self.line or self.live:
+            self.out.write("\n")
+            self.out.flush()
+        self.line = ""

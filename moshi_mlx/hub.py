@@ -1,0 +1,274 @@
+"""Finding model files: Hugging Face repositories, local folders, explicit paths. The only module that downloads.
+
+A Kyutai MLX repository (`kyutai/moshiko-mlx-q4`, `-q8`, `-bf16`, and the `moshika` voices) or a
+folder written by our quantizer holds:
+    model.q4.safetensors | model.q8.safetensors | model.safetensors   the LM, one per precision
+    tokenizer-e351c8d8-checkpoint125.safetensors                      Mimi
+    tokenizer_spm_32k_3.model                                        the text tokenizer
+    config.json                                                      optional LM config
+The precision available is read from the file list; `quant` (`-q 4|8`) picks among them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .errors import CheckpointError, ConfigError, OfflineError
+
+DEFAULT_REPO = "kyutai/moshiko-mlx-q4"
+VOICES = ("moshiko", "moshika")
+MOSHI_FILES: dict[int | None, str] = {4: "model.q4.safetensors", 8: "model.q8.safetensors", None: "model.safetensors"}
+MIMI_FILE = "tokenizer-e351c8d8-checkpoint125.safetensors"
+TOKENIZER_FILE = "tokenizer_spm_32k_3.model"
+CONFIG_FILE = "config.json"
+_LOCAL_FLAGS = "--moshi-weight PATH --mimi-weight PATH --tokenizer PATH [--config PATH]"
+# Keys of a repository's config.json that name files rather than describe the LM (Kyutai's loaders read them).
+REPO_FILE_KEYS = ("moshi_name", "mimi_name", "tokenizer_name", "mimi_config_name", "lora_name", "model_id")
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    moshi: Path
+    mimi: Path
+    tokenizer: Path
+    config: Path | None
+    quant: int | None  # 4, 8, or None for bf16, as named by the file (the loader checks the shapes)
+    source: str  # repo id or folder the files came from
+    mimi_config: Path | None = None  # Kyutai-schema Mimi config, when the repository names one
+
+
+def read_repo_config(path: str | os.PathLike) -> tuple[dict, dict]:
+    """Split a repository's config.json into (the LM config in Kyutai's schema, its file-name keys)."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: not a readable JSON config ({e})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    files = {k: raw.pop(k) for k in REPO_FILE_KEYS if k in raw}
+    return raw, files
+
+
+def _names(config: Path | None) -> dict:
+    return {} if config is None else read_repo_config(config)[1]
+
+
+def default_repo(quant: int | None = 4, voice: str = "moshiko") -> str:
+    """Kyutai's MLX repository for a voice and precision (`kyutai/moshika-mlx-q8`...)."""
+    if voice not in VOICES:
+        raise ConfigError(f"unknown voice {voice!r}: choose one of {', '.join(VOICES)}")
+    return f"kyutai/{voice}-mlx-" + ("bf16" if quant is None else f"q{quant}")
+
+
+def _offline() -> bool:
+    import huggingface_hub
+
+    check = getattr(huggingface_hub, "is_offline_mode", None)
+    if check is not None:
+        return bool(check())
+    return os.environ.get("HF_HUB_OFFLINE", "0").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _hub_unreachable(timeout_s: float = 5.0) -> str | None:
+    """Why the hub's host cannot be reached, or None. One TCP connection: the hub client itself
+    retries for ~25 s (printing each retry) before giving up on a machine without network."""
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return None
+    except OSError as e:
+        return f"the hub cannot be reached ({host}: {e.strerror or e})"
+
+
+def _is_network_error(e: BaseException) -> bool:
+    """True when the hub could not be asked (offline, no connection), not when it answered no."""
+    from huggingface_hub import errors
+
+    if isinstance(e, (errors.OfflineModeIsEnabled, errors.LocalEntryNotFoundError)):
+        return True
+    if isinstance(e, errors.HfHubHTTPError):  # the hub answered (missing, gated, server error)
+        return False
+    if isinstance(e, (ConnectionError, TimeoutError)):
+        return True
+    names = {c.__name__ for c in type(e).__mro__}  # httpx / requests transport errors
+    return bool(names & {"ConnectError", "ConnectTimeout", "ReadTimeout", "TimeoutException", "NetworkError", "TransportError"})
+
+
+def _cached(repo: str, filename: str) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    path = try_to_load_from_cache(repo, filename)
+    return path if isinstance(path, str) else None
+
+
+def _repo_listing(repo: str, local_only: bool = False) -> tuple[set[str], str | None]:
+    """Files of `repo`: from the hub, else those already cached. Second item: why the hub was not used."""
+    import huggingface_hub
+    from huggingface_hub import errors
+
+    reason = "offline mode (HF_HUB_OFFLINE=1)" if _offline() else None
+    if reason is None:
+        reason = "only cached files were asked for" if local_only else _hub_unreachable()
+    if reason is None:
+        try:
+            return set(huggingface_hub.list_repo_files(repo)), None
+        except (errors.RepositoryNotFoundError, errors.HFValidationError) as e:
+            raise CheckpointError(
+                f"model repository {repo!r} not found on Hugging Face ({type(e).__name__}); check the name, "
+                f"e.g. {DEFAULT_REPO}, or pass a local folder"
+            ) from None
+        except Exception as e:  # noqa: BLE001 (only network failures fall back to the cache)
+            if not _is_network_error(e):
+                raise
+            reason = f"the hub cannot be reached ({type(e).__name__}: {e})"
+    wanted = [*MOSHI_FILES.values(), MIMI_FILE, TOKENIZER_FILE, CONFIG_FILE]
+    return {f for f in wanted if _cached(repo, f) is not None}, reason
+
+
+def _pick_moshi(listing: set[str], quant: int | None, quant_given: bool, where: str) -> tuple[str, int | None]:
+    present = {q: f for q, f in MOSHI_FILES.items() if f in listing}
+    if quant_given:
+        if quant in present:
+            return present[quant], quant
+        have = ", ".join(("bf16" if q is None else f"-q {q}") + f" ({f})" for q, f in present.items()) or "none"
+        want = "bf16" if quant is None else f"{quant}-bit"
+        raise CheckpointError(
+            f"{where} has no {want} model ({MOSHI_FILES[quant]}); it has: {have}. "
+            f"Use one of those, or the repository for that precision (e.g. {default_repo(quant)})."
+        )
+    for q in (4, 8, None):
+        if q in present:
+            return present[q], q
+    raise CheckpointError(f"{where} holds no Moshi weights (one of {', '.join(MOSHI_FILES.values())})")
+
+
+def _explicit(path: str | os.PathLike | None, what: str, tqdm_class) -> Path | None:
+    """A user-given file: a local path or hf://owner/repo/path/in/repo."""
+    if path is None:
+        return None
+    s = str(path)
+    if s.startswith("hf://"):
+        parts = s[len("hf://") :].split("/")
+        if len(parts) < 3:
+            raise ConfigError(f"{what} {s!r}: write hf://owner/repo/file")
+        return _download("/".join(parts[:2]), "/".join(parts[2:]), tqdm_class, None)
+    p = Path(s).expanduser()
+    if not p.is_file():
+        raise CheckpointError(f"{what} {p} does not exist: check the path")
+    return p
+
+
+def _download(repo: str, filename: str, tqdm_class, reason: str | None, needed: list[str] | None = None) -> Path:
+    import huggingface_hub
+    from huggingface_hub import errors
+
+    offline = reason is not None
+    try:
+        kw = {"tqdm_class": tqdm_class} if tqdm_class is not None else {}
+        return Path(huggingface_hub.hf_hub_download(repo, filename, local_files_only=offline, **kw))
+    except Exception as e:  # noqa: BLE001 (sorted below into our errors)
+        if not (offline or _is_network_error(e)):
+            if isinstance(e, errors.EntryNotFoundError):
+                raise CheckpointError(f"{repo} has no file {filename}") from None
+            if isinstance(e, errors.HfHubHTTPError):
+                raise CheckpointError(f"downloading {filename} from {repo} failed: {e}") from None
+            raise
+        why = reason or f"the hub cannot be reached ({type(e).__name__})"
+        files = ", ".join(needed or [filename])
+        raise OfflineError(
+            f"cannot get {files} from {repo}: {why}, and they are not in the Hugging Face cache. "
+            f"Connect once to download them (about 4.5 GB for q4), or pass local files: {_LOCAL_FLAGS}.",
+            why,
+        ) from None
+
+
+def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | None = None, *,
+                        moshi_weight=None, mimi_weight=None, tokenizer=None, config=None,
+                        tqdm_class: Callable | None = None, local_only: bool = False) -> ModelFiles:  # fmt: skip
+    """Finds (downloading when needed) every file a dialog needs.
+
+    Args:
+        hf_repo: Hugging Face repo id or local folder; default `kyutai/moshiko-mlx-q4`, or the
+            Kyutai repo for `quant` when that is given.
+        quant: 4 or 8 to pick `model.q{4,8}.safetensors`; None: the best one available
+            (q4, then q8, then bf16).
+        moshi_weight / mimi_weight / tokenizer / config: explicit files (path or hf://owner/repo/file)
+            that override the repository's.
+        tqdm_class: progress bar class handed to huggingface_hub (the app passes its own).
+        local_only: use only files already in the Hugging Face cache (OfflineError if some are not).
+
+    Raises:
+        OfflineError: files must be downloaded but the hub is unreachable or HF_HUB_OFFLINE=1.
+        CheckpointError: a missing repository, file or precision.
+    """
+    if quant not in (None, 4, 8):
+        raise ConfigError(f"-q must be 4 or 8 (got {quant}); leave it out for the repository's default")
+    quant_given = quant is not None
+    explicit = {
+        "moshi": _explicit(moshi_weight, "--moshi-weight", tqdm_class),
+        "mimi": _explicit(mimi_weight, "--mimi-weight", tqdm_class),
+        "tokenizer": _explicit(tokenizer, "--tokenizer", tqdm_class),
+        "config": _explicit(config, "--config", tqdm_class),
+    }
+    if explicit["moshi"] is not None and explicit["mimi"] is not None and explicit["tokenizer"] is not None:
+        q = next((k for k, f in MOSHI_FILES.items() if f == explicit["moshi"].name), quant)
+        return ModelFiles(explicit["moshi"], explicit["mimi"], explicit["tokenizer"], explicit["config"], q, "local files")
+
+    folder = Path(hf_repo).expanduser() if hf_repo is not None else None
+    if folder is not None and folder.is_dir():
+        listing = {p.name for p in folder.iterdir() if p.is_file()}
+        name, q = _pick_moshi(listing, quant, quant_given, str(folder)) if explicit["moshi"] is None else ("", quant)
+
+        def local(f: str, required: bool = True) -> Path | None:
+            if f in listing:
+                return folder / f
+            if required:
+                raise CheckpointError(f"{folder} has no {f}; add it or pass it with {_LOCAL_FLAGS}")
+            return None
+
+        cfg = explicit["config"] or local(CONFIG_FILE, False)
+        names = _names(cfg)
+        if explicit["moshi"] is None and not any(f in listing for f in MOSHI_FILES.values()) and "moshi_name" in names:
+            name, q = names["moshi_name"], quant
+        return ModelFiles(
+            explicit["moshi"] or local(name), explicit["mimi"] or local(names.get("mimi_name", MIMI_FILE)),
+            explicit["tokenizer"] or local(names.get("tokenizer_name", TOKENIZER_FILE)), cfg, q, str(folder),
+            local(names["mimi_config_name"]) if "mimi_config_name" in names else None,
+        )  # fmt: skip
+
+    repo = str(hf_repo) if hf_repo is not None else (default_repo(quant) if quant_given else DEFAULT_REPO)
+    listing, reason = _repo_listing(repo, local_only)
+    cfg = explicit["config"]
+    if cfg is None and CONFIG_FILE in listing:
+        cfg = _download(repo, CONFIG_FILE, tqdm_class, reason)
+    names = _names(cfg)
+    mimi_file, tokenizer_file = names.get("mimi_name", MIMI_FILE), names.get("tokenizer_name", TOKENIZER_FILE)
+    if explicit["moshi"] is None:
+        if reason is not None and not any(f in listing for f in MOSHI_FILES.values()):
+            want = MOSHI_FILES[quant] if quant_given else MOSHI_FILES[4]
+            needed = [want, mimi_file, tokenizer_file]
+            raise OfflineError(
+                f"cannot get {', '.join(needed)} from {repo}: {reason}, and they are not in the Hugging Face "
+                f"cache. Connect once to download them, or pass local files: {_LOCAL_FLAGS}.",
+                reason,
+            )
+        name, q = _pick_moshi(listing, quant, quant_given, repo)
+    else:
+        name, q = "", quant
+    needed = [f for f, have in ((name, explicit["moshi"]), (mimi_file, explicit["mimi"]),
+                                (tokenizer_file, explicit["tokenizer"])) if f and have is None]  # fmt: skip
+    got = {f: _download(repo, f, tqdm_class, reason, needed) for f in needed}
+    mimi_config = names.get("mimi_config_name")
+    return ModelFiles(
+        explicit["moshi"] or got[name], explicit["mimi"] or got[mimi_file],
+        explicit["tokenizer"] or got[tokenizer_file], cfg, q, repo,
+        _download(repo, mimi_config, tqdm_class, reason) if mimi_config else None,
+    )  # fmt: skip

@@ -1,0 +1,285 @@
+"""`python -m moshi_mlx.run`: talk with Moshi locally, or run it over an audio file.
+
+Live (default): microphone in, Moshi's voice out, its words printed as it says them. Press Enter for a
+new conversation (same weights), Ctrl-C to stop. File mode: `--input user.wav --output moshi.wav`.
+This module parses flags and wires the library together; the work happens in ModelLoop (one thread
+owning MLX), MoshiPipeline (the model), AudioIO / FileAudioPort (sound) and Recorder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+
+from .errors import MoshiError
+from .loop import Error, ModelLoop, SessionEnded, Text
+
+FRAME_S = 0.08
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m moshi_mlx.run",
+        description="Talk with Moshi on this machine (microphone and speakers), or run it over an audio file.",
+        epilog="Weights come from the Hugging Face hub (cached after the first download) or local files. "
+        "Headphones give the best experience; with speakers the echo canceller keeps Moshi from hearing itself.",
+    )
+    m = p.add_argument_group("model")
+    m.add_argument("--hf-repo", default=None,
+                   help="Hugging Face repo id or local folder (default kyutai/moshiko-mlx-q4; kyutai/moshika-mlx-q4 "
+                        "for the female voice; a folder written by `python -m quantize`)")  # fmt: skip
+    m.add_argument("-q", "--quantized", type=int, choices=(4, 8), default=None,
+                   help="pick model.q4 / model.q8 when the repo has several (default: detected from the files)")
+    m.add_argument("--moshi-weight", help="LM weights (.safetensors path or hf://owner/repo/file)")
+    m.add_argument("--mimi-weight", help="Mimi codec weights (tokenizer-e351c8d8-checkpoint125.safetensors)")
+    m.add_argument("--tokenizer", help="text tokenizer (tokenizer_spm_32k_3.model)")
+    m.add_argument("--config", help="LM config JSON in Kyutai's schema (default: the repo's, else Moshi 7B)")
+    s = p.add_argument_group("sampling")
+    s.add_argument("--temp", type=float, default=0.8, help="audio temperature (0: greedy; default 0.8)")
+    s.add_argument("--text-temp", type=float, default=0.7, help="text temperature (0: greedy; default 0.7)")
+    s.add_argument("--top-k", type=int, default=250, help="audio top-k (default 250)")
+    s.add_argument("--text-top-k", type=int, default=25, help="text top-k (default 25)")
+    s.add_argument("--seed", type=int, default=None, help="makes sampling repeatable")
+    a = p.add_argument_group("live audio")
+    a.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    a.add_argument("--input-device", help="microphone: index or part of its name (default: system default)")
+    a.add_argument("--output-device", help="speaker: index or part of its name (default: system default)")
+    a.add_argument("--no-echo-cancel", action="store_true",
+                   help="turn off echo cancellation (fine with headphones)")
+    a.add_argument("--max-lag", type=int, default=2,
+                   help="frames (80 ms each) the model may fall behind before input is skipped (default 2)")
+    a.add_argument("--record", metavar="DIR",
+                   help="save the conversation as it goes: user.wav, moshi.wav, transcript.jsonl")
+    f = p.add_argument_group("file mode")
+    f.add_argument("--input", metavar="FILE", help="run over this audio file instead of the microphone")
+    f.add_argument("--output", metavar="FILE", help="where to write Moshi's answer (wav, 24 kHz), with --input")
+    f.add_argument("--transcript", metavar="FILE", help="timed transcript as JSON, with --input")
+    return p
+
+
+def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.input is None and (args.output or args.transcript):
+        p.error("--output and --transcript go with --input FILE (file mode)")
+    if args.input is not None and args.output is None:
+        p.error("file mode needs --output FILE for Moshi's answer")
+    for name in ("temp", "text_temp"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must be >= 0")
+    for name in ("top_k", "text_top_k"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.max_lag < 0:
+        p.error("--max-lag must be >= 0")
+
+
+def _factory(args: argparse.Namespace, files):
+    from .pipeline import MoshiPipeline, Sampling
+
+    sampling = Sampling(args.temp, args.text_temp, args.top_k, args.text_top_k, args.seed)
+    return lambda: MoshiPipeline.from_files(files, sampling)
+
+
+def _resolve(args: argparse.Namespace):
+    from tqdm.auto import tqdm
+
+    from .hub import resolve_model_files
+
+    return resolve_model_files(args.hf_repo, args.quantized, moshi_weight=args.moshi_weight,
+                               mimi_weight=args.mimi_weight, tokenizer=args.tokenizer, config=args.config,
+                               tqdm_class=tqdm)  # fmt: skip
+
+
+def _wait_loaded(loop: ModelLoop, view) -> bool:
+    print("loading the model...", file=sys.stderr, flush=True)
+    while not loop.loaded.wait(0.1):
+        pass
+    while not loop.events.empty():
+        view.handle(loop.events.get())
+    return loop.load_error is None
+
+
+def _recorder(args: argparse.Namespace, files):
+    if not args.record:
+        return None
+    from .record import Recorder
+
+    return Recorder(args.record, meta={"model": files.source, "moshi": str(files.moshi), "temp": args.temp,
+                                       "text_temp": args.text_temp, "seed": args.seed})  # fmt: skip
+
+
+def run_live(args: argparse.Namespace, files, audio_backend=None) -> int:
+    from .audio.devices import AudioIO
+    from .console import ConsoleView
+
+    audio = AudioIO(args.input_device, args.output_device, backend=audio_backend)
+    echo = None
+    if not args.no_echo_cancel:
+        from .echo import EchoCanceller
+
+        echo = EchoCanceller()
+    view = ConsoleView()
+    loop = ModelLoop(_factory(args, files), max_lag_frames=args.max_lag)
+    loop.start()
+    try:
+        if not _wait_loaded(loop, view):
+            return 1
+        recorder = _recorder(args, files)
+        loop.begin_session(audio, recorder, echo)
+        out_name = audio.output_info.name if audio.output_info else "default output"
+        view.note(f"listening on {audio.input_info.name}, speaking on {out_name}. "
+                  "Talk to Moshi; Enter starts a new conversation, Ctrl-C stops.")  # fmt: skip
+        if sys.stdin is not None and sys.stdin.isatty():
+            threading.Thread(target=_new_conversation_on_enter, args=(loop, view), daemon=True).start()
+        failed = False
+        try:
+            while True:
+                ev = loop.events.get()
+                view.handle(ev)
+                if isinstance(ev, Error):
+                    failed = True
+                if isinstance(ev, SessionEnded):
+                    break
+        except KeyboardInterrupt:
+            loop.end_session()
+            while not loop.events.empty():
+                view.handle(loop.events.get())
+            view.finish()
+        if args.record:
+            view.note(f"conversation saved in {args.record}")
+        return 1 if failed else 0
+    finally:
+        loop.close()
+
+
+def _new_conversation_on_enter(loop: ModelLoop, view) -> None:
+    for _ in sys.stdin:
+        loop.reset()
+        view.finish()
+        view.note("-- new conversation --")
+
+
+def run_file(args: argparse.Namespace, files, pcm) -> int:
+    from tqdm.auto import tqdm
+
+    from .audio.file_port import FileAudioPort
+    from .audio.files import write_wav
+
+    port = FileAudioPort(pcm)
+    loop = ModelLoop(_factory(args, files), max_lag_frames=args.max_lag, stats_every=25)
+    pieces: list[tuple[float, str]] = []
+    error = None
+    loop.start()
+    try:
+        while not loop.loaded.wait(0.1):
+            pass
+        if loop.load_error is not None:
+            print(f"error: {loop.load_error}", file=sys.stderr)
+            return 1
+        loop.begin_session(port, _recorder(args, files), None)
+        with tqdm(total=port.frames, unit="frame", desc="moshi", file=sys.stderr) as bar:
+            while True:
+                while not loop.events.empty():
+                    ev = loop.events.get()
+                    if isinstance(ev, Text):
+                        pieces.append((ev.t, ev.text))
+                    elif isinstance(ev, Error):
+                        error = ev.message
+                    elif isinstance(ev, SessionEnded):
+                        port.exhausted.set()
+                bar.update(port._next - bar.n)
+                if port.exhausted.wait(0.1):
+                    break
+        loop.end_session()
+    finally:
+        loop.close()
+    while not loop.events.empty():
+        ev = loop.events.get()
+        if isinstance(ev, Text):
+            pieces.append((ev.t, ev.text))
+        elif isinstance(ev, Error):
+            error = ev.message
+    for path in (args.output, args.transcript):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_wav(args.output, port.answer())
+    text = transcript_text(pieces)
+    if args.transcript:
+        _write_transcript(Path(args.transcript), args.input, pieces)
+    print(text)
+    if error:
+        print(f"error: {error} (the output holds what was generated before it)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def words_from_pieces(pieces: list[tuple[float, str]]) -> list[dict]:
+    """Displayed pieces (a space starts a word) -> [{"t": start seconds, "word": ...}]."""
+    words: list[dict] = []
+    new_word = True
+    for t, piece in pieces:
+        for i, part in enumerate(piece.split(" ")):
+            new_word = new_word or i > 0
+            if not part:
+                continue
+            if new_word:
+                words.append({"t": round(t, 3), "word": part})
+                new_word = False
+            else:
+                words[-1]["word"] += part
+    return words
+
+
+def transcript_text(pieces: list[tuple[float, str]]) -> str:
+    return " ".join("".join(p for _, p in pieces).split())
+
+
+def _write_transcript(path: Path, source: str, pieces: list[tuple[float, str]]) -> None:
+    doc = {
+        "input": str(source),
+        "frame_s": FRAME_S,
+        "text": transcript_text(pieces),
+        "words": words_from_pieces(pieces),
+        "pieces": [{"t": round(t, 3), "text": p} for t, p in pieces],
+    }
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def list_devices_main(audio_backend=None) -> int:
+    from .audio.devices import list_devices
+
+    for d in list_devices(audio_backend):
+        print(d.describe())
+    return 0
+
+
+def main(argv: list[str] | None = None, audio_backend=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_args(parser, args)
+    try:
+        if args.list_devices:
+            return list_devices_main(audio_backend)
+        pcm = None
+        if args.input is not None:
+            from .audio.files import read_audio
+
+            pcm = read_audio(args.input)  # a bad file fails now, before minutes of loading
+        files = _resolve(args)
+        if pcm is not None:
+            return run_file(args, files, pcm)
+        return run_live(args, files, audio_backend)
+    except MoshiError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nstopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Peak memory of a large conversion, measured on a synthetic checkpoint (prints figures, asserts nothing).
+
+    python -m quantize.memcheck [--dim 2048 --layers 16] [--workdir /tmp]
+
+Writes a random-weight checkpoint in Kyutai's PyTorch layout at a mid-size config (the 7B's vocabularies
+and depformer, a narrower temporal transformer: about 3.4 GB in bf16), converts it to bf16 + q8 + q4 in
+a child process, and reports the child's peak resident memory for the conversion alone and for the
+whole command (conversion, then loading back every file to verify it). Everything is deleted afterwards.
+
+Measured here (Linux, 2 cores, mlx 0.32.4 CPU):
+    dim 2048, 16 layers: 3.44 GB source -> 6.34 GB written; conversion 43 s, peak RSS 0.49 GB;
+        whole command 87 s, peak 3.89 GB (loading the float file back)
+    7B (dim 4096, 32 layers): 15.38 GB source -> 28.4 GB written; conversion 172 s, peak RSS 0.88 GB;
+        whole command 304 s, peak 17.0 GB (the float 7B loaded back, with its 1.5 GB KV cache)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import mlx.core as mx
+
+from moshi_mlx.config import PRESETS, LmConfig
+
+from .writer import Entry, StreamingSafetensors
+
+GB = 1e9
+
+
+def torch_layout_shapes(cfg: LmConfig) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of a checkpoint in Kyutai's PyTorch release layout for `cfg`."""
+    dim, t = cfg.dim, cfg.transformer
+    dep = cfg.depformer.transformer
+    shapes: dict[str, tuple[int, ...]] = {
+        "text_emb.weight": (cfg.text_card + 1, dim),
+        "text_linear.weight": (cfg.text_card, dim),
+        "out_norm.alpha": (1, 1, dim),
+        "depformer_text_emb.weight": (cfg.text_card + 1, dep.d_model),
+    }
+    for i in range(cfg.n_q):
+        shapes[f"emb.{i}.weight"] = (cfg.card + 1, dim)
+    for layer in range(t.num_layers):
+        p = f"transformer.layers.{layer}"
+        shapes |= {f"{p}.self_attn.in_proj_weight": (3 * dim, dim), f"{p}.self_attn.out_proj.weight": (dim, dim),
+                   f"{p}.norm1.alpha": (1, 1, dim), f"{p}.norm2.alpha": (1, 1, dim),
+                   f"{p}.gating.linear_in.weight": (2 * t.gating_hidden, dim),
+                   f"{p}.gating.linear_out.weight": (dim, t.gating_hidden)}
+    for k in range(cfg.dep_q if cfg.depformer.multi_linear else 1):
+        shapes[f"depformer_in.{k}.weight"] = (dep.d_model, dim)
+    for k in range(cfg.dep_q):
+        shapes[f"linears.{k}.weight"] = (cfg.card, dep.d_model)
+        if k:
+            shapes[f"depformer_emb.{k - 1}.weight"] = (cfg.card + 1, dep.d_model)
+    for layer in range(dep.num_layers):
+        p = f"depformer.layers.{layer}"
+        shapes |= {f"{p}.self_attn.in_proj_weight": (cfg.dep_q * 3 * dep.d_model, dep.d_model),
+                   f"{p}.self_attn.out_proj.weight": (cfg.dep_q * dep.d_model, dep.d_model),
+                   f"{p}.norm1.alpha": (1, 1, dep.d_model), f"{p}.norm2.alpha": (1, 1, dep.d_model)}
+        for k in range(cfg.dep_q):
+            shapes[f"{p}.gating.{k}.linear_in.weight"] = (2 * dep.gating_hidden, dep.d_model)
+            shapes[f"{p}.gating.{k}.linear_out.weight"] = (dep.d_model, dep.gating_hidden)
+    return shapes
+
+
+def write_random_checkpoint(path: Path, cfg: LmConfig, seed: int = 0) -> int:
+    """A bf16 random-weight checkpoint in the PyTorch layout, written tensor by tensor; returns its size."""
+    shapes = torch_layout_shapes(cfg)
+    w = StreamingSafetensors(path, [Entry(n, mx.bfloat16, s) for n, s in shapes.items()], {"format": "pt"})
+    mx.random.seed(seed)
+    for name, shape in shapes.items():
+        x = mx.random.normal(shape)
+        x = (1.0 + 0.1 * x) if name.endswith(".alpha") else 0.02 * x
+        x = x.astype(mx.bfloat16)
+        mx.eval(x)
+        w.write(name, x)
+        del x
+        mx.clear_cache()
+    w.close()
+    return w.size
+
+
+# Each child prints its own wall time and peak RSS last (RUSAGE_CHILDREN would mix the two runs).
+_STAGE_ONLY = """
+import resource, sys, time
+from pathlib import Path
+from quantize.convert import Options, discard, stage
+from quantize.source import resolve
+t = time.perf_counter()
+staged = stage(resolve(sys.argv[1], sys.argv[2]), Path(sys.argv[3]), Options(progress=False))
+print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+discard(staged)
+"""
+_WHOLE = """
+import resource, sys, time
+from quantize.__main__ import main
+t = time.perf_counter()
+rc = main(sys.argv[1:])
+print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+sys.exit(rc)
+"""
+
+
+def _child(code: str, args: list[str]) -> tuple[float, int]:
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"child failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    secs, peak = proc.stdout.split()[-2:]
+    return float(secs), int(peak)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m quantize.memcheck", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dim", type=int, default=2048, help="temporal transformer width (default 2048)")
+    p.add_argument("--layers", type=int, default=16, help="temporal transformer layers (default 16)")
+    p.add_argument("--workdir", default=None, help="where to put the temporary files (default: the system's)")
+    args = p.parse_args(argv)
+    raw = json.loads((PRESETS / "moshi_7b_202409.json").read_text())
+    raw |= {"dim": args.dim, "num_layers": args.layers, "num_heads": max(1, args.dim // 128)}
+    cfg = LmConfig.from_kyutai(raw)
+    work = Path(tempfile.mkdtemp(prefix="quantize-memcheck-", dir=args.workdir))
+    try:
+        (work / "config.json").write_text(json.dumps(raw))
+        src = work / "src" / "model.safetensors"
+        src.parent.mkdir()
+        t = time.perf_counter()
+        size = write_random_checkpoint(src, cfg)
+        print(f"synthetic checkpoint: dim {args.dim}, {args.layers} layers, {size / GB:.2f} GB bf16 "
+              f"(written in {time.perf_counter() - t:.0f} s)")
+        out = work / "out"
+        secs, peak = _child(_STAGE_ONLY, [str(src), str(work / "config.json"), str(out)])
+        print(f"conversion only (bf16 + q8 + q4 written): {secs:.0f} s, peak RSS {peak / GB:.2f} GB")
+        wall, peak_all = _child(_WHOLE, [str(src), "--config", str(work / "config.json"), "--out", str(out),
+                                         "--no-progress", "--report-steps", "0"])
+        written = {f.name: f.stat().st_size for f in out.iterdir() if f.suffix == ".safetensors"}
+        total = sum(written.values())
+        print(f"whole command (conversion + loading each file back): {wall:.0f} s, peak RSS {peak_all / GB:.2f} GB")
+        print("outputs: " + ", ".join(f"{n} {s / GB:.2f} GB" for n, s in sorted(written.items())))
+        print(f"for scale: source + outputs = {(size + total) / GB:.2f} GB")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

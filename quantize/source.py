@@ -1,0 +1,134 @@
+"""Where the PyTorch checkpoint comes from: a file, a folder, or a Hugging Face repo id.
+
+A folder (or the folder of a file, or a downloaded repo) may also hold Kyutai's `config.json`, the text
+tokenizer and the Mimi checkpoint; those are found by the names the config gives ("moshi_name",
+"tokenizer_name", "mimi_name") or Kyutai's release names.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from moshi_mlx.errors import CheckpointError, ConfigError, OfflineError
+from moshi_mlx.weights.quant_config import read_config_json
+
+TOKENIZER = "tokenizer_spm_32k_3.model"
+MIMI = "tokenizer-e351c8d8-checkpoint125.safetensors"
+_WEIGHT_NAMES = ("model.safetensors", "consolidated.safetensors")  # Kyutai's release; moshi-finetune
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+@dataclass
+class Source:
+    """A resolved input."""
+
+    weights: Path
+    config: dict | None                 # Kyutai-schema LM config; None: the released 7B config
+    config_origin: str                  # where it came from, for messages
+    extras: dict[str, Path] = field(default_factory=dict)   # tokenizer / Mimi: output name -> path
+    description: str = ""
+
+
+def _extra_names(config: dict | None) -> dict[str, str]:
+    """Config key -> file name of the extras to copy along (the Mimi config only when the config names one)."""
+    config = config or {}
+    if config.get("lora_name"):
+        raise ConfigError(
+            f"the config names LoRA adapters (lora_name={config['lora_name']!r}): this tool converts full "
+            "weights. Merge the adapters into the model first (moshi-finetune: save_adapters: false)."
+        )
+    names = {"tokenizer_name": str(config.get("tokenizer_name", TOKENIZER)),
+             "mimi_name": str(config.get("mimi_name", MIMI))}
+    if config.get("mimi_config_name"):
+        names["mimi_config_name"] = str(config["mimi_config_name"])
+    return names
+
+
+def _weights_in_folder(folder: Path, config: dict | None) -> Path:
+    names = ([str(config["moshi_name"])] if config and "moshi_name" in config else []) + list(_WEIGHT_NAMES)
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    skip = set(_extra_names(config).values())
+    found = sorted(p for p in folder.glob("*.safetensors") if p.name not in skip)
+    if len(found) == 1:
+        return found[0]
+    listing = ", ".join(p.name for p in found) or "no .safetensors file"
+    raise CheckpointError(
+        f"{folder}: cannot tell which file is the Moshi checkpoint (looked for {', '.join(names)}; found "
+        f"{listing}). Pass the file itself as SOURCE."
+    )
+
+
+def resolve_local(path: Path, config_path: str | None) -> Source:
+    folder = path if path.is_dir() else path.parent
+    config, origin = None, "released 7B config (moshi_7b_202409)"
+    if config_path is not None:
+        config, origin = read_config_json(Path(config_path)), str(config_path)
+    elif (folder / "config.json").is_file():
+        config, origin = read_config_json(folder / "config.json"), str(folder / "config.json")
+    weights = _weights_in_folder(path, config) if path.is_dir() else path
+    extras = {key: folder / name for key, name in _extra_names(config).items() if (folder / name).is_file()}
+    return Source(weights, config, origin, extras, str(weights))
+
+
+def looks_like_repo_id(source: str) -> bool:
+    return bool(_REPO_ID.fullmatch(source)) and not Path(source).exists()
+
+
+def resolve_hub(repo: str, config_path: str | None, download: Callable[..., str] | None = None) -> Source:
+    """Download what the conversion needs from a Hugging Face repo (the cache is reused)."""
+    if download is None:
+        from huggingface_hub import hf_hub_download as download
+
+    def fetch(name: str, required: bool) -> Path | None:
+        from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, OfflineModeIsEnabled,
+                                            RepositoryNotFoundError)
+
+        try:
+            return Path(download(repo, name))
+        except (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError) as e:
+            raise OfflineError(
+                f"cannot download {name} from the Hugging Face repo {repo} (offline or hub unreachable: "
+                f"{type(e).__name__}). Connect to the internet, or download the repo yourself and pass its "
+                "local folder as SOURCE."
+            ) from None
+        except RepositoryNotFoundError:
+            raise CheckpointError(
+                f"{repo}: no such Hugging Face repo (or it is private/gated: log in with `hf auth login`). "
+                "Check the repo id, or pass a local file or folder."
+            ) from None
+        except EntryNotFoundError:
+            if required:
+                raise CheckpointError(f"{repo}: the repo has no {name}. Pass the checkpoint file explicitly.") from None
+            return None
+
+    config, origin = None, "released 7B config (moshi_7b_202409)"
+    if config_path is not None:
+        config, origin = read_config_json(Path(config_path)), str(config_path)
+    else:
+        found = fetch("config.json", required=False)
+        if found is not None:
+            config, origin = read_config_json(found), f"{repo}/config.json"
+    name = str(config["moshi_name"]) if config and "moshi_name" in config else "model.safetensors"
+    weights = fetch(name, required=True)
+    assert weights is not None
+    extras = {}
+    for key, extra in _extra_names(config).items():
+        got = fetch(extra, required=False)
+        if got is not None:
+            extras[key] = got
+    return Source(weights, config, origin, extras, f"{repo} ({name})")
+
+
+def resolve(source: str, config_path: str | None = None, download: Callable[..., str] | None = None) -> Source:
+    """A local file or folder if it exists, else a Hugging Face repo id."""
+    path = Path(source).expanduser()
+    if path.exists():
+        return resolve_local(path, config_path)
+    if looks_like_repo_id(source):
+        return resolve_hub(source, config_path, download)
+    raise CheckpointError(f"{source}: no such file or folder, and not a Hugging Face repo id (owner/name).")

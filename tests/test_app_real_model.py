@@ -1,0 +1,92 @@
+"""The app with the real FrameModel (MoshiPipeline) built from a folder: the tiny random-weight
+model in tests/assets/e2e (Kyutai MLX repository layout), the fake sound card, the real ModelLoop."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from _app_fakes import LiveFakeBackend  # noqa: E402
+from PySide6.QtCore import QSettings  # noqa: E402
+
+from app import controller as c  # noqa: E402
+from app.dialogs import Dialogs  # noqa: E402
+from app.models import frame_model_factory, resolve_folder  # noqa: E402
+from app.presenter import Presenter  # noqa: E402
+from app.settings import AppSettings  # noqa: E402
+from app.window import MainWindow  # noqa: E402
+from conftest import ASSETS  # noqa: E402
+
+E2E = ASSETS / "e2e"
+
+
+def test_real_pipeline_talks_through_the_window(qtbot, tmp_path: Path) -> None:
+    before = sorted(t.name for t in threading.enumerate())
+    settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    settings.local_folder = str(E2E)
+    window = MainWindow()
+    qtbot.addWidget(window)
+    dialogs = Dialogs(window)
+    ctl = c.Controller(audio_backend=LiveFakeBackend(speed=2.0), recordings=tmp_path / "rec", parent=window)
+    built_on: list[str] = []
+
+    def factory(files, temperature):
+        build = frame_model_factory(files, temperature)  # the app's own factory: MoshiPipeline.from_files
+        return lambda: built_on.append(threading.current_thread().name) or build()
+
+    presenter = Presenter(window, ctl, settings, dialogs, model_factory=factory, device_poll_ms=0)
+    stats = []
+    ctl.stats.connect(stats.append)
+    texts = []
+    ctl.text.connect(texts.append)
+    window.show()
+    assert window.status.model_label.text() == "e2e"
+    for round_ in range(2):  # a second conversation reuses the loaded model
+        window.start_button.click()
+        qtbot.waitUntil(lambda: ctl.state == c.RUNNING, timeout=60_000)
+        n = len(stats)
+        qtbot.waitUntil(lambda n=n: len(stats) > n + 40, timeout=60_000)
+        window.start_button.click()
+        qtbot.waitUntil(lambda: ctl.state == c.READY, timeout=30_000)
+        assert not dialogs.open_boxes, [b.informativeText() for b in dialogs.open_boxes]
+    assert built_on == ["moshi-model-loop"]
+    assert (window.status.model_label.text(), window.status.quant_label.text()) == ("e2e", "4-bit")
+    assert all(s.output_db > -100 for s in stats if s.frame > 4), "the decoder speaks once the delays have filled"
+    # the window shows exactly the text the model produced, as recorded with its timing
+    rec = [json.loads(x) for x in (ctl.last_recording / "transcript.jsonl").read_text().splitlines()]
+    words = [x["word"] for x in rec if "word" in x]
+    assert words, "the random-weight model should say something in 40 frames"
+    assert window.transcript.last_conversation_text() == "".join(words).strip()
+    assert "".join(texts).replace(" ", "") == window.transcript.transcript_text().replace(" ", "").replace("\n", "")
+    assert presenter.shutdown()
+    assert sorted(t.name for t in threading.enumerate()) == before
+
+
+def test_folder_with_a_broken_config_gives_a_dialog(qtbot, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "broken"
+    shutil.copytree(E2E, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["dim"] = 96  # the weights are 128 wide
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert resolve_folder(folder).files.config == folder / "config.json"
+    settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    settings.local_folder = str(folder)
+    window = MainWindow()
+    qtbot.addWidget(window)
+    dialogs = Dialogs(window)
+    ctl = c.Controller(audio_backend=LiveFakeBackend(), recordings=tmp_path / "rec", parent=window)
+    presenter = Presenter(window, ctl, settings, dialogs, device_poll_ms=0)
+    window.start_button.click()
+    qtbot.waitUntil(lambda: bool(dialogs.open_boxes), timeout=60_000)
+    box = dialogs.open_boxes[-1]
+    assert box.text() == "Could not load the model" and "Traceback" not in box.informativeText()
+    assert len(box.informativeText()) > 20, box.informativeText()
+    qtbot.waitUntil(lambda: ctl.state == c.IDLE, timeout=10_000)
+    assert presenter.shutdown()

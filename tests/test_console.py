@@ -1,0 +1,40 @@
+"""Terminal view of a dialog: transcript as it comes, status line, notes."""
+
+from __future__ import annotations
+
+import io
+
+from moshi_mlx.console import ConsoleView
+from moshi_mlx.loop import Error, Skipped, Stats, Text
+
+
+def stats(frame: int, skipped: int = 0) -> Stats:
+    return Stats(frame=frame, step_ms=60.0, step_ms_avg=61.0, rtf=0.76, lag_ms=10.0, output_queued_ms=40.0,
+                 frames_skipped=skipped, output_dropped=0, output_trimmed_ms=0.0, input_db=-30.0, output_db=-20.0,
+                 loop_ms=1.0)  # fmt: skip
+
+
+def test_pipe_output_keeps_transcript_clean():
+    out, err = io.StringIO(), io.StringIO()
+    v = ConsoleView(out, err, live=False)
+    for i, piece in enumerate(["Hel", "lo", " there", "!"]):
+        v.handle(Text(piece, i * 0.08, i))
+        v.handle(stats(i))
+    v.handle(Skipped(3, 3, 0.3))
+    v.handle(Error("device unplugged"))
+    assert out.getvalue() == "Hello there!"
+    assert "RTF 0.76" in err.getvalue() and err.getvalue().count("RTF") == 1  # throttled
+    assert "skipped 3 input frame" in err.getvalue() and "error: device unplugged" in err.getvalue()
+
+
+def test_terminal_redraws_status_after_the_transcript_line():
+    out, err = io.StringIO(), io.StringIO()
+    v = ConsoleView(out, err, live=True)
+    v.handle(Text("Hello", 0.0, 0))
+    v.handle(stats(1))
+    v.handle(Text(" there", 0.08, 1))
+    last = out.getvalue().split("\r")[-1]
+    assert last.startswith("\x1b[KHello there") and "RTF 0.76" in last
+    for i in range(60):  # long text wraps at word starts
+        v.handle(Text(" word", 0.1 * i, i))
+    assert "\n" in out.getvalue() and len(v.line) < 200

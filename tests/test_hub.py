@@ -1,0 +1,208 @@
+"""hub: repo listing, precision choice, local folders, explicit files, offline messages (no network)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import huggingface_hub
+import pytest
+from huggingface_hub import errors
+
+from moshi_mlx import hub
+from moshi_mlx.errors import CheckpointError, ConfigError, OfflineError
+
+Q4 = {"model.q4.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE, "README.md"}
+
+
+class FakeHub:
+    """Stands in for the network side of huggingface_hub."""
+
+    def __init__(self, tmp: Path, repos: dict[str, set[str]], online: bool = True, cached: set[tuple[str, str]] = frozenset()):
+        self.tmp, self.repos, self.online, self.cached = tmp, repos, online, set(cached)
+        self.downloads: list[tuple[str, str, bool]] = []
+
+    def list_repo_files(self, repo_id: str, **kw) -> list[str]:
+        if not self.online:
+            raise ConnectionError("Name or service not known")
+        if repo_id not in self.repos:
+            raise _repo_missing()
+        return sorted(self.repos[repo_id])
+
+    def hf_hub_download(self, repo_id: str, filename: str, local_files_only: bool = False, **kw) -> str:
+        self.downloads.append((repo_id, filename, local_files_only))
+        if local_files_only or not self.online:
+            if (repo_id, filename) not in self.cached:
+                raise errors.LocalEntryNotFoundError("not cached")
+        elif filename not in self.repos.get(repo_id, set()):
+            raise errors.EntryNotFoundError(f"{filename} not found")
+        p = self.tmp / repo_id.replace("/", "--") / filename
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("{}" if filename == hub.CONFIG_FILE else "x")
+        return str(p)
+
+    def try_to_load_from_cache(self, repo_id: str, filename: str, **kw):
+        return str(self.tmp / filename) if (repo_id, filename) in self.cached else None
+
+
+def _repo_missing() -> Exception:
+    class Missing(errors.RepositoryNotFoundError):
+        def __init__(self) -> None:
+            Exception.__init__(self, "404 repository not found")
+
+    return Missing()
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    def make(repos: dict[str, set[str]], online: bool = True, cached=(), offline_env: bool = False) -> FakeHub:
+        f = FakeHub(tmp_path / "cache", repos, online, set(cached))
+        for name in ("list_repo_files", "hf_hub_download", "try_to_load_from_cache"):
+            monkeypatch.setattr(huggingface_hub, name, getattr(f, name))
+        monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: offline_env)
+        monkeypatch.setattr(hub, "_hub_unreachable", lambda: None if online else "the hub cannot be reached (test)")
+        return f
+
+    return make
+
+
+def test_default_repo_is_q4_and_files_are_downloaded(fake) -> None:
+    f = fake({"kyutai/moshiko-mlx-q4": Q4 | {hub.CONFIG_FILE}})
+    files = hub.resolve_model_files()
+    assert files.source == "kyutai/moshiko-mlx-q4" and files.quant == 4
+    assert files.moshi.name == "model.q4.safetensors" and files.mimi.name == hub.MIMI_FILE
+    assert files.tokenizer.name == hub.TOKENIZER_FILE and files.config is not None
+    assert all(not offline for _, _, offline in f.downloads)
+
+
+def test_q_picks_the_kyutai_repo_and_the_file(fake) -> None:
+    fake({"kyutai/moshiko-mlx-q8": {"model.q8.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE}})
+    files = hub.resolve_model_files(quant=8)
+    assert (files.source, files.quant, files.moshi.name, files.config) == ("kyutai/moshiko-mlx-q8", 8, "model.q8.safetensors", None)
+    assert hub.default_repo(None, "moshika") == "kyutai/moshika-mlx-bf16"
+    with pytest.raises(ConfigError, match="unknown voice"):
+        hub.default_repo(4, "moshiku")
+    with pytest.raises(ConfigError, match="-q must be 4 or 8"):
+        hub.resolve_model_files(quant=3)
+
+
+def test_quantization_detected_from_the_listing(fake) -> None:
+    fake({"me/bf16": {"model.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE},
+          "me/both": {"model.q8.safetensors", "model.q4.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE}})  # fmt: skip
+    assert hub.resolve_model_files("me/bf16").quant is None
+    assert hub.resolve_model_files("me/both").quant == 4
+    assert hub.resolve_model_files("me/both", quant=8).moshi.name == "model.q8.safetensors"
+    with pytest.raises(CheckpointError, match=r"me/bf16 has no 4-bit model.*it has: bf16 \(model.safetensors\)"):
+        hub.resolve_model_files("me/bf16", quant=4)
+
+
+def test_missing_repo_is_a_clear_error(fake) -> None:
+    fake({})
+    with pytest.raises(CheckpointError, match="'kyutai/nope' not found"):
+        hub.resolve_model_files("kyutai/nope")
+
+
+def test_offline_without_cache_names_files_and_flags(fake, monkeypatch) -> None:
+    fake({"kyutai/moshiko-mlx-q4": Q4}, online=False)
+    with pytest.raises(OfflineError) as e:
+        hub.resolve_model_files()
+    msg = str(e.value)
+    for needed in ("model.q4.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE, "--moshi-weight", "--mimi-weight",
+                   "--tokenizer", "--config", "cannot be reached"):  # fmt: skip
+        assert needed in msg, needed
+    fake({"kyutai/moshiko-mlx-q4": Q4}, online=True, offline_env=True)
+    with pytest.raises(OfflineError, match="HF_HUB_OFFLINE=1"):
+        hub.resolve_model_files()
+
+
+def test_offline_with_cache_uses_it(fake) -> None:
+    repo = "kyutai/moshiko-mlx-q4"
+    f = fake({repo: Q4}, online=False, cached={(repo, "model.q4.safetensors"), (repo, hub.MIMI_FILE), (repo, hub.TOKENIZER_FILE)})
+    files = hub.resolve_model_files()
+    assert files.quant == 4 and all(offline for _, _, offline in f.downloads)
+    # partly cached: the message names only what is missing
+    fake({repo: Q4}, online=False, cached={(repo, "model.q4.safetensors")})
+    with pytest.raises(OfflineError, match=f"{hub.MIMI_FILE}, {hub.TOKENIZER_FILE}"):
+        hub.resolve_model_files()
+
+
+def test_local_folder_from_the_quantizer(tmp_path: Path, fake) -> None:
+    fake({})
+    folder = tmp_path / "my-q8"
+    folder.mkdir()
+    for name in ("model.q8.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE, hub.CONFIG_FILE):
+        (folder / name).write_text("{}" if name == hub.CONFIG_FILE else "x")
+    files = hub.resolve_model_files(str(folder))
+    assert (files.quant, files.moshi, files.config, files.source) == (8, folder / "model.q8.safetensors", folder / "config.json", str(folder))
+    with pytest.raises(CheckpointError, match="has no 4-bit model"):
+        hub.resolve_model_files(folder, quant=4)
+    (folder / hub.MIMI_FILE).unlink()
+    with pytest.raises(CheckpointError, match=f"has no {hub.MIMI_FILE}.*--mimi-weight"):
+        hub.resolve_model_files(folder)
+
+
+def test_explicit_files_need_no_hub(tmp_path: Path, fake, monkeypatch) -> None:
+    f = fake({}, online=False)
+    paths = {}
+    for key, name in (("moshi_weight", "model.q8.safetensors"), ("mimi_weight", "mimi.safetensors"), ("tokenizer", "tok.model")):
+        paths[key] = tmp_path / name
+        paths[key].write_text("x")
+    files = hub.resolve_model_files(**paths)
+    assert files.quant == 8 and files.source == "local files" and not f.downloads
+    with pytest.raises(CheckpointError, match="does not exist"):
+        hub.resolve_model_files(**{**paths, "tokenizer": tmp_path / "missing.model"})
+
+
+def test_hf_uri_for_one_file_and_override(fake) -> None:
+    f = fake({"kyutai/moshiko-mlx-q4": Q4, "someone/tok": {"spm.model"}})
+    files = hub.resolve_model_files(tokenizer="hf://someone/tok/spm.model")
+    assert files.tokenizer.name == "spm.model"
+    assert ("kyutai/moshiko-mlx-q4", hub.TOKENIZER_FILE, False) not in f.downloads
+    with pytest.raises(ConfigError, match="hf://owner/repo/file"):
+        hub.resolve_model_files(tokenizer="hf://justrepo")
+
+
+def test_repo_config_names_are_followed(fake, monkeypatch) -> None:
+    """A config.json naming other files (as Kyutai's loaders allow) decides what is downloaded."""
+    repo = "someone/moshi-finetune"
+    f = fake({repo: {"model.q4.safetensors", "mimi.safetensors", "tok.model", "mimi.json", hub.CONFIG_FILE}})
+    real_download = f.hf_hub_download
+
+    def download(repo_id, filename, **kw):
+        path = real_download(repo_id, filename, **kw)
+        if filename == hub.CONFIG_FILE:
+            Path(path).write_text(json.dumps({"dim": 8, "mimi_name": "mimi.safetensors", "tokenizer_name": "tok.model",
+                                              "mimi_config_name": "mimi.json"}))
+        return path
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    files = hub.resolve_model_files(repo)
+    assert (files.mimi.name, files.tokenizer.name, files.mimi_config.name) == ("mimi.safetensors", "tok.model", "mimi.json")
+
+
+def test_malformed_config_json_is_a_clear_error(tmp_path: Path, fake) -> None:
+    fake({})
+    for name in ("model.q4.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE):
+        (tmp_path / name).write_text("x")
+    (tmp_path / hub.CONFIG_FILE).write_text("{not json")
+    with pytest.raises(ConfigError, match="not a readable JSON config"):
+        hub.resolve_model_files(str(tmp_path))
+
+
+def test_unreachable_hub_is_detected_quickly(monkeypatch) -> None:
+    import time
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://moshi-test.invalid")
+    t0 = time.monotonic()
+    assert "cannot be reached" in hub._hub_unreachable()
+    assert time.monotonic() - t0 < 6
+
+
+def test_local_only_uses_the_cache_and_never_asks_the_hub(fake) -> None:
+    repo = "kyutai/moshiko-mlx-q4"
+    f = fake({repo: Q4}, cached={(repo, n) for n in Q4})
+    files = hub.resolve_model_files(local_only=True)
+    assert files.quant == 4 and all(offline for _, _, offline in f.downloads)
+    fake({repo: Q4}, cached={(repo, "model.q4.safetensors")})
+    with pytest.raises(OfflineError):
+        hub.resolve_model_files(local_only=True)

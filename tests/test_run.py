@@ -1,0 +1,168 @@
+"""`python -m moshi_mlx.run`: file mode end to end, live mode on a fake sound card, errors."""
+
+from __future__ import annotations
+
+import _thread
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import ASSETS
+from moshi_mlx.audio.fake import FakeClock, FakeStreamFactory
+from moshi_mlx.audio.files import read_audio
+from moshi_mlx.hub import resolve_model_files
+from moshi_mlx.pipeline import MoshiPipeline, Sampling
+from moshi_mlx.run import main, words_from_pieces
+
+E2E = ASSETS / "e2e"
+GREEDY = ["--hf-repo", str(E2E), "--temp", "0", "--text-temp", "0"]
+
+
+def speechlike(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * 2.5 * t)
+    return (0.3 * env * np.sin(2 * np.pi * (170 + 50 * np.sin(1.3 * t)) * t)
+            + 0.01 * rng.standard_normal(t.size)).astype(np.float32)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def user_wav(tmp_path_factory) -> Path:
+    """1.3 s of stereo 44.1 kHz audio (not a whole number of frames): exercises mono mix and resampling."""
+    path = tmp_path_factory.mktemp("in") / "user.flac"
+    x = speechlike(1.3, 44_100)
+    sf.write(str(path), np.stack([x, 0.5 * x], axis=1), 44_100)
+    return path
+
+
+def run_file(user_wav: Path, out_dir: Path, *extra: str) -> tuple[np.ndarray, dict]:
+    out, js = out_dir / "moshi.wav", out_dir / "t.json"
+    assert main([*GREEDY, "--input", str(user_wav), "--output", str(out), "--transcript", str(js), *extra]) == 0
+    audio, rate = sf.read(str(out), dtype="float32")
+    assert rate == 24_000
+    return audio, json.loads(js.read_text())
+
+
+def test_file_mode_matches_the_python_api_and_is_deterministic(user_wav, tmp_path, capsys):
+    a_audio, a_doc = run_file(user_wav, tmp_path / "a")
+    b_audio, b_doc = run_file(user_wav, tmp_path / "b")
+    pcm = read_audio(user_wav)
+    assert a_audio.shape == pcm.shape  # as long as the input, at 24 kHz
+    np.testing.assert_array_equal(a_audio, b_audio)  # temperature 0: deterministic
+    assert a_doc == b_doc
+
+    # the same frames through the Python API give the same answer and words
+    p = MoshiPipeline.from_files(resolve_model_files(E2E), Sampling(temp=0.0, text_temp=0.0))
+    frames = np.pad(pcm, (0, -pcm.size % 1920)).reshape(-1, 1920)
+    results = [p.step(f) for f in frames]
+    expected = np.concatenate([np.zeros(1920, np.float32) if r.pcm is None else r.pcm for r in results])[: pcm.size]
+    np.testing.assert_allclose(a_audio, np.clip(expected, -1, 1), atol=1.5 / 32768)  # 16-bit wav
+    assert a_doc["text"] == " ".join("".join(r.text or "" for r in results).split())
+    assert np.abs(a_audio).max() > 0.01, "the fixture model should say something"
+
+    # a well-formed timed transcript
+    assert set(a_doc) == {"input", "frame_s", "text", "words", "pieces"}
+    times = [w["t"] for w in a_doc["words"]]
+    assert times == sorted(times) and all(0 <= t < 1.3 for t in times)
+    assert " ".join(w["word"] for w in a_doc["words"]) == a_doc["text"]
+    assert a_doc["text"] in capsys.readouterr().out
+
+
+def test_words_from_pieces():
+    pieces = [(0.0, "hel"), (0.08, "lo"), (0.16, " wor"), (0.24, "ld"), (0.4, " a b"), (0.48, " "), (0.56, "c")]
+    assert words_from_pieces(pieces) == [
+        {"t": 0.0, "word": "hello"}, {"t": 0.16, "word": "world"}, {"t": 0.4, "word": "a"}, {"t": 0.4, "word": "b"},
+        {"t": 0.56, "word": "c"}]
+
+
+def test_bad_input_files(tmp_path, capsys):
+    assert main([*GREEDY, "--input", str(tmp_path / "missing.wav"), "--output", str(tmp_path / "o.wav")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"RIFF not really a wav file" * 10)
+    assert main([*GREEDY, "--input", str(junk), "--output", str(tmp_path / "o.wav")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read audio file" in err and "Traceback" not in err
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_offline_without_cached_files_says_what_to_do(user_wav, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    assert main(["--input", str(user_wav), "--output", str(tmp_path / "o.wav")]) == 2
+    err = capsys.readouterr().err
+    for needed in ("model.q4.safetensors", "tokenizer_spm_32k_3.model", "--moshi-weight", "--mimi-weight", "--tokenizer"):
+        assert needed in err
+
+
+def test_flag_errors(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--output", "x.wav"])
+    assert e.value.code == 2 and "--input" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--input", "x.wav"])
+    with pytest.raises(SystemExit):
+        main(["--temp", "-1"])
+
+
+def test_list_devices(capsys):
+    assert main(["--list-devices"], audio_backend=FakeStreamFactory()) == 0
+    out = capsys.readouterr().out
+    assert "Fake Microphone" in out and "Fake Speakers" in out
+
+
+def _drive(backend: FakeStreamFactory, then, seconds: float = 1.2) -> threading.Thread:
+    """Once the session opens its streams: feed the mic, tick the fake card, then call `then()`."""
+
+    def body() -> None:
+        deadline = time.monotonic() + 60
+        while not any(s.kind == "output" for s in backend.streams):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
+        backend.input.push_input(speechlike(seconds, int(backend.input.samplerate)))
+        with FakeClock([backend.input, backend.output], speed=1.0):
+            while backend.input.pending_input() > 0:
+                time.sleep(0.02)
+            time.sleep(0.3)
+            then()
+
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    return t
+
+
+def _check_recording(folder: Path) -> None:
+    for name in ("user.wav", "moshi.wav"):
+        audio, rate = sf.read(str(folder / name))
+        assert rate == 24_000 and audio.size > 0.5 * 24_000
+    lines = [json.loads(line) for line in (folder / "transcript.jsonl").read_text().splitlines()]
+    assert lines, "the transcript has at least its header"
+
+
+def test_live_device_lost_ends_cleanly_and_keeps_the_recording(tmp_path, capsys):
+    backend = FakeStreamFactory(input_rate=48_000, output_rate=44_100)
+    driver = _drive(backend, lambda: backend.input.fail("device unplugged"))
+    rc = main([*GREEDY, "--record", str(tmp_path / "rec")], audio_backend=backend)
+    driver.join(10)
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "unplugged" in err and "Traceback" not in err
+    _check_recording(tmp_path / "rec")
+
+
+def test_live_ctrl_c_ends_cleanly_and_keeps_the_recording(tmp_path, capsys):
+    backend = FakeStreamFactory(input_rate=24_000, output_rate=48_000)
+    driver = _drive(backend, _thread.interrupt_main)
+    rc = main([*GREEDY, "--record", str(tmp_path / "rec"), "--no-echo-cancel"], audio_backend=backend)
+    driver.join(10)
+    assert rc == 0
+    assert "saved in" in capsys.readouterr().err
+    _check_recording(tmp_path / "rec")
+    assert all(s.closed for s in backend.streams)
