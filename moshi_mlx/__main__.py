@@ -2,6 +2,8 @@
 
 import sys
 
+from ._cpu_blas import maybe_reexec
 from .run import main
 
+maybe_reexec()  # Linux: rerun on the system OpenBLAS when mlx carries the slow reference BLAS
 sys.exit(main())

@@ -31,4 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from ._cpu_blas import maybe_reexec
+
+    maybe_reexec()  # Linux: rerun on the system OpenBLAS when mlx carries the slow reference BLAS
     sys.exit(main())

@@ -1,17 +1,27 @@
-"""Mimi benchmark: real config, random (non-degenerate) weights, float32 unless asked otherwise."""
+"""Mimi benchmark: real config, random (non-degenerate) weights, float32 unless asked otherwise.
+
+With `--kyutai-python PY` it also times Kyutai's MLX Mimi (installed in the interpreter PY) in the same
+run: `bench_kyutai_mimi.py` runs there as a subprocess with the same environment (so the same BLAS), and
+the streamed frames are timed in interleaved rounds, ours then theirs, so both see the same machine load.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import mlx.core as mx
 
+from . import _cpu_blas
 from .config import MimiConfig
-from .mimi import Mimi
+from .mimi import Mimi, MimiState
 
 _DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
 
@@ -23,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1, help="parallel streams (default 1)")
     parser.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
     parser.add_argument("--num-codebooks", type=int, default=8)
+    parser.add_argument("--kyutai-python", metavar="PY",
+                        help="also time Kyutai's MLX Mimi, installed in this Python interpreter, in the same run")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="interleaved rounds the streamed frames are split into (default 4 with "
+                             "--kyutai-python, else 1)")
 
 
 def _random_mimi(cfg: MimiConfig, dtype: mx.Dtype) -> Mimi:
@@ -44,21 +59,48 @@ def _median_ms(times: list[float]) -> str:
     return f"{statistics.median(times) * 1e3:7.1f} ms (min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f})"
 
 
-def run(args: argparse.Namespace) -> int:
-    cfg = MimiConfig.preset("mimi_202407", args.num_codebooks)
-    dtype = _DTYPES[args.dtype]
-    mimi = _random_mimi(cfg, dtype)
-    fs, b = cfg.frame_size, args.batch
-    print(f"Mimi benchmark: mlx {mx.__version__}, device {mx.default_device()}, {platform.machine()}, "
-          f"{args.dtype}, batch {b}, {cfg.num_codebooks} codebooks, frame {fs} samples = "
-          f"{1e3 * fs / cfg.sample_rate:.0f} ms")
+class _Kyutai:
+    """Kyutai's MLX Mimi timing itself in another interpreter (see bench_kyutai_mimi.py)."""
 
-    n = args.warmup + args.frames
-    audio = 0.1 * mx.random.normal((b, 1, n * fs))
-    mx.eval(audio)
-    state = mimi.init_state(b)
+    def __init__(self, python: str, warmup: int, num_codebooks: int):
+        script = Path(__file__).with_name("bench_kyutai_mimi.py")
+        cmd = [python, "-I", str(script), "--warmup", str(warmup), "--num-codebooks", str(num_codebooks)]
+        try:
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        except OSError as e:
+            raise SystemExit(f"--kyutai-python: cannot run {python!r}: {e}") from e
+        hello = self._read()
+        self.version, self.mlx = hello["version"], hello["mlx"]
+
+    def _read(self) -> dict:
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            code = self._proc.wait()
+            raise SystemExit(f"--kyutai-python: the timing script exited (status {code}) without answering")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise SystemExit(f"--kyutai-python: {reply['error']}")
+        return reply
+
+    def frames(self, n: int) -> tuple[list[float], list[float]]:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(f"{n}\n")
+        self._proc.stdin.flush()
+        reply = self._read()
+        return [t / 1e3 for t in reply["encode_ms"]], [t / 1e3 for t in reply["decode_ms"]]
+
+    def close(self) -> None:
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        self._proc.wait(timeout=60)
+
+
+def _stream_frames(mimi: Mimi, state: MimiState, audio: mx.array) -> tuple[MimiState, list[float], list[float]]:
+    """Stream audio [B, 1, n * frame] frame by frame; seconds per encode and per decode step."""
+    fs = mimi.frame_size
     enc_t, dec_t = [], []
-    for i in range(n):
+    for i in range(audio.shape[2] // fs):
         frame = audio[..., i * fs : (i + 1) * fs]
         t0 = time.perf_counter()
         codes, state = mimi.stream_encode(frame, state)
@@ -67,15 +109,64 @@ def run(args: argparse.Namespace) -> int:
         pcm, state = mimi.stream_decode(codes, state)
         mx.eval(pcm, state.decoder, state.upsample, state.decoder_transformer.arrays())
         t2 = time.perf_counter()
-        if i >= args.warmup:
-            enc_t.append(t1 - t0)
-            dec_t.append(t2 - t1)
+        enc_t.append(t1 - t0)
+        dec_t.append(t2 - t1)
+    return state, enc_t, dec_t
+
+
+def _print_streaming(who: str, enc_t: list[float], dec_t: list[float], budget: float) -> float:
     both = [e + d for e, d in zip(enc_t, dec_t)]
+    print(f"{who}streaming encode_step  median {_median_ms(enc_t)}")
+    print(f"{who}streaming decode_step  median {_median_ms(dec_t)}")
+    print(f"{who}streaming enc + dec    median {_median_ms(both)}  real-time factor "
+          f"{statistics.median(both) / budget:.2f} (budget {budget * 1e3:.0f} ms per frame; < 1 keeps up)")
+    return statistics.median(both)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = MimiConfig.preset("mimi_202407", args.num_codebooks)
+    dtype = _DTYPES[args.dtype]
+    mimi = _random_mimi(cfg, dtype)
+    fs, b = cfg.frame_size, args.batch
+    print(f"Mimi benchmark: mlx {mx.__version__}, device {mx.default_device()}, {platform.machine()}, "
+          f"{args.dtype}, batch {b}, {cfg.num_codebooks} codebooks, frame {fs} samples = "
+          f"{1e3 * fs / cfg.sample_rate:.0f} ms")
+    if mx.default_device() == mx.cpu:
+        print(f"CPU matmuls: {_cpu_blas.describe()}")
+
+    kyutai = None
+    if args.kyutai_python:
+        if b != 1 or dtype != mx.float32:
+            raise SystemExit("--kyutai-python compares batch 1, float32 only")
+        kyutai = _Kyutai(args.kyutai_python, args.warmup, cfg.num_codebooks)
+        print(f"Kyutai's moshi_mlx {kyutai.version} (mlx {kyutai.mlx}) via {args.kyutai_python}")
+    rounds = args.rounds or (4 if kyutai else 1)
+    per_round = max(1, -(-args.frames // rounds))
+
+    state = mimi.init_state(b)
+    warm = 0.1 * mx.random.normal((b, 1, max(args.warmup, 0) * fs))
+    mx.eval(warm)
+    state, _, _ = _stream_frames(mimi, state, warm)
+    enc_t, dec_t, k_enc, k_dec = [], [], [], []
+    for _ in range(rounds):
+        audio = 0.1 * mx.random.normal((b, 1, per_round * fs))
+        mx.eval(audio)
+        state, e, d = _stream_frames(mimi, state, audio)
+        enc_t += e
+        dec_t += d
+        if kyutai:
+            e, d = kyutai.frames(per_round)
+            k_enc += e
+            k_dec += d
     budget = fs / cfg.sample_rate
-    print(f"streaming encode_step  median {_median_ms(enc_t)}")
-    print(f"streaming decode_step  median {_median_ms(dec_t)}")
-    print(f"streaming enc + dec    median {_median_ms(both)}  "
-          f"real-time factor {statistics.median(both) / budget:.2f} (budget {budget * 1e3:.0f} ms per frame; < 1 keeps up)")
+    ours = _print_streaming("", enc_t, dec_t, budget)
+    if kyutai:
+        kyutai.close()
+        theirs = _print_streaming("Kyutai ", k_enc, k_dec, budget)
+        print(f"ours / Kyutai's (enc + dec medians, same run, {rounds} interleaved rounds): "
+              f"{ours / theirs:.3f} = {theirs / ours:.2f}x faster "
+              f"(encode {statistics.median(k_enc) / statistics.median(enc_t):.2f}x, "
+              f"decode {statistics.median(k_dec) / statistics.median(dec_t):.2f}x)")
 
     seconds = args.seconds
     long = 0.1 * mx.random.normal((b, 1, int(seconds * cfg.sample_rate)))

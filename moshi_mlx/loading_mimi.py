@@ -77,6 +77,5 @@ def load_mimi(
         for rvq in (model.quantizer.rvq_first, model.quantizer.rvq_rest):
             rvq.input_proj.set_dtype(dtype)
             rvq.output_proj.set_dtype(dtype)
-    model.post_load()
-    mx.eval(model.parameters())
+    model.post_load()  # evaluates what inference uses (not the lazy views of blocked weights)
     return model

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from moshi_mlx.bench import main
@@ -17,3 +19,35 @@ def test_bench_mimi_prints_figures(capsys) -> None:
 def test_bench_needs_a_model(capsys) -> None:
     with pytest.raises(SystemExit):
         main([])
+
+
+def _fake_kyutai_python(tmp_path, reply_ms: float):
+    """An 'interpreter' that answers the bench_kyutai_mimi.py protocol with fixed times."""
+    responder = tmp_path / "responder.py"
+    responder.write_text(
+        "import json, sys\n"
+        "print(json.dumps({'ready': True, 'version': 'fake', 'mlx': 'x'}), flush=True)\n"
+        "for line in sys.stdin:\n"
+        f"    n = int(line); print(json.dumps({{'encode_ms': [{reply_ms}] * n, 'decode_ms': [{reply_ms}] * n}}),"
+        " flush=True)\n"
+    )
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\nexec {sys.executable} {responder}\n")
+    fake.chmod(0o755)
+    return str(fake)
+
+
+def test_bench_mimi_compares_with_kyutai_in_the_same_run(tmp_path, capsys) -> None:
+    fake = _fake_kyutai_python(tmp_path, 1e6)  # 1000 s per step: ours is faster
+    args = ["mimi", "--frames", "2", "--warmup", "0", "--seconds", "0.2", "--kyutai-python", fake, "--rounds", "2"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Kyutai's moshi_mlx fake" in out and "Kyutai streaming enc + dec" in out
+    ratio_line = next(line for line in out.splitlines() if line.startswith("ours / Kyutai's"))
+    assert "2 interleaved rounds" in ratio_line
+    assert float(ratio_line.split(": ")[1].split(" =")[0]) < 0.01
+
+
+def test_bench_mimi_reports_a_broken_kyutai_interpreter(tmp_path) -> None:
+    with pytest.raises(SystemExit, match="kyutai-python"):
+        main(["mimi", "--frames", "1", "--warmup", "0", "--kyutai-python", str(tmp_path / "missing")])

@@ -8,14 +8,32 @@ import pytest
 from conftest import ASSETS, assert_close, snr_db, to_numpy
 
 from moshi_mlx import Mimi, load_mimi
+from moshi_mlx.modules import blocked, conv
 
 FRAME = 1920
 CONTEXT_FRAMES = 4  # the tiny transformers keep 8 steps = 4 frames; beyond, streaming sees one key fewer
 
 
-@pytest.fixture(scope="module")
-def mimi() -> Mimi:
-    return load_mimi(ASSETS / "mimi_tiny.safetensors", config=ASSETS / "mimi_tiny_config.json")
+def _force_blocks(rows: int, k: int, n: int) -> int | None:
+    return next((b for b in (8, 4, 2) if b < n and n % b == 0), None)
+
+
+@pytest.fixture(scope="module", params=["plain", "blocked"])
+def mimi(request) -> Mimi:
+    """The tiny Mimi, with its weights laid out as loading chooses for the tiny sizes ("plain": no
+    blocking), and with every matmul weight column-blocked ("blocked", as the real size on the CPU)."""
+    with pytest.MonkeyPatch.context() as mp:
+        if request.param == "blocked":
+            mp.setattr(blocked, "choose_block", _force_blocks)
+            mp.setattr(conv, "choose_block", _force_blocks)
+        model = load_mimi(ASSETS / "mimi_tiny.safetensors", config=ASSETS / "mimi_tiny_config.json")
+    n_linear = sum(isinstance(m, blocked.BlockedLinear) for _, m in model.named_modules())
+    n_conv = sum(getattr(m, "_blocks", None) is not None for _, m in model.named_modules())
+    if request.param == "blocked":
+        assert n_linear >= 8 and n_conv >= 10, (n_linear, n_conv)
+    else:
+        assert n_linear == n_conv == 0
+    return model
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,8 @@ from typing import NamedTuple
 import mlx.core as mx
 import mlx.nn as nn
 
+from .blocked import blocked_matmul, choose_block, from_blocks, to_blocks
+
 
 class ConvState(NamedTuple):
     prev: mx.array   # [B, left_context, C_in]: the input tail the next chunk's first outputs still need
@@ -40,7 +42,44 @@ def _check_input(x: mx.array, channels: int, multiple: int, what: str) -> None:
         raise ValueError(f"{what}: length {x.shape[1]} must be a positive multiple of the stride {multiple}")
 
 
-class StreamingConv1d(nn.Module):
+class _ConvBase(nn.Module):
+    """Weight handling shared by both convolutions: the matmul operand, optionally column-blocked."""
+
+    in_channels: int
+    out_channels: int
+    groups: int
+    weight: mx.array
+
+    def _weight_kn(self) -> mx.array:
+        raise NotImplementedError
+
+    def use_blocked_weight(self, rows: int) -> bool:
+        """Store the weight column-blocked if that speeds up matmuls of `rows` rows (see blocked.py).
+
+        The `weight` parameter stays, with its shape, as a lazy view of the blocks (no second copy). If it
+        is replaced later (load_weights, set_dtype), the plain weight is used again. Returns whether it did.
+        """
+        if self.groups != 1:
+            return False
+        w = self._weight_kn()
+        block = choose_block(rows, *w.shape)
+        if block is None:
+            return False
+        self._blocks = to_blocks(w, block)
+        self.weight = from_blocks(self._blocks).reshape(self.weight.shape)
+        self._blocked_view = self.weight
+        mx.eval(self._blocks)
+        return True
+
+    def _matmul(self, x: mx.array) -> mx.array:
+        """x [..., K] @ the weight as a [K, N] matrix."""
+        blocks = getattr(self, "_blocks", None)
+        if blocks is not None and self.weight is getattr(self, "_blocked_view", None):
+            return blocked_matmul(x, blocks)
+        return x @ self._weight_kn()
+
+
+class StreamingConv1d(_ConvBase):
     """Causal 1-D convolution: left context kept in a ConvState, output length T / stride.
 
     Args:
@@ -106,10 +145,14 @@ class StreamingConv1d(nn.Module):
                 tap = x[:, j * d : j * d + (t_out - 1) * s + 1 : s] * self.weight[j, 0]
                 y = tap if y is None else y + tap
         else:
-            y = _unfold(x, k, s, d, t_out) @ self.weight.reshape(k * c, self.out_channels)
+            y = self._matmul(_unfold(x, k, s, d, t_out))
         if "bias" in self:
             y = y + self.bias
         return y
+
+    def _weight_kn(self) -> mx.array:
+        k, cin, cout = self.weight.shape
+        return self.weight.reshape(k * cin, cout)
 
 
 def _unfold(x: mx.array, k: int, s: int, d: int, t_out: int) -> mx.array:
@@ -124,7 +167,7 @@ def _unfold(x: mx.array, k: int, s: int, d: int, t_out: int) -> mx.array:
     return mx.concatenate([x[:, j * d : j * d + (t_out - 1) * s + 1 : s] for j in range(k)], axis=-1)
 
 
-class StreamingConvTranspose1d(nn.Module):
+class StreamingConvTranspose1d(_ConvBase):
     """Causal transposed convolution: T steps in, T * stride samples out; the K - stride samples that
     overlap the next chunk are carried in a ConvTrState (the reference trims them all on the right).
 
@@ -182,7 +225,7 @@ class StreamingConvTranspose1d(nn.Module):
         if self.groups > 1:  # depthwise
             taps = x[:, :, None, :] * self.weight[0]                 # [B, T, K, C]
         else:
-            taps = (x @ self.weight.reshape(c, k * co)).reshape(b, t, k, co)
+            taps = self._matmul(x).reshape(b, t, k, co)
         # Overlap-add: tap j of step i lands on sample i * s + j. Split the kernel into m blocks of s.
         m = -(-k // s)
         if m * s != k:
@@ -193,3 +236,7 @@ class StreamingConvTranspose1d(nn.Module):
             block = mx.pad(block, [(0, 0), (i * s, (m - 1 - i) * s), (0, 0)]) if m > 1 else block
             out = block if out is None else out + block
         return out[:, : (t - 1) * s + k]
+
+    def _weight_kn(self) -> mx.array:
+        cin, k, cout = self.weight.shape
+        return self.weight.reshape(cin, k * cout)
