@@ -57,8 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     return int(code)
 
 
-if __name__ == "__main__":
-    from moshi_mlx._cpu_blas import maybe_reexec
+def cli() -> None:
+    """Console-script entry point: Linux re-runs on OpenBLAS first (moshi_mlx._cpu_blas)."""
+    from moshi_mlx._cpu_blas import run_cli
 
-    maybe_reexec()  # Linux: rerun on the system OpenBLAS when mlx carries the slow reference BLAS
-    sys.exit(main())
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

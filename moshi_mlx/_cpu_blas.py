@@ -22,7 +22,7 @@ import ctypes.util
 import os
 import sys
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping, NoReturn
 
 OPT_OUT_ENV = "MOSHI_MLX_NO_OPENBLAS"
 _REEXEC_MARK = "MOSHI_MLX_OPENBLAS_REEXEC"
@@ -88,6 +88,13 @@ def maybe_reexec() -> None:
         os.execve(sys.executable, argv, reexec_env(os.environ, library))
     except OSError:
         return
+
+
+def run_cli(main: Callable[[], int]) -> NoReturn:
+    """What a command-line entry point (`python -m ...` or a console script) does: re-execute on
+    OpenBLAS when that helps, then exit with `main()`'s status."""
+    maybe_reexec()
+    sys.exit(main())
 
 
 def describe() -> str:

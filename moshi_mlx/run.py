@@ -283,8 +283,12 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    from ._cpu_blas import maybe_reexec
+def cli() -> None:
+    """Console-script entry point: Linux re-runs on OpenBLAS first (moshi_mlx._cpu_blas)."""
+    from ._cpu_blas import run_cli
 
-    maybe_reexec()  # Linux: rerun on the system OpenBLAS when mlx carries the slow reference BLAS
-    sys.exit(main())
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -118,5 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cli() -> None:
+    """Console-script entry point: Linux re-runs on OpenBLAS first (moshi_mlx._cpu_blas)."""
+    from moshi_mlx._cpu_blas import run_cli
+
+    run_cli(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

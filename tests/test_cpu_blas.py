@@ -71,3 +71,20 @@ def test_reexec_happens_and_keeps_arguments_unless_opted_out() -> None:
     assert preload == _cpu_blas.find_openblas() and args == '["a", "b c"]' and blas.startswith("OpenBLAS")
     preload, args, blas = _child({OPT_OUT_ENV: "1"}).split("|")
     assert preload == "" and args == '["a", "b c"]' and blas.startswith("reference BLAS")
+
+
+def test_console_scripts_go_through_the_reexec_entry():
+    """Each installed command's entry point is a `cli()` that re-executes on OpenBLAS before main()."""
+    import importlib
+    import inspect
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        eps = [ep for ep in distribution("moshi-mlx-local").entry_points if ep.group == "console_scripts"]
+    except PackageNotFoundError:
+        pytest.skip("the package is not installed (make test installs it)")
+    assert {ep.name for ep in eps} >= {"moshi-mlx", "moshi-mlx-bench", "moshi-mlx-quantize", "moshi-mlx-app"}
+    for ep in eps:
+        module, attr = ep.value.split(":")
+        assert attr == "cli", ep
+        assert "run_cli(main)" in inspect.getsource(getattr(importlib.import_module(module), attr))
