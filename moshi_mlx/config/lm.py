@@ -1,0 +1,219 @@
+"""The Moshi LM's configuration (temporal transformer, depformer, streams), read from Kyutai's JSON schema."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from .common import PRESETS, read_json_object
+from .transformer import TransformerConfig
+
+@dataclass(frozen=True)
+class DepformerConfig:
+    """The depth transformer: one small transformer per generated codebook ("slice") sharing one cache.
+
+    Each slice has its own projection from the temporal transformer (`linear_in`), its own embedding of
+    the previous token of the frame (`emb`), its own transformer weights and output head (`linear_out`).
+    """
+
+    transformer: TransformerConfig   # one slice's stack; context = num_slices (one frame)
+    num_slices: int                  # dep_q: codebooks generated per frame
+    multi_linear: bool = True        # False: the reference shares one depformer_in across slices
+
+
+# Keys of Kyutai's JSON schema this port reads, and those it deliberately ignores (with why).
+_LM_IGNORED_KEYS = {
+    "depformer_causal": "deprecated; the reference drops it (the depformer is always causal)",
+    "depformer_context": "the reference overrides it: the depformer attends over one frame (dep_q steps)",
+    "existing_text_end_padding_id": "only used in training",
+    "extra_heads_dim": "only meaningful with extra heads, which must be absent (extra_heads_num_heads 0)",
+    "model_type": "metadata",
+    "mimi_name": "hub metadata",
+    "moshi_name": "hub metadata",
+    "tokenizer_name": "hub metadata",
+    "mimi_config_name": "hub metadata",
+    "model_id": "hub metadata",
+    "quantization": "read by load_lm (weights.quant_config) and checked against the weight file",
+    "model_files": "read by load_lm (weights.quant_config): the quantization of each file of the folder",
+}
+# Features of the reference this port does not implement: accepted only at their inactive value.
+_LM_UNSUPPORTED = {
+    "conditioners": None,
+    "fuser": None,
+    "demux_second_stream": False,
+    "demux_second_text_stream": False,
+    "depformer_weights_per_step_schedule": None,
+    "depformer_low_rank_embeddings": None,
+    "depformer_norm": None,
+    "extra_heads_num_heads": 0,
+    "norm_emb": False,
+    "bias_proj": False,
+    "kv_repeat": 1,
+    "cross_attention": False,
+}
+_LM_USED_KEYS = {
+    "dim", "num_heads", "num_layers", "hidden_scale", "causal", "layer_scale", "context", "max_period",
+    "gating", "norm", "positional_embedding", "text_card", "text_card_out", "existing_text_padding_id",
+    "n_q", "dep_q", "card", "delays", "depformer_dim", "depformer_dim_feedforward", "depformer_num_heads",
+    "depformer_num_layers", "depformer_layer_scale", "depformer_multi_linear", "depformer_max_period",
+    "depformer_gating", "depformer_pos_emb", "depformer_weights_per_step",
+}
+
+
+@dataclass(frozen=True)
+class LmConfig:
+    """Moshi's language model: temporal transformer over text + audio streams, depformer per frame.
+
+    Streams: index 0 is text; 1..dep_q are Moshi's audio codebooks (generated); dep_q+1..n_q the user's.
+    """
+
+    transformer: TransformerConfig   # the temporal (main) transformer
+    depformer: DepformerConfig
+    text_card: int                   # text vocabulary; text_card itself is the initial text token
+    card: int                        # audio codebook size; card itself is the initial audio token
+    n_q: int                         # audio streams fed to the model (Moshi's + the user's)
+    delays: tuple[int, ...]          # per stream, text first: steps a stream lags behind the text
+    existing_text_padding_id: int = 3
+
+    def __post_init__(self) -> None:
+        if len(self.delays) != self.n_q + 1:
+            raise ConfigError(f"delays has {len(self.delays)} entries; expected n_q + 1 = {self.n_q + 1}")
+        if any(d < 0 for d in self.delays):
+            raise ConfigError(f"delays must be non-negative, got {list(self.delays)}")
+        if not 0 < self.dep_q <= self.n_q:
+            raise ConfigError(f"dep_q {self.dep_q} must be in 1..n_q ({self.n_q})")
+        if self.transformer.context is None:
+            raise ConfigError("the temporal transformer needs a finite `context` to stream")
+
+    @property
+    def dim(self) -> int:
+        return self.transformer.d_model
+
+    @property
+    def dep_q(self) -> int:
+        return self.depformer.num_slices
+
+    @property
+    def num_codebooks(self) -> int:
+        """Streams including text."""
+        return self.n_q + 1
+
+    @property
+    def user_codebooks(self) -> int:
+        """Audio streams the user supplies each step (8 for Moshi)."""
+        return self.n_q - self.dep_q
+
+    @property
+    def max_delay(self) -> int:
+        return max(self.delays)
+
+    @property
+    def initial_token_id(self) -> int:
+        return self.card
+
+    @property
+    def text_initial_token_id(self) -> int:
+        return self.text_card
+
+    @property
+    def text_padding_token_id(self) -> int:
+        return self.existing_text_padding_id
+
+    @classmethod
+    def from_kyutai(cls, raw: dict, source: str = "LM config") -> "LmConfig":
+        """Read Kyutai's JSON schema (`configs/moshi_7b_202409.json`); warn on keys it does not know."""
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: expected a JSON object, got {type(raw).__name__}")
+        unknown = sorted(set(raw) - _LM_USED_KEYS - set(_LM_IGNORED_KEYS) - set(_LM_UNSUPPORTED))
+        if unknown:
+            warnings.warn(f"{source}: ignoring unknown keys {unknown}", stacklevel=2)
+        for key, inactive in _LM_UNSUPPORTED.items():
+            if raw.get(key, inactive) not in (inactive, {}, []):
+                raise ConfigError(
+                    f"{source}: {key}={raw[key]!r} is not supported by this port (only Moshi-style models "
+                    f"without it are); remove the key or use Kyutai's PyTorch package for this model."
+                )
+
+        def need(key: str):
+            if key not in raw:
+                raise ConfigError(f"{source}: missing required key {key!r}")
+            return raw[key]
+
+        try:
+            dim = int(need("dim"))
+            if not bool(raw.get("causal", True)):
+                raise ConfigError(f"{source}: causal=false cannot stream; Moshi's LM is causal")
+            if not bool(raw.get("depformer_weights_per_step", True)):
+                raise ConfigError(
+                    f"{source}: depformer_weights_per_step=false is not supported (the reference cannot "
+                    "stream such a depformer either)"
+                )
+            text_card = int(need("text_card"))
+            if raw.get("text_card_out", text_card) not in (None, text_card):
+                raise ConfigError(f"{source}: text_card_out different from text_card is not supported")
+            temporal = TransformerConfig(
+                d_model=dim,
+                num_heads=int(need("num_heads")),
+                num_layers=int(need("num_layers")),
+                dim_feedforward=int(float(need("hidden_scale")) * dim),
+                causal=True,
+                context=int(need("context")),
+                max_period=float(raw.get("max_period", 10_000)),
+                norm=str(raw.get("norm", "layer_norm")),
+                gating=str(raw.get("gating", "none")),
+                positional_embedding=str(raw.get("positional_embedding", "sin")),
+                layer_scale=raw.get("layer_scale"),
+            )
+            dep_dim = int(need("depformer_dim"))
+            dep_ff = raw.get("depformer_dim_feedforward")
+            if isinstance(dep_ff, list):
+                if len(set(dep_ff)) != 1:
+                    raise ConfigError(f"{source}: per-step depformer_dim_feedforward lists are not supported")
+                dep_ff = dep_ff[0]
+            if dep_ff is None:
+                dep_ff = int(float(need("hidden_scale")) * dep_dim)
+            dep_q = int(need("dep_q"))
+            depformer = DepformerConfig(
+                transformer=TransformerConfig(
+                    d_model=dep_dim,
+                    num_heads=int(need("depformer_num_heads")),
+                    num_layers=int(raw.get("depformer_num_layers", temporal.num_layers)),
+                    dim_feedforward=int(dep_ff),
+                    causal=True,
+                    context=dep_q,
+                    max_period=float(raw.get("depformer_max_period", temporal.max_period)),
+                    norm=temporal.norm,
+                    gating=str(raw.get("depformer_gating", temporal.gating)),
+                    positional_embedding=str(raw.get("depformer_pos_emb", "sin")),
+                    layer_scale=raw.get("depformer_layer_scale", temporal.layer_scale),
+                ),
+                num_slices=dep_q,
+                multi_linear=bool(raw.get("depformer_multi_linear", False)),
+            )
+            if temporal.gating == "none" or depformer.transformer.gating == "none":
+                raise ConfigError(f"{source}: only gated MLPs (gating='silu', ...) are supported in the LM")
+            return cls(
+                transformer=temporal,
+                depformer=depformer,
+                text_card=text_card,
+                card=int(need("card")),
+                n_q=int(need("n_q")),
+                delays=tuple(int(d) for d in need("delays")),
+                existing_text_padding_id=int(raw.get("existing_text_padding_id", 3)),
+            )
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{source}: malformed value ({e})") from None
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> "LmConfig":
+        return cls.from_kyutai(read_json_object(path), source=str(path))
+
+    @classmethod
+    def preset(cls, name: str = "moshi_7b_202409") -> "LmConfig":
+        path = PRESETS / f"{name}.json"
+        if not path.is_file():
+            known = sorted(p.stem for p in PRESETS.glob("*.json"))
+            raise ConfigError(f"unknown preset {name!r}; known presets: {known}")
+        return cls.from_json(path)
