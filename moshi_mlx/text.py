@@ -59,10 +59,11 @@ class TextStream:
         before = self._decode(self._word)
         self._word.append(token)
         after = self._decode(self._word)
-        lead = " " if piece.startswith(WORD_START) and (done is not None or self._started) else ""
+        # a bare "▁" piece already showed its space: the word it "completes" is empty and adds none
+        lead = " " if piece.startswith(WORD_START) and (done or (done is None and self._started)) else ""
         self._started = True
         delta = after[len(before):] if after.startswith(before) else after
-        return lead + delta, done
+        return lead + delta, done or None
 
     def flush(self) -> str | None:
         """The word being spelled, if any (at the end of a turn or stream)."""

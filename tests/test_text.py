@@ -63,3 +63,22 @@ def test_bad_model_file(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(ConfigError, match="sentencepiece"):
         TextStream(bad)
+
+
+def test_a_bare_word_start_piece_gives_one_space_and_no_empty_word():
+    """Sentencepiece has a piece that is only "▁"; after it, the next word must not add a second space."""
+    from conftest import ASSETS
+
+    stream = TextStream(ASSETS / "e2e" / "tokenizer_spm_32k_3.model")
+    sp = stream.sp
+    bare = sp.PieceToId("\u2581")
+    assert sp.IdToPiece(bare) == "\u2581"
+    ids = sp.EncodeAsIds("hello there") + [bare] + sp.EncodeAsIds("the cat")
+    shown, words = "", []
+    for i in ids:
+        delta, word = stream.push(i)
+        shown += delta
+        words += [word] if word is not None else []
+    words += [stream.flush()]
+    assert "  " not in shown and shown.split() == "hello there the cat".split()
+    assert "" not in words and " ".join(words) == "hello there the cat"
