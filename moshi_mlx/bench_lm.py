@@ -17,6 +17,7 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten
 
+from .bench_kyutai import KyutaiTimer
 from .config import LmConfig
 from .lm import Lm
 from .lm_gen import LmGen
@@ -91,7 +92,7 @@ def timed_step(gen: LmGen, state, user: mx.array):
     return t1 - t0, t2 - t1
 
 
-def bench(precision: str, steps: int, bandwidth_gbs: float, cfg: LmConfig) -> None:
+def bench(precision: str, steps: int, bandwidth_gbs: float, cfg: LmConfig, kyutai_python: str | None = None) -> None:
     mx.reset_peak_memory()
     t0 = time.perf_counter()
     model = random_model(cfg, precision)
@@ -102,12 +103,15 @@ def bench(precision: str, steps: int, bandwidth_gbs: float, cfg: LmConfig) -> No
     frames = [mx.array(rng.integers(0, cfg.card, (1, cfg.user_codebooks))) for _ in range(steps + 2)]
     gen.step(frames[0])
     gen.step(frames[1])  # warm-up
-    total, cpu = [], []
-    for f in frames[2:]:
+    kyutai = _kyutai_timer(kyutai_python, precision, steps)
+    total, cpu, theirs = [], [], []
+    for i, f in enumerate(frames[2:]):
         t, c = time.perf_counter(), time.process_time()
         gen.step(f)
         total.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
+        if kyutai is not None:  # alternate single steps: both models see the same machine load
+            theirs += kyutai.request(1)["step_ms"]
     state = gen._state  # continue the same conversation (a second KV cache would distort peak memory)
     split = [timed_step(gen, state._replace(step=state.step + i), f) for i, f in enumerate(frames[:steps])]
     temporal = statistics.median(s[0] for s in split)
@@ -122,8 +126,26 @@ def bench(precision: str, steps: int, bandwidth_gbs: float, cfg: LmConfig) -> No
         f"bandwidth bound {bound * 1e3:.0f} ms at {bandwidth_gbs:g} GB/s -> {bound / step_s:.0%} of bound, "
         f"peak MLX memory {mx.get_peak_memory() / 2**30:.2f} GiB, peak RSS {rss / 2**30:.2f} GiB, build {build_s:.0f} s"
     )
+    if kyutai is not None:
+        kyutai.close()
+        ks = statistics.median(theirs) / 1e3
+        print(f"Kyutai's moshi_mlx {kyutai.version} (mlx {kyutai.mlx}), same weights' sizes and precision, "
+              f"interleaved: step {ks * 1e3:.0f} ms median of {len(theirs)} -> ours is {ks / step_s:.1f}x faster")
     del gen, model, state
     mx.clear_cache()
+
+
+def _kyutai_timer(python: str | None, precision: str, steps: int):
+    """Kyutai's MLX LM at the same precision, timing itself in its own interpreter (bench_kyutai_lm.py)."""
+    if python is None:
+        return None
+    bits, group = _KYUTAI_RECIPES[precision]
+    return KyutaiTimer(python, "bench_kyutai_lm.py", "--bits", str(bits), "--group-size", str(group),
+                       "--max-steps", str(steps + 16))
+
+
+# Kyutai's release recipes, by our precision names: (bits, group size)
+_KYUTAI_RECIPES = {"q4": (4, 32), "q8": (8, 64)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -132,6 +154,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bandwidth-gbs", type=float, default=24.0,
                         help="memory bandwidth of this machine for the roofline (default 24: one core here)")
     parser.add_argument("--config", default=None, help="Kyutai-schema JSON (default: the 7B preset)")
+    parser.add_argument("--kyutai-python", metavar="PY",
+                        help="also time Kyutai's moshi_mlx LM (installed for interpreter PY), step by step "
+                             "alternating with ours; 7B config, q4/q8 only (two bf16 7B models need ~30 GB)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -141,6 +166,9 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown precision {unknown[0]!r}; choose from {sorted(_PRECISIONS)}", file=sys.stderr)
         return 2
+    if args.kyutai_python and ("bf16" in precisions or args.config is not None):
+        print("--kyutai-python compares the 7B preset at q4 or q8", file=sys.stderr)
+        return 2
     for p in precisions:
-        bench(p, args.steps, args.bandwidth_gbs, cfg)
+        bench(p, args.steps, args.bandwidth_gbs, cfg, args.kyutai_python)
     return 0

@@ -8,18 +8,16 @@ the streamed frames are timed in interleaved rounds, ours then theirs, so both s
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import mlx.core as mx
 
 from . import _cpu_blas
+from .bench_kyutai import KyutaiTimer
 from .config import MimiConfig
 from .mimi import Mimi, MimiState
 
@@ -57,43 +55,6 @@ def _random_mimi(cfg: MimiConfig, dtype: mx.Dtype) -> Mimi:
 
 def _median_ms(times: list[float]) -> str:
     return f"{statistics.median(times) * 1e3:7.1f} ms (min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f})"
-
-
-class _Kyutai:
-    """Kyutai's MLX Mimi timing itself in another interpreter (see bench_kyutai_mimi.py)."""
-
-    def __init__(self, python: str, warmup: int, num_codebooks: int):
-        script = Path(__file__).with_name("bench_kyutai_mimi.py")
-        cmd = [python, "-I", str(script), "--warmup", str(warmup), "--num-codebooks", str(num_codebooks)]
-        try:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        except OSError as e:
-            raise SystemExit(f"--kyutai-python: cannot run {python!r}: {e}") from e
-        hello = self._read()
-        self.version, self.mlx = hello["version"], hello["mlx"]
-
-    def _read(self) -> dict:
-        assert self._proc.stdout is not None
-        line = self._proc.stdout.readline()
-        if not line:
-            code = self._proc.wait()
-            raise SystemExit(f"--kyutai-python: the timing script exited (status {code}) without answering")
-        reply = json.loads(line)
-        if "error" in reply:
-            raise SystemExit(f"--kyutai-python: {reply['error']}")
-        return reply
-
-    def frames(self, n: int) -> tuple[list[float], list[float]]:
-        assert self._proc.stdin is not None
-        self._proc.stdin.write(f"{n}\n")
-        self._proc.stdin.flush()
-        reply = self._read()
-        return [t / 1e3 for t in reply["encode_ms"]], [t / 1e3 for t in reply["decode_ms"]]
-
-    def close(self) -> None:
-        if self._proc.stdin is not None:
-            self._proc.stdin.close()
-        self._proc.wait(timeout=60)
 
 
 def _stream_frames(mimi: Mimi, state: MimiState, audio: mx.array) -> tuple[MimiState, list[float], list[float]]:
@@ -138,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
     if args.kyutai_python:
         if b != 1 or dtype != mx.float32:
             raise SystemExit("--kyutai-python compares batch 1, float32 only")
-        kyutai = _Kyutai(args.kyutai_python, args.warmup, cfg.num_codebooks)
+        kyutai = KyutaiTimer(args.kyutai_python, "bench_kyutai_mimi.py", "--warmup", str(args.warmup),
+                             "--num-codebooks", str(cfg.num_codebooks))
         print(f"Kyutai's moshi_mlx {kyutai.version} (mlx {kyutai.mlx}) via {args.kyutai_python}")
     rounds = args.rounds or (4 if kyutai else 1)
     per_round = max(1, -(-args.frames // rounds))
@@ -155,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
         enc_t += e
         dec_t += d
         if kyutai:
-            e, d = kyutai.frames(per_round)
+            reply = kyutai.request(per_round)
+            e, d = [t / 1e3 for t in reply["encode_ms"]], [t / 1e3 for t in reply["decode_ms"]]
             k_enc += e
             k_dec += d
     budget = fs / cfg.sample_rate

@@ -22,14 +22,14 @@ def test_bench_needs_a_model(capsys) -> None:
 
 
 def _fake_kyutai_python(tmp_path, reply_ms: float):
-    """An 'interpreter' that answers the bench_kyutai_mimi.py protocol with fixed times."""
+    """An 'interpreter' that answers the bench_kyutai_*.py protocol with fixed times."""
     responder = tmp_path / "responder.py"
     responder.write_text(
         "import json, sys\n"
         "print(json.dumps({'ready': True, 'version': 'fake', 'mlx': 'x'}), flush=True)\n"
         "for line in sys.stdin:\n"
-        f"    n = int(line); print(json.dumps({{'encode_ms': [{reply_ms}] * n, 'decode_ms': [{reply_ms}] * n}}),"
-        " flush=True)\n"
+        f"    n = int(line); print(json.dumps({{'encode_ms': [{reply_ms}] * n, 'decode_ms': [{reply_ms}] * n,"
+        f" 'step_ms': [{reply_ms}] * n}}), flush=True)\n"
     )
     fake = tmp_path / "python"
     fake.write_text(f"#!/bin/sh\nexec {sys.executable} {responder}\n")
@@ -51,3 +51,20 @@ def test_bench_mimi_compares_with_kyutai_in_the_same_run(tmp_path, capsys) -> No
 def test_bench_mimi_reports_a_broken_kyutai_interpreter(tmp_path) -> None:
     with pytest.raises(SystemExit, match="kyutai-python"):
         main(["mimi", "--frames", "1", "--warmup", "0", "--kyutai-python", str(tmp_path / "missing")])
+
+
+def test_bench_lm_compares_with_kyutai_step_by_step(tmp_path, capsys) -> None:
+    """The LM bench alternates its steps with Kyutai's (a fake interpreter here) and prints the ratio."""
+    from lm_helpers import LM
+    from moshi_mlx.bench_lm import bench
+    from moshi_mlx.config import LmConfig
+
+    fake = _fake_kyutai_python(tmp_path, 1e6)  # 1000 s per step: ours is faster
+    bench("q4", 2, 24.0, LmConfig.from_json(LM / "lm_small.json"), fake)
+    out = capsys.readouterr().out
+    assert "Kyutai's moshi_mlx fake" in out and "median of 2" in out and "x faster" in out
+
+
+def test_bench_lm_refuses_a_kyutai_comparison_it_cannot_make(capsys) -> None:
+    assert main(["lm", "--precision", "bf16", "--kyutai-python", "python3"]) == 2
+    assert "q4 or q8" in capsys.readouterr().err
