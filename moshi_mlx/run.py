@@ -180,11 +180,11 @@ def run_file(args: argparse.Namespace, files, pcm) -> int:
             return 1
         loop.begin_session(port, _recorder(args, files), None)
         with tqdm(total=port.frames, unit="frame", desc="moshi", file=sys.stderr) as bar:
-            while True:
+            done = False
+            while not done:
+                done = port.exhausted.wait(0.1)
                 error = _drain(loop, pieces, port) or error
                 bar.update(port._next - bar.n)
-                if port.exhausted.wait(0.1):
-                    break
         loop.end_session()
     finally:
         loop.close()
