@@ -70,15 +70,8 @@ def timed_step(gen: LmGen, state, user: mx.array):
     depformer; returns both durations."""
     lm = gen.lm
     t0 = time.perf_counter()
-    tokens = state.tokens
     cfg = lm.cfg
-    step = state.step
-    ring = cfg.max_delay + 2
-    for i in range(cfg.user_codebooks):
-        row = cfg.dep_q + 1 + i
-        tokens[:, row, (step + cfg.delays[row]) % ring] = user[:, i]
-    is_init = mx.array([step <= d for d in cfg.delays])[None, :]
-    inputs = mx.where(is_init, gen._initial[None, :], tokens[:, :, step % ring])
+    inputs = gen.step_inputs(state, user)
     context, text_logits = lm.forward_text(inputs[:, :, None], state.lm)
     mx.eval(context, state.lm.arrays())
     t1 = time.perf_counter()

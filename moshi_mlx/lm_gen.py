@@ -84,6 +84,20 @@ class LmGen:
         tokens = mx.full((batch, self.cfg.num_codebooks, self._ring), UNGENERATED, mx.int32)
         return LmGenState(self.lm.init_state(batch), tokens, 0, mx.random.key(seed))
 
+    def step_inputs(self, state: LmGenState, user_codes: mx.array) -> mx.array:
+        """Write the user's codes of this step into the token ring (their streams enter it already
+        delayed) and return the temporal transformer's input tokens [B, 1 + n_q] for step `state.step`."""
+        cfg, t, ring = self.cfg, state.step, self._ring
+        user_codes = mx.array(user_codes).astype(mx.int32)
+        n_user = cfg.user_codebooks
+        if user_codes.ndim != 2 or user_codes.shape[1] < n_user:
+            raise ConfigError(f"user codes must have shape [batch, {n_user}], got {tuple(user_codes.shape)}")
+        for i in range(n_user):
+            row = cfg.dep_q + 1 + i
+            state.tokens[:, row, (t + self._delays[row]) % ring] = user_codes[:, i]
+        is_init = mx.array([t <= d for d in self._delays])[None, :]
+        return mx.where(is_init, self._initial[None, :], state.tokens[:, :, t % ring])
+
     def advance(self, state: LmGenState, user_codes: mx.array) -> tuple[StepOutput, mx.array | None, LmGenState]:
         """One step. Outputs and state are lazy (at most the temporal pass is evaluated, without reading
         values; see `_wait_temporal`): evaluate them together, as `step` does.
@@ -96,16 +110,8 @@ class LmGen:
             fill, the next state).
         """
         cfg, t, ring = self.cfg, state.step, self._ring
-        user_codes = mx.array(user_codes).astype(mx.int32)
-        n_user = cfg.user_codebooks
-        if user_codes.ndim != 2 or user_codes.shape[1] < n_user:
-            raise ConfigError(f"user codes must have shape [batch, {n_user}], got {tuple(user_codes.shape)}")
         tokens = state.tokens
-        for i in range(n_user):  # the user's streams enter the ring already delayed
-            row = cfg.dep_q + 1 + i
-            tokens[:, row, (t + self._delays[row]) % ring] = user_codes[:, i]
-        is_init = mx.array([t <= d for d in self._delays])[None, :]
-        inputs = mx.where(is_init, self._initial[None, :], tokens[:, :, t % ring])     # [B, K]
+        inputs = self.step_inputs(state, user_codes)
 
         keys = mx.random.split(state.key, 2 + cfg.dep_q)
         context, text_logits = self.lm.forward_text(inputs[:, :, None], state.lm)
