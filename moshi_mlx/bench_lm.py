@@ -85,10 +85,12 @@ def timed_step(gen: LmGen, state, user: mx.array):
     return t1 - t0, t2 - t1
 
 
-def bench(precision: str, steps: int, bandwidth_gbs: float, cfg: LmConfig, kyutai_python: str | None = None) -> None:
+def bench(precision: str, steps: int, bandwidth_gbs: float, cfg: LmConfig, kyutai_python: str | None = None,
+          kv_bits: int | None = None) -> None:  # fmt: skip
     mx.reset_peak_memory()
     t0 = time.perf_counter()
     model = random_model(cfg, precision)
+    model.set_kv_bits(kv_bits)
     build_s = time.perf_counter() - t0
     nbytes = weight_bytes(model)
     gen = LmGen(model, seed=0)
@@ -113,7 +115,7 @@ def bench(precision: str, steps: int, bandwidth_gbs: float, cfg: LmConfig, kyuta
     bound = nbytes / (bandwidth_gbs * 1e9)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(
-        f"lm {cfg.dim}-dim {cfg.transformer.num_layers}-layer {precision:>4} ({model.compute_dtype} activations, {model.cache_dtype} KV cache): "
+        f"lm {cfg.dim}-dim {cfg.transformer.num_layers}-layer {precision:>4} ({model.compute_dtype} activations, {model.cache_dtype if kv_bits is None else f'{kv_bits}-bit'} KV cache): "
         f"step {step_s * 1e3:.0f} ms median of {steps} (process CPU time {statistics.median(cpu) * 1e3:.0f} ms; temporal {temporal * 1e3:.0f} ms, text head + depth {depth * 1e3:.0f} ms), "
         f"real-time factor {step_s / FRAME_S:.1f}x (1 = real time), weights read/step {nbytes / 1e9:.2f} GB, "
         f"bandwidth bound {bound * 1e3:.0f} ms at {bandwidth_gbs:g} GB/s -> {bound / step_s:.0%} of bound, "
@@ -147,6 +149,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bandwidth-gbs", type=float, default=24.0,
                         help="memory bandwidth of this machine for the roofline (default 24: one core here)")
     parser.add_argument("--config", default=None, help="Kyutai-schema JSON (default: the 7B preset)")
+    parser.add_argument("--kv-bits", type=int, choices=(8,), default=None,
+                        help="store the temporal KV cache quantized (default: the weights' float dtype)")
     parser.add_argument("--kyutai-python", metavar="PY",
                         help="also time Kyutai's moshi_mlx LM (installed for interpreter PY), step by step "
                              "alternating with ours; 7B config, q4/q8 only (two bf16 7B models need ~30 GB)")
@@ -163,5 +167,5 @@ def run(args: argparse.Namespace) -> int:
         print("--kyutai-python compares the 7B preset at q4 or q8", file=sys.stderr)
         return 2
     for p in precisions:
-        bench(p, args.steps, args.bandwidth_gbs, cfg, args.kyutai_python)
+        bench(p, args.steps, args.bandwidth_gbs, cfg, args.kyutai_python, args.kv_bits)
     return 0

@@ -84,6 +84,7 @@ class Lm(nn.Module):
         self.text_linear = nn.Linear(dim, cfg.text_card, bias=False)
         self.depformer = Depformer(cfg)
         self._compute_dtype: mx.Dtype = mx.float32
+        self._kv_bits: int | None = None
 
     @property
     def compute_dtype(self) -> mx.Dtype:
@@ -96,8 +97,19 @@ class Lm(nn.Module):
     def is_quantized(self) -> bool:
         return isinstance(self.text_linear, nn.QuantizedLinear)
 
+    def set_kv_bits(self, bits: int | None) -> None:
+        """Store the temporal transformer's KV caches at 8 bits from the next init_state: the 7B's 3000-step
+        cache takes 0.82 GiB instead of 1.46 GiB in bfloat16 (4-bit 7B peak: 5.35 instead of 5.99 GiB, and
+        no slower). None: unquantized, as the reference."""
+        if bits not in (None, 8):
+            raise ValueError(f"kv_bits must be None or 8, got {bits}")
+        self._kv_bits = bits
+
     def init_state(self, batch: int = 1) -> LmState:
-        return LmState(self.transformer.init_state(batch, self.cache_dtype))
+        # an 8-bit cache keeps its scales in the compute dtype: the quantized attention matmuls then take
+        # the activations as they are (MLX's CPU kernels are ~8x slower with bfloat16 activations)
+        dtype = self.cache_dtype if self._kv_bits is None else self._compute_dtype
+        return LmState(self.transformer.init_state(batch, dtype, self._kv_bits))
 
     @property
     def cache_dtype(self) -> mx.Dtype:
@@ -134,11 +146,13 @@ class Lm(nn.Module):
             [self.depformer.step(k, context, tokens[:, k], state) for k in range(self.cfg.dep_q)], axis=1
         )
 
-    def teacher_forced(self, codes: mx.array) -> tuple[mx.array, mx.array]:
+    def teacher_forced(self, codes: mx.array, state: LmState | None = None) -> tuple[mx.array, mx.array]:
         """Logits for a whole code sequence, aligned with it, as the reference's `LMModel.forward`.
 
         Args:
             codes: [B, 1 + n_q, T] int, undelayed (text first).
+            state: stream the sequence through this state's KV caches (one chunk of T <= context steps)
+                instead of batch attention: what generation sees, e.g. with a quantized cache.
 
         Returns:
             text_logits [B, 1, T, text_card] and audio_logits [B, dep_q, T, card] in float32; positions a
@@ -154,7 +168,7 @@ class Lm(nn.Module):
             rows.append(row if head is None else mx.concatenate([head, row], axis=1))
         delayed = mx.stack(rows, axis=1)                                              # [B, K, T]
         inputs = mx.concatenate([mx.broadcast_to(initial[None, :, None], (b, k, 1)), delayed[:, :, :-1]], axis=2)
-        context, text_logits = self.forward_text(inputs)
+        context, text_logits = self.forward_text(inputs, state)
         flat = context.reshape(b * t, 1, -1)
         targets = delayed[:, : cfg.dep_q + 1].transpose(0, 2, 1).reshape(b * t, cfg.dep_q + 1)
         audio = self.depformer_logits(flat, targets).reshape(b, t, cfg.dep_q, -1).transpose(0, 2, 1, 3)

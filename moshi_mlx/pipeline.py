@@ -65,11 +65,13 @@ class MoshiPipeline:
 
     @classmethod
     def from_files(
-        cls, files: ModelFiles, sampling: Sampling = Sampling(), dtype: mx.Dtype | None = None
+        cls, files: ModelFiles, sampling: Sampling = Sampling(), dtype: mx.Dtype | None = None,
+        kv_bits: int | None = None,
     ) -> MoshiPipeline:
         """Load everything from local files (call on the thread that will run the steps)."""
         mimi = load_mimi(files.mimi, config=files.mimi_config)
-        lm = load_lm(files.moshi, config=files.config, dtype=dtype)  # a path: its recorded quantization is checked
+        # a config path: the quantization it records is checked against the file
+        lm = load_lm(files.moshi, config=files.config, dtype=dtype, kv_bits=kv_bits)
         text = TextStream(files.tokenizer, padding_ids=(0, lm.cfg.existing_text_padding_id))
         return cls(mimi, lm, text, sampling)
 

@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--mimi-weight", help="Mimi codec weights (tokenizer-e351c8d8-checkpoint125.safetensors)")
     m.add_argument("--tokenizer", help="text tokenizer (tokenizer_spm_32k_3.model)")
     m.add_argument("--config", help="LM config JSON in Kyutai's schema (default: the repo's, else Moshi 7B)")
+    m.add_argument("--kv-bits", type=int, choices=(8,), default=None,
+                   help="store the LM's attention cache at 8 bits: 0.82 instead of 1.46 GiB for the 7B (4-bit 7B: "
+                        "5.35 instead of 5.99 GiB, for 8 GB Macs), at ~1%% error in attention scores")
     s = p.add_argument_group("sampling")
     s.add_argument("--temp", type=float, default=0.8, help="audio temperature (0: greedy; default 0.8)")
     s.add_argument("--text-temp", type=float, default=0.7, help="text temperature (0: greedy; default 0.7)")
@@ -79,7 +82,7 @@ def _factory(args: argparse.Namespace, files):
     from .pipeline import MoshiPipeline, Sampling
 
     sampling = Sampling(args.temp, args.text_temp, args.top_k, args.text_top_k, args.seed)
-    return lambda: MoshiPipeline.from_files(files, sampling)
+    return lambda: MoshiPipeline.from_files(files, sampling, kv_bits=args.kv_bits)
 
 
 def _resolve(args: argparse.Namespace):

@@ -221,3 +221,15 @@ def test_describe_precision_from_headers_alone():
     assert describe_precision(read_header(lm / "lm_small_mlx_q8.safetensors")) == "8-bit"
     assert describe_precision(read_header(lm / "lm_small_mlx_bf16.safetensors")) == "bf16"
     assert describe_precision(read_header(lm / "lm_small_torch.safetensors")) == "bf16"
+
+
+def test_memory_estimate_counts_an_8_bit_cache():
+    from moshi_mlx.config import LmConfig
+    from moshi_mlx.loading_lm import estimate_bytes
+    from moshi_mlx.weights.safetensors_io import TensorInfo
+
+    cfg = LmConfig.preset()
+    header = {"w": TensorInfo("U32", (1000, 100))}
+    values = 2 * 32 * 3000 * 4096
+    assert estimate_bytes(header, cfg, None) == 400_000 + values * 2
+    assert estimate_bytes(header, cfg, None, kv_bits=8) == 400_000 + values + 2 * (values // 64) * 4  # f32 scales at most

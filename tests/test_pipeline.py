@@ -133,3 +133,10 @@ def test_a_folder_config_recording_another_quantization_is_refused(tmp_path):
     (folder / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError):
         MoshiPipeline.from_files(resolve_model_files(folder), GREEDY)
+
+
+def test_an_8_bit_kv_cache_runs_through_the_pipeline():
+    p = MoshiPipeline.from_files(e2e_files(), GREEDY, kv_bits=8)
+    assert isinstance(p._gen_state.lm.temporal.caches[0].keys, tuple)
+    results = run(p, speechlike(4))
+    assert all(r.pcm is None or r.pcm.shape == (1920,) for r in results) and results[-1].pcm is not None

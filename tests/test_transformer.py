@@ -112,3 +112,25 @@ def test_projected_transformer_projections():
     assert not any(n.startswith("output_projs.0") for n in names)
     ys = pt(mx.zeros((2, 3, 8)))
     assert [y.shape for y in ys] == [(2, 3, 16), (2, 3, 12)]
+
+
+def test_quantized_ring_cache_keeps_positions_and_values():
+    """An 8-bit cache holds the same slots as the float one, each value within one quantization step."""
+    plain, quant = RingKVCache(1, 2, 4, 32), RingKVCache(1, 2, 4, 32, bits=8)
+    for _ in range(7):  # wraps
+        k, v = mx.random.normal((1, 2, 1, 32)), mx.random.normal((1, 2, 1, 32))
+        kf, vf, mask_f = plain.update_and_fetch(k, v)
+        kq, vq, mask_q = quant.update_and_fetch(k, v)
+        assert np.array_equal(np.array(mask_f), np.array(mask_q))
+        for full, packed in ((kf, kq), (vf, vq)):
+            back = mx.dequantize(*packed, group_size=quant.group_size, bits=8)
+            step = (mx.max(full, axis=-1, keepdims=True) - mx.min(full, axis=-1, keepdims=True)) / 255
+            assert mx.all(mx.abs(back - full) <= step + 1e-6).item()  # MLX rounds within one step
+    assert len(quant.state_arrays()) == 6
+
+
+def test_quantized_ring_cache_refuses_what_it_cannot_store():
+    with pytest.raises(ValueError, match="8 bits"):
+        RingKVCache(1, 1, 4, 32, bits=4)
+    with pytest.raises(ValueError, match="divisible by 32"):
+        RingKVCache(1, 1, 4, 16, bits=8)

@@ -8,11 +8,21 @@ key of absolute position p; query position q attends to it when 0 <= q - p < cap
 With a chunk of T > 1 steps the oldest of those the first query would see has already been overwritten
 by the chunk itself, so it sees one key fewer than in batch mode; the reference behaves the same way,
 and matching it is the point.
+
+With `bits=8` the cache stores keys and values MLX-affine-quantized along the head dimension
+(packed weights, scales, biases, as `mx.quantize` makes them; scales and biases in `dtype`): with float32
+scales an 8-bit cache takes 1.125 bytes per value instead of 2 for bfloat16, at the cost of ~1 % error in
+the attention scores. Off by default.
 """
 
 from __future__ import annotations
 
 import mlx.core as mx
+
+
+def kv_group_size(head_dim: int) -> int:
+    """Quantization group along the head dimension: 64 where it divides it (Moshi 7B: 128), else 32."""
+    return 64 if head_dim % 64 == 0 else 32
 
 
 class RingKVCache:
@@ -26,15 +36,35 @@ class RingKVCache:
         dtype: storage dtype (the compute dtype of the layer).
     """
 
-    def __init__(self, batch: int, heads: int, capacity: int, head_dim: int, dtype: mx.Dtype = mx.float32):
+    def __init__(self, batch: int, heads: int, capacity: int, head_dim: int, dtype: mx.Dtype = mx.float32,
+                 bits: int | None = None):  # fmt: skip
         if capacity <= 0:
             raise ValueError(f"RingKVCache capacity must be positive, got {capacity}")
+        group_size = kv_group_size(head_dim)
+        if bits is not None and (bits != 8 or head_dim % group_size):
+            # 4 bits were measured too coarse: greedy agreement with the float cache fell to 0.82 text, 0.70 audio
+            raise ValueError(f"a quantized KV cache needs 8 bits and a head dimension divisible by 32; "
+                             f"got {bits} bits, head dimension {head_dim}")  # fmt: skip
         self.capacity = capacity
-        self.keys = mx.zeros((batch, heads, capacity, head_dim), dtype)
-        self.values = mx.zeros((batch, heads, capacity, head_dim), dtype)
+        self.dtype, self.bits, self.group_size = dtype, bits, group_size
+        shape = (batch, heads, capacity, head_dim)
+        self.keys, self.values = self._zeros(shape), self._zeros(shape)
         self.offset = 0  # absolute number of steps written = position of the next step
 
-    def _write(self, dst: mx.array, src: mx.array) -> mx.array:
+    def _zeros(self, shape: tuple[int, ...]):
+        if self.bits is None:
+            return mx.zeros(shape, self.dtype)
+        *lead, d = shape
+        return (mx.zeros((*lead, d * self.bits // 32), mx.uint32), mx.zeros((*lead, d // self.group_size), self.dtype),
+                mx.zeros((*lead, d // self.group_size), self.dtype))  # fmt: skip
+
+    def _store(self, x: mx.array):
+        x = x.astype(self.dtype)
+        return x if self.bits is None else tuple(mx.quantize(x, group_size=self.group_size, bits=self.bits))
+
+    def _write(self, dst, src):
+        if isinstance(dst, tuple):  # quantized: packed weights, scales and biases alike
+            return tuple(self._write(d, x) for d, x in zip(dst, src))
         t = src.shape[2]
         start = self.offset % self.capacity
         first = min(t, self.capacity - start)
@@ -58,13 +88,14 @@ class RingKVCache:
             k, v: [B, H, T, D], already rotated at positions offset .. offset + T - 1.
 
         Returns:
-            keys, values: [B, H, capacity, D]; mask: bool [T, capacity], True where attention is allowed.
+            keys, values: [B, H, capacity, D] (with `bits`: (packed, scales, biases) tuples);
+            mask: bool [T, capacity], True where attention is allowed.
         """
         t = k.shape[2]
         if t > self.capacity:
             raise ValueError(f"a streaming chunk of {t} steps does not fit a cache of {self.capacity} steps")
-        self.keys = self._write(self.keys, k)
-        self.values = self._write(self.values, v)
+        self.keys = self._write(self.keys, self._store(k))
+        self.values = self._write(self.values, self._store(v))
         pos_k = self.slot_positions(self.offset + t)[None, :]           # [1, C]
         pos_q = (self.offset + mx.arange(t))[:, None]                    # [T, 1]
         delta = pos_q - pos_k
@@ -74,4 +105,4 @@ class RingKVCache:
 
     def state_arrays(self) -> list[mx.array]:
         """Arrays to evaluate when the caller syncs (mx.eval does not walk this object)."""
-        return [self.keys, self.values]
+        return [a for x in (self.keys, self.values) for a in (x if isinstance(x, tuple) else (x,))]

@@ -133,6 +133,16 @@ def batch_mask(steps: int, context: int | None) -> mx.array:
     return mask
 
 
+def quantized_attention(q: mx.array, k: tuple, v: tuple, mask: mx.array, scale: float, group_size: int,
+                        bits: int) -> mx.array:  # fmt: skip
+    """Attention of q [B, H, T, D] over keys and values stored quantized ((packed, scales, biases) each)."""
+    dtype = k[1].dtype
+    scores = mx.quantized_matmul((q * scale).astype(dtype), *k, transpose=True, group_size=group_size, bits=bits)
+    scores = mx.where(mask, scores.astype(mx.float32), -mx.inf)
+    weights = mx.softmax(scores, axis=-1).astype(dtype)
+    return mx.quantized_matmul(weights, *v, transpose=False, group_size=group_size, bits=bits)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
@@ -149,12 +159,16 @@ class Attention(nn.Module):
         q, k, v = qkv[0], qkv[1], qkv[2]  # [B, H, T, Dh]
         if rope is not None:
             q, k = apply_rope(q, rope), apply_rope(k, rope)
+        scale = 1.0 / math.sqrt(self.head_dim)
         if cache is not None:
             k, v, mask = cache.update_and_fetch(k, v)
+            if isinstance(k, tuple):
+                y = quantized_attention(q, k, v, mask, scale, cache.group_size, cache.bits)
+                return self.out_proj(y.astype(x.dtype).transpose(0, 2, 1, 3).reshape(b, t, -1))
             # A cache stored narrower than the activations (bf16 under float32 compute: the quantized LM on
             # CPU) is attended in its own dtype: no float32 copy of the whole cache per step (3x faster).
             q = q.astype(k.dtype)
-        y = mx.fast.scaled_dot_product_attention(q, k, v, scale=1.0 / math.sqrt(self.head_dim), mask=mask)
+        y = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
         return self.out_proj(y.astype(x.dtype).transpose(0, 2, 1, 3).reshape(b, t, -1))
 
 
@@ -216,8 +230,9 @@ class Transformer(nn.Module):
         self.cfg = cfg
         self.layers = [TransformerLayer(cfg) for _ in range(cfg.num_layers)]
 
-    def init_state(self, batch: int = 1, dtype: mx.Dtype | None = None) -> TransformerState:
-        """Fresh streaming state; the cache dtype follows the layers' weights unless given."""
+    def init_state(self, batch: int = 1, dtype: mx.Dtype | None = None, kv_bits: int | None = None) -> TransformerState:
+        """Fresh streaming state; the cache dtype follows the layers' weights unless given; `kv_bits`
+        stores the caches quantized (see RingKVCache)."""
         if self.cfg.context is None:
             raise ValueError("streaming needs a finite attention context (config `context`)")
         if dtype is None:
@@ -226,7 +241,7 @@ class Transformer(nn.Module):
                 dtype = mx.float32
         heads, head_dim = self.cfg.num_heads, self.cfg.head_dim
         return TransformerState(
-            tuple(RingKVCache(batch, heads, self.cfg.context, head_dim, dtype) for _ in self.layers)
+            tuple(RingKVCache(batch, heads, self.cfg.context, head_dim, dtype, kv_bits) for _ in self.layers)
         )
 
     def __call__(self, x: mx.array, state: TransformerState | None = None) -> mx.array:
