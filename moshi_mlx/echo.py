@@ -25,6 +25,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .audio import FRAME, MODEL_RATE
+
 
 class EchoStats(NamedTuple):
     delay_ms: float  # bulk delay in use (speaker reference -> microphone)
@@ -46,14 +48,14 @@ class EchoCanceller:
         mu: background filter step size (0 < mu <= 1).
     """
 
-    def __init__(self, rate: int = 24_000, filter_ms: float = 160.0, max_delay_ms: float = 400.0,
+    def __init__(self, rate: int = MODEL_RATE, filter_ms: float = 160.0, max_delay_ms: float = 400.0,
                  block: int = 120, mu: float = 1.0, reg: float = 0.5) -> None:  # fmt: skip
         self.rate, self.B, self.mu, self.reg = rate, block, mu, reg
 
         self.P = max(1, int(round(filter_ms * rate / 1000 / block)))
         self.max_delay = int(max_delay_ms * rate / 1000) // block * block
         self._pre = 2 * block  # filter taps kept before the estimated peak
-        self._est_frame = 1920
+        self._est_frame = FRAME
         n = self._est_frame + self.max_delay + self._est_frame
         self._est_fft = 1 << int(np.ceil(np.log2(n)))
         self._hist_len = self.max_delay + (self.P + 2) * block + 2 * self._est_frame

@@ -22,10 +22,9 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from .audio import FRAME
+from .audio import MODEL_RATE as RATE
 from .errors import MoshiError
-
-RATE = 24_000
-FRAME = 1920  # 80 ms at 24 kHz: one Mimi frame, one model step
 
 
 class FrameResult(NamedTuple):

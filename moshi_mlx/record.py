@@ -23,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .audio import MODEL_RATE as RATE
 from .errors import AudioFormatError
-
-RATE = 24_000
 _STOP = object()
 
 

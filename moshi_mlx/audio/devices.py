@@ -18,10 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import AudioFormatError
+from . import MODEL_RATE
 from .fake import FakeStream, FakeStreamFactory  # noqa: F401 (re-exported for tests and the app)
 from .ring import RingBuffer
-
-MODEL_RATE = 24_000
 
 
 @dataclass(frozen=True)

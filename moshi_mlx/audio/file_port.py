@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 
-FRAME = 1920
+from . import FRAME
 
 
 class FileAudioPort:

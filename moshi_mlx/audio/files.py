@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AudioFormatError
-
-MODEL_RATE = 24_000  # Mimi's sample rate: every array the models see is 24 kHz mono float32
+from . import MODEL_RATE
 
 
 def to_mono(pcm: np.ndarray) -> np.ndarray:
