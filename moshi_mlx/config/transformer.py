@@ -25,7 +25,6 @@ class TransformerConfig:
     gating: str = "none"                  # "none": linear1 -> GELU (exact) -> linear2
     positional_embedding: str = "rope"    # "rope" or "none"
     layer_scale: float | None = None      # None: no LayerScale parameters
-    weights_per_step: int = 0             # depformer: separate projections and MLP per step
 
     def __post_init__(self) -> None:
         if self.d_model % self.num_heads:
