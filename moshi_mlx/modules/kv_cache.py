@@ -81,27 +81,34 @@ class RingKVCache:
         pos = mx.where(delta <= 0, last + delta, last + delta - self.capacity)
         return mx.where(slots < end, pos, -1)
 
-    def update_and_fetch(self, k: mx.array, v: mx.array) -> tuple[mx.array, mx.array, mx.array]:
-        """Append T steps and return (keys, values, mask).
+    def mask(self, t: int) -> mx.array:
+        """Which slots the next `t` steps may attend to once they are written: bool [T, capacity].
 
-        Args:
-            k, v: [B, H, T, D], already rotated at positions offset .. offset + T - 1.
-
-        Returns:
-            keys, values: [B, H, capacity, D] (with `bits`: (packed, scales, biases) tuples);
-            mask: bool [T, capacity], True where attention is allowed.
+        It depends only on the offset and capacity, so caches that advance together (the layers of one
+        transformer) share one mask.
         """
+        if t > self.capacity:
+            raise ValueError(f"a streaming chunk of {t} steps does not fit a cache of {self.capacity} steps")
+        pos_k = self.slot_positions(self.offset + t)[None, :]           # [1, C]
+        pos_q = (self.offset + mx.arange(t))[:, None]                    # [T, 1]
+        delta = pos_q - pos_k
+        return (pos_k >= 0) & (delta >= 0) & (delta < self.capacity)
+
+    def update(self, k: mx.array, v: mx.array) -> tuple:
+        """Append T steps (k, v: [B, H, T, D], rotated at positions offset .. offset + T - 1) and return
+        the whole (keys, values): [B, H, capacity, D] each, or (packed, scales, biases) tuples with `bits`."""
         t = k.shape[2]
         if t > self.capacity:
             raise ValueError(f"a streaming chunk of {t} steps does not fit a cache of {self.capacity} steps")
         self.keys = self._write(self.keys, self._store(k))
         self.values = self._write(self.values, self._store(v))
-        pos_k = self.slot_positions(self.offset + t)[None, :]           # [1, C]
-        pos_q = (self.offset + mx.arange(t))[:, None]                    # [T, 1]
-        delta = pos_q - pos_k
-        mask = (pos_k >= 0) & (delta >= 0) & (delta < self.capacity)
         self.offset += t
-        return self.keys, self.values, mask
+        return self.keys, self.values
+
+    def update_and_fetch(self, k: mx.array, v: mx.array) -> tuple:
+        """`mask` for these T steps, then `update`: (keys, values, mask)."""
+        mask = self.mask(k.shape[2])
+        return (*self.update(k, v), mask)
 
     def state_arrays(self) -> list[mx.array]:
         """Arrays to evaluate when the caller syncs (mx.eval does not walk this object)."""

@@ -160,8 +160,8 @@ class Attention(nn.Module):
         if rope is not None:
             q, k = apply_rope(q, rope), apply_rope(k, rope)
         scale = 1.0 / math.sqrt(self.head_dim)
-        if cache is not None:
-            k, v, mask = cache.update_and_fetch(k, v)
+        if cache is not None:  # `mask` is the cache's, computed once for all layers (RingKVCache.mask)
+            k, v = cache.update(k, v)
             if isinstance(k, tuple):
                 y = quantized_attention(q, k, v, mask, scale, cache.group_size, cache.bits)
                 return self.out_proj(y.astype(x.dtype).transpose(0, 2, 1, 3).reshape(b, t, -1))
@@ -251,9 +251,12 @@ class Transformer(nn.Module):
         rope = None
         if self.cfg.positional_embedding == "rope":
             rope = rope_table(offset, t, self.cfg.head_dim, self.cfg.max_period)
-        mask = None
-        if state is None and (self.cfg.causal or self.cfg.context is not None):
+        if state is not None:
+            mask = state.caches[0].mask(t)  # every layer's cache is at the same offset
+        elif self.cfg.causal or self.cfg.context is not None:
             mask = batch_mask(t, self.cfg.context if self.cfg.causal else None)
+        else:
+            mask = None
         out = x
         for i, layer in enumerate(self.layers):
             out = layer(out, rope, None if state is None else state.caches[i], mask)
