@@ -187,7 +187,7 @@ def run_file(args: argparse.Namespace, files, pcm) -> int:
             while not done:
                 done = port.exhausted.wait(0.1)
                 error = _drain(loop, pieces, port) or error
-                bar.update(port._next - bar.n)
+                bar.update(port.frames_read - bar.n)
         loop.end_session()
     finally:
         loop.close()

@@ -19,10 +19,9 @@ class FileAudioPort:
 
     Args:
         pcm: the user's audio at 24 kHz.
-        on_frame: called with the number of frames handed out so far (progress), on the loop thread.
     """
 
-    def __init__(self, pcm: np.ndarray, on_frame=None) -> None:
+    def __init__(self, pcm: np.ndarray) -> None:
         pcm = np.asarray(pcm, np.float32).reshape(-1)
         self.length = pcm.size
         frames = -(-pcm.size // FRAME)
@@ -31,8 +30,12 @@ class FileAudioPort:
         self._next = 0
         self._out: list[np.ndarray] = []
         self._out_frames = 0
-        self._on_frame = on_frame
         self.exhausted = threading.Event()  # set once every frame has been stepped
+
+    @property
+    def frames_read(self) -> int:
+        """Frames handed to the loop so far (progress)."""
+        return self._next
 
     # -- AudioPort ---------------------------------------------------------------------------
     def start(self) -> None: ...
@@ -53,8 +56,6 @@ class FileAudioPort:
             self._out.append(np.zeros(silent * FRAME, np.float32))
             self._out_frames += silent
         self._next += 1
-        if self._on_frame is not None:
-            self._on_frame(self._next)
         return frame
 
     def write_output(self, pcm: np.ndarray) -> int:
