@@ -76,6 +76,7 @@ class Controller(QObject):
         self.state = IDLE
         self.model_label = ""
         self.quantization = ""
+        self.model_notes: tuple[str, ...] = ()  # the loaded model's notes on its set-up (loop.Loaded)
         self._loop: ModelLoop | None = None
         self._gen = 0
         self._closers: list[threading.Thread] = []
@@ -105,7 +106,7 @@ class Controller(QObject):
         self.unload()
         self._gen += 1
         gen = self._gen
-        self.model_label, self.quantization = label, quantization
+        self.model_label, self.quantization, self.model_notes = label, quantization, ()
         self._start_when_loaded = start_after
         self._loop = ModelLoop(factory, on_event=lambda ev: self._loop_event.emit(gen, ev)).start()
         self._set_state(LOADING)
@@ -208,6 +209,7 @@ class Controller(QObject):
         elif isinstance(ev, Skipped):
             self.skipped.emit(ev.frames, ev.total)
         elif isinstance(ev, Loaded):
+            self.model_notes = ev.notes
             self._set_state(READY)
             self.model_loaded.emit(ev.seconds)
             start, self._start_when_loaded = self._start_when_loaded, None

@@ -116,6 +116,7 @@ class Presenter(QObject):
         w.save_action.triggered.connect(self.save_conversation)
         w.quit_action.triggered.connect(w.close)
         ctl.state_changed.connect(self._on_state)
+        ctl.model_loaded.connect(self._on_loaded)
         ctl.text.connect(w.transcript.append_text)
         ctl.input_level.connect(w.meters.input.set_level)
         ctl.output_level.connect(w.meters.output.set_level)
@@ -269,6 +270,9 @@ class Presenter(QObject):
         w.save_button.setEnabled(w.save_action.isEnabled())
         w.status.set_state(_STATE_TEXT[state])
         self._update_model_status()
+
+    def _on_loaded(self, _seconds: float) -> None:
+        self.w.status.set_notes(" ".join(self.ctl.model_notes))
 
     def _on_stats(self, st) -> None:
         self.w.status.set_stats(st.rtf, st.lag_ms + st.step_ms + st.output_queued_ms, st.frames_skipped)

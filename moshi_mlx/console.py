@@ -83,6 +83,8 @@ class ConsoleView:
             self.note(f"error: {ev.message}")
         elif isinstance(ev, Loaded):
             self.note(f"model loaded in {ev.seconds:.1f} s")
+            for note in ev.notes:
+                self.note(note)
         elif isinstance(ev, SessionEnded):
             self.finish()
 

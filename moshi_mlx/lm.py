@@ -20,6 +20,12 @@ from .modules.embedding import ScaledEmbedding
 from .modules.transformer import Transformer, TransformerState, make_norm
 
 
+def check_kv_bits(bits: int | None) -> None:
+    """Only an 8-bit KV cache is offered: at 4 bits greedy agreement fell to 0.82 (text) / 0.70 (audio)."""
+    if bits not in (None, 8):
+        raise ValueError(f"kv_bits must be None or 8, got {bits!r}")
+
+
 class LmState(NamedTuple):
     """Streaming state of the temporal transformer (one ring KV cache per layer)."""
 
@@ -97,12 +103,16 @@ class Lm(nn.Module):
     def is_quantized(self) -> bool:
         return isinstance(self.text_linear, nn.QuantizedLinear)
 
+    @property
+    def kv_bits(self) -> int | None:
+        """Bits of the temporal KV cache's values: 8, or None when stored unquantized."""
+        return self._kv_bits
+
     def set_kv_bits(self, bits: int | None) -> None:
         """Store the temporal transformer's KV caches at 8 bits from the next init_state: the 7B's 3000-step
         cache takes 0.82 GiB instead of 1.46 GiB in bfloat16 (4-bit 7B peak: 5.35 instead of 5.99 GiB, and
         no slower). None: unquantized, as the reference."""
-        if bits not in (None, 8):
-            raise ValueError(f"kv_bits must be None or 8, got {bits}")
+        check_kv_bits(bits)
         self._kv_bits = bits
 
     def init_state(self, batch: int = 1) -> LmState:

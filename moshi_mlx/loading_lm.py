@@ -7,11 +7,12 @@ from pathlib import Path
 
 import mlx.core as mx
 
+from . import memory
 from .config import LmConfig
 from .errors import CheckpointError
-from .lm import Lm
+from .lm import Lm, check_kv_bits
+from .memory import KV_AUTO
 from .modules.kv_cache import kv_group_size
-from .memory import check_fits
 from .weights import quant, quant_config
 from .weights.formats import CheckpointFormat, detect_format, is_quantized
 from .weights.lm_mlx import map_lm_mlx
@@ -46,6 +47,14 @@ def estimate_bytes(header: dict[str, TensorInfo], cfg: LmConfig, dtype: mx.Dtype
     return total + values * kv_bits // 8 + 2 * (values // group) * mx.float32.size  # dtype: at most float32
 
 
+def resolve_kv_bits(kv_bits: int | str | None, header: dict[str, TensorInfo], cfg: LmConfig,
+                    dtype: mx.Dtype | None, available: int | None) -> int | None:  # fmt: skip
+    """KV_AUTO -> None where the unquantized cache fits in `available` bytes, else 8; others unchanged."""
+    if kv_bits != KV_AUTO:
+        return kv_bits
+    return None if memory.fits(estimate_bytes(header, cfg, dtype), available) else 8
+
+
 def _count(info: TensorInfo) -> int:
     n = 1
     for d in info.shape:
@@ -57,7 +66,7 @@ def load_lm(
     weights: str | os.PathLike,
     config: str | os.PathLike | LmConfig | None = None,
     dtype: mx.Dtype | None = None,
-    kv_bits: int | None = None,
+    kv_bits: int | str | None = None,
 ) -> Lm:
     """Load Moshi's LM from any released layout and precision.
 
@@ -70,11 +79,14 @@ def load_lm(
             float32 reference). Default: keep the file's dtype; compute in float32 on CPU when quantized.
         kv_bits: 8 stores the temporal KV cache quantized: about half the cache memory, ~1 % error in
             attention scores. None (default): the cache in the weights' float dtype, as the reference.
+            "auto": None if that fits in memory, else 8 (read the choice from `Lm.kv_bits`).
 
     Raises:
         CheckpointError: the file is unreadable or does not fit the config (names the tensors).
         MemoryBudgetError: the model would not fit in memory at this precision.
     """
+    if kv_bits != KV_AUTO:
+        check_kv_bits(kv_bits)
     path = Path(weights)
     source = str(path)
     header = read_header(path)
@@ -86,6 +98,12 @@ def load_lm(
     else:
         cfg = LmConfig.preset() if config is None else LmConfig.from_json(config)
 
+    available = memory.available_bytes()
+    kv_bits = resolve_kv_bits(kv_bits, header, cfg, dtype, available)
+
+    def needed(bits: int | None) -> int:
+        return estimate_bytes(header, cfg, dtype, kv_bits=bits)
+
     lin = header.get("text_linear.weight")
     four_bit = is_quantized(header) and lin is not None and lin.shape[-1] * 32 // cfg.dim <= 4
     if four_bit and dtype is None:
@@ -94,7 +112,9 @@ def load_lm(
         advice = "Do not cast the 4-bit weights (leave dtype unset), or close other programs."
     else:
         advice = "Use the 4-bit weights (kyutai/moshiko-mlx-q4, file model.q4.safetensors), or close other programs."
-    check_fits(estimate_bytes(header, cfg, dtype, kv_bits=kv_bits), f"{source} ({fmt.value})", advice)
+    if kv_bits is None and memory.fits(needed(8), available):
+        advice = "It would fit with its attention cache stored at 8 bits. " + advice
+    memory.check_fits(needed(kv_bits), f"{source} ({fmt.value})", advice, available)
 
     model = Lm(cfg)
     specs = quant.specs_from_header(model, header, source) if fmt is CheckpointFormat.LM_KYUTAI_MLX else {}

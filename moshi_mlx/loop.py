@@ -40,6 +40,8 @@ class FrameModel(Protocol):
 
     def reset(self) -> None: ...  # new conversation: fresh streaming state, same weights
 
+    # optional: `notes`, a list of sentences on how the model was set up, reported with `Loaded`
+
 
 class AudioPort(Protocol):
     """The 24 kHz side of `moshi_mlx.audio.devices.AudioIO` (all calls on the loop thread)."""
@@ -56,6 +58,7 @@ class AudioPort(Protocol):
 # -- events (plain, picklable, safe to hand to any thread) ----------------------------------------
 class Loaded(NamedTuple):
     seconds: float
+    notes: tuple[str, ...] = ()  # the model's notes on how it was set up (e.g. a compressed cache)
 
 
 class SessionStarted(NamedTuple):
@@ -206,7 +209,7 @@ class ModelLoop:
             self.load_error = str(e) if isinstance(e, MoshiError) else f"could not build the model: {e!r}"
             self._emit(Error(self.load_error))
         else:
-            self._emit(Loaded(time.perf_counter() - t0))
+            self._emit(Loaded(time.perf_counter() - t0, tuple(getattr(model, "notes", ()))))
         finally:
             self.loaded.set()
         while True:

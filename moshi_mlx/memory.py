@@ -8,11 +8,16 @@ import sys
 from .errors import MemoryBudgetError
 
 GiB = 1024**3
-_HEADROOM = 0.5 * GiB  # activations, Python, MLX's allocator slack
+HEADROOM = 0.5 * GiB  # activations, Mimi, Python, MLX's allocator slack
+# What macOS keeps for itself and the apps around us. Its memory compression and swap make room for the
+# rest, slowly, but nothing is killed: an 8 GiB Mac thus offers 6 GiB, what the 4-bit 7B needs.
+SYSTEM_RESERVE = 2 * GiB
+KV_AUTO = "auto"  # load_lm(kv_bits=KV_AUTO): an 8-bit KV cache only where the unquantized one does not fit
 
 
 def available_bytes() -> int | None:
-    """Memory the process can still use: MemAvailable on Linux, 3/4 of physical memory elsewhere."""
+    """Memory a model may use: MemAvailable on Linux (past it the OOM killer strikes); elsewhere physical
+    memory less SYSTEM_RESERVE, as what other programs hold there is compressed or swapped out."""
     if sys.platform.startswith("linux"):
         try:
             with open("/proc/meminfo") as f:
@@ -22,18 +27,22 @@ def available_bytes() -> int | None:
         except OSError:
             return None
     try:
-        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * 3 // 4)
+        return max(0, int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")) - SYSTEM_RESERVE)
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def fits(needed: int, available: int | None = None) -> bool:
+    """Whether `needed` bytes (+ headroom) fit in what is available (True when that is unknown)."""
+    available = available_bytes() if available is None else available
+    return available is None or needed + HEADROOM <= available
 
 
 def check_fits(needed: int, what: str, advice: str, available: int | None = None) -> None:
     """Raise MemoryBudgetError when `needed` bytes (+ headroom) exceed what is available."""
     available = available_bytes() if available is None else available
-    if available is None:
-        return
-    if needed + _HEADROOM > available:
+    if not fits(needed, available):
         raise MemoryBudgetError(
-            f"{what} needs about {needed / GiB:.1f} GiB (+{_HEADROOM / GiB:.1f} GiB headroom) but only "
+            f"{what} needs about {needed / GiB:.1f} GiB (+{HEADROOM / GiB:.1f} GiB headroom) but only "
             f"{available / GiB:.1f} GiB is available. {advice}"
         )

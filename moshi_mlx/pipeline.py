@@ -19,6 +19,7 @@ from .lm_gen import LmGen
 from .loading_lm import load_lm
 from .loading_mimi import load_mimi
 from .loop import FRAME, FrameResult
+from .memory import KV_AUTO
 from .mimi import Mimi
 from .text import TextStream
 
@@ -58,6 +59,7 @@ class MoshiPipeline:
         self.mimi, self.lm, self.text, self.sampling = mimi, lm, text, sampling
         self.gen = LmGen(lm, temp=sampling.temp, text_temp=sampling.text_temp, top_k=sampling.top_k,
                          text_top_k=sampling.text_top_k, seed=sampling.seed)
+        self.notes: list[str] = []  # what a person should know about how the model was set up
         self.frame_size = mimi.frame_size
         if self.frame_size != FRAME:
             raise ConfigError(f"Mimi frames of {self.frame_size} samples are not supported (expected {FRAME})")
@@ -66,14 +68,22 @@ class MoshiPipeline:
     @classmethod
     def from_files(
         cls, files: ModelFiles, sampling: Sampling = Sampling(), dtype: mx.Dtype | None = None,
-        kv_bits: int | None = None,
+        kv_bits: int | str | None = KV_AUTO,
     ) -> MoshiPipeline:
-        """Load everything from local files (call on the thread that will run the steps)."""
+        """Load everything from local files (call on the thread that will run the steps).
+
+        kv_bits: as `load_lm`; by default the LM's attention cache is stored at 8 bits only where the
+        unquantized one would not fit in memory (a note then says so).
+        """
         mimi = load_mimi(files.mimi, config=files.mimi_config)
         # a config path: the quantization it records is checked against the file
         lm = load_lm(files.moshi, config=files.config, dtype=dtype, kv_bits=kv_bits)
         text = TextStream(files.tokenizer, padding_ids=(0, lm.cfg.existing_text_padding_id))
-        return cls(mimi, lm, text, sampling)
+        pipe = cls(mimi, lm, text, sampling)
+        if kv_bits == KV_AUTO and lm.kv_bits is not None:
+            pipe.notes.append(f"Memory is tight: the attention cache is stored at {lm.kv_bits} bits "
+                              "(about half its size, ~1% error in attention scores)")  # fmt: skip
+        return pipe
 
     def reset(self) -> None:
         """A new conversation: fresh codec and LM states and text stream, same weights."""

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from .errors import MoshiError
 from .loop import Error, ModelLoop, SessionEnded, Text
+from .memory import KV_AUTO
 
 FRAME_S = 0.08
+KV_BITS = {KV_AUTO: KV_AUTO, "8": 8, "16": None}  # --kv-bits -> load_lm(kv_bits=...)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,9 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--mimi-weight", help="Mimi codec weights (tokenizer-e351c8d8-checkpoint125.safetensors)")
     m.add_argument("--tokenizer", help="text tokenizer (tokenizer_spm_32k_3.model)")
     m.add_argument("--config", help="LM config JSON in Kyutai's schema (default: the repo's, else Moshi 7B)")
-    m.add_argument("--kv-bits", type=int, choices=(8,), default=None,
-                   help="store the LM's attention cache at 8 bits: 0.82 instead of 1.46 GiB for the 7B (4-bit 7B: "
-                        "5.35 instead of 5.99 GiB, for 8 GB Macs), at ~1%% error in attention scores")
+    m.add_argument("--kv-bits", choices=tuple(KV_BITS), default=KV_AUTO,
+                   help="bits of the LM's attention cache: 16 keeps it as the reference does; 8 takes 0.82 instead of "
+                        "1.46 GiB for the 7B (4-bit 7B: 5.35 instead of 5.99 GiB) at ~1%% error in attention "
+                        "scores; auto (default): 16 where it fits in memory, else 8")
     s = p.add_argument_group("sampling")
     s.add_argument("--temp", type=float, default=0.8, help="audio temperature (0: greedy; default 0.8)")
     s.add_argument("--text-temp", type=float, default=0.7, help="text temperature (0: greedy; default 0.7)")
@@ -82,7 +85,7 @@ def _factory(args: argparse.Namespace, files):
     from .pipeline import MoshiPipeline, Sampling
 
     sampling = Sampling(args.temp, args.text_temp, args.top_k, args.text_top_k, args.seed)
-    return lambda: MoshiPipeline.from_files(files, sampling, kv_bits=args.kv_bits)
+    return lambda: MoshiPipeline.from_files(files, sampling, kv_bits=KV_BITS[args.kv_bits])
 
 
 def _resolve(args: argparse.Namespace):

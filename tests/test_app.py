@@ -140,6 +140,26 @@ def test_words_wait_for_the_voice(make_app) -> None:
     assert got[0][1] == "hi" and 0.28 < got[0][0] - t0 < 0.6
 
 
+def test_the_models_notes_show_in_the_status_bar(make_app) -> None:
+    note = "Memory is tight: the attention cache is stored at 8 bits."
+
+    def factory(files, temperature):
+        def build() -> ScriptModel:
+            model = ScriptModel()
+            model.notes = [note]
+            return model
+
+        return build
+
+    a = make_app(factory=factory)
+    a.window.start_button.click()
+    a.wait_state(c.RUNNING)
+    assert a.ctl.model_notes == (note,)
+    assert a.window.status.currentMessage() == note and note in a.window.status.quant_label.toolTip()
+    a.window.start_button.click()
+    a.wait_state(c.READY)
+
+
 def test_start_stop_ten_times_and_switch_model_leak_no_thread(make_app, tmp_path: Path) -> None:
     before = _thread_names()
     a = make_app()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from moshi_mlx.console import ConsoleView
-from moshi_mlx.loop import Error, Skipped, Stats, Text
+from moshi_mlx.loop import Error, Loaded, Skipped, Stats, Text
 
 
 def stats(frame: int, skipped: int = 0) -> Stats:
@@ -38,3 +38,11 @@ def test_terminal_redraws_status_after_the_transcript_line():
     for i in range(60):  # long text wraps at word starts
         v.handle(Text(" word", 0.1 * i, i))
     assert "\n" in out.getvalue() and len(v.line) < 200
+
+
+def test_the_models_notes_are_shown_when_it_has_loaded():
+    out, err = io.StringIO(), io.StringIO()
+    v = ConsoleView(out, err, live=False)
+    v.handle(Loaded(3.2, ("Memory is tight: the attention cache is stored at 8 bits.",)))
+    assert "model loaded in 3.2 s" in err.getvalue() and "stored at 8 bits" in err.getvalue()
+    assert out.getvalue() == ""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import warnings
 
 import mlx.core as mx
@@ -14,8 +16,9 @@ from lm_helpers import CONFIG, FILES, LM
 from moshi_mlx.config import LmConfig
 from moshi_mlx.errors import CheckpointError, ConfigError, MemoryBudgetError
 from moshi_mlx.lm import Lm
-from moshi_mlx.loading_lm import estimate_bytes, load_lm
-from moshi_mlx.memory import check_fits
+from moshi_mlx import memory
+from moshi_mlx.loading_lm import estimate_bytes, load_lm, resolve_kv_bits
+from moshi_mlx.memory import KV_AUTO, check_fits
 from moshi_mlx.modules.embedding import QuantizedScaledEmbedding, ScaledEmbedding
 from moshi_mlx.weights import quant
 from moshi_mlx.weights.formats import CheckpointFormat, detect_format
@@ -233,3 +236,53 @@ def test_memory_estimate_counts_an_8_bit_cache():
     values = 2 * 32 * 3000 * 4096
     assert estimate_bytes(header, cfg, None) == 400_000 + values * 2
     assert estimate_bytes(header, cfg, None, kv_bits=8) == 400_000 + values + 2 * (values // 64) * 4  # f32 scales at most
+
+
+def header_7b(precision: str) -> dict[str, TensorInfo]:
+    """The released 7B file's header (names, shapes, dtypes), without its 4-15 GB of data."""
+    dtypes = {"bfloat16": "BF16", "uint32": "U32", "float32": "F32"}
+    return {k: TensorInfo(dtypes[v[1]], tuple(v[0])) for k, v in kyutai_keys("7b")[precision].items()}
+
+
+def fake_mac(monkeypatch, gib: int) -> None:
+    monkeypatch.setattr(sys, "platform", "darwin")
+    pages = {"SC_PHYS_PAGES": gib * 2**30 // 16384, "SC_PAGE_SIZE": 16384}
+    monkeypatch.setattr(os, "sysconf", pages.__getitem__)
+
+
+def test_an_8_gib_mac_holds_the_4_bit_7b_with_an_8_bit_cache(monkeypatch):
+    cfg, q4, bf16 = LmConfig.preset(), header_7b("q4"), header_7b("bf16")
+    # the estimate agrees with what `bench lm` measures (peak 5.99 GiB, 5.35 with the 8-bit cache)
+    assert 5.9 < estimate_bytes(q4, cfg, None) / 2**30 < 6.0
+    assert 5.2 < estimate_bytes(q4, cfg, None, kv_bits=8) / 2**30 < 5.35
+    fake_mac(monkeypatch, 8)
+    available = memory.available_bytes()
+    assert available == 6 * 2**30  # physical memory less what macOS keeps
+    assert resolve_kv_bits(KV_AUTO, q4, cfg, None, available) == 8
+    check_fits(estimate_bytes(q4, cfg, None, kv_bits=8), "7B q4", "", available)
+    with pytest.raises(MemoryBudgetError, match="8 bits"):
+        check_fits(estimate_bytes(q4, cfg, None), "7B q4", "It would fit with its attention cache stored at 8 bits.",
+                   available)  # fmt: skip
+    fake_mac(monkeypatch, 16)
+    available = memory.available_bytes()
+    assert resolve_kv_bits(KV_AUTO, q4, cfg, None, available) is None  # as the reference
+    assert resolve_kv_bits(KV_AUTO, bf16, cfg, None, available) == 8
+    with pytest.raises(MemoryBudgetError):  # bf16 7B: 15.4 GiB of weights alone
+        check_fits(estimate_bytes(bf16, cfg, None, kv_bits=8), "7B bf16", "", available)
+    assert resolve_kv_bits(None, q4, cfg, None, 0) is None and resolve_kv_bits(8, q4, cfg, None, 2**40) == 8
+
+
+def test_load_lm_auto_kv_bits_quantizes_the_cache_only_when_memory_is_tight(monkeypatch):
+    cfg = LmConfig.from_json(CONFIG)
+    header = read_header(FILES["mlx_q4"])
+    full, eight = estimate_bytes(header, cfg, None), estimate_bytes(header, cfg, None, kv_bits=8)
+    assert eight < full
+    tight = memory.HEADROOM + (full + eight) // 2
+    monkeypatch.setattr(memory, "available_bytes", lambda: tight)
+    assert load_lm(FILES["mlx_q4"], CONFIG, kv_bits=KV_AUTO).kv_bits == 8
+    with pytest.raises(MemoryBudgetError, match="would fit with its attention cache stored at 8 bits"):
+        load_lm(FILES["mlx_q4"], CONFIG)  # the reference's unquantized cache, asked for explicitly
+    monkeypatch.setattr(memory, "available_bytes", lambda: memory.HEADROOM + full)
+    assert load_lm(FILES["mlx_q4"], CONFIG, kv_bits=KV_AUTO).kv_bits is None
+    with pytest.raises(ValueError, match="kv_bits must be None or 8, got 4"):
+        load_lm(FILES["mlx_q4"], CONFIG, kv_bits=4)

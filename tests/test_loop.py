@@ -103,7 +103,16 @@ def test_model_is_built_on_the_loop_thread() -> None:
     assert loop.loaded.wait(5)
     loop.close()
     assert where == ["moshi-model-loop"]
-    assert isinstance(_drain(loop.events)[0], Loaded)
+    assert _drain(loop.events)[0] == Loaded(pytest.approx(0.0, abs=5), ())
+
+
+def test_the_models_notes_come_with_loaded() -> None:
+    model = EchoModel()
+    model.notes = ["Memory is tight: the attention cache is stored at 8 bits."]
+    loop = ModelLoop(lambda: model).start()
+    assert loop.loaded.wait(5)
+    loop.close()
+    assert _drain(loop.events)[0].notes == ("Memory is tight: the attention cache is stored at 8 bits.",)
 
 
 def test_no_audio_lost_or_duplicated_when_the_model_keeps_up(tmp_path: Path) -> None:

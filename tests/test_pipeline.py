@@ -140,3 +140,18 @@ def test_an_8_bit_kv_cache_runs_through_the_pipeline():
     assert isinstance(p._gen_state.lm.temporal.caches[0].keys, tuple)
     results = run(p, speechlike(4))
     assert all(r.pcm is None or r.pcm.shape == (1920,) for r in results) and results[-1].pcm is not None
+
+
+def test_tight_memory_stores_the_cache_at_8_bits_and_says_so(pipeline, monkeypatch):
+    from moshi_mlx import memory
+    from moshi_mlx.loading_lm import estimate_bytes
+    from moshi_mlx.weights.safetensors_io import read_header
+
+    files = e2e_files()
+    header, cfg = read_header(files.moshi), pipeline.lm.cfg
+    assert pipeline.notes == [] and pipeline.lm.kv_bits is None  # plenty of memory: the reference's cache
+    between = (estimate_bytes(header, cfg, None) + estimate_bytes(header, cfg, None, kv_bits=8)) // 2
+    monkeypatch.setattr(memory, "available_bytes", lambda: memory.HEADROOM + between)
+    p = MoshiPipeline.from_files(files, GREEDY)
+    assert p.lm.kv_bits == 8 and len(p.notes) == 1 and "8 bits" in p.notes[0]
+    assert MoshiPipeline.from_files(files, GREEDY, kv_bits=8).notes == []  # asked for: nothing to say

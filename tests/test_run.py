@@ -109,6 +109,17 @@ def test_flag_errors(capsys):
         main(["--input", "x.wav"])
     with pytest.raises(SystemExit):
         main(["--temp", "-1"])
+    with pytest.raises(SystemExit):
+        main(["--kv-bits", "4"])  # 4-bit caches lose too much (see Lm.set_kv_bits)
+
+
+def test_kv_bits_flag_reaches_load_lm():
+    from moshi_mlx.memory import KV_AUTO
+    from moshi_mlx.run import KV_BITS, build_parser
+
+    parse = build_parser().parse_args
+    assert KV_BITS[parse([]).kv_bits] == KV_AUTO  # unquantized where it fits, else 8 bits
+    assert KV_BITS[parse(["--kv-bits", "16"]).kv_bits] is None and KV_BITS[parse(["--kv-bits", "8"]).kv_bits] == 8
 
 
 def test_list_devices(capsys):

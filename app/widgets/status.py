@@ -5,6 +5,9 @@ from __future__ import annotations
 from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
 
 
+_QUANT_TIP = "Weights precision"
+
+
 class StatusPanel(QStatusBar):
     """Fixed fields on the right, the state message on the left."""
 
@@ -18,7 +21,7 @@ class StatusPanel(QStatusBar):
         self.skipped_label = QLabel("skipped 0", self)
         self.state_label.setContentsMargins(8, 0, 8, 0)
         self.addWidget(self.state_label, 1)
-        tips = ("Model", "Weights precision", "Real-time factor: model step time over 80 ms (below 1 keeps up)",
+        tips = ("Model", _QUANT_TIP, "Real-time factor: model step time over 80 ms (below 1 keeps up)",
                 "Delay from your voice reaching the model to Moshi's answer leaving the speaker queue",
                 "Microphone frames skipped because the model fell behind")  # fmt: skip
         for label, tip in zip((self.model_label, self.quant_label, self.rtf_label, self.latency_label,
@@ -34,6 +37,12 @@ class StatusPanel(QStatusBar):
     def set_model(self, label: str, quantization: str) -> None:
         self.model_label.setText(label or "—")
         self.quant_label.setText(quantization or "—")
+
+    def set_notes(self, notes: str) -> None:
+        """What the loaded model says of its set-up: shown for a while, then kept as the precision's tooltip."""
+        self.quant_label.setToolTip(_QUANT_TIP + (f". {notes}" if notes else ""))
+        if notes:
+            self.showMessage(notes, 15000)
 
     def set_stats(self, rtf: float, latency_ms: float, skipped: int) -> None:
         self.rtf_label.setText(f"RTF {rtf:.2f}")
