@@ -7,7 +7,6 @@ factory that builds the real FrameModel on the ModelLoop's thread. Nothing here 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,12 +63,6 @@ class ResolvedModel:
     quantization: str  # "4-bit", "8-bit", "bf16", ...
 
 
-def for_app(e: MoshiError) -> str:
-    """The hub's message without its command-line advice (flags mean nothing in a window)."""
-    msg = re.sub(r"(,|;)? ?(add it )?or pass (it with|local files:) --moshi-weight.*$", "", str(e)).rstrip(" .")
-    return msg + "."
-
-
 def resolve_folder(folder: str | Path) -> ResolvedModel:
     """The model files in a local folder (a Kyutai MLX repository copy, or one written by quantize).
 
@@ -82,7 +75,7 @@ def resolve_folder(folder: str | Path) -> ResolvedModel:
     try:
         files = hub.resolve_model_files(d)  # a folder: never the network
     except MoshiError as e:
-        raise type(e)(for_app(e) + " Add the missing file to the folder or pick another one.") from None
+        raise type(e)(f"{str(e).rstrip('.')}. Or pick another folder in Settings.") from None
     return ResolvedModel(files, d.name or str(d), describe_precision(files.moshi))
 
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 
 class MoshiError(Exception):
-    """Base class: `run`, `quantize` and the app turn these into one clear line or dialog."""
+    """Base class: `run`, `quantize` and the app turn these into one clear line or dialog.
+
+    `local_files_help`: naming the model files one by one would get around the problem. The message
+    does not say how, as that depends on the front end (`run` names its flags, the app its folder setting).
+    """
+
+    def __init__(self, message: str, *, local_files_help: bool = False) -> None:
+        super().__init__(message)
+        self.local_files_help = local_files_help
 
 
 class CheckpointError(MoshiError):
@@ -29,6 +37,6 @@ class OfflineError(MoshiError):
     `reason` says why the hub was not used, without the advice, for front ends that word their own.
     """
 
-    def __init__(self, message: str, reason: str = "") -> None:
-        super().__init__(message)
+    def __init__(self, message: str, reason: str = "", *, local_files_help: bool = False) -> None:
+        super().__init__(message, local_files_help=local_files_help)
         self.reason = reason

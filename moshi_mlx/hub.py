@@ -27,7 +27,6 @@ MOSHI_FILES: dict[int | None, str] = {4: "model.q4.safetensors", 8: "model.q8.sa
 MIMI_FILE = "tokenizer-e351c8d8-checkpoint125.safetensors"
 TOKENIZER_FILE = "tokenizer_spm_32k_3.model"
 CONFIG_FILE = "config.json"
-_LOCAL_FLAGS = "--moshi-weight PATH --mimi-weight PATH --tokenizer PATH [--config PATH]"
 # Keys of a repository's config.json that name files rather than describe the LM (Kyutai's loaders read them).
 REPO_FILE_KEYS = ("moshi_name", "mimi_name", "tokenizer_name", "mimi_config_name", "lora_name", "model_id")
 
@@ -64,9 +63,10 @@ def default_repo(quant: int | None = 4, voice: str = "moshiko") -> str:
 def _offline() -> bool:
     import huggingface_hub
 
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import; the variable as it is now counts too
     check = getattr(huggingface_hub, "is_offline_mode", None)
-    if check is not None:
-        return bool(check())
+    if check is not None and check():
+        return True
     return os.environ.get("HF_HUB_OFFLINE", "0").upper() in ("1", "ON", "YES", "TRUE")
 
 
@@ -141,7 +141,8 @@ def _pick_moshi(listing: set[str], quant: int | None, quant_given: bool, where: 
     for q in (4, 8, None):
         if q in present:
             return present[q], q
-    raise CheckpointError(f"{where} holds no Moshi weights (one of {', '.join(MOSHI_FILES.values())})")
+    raise CheckpointError(f"{where} holds no Moshi weights (one of {', '.join(MOSHI_FILES.values())})",
+                          local_files_help=True)
 
 
 def _explicit(path: str | os.PathLike | None, what: str, tqdm_class) -> Path | None:
@@ -156,7 +157,7 @@ def _explicit(path: str | os.PathLike | None, what: str, tqdm_class) -> Path | N
         return _download("/".join(parts[:2]), "/".join(parts[2:]), tqdm_class, None)
     p = Path(s).expanduser()
     if not p.is_file():
-        raise CheckpointError(f"{what} {p} does not exist: check the path")
+        raise CheckpointError(f"the {what} file {p} does not exist: check the path")
     return p
 
 
@@ -179,8 +180,8 @@ def _download(repo: str, filename: str, tqdm_class, reason: str | None, needed: 
         files = ", ".join(needed or [filename])
         raise OfflineError(
             f"cannot get {files} from {repo}: {why}, and they are not in the Hugging Face cache. "
-            f"Connect once to download them (about 4.5 GB for q4), or pass local files: {_LOCAL_FLAGS}.",
-            why,
+            "Connect once to download them (about 4.5 GB for q4).",
+            why, local_files_help=True,
         ) from None
 
 
@@ -204,13 +205,13 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
         CheckpointError: a missing repository, file or precision.
     """
     if quant not in (None, 4, 8):
-        raise ConfigError(f"-q must be 4 or 8 (got {quant}); leave it out for the repository's default")
+        raise ConfigError(f"the quantization must be 4 or 8 bits (got {quant}); leave it out for the repository's default")
     quant_given = quant is not None
     explicit = {
-        "moshi": _explicit(moshi_weight, "--moshi-weight", tqdm_class),
-        "mimi": _explicit(mimi_weight, "--mimi-weight", tqdm_class),
-        "tokenizer": _explicit(tokenizer, "--tokenizer", tqdm_class),
-        "config": _explicit(config, "--config", tqdm_class),
+        "moshi": _explicit(moshi_weight, "Moshi weights", tqdm_class),
+        "mimi": _explicit(mimi_weight, "Mimi weights", tqdm_class),
+        "tokenizer": _explicit(tokenizer, "tokenizer", tqdm_class),
+        "config": _explicit(config, "config", tqdm_class),
     }
     if explicit["moshi"] is not None and explicit["mimi"] is not None and explicit["tokenizer"] is not None:
         q = next((k for k, f in MOSHI_FILES.items() if f == explicit["moshi"].name), quant)
@@ -225,7 +226,7 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
             if f in listing:
                 return folder / f
             if required:
-                raise CheckpointError(f"{folder} has no {f}; add it or pass it with {_LOCAL_FLAGS}")
+                raise CheckpointError(f"{folder} has no {f}: add it there", local_files_help=True)
             return None
 
         cfg = explicit["config"] or local(CONFIG_FILE, False)
@@ -251,8 +252,8 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
             needed = [want, mimi_file, tokenizer_file]
             raise OfflineError(
                 f"cannot get {', '.join(needed)} from {repo}: {reason}, and they are not in the Hugging Face "
-                f"cache. Connect once to download them, or pass local files: {_LOCAL_FLAGS}.",
-                reason,
+                "cache. Connect once to download them.",
+                reason, local_files_help=True,
             )
         name, q = _pick_moshi(listing, quant, quant_given, repo)
     else:

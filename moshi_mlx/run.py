@@ -19,6 +19,7 @@ from .loop import Error, ModelLoop, SessionEnded, Text
 from .memory import KV_AUTO
 
 FRAME_S = 0.08
+LOCAL_FLAGS = "--moshi-weight PATH --mimi-weight PATH --tokenizer PATH [--config PATH]"
 KV_BITS = {KV_AUTO: KV_AUTO, "8": 8, "16": None}  # --kv-bits -> load_lm(kv_bits=...)
 
 
@@ -282,7 +283,8 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
             return run_file(args, files, pcm)
         return run_live(args, files, audio_backend)
     except MoshiError as e:
-        print(f"error: {e}", file=sys.stderr)
+        msg = f"{str(e).rstrip('.')}. Or name the files: {LOCAL_FLAGS}." if e.local_files_help else str(e)
+        print(f"error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nstopped", file=sys.stderr)

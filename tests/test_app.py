@@ -244,8 +244,8 @@ def test_missing_model_folder_and_failed_build(make_app, tmp_path: Path) -> None
     (empty / "model.q4.safetensors").write_bytes(b"")
     a.window.start_button.click()
     box = a.wait_error()
-    assert box.informativeText() == (f"{empty} has no tokenizer-e351c8d8-checkpoint125.safetensors. "
-                                     "Add the missing file to the folder or pick another one.")  # fmt: skip
+    assert box.informativeText() == (f"{empty} has no tokenizer-e351c8d8-checkpoint125.safetensors: add it there. "
+                                     "Or pick another folder in Settings.")  # fmt: skip
     box.accept()
 
     def too_big(files, temperature):
