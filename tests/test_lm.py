@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import assert_close
-from lm_helpers import goldens, greedy_run, model, teacher_codes
+from lm_helpers import CONFIG, FILES, goldens, greedy_run, model, teacher_codes
 from moshi_mlx.lm_gen import LmGen
+from moshi_mlx.loading_lm import load_lm
 
 
 def test_teacher_forced_logits_match_reference():
@@ -159,3 +160,34 @@ def test_an_8_bit_kv_cache_agrees_with_the_float_one():
     valid = ~np.isnan(audio[..., 0])
     assert (text.argmax(-1) == codes[0, 0]).mean() >= 0.95
     assert (audio.argmax(-1) == codes[0, 1:9])[valid].mean() >= 0.9
+
+
+@pytest.mark.parametrize(
+    "name,floor",
+    # Measured with bfloat16 activations (teacher-forced, text / audio): bf16 0.97 / 0.97, q8 0.95 / 0.92,
+    # q4 0.62 / 0.62; the CPU's float32 activations give 1.0 / 1.0, 0.97 / 0.94, 0.59 / 0.62.
+    [("mlx_bf16", 0.9), ("mlx_q8", 0.85), ("mlx_q4", 0.5)],
+)
+def test_the_gpu_compute_dtype_agrees_with_the_reference(name, floor, monkeypatch):
+    """On Metal or CUDA the activations are bfloat16 (the weights' dtype): the path Macs run, checked here
+    on the CPU with the same dtypes."""
+    import moshi_mlx.loading_lm as loading
+
+    monkeypatch.setattr(loading.mx, "default_device", lambda: mx.Device(mx.gpu))
+    assert loading.default_compute_dtype(True, mx.bfloat16) == mx.bfloat16
+    assert loading.default_compute_dtype(False, mx.bfloat16) == mx.bfloat16
+    monkeypatch.undo()
+    assert loading.default_compute_dtype(True, mx.bfloat16) == mx.float32  # on CPU
+    lm = load_lm(FILES[name], CONFIG)
+    lm.set_compute_dtype(mx.bfloat16)
+    codes = teacher_codes()
+    text, audio = (np.array(x) for x in lm.teacher_forced(mx.array(codes)))
+    valid = ~np.isnan(audio[0, ..., 0])
+    agree_text = (text[0, 0].argmax(-1) == codes[0, 0]).mean()
+    agree_audio = (audio[0].argmax(-1) == codes[0, 1:9])[valid].mean()
+    assert agree_text >= floor and agree_audio >= floor, (agree_text, agree_audio)
+    gen = LmGen(lm, seed=3)  # generation runs its asynchronous path (no float32 quantized-matmul wait)
+    assert not gen._wait_temporal
+    for frame in goldens()["user_codes"][:6]:
+        text_token, audio_codes = gen.step(frame[None])
+    assert 0 <= text_token[0] < lm.cfg.text_card and ((0 <= audio_codes) & (audio_codes < lm.cfg.card)).all()
