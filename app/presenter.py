@@ -15,6 +15,7 @@ from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtGui import QGuiApplication
 
 from moshi_mlx.errors import MoshiError
+from moshi_mlx.loop import too_slow
 
 from . import controller as c
 from .dialogs import Dialogs
@@ -48,6 +49,7 @@ class Presenter(QObject):
         self.download: DownloadTask | None = None
         self.download_dialog: DownloadDialog | None = None
         self._loaded_key: tuple | None = None  # (choice, temperature) of the model in the controller
+        self._said_too_slow = False  # this conversation's note on a machine far slower than real time
         self._closing = False
         self._load_settings()
         self._connect()
@@ -276,8 +278,13 @@ class Presenter(QObject):
 
     def _on_stats(self, st) -> None:
         self.w.status.set_stats(st.rtf, st.lag_ms + st.step_ms + st.output_queued_ms, st.frames_skipped)
+        slow = None if self._said_too_slow else too_slow(st)
+        if slow:
+            self._said_too_slow = True
+            self.w.status.showMessage(f"{slow}. Its answers come in pieces; a Mac's GPU keeps up.", 30000)
 
     def _on_conversation_started(self, n: int) -> None:
+        self._said_too_slow = False
         self.w.transcript.begin_conversation(f"Conversation {n} · {time.strftime('%H:%M')}")
         self.w.status.set_skipped(0)
 

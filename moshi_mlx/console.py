@@ -10,7 +10,7 @@ import shutil
 import sys
 from typing import TextIO
 
-from .loop import Error, Loaded, SessionEnded, Skipped, Stats, Text
+from .loop import Error, Loaded, SessionEnded, Skipped, Stats, Text, too_slow
 
 _STATUS_EVERY_S = 5.0  # non-terminal status cadence, in model time
 
@@ -30,6 +30,7 @@ class ConsoleView:
         self.line = ""  # transcript text on the current terminal line
         self.status = ""
         self._last_status_t = -_STATUS_EVERY_S
+        self._said_too_slow = False
 
     def _width(self) -> int:
         return max(40, shutil.get_terminal_size((100, 24)).columns - 1)
@@ -69,6 +70,10 @@ class ConsoleView:
             self.text(ev.text)
         elif isinstance(ev, Stats):
             self.status = format_stats(ev)
+            slow = None if self._said_too_slow else too_slow(ev)
+            if slow:
+                self._said_too_slow = True
+                self.note(f"{slow}. File mode (--input FILE --output FILE) works at any speed; a Mac's GPU keeps up.")
             t = ev.frame * 0.08
             if self.live:
                 self._redraw()

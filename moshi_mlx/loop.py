@@ -93,6 +93,18 @@ class Stats(NamedTuple):
     loop_ms: float  # time the loop itself took around the step (reading, echo, writing)
 
 
+TOO_SLOW_RTF = 3.0  # past this a live dialog is not choppy but hopeless
+_WARM_UP_FRAMES = 3  # the first steps compile kernels and fill caches: not judged
+
+
+def too_slow(stats: Stats) -> str | None:
+    """What front ends tell a person whose machine is far slower than real time (None otherwise)."""
+    if stats.frame <= _WARM_UP_FRAMES or stats.rtf < TOO_SLOW_RTF:
+        return None
+    return (f"This machine runs the model {stats.rtf:.0f}x slower than real time ({stats.step_ms_avg / 1000:.1f} s "
+            "per 80 ms frame): Moshi cannot hold a live conversation here")  # fmt: skip
+
+
 class Error(NamedTuple):
     message: str
 

@@ -160,6 +160,26 @@ def test_the_models_notes_show_in_the_status_bar(make_app) -> None:
     a.wait_state(c.READY)
 
 
+def test_a_machine_far_slower_than_real_time_is_told_once_per_conversation(make_app) -> None:
+    from moshi_mlx.loop import Stats
+
+    a = make_app()
+    st = Stats(frame=5, step_ms=7600.0, step_ms_avg=7600.0, rtf=95.0, lag_ms=0.0, output_queued_ms=0.0,
+               frames_skipped=0, output_dropped=0, output_trimmed_ms=0.0, input_db=-60.0, output_db=-60.0,
+               loop_ms=1.0)  # fmt: skip
+    a.presenter._on_conversation_started(1)
+    a.presenter._on_stats(st)
+    assert "95x slower than real time" in a.window.status.currentMessage()
+    a.window.status.clearMessage()
+    a.presenter._on_stats(st._replace(frame=6))
+    assert a.window.status.currentMessage() == ""  # once
+    a.presenter._on_conversation_started(2)
+    a.presenter._on_stats(st._replace(frame=2))  # warm-up
+    assert a.window.status.currentMessage() == ""
+    a.presenter._on_stats(st._replace(frame=7, rtf=0.8, step_ms_avg=64.0))
+    assert a.window.status.currentMessage() == ""
+
+
 def test_start_stop_ten_times_and_switch_model_leak_no_thread(make_app, tmp_path: Path) -> None:
     before = _thread_names()
     a = make_app()

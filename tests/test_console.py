@@ -46,3 +46,20 @@ def test_the_models_notes_are_shown_when_it_has_loaded():
     v.handle(Loaded(3.2, ("Memory is tight: the attention cache is stored at 8 bits.",)))
     assert "model loaded in 3.2 s" in err.getvalue() and "stored at 8 bits" in err.getvalue()
     assert out.getvalue() == ""
+
+
+def test_a_machine_far_slower_than_real_time_is_told_once():
+    out, err = io.StringIO(), io.StringIO()
+    v = ConsoleView(out, err, live=False)
+    slow = [stats(i)._replace(step_ms_avg=7600.0, rtf=95.0) for i in range(1, 9)]
+    for s in slow[:3]:  # warm-up frames are not judged
+        v.handle(s)
+    assert "slower than real time" not in err.getvalue()
+    for s in slow[3:]:
+        v.handle(s)
+    assert err.getvalue().count("95x slower than real time (7.6 s per 80 ms frame)") == 1
+    assert "--input FILE" in err.getvalue()
+    v2 = ConsoleView(io.StringIO(), err2 := io.StringIO(), live=False)
+    for i in range(1, 30):
+        v2.handle(stats(i))  # RTF 0.76 keeps up
+    assert "slower" not in err2.getvalue()
