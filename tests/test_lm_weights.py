@@ -199,6 +199,15 @@ def test_config_unknown_keys_warn_and_unsupported_refused():
         LmConfig.from_kyutai(raw | {"depformer_causal": True, "existing_text_end_padding_id": 0})
     with pytest.raises(ConfigError, match="conditioners"):
         LmConfig.from_kyutai(raw | {"conditioners": {"x": {}}})
+    # keys of Kyutai's hub repositories (moshi.models.loaders): other model kinds, LoRA adapters
+    for extra, match in (({"model_type": "stt"}, "model_type 'stt' is not a Moshi dialogue model"),
+                         ({"model_type": "hibiki"}, "'hibiki'"), ({"lora_name": "lora.safetensors"}, "lora_name"),
+                         ({"tts_config": {"audio_delay": 2}}, "tts_config")):  # fmt: skip
+        with pytest.raises(ConfigError, match=match):
+            LmConfig.from_kyutai(raw | extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LmConfig.from_kyutai(raw | {"model_type": "moshi", "lm_gen_config": {"temp": 0.8}, "lora_name": None})
     with pytest.raises(ConfigError, match="missing required key 'card'"):
         LmConfig.from_kyutai({k: v for k, v in raw.items() if k != "card"})
     with pytest.raises(ConfigError, match="delays"):

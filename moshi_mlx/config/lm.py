@@ -29,7 +29,7 @@ _LM_IGNORED_KEYS = {
     "depformer_context": "the reference overrides it: the depformer attends over one frame (dep_q steps)",
     "existing_text_end_padding_id": "only used in training",
     "extra_heads_dim": "only meaningful with extra heads, which must be absent (extra_heads_num_heads 0)",
-    "model_type": "metadata",
+    "lm_gen_config": "sampling defaults of Kyutai's server; ours are pipeline.Sampling's (the reference's)",
     "mimi_name": "hub metadata",
     "moshi_name": "hub metadata",
     "tokenizer_name": "hub metadata",
@@ -52,13 +52,16 @@ _LM_UNSUPPORTED = {
     "bias_proj": False,
     "kv_repeat": 1,
     "cross_attention": False,
+    "lora_name": None,     # LoRA adapters to merge: the model is not the file alone
+    "tts_config": None,    # Kyutai's text-to-speech models
+    "stt_config": None,    # and speech-to-text ones
 }
 _LM_USED_KEYS = {
     "dim", "num_heads", "num_layers", "hidden_scale", "causal", "layer_scale", "context", "max_period",
     "gating", "norm", "positional_embedding", "text_card", "text_card_out", "existing_text_padding_id",
     "n_q", "dep_q", "card", "delays", "depformer_dim", "depformer_dim_feedforward", "depformer_num_heads",
     "depformer_num_layers", "depformer_layer_scale", "depformer_multi_linear", "depformer_max_period",
-    "depformer_gating", "depformer_pos_emb", "depformer_weights_per_step",
+    "depformer_gating", "depformer_pos_emb", "depformer_weights_per_step", "model_type",
 }
 
 
@@ -135,6 +138,13 @@ class LmConfig:
                     f"{source}: {key}={raw[key]!r} is not supported by this port (only Moshi-style models "
                     f"without it are); remove the key or use Kyutai's PyTorch package for this model."
                 )
+
+        kind = raw.get("model_type", "moshi")
+        if kind != "moshi":
+            raise ConfigError(
+                f"{source}: model_type {kind!r} is not a Moshi dialogue model (model_type 'moshi'), the only kind "
+                "this port runs; use Kyutai's own packages for it."
+            )
 
         def need(key: str):
             if key not in raw:
