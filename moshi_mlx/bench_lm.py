@@ -22,6 +22,7 @@ from .config import LmConfig
 from .lm import Lm
 from .lm_gen import LmGen
 from .loading_lm import default_compute_dtype
+from .modules import lanes
 from .weights import quant
 
 _PRECISIONS = {"bf16": None, "q8": quant.QuantSpec(8, 64), "q4": quant.QuantSpec(4, 32)}
@@ -99,7 +100,8 @@ def bench(precision: str, steps: int, bandwidth_gbs: float, cfg: LmConfig, kyuta
     gen.step(frames[0])
     gen.step(frames[1])  # warm-up
     kyutai = _kyutai_timer(kyutai_python, precision, steps)
-    total, cpu, theirs = [], [], []
+    n_lanes = len(lanes.lane_streams()) if mx.default_device() == mx.cpu else 1
+    total, cpu, theirs, one_lane = [], [], [], []
     for i, f in enumerate(frames[2:]):
         t, c = time.perf_counter(), time.process_time()
         gen.step(f)
@@ -107,6 +109,12 @@ def bench(precision: str, steps: int, bandwidth_gbs: float, cfg: LmConfig, kyuta
         cpu.append(time.process_time() - c)
         if kyutai is not None:  # alternate single steps: both models see the same machine load
             theirs += kyutai.request(1)["step_ms"]
+        if n_lanes > 1:  # and the same step on one core, as MLX alone runs it
+            lanes.limit_lanes(1)
+            t = time.perf_counter()
+            gen.step(f)
+            one_lane.append(time.perf_counter() - t)
+            lanes.limit_lanes(None)
     state = gen._state  # continue the same conversation (a second KV cache would distort peak memory)
     split = [timed_step(gen, state._replace(step=state.step + i), f) for i, f in enumerate(frames[:steps])]
     temporal = statistics.median(s[0] for s in split)
@@ -121,6 +129,10 @@ def bench(precision: str, steps: int, bandwidth_gbs: float, cfg: LmConfig, kyuta
         f"bandwidth bound {bound * 1e3:.0f} ms at {bandwidth_gbs:g} GB/s -> {bound / step_s:.0%} of bound, "
         f"peak MLX memory {mx.get_peak_memory() / 2**30:.2f} GiB, peak RSS {rss / 2**30:.2f} GiB, build {build_s:.0f} s"
     )
+    if one_lane:
+        one = statistics.median(one_lane)
+        print(f"CPU lanes: {n_lanes} (modules.lanes; {lanes.ENV}=1 for one); the same steps on one lane, "
+              f"interleaved: {one * 1e3:.0f} ms -> lanes make the step {one / step_s:.2f}x faster")
     if kyutai is not None:
         kyutai.close()
         ks = statistics.median(theirs) / 1e3
