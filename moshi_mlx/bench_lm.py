@@ -54,6 +54,7 @@ def random_model(cfg: LmConfig, precision: str, seed: int = 0) -> Lm:
             module.weight = (0.02 * mx.random.normal(module.weight.shape, key=sub)).astype(mx.bfloat16)
         mx.eval(module.parameters())
     model.set_compute_dtype(default_compute_dtype(spec is not None, mx.bfloat16))
+    lanes.spread_over_lanes(model)  # as load_lm does
     return model
 
 

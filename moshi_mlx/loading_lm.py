@@ -13,6 +13,7 @@ from .errors import CheckpointError
 from .lm import Lm, check_kv_bits
 from .memory import KV_AUTO
 from .modules.kv_cache import kv_group_size
+from .modules.lanes import spread_over_lanes
 from .weights import quant, quant_config
 from .weights.formats import CheckpointFormat, detect_format, is_quantized
 from .weights.lm_mlx import map_lm_mlx
@@ -128,5 +129,6 @@ def load_lm(
     param_dtype = model.out_norm.weight.dtype
     model.set_compute_dtype(dtype or default_compute_dtype(bool(specs), param_dtype))
     model.set_kv_bits(kv_bits)
+    spread_over_lanes(model)
     mx.eval(model.parameters())
     return model

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from moshi_mlx.modules import lanes
-from moshi_mlx.modules.lanes import SpreadQuantizedLinear, spread_quantized_linears
+from moshi_mlx.modules.lanes import SpreadLinear, SpreadQuantizedLinear, spread_over_lanes
 
 
 @pytest.fixture
@@ -89,10 +89,42 @@ def test_quantized_models_spread_every_linear_and_keep_their_names(three_lanes, 
         np.testing.assert_array_equal(a, b)
 
 
-def test_spread_quantized_linears_leaves_other_modules_alone():
-    model = nn.Sequential(nn.Linear(64, 512), nn.QuantizedLinear(64, 512, group_size=32, bits=4))
-    spread_quantized_linears(model)
-    assert type(model.layers[0]) is nn.Linear and type(model.layers[1]) is SpreadQuantizedLinear
+@pytest.mark.parametrize("bias", [False, True])
+def test_spread_bf16_linear_is_bit_identical_and_float32_goes_to_blas_whole(three_lanes, bias, monkeypatch):
+    mx.random.seed(1)
+    base = nn.Linear(192, 1000, bias=bias)
+    base.set_dtype(mx.bfloat16)
+    spread = SpreadLinear.like(base)
+    x = mx.random.normal((3, 192)).astype(mx.bfloat16)
+    assert mx.array_equal(spread(x), base(x)).item()
+    calls = []
+    monkeypatch.setattr(lanes, "_spread", lambda *a: calls.append(a) or None)
+    spread(x.astype(mx.float32))
+    assert calls == []  # float32: BLAS has threads of its own
+
+
+def test_spread_over_lanes_swaps_only_plain_linears():
+    from moshi_mlx.modules.embedding import ScaledEmbedding
+
+    model = nn.Sequential(nn.Linear(64, 512), nn.QuantizedLinear(64, 512, group_size=32, bits=4),
+                          ScaledEmbedding(10, 64), nn.RMSNorm(64))  # fmt: skip
+    spread_over_lanes(model)
+    assert [type(m) for m in model.layers] == [SpreadLinear, SpreadQuantizedLinear, ScaledEmbedding, nn.RMSNorm]
+
+
+def test_a_bf16_lm_spreads_too_with_identical_logits(three_lanes, monkeypatch):
+    from lm_helpers import CONFIG, FILES, teacher_codes
+    from moshi_mlx.loading_lm import load_lm
+
+    lm = load_lm(FILES["mlx_bf16"], CONFIG)
+    lm.set_compute_dtype(mx.bfloat16)  # what the GPU default would be; here it exercises SpreadLinear
+    assert type(lm.text_linear) is SpreadLinear
+    codes = mx.array(teacher_codes()[:, :, :12])
+    whole = [np.array(x) for x in lm.teacher_forced(codes)]
+    monkeypatch.setattr(lanes, "MIN_ROWS", 16)
+    split = [np.array(x) for x in lm.teacher_forced(codes)]
+    for a, b in zip(whole, split):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_limit_lanes_for_benchmarks(three_lanes):

@@ -54,6 +54,16 @@ def limit_lanes(n: int | None) -> None:
     _local.limit = n
 
 
+def _spread(x: mx.array, rows: int, block) -> mx.array | None:
+    """concat(block(x, a, b, stream) for each lane's rows [a, b)), or None when not worth splitting."""
+    streams = lane_streams() if mx.default_device() == mx.cpu else ()
+    lanes = min(len(streams), rows // MIN_ROWS)
+    if lanes < 2:
+        return None
+    edges = [rows * i // lanes for i in range(lanes + 1)]
+    return mx.concatenate([block(a, b, s) for a, b, s in zip(edges, edges[1:], streams)], axis=-1)
+
+
 class SpreadQuantizedLinear(nn.QuantizedLinear):
     """nn.QuantizedLinear (same parameters, same names) whose CPU matmul runs in row blocks on all lanes."""
 
@@ -66,26 +76,43 @@ class SpreadQuantizedLinear(nn.QuantizedLinear):
         return new
 
     def __call__(self, x: mx.array) -> mx.array:
-        rows = self["weight"].shape[0]
-        streams = lane_streams() if mx.default_device() == mx.cpu else ()
-        lanes = min(len(streams), rows // MIN_ROWS)
-        if lanes < 2:
-            return super().__call__(x)
         w, scales, biases = self["weight"], self["scales"], self.get("biases")
-        edges = [rows * i // lanes for i in range(lanes + 1)]
-        parts = [
-            mx.quantized_matmul(x, w[a:b], scales=scales[a:b], biases=None if biases is None else biases[a:b],
-                                transpose=True, group_size=self.group_size, bits=self.bits, mode=self.mode,
-                                stream=s)  # fmt: skip
-            for a, b, s in zip(edges, edges[1:], streams)
-        ]
-        y = mx.concatenate(parts, axis=-1)
+
+        def block(a: int, b: int, s: mx.Stream) -> mx.array:
+            return mx.quantized_matmul(x, w[a:b], scales=scales[a:b], biases=None if biases is None else biases[a:b],
+                                       transpose=True, group_size=self.group_size, bits=self.bits, mode=self.mode,
+                                       stream=s)  # fmt: skip
+
+        y = _spread(x, w.shape[0], block)
+        if y is None:
+            return super().__call__(x)
         return y + self["bias"] if "bias" in self else y
 
 
-def spread_quantized_linears(model: nn.Module) -> None:
-    """Swap every plain nn.QuantizedLinear of `model` for a SpreadQuantizedLinear (in place)."""
-    swaps = [(path, SpreadQuantizedLinear.like(m)) for path, m in model.named_modules()
-             if type(m) is nn.QuantizedLinear]  # fmt: skip
+class SpreadLinear(nn.Linear):
+    """nn.Linear whose bfloat16 / float16 CPU matmul (MLX's own single-threaded kernel) runs on all lanes.
+    float32 goes to BLAS whole: BLAS has threads of its own."""
+
+    @classmethod
+    def like(cls, layer: nn.Linear) -> SpreadLinear:
+        out_dims, in_dims = layer.weight.shape
+        new = cls(in_dims, out_dims, bias="bias" in layer)
+        new.update(layer.parameters())
+        return new
+
+    def __call__(self, x: mx.array) -> mx.array:
+        w, bias = self["weight"], self.get("bias")
+
+        def block(a: int, b: int, s: mx.Stream) -> mx.array:  # as nn.Linear: addmm when there is a bias
+            return mx.matmul(x, w[a:b].T, stream=s) if bias is None else mx.addmm(bias[a:b], x, w[a:b].T, stream=s)
+
+        y = None if x.dtype == mx.float32 else _spread(x, w.shape[0], block)
+        return super().__call__(x) if y is None else y
+
+
+def spread_over_lanes(model: nn.Module) -> None:
+    """Swap `model`'s plain nn.QuantizedLinear and nn.Linear modules for their spreading forms (in place)."""
+    kinds = {nn.QuantizedLinear: SpreadQuantizedLinear, nn.Linear: SpreadLinear}
+    swaps = [(path, kinds[type(m)].like(m)) for path, m in model.named_modules() if type(m) in kinds]
     if swaps:
         model.update_modules(tree_unflatten(swaps))

@@ -13,7 +13,6 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from ..errors import CheckpointError
-from ..modules.lanes import spread_quantized_linears
 from .formats import quant_bits_group
 from .safetensors_io import TensorInfo
 
@@ -72,8 +71,7 @@ def uniform_spec(specs: dict[str, QuantSpec]) -> QuantSpec | None:
 
 
 def apply(model: nn.Module, specs: dict[str, QuantSpec]) -> None:
-    """Swap each listed module for its quantized form (ScaledEmbedding keeps its -1 = zero rule; Linears
-    spread their CPU matmuls over all cores, see modules.lanes)."""
+    """Swap each listed module for its quantized form (ScaledEmbedding keeps its -1 = zero rule)."""
     if not specs:
         return
     nn.quantize(
@@ -82,4 +80,3 @@ def apply(model: nn.Module, specs: dict[str, QuantSpec]) -> None:
             {"bits": specs[path].bits, "group_size": specs[path].group_size} if path in specs else False
         ),
     )
-    spread_quantized_linears(model)
