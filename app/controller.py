@@ -77,6 +77,7 @@ class Controller(QObject):
         self.model_label = ""
         self.quantization = ""
         self.model_notes: tuple[str, ...] = ()  # the loaded model's notes on its set-up (loop.Loaded)
+        self.muted = False  # the microphone, for this model and the next
         self._loop: ModelLoop | None = None
         self._gen = 0
         self._closers: list[threading.Thread] = []
@@ -109,6 +110,7 @@ class Controller(QObject):
         self.model_label, self.quantization, self.model_notes = label, quantization, ()
         self._start_when_loaded = start_after
         self._loop = ModelLoop(factory, on_event=lambda ev: self._loop_event.emit(gen, ev)).start()
+        self._loop.set_muted(self.muted)
         self._set_state(LOADING)
 
     def unload(self) -> None:
@@ -123,6 +125,12 @@ class Controller(QObject):
             self._closers.append(t)
         self._closers = [t for t in self._closers if t.is_alive()]
         self._set_state(IDLE)
+
+    def set_muted(self, on: bool) -> None:
+        """Mute the microphone: the model hears silence until unmuted (kept across conversations)."""
+        self.muted = bool(on)
+        if self._loop is not None:
+            self._loop.set_muted(self.muted)
 
     @property
     def loaded(self) -> bool:

@@ -112,6 +112,8 @@ class Presenter(QObject):
         w.folder_clear.clicked.connect(lambda: self.set_folder(""))
         w.start_button.clicked.connect(self.toggle)
         w.start_action.triggered.connect(self.toggle)
+        w.mute_button.toggled.connect(self.set_muted)
+        w.mute_action.toggled.connect(self.set_muted)
         w.copy_button.clicked.connect(self.copy_transcript)
         w.copy_action.triggered.connect(self.copy_transcript)
         w.save_button.clicked.connect(self.save_conversation)
@@ -184,6 +186,17 @@ class Presenter(QObject):
             self.ctl.start(*self._audio_args())
         elif state in (c.IDLE, c.READY) and self.download is None:
             self.prepare_and_start()
+
+    def set_muted(self, on: bool) -> None:
+        """Mute / unmute the microphone (the button and the menu item stay in step)."""
+        w = self.w
+        for widget in (w.mute_button, w.mute_action):
+            widget.blockSignals(True)
+            widget.setChecked(on)
+            widget.blockSignals(False)
+        w.mute_button.setText("Unmute" if on else "Mute")
+        self.ctl.set_muted(on)
+        w.status.showMessage("Microphone muted: Moshi hears silence" if on else "Microphone on", 4000)
 
     def _audio_args(self) -> tuple:
         echo = self.w.echo_check.isChecked() and self.ctl.echo_available

@@ -40,6 +40,9 @@ class MainWindow(QMainWindow):
         self.start_button.setMinimumWidth(200)
         self.start_button.setCursor(Qt.CursorShape.PointingHandCursor)
         self.set_start_style(running=False)
+        self.mute_button = QPushButton("Mute")
+        self.mute_button.setCheckable(True)
+        self.mute_button.setToolTip("Mute the microphone: Moshi hears silence and goes on talking (Ctrl+M)")
         self.copy_button = QToolButton()
         self.copy_button.setText("Copy transcript")
         self.save_button = QToolButton()
@@ -62,6 +65,7 @@ class MainWindow(QMainWindow):
         controls = QHBoxLayout()
         controls.setSpacing(18)
         controls.addWidget(self.start_button)
+        controls.addWidget(self.mute_button)
         controls.addWidget(self.meters, 1)
 
         left = QVBoxLayout()
@@ -153,8 +157,12 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.copy_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
+        self.mute_action = QAction("&Mute microphone", self)
+        self.mute_action.setCheckable(True)
+        self.mute_action.setShortcut(QKeySequence("Ctrl+M"))
         talk_menu = self.menuBar().addMenu("&Conversation")
         talk_menu.addAction(self.start_action)
+        talk_menu.addAction(self.mute_action)
 
     def set_start_style(self, running: bool) -> None:
         self.start_button.setStyleSheet(START_STYLE % (STOP_COLOR if running else START_COLOR))

@@ -165,6 +165,7 @@ class ModelLoop:
         self._in_session = threading.Event()
         self._session_done = threading.Event()
         self._session_done.set()
+        self._muted = False  # read by the session at every frame
 
     # -- control (any thread) ------------------------------------------------------------------
     def start(self) -> ModelLoop:
@@ -185,6 +186,15 @@ class ModelLoop:
         """New conversation without reloading: model.reset() between two frames."""
         self._commands.put(("reset",))
         self._wake.set()
+
+    @property
+    def muted(self) -> bool:
+        return self._muted
+
+    def set_muted(self, on: bool) -> None:
+        """Mute the microphone (any thread, also between sessions): the model hears silence, the recording
+        keeps what it heard (and a mute / unmute event), Moshi goes on talking."""
+        self._muted = bool(on)
 
     def end_session(self, timeout: float = 10.0) -> bool:
         """Stops the current conversation (the Ctrl-C path); True once it has ended."""
@@ -269,6 +279,7 @@ class _Session:
         self._over_target = 0
         self.step_sum = 0.0
         self.step_n = 0
+        self.muted = False
 
     def run(self) -> str:
         reason, outcome = "stopped", "ended"
@@ -351,7 +362,13 @@ class _Session:
         pcm_in, self.pending = self.pending[:FRAME], self.pending[FRAME:]
         lag_ms = 1000.0 * self.pending.size / RATE
         if self.echo is not None:
-            pcm_in = self.echo.process(pcm_in)
+            pcm_in = self.echo.process(pcm_in)  # also while muted: its estimate of the room stays current
+        if self.loop._muted != self.muted:
+            self.muted = self.loop._muted
+            if self.recorder is not None:
+                self.recorder.add_event("mute" if self.muted else "unmute", self.frame * FRAME / RATE)
+        if self.muted:
+            pcm_in = np.zeros_like(pcm_in)
         t_model = time.perf_counter()
         result = self.model.step(pcm_in)
         step_s = time.perf_counter() - t_model

@@ -137,9 +137,10 @@ def run_live(args: argparse.Namespace, files, audio_backend=None) -> int:
         loop.begin_session(audio, recorder, echo)
         out_name = audio.output_info.name if audio.output_info else "default output"
         view.note(f"listening on {audio.input_info.name}, speaking on {out_name}. "
-                  "Talk to Moshi; Enter starts a new conversation, Ctrl-C stops.")  # fmt: skip
+                  "Talk to Moshi; Enter starts a new conversation, m + Enter mutes the microphone, "
+                  "Ctrl-C stops.")  # fmt: skip
         if sys.stdin is not None and sys.stdin.isatty():
-            threading.Thread(target=_new_conversation_on_enter, args=(loop, view), daemon=True).start()
+            threading.Thread(target=_keyboard, args=(loop, view), daemon=True).start()
         failed = False
         try:
             while True:
@@ -161,11 +162,17 @@ def run_live(args: argparse.Namespace, files, audio_backend=None) -> int:
         loop.close()
 
 
-def _new_conversation_on_enter(loop: ModelLoop, view) -> None:
-    for _ in sys.stdin:
-        loop.reset()
+def _keyboard(loop: ModelLoop, view, lines=None) -> None:
+    """Enter: a new conversation; m + Enter: mute / unmute the microphone."""
+    for line in sys.stdin if lines is None else lines:
         view.finish()
-        view.note("-- new conversation --")
+        if line.strip().lower() == "m":
+            loop.set_muted(not loop.muted)
+            view.note("-- microphone muted: Moshi hears silence (m + Enter to unmute) --" if loop.muted
+                      else "-- microphone on --")  # fmt: skip
+        else:
+            loop.reset()
+            view.note("-- new conversation --")
 
 
 def run_file(args: argparse.Namespace, files, pcm) -> int:

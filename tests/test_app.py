@@ -180,6 +180,23 @@ def test_a_machine_far_slower_than_real_time_is_told_once_per_conversation(make_
     assert a.window.status.currentMessage() == ""
 
 
+def test_mute_button_and_menu_mute_the_microphone(make_app) -> None:
+    a = make_app()
+    w = a.window
+    w.mute_action.trigger()  # before a model exists: remembered
+    assert w.mute_button.isChecked() and w.mute_button.text() == "Unmute" and a.ctl.muted
+    w.start_button.click()
+    a.wait_state(c.RUNNING)
+    assert a.ctl._loop.muted
+    a.qtbot.waitUntil(lambda: w.meters.input.level_db <= -59, timeout=WAIT_MS)  # the model hears silence
+    w.mute_button.click()
+    assert not w.mute_action.isChecked() and not a.ctl._loop.muted and w.mute_button.text() == "Mute"
+    assert w.status.currentMessage() == "Microphone on"
+    a.qtbot.waitUntil(lambda: w.meters.input.level_db > -40, timeout=WAIT_MS)  # the fake mic's noise again
+    w.start_button.click()
+    a.wait_state(c.READY)
+
+
 def test_start_stop_ten_times_and_switch_model_leak_no_thread(make_app, tmp_path: Path) -> None:
     before = _thread_names()
     a = make_app()

@@ -279,6 +279,36 @@ def test_reset_starts_a_new_conversation_without_reloading() -> None:
     assert built == [1] and model.resets == 2  # session start + reset
 
 
+def test_mute_feeds_the_model_silence_and_the_dialog_goes_on(tmp_path: Path) -> None:
+    model = EchoModel(delay=1, text_every=0)
+    loop = ModelLoop(lambda: model, max_lag_frames=50).start()
+    b, io = _session()
+    loop.begin_session(io, recorder=Recorder(tmp_path / "rec"))
+    _wait_for(loop.events, SessionStarted)
+    b.input.push_input(_signal(FRAME * 40))
+    with FakeClock([b.input, b.output], speed=4.0):
+        while model.steps < 10:
+            time.sleep(0.002)
+        loop.set_muted(True)
+        assert loop.muted
+        while model.steps < 22:
+            time.sleep(0.002)
+        loop.set_muted(False)
+        while model.steps < 32:
+            time.sleep(0.002)
+    assert loop.end_session(10)
+    loop.close()
+    heard = [bool(x.any()) for x in model.inputs[:32]]
+    first_muted, first_back = heard.index(False), len(heard) - heard[::-1].index(False)
+    assert 10 <= first_muted <= 12 and all(heard[:first_muted]) and not any(heard[first_muted:first_back])
+    assert all(heard[first_back:]) and first_back >= 22
+    paths = recording_paths(tmp_path / "rec")
+    user, _ = sf.read(paths.user_wav, dtype="float32")
+    assert not user[first_muted * FRAME : first_back * FRAME].any()  # the recording has what the model heard
+    events = paths.transcript.read_text()
+    assert '"mute"' in events and '"unmute"' in events
+
+
 def test_output_queue_is_bounded_when_the_speaker_lags() -> None:
     model = EchoModel(delay=0, text_every=0)
     loop = ModelLoop(lambda: model, max_output_queue_s=0.2).start()
