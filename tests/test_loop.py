@@ -55,6 +55,15 @@ def _session(rate_in=24000, rate_out=24000, speed=4.0, prebuffer_ms=0.0):
     return b, io
 
 
+def _started(loop: ModelLoop, mic_frames: int, **session) -> FakeStreamFactory:
+    """Opens a session on fake 24 kHz devices and queues `mic_frames` frames of signal at the microphone."""
+    b, io = _session()
+    loop.begin_session(io, **session)
+    _wait_for(loop.events, SessionStarted)
+    b.input.push_input(_signal(FRAME * mic_frames))
+    return b
+
+
 def _run_until_consumed(loop: ModelLoop, b: FakeStreamFactory, mic: np.ndarray, speed: float,
                         extra_s: float = 0.4) -> list:  # fmt: skip
     """Waits for the session to open (the streams exist from then), feeds `mic`, ticks until it is used up."""
@@ -213,10 +222,7 @@ def test_slow_model_lag_stays_bounded_and_skips_are_reported(tmp_path: Path) -> 
 def test_device_error_ends_cleanly_and_keeps_the_recording(tmp_path: Path) -> None:
     model = EchoModel(delay=0)
     loop = ModelLoop(lambda: model).start()
-    b, io = _session()
-    loop.begin_session(io, recorder=Recorder(tmp_path / "rec"))
-    _wait_for(loop.events, SessionStarted)
-    b.input.push_input(_signal(FRAME * 200))
+    b = _started(loop, 200, recorder=Recorder(tmp_path / "rec"))
     with FakeClock([b.input, b.output], speed=4.0):
         while model.steps < 10:
             time.sleep(0.01)
@@ -240,10 +246,7 @@ def test_device_error_ends_cleanly_and_keeps_the_recording(tmp_path: Path) -> No
 def test_model_failure_and_build_failure_are_events() -> None:
     model = EchoModel(fail_at=3)
     loop = ModelLoop(lambda: model).start()
-    b, io = _session()
-    loop.begin_session(io)
-    _wait_for(loop.events, SessionStarted)
-    b.input.push_input(_signal(FRAME * 10))
+    b = _started(loop, 10)
     with FakeClock([b.input, b.output], speed=4.0):
         err, _ = _wait_for(loop.events, Error, 5)
     assert "model blew up" in err.message
@@ -264,10 +267,7 @@ def test_reset_starts_a_new_conversation_without_reloading() -> None:
     built = []
     model = EchoModel(delay=3)
     loop = ModelLoop(lambda: built.append(1) or model).start()
-    b, io = _session()
-    loop.begin_session(io)
-    _wait_for(loop.events, SessionStarted)
-    b.input.push_input(_signal(FRAME * 30))
+    b = _started(loop, 30)
     with FakeClock([b.input, b.output], speed=4.0):
         while model.steps < 5:
             time.sleep(0.005)
@@ -282,10 +282,7 @@ def test_reset_starts_a_new_conversation_without_reloading() -> None:
 def test_mute_feeds_the_model_silence_and_the_dialog_goes_on(tmp_path: Path) -> None:
     model = EchoModel(delay=1, text_every=0)
     loop = ModelLoop(lambda: model, max_lag_frames=50).start()
-    b, io = _session()
-    loop.begin_session(io, recorder=Recorder(tmp_path / "rec"))
-    _wait_for(loop.events, SessionStarted)
-    b.input.push_input(_signal(FRAME * 40))
+    b = _started(loop, 40, recorder=Recorder(tmp_path / "rec"))
     with FakeClock([b.input, b.output], speed=4.0):
         while model.steps < 10:
             time.sleep(0.002)
@@ -312,10 +309,7 @@ def test_mute_feeds_the_model_silence_and_the_dialog_goes_on(tmp_path: Path) -> 
 def test_output_queue_is_bounded_when_the_speaker_lags() -> None:
     model = EchoModel(delay=0, text_every=0)
     loop = ModelLoop(lambda: model, max_output_queue_s=0.2).start()
-    b, io = _session()
-    loop.begin_session(io)
-    _wait_for(loop.events, SessionStarted)
-    b.input.push_input(_signal(FRAME * 30))
+    b = _started(loop, 30)
     with FakeClock([b.input], speed=4.0):  # the speaker never pulls: its queue only grows
         while b.input.pending_input() > 0:
             time.sleep(0.01)
