@@ -46,3 +46,21 @@ def check_fits(needed: int, what: str, advice: str, available: int | None = None
             f"{what} needs about {needed / GiB:.1f} GiB (+{HEADROOM / GiB:.1f} GiB headroom) but only "
             f"{available / GiB:.1f} GiB is available. {advice}"
         )
+
+
+def keep_resident(model_bytes: int) -> str | None:
+    """On Metal, wire MLX's working set so that macOS never pages the weights out in the middle of a
+    conversation (a paged-in layer would cost far more than the 80 ms a frame has). Returns a note for
+    the person when the model is close to what the GPU may wire (it may then still page)."""
+    import mlx.core as mx
+
+    if not mx.metal.is_available():
+        return None
+    limit = int(mx.device_info().get("max_recommended_working_set_size", 0))
+    if limit <= 0:
+        return None
+    mx.set_wired_limit(limit)
+    if model_bytes > 0.9 * limit:
+        return (f"The model takes {model_bytes / GiB:.1f} GiB of the {limit / GiB:.1f} GiB this GPU keeps "
+                "resident: answers may stall while macOS pages weights in; close other programs, or use 4-bit.")
+    return None

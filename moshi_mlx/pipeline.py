@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 import numpy as np
+from mlx.utils import tree_flatten
 
 from .errors import ConfigError
 from .hub import ModelFiles
@@ -19,7 +20,7 @@ from .lm_gen import LmGen
 from .loading_lm import load_lm
 from .loading_mimi import load_mimi
 from .loop import FRAME, FrameResult
-from .memory import KV_AUTO
+from .memory import KV_AUTO, keep_resident
 from .mimi import Mimi
 from .text import TextStream
 
@@ -80,6 +81,9 @@ class MoshiPipeline:
         lm = load_lm(files.moshi, config=files.config, dtype=dtype, kv_bits=kv_bits)
         text = TextStream(files.tokenizer, padding_ids=(0, lm.cfg.existing_text_padding_id))
         pipe = cls(mimi, lm, text, sampling)
+        resident = keep_resident(sum(x.nbytes for _, x in tree_flatten([mimi.parameters(), lm.parameters()])))
+        if resident:
+            pipe.notes.append(resident)
         if kv_bits == KV_AUTO and lm.kv_bits is not None:
             pipe.notes.append(f"Memory is tight: the attention cache is stored at {lm.kv_bits} bits "
                               "(about half its size, ~1% error in attention scores)")  # fmt: skip

@@ -295,3 +295,16 @@ def test_load_lm_auto_kv_bits_quantizes_the_cache_only_when_memory_is_tight(monk
     assert load_lm(FILES["mlx_q4"], CONFIG, kv_bits=KV_AUTO).kv_bits is None
     with pytest.raises(ValueError, match="kv_bits must be None or 8, got 4"):
         load_lm(FILES["mlx_q4"], CONFIG, kv_bits=4)
+
+
+def test_metal_keeps_the_weights_resident(monkeypatch):
+    import mlx.core as mx
+
+    assert memory.keep_resident(10 * 2**30) is None  # not on Metal: nothing to wire
+    wired = []
+    monkeypatch.setattr(mx.metal, "is_available", lambda: True)
+    monkeypatch.setattr(mx, "device_info", lambda: {"max_recommended_working_set_size": 6 * 2**30})
+    monkeypatch.setattr(mx, "set_wired_limit", lambda n: wired.append(n) or 0)
+    assert memory.keep_resident(4 * 2**30) is None and wired == [6 * 2**30]
+    note = memory.keep_resident(int(5.8 * 2**30))
+    assert note is not None and "5.8 GiB of the 6.0 GiB" in note

@@ -155,3 +155,12 @@ def test_tight_memory_stores_the_cache_at_8_bits_and_says_so(pipeline, monkeypat
     p = MoshiPipeline.from_files(files, GREEDY)
     assert p.lm.kv_bits == 8 and len(p.notes) == 1 and "8 bits" in p.notes[0]
     assert MoshiPipeline.from_files(files, GREEDY, kv_bits=8).notes == []  # asked for: nothing to say
+
+
+def test_on_metal_the_weights_are_wired_and_a_tight_fit_is_said(monkeypatch):
+    wired = []
+    monkeypatch.setattr(mx.metal, "is_available", lambda: True)
+    monkeypatch.setattr(mx, "device_info", lambda: {"max_recommended_working_set_size": 1 << 20})
+    monkeypatch.setattr(mx, "set_wired_limit", lambda n: wired.append(n) or 0)
+    p = MoshiPipeline.from_files(e2e_files(), GREEDY)
+    assert wired == [1 << 20] and any("GPU keeps resident" in n for n in p.notes)
