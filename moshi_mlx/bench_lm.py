@@ -7,6 +7,7 @@ module at a time, so a 4-bit model never exists in bf16 first. Prints figures; a
 from __future__ import annotations
 
 import argparse
+import platform
 import resource
 import statistics
 import sys
@@ -179,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
     if args.kyutai_python and ("bf16" in precisions or args.config is not None):
         print("--kyutai-python compares the 7B preset at q4 or q8", file=sys.stderr)
         return 2
+    print(f"LM benchmark: mlx {mx.__version__}, device {mx.default_device()}, {platform.machine()}, "
+          f"{platform.system()}")
     for p in precisions:
         bench(p, args.steps, args.bandwidth_gbs, cfg, args.kyutai_python, args.kv_bits)
     return 0
