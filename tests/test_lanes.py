@@ -9,6 +9,7 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 
+from moshi_mlx.errors import ConfigError
 from moshi_mlx.modules import lanes
 from moshi_mlx.modules.lanes import SpreadLinear, SpreadQuantizedLinear, spread_over_lanes
 
@@ -49,8 +50,8 @@ def test_small_layers_and_single_lane_are_not_split(monkeypatch):
     assert mx.array_equal(spread(x), nn.QuantizedLinear.__call__(spread, x)).item()
     monkeypatch.setenv(lanes.ENV, "lots")
     monkeypatch.setattr(lanes, "_local", threading.local())
-    with pytest.raises(ValueError, match="MOSHI_MLX_CPU_LANES must be a whole number"):
-        lanes.lane_streams()
+    with pytest.raises(ConfigError, match="MOSHI_MLX_CPU_LANES must be a whole number"):
+        spread_over_lanes(nn.Sequential(nn.Linear(4, 4)))
 
 
 def test_each_thread_gets_its_own_lanes(three_lanes):

@@ -20,6 +20,8 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_unflatten
 
+from ..errors import ConfigError
+
 ENV = "MOSHI_MLX_CPU_LANES"
 MIN_ROWS = 256  # below this a block costs more in scheduling than it gains
 _local = threading.local()
@@ -32,7 +34,7 @@ def lane_count() -> int:
         try:
             return max(1, int(value))
         except ValueError:
-            raise ValueError(f"{ENV} must be a whole number of lanes (1 turns spreading off), got {value!r}") from None
+            raise ConfigError(f"{ENV} must be a whole number of lanes (1 turns spreading off), got {value!r}") from None
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS: no affinity API
@@ -111,7 +113,9 @@ class SpreadLinear(nn.Linear):
 
 
 def spread_over_lanes(model: nn.Module) -> None:
-    """Swap `model`'s plain nn.QuantizedLinear and nn.Linear modules for their spreading forms (in place)."""
+    """Swap `model`'s plain nn.QuantizedLinear and nn.Linear modules for their spreading forms (in place).
+    A malformed MOSHI_MLX_CPU_LANES is reported now, not at the first step."""
+    lane_count()
     kinds = {nn.QuantizedLinear: SpreadQuantizedLinear, nn.Linear: SpreadLinear}
     swaps = [(path, kinds[type(m)].like(m)) for path, m in model.named_modules() if type(m) in kinds]
     if swaps:
