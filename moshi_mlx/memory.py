@@ -56,7 +56,8 @@ def keep_resident(model_bytes: int) -> str | None:
 
     if not mx.metal.is_available():
         return None
-    limit = int(mx.device_info().get("max_recommended_working_set_size", 0))
+    device_info = getattr(mx, "device_info", None) or mx.metal.device_info  # the latter before MLX 0.30
+    limit = int(device_info().get("max_recommended_working_set_size", 0))
     if limit <= 0:
         return None
     mx.set_wired_limit(limit)
