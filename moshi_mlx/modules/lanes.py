@@ -1,11 +1,11 @@
-"""CPU lanes: a quantized Linear's output rows spread over one MLX stream per core.
+"""CPU lanes: the output rows of a large Linear spread over one MLX stream per core.
 
-MLX runs the work of each CPU stream on one thread, and its CPU quantized matmul is single-threaded, so
-a 4-bit 7B step used one core however many the machine has. Different streams run at the same time:
-cutting a large quantized matmul into row blocks, one per stream, measured 30.2 -> 16.1 ms for a
-8192x4096 4-bit matmul on 2 cores. Each output element is computed exactly as before (same kernel,
-same reduction), so results are bit-identical. Off the CPU (Metal, CUDA) kernels are parallel already
-and nothing is split.
+MLX runs the work of each CPU stream on one thread, and its CPU kernels for quantized and bfloat16
+matmuls are single-threaded, so a 7B step used one core however many the machine has. Different streams
+run at the same time: cutting a large matmul into row blocks, one per stream, measured 30.2 -> 16.1 ms
+for a 8192x4096 4-bit matmul on 2 cores. Each output element is computed exactly as before (same kernel,
+same reduction), so results are bit-identical. float32 matmuls are left to BLAS, which has threads of
+its own; off the CPU (Metal, CUDA) kernels are parallel already and nothing is split.
 
 Streams belong to the thread that makes them: each thread gets its own lanes on first use.
 `MOSHI_MLX_CPU_LANES=N` overrides the number of lanes (1 turns spreading off).
@@ -48,7 +48,9 @@ def lane_streams() -> tuple[mx.Stream, ...]:
         n = lane_count()
         streams = _local.streams = tuple(mx.new_stream(mx.cpu) for _ in range(n)) if n > 1 else ()
     limit = getattr(_local, "limit", None)
-    return streams if limit is None or limit >= len(streams) else streams[:limit] if limit > 1 else ()
+    if limit is not None and limit < len(streams):
+        streams = streams[:limit] if limit > 1 else ()
+    return streams
 
 
 def limit_lanes(n: int | None) -> None:
@@ -99,7 +101,7 @@ class SpreadLinear(nn.Linear):
     def like(cls, layer: nn.Linear) -> SpreadLinear:
         out_dims, in_dims = layer.weight.shape
         new = cls(in_dims, out_dims, bias="bias" in layer)
-        new.update(layer.parameters())
+        new.update(layer.parameters())  # as above: the random init is never evaluated
         return new
 
     def __call__(self, x: mx.array) -> mx.array:
