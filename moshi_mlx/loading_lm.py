@@ -56,6 +56,29 @@ def resolve_kv_bits(kv_bits: int | str | None, header: dict[str, TensorInfo], cf
     return None if memory.fits(estimate_bytes(header, cfg, dtype), available) else 8
 
 
+def _preflight(header: dict[str, TensorInfo], cfg: LmConfig, dtype: mx.Dtype | None, kv_bits: int | str | None,
+               what: str) -> int | None:  # fmt: skip
+    """Resolve KV_AUTO, then refuse with advice a model that would not fit in memory; returns kv_bits."""
+    available = memory.available_bytes()
+    kv_bits = resolve_kv_bits(kv_bits, header, cfg, dtype, available)
+
+    def needed(bits: int | None) -> int:
+        return estimate_bytes(header, cfg, dtype, kv_bits=bits)
+
+    lin = header.get("text_linear.weight")
+    four_bit = is_quantized(header) and lin is not None and lin.shape[-1] * 32 // cfg.dim <= 4
+    if four_bit and dtype is None:
+        advice = "This is already the 4-bit model: close other programs or use a machine with more memory."
+    elif four_bit:
+        advice = "Do not cast the 4-bit weights (leave dtype unset), or close other programs."
+    else:
+        advice = "Use the 4-bit weights (kyutai/moshiko-mlx-q4, file model.q4.safetensors), or close other programs."
+    if kv_bits is None and memory.fits(needed(8), available):
+        advice = "It would fit with its attention cache stored at 8 bits. " + advice
+    memory.check_fits(needed(kv_bits), what, advice, available)
+    return kv_bits
+
+
 def _count(info: TensorInfo) -> int:
     n = 1
     for d in info.shape:
@@ -99,23 +122,7 @@ def load_lm(
     else:
         cfg = LmConfig.preset() if config is None else LmConfig.from_json(config)
 
-    available = memory.available_bytes()
-    kv_bits = resolve_kv_bits(kv_bits, header, cfg, dtype, available)
-
-    def needed(bits: int | None) -> int:
-        return estimate_bytes(header, cfg, dtype, kv_bits=bits)
-
-    lin = header.get("text_linear.weight")
-    four_bit = is_quantized(header) and lin is not None and lin.shape[-1] * 32 // cfg.dim <= 4
-    if four_bit and dtype is None:
-        advice = "This is already the 4-bit model: close other programs or use a machine with more memory."
-    elif four_bit:
-        advice = "Do not cast the 4-bit weights (leave dtype unset), or close other programs."
-    else:
-        advice = "Use the 4-bit weights (kyutai/moshiko-mlx-q4, file model.q4.safetensors), or close other programs."
-    if kv_bits is None and memory.fits(needed(8), available):
-        advice = "It would fit with its attention cache stored at 8 bits. " + advice
-    memory.check_fits(needed(kv_bits), f"{source} ({fmt.value})", advice, available)
+    kv_bits = _preflight(header, cfg, dtype, kv_bits, f"{source} ({fmt.value})")
 
     model = Lm(cfg)
     specs = quant.specs_from_header(model, header, source) if fmt is CheckpointFormat.LM_KYUTAI_MLX else {}
