@@ -118,16 +118,18 @@ def bench(precision: str, steps: int, bandwidth_gbs: float, cfg: LmConfig, kyuta
             one_lane.append(time.perf_counter() - t)
             lanes.limit_lanes(None)
     state = gen._state  # continue the same conversation (a second KV cache would distort peak memory)
+    # every step attends over the whole ring (masked while it fills), so it reads the whole cache too
+    cache_bytes = sum(a.nbytes for a in state.lm.arrays())
     split = [timed_step(gen, state._replace(step=state.step + i), f) for i, f in enumerate(frames[:steps])]
     temporal = statistics.median(s[0] for s in split)
     depth = statistics.median(s[1] for s in split)
     step_s = statistics.median(total)
-    bound = nbytes / (bandwidth_gbs * 1e9)
+    bound = (nbytes + cache_bytes) / (bandwidth_gbs * 1e9)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(
         f"lm {cfg.dim}-dim {cfg.transformer.num_layers}-layer {precision:>4} ({model.compute_dtype} activations, {model.cache_dtype if kv_bits is None else f'{kv_bits}-bit'} KV cache): "
         f"step {step_s * 1e3:.0f} ms median of {steps} (process CPU time {statistics.median(cpu) * 1e3:.0f} ms; temporal {temporal * 1e3:.0f} ms, text head + depth {depth * 1e3:.0f} ms), "
-        f"real-time factor {step_s / FRAME_S:.1f}x (1 = real time), weights read/step {nbytes / 1e9:.2f} GB, "
+        f"real-time factor {step_s / FRAME_S:.1f}x (1 = real time), read/step {nbytes / 1e9:.2f} GB weights + {cache_bytes / 1e9:.2f} GB KV cache, "
         f"bandwidth bound {bound * 1e3:.0f} ms at {bandwidth_gbs:g} GB/s -> {bound / step_s:.0%} of bound, "
         f"peak MLX memory {mx.get_peak_memory() / 2**30:.2f} GiB, peak RSS {rss / 2**30:.2f} GiB, build {build_s:.0f} s"
     )
