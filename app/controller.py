@@ -109,7 +109,14 @@ class Controller(QObject):
         gen = self._gen
         self.model_label, self.quantization, self.model_notes = label, quantization, ()
         self._start_when_loaded = start_after
-        self._loop = ModelLoop(factory, on_event=lambda ev: self._loop_event.emit(gen, ev)).start()
+        releasing = [t for t in self._closers if t.is_alive()]
+
+        def build():  # on the new loop thread: the old model's memory is back before the new one is measured
+            for t in releasing:
+                t.join()
+            return factory()
+
+        self._loop = ModelLoop(build, on_event=lambda ev: self._loop_event.emit(gen, ev)).start()
         self._loop.set_muted(self.muted)
         self._set_state(LOADING)
 

@@ -197,6 +197,31 @@ def test_mute_button_and_menu_mute_the_microphone(make_app) -> None:
     a.wait_state(c.READY)
 
 
+def test_a_new_model_is_built_only_once_the_old_one_is_released(make_app, monkeypatch) -> None:
+    """Else switching bf16 -> 4-bit would hold both in memory, and the new model's memory check would
+    count the old one as taken."""
+    released, built = [], []
+    close = c._close_loop
+
+    def slow_close(loop) -> None:
+        time.sleep(0.3)
+        close(loop)
+        released.append(time.monotonic())
+
+    monkeypatch.setattr(c, "_close_loop", slow_close)
+    a = make_app()
+
+    def factory():
+        built.append(time.monotonic())
+        return ScriptModel()
+
+    a.ctl.load(factory, "one", "4-bit")
+    a.wait_state(c.READY)
+    a.ctl.load(factory, "two", "8-bit")
+    a.wait_state(c.READY)
+    assert len(built) == 2 and len(released) == 1 and built[1] >= released[0]
+
+
 def test_start_stop_ten_times_and_switch_model_leak_no_thread(make_app, tmp_path: Path) -> None:
     before = _thread_names()
     a = make_app()
