@@ -57,7 +57,9 @@ def hub_resolver(choice: ModelChoice, progress: Progress, cancelled: threading.E
             return True
 
     try:
-        return hub.resolve_model_files(choice.repo, choice.quant, tqdm_class=_Bar)
+        from moshi_mlx.loading_lm import check_download_fits
+
+        return hub.resolve_model_files(choice.repo, choice.quant, tqdm_class=_Bar, before_download=check_download_fits)
     except OfflineError as e:
         raise OfflineError(_offline_message(choice.repo, e.reason), e.reason) from None
 

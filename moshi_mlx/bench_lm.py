@@ -26,7 +26,7 @@ from .loading_lm import default_compute_dtype
 from .modules import lanes
 from .weights import quant
 
-_PRECISIONS = {"bf16": None, "q8": quant.QuantSpec(8, 64), "q4": quant.QuantSpec(4, 32)}
+_PRECISIONS = {"bf16": None, **{f"q{b}": quant.QuantSpec(b, g) for b, g in quant.RELEASE_GROUP.items()}}
 FRAME_S = 0.08  # one LM step per 80 ms Mimi frame
 
 
@@ -150,13 +150,11 @@ def _kyutai_timer(python: str | None, precision: str, steps: int):
     """Kyutai's MLX LM at the same precision, timing itself in its own interpreter (bench_kyutai_lm.py)."""
     if python is None:
         return None
-    bits, group = _KYUTAI_RECIPES[precision]
-    return KyutaiTimer(python, "bench_kyutai_lm.py", "--bits", str(bits), "--group-size", str(group),
+    spec = _PRECISIONS[precision]
+    return KyutaiTimer(python, "bench_kyutai_lm.py", "--bits", str(spec.bits), "--group-size", str(spec.group_size),
                        "--max-steps", str(steps + 16))
 
 
-# Kyutai's release recipes, by our precision names: (bits, group size)
-_KYUTAI_RECIPES = {"q4": (4, 32), "q8": (8, 64)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

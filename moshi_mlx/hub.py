@@ -187,7 +187,8 @@ def _download(repo: str, filename: str, tqdm_class, reason: str | None, needed: 
 
 def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | None = None, *,
                         moshi_weight=None, mimi_weight=None, tokenizer=None, config=None,
-                        tqdm_class: Callable | None = None, local_only: bool = False) -> ModelFiles:  # fmt: skip
+                        tqdm_class: Callable | None = None, local_only: bool = False,
+                        before_download: Callable[[int | None, Path | None], None] | None = None) -> ModelFiles:  # fmt: skip
     """Finds (downloading when needed) every file a dialog needs.
 
     Args:
@@ -199,6 +200,8 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
             that override the repository's.
         tqdm_class: progress bar class handed to huggingface_hub (the app passes its own).
         local_only: use only files already in the Hugging Face cache (OfflineError if some are not).
+        before_download: called with (bits, config path) before the LM weights of a repository are
+            downloaded (not when cached); it may raise to stop, e.g. loading_lm.check_download_fits.
 
     Raises:
         OfflineError: files must be downloaded but the hub is unreachable or HF_HUB_OFFLINE=1.
@@ -256,6 +259,8 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
                 reason, local_files_help=True,
             )
         name, q = _pick_moshi(listing, quant, quant_given, repo)
+        if before_download is not None and reason is None and _cached(repo, name) is None:
+            before_download(q, cfg)
     else:
         name, q = "", quant
     needed = [f for f, have in ((name, explicit["moshi"]), (mimi_file, explicit["mimi"]),

@@ -9,7 +9,7 @@ import mlx.core as mx
 
 from . import memory
 from .config import LmConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .lm import Lm, check_kv_bits
 from .memory import KV_AUTO
 from .modules.kv_cache import kv_group_size
@@ -17,7 +17,7 @@ from .modules.lanes import spread_over_lanes
 from .weights import quant, quant_config
 from .weights.formats import CheckpointFormat, detect_format, is_quantized
 from .weights.lm_mlx import map_lm_mlx
-from .weights.lm_torch import map_lm_torch
+from .weights.lm_torch import map_lm_torch, torch_layout_shapes
 from .weights.safetensors_io import TensorInfo, load_tensors, read_header
 from .weights.strict import load_strict
 
@@ -39,13 +39,45 @@ def estimate_bytes(header: dict[str, TensorInfo], cfg: LmConfig, dtype: mx.Dtype
     total = 0
     for info in header.values():
         total += _count(info) * dtype.size if dtype is not None and info.dtype in _FLOAT else info.nbytes
+    return total + kv_cache_bytes(cfg, dtype, batch, kv_bits)
+
+
+def kv_cache_bytes(cfg: LmConfig, dtype: mx.Dtype | None, batch: int = 1, kv_bits: int | None = None) -> int:
+    """The temporal transformer's KV caches over the whole context."""
     cache_dtype = dtype or mx.bfloat16  # the caches follow the weights' float dtype (see Lm.cache_dtype)
     t = cfg.transformer
     values = 2 * t.num_layers * t.context * t.d_model * batch
     if kv_bits is None:
-        return total + values * cache_dtype.size
+        return values * cache_dtype.size
     group = kv_group_size(t.head_dim)  # packed values plus a scale and a bias per group, in the compute
-    return total + values * kv_bits // 8 + 2 * (values // group) * mx.float32.size  # dtype: at most float32
+    return values * kv_bits // 8 + 2 * (values // group) * mx.float32.size  # dtype: at most float32
+
+
+def release_header(bits: int | None, cfg: LmConfig) -> dict[str, TensorInfo]:
+    """What Kyutai's release of `cfg` at `bits` (4, 8, None: bf16) holds, from the config alone: every
+    matrix quantized as `nn.quantize` does (packed weights, bf16 scales and biases), the rest bf16."""
+    header = {}
+    for name, shape in torch_layout_shapes(cfg).items():
+        rows, cols = shape if len(shape) == 2 else (0, 0)
+        group = quant.RELEASE_GROUP.get(bits, 0)
+        if group and cols % group == 0:
+            header[name] = TensorInfo("U32", (rows, cols * bits // 32))
+            header[name + ".scales"] = header[name + ".biases"] = TensorInfo("BF16", (rows, cols // group))
+        else:
+            header[name] = TensorInfo("BF16", shape)
+    return header
+
+
+def check_download_fits(bits: int | None, config: str | os.PathLike | None = None) -> None:
+    """Before downloading Kyutai's release at `bits`: refuse (MemoryBudgetError) a model this machine
+    could not load even with an 8-bit KV cache, instead of after gigabytes of download."""
+    try:
+        cfg = LmConfig.preset() if config is None else LmConfig.from_json(config)
+    except ConfigError:  # load_lm will say what is wrong with it; this check only spares a download
+        return
+    needed = estimate_bytes(release_header(bits, cfg), cfg, None, kv_bits=8)
+    label = "bf16" if bits is None else f"{bits}-bit"
+    memory.check_fits(needed, f"The {label} Moshi model", _advice(bits == 4, cast=False) + " Nothing was downloaded.")
 
 
 def resolve_kv_bits(kv_bits: int | str | None, header: dict[str, TensorInfo], cfg: LmConfig,
@@ -67,16 +99,19 @@ def _preflight(header: dict[str, TensorInfo], cfg: LmConfig, dtype: mx.Dtype | N
 
     lin = header.get("text_linear.weight")
     four_bit = is_quantized(header) and lin is not None and lin.shape[-1] * 32 // cfg.dim <= 4
-    if four_bit and dtype is None:
-        advice = "This is already the 4-bit model: close other programs or use a machine with more memory."
-    elif four_bit:
-        advice = "Do not cast the 4-bit weights (leave dtype unset), or close other programs."
-    else:
-        advice = "Use the 4-bit weights (kyutai/moshiko-mlx-q4, file model.q4.safetensors), or close other programs."
+    advice = _advice(four_bit, cast=dtype is not None)
     if kv_bits is None and memory.fits(needed(8), available):
         advice = "It would fit with its attention cache stored at 8 bits. " + advice
     memory.check_fits(needed(kv_bits), what, advice, available)
     return kv_bits
+
+
+def _advice(four_bit: bool, cast: bool) -> str:
+    if four_bit and not cast:
+        return "This is already the 4-bit model: close other programs or use a machine with more memory."
+    if four_bit:
+        return "Do not cast the 4-bit weights (leave dtype unset), or close other programs."
+    return "Use the 4-bit weights (kyutai/moshiko-mlx-q4, file model.q4.safetensors), or close other programs."
 
 
 def _count(info: TensorInfo) -> int:

@@ -93,10 +93,11 @@ def _resolve(args: argparse.Namespace):
     from tqdm.auto import tqdm
 
     from .hub import resolve_model_files
+    from .loading_lm import check_download_fits
 
     return resolve_model_files(args.hf_repo, args.quantized, moshi_weight=args.moshi_weight,
                                mimi_weight=args.mimi_weight, tokenizer=args.tokenizer, config=args.config,
-                               tqdm_class=tqdm)  # fmt: skip
+                               tqdm_class=tqdm, before_download=check_download_fits)  # fmt: skip
 
 
 def _wait_loaded(loop: ModelLoop, view) -> bool:

@@ -28,45 +28,11 @@ from pathlib import Path
 import mlx.core as mx
 
 from moshi_mlx.config import PRESETS, LmConfig
+from moshi_mlx.weights.lm_torch import torch_layout_shapes
 
 from .writer import Entry, StreamingSafetensors
 
 GB = 1e9
-
-
-def torch_layout_shapes(cfg: LmConfig) -> dict[str, tuple[int, ...]]:
-    """Names and shapes of a checkpoint in Kyutai's PyTorch release layout for `cfg`."""
-    dim, t = cfg.dim, cfg.transformer
-    dep = cfg.depformer.transformer
-    shapes: dict[str, tuple[int, ...]] = {
-        "text_emb.weight": (cfg.text_card + 1, dim),
-        "text_linear.weight": (cfg.text_card, dim),
-        "out_norm.alpha": (1, 1, dim),
-        "depformer_text_emb.weight": (cfg.text_card + 1, dep.d_model),
-    }
-    for i in range(cfg.n_q):
-        shapes[f"emb.{i}.weight"] = (cfg.card + 1, dim)
-    for layer in range(t.num_layers):
-        p = f"transformer.layers.{layer}"
-        shapes |= {f"{p}.self_attn.in_proj_weight": (3 * dim, dim), f"{p}.self_attn.out_proj.weight": (dim, dim),
-                   f"{p}.norm1.alpha": (1, 1, dim), f"{p}.norm2.alpha": (1, 1, dim),
-                   f"{p}.gating.linear_in.weight": (2 * t.gating_hidden, dim),
-                   f"{p}.gating.linear_out.weight": (dim, t.gating_hidden)}
-    for k in range(cfg.dep_q if cfg.depformer.multi_linear else 1):
-        shapes[f"depformer_in.{k}.weight"] = (dep.d_model, dim)
-    for k in range(cfg.dep_q):
-        shapes[f"linears.{k}.weight"] = (cfg.card, dep.d_model)
-        if k:
-            shapes[f"depformer_emb.{k - 1}.weight"] = (cfg.card + 1, dep.d_model)
-    for layer in range(dep.num_layers):
-        p = f"depformer.layers.{layer}"
-        shapes |= {f"{p}.self_attn.in_proj_weight": (cfg.dep_q * 3 * dep.d_model, dep.d_model),
-                   f"{p}.self_attn.out_proj.weight": (cfg.dep_q * dep.d_model, dep.d_model),
-                   f"{p}.norm1.alpha": (1, 1, dep.d_model), f"{p}.norm2.alpha": (1, 1, dep.d_model)}
-        for k in range(cfg.dep_q):
-            shapes[f"{p}.gating.{k}.linear_in.weight"] = (2 * dep.gating_hidden, dep.d_model)
-            shapes[f"{p}.gating.{k}.linear_out.weight"] = (dep.d_model, dep.gating_hidden)
-    return shapes
 
 
 def write_random_checkpoint(path: Path, cfg: LmConfig, seed: int = 0) -> int:

@@ -30,13 +30,14 @@ from dataclasses import dataclass
 import mlx.nn as nn
 
 from moshi_mlx.errors import ConfigError
-from moshi_mlx.weights.quant import QuantSpec, quantizable_modules
+from moshi_mlx.hub import MOSHI_FILES
+from moshi_mlx.weights.quant import RELEASE_GROUP, QuantSpec, quantizable_modules
 from moshi_mlx.weights.quant_config import QuantRecipe
 
 BITS = (4, 8)
 GROUPS = (32, 64, 128)
-DEFAULT_GROUP = {4: 32, 8: 64}  # Kyutai's releases
-FILE_NAMES = {None: "model.safetensors", 8: "model.q8.safetensors", 4: "model.q4.safetensors"}
+DEFAULT_GROUP = RELEASE_GROUP  # as Kyutai's releases
+FILE_NAMES = MOSHI_FILES  # by bits (None: float), as in Kyutai's MLX repositories
 
 
 @dataclass(frozen=True)

@@ -564,3 +564,20 @@ def test_echo_suppression_setting_reaches_the_loop(qtbot, tmp_path: Path) -> Non
     p2 = Presenter(w2, ctl2, settings, Dialogs(w2), device_poll_ms=0)
     assert not w2.echo_check.isEnabled() and not w2.echo_check.isChecked()
     assert p2.shutdown()
+
+
+def test_downloads_are_checked_against_memory_first(monkeypatch) -> None:
+    from app import download
+    from app.models import ModelChoice
+    from moshi_mlx.loading_lm import check_download_fits
+
+    seen = {}
+
+    def resolve(repo, quant, **kw):
+        seen.update(kw)
+        raise MemoryBudgetError("The bf16 Moshi model needs about 15.1 GiB. Nothing was downloaded.")
+
+    monkeypatch.setattr(download.hub, "resolve_model_files", resolve)
+    with pytest.raises(MemoryBudgetError, match="Nothing was downloaded"):
+        download.fetch_files(ModelChoice(), lambda *a: None, threading.Event())
+    assert seen["before_download"] is check_download_fits

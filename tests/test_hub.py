@@ -207,3 +207,24 @@ def test_local_only_uses_the_cache_and_never_asks_the_hub(fake) -> None:
     fake({repo: Q4}, cached={(repo, "model.q4.safetensors")})
     with pytest.raises(OfflineError):
         hub.resolve_model_files(local_only=True)
+
+
+def test_before_download_can_stop_the_lm_download_but_is_not_asked_for_cached_files(fake) -> None:
+    from moshi_mlx.errors import MemoryBudgetError
+
+    repo = "kyutai/moshiko-mlx-bf16"
+    f = fake({repo: {"model.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE}})
+    asked = []
+
+    def refuse(bits, config):
+        asked.append((bits, config))
+        raise MemoryBudgetError("too big")
+
+    with pytest.raises(MemoryBudgetError):
+        hub.resolve_model_files(repo, before_download=refuse)
+    assert asked == [(None, None)] and f.downloads == []  # nothing fetched
+    fake({repo: {"model.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE}},
+         cached={(repo, "model.safetensors")})  # fmt: skip
+    asked.clear()
+    hub.resolve_model_files(repo, before_download=refuse)
+    assert asked == []  # already here: load_lm checks memory itself

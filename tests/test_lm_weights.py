@@ -308,3 +308,22 @@ def test_metal_keeps_the_weights_resident(monkeypatch):
     assert memory.keep_resident(4 * 2**30) is None and wired == [6 * 2**30]
     note = memory.keep_resident(int(5.8 * 2**30))
     assert note is not None and "5.8 GiB of the 6.0 GiB" in note
+
+
+def test_a_release_that_cannot_fit_is_refused_before_its_download(monkeypatch, tmp_path):
+    from moshi_mlx.loading_lm import check_download_fits, release_header
+
+    cfg = LmConfig.preset()
+    for bits, precision in ((4, "q4"), (8, "q8"), (None, "bf16")):  # the config alone predicts the header
+        predicted = estimate_bytes(release_header(bits, cfg), cfg, None)
+        assert abs(predicted / estimate_bytes(header_7b(precision), cfg, None) - 1) < 1e-3
+    fake_mac(monkeypatch, 16)
+    check_download_fits(8)  # 9.1 GiB fits in 14
+    with pytest.raises(MemoryBudgetError, match="The bf16 Moshi model needs about 15.1 GiB.*4-bit.*Nothing was downloaded"):
+        check_download_fits(None)
+    fake_mac(monkeypatch, 8)
+    check_download_fits(4)  # with the 8-bit cache it fits in 6 GiB
+    with pytest.raises(MemoryBudgetError, match="8-bit"):
+        check_download_fits(8)
+    (tmp_path / "config.json").write_text('{"moshi_name": "model.safetensors"}')
+    check_download_fits(None, tmp_path / "config.json")  # not an LM config: left to load_lm

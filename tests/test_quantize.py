@@ -162,7 +162,7 @@ def test_float32_dtype_and_group_size(tmp_path):
 
 def test_memcheck_synthesises_the_pytorch_release_layout():
     # quantize.memcheck measures peak memory on synthetic checkpoints of this layout: it must be the real one.
-    from quantize.memcheck import torch_layout_shapes
+    from moshi_mlx.weights.lm_torch import torch_layout_shapes
 
     header = read_header(FILES["torch"])
     assert torch_layout_shapes(LmConfig.from_json(CONFIG)) == {k: v.shape for k, v in header.items()}
