@@ -1,7 +1,8 @@
 """`python -m moshi_mlx.run`: talk with Moshi locally, or run it over an audio file.
 
 Live (default): microphone in, Moshi's voice out, its words printed as it says them. Press Enter for a
-new conversation (same weights), Ctrl-C to stop. File mode: `--input user.wav --output moshi.wav`.
+new conversation (same weights), m + Enter to mute or unmute the microphone, Ctrl-C to stop. File mode:
+`--input user.wav --output moshi.wav`.
 This module parses flags and wires the library together; the work happens in ModelLoop (one thread
 owning MLX), MoshiPipeline (the model), AudioIO / FileAudioPort (sound) and Recorder.
 """
@@ -28,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m moshi_mlx.run",
         description="Talk with Moshi on this machine (microphone and speakers), or run it over an audio file.",
         epilog="Weights come from the Hugging Face hub (cached after the first download) or local files. "
-        "Headphones give the best experience; with speakers the echo canceller keeps Moshi from hearing itself.",
+        "Headphones give the best experience; with speakers the echo canceller keeps Moshi from hearing itself. "
+        "While talking: Enter starts a new conversation, m + Enter mutes or unmutes the microphone.",
     )
     m = p.add_argument_group("model")
     m.add_argument("--hf-repo", default=None,
