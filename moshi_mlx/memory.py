@@ -63,5 +63,6 @@ def keep_resident(model_bytes: int) -> str | None:
     mx.set_wired_limit(limit)
     if model_bytes > 0.9 * limit:
         return (f"The model takes {model_bytes / GiB:.1f} GiB of the {limit / GiB:.1f} GiB this GPU keeps "
-                "resident: answers may stall while macOS pages weights in; close other programs, or use 4-bit.")
+                "resident: answers may stall while macOS pages weights in. Close other programs, or pick a smaller "
+                "precision if this is not the 4-bit model.")
     return None
