@@ -294,7 +294,7 @@ class Presenter(QObject):
         slow = None if self._said_too_slow else too_slow(st)
         if slow:
             self._said_too_slow = True
-            self.w.status.showMessage(f"{slow}. Its answers come in pieces; a Mac's GPU keeps up.", 30000)
+            self.w.status.showMessage(f"{slow}. Its answers come in pieces: a live talk needs a GPU (a Mac's).", 30000)
 
     def _on_conversation_started(self, n: int) -> None:
         self._said_too_slow = False

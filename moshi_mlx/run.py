@@ -21,6 +21,7 @@ from .memory import KV_AUTO
 
 FRAME_S = 0.08
 LOCAL_FLAGS = "--moshi-weight PATH --mimi-weight PATH --tokenizer PATH [--config PATH]"
+KEYS = "Enter starts a new conversation, m + Enter mutes or unmutes the microphone"  # see _keyboard
 KV_BITS = {KV_AUTO: KV_AUTO, "8": 8, "16": None}  # --kv-bits -> load_lm(kv_bits=...)
 
 
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Talk with Moshi on this machine (microphone and speakers), or run it over an audio file.",
         epilog="Weights come from the Hugging Face hub (cached after the first download) or local files. "
         "Headphones give the best experience; with speakers the echo canceller keeps Moshi from hearing itself. "
-        "While talking: Enter starts a new conversation, m + Enter mutes or unmutes the microphone.",
+        f"While talking: {KEYS}.",
     )
     m = p.add_argument_group("model")
     m.add_argument("--hf-repo", default=None,
@@ -140,8 +141,7 @@ def run_live(args: argparse.Namespace, files, audio_backend=None) -> int:
         loop.begin_session(audio, recorder, echo)
         out_name = audio.output_info.name if audio.output_info else "default output"
         view.note(f"listening on {audio.input_info.name}, speaking on {out_name}. "
-                  "Talk to Moshi; Enter starts a new conversation, m + Enter mutes the microphone, "
-                  "Ctrl-C stops.")  # fmt: skip
+                  f"Talk to Moshi; {KEYS}, Ctrl-C stops.")  # fmt: skip
         if sys.stdin is not None and sys.stdin.isatty():
             threading.Thread(target=_keyboard, args=(loop, view), daemon=True).start()
         failed = False
