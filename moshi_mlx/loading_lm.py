@@ -57,10 +57,10 @@ def release_header(bits: int | None, cfg: LmConfig) -> dict[str, TensorInfo]:
     """What Kyutai's release of `cfg` at `bits` (4, 8, None: bf16) holds, from the config alone: every
     matrix quantized as `nn.quantize` does (packed weights, bf16 scales and biases), the rest bf16."""
     header = {}
+    group = quant.RELEASE_GROUP.get(bits)
     for name, shape in torch_layout_shapes(cfg).items():
-        rows, cols = shape if len(shape) == 2 else (0, 0)
-        group = quant.RELEASE_GROUP.get(bits, 0)
-        if group and cols % group == 0:
+        if group and len(shape) == 2 and shape[1] % group == 0:  # norms ([1, 1, D]) stay bf16
+            rows, cols = shape
             header[name] = TensorInfo("U32", (rows, cols * bits // 32))
             header[name + ".scales"] = header[name + ".biases"] = TensorInfo("BF16", (rows, cols // group))
         else:
