@@ -296,3 +296,26 @@ def test_missing_portaudio_suggests_file_mode() -> None:
         pytest.skip("PortAudio is installed here")
     r = run_module(RUN, "--list-devices")
     assert_one_line_error(r, 2, "PortAudio", "--input FILE")
+
+
+def test_hf_cache_snapshot_folders_still_load(tmp_path: Path) -> None:
+    """A Hugging Face cache snapshot links each file to ../../blobs: that stays inside the repository and is read."""
+    from moshi_mlx.hub import resolve_model_files
+    from quantize.source import resolve
+
+    def snapshot(files: dict[str, Path], repo: str) -> Path:
+        blobs, snap = tmp_path / repo / "blobs", tmp_path / repo / "snapshots" / "abc123"
+        blobs.mkdir(parents=True)
+        snap.mkdir(parents=True)
+        for i, (name, src) in enumerate(files.items()):
+            shutil.copyfile(src, blobs / f"blob{i}")
+            (snap / name).symlink_to(Path("..") / ".." / "blobs" / f"blob{i}")
+        return snap
+
+    run_snap = snapshot({p.name: p for p in E2E.iterdir()}, "models--kyutai--e2e")
+    files = resolve_model_files(run_snap)
+    assert files.tokenizer == run_snap / "tokenizer_spm_32k_3.model" and files.quant == 4
+    q_snap = snapshot({"model.safetensors": LM_FILES["torch"], "config.json": LM_CONFIG,
+                       "tokenizer_spm_32k_3.model": E2E / "tokenizer_spm_32k_3.model"}, "models--kyutai--pt")
+    src = resolve(str(q_snap))
+    assert src.weights == q_snap / "model.safetensors" and src.extras["tokenizer_name"].name == "tokenizer_spm_32k_3.model"
