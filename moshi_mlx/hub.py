@@ -316,7 +316,7 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
             cfg, q, str(folder),
             local(names["mimi_config_name"], key="mimi_config_name") if "mimi_config_name" in names else None,
         )  # fmt: skip
-    if hf_repo is not None and not is_repo_id(str(hf_repo)):
+    if hf_repo is not None and (folder.exists() or not is_repo_id(str(hf_repo))):  # a file, or a mistyped path
         raise _not_a_model_source(str(hf_repo))
 
     repo = str(hf_repo) if hf_repo is not None else (default_repo(quant) if quant_given else DEFAULT_REPO)

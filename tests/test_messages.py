@@ -75,6 +75,7 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
     after: Callable[[Path], None] | None = None  # checks the files afterwards
     max_s: float | None = None  # the answer must come this fast
+    cwd: str | None = None  # formatted as args; default: the repository
 
 
 def _wav_out(*args: str) -> tuple[str, ...]:
@@ -89,6 +90,8 @@ CASES = [
     Case("hf-repo a/b/c", RUN, _wav_out("--hf-repo", "{tmp}/models/x"), 2, ("no folder", "owner/name")),
     Case("hf-repo bad id", RUN, _wav_out("--hf-repo", "bad repo!"), 2, ("'bad repo!'", "owner/name")),
     Case("hf-repo file", RUN, _wav_out("--hf-repo", "{wav}"), 2, ("is a file", "folder holding config.json")),
+    Case("hf-repo file like owner/name", RUN, _wav_out("--hf-repo", "docs/notes.md"), 2, ("docs/notes.md is a file",),
+         prep=lambda t: ((t / "docs").mkdir(), (t / "docs" / "notes.md").write_text("x")), cwd="{tmp}"),
     Case("hf:// climbs out", RUN, _wav_out("--hf-repo", "{e2e}", "--moshi-weight", "hf://owner/repo/../x"), 2,
          ("hf://owner/repo/../x", "inside")),
     Case("hf:// bad repo", RUN, _wav_out("--hf-repo", "{e2e}", "--tokenizer", "hf://bad repo/x/t.model"), 2,
@@ -148,7 +151,8 @@ def test_one_clear_line(case: Case, world: dict[str, str], tmp_path: Path) -> No
         case.prep(tmp_path)
     env = cli_env(HF_HOME=str(tmp_path / "hf"), HF_HUB_CACHE=str(tmp_path / "hf" / "hub"), **case.env)
     t0 = time.monotonic()
-    r = run_module(case.module, *(a.format(**world) for a in case.args), env=env)
+    cwd = case.cwd.format(**world) if case.cwd else None
+    r = run_module(case.module, *(a.format(**world) for a in case.args), env=env, cwd=cwd)
     took = time.monotonic() - t0
     assert_one_line_error(r, case.code, *(n.format(**world) for n in case.needles))
     assert not (tmp_path / "answer.wav").exists()
