@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class MoshiError(Exception):
     """Base class: `run`, `quantize` and the app turn these into one clear line or dialog.
@@ -27,8 +29,23 @@ class AudioFormatError(MoshiError):
     """An audio file cannot be read, or an audio device cannot be opened as asked."""
 
 
+class NoAudioDeviceError(AudioFormatError):
+    """No microphone (`kind` "input") or speaker ("output") to use, or no sound card at all ("any").
+
+    A front end suggests going on without one: `run` names its file mode, the app its own way.
+    """
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 class MemoryBudgetError(MoshiError):
     """A model would not fit in this machine's memory at the requested precision."""
+
+
+class OutputError(MoshiError):
+    """An output cannot be written: read-only or full file system, no permission."""
 
 
 class OfflineError(MoshiError):
@@ -40,3 +57,16 @@ class OfflineError(MoshiError):
     def __init__(self, message: str, reason: str = "", *, local_files_help: bool = False) -> None:
         super().__init__(message, local_files_help=local_files_help)
         self.reason = reason
+
+
+def require_file(path: Path, what: str, error: type[MoshiError], expected: str = "") -> Path:
+    """`path` if it is a file; else `error` saying that it is missing, or that it is a folder and what to name.
+
+    `expected`: the usual name of such a file (shown as found inside a folder given by mistake), or a description.
+    """
+    if path.is_file():
+        return path
+    if path.is_dir():
+        example = path / expected if expected and (path / expected).is_file() else expected
+        raise error(f"the {what} {path} is a folder, not a file: name the file itself" + (f", e.g. {example}" if example else ""))
+    raise error(f"the {what} file {path} does not exist: check the path")

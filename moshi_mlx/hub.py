@@ -15,11 +15,11 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from urllib.parse import urlparse
 
 from .config import read_json_object
-from .errors import CheckpointError, ConfigError, OfflineError
+from .errors import CheckpointError, ConfigError, OfflineError, require_file
 
 DEFAULT_REPO = "kyutai/moshiko-mlx-q4"
 VOICES = ("moshiko", "moshika")
@@ -53,6 +53,69 @@ def _names(config: Path | None) -> dict:
     return {} if config is None else read_repo_config(config)[1]
 
 
+MODEL_SOURCE_HELP = ("a local model is a folder holding config.json and model*.safetensors; "
+                     f"a hub model is owner/name (e.g. {DEFAULT_REPO})")
+
+
+def is_repo_id(s: str) -> bool:
+    """owner/name as the Hugging Face hub spells a repository (not a path, a bare name or a URL)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if s.count("/") != 1 or s.startswith(("~", ".")):
+        return False
+    try:
+        validate_repo_id(s)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _not_a_model_source(source: str) -> CheckpointError:
+    """Why `source` (a model folder or repo id, as given) is neither: a file, a missing folder, a malformed id."""
+    p = Path(source).expanduser()
+    if p.is_file():
+        return CheckpointError(f"{source} is a file, not a model folder: {MODEL_SOURCE_HELP}", local_files_help=True)
+    if all(c.isalnum() or c in "/\\.~_-:" for c in source):  # a path that is not there
+        return CheckpointError(f"no folder {source}: {MODEL_SOURCE_HELP}")
+    return CheckpointError(f"{source!r} is neither a folder nor a Hugging Face repo id: {MODEL_SOURCE_HELP}")
+
+
+def climbs_out(name: str) -> bool:
+    """True for a file name that would leave its folder or repository: absolute, a drive, or a `..` step."""
+    posix = PurePosixPath(name.replace("\\", "/"))
+    return not name or posix.is_absolute() or ".." in posix.parts or bool(PureWindowsPath(name).drive)
+
+
+def _outside(name: str, key: str | None, where: str, container: str = "model folder") -> CheckpointError:
+    named = f"{key} {name!r}" if key else repr(name)
+    return CheckpointError(
+        f"{where}: {named} points outside the {container}; only files inside it are read (a model may come from "
+        f"someone else). Put the file in the {container} and name it there."
+    )
+
+
+def folder_file(folder: Path, name: str, key: str | None = None) -> Path:
+    """`folder / name` for a name a config gives (`key`) or a usual one; CheckpointError unless it is inside
+    `folder`: no absolute path, no `..`, no link to a file elsewhere (a Hugging Face cache snapshot's links
+    to its own blobs excepted)."""
+    if climbs_out(name):
+        raise _outside(name, key, str(folder))
+    path = folder / name
+    real, base = path.resolve(), folder.resolve()
+    in_cache = real.parent.name == "blobs" and real.parent.parent in base.parents
+    if base not in real.parents and not in_cache:
+        raise _outside(name, key, f"{folder} ({name} links to {real})")
+    return path
+
+
+def repo_file(repo: str, name: str, key: str | None = None) -> str:
+    """A file name inside repository `repo` (given by its config's `key`); CheckpointError if it leaves it."""
+    if climbs_out(name):
+        raise _outside(name, key, repo, "repository")
+    return name
+
+
 def default_repo(quant: int | None = 4, voice: str = "moshiko") -> str:
     """Kyutai's MLX repository for a voice and precision (`kyutai/moshika-mlx-q8`...)."""
     if voice not in VOICES:
@@ -68,6 +131,15 @@ def _offline() -> bool:
     if check is not None and check():
         return True
     return os.environ.get("HF_HUB_OFFLINE", "0").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def hub_unavailable(local_only: bool = False) -> str | None:
+    """Why the hub will not be asked (offline mode, only the cache wanted, host unreachable), or None.
+
+    One quick probe, shared by every front end: the hub client would retry for ~25 s instead."""
+    if _offline():
+        return "offline mode (HF_HUB_OFFLINE=1)"
+    return "only cached files were asked for" if local_only else _hub_unreachable()
 
 
 def _hub_unreachable(timeout_s: float = 5.0) -> str | None:
@@ -108,9 +180,7 @@ def _repo_listing(repo: str, local_only: bool = False) -> tuple[set[str], str | 
     import huggingface_hub
     from huggingface_hub import errors
 
-    reason = "offline mode (HF_HUB_OFFLINE=1)" if _offline() else None
-    if reason is None:
-        reason = "only cached files were asked for" if local_only else _hub_unreachable()
+    reason = hub_unavailable(local_only)
     if reason is None:
         try:
             return set(huggingface_hub.list_repo_files(repo)), None
@@ -145,20 +215,20 @@ def _pick_moshi(listing: set[str], quant: int | None, quant_given: bool, where: 
                           local_files_help=True)
 
 
-def _explicit(path: str | os.PathLike | None, what: str, tqdm_class) -> Path | None:
+def _explicit(path: str | os.PathLike | None, what: str, tqdm_class, expected: str = "") -> Path | None:
     """A user-given file: a local path or hf://owner/repo/path/in/repo."""
     if path is None:
         return None
     s = str(path)
     if s.startswith("hf://"):
         parts = s[len("hf://") :].split("/")
-        if len(parts) < 3:
-            raise ConfigError(f"{what} {s!r}: write hf://owner/repo/file")
-        return _download("/".join(parts[:2]), "/".join(parts[2:]), tqdm_class, None)
-    p = Path(s).expanduser()
-    if not p.is_file():
-        raise CheckpointError(f"the {what} file {p} does not exist: check the path")
-    return p
+        repo, name = "/".join(parts[:2]), "/".join(parts[2:])
+        if len(parts) < 3 or not is_repo_id(repo):
+            raise ConfigError(f"{what} {s!r}: write hf://owner/repo/file (owner/repo: a Hugging Face repository)")
+        if climbs_out(name):
+            raise ConfigError(f"{what} {s!r}: name a file inside the repository {repo} (no '..', no leading /)")
+        return _download(repo, name, tqdm_class, None)
+    return require_file(Path(s).expanduser(), what, CheckpointError, expected)
 
 
 def _download(repo: str, filename: str, tqdm_class, reason: str | None, needed: list[str] | None = None) -> Path:
@@ -211,10 +281,10 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
         raise ConfigError(f"the quantization must be 4 or 8 bits (got {quant}); leave it out for the repository's default")
     quant_given = quant is not None
     explicit = {
-        "moshi": _explicit(moshi_weight, "Moshi weights", tqdm_class),
-        "mimi": _explicit(mimi_weight, "Mimi weights", tqdm_class),
-        "tokenizer": _explicit(tokenizer, "tokenizer", tqdm_class),
-        "config": _explicit(config, "config", tqdm_class),
+        "moshi": _explicit(moshi_weight, "Moshi weights", tqdm_class, MOSHI_FILES[4 if quant is None else quant]),
+        "mimi": _explicit(mimi_weight, "Mimi weights", tqdm_class, MIMI_FILE),
+        "tokenizer": _explicit(tokenizer, "tokenizer", tqdm_class, TOKENIZER_FILE),
+        "config": _explicit(config, "config", tqdm_class, CONFIG_FILE),
     }
     if explicit["moshi"] is not None and explicit["mimi"] is not None and explicit["tokenizer"] is not None:
         q = next((k for k, f in MOSHI_FILES.items() if f == explicit["moshi"].name), quant)
@@ -225,9 +295,12 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
         listing = {p.name for p in folder.iterdir() if p.is_file()}
         name, q = _pick_moshi(listing, quant, quant_given, str(folder)) if explicit["moshi"] is None else ("", quant)
 
-        def local(f: str, required: bool = True) -> Path | None:
-            if f in listing:
-                return folder / f
+        names: dict = {}
+
+        def local(f: str, required: bool = True, key: str | None = None) -> Path | None:
+            path = folder_file(folder, f, key if key in names else None)
+            if path.is_file():
+                return path
             if required:
                 raise CheckpointError(f"{folder} has no {f}: add it there", local_files_help=True)
             return None
@@ -237,17 +310,22 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
         if explicit["moshi"] is None and not any(f in listing for f in MOSHI_FILES.values()) and "moshi_name" in names:
             name, q = names["moshi_name"], quant
         return ModelFiles(
-            explicit["moshi"] or local(name), explicit["mimi"] or local(names.get("mimi_name", MIMI_FILE)),
-            explicit["tokenizer"] or local(names.get("tokenizer_name", TOKENIZER_FILE)), cfg, q, str(folder),
-            local(names["mimi_config_name"]) if "mimi_config_name" in names else None,
+            explicit["moshi"] or local(name, key="moshi_name"),
+            explicit["mimi"] or local(names.get("mimi_name", MIMI_FILE), key="mimi_name"),
+            explicit["tokenizer"] or local(names.get("tokenizer_name", TOKENIZER_FILE), key="tokenizer_name"),
+            cfg, q, str(folder),
+            local(names["mimi_config_name"], key="mimi_config_name") if "mimi_config_name" in names else None,
         )  # fmt: skip
+    if hf_repo is not None and (folder.exists() or not is_repo_id(str(hf_repo))):  # a file, or a mistyped path
+        raise _not_a_model_source(str(hf_repo))
 
     repo = str(hf_repo) if hf_repo is not None else (default_repo(quant) if quant_given else DEFAULT_REPO)
     listing, reason = _repo_listing(repo, local_only)
     cfg = explicit["config"]
     if cfg is None and CONFIG_FILE in listing:
         cfg = _download(repo, CONFIG_FILE, tqdm_class, reason)
-    names = _names(cfg)
+    names = {k: repo_file(repo, str(v), k) if k in ("mimi_name", "tokenizer_name", "mimi_config_name") else v
+             for k, v in _names(cfg).items()}  # fmt: skip
     mimi_file, tokenizer_file = names.get("mimi_name", MIMI_FILE), names.get("tokenizer_name", TOKENIZER_FILE)
     if explicit["moshi"] is None:
         if reason is not None and not any(f in listing for f in MOSHI_FILES.values()):

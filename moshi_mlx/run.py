@@ -15,12 +15,13 @@ import sys
 import threading
 from pathlib import Path
 
-from .errors import MoshiError
+from .errors import MoshiError, NoAudioDeviceError
 from .loop import Error, ModelLoop, SessionEnded, Text
 from .memory import KV_AUTO
 
 FRAME_S = 0.08
 LOCAL_FLAGS = "--moshi-weight PATH --mimi-weight PATH --tokenizer PATH [--config PATH]"
+FILE_MODE = "run over an audio file instead: --input FILE --output FILE"  # advice without a sound card
 KEYS = "Enter starts a new conversation, m + Enter mutes or unmutes the microphone"  # see _keyboard
 KV_BITS = {KV_AUTO: KV_AUTO, "8": 8, "16": None}  # --kv-bits -> load_lm(kv_bits=...)
 
@@ -271,8 +272,11 @@ def _write_transcript(path: Path, source: str, pieces: list[tuple[float, str]]) 
 def list_devices_main(audio_backend=None) -> int:
     from .audio.devices import list_devices
 
-    for d in list_devices(audio_backend):
+    devices = list_devices(audio_backend)
+    for d in devices:
         print(d.describe())
+    if not devices:
+        print(f"no audio device found (no sound card, or none PortAudio can use); {FILE_MODE}")
     return 0
 
 
@@ -294,6 +298,8 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
         return run_live(args, files, audio_backend)
     except MoshiError as e:
         msg = f"{str(e).rstrip('.')}. Or name the files: {LOCAL_FLAGS}." if e.local_files_help else str(e)
+        if isinstance(e, NoAudioDeviceError):
+            msg = f"{msg.rstrip('.')}. Or {FILE_MODE}."
         print(f"error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

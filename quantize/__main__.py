@@ -13,6 +13,7 @@ from moshi_mlx.errors import MoshiError
 from .convert import DTYPES, Options, Staged, convert
 from .report import FileReport, format_report, verify_and_report
 from .source import resolve
+from .writer import output_error
 
 DESCRIPTION = """\
 Make MLX weights for moshi_mlx (and Kyutai's moshi_mlx) from a PyTorch-layout Moshi checkpoint, such as
@@ -91,7 +92,10 @@ def run(source: str, out: str | Path, config: str | None = None, opts: Options =
         reports.extend(verify_and_report(staged.folder, staged.config, staged.outputs, reference, report_steps))
         echo(format_report(reports, report_steps))
 
-    files = convert(src, out, opts, verify)
+    try:
+        files = convert(src, out, opts, verify)
+    except OSError as e:  # a read-only or full file system: the staging folder is already gone
+        raise output_error(e, Path(out)) from None
     echo(f"wrote {Path(out)}: " + ", ".join(f.name for f in files))
     return Result(files, reports)
 

@@ -32,7 +32,7 @@ from moshi_mlx.weights.strict import check_fits
 
 from .recipes import Output, plan_outputs
 from .source import Source
-from .writer import Entry, StreamingSafetensors
+from .writer import Entry, StreamingSafetensors, check_space, file_size
 
 DTYPES = {"bfloat16": mx.bfloat16, "float16": mx.float16, "float32": mx.float32}
 CONFIG_NAME = "config.json"
@@ -118,17 +118,21 @@ def _entries(names: list[str], params: dict[str, tuple], specs: dict[str, QuantS
 
 
 def write_weights(staging: Path, outputs: list[Output], tensors: dict, model: Lm, dtype: mx.Dtype,
-                  progress: bool = True) -> None:
-    """One pass over the source: each tensor is read once, written to every output, then dropped."""
+                  progress: bool = True, out: Path | None = None, extra_bytes: int = 0) -> None:
+    """One pass over the source: each tensor is read once, written to every output, then dropped.
+
+    First, OutputError if the files (and `extra_bytes` more) cannot fit in `staging`."""
     from tqdm import tqdm
 
     params = {k: tuple(v.shape) for k, v in tree_flatten(model.parameters())}
     names = sorted(tensors)
     specs = [_module_specs(o, model) for o in outputs]
+    planned = [_entries(names, params, s, dtype) for s in specs]
+    check_space(staging, out or staging, sum(map(file_size, planned)) + extra_bytes)
     writers: list[StreamingSafetensors] = []
     try:
-        for o, s in zip(outputs, specs):
-            writers.append(StreamingSafetensors(staging / o.file_name, _entries(names, params, s, dtype)))
+        for o, entries in zip(outputs, planned):
+            writers.append(StreamingSafetensors(staging / o.file_name, entries))
         total = sum(int(tensors[n].nbytes) for n in names)
         with tqdm(total=total, unit="B", unit_scale=True, desc="converting", disable=not progress) as bar:
             for name in names:
@@ -233,7 +237,8 @@ def stage(source: Source, out: Path, opts: Options) -> Staged:
     staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{os.getpid()}-", suffix=".partial", dir=out))
     staged = Staged(staging, staging / CONFIG_NAME, outputs, cfg, names, created)
     try:
-        write_weights(staging, outputs, tensors, model, dtype, opts.progress)
+        extra_bytes = sum(p.stat().st_size for p in source.extras.values())
+        write_weights(staging, outputs, tensors, model, dtype, opts.progress, out, extra_bytes)
         extras = {}
         for key, path in source.extras.items():
             shutil.copyfile(path, staging / path.name)

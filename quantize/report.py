@@ -22,6 +22,8 @@ from moshi_mlx.lm import Lm
 from moshi_mlx.lm_gen import LmGen
 from moshi_mlx.loading_lm import load_lm
 
+from .writer import size_text
+
 SEED = 20240917
 
 
@@ -154,14 +156,6 @@ def verify_and_report(folder: Path, config: Path, outputs, reference: tuple[Path
     return reports
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1000
-    return str(n)
-
-
 def format_report(reports: list[FileReport], steps: int) -> str:
     """A plain-text table: size, then agreement with the float model."""
     head = f"{'file':<24} {'weights':<10} {'size':>10}  {'text top-1':>10} {'text KL':>9}  {'audio top-1':>11} {'audio KL':>9}"
@@ -171,5 +165,5 @@ def format_report(reports: list[FileReport], steps: int) -> str:
         a = r.agreement
         figures = (f"{a.text_top1:>10.3f} {a.text_kl:>9.2e}  {a.audio_top1:>11.3f} {a.audio_kl:>9.2e}" if a
                    else f"{'':>10} {'':>9}  {'':>11} {'':>9}")
-        lines.append(f"{r.file_name:<24} {r.label:<10} {_size(r.size):>10}  {figures}  {r.note}".rstrip())
+        lines.append(f"{r.file_name:<24} {r.label:<10} {size_text(r.size):>10}  {figures}  {r.note}".rstrip())
     return "\n".join(lines)

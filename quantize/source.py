@@ -7,18 +7,17 @@ tokenizer and the Mimi checkpoint; those are found by the names the config gives
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from moshi_mlx.errors import CheckpointError, ConfigError, OfflineError
 from moshi_mlx.config import read_json_object
+from moshi_mlx.errors import CheckpointError, ConfigError, OfflineError
+from moshi_mlx.hub import folder_file, hub_unavailable, is_repo_id, repo_file
 
 TOKENIZER = "tokenizer_spm_32k_3.model"
 MIMI = "tokenizer-e351c8d8-checkpoint125.safetensors"
 _WEIGHT_NAMES = ("model.safetensors", "consolidated.safetensors")  # Kyutai's release; moshi-finetune
-_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 @dataclass
@@ -48,14 +47,15 @@ def _extra_names(config: dict | None) -> dict[str, str]:
 
 
 def _weights_in_folder(folder: Path, config: dict | None) -> Path:
-    names = ([str(config["moshi_name"])] if config and "moshi_name" in config else []) + list(_WEIGHT_NAMES)
+    given = str(config["moshi_name"]) if config and "moshi_name" in config else None
+    names = ([given] if given else []) + list(_WEIGHT_NAMES)
     for name in names:
-        if (folder / name).is_file():
+        if folder_file(folder, name, "moshi_name" if name == given else None).is_file():
             return folder / name
     skip = set(_extra_names(config).values())
     found = sorted(p for p in folder.glob("*.safetensors") if p.name not in skip)
     if len(found) == 1:
-        return found[0]
+        return folder_file(folder, found[0].name)
     listing = ", ".join(p.name for p in found) or "no .safetensors file"
     raise CheckpointError(
         f"{folder}: cannot tell which file is the Moshi checkpoint (looked for {', '.join(names)}; found "
@@ -71,30 +71,34 @@ def resolve_local(path: Path, config_path: str | None) -> Source:
     elif (folder / "config.json").is_file():
         config, origin = read_json_object(folder / "config.json"), str(folder / "config.json")
     weights = _weights_in_folder(path, config) if path.is_dir() else path
-    extras = {key: folder / name for key, name in _extra_names(config).items() if (folder / name).is_file()}
+    extras = {key: path for key, name in _extra_names(config).items()
+              if (path := folder_file(folder, name, key if config and key in config else None)).is_file()}  # fmt: skip
     return Source(weights, config, origin, extras, str(weights))
 
 
 def looks_like_repo_id(source: str) -> bool:
-    return bool(_REPO_ID.fullmatch(source)) and not Path(source).exists()
+    return is_repo_id(source) and not Path(source).exists()
 
 
 def resolve_hub(repo: str, config_path: str | None, download: Callable[..., str] | None = None) -> Source:
-    """Download what the conversion needs from a Hugging Face repo (the cache is reused)."""
+    """Download what the conversion needs from a Hugging Face repo (the cache is reused; when the hub cannot
+    be reached, as `run` finds with one quick probe, only the cache is used)."""
     if download is None:
         from huggingface_hub import hf_hub_download as download
+    reason = hub_unavailable()
 
-    def fetch(name: str, required: bool) -> Path | None:
+    def fetch(name: str, required: bool, key: str | None = None) -> Path | None:
         from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, OfflineModeIsEnabled,
                                             RepositoryNotFoundError)
 
         try:
-            return Path(download(repo, name))
+            return Path(download(repo, repo_file(repo, name, key), local_files_only=reason is not None))
         except (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError) as e:
+            why = reason or f"the hub cannot be reached ({type(e).__name__})"
             raise OfflineError(
-                f"cannot download {name} from the Hugging Face repo {repo} (offline or hub unreachable: "
-                f"{type(e).__name__}). Connect to the internet, or download the repo yourself and pass its "
-                "local folder as SOURCE."
+                f"cannot download {name} from the Hugging Face repo {repo}: {why}; it is not in the Hugging Face "
+                "cache, and nothing can be downloaded offline. Connect to the internet, or download the repo "
+                "yourself and pass its local folder as SOURCE.", why,
             ) from None
         except RepositoryNotFoundError:
             raise CheckpointError(
@@ -114,11 +118,11 @@ def resolve_hub(repo: str, config_path: str | None, download: Callable[..., str]
         if found is not None:
             config, origin = read_json_object(found), f"{repo}/config.json"
     name = str(config["moshi_name"]) if config and "moshi_name" in config else "model.safetensors"
-    weights = fetch(name, required=True)
+    weights = fetch(name, required=True, key="moshi_name")
     assert weights is not None
     extras = {}
     for key, extra in _extra_names(config).items():
-        got = fetch(extra, required=False)
+        got = fetch(extra, required=False, key=key)
         if got is not None:
             extras[key] = got
     return Source(weights, config, origin, extras, f"{repo} ({name})")

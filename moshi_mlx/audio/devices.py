@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import AudioFormatError
+from ..errors import AudioFormatError, NoAudioDeviceError
 from . import MODEL_RATE
 from .fake import FakeStream, FakeStreamFactory  # noqa: F401 (re-exported for tests and the app)
 from .ring import RingBuffer
@@ -46,10 +46,10 @@ class SoundDeviceBackend:
         try:
             import sounddevice as sd
         except OSError as e:  # PortAudio missing: sounddevice raises at import
-            raise AudioFormatError(
+            raise NoAudioDeviceError(
                 f"cannot use the sound card: {e}. On Linux install PortAudio "
                 "(`sudo apt-get install libportaudio2`); on macOS reinstall sounddevice "
-                "(`pip install --force-reinstall sounddevice`)."
+                "(`pip install --force-reinstall sounddevice`).", "any",
             ) from None
         self._sd = sd
 
@@ -87,6 +87,7 @@ def find_device(spec: int | str | None, kind: str, backend=None) -> DeviceInfo:
     """Picks the input or output device by index, by (case-insensitive) name substring, or the default.
 
     Raises:
+        NoAudioDeviceError: there is no device of that kind at all.
         AudioFormatError: no such device, several match, or it has no channels of that kind.
     """
     if kind not in ("input", "output"):
@@ -94,6 +95,9 @@ def find_device(spec: int | str | None, kind: str, backend=None) -> DeviceInfo:
     b = _backend(backend)
     devices = list_devices(b)
     usable = [d for d in devices if (d.inputs if kind == "input" else d.outputs) > 0]
+    if not usable:
+        what = "microphone" if kind == "input" else "speaker"
+        raise NoAudioDeviceError(f"there is no {what} here (no audio {kind} device found)", kind)
     listing = "\n".join(d.describe() for d in usable) or "(none)"
     flag = "--input-device" if kind == "input" else "--output-device"
     if isinstance(spec, str) and spec.strip().isdigit():
@@ -208,6 +212,7 @@ class AudioIO:
                  keep_reference: bool = True) -> None:  # fmt: skip
         self._backend = _backend(backend)
         self.input_info = find_device(input_device, "input", self._backend)
+        find_device(output_device, "output", self._backend)  # a missing speaker fails now, not after loading
         self._output_spec = output_device
         self.output_info: DeviceInfo | None = None
         self._block_ms, self._ring_s, self._prebuffer_ms = block_ms, ring_s, prebuffer_ms

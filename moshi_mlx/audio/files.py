@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AudioFormatError
+from ..errors import AudioFormatError, require_file
 from . import MODEL_RATE
 
 
@@ -38,9 +38,7 @@ def read_audio(path: str | Path, rate: int = MODEL_RATE) -> np.ndarray:
     """
     import soundfile as sf
 
-    path = Path(path)
-    if not path.is_file():
-        raise AudioFormatError(f"audio file {path} does not exist: check the path")
+    path = require_file(Path(path), "audio input", AudioFormatError, "a .wav or .flac file")
     try:
         pcm, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:

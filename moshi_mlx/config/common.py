@@ -6,13 +6,13 @@ import json
 import os
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, require_file
 
 PRESETS = Path(__file__).resolve().parent.parent / "presets"
 
 def read_json_object(path: str | os.PathLike) -> dict:
     """A JSON file holding an object (a config); ConfigError saying what is wrong otherwise."""
-    path = Path(path)
+    path = require_file(Path(path), "config", ConfigError, "config.json")
     try:
         raw = json.loads(path.read_text())
     except OSError as e:
