@@ -103,7 +103,7 @@ def test_survives_abrupt_death(tmp_path: Path, how: str) -> None:
         np.testing.assert_allclose(pcm, value, atol=1e-3)
         with wave.open(str(wav)) as w:  # Python's reader trusts the header's length: it must be right
             assert w.getframerate() == RATE and w.getnframes() == len(pcm)
-            got = np.frombuffer(w.readframes(w.getnframes()), "<i2") / 32767
+            got = np.frombuffer(w.readframes(w.getnframes()), "<i2") / 32768
         np.testing.assert_allclose(got, value, atol=1e-3)
     words = [json.loads(x) for x in paths.transcript.read_text().splitlines()[1:]]
     assert len(words) >= 25 and words[24]["word"] == "w24"

@@ -69,7 +69,8 @@ class WavTrack:
         return max(0, self._file.size - HEADER_BYTES) // 2
 
     def write(self, pcm: np.ndarray) -> None:
-        x = np.rint(np.clip(np.asarray(pcm, np.float32), -1.0, 1.0) * 32767.0).astype("<i2")
+        # as libsndfile does, so that what it reads back is exact: k / 32768 round-trips
+        x = np.clip(np.rint(np.asarray(pcm, np.float32) * 32768.0), -32768, 32767).astype("<i2")
         self._file.append(x.tobytes())
 
     def sync(self) -> None:
