@@ -258,27 +258,27 @@ def _finish(args: argparse.Namespace, writer, got: _Collected, port, interrupted
     """Writes --output and --transcript (complete, or the answer so far) and says what happened."""
     from .outputs import write_text
 
-    upto = f"the answer up to {port.written / MODEL_RATE:.1f} s of {port.length / MODEL_RATE:.1f} s"
-    written = [args.output]
-    try:
-        writer.commit()
-        if args.transcript:
-            write_text(args.transcript, transcript_json(args.input, got.pieces, got.words))
-            written.append(args.transcript)
-    except (OSError, MoshiError) as e:
-        print(f"error: {got.error + '; ' if got.error else ''}{' and '.join(written)} could not be written: "
-              f"{getattr(e, 'strerror', None) or e}", file=sys.stderr)  # fmt: skip
-        if interrupted:
-            raise KeyboardInterrupt from None
-        return 1
+    written, failed = [], []
+    for path, write in ((args.output, writer.commit),
+                        (args.transcript, lambda: write_text(args.transcript, transcript_json(args.input, got.pieces, got.words)))):  # fmt: skip
+        if path:
+            try:
+                write()
+                written.append(str(path))
+            except (OSError, MoshiError) as e:
+                failed.append(f"{path} ({getattr(e, 'strerror', None) or e})")
     print(transcript_text(got.pieces))
-    partial = f"{' and '.join(map(str, written))} hold{'s' if len(written) == 1 else ''} {upto}"
+    done = f"{port.written / MODEL_RATE:.1f} s of {port.length / MODEL_RATE:.1f} s"
+    kept = "; ".join(filter(None, (
+        written and f"{' and '.join(written)} hold{'s' if len(written) == 1 else ''} the answer up to {done}",
+        failed and f"could not write {' and '.join(failed)}")))  # fmt: skip
     if interrupted:
-        print(f"stopped: {partial}", file=sys.stderr)
+        print(f"stopped: {kept}", file=sys.stderr)
         raise KeyboardInterrupt
-    for failure in filter(None, (got.error and f"{got.error} ({partial})", got.recording_error)):
-        print(f"error: {failure}", file=sys.stderr)
-    return 1 if got.error or got.recording_error else 0
+    errors = [f"{got.error} ({kept})" if got.error else (failed and kept), got.recording_error]
+    for error in filter(None, errors):
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if any(errors) else 0
 
 
 class _Collected:

@@ -3,6 +3,7 @@ format libsndfile writes, as the audio comes."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +131,7 @@ class AudioWriter:
         try:
             self._f.write(np.clip(np.asarray(pcm, np.float32).reshape(-1), -1.0, 1.0))
         except (sf.LibsndfileError, RuntimeError, OSError) as e:  # disk full, disk gone...
-            raise AudioFormatError(f"cannot write {self.path}: {e}") from None
+            raise AudioFormatError(f"cannot write {self.path}: {_disk_full(self.tmp.parent) or e}") from None
         self.samples += pcm.size
 
     def commit(self) -> Path:
@@ -149,6 +150,14 @@ class AudioWriter:
         except Exception:  # noqa: BLE001 (closing after a disk error may fail again)
             pass
         self.tmp.unlink(missing_ok=True)
+
+
+def _disk_full(folder: Path) -> str | None:
+    """libsndfile reports a full disk as "System error.": say what it is."""
+    try:
+        return "no space left on device" if shutil.disk_usage(folder).free < 1 << 20 else None
+    except OSError:
+        return None
 
 
 def probe_audio(path: Path) -> None:
