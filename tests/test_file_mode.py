@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from support.cli import E2E, REPO, Ran, assert_one_line_error, cli_env, run_module
+from support.disk import small_disk
 
 NO_MODEL = "/nonexistent/model-folder"  # reached only if a check comes too late
 ABORT = "terminate called without an active exception"
@@ -82,17 +83,10 @@ def test_an_m4a_input_says_to_convert_it(tmp_path: Path) -> None:
 
 
 def test_a_read_only_disk_is_refused_before_the_model_loads(tmp_path: Path) -> None:
-    disk = tmp_path / "ro"
-    disk.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(disk)],
-                                           capture_output=True).returncode != 0:  # fmt: skip
-        pytest.skip("cannot mount a read-only tmpfs here (needs root on Linux)")
-    try:
+    with small_disk(tmp_path / "ro", "64k", read_only=True) as disk:
         sf.write(str(tmp_path / "in.wav"), _tone(0.5), 24_000)
         r = run_module("moshi_mlx.run", "--hf-repo", NO_MODEL, "--input", tmp_path / "in.wav", "--output", disk / "o.wav")
         assert_one_line_error(r, 2, "cannot write --output", "read-only")
-    finally:
-        subprocess.run(["umount", str(disk)], check=False)
 
 
 def test_ctrl_c_keeps_the_answer_and_transcript_so_far(tmp_path: Path) -> None:
@@ -118,12 +112,7 @@ def test_ctrl_c_keeps_the_answer_and_transcript_so_far(tmp_path: Path) -> None:
 
 
 def test_a_full_disk_stops_the_recording_says_so_and_keeps_it(tmp_path: Path) -> None:
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(disk)],
-                                           capture_output=True).returncode != 0:  # fmt: skip
-        pytest.skip("cannot mount a small tmpfs here (needs root on Linux)")
-    try:
+    with small_disk(tmp_path / "disk", "128k") as disk:
         sf.write(str(tmp_path / "in.wav"), _tone(3.0), 24_000)  # two 3 s tracks: 288 kB, the disk holds 128 kB
         r = run_module("moshi_mlx.run", "--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output",
                        tmp_path / "o.wav", "--record", disk / "rec")  # fmt: skip
@@ -134,17 +123,10 @@ def test_a_full_disk_stops_the_recording_says_so_and_keeps_it(tmp_path: Path) ->
         for name in ("user.wav", "moshi.wav"):
             with wave.open(str(disk / "rec" / name)) as w:
                 assert w.getnframes() > 0 and (disk / "rec" / name).stat().st_size == 44 + 2 * w.getnframes()
-    finally:
-        subprocess.run(["umount", str(disk)], check=False)
 
 
 def test_a_full_disk_under_the_output_keeps_the_answer_so_far(tmp_path: Path) -> None:
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
-                                           capture_output=True).returncode != 0:  # fmt: skip
-        pytest.skip("cannot mount a small tmpfs here (needs root on Linux)")
-    try:
+    with small_disk(tmp_path / "disk", "64k") as disk:
         sf.write(str(tmp_path / "in.wav"), _tone(3.0), 24_000)  # 144 kB of answer, the disk holds 64 kB
         r = run_module("moshi_mlx.run", "--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", disk / "o.wav")
         code, err = _past_the_abort_at_exit(r.code, r.err)
@@ -153,5 +135,3 @@ def test_a_full_disk_under_the_output_keeps_the_answer_so_far(tmp_path: Path) ->
         with wave.open(str(disk / "o.wav")) as w:  # what fitted, with a header that says so
             assert 0 < w.getnframes() < 3 * 24_000
         assert [p.name for p in disk.iterdir()] == ["o.wav"]
-    finally:
-        subprocess.run(["umount", str(disk)], check=False)

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from support.disk import small_disk
+
 from moshi_mlx.errors import AudioFormatError
 from moshi_mlx.record import RATE, Recorder, RecordingExistsError, recording_paths
 
@@ -182,19 +184,12 @@ def test_disk_full_stops_recording_keeps_what_was_written_and_memory_stays_flat(
 
 
 def test_disk_full_on_a_real_small_disk(tmp_path) -> None:
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(disk)],
-                                           capture_output=True).returncode != 0:  # fmt: skip
-        pytest.skip("cannot mount a small tmpfs here (needs root on Linux)")
-    try:
+    with small_disk(tmp_path / "disk", "200k") as disk:
         rec = Recorder(disk / "rec", sync_every_s=0.1)
         _feed_until_stopped(rec, 200)  # 15 s of audio: 1.4 MB, the disk holds 200 kB
         assert rec.error is not None and "No space left on device" in rec.error
         rec.close()
         _check_cut_short(rec, 1)
-    finally:
-        subprocess.run(["umount", str(disk)], check=False)
 
 
 def test_a_disk_that_cannot_keep_up_stops_recording_instead_of_filling_memory(tmp_path, monkeypatch) -> None:
