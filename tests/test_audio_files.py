@@ -105,3 +105,24 @@ def test_unreadable_missing_and_empty_files_say_what_to_do(tmp_path: Path) -> No
     sf.write(str(tmp_path / "empty.wav"), np.zeros(0, np.float32), 16_000)
     with pytest.raises(AudioFormatError, match="no samples"):
         read_audio(tmp_path / "empty.wav")
+
+
+def test_a_long_answer_takes_no_memory(tmp_path: Path) -> None:
+    """5 minutes through the port to disk: memory beyond the input stays flat (it used to hold the answer)."""
+    import tracemalloc
+
+    pcm = np.zeros(5 * 60 * MODEL_RATE, np.float32)  # 29 MB
+    frame = np.full(FRAME, 0.1, np.float32)
+    tracemalloc.start()
+    try:
+        writer = AudioWriter(tmp_path / "a.wav")
+        port = FileAudioPort(pcm, writer)
+        while port.read_input().size:
+            port.write_output(frame)
+        port.close(complete=True)
+        writer.commit()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2e6, f"{peak / 1e6:.0f} MB"
+    assert sf.info(str(tmp_path / "a.wav")).frames == pcm.size

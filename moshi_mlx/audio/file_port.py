@@ -31,9 +31,8 @@ class FileAudioPort:
     def __init__(self, pcm: np.ndarray, sink: Sink) -> None:
         pcm = np.asarray(pcm, np.float32).reshape(-1)
         self.length = pcm.size
-        frames = -(-pcm.size // FRAME)
-        self._pcm = np.pad(pcm, (0, frames * FRAME - pcm.size))
-        self.frames = frames
+        self._pcm = pcm  # not copied: an hour of input is 345 MB
+        self.frames = -(-pcm.size // FRAME)
         self._next = 0
         self._sink = sink
         self._lock = threading.Lock()  # the loop thread writes, the caller's thread closes
@@ -60,6 +59,7 @@ class FileAudioPort:
             self.exhausted.set()
             return np.zeros(0, np.float32)
         frame = self._pcm[self._next * FRAME : (self._next + 1) * FRAME]
+        frame = np.pad(frame, (0, FRAME - frame.size))  # the last frame is completed with silence
         # frames stepped without an answer (the delays filling) are silence on the answer's timeline
         silent = self._next - self._out_frames
         if silent > 0:
