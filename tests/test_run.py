@@ -201,3 +201,17 @@ def test_keyboard_enter_resets_and_m_toggles_mute():
     assert "microphone muted" in err.getvalue() and "microphone on" in err.getvalue()
     _keyboard(loop, ConsoleView(io.StringIO(), err, live=False), lines=["\n", "m\n"])
     assert loop.resets == 1 and loop.muted is True
+
+
+def test_live_recording_on_a_full_disk_says_so_and_exits_1(tmp_path, capsys):
+    from support.disk import small_disk
+
+    with small_disk(tmp_path / "disk", "64k") as disk:  # 1.2 s on two tracks: 115 kB
+        backend = FakeStreamFactory(input_rate=24_000, output_rate=24_000)
+        driver = _drive(backend, _thread.interrupt_main)
+        rc = main([*GREEDY, "--record", str(disk / "rec"), "--no-echo-cancel"], audio_backend=backend)
+        driver.join(10)
+        err = capsys.readouterr().err
+        assert rc == 1, err
+        assert "error: recording stopped after" in err and "No space left on device" in err and "cut short" in err
+        assert sf.info(str(disk / "rec" / "user.wav")).frames > 0
