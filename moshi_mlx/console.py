@@ -10,7 +10,7 @@ import shutil
 import sys
 from typing import TextIO
 
-from .loop import Error, Loaded, SessionEnded, Skipped, Stats, Text, too_slow
+from .loop import Error, Loaded, RecordingStopped, SessionEnded, Skipped, Stats, Text, too_slow
 
 _STATUS_EVERY_S = 5.0  # non-terminal status cadence, in model time
 
@@ -84,7 +84,7 @@ class ConsoleView:
         elif isinstance(ev, Skipped):
             self.note(f"[behind real time by {ev.lag_s * 1000:.0f} ms: skipped {ev.frames} input frame(s), "
                       f"{ev.total} so far]")  # fmt: skip
-        elif isinstance(ev, Error):
+        elif isinstance(ev, (Error, RecordingStopped)):
             self.note(f"error: {ev.message}")
         elif isinstance(ev, Loaded):
             self.note(f"model loaded in {ev.seconds:.1f} s")

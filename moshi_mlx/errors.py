@@ -45,7 +45,8 @@ class MemoryBudgetError(MoshiError):
 
 
 class OutputError(MoshiError):
-    """An output cannot be written: read-only or full file system, no permission."""
+    """An output cannot be written (read-only or full file system, no permission, a folder in the way), or
+    would overwrite something the user did not name."""
 
 
 class OfflineError(MoshiError):

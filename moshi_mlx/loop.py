@@ -29,8 +29,10 @@ from .errors import MoshiError
 
 class FrameResult(NamedTuple):
     pcm: np.ndarray | None  # [FRAME] float32 at 24 kHz, or None while the model has no audio yet
-    text: str | None = None  # text produced this step (word or word pieces), if any
+    text: str | None = None  # text to show this step (word or word pieces, a space before a new word)
     token: int | None = None  # the raw text token behind it (for transcripts and tests)
+    word: str | None = None  # the word this step completed (started at an earlier step), if any
+    word_start: bool = False  # this step's text is the first piece of a new word
 
 
 class FrameModel(Protocol):
@@ -40,7 +42,8 @@ class FrameModel(Protocol):
 
     def reset(self) -> None: ...  # new conversation: fresh streaming state, same weights
 
-    # optional: `notes`, a list of sentences on how the model was set up, reported with `Loaded`
+    # optional: `notes`, a list of sentences on how the model was set up, reported with `Loaded`;
+    # `flush_word() -> str | None`, the word still being spelled (called before a reset and at the end)
 
 
 class AudioPort(Protocol):
@@ -67,9 +70,22 @@ class SessionStarted(NamedTuple):
 
 
 class Text(NamedTuple):
-    text: str
+    text: str  # to append to what is shown (a new word comes with its space)
     t: float  # seconds since the session started, on the model's timeline
     frame: int
+
+
+class Word(NamedTuple):
+    """A whole word of Moshi's, once complete (the next word began, or the turn ended)."""
+
+    word: str
+    t: float  # when its first piece came, seconds since the session started
+
+
+class RecordingStopped(NamedTuple):
+    """The recorder failed (disk full...): the conversation goes on unrecorded; what was written is kept."""
+
+    message: str
 
 
 class Skipped(NamedTuple):
@@ -119,7 +135,7 @@ class Closed(NamedTuple):
     pass
 
 
-Event = Loaded | SessionStarted | Text | Skipped | Stats | Error | SessionEnded | Closed
+Event = Loaded | SessionStarted | Text | Word | Skipped | Stats | Error | RecordingStopped | SessionEnded | Closed
 
 
 def _db(x: np.ndarray | None) -> float:
@@ -280,6 +296,7 @@ class _Session:
         self.step_sum = 0.0
         self.step_n = 0
         self.muted = False
+        self.word_t: float | None = None  # when the word being spelled began
 
     def run(self) -> str:
         reason, outcome = "stopped", "ended"
@@ -300,8 +317,13 @@ class _Session:
                 self.recorder.add_event("error", self.frame * FRAME / RATE, message=msg)
         finally:
             self.audio.stop()
+            try:
+                self._flush_word()
+            except Exception:  # noqa: BLE001 (after a model failure: the last word is lost, not the session end)
+                pass
             if self.recorder is not None:
                 self.recorder.close()
+                self._check_recorder()
         self.emit(SessionEnded(reason, self.frame, self.skipped))
         return "close" if outcome == "close" else "ended"
 
@@ -314,6 +336,7 @@ class _Session:
             if cmd[0] in ("end", "close"):
                 return cmd[0]
             if cmd[0] == "reset":
+                self._flush_word()
                 self.model.reset()
                 if self.echo is not None:
                     self.echo.reset()
@@ -387,12 +410,15 @@ class _Session:
                     self.output_trimmed += cut
                 self.audio.write_output(play)
         t = self.frame * FRAME / RATE
+        if result.word:
+            self._word(result.word, t)
+        if result.word_start:
+            self.word_t = t
         if result.text:
             self.emit(Text(result.text, t, self.frame))
-            if self.recorder is not None:
-                self.recorder.add_word(result.text, t)
         if self.recorder is not None:
             self.recorder.add_audio(pcm_in, pcm_out)
+            self._check_recorder()
         self.frame += 1
         self.step_sum += step_s
         self.step_n += 1
@@ -406,3 +432,23 @@ class _Session:
                 output_dropped=self.output_dropped, output_trimmed_ms=1000 * self.output_trimmed / RATE, input_db=_db(pcm_in), output_db=_db(pcm_out),
                 loop_ms=1000 * (total_s - step_s),
             ))  # fmt: skip
+
+    def _word(self, word: str, now: float) -> None:
+        t = now if self.word_t is None else self.word_t
+        self.word_t = None
+        self.emit(Word(word, t))
+        if self.recorder is not None:
+            self.recorder.add_word(word, t)
+
+    def _flush_word(self) -> None:
+        flush = getattr(self.model, "flush_word", None)
+        word = flush() if flush is not None else None
+        if word:
+            self._word(word, self.frame * FRAME / RATE)
+
+    def _check_recorder(self) -> None:
+        """A recorder whose disk failed is closed (keeping what it wrote) and reported once."""
+        if self.recorder is not None and self.recorder.error is not None:
+            self.recorder.close()
+            self.emit(RecordingStopped(self.recorder.error))
+            self.recorder = None

@@ -96,6 +96,10 @@ class MoshiPipeline:
         self.text.flush()
         self.frames = 0
 
+    def flush_word(self) -> str | None:
+        """The word being spelled (the last of a turn), before a reset or at the end of a session."""
+        return self.text.flush()
+
     def step(self, pcm: np.ndarray) -> FrameResult:
         """One frame of the user's audio [1920] float32 at 24 kHz -> Moshi's answer for this step."""
         pcm = np.asarray(pcm, dtype=np.float32)
@@ -113,5 +117,5 @@ class MoshiPipeline:
         mx.eval(out, audio, state, self.gen.state_arrays(self._gen_state))
         self._mimi_state = state
         token = int(np.array(out)[0, 0])
-        shown, _ = self.text.push(token)
-        return FrameResult(np.array(audio).reshape(-1), shown or None, token)
+        shown, word, starts = self.text.push(token)
+        return FrameResult(np.array(audio).reshape(-1), shown or None, token, word, starts)

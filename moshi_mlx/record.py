@@ -6,15 +6,17 @@ Files in the output folder:
     transcript.jsonl  one JSON object per line: a header, then {"t": seconds, "word": ...} per word
 
 Disk work happens on a writer thread of its own (the model loop only enqueues numpy arrays).
-libsndfile rewrites the wav header as it writes and the writer syncs the files at least every
-`sync_every_s` seconds, so a crash, Ctrl-C or kill leaves readable files missing at most about
-that much audio.
+Every `sync_every_s` seconds the writer states the length so far in the wav headers and syncs the
+files, so a crash, Ctrl-C or kill leaves files that any reader (Python's `wave` too) reads with the
+right length, missing at most about that much audio. A recording is never replaced: a folder that
+already holds one is refused. If the disk fails (full, removed) or cannot keep up, recording stops
+with `error` set, everything written before stays readable, and nothing more is queued.
 """
 
 from __future__ import annotations
 
+import errno
 import json
-import os
 import queue
 import threading
 import time
@@ -23,9 +25,20 @@ from pathlib import Path
 
 import numpy as np
 
+from .audio import FRAME
 from .audio import MODEL_RATE as RATE
-from .errors import AudioFormatError
+from .audio.wav import AppendFile, WavTrack
+from .errors import AudioFormatError, MoshiError
+
 _STOP = object()
+
+
+class RecordingExistsError(MoshiError):
+    """The folder already holds a recording, which is never replaced; `free` is a folder that does not."""
+
+    def __init__(self, message: str, free: Path) -> None:
+        super().__init__(message)
+        self.free = free
 
 
 @dataclass(frozen=True)
@@ -35,75 +48,120 @@ class RecordingPaths:
     moshi_wav: Path
     transcript: Path
 
+    @property
+    def files(self) -> tuple[Path, Path, Path]:
+        return self.user_wav, self.moshi_wav, self.transcript
+
 
 def recording_paths(folder: str | Path) -> RecordingPaths:
     folder = Path(folder)
     return RecordingPaths(folder, folder / "user.wav", folder / "moshi.wav", folder / "transcript.jsonl")
 
 
+def holds_recording(folder: str | Path) -> list[str]:
+    """Names of the recording files already in `folder` (empty: it is free to record into)."""
+    return [p.name for p in recording_paths(folder).files if p.exists() or p.is_symlink()]
+
+
+def check_free(folder: str | Path) -> RecordingPaths:
+    """Refuses a folder that already holds a recording, suggesting a free one next to it.
+
+    Raises:
+        RecordingExistsError: naming the files found and the suggestion.
+    """
+    folder = Path(folder)
+    found = holds_recording(folder)
+    if found:
+        n = 2
+        while holds_recording(free := folder.with_name(f"{folder.name}-{n}")) or free.is_file():
+            n += 1
+        raise RecordingExistsError(f"{folder} already holds a recording ({', '.join(found)}), which is kept: "
+                                   f"record into another folder, e.g. {free}", free)  # fmt: skip
+    return recording_paths(folder)
+
+
 class Recorder:
     """Records a conversation; every method is non-blocking and safe to call from one producer thread.
 
     Args:
-        folder: created if missing; existing recordings there are replaced.
+        folder: created if missing; a folder that already holds a recording is refused
+            (`RecordingExistsError`).
         sync_every_s: longest stretch of audio a crash may lose.
         meta: extra fields for the transcript header (model repo, settings...).
+        max_backlog_s: audio allowed to wait for a slow disk; past it recording stops (bounded memory).
     """
 
-    def __init__(self, folder: str | Path, sync_every_s: float = 1.0, meta: dict | None = None) -> None:
-        import soundfile as sf
-
-        self.paths = recording_paths(folder)
+    def __init__(self, folder: str | Path, sync_every_s: float = 1.0, meta: dict | None = None,
+                 max_backlog_s: float = 30.0) -> None:  # fmt: skip
+        self.paths = check_free(folder)
         try:
             self.paths.folder.mkdir(parents=True, exist_ok=True)
-            kw = dict(mode="w", samplerate=RATE, channels=1, subtype="PCM_16", format="WAV")
-            self._user = sf.SoundFile(str(self.paths.user_wav), **kw)
-            self._moshi = sf.SoundFile(str(self.paths.moshi_wav), **kw)
-            self._text = open(self.paths.transcript, "w", encoding="utf-8")  # noqa: SIM115 (closed by the writer)
-        except (OSError, RuntimeError) as e:
+            self._user = WavTrack(self.paths.user_wav, RATE)
+            self._moshi = WavTrack(self.paths.moshi_wav, RATE)
+            self._text = AppendFile(self.paths.transcript)
+        except OSError as e:
             raise AudioFormatError(
-                f"cannot create recording files in {self.paths.folder}: {e}. Pick a writable folder."
+                f"cannot create recording files in {self.paths.folder}: {e.strerror or e}. Pick a writable folder."
             ) from None
-        header = {"type": "header", "rate": RATE, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        header.update(meta or {})
-        self._text.write(json.dumps(header) + "\n")
+        self._text_lines = 0  # bytes of the transcript that are whole lines
         self._sync_every = sync_every_s
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        # one item per frame, plus words and events: twice the frames of the backlog bounds them all
+        self._queue: queue.Queue = queue.Queue(maxsize=max(8, int(2 * max_backlog_s * RATE / FRAME)))
         self._closed = False
-        self.error: str | None = None  # set by the writer thread if the disk fails (disk full...)
-        self.user_samples = 0  # samples written so far (writer-owned)
-        self.moshi_samples = 0
+        self._stopping = threading.Event()
+        self.error: str | None = None  # why recording stopped early (disk full, too slow), if it did
+        header = {"type": "header", "rate": RATE, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        self._put(("line", {**header, **(meta or {})}))
         self._thread = threading.Thread(target=self._writer, name="moshi-recorder", daemon=True)
         self._thread.start()
+
+    @property
+    def user_samples(self) -> int:
+        """Samples of each track written so far."""
+        return self._user.samples
+
+    @property
+    def moshi_samples(self) -> int:
+        return self._moshi.samples
 
     # -- producer side (model loop) --------------------------------------------------------------
     def add_audio(self, user: np.ndarray | None, moshi: np.ndarray | None) -> None:
         """Appends one stretch of each track; `None` writes silence of the other track's length."""
-        if self._closed:
+        if self._closed or self.error is not None:
             return
         n = len(user) if user is not None else (len(moshi) if moshi is not None else 0)
         user = np.zeros(n, np.float32) if user is None else np.asarray(user, np.float32)
         moshi = np.zeros(n, np.float32) if moshi is None else np.asarray(moshi, np.float32)
         if len(moshi) != len(user):  # keep both tracks on one timeline
             moshi = np.resize(np.pad(moshi, (0, max(0, len(user) - len(moshi)))), len(user))
-        self._queue.put(("audio", user.copy(), moshi.copy()))
+        self._put(("audio", user.copy(), moshi.copy()))
 
     def add_word(self, word: str, t: float, speaker: str = "moshi") -> None:
         """Adds a transcript word starting at `t` seconds on the recording's timeline."""
-        if not self._closed:
-            self._queue.put(("word", {"t": round(float(t), 3), "speaker": speaker, "word": word}))
+        self._put(("line", {"t": round(float(t), 3), "speaker": speaker, "word": word}))
 
     def add_event(self, kind: str, t: float, **fields) -> None:
         """Adds a non-word event (skipped frames, device error, reset...) to the transcript."""
-        if not self._closed:
-            self._queue.put(("word", {"t": round(float(t), 3), "type": kind, **fields}))
+        self._put(("line", {"t": round(float(t), 3), "type": kind, **fields}))
+
+    def _put(self, item: tuple) -> None:
+        if self._closed or self.error is not None:
+            return
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self._stop_early(f"the disk did not keep up (in {self.paths.folder})")
 
     def close(self, timeout: float = 10.0) -> None:
         """Writes what is queued, closes the files. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
+        self._stopping.set()
+        try:
+            self._queue.put_nowait(_STOP)
+        except queue.Full:  # the writer sees `_stopping` once it has drained the queue
+            pass
         self._thread.join(timeout)
 
     def __enter__(self) -> Recorder:
@@ -113,13 +171,19 @@ class Recorder:
         self.close()
 
     # -- writer thread ---------------------------------------------------------------------------
+    def _stop_early(self, why: str) -> None:
+        if self.error is None:
+            self.error = f"recording stopped after {self.user_samples / RATE:.1f} s: {why}; what was recorded before is kept"
+
     def _writer(self) -> None:
         last_sync = time.monotonic()
         try:
-            while True:
+            while self.error is None:
                 try:
-                    item = self._queue.get(timeout=self._sync_every / 2)
+                    item = self._queue.get(timeout=self._sync_every / 4)
                 except queue.Empty:
+                    if self._stopping.is_set():
+                        break
                     item = None
                 if item is _STOP:
                     break
@@ -128,28 +192,37 @@ class Recorder:
                 if time.monotonic() - last_sync >= self._sync_every:
                     self._sync()
                     last_sync = time.monotonic()
-        except Exception as e:  # disk full, folder removed...: keep the loop alive, report it
-            self.error = f"recording stopped: {e}"
+        except OSError as e:  # disk full, folder removed...: keep the loop alive, report it
+            advice = ": free some space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+            self._stop_early(f"{e.strerror or e} in {self.paths.folder}{advice}")
+        except Exception as e:  # noqa: BLE001 (anything else stops the recording, not the conversation)
+            self._stop_early(f"{e!r}")
         finally:
-            for f in (self._user, self._moshi, self._text):
-                try:
-                    f.close()
-                except Exception:  # noqa: BLE001 (closing after a disk error may fail again)
-                    pass
+            self._finish()
 
     def _write(self, item: tuple) -> None:
         if item[0] == "audio":
             _, user, moshi = item
-            self._user.write(np.clip(user, -1.0, 1.0))
-            self._moshi.write(np.clip(moshi, -1.0, 1.0))
-            self.user_samples += len(user)
-            self.moshi_samples += len(moshi)
+            self._user.write(user)
+            self._moshi.write(moshi)
         else:
-            self._text.write(json.dumps(item[1], ensure_ascii=False) + "\n")
-            self._text.flush()
+            self._text.append((json.dumps(item[1], ensure_ascii=False) + "\n").encode("utf-8"))
+            self._text_lines = self._text.size
 
     def _sync(self) -> None:
-        self._user.flush()  # libsndfile: header rewritten, data handed to the OS
-        self._moshi.flush()
-        self._text.flush()
-        os.fsync(self._text.fileno())
+        for f in (self._user, self._moshi, self._text):
+            f.sync()
+
+    def _finish(self) -> None:
+        """Closes the files with what was written (headers updated, a half-written line dropped), frees the queue."""
+        for close in (self._user.close, self._moshi.close, self._cut_text, self._text.sync, self._text.close):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 (the disk may fail again: close the others regardless)
+                pass
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    def _cut_text(self) -> None:
+        if self._text.size != self._text_lines:
+            self._text.cut(self._text_lines)

@@ -13,10 +13,10 @@ import argparse
 import json
 import sys
 import threading
-from pathlib import Path
 
+from .audio import MODEL_RATE
 from .errors import MoshiError, NoAudioDeviceError
-from .loop import Error, ModelLoop, SessionEnded, Text
+from .loop import Error, ModelLoop, RecordingStopped, SessionEnded, Text, Word
 from .memory import KV_AUTO
 
 FRAME_S = 0.08
@@ -63,11 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--max-lag", type=int, default=2,
                    help="frames (80 ms each) the model may fall behind before input is skipped (default 2)")
     a.add_argument("--record", metavar="DIR",
-                   help="save the conversation as it goes: user.wav, moshi.wav, transcript.jsonl")
+                   help="save the conversation as it goes: user.wav, moshi.wav, transcript.jsonl (also in file "
+                        "mode); a folder that already holds a recording is refused, never overwritten")  # fmt: skip
     f = p.add_argument_group("file mode")
     f.add_argument("--input", metavar="FILE", help="run over this audio file instead of the microphone")
-    f.add_argument("--output", metavar="FILE", help="where to write Moshi's answer (wav, 24 kHz), with --input")
-    f.add_argument("--transcript", metavar="FILE", help="timed transcript as JSON, with --input")
+    f.add_argument("--output", metavar="FILE",
+                   help="where to write Moshi's answer (24 kHz), with --input, as it is produced; the extension "
+                        "names the format (.wav, .flac, .ogg, .mp3...). Never the input; on Ctrl-C or an error "
+                        "it holds the answer so far")  # fmt: skip
+    f.add_argument("--transcript", metavar="FILE", help="timed transcript as JSON (text, words, pieces), with --input")
     return p
 
 
@@ -84,6 +88,30 @@ def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.max_lag < 0:
         p.error("--max-lag must be >= 0")
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Every file the run will write, checked before the model loads: its folder is writable, --output's
+    extension names a format this machine writes, and none of them is the input or another output.
+
+    Raises:
+        MoshiError: what is wrong, in one line.
+    """
+    from .audio.files import audio_format, probe_audio
+    from .outputs import check_new_file
+    from .record import check_free
+
+    protect = {"--input": args.input}
+    if args.output:
+        audio_format(args.output)
+        check_new_file(args.output, "--output", protect, probe=probe_audio)
+        protect["--output"] = args.output
+    if args.transcript:
+        check_new_file(args.transcript, "--transcript", protect)
+        protect["--transcript"] = args.transcript
+    if args.record:
+        for path in check_free(args.record).files:
+            check_new_file(path, "recording file", protect)
 
 
 def _factory(args: argparse.Namespace, files):
@@ -159,9 +187,9 @@ def run_live(args: argparse.Namespace, files, audio_backend=None) -> int:
             while not loop.events.empty():
                 view.handle(loop.events.get())
             view.finish()
-        if args.record:
-            view.note(f"conversation saved in {args.record}")
-        return 1 if failed else 0
+        if recorder is not None:
+            view.note(f"conversation saved in {args.record}" + (" (cut short, see above)" if recorder.error else ""))
+        return 1 if failed or (recorder is not None and recorder.error) else 0
     finally:
         loop.close()
 
@@ -180,15 +208,13 @@ def _keyboard(loop: ModelLoop, view, lines=None) -> None:
 
 
 def run_file(args: argparse.Namespace, files, pcm) -> int:
-    from tqdm.auto import tqdm
-
+    """Runs the model over `pcm`; the answer streams to --output. On an error or Ctrl-C the answer and
+    transcript so far are written (and said so); Ctrl-C then goes on up as KeyboardInterrupt."""
     from .audio.file_port import FileAudioPort
-    from .audio.files import write_wav
+    from .audio.files import AudioWriter
 
-    port = FileAudioPort(pcm)
     loop = ModelLoop(_factory(args, files), max_lag_frames=args.max_lag, stats_every=25)
-    pieces: list[tuple[float, str]] = []
-    error = None
+    got = _Collected()
     loop.start()
     try:
         while not loop.loaded.wait(0.1):
@@ -196,77 +222,104 @@ def run_file(args: argparse.Namespace, files, pcm) -> int:
         if loop.load_error is not None:
             print(f"error: {loop.load_error}", file=sys.stderr)
             return 1
-        loop.begin_session(port, _recorder(args, files), None)
+        writer = AudioWriter(args.output)
+        try:
+            port = FileAudioPort(pcm, writer)
+            loop.begin_session(port, _recorder(args, files), None)
+            interrupted = _follow(loop, port, got)
+            loop.end_session()
+            loop.close()
+            got.drain(loop, port)
+            port.close(complete=not interrupted and got.error is None)
+        except BaseException:
+            writer.discard()
+            raise
+    finally:
+        loop.close()
+    return _finish(args, writer, got, port, interrupted)
+
+
+def _follow(loop: ModelLoop, port, got: _Collected) -> bool:
+    """Follows the run with a progress bar until the input is done; True if Ctrl-C stopped it."""
+    from tqdm.auto import tqdm
+
+    try:
         with tqdm(total=port.frames, unit="frame", desc="moshi", file=sys.stderr) as bar:
             done = False
             while not done:
                 done = port.exhausted.wait(0.1)
-                error = _drain(loop, pieces, port) or error
+                got.drain(loop, port)
                 bar.update(port.frames_read - bar.n)
-        loop.end_session()
-    finally:
-        loop.close()
-    error = _drain(loop, pieces, port) or error
-    for path in (args.output, args.transcript):
+    except KeyboardInterrupt:
+        return True
+    return False
+
+
+def _finish(args: argparse.Namespace, writer, got: _Collected, port, interrupted: bool) -> int:
+    """Writes --output and --transcript (complete, or the answer so far) and says what happened."""
+    from .outputs import write_text
+
+    written, failed = [], []
+    for path, write in ((args.output, writer.commit),
+                        (args.transcript, lambda: write_text(args.transcript, transcript_json(args.input, got.pieces, got.words)))):  # fmt: skip
         if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write_wav(args.output, port.answer())
-    text = transcript_text(pieces)
-    if args.transcript:
-        _write_transcript(Path(args.transcript), args.input, pieces)
-    print(text)
-    if error:
-        print(f"error: {error} (the output holds what was generated before it)", file=sys.stderr)
-        return 1
-    return 0
+            try:
+                write()
+                written.append(str(path))
+            except (OSError, MoshiError) as e:
+                failed.append(f"{path} ({getattr(e, 'strerror', None) or e})")
+    print(transcript_text(got.pieces))
+    done = f"{port.written / MODEL_RATE:.1f} s of {port.length / MODEL_RATE:.1f} s"
+    kept = "; ".join(filter(None, (
+        written and f"{' and '.join(written)} hold{'s' if len(written) == 1 else ''} the answer up to {done}",
+        failed and f"could not write {' and '.join(failed)}")))  # fmt: skip
+    if interrupted:
+        print(f"stopped: {kept}", file=sys.stderr)
+        raise KeyboardInterrupt
+    errors = [f"{got.error} ({kept})" if got.error else (failed and kept), got.recording_error]
+    for error in filter(None, errors):
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if any(errors) else 0
 
 
-def _drain(loop: ModelLoop, pieces: list[tuple[float, str]], port) -> str | None:
-    """Collect the file run's events: text pieces into `pieces`; returns the last error, if any."""
-    error = None
-    while not loop.events.empty():
-        ev = loop.events.get()
-        if isinstance(ev, Text):
-            pieces.append((ev.t, ev.text))
-        elif isinstance(ev, Error):
-            error = ev.message
-        elif isinstance(ev, SessionEnded):
-            port.exhausted.set()
-    return error
+class _Collected:
+    """What a file run reports: text pieces, whole words, errors."""
 
+    def __init__(self) -> None:
+        self.pieces: list[tuple[float, str]] = []
+        self.words: list[tuple[float, str]] = []
+        self.error: str | None = None
+        self.recording_error: str | None = None
 
-def words_from_pieces(pieces: list[tuple[float, str]]) -> list[dict]:
-    """Displayed pieces (a space starts a word) -> [{"t": start seconds, "word": ...}]."""
-    words: list[dict] = []
-    new_word = True
-    for t, piece in pieces:
-        for i, part in enumerate(piece.split(" ")):
-            new_word = new_word or i > 0
-            if not part:
-                continue
-            if new_word:
-                words.append({"t": round(t, 3), "word": part})
-                new_word = False
-            else:
-                words[-1]["word"] += part
-    return words
+    def drain(self, loop: ModelLoop, port) -> None:
+        while not loop.events.empty():
+            ev = loop.events.get()
+            if isinstance(ev, Text):
+                self.pieces.append((ev.t, ev.text))
+            elif isinstance(ev, Word):
+                self.words.append((ev.t, ev.word))
+            elif isinstance(ev, Error):
+                self.error = ev.message
+            elif isinstance(ev, RecordingStopped):
+                self.recording_error = ev.message
+            elif isinstance(ev, SessionEnded):
+                port.exhausted.set()
 
 
 def transcript_text(pieces: list[tuple[float, str]]) -> str:
     return " ".join("".join(p for _, p in pieces).split())
 
 
-def _write_transcript(path: Path, source: str, pieces: list[tuple[float, str]]) -> None:
+def transcript_json(source: str, pieces: list[tuple[float, str]], words: list[tuple[float, str]]) -> str:
+    """The --transcript document: the text as shown, its words with start times, the pieces as they came."""
     doc = {
         "input": str(source),
         "frame_s": FRAME_S,
         "text": transcript_text(pieces),
-        "words": words_from_pieces(pieces),
+        "words": [{"t": round(t, 3), "word": w} for t, w in words],
         "pieces": [{"t": round(t, 3), "text": p} for t, p in pieces],
     }
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
 
 
 def list_devices_main(audio_backend=None) -> int:
@@ -287,6 +340,7 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
     try:
         if args.list_devices:
             return list_devices_main(audio_backend)
+        _check_paths(args)  # before minutes of loading and work
         pcm = None
         if args.input is not None:
             from .audio.files import read_audio

@@ -2,17 +2,26 @@
 
 Moshi emits one text token per 80 ms step; most are padding. The others are sentencepiece pieces where
 "▁" marks the start of a word, so a word is complete when the next word starts (or at `flush`).
+This is the one place that turns pieces into words: the console shows `shown`, transcripts and
+recordings list `word`s, timed by the token that started them (`starts_word`).
 """
 
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import sentencepiece
 
 from .errors import ConfigError
 
 WORD_START = "\u2581"  # sentencepiece's "▁"
+
+
+class TextStep(NamedTuple):
+    shown: str  # text to append to a live transcript, possibly ""
+    word: str | None  # the word this token completed (it started with an earlier token), if any
+    starts_word: bool  # this token is the first piece of a new word (the time to give that word)
 
 
 class TextStream:
@@ -40,22 +49,19 @@ class TextStream:
         self._word: list[int] = []   # pieces of the word being spelled
         self._started = False        # some text was emitted (a new word then needs a space)
 
-    def push(self, token: int) -> tuple[str, str | None]:
-        """Add one text token.
-
-        Returns:
-            (text to append to a live transcript, possibly ""; the word this token completed, if any).
-        """
+    def push(self, token: int) -> TextStep:
+        """Add one text token."""
         token = int(token)
         if token in self.padding_ids or not 0 <= token < self.sp.GetPieceSize():
-            return "", None
+            return TextStep("", None, False)
         if self.sp.IsControl(token):
-            return "", None
+            return TextStep("", None, False)
         piece = self.sp.IdToPiece(token)
         done = None
         if piece.startswith(WORD_START) and self._word:
             done = self._decode(self._word)
             self._word = []
+        starts = not self._word
         before = self._decode(self._word)
         self._word.append(token)
         after = self._decode(self._word)
@@ -63,7 +69,7 @@ class TextStream:
         lead = " " if piece.startswith(WORD_START) and (done or (done is None and self._started)) else ""
         self._started = True
         delta = after[len(before):] if after.startswith(before) else after
-        return lead + delta, done or None
+        return TextStep(lead + delta, done or None, starts)
 
     def flush(self) -> str | None:
         """The word being spelled, if any (at the end of a turn or stream)."""

@@ -63,10 +63,12 @@ class ScriptModel:
         self.resets = 0
         self.threads: set[str] = set()
         self._k = 0
+        self._pending: str | None = None
 
     def reset(self) -> None:
         self.resets += 1
         self._k = 0
+        self._pending = None
 
     def step(self, pcm: np.ndarray) -> FrameResult:
         self.threads.add(threading.current_thread().name)
@@ -75,12 +77,17 @@ class ScriptModel:
         t = (self.steps * FRAME + np.arange(FRAME)) / RATE
         self.steps += 1
         out = (0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
-        text = None
+        text, done = None, None
         if self._k < len(self.words) * self.every and self._k % self.every == 0:
             w = self.words[self._k // self.every]
             text = w if self._k == 0 else " " + w
+            done, self._pending = self._pending, w  # a word is complete once the next one starts
         self._k += 1
-        return FrameResult(out, text)
+        return FrameResult(out, text, None, done, text is not None)
+
+    def flush_word(self) -> str | None:
+        word, self._pending = self._pending, None
+        return word
 
 
 def write_fake_weights(folder: Path, bits: int = 4) -> Path:

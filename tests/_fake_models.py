@@ -11,7 +11,7 @@ from moshi_mlx.loop import FRAME, FrameResult
 
 
 class EchoModel:
-    """Answers with its input `delay` frames later and says "w<k>" every `text_every` frames."""
+    """Answers with its input `delay` frames later and says the word "w<k>" every `text_every` frames."""
 
     def __init__(self, delay: int = 1, text_every: int = 5, step_s: float = 0.0, fail_at: int | None = None) -> None:
         self.delay, self.text_every, self.step_s, self.fail_at = delay, text_every, step_s, fail_at
@@ -20,10 +20,16 @@ class EchoModel:
         self.steps = 0
         self.inputs: list[np.ndarray] = []
         self._history: list[np.ndarray] = []
+        self._word: str | None = None  # said, complete once the next word starts
 
     def reset(self) -> None:
         self.resets += 1
         self._history = []
+        self._word = None
+
+    def flush_word(self) -> str | None:
+        word, self._word = self._word, None
+        return word
 
     def step(self, pcm: np.ndarray) -> FrameResult:
         self.threads.add(threading.get_ident())
@@ -38,4 +44,7 @@ class EchoModel:
         self.steps += 1
         out = self._history.pop(0) if len(self._history) > self.delay else None
         text = f"w{k}" if self.text_every and k % self.text_every == 0 else None
-        return FrameResult(out, text)
+        word = None
+        if text is not None:
+            word, self._word = self._word, text
+        return FrameResult(out, text, None, word, text is not None)

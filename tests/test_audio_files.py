@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from moshi_mlx.audio.files import MODEL_RATE, read_audio, resample, to_mono, write_wav
+from moshi_mlx.audio import FRAME
+from moshi_mlx.audio.file_port import FileAudioPort
+from moshi_mlx.audio.files import MODEL_RATE, AudioWriter, audio_format, read_audio, resample, to_mono, write_audio
 from moshi_mlx.errors import AudioFormatError
 
 
@@ -51,20 +53,76 @@ def test_to_mono_averages_channels() -> None:
         to_mono(np.zeros((2, 2, 2)))
 
 
-def test_write_then_read_round_trip(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name,fmt", [("y.wav", "WAV"), ("y.flac", "FLAC"), ("y.ogg", "OGG"), ("y.AIFF", "AIFF"),
+                                      ("y", "WAV")])
+def test_write_then_read_round_trip_in_the_format_the_extension_names(tmp_path: Path, name: str, fmt: str) -> None:
     x = _tone(300, MODEL_RATE, 0.3)
-    write_wav(tmp_path / "y.wav", x)
-    assert not list(tmp_path.glob("*.part"))
-    np.testing.assert_allclose(read_audio(tmp_path / "y.wav"), x, atol=1e-4)
+    write_audio(tmp_path / name, x)
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left
+    assert sf.info(str(tmp_path / name)).format == fmt
+    np.testing.assert_allclose(read_audio(tmp_path / name), x, atol=1e-4 if fmt != "OGG" else 0.1)
+
+
+def test_an_extension_no_writer_knows_names_the_formats_that_work(tmp_path: Path) -> None:
+    with pytest.raises(AudioFormatError, match=r"\.m4a is not an audio format.*\.wav, \.flac, \.ogg"):
+        audio_format(tmp_path / "a.m4a")
+    with pytest.raises(AudioFormatError):
+        AudioWriter(tmp_path / "a.m4a")
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_answer_streams_to_disk_as_it_is_produced(tmp_path: Path) -> None:
+    """The port keeps no answer in memory: each frame reaches the file as it comes; the file appears when committed."""
+    writer = AudioWriter(tmp_path / "a.wav")
+    port = FileAudioPort(_tone(200, MODEL_RATE, 1.0), writer)  # 12.5 frames
+    frame = np.full(FRAME, 0.5, np.float32)
+    for i in range(13):
+        port.read_input()
+        if i >= 2:  # the first two frames have no answer yet (the delays fill): silence
+            port.write_output(frame)
+        assert writer.samples == min((i + 1) * FRAME, MODEL_RATE) - (FRAME if i < 2 else 0)
+    assert not (tmp_path / "a.wav").exists() and writer.tmp.exists()
+    port.close(complete=True)
+    writer.commit()
+    got, _ = sf.read(str(tmp_path / "a.wav"), dtype="float32")
+    assert got.size == MODEL_RATE and not writer.tmp.exists()  # exactly as long as the input
+    np.testing.assert_allclose(got[: 2 * FRAME], 0.0)
+    np.testing.assert_allclose(got[2 * FRAME :], 0.5, atol=1e-4)
 
 
 def test_unreadable_missing_and_empty_files_say_what_to_do(tmp_path: Path) -> None:
     bad = tmp_path / "notes.m4a"
     bad.write_bytes(b"this is not audio at all" * 10)
-    with pytest.raises(AudioFormatError, match="cannot read audio file.*notes.m4a.*ffmpeg"):
+    with pytest.raises(AudioFormatError, match=r"AAC \(notes.m4a\) is not a format.*wav, flac, ogg.*ffmpeg -i notes.m4a notes.wav"):
         read_audio(bad)
+    bad.rename(tmp_path / "notes.xyz")
+    with pytest.raises(AudioFormatError, match="cannot read audio file.*notes.xyz.*Readable formats: wav, flac"):
+        read_audio(tmp_path / "notes.xyz")
+    with pytest.raises(AudioFormatError, match="is a folder"):
+        read_audio(tmp_path)
     with pytest.raises(AudioFormatError, match="does not exist"):
         read_audio(tmp_path / "nope.wav")
     sf.write(str(tmp_path / "empty.wav"), np.zeros(0, np.float32), 16_000)
     with pytest.raises(AudioFormatError, match="no samples"):
         read_audio(tmp_path / "empty.wav")
+
+
+def test_a_long_answer_takes_no_memory(tmp_path: Path) -> None:
+    """5 minutes through the port to disk: memory beyond the input stays flat (it used to hold the answer)."""
+    import tracemalloc
+
+    pcm = np.zeros(5 * 60 * MODEL_RATE, np.float32)  # 29 MB
+    frame = np.full(FRAME, 0.1, np.float32)
+    tracemalloc.start()
+    try:
+        writer = AudioWriter(tmp_path / "a.wav")
+        port = FileAudioPort(pcm, writer)
+        while port.read_input().size:
+            port.write_output(frame)
+        port.close(complete=True)
+        writer.commit()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2e6, f"{peak / 1e6:.0f} MB"
+    assert sf.info(str(tmp_path / "a.wav")).frames == pcm.size

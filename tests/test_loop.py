@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -15,7 +16,8 @@ from _fake_models import EchoModel
 from moshi_mlx.audio.devices import AudioIO
 from moshi_mlx.audio.fake import FakeClock, FakeStreamFactory
 from moshi_mlx.loop import (
-    FRAME, Closed, Error, Loaded, ModelLoop, SessionEnded, SessionStarted, Skipped, Stats, Text,
+    FRAME, Closed, Error, FrameResult, Loaded, ModelLoop, RecordingStopped, SessionEnded, SessionStarted, Skipped,
+    Stats, Text, Word,
 )  # fmt: skip
 from moshi_mlx.record import Recorder, recording_paths
 
@@ -397,3 +399,64 @@ def test_late_step_delay_is_won_back_in_quiet_frames() -> None:
     assert max(s.output_queued_ms for s in stats) > 200  # the backlog after the late step
     assert stats[-1].output_trimmed_ms > 100
     assert stats[-1].output_queued_ms < 30 + 80 + 20  # back near the target (+ the frame just written)
+
+
+class _Speller:
+    """Says "hello world" in pieces (as sentencepiece does), one piece per frame from frame 1."""
+
+    PIECES = [None, ("hel", None, True), ("lo", None, False), None, (" wor", "hello", True), ("ld", None, False)]
+
+    def reset(self) -> None:
+        self.k, self.pending = 0, None
+
+    def step(self, pcm: np.ndarray) -> FrameResult:
+        piece = self.PIECES[self.k] if self.k < len(self.PIECES) else None
+        self.k += 1
+        self.pending = "world" if self.k >= 5 else self.pending
+        return FrameResult(pcm, *(piece[0], None, *piece[1:]) if piece else ())
+
+    def flush_word(self) -> str | None:
+        word, self.pending = self.pending, None
+        return word
+
+
+def _file_session(model, frames: int, recorder=None) -> list:
+    from moshi_mlx.audio.file_port import FileAudioPort
+
+    loop = ModelLoop(lambda: model).start()
+    port = FileAudioPort(np.full(frames * FRAME, 0.25, np.float32), type("Sink", (), {"write": lambda self, x: None})())
+    loop.begin_session(port, recorder=recorder)
+    assert port.exhausted.wait(20)
+    assert loop.end_session(10)
+    loop.close()
+    return _drain(loop.events)
+
+
+def test_words_are_whole_and_timed_at_their_first_piece_for_every_consumer(tmp_path: Path) -> None:
+    rec = Recorder(tmp_path / "rec")
+    events = _file_session(_Speller(), 8, rec)
+    assert "".join(e.text for e in events if isinstance(e, Text)) == "hello world"  # what the console shows
+    assert [e for e in events if isinstance(e, Word)] == [Word("hello", 0.08), Word("world", 0.32)]
+    lines = [json.loads(x) for x in recording_paths(tmp_path / "rec").transcript.read_text().splitlines()]
+    assert [(x["t"], x["word"]) for x in lines if "word" in x] == [(0.08, "hello"), (0.32, "world")]
+
+
+def test_a_recording_that_fails_is_reported_once_and_the_conversation_goes_on(tmp_path: Path, monkeypatch) -> None:
+    import errno
+    import os
+
+    rec = Recorder(tmp_path / "rec", sync_every_s=0.05)
+    ours, real_write = {rec._user._file.fd}, os.write
+
+    def write(fd, data):  # the disk is full
+        if fd in ours:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    model = EchoModel(delay=0)
+    events = _file_session(model, 40, rec)
+    stopped = [e for e in events if isinstance(e, RecordingStopped)]
+    assert len(stopped) == 1 and "No space left on device" in stopped[0].message
+    assert not [e for e in events if isinstance(e, Error)] and model.steps == 40  # the dialog went on
+    assert [e for e in events if isinstance(e, SessionEnded)][0].reason == "stopped"

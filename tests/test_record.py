@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from support.disk import small_disk
+
 from moshi_mlx.errors import AudioFormatError
-from moshi_mlx.record import RATE, Recorder, recording_paths
+from moshi_mlx.record import RATE, Recorder, RecordingExistsError, recording_paths
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,6 +103,10 @@ def test_survives_abrupt_death(tmp_path: Path, how: str) -> None:
         assert len(pcm) >= 25 * 1920  # everything queued >= 1 s before death is there
         assert len(pcm) % 1920 == 0 or how == "kill"
         np.testing.assert_allclose(pcm, value, atol=1e-3)
+        with wave.open(str(wav)) as w:  # Python's reader trusts the header's length: it must be right
+            assert w.getframerate() == RATE and w.getnframes() == len(pcm)
+            got = np.frombuffer(w.readframes(w.getnframes()), "<i2") / 32768
+        np.testing.assert_allclose(got, value, atol=1e-3)
     words = [json.loads(x) for x in paths.transcript.read_text().splitlines()[1:]]
     assert len(words) >= 25 and words[24]["word"] == "w24"
 
@@ -107,3 +116,101 @@ def test_unwritable_folder_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(AudioFormatError, match="cannot create recording files.*writable"):
         Recorder(blocker / "sub")
+
+
+def test_a_folder_holding_a_recording_is_never_replaced(tmp_path: Path) -> None:
+    with Recorder(tmp_path / "rec") as rec:
+        rec.add_audio(*_frames(2))
+    before = {p.name: p.read_bytes() for p in (tmp_path / "rec").iterdir()}
+    (tmp_path / "rec-2").mkdir()
+    (tmp_path / "rec-2" / "moshi.wav").write_bytes(b"x")  # taken too
+    with pytest.raises(RecordingExistsError, match=r"already holds a recording.*kept.*rec-3") as e:
+        Recorder(tmp_path / "rec")
+    assert e.value.free == tmp_path / "rec-3"
+    assert {p.name: p.read_bytes() for p in (tmp_path / "rec").iterdir()} == before
+
+
+def _check_cut_short(rec: Recorder, min_frames: int) -> None:
+    """After a disk failure: an error that says so, and every file readable with a header that is right."""
+    assert rec.error is not None and "recording stopped after" in rec.error and "kept" in rec.error
+    for path in (rec.paths.user_wav, rec.paths.moshi_wav):
+        with wave.open(str(path)) as w:
+            n = w.getnframes()
+            assert w.getframerate() == RATE and n >= min_frames * 1920
+            assert path.stat().st_size == 44 + 2 * n  # the header says exactly what is there
+        np.testing.assert_allclose(sf.read(str(path), dtype="float32")[0], 0.25, atol=1e-3)
+    for line in rec.paths.transcript.read_text().splitlines():
+        json.loads(line)  # no half-written line
+
+
+def _feed_until_stopped(rec: Recorder, frames: int) -> None:
+    frame = np.full(1920, 0.25, np.float32)
+    for i in range(frames):
+        rec.add_audio(frame, frame)
+        rec.add_word(f"w{i}", i * 0.08)
+        if rec.error is not None:
+            break
+        time.sleep(0.002)
+    deadline = time.monotonic() + 10
+    while rec.error is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_disk_full_stops_recording_keeps_what_was_written_and_memory_stays_flat(tmp_path, monkeypatch) -> None:
+    rec = Recorder(tmp_path / "rec", sync_every_s=0.1)
+    fds = {rec._user._file.fd, rec._moshi._file.fd, rec._text.fd}
+    room = [200_000]  # bytes the disk has left for our files
+    real_write = os.write
+
+    def write(fd, data):  # the OS's write, on a disk that fills up: a short write, then ENOSPC
+        if fd not in fds:
+            return real_write(fd, data)
+        if room[0] <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        n = real_write(fd, bytes(memoryview(data)[: min(len(data), room[0], 1001)]))
+        room[0] -= n
+        return n
+
+    monkeypatch.setattr(os, "write", write)
+    _feed_until_stopped(rec, 200)
+    assert rec.error is not None and "No space left on device" in rec.error and "free some space" in rec.error
+    rec._thread.join(5)  # the writer has closed the files
+    for _ in range(5000):  # after the failure nothing is queued any more
+        rec.add_audio(np.zeros(1920, np.float32), None)
+    assert rec._queue.qsize() == 0
+    rec.close()
+    monkeypatch.undo()
+    _check_cut_short(rec, 1)
+
+
+def test_disk_full_on_a_real_small_disk(tmp_path) -> None:
+    with small_disk(tmp_path / "disk", "200k") as disk:
+        rec = Recorder(disk / "rec", sync_every_s=0.1)
+        _feed_until_stopped(rec, 200)  # 15 s of audio: 1.4 MB, the disk holds 200 kB
+        assert rec.error is not None and "No space left on device" in rec.error
+        rec.close()
+        _check_cut_short(rec, 1)
+
+
+def test_a_disk_that_cannot_keep_up_stops_recording_instead_of_filling_memory(tmp_path, monkeypatch) -> None:
+    rec = Recorder(tmp_path / "rec", max_backlog_s=1.0)
+    stuck = threading.Event()
+    fds = {rec._user._file.fd}
+    real_write = os.write
+
+    def write(fd, data):  # a disk that hangs (network share gone)
+        if fd in fds:
+            stuck.wait(10)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    frame = np.full(1920, 0.25, np.float32)
+    for _ in range(1000):  # 80 s of audio
+        rec.add_audio(frame, frame)
+    assert rec.error is not None and "did not keep up" in rec.error
+    assert rec._queue.qsize() <= 2 * 1.0 * RATE / 1920 + 1
+    stuck.set()
+    rec.close()
+    monkeypatch.undo()
+    with wave.open(str(rec.paths.user_wav)) as w:
+        assert w.getnframes() == rec.user_samples

@@ -17,7 +17,7 @@ from moshi_mlx.audio.fake import FakeClock, FakeStreamFactory
 from moshi_mlx.audio.files import read_audio
 from moshi_mlx.hub import resolve_model_files
 from moshi_mlx.pipeline import MoshiPipeline, Sampling
-from moshi_mlx.run import main, words_from_pieces
+from moshi_mlx.run import main
 
 E2E = ASSETS / "e2e"
 GREEDY = ["--hf-repo", str(E2E), "--temp", "0", "--text-temp", "0"]
@@ -40,20 +40,22 @@ def user_wav(tmp_path_factory) -> Path:
     return path
 
 
-def run_file(user_wav: Path, out_dir: Path, *extra: str) -> tuple[np.ndarray, dict]:
-    out, js = out_dir / "moshi.wav", out_dir / "t.json"
+def run_file(user_wav: Path, out_dir: Path, *extra: str, name: str = "moshi.wav") -> tuple[np.ndarray, dict]:
+    out, js = out_dir / name, out_dir / "t.json"
     assert main([*GREEDY, "--input", str(user_wav), "--output", str(out), "--transcript", str(js), *extra]) == 0
     audio, rate = sf.read(str(out), dtype="float32")
-    assert rate == 24_000
+    assert rate == 24_000 and sf.info(str(out)).format == out.suffix[1:].upper()  # the format the name says
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted([name, "t.json", *(["rec"] if extra else [])])
     return audio, json.loads(js.read_text())
 
 
 def test_file_mode_matches_the_python_api_and_is_deterministic(user_wav, tmp_path, capsys):
     a_audio, a_doc = run_file(user_wav, tmp_path / "a")
-    b_audio, b_doc = run_file(user_wav, tmp_path / "b")
+    b_audio, b_doc = run_file(user_wav, tmp_path / "b", "--record", str(tmp_path / "b" / "rec"), name="moshi.flac")
     pcm = read_audio(user_wav)
     assert a_audio.shape == pcm.shape  # as long as the input, at 24 kHz
-    np.testing.assert_array_equal(a_audio, b_audio)  # temperature 0: deterministic
+    np.testing.assert_allclose(a_audio, b_audio, atol=1.5 / 32768)  # temperature 0: deterministic (flac and
+    # wav round float to 16 bits apart by 1 step)
     assert a_doc == b_doc
 
     # the same frames through the Python API give the same answer and words
@@ -73,11 +75,10 @@ def test_file_mode_matches_the_python_api_and_is_deterministic(user_wav, tmp_pat
     assert a_doc["text"] in capsys.readouterr().out
 
 
-def test_words_from_pieces():
-    pieces = [(0.0, "hel"), (0.08, "lo"), (0.16, " wor"), (0.24, "ld"), (0.4, " a b"), (0.48, " "), (0.56, "c")]
-    assert words_from_pieces(pieces) == [
-        {"t": 0.0, "word": "hello"}, {"t": 0.16, "word": "world"}, {"t": 0.4, "word": "a"}, {"t": 0.4, "word": "b"},
-        {"t": 0.56, "word": "c"}]
+    # the recording lists the same whole words, at the same times (one owner turns pieces into words)
+    rec = [json.loads(x) for x in (tmp_path / "b" / "rec" / "transcript.jsonl").read_text().splitlines()]
+    assert [{"t": x["t"], "word": x["word"]} for x in rec if "word" in x] == b_doc["words"]
+    assert len(b_doc["words"]) == len(b_doc["text"].split()) < len(b_doc["pieces"])
 
 
 def test_bad_input_files(tmp_path, capsys):
@@ -200,3 +201,17 @@ def test_keyboard_enter_resets_and_m_toggles_mute():
     assert "microphone muted" in err.getvalue() and "microphone on" in err.getvalue()
     _keyboard(loop, ConsoleView(io.StringIO(), err, live=False), lines=["\n", "m\n"])
     assert loop.resets == 1 and loop.muted is True
+
+
+def test_live_recording_on_a_full_disk_says_so_and_exits_1(tmp_path, capsys):
+    from support.disk import small_disk
+
+    with small_disk(tmp_path / "disk", "64k") as disk:  # 1.2 s on two tracks: 115 kB
+        backend = FakeStreamFactory(input_rate=24_000, output_rate=24_000)
+        driver = _drive(backend, _thread.interrupt_main)
+        rc = main([*GREEDY, "--record", str(disk / "rec"), "--no-echo-cancel"], audio_backend=backend)
+        driver.join(10)
+        err = capsys.readouterr().err
+        assert rc == 1, err
+        assert "error: recording stopped after" in err and "No space left on device" in err and "cut short" in err
+        assert sf.info(str(disk / "rec" / "user.wav")).frames > 0

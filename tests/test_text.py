@@ -40,21 +40,25 @@ def test_words_complete_as_next_word_starts(sp):
     pieces = [sp.IdToPiece(i) for i in sp.EncodeAsIds(text)]
     assert len(pieces) > len(text.split()), f"no multi-piece word to join: {pieces}"
     ts = TextStream(sp, padding_ids=(0, 3))
-    live, words = "", []
+    live, words, starts = "", [], []
     for tok in stream_of(sp, text):
-        delta, done = ts.push(tok)
+        delta, done, starts_word = ts.push(tok)
         live += delta
         if done is not None:
             words.append(done)
+        if starts_word:
+            starts.append(len(live) - len(delta.lstrip()))
     last = ts.flush()
     assert words + [last] == text.split()
     assert live == text
+    # each word's first piece, and only it, says that a word starts (where its time comes from)
+    assert starts == [i for i in range(len(text)) if text[i] != " " and (i == 0 or text[i - 1] == " ")]
     assert ts.flush() is None
 
 
 def test_padding_only_gives_nothing(sp):
     ts = TextStream(sp, padding_ids=(0, 3))
-    assert all(ts.push(t) == ("", None) for t in [3, 0, 3, 3, 10_000, -1])
+    assert all(ts.push(t) == ("", None, False) for t in [3, 0, 3, 3, 10_000, -1])
     assert ts.flush() is None
 
 
@@ -76,7 +80,7 @@ def test_a_bare_word_start_piece_gives_one_space_and_no_empty_word():
     ids = sp.EncodeAsIds("hello there") + [bare] + sp.EncodeAsIds("the cat")
     shown, words = "", []
     for i in ids:
-        delta, word = stream.push(i)
+        delta, word, _ = stream.push(i)
         shown += delta
         words += [word] if word is not None else []
     words += [stream.flush()]

@@ -2,33 +2,42 @@
 
 `python -m moshi_mlx.run --input` drives the same ModelLoop as the live dialog through this port. It
 hands out one 80 ms frame per read, so the loop never sees a backlog and never skips; the answer is
-laid on the input's timeline (silence while the acoustic delays fill), so it is as long as the input.
+laid on the input's timeline (silence while the acoustic delays fill), so it is as long as the input,
+and goes to its sink (an `AudioWriter`: straight to disk) as it is produced.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import Protocol
 
 import numpy as np
 
 from . import FRAME
 
 
+class Sink(Protocol):
+    def write(self, pcm: np.ndarray) -> None: ...  # mono float32 at 24 kHz
+
+
 class FileAudioPort:
-    """Feeds `pcm` [T] float32 (24 kHz mono) frame by frame; collects the answer.
+    """Feeds `pcm` [T] float32 (24 kHz mono) frame by frame; writes the answer to `sink` as it comes.
 
     Args:
         pcm: the user's audio at 24 kHz.
+        sink: receives Moshi's answer on the input's timeline, never more than the input's length.
     """
 
-    def __init__(self, pcm: np.ndarray) -> None:
+    def __init__(self, pcm: np.ndarray, sink: Sink) -> None:
         pcm = np.asarray(pcm, np.float32).reshape(-1)
         self.length = pcm.size
-        frames = -(-pcm.size // FRAME)
-        self._pcm = np.pad(pcm, (0, frames * FRAME - pcm.size))
-        self.frames = frames
+        self._pcm = pcm  # not copied: an hour of input is 345 MB
+        self.frames = -(-pcm.size // FRAME)
         self._next = 0
-        self._out: list[np.ndarray] = []
+        self._sink = sink
+        self._lock = threading.Lock()  # the loop thread writes, the caller's thread closes
+        self._closed = False
+        self.written = 0  # answer samples handed to the sink
         self._out_frames = 0
         self.exhausted = threading.Event()  # set once every frame has been stepped
 
@@ -50,18 +59,27 @@ class FileAudioPort:
             self.exhausted.set()
             return np.zeros(0, np.float32)
         frame = self._pcm[self._next * FRAME : (self._next + 1) * FRAME]
+        frame = np.pad(frame, (0, FRAME - frame.size))  # the last frame is completed with silence
         # frames stepped without an answer (the delays filling) are silence on the answer's timeline
         silent = self._next - self._out_frames
         if silent > 0:
-            self._out.append(np.zeros(silent * FRAME, np.float32))
+            self._put(np.zeros(silent * FRAME, np.float32))
             self._out_frames += silent
         self._next += 1
         return frame
 
     def write_output(self, pcm: np.ndarray) -> int:
-        self._out.append(np.asarray(pcm, np.float32).reshape(-1))
+        self._put(np.asarray(pcm, np.float32).reshape(-1))
         self._out_frames += 1
         return pcm.size
+
+    def _put(self, pcm: np.ndarray) -> None:
+        with self._lock:
+            if not self._closed:
+                pcm = pcm[: self.length - self.written]
+                if pcm.size:
+                    self._sink.write(pcm)
+                    self.written += pcm.size
 
     def read_reference(self) -> np.ndarray:
         return np.zeros(0, np.float32)
@@ -70,7 +88,10 @@ class FileAudioPort:
         return 0.0
 
     # -- result ------------------------------------------------------------------------------
-    def answer(self) -> np.ndarray:
-        """Moshi's audio on the input's timeline, exactly as long as the input."""
-        out = np.concatenate(self._out) if self._out else np.zeros(0, np.float32)
-        return np.pad(out, (0, max(0, self.length - out.size)))[: self.length]
+    def close(self, complete: bool) -> None:
+        """No more writes to the sink; `complete`: pad the answer with silence to the input's length."""
+        with self._lock:
+            if complete and not self._closed and self.written < self.length:
+                self._sink.write(np.zeros(self.length - self.written, np.float32))
+                self.written = self.length
+            self._closed = True

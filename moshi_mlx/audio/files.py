@@ -1,13 +1,16 @@
-"""Audio files: read anything libsndfile knows, mix to mono, resample to the model rate; write wav."""
+"""Audio files: read anything libsndfile knows, mix to mono, resample to the model rate; write any
+format libsndfile writes, as the audio comes."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import AudioFormatError, require_file
-from . import MODEL_RATE
+from ..outputs import temp_name
+from . import FRAME, MODEL_RATE
 
 
 def to_mono(pcm: np.ndarray) -> np.ndarray:
@@ -30,6 +33,46 @@ def resample(pcm: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     )
 
 
+COMMON_FORMATS = ("WAV", "FLAC", "OGG", "MP3", "AIFF")  # named first in messages
+NOT_READABLE = {"m4a": "AAC", "aac": "AAC", "mp4": "AAC", "alac": "ALAC", "wma": "WMA", "webm": "Opus in WebM",
+                "amr": "AMR"}  # common formats libsndfile cannot decode
+
+
+def _ordered(formats) -> list[str]:
+    return sorted(formats, key=lambda f: (f not in COMMON_FORMATS, COMMON_FORMATS.index(f) if f in COMMON_FORMATS else 0, f))
+
+
+def readable_formats() -> str:
+    """The formats this machine's libsndfile reads, common ones first: "wav, flac, ogg, mp3, aiff, ..."."""
+    import soundfile as sf
+
+    return ", ".join(f.lower() for f in _ordered(sf.available_formats()))
+
+
+def writable_formats() -> list[str]:
+    """soundfile format names this machine can write (one per extension: "WAV" is `.wav`), common first."""
+    import soundfile as sf
+
+    return _ordered(f for f in sf.available_formats() if sf.default_subtype(f) is not None)
+
+
+def audio_format(path: str | Path) -> str:
+    """The soundfile format that `path`'s extension names (no extension: WAV).
+
+    Raises:
+        AudioFormatError: an extension this machine cannot write, naming those it can.
+    """
+    ext = Path(path).suffix[1:]
+    if not ext:
+        return "WAV"
+    writable = writable_formats()
+    if ext.upper() not in writable:
+        names = ", ".join("." + f.lower() for f in writable)
+        raise AudioFormatError(f"cannot write {path}: .{ext} is not an audio format this machine writes. "
+                               f"End the name in one of {names}")  # fmt: skip
+    return ext.upper()
+
+
 def read_audio(path: str | Path, rate: int = MODEL_RATE) -> np.ndarray:
     """Reads wav/flac/ogg/mp3/... as mono float32 at `rate` (default 24 kHz). [T]
 
@@ -42,21 +85,95 @@ def read_audio(path: str | Path, rate: int = MODEL_RATE) -> np.ndarray:
     try:
         pcm, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-        formats = ", ".join(sorted(sf.available_formats()))
+        ext = path.suffix[1:].lower()
+        what = f"{NOT_READABLE[ext]} ({path.name}) is not a format libsndfile reads" if ext in NOT_READABLE else (
+            f"cannot read audio file {path}: {str(e).replace(chr(10), ' ')}")  # fmt: skip
         raise AudioFormatError(
-            f"cannot read audio file {path}: {e}. Readable formats here: {formats}. "
-            "Convert it first, e.g. `ffmpeg -i input.m4a output.wav`."
+            f"{what}. Readable formats: {readable_formats()}. "
+            f"Convert it first, e.g. `ffmpeg -i {path.name} {path.stem}.wav`."
         ) from None
     if pcm.shape[0] == 0:
         raise AudioFormatError(f"audio file {path} holds no samples: record or pick another file")
     return resample(to_mono(pcm), int(file_rate), rate)
 
 
-def write_wav(path: str | Path, pcm: np.ndarray, rate: int = MODEL_RATE) -> None:
-    """Writes mono float32 [T] (or [T, C]) as 16-bit PCM wav; the file appears only when complete."""
+class AudioWriter:
+    """Writes mono float32 audio to `path` as it comes, in the format its extension names (16-bit where
+    the format has samples), under a temporary name in the same folder: `commit()` renames it into place,
+    `discard()` removes it. Memory stays flat however long the audio.
+
+    Raises:
+        AudioFormatError: the extension names no writable format, or the file cannot be created.
+    """
+
+    def __init__(self, path: str | Path, rate: int = MODEL_RATE) -> None:
+        import soundfile as sf
+
+        self.path = Path(path)
+        fmt = audio_format(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = temp_name(self.path)
+        try:
+            self._f = sf.SoundFile(str(self.tmp), "w", rate, 1, sf.default_subtype(fmt), format=fmt)
+        except (sf.LibsndfileError, RuntimeError, OSError) as e:
+            self.tmp.unlink(missing_ok=True)
+            raise AudioFormatError(f"cannot write {self.path}: {e}. Pick another folder or format.") from None
+        self.rate = rate
+        self.samples = 0
+
+    def write(self, pcm: np.ndarray) -> None:
+        import soundfile as sf
+
+        try:
+            self._f.write(np.clip(np.asarray(pcm, np.float32).reshape(-1), -1.0, 1.0))
+        except (sf.LibsndfileError, RuntimeError, OSError) as e:  # disk full, disk gone...
+            raise AudioFormatError(f"cannot write {self.path}: {_disk_full(self.tmp.parent) or e}") from None
+        self.samples += pcm.size
+
+    def commit(self) -> Path:
+        """Finishes the file and puts it in place (replacing any file of that name); on failure nothing is left."""
+        try:
+            self._f.close()
+            self.tmp.replace(self.path)
+        except BaseException:
+            self.discard()
+            raise
+        return self.path
+
+    def discard(self) -> None:
+        try:
+            self._f.close()
+        except Exception:  # noqa: BLE001 (closing after a disk error may fail again)
+            pass
+        self.tmp.unlink(missing_ok=True)
+
+
+def _disk_full(folder: Path) -> str | None:
+    """libsndfile reports a full disk as "System error.": say what it is."""
+    try:
+        return "no space left on device" if shutil.disk_usage(folder).free < 1 << 20 else None
+    except OSError:
+        return None
+
+
+def probe_audio(path: Path) -> None:
+    """Writes a short file of `path`'s format at `path` (for checking an output before any work)."""
     import soundfile as sf
 
-    path = Path(path)
-    tmp = path.with_name(path.name + ".part")
-    sf.write(str(tmp), np.clip(pcm, -1.0, 1.0), rate, subtype="PCM_16", format="WAV")
-    tmp.replace(path)
+    fmt = audio_format(path)
+    try:
+        with sf.SoundFile(str(path), "w", MODEL_RATE, 1, sf.default_subtype(fmt), format=fmt) as f:
+            f.write(np.zeros(FRAME, np.float32))
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise AudioFormatError(f"cannot write {fmt.lower()} here: {e}") from None
+
+
+def write_audio(path: str | Path, pcm: np.ndarray, rate: int = MODEL_RATE) -> None:
+    """Writes mono float32 [T] to `path` in its extension's format; the file appears only when complete."""
+    w = AudioWriter(path, rate)
+    try:
+        w.write(pcm)
+        w.commit()
+    except BaseException:
+        w.discard()
+        raise

@@ -1,0 +1,88 @@
+"""Files the CLI writes: checked before any work, written under a temporary name, renamed when complete.
+
+A person's input is never overwritten (whatever spelling or link names it), a folder or a path under a
+file is refused before minutes of compute, and a run that fails leaves no half-written file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import OutputError
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Do two spellings name one file (`./x`, `d/../x`, a symlink, a hard link)? Either may not exist yet."""
+    try:
+        if os.path.samefile(a, b):
+            return True
+    except OSError:  # one of them does not exist yet
+        pass
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def temp_name(path: Path) -> Path:
+    """Where `path` is written until it is complete: the same folder (so the rename is atomic)."""
+    return path.with_name(f"{path.name}.{os.getpid()}.part")
+
+
+def _existing_folder(path: Path, what: str) -> Path:
+    """The nearest folder above `path` that exists (it will hold the file); refuses files in the way."""
+    parent = path.parent
+    while not parent.exists():
+        if parent.is_symlink():  # a dangling link: mkdir would fail later
+            raise OutputError(f"cannot write {what} {path}: {parent} is a broken link")
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {what} {path}: {parent} is a file, not a folder. Pick another path.")
+    return parent
+
+
+def check_new_file(path: str | os.PathLike, what: str, protect: dict[str, str | os.PathLike],
+                   probe: Callable[[Path], None] | None = None) -> Path:  # fmt: skip
+    """Checks that `path` can be written as the `what` output, before any work.
+
+    Args:
+        protect: files this one must not be ({"--input": path, ...}), named in the error.
+        probe: writes a file of the right kind at the given path (default: an empty file), to find a
+            read-only disk or a format the machine cannot write; called in the nearest existing folder.
+
+    Raises:
+        OutputError: with what is wrong and what to do.
+    """
+    path = Path(path)
+    for name, other in protect.items():
+        if other is not None and same_file(path, other):
+            raise OutputError(f"{what} {path} is the same file as {name} {other}: name another file")
+    if path.is_dir():
+        raise OutputError(f"{what} {path} is a folder: name a file in it, e.g. {path / 'moshi.wav'}")
+    folder = _existing_folder(path, what)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".moshi-probe-", suffix=path.suffix)
+    except OSError as e:
+        raise OutputError(f"cannot write {what} {path}: {e.strerror or e} in {folder}. Pick another folder.") from None
+    try:
+        os.close(fd)
+        if probe is not None:
+            probe(Path(tmp))
+    except OSError as e:
+        raise OutputError(f"cannot write {what} {path}: {e.strerror or e}. Pick another folder.") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Writes `text` to `path` in one piece: the file appears only when complete, and never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,137 @@
+"""`python -m moshi_mlx.run --input`, as a person runs it: what it writes, and what it never overwrites.
+
+Every bad path is refused before the model loads (the model folder here does not even exist), with one
+`error:` line and exit code 2, leaving the input untouched and no file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from support.cli import E2E, REPO, Ran, assert_one_line_error, cli_env, run_module
+from support.disk import small_disk
+
+NO_MODEL = "/nonexistent/model-folder"  # reached only if a check comes too late
+ABORT = "terminate called without an active exception"
+
+
+def _past_the_abort_at_exit(code: int, err: str) -> tuple[int, str]:
+    """Issue 10's first item (MLX threads outliving the interpreter abort the process after its work is
+    done) is fixed on its own branch; until that is merged, the abort is not what these tests judge.
+    TODO: remove once merged."""
+    if code in (134, -signal.SIGABRT) and ABORT in err:
+        return -1, err.replace(ABORT, "")
+    return code, err
+
+
+def _tone(seconds: float, rate: int = 24_000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * 200 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 2 * t))).astype(np.float32)
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    sf.write(str(tmp_path / "in.wav"), _tone(1.0), 24_000)
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    (tmp_path / "outdir").mkdir()
+    os.symlink(tmp_path / "in.wav", tmp_path / "link.wav")
+    (tmp_path / "old").mkdir()
+    sf.write(str(tmp_path / "old" / "user.wav"), _tone(0.5), 24_000)  # an earlier recording
+    return tmp_path
+
+
+# (name, flags with {d} for the folder, words the error line must hold)
+BAD_PATHS = [
+    ("output is the input", ["--output", "{d}/in.wav"], ["same file as --input"]),
+    ("output is the input, spelled otherwise", ["--output", "{d}/outdir/../in.wav"], ["same file as --input"]),
+    ("output is a link to the input", ["--output", "{d}/link.wav"], ["same file as --input"]),
+    ("transcript is the input", ["--output", "{d}/o.wav", "--transcript", "{d}/./in.wav"], ["--transcript", "--input"]),
+    ("transcript is the output", ["--output", "{d}/o.wav", "--transcript", "{d}/o.wav"], ["--transcript", "--output"]),
+    ("output is a folder", ["--output", "{d}/outdir"], ["is a folder", "name a file"]),
+    ("output under a file", ["--output", "{d}/notes.txt/o.wav"], ["notes.txt is a file, not a folder"]),
+    ("transcript under a file", ["--output", "{d}/o.wav", "--transcript", "{d}/notes.txt/t.json"], ["not a folder"]),
+    ("output format not writable", ["--output", "{d}/o.m4a"], [".m4a is not an audio format", ".wav, .flac, .ogg"]),
+    ("record into a recording", ["--output", "{d}/o.wav", "--record", "{d}/old"], ["already holds a recording", "old-2"]),
+    ("record folder is a file", ["--output", "{d}/o.wav", "--record", "{d}/notes.txt"], ["not a folder"]),
+    ("record over the output", ["--output", "{d}/r/moshi.wav", "--record", "{d}/r"], ["same file as --output"]),
+]
+
+
+@pytest.mark.parametrize("flags,needles", [c[1:] for c in BAD_PATHS], ids=[c[0] for c in BAD_PATHS])
+def test_bad_output_paths_are_refused_before_the_model_loads(work: Path, flags: list[str], needles: list[str]) -> None:
+    before = {p: p.read_bytes() for p in work.rglob("*") if p.is_file()}
+    r = run_module("moshi_mlx.run", "--hf-repo", NO_MODEL, "--input", work / "in.wav",
+                   *(f.format(d=work) for f in flags))  # fmt: skip
+    assert_one_line_error(r, 2, *needles)
+    assert {p: p.read_bytes() for p in work.rglob("*") if p.is_file()} == before  # nothing written or lost
+
+
+def test_an_m4a_input_says_to_convert_it(tmp_path: Path) -> None:
+    (tmp_path / "me.m4a").write_bytes(b"\0\0\0\x20ftypM4A " + bytes(200))
+    r = run_module("moshi_mlx.run", "--hf-repo", NO_MODEL, "--input", tmp_path / "me.m4a", "--output", tmp_path / "o.wav")
+    assert_one_line_error(r, 2, "AAC", "ffmpeg -i me.m4a me.wav", "wav, flac, ogg, mp3")
+
+
+def test_a_read_only_disk_is_refused_before_the_model_loads(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "ro", "64k", read_only=True) as disk:
+        sf.write(str(tmp_path / "in.wav"), _tone(0.5), 24_000)
+        r = run_module("moshi_mlx.run", "--hf-repo", NO_MODEL, "--input", tmp_path / "in.wav", "--output", disk / "o.wav")
+        assert_one_line_error(r, 2, "cannot write --output", "read-only")
+
+
+def test_ctrl_c_keeps_the_answer_and_transcript_so_far(tmp_path: Path) -> None:
+    sf.write(str(tmp_path / "in.wav"), _tone(60.0), 24_000)
+    out, js = tmp_path / "out" / "moshi.flac", tmp_path / "out" / "t.json"
+    argv = [sys.executable, "-m", "moshi_mlx.run", "--hf-repo", str(E2E), "--temp", "0", "--text-temp", "0",
+            "--input", str(tmp_path / "in.wav"), "--output", str(out), "--transcript", str(js)]  # fmt: skip
+    proc = subprocess.Popen(argv, env=cli_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(p.stat().st_size > 20_000 for p in out.parent.glob("moshi.flac.*.part")):  # a second or so done
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    code, stderr = _past_the_abort_at_exit(proc.returncode, stderr)
+    assert code in (130, -1), stderr
+    assert "Traceback" not in stderr and "stopped: " in stderr and "hold the answer up to" in stderr
+    audio, rate = sf.read(str(out), dtype="float32")
+    assert rate == 24_000 and 0 < audio.size < 60 * 24_000  # the answer so far, not the whole input
+    doc = json.loads(js.read_text())
+    assert doc["text"] == stdout.strip() and all(w["t"] < audio.size / 24_000 for w in doc["words"])
+    assert sorted(p.name for p in out.parent.iterdir()) == ["moshi.flac", "t.json"]  # no temporary file left
+
+
+def test_a_full_disk_stops_the_recording_says_so_and_keeps_it(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk", "128k") as disk:
+        sf.write(str(tmp_path / "in.wav"), _tone(3.0), 24_000)  # two 3 s tracks: 288 kB, the disk holds 128 kB
+        r = run_module("moshi_mlx.run", "--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output",
+                       tmp_path / "o.wav", "--record", disk / "rec")  # fmt: skip
+        code, err = _past_the_abort_at_exit(r.code, r.err)
+        r = Ran(r.argv, 1 if code == -1 else code, r.out, err)
+        assert_one_line_error(r, 1, "recording stopped after", "No space left on device", "kept")
+        assert sf.info(str(tmp_path / "o.wav")).frames == 3 * 24_000  # the answer is complete
+        for name in ("user.wav", "moshi.wav"):
+            with wave.open(str(disk / "rec" / name)) as w:
+                assert w.getnframes() > 0 and (disk / "rec" / name).stat().st_size == 44 + 2 * w.getnframes()
+
+
+def test_a_full_disk_under_the_output_keeps_the_answer_so_far(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk", "64k") as disk:
+        sf.write(str(tmp_path / "in.wav"), _tone(3.0), 24_000)  # 144 kB of answer, the disk holds 64 kB
+        r = run_module("moshi_mlx.run", "--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", disk / "o.wav")
+        code, err = _past_the_abort_at_exit(r.code, r.err)
+        assert_one_line_error(Ran(r.argv, 1 if code == -1 else code, r.out, err), 1, "no space left on device",
+                              "o.wav holds the answer up to")  # fmt: skip
+        with wave.open(str(disk / "o.wav")) as w:  # what fitted, with a header that says so
+            assert 0 < w.getnframes() < 3 * 24_000
+        assert [p.name for p in disk.iterdir()] == ["o.wav"]
