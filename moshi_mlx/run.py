@@ -18,6 +18,7 @@ from pathlib import Path
 from .errors import MoshiError
 from .loop import Error, ModelLoop, SessionEnded, Text
 from .memory import KV_AUTO
+from .signals import exit_code
 
 FRAME_S = 0.08
 LOCAL_FLAGS = "--moshi-weight PATH --mimi-weight PATH --tokenizer PATH [--config PATH]"
@@ -144,7 +145,7 @@ def run_live(args: argparse.Namespace, files, audio_backend=None) -> int:
                   f"Talk to Moshi; {KEYS}, Ctrl-C stops.")  # fmt: skip
         if sys.stdin is not None and sys.stdin.isatty():
             threading.Thread(target=_keyboard, args=(loop, view), daemon=True).start()
-        failed = False
+        failed, stopped = False, None
         try:
             while True:
                 ev = loop.events.get()
@@ -153,13 +154,16 @@ def run_live(args: argparse.Namespace, files, audio_backend=None) -> int:
                     failed = True
                 if isinstance(ev, SessionEnded):
                     break
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP: end the conversation, then say so
+            stopped = e
             loop.end_session()
             while not loop.events.empty():
                 view.handle(loop.events.get())
             view.finish()
         if args.record:
             view.note(f"conversation saved in {args.record}")
+        if stopped is not None:
+            raise stopped
         return 1 if failed else 0
     finally:
         loop.close()
@@ -296,9 +300,9 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
         msg = f"{str(e).rstrip('.')}. Or name the files: {LOCAL_FLAGS}." if e.local_files_help else str(e)
         print(f"error: {msg}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C (130); SIGTERM (143), SIGHUP (129) under run_cli
         print("\nstopped", file=sys.stderr)
-        return 130
+        return exit_code(e)
 
 
 def cli() -> None:
