@@ -211,9 +211,11 @@ class ModelLoop:
         self._thread.join(timeout)
         self._thread = None
 
-    def _ask_close(self) -> None:
+    def _ask_close(self) -> bool:
+        """Sends "close"; False while the model is still being built (the thread sees it only afterwards)."""
         self._commands.put(("close",))
         self._wake.set()
+        return self.loaded.is_set()
 
     @property
     def in_session(self) -> bool:

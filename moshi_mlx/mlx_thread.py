@@ -34,14 +34,16 @@ from collections.abc import Callable
 EXIT_WAIT_S = 30.0  # how long a process exit waits for MLX threads (a 7B step takes up to ~5 s)
 _NOTE_AFTER_S = 1.0
 
-_owners: dict[threading.Thread, Callable[[], None] | None] = {}  # live owner threads -> how to ask them to stop
+_owners: dict[threading.Thread, Callable[[], bool] | None] = {}  # live owner threads -> how to ask them to stop
 _lock = threading.Lock()
 
 
-def start_owner_thread(target: Callable[[], None], name: str, stop: Callable[[], None] | None = None) -> threading.Thread:
+def start_owner_thread(target: Callable[[], None], name: str, stop: Callable[[], bool] | None = None) -> threading.Thread:
     """Runs `target` on a new daemon thread that releases its MLX state as its last act.
 
-    `stop`, if given, asks `target` to return soon (any thread); process exit calls it.
+    `stop`, if given, asks `target` to return soon (from any thread; process exit calls it) and returns
+    whether that is worth waiting for: False while `target` cannot return soon and nothing would be lost
+    without it (a model still loading), so that exit does not wait for it.
     """
     t = threading.Thread(target=_run, args=(target,), name=name, daemon=True)
     with _lock:
@@ -67,32 +69,28 @@ def release_thread_state() -> None:
         mx.clear_streams()
 
 
-def join_owner_threads(timeout: float | None = EXIT_WAIT_S, note: Callable[[str], object] | None = None) -> bool:
-    """Asks every owner thread to stop and waits for them (at most `timeout` seconds in all; None:
-    for ever). `note` is told once if this takes more than a second. True when none is left."""
+def join_owner_threads(timeout: float = EXIT_WAIT_S, note: Callable[[str], object] | None = None) -> bool:
+    """Asks every owner thread to stop and waits for those worth waiting for, at most `timeout` seconds in
+    all; `note` is told once if this takes more than a second. True when none is left."""
     with _lock:
         owners = list(_owners.items())
-    for _, stop in owners:
-        if stop is not None:
-            stop()
+    waiting = [t for t, stop in owners if stop is None or stop()]
     start = time.monotonic()
-    deadline = None if timeout is None else start + timeout
-    noted = note is None
-    for t, _ in owners:
+    for t in waiting:
         while t.is_alive():
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
+            waited = time.monotonic() - start
+            if waited >= timeout:
                 return False
-            if not noted and now - start >= _NOTE_AFTER_S:
+            if note is not None and waited >= _NOTE_AFTER_S:
                 note("waiting for the model thread to stop (Ctrl-C again quits at once)")
-                noted = True
-            t.join(min(0.1, deadline - now) if deadline is not None else 0.1)
-    return True
+                note = None
+            t.join(min(0.1, timeout - waited))
+    return not any(t.is_alive() for t, _ in owners)
 
 
 def exit_process(code: int) -> None:
-    """Ends the process with `code` once every MLX thread has ended. A thread that has not ended within
-    EXIT_WAIT_S (a model still loading), or a Ctrl-C while waiting: exit at once without finalizing the
+    """Ends the process with `code` once every MLX thread has ended. A thread still loading its model, one
+    that has not ended within EXIT_WAIT_S, or a Ctrl-C while waiting: exit at once without finalizing the
     interpreter, which would abort."""
     try:
         done = join_owner_threads(EXIT_WAIT_S, note=lambda msg: print(msg, file=sys.stderr, flush=True))

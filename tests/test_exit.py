@@ -95,6 +95,45 @@ def test_a_process_that_used_a_model_loop_exits_with_its_own_code(start):
         assert_clean_exit(finish(start("-c", _LOOP_THEN_EXIT)), 3)
 
 
+_EXIT_WHILE_BUSY = """
+import sys, time
+import numpy as np
+import mlx.core as mx
+from moshi_mlx import mlx_thread
+from moshi_mlx.audio.file_port import FileAudioPort
+from moshi_mlx.loop import FrameResult, ModelLoop
+
+class Slow:  # takes 1.5 s to load or to step (sys.argv[1]), then leaves a mark
+    def __init__(self):
+        mx.eval(mx.random.normal((256, 256)))
+        if sys.argv[1] == "load":
+            self.work()
+    def work(self):
+        time.sleep(1.5)
+        open(sys.argv[2], "w").close()
+    def step(self, pcm):
+        self.work()
+        return FrameResult(None)
+    def reset(self):
+        pass
+
+loop = ModelLoop(Slow).start()
+if sys.argv[1] == "step":
+    loop.loaded.wait()
+    loop.begin_session(FileAudioPort(np.zeros(1920 * 4, np.float32)))
+time.sleep(0.3)
+mlx_thread.exit_process(5)  # what run_cli does once main() has returned
+"""
+
+
+@pytest.mark.parametrize("busy, waits", [("step", True), ("load", False)], ids=["mid-step", "loading"])
+def test_exit_while_the_model_thread_is_busy(start, tmp_path, busy, waits):
+    # A step in flight is waited for (a recording may be closing); a model still loading is not (it
+    # would only delay a Ctrl-C), and the process leaves without the interpreter's teardown.
+    assert_clean_exit(finish(start("-c", _EXIT_WHILE_BUSY, busy, tmp_path / "done")), 5)
+    assert (tmp_path / "done").exists() == waits
+
+
 def test_file_mode_exits_0_every_time(start, lanes_repo, voice, tmp_path):
     for i in range(3):
         out = tmp_path / f"moshi{i}.wav"
