@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes.util
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable, Mapping, NoReturn
 
@@ -103,6 +104,9 @@ def run_cli(main: Callable[[], int]) -> NoReturn:
             code = main()
     except KeyboardInterrupt as e:  # one that main() did not handle (while importing, say)
         code = exit_code(e)
+    except Exception:  # a bug: reported as Python would, then the process ends as cleanly as any other
+        traceback.print_exc()
+        code = 1
     exit_process(code)
 
 
