@@ -7,6 +7,8 @@ import signal
 import sys
 import traceback
 
+from moshi_mlx.signals import SIGNALS
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="moshi-mlx-app", description="Talk with Moshi in a window.")
@@ -39,11 +41,18 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exception(kind, value, tb)
         dialogs.error("Something went wrong", f"{kind.__name__}: {value}")
 
-    previous = sys.excepthook, signal.getsignal(signal.SIGINT)
+    previous = sys.excepthook, {s: signal.getsignal(s) for s in (signal.SIGINT, *SIGNALS)}
     sys.excepthook = excepthook
-    # Ctrl+C in the terminal closes the window like the close button (Qt's loop would swallow it):
-    # a timer lets the interpreter run its signal handler now and then.
-    signal.signal(signal.SIGINT, lambda *_: window.close())
+    # Ctrl+C in the terminal (and SIGTERM, SIGHUP) closes the window like the close button (Qt's loop
+    # would swallow it): a timer lets the interpreter run its signal handler now and then.
+    stopped_by: list[int] = []
+
+    def stop(signum, _frame) -> None:
+        if window.close():
+            stopped_by.append(signum)
+
+    for s in previous[1]:
+        signal.signal(s, stop)
     tick = QTimer(window)
     tick.timeout.connect(lambda: None)
     tick.start(250)
@@ -53,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         presenter.shutdown()
     finally:
         sys.excepthook = previous[0]
-        signal.signal(signal.SIGINT, previous[1])
-    return int(code)
+        for s, h in previous[1].items():
+            if h is not None:
+                signal.signal(s, h)
+    return 128 + stopped_by[0] if stopped_by and not code else int(code)  # 130 after Ctrl+C, as the CLI
 
 
 def cli() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes.util
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable, Mapping, NoReturn
 
@@ -92,9 +93,21 @@ def maybe_reexec() -> None:
 
 def run_cli(main: Callable[[], int]) -> NoReturn:
     """What a command-line entry point (`python -m ...` or a console script) does: re-execute on
-    OpenBLAS when that helps, then exit with `main()`'s status."""
+    OpenBLAS when that helps, run `main()` with SIGTERM / SIGHUP stopping it as Ctrl-C does
+    (moshi_mlx.signals), then exit with its status once every MLX thread has ended (moshi_mlx.mlx_thread)."""
+    from .mlx_thread import exit_process
+    from .signals import exit_code, stop_on_signals
+
     maybe_reexec()
-    sys.exit(main())
+    try:
+        with stop_on_signals():
+            code = main()
+    except KeyboardInterrupt as e:  # one that main() did not handle (while importing, say)
+        code = exit_code(e)
+    except Exception:  # a bug: reported as Python would, then the process ends as cleanly as any other
+        traceback.print_exc()
+        code = 1
+    exit_process(code)
 
 
 def describe() -> str:

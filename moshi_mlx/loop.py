@@ -25,6 +25,7 @@ import numpy as np
 from .audio import FRAME
 from .audio import MODEL_RATE as RATE
 from .errors import MoshiError
+from .mlx_thread import start_owner_thread
 
 
 class FrameResult(NamedTuple):
@@ -187,8 +188,7 @@ class ModelLoop:
     def start(self) -> ModelLoop:
         """Starts the thread, which builds the model. Returns at once; see `loaded`."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._main, name="moshi-model-loop", daemon=True)
-            self._thread.start()
+            self._thread = start_owner_thread(self._main, "moshi-model-loop", stop=self._ask_close)
         return self
 
     def begin_session(self, audio: AudioPort, recorder=None, echo=None) -> None:
@@ -219,13 +219,19 @@ class ModelLoop:
         return self._session_done.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Ends any session and the thread. The model is released."""
+        """Ends any session and the thread (waits up to `timeout`; process exit waits for the rest, see
+        `mlx_thread`). The model is released and the thread's MLX state with it."""
         if self._thread is None:
             return
-        self._commands.put(("close",))
-        self._wake.set()
+        self._ask_close()
         self._thread.join(timeout)
         self._thread = None
+
+    def _ask_close(self) -> bool:
+        """Sends "close"; False while the model is still being built (the thread sees it only afterwards)."""
+        self._commands.put(("close",))
+        self._wake.set()
+        return self.loaded.is_set()
 
     @property
     def in_session(self) -> bool:

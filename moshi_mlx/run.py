@@ -18,6 +18,7 @@ from .audio import MODEL_RATE
 from .errors import MoshiError, NoAudioDeviceError
 from .loop import Error, ModelLoop, RecordingStopped, SessionEnded, Text, Word
 from .memory import KV_AUTO
+from .signals import exit_code
 
 FRAME_S = 0.08
 LOCAL_FLAGS = "--moshi-weight PATH --mimi-weight PATH --tokenizer PATH [--config PATH]"
@@ -173,7 +174,7 @@ def run_live(args: argparse.Namespace, files, audio_backend=None) -> int:
                   f"Talk to Moshi; {KEYS}, Ctrl-C stops.")  # fmt: skip
         if sys.stdin is not None and sys.stdin.isatty():
             threading.Thread(target=_keyboard, args=(loop, view), daemon=True).start()
-        failed = False
+        failed, stopped = False, None
         try:
             while True:
                 ev = loop.events.get()
@@ -182,13 +183,16 @@ def run_live(args: argparse.Namespace, files, audio_backend=None) -> int:
                     failed = True
                 if isinstance(ev, SessionEnded):
                     break
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP: end the conversation, then say so
+            stopped = e
             loop.end_session()
             while not loop.events.empty():
                 view.handle(loop.events.get())
             view.finish()
         if recorder is not None:
             view.note(f"conversation saved in {args.record}" + (" (cut short, see above)" if recorder.error else ""))
+        if stopped is not None:
+            raise stopped
         return 1 if failed or (recorder is not None and recorder.error) else 0
     finally:
         loop.close()
@@ -230,7 +234,7 @@ def run_file(args: argparse.Namespace, files, pcm) -> int:
             loop.end_session()
             loop.close()
             got.drain(loop, port)
-            port.close(complete=not interrupted and got.error is None)
+            port.close(complete=interrupted is None and got.error is None)
         except BaseException:
             writer.discard()
             raise
@@ -239,8 +243,9 @@ def run_file(args: argparse.Namespace, files, pcm) -> int:
     return _finish(args, writer, got, port, interrupted)
 
 
-def _follow(loop: ModelLoop, port, got: _Collected) -> bool:
-    """Follows the run with a progress bar until the input is done; True if Ctrl-C stopped it."""
+def _follow(loop: ModelLoop, port, got: _Collected) -> KeyboardInterrupt | None:
+    """Follows the run with a progress bar until the input is done; the stop (Ctrl-C, SIGTERM...) that ended
+    it early, if any."""
     from tqdm.auto import tqdm
 
     try:
@@ -250,12 +255,12 @@ def _follow(loop: ModelLoop, port, got: _Collected) -> bool:
                 done = port.exhausted.wait(0.1)
                 got.drain(loop, port)
                 bar.update(port.frames_read - bar.n)
-    except KeyboardInterrupt:
-        return True
-    return False
+    except KeyboardInterrupt as e:
+        return e
+    return None
 
 
-def _finish(args: argparse.Namespace, writer, got: _Collected, port, interrupted: bool) -> int:
+def _finish(args: argparse.Namespace, writer, got: _Collected, port, interrupted: KeyboardInterrupt | None) -> int:
     """Writes --output and --transcript (complete, or the answer so far) and says what happened."""
     from .outputs import write_text
 
@@ -273,9 +278,9 @@ def _finish(args: argparse.Namespace, writer, got: _Collected, port, interrupted
     kept = "; ".join(filter(None, (
         written and f"{' and '.join(written)} hold{'s' if len(written) == 1 else ''} the answer up to {done}",
         failed and f"could not write {' and '.join(failed)}")))  # fmt: skip
-    if interrupted:
+    if interrupted is not None:
         print(f"stopped: {kept}", file=sys.stderr)
-        raise KeyboardInterrupt
+        raise interrupted
     errors = [f"{got.error} ({kept})" if got.error else (failed and kept), got.recording_error]
     for error in filter(None, errors):
         print(f"error: {error}", file=sys.stderr)
@@ -356,9 +361,9 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
             msg = f"{msg.rstrip('.')}. Or {FILE_MODE}."
         print(f"error: {msg}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C (130); SIGTERM (143), SIGHUP (129) under run_cli
         print("\nstopped", file=sys.stderr)
-        return 130
+        return exit_code(e)
 
 
 def cli() -> None:

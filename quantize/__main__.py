@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from moshi_mlx.errors import MoshiError
+from moshi_mlx.signals import exit_code
 
 from .convert import DTYPES, Options, Staged, convert
 from .report import FileReport, format_report, verify_and_report
@@ -116,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     except MoshiError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C (130); SIGTERM (143), SIGHUP (129) under run_cli
         print("interrupted: nothing was written", file=sys.stderr)
-        return 130
+        return exit_code(e)
     return 0
 
 

@@ -7,7 +7,8 @@ for a 8192x4096 4-bit matmul on 2 cores. Each output element is computed exactly
 same reduction), so results are bit-identical. float32 matmuls are left to BLAS, which has threads of
 its own; off the CPU (Metal, CUDA) kernels are parallel already and nothing is split.
 
-Streams belong to the thread that makes them: each thread gets its own lanes on first use.
+Streams belong to the thread that makes them: each thread gets its own lanes on first use, and one
+started by `mlx_thread.start_owner_thread` (the model loop) destroys them as its last act.
 `MOSHI_MLX_CPU_LANES=N` overrides the number of lanes (1 turns spreading off).
 """
 

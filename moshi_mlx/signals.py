@@ -1,0 +1,53 @@
+"""SIGTERM and SIGHUP stop our command-line programs as Ctrl-C does.
+
+Inside `stop_on_signals()`, the first SIGTERM or SIGHUP raises `Interrupted`, a KeyboardInterrupt, in
+the main thread; so every `except KeyboardInterrupt` / `finally` that makes Ctrl-C end cleanly (a
+conversation ends, the recorder closes its files with their real length, `quantize` removes its
+staging folder) serves them too. Later ones are ignored while that stop runs. The exit status follows
+the shell's convention, 128 + the signal's number: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal other than Ctrl-C's SIGINT, raised like KeyboardInterrupt."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def exit_code(stop: KeyboardInterrupt) -> int:
+    """The exit status after `stop`: 128 + the signal's number (130 for Ctrl-C)."""
+    return 128 + getattr(stop, "signum", signal.SIGINT)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGTERM / SIGHUP raise `Interrupted` in the main thread while inside (nothing elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised = False
+
+    def handler(signum, _frame) -> None:
+        nonlocal raised
+        if not raised:
+            raised = True
+            raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            if h is not None:  # None: set outside Python, cannot be restored from here
+                signal.signal(s, h)

@@ -1,0 +1,253 @@
+"""Our programs end as a person expects: the right exit code, no abort at exit, signals stop cleanly.
+
+Run as a person runs them (`python -m moshi_mlx.run`, `python -m quantize` in a subprocess), with an LM
+big enough that its matmuls go over the CPU lanes (support/models.py), each child pinned to one CPU as
+on a busy machine: there, before moshi_mlx.mlx_thread, a process whose model thread had used MLX
+aborted at exit ("terminate called without an active exception", 134) in most runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from support.cli import REPO, Ran, assert_one_line_error, cli_env
+from support.models import lanes_repo  # noqa: F401 (a fixture)
+
+ABORT = "terminate called"
+
+
+def _pin_to_one_cpu() -> None:  # in the child, before exec
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
+@pytest.fixture
+def start():
+    """start(*argv): a child `python argv...` on one CPU, with two CPU lanes all the same (their number
+    follows the CPUs); killed at the end of the test if still running."""
+    children: list[subprocess.Popen] = []
+
+    def _start(*argv, **env: str) -> subprocess.Popen:
+        children.append(subprocess.Popen(
+            (sys.executable, *map(str, argv)), env=cli_env(MOSHI_MLX_CPU_LANES="2", **env), cwd=REPO,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=_pin_to_one_cpu))  # fmt: skip
+        return children[-1]
+
+    yield _start
+    for p in children:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+
+
+def finish(p: subprocess.Popen, timeout: float = 120.0) -> Ran:
+    out, err = p.communicate(timeout=timeout)
+    return Ran(tuple(p.args), p.returncode, out, err)
+
+
+def assert_clean_exit(r: Ran, code: int) -> None:
+    assert r.code == code and ABORT not in r.err and "Traceback" not in r.err, r.why()
+
+
+@pytest.fixture(scope="module")
+def voice(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("in") / "user.wav"
+    t = np.arange(24_000) / 24_000
+    sf.write(str(path), (0.3 * np.sin(2 * np.pi * 170 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 2.5 * t))).astype(np.float32), 24_000)
+    return path
+
+
+_LOOP_THEN_EXIT = """
+import sys
+import mlx.core as mx
+from moshi_mlx.loop import FrameResult, ModelLoop
+
+class Model:  # uses mx.random on the loop thread, as building and sampling a real model do
+    def __init__(self):
+        self.w = mx.random.normal((256, 256))
+        mx.eval(self.w @ self.w)
+    def step(self, pcm):
+        return FrameResult(None)
+    def reset(self):
+        pass
+
+loop = ModelLoop(Model).start()
+loop.loaded.wait()
+loop.close()
+sys.exit(3)
+"""
+
+
+def test_a_process_that_used_a_model_loop_exits_with_its_own_code(start):
+    # The minimal case: MLX work on the loop thread, close (join), exit. Old code: 134 nearly every time.
+    for _ in range(3):
+        assert_clean_exit(finish(start("-c", _LOOP_THEN_EXIT)), 3)
+
+
+_EXIT_WHILE_BUSY = """
+import sys, time
+import numpy as np
+import mlx.core as mx
+from moshi_mlx import mlx_thread
+from moshi_mlx.audio.file_port import FileAudioPort
+from moshi_mlx.loop import FrameResult, ModelLoop
+
+class NoSink:
+    def write(self, pcm):
+        pass
+
+class Slow:  # takes 1.5 s to load or to step (sys.argv[1]), then leaves a mark
+    def __init__(self):
+        mx.eval(mx.random.normal((256, 256)))
+        if sys.argv[1] == "load":
+            self.work()
+    def work(self):
+        time.sleep(1.5)
+        open(sys.argv[2], "w").close()
+    def step(self, pcm):
+        self.work()
+        return FrameResult(None)
+    def reset(self):
+        pass
+
+loop = ModelLoop(Slow).start()
+if sys.argv[1] == "step":
+    loop.loaded.wait()
+    loop.begin_session(FileAudioPort(np.zeros(1920 * 4, np.float32), NoSink()))
+time.sleep(0.3)
+mlx_thread.exit_process(5)  # what run_cli does once main() has returned
+"""
+
+
+@pytest.mark.parametrize("busy, waits", [("step", True), ("load", False)], ids=["mid-step", "loading"])
+def test_exit_while_the_model_thread_is_busy(start, tmp_path, busy, waits):
+    # A step in flight is waited for (a recording may be closing); a model still loading is not (it
+    # would only delay a Ctrl-C), and the process leaves without the interpreter's teardown.
+    assert_clean_exit(finish(start("-c", _EXIT_WHILE_BUSY, busy, tmp_path / "done")), 5)
+    assert (tmp_path / "done").exists() == waits
+
+
+def test_file_mode_exits_0_every_time(start, lanes_repo, voice, tmp_path):
+    for i in range(3):
+        out = tmp_path / f"moshi{i}.wav"
+        assert_clean_exit(finish(start("-m", "moshi_mlx.run", "--hf-repo", lanes_repo, "--input", voice,
+                                       "--output", out)), 0)  # fmt: skip
+        assert sf.info(str(out)).frames == 24_000
+
+
+def test_a_loading_error_is_one_line_and_exit_1(start, lanes_repo, voice, tmp_path):
+    repo = tmp_path / "broken"
+    repo.mkdir()
+    for f in lanes_repo.iterdir():
+        data = f.read_bytes()
+        (repo / f.name).write_bytes(data[:-1000] if f.name == "model.q4.safetensors" else data)
+    for _ in range(3):  # old code: an abort after the message in 7 runs out of 10
+        r = finish(start("-m", "moshi_mlx.run", "--hf-repo", repo, "--input", voice, "--output", tmp_path / "o.wav"))
+        assert_one_line_error(r, 1, "truncated")
+
+
+def _wav_frames(path: Path) -> int:
+    """Frames the header announces (Python's wave module trusts it), checked against the data on disk."""
+    with wave.open(str(path)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (24_000, 1, 2)
+        frames = w.getnframes()
+    raw = path.read_bytes()
+    on_disk = (len(raw) - raw.index(b"data") - 8) // 2  # the samples after the data chunk's header
+    assert frames == on_disk, f"{path.name}: the header says {frames} frames, the file holds {on_disk}"
+    return frames
+
+
+def _wait_for_audio(path: Path, p: subprocess.Popen, samples: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.stat().st_size >= 44 + 2 * samples):
+        assert p.poll() is None, finish(p).why()
+        assert time.monotonic() < deadline, "no audio recorded"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_a_stop_signal_ends_file_mode_and_finalises_the_recording(start, lanes_repo, tmp_path, sig, code):
+    long = tmp_path / "long.wav"
+    sf.write(str(long), np.zeros(24_000 * 60, np.float32), 24_000)  # far longer than the test waits
+    rec = tmp_path / "rec"
+    p = start("-m", "moshi_mlx.run", "--hf-repo", lanes_repo, "--input", long, "--output", tmp_path / "out.wav",
+              "--record", rec)
+    _wait_for_audio(rec / "user.wav", p, 1920 * 5)
+    p.send_signal(sig)
+    assert_clean_exit(finish(p), code)
+    user, moshi = _wav_frames(rec / "user.wav"), _wav_frames(rec / "moshi.wav")
+    assert user == moshi and user >= 1920 * 5 and user % 1920 == 0
+    assert (rec / "transcript.jsonl").read_text().startswith('{"type": "header"')
+
+
+def test_quantize_exits_0(start, lanes_repo, tmp_path):
+    assert_clean_exit(finish(start("-m", "quantize", lanes_repo.parent / "pytorch", "--out", tmp_path / "out",
+                                   "--q-bits", "4", "--no-progress", "--report-steps", "2")), 0)  # fmt: skip
+    assert (tmp_path / "out" / "model.q4.safetensors").is_file()
+
+
+def test_sigterm_stops_quantize_and_removes_its_staging_folder(start, lanes_repo, tmp_path):
+    out = tmp_path / "out"
+    p = start("-m", "quantize", lanes_repo.parent / "pytorch", "--out", out, "--q-bits", "4", "--no-progress",
+              "--report-steps", "300")  # the agreement report keeps it busy once the staging folder exists
+    deadline = time.monotonic() + 60
+    while not (out.is_dir() and any(out.iterdir())):
+        assert p.poll() is None and time.monotonic() < deadline, finish(p).why()
+        time.sleep(0.02)
+    p.send_signal(signal.SIGTERM)
+    r = finish(p)
+    assert_clean_exit(r, 143)
+    assert "nothing was written" in r.err
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_sigterm_ends_a_live_conversation_as_ctrl_c_does(tmp_path, capsys):
+    # Live mode needs a sound card, so in-process on the fake one, inside the handlers `run_cli` installs.
+    from moshi_mlx.audio.fake import FakeStreamFactory
+    from moshi_mlx.run import main
+    from moshi_mlx.signals import stop_on_signals
+    from test_run import GREEDY, _drive
+
+    backend = FakeStreamFactory(input_rate=24_000, output_rate=48_000)
+    driver = _drive(backend, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    with stop_on_signals():
+        rc = main([*GREEDY, "--record", str(tmp_path / "rec"), "--no-echo-cancel"], audio_backend=backend)
+    driver.join(10)
+    assert rc == 143
+    err = capsys.readouterr().err
+    assert "saved in" in err and "stopped" in err and "Traceback" not in err
+    user, moshi = _wav_frames(tmp_path / "rec" / "user.wav"), _wav_frames(tmp_path / "rec" / "moshi.wav")
+    assert user == moshi and user > 0.5 * 24_000
+    assert all(s.closed for s in backend.streams)
+
+
+def _catches(pid: int, sig: int) -> bool:
+    """Whether process `pid` has a handler for `sig` (Linux; elsewhere False, and the caller waits)."""
+    status = Path(f"/proc/{pid}/status")
+    lines = status.read_text().splitlines() if status.exists() else []
+    caught = next((int(ln.split()[1], 16) for ln in lines if ln.startswith("SigCgt:")), 0)
+    return bool(caught >> (sig - 1) & 1)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_the_app_quits_on_a_stop_signal_with_its_code(start, tmp_path, sig, code):
+    pytest.importorskip("PySide6")
+    p = start("-m", "app", HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "config"))  # its settings go here
+    ready_by = time.monotonic() + 10
+    while not _catches(p.pid, signal.SIGHUP) and time.monotonic() < ready_by:  # run_cli's handlers, then the app's
+        assert p.poll() is None, finish(p).why()
+        time.sleep(0.05)
+    time.sleep(0.5)  # the window is up (a signal before it ends the app with the same code)
+    p.send_signal(sig)
+    assert_clean_exit(finish(p, timeout=60), code)
