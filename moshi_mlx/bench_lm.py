@@ -22,7 +22,6 @@ from .bench_kyutai import KyutaiTimer
 from .config import LmConfig
 from .lm import Lm
 from .lm_gen import LmGen
-from .loading_lm import default_compute_dtype
 from .modules import lanes
 from .weights import quant
 
@@ -54,7 +53,6 @@ def random_model(cfg: LmConfig, precision: str, seed: int = 0) -> Lm:
         else:
             module.weight = (0.02 * mx.random.normal(module.weight.shape, key=sub)).astype(mx.bfloat16)
         mx.eval(module.parameters())
-    model.set_compute_dtype(default_compute_dtype(spec is not None, mx.bfloat16))
     lanes.spread_over_lanes(model)  # as load_lm does
     return model
 
