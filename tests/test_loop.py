@@ -166,13 +166,21 @@ def test_no_audio_lost_or_duplicated_when_the_model_keeps_up(tmp_path: Path) -> 
 @pytest.mark.parametrize("rate_in,rate_out", [(48000, 44100), (44100, 16000)])
 def test_resampled_devices_keep_the_input_intact(rate_in: int, rate_out: int) -> None:
     model = EchoModel(delay=0, text_every=0)
-    loop = ModelLoop(lambda: model).start()
+    loop = ModelLoop(lambda: model, max_lag_frames=50).start()  # 25 frames of tone: a busy machine cannot skip
     b, io = _session(rate_in, rate_out)
     t = np.arange(rate_in * 2) / rate_in
     tone = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 2500 * t)).astype(np.float32)
     loop.begin_session(io)
-    _run_until_consumed(loop, b, tone, speed=4.0)
+    _wait_for(loop.events, SessionStarted)
+    b.input.push_input(tone)
+    deadline = time.monotonic() + 30
+    with FakeClock([b.input, b.output], speed=4.0):
+        while model.steps < 27 and time.monotonic() < deadline:  # the whole tone, however slow the loop
+            time.sleep(0.01)
+        assert loop.end_session(10)
+    events = _drain(loop.events)
     loop.close()
+    assert not [e for e in events if isinstance(e, (Skipped, Error))]
     got = np.concatenate(model.inputs)[:48000]
     assert got.size == 48000
     want = (0.3 * np.sin(2 * np.pi * 440 * np.arange(48000) / 24000)
