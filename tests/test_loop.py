@@ -15,7 +15,8 @@ from _fake_models import EchoModel
 from moshi_mlx.audio.devices import AudioIO
 from moshi_mlx.audio.fake import FakeClock, FakeStreamFactory
 from moshi_mlx.loop import (
-    FRAME, Closed, Error, Loaded, ModelLoop, SessionEnded, SessionStarted, Skipped, Stats, Text,
+    FRAME, TOO_SLOW_RTF, Closed, Error, Loaded, ModelLoop, SessionEnded, SessionStarted, Skipped, Stats, Text,
+    too_slow,
 )  # fmt: skip
 from moshi_mlx.record import Recorder, recording_paths
 
@@ -405,3 +406,38 @@ def test_late_step_delay_is_won_back_in_quiet_frames() -> None:
     assert max(s.output_queued_ms for s in stats) > 200  # the backlog after the late step
     assert stats[-1].output_trimmed_ms > 100
     assert stats[-1].output_queued_ms < 30 + 80 + 20  # back near the target (+ the frame just written)
+
+
+def test_one_slow_step_is_not_judged_too_slow() -> None:
+    class Spike(EchoModel):  # a machine that keeps up, with one step of 0.35 s (a page-in, another program)
+        def step(self, pcm: np.ndarray):
+            if self.steps == 10:
+                time.sleep(0.35)
+            return super().step(pcm)
+
+    model = Spike(delay=0, text_every=0)
+    loop = ModelLoop(lambda: model, max_lag_frames=50).start()
+    b, io = _session()
+    loop.begin_session(io)
+    events = _run_until_consumed(loop, b, _signal(FRAME * 30, 5), speed=4.0, extra_s=0.1)
+    loop.close()
+    stats = [e for e in events if isinstance(e, Stats)]
+    assert max(s.rtf for s in stats) > TOO_SLOW_RTF  # the spike, as the status line shows it
+    assert not [too_slow(s) for s in stats if too_slow(s)]
+    assert stats[-1].rtf_sustained < 1
+
+
+def test_a_machine_that_is_always_too_slow_is_told_after_a_few_steps() -> None:
+    model = EchoModel(delay=0, text_every=0, step_s=0.25)  # 3.1x slower than real time, every step
+    loop = ModelLoop(lambda: model).start()
+    b = _started(loop, 30)
+    with FakeClock([b.input, b.output], speed=1.0):
+        first, seen = _wait_for(loop.events, Stats, 10)
+        while too_slow(first) is None:
+            first, more = _wait_for(loop.events, Stats, 10)
+            seen += more
+    loop.end_session()
+    loop.close()
+    judged = [e for e in seen if isinstance(e, Stats)]
+    assert len(judged) == 8  # 3 warm-up steps, then the median of 5
+    assert "3x slower than real time (0.3 s per 80 ms frame)" in too_slow(first)
