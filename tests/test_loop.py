@@ -336,9 +336,9 @@ def test_latency_measurement_hears_every_click_without_an_extra_frame() -> None:
 
     r = measure_latency(compute_s=0.01, rate_in=48_000, rate_out=44_100, seconds=1.5)
     assert r.clicks_heard == r.clicks_sent >= 4
-    # bench figures (this machine): 0.5 ms added at 24 kHz devices, 11 ms with resampling; an extra
-    # buffered frame would add 80 ms
-    assert 0 < float(np.median(r.added_ms)) < 60
+    # bench figures (this machine): 10 ms added at 24 kHz devices (their 10 ms blocks), 21 ms with
+    # resampling; an extra buffered frame would add 80 ms
+    assert 0 < float(np.median(r.added_ms)) < 60 and min(r.added_ms) >= 0
 
 
 def test_echo_canceller_in_the_loop_removes_the_played_voice() -> None:
