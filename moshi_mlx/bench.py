@@ -1,7 +1,7 @@
 """`python -m moshi_mlx.bench <model>`: speed figures on this machine. Prints, asserts nothing.
 
 Each model's benchmark lives in its own module (`bench_mimi.py`, ...) exposing `add_arguments(parser)`
-and `run(args) -> int`; this file only dispatches.
+and `run(args) -> int`; this file dispatches, and words the comparisons they print (`faster_or_slower`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,13 @@ _BENCHES = {
     "lm": ("moshi_mlx.bench_lm", "Moshi LM: ms per generation step (temporal vs depth), real-time factor, memory"),
     "loop": ("moshi_mlx.bench_loop", "dialog loop: latency it adds itself (fake devices, real time, simulated model)"),
 }
+
+
+def faster_or_slower(before_s: float, after_s: float) -> str:
+    """How a change from `before_s` to `after_s` per step reads: "1.30x faster" or "1.09x slower"."""
+    if after_s <= before_s:
+        return f"{before_s / after_s:.2f}x faster"
+    return f"{after_s / before_s:.2f}x slower"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,11 +18,11 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten
 
+from .bench import faster_or_slower
 from .bench_kyutai import KyutaiTimer
 from .config import LmConfig
 from .lm import Lm
 from .lm_gen import LmGen
-from .loading_lm import default_compute_dtype
 from .modules import lanes
 from .weights import quant
 
@@ -54,7 +54,6 @@ def random_model(cfg: LmConfig, precision: str, seed: int = 0) -> Lm:
         else:
             module.weight = (0.02 * mx.random.normal(module.weight.shape, key=sub)).astype(mx.bfloat16)
         mx.eval(module.parameters())
-    model.set_compute_dtype(default_compute_dtype(spec is not None, mx.bfloat16))
     lanes.spread_over_lanes(model)  # as load_lm does
     return model
 
@@ -136,12 +135,12 @@ def bench(precision: str, steps: int, bandwidth_gbs: float, cfg: LmConfig, kyuta
     if one_lane:
         one = statistics.median(one_lane)
         print(f"CPU lanes: {n_lanes} (modules.lanes; {lanes.ENV}=1 for one); the same steps on one lane, "
-              f"interleaved: {one * 1e3:.0f} ms -> lanes make the step {one / step_s:.2f}x faster")
+              f"interleaved: {one * 1e3:.0f} ms -> lanes make the step {faster_or_slower(one, step_s)}")
     if kyutai is not None:
         kyutai.close()
         ks = statistics.median(theirs) / 1e3
         print(f"Kyutai's moshi_mlx {kyutai.version} (mlx {kyutai.mlx}), same weights' sizes and precision, "
-              f"interleaved: step {ks * 1e3:.0f} ms median of {len(theirs)} -> ours is {ks / step_s:.1f}x faster")
+              f"interleaved: step {ks * 1e3:.0f} ms median of {len(theirs)} -> ours is {faster_or_slower(ks, step_s)}")
     del gen, model, state
     mx.clear_cache()
 

@@ -1,10 +1,13 @@
 """`python -m moshi_mlx.bench loop`: latency the model loop itself adds, measured with fake devices.
 
 Clicks go into a fake microphone at real-time pace; a fake model answers each frame with its
-input after sleeping `compute` seconds; the click's arrival (the mic callback that delivered it)
-and departure (the speaker callback that played it) give the end-to-end time. Subtracting the
-model's compute and one frame (80 ms: the wait for the frame to fill, then its playing) leaves what the loop adds: polling,
-resampling, queueing and callback granularity. Prints figures; asserts nothing.
+input after sleeping `compute` seconds; the click's capture (a microphone delivers a block once it
+is recorded: its callback's time less the block's duration, plus the click's place in it) and its
+playing (the speaker callback that played it, plus its place in the block) give the end-to-end time.
+Subtracting the model's compute and one frame (80 ms: the wait for the frame to fill, then its playing)
+leaves what the loop adds: polling, resampling, queueing and callback granularity, never below 0. The
+fake clock does not catch up after a stall (a loaded machine), which would deliver overdue blocks at
+once, squeeze the audio in time and show latencies below 0. Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ def measure_latency(compute_s: float = 0.0, rate_in: float = 48_000, rate_out: f
                 break
         mic, clicks = _click_train(rate_in, n_frames, every=3)
         backend.input.push_input(mic)
-        clock = FakeClock([backend.input, backend.output], block_s=block_ms / 1000)
+        clock = FakeClock([backend.input, backend.output], block_s=block_ms / 1000, catch_up=False)
         with clock:
             while backend.input.pending_input() > 0:
                 time.sleep(0.02)
@@ -97,7 +100,7 @@ def measure_latency(compute_s: float = 0.0, rate_in: float = 48_000, rate_out: f
     # answer frame: together one frame (80 ms) wherever it sits, inherent to 80 ms steps
     wait_ms = 1000.0 * FRAME / RATE
     for a, h in zip(clicks, heard):
-        t_in = backend.input.time_of(a + 24)  # the burst's middle
+        t_in = backend.input.time_of(a + 24) - block_ms / 1000  # the burst's middle, when it was recorded
         t_out = backend.output.time_of(h + 24)
         total.append(1000.0 * (t_out - t_in))
         added.append(total[-1] - 1000.0 * compute_s - wait_ms)

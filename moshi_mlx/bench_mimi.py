@@ -17,6 +17,7 @@ import time
 import mlx.core as mx
 
 from . import _cpu_blas
+from .bench import faster_or_slower
 from .bench_kyutai import KyutaiTimer
 from .config import MimiConfig
 from .mimi import Mimi, MimiState
@@ -127,9 +128,9 @@ def run(args: argparse.Namespace) -> int:
         kyutai.close()
         theirs = _print_streaming("Kyutai ", k_enc, k_dec, budget)
         print(f"ours / Kyutai's (enc + dec medians, same run, {rounds} interleaved rounds): "
-              f"{ours / theirs:.3f} = {theirs / ours:.2f}x faster "
-              f"(encode {statistics.median(k_enc) / statistics.median(enc_t):.2f}x, "
-              f"decode {statistics.median(k_dec) / statistics.median(dec_t):.2f}x)")
+              f"{ours / theirs:.3f} = {faster_or_slower(theirs, ours)} "
+              f"(encode {faster_or_slower(statistics.median(k_enc), statistics.median(enc_t))}, "
+              f"decode {faster_or_slower(statistics.median(k_dec), statistics.median(dec_t))})")
 
     seconds = args.seconds
     long = 0.1 * mx.random.normal((b, 1, int(seconds * cfg.sample_rate)))

@@ -72,9 +72,12 @@ class LmGen:
         cfg = self.cfg
         self._delays = cfg.delays
         self._ring = cfg.max_delay + 2
-        self._wait_temporal = lm.compute_dtype == mx.float32 and lm.is_quantized
         self._initial = mx.array([cfg.text_initial_token_id] + [cfg.initial_token_id] * cfg.n_q, mx.int32)
         self.reset()
+
+    @property
+    def _wait_temporal(self) -> bool:  # asked at each step: the model may be cast after this LmGen was made
+        return self.lm.is_quantized and self.lm.compute_dtype == mx.float32
 
     # ---- explicit state ----
 

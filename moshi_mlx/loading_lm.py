@@ -25,14 +25,6 @@ _MAPPINGS = {CheckpointFormat.LM_KYUTAI_TORCH: map_lm_torch, CheckpointFormat.LM
 _FLOAT = {"F32", "F16", "BF16"}
 
 
-def default_compute_dtype(quantized: bool, param_dtype: mx.Dtype) -> mx.Dtype:
-    """float32 activations for quantized weights on CPU (MLX's CPU kernels are ~8x faster than with
-    bf16 activations); otherwise the weights' own dtype."""
-    if quantized and mx.default_device() == mx.cpu:
-        return mx.float32
-    return param_dtype if param_dtype in (mx.float32, mx.bfloat16, mx.float16) else mx.float32
-
-
 def estimate_bytes(header: dict[str, TensorInfo], cfg: LmConfig, dtype: mx.Dtype | None, batch: int = 1,
                    kv_bits: int | None = None) -> int:  # fmt: skip
     """Weights as they will sit in memory plus the full temporal KV cache."""
@@ -168,8 +160,6 @@ def load_lm(
     load_strict(model, tensors, f"{source} ({fmt.value})")
     if dtype is not None:
         model.set_dtype(dtype)
-    param_dtype = model.out_norm.weight.dtype
-    model.set_compute_dtype(dtype or default_compute_dtype(bool(specs), param_dtype))
     model.set_kv_bits(kv_bits)
     spread_over_lanes(model)
     mx.eval(model.parameters())

@@ -15,8 +15,10 @@ event; the recorder keeps what it has.
 from __future__ import annotations
 
 import queue
+import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
@@ -108,17 +110,23 @@ class Stats(NamedTuple):
     input_db: float  # frame level, dBFS
     output_db: float
     loop_ms: float  # time the loop itself took around the step (reading, echo, writing)
+    rtf_sustained: float | None = None  # median step time of the last steps over the frame duration (see
+    # _SUSTAINED_STEPS); None until enough steps past the warm-up were taken to judge
 
 
 TOO_SLOW_RTF = 3.0  # past this a live dialog is not choppy but hopeless
-_WARM_UP_FRAMES = 3  # the first steps compile kernels and fill caches: not judged
+_WARM_UP_STEPS = 3  # the first steps compile kernels and fill caches: not judged
+_SUSTAINED_STEPS = 25  # rtf_sustained: the median over the last 25 steps (2 s of audio at real time)...
+_FEWEST_JUDGED = 5  # ...once there are 5: a median needs 3 slow ones, so a single spike never counts
 
 
 def too_slow(stats: Stats) -> str | None:
-    """What front ends tell a person whose machine is far slower than real time (None otherwise)."""
-    if stats.frame <= _WARM_UP_FRAMES or stats.rtf < TOO_SLOW_RTF:
+    """What front ends tell a person whose machine is far slower than real time (None otherwise); judged
+    on the sustained real-time factor, never on one slow step."""
+    rtf = stats.rtf_sustained
+    if rtf is None or rtf < TOO_SLOW_RTF:
         return None
-    return (f"This machine runs the model {stats.rtf:.0f}x slower than real time ({stats.step_ms_avg / 1000:.1f} s "
+    return (f"This machine runs the model {rtf:.0f}x slower than real time ({rtf * FRAME / RATE:.1f} s "
             "per 80 ms frame): Moshi cannot hold a live conversation here")  # fmt: skip
 
 
@@ -301,6 +309,8 @@ class _Session:
         self._over_target = 0
         self.step_sum = 0.0
         self.step_n = 0
+        self.steps = 0  # model steps in this session
+        self.recent_steps: deque[float] = deque(maxlen=_SUSTAINED_STEPS)  # seconds, warm-up steps left out
         self.muted = False
         self.word_t: float | None = None  # when the word being spelled began
 
@@ -428,15 +438,21 @@ class _Session:
         self.frame += 1
         self.step_sum += step_s
         self.step_n += 1
+        self.steps += 1
+        if self.steps > _WARM_UP_STEPS:
+            self.recent_steps.append(step_s)
         if self.step_n >= self.loop.stats_every:
             avg = self.step_sum / self.step_n
+            sustained = None
+            if len(self.recent_steps) >= _FEWEST_JUDGED:
+                sustained = statistics.median(self.recent_steps) * RATE / FRAME
             self.step_sum, self.step_n = 0.0, 0
             total_s = time.perf_counter() - t_start
             self.emit(Stats(
                 frame=self.frame, step_ms=1000 * step_s, step_ms_avg=1000 * avg, rtf=avg * RATE / FRAME,
                 lag_ms=lag_ms, output_queued_ms=1000 * self.audio.output_queued_s(), frames_skipped=self.skipped,
                 output_dropped=self.output_dropped, output_trimmed_ms=1000 * self.output_trimmed / RATE, input_db=_db(pcm_in), output_db=_db(pcm_out),
-                loop_ms=1000 * (total_s - step_s),
+                loop_ms=1000 * (total_s - step_s), rtf_sustained=sustained,
             ))  # fmt: skip
 
     def _word(self, word: str, now: float) -> None:

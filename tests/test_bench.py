@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import pytest
 
@@ -65,6 +66,47 @@ def test_bench_lm_compares_with_kyutai_step_by_step(tmp_path, capsys) -> None:
     assert "Kyutai's moshi_mlx fake" in out and "median of 2" in out and "x faster" in out
 
 
+def test_bench_lm_says_slower_when_ours_is_slower(tmp_path, capsys) -> None:
+    from lm_helpers import LM
+    from moshi_mlx.bench_lm import bench
+    from moshi_mlx.config import LmConfig
+
+    fake = _fake_kyutai_python(tmp_path, 1e-3)  # 1 us per step: ours is slower
+    bench("q4", 2, 24.0, LmConfig.from_json(LM / "lm_small.json"), fake)
+    line = next(line for line in capsys.readouterr().out.splitlines() if "Kyutai's moshi_mlx fake" in line)
+    assert "-> ours is " in line and line.endswith("x slower") and float(line.split()[-2][:-1]) > 1
+
+
+def test_a_ratio_below_one_reads_slower() -> None:
+    from moshi_mlx.bench import faster_or_slower
+
+    assert faster_or_slower(0.013, 0.010) == "1.30x faster"
+    assert faster_or_slower(0.010, 0.012) == "1.20x slower"  # lanes that cost time: was "0.83x faster"
+    assert faster_or_slower(0.010, 0.010) == "1.00x faster"
+
+
 def test_bench_lm_refuses_a_kyutai_comparison_it_cannot_make(capsys) -> None:
     assert main(["lm", "--precision", "bf16", "--kyutai-python", "python3"]) == 2
     assert "q4 or q8" in capsys.readouterr().err
+
+
+def test_bench_loop_latency_is_never_negative_when_the_machine_stalls(monkeypatch) -> None:
+    """A loaded machine stalls the devices' clock now and then (here: 0.3 s every 60 callbacks). The fake
+    devices must not then deliver the overdue audio in one burst, which squeezed it in time and gave
+    latencies down to -128 ms under load (-94 ms here)."""
+    from moshi_mlx.audio.fake import FakeStream
+    from moshi_mlx.bench_loop import measure_latency
+
+    process = FakeStream.process
+    calls = [0]
+
+    def stalling(self, frames=None):
+        calls[0] += 1
+        if calls[0] % 60 == 0:
+            time.sleep(0.3)
+        return process(self, frames)
+
+    monkeypatch.setattr(FakeStream, "process", stalling)
+    r = measure_latency(compute_s=0.0, rate_in=48_000, rate_out=44_100, seconds=1.5)
+    assert r.clicks_heard == r.clicks_sent >= 4
+    assert min(r.added_ms) >= 0, r.added_ms

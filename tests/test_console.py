@@ -11,7 +11,7 @@ from moshi_mlx.loop import Error, Loaded, Skipped, Stats, Text
 def stats(frame: int, skipped: int = 0) -> Stats:
     return Stats(frame=frame, step_ms=60.0, step_ms_avg=61.0, rtf=0.76, lag_ms=10.0, output_queued_ms=40.0,
                  frames_skipped=skipped, output_dropped=0, output_trimmed_ms=0.0, input_db=-30.0, output_db=-20.0,
-                 loop_ms=1.0)  # fmt: skip
+                 loop_ms=1.0, rtf_sustained=0.76)  # fmt: skip
 
 
 def test_pipe_output_keeps_transcript_clean():
@@ -51,11 +51,11 @@ def test_the_models_notes_are_shown_when_it_has_loaded():
 def test_a_machine_far_slower_than_real_time_is_told_once():
     out, err = io.StringIO(), io.StringIO()
     v = ConsoleView(out, err, live=False)
-    slow = [stats(i)._replace(step_ms_avg=7600.0, rtf=95.0) for i in range(1, 9)]
-    for s in slow[:3]:  # warm-up frames are not judged
-        v.handle(s)
+    slow = [stats(i)._replace(step_ms_avg=7600.0, rtf=95.0, rtf_sustained=95.0) for i in range(1, 9)]
+    v.handle(slow[0]._replace(rtf_sustained=None))  # warm-up: not judged yet
+    v.handle(slow[1]._replace(rtf_sustained=0.5))  # one slow step on a machine that keeps up
     assert "slower than real time" not in err.getvalue()
-    for s in slow[3:]:
+    for s in slow[2:]:
         v.handle(s)
     assert err.getvalue().count("95x slower than real time (7.6 s per 80 ms frame)") == 1
     assert "--input FILE" in err.getvalue()

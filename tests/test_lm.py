@@ -171,13 +171,13 @@ def test_an_8_bit_kv_cache_agrees_with_the_float_one():
 def test_the_gpu_compute_dtype_agrees_with_the_reference(name, floor, monkeypatch):
     """On Metal or CUDA the activations are bfloat16 (the weights' dtype): the path Macs run, checked here
     on the CPU with the same dtypes."""
-    import moshi_mlx.loading_lm as loading
+    from moshi_mlx.lm import default_compute_dtype
 
-    monkeypatch.setattr(loading.mx, "default_device", lambda: mx.Device(mx.gpu))
-    assert loading.default_compute_dtype(True, mx.bfloat16) == mx.bfloat16
-    assert loading.default_compute_dtype(False, mx.bfloat16) == mx.bfloat16
+    monkeypatch.setattr(mx, "default_device", lambda: mx.Device(mx.gpu))
+    assert default_compute_dtype(True, mx.bfloat16) == mx.bfloat16
+    assert default_compute_dtype(False, mx.bfloat16) == mx.bfloat16
     monkeypatch.undo()
-    assert loading.default_compute_dtype(True, mx.bfloat16) == mx.float32  # on CPU
+    assert default_compute_dtype(True, mx.bfloat16) == mx.float32  # on CPU
     lm = load_lm(FILES[name], CONFIG)
     lm.set_compute_dtype(mx.bfloat16)
     codes = teacher_codes()
@@ -191,3 +191,17 @@ def test_the_gpu_compute_dtype_agrees_with_the_reference(name, floor, monkeypatc
     for frame in goldens()["user_codes"][:6]:
         text_token, audio_codes = gen.step(frame[None])
     assert 0 <= text_token[0] < lm.cfg.text_card and ((0 <= audio_codes) & (audio_codes < lm.cfg.card)).all()
+
+
+def test_set_dtype_float32_upcasts_the_arithmetic_too():
+    """`lm.set_dtype(mx.float32)`, the usual MLX way to upcast, computes in float32 as `load_lm(dtype=...)`
+    does: the activations follow the parameters (a bf16 load computes in bf16 on this CPU)."""
+    g = goldens()
+    lm = load_lm(FILES["mlx_bf16"], CONFIG)
+    assert lm.compute_dtype == mx.bfloat16
+    lm.set_compute_dtype(mx.bfloat16)  # a chosen compute dtype, too, gives way to the next cast
+    lm.set_dtype(mx.float32)
+    assert lm.compute_dtype == mx.float32 == lm.cache_dtype
+    got = greedy_run(lm, g["user_codes"])
+    mismatch = np.nonzero((got != g["gen_tokens"]).any(axis=1))[0]
+    assert mismatch.size == 0, f"first differing steps {mismatch[:5]}"  # bf16 arithmetic: from step 2

@@ -236,12 +236,16 @@ class FakeClock:
     """Ticks fake streams from a thread at `speed` times real time (a stand-in for the sound card).
 
     Each tick runs every stream's callback for `block_s` seconds of audio; `on_tick(k)` runs
-    first, so a test can push microphone audio just in time.
+    first, so a test can push microphone audio just in time. After a stall (a loaded machine) the
+    overdue ticks run back to back, unless `catch_up=False`: then the clock goes on from now, as if
+    the devices had paused, so no burst squeezes their audio into less wall-clock time than it lasts
+    (what latency measurements need).
     """
 
     def __init__(self, streams: list[FakeStream], block_s: float = 0.01, speed: float = 1.0,
-                 on_tick: Callable[[int], None] | None = None) -> None:  # fmt: skip
+                 on_tick: Callable[[int], None] | None = None, catch_up: bool = True) -> None:  # fmt: skip
         self.streams, self.block_s, self.speed, self.on_tick = streams, block_s, speed, on_tick
+        self.catch_up = catch_up
         self.ticks = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fake-audio-clock", daemon=True)
@@ -270,6 +274,8 @@ class FakeClock:
                 s.process(int(round(s.samplerate * self.block_s)))
             self.ticks += 1
             next_t += period
+            if not self.catch_up:
+                next_t = max(next_t, time.monotonic())
             delay = next_t - time.monotonic()
             if delay > 0:
                 self._stop.wait(delay)
