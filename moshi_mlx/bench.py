@@ -6,9 +6,10 @@ and `run(args) -> int`; this file only dispatches.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
+
+from .cliargs import CliParser
 
 # subcommand -> (module, one-line help)
 _BENCHES = {
@@ -19,7 +20,7 @@ _BENCHES = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m moshi_mlx.bench", description=__doc__.splitlines()[0])
+    parser = CliParser(prog="python -m moshi_mlx.bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="model", required=True)
     modules = {}
     for name, (module_name, help_text) in _BENCHES.items():

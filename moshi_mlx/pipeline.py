@@ -7,6 +7,7 @@ Each frame is built lazily and evaluated with one host sync.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import mlx.core as mx
@@ -22,6 +23,7 @@ from .loading_mimi import load_mimi
 from .loop import FRAME, FrameResult
 from .memory import KV_AUTO, keep_resident
 from .mimi import Mimi
+from .sampling import MAX_SEED, MAX_TEMP, MAX_TOP_K
 from .text import TextStream
 
 
@@ -36,6 +38,13 @@ class Sampling:
     text_top_k: int = 25
     seed: int | None = None
 
+    def __post_init__(self) -> None:
+        for name, value, hi in (("temp", self.temp, MAX_TEMP), ("text_temp", self.text_temp, MAX_TEMP),
+                                ("top_k", self.top_k, MAX_TOP_K), ("text_top_k", self.text_top_k, MAX_TOP_K),
+                                ("seed", 0 if self.seed is None else self.seed, MAX_SEED)):  # fmt: skip
+            lo = 1 if name.endswith("top_k") else 0
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and lo <= value <= hi):
+                raise ConfigError(f"sampling {name} {value!r} is out of range: use {lo} to {hi}")
 
 class MoshiPipeline:
     """Mimi + LM + text stream, stepping one frame at a time.

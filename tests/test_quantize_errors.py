@@ -44,16 +44,7 @@ def test_help_documents_every_flag(capsys):
         assert flag in text
 
 
-@pytest.mark.parametrize(
-    "extra,message",
-    [(["--q-bits", "3"], "unsupported bit width 3: use 4 or 8"),
-     (["--q-group-size", "48"], "unsupported group size 48"),
-     (["--q-bits", "8", "--mixed"], "--mixed applies to the 4-bit file"),
-     (["--dtype", "int8"], "unsupported --dtype 'int8'")],
-)
-def test_bad_options(tmp_path, capsys, extra, message):
-    assert message in error_of(capsys, cli(TORCH, "--config", CFG, "--out", str(tmp_path / "o"), *extra))
-    assert not (tmp_path / "o").exists()
+# Bad flags (--q-bits 3, --q-group-size 48, --mixed with 8 bits, --dtype int8) are rows of test_bad_input.py.
 
 
 def test_not_a_safetensors_file(tmp_path, capsys):
