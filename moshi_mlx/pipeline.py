@@ -14,12 +14,13 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten
 
+from .config import LmConfig
 from .errors import ConfigError
 from .hub import ModelFiles
 from .lm import Lm
 from .lm_gen import LmGen
 from .loading_lm import load_lm
-from .loading_mimi import load_mimi
+from .loading_mimi import load_mimi, mimi_config
 from .loop import FRAME, FrameResult
 from .memory import KV_AUTO, keep_resident
 from .mimi import Mimi
@@ -45,6 +46,13 @@ class Sampling:
             lo = 1 if name.endswith("top_k") else 0
             if not (isinstance(value, (int, float)) and math.isfinite(value) and lo <= value <= hi):
                 raise ConfigError(f"sampling {name} {value!r} is out of range: use {lo} to {hi}")
+
+def check_configs(files: ModelFiles) -> None:
+    """Read and check the LM and Mimi configs of `files` (ConfigError naming the bad value), before any
+    weights load: an absurd value would otherwise surface minutes later, or crash the model's build."""
+    LmConfig.preset() if files.config is None else LmConfig.from_json(files.config)
+    mimi_config(files.mimi_config)
+
 
 class MoshiPipeline:
     """Mimi + LM + text stream, stepping one frame at a time.

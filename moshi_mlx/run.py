@@ -94,10 +94,13 @@ def _resolve(args: argparse.Namespace):
 
     from .hub import resolve_model_files
     from .loading_lm import check_download_fits
+    from .pipeline import check_configs
 
-    return resolve_model_files(args.hf_repo, args.quantized, moshi_weight=args.moshi_weight,
-                               mimi_weight=args.mimi_weight, tokenizer=args.tokenizer, config=args.config,
-                               tqdm_class=tqdm, before_download=check_download_fits)  # fmt: skip
+    files = resolve_model_files(args.hf_repo, args.quantized, moshi_weight=args.moshi_weight,
+                                mimi_weight=args.mimi_weight, tokenizer=args.tokenizer, config=args.config,
+                                tqdm_class=tqdm, before_download=check_download_fits)  # fmt: skip
+    check_configs(files)  # a bad value fails now, before minutes of loading (or a crash building the model)
+    return files
 
 
 def _wait_loaded(loop: ModelLoop, view) -> bool:
