@@ -96,7 +96,8 @@ def test_mismatched_checkpoint_names_tensors(tmp_path) -> None:
     msg = str(err.value)
     assert "missing tensors (1)" in msg and "decoder.model.14.bias" in msg
     assert "unexpected tensors (1)" in msg and "encoder.model.99.weight" in msg
-    assert "downsample.conv.weight: file (3, 32, 32), model (4, 32, 32)" in msg
+    assert "downsample.conv.weight (file (3, 32, 32), model (4, 32, 32))" in msg
+    assert "\n" not in msg  # one line
 
 
 def test_checkpoint_for_another_config_is_rejected(tmp_path) -> None:
