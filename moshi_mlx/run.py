@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .cliargs import CliParser, number
 from .errors import MoshiError
-from .loop import Error, ModelLoop, SessionEnded, Text
+from .loop import Error, ModelLoop, Notice, SessionEnded, Text
 from .memory import KV_AUTO
 from .sampling import MAX_SEED, MAX_TEMP, MAX_TOP_K
 
@@ -229,6 +229,8 @@ def _drain(loop: ModelLoop, pieces: list[tuple[float, str]], port) -> str | None
             pieces.append((ev.t, ev.text))
         elif isinstance(ev, Error):
             error = ev.message
+        elif isinstance(ev, Notice):
+            print(f"\nnote: {ev.message}", file=sys.stderr)
         elif isinstance(ev, SessionEnded):
             port.exhausted.set()
     return error
