@@ -7,7 +7,6 @@ and `run(args) -> int`; this file only dispatches.
 from __future__ import annotations
 
 import importlib
-import sys
 
 from .cliargs import CliParser
 

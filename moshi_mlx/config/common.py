@@ -32,6 +32,8 @@ MAX_PERIOD = 1e12           # RoPE max_period (Moshi: 10000)
 MAX_LAYER_SCALE = 1e6
 MAX_KERNEL = 64             # SEANet convolution kernels (Mimi: 7 and 3)
 MAX_RATIO = 64              # one SEANet up/down-sampling ratio (Mimi: 8, 6, 5, 4)
+MAX_RESIDUAL = 4            # SEANet residual layers per block and their dilation base (Mimi: 1 and 2);
+                            # the dilations grow as base ** layer, and with them each conv's history
 MAX_RATE = 384_000          # audio sample rate in Hz (Mimi: 24000)
 
 def parse_json(data: str | bytes) -> object:
@@ -113,9 +115,10 @@ class Fields:
             allowed = f"above {lo:g} and at most {high}" if lo_open else f"from {lo:g} to {high}"
             raise self.error(f"{key} = {show_value(value)} is out of range: use a value {allowed}")
 
-    def int(self, key: str, lo: int, hi: int, default: object = REQUIRED) -> int:
+    def int(self, key: str, lo: int, hi: int, default: object = REQUIRED, *, nullable: bool = False) -> int:
+        """An integer in range; `nullable`: JSON null reads as None."""
         value, given = self._value(key, default)
-        if given:
+        if given and not (nullable and value is None):
             value = self.as_int(key, value)
             self._range(key, value, lo, hi)
         return value  # type: ignore[return-value]

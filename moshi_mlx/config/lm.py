@@ -20,6 +20,7 @@ def _stack(source: str, which: str, fields: dict) -> TransformerConfig:
     except ConfigError as e:
         raise ConfigError(f"{source}: {which}transformer: {e}") from None
 
+
 @dataclass(frozen=True)
 class DepformerConfig:
     """The depth transformer: one small transformer per generated codebook ("slice") sharing one cache.

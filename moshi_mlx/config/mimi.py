@@ -7,8 +7,9 @@ from dataclasses import dataclass, replace
 
 from ..errors import ConfigError
 from .common import (MAX_CARD, MAX_CONTEXT, MAX_FEEDFORWARD, MAX_KERNEL, MAX_LAYER_SCALE, MAX_LAYERS, MAX_PERIOD,
-                     MAX_RATE, MAX_RATIO, MAX_STREAMS, MAX_WIDTH, PRESETS, Fields, read_json_object)
+                     MAX_RATE, MAX_RESIDUAL, MAX_RATIO, MAX_STREAMS, MAX_WIDTH, PRESETS, Fields, read_json_object)
 from .transformer import GATINGS, NORMS, POSITIONAL, TransformerConfig
+
 
 @dataclass(frozen=True)
 class SeanetConfig:
@@ -58,12 +59,12 @@ class SeanetConfig:
             channels=f.int("channels", 1, 16, d.channels),
             dimension=f.int("dimension", 1, MAX_WIDTH),
             n_filters=f.int("n_filters", 1, MAX_WIDTH),
-            n_residual_layers=f.int("n_residual_layers", 0, MAX_LAYERS, d.n_residual_layers),
+            n_residual_layers=f.int("n_residual_layers", 0, MAX_RESIDUAL, d.n_residual_layers),
             ratios=f.ints("ratios", 1, MAX_RATIO, d.ratios, max_len=8),
             kernel_size=f.int("kernel_size", 1, MAX_KERNEL, d.kernel_size),
             residual_kernel_size=f.int("residual_kernel_size", 1, MAX_KERNEL, d.residual_kernel_size),
             last_kernel_size=f.int("last_kernel_size", 1, MAX_KERNEL, d.last_kernel_size),
-            dilation_base=f.int("dilation_base", 1, MAX_KERNEL, d.dilation_base),
+            dilation_base=f.int("dilation_base", 1, MAX_RESIDUAL, d.dilation_base),
             compress=f.int("compress", 1, MAX_RATIO, d.compress),
             pad_mode=f.choice("pad_mode", ("constant", "replicate"), d.pad_mode),
         )
@@ -95,8 +96,8 @@ class QuantizerConfig:
             dimension=dim,
             n_q=n_q,
             bins=f.int("bins", 1, MAX_CARD),
-            input_dimension=f.int("input_dimension", 0, MAX_WIDTH, 0) or dim,  # 0 or left out: `dimension`
-            output_dimension=f.int("output_dimension", 0, MAX_WIDTH, 0) or dim,
+            input_dimension=f.int("input_dimension", 0, MAX_WIDTH, None, nullable=True) or dim,  # 0/null: `dimension`
+            output_dimension=f.int("output_dimension", 0, MAX_WIDTH, None, nullable=True) or dim,
             n_q_semantic=f.int("n_q_semantic", 1, n_q - 1, 1),
         )
 
