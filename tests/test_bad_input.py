@@ -285,3 +285,18 @@ def test_non_finite_microphone_frames_are_silenced_once() -> None:
     heard = np.concatenate(model.inputs)
     assert np.isfinite(heard).all()
     assert (heard == 0).sum() == 8 and (heard == 0.25).sum() == heard.size - 8  # only the bad samples
+
+
+def test_the_app_shows_the_notice_in_its_status_bar(qtbot, tmp_path: Path) -> None:
+    pytest.importorskip("PySide6")
+    from test_app import App
+
+    from moshi_mlx.loop import NON_FINITE_NOTE, Notice
+
+    a = App(qtbot, tmp_path)
+    try:
+        a.ctl._loop_event.emit(a.ctl._gen, Notice(NON_FINITE_NOTE))  # as the loop thread reports it
+        qtbot.waitUntil(lambda: a.window.status.currentMessage() == NON_FINITE_NOTE, timeout=5000)
+        assert not a.dialogs.open_boxes  # a note, not an error dialog
+    finally:
+        assert a.presenter.shutdown()
