@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 import traceback
 
 from moshi_mlx.signals import SIGNALS
+from moshi_mlx.cliargs import CliParser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="moshi-mlx-app", description="Talk with Moshi in a window.")
+    parser = CliParser(prog="moshi-mlx-app", description="Talk with Moshi in a window.")
     parser.add_argument("--reset-settings", action="store_true", help="forget remembered choices first")
     args, qt_args = parser.parse_known_args(argv)
     try:

@@ -27,7 +27,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from moshi_mlx.audio.devices import AudioIO, DeviceInfo, list_devices
 from moshi_mlx.errors import MoshiError
-from moshi_mlx.loop import Error, Loaded, ModelLoop, SessionEnded, SessionStarted, Skipped, Stats, Text
+from moshi_mlx.loop import Error, Loaded, ModelLoop, Notice, SessionEnded, SessionStarted, Skipped, Stats, Text
 from moshi_mlx.record import Recorder
 
 IDLE, LOADING, READY, STARTING, RUNNING, STOPPING = "idle", "loading", "ready", "starting", "running", "stopping"
@@ -62,6 +62,7 @@ class Controller(QObject):
     conversation_started = Signal(int)
     conversation_ended = Signal(str)  # reason
     error = Signal(str, str)  # title, message
+    notice = Signal(str)  # something to know about the conversation (loop.Notice), not an error
     devices_changed = Signal(list)  # [DeviceInfo]
 
     _loop_event = Signal(int, object)  # (generation, event), from the loop thread
@@ -223,6 +224,8 @@ class Controller(QObject):
             self._hold(ev.text, None)
         elif isinstance(ev, Skipped):
             self.skipped.emit(ev.frames, ev.total)
+        elif isinstance(ev, Notice):
+            self.notice.emit(ev.message)
         elif isinstance(ev, Loaded):
             self.model_notes = ev.notes
             self._set_state(READY)

@@ -129,6 +129,7 @@ class Presenter(QObject):
         ctl.conversation_started.connect(self._on_conversation_started)
         ctl.conversation_ended.connect(self._on_conversation_ended)
         ctl.error.connect(self.dialogs.error)
+        ctl.notice.connect(lambda message: w.status.showMessage(message, 20000))
         ctl.devices_changed.connect(self._on_devices)
 
     def _set(self, key: str, value) -> None:

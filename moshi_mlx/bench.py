@@ -6,9 +6,9 @@ and `run(args) -> int`; this file dispatches, and words the comparisons they pri
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import sys
+
+from .cliargs import CliParser
 
 # subcommand -> (module, one-line help)
 _BENCHES = {
@@ -26,7 +26,7 @@ def faster_or_slower(before_s: float, after_s: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m moshi_mlx.bench", description=__doc__.splitlines()[0])
+    parser = CliParser(prog="python -m moshi_mlx.bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="model", required=True)
     modules = {}
     for name, (module_name, help_text) in _BENCHES.items():

@@ -10,7 +10,7 @@ import shutil
 import sys
 from typing import TextIO
 
-from .loop import Error, Loaded, RecordingStopped, SessionEnded, Skipped, Stats, Text, too_slow
+from .loop import Error, Loaded, Notice, RecordingStopped, SessionEnded, Skipped, Stats, Text, too_slow
 
 _STATUS_EVERY_S = 5.0  # non-terminal status cadence, in model time
 
@@ -86,6 +86,8 @@ class ConsoleView:
                       f"{ev.total} so far]")  # fmt: skip
         elif isinstance(ev, (Error, RecordingStopped)):
             self.note(f"error: {ev.message}")
+        elif isinstance(ev, Notice):
+            self.note(f"note: {ev.message}")
         elif isinstance(ev, Loaded):
             self.note(f"model loaded in {ev.seconds:.1f} s")
             for note in ev.notes:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import mlx.core as mx
 
-from .config import MimiConfig
-from .errors import ConfigError
+from .config import MimiConfig, read_json_object
 from .mimi import Mimi
 from .weights.mimi_torch import map_mimi_torch
 from .weights.safetensors_io import load_tensors
@@ -18,19 +15,15 @@ from .weights.strict import load_strict
 _DTYPES = (mx.float32, mx.float16, mx.bfloat16)
 
 
-def _config(config: MimiConfig | dict | str | os.PathLike | None, num_codebooks: int) -> MimiConfig:
+def mimi_config(config: MimiConfig | dict | str | os.PathLike | None, num_codebooks: int = 8) -> MimiConfig:
+    """The Mimi configuration `load_mimi` builds from `config` (None: the released Mimi)."""
     if config is None:
         return MimiConfig.preset("mimi_202407", num_codebooks)
     if isinstance(config, MimiConfig):
         return config.with_num_codebooks(num_codebooks)
     if isinstance(config, dict):
         return MimiConfig.from_kyutai(config, num_codebooks)
-    path = Path(config)
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read a Mimi config ({e})") from None
-    return MimiConfig.from_kyutai(raw, num_codebooks)
+    return MimiConfig.from_kyutai(read_json_object(config), num_codebooks)
 
 
 def load_mimi(
@@ -55,7 +48,7 @@ def load_mimi(
     """
     if dtype is not None and dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {_DTYPES} (or None for float32), got {dtype}")
-    cfg = _config(config, num_codebooks)
+    cfg = mimi_config(config, num_codebooks)
     model = Mimi(cfg)
     weights = map_mimi_torch(load_tensors(path))
     weights = {k: v.astype(mx.float32) if mx.issubdtype(v.dtype, mx.floating) else v for k, v in weights.items()}

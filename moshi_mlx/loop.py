@@ -134,6 +134,10 @@ class Error(NamedTuple):
     message: str
 
 
+class Notice(NamedTuple):
+    message: str  # something a person should know about the session (said once), e.g. a repaired input
+
+
 class SessionEnded(NamedTuple):
     reason: str  # "stopped" | "error"
     frames: int
@@ -144,7 +148,10 @@ class Closed(NamedTuple):
     pass
 
 
-Event = Loaded | SessionStarted | Text | Word | Skipped | Stats | Error | RecordingStopped | SessionEnded | Closed
+Event = (Loaded | SessionStarted | Text | Word | Skipped | Stats | Error | Notice | RecordingStopped | SessionEnded
+         | Closed)
+NON_FINITE_NOTE = ("The input holds NaN or infinite samples (a broken file or sound card); they are replaced with "
+                   "silence, or they would blank what Moshi hears for about 20 s")  # fmt: skip
 
 
 def _db(x: np.ndarray | None) -> float:
@@ -313,6 +320,7 @@ class _Session:
         self.recent_steps: deque[float] = deque(maxlen=_SUSTAINED_STEPS)  # seconds, warm-up steps left out
         self.muted = False
         self.word_t: float | None = None  # when the word being spelled began
+        self.non_finite = 0  # input samples that were NaN or infinite (replaced with 0)
 
     def run(self) -> str:
         reason, outcome = "stopped", "ended"
@@ -371,7 +379,7 @@ class _Session:
             self.audio.check()
             if self.echo is not None:
                 self.echo.push_reference(self.audio.read_reference())
-            new = self.audio.read_input()
+            new = self._finite(self.audio.read_input())
             if new.size:
                 self.pending = np.concatenate([self.pending, new]) if self.pending.size else new
             if self.pending.size < FRAME:
@@ -383,6 +391,21 @@ class _Session:
             if waiting > loop.max_lag_frames:
                 self._skip(waiting)
             self._step()
+
+    def _finite(self, pcm: np.ndarray) -> np.ndarray:
+        """The one entry of every input (file, microphone, app): NaN or infinite samples become 0, said once.
+
+        Mimi would carry a NaN through its states for its whole context, and the echo canceller for good.
+        """
+        if np.isfinite(pcm).all():
+            return pcm
+        bad = ~np.isfinite(pcm)
+        if not self.non_finite:
+            self.emit(Notice(NON_FINITE_NOTE))
+            if self.recorder is not None:
+                self.recorder.add_event("non_finite_input", self.frame * FRAME / RATE)
+        self.non_finite += int(bad.sum())
+        return np.where(bad, np.float32(0.0), pcm).astype(np.float32, copy=False)
 
     def _skip(self, frames: int) -> None:
         lag_s = (self.pending.size - FRAME) / RATE

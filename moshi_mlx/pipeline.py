@@ -7,21 +7,24 @@ Each frame is built lazily and evaluated with one host sync.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten
 
+from .config import LmConfig
 from .errors import ConfigError
 from .hub import ModelFiles
 from .lm import Lm
 from .lm_gen import LmGen
 from .loading_lm import load_lm
-from .loading_mimi import load_mimi
+from .loading_mimi import load_mimi, mimi_config
 from .loop import FRAME, FrameResult
 from .memory import KV_AUTO, keep_resident
 from .mimi import Mimi
+from .sampling import MAX_SEED, MAX_TEMP, MAX_TOP_K
 from .text import TextStream
 
 
@@ -35,6 +38,20 @@ class Sampling:
     top_k: int = 250
     text_top_k: int = 25
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, value, hi in (("temp", self.temp, MAX_TEMP), ("text_temp", self.text_temp, MAX_TEMP),
+                                ("top_k", self.top_k, MAX_TOP_K), ("text_top_k", self.text_top_k, MAX_TOP_K),
+                                ("seed", 0 if self.seed is None else self.seed, MAX_SEED)):  # fmt: skip
+            lo = 1 if name.endswith("top_k") else 0
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and lo <= value <= hi):
+                raise ConfigError(f"sampling {name} {value!r} is out of range: use {lo} to {hi}")
+
+def check_configs(files: ModelFiles) -> None:
+    """Read and check the LM and Mimi configs of `files` (ConfigError naming the bad value), before any
+    weights load: an absurd value would otherwise surface minutes later, or crash the model's build."""
+    LmConfig.preset() if files.config is None else LmConfig.from_json(files.config)
+    mimi_config(files.mimi_config)
 
 
 class MoshiPipeline:

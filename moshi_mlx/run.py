@@ -15,9 +15,11 @@ import sys
 import threading
 
 from .audio import MODEL_RATE
+from .cliargs import CliParser, number
 from .errors import MoshiError, NoAudioDeviceError
-from .loop import Error, ModelLoop, RecordingStopped, SessionEnded, Text, Word
+from .loop import Error, ModelLoop, Notice, RecordingStopped, SessionEnded, Text, Word
 from .memory import KV_AUTO
+from .sampling import MAX_SEED, MAX_TEMP, MAX_TOP_K
 from .signals import exit_code
 
 FRAME_S = 0.08
@@ -25,10 +27,11 @@ LOCAL_FLAGS = "--moshi-weight PATH --mimi-weight PATH --tokenizer PATH [--config
 FILE_MODE = "run over an audio file instead: --input FILE --output FILE"  # advice without a sound card
 KEYS = "Enter starts a new conversation, m + Enter mutes or unmutes the microphone"  # see _keyboard
 KV_BITS = {KV_AUTO: KV_AUTO, "8": 8, "16": None}  # --kv-bits -> load_lm(kv_bits=...)
+MAX_LAG = 250  # frames (20 s): more is no conversation, and the waiting audio would grow without bound
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = CliParser(
         prog="python -m moshi_mlx.run",
         description="Talk with Moshi on this machine (microphone and speakers), or run it over an audio file.",
         epilog="Weights come from the Hugging Face hub (cached after the first download) or local files. "
@@ -50,18 +53,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "1.46 GiB for the 7B (4-bit 7B: 5.35 instead of 5.99 GiB) at ~1%% error in attention "
                         "scores; auto (default): 16 where it fits in memory, else 8")
     s = p.add_argument_group("sampling")
-    s.add_argument("--temp", type=float, default=0.8, help="audio temperature (0: greedy; default 0.8)")
-    s.add_argument("--text-temp", type=float, default=0.7, help="text temperature (0: greedy; default 0.7)")
-    s.add_argument("--top-k", type=int, default=250, help="audio top-k (default 250)")
-    s.add_argument("--text-top-k", type=int, default=25, help="text top-k (default 25)")
-    s.add_argument("--seed", type=int, default=None, help="makes sampling repeatable")
+    temp, top_k = number(float, 0, MAX_TEMP), number(int, 1, MAX_TOP_K)
+    s.add_argument("--temp", type=temp, default=0.8, help="audio temperature (0: greedy; default 0.8)")
+    s.add_argument("--text-temp", type=temp, default=0.7, help="text temperature (0: greedy; default 0.7)")
+    s.add_argument("--top-k", type=top_k, default=250, help="audio top-k (default 250)")
+    s.add_argument("--text-top-k", type=top_k, default=25, help="text top-k (default 25)")
+    s.add_argument("--seed", type=number(int, 0, MAX_SEED), default=None,
+                   help=f"makes sampling repeatable (0 to {MAX_SEED})")
     a = p.add_argument_group("live audio")
     a.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     a.add_argument("--input-device", help="microphone: index or part of its name (default: system default)")
     a.add_argument("--output-device", help="speaker: index or part of its name (default: system default)")
     a.add_argument("--no-echo-cancel", action="store_true",
                    help="turn off echo cancellation (fine with headphones)")
-    a.add_argument("--max-lag", type=int, default=2,
+    a.add_argument("--max-lag", type=number(int, 0, MAX_LAG), default=2,
                    help="frames (80 ms each) the model may fall behind before input is skipped (default 2)")
     a.add_argument("--record", metavar="DIR",
                    help="save the conversation as it goes: user.wav, moshi.wav, transcript.jsonl (also in file "
@@ -81,14 +86,6 @@ def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--output and --transcript go with --input FILE (file mode)")
     if args.input is not None and args.output is None:
         p.error("file mode needs --output FILE for Moshi's answer")
-    for name in ("temp", "text_temp"):
-        if getattr(args, name) < 0:
-            p.error(f"--{name.replace('_', '-')} must be >= 0")
-    for name in ("top_k", "text_top_k"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.max_lag < 0:
-        p.error("--max-lag must be >= 0")
 
 
 def _check_paths(args: argparse.Namespace) -> None:
@@ -127,10 +124,13 @@ def _resolve(args: argparse.Namespace):
 
     from .hub import resolve_model_files
     from .loading_lm import check_download_fits
+    from .pipeline import check_configs
 
-    return resolve_model_files(args.hf_repo, args.quantized, moshi_weight=args.moshi_weight,
-                               mimi_weight=args.mimi_weight, tokenizer=args.tokenizer, config=args.config,
-                               tqdm_class=tqdm, before_download=check_download_fits)  # fmt: skip
+    files = resolve_model_files(args.hf_repo, args.quantized, moshi_weight=args.moshi_weight,
+                                mimi_weight=args.mimi_weight, tokenizer=args.tokenizer, config=args.config,
+                                tqdm_class=tqdm, before_download=check_download_fits)  # fmt: skip
+    check_configs(files)  # a bad value fails now, before minutes of loading (or a crash building the model)
+    return files
 
 
 def _wait_loaded(loop: ModelLoop, view) -> bool:
@@ -307,6 +307,8 @@ class _Collected:
                 self.error = ev.message
             elif isinstance(ev, RecordingStopped):
                 self.recording_error = ev.message
+            elif isinstance(ev, Notice):
+                print(f"\nnote: {ev.message}", file=sys.stderr)
             elif isinstance(ev, SessionEnded):
                 port.exhausted.set()
 

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import mlx.core as mx
 
+# What a sampling setting may be (front ends check them when they read a command line or a setting).
+MAX_SEED = 2**64 - 1  # mx.random.key takes an unsigned 64-bit seed
+MAX_TEMP = 100.0      # far past any useful temperature: catches typos, not taste
+MAX_TOP_K = 2**20     # past any vocabulary: a k at least the vocabulary samples from every token
+
 
 def sample(logits: mx.array, temp: float, top_k: int, key: mx.array | None) -> mx.array:
     """Draw one token per row of logits [B, V] -> int32 [B].

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from moshi_mlx.cliargs import CliParser, number
 from moshi_mlx.errors import MoshiError
 from moshi_mlx.signals import exit_code
 
 from .convert import DTYPES, Options, Staged, convert
-from .report import FileReport, format_report, verify_and_report
+from .recipes import check_options
+from .report import MAX_REPORT_STEPS, FileReport, check_report_steps, format_report, verify_and_report
 from .source import resolve
 from .writer import output_error
 
@@ -42,7 +44,7 @@ failing the conversion."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m quantize", description=DESCRIPTION, epilog=EPILOG,
+    p = CliParser(prog="python -m quantize", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", metavar="SOURCE",
                    help="PyTorch-layout checkpoint: a .safetensors file, a folder holding model.safetensors "
@@ -57,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--q-group-size", type=int, metavar="N",
                    help="quantization group size (32, 64 or 128); default: 32 for 4 bits, 64 for 8 bits, as "
                         "Kyutai's releases")
-    p.add_argument("--dtype", default="bfloat16", metavar="{" + ",".join(DTYPES) + "}",
+    p.add_argument("--dtype", default="bfloat16", choices=tuple(DTYPES), metavar="{" + ",".join(DTYPES) + "}",
                    help="float dtype of the float file, of the norms and of the scales/biases (default: "
                         "bfloat16, as Kyutai's releases; weights are cast to it before quantizing)")
     p.add_argument("--mixed", action="store_true",
@@ -65,9 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "transformers at 4 bits; clearly better agreement for ~4%% more size at 7B. Such a "
                         "file loads in moshi_mlx, not in Kyutai's moshi_mlx (which quantizes uniformly)")
     p.add_argument("--force", action="store_true", help="replace files already in DIR")
-    p.add_argument("--report-steps", type=int, default=32, metavar="N",
-                   help="teacher-forced steps of the agreement report (default 32; 0: only verify that each "
-                        "file loads and runs)")
+    p.add_argument("--report-steps", type=number(int, 0, MAX_REPORT_STEPS), default=32, metavar="N",
+                   help=f"teacher-forced steps of the agreement report (default 32, at most {MAX_REPORT_STEPS}; "
+                        "0: only verify that each file loads and runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -82,6 +84,7 @@ def run(source: str, out: str | Path, config: str | None = None, opts: Options =
         report_steps: int = 32, download: Callable[..., str] | None = None,
         echo: Callable[[str], object] = print) -> Result:
     """Resolve the source, convert, verify and report, then move the files into `out`."""
+    check_report_steps(report_steps)
     src = resolve(source, config, download)
     echo(f"source: {src.description}\nconfig: {src.config_origin}")
     reports: list[FileReport] = []
@@ -105,13 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as e:  # --help, or a malformed command line (argparse printed why)
+        try:
+            check_options(args.q_bits, args.q_group_size, args.mixed)
+        except MoshiError as e:
+            parser.error(str(e))
+    except SystemExit as e:  # --help, or a malformed command line (the parser printed why)
         return int(e.code or 0)
     opts = Options(bits=args.q_bits, group_size=args.q_group_size, dtype=args.dtype, mixed=args.mixed,
                    force=args.force, progress=not args.no_progress)
-    if args.report_steps < 0:
-        print("error: --report-steps must be 0 or more", file=sys.stderr)
-        return 2
     try:
         run(args.source, args.out, args.config, opts, args.report_steps)
     except MoshiError as e:

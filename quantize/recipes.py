@@ -85,18 +85,23 @@ def recipe_bytes(model: nn.Module, recipe: QuantRecipe | None, float_bytes: int 
     return total
 
 
-def plan_outputs(model: nn.Module, bits: int | None, group_size: int | None, mixed: bool) -> list[Output]:
-    """The files a conversion writes: with `bits`, only that precision; otherwise bf16, q8 and q4.
-
-    Raises:
-        ConfigError: unsupported bits or group size, or --mixed without a 4-bit output.
-    """
+def check_options(bits: int | None, group_size: int | None, mixed: bool) -> None:
+    """ConfigError unless the precision options make sense together (checked as the command line is read)."""
     if bits is not None and bits not in BITS:
         raise ConfigError(f"unsupported bit width {bits}: use 4 or 8 (Kyutai's q4 and q8), or leave it out for all")
     if group_size is not None and group_size not in GROUPS:
         raise ConfigError(f"unsupported group size {group_size}: MLX affine quantization takes {GROUPS}")
     if mixed and bits == 8:
         raise ConfigError("--mixed applies to the 4-bit file: use it with --q-bits 4 or without --q-bits")
+
+
+def plan_outputs(model: nn.Module, bits: int | None, group_size: int | None, mixed: bool) -> list[Output]:
+    """The files a conversion writes: with `bits`, only that precision; otherwise bf16, q8 and q4.
+
+    Raises:
+        ConfigError: unsupported bits or group size, or --mixed without a 4-bit output.
+    """
+    check_options(bits, group_size, mixed)
     outputs = [] if bits is not None else [Output(FILE_NAMES[None], None, "float")]
     for b in (8, 4) if bits is None else (bits,):
         spec = QuantSpec(b, group_size or DEFAULT_GROUP[b])

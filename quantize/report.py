@@ -17,7 +17,7 @@ import mlx.core as mx
 import numpy as np
 
 from moshi_mlx.config import LmConfig
-from moshi_mlx.errors import CheckpointError, MemoryBudgetError
+from moshi_mlx.errors import CheckpointError, ConfigError, MemoryBudgetError
 from moshi_mlx.lm import Lm
 from moshi_mlx.lm_gen import LmGen
 from moshi_mlx.loading_lm import load_lm
@@ -25,6 +25,14 @@ from moshi_mlx.loading_lm import load_lm
 from .writer import size_text
 
 SEED = 20240917
+# Teacher forcing attends over every step at once: memory grows with the square of the steps (30000
+# steps of even a tiny model take tens of GB and minutes). A thousand steps measure agreement well.
+MAX_REPORT_STEPS = 1000
+
+
+def check_report_steps(steps: int) -> None:
+    if not (isinstance(steps, int) and 0 <= steps <= MAX_REPORT_STEPS):
+        raise ConfigError(f"report steps {steps!r} out of range: use 0 to {MAX_REPORT_STEPS}")
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import warnings
 
@@ -213,6 +214,35 @@ def test_config_unknown_keys_warn_and_unsupported_refused():
     with pytest.raises(ConfigError, match="delays"):
         LmConfig.from_kyutai(raw | {"delays": [0, 1]})
     assert np.isclose(LmConfig.from_kyutai(raw).transformer.dim_feedforward, 192)
+
+
+@pytest.mark.parametrize("change,words", [
+    ({"delays": [0, 10**9] + [1] * 15}, "delays entry = 1000000000 is out of range: use a value from 0 to 1000"),
+    ({"num_heads": 0}, "num_heads = 0 is out of range"), ({"num_heads": 3}, "not a multiple of num_heads 3"),
+    ({"context": 0}, "context = 0"), ({"context": None}, "context must be an integer"),
+    ({"hidden_scale": 0}, "hidden_scale = 0 is out of range: use a value above 0"), ({"dim": 128.5}, "dim must be an integer"),
+    ({"dep_q": 0}, "dep_q = 0"), ({"n_q": 10**6}, "n_q = 1000000"), ({"card": 0}, "card = 0"),
+    ({"causal": "yes"}, "causal must be true or false"), ({"depformer_multi_linear": 1}, "true or false"),
+    ({"norm": "batch"}, "norm = 'batch' is not supported: use one of layer_norm"),
+    ({"depformer_gating": "none"}, "depformer_gating = 'none'"), ({"layer_scale": -1.0}, "layer_scale = -1.0"),
+    ({"max_period": 0}, "max_period = 0"), ({"depformer_num_heads": 5}, "depformer transformer"),
+    ({"existing_text_padding_id": 48}, "existing_text_padding_id = 48"),
+])  # fmt: skip
+def test_config_values_are_checked_when_read(change, words):
+    """Each absurd value: one ConfigError naming the key, the value and what is allowed, before any build."""
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        LmConfig.from_kyutai(json.loads(CONFIG.read_text()) | change, "config.json")
+
+
+def test_json_that_no_config_holds_is_refused(tmp_path):
+    for text, words in (("[" * 100_000 + "]" * 100_000, "nested too deeply"), ('{"dim": NaN}', "NaN"), ("{", "not valid")):
+        (tmp_path / "c.json").write_text(text)
+        with pytest.raises(ConfigError, match=words):
+            LmConfig.from_json(tmp_path / "c.json")
+    header = b'{"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    (tmp_path / "m.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(CheckpointError, match="nested too deeply"):
+        read_header(tmp_path / "m.safetensors")
 
 
 @pytest.mark.parametrize("name,advice", [("torch", "Use the 4-bit"), ("mlx_q4", "already the 4-bit")])

@@ -96,7 +96,8 @@ def test_mismatched_checkpoint_names_tensors(tmp_path) -> None:
     msg = str(err.value)
     assert "missing tensors (1)" in msg and "decoder.model.14.bias" in msg
     assert "unexpected tensors (1)" in msg and "encoder.model.99.weight" in msg
-    assert "downsample.conv.weight: file (3, 32, 32), model (4, 32, 32)" in msg
+    assert "downsample.conv.weight (file (3, 32, 32), model (4, 32, 32))" in msg
+    assert "\n" not in msg  # one line
 
 
 def test_checkpoint_for_another_config_is_rejected(tmp_path) -> None:
@@ -151,3 +152,25 @@ def test_config_errors() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         MimiConfig.from_kyutai(raw)                   # the shipped schema has no unknown keys
+
+
+def test_seanet_keys_left_out_take_the_released_mimi_values() -> None:
+    from moshi_mlx.config import SeanetConfig
+
+    # the released Mimi's last kernel is 3 (the reference's _seanet_kwargs), whichever way it is built
+    assert SeanetConfig.from_kyutai({"dimension": 512, "n_filters": 64}) == SeanetConfig()
+    assert SeanetConfig().last_kernel_size == MimiConfig.preset().seanet.last_kernel_size == 3
+
+
+def test_config_values_are_checked_when_read() -> None:
+    raw = json.loads(TINY_CONFIG.read_text())
+    for section, key, value, words in [
+        ("seanet", "ratios", [8, 0], "ratios entry = 0"), ("seanet", "kernel_size", 10**6, "kernel_size = 1000000"),
+        ("seanet", "n_filters", "64", "must be an integer"), ("quantizer", "bins", 0, "bins = 0"),
+        ("transformer", "num_heads", 0, "num_heads = 0"), ("transformer", "context", 0, "context = 0"),
+        ("transformer", "causal", "yes", "true or false"), ("transformer", "norm", "batch_norm", "layer_norm"),
+    ]:  # fmt: skip
+        with pytest.raises(ConfigError, match=words):
+            MimiConfig.from_kyutai({**raw, section: {**raw[section], key: value}})
+    with pytest.raises(ConfigError, match="frame_rate = 0"):
+        MimiConfig.from_kyutai({**raw, "frame_rate": 0})

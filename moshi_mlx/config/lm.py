@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from .common import PRESETS, read_json_object
-from .transformer import TransformerConfig
+from .common import (MAX_CARD, MAX_CONTEXT, MAX_DELAY, MAX_FEEDFORWARD, MAX_HIDDEN_SCALE, MAX_LAYER_SCALE,
+                     MAX_LAYERS, MAX_PERIOD, MAX_STREAMS, MAX_WIDTH, PRESETS, Fields, read_json_object, show_value)
+from .transformer import GATINGS, NORMS, POSITIONAL, TransformerConfig
+
+_LM_GATINGS = tuple(g for g in GATINGS if g != "none")  # the LM's MLPs are gated
+
+
+def _stack(source: str, which: str, fields: dict) -> TransformerConfig:
+    """A transformer of the LM; a broken invariant (heads that do not divide the width) names the stack."""
+    try:
+        return TransformerConfig(**fields)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {which}transformer: {e}") from None
+
 
 @dataclass(frozen=True)
 class DepformerConfig:
@@ -126,95 +137,89 @@ class LmConfig:
 
     @classmethod
     def from_kyutai(cls, raw: dict, source: str = "LM config") -> "LmConfig":
-        """Read Kyutai's JSON schema (`configs/moshi_7b_202409.json`); warn on keys it does not know."""
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{source}: expected a JSON object, got {type(raw).__name__}")
-        unknown = sorted(set(raw) - _LM_USED_KEYS - set(_LM_IGNORED_KEYS) - set(_LM_UNSUPPORTED))
-        if unknown:
-            warnings.warn(f"{source}: ignoring unknown keys {unknown}", stacklevel=2)
+        """Read Kyutai's JSON schema (`configs/moshi_7b_202409.json`); warn on keys it does not know.
+
+        Every value is checked for type and range here, before anything is built (ConfigError naming it).
+        """
+        f = Fields(raw, source)
+        f.check_keys(_LM_USED_KEYS, set(_LM_IGNORED_KEYS) | set(_LM_UNSUPPORTED))
         for key, inactive in _LM_UNSUPPORTED.items():
             if raw.get(key, inactive) not in (inactive, {}, []):
                 raise ConfigError(
-                    f"{source}: {key}={raw[key]!r} is not supported by this port (only Moshi-style models "
+                    f"{source}: {key}={show_value(raw[key])} is not supported by this port (only Moshi-style models "
                     f"without it are); remove the key or use Kyutai's PyTorch package for this model."
                 )
 
         kind = raw.get("model_type", "moshi")
         if kind != "moshi":
             raise ConfigError(
-                f"{source}: model_type {kind!r} is not a Moshi dialogue model (model_type 'moshi'), the only kind "
-                "this port runs; use Kyutai's own packages for it."
+                f"{source}: model_type {show_value(kind)} is not a Moshi dialogue model (model_type 'moshi'), the only "
+                "kind this port runs; use Kyutai's own packages for it."
             )
-
-        def need(key: str):
-            if key not in raw:
-                raise ConfigError(f"{source}: missing required key {key!r}")
-            return raw[key]
-
-        try:
-            dim = int(need("dim"))
-            if not bool(raw.get("causal", True)):
-                raise ConfigError(f"{source}: causal=false cannot stream; Moshi's LM is causal")
-            if not bool(raw.get("depformer_weights_per_step", True)):
-                raise ConfigError(
-                    f"{source}: depformer_weights_per_step=false is not supported (the reference cannot "
-                    "stream such a depformer either)"
-                )
-            text_card = int(need("text_card"))
-            if raw.get("text_card_out", text_card) not in (None, text_card):
-                raise ConfigError(f"{source}: text_card_out different from text_card is not supported")
-            temporal = TransformerConfig(
-                d_model=dim,
-                num_heads=int(need("num_heads")),
-                num_layers=int(need("num_layers")),
-                dim_feedforward=int(float(need("hidden_scale")) * dim),
+        if not f.flag("causal", True):
+            raise ConfigError(f"{source}: causal=false cannot stream; Moshi's LM is causal")
+        if not f.flag("depformer_weights_per_step", True):
+            raise ConfigError(
+                f"{source}: depformer_weights_per_step=false is not supported (the reference cannot "
+                "stream such a depformer either)"
+            )
+        dim = f.int("dim", 1, MAX_WIDTH)
+        text_card = f.int("text_card", 1, MAX_CARD)
+        if raw.get("text_card_out", text_card) not in (None, text_card):
+            raise ConfigError(f"{source}: text_card_out different from text_card is not supported")
+        hidden_scale = f.float("hidden_scale", 0.0, MAX_HIDDEN_SCALE, lo_open=True)
+        n_q = f.int("n_q", 1, MAX_STREAMS)
+        dep_q = f.int("dep_q", 1, n_q)
+        layer_scale = f.float("layer_scale", 0.0, MAX_LAYER_SCALE, None, lo_open=True, nullable=True)
+        temporal = _stack(source, "", dict(
+            d_model=dim,
+            num_heads=f.int("num_heads", 1, dim),
+            num_layers=f.int("num_layers", 1, MAX_LAYERS),
+            dim_feedforward=int(hidden_scale * dim),
+            causal=True,
+            context=f.int("context", 1, MAX_CONTEXT),
+            max_period=f.float("max_period", 0.0, MAX_PERIOD, 10_000.0, lo_open=True),
+            norm=f.choice("norm", NORMS, "layer_norm"),
+            gating=f.choice("gating", _LM_GATINGS, "none"),
+            positional_embedding=f.choice("positional_embedding", POSITIONAL, "sin"),
+            layer_scale=layer_scale,
+        ))  # fmt: skip
+        dep_dim = f.int("depformer_dim", 1, MAX_WIDTH)
+        dep_ff = raw.get("depformer_dim_feedforward")
+        if isinstance(dep_ff, list):
+            sizes = f.ints("depformer_dim_feedforward", 1, MAX_FEEDFORWARD, max_len=MAX_STREAMS)
+            if len(set(sizes)) != 1:
+                raise ConfigError(f"{source}: per-step depformer_dim_feedforward lists are not supported")
+            dep_ff = sizes[0]
+        elif dep_ff is None:
+            dep_ff = int(hidden_scale * dep_dim)
+        else:
+            dep_ff = f.int("depformer_dim_feedforward", 1, MAX_FEEDFORWARD)
+        depformer = DepformerConfig(
+            transformer=_stack(source, "depformer ", dict(
+                d_model=dep_dim,
+                num_heads=f.int("depformer_num_heads", 1, dep_dim),
+                num_layers=f.int("depformer_num_layers", 1, MAX_LAYERS, temporal.num_layers),
+                dim_feedforward=dep_ff,
                 causal=True,
-                context=int(need("context")),
-                max_period=float(raw.get("max_period", 10_000)),
-                norm=str(raw.get("norm", "layer_norm")),
-                gating=str(raw.get("gating", "none")),
-                positional_embedding=str(raw.get("positional_embedding", "sin")),
-                layer_scale=raw.get("layer_scale"),
-            )
-            dep_dim = int(need("depformer_dim"))
-            dep_ff = raw.get("depformer_dim_feedforward")
-            if isinstance(dep_ff, list):
-                if len(set(dep_ff)) != 1:
-                    raise ConfigError(f"{source}: per-step depformer_dim_feedforward lists are not supported")
-                dep_ff = dep_ff[0]
-            if dep_ff is None:
-                dep_ff = int(float(need("hidden_scale")) * dep_dim)
-            dep_q = int(need("dep_q"))
-            depformer = DepformerConfig(
-                transformer=TransformerConfig(
-                    d_model=dep_dim,
-                    num_heads=int(need("depformer_num_heads")),
-                    num_layers=int(raw.get("depformer_num_layers", temporal.num_layers)),
-                    dim_feedforward=int(dep_ff),
-                    causal=True,
-                    context=dep_q,
-                    max_period=float(raw.get("depformer_max_period", temporal.max_period)),
-                    norm=temporal.norm,
-                    gating=str(raw.get("depformer_gating", temporal.gating)),
-                    positional_embedding=str(raw.get("depformer_pos_emb", "sin")),
-                    layer_scale=raw.get("depformer_layer_scale", temporal.layer_scale),
-                ),
-                num_slices=dep_q,
-                multi_linear=bool(raw.get("depformer_multi_linear", False)),
-            )
-            if temporal.gating == "none" or depformer.transformer.gating == "none":
-                raise ConfigError(f"{source}: only gated MLPs (gating='silu', ...) are supported in the LM")
-            return cls(
-                transformer=temporal,
-                depformer=depformer,
-                text_card=text_card,
-                card=int(need("card")),
-                n_q=int(need("n_q")),
-                delays=tuple(int(d) for d in need("delays")),
-                existing_text_padding_id=int(raw.get("existing_text_padding_id", 3)),
-            )
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"{source}: malformed value ({e})") from None
+                context=dep_q,
+                max_period=f.float("depformer_max_period", 0.0, MAX_PERIOD, temporal.max_period, lo_open=True),
+                norm=temporal.norm,
+                gating=f.choice("depformer_gating", _LM_GATINGS, temporal.gating),
+                positional_embedding=f.choice("depformer_pos_emb", POSITIONAL, "sin"),
+                layer_scale=f.float("depformer_layer_scale", 0.0, MAX_LAYER_SCALE, layer_scale, lo_open=True,
+                                    nullable=True),
+            )),  # fmt: skip
+            num_slices=dep_q,
+            multi_linear=f.flag("depformer_multi_linear", False),
+        )
+        fields = dict(transformer=temporal, depformer=depformer, text_card=text_card, card=f.int("card", 1, MAX_CARD),
+                      n_q=n_q, delays=f.ints("delays", 0, MAX_DELAY),
+                      existing_text_padding_id=f.int("existing_text_padding_id", 0, text_card - 1, 3))  # fmt: skip
+        try:
+            return cls(**fields)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "LmConfig":

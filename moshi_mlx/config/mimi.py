@@ -3,38 +3,12 @@
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, replace
 
 from ..errors import ConfigError
-from .common import PRESETS, read_json_object
-from .transformer import TransformerConfig
-
-def _check_keys(raw: dict, where: str, used: set[str], ignored: set[str]) -> None:
-    """Every key is used or explicitly ignored; unknown keys are reported, not silently dropped."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a JSON object, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - used - ignored)
-    if unknown:
-        warnings.warn(f"{where}: ignoring unknown keys {unknown}", stacklevel=3)
-
-
-def _require(raw: dict, where: str, key: str, allowed: tuple) -> None:
-    if key in raw and raw[key] not in allowed:
-        raise ConfigError(f"{where}: {key}={raw[key]!r} is not supported by this port (supported: {allowed})")
-
-
-def _get(raw: dict, where: str, key: str, default=None, kind: type = int):
-    if key not in raw:
-        if default is None:
-            raise ConfigError(f"{where}: missing key {key!r}")
-        return default
-    value = raw[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{where}: {key} must be {kind.__name__}, got {value!r}")
-    return value
+from .common import (MAX_CARD, MAX_CONTEXT, MAX_FEEDFORWARD, MAX_KERNEL, MAX_LAYER_SCALE, MAX_LAYERS, MAX_PERIOD,
+                     MAX_RATE, MAX_RESIDUAL, MAX_RATIO, MAX_STREAMS, MAX_WIDTH, PRESETS, Fields, read_json_object)
+from .transformer import GATINGS, NORMS, POSITIONAL, TransformerConfig
 
 
 @dataclass(frozen=True)
@@ -66,36 +40,33 @@ class SeanetConfig:
 
     @classmethod
     def from_kyutai(cls, raw: dict) -> SeanetConfig:
-        where = "mimi config 'seanet'"
-        used = {"channels", "dimension", "n_filters", "n_residual_layers", "ratios", "kernel_size",
-                "residual_kernel_size", "last_kernel_size", "dilation_base", "compress", "pad_mode",
-                "causal", "activation", "activation_params", "norm", "true_skip"}
-        ignored = {"disable_norm_outer_blocks", "norm_params", "trim_right_ratio", "final_activation",
-                   "final_activation_params"}
-        _check_keys(raw, where, used, ignored)
-        _require(raw, where, "causal", (True,))
-        _require(raw, where, "activation", ("ELU",))
-        _require(raw, where, "norm", ("none",))  # released weights have weight norm folded in
-        _require(raw, where, "true_skip", (True,))
-        _require(raw, where, "trim_right_ratio", (1.0,))
-        _require(raw, where, "final_activation", (None,))
+        """A key left out takes the released Mimi's value (the reference's `_seanet_kwargs`)."""
+        f, d = Fields(raw, "mimi config 'seanet'"), cls()
+        f.check_keys({"channels", "dimension", "n_filters", "n_residual_layers", "ratios", "kernel_size",
+                      "residual_kernel_size", "last_kernel_size", "dilation_base", "compress", "pad_mode",
+                      "causal", "activation", "activation_params", "norm", "true_skip"},
+                     {"disable_norm_outer_blocks", "norm_params", "trim_right_ratio", "final_activation",
+                      "final_activation_params"})  # fmt: skip
+        f.require("causal", (True,))
+        f.require("activation", ("ELU",))
+        f.require("norm", ("none",))  # released weights have weight norm folded in
+        f.require("true_skip", (True,))
+        f.require("trim_right_ratio", (1.0,))
+        f.require("final_activation", (None,))
         if raw.get("activation_params", {"alpha": 1.0}) != {"alpha": 1.0}:
-            raise ConfigError(f"{where}: only ELU with alpha 1.0 is supported")
-        ratios = raw.get("ratios", [8, 6, 5, 4])
-        if not isinstance(ratios, list) or not all(isinstance(r, int) for r in ratios):
-            raise ConfigError(f"{where}: ratios must be a list of integers, got {ratios!r}")
+            raise f.error("only ELU with alpha 1.0 is supported")
         return cls(
-            channels=_get(raw, where, "channels", 1),
-            dimension=_get(raw, where, "dimension"),
-            n_filters=_get(raw, where, "n_filters"),
-            n_residual_layers=_get(raw, where, "n_residual_layers", 1),
-            ratios=tuple(ratios),
-            kernel_size=_get(raw, where, "kernel_size", 7),
-            residual_kernel_size=_get(raw, where, "residual_kernel_size", 3),
-            last_kernel_size=_get(raw, where, "last_kernel_size", 7),
-            dilation_base=_get(raw, where, "dilation_base", 2),
-            compress=_get(raw, where, "compress", 2),
-            pad_mode=_get(raw, where, "pad_mode", "constant", str),
+            channels=f.int("channels", 1, 16, d.channels),
+            dimension=f.int("dimension", 1, MAX_WIDTH),
+            n_filters=f.int("n_filters", 1, MAX_WIDTH),
+            n_residual_layers=f.int("n_residual_layers", 0, MAX_RESIDUAL, d.n_residual_layers),
+            ratios=f.ints("ratios", 1, MAX_RATIO, d.ratios, max_len=8),
+            kernel_size=f.int("kernel_size", 1, MAX_KERNEL, d.kernel_size),
+            residual_kernel_size=f.int("residual_kernel_size", 1, MAX_KERNEL, d.residual_kernel_size),
+            last_kernel_size=f.int("last_kernel_size", 1, MAX_KERNEL, d.last_kernel_size),
+            dilation_base=f.int("dilation_base", 1, MAX_RESIDUAL, d.dilation_base),
+            compress=f.int("compress", 1, MAX_RATIO, d.compress),
+            pad_mode=f.choice("pad_mode", ("constant", "replicate"), d.pad_mode),
         )
 
 
@@ -116,53 +87,51 @@ class QuantizerConfig:
 
     @classmethod
     def from_kyutai(cls, raw: dict) -> QuantizerConfig:
-        where = "mimi config 'quantizer'"
-        used = {"dimension", "n_q", "bins", "input_dimension", "output_dimension", "n_q_semantic"}
-        ignored = {"q_dropout", "no_quantization_rate", "decay", "threshold_usage_ratio", "replaced_usage_ratio"}
-        _check_keys(raw, where, used, ignored)
-        dim = _get(raw, where, "dimension")
+        f = Fields(raw, "mimi config 'quantizer'")
+        f.check_keys({"dimension", "n_q", "bins", "input_dimension", "output_dimension", "n_q_semantic"},
+                     {"q_dropout", "no_quantization_rate", "decay", "threshold_usage_ratio", "replaced_usage_ratio"})
+        dim = f.int("dimension", 1, MAX_WIDTH)
+        n_q = f.int("n_q", 2, MAX_STREAMS)
         return cls(
             dimension=dim,
-            n_q=_get(raw, where, "n_q"),
-            bins=_get(raw, where, "bins"),
-            input_dimension=raw.get("input_dimension") or dim,
-            output_dimension=raw.get("output_dimension") or dim,
-            n_q_semantic=_get(raw, where, "n_q_semantic", 1),
+            n_q=n_q,
+            bins=f.int("bins", 1, MAX_CARD),
+            input_dimension=f.int("input_dimension", 0, MAX_WIDTH, None, nullable=True) or dim,  # 0/null: `dimension`
+            output_dimension=f.int("output_dimension", 0, MAX_WIDTH, None, nullable=True) or dim,
+            n_q_semantic=f.int("n_q_semantic", 1, n_q - 1, 1),
         )
 
 
 def _mimi_transformer_from_kyutai(raw: dict, dimension: int) -> TransformerConfig:
-    where = "mimi config 'transformer'"
-    used = {"d_model", "num_heads", "num_layers", "dim_feedforward", "causal", "context", "max_period",
-            "norm", "gating", "positional_embedding", "layer_scale", "input_dimension", "output_dimensions",
-            "conv_layout"}
-    ignored = {"bias_ff", "bias_attn", "kv_repeat"}
-    _check_keys(raw, where, used, ignored)
-    _require(raw, where, "bias_ff", (False,))
-    _require(raw, where, "bias_attn", (False,))
-    _require(raw, where, "kv_repeat", (1,))
-    if raw.get("input_dimension", dimension) != dimension or list(raw.get("output_dimensions", [dimension])) != [
-        dimension
-    ]:
-        raise ConfigError(
-            f"{where}: input_dimension and output_dimensions must be the SEANet dimension {dimension} "
-            f"(got {raw.get('input_dimension')}, {raw.get('output_dimensions')})"
-        )
-    layer_scale = raw.get("layer_scale")
+    f = Fields(raw, "mimi config 'transformer'")
+    f.check_keys({"d_model", "num_heads", "num_layers", "dim_feedforward", "causal", "context", "max_period", "norm",
+                  "gating", "positional_embedding", "layer_scale", "input_dimension", "output_dimensions",
+                  "conv_layout"}, {"bias_ff", "bias_attn", "kv_repeat"})  # fmt: skip
+    f.require("bias_ff", (False,))
+    f.require("bias_attn", (False,))
+    f.require("kv_repeat", (1,))
+    if raw.get("input_dimension", dimension) != dimension or raw.get("output_dimensions", [dimension]) != [dimension]:
+        raise f.error(f"input_dimension and output_dimensions must be the SEANet dimension {dimension} "
+                      f"(got {raw.get('input_dimension')}, {raw.get('output_dimensions')})")  # fmt: skip
+    d_model = f.int("d_model", 1, MAX_WIDTH)
     context = raw.get("context")
-    return TransformerConfig(
-        d_model=_get(raw, where, "d_model"),
-        num_heads=_get(raw, where, "num_heads"),
-        num_layers=_get(raw, where, "num_layers"),
-        dim_feedforward=_get(raw, where, "dim_feedforward"),
-        causal=bool(raw.get("causal", True)),
-        context=None if context is None else _get(raw, where, "context"),
-        max_period=_get(raw, where, "max_period", 10_000.0, float),
-        norm=_get(raw, where, "norm", "layer_norm", str),
-        gating=_get(raw, where, "gating", "none", str),
-        positional_embedding=_get(raw, where, "positional_embedding", "rope", str),
-        layer_scale=None if layer_scale is None else _get(raw, where, "layer_scale", kind=float),
+    fields = dict(
+        d_model=d_model,
+        num_heads=f.int("num_heads", 1, d_model),
+        num_layers=f.int("num_layers", 1, MAX_LAYERS),
+        dim_feedforward=f.int("dim_feedforward", 1, MAX_FEEDFORWARD),
+        causal=f.flag("causal", True),
+        context=None if context is None else f.int("context", 1, MAX_CONTEXT),
+        max_period=f.float("max_period", 0.0, MAX_PERIOD, 10_000.0, lo_open=True),
+        norm=f.choice("norm", NORMS, "layer_norm"),
+        gating=f.choice("gating", GATINGS, "none"),
+        positional_embedding=f.choice("positional_embedding", POSITIONAL, "rope"),
+        layer_scale=f.float("layer_scale", 0.0, MAX_LAYER_SCALE, None, lo_open=True, nullable=True),
     )
+    try:
+        return TransformerConfig(**fields)
+    except ConfigError as e:
+        raise f.error(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -223,22 +192,22 @@ class MimiConfig:
     @classmethod
     def from_kyutai(cls, raw: dict, num_codebooks: int = 8) -> MimiConfig:
         """Read Kyutai's mimi config schema (the reference's `_mimi_config`: seanet/quantizer/transformer)."""
-        where = "mimi config"
-        _check_keys(raw, where, {"sample_rate", "channels", "frame_rate", "seanet", "quantizer", "transformer"},
-                    set())
+        f = Fields(raw, "mimi config")
+        f.check_keys({"sample_rate", "channels", "frame_rate", "seanet", "quantizer", "transformer"}, ())
         for key in ("seanet", "quantizer", "transformer"):
             if not isinstance(raw.get(key), dict):
-                raise ConfigError(f"{where}: missing or malformed {key!r} section")
+                raise f.error(f"missing or malformed {key!r} section")
         seanet = SeanetConfig.from_kyutai(raw["seanet"])
-        return cls(
-            seanet=seanet,
-            quantizer=QuantizerConfig.from_kyutai(raw["quantizer"]),
-            transformer=_mimi_transformer_from_kyutai(raw["transformer"], seanet.dimension),
-            sample_rate=_get(raw, where, "sample_rate", 24_000),
-            channels=_get(raw, where, "channels", 1),
-            frame_rate=_get(raw, where, "frame_rate", 12.5, float),
-            num_codebooks=num_codebooks,
-        )
+        sample_rate = f.int("sample_rate", 1, MAX_RATE, 24_000)
+        fields = dict(seanet=seanet, quantizer=QuantizerConfig.from_kyutai(raw["quantizer"]),
+                      transformer=_mimi_transformer_from_kyutai(raw["transformer"], seanet.dimension),
+                      sample_rate=sample_rate, channels=f.int("channels", 1, 16, 1),
+                      frame_rate=f.float("frame_rate", 0.0, sample_rate, 12.5, lo_open=True),
+                      num_codebooks=num_codebooks)  # fmt: skip
+        try:
+            return cls(**fields)
+        except ConfigError as e:
+            raise f.error(str(e)) from None
 
     @classmethod
     def preset(cls, name: str = "mimi_202407", num_codebooks: int = 8) -> MimiConfig:

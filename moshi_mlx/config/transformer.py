@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..errors import ConfigError
 
 NORMS = ("layer_norm", "layer_norm_f32", "rms_norm", "rms_norm_f32")
+POSITIONAL = ("rope", "none")
 GATINGS = ("none", "silu", "gelu", "relu", "sigmoid", "tanh", "elu", "leaky_relu", "mish", "softsign", "identity")
 
 
@@ -27,13 +28,23 @@ class TransformerConfig:
     layer_scale: float | None = None      # None: no LayerScale parameters
 
     def __post_init__(self) -> None:
+        for name in ("d_model", "num_heads", "num_layers", "dim_feedforward"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.context is not None and self.context < 1:
+            raise ConfigError(f"context must be at least 1 step, got {self.context}")
         if self.d_model % self.num_heads:
             raise ConfigError(f"d_model {self.d_model} is not a multiple of num_heads {self.num_heads}")
+        if self.positional_embedding == "rope" and self.head_dim % 2:
+            raise ConfigError(f"RoPE needs an even head size; d_model {self.d_model} / num_heads {self.num_heads} "
+                              f"= {self.head_dim}")
+        if self.gating != "none" and self.gating_hidden < 1:
+            raise ConfigError(f"dim_feedforward {self.dim_feedforward} leaves no hidden units in the gated MLP")
         if self.norm not in NORMS:
             raise ConfigError(f"unknown norm {self.norm!r}; expected one of {NORMS}")
         if self.gating not in GATINGS:
             raise ConfigError(f"unknown gating {self.gating!r}; expected one of {GATINGS}")
-        if self.positional_embedding not in ("rope", "none"):
+        if self.positional_embedding not in POSITIONAL:
             raise ConfigError(
                 f"positional_embedding {self.positional_embedding!r} is not supported; use 'rope' or 'none'"
             )

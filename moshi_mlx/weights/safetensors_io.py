@@ -6,7 +6,6 @@ JSON header at the start of the file (8-byte little-endian length, then JSON).
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 import tempfile
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import mlx.core as mx
 
+from ..config.common import parse_json
 from ..errors import CheckpointError
 
 _MAX_HEADER = 100 * 1024 * 1024
@@ -52,9 +52,9 @@ def read_header(path: str | os.PathLike) -> dict[str, TensorInfo]:
                 "Pass a .safetensors checkpoint as released by Kyutai or written by `python -m quantize`."
             )
         try:
-            header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{path}: not a safetensors file (header is not JSON: {e}).") from None
+            header = parse_json(f.read(n))
+        except ValueError as e:
+            raise CheckpointError(f"{path}: not a safetensors file (header is not valid JSON: {e}).") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: not a safetensors file (header is not a JSON object).")
     out: dict[str, TensorInfo] = {}
@@ -63,10 +63,13 @@ def read_header(path: str | os.PathLike) -> dict[str, TensorInfo]:
         if name == "__metadata__":
             continue
         try:
-            out[name] = TensorInfo(str(meta["dtype"]), tuple(int(d) for d in meta["shape"]))
-            end = max(end, int(meta["data_offsets"][1]))
+            shape, (start, stop) = tuple(int(d) for d in meta["shape"]), map(int, meta["data_offsets"])
+            if min(shape, default=0) < 0 or not 0 <= start <= stop:
+                raise ValueError
+            out[name] = TensorInfo(str(meta["dtype"]), shape)
+            end = max(end, stop)
         except (KeyError, TypeError, ValueError, IndexError):
-            raise CheckpointError(f"{path}: malformed safetensors header entry for {name!r}.") from None
+            raise CheckpointError(f"{path}: malformed safetensors header entry for {name[:80]!r}.") from None
     if 8 + n + end > size:
         raise CheckpointError(
             f"{path}: truncated: the header describes {8 + n + end} bytes but the file has {size}. "

@@ -8,36 +8,50 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from ..errors import CheckpointError
 
-_MAX_LISTED = 12
+_MAX_LISTED = 8  # names shown per kind of mismatch (the error is one line)
+
+
+def _floating(dtype: mx.Dtype) -> bool:
+    return mx.issubdtype(dtype, mx.floating)
+
+
+def _name(dtype: mx.Dtype) -> str:
+    return str(dtype).removeprefix("mlx.core.")
 
 
 def _listing(title: str, items: list[str]) -> str:
     shown = items[:_MAX_LISTED]
-    more = f"\n    ... and {len(items) - len(shown)} more" if len(items) > len(shown) else ""
-    return f"  {title} ({len(items)}):\n" + "\n".join(f"    {s}" for s in shown) + more
+    more = f" and {len(items) - len(shown)} more" if len(items) > len(shown) else ""
+    return f"{title} ({len(items)}): " + ", ".join(shown) + more
 
 
 def check_fits(model: nn.Module, weights: dict[str, mx.array], source: str, hint: str = "") -> None:
-    """Raise CheckpointError listing missing, unexpected and mis-shaped tensors."""
-    expected = {k: v.shape for k, v in tree_flatten(model.parameters())}
+    """Raise CheckpointError listing missing, unexpected, mis-shaped and mistyped tensors.
+
+    Mistyped: integers where the model holds floats (an int32 weight would load, be cast and silently
+    change the output), or floats where it holds integers (packed quantized weights).
+    """
+    params = dict(tree_flatten(model.parameters()))
+    expected = {k: v.shape for k, v in params.items()}
     missing = sorted(k for k in expected if k not in weights)
     extra = sorted(k for k in weights if k not in expected)
     misshaped = sorted(
-        f"{k}: file {tuple(weights[k].shape)}, model {tuple(expected[k])}"
+        f"{k} (file {tuple(weights[k].shape)}, model {tuple(expected[k])})"
         for k in expected
         if k in weights and tuple(weights[k].shape) != tuple(expected[k])
     )
-    if not (missing or extra or misshaped):
+    mistyped = sorted(
+        f"{k} (file {_name(weights[k].dtype)}, model {_name(params[k].dtype)})"
+        for k in expected
+        if k in weights and _floating(weights[k].dtype) != _floating(params[k].dtype)
+    )
+    if not (missing or extra or misshaped or mistyped):
         return
-    parts = [f"{source} does not fit the model configuration:"]
-    if missing:
-        parts.append(_listing("missing tensors", missing))
-    if extra:
-        parts.append(_listing("unexpected tensors", extra))
-    if misshaped:
-        parts.append(_listing("tensors of the wrong shape", misshaped))
-    parts.append(hint or "Check that the weights and the config (--config) belong to the same model.")
-    raise CheckpointError("\n".join(parts))
+    found = [_listing(title, items) for title, items in (
+        ("missing tensors", missing), ("unexpected tensors", extra), ("tensors of the wrong shape", misshaped),
+        ("tensors of the wrong type (integer where float belongs, or the reverse)", mistyped)) if items]  # fmt: skip
+    hint = hint or "Check that the weights and the config (--config) belong to the same model."
+    raise CheckpointError(f"{source} does not fit the model configuration: {'; '.join(found)}. {hint}")
 
 
 def load_strict(model: nn.Module, weights: dict[str, mx.array], source: str, hint: str = "") -> None:

@@ -1,0 +1,44 @@
+"""The command-line parser every program here uses: a bad command line gets one line, checked numbers.
+
+argparse prints a usage block and `prog: error: ...`; `CliParser` prints exactly
+`error: <what was wrong> (see --help)` and exits with status 2 (bad input, nothing done), like every
+other error of `run`, `quantize`, `bench` and the app. `number(...)` is an argparse `type` that refuses
+values out of range (and NaN or infinity) while the command line is read, before any model loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Callable, NoReturn
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse.ArgumentParser whose errors are one `error: ... (see --help)` line, exit status 2.
+
+    Sub-command parsers (`add_subparsers`) are of this class too.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def number(kind: type[int] | type[float], lo: int | float, hi: int | float) -> Callable[[str], int | float]:
+    """An argparse `type`: an int, or a finite float, from `lo` to `hi` (both included)."""
+    what = "an integer" if kind is int else "a number"
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be {what} from {_show(lo)} to {_show(hi)}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _show(x: int | float) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)

@@ -1,0 +1,302 @@
+"""Bad input to `python -m moshi_mlx.run` and `python -m quantize`, as a person gives it: one table of cases.
+
+Each case names the program, its arguments, the exit code it must end with and words its one `error:`
+line must hold; `setup` writes what the case needs into its temporary folder (a broken config, a
+checkpoint with a wrong tensor). Every case also checks that no traceback appeared, that every file
+that existed before the run is unchanged (nothing lost or overwritten) and that no file appeared.
+
+Placeholders in the arguments: {tmp} is the case's folder, {e2e} the tiny real model (Kyutai's MLX
+layout), {lm} the small PyTorch-layout checkpoint folder; {tmp}/in.wav and {tmp}/out.wav exist before
+every case (out.wav holds a previous answer that must survive).
+
+Cases run in-process through `main(argv)` (cheap; stderr and the exit code are what a person sees)
+unless `subprocess=True`, which runs `python -m ...` for real: use it for a few cases per kind, as each
+costs a second or more. To add a case, append a row to CASES.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+import pytest
+import soundfile as sf
+
+from support.cli import E2E, REPO, Ran, assert_one_line_error, run_module
+
+LM = REPO / "tests" / "assets" / "lm"
+PLACES = {"e2e": str(E2E), "lm": str(LM)}
+RUN, QUANTIZE = "moshi_mlx.run", "quantize"
+FILE_MODE = ("--hf-repo", "{e2e}", "--input", "{tmp}/in.wav", "--output", "{tmp}/out.wav")
+QUANT = ("{lm}/lm_small_torch.safetensors", "--config", "{lm}/lm_small.json", "--out", "{tmp}/q",
+         "--no-progress", "--report-steps", "2")  # fmt: skip
+
+
+# -- setups: write what a case needs into its folder -------------------------------------------
+def _config(path: Path, src: Path = E2E / "config.json", **changes) -> None:
+    raw = json.loads(src.read_text())
+    raw.update(changes)
+    path.write_text(json.dumps(raw))
+
+
+def lm_config(**changes) -> Callable[[Path], None]:
+    """{tmp}/bad.json: the e2e model's LM config with `changes`."""
+    return lambda tmp: _config(tmp / "bad.json", **changes)
+
+
+def quant_config(**changes) -> Callable[[Path], None]:
+    """{tmp}/bad.json: the small PyTorch checkpoint's LM config with `changes`."""
+    return lambda tmp: _config(tmp / "bad.json", LM / "lm_small.json", **changes)
+
+
+def text_file(name: str, text: str) -> Callable[[Path], None]:
+    return lambda tmp: (tmp / name).write_text(text)
+
+
+def repo_copy(tmp: Path) -> Path:
+    """{tmp}/repo: a copy of the e2e model folder (1.3 MB; links out of a model folder are refused), where a
+    case replaces the file it breaks."""
+    repo = tmp / "repo"
+    shutil.copytree(E2E, repo)
+    return repo
+
+
+def mimi_config(section: str, **changes) -> Callable[[Path], None]:
+    def setup(tmp: Path) -> None:
+        repo = repo_copy(tmp)
+        raw = json.loads((E2E / "mimi_config.json").read_text())
+        raw[section].update(changes)
+        (repo / "mimi_config.json").unlink()
+        (repo / "mimi_config.json").write_text(json.dumps(raw))
+
+    return setup
+
+
+def int32_tensor(file: str, name: str) -> Callable[[Path], None]:
+    """{tmp}/repo with one float tensor of `file` stored as int32 (it would load, silently changed)."""
+
+    def setup(tmp: Path) -> None:
+        repo = repo_copy(tmp)
+        tensors = dict(mx.load(str(E2E / file)))
+        assert mx.issubdtype(tensors[name].dtype, mx.floating)
+        tensors[name] = tensors[name].astype(mx.int32)
+        (repo / file).unlink()
+        mx.save_safetensors(str(repo / file), tensors)
+
+    return setup
+
+
+def nested_header(tmp: Path) -> None:
+    """{tmp}/repo whose LM file has a safetensors header nested 100000 levels deep."""
+    header = b'{"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    repo = repo_copy(tmp)
+    (repo / "model.q4.safetensors").unlink()
+    (repo / "model.q4.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    module: str                     # RUN or QUANTIZE
+    argv: tuple[str, ...]
+    code: int                       # expected exit status
+    needles: tuple[str, ...] = ()   # words the error line holds (case-insensitive)
+    setup: Callable[[Path], None] | None = None
+    subprocess: bool = False        # run `python -m module` for real (slower)
+
+
+NESTED = "[" * 100_000 + "]" * 100_000
+CASES = [
+    # -- run: numeric flags, refused while the command line is read (before any model loads)
+    Case("run-temp-nan", RUN, (*FILE_MODE, "--temp", "nan"), 2, ("--temp", "nan"), subprocess=True),
+    Case("run-text-temp-inf", RUN, (*FILE_MODE, "--text-temp", "inf"), 2, ("--text-temp", "inf")),
+    Case("run-temp-negative", RUN, (*FILE_MODE, "--temp", "-0.5"), 2, ("--temp",)),
+    Case("run-seed-negative", RUN, (*FILE_MODE, "--seed", "-1"), 2, ("--seed", "18446744073709551615")),
+    Case("run-seed-2**70", RUN, (*FILE_MODE, "--seed", str(2**70)), 2, ("--seed",), subprocess=True),
+    Case("run-seed-not-a-number", RUN, (*FILE_MODE, "--seed", "2**70"), 2, ("--seed",)),
+    Case("run-top-k-0", RUN, (*FILE_MODE, "--top-k", "0"), 2, ("--top-k",)),
+    Case("run-text-top-k-huge", RUN, (*FILE_MODE, "--text-top-k", str(10**12)), 2, ("--text-top-k",)),
+    Case("run-max-lag-negative", RUN, (*FILE_MODE, "--max-lag", "-1"), 2, ("--max-lag",)),
+    Case("run-max-lag-huge", RUN, (*FILE_MODE, "--max-lag", "1000000"), 2, ("--max-lag", "250")),
+    Case("run-unknown-flag", RUN, (*FILE_MODE, "--tmep", "0.5"), 2, ("unrecognized", "--tmep")),
+    Case("run-output-without-input", RUN, ("--output", "{tmp}/out.wav"), 2, ("--input",)),
+    Case("run-kv-bits-4", RUN, (*FILE_MODE, "--kv-bits", "4"), 2, ("--kv-bits",)),
+    # -- run: LM configs with absurd values, refused when read (a delay of 1e9 used to segfault)
+    Case("run-config-delay-1e9", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("delays", "1000000000", "0 to"),
+         lm_config(delays=[0, 10**9] + [1] * 15), subprocess=True),
+    Case("run-config-delay-fraction", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("delays", "integer"),
+         lm_config(delays=[0, 1.5] + [1] * 15)),
+    Case("run-config-num-heads-0", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("num_heads = 0", "1 to"),
+         lm_config(num_heads=0)),
+    Case("run-config-heads-do-not-divide", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("num_heads 3",),
+         lm_config(num_heads=3)),
+    Case("run-config-context-0", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("context = 0",),
+         lm_config(context=0)),
+    Case("run-config-dim-string", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("dim", "integer"),
+         lm_config(dim="128")),
+    Case("run-config-causal-string", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("causal", "true or false"),
+         lm_config(causal="false")),
+    Case("run-config-unknown-gating", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("gating", "silu"),
+         lm_config(gating="swish")),
+    Case("run-config-card-0", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("card = 0",), lm_config(card=0)),
+    Case("run-config-dep-q-above-n-q", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("dep_q",),
+         lm_config(dep_q=17)),
+    Case("run-config-nested", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("nested",),
+         text_file("bad.json", '{"dim": ' + NESTED + "}"), subprocess=True),
+    Case("run-config-nan-literal", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("nan",),
+         text_file("bad.json", '{"dim": NaN}')),
+    Case("run-config-not-json", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("not valid json",),
+         text_file("bad.json", "dim: 128")),
+    # -- run: the repository's Mimi config
+    Case("run-mimi-kernel-huge", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 2, ("kernel_size", "1 to 64"),
+         mimi_config("seanet", kernel_size=10**6)),
+    Case("run-mimi-heads-0", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 2, ("mimi", "num_heads = 0"),
+         mimi_config("transformer", num_heads=0)),
+    Case("run-mimi-context-0", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 2, ("mimi", "context = 0"),
+         mimi_config("transformer", context=0)),
+    # -- run: checkpoints (these load the model, then refuse: exit 1)
+    Case("run-lm-int32-in-float-slot", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 1,
+         ("out_norm.weight", "int32"), int32_tensor("model.q4.safetensors", "out_norm.weight")),
+    Case("run-mimi-int32-in-float-slot", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 1,
+         ("encoder.model.0.weight", "int32"), int32_tensor("tokenizer-e351c8d8-checkpoint125.safetensors",
+                                                   "encoder.model.0.conv.conv.weight")),
+    Case("run-lm-nested-header", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 1, ("nested",), nested_header),
+    # -- quantize: flags
+    Case("quantize-report-steps-30000", QUANTIZE, (*QUANT, "--report-steps", "30000"), 2, ("--report-steps", "1000"),
+         subprocess=True),
+    Case("quantize-report-steps-negative", QUANTIZE, (*QUANT, "--report-steps", "-1"), 2, ("--report-steps",)),
+    Case("quantize-q-bits-3", QUANTIZE, (*QUANT, "--q-bits", "3"), 2, ("unsupported bit width 3",)),
+    Case("quantize-group-48", QUANTIZE, (*QUANT, "--q-group-size", "48"), 2, ("unsupported group size 48",)),
+    Case("quantize-mixed-8-bit", QUANTIZE, (*QUANT, "--q-bits", "8", "--mixed"), 2, ("--mixed",)),
+    Case("quantize-dtype-int8", QUANTIZE, (*QUANT, "--dtype", "int8"), 2, ("--dtype", "int8")),
+    Case("quantize-no-out", QUANTIZE, ("{lm}/lm_small_torch.safetensors",), 2, ("--out",)),
+    # -- quantize: configs (read before converting; quantize reports errors of its work with status 1)
+    Case("quantize-config-delay-1e9", QUANTIZE, (*QUANT[:1], "--config", "{tmp}/bad.json", *QUANT[3:]), 1,
+         ("delays", "1000000000"), quant_config(delays=[0, 10**9] + [1] * 15)),
+    Case("quantize-config-nested", QUANTIZE, (*QUANT[:1], "--config", "{tmp}/bad.json", *QUANT[3:]), 1,
+         ("nested",), text_file("bad.json", NESTED), subprocess=True),
+]
+
+
+# -- running a case ----------------------------------------------------------------------------
+def _snapshot(root: Path) -> dict[str, str]:
+    """Every file and folder under root (links not followed) -> its content hash ("dir" for folders)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        out[rel] = "dir" if p.is_dir() and not p.is_symlink() else hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def _in_process(module: str, argv: list[str], capsys) -> Ran:
+    if module == RUN:
+        from moshi_mlx.run import main
+    else:
+        from quantize.__main__ import main
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse exits; the program's process would end with this status
+        code = e.code if isinstance(e.code, int) else 1
+    out, err = capsys.readouterr()
+    return Ran(("main", module, *argv), code, out, err)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_gets_one_line_and_loses_nothing(case: Case, tmp_path: Path, capsys) -> None:
+    sf.write(str(tmp_path / "in.wav"), np.full(4800, 0.1, np.float32), 24_000)
+    (tmp_path / "out.wav").write_bytes(b"a previous answer, not to be overwritten")
+    if case.setup is not None:
+        case.setup(tmp_path)
+    argv = [a.format(tmp=tmp_path, **PLACES) for a in case.argv]
+    before = _snapshot(tmp_path)
+    r = run_module(case.module, *argv) if case.subprocess else _in_process(case.module, argv, capsys)
+    assert_one_line_error(r, case.code, *case.needles)
+    assert _snapshot(tmp_path) == before, r.why()
+
+
+def test_the_table_runs_a_few_cases_for_real() -> None:
+    """Most cases run in-process; each kind (flags, configs, quantize) also runs as a real process."""
+    real = {c.id for c in CASES if c.subprocess}
+    assert {"run-temp-nan", "run-config-delay-1e9", "quantize-report-steps-30000"} <= real
+    assert len(real) <= 8, "subprocess cases cost seconds each"
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+# -- NaN and infinity in the input: replaced with silence, said once ---------------------------
+def test_non_finite_samples_in_a_file_are_silenced_and_said(tmp_path: Path, capsys) -> None:
+    from moshi_mlx.run import main
+
+    rng = np.random.default_rng(0)
+    clean = (0.1 * rng.standard_normal(24_000)).astype(np.float32)
+    clean[2000:2500] = 0.0
+    broken = clean.copy()
+    broken[2000:2400], broken[2450] = np.nan, np.inf
+    sf.write(str(tmp_path / "broken.wav"), broken, 24_000, subtype="FLOAT")
+    sf.write(str(tmp_path / "clean.wav"), clean, 24_000, subtype="FLOAT")
+    greedy = ["--hf-repo", str(E2E), "--temp", "0", "--text-temp", "0"]
+    for name in ("broken", "clean"):
+        assert main([*greedy, "--input", str(tmp_path / f"{name}.wav"), "--output", str(tmp_path / f"{name}.out.wav")]) == 0
+        err = capsys.readouterr().err
+        assert err.count("NaN or infinite") == (name == "broken"), err
+    a, _ = sf.read(str(tmp_path / "broken.out.wav"), dtype="float32")
+    b, _ = sf.read(str(tmp_path / "clean.out.wav"), dtype="float32")
+    np.testing.assert_array_equal(a, b)  # Moshi heard silence where the file was broken, nothing else
+
+
+def test_non_finite_microphone_frames_are_silenced_once() -> None:
+    from _fake_models import EchoModel
+
+    from moshi_mlx.audio.devices import AudioIO
+    from moshi_mlx.audio.fake import FakeClock, FakeStreamFactory
+    from moshi_mlx.loop import FRAME, ModelLoop, Notice, SessionEnded, SessionStarted
+
+    model = EchoModel()
+    loop = ModelLoop(lambda: model).start()
+    try:
+        assert loop.loaded.wait(5)
+        backend = FakeStreamFactory(input_rate=24_000, output_rate=24_000)
+        loop.begin_session(AudioIO(backend=backend, prebuffer_ms=0.0))
+        deadline = time.monotonic() + 10
+        while not isinstance(loop.events.get(timeout=10), SessionStarted):
+            assert time.monotonic() < deadline
+        mic = np.full(FRAME * 6, 0.25, np.float32)
+        mic[FRAME // 2], mic[3 * FRAME : 3 * FRAME + 7] = np.inf, np.nan  # two bad stretches, one note
+        backend.input.push_input(mic)
+        with FakeClock([backend.input, backend.output], speed=8.0):
+            while backend.input.pending_input() > 0 or model.steps < 5:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        assert loop.end_session(10)
+    finally:
+        loop.close()
+    events = []
+    while not loop.events.empty():
+        events.append(loop.events.get())
+    assert [e for e in events if isinstance(e, Notice)] and sum(isinstance(e, Notice) for e in events) == 1
+    assert any(isinstance(e, SessionEnded) for e in events)
+    heard = np.concatenate(model.inputs)
+    assert np.isfinite(heard).all()
+    assert (heard == 0).sum() == 8 and (heard == 0.25).sum() == heard.size - 8  # only the bad samples
+
+
+def test_the_app_shows_the_notice_in_its_status_bar(qtbot, tmp_path: Path) -> None:
+    pytest.importorskip("PySide6")
+    from test_app import App
+
+    from moshi_mlx.loop import NON_FINITE_NOTE, Notice
+
+    a = App(qtbot, tmp_path)
+    try:
+        a.ctl._loop_event.emit(a.ctl._gen, Notice(NON_FINITE_NOTE))  # as the loop thread reports it
+        qtbot.waitUntil(lambda: a.window.status.currentMessage() == NON_FINITE_NOTE, timeout=5000)
+        assert not a.dialogs.open_boxes  # a note, not an error dialog
+    finally:
+        assert a.presenter.shutdown()
