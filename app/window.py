@@ -20,6 +20,9 @@ QPushButton#startButton { font-size: 20px; font-weight: 600; padding: 14px 36px;
 QPushButton#startButton:disabled { background: #9ca3af; }
 """
 START_COLOR, STOP_COLOR = "#2563eb", "#dc2626"
+# The settings' labels: messages name these places (app/wording.py)
+MODEL_BOX, WEIGHTS_ROW = "Model", "Weights folder"
+AUDIO_BOX, INPUT_ROW, OUTPUT_ROW = "Audio", "Microphone", "Speaker"
 
 
 class MainWindow(QMainWindow):
@@ -108,16 +111,16 @@ class MainWindow(QMainWindow):
         self.echo_check = QCheckBox("Echo suppression")
         self.echo_check.setToolTip("Remove Moshi's own voice from the microphone (for speakers, not needed with headphones)")
 
-        model_box = QGroupBox("Model")
+        model_box = QGroupBox(MODEL_BOX)
         mf = QFormLayout(model_box)
         mf.addRow("Voice", self.voice_combo)
         mf.addRow("Precision", self.precision_combo)
-        mf.addRow("Weights folder", folder_row)
+        mf.addRow(WEIGHTS_ROW, folder_row)
         mf.addRow("Temperature", self.temperature_spin)
-        audio_box = QGroupBox("Audio")
+        audio_box = QGroupBox(AUDIO_BOX)
         af = QFormLayout(audio_box)
-        af.addRow("Microphone", self.input_combo)
-        af.addRow("Speaker", self.output_combo)
+        af.addRow(INPUT_ROW, self.input_combo)
+        af.addRow(OUTPUT_ROW, self.output_combo)
         af.addRow(self.echo_check)
         for f in (mf, af):
             f.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)

@@ -29,7 +29,8 @@ class TranscriptView(QTextBrowser):
         self._open = False
 
     # -- content ---------------------------------------------------------------------------------
-    def begin_conversation(self, title: str) -> None:
+    def begin_conversation(self, title: str) -> int:
+        """Starts a conversation's section; returns its index (for `conversation_text`)."""
         follow = self._at_bottom()
         cur = self._end_cursor()
         if not self.document().isEmpty():
@@ -40,6 +41,7 @@ class TranscriptView(QTextBrowser):
         self._conversations.append([])
         self._open = True
         self._follow(follow)
+        return len(self._conversations) - 1
 
     def append_text(self, text: str) -> None:
         """Appends a piece of Moshi's speech as it arrives (it carries its own leading space)."""
@@ -69,8 +71,11 @@ class TranscriptView(QTextBrowser):
         """Every conversation's words as plain text, one paragraph per conversation."""
         return "\n\n".join("".join(c).strip() for c in self._conversations if "".join(c).strip())
 
+    def conversation_text(self, index: int) -> str:
+        return "".join(self._conversations[index]).strip() if self._conversations else ""
+
     def last_conversation_text(self) -> str:
-        return "".join(self._conversations[-1]).strip() if self._conversations else ""
+        return self.conversation_text(-1)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _text_format(self):
