@@ -28,6 +28,7 @@ _BUTTON = {c.IDLE: ("Start", True, False), c.READY: ("Start", True, False), c.LO
            c.STARTING: ("Starting…", True, True), c.RUNNING: ("Stop", True, True), c.STOPPING: ("Stopping…", False, True)}  # fmt: skip
 _STATE_TEXT = {c.IDLE: "Ready", c.READY: "Model loaded", c.LOADING: "Loading the model…",
                c.STARTING: "Opening the microphone…", c.RUNNING: "Listening — talk to Moshi", c.STOPPING: "Stopping…"}  # fmt: skip
+ENDED, ENDED_BY_ERROR = "Conversation ended", "Conversation stopped by an error"
 
 
 class Presenter(QObject):
@@ -313,7 +314,7 @@ class Presenter(QObject):
         self.w.meters.input.reset()
         self.w.meters.output.reset()
         self.w.status.clear_stats()
-        self.w.status.set_state("Stopped by an error · Start tries again" if error else "Conversation ended · Start talks again")
+        self.w.status.set_state(ENDED_BY_ERROR if error else ENDED)
 
     # -- transcript and recordings ---------------------------------------------------------------
     def copy_transcript(self) -> str:

@@ -30,7 +30,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setWindowTitle("Moshi")
         self.resize(1040, 680)
-        self.setMinimumSize(760, 480)
+        # no fixed minimum size: the layout's own (every text fits, nothing overlaps) is the window's
 
         # -- conversation column -----------------------------------------------------------------
         self.transcript = TranscriptView()
@@ -47,26 +47,29 @@ class MainWindow(QMainWindow):
         self.mute_button.setCheckable(True)
         self.mute_button.setToolTip("Mute the microphone: Moshi hears silence and goes on talking (Ctrl+M)")
         self.copy_button = QToolButton()
-        self.copy_button.setText("Copy transcript")
+        self.copy_button.setText("Copy")
+        self.copy_button.setToolTip("Copy the transcript (Ctrl+Shift+C)")
         self.save_button = QToolButton()
-        self.save_button.setText("Save conversation…")
+        self.save_button.setText("Save…")
+        self.save_button.setToolTip("Save the last conversation: both voices and the transcript (Ctrl+S)")
 
         title = QLabel("Moshi")
         tf = QFont(title.font())
         tf.setPointSizeF(tf.pointSizeF() * 1.6)
         tf.setWeight(QFont.Weight.DemiBold)
         title.setFont(tf)
-        subtitle = QLabel("Inner Monologue: what Moshi says, as it says it")
-        subtitle.setStyleSheet("color:#6b7280;")
+        self.subtitle = QLabel("Inner Monologue: what Moshi says, as it says it")
+        self.subtitle.setStyleSheet("color:#6b7280;")
+        self.subtitle.setWordWrap(True)  # on two lines in a narrow window
         head = QHBoxLayout()
         head.addWidget(title)
         head.addSpacing(12)
-        head.addWidget(subtitle, 1, Qt.AlignmentFlag.AlignBottom)
+        head.addWidget(self.subtitle, 1, Qt.AlignmentFlag.AlignBottom)
         head.addWidget(self.copy_button)
         head.addWidget(self.save_button)
 
         controls = QHBoxLayout()
-        controls.setSpacing(18)
+        controls.setSpacing(14)
         controls.addWidget(self.start_button)
         controls.addWidget(self.mute_button)
         controls.addWidget(self.meters, 1)
@@ -142,6 +145,7 @@ class MainWindow(QMainWindow):
         root.addWidget(self.settings_panel)
         self.setCentralWidget(central)
         self.transcript.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.transcript.setMinimumHeight(160)
 
         self.status = StatusPanel()
         self.setStatusBar(self.status)

@@ -1,6 +1,7 @@
 """Runs the real app window on a real X display (Xvfb) during a fake conversation and grabs it.
 
-Usage: python tests/_screenshot_app.py OUT_DIR   (DISPLAY must point at an X server)
+Usage: python tests/_screenshot_app.py OUT_DIR [min]   (DISPLAY must point at an X server; `min`: at the
+window's minimum size)
 Writes OUT_DIR/window.png (the X server's pixels: QScreen.grabWindow) and OUT_DIR/info.json
 (transcript text, widget geometry) for tests/test_app_screenshot.py.
 """
@@ -23,7 +24,7 @@ SCRIPTS = [
 ]
 
 
-def main(out: Path) -> int:
+def main(out: Path, size: str = "") -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
     from _app_fakes import ConversationModel, LiveFakeBackend, write_fake_weights
     from PySide6.QtCore import QSettings
@@ -48,6 +49,8 @@ def main(out: Path) -> int:
     ctl = c.Controller(audio_backend=LiveFakeBackend(speed=1.0), recordings=tmp / "rec", parent=window)
     presenter = Presenter(window, ctl, settings, Dialogs(window), model_factory=lambda f, t: lambda: model,
                           resolver=resolver, device_poll_ms=0)  # fmt: skip
+    if size == "min":
+        window.resize(window.minimumSize())
     window.show()
 
     def pump_until(cond, timeout: float = 30.0) -> None:
@@ -98,4 +101,4 @@ def _rect(widget, window) -> list[int]:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1])))
+    sys.exit(main(Path(sys.argv[1]), *sys.argv[2:3]))

@@ -105,6 +105,7 @@ def test_conversation_transcript_meters_status_save_and_copy(make_app, tmp_path:
     w.start_button.click()
     a.wait_state(c.READY)
     assert w.start_button.text() == "Start" and w.voice_combo.isEnabled() is False  # a folder is in use
+    assert w.status.state_label.text() == "Conversation ended"  # not "Model loaded"
     assert w.meters.input.level_db == -60 and w.status.rtf_label.text() == "RTF —"
     # copy and save
     assert a.presenter.copy_transcript() == " ".join(SCRIPT)
@@ -810,3 +811,82 @@ def test_the_window_names_its_settings_never_a_command_line_flag() -> None:
                     if flag.search(shown):
                         left.append(f"{path.relative_to(root)}: {node.value!r} -> {shown!r}")
     assert seen >= 5 and not left, "\n".join(left)
+
+
+def _leaf_widgets(window) -> list:
+    """The visible widgets a person reads or clicks (not the parts of a combo box or spin box)."""
+    from PySide6.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QLabel, QLineEdit, QWidget
+
+    from app.widgets.meters import LevelMeter
+    from app.widgets.transcript import TranscriptView
+
+    kinds = (QLabel, QAbstractButton, QComboBox, QLineEdit, QAbstractSpinBox, LevelMeter, TranscriptView)
+    found = [x for x in window.findChildren(QWidget) if isinstance(x, kinds) and x.isVisibleTo(window)]
+    inside = set()
+    for x in found:
+        p = x.parentWidget()
+        while p is not None and p is not window:
+            if p in found:
+                inside.add(x)
+            p = p.parentWidget()
+    return [x for x in found if x not in inside]
+
+
+def _text_fits(x) -> bool:
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QAbstractButton, QLabel
+
+    if isinstance(x, QLabel) and x.text():
+        r, fm = x.contentsRect(), x.fontMetrics()
+        if x.wordWrap():
+            return fm.boundingRect(r, Qt.TextFlag.TextWordWrap, x.text()).height() <= r.height()
+        return fm.horizontalAdvance(x.text()) <= r.width() and fm.height() <= r.height()
+    if isinstance(x, QAbstractButton):
+        hint = x.sizeHint()  # what its text (and padding) needs
+        return hint.width() <= x.width() and hint.height() <= x.height()
+    return True
+
+
+def test_the_window_at_its_minimum_size_fits_every_text_and_nothing_overlaps(make_app) -> None:
+    from PySide6.QtCore import QRect, Qt
+    from PySide6.QtWidgets import QApplication
+
+    from app.presenter import _BUTTON, _STATE_TEXT, ENDED, ENDED_BY_ERROR
+
+    a = make_app()
+    w = a.window
+    a.presenter.set_folder("/models/" + "a-long-fine-tuned-moshi-folder-name-" * 3)  # the status bar shortens it
+    w.resize(1, 1)
+    a.qtbot.waitUntil(lambda: w.size() == w.minimumSize(), timeout=2000)
+    QApplication.processEvents()
+    small = w.size()
+    assert small.width() <= 900 and small.height() <= 500, small  # room for it on a small laptop screen
+
+    def check(what: str) -> None:
+        QApplication.processEvents()
+        assert w.size() == small, f"{what}: the window grew to {w.size()}"
+        leaves = _leaf_widgets(w)
+        rects = {x: QRect(x.mapTo(w, x.rect().topLeft()), x.size()) for x in leaves}
+        for x, r in rects.items():
+            name = f"{type(x).__name__} {getattr(x, 'text', lambda: '')()!r}"
+            assert w.rect().contains(r), f"{what}: {name} at {r} leaves the window"
+            assert _text_fits(x), f"{what}: the text of {name} ({r.width()}x{r.height()}) does not fit"
+        for i, x in enumerate(leaves):
+            for y in leaves[i + 1 :]:
+                assert not rects[x].intersects(rects[y]), f"{what}: {x} {rects[x]} overlaps {y} {rects[y]}"
+        hint = w.transcript.hint_rect()
+        fm = w.transcript.fontMetrics()
+        assert fm.boundingRect(hint, Qt.TextFlag.TextWordWrap, w.transcript.hint).height() <= hint.height()
+
+    check("idle")
+    for state, (button, _enabled, _running) in _BUTTON.items():
+        w.start_button.setText(button)
+        w.status.set_state(_STATE_TEXT[state])
+        check(state)
+    for text in (ENDED, ENDED_BY_ERROR):
+        w.status.set_state(text)
+        check(text)
+    w.mute_action.trigger()
+    check("muted")
+    w.status.set_stats(12.34, 12345, 99999)
+    check("slow machine")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QFont, QTextCursor
+from PySide6.QtGui import QFont, QPainter, QTextCursor
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 _HEAD_STYLE = "color:#6b7280; font-size:small; font-weight:600; letter-spacing:0.5px;"
@@ -24,7 +24,8 @@ class TranscriptView(QTextBrowser):
         font.setPointSizeF(max(15.0, font.pointSizeF() * 1.5))
         self.setFont(font)
         self.document().setDocumentMargin(18)
-        self.setPlaceholderText("Press Start and say hello. Moshi's words appear here as it speaks them.")
+        # Qt draws a placeholder on one line, cut off in a narrow window: this one wraps (paintEvent)
+        self.hint = "Press Start and say hello. Moshi's words appear here as it speaks them."
         self._conversations: list[list[str]] = []  # text pieces per conversation, for copying
         self._open = False
 
@@ -76,6 +77,19 @@ class TranscriptView(QTextBrowser):
 
     def last_conversation_text(self) -> str:
         return self.conversation_text(-1)
+
+    def hint_rect(self):
+        """Where the hint is drawn while the transcript is empty."""
+        m = int(self.document().documentMargin())
+        return self.viewport().rect().adjusted(m, m, -m, -m)
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt)
+        super().paintEvent(event)
+        if self.document().isEmpty() and self.hint:
+            p = QPainter(self.viewport())
+            p.setPen(self.palette().placeholderText().color())
+            p.drawText(self.hint_rect(), Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap, self.hint)
+            p.end()
 
     # -- helpers ---------------------------------------------------------------------------------
     def _text_format(self):
