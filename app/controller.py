@@ -25,12 +25,16 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from moshi_mlx import loop as _loop
 from moshi_mlx.audio.devices import AudioIO, DeviceInfo, list_devices
 from moshi_mlx.errors import MoshiError
 from moshi_mlx.loop import Error, Loaded, ModelLoop, SessionEnded, SessionStarted, Skipped, Stats, Text
 from moshi_mlx.record import Recorder
 
 from .wording import DeviceProblem, for_window, pick_device
+
+# The loop reports a recorder whose disk failed (full, removed) once; () until moshi_mlx.loop has it.
+_RecordingStopped = getattr(_loop, "RecordingStopped", ())
 
 IDLE, LOADING, READY, STARTING, RUNNING, STOPPING = "idle", "loading", "ready", "starting", "running", "stopping"
 
@@ -261,6 +265,9 @@ class Controller(QObject):
             self._release.stop()
             self._set_state(READY)
             self.conversation_ended.emit(ev.reason)
+        elif isinstance(ev, _RecordingStopped):
+            self.error.emit("Recording stopped", f"{for_window(ev.message).rstrip('.')}. The conversation goes on "
+                            "unrecorded; Save keeps what was recorded.")  # fmt: skip
         elif isinstance(ev, Error):
             message = for_window(ev.message)
             if self.state == LOADING:
