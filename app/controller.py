@@ -156,7 +156,7 @@ class Controller(QObject):
         """Starts a conversation on the loaded model; False (and an `error`) if the devices are unusable."""
         if self._loop is None or self.state != READY:
             return False
-        picked = self.pick_devices(input_device, output_device)
+        picked = self.pick_devices(input_device, output_device, rescan=False)  # PortAudio's list as it is now
         if picked is None:
             return False
         try:
@@ -171,7 +171,7 @@ class Controller(QObject):
         try:
             recorder = Recorder(folder, meta={"model": self.model_label, "quantization": self.quantization})
         except MoshiError as e:
-            self.error.emit("Cannot record", f"{e} The conversation runs without a recording.")
+            self.error.emit("Cannot record", f"{for_window(e)} The conversation runs without a recording.")
             recorder, folder = None, None
         echo_obj = self._echo_cls() if echo and self._echo_cls is not None else None
         self.last_recording = folder
@@ -200,10 +200,11 @@ class Controller(QObject):
         return ok
 
     # -- devices ---------------------------------------------------------------------------------
-    def pick_devices(self, input_device: str | None, output_device: str | None) -> tuple[int, int] | None:
+    def pick_devices(self, input_device: str | None, output_device: str | None, rescan: bool = True) -> tuple[int, int] | None:
         """The indices of the chosen microphone and speaker (names as the window lists them, '' or None
-        for the system default), or None after an `error` that says what is missing in the window's words."""
-        devices = self.refresh_devices()
+        for the system default), or None after an `error` that says what is missing in the window's words.
+        `rescan`: re-initialise PortAudio first to see devices plugged in since (see `refresh_devices`)."""
+        devices = self.refresh_devices(rescan)
         try:
             if self._device_error:
                 raise DeviceProblem("Audio device problem", self._device_error)

@@ -21,7 +21,7 @@ QPushButton#startButton:disabled { background: #9ca3af; }
 """
 START_COLOR, STOP_COLOR = "#2563eb", "#dc2626"
 # The settings' labels: messages name these places (app/wording.py)
-MODEL_BOX, WEIGHTS_ROW = "Model", "Weights folder"
+MODEL_BOX, PRECISION_ROW, WEIGHTS_ROW = "Model", "Precision", "Weights folder"
 AUDIO_BOX, INPUT_ROW, OUTPUT_ROW = "Audio", "Microphone", "Speaker"
 
 
@@ -117,7 +117,7 @@ class MainWindow(QMainWindow):
         model_box = QGroupBox(MODEL_BOX)
         mf = QFormLayout(model_box)
         mf.addRow("Voice", self.voice_combo)
-        mf.addRow("Precision", self.precision_combo)
+        mf.addRow(PRECISION_ROW, self.precision_combo)
         mf.addRow(WEIGHTS_ROW, folder_row)
         mf.addRow("Temperature", self.temperature_spin)
         audio_box = QGroupBox(AUDIO_BOX)

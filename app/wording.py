@@ -12,14 +12,18 @@ import re
 from moshi_mlx.audio.devices import DeviceInfo
 from moshi_mlx.errors import MoshiError
 
-from .window import AUDIO_BOX, INPUT_ROW, MODEL_BOX, OUTPUT_ROW, WEIGHTS_ROW
+from .window import AUDIO_BOX, INPUT_ROW, MODEL_BOX, OUTPUT_ROW, PRECISION_ROW, WEIGHTS_ROW
 
 WEIGHTS_FOLDER = f"{MODEL_BOX} → {WEIGHTS_ROW}"
+PRECISION = f"{MODEL_BOX} → {PRECISION_ROW}"
 PLACE = {"input": f"{AUDIO_BOX} → {INPUT_ROW}", "output": f"{AUDIO_BOX} → {OUTPUT_ROW}"}
 _THING = {"input": "microphone", "output": "speaker"}
 
 # Command-line advice -> the window's setting, most specific first; the last rules catch any flag left.
 _CLI = [
+    (re.compile(r"Use the 4-bit weights \(kyutai/[^)]*\)"), f"Choose 4-bit under {PRECISION}"),
+    (re.compile(r"pick a smaller precision"), f"pick a smaller precision under {PRECISION}"),
+    (re.compile(r"; pass the LM weights\."), f": choose a folder of Moshi's weights under {WEIGHTS_FOLDER}."),
     (re.compile(r"\s*\(`python -m moshi_mlx\.run --list-devices`\)"), f" under {AUDIO_BOX}"),
     (re.compile(r"\(--config\)"), "(the config.json in the weights folder)"),
     (re.compile(r"with --input-device"), f"under {PLACE['input']}"),

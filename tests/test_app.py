@@ -936,3 +936,11 @@ def test_a_full_disk_stops_the_recording_with_one_dialog_and_keeps_what_was_writ
 
     user, sr = sf.read(dest / "user.wav")
     assert sr == 24000 and user.size > 0 and not a.dialogs.open_boxes
+
+
+def test_memory_advice_names_the_precision_setting() -> None:
+    from app.wording import for_window
+    from moshi_mlx.loading_lm import _advice
+
+    shown = for_window(_advice(False, cast=False))
+    assert shown == "Choose 4-bit under Model → Precision, or close other programs.", shown
