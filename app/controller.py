@@ -200,7 +200,8 @@ class Controller(QObject):
         return ok
 
     # -- devices ---------------------------------------------------------------------------------
-    def pick_devices(self, input_device: str | None, output_device: str | None, rescan: bool = True) -> tuple[int, int] | None:
+    def pick_devices(self, input_device: str | None, output_device: str | None,
+                     rescan: bool = True) -> tuple[int, int] | None:  # fmt: skip
         """The indices of the chosen microphone and speaker (names as the window lists them, '' or None
         for the system default), or None after an `error` that says what is missing in the window's words.
         `rescan`: re-initialise PortAudio first to see devices plugged in since (see `refresh_devices`)."""

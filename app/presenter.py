@@ -344,7 +344,8 @@ class Presenter(QObject):
                 saved.append(save_copy(conv, folder, self.w.transcript.conversation_text(conv.text_index)))
             except OSError as e:
                 where = e.filename or folder
-                self.dialogs.error("Could not save the conversation", f"{where}: {e.strerror or e}. Pick another folder.")
+                message = f"{where}: {e.strerror or e}. Pick another folder."
+                self.dialogs.error("Could not save the conversation", message)
                 return None
         self.settings.save_folder = str(folder)
         self.w.status.showMessage(f"Saved to {saved[0] if len(saved) == 1 else folder}", 8000)

@@ -70,7 +70,8 @@ def pick_device(devices: list[DeviceInfo], kind: str, chosen: str) -> DeviceInfo
     if not usable:
         use = "listens through" if kind == "input" else "answers through"
         raise DeviceProblem(f"No {thing} found", f"Moshi {use} a {thing}, and this computer has none connected. "
-                            f"Connect one (a headset will do), choose it under {place}, and press Start again.")  # fmt: skip
+                            f"Connect one (a headset will do), choose it under {place}, "
+                            "and press Start again.")  # fmt: skip
     if chosen:
         match = [d for d in usable if d.name == chosen]
         if not match:

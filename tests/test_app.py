@@ -781,7 +781,8 @@ def test_an_error_during_a_conversation_is_one_dialog_and_the_recording_stays(ma
     (dest,) = picked.iterdir()
     _check_saved(dest, " ".join(SCRIPT[:6]))
     events = [json.loads(x) for x in (dest / "transcript.jsonl").read_text().splitlines()]
-    assert [e["message"] for e in events if e.get("type") == "error"] == ["the dialog stopped: RuntimeError('model blew up')"]
+    errors = [e["message"] for e in events if e.get("type") == "error"]
+    assert errors == ["the dialog stopped: RuntimeError('model blew up')"]
 
 
 def test_the_window_names_its_settings_never_a_command_line_flag() -> None:
@@ -801,8 +802,9 @@ def test_the_window_names_its_settings_never_a_command_line_flag() -> None:
         if path.name in cli_only or path.name.startswith("bench"):
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        docs = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef))
-                and n.body and isinstance(n.body[0], ast.Expr)}  # fmt: skip
+        docs = {id(n.body[0].value) for n in ast.walk(tree)
+                if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and n.body
+                and isinstance(n.body[0], ast.Expr)}  # fmt: skip
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
                 if flag.search(install.sub("", node.value)):

@@ -122,5 +122,6 @@ def test_window_at_its_minimum_size_on_x(xvfb: str, tmp_path: Path) -> None:
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             (ax, ay, aw, ah), (bx, by, bw, bh) = rects[a], rects[b]
-            assert ax + aw <= bx or bx + bw <= ax or ay + ah <= by or by + bh <= ay, f"{a} {rects[a]} overlaps {b} {rects[b]}"
+            apart = ax + aw <= bx or bx + bw <= ax or ay + ah <= by or by + bh <= ay
+            assert apart, f"{a} {rects[a]} overlaps {b} {rects[b]}"
     assert "What did you like most about Lisbon?" in info["transcript_text"]
