@@ -25,10 +25,16 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from moshi_mlx import loop as _loop
 from moshi_mlx.audio.devices import AudioIO, DeviceInfo, list_devices
 from moshi_mlx.errors import MoshiError
 from moshi_mlx.loop import Error, Loaded, ModelLoop, Notice, SessionEnded, SessionStarted, Skipped, Stats, Text
 from moshi_mlx.record import Recorder
+
+from .wording import DeviceProblem, for_window, pick_device
+
+# The loop reports a recorder whose disk failed (full, removed) once; () until moshi_mlx.loop has it.
+_RecordingStopped = getattr(_loop, "RecordingStopped", ())
 
 IDLE, LOADING, READY, STARTING, RUNNING, STOPPING = "idle", "loading", "ready", "starting", "running", "stopping"
 
@@ -92,6 +98,8 @@ class Controller(QObject):
         self._release.timeout.connect(self._release_due)
         self._devices: list[DeviceInfo] = []
         self._warned_devices = False
+        self._device_error = ""  # why the device list could not be read, if it could not
+        self._said_session_error = False  # a conversation's first error is shown, not the ones it causes
         self.rescan_ms = 0.0  # how long the last PortAudio re-initialisation took (it blocks the GUI)
         self._loop_event.connect(self._on_loop_event)
 
@@ -149,18 +157,22 @@ class Controller(QObject):
         """Starts a conversation on the loaded model; False (and an `error`) if the devices are unusable."""
         if self._loop is None or self.state != READY:
             return False
-        try:
-            audio = AudioIO(input_device or None, output_device or None, backend=self.audio_backend)
-        except MoshiError as e:
-            self.error.emit("Audio device problem", str(e))
+        picked = self.pick_devices(input_device, output_device, rescan=False)  # PortAudio's list as it is now
+        if picked is None:
             return False
+        try:
+            audio = AudioIO(*picked, backend=self.audio_backend)
+        except MoshiError as e:  # the devices changed since they were picked
+            self.error.emit("Audio device problem", for_window(e))
+            return False
+        self._said_session_error = False
         self.conversations += 1
         folder = self.recordings / f"conversation-{self.conversations:03d}"
         shutil.rmtree(folder, ignore_errors=True)
         try:
             recorder = Recorder(folder, meta={"model": self.model_label, "quantization": self.quantization})
         except MoshiError as e:
-            self.error.emit("Cannot record", f"{e} The conversation runs without a recording.")
+            self.error.emit("Cannot record", f"{for_window(e)} The conversation runs without a recording.")
             recorder, folder = None, None
         echo_obj = self._echo_cls() if echo and self._echo_cls is not None else None
         self.last_recording = folder
@@ -189,6 +201,21 @@ class Controller(QObject):
         return ok
 
     # -- devices ---------------------------------------------------------------------------------
+    def pick_devices(self, input_device: str | None, output_device: str | None,
+                     rescan: bool = True) -> tuple[int, int] | None:  # fmt: skip
+        """The indices of the chosen microphone and speaker (names as the window lists them, '' or None
+        for the system default), or None after an `error` that says what is missing in the window's words.
+        `rescan`: re-initialise PortAudio first to see devices plugged in since (see `refresh_devices`)."""
+        devices = self.refresh_devices(rescan)
+        try:
+            if self._device_error:
+                raise DeviceProblem("Audio device problem", self._device_error)
+            return (pick_device(devices, "input", input_device or "").index,
+                    pick_device(devices, "output", output_device or "").index)  # fmt: skip
+        except DeviceProblem as e:
+            self.error.emit(e.title, e.message)
+            return None
+
     def refresh_devices(self, rescan: bool = True) -> list[DeviceInfo]:
         """Re-reads the device list (PortAudio only sees new devices after a re-initialisation,
         which is only safe while no stream is open); emits `devices_changed` when it changed."""
@@ -200,10 +227,12 @@ class Controller(QObject):
                 _reinit_portaudio()
                 self.rescan_ms = 1000 * (time.perf_counter() - t0)
             devices = list_devices(self.audio_backend)
+            self._device_error = ""
         except MoshiError as e:
+            self._device_error = for_window(e)
             if not self._warned_devices:
                 self._warned_devices = True
-                self.error.emit("Audio device problem", str(e))
+                self.error.emit("Audio device problem", self._device_error)
             devices = []
         if _device_key(devices) != _device_key(self._devices):
             self._devices = devices
@@ -241,14 +270,18 @@ class Controller(QObject):
             self._release.stop()
             self._set_state(READY)
             self.conversation_ended.emit(ev.reason)
+        elif isinstance(ev, _RecordingStopped):
+            self.error.emit("Recording stopped", f"{for_window(ev.message).rstrip('.')}. The conversation goes on "
+                            "unrecorded; Save keeps what was recorded.")  # fmt: skip
         elif isinstance(ev, Error):
+            message = for_window(ev.message)
             if self.state == LOADING:
-                self.error.emit("Could not load the model", ev.message)
+                self.error.emit("Could not load the model", message)
                 self.unload()
-            elif self.state == STARTING:
-                self.error.emit("Could not start the conversation", ev.message)
-            else:
-                self.error.emit("The conversation stopped", ev.message)
+            elif not self._said_session_error:  # one dialog per conversation, its first cause
+                self._said_session_error = True
+                title = "Could not start the conversation" if self.state == STARTING else "The conversation stopped"
+                self.error.emit(title, message)
 
     def _hold(self, text: str | None, out_db: float | None) -> None:
         self._held.append((time.monotonic() + self._speaker_ms / 1000.0, text, out_db))

@@ -31,6 +31,26 @@ class Dialogs:
         box.open()
         return box
 
+    def ask_save_before_quit(self, unsaved: int) -> str:
+        """'save', 'discard' or 'cancel' (blocking, as any editor asks before it quits)."""
+        s, b = QMessageBox.StandardButton, QMessageBox.ButtonRole
+        many = unsaved > 1
+        box = QMessageBox(QMessageBox.Icon.Question, "Quit Moshi",
+                          f"Save the conversation{'s' if many else ''} before quitting?",
+                          s.Save | s.Discard | s.Cancel, self.parent)  # fmt: skip
+        box.setInformativeText(
+            f"{unsaved} conversation{'s have' if many else ' has'} not been saved. Unless saved, "
+            f"{'their recordings and transcripts are' if many else 'its recording and transcript are'} "
+            "deleted when Moshi quits."
+        )
+        box.setObjectName("quitDialog")
+        box.setDefaultButton(s.Save)
+        box.setEscapeButton(s.Cancel)
+        box.exec()
+        role = box.buttonRole(box.clickedButton()) if box.clickedButton() is not None else b.RejectRole
+        box.deleteLater()
+        return {b.AcceptRole: "save", b.DestructiveRole: "discard"}.get(role, "cancel")
+
     def choose_folder(self, title: str, start: str = "") -> str:
         """A folder picked by the user, '' if cancelled (blocking: tests replace this method)."""
         return QFileDialog.getExistingDirectory(self.parent, title, start)

@@ -18,6 +18,7 @@ from moshi_mlx import hub
 from moshi_mlx.errors import MoshiError, OfflineError
 
 from .models import ModelChoice, ResolvedModel, from_hub
+from .wording import WEIGHTS_FOLDER, for_window
 
 Progress = Callable[[int, int, str], None]  # bytes done, bytes total (0 = unknown), file name
 Resolver = Callable[[ModelChoice, Progress, threading.Event], hub.ModelFiles]
@@ -69,7 +70,7 @@ def _offline_message(what: str, why: str = "") -> str:
     return (
         f"Moshi's weights are not on this computer yet, and {what} cannot be reached to download them{why}. "
         "Connect to the internet and press Start again, or choose a folder of weights you already have "
-        "under Model -> Weights folder."
+        f"under {WEIGHTS_FOLDER}."
     )
 
 
@@ -115,7 +116,7 @@ class DownloadTask(QObject):
         except DownloadCancelled:
             self.cancelled.emit()
         except MoshiError as e:
-            self.failed.emit(str(e))
+            self.failed.emit(for_window(e))
         except Exception as e:  # noqa: BLE001 (a bug must still reach the user as a dialog, not kill the thread silently)
             self.failed.emit(f"the download failed: {e!r}")
         else:

@@ -17,6 +17,7 @@ from moshi_mlx.weights import formats
 from moshi_mlx.weights.safetensors_io import read_header
 
 from .settings import PRECISIONS, VOICES
+from .wording import other_folder
 
 TEXT_TEMP_RATIO = 0.7 / 0.8  # Kyutai's defaults: audio 0.8, text 0.7; one slider moves both
 _QUANT = {"q4": 4, "q8": 8, "bf16": None}
@@ -71,11 +72,11 @@ def resolve_folder(folder: str | Path) -> ResolvedModel:
     """
     d = Path(folder).expanduser()
     if not d.is_dir():
-        raise CheckpointError(f"the weights folder {d} does not exist. Pick another folder in Settings.")
+        raise CheckpointError(other_folder(f"the weights folder {d} does not exist"))
     try:
         files = hub.resolve_model_files(d)  # a folder: never the network
     except MoshiError as e:
-        raise type(e)(f"{str(e).rstrip('.')}. Or pick another folder in Settings.") from None
+        raise type(e)(other_folder(e)) from None
     return ResolvedModel(files, d.name or str(d), describe_precision(files.moshi))
 
 

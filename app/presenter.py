@@ -6,12 +6,11 @@ the download task (its own thread) and Qt.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, QTimer
 from PySide6.QtGui import QGuiApplication
 
 from moshi_mlx.errors import MoshiError
@@ -21,6 +20,7 @@ from . import controller as c
 from .dialogs import Dialogs
 from .download import DownloadDialog, DownloadTask, Resolver, cached_files, hub_resolver
 from .models import ModelChoice, ResolvedModel, frame_model_factory, from_hub, resolve_folder
+from .saving import Conversation, save_copy
 from .settings import AppSettings
 from .window import MainWindow
 
@@ -28,6 +28,7 @@ _BUTTON = {c.IDLE: ("Start", True, False), c.READY: ("Start", True, False), c.LO
            c.STARTING: ("Starting…", True, True), c.RUNNING: ("Stop", True, True), c.STOPPING: ("Stopping…", False, True)}  # fmt: skip
 _STATE_TEXT = {c.IDLE: "Ready", c.READY: "Model loaded", c.LOADING: "Loading the model…",
                c.STARTING: "Opening the microphone…", c.RUNNING: "Listening — talk to Moshi", c.STOPPING: "Stopping…"}  # fmt: skip
+ENDED, ENDED_BY_ERROR = "Conversation ended", "Conversation stopped by an error"
 
 
 class Presenter(QObject):
@@ -51,6 +52,7 @@ class Presenter(QObject):
         self._loaded_key: tuple | None = None  # (choice, temperature) of the model in the controller
         self._said_too_slow = False  # this conversation's note on a machine far slower than real time
         self._closing = False
+        self.conversations: list[Conversation] = []  # this session's, with their recordings
         self._load_settings()
         self._connect()
         self.ctl.refresh_devices(rescan=False)
@@ -116,8 +118,9 @@ class Presenter(QObject):
         w.mute_action.toggled.connect(self.set_muted)
         w.copy_button.clicked.connect(self.copy_transcript)
         w.copy_action.triggered.connect(self.copy_transcript)
-        w.save_button.clicked.connect(self.save_conversation)
-        w.save_action.triggered.connect(self.save_conversation)
+        # clicked(bool) / triggered(bool) would pass False as the folder: slots that take no argument
+        w.save_button.clicked.connect(lambda: self.save_conversation())
+        w.save_action.triggered.connect(lambda: self.save_conversation())
         w.quit_action.triggered.connect(w.close)
         ctl.state_changed.connect(self._on_state)
         ctl.model_loaded.connect(self._on_loaded)
@@ -204,8 +207,10 @@ class Presenter(QObject):
         return self.settings.input_device, self.settings.output_device, echo
 
     def prepare_and_start(self) -> None:
-        """Finds the weights (local folder, cache, or a download with a progress dialog), then loads
-        the model on the loop thread and starts talking when it is ready."""
+        """Checks the microphone and speaker, finds the weights (local folder, cache, or a download
+        with a progress dialog), then loads the model on the loop thread and starts talking when it is ready."""
+        if self.ctl.pick_devices(*self._audio_args()[:2]) is None:
+            return  # said before gigabytes are downloaded or loaded
         choice = self.choice()
         if choice.folder:
             try:
@@ -282,7 +287,7 @@ class Presenter(QObject):
             w.echo_check.setEnabled(self.ctl.echo_available)
         if state == c.IDLE:
             self._loaded_key = None
-        w.save_action.setEnabled(not running and self.ctl.last_recording is not None)
+        w.save_action.setEnabled(not running and bool(self.conversations))
         w.save_button.setEnabled(w.save_action.isEnabled())
         w.status.set_state(_STATE_TEXT[state])
         self._update_model_status()
@@ -299,14 +304,18 @@ class Presenter(QObject):
 
     def _on_conversation_started(self, n: int) -> None:
         self._said_too_slow = False
-        self.w.transcript.begin_conversation(f"Conversation {n} · {time.strftime('%H:%M')}")
+        index = self.w.transcript.begin_conversation(f"Conversation {n} · {time.strftime('%H:%M')}")
+        if self.ctl.last_recording is not None:
+            self.conversations.append(Conversation(n, self.ctl.last_recording, time.time(), index))
         self.w.status.set_skipped(0)
 
     def _on_conversation_ended(self, reason: str) -> None:
-        self.w.transcript.end_conversation("stopped by an error" if reason == "error" else "")
+        error = reason == "error"
+        self.w.transcript.end_conversation("stopped by an error" if error else "")
         self.w.meters.input.reset()
         self.w.meters.output.reset()
         self.w.status.clear_stats()
+        self.w.status.set_state(ENDED_BY_ERROR if error else ENDED)
 
     # -- transcript and recordings ---------------------------------------------------------------
     def copy_transcript(self) -> str:
@@ -318,29 +327,56 @@ class Presenter(QObject):
     def save_conversation(self, folder: str | None = None) -> Path | None:
         """Copies the last conversation (user.wav, moshi.wav, transcript.jsonl, transcript.txt) into a
         new folder under `folder` (asked when None); returns the new folder."""
-        src = self.ctl.last_recording
-        if src is None or self.ctl.state in (c.STARTING, c.RUNNING, c.STOPPING):
+        if not self.conversations or self.ctl.state in (c.STARTING, c.RUNNING, c.STOPPING):
             self.dialogs.error("Nothing to save yet", "Save works once a conversation has ended.")
             return None
+        saved = self._save([self.conversations[-1]], folder, "Save the conversation in…")
+        return saved[0] if saved else None
+
+    def _save(self, conversations: list[Conversation], folder: str | None, question: str) -> list[Path] | None:
+        """Saves each conversation under `folder` (asked when None); None if cancelled or failed (said)."""
         if folder is None:
-            folder = self.dialogs.choose_folder("Save the conversation in…", self.settings.save_folder or str(Path.home()))
+            folder = self.dialogs.choose_folder(question, self.settings.save_folder or str(Path.home()))
             if not folder:
                 return None
-        dest = Path(folder) / f"moshi-conversation-{time.strftime('%Y%m%d-%H%M%S')}"
-        try:
-            shutil.copytree(src, dest)
-            (dest / "transcript.txt").write_text(self.w.transcript.last_conversation_text() + "\n", encoding="utf-8")
-        except OSError as e:
-            self.dialogs.error("Could not save the conversation", f"{dest}: {e.strerror or e}. Pick another folder.")
-            return None
+        saved = []
+        for conv in conversations:
+            try:
+                saved.append(save_copy(conv, folder, self.w.transcript.conversation_text(conv.text_index)))
+            except OSError as e:
+                where = e.filename or folder
+                message = f"{where}: {e.strerror or e}. Pick another folder."
+                self.dialogs.error("Could not save the conversation", message)
+                return None
         self.settings.save_folder = str(folder)
-        self.w.status.showMessage(f"Saved to {dest}", 8000)
-        return dest
+        self.w.status.showMessage(f"Saved to {saved[0] if len(saved) == 1 else folder}", 8000)
+        return saved
 
     # -- shutdown --------------------------------------------------------------------------------
+    def may_quit(self) -> bool:
+        """Asks to save the conversations not saved yet (their recordings go when the app quits);
+        False when the person cancels, or saving did not succeed."""
+        unsaved = [conv for conv in self.conversations if not conv.saved]
+        if not unsaved:
+            return True
+        answer = self.dialogs.ask_save_before_quit(len(unsaved))
+        if answer != "save":
+            return answer == "discard"
+        if self.ctl.state in (c.STARTING, c.RUNNING, c.STOPPING):  # its recording is complete once it ended
+            self.ctl.stop()
+            deadline = time.monotonic() + 15.0
+            while self.ctl.state in (c.STARTING, c.STOPPING) and time.monotonic() < deadline:
+                QCoreApplication.processEvents()
+                time.sleep(0.01)
+        unsaved = [conv for conv in self.conversations if not conv.saved]  # one starting then is in now
+        return self._save(unsaved, None, "Save the conversations in…") is not None
+
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt)
         kind = event.type()
         if obj is self.w and kind == QEvent.Type.Close and not self._closing:
+            if not self.may_quit():
+                event.ignore()  # the window stays open
+                return True
             self.shutdown()
         elif (obj is self.w and kind == QEvent.Type.WindowActivate) or (
             obj in (self.w.input_combo, self.w.output_combo) and kind == QEvent.Type.MouseButtonPress

@@ -20,6 +20,9 @@ QPushButton#startButton { font-size: 20px; font-weight: 600; padding: 14px 36px;
 QPushButton#startButton:disabled { background: #9ca3af; }
 """
 START_COLOR, STOP_COLOR = "#2563eb", "#dc2626"
+# The settings' labels: messages name these places (app/wording.py)
+MODEL_BOX, PRECISION_ROW, WEIGHTS_ROW = "Model", "Precision", "Weights folder"
+AUDIO_BOX, INPUT_ROW, OUTPUT_ROW = "Audio", "Microphone", "Speaker"
 
 
 class MainWindow(QMainWindow):
@@ -27,7 +30,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setWindowTitle("Moshi")
         self.resize(1040, 680)
-        self.setMinimumSize(760, 480)
+        # no fixed minimum size: the layout's own (every text fits, nothing overlaps) is the window's
 
         # -- conversation column -----------------------------------------------------------------
         self.transcript = TranscriptView()
@@ -44,26 +47,29 @@ class MainWindow(QMainWindow):
         self.mute_button.setCheckable(True)
         self.mute_button.setToolTip("Mute the microphone: Moshi hears silence and goes on talking (Ctrl+M)")
         self.copy_button = QToolButton()
-        self.copy_button.setText("Copy transcript")
+        self.copy_button.setText("Copy")
+        self.copy_button.setToolTip("Copy the transcript (Ctrl+Shift+C)")
         self.save_button = QToolButton()
-        self.save_button.setText("Save conversation…")
+        self.save_button.setText("Save…")
+        self.save_button.setToolTip("Save the last conversation: both voices and the transcript (Ctrl+S)")
 
         title = QLabel("Moshi")
         tf = QFont(title.font())
         tf.setPointSizeF(tf.pointSizeF() * 1.6)
         tf.setWeight(QFont.Weight.DemiBold)
         title.setFont(tf)
-        subtitle = QLabel("Inner Monologue: what Moshi says, as it says it")
-        subtitle.setStyleSheet("color:#6b7280;")
+        self.subtitle = QLabel("Inner Monologue: what Moshi says, as it says it")
+        self.subtitle.setStyleSheet("color:#6b7280;")
+        self.subtitle.setWordWrap(True)  # on two lines in a narrow window
         head = QHBoxLayout()
         head.addWidget(title)
         head.addSpacing(12)
-        head.addWidget(subtitle, 1, Qt.AlignmentFlag.AlignBottom)
+        head.addWidget(self.subtitle, 1, Qt.AlignmentFlag.AlignBottom)
         head.addWidget(self.copy_button)
         head.addWidget(self.save_button)
 
         controls = QHBoxLayout()
-        controls.setSpacing(18)
+        controls.setSpacing(14)
         controls.addWidget(self.start_button)
         controls.addWidget(self.mute_button)
         controls.addWidget(self.meters, 1)
@@ -108,16 +114,16 @@ class MainWindow(QMainWindow):
         self.echo_check = QCheckBox("Echo suppression")
         self.echo_check.setToolTip("Remove Moshi's own voice from the microphone (for speakers, not needed with headphones)")
 
-        model_box = QGroupBox("Model")
+        model_box = QGroupBox(MODEL_BOX)
         mf = QFormLayout(model_box)
         mf.addRow("Voice", self.voice_combo)
-        mf.addRow("Precision", self.precision_combo)
-        mf.addRow("Weights folder", folder_row)
+        mf.addRow(PRECISION_ROW, self.precision_combo)
+        mf.addRow(WEIGHTS_ROW, folder_row)
         mf.addRow("Temperature", self.temperature_spin)
-        audio_box = QGroupBox("Audio")
+        audio_box = QGroupBox(AUDIO_BOX)
         af = QFormLayout(audio_box)
-        af.addRow("Microphone", self.input_combo)
-        af.addRow("Speaker", self.output_combo)
+        af.addRow(INPUT_ROW, self.input_combo)
+        af.addRow(OUTPUT_ROW, self.output_combo)
         af.addRow(self.echo_check)
         for f in (mf, af):
             f.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
@@ -139,6 +145,7 @@ class MainWindow(QMainWindow):
         root.addWidget(self.settings_panel)
         self.setCentralWidget(central)
         self.transcript.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.transcript.setMinimumHeight(160)
 
         self.status = StatusPanel()
         self.setStatusBar(self.status)

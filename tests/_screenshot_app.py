@@ -2,7 +2,8 @@
 
 Usage: python tests/_screenshot_app.py OUT_DIR   (DISPLAY must point at an X server)
 Writes OUT_DIR/window.png (the X server's pixels: QScreen.grabWindow) and OUT_DIR/info.json
-(transcript text, widget geometry) for tests/test_app_screenshot.py.
+(transcript text, widget geometry) for tests/test_app_screenshot.py; then the same as window-min.png and
+info-min.json with the window at its minimum size.
 """
 
 from __future__ import annotations
@@ -66,9 +67,20 @@ def main(out: Path) -> int:
     pump_until(lambda: "the light," in window.transcript.transcript_text())
     end = time.monotonic() + 0.3
     pump_until(lambda: time.monotonic() > end)
+    ok = _grab(window, qapp, out, "")
+    window.resize(1, 1)  # as small as its layout lets it be
+    end = time.monotonic() + 0.3
+    pump_until(lambda: time.monotonic() > end)
+    ok = _grab(window, qapp, out, "-min") and ok
+    presenter.shutdown()
+    window.close()
+    return 0 if ok else 1
+
+
+def _grab(window, qapp, out: Path, suffix: str) -> bool:
     screen = window.screen()
     shot = screen.grabWindow(window.winId())
-    ok = shot.save(str(out / "window.png"), "PNG")
+    ok = shot.save(str(out / f"window{suffix}.png"), "PNG")
     tr = window.transcript
     info = {
         "saved": ok,
@@ -86,10 +98,8 @@ def main(out: Path) -> int:
         "output_level": window.meters.output.level_db,
         "status": [window.status.model_label.text(), window.status.quant_label.text(), window.status.rtf_label.text()],
     }
-    (out / "info.json").write_text(json.dumps(info, indent=1))
-    presenter.shutdown()
-    window.close()
-    return 0 if ok else 1
+    (out / f"info{suffix}.json").write_text(json.dumps(info, indent=1))
+    return ok
 
 
 def _rect(widget, window) -> list[int]:

@@ -38,7 +38,8 @@ class App:
         self.backend = backend or LiveFakeBackend()
         self.models: list[ScriptModel] = []
         self.window = MainWindow()
-        qtbot.addWidget(self.window)
+        # closed by the test or, after it, by qtbot: not a person quitting, so nothing to ask
+        qtbot.addWidget(self.window, before_close_func=lambda _w: self.presenter.shutdown())
         self.dialogs = Dialogs(self.window)
         self.ctl = c.Controller(audio_backend=self.backend, recordings=tmp_path / "recordings", parent=self.window)
         kw = {"resolver": resolver} if resolver else {}
@@ -104,6 +105,7 @@ def test_conversation_transcript_meters_status_save_and_copy(make_app, tmp_path:
     w.start_button.click()
     a.wait_state(c.READY)
     assert w.start_button.text() == "Start" and w.voice_combo.isEnabled() is False  # a folder is in use
+    assert w.status.state_label.text() == "Conversation ended"  # not "Model loaded"
     assert w.meters.input.level_db == -60 and w.status.rtf_label.text() == "RTF —"
     # copy and save
     assert a.presenter.copy_transcript() == " ".join(SCRIPT)
@@ -258,9 +260,10 @@ def test_missing_device_gives_a_dialog_and_the_app_keeps_working(make_app) -> No
     a.settings.input_device = "USB Headset"
     a.window.start_button.click()
     box = a.wait_error()
-    assert box.text() == "Audio device problem"
-    assert "no input device name contains 'USB Headset'" in box.informativeText() and "Fake Microphone" in box.informativeText()
-    assert a.ctl.state == c.READY and a.window.start_button.isEnabled()
+    assert box.text() == "The microphone is not connected"
+    assert box.informativeText() == ("“USB Headset”, chosen under Audio → Microphone, is not connected. "
+                                     "Connect it, or choose another microphone there.")  # fmt: skip
+    assert a.ctl.state == c.IDLE and a.models == [] and a.window.start_button.isEnabled()  # said before loading
     box.accept()
     a.qtbot.waitUntil(lambda: not a.dialogs.open_boxes, timeout=2000)
     a.settings.input_device = ""
@@ -307,7 +310,7 @@ def test_missing_model_folder_and_failed_build(make_app, tmp_path: Path) -> None
     a.window.start_button.click()
     box = a.wait_error()
     assert box.informativeText() == (f"{empty} has no tokenizer-e351c8d8-checkpoint125.safetensors: add it there. "
-                                     "Or pick another folder in Settings.")  # fmt: skip
+                                     "Or choose another folder under Model → Weights folder.")  # fmt: skip
     box.accept()
 
     def too_big(files, temperature):
@@ -539,7 +542,7 @@ def test_echo_suppression_setting_reaches_the_loop(qtbot, tmp_path: Path) -> Non
     settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     settings.local_folder = str(write_fake_weights(tmp_path / "weights"))
     window = MainWindow()
-    qtbot.addWidget(window)
+    qtbot.addWidget(window, before_close_func=lambda _w: p.shutdown())
     ctl = c.Controller(audio_backend=LiveFakeBackend(), echo_factory=lambda: _CountingEcho,
                        recordings=tmp_path / "rec", parent=window)  # fmt: skip
     p = Presenter(window, ctl, settings, Dialogs(window), model_factory=lambda f, t: ScriptModel, device_poll_ms=0)
@@ -559,7 +562,7 @@ def test_echo_suppression_setting_reaches_the_loop(qtbot, tmp_path: Path) -> Non
     assert p.shutdown()
     # without an echo canceller in the installation the option is greyed out
     w2 = MainWindow()
-    qtbot.addWidget(w2)
+    qtbot.addWidget(w2, before_close_func=lambda _w: p2.shutdown())
     ctl2 = c.Controller(audio_backend=LiveFakeBackend(), echo_factory=None, recordings=tmp_path / "rec2", parent=w2)
     p2 = Presenter(w2, ctl2, settings, Dialogs(w2), device_poll_ms=0)
     assert not w2.echo_check.isEnabled() and not w2.echo_check.isChecked()
@@ -581,3 +584,365 @@ def test_downloads_are_checked_against_memory_first(monkeypatch) -> None:
     with pytest.raises(MemoryBudgetError, match="Nothing was downloaded"):
         download.fetch_files(ModelChoice(), lambda *a: None, threading.Event())
     assert seen["before_download"] is check_download_fits
+
+
+# -- what a person does: the real buttons, menu items and keys ---------------------------------------
+def _talk(a: App, words: int = len(SCRIPT)) -> None:
+    """One conversation through the Start and Stop buttons, until Moshi said `words` words."""
+    from PySide6.QtCore import Qt
+
+    a.qtbot.mouseClick(a.window.start_button, Qt.MouseButton.LeftButton)
+    a.wait_state(c.RUNNING)
+    want = " ".join(SCRIPT[:words])
+    a.qtbot.waitUntil(lambda: a.window.transcript.last_conversation_text().startswith(want), timeout=WAIT_MS)
+    a.qtbot.mouseClick(a.window.start_button, Qt.MouseButton.LeftButton)
+    a.wait_state(c.READY)
+
+
+def _answer_folder(monkeypatch, folder: Path | None) -> list:
+    """The system's folder picker answers `folder` (None: the person cancels it); returns the questions."""
+    from PySide6.QtWidgets import QFileDialog
+
+    asked = []
+
+    def pick(*args, **kw) -> str:
+        asked.append(args)
+        return "" if folder is None else str(folder)
+
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(pick))
+    return asked
+
+
+def _check_saved(dest: Path, text: str) -> None:
+    """A saved conversation: both voices, and the words the window showed (`text` or more)."""
+    import soundfile as sf
+
+    assert {p.name for p in dest.iterdir()} == {"user.wav", "moshi.wav", "transcript.jsonl", "transcript.txt"}
+    assert (dest / "transcript.txt").read_text().strip().startswith(text)
+    user, sr = sf.read(dest / "user.wav")
+    assert sr == 24000 and user.size >= 2 * 1920
+
+
+def test_save_by_button_menu_and_ctrl_s(make_app, tmp_path: Path, monkeypatch) -> None:
+    from PySide6.QtCore import Qt
+
+    picked = tmp_path / "picked"
+    picked.mkdir()
+    asked = _answer_folder(monkeypatch, picked)
+    a = make_app()
+    w = a.window
+    _talk(a)
+    a.qtbot.mouseClick(w.save_button, Qt.MouseButton.LeftButton)
+    w.save_action.trigger()
+    w.activateWindow()
+    a.qtbot.waitUntil(w.isActiveWindow, timeout=2000)
+    a.qtbot.keyClick(w, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
+    assert not a.dialogs.open_boxes, [b.informativeText() for b in a.dialogs.open_boxes]
+    assert len(asked) == 3
+    saved = sorted(picked.iterdir())
+    assert len(saved) == 3 and all(p.name.startswith("moshi-conversation-") for p in saved)  # none replaced
+    for dest in saved:
+        _check_saved(dest, " ".join(SCRIPT))
+    assert w.status.currentMessage().startswith("Saved to ")
+    # a cancelled folder picker saves nothing and says nothing
+    _answer_folder(monkeypatch, None)
+    a.qtbot.mouseClick(w.save_button, Qt.MouseButton.LeftButton)
+    assert len(list(picked.iterdir())) == 3 and not a.dialogs.open_boxes
+
+
+def _answer_quit_question(window, button) -> list:
+    """Presses `button` (a QMessageBox.StandardButton) in the question that quitting `window` asks, if it
+    asks within 3 s while the window is open; returns the question's texts."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    seen: list[str] = []
+    deadline = time.monotonic() + 3.0
+
+    def press() -> None:
+        box = QApplication.activeModalWidget()
+        if not (isinstance(box, QMessageBox) and box.objectName() == "quitDialog"):
+            if window.isVisible() and time.monotonic() < deadline:  # not yet (or never: `seen` stays empty)
+                QTimer.singleShot(20, press)
+            return
+        seen.append(box.text() + "\n" + box.informativeText())
+        box.button(button).click()
+
+    QTimer.singleShot(0, press)
+    return seen
+
+
+def test_quitting_with_an_unsaved_conversation_asks_first(make_app, tmp_path: Path, monkeypatch) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    picked = tmp_path / "picked"
+    picked.mkdir()
+    _answer_folder(monkeypatch, picked)
+    a = make_app()
+    w = a.window
+    _talk(a, words=3)
+    _talk(a, words=3)
+    # Cancel: the window stays open, the model and the recordings too
+    seen = _answer_quit_question(a.window, QMessageBox.StandardButton.Cancel)
+    w.quit_action.trigger()
+    assert seen and "2 conversations" in seen[0]
+    assert w.isVisible() and a.ctl.state == c.READY
+    seen = _answer_quit_question(a.window, QMessageBox.StandardButton.Cancel)
+    w.close()  # the window's close button
+    assert seen and w.isVisible() and a.ctl.state == c.READY
+    # Save while a third conversation runs: it ends, all three are saved, then the app quits
+    w.start_button.click()
+    a.qtbot.waitUntil(lambda: "CONVERSATION 3" in w.transcript.toPlainText(), timeout=WAIT_MS)
+    a.qtbot.waitUntil(lambda: w.transcript.last_conversation_text().startswith(" ".join(SCRIPT[:3])), timeout=WAIT_MS)
+    assert a.ctl.state == c.RUNNING
+    seen = _answer_quit_question(a.window, QMessageBox.StandardButton.Save)
+    w.quit_action.trigger()
+    assert seen and "3 conversations" in seen[0] and not w.isVisible() and a.ctl.state == c.IDLE
+    saved = sorted(picked.iterdir())
+    assert len(saved) == 3
+    for dest in saved:
+        _check_saved(dest, " ".join(SCRIPT[:3]))
+
+
+def test_quitting_can_discard_and_asks_nothing_once_saved(make_app, tmp_path: Path, monkeypatch) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    a = make_app()
+    _talk(a, words=3)
+    seen = _answer_quit_question(a.window, QMessageBox.StandardButton.Discard)
+    a.window.close()
+    assert seen and "1 conversation " in seen[0] and not a.window.isVisible() and a.ctl.state == c.IDLE
+    # saved already: quitting asks nothing
+    picked = tmp_path / "picked"
+    picked.mkdir()
+    _answer_folder(monkeypatch, picked)
+    b = make_app()
+    _talk(b, words=3)
+    b.window.save_action.trigger()
+    assert len(list(picked.iterdir())) == 1
+    seen = _answer_quit_question(b.window, QMessageBox.StandardButton.Cancel)
+    b.window.quit_action.trigger()
+    assert not seen and not b.window.isVisible()
+    # the folder picker cancelled after Save: nothing is lost, the app stays open
+    _answer_folder(monkeypatch, None)
+    d = make_app()
+    _talk(d, words=3)
+    seen = _answer_quit_question(d.window, QMessageBox.StandardButton.Save)
+    d.window.quit_action.trigger()
+    assert seen and d.window.isVisible() and d.ctl.state == c.READY
+
+
+def test_no_microphone_is_said_before_any_download_or_load(make_app, tmp_path: Path) -> None:
+    speakers_only = [{"name": "Fake Speakers", "index": 0, "hostapi": 0, "max_input_channels": 0,
+                      "max_output_channels": 2, "default_samplerate": 48000}]  # fmt: skip
+    downloads = []
+
+    def resolver(choice, progress, cancelled):
+        downloads.append(choice)
+        raise AssertionError("no download without a microphone")
+
+    backend = LiveFakeBackend(devices=speakers_only)
+    backend.default = (-1, 0)
+    a = make_app(folder=False, resolver=resolver, backend=backend)
+    a.window.start_button.click()
+    box = a.wait_error()
+    text = box.text() + " " + box.informativeText()
+    assert "microphone" in box.text().lower() and "Audio → Microphone" in text and "--" not in text
+    assert downloads == [] and a.models == [] and a.ctl.state == c.IDLE and a.presenter.download is None
+    box.accept()
+    # with a folder of weights: nothing is loaded either
+    a.presenter.set_folder(str(write_fake_weights(tmp_path / "weights")))
+    a.window.start_button.click()
+    box = a.wait_error()
+    assert "Audio → Microphone" in box.informativeText() and a.models == [] and a.ctl.state == c.IDLE
+
+
+def test_an_error_during_a_conversation_is_one_dialog_and_the_recording_stays(make_app, tmp_path: Path,
+                                                                              monkeypatch) -> None:  # fmt: skip
+    from PySide6.QtCore import Qt
+
+    def failing(files, temperature):
+        return lambda: ScriptModel(fail_at=12)
+
+    picked = tmp_path / "picked"
+    picked.mkdir()
+    _answer_folder(monkeypatch, picked)
+    a = make_app(factory=failing)
+    w = a.window
+    a.qtbot.mouseClick(w.start_button, Qt.MouseButton.LeftButton)
+    box = a.wait_error()
+    a.wait_state(c.READY)
+    a.qtbot.wait(300)
+    assert len(a.dialogs.open_boxes) == 1 and box.text() == "The conversation stopped"
+    assert "model blew up" in box.informativeText() and "Traceback" not in box.informativeText()
+    assert "stopped by an error" in w.transcript.toPlainText() and w.start_button.text() == "Start"
+    box.accept()
+    a.qtbot.mouseClick(w.save_button, Qt.MouseButton.LeftButton)
+    (dest,) = picked.iterdir()
+    _check_saved(dest, " ".join(SCRIPT[:6]))
+    events = [json.loads(x) for x in (dest / "transcript.jsonl").read_text().splitlines()]
+    errors = [e["message"] for e in events if e.get("type") == "error"]
+    assert errors == ["the dialog stopped: RuntimeError('model blew up')"]
+
+
+def test_the_window_names_its_settings_never_a_command_line_flag() -> None:
+    """Every message text in the library that names a `run` flag reads, once the app words it, with the
+    window's setting instead (modules only the command line uses are left out; install commands stay)."""
+    import ast
+    import re
+
+    from app.wording import for_window
+
+    root = Path(__file__).resolve().parents[1] / "moshi_mlx"
+    flag = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
+    install = re.compile(r"`(?:pip|sudo|apt-get|brew) [^`]*`")
+    cli_only = ("run.py", "console.py", "cliargs.py", "__main__.py")
+    left, seen = [], 0
+    for path in sorted(root.rglob("*.py")):
+        if path.name in cli_only or path.name.startswith("bench"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docs = {id(n.body[0].value) for n in ast.walk(tree)
+                if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and n.body
+                and isinstance(n.body[0], ast.Expr)}  # fmt: skip
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+                if flag.search(install.sub("", node.value)):
+                    seen += 1
+                    shown = install.sub("", for_window(node.value))
+                    if flag.search(shown):
+                        left.append(f"{path.relative_to(root)}: {node.value!r} -> {shown!r}")
+    assert seen >= 5 and not left, "\n".join(left)
+
+
+def _leaf_widgets(window) -> list:
+    """The visible widgets a person reads or clicks (not the parts of a combo box or spin box)."""
+    from PySide6.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QLabel, QLineEdit, QWidget
+
+    from app.widgets.meters import LevelMeter
+    from app.widgets.transcript import TranscriptView
+
+    kinds = (QLabel, QAbstractButton, QComboBox, QLineEdit, QAbstractSpinBox, LevelMeter, TranscriptView)
+    found = [x for x in window.findChildren(QWidget) if isinstance(x, kinds) and x.isVisibleTo(window)]
+    inside = set()
+    for x in found:
+        p = x.parentWidget()
+        while p is not None and p is not window:
+            if p in found:
+                inside.add(x)
+            p = p.parentWidget()
+    return [x for x in found if x not in inside]
+
+
+def _text_fits(x) -> bool:
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QAbstractButton, QLabel
+
+    if isinstance(x, QLabel) and x.text():
+        r, fm = x.contentsRect(), x.fontMetrics()
+        if x.wordWrap():
+            return fm.boundingRect(r, Qt.TextFlag.TextWordWrap, x.text()).height() <= r.height()
+        return fm.horizontalAdvance(x.text()) <= r.width() and fm.height() <= r.height()
+    if isinstance(x, QAbstractButton):
+        hint = x.sizeHint()  # what its text (and padding) needs
+        return hint.width() <= x.width() and hint.height() <= x.height()
+    return True
+
+
+def test_the_window_at_its_minimum_size_fits_every_text_and_nothing_overlaps(make_app) -> None:
+    from PySide6.QtCore import QRect, Qt
+    from PySide6.QtWidgets import QApplication
+
+    from app.presenter import _BUTTON, _STATE_TEXT, ENDED, ENDED_BY_ERROR
+
+    a = make_app()
+    w = a.window
+    a.presenter.set_folder("/models/" + "a-long-fine-tuned-moshi-folder-name-" * 3)  # the status bar shortens it
+    w.resize(1, 1)
+    a.qtbot.waitUntil(lambda: w.size() == w.minimumSize(), timeout=2000)
+    QApplication.processEvents()
+    small = w.size()
+    assert small.width() <= 900 and small.height() <= 500, small  # room for it on a small laptop screen
+
+    def check(what: str) -> None:
+        QApplication.processEvents()
+        assert w.size() == small, f"{what}: the window grew to {w.size()}"
+        leaves = _leaf_widgets(w)
+        rects = {x: QRect(x.mapTo(w, x.rect().topLeft()), x.size()) for x in leaves}
+        for x, r in rects.items():
+            name = f"{type(x).__name__} {getattr(x, 'text', lambda: '')()!r}"
+            assert w.rect().contains(r), f"{what}: {name} at {r} leaves the window"
+            assert _text_fits(x), f"{what}: the text of {name} ({r.width()}x{r.height()}) does not fit"
+        for i, x in enumerate(leaves):
+            for y in leaves[i + 1 :]:
+                assert not rects[x].intersects(rects[y]), f"{what}: {x} {rects[x]} overlaps {y} {rects[y]}"
+        hint = w.transcript.hint_rect()
+        fm = w.transcript.fontMetrics()
+        assert fm.boundingRect(hint, Qt.TextFlag.TextWordWrap, w.transcript.hint).height() <= hint.height()
+
+    check("idle")
+    for state, (button, _enabled, _running) in _BUTTON.items():
+        w.start_button.setText(button)
+        w.status.set_state(_STATE_TEXT[state])
+        check(state)
+    for text in (ENDED, ENDED_BY_ERROR):
+        w.status.set_state(text)
+        check(text)
+    w.mute_action.trigger()
+    check("muted")
+    w.status.set_stats(12.34, 12345, 99999)
+    check("slow machine")
+
+
+def test_a_full_disk_stops_the_recording_with_one_dialog_and_keeps_what_was_written(make_app, tmp_path: Path,
+                                                                                    monkeypatch) -> None:  # fmt: skip
+    """The recorder's disk fills up mid-conversation (an injected ENOSPC): one dialog, the talk goes on,
+    and Save keeps what was written before."""
+    import errno
+
+    from PySide6.QtCore import Qt
+
+    from moshi_mlx import loop
+    from moshi_mlx.record import Recorder
+
+    if not hasattr(loop, "RecordingStopped") or not hasattr(Recorder, "_write"):
+        pytest.skip("needs the loop's RecordingStopped event (a failing recorder reported once)")
+
+    class FullDisk(Recorder):
+        writes = 0
+
+        def _write(self, item) -> None:
+            FullDisk.writes += 1
+            if FullDisk.writes > 12:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            super()._write(item)
+
+    monkeypatch.setattr(c, "Recorder", FullDisk)
+    picked = tmp_path / "picked"
+    picked.mkdir()
+    _answer_folder(monkeypatch, picked)
+    a = make_app()
+    w = a.window
+    a.qtbot.mouseClick(w.start_button, Qt.MouseButton.LeftButton)
+    box = a.wait_error()
+    assert box.text() == "Recording stopped" and "No space left on device" in box.informativeText()
+    assert a.ctl.state == c.RUNNING  # the conversation goes on
+    a.qtbot.waitUntil(lambda: w.transcript.last_conversation_text().endswith(SCRIPT[-1]), timeout=WAIT_MS)
+    assert len(a.dialogs.open_boxes) == 1
+    box.accept()
+    a.qtbot.mouseClick(w.start_button, Qt.MouseButton.LeftButton)
+    a.wait_state(c.READY)
+    a.qtbot.mouseClick(w.save_button, Qt.MouseButton.LeftButton)
+    (dest,) = picked.iterdir()
+    import soundfile as sf
+
+    user, sr = sf.read(dest / "user.wav")
+    assert sr == 24000 and user.size > 0 and not a.dialogs.open_boxes
+
+
+def test_memory_advice_names_the_precision_setting() -> None:
+    from app.wording import for_window
+    from moshi_mlx.loading_lm import _advice
+
+    shown = for_window(_advice(False, cast=False))
+    assert shown == "Choose 4-bit under Model → Precision, or close other programs.", shown

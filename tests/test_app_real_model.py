@@ -30,7 +30,7 @@ def test_real_pipeline_talks_through_the_window(qtbot, tmp_path: Path) -> None:
     settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     settings.local_folder = str(E2E)
     window = MainWindow()
-    qtbot.addWidget(window)
+    qtbot.addWidget(window, before_close_func=lambda _w: presenter.shutdown())
     dialogs = Dialogs(window)
     ctl = c.Controller(audio_backend=LiveFakeBackend(speed=2.0), recordings=tmp_path / "rec", parent=window)
     built_on: list[str] = []
@@ -79,7 +79,7 @@ def test_folder_with_a_broken_config_gives_a_dialog(qtbot, tmp_path: Path) -> No
     settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     settings.local_folder = str(folder)
     window = MainWindow()
-    qtbot.addWidget(window)
+    qtbot.addWidget(window, before_close_func=lambda _w: presenter.shutdown())
     dialogs = Dialogs(window)
     ctl = c.Controller(audio_backend=LiveFakeBackend(), recordings=tmp_path / "rec", parent=window)
     presenter = Presenter(window, ctl, settings, dialogs, device_poll_ms=0)
@@ -88,5 +88,6 @@ def test_folder_with_a_broken_config_gives_a_dialog(qtbot, tmp_path: Path) -> No
     box = dialogs.open_boxes[-1]
     assert box.text() == "Could not load the model" and "Traceback" not in box.informativeText()
     assert len(box.informativeText()) > 20, box.informativeText()
+    assert "--" not in box.informativeText(), "the window's words, not the command line's"
     qtbot.waitUntil(lambda: ctl.state == c.IDLE, timeout=10_000)
     assert presenter.shutdown()

@@ -101,6 +101,20 @@ def test_window_renders_a_conversation_on_x(xvfb: str, tmp_path: Path, qtbot) ->
     assert len(red) > 0.6 * len(btn)
     met = pixels(region(info["meters_rect"]))
     assert sum(c.green() > 150 and c.red() < 150 and c.blue() < 150 for c in met) > 50
+    # at its minimum size the main areas stay apart, inside the window
+    small = json.loads((tmp_path / "info-min.json").read_text())
+    ww, wh = small["window"]
+    assert ww <= 900 and wh <= 500 and "What did you like most about Lisbon?" in small["transcript_text"]
+    names = ("transcript_rect", "button_rect", "meters_rect", "settings_rect", "status_rect")
+    rects = {n: small[n] for n in names}
+    for n, (x, y, w, h) in rects.items():
+        assert x >= 0 and y >= 0 and x + w <= ww and y + h <= wh and w > 0 and h > 0, (n, rects[n], ww, wh)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            (ax, ay, aw, ah), (bx, by, bw, bh) = rects[a], rects[b]
+            apart = ax + aw <= bx or bx + bw <= ax or ay + ah <= by or by + bh <= ay
+            assert apart, f"{a} {rects[a]} overlaps {b} {rects[b]}"
     if os.environ.get("MOSHI_UPDATE_SCREENSHOT") == "1":
         (ROOT / "docs").mkdir(exist_ok=True)
         shutil.copyfile(tmp_path / "window.png", ROOT / "docs" / "screenshot.png")
+

@@ -7,7 +7,7 @@ import time
 
 from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QLinearGradient, QPainter
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QWidget
+from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QWidget
 
 FLOOR_DB = -60.0
 
@@ -23,13 +23,13 @@ class LevelMeter(QWidget):
         self.peak_db = FLOOR_DB
         self._t = self._peak_t = time.monotonic()
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setMinimumWidth(120)
+        self.setMinimumWidth(80)
 
     def sizeHint(self) -> QSize:
         return QSize(240, 14)
 
     def minimumSizeHint(self) -> QSize:
-        return QSize(120, 10)
+        return QSize(80, 10)
 
     def set_level(self, db: float) -> None:
         if db is None or math.isnan(db):
@@ -73,21 +73,21 @@ class LevelMeter(QWidget):
 
 
 class MeterRow(QWidget):
-    """'You' and 'Moshi' meters side by side."""
+    """'You' above 'Moshi': two labelled meters."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        lay = QHBoxLayout(self)
+        lay = QGridLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(10)
+        lay.setHorizontalSpacing(10)
+        lay.setVerticalSpacing(8)
         self.input = LevelMeter(self)
         self.output = LevelMeter(self)
-        for text, meter in (("You", self.input), ("Moshi", self.output)):
+        for row, (text, meter) in enumerate((("You", self.input), ("Moshi", self.output))):
             label = QLabel(text, self)
             label.setStyleSheet("color:#4b5563; font-weight:600;")
-            lay.addWidget(label)
-            lay.addWidget(meter, 1)
-            if meter is self.input:
-                lay.addSpacing(14)
+            lay.addWidget(label, row, 0)
+            lay.addWidget(meter, row, 1)
+        lay.setColumnStretch(1, 1)
         self.input.setToolTip("Microphone level")
         self.output.setToolTip("Moshi's voice level")

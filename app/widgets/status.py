@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
 
-
 _QUANT_TIP = "Weights precision"
+_MODEL_WIDTH = 180  # a longer folder name is shortened in the middle (the tooltip has it whole)
 
 
 class StatusPanel(QStatusBar):
@@ -35,7 +36,9 @@ class StatusPanel(QStatusBar):
         self.state_label.setText(text)
 
     def set_model(self, label: str, quantization: str) -> None:
-        self.model_label.setText(label or "—")
+        text = label or "—"
+        self.model_label.setText(self.fontMetrics().elidedText(text, Qt.TextElideMode.ElideMiddle, _MODEL_WIDTH))
+        self.model_label.setToolTip(f"Model: {text}")
         self.quant_label.setText(quantization or "—")
 
     def set_notes(self, notes: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QFont, QTextCursor
+from PySide6.QtGui import QFont, QPainter, QTextCursor
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 _HEAD_STYLE = "color:#6b7280; font-size:small; font-weight:600; letter-spacing:0.5px;"
@@ -24,12 +24,14 @@ class TranscriptView(QTextBrowser):
         font.setPointSizeF(max(15.0, font.pointSizeF() * 1.5))
         self.setFont(font)
         self.document().setDocumentMargin(18)
-        self.setPlaceholderText("Press Start and say hello. Moshi's words appear here as it speaks them.")
+        # Qt draws a placeholder on one line, cut off in a narrow window: this one wraps (paintEvent)
+        self.hint = "Press Start and say hello. Moshi's words appear here as it speaks them."
         self._conversations: list[list[str]] = []  # text pieces per conversation, for copying
         self._open = False
 
     # -- content ---------------------------------------------------------------------------------
-    def begin_conversation(self, title: str) -> None:
+    def begin_conversation(self, title: str) -> int:
+        """Starts a conversation's section; returns its index (for `conversation_text`)."""
         follow = self._at_bottom()
         cur = self._end_cursor()
         if not self.document().isEmpty():
@@ -40,6 +42,7 @@ class TranscriptView(QTextBrowser):
         self._conversations.append([])
         self._open = True
         self._follow(follow)
+        return len(self._conversations) - 1
 
     def append_text(self, text: str) -> None:
         """Appends a piece of Moshi's speech as it arrives (it carries its own leading space)."""
@@ -69,8 +72,24 @@ class TranscriptView(QTextBrowser):
         """Every conversation's words as plain text, one paragraph per conversation."""
         return "\n\n".join("".join(c).strip() for c in self._conversations if "".join(c).strip())
 
+    def conversation_text(self, index: int) -> str:
+        return "".join(self._conversations[index]).strip() if self._conversations else ""
+
     def last_conversation_text(self) -> str:
-        return "".join(self._conversations[-1]).strip() if self._conversations else ""
+        return self.conversation_text(-1)
+
+    def hint_rect(self):
+        """Where the hint is drawn while the transcript is empty."""
+        m = int(self.document().documentMargin())
+        return self.viewport().rect().adjusted(m, m, -m, -m)
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt)
+        super().paintEvent(event)
+        if self.document().isEmpty() and self.hint:
+            p = QPainter(self.viewport())
+            p.setPen(self.palette().placeholderText().color())
+            p.drawText(self.hint_rect(), Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap, self.hint)
+            p.end()
 
     # -- helpers ---------------------------------------------------------------------------------
     def _text_format(self):
