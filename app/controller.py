@@ -25,16 +25,14 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
-from moshi_mlx import loop as _loop
 from moshi_mlx.audio.devices import AudioIO, DeviceInfo, list_devices
 from moshi_mlx.errors import MoshiError
-from moshi_mlx.loop import Error, Loaded, ModelLoop, Notice, SessionEnded, SessionStarted, Skipped, Stats, Text
+from moshi_mlx.loop import (
+    Error, Loaded, ModelLoop, Notice, RecordingStopped, SessionEnded, SessionStarted, Skipped, Stats, Text,
+)  # fmt: skip
 from moshi_mlx.record import Recorder
 
 from .wording import DeviceProblem, for_window, pick_device
-
-# The loop reports a recorder whose disk failed (full, removed) once; () until moshi_mlx.loop has it.
-_RecordingStopped = getattr(_loop, "RecordingStopped", ())
 
 IDLE, LOADING, READY, STARTING, RUNNING, STOPPING = "idle", "loading", "ready", "starting", "running", "stopping"
 
@@ -270,7 +268,7 @@ class Controller(QObject):
             self._release.stop()
             self._set_state(READY)
             self.conversation_ended.emit(ev.reason)
-        elif isinstance(ev, _RecordingStopped):
+        elif isinstance(ev, RecordingStopped):
             self.error.emit("Recording stopped", f"{for_window(ev.message).rstrip('.')}. The conversation goes on "
                             "unrecorded; Save keeps what was recorded.")  # fmt: skip
         elif isinstance(ev, Error):
