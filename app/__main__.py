@@ -6,8 +6,8 @@ import signal
 import sys
 import traceback
 
-from moshi_mlx.signals import SIGNALS
-from moshi_mlx.cliargs import CliParser
+from moshi_mlx.cli.signals import SIGNALS
+from moshi_mlx.cli.args import CliParser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def cli() -> None:
     """Console-script entry point: Linux re-runs on OpenBLAS first (moshi_mlx._cpu_blas)."""
-    from moshi_mlx._cpu_blas import run_cli
+    from moshi_mlx.cpu.blas import run_cli
 
     run_cli(main)
 

@@ -27,10 +27,10 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from moshi_mlx.audio.devices import AudioIO, DeviceInfo, list_devices
 from moshi_mlx.errors import MoshiError
-from moshi_mlx.loop import (
+from moshi_mlx.dialog.loop import (
     Error, Loaded, ModelLoop, Notice, RecordingStopped, SessionEnded, SessionStarted, Skipped, Stats, Text,
 )  # fmt: skip
-from moshi_mlx.record import Recorder
+from moshi_mlx.dialog.recorder import Recorder
 
 from .wording import DeviceProblem, for_window, pick_device
 
@@ -40,7 +40,7 @@ IDLE, LOADING, READY, STARTING, RUNNING, STOPPING = "idle", "loading", "ready", 
 def default_echo_factory():
     """The echo canceller, or None when this installation has none."""
     try:
-        from moshi_mlx.echo import EchoCanceller
+        from moshi_mlx.dialog.echo import EchoCanceller
     except ImportError:
         return None
     return EchoCanceller

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QProgressDialog, QWidget
 
-from moshi_mlx import hub
+from moshi_mlx.loading import hub
 from moshi_mlx.errors import MoshiError, OfflineError
 
 from .models import ModelChoice, ResolvedModel, from_hub
@@ -58,7 +58,7 @@ def hub_resolver(choice: ModelChoice, progress: Progress, cancelled: threading.E
             return True
 
     try:
-        from moshi_mlx.loading_lm import check_download_fits
+        from moshi_mlx.loading.lm import check_download_fits
 
         return hub.resolve_model_files(choice.repo, choice.quant, tqdm_class=_Bar, before_download=check_download_fits)
     except OfflineError as e:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from moshi_mlx import hub
+from moshi_mlx.loading import hub
 from moshi_mlx.errors import CheckpointError, MoshiError
 from moshi_mlx.weights import formats
 from moshi_mlx.weights.safetensors_io import read_header

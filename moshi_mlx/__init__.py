@@ -3,8 +3,8 @@
 from .config import DepformerConfig, LmConfig, MimiConfig
 from .lm import Lm
 from .lm_gen import LmGen
-from .loading_lm import load_lm
-from .loading_mimi import load_mimi
+from .loading.lm import load_lm
+from .loading.mimi import load_mimi
 from .mimi import Mimi
 
 __version__ = "0.1.0"

@@ -13,7 +13,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .config import MimiConfig
-from .modules.blocked import BlockedLinear
+from .cpu.blocked import BlockedLinear
 from .modules.conv import ConvState, ConvTrState, StreamingConv1d, StreamingConvTranspose1d
 from .modules.quantizer import SplitResidualVectorQuantizer
 from .modules.seanet import SeanetDecoder, SeanetEncoder, SeanetState

@@ -16,13 +16,13 @@ from mlx.utils import tree_flatten
 
 from .config import LmConfig
 from .errors import ConfigError
-from .hub import ModelFiles
+from .loading.hub import ModelFiles
 from .lm import Lm
 from .lm_gen import LmGen
-from .loading_lm import load_lm
-from .loading_mimi import load_mimi, mimi_config
-from .loop import FRAME, FrameResult
-from .memory import KV_AUTO, keep_resident
+from .loading.lm import load_lm
+from .loading.mimi import load_mimi, mimi_config
+from .dialog.loop import FRAME, FrameResult
+from .loading.memory import KV_AUTO, keep_resident
 from .mimi import Mimi
 from .sampling import MAX_SEED, MAX_TEMP, MAX_TOP_K
 from .text import TextStream

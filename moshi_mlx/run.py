@@ -15,12 +15,12 @@ import sys
 import threading
 
 from .audio import MODEL_RATE
-from .cliargs import CliParser, number
+from .cli.args import CliParser, number
 from .errors import MoshiError, NoAudioDeviceError
-from .loop import Error, ModelLoop, Notice, RecordingStopped, SessionEnded, Text, Word
-from .memory import KV_AUTO
+from .dialog.loop import Error, ModelLoop, Notice, RecordingStopped, SessionEnded, Text, Word
+from .loading.memory import KV_AUTO
 from .sampling import MAX_SEED, MAX_TEMP, MAX_TOP_K
-from .signals import exit_code
+from .cli.signals import exit_code
 
 FRAME_S = 0.08
 LOCAL_FLAGS = "--moshi-weight PATH --mimi-weight PATH --tokenizer PATH [--config PATH]"
@@ -97,7 +97,7 @@ def _check_paths(args: argparse.Namespace) -> None:
     """
     from .audio.files import audio_format, probe_audio
     from .outputs import check_new_file
-    from .record import check_free
+    from .dialog.recorder import check_free
 
     protect = {"--input": args.input}
     if args.output:
@@ -122,8 +122,8 @@ def _factory(args: argparse.Namespace, files):
 def _resolve(args: argparse.Namespace):
     from tqdm.auto import tqdm
 
-    from .hub import resolve_model_files
-    from .loading_lm import check_download_fits
+    from .loading.hub import resolve_model_files
+    from .loading.lm import check_download_fits
     from .pipeline import check_configs
 
     files = resolve_model_files(args.hf_repo, args.quantized, moshi_weight=args.moshi_weight,
@@ -145,7 +145,7 @@ def _wait_loaded(loop: ModelLoop, view) -> bool:
 def _recorder(args: argparse.Namespace, files):
     if not args.record:
         return None
-    from .record import Recorder
+    from .dialog.recorder import Recorder
 
     return Recorder(args.record, meta={"model": files.source, "moshi": str(files.moshi), "temp": args.temp,
                                        "text_temp": args.text_temp, "seed": args.seed})  # fmt: skip
@@ -153,12 +153,12 @@ def _recorder(args: argparse.Namespace, files):
 
 def run_live(args: argparse.Namespace, files, audio_backend=None) -> int:
     from .audio.devices import AudioIO
-    from .console import ConsoleView
+    from .dialog.console import ConsoleView
 
     audio = AudioIO(args.input_device, args.output_device, backend=audio_backend)
     echo = None
     if not args.no_echo_cancel:
-        from .echo import EchoCanceller
+        from .dialog.echo import EchoCanceller
 
         echo = EchoCanceller()
     view = ConsoleView()
@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
 
 def cli() -> None:
     """Console-script entry point: Linux re-runs on OpenBLAS first (moshi_mlx._cpu_blas)."""
-    from ._cpu_blas import run_cli
+    from .cpu.blas import run_cli
 
     run_cli(main)
 

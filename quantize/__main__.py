@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from moshi_mlx.cliargs import CliParser, number
+from moshi_mlx.cli.args import CliParser, number
 from moshi_mlx.errors import MoshiError
-from moshi_mlx.signals import exit_code
+from moshi_mlx.cli.signals import exit_code
 
 from .convert import DTYPES, Options, Staged, convert
 from .recipes import check_options
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def cli() -> None:
     """Console-script entry point: Linux re-runs on OpenBLAS first (moshi_mlx._cpu_blas)."""
-    from moshi_mlx._cpu_blas import run_cli
+    from moshi_mlx.cpu.blas import run_cli
 
     run_cli(main)
 

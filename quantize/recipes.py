@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import mlx.nn as nn
 
 from moshi_mlx.errors import ConfigError
-from moshi_mlx.hub import MOSHI_FILES
+from moshi_mlx.loading.hub import MOSHI_FILES
 from moshi_mlx.weights.quant import RELEASE_GROUP, QuantSpec, quantizable_modules
 from moshi_mlx.weights.quant_config import QuantRecipe
 

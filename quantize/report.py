@@ -20,7 +20,7 @@ from moshi_mlx.config import LmConfig
 from moshi_mlx.errors import CheckpointError, ConfigError, MemoryBudgetError
 from moshi_mlx.lm import Lm
 from moshi_mlx.lm_gen import LmGen
-from moshi_mlx.loading_lm import load_lm
+from moshi_mlx.loading.lm import load_lm
 
 from .writer import size_text
 

@@ -13,7 +13,7 @@ from typing import Callable
 
 from moshi_mlx.config import read_json_object
 from moshi_mlx.errors import CheckpointError, ConfigError, OfflineError
-from moshi_mlx.hub import folder_file, hub_unavailable, is_repo_id, repo_file
+from moshi_mlx.loading.hub import folder_file, hub_unavailable, is_repo_id, repo_file
 
 TOKENIZER = "tokenizer_spm_32k_3.model"
 MIMI = "tokenizer-e351c8d8-checkpoint125.safetensors"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from moshi_mlx.audio.fake import FakeClock, FakeStreamFactory, FakeStreamError
-from moshi_mlx.loop import FRAME, RATE, FrameResult
+from moshi_mlx.dialog.loop import FRAME, RATE, FrameResult
 
 SCRIPT = "Hello, I am Moshi. How are you doing today? Tell me about your day".split()
 

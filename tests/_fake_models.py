@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from moshi_mlx.loop import FRAME, FrameResult
+from moshi_mlx.dialog.loop import FRAME, FrameResult
 
 
 class EchoModel:

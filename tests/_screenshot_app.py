@@ -31,7 +31,7 @@ def main(out: Path) -> int:
     from PySide6.QtWidgets import QApplication
 
     from app import controller as c
-    from moshi_mlx import hub
+    from moshi_mlx.loading import hub
     from app.dialogs import Dialogs
     from app.presenter import Presenter
     from app.settings import AppSettings

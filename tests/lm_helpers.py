@@ -9,7 +9,7 @@ import numpy as np
 
 from conftest import ASSETS
 from moshi_mlx.lm_gen import LmGen
-from moshi_mlx.loading_lm import load_lm
+from moshi_mlx.loading.lm import load_lm
 
 LM = ASSETS / "lm"
 CONFIG = LM / "lm_small.json"

@@ -134,7 +134,7 @@ def test_words_wait_for_the_voice(make_app) -> None:
     a.ctl.text.connect(lambda t: got.append((time.monotonic(), t)))
     a.ctl._speaker_ms = 300.0
     t0 = time.monotonic()
-    from moshi_mlx.loop import Text
+    from moshi_mlx.dialog.loop import Text
 
     a.ctl._on_loop_event(a.ctl._gen, Text("hi", 0.0, 0))
     assert got == []
@@ -163,7 +163,7 @@ def test_the_models_notes_show_in_the_status_bar(make_app) -> None:
 
 
 def test_a_machine_far_slower_than_real_time_is_told_once_per_conversation(make_app) -> None:
-    from moshi_mlx.loop import Stats
+    from moshi_mlx.dialog.loop import Stats
 
     a = make_app()
     st = Stats(frame=5, step_ms=7600.0, step_ms_avg=7600.0, rtf=95.0, lag_ms=0.0, output_queued_ms=0.0,
@@ -330,7 +330,7 @@ def test_missing_model_folder_and_failed_build(make_app, tmp_path: Path) -> None
 def test_download_with_progress_then_talk(make_app, tmp_path: Path) -> None:
     progress_seen = []
 
-    from moshi_mlx import hub
+    from moshi_mlx.loading import hub
 
     def resolver(choice, progress, cancelled):
         got = []
@@ -572,7 +572,7 @@ def test_echo_suppression_setting_reaches_the_loop(qtbot, tmp_path: Path) -> Non
 def test_downloads_are_checked_against_memory_first(monkeypatch) -> None:
     from app import download
     from app.models import ModelChoice
-    from moshi_mlx.loading_lm import check_download_fits
+    from moshi_mlx.loading.lm import check_download_fits
 
     seen = {}
 
@@ -796,10 +796,10 @@ def test_the_window_names_its_settings_never_a_command_line_flag() -> None:
     root = Path(__file__).resolve().parents[1] / "moshi_mlx"
     flag = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
     install = re.compile(r"`(?:pip|sudo|apt-get|brew) [^`]*`")
-    cli_only = ("run.py", "console.py", "cliargs.py", "__main__.py")
+    cli_only = ("run.py", "dialog/console.py", "cli/args.py", "__main__.py", "bench/__main__.py")
     left, seen = [], 0
     for path in sorted(root.rglob("*.py")):
-        if path.name in cli_only or path.name.startswith("bench"):
+        if path.relative_to(root).as_posix() in cli_only or path.relative_to(root).parts[0] == "bench":
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         docs = {id(n.body[0].value) for n in ast.walk(tree)
@@ -902,7 +902,7 @@ def test_a_full_disk_stops_the_recording_with_one_dialog_and_keeps_what_was_writ
 
     from PySide6.QtCore import Qt
 
-    from moshi_mlx.record import Recorder
+    from moshi_mlx.dialog.recorder import Recorder
 
     class FullDisk(Recorder):
         writes = 0
@@ -938,7 +938,7 @@ def test_a_full_disk_stops_the_recording_with_one_dialog_and_keeps_what_was_writ
 
 def test_memory_advice_names_the_precision_setting() -> None:
     from app.wording import for_window
-    from moshi_mlx.loading_lm import _advice
+    from moshi_mlx.loading.lm import _advice
 
     shown = for_window(_advice(False, cast=False))
     assert shown == "Choose 4-bit under Model → Precision, or close other programs.", shown

@@ -27,7 +27,7 @@ def _backend(**kw) -> FakeStreamFactory:
 
 
 def test_importing_needs_no_portaudio() -> None:
-    code = "import sys, moshi_mlx.audio.devices, moshi_mlx.loop; assert 'sounddevice' not in sys.modules"
+    code = "import sys, moshi_mlx.audio.devices, moshi_mlx.dialog.loop; assert 'sounddevice' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

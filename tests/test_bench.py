@@ -57,7 +57,7 @@ def test_bench_mimi_reports_a_broken_kyutai_interpreter(tmp_path) -> None:
 def test_bench_lm_compares_with_kyutai_step_by_step(tmp_path, capsys) -> None:
     """The LM bench alternates its steps with Kyutai's (a fake interpreter here) and prints the ratio."""
     from lm_helpers import LM
-    from moshi_mlx.bench_lm import bench
+    from moshi_mlx.bench.lm import bench
     from moshi_mlx.config import LmConfig
 
     fake = _fake_kyutai_python(tmp_path, 1e6)  # 1000 s per step: ours is faster
@@ -68,7 +68,7 @@ def test_bench_lm_compares_with_kyutai_step_by_step(tmp_path, capsys) -> None:
 
 def test_bench_lm_says_slower_when_ours_is_slower(tmp_path, capsys) -> None:
     from lm_helpers import LM
-    from moshi_mlx.bench_lm import bench
+    from moshi_mlx.bench.lm import bench
     from moshi_mlx.config import LmConfig
 
     fake = _fake_kyutai_python(tmp_path, 1e-3)  # 1 us per step: ours is slower
@@ -95,7 +95,7 @@ def test_bench_loop_latency_is_never_negative_when_the_machine_stalls(monkeypatc
     devices must not then deliver the overdue audio in one burst, which squeezed it in time and gave
     latencies down to -128 ms under load (-94 ms here)."""
     from moshi_mlx.audio.fake import FakeStream
-    from moshi_mlx.bench_loop import measure_latency
+    from moshi_mlx.bench.loop import measure_latency
 
     process = FakeStream.process
     calls = [0]

@@ -7,7 +7,7 @@ import mlx.nn as nn
 import pytest
 from conftest import assert_close
 
-from moshi_mlx.modules.blocked import BlockedLinear, blocked_matmul, choose_block, from_blocks, to_blocks
+from moshi_mlx.cpu.blocked import BlockedLinear, blocked_matmul, choose_block, from_blocks, to_blocks
 from moshi_mlx.modules.conv import StreamingConv1d, StreamingConvTranspose1d
 
 

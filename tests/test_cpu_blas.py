@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from moshi_mlx import _cpu_blas
-from moshi_mlx._cpu_blas import OPT_OUT_ENV, preload_decision, reexec_env
+from moshi_mlx.cpu import blas as _cpu_blas
+from moshi_mlx.cpu.blas import OPT_OUT_ENV, preload_decision, reexec_env
 
 LIB = "libopenblas.so.0"
 
@@ -48,7 +48,7 @@ def test_reexec_env_sets_preload_single_thread_and_mark() -> None:
 
 
 _CHILD = (
-    "import json, os, sys; from moshi_mlx._cpu_blas import maybe_reexec, describe; maybe_reexec(); "
+    "import json, os, sys; from moshi_mlx.cpu.blas import maybe_reexec, describe; maybe_reexec(); "
     "print(os.environ.get('LD_PRELOAD', '') + '|' + json.dumps(sys.argv[1:]) + '|' + describe())"
 )
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from _speechlike import SR, erle_db, room_ir, speechlike
 
-from moshi_mlx.echo import EchoCanceller
+from moshi_mlx.dialog.echo import EchoCanceller
 
 SECONDS, USER_FROM = 30, 15
 

@@ -71,7 +71,7 @@ def voice(tmp_path_factory) -> Path:
 _LOOP_THEN_EXIT = """
 import sys
 import mlx.core as mx
-from moshi_mlx.loop import FrameResult, ModelLoop
+from moshi_mlx.dialog.loop import FrameResult, ModelLoop
 
 class Model:  # uses mx.random on the loop thread, as building and sampling a real model do
     def __init__(self):
@@ -101,7 +101,7 @@ import numpy as np
 import mlx.core as mx
 from moshi_mlx import mlx_thread
 from moshi_mlx.audio.file_port import FileAudioPort
-from moshi_mlx.loop import FrameResult, ModelLoop
+from moshi_mlx.dialog.loop import FrameResult, ModelLoop
 
 class NoSink:
     def write(self, pcm):
@@ -216,7 +216,7 @@ def test_sigterm_ends_a_live_conversation_as_ctrl_c_does(tmp_path, capsys):
     # Live mode needs a sound card, so in-process on the fake one, inside the handlers `run_cli` installs.
     from moshi_mlx.audio.fake import FakeStreamFactory
     from moshi_mlx.run import main
-    from moshi_mlx.signals import stop_on_signals
+    from moshi_mlx.cli.signals import stop_on_signals
     from test_run import GREEDY, _drive
 
     backend = FakeStreamFactory(input_rate=24_000, output_rate=48_000)

@@ -9,7 +9,7 @@ import huggingface_hub
 import pytest
 from huggingface_hub import errors
 
-from moshi_mlx import hub
+from moshi_mlx.loading import hub
 from moshi_mlx.errors import CheckpointError, ConfigError, OfflineError
 
 Q4 = {"model.q4.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE, "README.md"}

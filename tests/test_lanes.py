@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from moshi_mlx.errors import ConfigError
-from moshi_mlx.modules import lanes
-from moshi_mlx.modules.lanes import SpreadLinear, SpreadQuantizedLinear, spread_over_lanes
+from moshi_mlx.cpu import lanes
+from moshi_mlx.cpu.lanes import SpreadLinear, SpreadQuantizedLinear, spread_over_lanes
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_each_thread_gets_its_own_lanes(three_lanes):
 
 def test_quantized_models_spread_every_linear_and_keep_their_names(three_lanes, monkeypatch):
     from lm_helpers import CONFIG, FILES, teacher_codes
-    from moshi_mlx.loading_lm import load_lm
+    from moshi_mlx.loading.lm import load_lm
     from mlx.utils import tree_flatten
 
     lm = load_lm(FILES["mlx_q4"], CONFIG)
@@ -115,7 +115,7 @@ def test_spread_over_lanes_swaps_only_plain_linears():
 
 def test_a_bf16_lm_spreads_too_with_identical_logits(three_lanes, monkeypatch):
     from lm_helpers import CONFIG, FILES, teacher_codes
-    from moshi_mlx.loading_lm import load_lm
+    from moshi_mlx.loading.lm import load_lm
 
     lm = load_lm(FILES["mlx_bf16"], CONFIG)
     lm.set_compute_dtype(mx.bfloat16)  # what the GPU default would be; here it exercises SpreadLinear

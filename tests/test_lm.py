@@ -9,7 +9,7 @@ import pytest
 from conftest import assert_close
 from lm_helpers import CONFIG, FILES, goldens, greedy_run, model, teacher_codes
 from moshi_mlx.lm_gen import LmGen
-from moshi_mlx.loading_lm import load_lm
+from moshi_mlx.loading.lm import load_lm
 
 
 def test_teacher_forced_logits_match_reference():

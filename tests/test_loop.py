@@ -15,11 +15,11 @@ from _fake_models import EchoModel
 
 from moshi_mlx.audio.devices import AudioIO
 from moshi_mlx.audio.fake import FakeClock, FakeStreamFactory
-from moshi_mlx.loop import (
+from moshi_mlx.dialog.loop import (
     FRAME, TOO_SLOW_RTF, Closed, Error, FrameResult, Loaded, ModelLoop, RecordingStopped, SessionEnded,
     SessionStarted, Skipped, Stats, Text, Word, too_slow,
 )  # fmt: skip
-from moshi_mlx.record import Recorder, recording_paths
+from moshi_mlx.dialog.recorder import Recorder, recording_paths
 
 
 def _drain(q: queue.SimpleQueue) -> list:
@@ -333,7 +333,7 @@ def test_output_queue_is_bounded_when_the_speaker_lags() -> None:
 
 
 def test_latency_measurement_hears_every_click_without_an_extra_frame() -> None:
-    from moshi_mlx.bench_loop import measure_latency
+    from moshi_mlx.bench.loop import measure_latency
 
     r = measure_latency(compute_s=0.01, rate_in=48_000, rate_out=44_100, seconds=1.5)
     assert r.clicks_heard == r.clicks_sent >= 4
@@ -345,7 +345,7 @@ def test_latency_measurement_hears_every_click_without_an_extra_frame() -> None:
 def test_echo_canceller_in_the_loop_removes_the_played_voice() -> None:
     from _speechlike import room_ir, speechlike
 
-    from moshi_mlx.echo import EchoCanceller
+    from moshi_mlx.dialog.echo import EchoCanceller
 
     voice = speechlike(14, 7, (150, 250))
 

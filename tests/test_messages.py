@@ -307,7 +307,7 @@ def test_missing_portaudio_suggests_file_mode() -> None:
 
 def test_hf_cache_snapshot_folders_still_load(tmp_path: Path) -> None:
     """A Hugging Face cache snapshot links each file to ../../blobs: that stays inside the repository and is read."""
-    from moshi_mlx.hub import resolve_model_files
+    from moshi_mlx.loading.hub import resolve_model_files
     from quantize.source import resolve
 
     def snapshot(files: dict[str, Path], repo: str) -> Path:

@@ -8,7 +8,8 @@ import pytest
 from conftest import ASSETS, assert_close, snr_db, to_numpy
 
 from moshi_mlx import Mimi, load_mimi
-from moshi_mlx.modules import blocked, conv
+from moshi_mlx.cpu import blocked
+from moshi_mlx.modules import conv
 
 FRAME = 1920
 CONTEXT_FRAMES = 4  # the tiny transformers keep 8 steps = 4 frames; beyond, streaming sees one key fewer

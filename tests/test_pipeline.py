@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ASSETS
 from moshi_mlx.errors import ConfigError
-from moshi_mlx.hub import ModelFiles, read_repo_config, resolve_model_files
+from moshi_mlx.loading.hub import ModelFiles, read_repo_config, resolve_model_files
 from moshi_mlx.pipeline import MoshiPipeline, Sampling
 
 E2E = ASSETS / "e2e"
@@ -97,8 +97,8 @@ def test_bad_frame_shape(pipeline):
 
 def test_mismatched_codec_is_refused():
     files = e2e_files()
-    from moshi_mlx.loading_lm import load_lm
-    from moshi_mlx.loading_mimi import load_mimi
+    from moshi_mlx.loading.lm import load_lm
+    from moshi_mlx.loading.mimi import load_mimi
     from moshi_mlx.text import TextStream
 
     mimi = load_mimi(ASSETS / "mimi_tiny.safetensors", config=ASSETS / "mimi_tiny_config.json")  # 64 bins
@@ -143,8 +143,8 @@ def test_an_8_bit_kv_cache_runs_through_the_pipeline():
 
 
 def test_tight_memory_stores_the_cache_at_8_bits_and_says_so(pipeline, monkeypatch):
-    from moshi_mlx import memory
-    from moshi_mlx.loading_lm import estimate_bytes
+    from moshi_mlx.loading import memory
+    from moshi_mlx.loading.lm import estimate_bytes
     from moshi_mlx.weights.safetensors_io import read_header
 
     files = e2e_files()

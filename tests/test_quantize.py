@@ -16,7 +16,7 @@ from lm_helpers import CONFIG, FILES, goldens, greedy_run
 from moshi_mlx.config import LmConfig
 from moshi_mlx.errors import CheckpointError
 from moshi_mlx.lm import Lm
-from moshi_mlx.loading_lm import load_lm
+from moshi_mlx.loading.lm import load_lm
 from moshi_mlx.weights import quant
 from moshi_mlx.weights.formats import CheckpointFormat, detect_format
 from moshi_mlx.weights.quant_config import QuantRecipe, recipe_for_file
@@ -171,7 +171,7 @@ def test_memcheck_synthesises_the_pytorch_release_layout():
 def test_output_folder_runs_in_the_dialog_pipeline(tmp_path):
     # What `python -m moshi_mlx.run --hf-repo DIR` does: find the files in the folder, load, step frames.
     from conftest import ASSETS
-    from moshi_mlx.hub import resolve_model_files
+    from moshi_mlx.loading.hub import resolve_model_files
     from moshi_mlx.pipeline import MoshiPipeline, Sampling
 
     e2e, src = ASSETS / "e2e", tmp_path / "finetune"

@@ -20,7 +20,7 @@ import soundfile as sf
 from support.disk import small_disk
 
 from moshi_mlx.errors import AudioFormatError
-from moshi_mlx.record import RATE, Recorder, RecordingExistsError, recording_paths
+from moshi_mlx.dialog.recorder import RATE, Recorder, RecordingExistsError, recording_paths
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,7 +69,7 @@ def test_readable_while_still_open(tmp_path: Path) -> None:
 _CHILD = """
 import os, sys, time
 import numpy as np
-from moshi_mlx.record import Recorder
+from moshi_mlx.dialog.recorder import Recorder
 rec = Recorder(sys.argv[1], sync_every_s=0.5)
 frame = np.full(1920, 0.25, np.float32)
 i = 0

@@ -15,7 +15,7 @@ import soundfile as sf
 from conftest import ASSETS
 from moshi_mlx.audio.fake import FakeClock, FakeStreamFactory
 from moshi_mlx.audio.files import read_audio
-from moshi_mlx.hub import resolve_model_files
+from moshi_mlx.loading.hub import resolve_model_files
 from moshi_mlx.pipeline import MoshiPipeline, Sampling
 from moshi_mlx.run import main
 
@@ -115,7 +115,7 @@ def test_flag_errors(capsys):
 
 
 def test_kv_bits_flag_reaches_load_lm():
-    from moshi_mlx.memory import KV_AUTO
+    from moshi_mlx.loading.memory import KV_AUTO
     from moshi_mlx.run import KV_BITS, build_parser
 
     parse = build_parser().parse_args
@@ -183,7 +183,7 @@ def test_live_ctrl_c_ends_cleanly_and_keeps_the_recording(tmp_path, capsys):
 def test_keyboard_enter_resets_and_m_toggles_mute():
     import io
 
-    from moshi_mlx.console import ConsoleView
+    from moshi_mlx.dialog.console import ConsoleView
     from moshi_mlx.run import _keyboard
 
     class Loop:

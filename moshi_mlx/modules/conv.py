@@ -17,7 +17,7 @@ from typing import NamedTuple
 import mlx.core as mx
 import mlx.nn as nn
 
-from .blocked import blocked_matmul, choose_block, from_blocks, to_blocks
+from ..cpu.blocked import blocked_matmul, choose_block, from_blocks, to_blocks
 
 
 class ConvState(NamedTuple):

@@ -16,11 +16,11 @@ import time
 
 import mlx.core as mx
 
-from . import _cpu_blas
-from .bench import faster_or_slower
-from .bench_kyutai import KyutaiTimer
-from .config import MimiConfig
-from .mimi import Mimi, MimiState
+from ..cpu import blas as _cpu_blas
+from . import faster_or_slower
+from .kyutai import KyutaiTimer
+from ..config import MimiConfig
+from ..mimi import Mimi, MimiState
 
 _DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
 
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if args.kyutai_python:
         if b != 1 or dtype != mx.float32:
             raise SystemExit("--kyutai-python compares batch 1, float32 only")
-        kyutai = KyutaiTimer(args.kyutai_python, "bench_kyutai_mimi.py", "--warmup", str(args.warmup),
+        kyutai = KyutaiTimer(args.kyutai_python, "kyutai_mimi.py", "--warmup", str(args.warmup),
                              "--num-codebooks", str(cfg.num_codebooks))
         print(f"Kyutai's moshi_mlx {kyutai.version} (mlx {kyutai.mlx}) via {args.kyutai_python}")
     rounds = args.rounds or (4 if kyutai else 1)

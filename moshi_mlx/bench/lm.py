@@ -18,13 +18,13 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten
 
-from .bench import faster_or_slower
-from .bench_kyutai import KyutaiTimer
-from .config import LmConfig
-from .lm import Lm
-from .lm_gen import LmGen
-from .modules import lanes
-from .weights import quant
+from . import faster_or_slower
+from .kyutai import KyutaiTimer
+from ..config import LmConfig
+from ..lm import Lm
+from ..lm_gen import LmGen
+from ..cpu import lanes
+from ..weights import quant
 
 _PRECISIONS = {"bf16": None, **{f"q{b}": quant.QuantSpec(b, g) for b, g in quant.RELEASE_GROUP.items()}}
 FRAME_S = 0.08  # one LM step per 80 ms Mimi frame
@@ -150,7 +150,7 @@ def _kyutai_timer(python: str | None, precision: str, steps: int):
     if python is None:
         return None
     spec = _PRECISIONS[precision]
-    return KyutaiTimer(python, "bench_kyutai_lm.py", "--bits", str(spec.bits), "--group-size", str(spec.group_size),
+    return KyutaiTimer(python, "kyutai_lm.py", "--bits", str(spec.bits), "--group-size", str(spec.group_size),
                        "--max-steps", str(steps + 16))
 
 

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import FRAME
-from .audio import MODEL_RATE as RATE
-from .audio.wav import AppendFile, WavTrack
-from .errors import AudioFormatError, MoshiError
+from ..audio import FRAME
+from ..audio import MODEL_RATE as RATE
+from ..audio.wav import AppendFile, WavTrack
+from ..errors import AudioFormatError, MoshiError
 
 _STOP = object()
 

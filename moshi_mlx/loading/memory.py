@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .errors import MemoryBudgetError
+from ..errors import MemoryBudgetError
 
 GiB = 1024**3
 HEADROOM = 0.5 * GiB  # activations, Mimi, Python, MLX's allocator slack

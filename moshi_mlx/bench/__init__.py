@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import importlib
 
-from .cliargs import CliParser
+from ..cli.args import CliParser
 
 # subcommand -> (module, one-line help)
 _BENCHES = {
-    "mimi": ("moshi_mlx.bench_mimi", "Mimi codec: streaming ms per 80 ms frame, batch throughput, memory"),
-    "lm": ("moshi_mlx.bench_lm", "Moshi LM: ms per generation step (temporal vs depth), real-time factor, memory"),
-    "loop": ("moshi_mlx.bench_loop", "dialog loop: latency it adds itself (fake devices, real time, simulated model)"),
+    "mimi": ("moshi_mlx.bench.mimi", "Mimi codec: streaming ms per 80 ms frame, batch throughput, memory"),
+    "lm": ("moshi_mlx.bench.lm", "Moshi LM: ms per generation step (temporal vs depth), real-time factor, memory"),
+    "loop": ("moshi_mlx.bench.loop", "dialog loop: latency it adds itself (fake devices, real time, simulated model)"),
 }
 
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def cli() -> None:
     """Console-script entry point: Linux re-runs on OpenBLAS first (moshi_mlx._cpu_blas)."""
-    from ._cpu_blas import run_cli
+    from ..cpu.blas import run_cli
 
     run_cli(main)
 

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .audio import FRAME, MODEL_RATE
+from ..audio import FRAME, MODEL_RATE
 
 
 class EchoStats(NamedTuple):

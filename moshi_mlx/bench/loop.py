@@ -18,9 +18,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .audio.devices import AudioIO
-from .audio.fake import FakeClock, FakeStreamFactory
-from .loop import FRAME, RATE, FrameResult, ModelLoop, SessionStarted
+from ..audio.devices import AudioIO
+from ..audio.fake import FakeClock, FakeStreamFactory
+from ..dialog.loop import FRAME, RATE, FrameResult, ModelLoop, SessionStarted
 
 CLICK_AT = FRAME - 40  # click position inside its frame: 40 samples (1.7 ms) before the frame is full
 

@@ -8,18 +8,18 @@ from pathlib import Path
 import mlx.core as mx
 
 from . import memory
-from .config import LmConfig
-from .errors import CheckpointError, ConfigError
-from .lm import Lm, check_kv_bits
+from ..config import LmConfig
+from ..errors import CheckpointError, ConfigError
+from ..lm import Lm, check_kv_bits
 from .memory import KV_AUTO
-from .modules.kv_cache import kv_group_size
-from .modules.lanes import spread_over_lanes
-from .weights import quant, quant_config
-from .weights.formats import CheckpointFormat, detect_format, is_quantized
-from .weights.lm_mlx import map_lm_mlx
-from .weights.lm_torch import map_lm_torch, torch_layout_shapes
-from .weights.safetensors_io import TensorInfo, load_tensors, read_header
-from .weights.strict import load_strict
+from ..modules.kv_cache import kv_group_size
+from ..cpu.lanes import spread_over_lanes
+from ..weights import quant, quant_config
+from ..weights.formats import CheckpointFormat, detect_format, is_quantized
+from ..weights.lm_mlx import map_lm_mlx
+from ..weights.lm_torch import map_lm_torch, torch_layout_shapes
+from ..weights.safetensors_io import TensorInfo, load_tensors, read_header
+from ..weights.strict import load_strict
 
 _MAPPINGS = {CheckpointFormat.LM_KYUTAI_TORCH: map_lm_torch, CheckpointFormat.LM_KYUTAI_MLX: map_lm_mlx}
 _FLOAT = {"F32", "F16", "BF16"}

@@ -24,10 +24,10 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from .audio import FRAME
-from .audio import MODEL_RATE as RATE
-from .errors import MoshiError
-from .mlx_thread import start_owner_thread
+from ..audio import FRAME
+from ..audio import MODEL_RATE as RATE
+from ..errors import MoshiError
+from ..mlx_thread import start_owner_thread
 
 
 class FrameResult(NamedTuple):

@@ -6,11 +6,11 @@ import os
 
 import mlx.core as mx
 
-from .config import MimiConfig, read_json_object
-from .mimi import Mimi
-from .weights.mimi_torch import map_mimi_torch
-from .weights.safetensors_io import load_tensors
-from .weights.strict import load_strict
+from ..config import MimiConfig, read_json_object
+from ..mimi import Mimi
+from ..weights.mimi_torch import map_mimi_torch
+from ..weights.safetensors_io import load_tensors
+from ..weights.strict import load_strict
 
 _DTYPES = (mx.float32, mx.float16, mx.bfloat16)
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from urllib.parse import urlparse
 
-from .config import read_json_object
-from .errors import CheckpointError, ConfigError, OfflineError, require_file
+from ..config import read_json_object
+from ..errors import CheckpointError, ConfigError, OfflineError, require_file
 
 DEFAULT_REPO = "kyutai/moshiko-mlx-q4"
 VOICES = ("moshiko", "moshika")
