@@ -27,9 +27,10 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from moshi_mlx.audio.devices import AudioIO, DeviceInfo, list_devices
 from moshi_mlx.errors import MoshiError
-from moshi_mlx.dialog.loop import (
-    Error, Loaded, ModelLoop, Notice, RecordingStopped, SessionEnded, SessionStarted, Skipped, Stats, Text,
+from moshi_mlx.dialog.events import (
+    Error, Loaded, Notice, RecordingStopped, SessionEnded, SessionStarted, Skipped, Stats, Text,
 )  # fmt: skip
+from moshi_mlx.dialog.loop import ModelLoop
 from moshi_mlx.dialog.recorder import Recorder
 
 from .wording import DeviceProblem, for_window, pick_device

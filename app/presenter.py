@@ -14,7 +14,7 @@ from PySide6.QtCore import QCoreApplication, QEvent, QObject, QTimer
 from PySide6.QtGui import QGuiApplication
 
 from moshi_mlx.errors import MoshiError
-from moshi_mlx.dialog.loop import too_slow
+from moshi_mlx.dialog.events import too_slow
 
 from . import controller as c
 from .dialogs import Dialogs

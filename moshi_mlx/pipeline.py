@@ -14,6 +14,7 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten
 
+from .audio import FRAME
 from .config import LmConfig
 from .errors import ConfigError
 from .loading.hub import ModelFiles
@@ -21,7 +22,7 @@ from .lm import Lm
 from .lm_gen import LmGen
 from .loading.lm import load_lm
 from .loading.mimi import load_mimi, mimi_config
-from .dialog.loop import FRAME, FrameResult
+from .dialog.events import FrameResult
 from .loading.memory import KV_AUTO, keep_resident
 from .mimi import Mimi
 from .sampling import MAX_SEED, MAX_TEMP, MAX_TOP_K

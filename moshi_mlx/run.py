@@ -17,7 +17,8 @@ import threading
 from .audio import MODEL_RATE
 from .cli.args import CliParser, number
 from .errors import MoshiError, NoAudioDeviceError
-from .dialog.loop import Error, ModelLoop, Notice, RecordingStopped, SessionEnded, Text, Word
+from .dialog.events import Error, Notice, RecordingStopped, SessionEnded, Text, Word
+from .dialog.loop import ModelLoop
 from .loading.memory import KV_AUTO
 from .sampling import MAX_SEED, MAX_TEMP, MAX_TOP_K
 from .cli.signals import exit_code

@@ -7,7 +7,8 @@ import time
 
 import numpy as np
 
-from moshi_mlx.dialog.loop import FRAME, FrameResult
+from moshi_mlx.audio import FRAME
+from moshi_mlx.dialog.events import FrameResult
 
 
 class EchoModel:

@@ -134,7 +134,7 @@ def test_words_wait_for_the_voice(make_app) -> None:
     a.ctl.text.connect(lambda t: got.append((time.monotonic(), t)))
     a.ctl._speaker_ms = 300.0
     t0 = time.monotonic()
-    from moshi_mlx.dialog.loop import Text
+    from moshi_mlx.dialog.events import Text
 
     a.ctl._on_loop_event(a.ctl._gen, Text("hi", 0.0, 0))
     assert got == []
@@ -163,7 +163,7 @@ def test_the_models_notes_show_in_the_status_bar(make_app) -> None:
 
 
 def test_a_machine_far_slower_than_real_time_is_told_once_per_conversation(make_app) -> None:
-    from moshi_mlx.dialog.loop import Stats
+    from moshi_mlx.dialog.events import Stats
 
     a = make_app()
     st = Stats(frame=5, step_ms=7600.0, step_ms_avg=7600.0, rtf=95.0, lag_ms=0.0, output_queued_ms=0.0,

@@ -256,7 +256,8 @@ def test_non_finite_microphone_frames_are_silenced_once() -> None:
 
     from moshi_mlx.audio.devices import AudioIO
     from moshi_mlx.audio.fake import FakeClock, FakeStreamFactory
-    from moshi_mlx.dialog.loop import FRAME, ModelLoop, Notice, SessionEnded, SessionStarted
+    from moshi_mlx.dialog.events import Notice, SessionEnded, SessionStarted
+    from moshi_mlx.dialog.loop import FRAME, ModelLoop
 
     model = EchoModel()
     loop = ModelLoop(lambda: model).start()
@@ -291,7 +292,8 @@ def test_the_app_shows_the_notice_in_its_status_bar(qtbot, tmp_path: Path) -> No
     pytest.importorskip("PySide6")
     from test_app import App
 
-    from moshi_mlx.dialog.loop import NON_FINITE_NOTE, Notice
+    from moshi_mlx.dialog.events import Notice
+    from moshi_mlx.dialog.loop import NON_FINITE_NOTE
 
     a = App(qtbot, tmp_path)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from moshi_mlx.dialog.console import ConsoleView
-from moshi_mlx.dialog.loop import Error, Loaded, Skipped, Stats, Text
+from moshi_mlx.dialog.events import Error, Loaded, Skipped, Stats, Text
 
 
 def stats(frame: int, skipped: int = 0) -> Stats:

@@ -71,7 +71,8 @@ def voice(tmp_path_factory) -> Path:
 _LOOP_THEN_EXIT = """
 import sys
 import mlx.core as mx
-from moshi_mlx.dialog.loop import FrameResult, ModelLoop
+from moshi_mlx.dialog.events import FrameResult
+from moshi_mlx.dialog.loop import ModelLoop
 
 class Model:  # uses mx.random on the loop thread, as building and sampling a real model do
     def __init__(self):
@@ -101,7 +102,8 @@ import numpy as np
 import mlx.core as mx
 from moshi_mlx import mlx_thread
 from moshi_mlx.audio.file_port import FileAudioPort
-from moshi_mlx.dialog.loop import FrameResult, ModelLoop
+from moshi_mlx.dialog.events import FrameResult
+from moshi_mlx.dialog.loop import ModelLoop
 
 class NoSink:
     def write(self, pcm):

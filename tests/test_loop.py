@@ -15,10 +15,11 @@ from _fake_models import EchoModel
 
 from moshi_mlx.audio.devices import AudioIO
 from moshi_mlx.audio.fake import FakeClock, FakeStreamFactory
-from moshi_mlx.dialog.loop import (
-    FRAME, TOO_SLOW_RTF, Closed, Error, FrameResult, Loaded, ModelLoop, RecordingStopped, SessionEnded,
-    SessionStarted, Skipped, Stats, Text, Word, too_slow,
+from moshi_mlx.dialog.events import (
+    TOO_SLOW_RTF, Closed, Error, FrameResult, Loaded, RecordingStopped, SessionEnded, SessionStarted, Skipped, Stats,
+    Text, Word, too_slow,
 )  # fmt: skip
+from moshi_mlx.dialog.loop import FRAME, ModelLoop
 from moshi_mlx.dialog.recorder import Recorder, recording_paths
 
 

@@ -20,7 +20,8 @@ import numpy as np
 
 from ..audio.devices import AudioIO
 from ..audio.fake import FakeClock, FakeStreamFactory
-from ..dialog.loop import FRAME, RATE, FrameResult, ModelLoop, SessionStarted
+from ..dialog.events import FrameResult, SessionStarted
+from ..dialog.loop import FRAME, RATE, ModelLoop
 
 CLICK_AT = FRAME - 40  # click position inside its frame: 40 samples (1.7 ms) before the frame is full
 

@@ -10,7 +10,7 @@ import shutil
 import sys
 from typing import TextIO
 
-from .loop import Error, Loaded, Notice, RecordingStopped, SessionEnded, Skipped, Stats, Text, too_slow
+from .events import Error, Loaded, Notice, RecordingStopped, SessionEnded, Skipped, Stats, Text, too_slow
 
 _STATUS_EVERY_S = 5.0  # non-terminal status cadence, in model time
 
