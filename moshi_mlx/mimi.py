@@ -13,7 +13,6 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .config import MimiConfig
-from .cpu.blocked import BlockedLinear
 from .modules.conv import ConvState, ConvTrState, StreamingConv1d, StreamingConvTranspose1d
 from .modules.quantizer import SplitResidualVectorQuantizer
 from .modules.seanet import SeanetDecoder, SeanetEncoder, SeanetState
@@ -45,31 +44,6 @@ class ConvTrUpsample(nn.Module):
     def __init__(self, dim: int, stride: int):
         super().__init__()
         self.convtr = StreamingConvTranspose1d(dim, dim, 2 * stride, stride, groups=dim, bias=False)
-
-
-def _transposed_storage(w: mx.array) -> mx.array:
-    """The same [out, in] weight, stored as a view of a contiguous [in, out] array.
-
-    nn.Linear computes x @ W.T; with W stored this way W.T is contiguous, and the CPU BLAS that MLX
-    ships multiplies a contiguous operand ~2.4x faster than a transposed one (Metal does not care).
-    Values, shape and name are unchanged; a later `update()` just brings back the plain layout.
-    """
-    return mx.contiguous(w.T).T
-
-
-def _map_linears(module: nn.Module, fn) -> None:
-    """Replace every (float) nn.Linear below `module` by fn(linear)."""
-    for name, child in list(module.children().items()):
-        items = list(enumerate(child)) if isinstance(child, list) else [(None, child)]
-        for i, sub in items:
-            if isinstance(sub, nn.Linear) and not isinstance(sub, nn.QuantizedLinear):
-                new = fn(sub)
-                if i is None:
-                    setattr(module, name, new)
-                else:
-                    child[i] = new
-            elif isinstance(sub, nn.Module):
-                _map_linears(sub, fn)
 
 
 def _check_pcm(pcm: mx.array, what: str, multiple: int | None) -> None:
@@ -142,21 +116,10 @@ class Mimi(nn.Module):
         self._num_codebooks = n
 
     def post_load(self) -> None:
-        """Derive buffers from loaded weights (codebook centroids) and lay the Linear weights out for
-        fast matmuls. `load_mimi` calls it once, after loading and any dtype cast."""
+        """Derive buffers from loaded weights (codebook centroids). `load_mimi` calls it once, after
+        loading and any dtype cast."""
         self.quantizer.post_load()
-        for module in (self.encoder_transformer, self.decoder_transformer, self.quantizer):
-            for _, leaf in module.named_modules():
-                if isinstance(leaf, nn.Linear) and not isinstance(leaf, nn.QuantizedLinear):
-                    leaf.weight = _transposed_storage(leaf.weight)
         mx.eval(self.parameters())
-        # Streaming runs products of a few rows per frame: lay the big weights out for those (CPU only)
-        rows = self._cfg.resample_stride                     # transformer steps per frame
-        for module in (self.encoder_transformer, self.decoder_transformer):
-            _map_linears(module, lambda linear: BlockedLinear.maybe(linear, rows))
-        self.encoder.use_blocked_weights(self.frame_size)
-        self.decoder.use_blocked_weights(rows)
-        self.downsample.conv.use_blocked_weight(1)
 
     @property
     def _dtype(self) -> mx.Dtype:

@@ -61,17 +61,16 @@ def test_maybe_keeps_small_linears() -> None:
 
 @pytest.mark.parametrize("cls", ["conv", "convtr"])
 def test_blocked_conv_streams_as_plain_and_falls_back(cls: str, monkeypatch) -> None:
-    from moshi_mlx.modules import conv as conv_mod
+    from moshi_mlx.cpu import blocked as blocked_mod
 
     if cls == "conv":
         plain = StreamingConv1d(8, 32, 4, stride=2)
     else:
         plain = StreamingConvTranspose1d(8, 16, 4, stride=2)
     plain.bias = mx.random.normal(plain.bias.shape)
-    blocked = type(plain)(8, plain.out_channels, 4, stride=2)
-    blocked.update(plain.parameters())
-    monkeypatch.setattr(conv_mod, "choose_block", lambda rows, k, n: 8)
-    assert blocked.use_blocked_weight(4)
+    monkeypatch.setattr(blocked_mod, "choose_block", lambda rows, k, n: 8)
+    blocked = blocked_mod.blocked_variant(plain, 4)
+    assert isinstance(blocked, (blocked_mod.BlockedConv1d, blocked_mod.BlockedConvTranspose1d))
     assert blocked.weight.shape == plain.weight.shape
     assert mx.array_equal(blocked.weight, plain.weight).item()
     x = mx.random.normal((2, 12, 8))

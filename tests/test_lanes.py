@@ -11,7 +11,8 @@ import pytest
 
 from moshi_mlx.errors import ConfigError
 from moshi_mlx.cpu import lanes
-from moshi_mlx.cpu.lanes import SpreadLinear, SpreadQuantizedLinear, spread_over_lanes
+from moshi_mlx.cpu.lanes import SpreadLinear, SpreadQuantizedLinear
+from moshi_mlx.cpu.swap import use_cpu_variants
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def test_small_layers_and_single_lane_are_not_split(monkeypatch):
     monkeypatch.setenv(lanes.ENV, "lots")
     monkeypatch.setattr(lanes, "_local", threading.local())
     with pytest.raises(ConfigError, match="MOSHI_MLX_CPU_LANES must be a whole number"):
-        spread_over_lanes(nn.Sequential(nn.Linear(4, 4)))
+        use_cpu_variants(nn.Sequential(nn.Linear(4, 4)))
 
 
 def test_each_thread_gets_its_own_lanes(three_lanes):
@@ -104,12 +105,12 @@ def test_spread_bf16_linear_is_bit_identical_and_float32_goes_to_blas_whole(thre
     assert calls == []  # float32: BLAS has threads of its own
 
 
-def test_spread_over_lanes_swaps_only_plain_linears():
+def test_the_cpu_swap_spreads_only_plain_linears():
     from moshi_mlx.modules.embedding import ScaledEmbedding
 
     model = nn.Sequential(nn.Linear(64, 512), nn.QuantizedLinear(64, 512, group_size=32, bits=4),
                           ScaledEmbedding(10, 64), nn.RMSNorm(64))  # fmt: skip
-    spread_over_lanes(model)
+    use_cpu_variants(model)
     assert [type(m) for m in model.layers] == [SpreadLinear, SpreadQuantizedLinear, ScaledEmbedding, nn.RMSNorm]
 
 

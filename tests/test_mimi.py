@@ -9,7 +9,6 @@ from conftest import ASSETS, assert_close, snr_db, to_numpy
 
 from moshi_mlx import Mimi, load_mimi
 from moshi_mlx.cpu import blocked
-from moshi_mlx.modules import conv
 
 FRAME = 1920
 CONTEXT_FRAMES = 4  # the tiny transformers keep 8 steps = 4 frames; beyond, streaming sees one key fewer
@@ -26,7 +25,6 @@ def mimi(request) -> Mimi:
     with pytest.MonkeyPatch.context() as mp:
         if request.param == "blocked":
             mp.setattr(blocked, "choose_block", _force_blocks)
-            mp.setattr(conv, "choose_block", _force_blocks)
         model = load_mimi(ASSETS / "mimi_tiny.safetensors", config=ASSETS / "mimi_tiny_config.json")
     n_linear = sum(isinstance(m, blocked.BlockedLinear) for _, m in model.named_modules())
     n_conv = sum(getattr(m, "_blocks", None) is not None for _, m in model.named_modules())

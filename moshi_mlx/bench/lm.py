@@ -24,6 +24,7 @@ from ..config import LmConfig
 from ..lm import Lm
 from ..lm_gen import LmGen
 from ..cpu import lanes
+from ..cpu.swap import use_cpu_variants
 from ..weights import quant
 
 _PRECISIONS = {"bf16": None, **{f"q{b}": quant.QuantSpec(b, g) for b, g in quant.RELEASE_GROUP.items()}}
@@ -54,7 +55,7 @@ def random_model(cfg: LmConfig, precision: str, seed: int = 0) -> Lm:
         else:
             module.weight = (0.02 * mx.random.normal(module.weight.shape, key=sub)).astype(mx.bfloat16)
         mx.eval(module.parameters())
-    lanes.spread_over_lanes(model)  # as load_lm does
+    use_cpu_variants(model)  # as load_lm does
     return model
 
 

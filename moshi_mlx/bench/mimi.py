@@ -17,6 +17,7 @@ import time
 import mlx.core as mx
 
 from ..cpu import blas as _cpu_blas
+from ..cpu.swap import use_cpu_variants
 from . import faster_or_slower
 from .kyutai import KyutaiTimer
 from ..config import MimiConfig
@@ -51,6 +52,7 @@ def _random_mimi(cfg: MimiConfig, dtype: mx.Dtype) -> Mimi:
             if name != "quantizer":
                 child.set_dtype(dtype)
     mimi.post_load()
+    use_cpu_variants(mimi)  # as load_mimi does
     return mimi
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
+from ..modules.conv import StreamingConv1d, StreamingConvTranspose1d
+
 SMALL_GEMM_LIMIT = 1_000_000  # rows * K * N at or under which OpenBLAS multiplies without packing
 _BLOCK_SIZES = (64, 32, 16)   # 64 measured best where allowed; narrower blocks pay more per call
 
@@ -75,3 +77,49 @@ class BlockedLinear(nn.Module):
     def __call__(self, x: mx.array) -> mx.array:
         y = blocked_matmul(x, self._blocks) if self.weight is self._view else x @ self.weight.T
         return y + self.bias if "bias" in self else y
+
+
+class _BlockedConv:
+    """Mixin for the two streaming convolutions: their [K, N] matmul weight held column-blocked.
+
+    As in BlockedLinear, `weight` keeps its shape as a lazy view of the blocks, and if it is replaced
+    later (load_weights, set_dtype) the plain weight is used again.
+    """
+
+    @classmethod
+    def like(cls, conv, block: int):
+        """A copy of `conv` (same parameters and settings, no new random weights) holding blocks of `block`."""
+        new = cls.__new__(cls)
+        dict.update(new, conv)                  # parameters
+        new.__dict__.update(conv.__dict__)      # settings: channels, kernel, stride, ...
+        new._blocks = to_blocks(new._weight_kn(), block)
+        new.weight = from_blocks(new._blocks).reshape(conv.weight.shape)
+        new._view = new.weight
+        mx.eval(new._blocks)
+        return new
+
+    def _matmul(self, x: mx.array) -> mx.array:
+        if self.weight is self._view:
+            return blocked_matmul(x, self._blocks)
+        return super()._matmul(x)
+
+
+class BlockedConv1d(_BlockedConv, StreamingConv1d):
+    """StreamingConv1d whose matmul weight is column-blocked."""
+
+
+class BlockedConvTranspose1d(_BlockedConv, StreamingConvTranspose1d):
+    """StreamingConvTranspose1d whose matmul weight is column-blocked."""
+
+
+def blocked_variant(module: nn.Module, rows: int) -> nn.Module:
+    """`module`'s column-blocked variant for inputs of `rows` rows (a float Linear or a non-grouped
+    streaming convolution), or `module` itself where blocking would not speed its products up."""
+    if type(module) is nn.Linear:
+        return BlockedLinear.maybe(module, rows)
+    kinds = {StreamingConv1d: BlockedConv1d, StreamingConvTranspose1d: BlockedConvTranspose1d}
+    if type(module) in kinds and module.groups == 1:
+        block = choose_block(rows, *module._weight_kn().shape)
+        if block is not None:
+            return kinds[type(module)].like(module, block)
+    return module

@@ -19,7 +19,6 @@ import threading
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx.utils import tree_unflatten
 
 from ..errors import ConfigError
 
@@ -115,11 +114,7 @@ class SpreadLinear(nn.Linear):
         return super().__call__(x) if y is None else y
 
 
-def spread_over_lanes(model: nn.Module) -> None:
-    """Swap `model`'s plain nn.QuantizedLinear and nn.Linear modules for their spreading forms (in place).
-    A malformed MOSHI_MLX_CPU_LANES is reported now, not at the first step."""
-    lane_count()
+def spread_variant(module: nn.Module) -> nn.Module:
+    """The spreading form of a plain nn.QuantizedLinear or nn.Linear (same parameters), else `module`."""
     kinds = {nn.QuantizedLinear: SpreadQuantizedLinear, nn.Linear: SpreadLinear}
-    swaps = [(path, kinds[type(m)].like(m)) for path, m in model.named_modules() if type(m) in kinds]
-    if swaps:
-        model.update_modules(tree_unflatten(swaps))
+    return kinds[type(module)].like(module) if type(module) in kinds else module

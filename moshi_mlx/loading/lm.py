@@ -13,7 +13,7 @@ from ..errors import CheckpointError, ConfigError
 from ..lm import Lm, check_kv_bits
 from .memory import KV_AUTO
 from ..modules.kv_cache import kv_group_size
-from ..cpu.lanes import spread_over_lanes
+from ..cpu.swap import use_cpu_variants
 from ..weights import quant, quant_config
 from ..weights.formats import CheckpointFormat, detect_format, is_quantized
 from ..weights.lm_mlx import map_lm_mlx
@@ -161,6 +161,6 @@ def load_lm(
     if dtype is not None:
         model.set_dtype(dtype)
     model.set_kv_bits(kv_bits)
-    spread_over_lanes(model)
+    use_cpu_variants(model)
     mx.eval(model.parameters())
     return model

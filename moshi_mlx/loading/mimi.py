@@ -7,6 +7,7 @@ import os
 import mlx.core as mx
 
 from ..config import MimiConfig, read_json_object
+from ..cpu.swap import use_cpu_variants
 from ..mimi import Mimi
 from ..weights.mimi_torch import map_mimi_torch
 from ..weights.safetensors_io import load_tensors
@@ -70,5 +71,6 @@ def load_mimi(
         for rvq in (model.quantizer.rvq_first, model.quantizer.rvq_rest):
             rvq.input_proj.set_dtype(dtype)
             rvq.output_proj.set_dtype(dtype)
-    model.post_load()  # evaluates what inference uses (not the lazy views of blocked weights)
+    model.post_load()
+    use_cpu_variants(model)  # evaluates what inference uses (not the lazy views of blocked weights)
     return model

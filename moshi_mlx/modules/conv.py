@@ -17,8 +17,6 @@ from typing import NamedTuple
 import mlx.core as mx
 import mlx.nn as nn
 
-from ..cpu.blocked import blocked_matmul, choose_block, from_blocks, to_blocks
-
 
 class ConvState(NamedTuple):
     prev: mx.array   # [B, left_context, C_in]: the input tail the next chunk's first outputs still need
@@ -43,7 +41,7 @@ def _check_input(x: mx.array, channels: int, multiple: int, what: str) -> None:
 
 
 class _ConvBase(nn.Module):
-    """Weight handling shared by both convolutions: the matmul operand, optionally column-blocked."""
+    """What both convolutions share: their weight as one [K, N] matmul operand."""
 
     in_channels: int
     out_channels: int
@@ -53,29 +51,8 @@ class _ConvBase(nn.Module):
     def _weight_kn(self) -> mx.array:
         raise NotImplementedError
 
-    def use_blocked_weight(self, rows: int) -> bool:
-        """Store the weight column-blocked if that speeds up matmuls of `rows` rows (see blocked.py).
-
-        The `weight` parameter stays, with its shape, as a lazy view of the blocks (no second copy). If it
-        is replaced later (load_weights, set_dtype), the plain weight is used again. Returns whether it did.
-        """
-        if self.groups != 1:
-            return False
-        w = self._weight_kn()
-        block = choose_block(rows, *w.shape)
-        if block is None:
-            return False
-        self._blocks = to_blocks(w, block)
-        self.weight = from_blocks(self._blocks).reshape(self.weight.shape)
-        self._blocked_view = self.weight
-        mx.eval(self._blocks)
-        return True
-
     def _matmul(self, x: mx.array) -> mx.array:
         """x [..., K] @ the weight as a [K, N] matrix."""
-        blocks = getattr(self, "_blocks", None)
-        if blocks is not None and self.weight is getattr(self, "_blocked_view", None):
-            return blocked_matmul(x, blocks)
         return x @ self._weight_kn()
 
 

@@ -65,20 +65,6 @@ def _init_states(layers: list, batch: int) -> tuple:
     return tuple(() if isinstance(layer, ELU) else layer.init_state(batch) for layer in layers)
 
 
-def _use_blocked_weights(layers: list, rows: int) -> int:
-    """Column-block the weights of `layers` for streaming `rows` input rows; returns the output rows."""
-    for layer in layers:
-        if isinstance(layer, StreamingConv1d):
-            rows //= layer.stride
-            layer.use_blocked_weight(rows)
-        elif isinstance(layer, StreamingConvTranspose1d):
-            layer.use_blocked_weight(rows)
-            rows *= layer.stride
-        elif isinstance(layer, SeanetResnetBlock):
-            _use_blocked_weights(layer.block, rows)
-    return rows
-
-
 def _run(layers: list, x: mx.array, states: tuple) -> tuple[mx.array, tuple]:
     new = []
     for layer, state in zip(layers, states):
@@ -123,10 +109,6 @@ class _Seanet(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         return self.step(x, self.init_state(x.shape[0]))[0]
-
-    def use_blocked_weights(self, rows: int) -> None:
-        """Lay conv weights out for streaming chunks of `rows` input steps (see modules/blocked.py)."""
-        _use_blocked_weights(self.model, rows)
 
 
 class SeanetEncoder(_Seanet):

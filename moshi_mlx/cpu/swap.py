@@ -1,0 +1,87 @@
+"""The one place where models meet the CPU-only speed-ups: `use_cpu_variants`, which the loaders call
+once a model is loaded. Model code has no CPU special cases; on Metal this does nothing."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from ..mimi import Mimi
+from ..modules.conv import StreamingConv1d, StreamingConvTranspose1d
+from ..modules.seanet import SeanetResnetBlock
+from . import lanes
+from .blocked import blocked_variant
+
+
+def use_cpu_variants(model: nn.Module) -> None:
+    """On the CPU backend, swap `model`'s modules for their CPU variants, in place; elsewhere nothing.
+
+    Mimi: weights laid out for the few rows each streamed frame multiplies (blocked.py). Any other
+    model (the LM): its matmuls spread over one stream per core (lanes.py).
+    """
+    if mx.default_device() != mx.cpu:
+        return
+    if isinstance(model, Mimi):
+        _contiguous_transposes(model)
+        variants = {path: blocked_variant(module, rows) for path, module, rows in _streaming_rows(model)}
+    else:
+        lanes.lane_count()  # a malformed MOSHI_MLX_CPU_LANES is reported now, not at the first step
+        variants = {path: lanes.spread_variant(module) for path, module in model.named_modules() if path}
+    for path, new in variants.items():
+        if new is not _get(model, path):
+            _set(model, path, new)
+
+
+def _contiguous_transposes(mimi: Mimi) -> None:
+    """Store each float Linear weight of Mimi's transformers and quantizer as a view of a contiguous
+    [in, out] array: nn.Linear computes x @ W.T, and the CPU BLAS that MLX ships multiplies a contiguous
+    operand ~2.4x faster than a transposed one. Values, shape and name are unchanged."""
+    for module in (mimi.encoder_transformer, mimi.decoder_transformer, mimi.quantizer):
+        for _, leaf in module.named_modules():
+            if type(leaf) is nn.Linear:
+                leaf.weight = mx.contiguous(leaf.weight.T).T
+    mx.eval(mimi.parameters())
+
+
+def _streaming_rows(mimi: Mimi) -> list[tuple[str, nn.Module, int]]:
+    """(path, module, rows) for each matmul module of Mimi: the rows it multiplies per streamed frame."""
+    found: list[tuple[str, nn.Module, int]] = []
+
+    def seanet(prefix: str, layers: list, rows: int) -> int:
+        for i, layer in enumerate(layers):
+            path = f"{prefix}.{i}"
+            if isinstance(layer, StreamingConv1d):
+                rows //= layer.stride
+                found.append((path, layer, rows))
+            elif isinstance(layer, StreamingConvTranspose1d):
+                found.append((path, layer, rows))
+                rows *= layer.stride
+            elif isinstance(layer, SeanetResnetBlock):
+                seanet(f"{path}.block", layer.block, rows)
+        return rows
+
+    steps = mimi.config.resample_stride  # transformer steps per frame
+    seanet("encoder.model", mimi.encoder.model, mimi.frame_size)
+    seanet("decoder.model", mimi.decoder.model, steps)
+    for name in ("encoder_transformer", "decoder_transformer"):
+        for path, module in getattr(mimi, name).named_modules():
+            if type(module) is nn.Linear:
+                found.append((f"{name}.{path}", module, steps))
+    found.append(("downsample.conv", mimi.downsample.conv, 1))
+    return found
+
+
+def _get(model: nn.Module, path: str):
+    node = model
+    for key in path.split(".") if path else ():
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    return node
+
+
+def _set(model: nn.Module, path: str, new: nn.Module) -> None:
+    parent_path, _, last = path.rpartition(".")
+    parent = _get(model, parent_path)
+    if isinstance(parent, list):
+        parent[int(last)] = new
+    else:
+        setattr(parent, last, new)
