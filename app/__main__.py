@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cli() -> None:
-    """Console-script entry point: Linux re-runs on OpenBLAS first (moshi_mlx._cpu_blas)."""
+    """Console-script entry point: Linux re-runs on OpenBLAS first (moshi_mlx.cpu.blas)."""
     from moshi_mlx.cpu.blas import run_cli
 
     run_cli(main)

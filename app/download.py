@@ -37,7 +37,7 @@ def cached_files(choice: ModelChoice) -> hub.ModelFiles | None:
 
 
 def hub_resolver(choice: ModelChoice, progress: Progress, cancelled: threading.Event) -> hub.ModelFiles:
-    """`moshi_mlx.hub` downloads the repository's files into the Hugging Face cache (resumable),
+    """`moshi_mlx.loading.hub` downloads the repository's files into the Hugging Face cache (resumable),
     reporting bytes as they arrive; Cancel stops it at the next chunk."""
     from tqdm import tqdm
 

@@ -1,6 +1,6 @@
 """Which model to run: a released Kyutai repository (voice x precision) or a local folder of weights.
 
-Finding the files is `moshi_mlx.hub`'s job (the same code `python -m moshi_mlx.run` uses); this
+Finding the files is `moshi_mlx.loading.hub`'s job (the same code `python -m moshi_mlx.run` uses); this
 module adds what the window shows (a label, the precision read from the weights' header) and the
 factory that builds the real FrameModel on the ModelLoop's thread. Nothing here touches MLX.
 """

@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
 
 
 def cli() -> None:
-    """Console-script entry point: Linux re-runs on OpenBLAS first (moshi_mlx._cpu_blas)."""
+    """Console-script entry point: Linux re-runs on OpenBLAS first (moshi_mlx.cpu.blas)."""
     from .cpu.blas import run_cli
 
     run_cli(main)

@@ -516,7 +516,7 @@ def test_main_opens_the_window_and_exits_cleanly(qtbot, tmp_path: Path, monkeypa
 
 
 class _CountingEcho:
-    """Stands in for moshi_mlx.echo.EchoCanceller: the loop's calls, counted."""
+    """Stands in for moshi_mlx.dialog.echo.EchoCanceller: the loop's calls, counted."""
 
     made: list[_CountingEcho] = []
 

@@ -23,7 +23,7 @@ def test_bench_needs_a_model(capsys) -> None:
 
 
 def _fake_kyutai_python(tmp_path, reply_ms: float):
-    """An 'interpreter' that answers the bench_kyutai_*.py protocol with fixed times."""
+    """An 'interpreter' that answers the bench/kyutai_*.py protocol with fixed times."""
     responder = tmp_path / "responder.py"
     responder.write_text(
         "import json, sys\n"

@@ -1,6 +1,6 @@
 """`python -m moshi_mlx.bench <model>`: speed figures on this machine. Prints, asserts nothing.
 
-Each model's benchmark lives in its own module (`bench_mimi.py`, ...) exposing `add_arguments(parser)`
+Each model's benchmark lives in its own module (`mimi.py`, ...) exposing `add_arguments(parser)`
 and `run(args) -> int`; this file dispatches, and words the comparisons they print (`faster_or_slower`).
 """
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cli() -> None:
-    """Console-script entry point: Linux re-runs on OpenBLAS first (moshi_mlx._cpu_blas)."""
+    """Console-script entry point: Linux re-runs on OpenBLAS first (moshi_mlx.cpu.blas)."""
     from ..cpu.blas import run_cli
 
     run_cli(main)

@@ -1,7 +1,7 @@
 """Running one of our timing scripts under Kyutai's `moshi_mlx` in another interpreter.
 
 Kyutai's package shares our import name, so it lives in another environment; `--kyutai-python PY` names
-its interpreter. The script (`bench_kyutai_mimi.py`, `bench_kyutai_lm.py`: our own code calling Kyutai's
+its interpreter. The script (`kyutai_mimi.py`, `kyutai_lm.py`: our own code calling Kyutai's
 public API) runs as `PY -I script ...` with our environment (so the same BLAS). Protocol, one JSON object
 per line on its stdout: {"ready": true, "version": ..., "mlx": ...} once built and warmed up, then one
 reply per line "N" written to its stdin (N more timed steps); {"error": ...} on failure. The benchmark

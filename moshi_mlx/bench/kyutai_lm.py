@@ -1,7 +1,7 @@
 """Times Kyutai's MLX Moshi LM (the `moshi_mlx` package on PyPI) at the 7B config with random weights.
 
 Started by `python -m moshi_mlx.bench lm --kyutai-python PY` as `PY -I <this file>` in another interpreter,
-where Kyutai's package is installed (see bench_kyutai.py for the protocol). A standalone script: it imports
+where Kyutai's package is installed (see kyutai.py for the protocol). A standalone script: it imports
 only mlx, the standard library and Kyutai's public API (`moshi_mlx.models.Lm`, `config_v0_1`, `LmGen`,
 `moshi_mlx.utils.Sampler`), never our package. The model is quantized as Kyutai's releases are
 (`nn.quantize` of the whole model), one parameter evaluated at a time so that the float initialisation of

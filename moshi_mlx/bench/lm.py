@@ -135,7 +135,7 @@ def bench(precision: str, steps: int, bandwidth_gbs: float, cfg: LmConfig, kyuta
     )
     if one_lane:
         one = statistics.median(one_lane)
-        print(f"CPU lanes: {n_lanes} (modules.lanes; {lanes.ENV}=1 for one); the same steps on one lane, "
+        print(f"CPU lanes: {n_lanes} (cpu/lanes.py; {lanes.ENV}=1 for one); the same steps on one lane, "
               f"interleaved: {one * 1e3:.0f} ms -> lanes make the step {faster_or_slower(one, step_s)}")
     if kyutai is not None:
         kyutai.close()
@@ -147,7 +147,7 @@ def bench(precision: str, steps: int, bandwidth_gbs: float, cfg: LmConfig, kyuta
 
 
 def _kyutai_timer(python: str | None, precision: str, steps: int):
-    """Kyutai's MLX LM at the same precision, timing itself in its own interpreter (bench_kyutai_lm.py)."""
+    """Kyutai's MLX LM at the same precision, timing itself in its own interpreter (kyutai_lm.py)."""
     if python is None:
         return None
     spec = _PRECISIONS[precision]

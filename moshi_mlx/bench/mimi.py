@@ -1,7 +1,7 @@
 """Mimi benchmark: real config, random (non-degenerate) weights, float32 unless asked otherwise.
 
 With `--kyutai-python PY` it also times Kyutai's MLX Mimi (installed in the interpreter PY) in the same
-run: `bench_kyutai_mimi.py` runs there as a subprocess with the same environment (so the same BLAS), and
+run: `kyutai_mimi.py` runs there as a subprocess with the same environment (so the same BLAS), and
 the streamed frames are timed in interleaved rounds, ours then theirs, so both see the same machine load.
 """
 
@@ -16,7 +16,7 @@ import time
 
 import mlx.core as mx
 
-from ..cpu import blas as _cpu_blas
+from ..cpu import blas
 from ..cpu.swap import use_cpu_variants
 from . import faster_or_slower
 from .kyutai import KyutaiTimer
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
           f"{args.dtype}, batch {b}, {cfg.num_codebooks} codebooks, frame {fs} samples = "
           f"{1e3 * fs / cfg.sample_rate:.0f} ms")
     if mx.default_device() == mx.cpu:
-        print(f"CPU matmuls: {_cpu_blas.describe()}")
+        print(f"CPU matmuls: {blas.describe()}")
 
     kyutai = None
     if args.kyutai_python:

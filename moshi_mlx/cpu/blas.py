@@ -94,7 +94,7 @@ def maybe_reexec() -> None:
 def run_cli(main: Callable[[], int]) -> NoReturn:
     """What a command-line entry point (`python -m ...` or a console script) does: re-execute on
     OpenBLAS when that helps, run `main()` with SIGTERM / SIGHUP stopping it as Ctrl-C does
-    (moshi_mlx.signals), then exit with its status once every MLX thread has ended (moshi_mlx.mlx_thread)."""
+    (moshi_mlx.cli.signals), then exit with its status once every MLX thread has ended (moshi_mlx.mlx_thread)."""
     from ..mlx_thread import exit_process
     from ..cli.signals import exit_code, stop_on_signals
 

@@ -1,6 +1,6 @@
 """Model folders made at test time, for the tests that run our programs as a user does.
 
-`lanes_repo`: an LM big enough that its matmuls are spread over the CPU lanes (moshi_mlx.modules.lanes
+`lanes_repo`: an LM big enough that its matmuls are spread over the CPU lanes (moshi_mlx.cpu.lanes
 splits Linears of >= 2 * MIN_ROWS output rows; here the attention projection has 768 and the
 feed-forward input 512), small enough to run in seconds: the e2e model's config at dim 256, random
 weights, written in Kyutai's PyTorch layout and converted to 4 bits by `quantize` (Kyutai's MLX
