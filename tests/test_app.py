@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from _app_fakes import SCRIPT, LiveFakeBackend, ScriptModel, write_fake_weights  # noqa: E402
+from support.app_fakes import SCRIPT, LiveFakeBackend, ScriptModel, write_fake_weights  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtGui import QGuiApplication  # noqa: E402
 

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from _app_fakes import LiveFakeBackend  # noqa: E402
+from support.app_fakes import LiveFakeBackend  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
 
 from app import controller as c  # noqa: E402

@@ -252,7 +252,7 @@ def test_non_finite_samples_in_a_file_are_silenced_and_said(tmp_path: Path, caps
 
 
 def test_non_finite_microphone_frames_are_silenced_once() -> None:
-    from _fake_models import EchoModel
+    from support.fake_models import EchoModel
 
     from moshi_mlx.audio.devices import AudioIO
     from moshi_mlx.audio.fake import FakeClock, FakeStreamFactory

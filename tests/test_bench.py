@@ -56,7 +56,7 @@ def test_bench_mimi_reports_a_broken_kyutai_interpreter(tmp_path) -> None:
 
 def test_bench_lm_compares_with_kyutai_step_by_step(tmp_path, capsys) -> None:
     """The LM bench alternates its steps with Kyutai's (a fake interpreter here) and prints the ratio."""
-    from lm_helpers import LM
+    from support.lm import LM
     from moshi_mlx.bench.lm import bench
     from moshi_mlx.config import LmConfig
 
@@ -67,7 +67,7 @@ def test_bench_lm_compares_with_kyutai_step_by_step(tmp_path, capsys) -> None:
 
 
 def test_bench_lm_says_slower_when_ours_is_slower(tmp_path, capsys) -> None:
-    from lm_helpers import LM
+    from support.lm import LM
     from moshi_mlx.bench.lm import bench
     from moshi_mlx.config import LmConfig
 

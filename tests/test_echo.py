@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _speechlike import SR, erle_db, room_ir, speechlike
+from support.signals import SR, erle_db, room_ir, speechlike
 
 from moshi_mlx.dialog.echo import EchoCanceller
 

@@ -73,7 +73,7 @@ def test_each_thread_gets_its_own_lanes(three_lanes):
 
 
 def test_quantized_models_spread_every_linear_and_keep_their_names(three_lanes, monkeypatch):
-    from lm_helpers import CONFIG, FILES, teacher_codes
+    from support.lm import CONFIG, FILES, teacher_codes
     from moshi_mlx.loading.lm import load_lm
     from mlx.utils import tree_flatten
 
@@ -115,7 +115,7 @@ def test_the_cpu_swap_spreads_only_plain_linears():
 
 
 def test_a_bf16_lm_spreads_too_with_identical_logits(three_lanes, monkeypatch):
-    from lm_helpers import CONFIG, FILES, teacher_codes
+    from support.lm import CONFIG, FILES, teacher_codes
     from moshi_mlx.loading.lm import load_lm
 
     lm = load_lm(FILES["mlx_bf16"], CONFIG)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_close
-from lm_helpers import CONFIG, FILES, goldens, greedy_run, model, teacher_codes
+from support.lm import CONFIG, FILES, goldens, greedy_run, model, teacher_codes
 from moshi_mlx.lm_gen import LmGen
 from moshi_mlx.loading.lm import load_lm
 
@@ -148,7 +148,7 @@ def test_streaming_teacher_forcing_equals_batch_with_a_float_cache():
 def test_an_8_bit_kv_cache_agrees_with_the_float_one():
     """Teacher-forced through the cache (what generation sees). Measured on the float32 model: text 1.0,
     audio 0.974 (4 bits fell to 0.82 / 0.70, hence 8 bits only)."""
-    from lm_helpers import FILES, LM
+    from support.lm import FILES, LM
     from moshi_mlx import load_lm
 
     codes = teacher_codes()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from lm_helpers import CONFIG, FILES, LM
+from support.lm import CONFIG, FILES, LM
 from moshi_mlx.config import LmConfig
 from moshi_mlx.errors import CheckpointError, ConfigError, MemoryBudgetError
 from moshi_mlx.lm import Lm
@@ -258,7 +258,7 @@ def test_describe_precision_from_headers_alone():
     from moshi_mlx.weights.formats import describe_precision
     from moshi_mlx.weights.safetensors_io import read_header
 
-    from lm_helpers import LM as lm
+    from support.lm import LM as lm
     assert describe_precision(read_header(lm / "lm_small_mlx_q4.safetensors")) == "4-bit"
     assert describe_precision(read_header(lm / "lm_small_mlx_q8.safetensors")) == "8-bit"
     assert describe_precision(read_header(lm / "lm_small_mlx_bf16.safetensors")) == "bf16"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from _fake_models import EchoModel
+from support.fake_models import EchoModel
 
 from moshi_mlx.audio.devices import AudioIO
 from moshi_mlx.audio.fake import FakeClock, FakeStreamFactory
@@ -344,7 +344,7 @@ def test_latency_measurement_hears_every_click_without_an_extra_frame() -> None:
 
 
 def test_echo_canceller_in_the_loop_removes_the_played_voice() -> None:
-    from _speechlike import room_ir, speechlike
+    from support.signals import room_ir, speechlike
 
     from moshi_mlx.dialog.echo import EchoCanceller
 

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from lm_helpers import CONFIG as LM_CONFIG
-from lm_helpers import FILES as LM_FILES
+from support.lm import CONFIG as LM_CONFIG
+from support.lm import FILES as LM_FILES
 from support.cli import E2E, assert_one_line_error, cli_env, run_module
 
 RUN, QUANTIZE = "moshi_mlx.run", "quantize"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from lm_helpers import CONFIG, FILES, goldens, greedy_run
+from support.lm import CONFIG, FILES, goldens, greedy_run
 from moshi_mlx.config import LmConfig
 from moshi_mlx.errors import CheckpointError
 from moshi_mlx.lm import Lm

@@ -11,7 +11,7 @@ import mlx.core as mx
 import pytest
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-from lm_helpers import CONFIG, FILES
+from support.lm import CONFIG, FILES
 from quantize import writer
 from quantize.__main__ import main
 from quantize.source import MIMI, TOKENIZER

@@ -1,6 +1,6 @@
 """Runs the real app window on a real X display (Xvfb) during a fake conversation and grabs it.
 
-Usage: python tests/_screenshot_app.py OUT_DIR   (DISPLAY must point at an X server)
+Usage: python tests/support/screenshot_app.py OUT_DIR   (DISPLAY must point at an X server)
 Writes OUT_DIR/window.png (the X server's pixels: QScreen.grabWindow) and OUT_DIR/info.json
 (transcript text, widget geometry) for tests/test_app_screenshot.py; then the same as window-min.png and
 info-min.json with the window at its minimum size.
@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 SCRIPTS = [
     "Hello, I'm Moshi. How are you doing today?",
@@ -26,7 +26,7 @@ SCRIPTS = [
 
 def main(out: Path) -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
-    from _app_fakes import ConversationModel, LiveFakeBackend, write_fake_weights
+    from support.app_fakes import ConversationModel, LiveFakeBackend, write_fake_weights
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
