@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("PySide6")
 
 from support.app_fakes import SCRIPT, LiveFakeBackend, ScriptModel, write_fake_weights  # noqa: E402
+from support.app_window import WAIT_MS, App  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtGui import QGuiApplication  # noqa: E402
 
@@ -23,48 +24,6 @@ from app.presenter import Presenter  # noqa: E402
 from app.settings import AppSettings  # noqa: E402
 from app.window import MainWindow  # noqa: E402
 from moshi_mlx.errors import MemoryBudgetError, OfflineError  # noqa: E402
-
-WAIT_MS = 15_000
-
-
-class App:
-    """One window wired as `python -m app` wires it, with fakes where a test needs them."""
-
-    def __init__(self, qtbot, tmp_path: Path, backend=None, factory=None, resolver=None, folder: bool = True) -> None:
-        self.tmp = tmp_path
-        self.settings = AppSettings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-        if folder:
-            self.settings.local_folder = str(write_fake_weights(tmp_path / "weights"))
-        self.backend = backend or LiveFakeBackend()
-        self.models: list[ScriptModel] = []
-        self.window = MainWindow()
-        # closed by the test or, after it, by qtbot: not a person quitting, so nothing to ask
-        qtbot.addWidget(self.window, before_close_func=lambda _w: self.presenter.shutdown())
-        self.dialogs = Dialogs(self.window)
-        self.ctl = c.Controller(audio_backend=self.backend, recordings=tmp_path / "recordings", parent=self.window)
-        kw = {"resolver": resolver} if resolver else {}
-        self.presenter = Presenter(self.window, self.ctl, self.settings, self.dialogs,
-                                   model_factory=factory or self.factory, device_poll_ms=0, **kw)  # fmt: skip
-        self.qtbot = qtbot
-        self.window.show()
-
-    def factory(self, files, temperature):
-        def build() -> ScriptModel:
-            self.models.append(ScriptModel())
-            return self.models[-1]
-
-        return build
-
-    def wait_state(self, state: str, timeout: int = WAIT_MS) -> None:
-        self.qtbot.waitUntil(lambda: self.ctl.state == state, timeout=timeout)
-
-    def wait_error(self, timeout: int = WAIT_MS):
-        self.qtbot.waitUntil(lambda: bool(self.dialogs.open_boxes), timeout=timeout)
-        return self.dialogs.open_boxes[-1]
-
-    def close(self) -> None:
-        assert self.presenter.shutdown()
-
 
 @pytest.fixture
 def make_app(qtbot, tmp_path):

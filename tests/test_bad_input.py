@@ -290,7 +290,7 @@ def test_non_finite_microphone_frames_are_silenced_once() -> None:
 
 def test_the_app_shows_the_notice_in_its_status_bar(qtbot, tmp_path: Path) -> None:
     pytest.importorskip("PySide6")
-    from test_app import App
+    from support.app_window import App
 
     from moshi_mlx.dialog.events import Notice
     from moshi_mlx.dialog.loop import NON_FINITE_NOTE
