@@ -22,7 +22,7 @@ from support.disk import small_disk
 from moshi_mlx.errors import AudioFormatError
 from moshi_mlx.dialog.recorder import RATE, Recorder, RecordingExistsError, recording_paths
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _frames(n: int, seed: int = 0) -> list[np.ndarray]:

@@ -54,7 +54,7 @@ _CHILD = (
 
 
 def _child(extra_env: dict[str, str]) -> str:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", OPT_OUT_ENV, "MOSHI_MLX_OPENBLAS_REEXEC")}
     env.update(extra_env, PYTHONPATH=str(root))
     out = subprocess.run([sys.executable, "-c", _CHILD, "a", "b c"], env=env, cwd=root, capture_output=True,

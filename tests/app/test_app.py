@@ -752,7 +752,7 @@ def test_the_window_names_its_settings_never_a_command_line_flag() -> None:
 
     from app.wording import for_window
 
-    root = Path(__file__).resolve().parents[1] / "moshi_mlx"
+    root = Path(__file__).resolve().parents[2] / "moshi_mlx"
     flag = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
     install = re.compile(r"`(?:pip|sudo|apt-get|brew) [^`]*`")
     cli_only = ("run.py", "dialog/console.py", "cli/args.py", "__main__.py", "bench/__main__.py")
