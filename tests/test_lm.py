@@ -6,7 +6,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from conftest import assert_close
+from support.arrays import assert_close
 from support.lm import CONFIG, FILES, goldens, greedy_run, model, teacher_codes
 from moshi_mlx.lm_gen import LmGen
 from moshi_mlx.loading.lm import load_lm

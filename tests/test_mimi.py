@@ -5,7 +5,8 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 import pytest
-from conftest import ASSETS, assert_close, snr_db, to_numpy
+from support import ASSETS
+from support.arrays import assert_close, snr_db, to_numpy
 
 from moshi_mlx import Mimi, load_mimi
 from moshi_mlx.cpu import blocked

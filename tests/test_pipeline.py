@@ -6,7 +6,8 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from conftest import ASSETS
+from support import ASSETS
+from support.signals import hum
 from moshi_mlx.errors import ConfigError
 from moshi_mlx.loading.hub import ModelFiles, read_repo_config, resolve_model_files
 from moshi_mlx.pipeline import MoshiPipeline, Sampling
@@ -25,12 +26,7 @@ def pipeline() -> MoshiPipeline:
 
 
 def speechlike(frames: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(frames * 1920) / 24_000
-    env = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)
-    return (0.3 * env * np.sin(2 * np.pi * (180 + 40 * np.sin(t)) * t) + 0.02 * rng.standard_normal(t.size)).astype(
-        np.float32
-    )
+    return hum(frames * 1920, seed=seed)
 
 
 def run(p: MoshiPipeline, pcm: np.ndarray):

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import ASSETS
+from support import ASSETS
+from support.signals import hum
 from moshi_mlx.audio.fake import FakeClock, FakeStreamFactory
 from moshi_mlx.audio.files import read_audio
 from moshi_mlx.loading.hub import resolve_model_files
@@ -24,11 +25,7 @@ GREEDY = ["--hf-repo", str(E2E), "--temp", "0", "--text-temp", "0"]
 
 
 def speechlike(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * rate)) / rate
-    env = 0.5 + 0.5 * np.sin(2 * np.pi * 2.5 * t)
-    return (0.3 * env * np.sin(2 * np.pi * (170 + 50 * np.sin(1.3 * t)) * t)
-            + 0.01 * rng.standard_normal(t.size)).astype(np.float32)  # fmt: skip
+    return hum(int(seconds * rate), rate, seed, pitch=170.0, drift=50.0, drift_rate=1.3, syllables_hz=2.5, noise=0.01)
 
 
 @pytest.fixture(scope="module")

@@ -71,7 +71,7 @@ def test_bad_model_file(tmp_path):
 
 def test_a_bare_word_start_piece_gives_one_space_and_no_empty_word():
     """Sentencepiece has a piece that is only "▁"; after it, the next word must not add a second space."""
-    from conftest import ASSETS
+    from support import ASSETS
 
     stream = TextStream(ASSETS / "e2e" / "tokenizer_spm_32k_3.model")
     sp = stream.sp

@@ -20,7 +20,7 @@ from app.models import frame_model_factory, resolve_folder  # noqa: E402
 from app.presenter import Presenter  # noqa: E402
 from app.settings import AppSettings  # noqa: E402
 from app.window import MainWindow  # noqa: E402
-from conftest import ASSETS  # noqa: E402
+from support import ASSETS  # noqa: E402
 
 E2E = ASSETS / "e2e"
 

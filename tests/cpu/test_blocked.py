@@ -5,7 +5,7 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 import pytest
-from conftest import assert_close
+from support.arrays import assert_close
 
 from moshi_mlx.cpu.blocked import BlockedLinear, blocked_matmul, choose_block, from_blocks, to_blocks
 from moshi_mlx.modules.conv import StreamingConv1d, StreamingConvTranspose1d

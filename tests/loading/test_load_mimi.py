@@ -8,7 +8,8 @@ import warnings
 import mlx.core as mx
 import numpy as np
 import pytest
-from conftest import ASSETS, to_numpy
+from support import ASSETS
+from support.arrays import to_numpy
 from mlx.utils import tree_flatten
 
 from moshi_mlx import Mimi, MimiConfig, load_mimi

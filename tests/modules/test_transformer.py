@@ -8,7 +8,8 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from conftest import ASSETS, assert_close
+from support import ASSETS
+from support.arrays import assert_close
 from moshi_mlx.config import TransformerConfig
 from moshi_mlx.modules.kv_cache import RingKVCache
 from moshi_mlx.modules.transformer import ProjectedTransformer, Transformer, rope_table

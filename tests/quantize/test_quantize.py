@@ -170,7 +170,7 @@ def test_memcheck_synthesises_the_pytorch_release_layout():
 
 def test_output_folder_runs_in_the_dialog_pipeline(tmp_path):
     # What `python -m moshi_mlx.run --hf-repo DIR` does: find the files in the folder, load, step frames.
-    from conftest import ASSETS
+    from support import ASSETS
     from moshi_mlx.loading.hub import resolve_model_files
     from moshi_mlx.pipeline import MoshiPipeline, Sampling
 

@@ -7,7 +7,7 @@ from functools import lru_cache
 import mlx.core as mx
 import numpy as np
 
-from conftest import ASSETS
+from . import ASSETS
 from moshi_mlx.lm_gen import LmGen
 from moshi_mlx.loading.lm import load_lm
 

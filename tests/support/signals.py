@@ -1,5 +1,21 @@
+"""Test audio: `speechlike` (voiced, formant-coloured bursts with pauses: what an echo canceller must
+tell apart), `hum` (a cheap pitch-drifting tone under a syllable envelope: input for a model to hear),
+and the room and echo measures of the echo tests."""
+
 import numpy as np
+
 SR = 24000
+
+
+def hum(n: int, rate: int = SR, seed: int = 0, pitch: float = 180.0, drift: float = 40.0, drift_rate: float = 1.0,
+        syllables_hz: float = 3.0, noise: float = 0.02) -> np.ndarray:  # fmt: skip
+    """n samples at `rate`: 0.3 * a syllable envelope * a sine whose pitch drifts by `drift` Hz, plus noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / rate
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * syllables_hz * t)
+    return (0.3 * env * np.sin(2 * np.pi * (pitch + drift * np.sin(drift_rate * t)) * t)
+            + noise * rng.standard_normal(t.size)).astype(np.float32)  # fmt: skip
+
 
 def speechlike(seconds, seed, f0=(110, 180), sr=SR):
     """Voiced harmonic bursts with drifting pitch, formant-like colouring, syllable envelope and pauses."""
