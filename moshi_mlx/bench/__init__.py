@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cli() -> None:
-    """Console-script entry point: Linux re-runs on OpenBLAS first (moshi_mlx.cpu.blas)."""
-    from ..cpu.blas import run_cli
+    """Console-script entry point: Linux re-runs on OpenBLAS first (moshi_mlx.cli.entry.run_cli)."""
+    from ..cli.entry import run_cli
 
     run_cli(main)
 

@@ -21,9 +21,8 @@ from __future__ import annotations
 import ctypes.util
 import os
 import sys
-import traceback
 from pathlib import Path
-from typing import Callable, Mapping, NoReturn
+from typing import Mapping
 
 OPT_OUT_ENV = "MOSHI_MLX_NO_OPENBLAS"
 _REEXEC_MARK = "MOSHI_MLX_OPENBLAS_REEXEC"
@@ -89,25 +88,6 @@ def maybe_reexec() -> None:
         os.execve(sys.executable, argv, reexec_env(os.environ, library))
     except OSError:
         return
-
-
-def run_cli(main: Callable[[], int]) -> NoReturn:
-    """What a command-line entry point (`python -m ...` or a console script) does: re-execute on
-    OpenBLAS when that helps, run `main()` with SIGTERM / SIGHUP stopping it as Ctrl-C does
-    (moshi_mlx.cli.signals), then exit with its status once every MLX thread has ended (moshi_mlx.mlx_thread)."""
-    from ..mlx_thread import exit_process
-    from ..cli.signals import exit_code, stop_on_signals
-
-    maybe_reexec()
-    try:
-        with stop_on_signals():
-            code = main()
-    except KeyboardInterrupt as e:  # one that main() did not handle (while importing, say)
-        code = exit_code(e)
-    except Exception:  # a bug: reported as Python would, then the process ends as cleanly as any other
-        traceback.print_exc()
-        code = 1
-    exit_process(code)
 
 
 def describe() -> str:
