@@ -58,7 +58,7 @@ def hub_resolver(choice: ModelChoice, progress: Progress, cancelled: threading.E
             return True
 
     try:
-        from moshi_mlx.loading.lm import check_download_fits
+        from moshi_mlx.loading.memory import check_download_fits
 
         return hub.resolve_model_files(choice.repo, choice.quant, tqdm_class=_Bar, before_download=check_download_fits)
     except OfflineError as e:

@@ -124,7 +124,7 @@ def _resolve(args: argparse.Namespace):
     from tqdm.auto import tqdm
 
     from .loading.hub import resolve_model_files
-    from .loading.lm import check_download_fits
+    from .loading.memory import check_download_fits
     from .pipeline import check_configs
 
     files = resolve_model_files(args.hf_repo, args.quantized, moshi_weight=args.moshi_weight,

@@ -140,7 +140,7 @@ def test_an_8_bit_kv_cache_runs_through_the_pipeline():
 
 def test_tight_memory_stores_the_cache_at_8_bits_and_says_so(pipeline, monkeypatch):
     from moshi_mlx.loading import memory
-    from moshi_mlx.loading.lm import estimate_bytes
+    from moshi_mlx.loading.memory import estimate_bytes
     from moshi_mlx.weights.safetensors_io import read_header
 
     files = e2e_files()

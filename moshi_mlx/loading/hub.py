@@ -271,7 +271,7 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
         tqdm_class: progress bar class handed to huggingface_hub (the app passes its own).
         local_only: use only files already in the Hugging Face cache (OfflineError if some are not).
         before_download: called with (bits, config path) before the LM weights of a repository are
-            downloaded (not when cached); it may raise to stop, e.g. loading.lm.check_download_fits.
+            downloaded (not when cached); it may raise to stop, e.g. loading.memory.check_download_fits.
 
     Raises:
         OfflineError: files must be downloaded but the hub is unreachable or HF_HUB_OFFLINE=1.

@@ -7,110 +7,19 @@ from pathlib import Path
 
 import mlx.core as mx
 
-from . import memory
 from ..config import LmConfig
-from ..errors import CheckpointError, ConfigError
-from ..lm import Lm, check_kv_bits
-from .memory import KV_AUTO
-from ..modules.kv_cache import kv_group_size
 from ..cpu.swap import use_cpu_variants
+from ..errors import CheckpointError
+from ..lm import Lm, check_kv_bits
 from ..weights import quant, quant_config
-from ..weights.formats import CheckpointFormat, detect_format, is_quantized
+from ..weights.formats import CheckpointFormat, detect_format
 from ..weights.lm_mlx import map_lm_mlx
-from ..weights.lm_torch import map_lm_torch, torch_layout_shapes
-from ..weights.safetensors_io import TensorInfo, load_tensors, read_header
+from ..weights.lm_torch import map_lm_torch
+from ..weights.safetensors_io import load_tensors, read_header
 from ..weights.strict import load_strict
+from .memory import KV_AUTO, preflight
 
 _MAPPINGS = {CheckpointFormat.LM_KYUTAI_TORCH: map_lm_torch, CheckpointFormat.LM_KYUTAI_MLX: map_lm_mlx}
-_FLOAT = {"F32", "F16", "BF16"}
-
-
-def estimate_bytes(header: dict[str, TensorInfo], cfg: LmConfig, dtype: mx.Dtype | None, batch: int = 1,
-                   kv_bits: int | None = None) -> int:  # fmt: skip
-    """Weights as they will sit in memory plus the full temporal KV cache."""
-    total = 0
-    for info in header.values():
-        total += _count(info) * dtype.size if dtype is not None and info.dtype in _FLOAT else info.nbytes
-    return total + kv_cache_bytes(cfg, dtype, batch, kv_bits)
-
-
-def kv_cache_bytes(cfg: LmConfig, dtype: mx.Dtype | None, batch: int = 1, kv_bits: int | None = None) -> int:
-    """The temporal transformer's KV caches over the whole context."""
-    cache_dtype = dtype or mx.bfloat16  # the caches follow the weights' float dtype (see Lm.cache_dtype)
-    t = cfg.transformer
-    values = 2 * t.num_layers * t.context * t.d_model * batch
-    if kv_bits is None:
-        return values * cache_dtype.size
-    group = kv_group_size(t.head_dim)  # packed values plus a scale and a bias per group, in the compute
-    return values * kv_bits // 8 + 2 * (values // group) * mx.float32.size  # dtype: at most float32
-
-
-def release_header(bits: int | None, cfg: LmConfig) -> dict[str, TensorInfo]:
-    """What Kyutai's release of `cfg` at `bits` (4, 8, None: bf16) holds, from the config alone: every
-    matrix quantized as `nn.quantize` does (packed weights, bf16 scales and biases), the rest bf16."""
-    header = {}
-    group = quant.RELEASE_GROUP.get(bits)
-    for name, shape in torch_layout_shapes(cfg).items():
-        if group and len(shape) == 2 and shape[1] % group == 0:  # norms ([1, 1, D]) stay bf16
-            rows, cols = shape
-            header[name] = TensorInfo("U32", (rows, cols * bits // 32))
-            header[name + ".scales"] = header[name + ".biases"] = TensorInfo("BF16", (rows, cols // group))
-        else:
-            header[name] = TensorInfo("BF16", shape)
-    return header
-
-
-def check_download_fits(bits: int | None, config: str | os.PathLike | None = None) -> None:
-    """Before downloading Kyutai's release at `bits`: refuse (MemoryBudgetError) a model this machine
-    could not load even with an 8-bit KV cache, instead of after gigabytes of download."""
-    try:
-        cfg = LmConfig.preset() if config is None else LmConfig.from_json(config)
-    except ConfigError:  # load_lm will say what is wrong with it; this check only spares a download
-        return
-    needed = estimate_bytes(release_header(bits, cfg), cfg, None, kv_bits=8)
-    label = "bf16" if bits is None else f"{bits}-bit"
-    memory.check_fits(needed, f"The {label} Moshi model", _advice(bits == 4, cast=False) + " Nothing was downloaded.")
-
-
-def resolve_kv_bits(kv_bits: int | str | None, header: dict[str, TensorInfo], cfg: LmConfig,
-                    dtype: mx.Dtype | None, available: int | None) -> int | None:  # fmt: skip
-    """KV_AUTO -> None where the unquantized cache fits in `available` bytes, else 8; others unchanged."""
-    if kv_bits != KV_AUTO:
-        return kv_bits
-    return None if memory.fits(estimate_bytes(header, cfg, dtype), available) else 8
-
-
-def _preflight(header: dict[str, TensorInfo], cfg: LmConfig, dtype: mx.Dtype | None, kv_bits: int | str | None,
-               what: str) -> int | None:  # fmt: skip
-    """Resolve KV_AUTO, then refuse with advice a model that would not fit in memory; returns kv_bits."""
-    available = memory.available_bytes()
-    kv_bits = resolve_kv_bits(kv_bits, header, cfg, dtype, available)
-
-    def needed(bits: int | None) -> int:
-        return estimate_bytes(header, cfg, dtype, kv_bits=bits)
-
-    lin = header.get("text_linear.weight")
-    four_bit = is_quantized(header) and lin is not None and lin.shape[-1] * 32 // cfg.dim <= 4
-    advice = _advice(four_bit, cast=dtype is not None)
-    if kv_bits is None and memory.fits(needed(8), available):
-        advice = "It would fit with its attention cache stored at 8 bits. " + advice
-    memory.check_fits(needed(kv_bits), what, advice, available)
-    return kv_bits
-
-
-def _advice(four_bit: bool, cast: bool) -> str:
-    if four_bit and not cast:
-        return "This is already the 4-bit model: close other programs or use a machine with more memory."
-    if four_bit:
-        return "Do not cast the 4-bit weights (leave dtype unset), or close other programs."
-    return "Use the 4-bit weights (kyutai/moshiko-mlx-q4, file model.q4.safetensors), or close other programs."
-
-
-def _count(info: TensorInfo) -> int:
-    n = 1
-    for d in info.shape:
-        n *= d
-    return n
 
 
 def load_lm(
@@ -149,7 +58,7 @@ def load_lm(
     else:
         cfg = LmConfig.preset() if config is None else LmConfig.from_json(config)
 
-    kv_bits = _preflight(header, cfg, dtype, kv_bits, f"{source} ({fmt.value})")
+    kv_bits = preflight(header, cfg, dtype, kv_bits, f"{source} ({fmt.value})")
 
     model = Lm(cfg)
     specs = quant.specs_from_header(model, header, source) if fmt is CheckpointFormat.LM_KYUTAI_MLX else {}

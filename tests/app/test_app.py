@@ -531,7 +531,7 @@ def test_echo_suppression_setting_reaches_the_loop(qtbot, tmp_path: Path) -> Non
 def test_downloads_are_checked_against_memory_first(monkeypatch) -> None:
     from app import download
     from app.models import ModelChoice
-    from moshi_mlx.loading.lm import check_download_fits
+    from moshi_mlx.loading.memory import check_download_fits
 
     seen = {}
 
@@ -897,7 +897,7 @@ def test_a_full_disk_stops_the_recording_with_one_dialog_and_keeps_what_was_writ
 
 def test_memory_advice_names_the_precision_setting() -> None:
     from app.wording import for_window
-    from moshi_mlx.loading.lm import _advice
+    from moshi_mlx.loading.memory import _advice
 
     shown = for_window(_advice(False, cast=False))
     assert shown == "Choose 4-bit under Model → Precision, or close other programs.", shown

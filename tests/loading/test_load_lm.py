@@ -18,8 +18,8 @@ from moshi_mlx.config import LmConfig
 from moshi_mlx.errors import CheckpointError, ConfigError, MemoryBudgetError
 from moshi_mlx.lm import Lm
 from moshi_mlx.loading import memory
-from moshi_mlx.loading.lm import estimate_bytes, load_lm, resolve_kv_bits
-from moshi_mlx.loading.memory import KV_AUTO, check_fits
+from moshi_mlx.loading.lm import load_lm
+from moshi_mlx.loading.memory import KV_AUTO, check_fits, estimate_bytes, resolve_kv_bits
 from moshi_mlx.modules.embedding import QuantizedScaledEmbedding, ScaledEmbedding
 from moshi_mlx.weights import quant
 from moshi_mlx.weights.formats import CheckpointFormat, detect_format
@@ -267,7 +267,6 @@ def test_describe_precision_from_headers_alone():
 
 def test_memory_estimate_counts_an_8_bit_cache():
     from moshi_mlx.config import LmConfig
-    from moshi_mlx.loading.lm import estimate_bytes
     from moshi_mlx.weights.safetensors_io import TensorInfo
 
     cfg = LmConfig.preset()
@@ -341,7 +340,7 @@ def test_metal_keeps_the_weights_resident(monkeypatch):
 
 
 def test_a_release_that_cannot_fit_is_refused_before_its_download(monkeypatch, tmp_path):
-    from moshi_mlx.loading.lm import check_download_fits, release_header
+    from moshi_mlx.loading.memory import check_download_fits, release_header
 
     cfg = LmConfig.preset()
     for bits, precision in ((4, "q4"), (8, "q8"), (None, "bf16")):  # the config alone predicts the header
