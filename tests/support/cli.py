@@ -8,10 +8,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import ASSETS
-
 REPO = Path(__file__).resolve().parents[2]
-E2E = ASSETS / "e2e"  # a tiny real model in Kyutai's MLX repository layout
+E2E = REPO / "tests" / "assets" / "e2e"  # a tiny real model in Kyutai's MLX repository layout
 
 
 @dataclass(frozen=True)
