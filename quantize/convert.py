@@ -62,6 +62,21 @@ class Staged:
     created_out: bool = False        # --out did not exist before this run
 
 
+@dataclass(frozen=True)
+class Plan:
+    """A conversion checked before anything is written (`plan`); `stage` uses it up (it pops `tensors`)."""
+
+    source: Source
+    out: Path
+    dtype: mx.Dtype
+    cfg: LmConfig
+    raw: dict                        # the Kyutai JSON config `cfg` came from
+    model: Lm                        # lazily initialised skeleton: names, shapes and module kinds, never computed
+    outputs: list[Output]
+    names: list[str]                 # every file to move into --out
+    tensors: dict                    # the source's tensors under our names, read lazily
+
+
 def lm_config(source: Source) -> tuple[LmConfig, dict]:
     """The model config and the raw Kyutai JSON it came from (the 7B preset when the source has none)."""
     raw = source.config
@@ -220,30 +235,41 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def stage(source: Source, out: Path, opts: Options) -> Staged:
-    """Convert into a staging folder inside `out` (created); the caller verifies, then `commit`s."""
+def plan(source: Source, out: str | os.PathLike, opts: Options = Options()) -> Plan:
+    """Every check that needs no writing, before any work: --dtype, the config, the precisions, --out, and
+    the source's tensors against the config.
+
+    Raises:
+        MoshiError: bad input (a ConfigError or CheckpointError saying what); nothing was written.
+    """
     if opts.dtype not in DTYPES:
         raise ConfigError(f"unsupported --dtype {opts.dtype!r}: use one of {', '.join(DTYPES)}")
-    dtype = DTYPES[opts.dtype]
+    out = Path(out)
     cfg, raw = lm_config(source)
-    model = Lm(cfg)  # lazily initialised skeleton: names, shapes and module kinds, never computed
+    model = Lm(cfg)
     outputs = plan_outputs(model, opts.bits, opts.group_size, opts.mixed)
     names = planned_names(outputs, source)
     check_destination(out, names, source, opts.force)
     tensors = open_source(source, cfg, model)
+    return Plan(source, out, DTYPES[opts.dtype], cfg, raw, model, outputs, names, tensors)
+
+
+def stage(job: Plan, progress: bool = True) -> Staged:
+    """Convert into a staging folder inside --out (created); the caller verifies, then `commit`s."""
+    out, source = job.out, job.source
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(out)
     staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{os.getpid()}-", suffix=".partial", dir=out))
-    staged = Staged(staging, staging / CONFIG_NAME, outputs, cfg, names, created)
+    staged = Staged(staging, staging / CONFIG_NAME, job.outputs, job.cfg, job.names, created)
     try:
         extra_bytes = sum(p.stat().st_size for p in source.extras.values())
-        write_weights(staging, outputs, tensors, model, dtype, opts.progress, out, extra_bytes)
+        write_weights(staging, job.outputs, job.tensors, job.model, job.dtype, progress, out, extra_bytes)
         extras = {}
         for key, path in source.extras.items():
             shutil.copyfile(path, staging / path.name)
             extras[key] = path.name
-        staged.config.write_text(json.dumps(config_for_folder(raw, outputs, extras), indent=2) + "\n")
+        staged.config.write_text(json.dumps(config_for_folder(job.raw, job.outputs, extras), indent=2) + "\n")
     except BaseException:
         discard(staged)
         raise
@@ -270,19 +296,17 @@ def discard(staged: Staged) -> None:
             pass
 
 
-def convert(source: Source, out: str | os.PathLike, opts: Options = Options(),
-            verify: Callable[[Staged], object] | None = None) -> list[Path]:
-    """Convert, run `verify(staged)` on the staged files, then move them into `out`.
+def convert(job: Plan, verify: Callable[[Staged], object] | None = None, progress: bool = True) -> list[Path]:
+    """Convert, run `verify(staged)` on the staged files, then move them into --out.
 
-    Nothing appears in `out` unless every file is complete and `verify` returned; on any error (or
+    Nothing appears in --out unless every file is complete and `verify` returned; on any error (or
     Ctrl-C) the staging folder is removed.
     """
-    out = Path(out)
-    staged = stage(source, out, opts)
+    staged = stage(job, progress)
     try:
         if verify is not None:
             verify(staged)
-        return commit(staged, out)
+        return commit(staged, job.out)
     except BaseException:
         discard(staged)
         raise

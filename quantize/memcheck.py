@@ -56,10 +56,10 @@ def write_random_checkpoint(path: Path, cfg: LmConfig, seed: int = 0) -> int:
 _STAGE_ONLY = """
 import resource, sys, time
 from pathlib import Path
-from quantize.convert import Options, discard, stage
+from quantize.convert import Options, discard, plan, stage
 from quantize.source import resolve
 t = time.perf_counter()
-staged = stage(resolve(sys.argv[1], sys.argv[2]), Path(sys.argv[3]), Options(progress=False))
+staged = stage(plan(resolve(sys.argv[1], sys.argv[2]), Path(sys.argv[3])), progress=False)
 print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 discard(staged)
 """

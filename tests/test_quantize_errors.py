@@ -23,8 +23,10 @@ def cli(*args: str) -> list[str]:
     return [*args, "--no-progress", "--report-steps", "2"]
 
 
-def error_of(capsys, argv: list[str]) -> str:
-    assert main(argv) == 1
+def error_of(capsys, argv: list[str], code: int = 2) -> str:
+    """The one error line of a run that ends with `code`: 2 for bad input refused before any work, 1 when
+    the work failed (the README's exit status)."""
+    assert main(argv) == code
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
     return err
@@ -152,7 +154,7 @@ def test_failed_verification_leaves_nothing(tmp_path, monkeypatch, capsys):
         raise CheckpointError(f"{where}: the converted model does not run sanely")
 
     monkeypatch.setattr(report, "step_check", broken)
-    assert "does not run sanely" in error_of(capsys, cli(TORCH, "--config", CFG, "--out", str(tmp_path / "o")))
+    assert "does not run sanely" in error_of(capsys, cli(TORCH, "--config", CFG, "--out", str(tmp_path / "o")), code=1)
     assert not (tmp_path / "o").exists()
 
 
