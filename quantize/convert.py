@@ -23,6 +23,7 @@ from mlx.utils import tree_flatten
 from moshi_mlx.config import PRESETS, LmConfig
 from moshi_mlx.errors import CheckpointError, ConfigError
 from moshi_mlx.lm import Lm
+from moshi_mlx.outputs import same_file
 from moshi_mlx.weights.formats import CheckpointFormat, detect_format, is_quantized
 from moshi_mlx.weights.lm_mlx import map_lm_mlx
 from moshi_mlx.weights.lm_torch import map_lm_torch
@@ -204,7 +205,7 @@ def check_destination(out: Path, names: list[str], source: Source, force: bool) 
     """ConfigError if --out cannot take these files (or would need --force)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder (it is created if missing).")
-    if any((out / n).resolve() == Path(p).resolve() for n in names for p in [source.weights, *source.extras.values()]):
+    if any(same_file(out / n, p) for n in names for p in [source.weights, *source.extras.values()]):
         raise ConfigError(f"--out {out} holds the source files, which the output would replace: choose another folder.")
     existing = [n for n in names if (out / n).exists()]
     if existing and not force:
