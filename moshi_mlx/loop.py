@@ -316,7 +316,6 @@ class _Session:
         self._over_target = 0
         self.step_sum = 0.0
         self.step_n = 0
-        self.steps = 0  # model steps in this session
         self.recent_steps: deque[float] = deque(maxlen=_SUSTAINED_STEPS)  # seconds, warm-up steps left out
         self.muted = False
         self.word_t: float | None = None  # when the word being spelled began
@@ -461,8 +460,7 @@ class _Session:
         self.frame += 1
         self.step_sum += step_s
         self.step_n += 1
-        self.steps += 1
-        if self.steps > _WARM_UP_STEPS:
+        if self.frame - self.skipped > _WARM_UP_STEPS:  # model steps taken so far
             self.recent_steps.append(step_s)
         if self.step_n >= self.loop.stats_every:
             avg = self.step_sum / self.step_n
