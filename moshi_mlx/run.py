@@ -14,7 +14,7 @@ import json
 import sys
 import threading
 
-from .audio import MODEL_RATE
+from .audio import FRAME_S, MODEL_RATE
 from .cliargs import CliParser, number
 from .errors import MoshiError, NoAudioDeviceError
 from .loop import Error, ModelLoop, Notice, RecordingStopped, SessionEnded, Text, Word
@@ -22,7 +22,6 @@ from .memory import KV_AUTO
 from .sampling import MAX_SEED, MAX_TEMP, MAX_TOP_K
 from .signals import exit_code
 
-FRAME_S = 0.08
 LOCAL_FLAGS = "--moshi-weight PATH --mimi-weight PATH --tokenizer PATH [--config PATH]"
 FILE_MODE = "run over an audio file instead: --input FILE --output FILE"  # advice without a sound card
 KEYS = "Enter starts a new conversation, m + Enter mutes or unmutes the microphone"  # see _keyboard
