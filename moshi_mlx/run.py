@@ -15,7 +15,7 @@ import sys
 import threading
 
 from .audio import FRAME_S, MODEL_RATE
-from .cliargs import CliParser, number
+from .cliargs import CliParser, number, print_error
 from .errors import MoshiError, NoAudioDeviceError
 from .loop import Error, ModelLoop, Notice, RecordingStopped, SessionEnded, Text, Word
 from .memory import KV_AUTO
@@ -223,7 +223,7 @@ def run_file(args: argparse.Namespace, files, pcm) -> int:
         while not loop.loaded.wait(0.1):
             pass
         if loop.load_error is not None:
-            print(f"error: {loop.load_error}", file=sys.stderr)
+            print_error(loop.load_error)
             return 1
         writer = AudioWriter(args.output)
         try:
@@ -282,7 +282,7 @@ def _finish(args: argparse.Namespace, writer, got: _Collected, port, interrupted
         raise interrupted
     errors = [f"{got.error} ({kept})" if got.error else (failed and kept), got.recording_error]
     for error in filter(None, errors):
-        print(f"error: {error}", file=sys.stderr)
+        print_error(error)
     return 1 if any(errors) else 0
 
 
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
         msg = f"{str(e).rstrip('.')}. Or name the files: {LOCAL_FLAGS}." if e.local_files_help else str(e)
         if isinstance(e, NoAudioDeviceError):
             msg = f"{msg.rstrip('.')}. Or {FILE_MODE}."
-        print(f"error: {msg}", file=sys.stderr)
+        print_error(msg)
         return 2
     except KeyboardInterrupt as e:  # Ctrl-C (130); SIGTERM (143), SIGHUP (129) under run_cli
         print("\nstopped", file=sys.stderr)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from moshi_mlx.cliargs import CliParser, number
+from moshi_mlx.cliargs import CliParser, number, print_error
 from moshi_mlx.errors import MoshiError
 from moshi_mlx.signals import exit_code
 
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         code = 1  # the work failed
         execute(job, args.report_steps, opts.progress)
     except MoshiError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print_error(str(e))
         return code
     except KeyboardInterrupt as e:  # Ctrl-C (130); SIGTERM (143), SIGHUP (129) under run_cli
         print("interrupted: nothing was written", file=sys.stderr)
