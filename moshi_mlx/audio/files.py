@@ -167,13 +167,3 @@ def probe_audio(path: Path) -> None:
     except (sf.LibsndfileError, RuntimeError) as e:
         raise AudioFormatError(f"cannot write {fmt.lower()} here: {e}") from None
 
-
-def write_audio(path: str | Path, pcm: np.ndarray, rate: int = MODEL_RATE) -> None:
-    """Writes mono float32 [T] to `path` in its extension's format; the file appears only when complete."""
-    w = AudioWriter(path, rate)
-    try:
-        w.write(pcm)
-        w.commit()
-    except BaseException:
-        w.discard()
-        raise
