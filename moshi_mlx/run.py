@@ -211,8 +211,8 @@ def _keyboard(loop: ModelLoop, view, lines=None) -> None:
 
 
 def run_file(args: argparse.Namespace, files, pcm) -> int:
-    """Runs the model over `pcm`; the answer streams to --output. On an error or Ctrl-C the answer and
-    transcript so far are written (and said so); Ctrl-C then goes on up as KeyboardInterrupt."""
+    """Runs the model over `pcm`; the answer streams to --output. On an error or a stop (Ctrl-C, SIGTERM,
+    SIGHUP) the answer and transcript so far are written, and said so once. Returns the exit status."""
     from .audio.file_port import FileAudioPort
     from .audio.files import AudioWriter
 
@@ -260,7 +260,7 @@ def _follow(loop: ModelLoop, port, got: _Collected) -> KeyboardInterrupt | None:
 
 
 def _finish(args: argparse.Namespace, writer, got: _Collected, port, interrupted: KeyboardInterrupt | None) -> int:
-    """Writes --output and --transcript (complete, or the answer so far) and says what happened."""
+    """Writes --output and --transcript (complete, or the answer so far), says what happened; the exit status."""
     from .outputs import write_text
 
     written, failed = [], []
@@ -279,7 +279,7 @@ def _finish(args: argparse.Namespace, writer, got: _Collected, port, interrupted
         failed and f"could not write {' and '.join(failed)}")))  # fmt: skip
     if interrupted is not None:
         print(f"stopped: {kept}", file=sys.stderr)
-        raise interrupted
+        return exit_code(interrupted)
     errors = [f"{got.error} ({kept})" if got.error else (failed and kept), got.recording_error]
     for error in filter(None, errors):
         print_error(error)
