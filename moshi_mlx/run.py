@@ -19,7 +19,7 @@ from .cliargs import CliParser, number, print_error
 from .errors import MoshiError, NoAudioDeviceError
 from .loop import Error, ModelLoop, Notice, RecordingStopped, SessionEnded, Text, Word
 from .memory import KV_AUTO
-from .sampling import MAX_SEED, MAX_TEMP, MAX_TOP_K
+from .sampling import SEED_RANGE, TEMP_RANGE, TOP_K_RANGE
 from .signals import exit_code
 
 LOCAL_FLAGS = "--moshi-weight PATH --mimi-weight PATH --tokenizer PATH [--config PATH]"
@@ -52,13 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "1.46 GiB for the 7B (4-bit 7B: 5.35 instead of 5.99 GiB) at ~1%% error in attention "
                         "scores; auto (default): 16 where it fits in memory, else 8")
     s = p.add_argument_group("sampling")
-    temp, top_k = number(float, 0, MAX_TEMP), number(int, 1, MAX_TOP_K)
+    temp, top_k = number(float, *TEMP_RANGE), number(int, *TOP_K_RANGE)
     s.add_argument("--temp", type=temp, default=0.8, help="audio temperature (0: greedy; default 0.8)")
     s.add_argument("--text-temp", type=temp, default=0.7, help="text temperature (0: greedy; default 0.7)")
     s.add_argument("--top-k", type=top_k, default=250, help="audio top-k (default 250)")
     s.add_argument("--text-top-k", type=top_k, default=25, help="text top-k (default 25)")
-    s.add_argument("--seed", type=number(int, 0, MAX_SEED), default=None,
-                   help=f"makes sampling repeatable (0 to {MAX_SEED})")
+    s.add_argument("--seed", type=number(int, *SEED_RANGE), default=None,
+                   help="makes sampling repeatable ({} to {})".format(*SEED_RANGE))
     a = p.add_argument_group("live audio")
     a.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     a.add_argument("--input-device", help="microphone: index or part of its name (default: system default)")
