@@ -28,17 +28,9 @@ import numpy as np
 from .audio import FRAME
 from .audio import MODEL_RATE as RATE
 from .audio.wav import AppendFile, WavTrack
-from .errors import AudioFormatError, MoshiError
+from .errors import OutputError, RecordingExistsError
 
 _STOP = object()
-
-
-class RecordingExistsError(MoshiError):
-    """The folder already holds a recording, which is never replaced; `free` is a folder that does not."""
-
-    def __init__(self, message: str, free: Path) -> None:
-        super().__init__(message)
-        self.free = free
 
 
 @dataclass(frozen=True)
@@ -100,7 +92,7 @@ class Recorder:
             self._moshi = WavTrack(self.paths.moshi_wav, RATE)
             self._text = AppendFile(self.paths.transcript)
         except OSError as e:
-            raise AudioFormatError(
+            raise OutputError(
                 f"cannot create recording files in {self.paths.folder}: {e.strerror or e}. Pick a writable folder."
             ) from None
         self._text_lines = 0  # bytes of the transcript that are whole lines

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AudioFormatError, require_file
+from ..errors import AudioFormatError, OutputError, require_file
 from ..outputs import temp_name
 from . import FRAME, MODEL_RATE
 
@@ -103,7 +103,8 @@ class AudioWriter:
     `discard()` removes it. Memory stays flat however long the audio.
 
     Raises:
-        AudioFormatError: the extension names no writable format, or the file cannot be created.
+        AudioFormatError: the extension names no writable format.
+        OutputError: the file cannot be created or written (a full disk, say).
     """
 
     def __init__(self, path: str | Path, rate: int = MODEL_RATE) -> None:
@@ -117,7 +118,7 @@ class AudioWriter:
             self._f = sf.SoundFile(str(self.tmp), "w", rate, 1, sf.default_subtype(fmt), format=fmt)
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
             self.tmp.unlink(missing_ok=True)
-            raise AudioFormatError(f"cannot write {self.path}: {e}. Pick another folder or format.") from None
+            raise OutputError(f"cannot write {self.path}: {e}. Pick another folder or format.") from None
         self.rate = rate
         self.samples = 0
 
@@ -127,7 +128,7 @@ class AudioWriter:
         try:
             self._f.write(np.clip(np.asarray(pcm, np.float32).reshape(-1), -1.0, 1.0))
         except (sf.LibsndfileError, RuntimeError, OSError) as e:  # disk full, disk gone...
-            raise AudioFormatError(f"cannot write {self.path}: {_disk_full(self.tmp.parent) or e}") from None
+            raise OutputError(f"cannot write {self.path}: {_disk_full(self.tmp.parent) or e}") from None
         self.samples += pcm.size
 
     def commit(self) -> Path:
