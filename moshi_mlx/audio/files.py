@@ -3,6 +3,7 @@ format libsndfile writes, as the audio comes."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -112,13 +113,15 @@ class AudioWriter:
 
         self.path = Path(path)
         fmt = audio_format(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = temp_name(self.path)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._f = sf.SoundFile(str(self.tmp), "w", rate, 1, sf.default_subtype(fmt), format=fmt)
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
-            self.tmp.unlink(missing_ok=True)
-            raise OutputError(f"cannot write {self.path}: {e}. Pick another folder or format.") from None
+            with contextlib.suppress(OSError):  # a file in the way of the folder fails here again
+                self.tmp.unlink(missing_ok=True)
+            raise OutputError(f"cannot write {self.path}: {getattr(e, 'strerror', None) or e}. "
+                              "Pick another folder or format.") from None
         self.rate = rate
         self.samples = 0
 
