@@ -13,7 +13,6 @@ import errno
 import json
 import os
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import soundfile as sf
 from lm_helpers import CONFIG as LM_CONFIG
 from lm_helpers import FILES as LM_FILES
 from support.cli import E2E, assert_one_line_error, cli_env, run_module
+from support.disk import small_disk
 
 RUN, QUANTIZE = "moshi_mlx.run", "quantize"
 SECRET = "not for publishing"
@@ -163,36 +163,6 @@ def test_one_clear_line(case: Case, world: dict[str, str], tmp_path: Path) -> No
 
 
 # -- quantize into a read-only or full --out: one line, and nothing left behind ---------------------------
-def _mount_tmpfs(where: Path, size: str) -> None:
-    where.mkdir()
-    try:
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True)
-    except OSError as e:  # no mount command
-        pytest.skip(f"cannot mount a tmpfs here ({e})")
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.decode(errors='replace').strip()})")
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path):
-    mounted: list[Path] = []
-
-    def make(size: str, read_only: bool = False, folders: tuple[str, ...] = ()) -> Path:
-        where = tmp_path / f"fs{len(mounted)}"
-        _mount_tmpfs(where, size)
-        mounted.append(where)
-        for f in folders:
-            (where / f).mkdir()
-        if read_only:
-            subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
-        return where
-
-    yield make
-    for where in mounted:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX mounts")
 @pytest.mark.parametrize(
     "size,read_only,out,needles",
     [("1m", True, "out", ("read-only",)),  # --out exists on a read-only file system
@@ -200,12 +170,13 @@ def tmpfs(tmp_path: Path):
      ("96k", False, "out", ("free", "KB"))],  # a full disk: the files cannot fit
     ids=["read-only", "read-only-new", "full"],
 )
-def test_quantize_unwritable_out(tmpfs, tmp_path: Path, size: str, read_only: bool, out: str, needles) -> None:
-    fs = tmpfs(size, read_only, folders=("out",))
-    r = run_module(QUANTIZE, str(LM_FILES["torch"]), "--config", str(LM_CONFIG), "--out", str(fs / out), *Q)
+def test_quantize_unwritable_out(tmp_path: Path, size: str, read_only: bool, out: str, needles) -> None:
+    with small_disk(tmp_path / "fs", size, read_only, folders=("out",)) as fs:
+        r = run_module(QUANTIZE, str(LM_FILES["torch"]), "--config", str(LM_CONFIG), "--out", str(fs / out), *Q)
+        listing = sorted(p.name for p in fs.rglob("*"))
     line = assert_one_line_error(r, 1, str(fs / out), *needles)
     assert "--out" in line
-    assert sorted(p.name for p in fs.rglob("*")) == ["out"]  # no staging folder, no partial file
+    assert listing == ["out"]  # no staging folder, no partial file
 
 
 @pytest.mark.parametrize("code,needle", [(errno.ENOSPC, "disk is full"), (errno.EROFS, "read-only"),
