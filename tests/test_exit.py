@@ -20,10 +20,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from support.cli import REPO, Ran, assert_one_line_error, cli_env
+from support.cli import ABORT, REPO, Ran, assert_one_line_error, cli_env
 from support.models import lanes_repo  # noqa: F401 (a fixture)
-
-ABORT = "terminate called"
 
 
 def _pin_to_one_cpu() -> None:  # in the child, before exec

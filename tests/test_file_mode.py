@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from support.cli import E2E, REPO, assert_one_line_error, cli_env, run_module
+from support.cli import ABORT, E2E, REPO, assert_one_line_error, cli_env, run_module
 from support.disk import small_disk
 
 NO_MODEL = "/nonexistent/model-folder"  # reached only if a check comes too late
-ABORT = "terminate called without an active exception"
 
 
 def _tone(seconds: float, rate: int = 24_000) -> np.ndarray:
