@@ -15,7 +15,6 @@ with `error` set, everything written before stays readable, and nothing more is 
 
 from __future__ import annotations
 
-import errno
 import json
 import queue
 import threading
@@ -29,6 +28,7 @@ from .audio import FRAME
 from .audio import MODEL_RATE as RATE
 from .audio.wav import AppendFile, WavTrack
 from .errors import OutputError, RecordingExistsError
+from .outputs import write_failure
 
 _STOP = object()
 
@@ -185,8 +185,7 @@ class Recorder:
                     self._sync()
                     last_sync = time.monotonic()
         except OSError as e:  # disk full, folder removed...: keep the loop alive, report it
-            advice = ": free some space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
-            self._stop_early(f"{e.strerror or e} in {self.paths.folder}{advice}")
+            self._stop_early(f"cannot write in {self.paths.folder}: {write_failure(e)}")
         except Exception as e:  # noqa: BLE001 (anything else stops the recording, not the conversation)
             self._stop_early(f"{e!r}")
         finally:

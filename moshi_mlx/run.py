@@ -261,7 +261,7 @@ def _follow(loop: ModelLoop, port, got: _Collected) -> KeyboardInterrupt | None:
 
 def _finish(args: argparse.Namespace, writer, got: _Collected, port, interrupted: KeyboardInterrupt | None) -> int:
     """Writes --output and --transcript (complete, or the answer so far), says what happened; the exit status."""
-    from .outputs import write_text
+    from .outputs import write_failure, write_text
 
     written, failed = [], []
     for path, write in ((args.output, writer.commit),
@@ -271,7 +271,7 @@ def _finish(args: argparse.Namespace, writer, got: _Collected, port, interrupted
                 write()
                 written.append(str(path))
             except (OSError, MoshiError) as e:
-                failed.append(f"{path} ({getattr(e, 'strerror', None) or e})")
+                failed.append(f"{path} ({write_failure(e) if isinstance(e, OSError) else e})")
     print(transcript_text(got.pieces))
     done = f"{port.written / MODEL_RATE:.1f} s of {port.length / MODEL_RATE:.1f} s"
     kept = "; ".join(filter(None, (
