@@ -259,11 +259,11 @@ def stage(job: Plan, progress: bool = True) -> Staged:
     """Convert into a staging folder inside --out (created); the caller verifies, then `commit`s."""
     out, source = job.out, job.source
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(out)
-    staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{os.getpid()}-", suffix=".partial", dir=out))
-    staged = Staged(staging, staging / CONFIG_NAME, job.outputs, job.cfg, job.names, created)
     try:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(out)
+        staging = Path(tempfile.mkdtemp(prefix=_own_prefix(), suffix=".partial", dir=out))
+        staged = Staged(staging, staging / CONFIG_NAME, job.outputs, job.cfg, job.names, created)
         extra_bytes = sum(p.stat().st_size for p in source.extras.values())
         write_weights(staging, job.outputs, job.tensors, job.model, job.dtype, progress, out, extra_bytes)
         extras = {}
@@ -271,8 +271,8 @@ def stage(job: Plan, progress: bool = True) -> Staged:
             shutil.copyfile(path, staging / path.name)
             extras[key] = path.name
         staged.config.write_text(json.dumps(config_for_folder(job.raw, job.outputs, extras), indent=2) + "\n")
-    except BaseException:
-        discard(staged)
+    except BaseException:  # a stop (Ctrl-C, SIGTERM) may land anywhere here, even before `staged` exists
+        _remove_own_staging(out, created)
         raise
     return staged
 
@@ -289,10 +289,21 @@ def commit(staged: Staged, out: Path) -> list[Path]:
 
 def discard(staged: Staged) -> None:
     """Remove the staging folder, and `--out` too if this run created it and it is empty."""
-    shutil.rmtree(staged.folder, ignore_errors=True)
-    if staged.created_out:
+    _remove_own_staging(staged.folder.parent, staged.created_out)
+
+
+def _own_prefix() -> str:
+    return f"{_STAGING_PREFIX}{os.getpid()}-"  # the process id tells a stale staging folder (remove_stale_staging)
+
+
+def _remove_own_staging(out: Path, created_out: bool) -> None:
+    """Remove this process's staging folders in `out`, found by name (so that one whose creation was
+    interrupted goes too), and `out` itself if this run created it and it is empty."""
+    for d in out.glob(f"{_own_prefix()}*.partial"):
+        shutil.rmtree(d, ignore_errors=True)
+    if created_out:
         try:
-            staged.folder.parent.rmdir()
+            out.rmdir()
         except OSError:
             pass
 
