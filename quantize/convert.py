@@ -22,6 +22,7 @@ from mlx.utils import tree_flatten
 
 from moshi_mlx.config import PRESETS, LmConfig
 from moshi_mlx.errors import CheckpointError, ConfigError
+from moshi_mlx.hub import CONFIG_FILE
 from moshi_mlx.lm import Lm
 from moshi_mlx.outputs import same_file
 from moshi_mlx.weights.formats import CheckpointFormat, detect_format, is_quantized
@@ -36,7 +37,6 @@ from .source import Source
 from .writer import Entry, StreamingSafetensors, check_space, file_size
 
 DTYPES = {"bfloat16": mx.bfloat16, "float16": mx.float16, "float32": mx.float32}
-CONFIG_NAME = "config.json"
 _FLOAT = {"BF16", "F16", "F32"}
 _STAGING_PREFIX = ".quantize-"
 
@@ -198,7 +198,7 @@ def config_for_folder(raw: dict, outputs: list[Output], extras: dict[str, str]) 
 
 
 def planned_names(outputs: list[Output], source: Source) -> list[str]:
-    return [o.file_name for o in outputs] + [CONFIG_NAME] + [p.name for p in source.extras.values()]
+    return [o.file_name for o in outputs] + [CONFIG_FILE] + [p.name for p in source.extras.values()]
 
 
 def check_destination(out: Path, names: list[str], source: Source, force: bool) -> None:
@@ -263,7 +263,7 @@ def stage(job: Plan, progress: bool = True) -> Staged:
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_staging(out)
         staging = Path(tempfile.mkdtemp(prefix=_own_prefix(), suffix=".partial", dir=out))
-        staged = Staged(staging, staging / CONFIG_NAME, job.outputs, job.cfg, job.names, created)
+        staged = Staged(staging, staging / CONFIG_FILE, job.outputs, job.cfg, job.names, created)
         extra_bytes = sum(p.stat().st_size for p in source.extras.values())
         write_weights(staging, job.outputs, job.tensors, job.model, job.dtype, progress, out, extra_bytes)
         extras = {}

@@ -12,9 +12,10 @@ import pytest
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
 from lm_helpers import CONFIG, FILES
+from moshi_mlx.hub import MIMI_FILE as MIMI
+from moshi_mlx.hub import TOKENIZER_FILE as TOKENIZER
 from quantize import writer
 from quantize.__main__ import main
-from quantize.source import MIMI, TOKENIZER
 
 TORCH, CFG = str(FILES["torch"]), str(CONFIG)
 
