@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from moshi_mlx.cliargs import CliParser, number, print_error
+from moshi_mlx.config import DEFAULT_PRESET
 from moshi_mlx.errors import MoshiError
 from moshi_mlx.signals import exit_code
 
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--config", metavar="CONFIG.json",
                    help="the model's JSON config in Kyutai's schema; default: config.json next to the "
-                        "checkpoint, else the released 7B config (moshi_7b_202409)")
+                        f"checkpoint, else the released 7B config ({DEFAULT_PRESET})")
     p.add_argument("--q-bits", type=int, metavar="{4,8}",
                    help="write only this precision (4 or 8 bits); default: float, 8-bit and 4-bit files")
     p.add_argument("--q-group-size", type=int, metavar="N",

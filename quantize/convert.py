@@ -20,7 +20,7 @@ from typing import Callable
 import mlx.core as mx
 from mlx.utils import tree_flatten
 
-from moshi_mlx.config import PRESETS, LmConfig
+from moshi_mlx.config import LmConfig, preset_path, read_json_object
 from moshi_mlx.errors import CheckpointError, ConfigError
 from moshi_mlx.hub import CONFIG_FILE
 from moshi_mlx.lm import Lm
@@ -82,7 +82,7 @@ def lm_config(source: Source) -> tuple[LmConfig, dict]:
     """The model config and the raw Kyutai JSON it came from (the 7B preset when the source has none)."""
     raw = source.config
     if raw is None:
-        raw = json.loads((PRESETS / "moshi_7b_202409.json").read_text())
+        raw = read_json_object(preset_path())
     return LmConfig.from_kyutai(raw, source.config_origin), raw
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from moshi_mlx.config import read_json_object
+from moshi_mlx.config import DEFAULT_PRESET, read_json_object
 from moshi_mlx.errors import CheckpointError, ConfigError, OfflineError
 from moshi_mlx.hub import CONFIG_FILE, MIMI_FILE, TOKENIZER_FILE, folder_file, hub_unavailable, is_repo_id, repo_file
 
@@ -63,7 +63,7 @@ def _weights_in_folder(folder: Path, config: dict | None) -> Path:
 
 def resolve_local(path: Path, config_path: str | None) -> Source:
     folder = path if path.is_dir() else path.parent
-    config, origin = None, "released 7B config (moshi_7b_202409)"
+    config, origin = None, f"released 7B config ({DEFAULT_PRESET})"
     if config_path is not None:
         config, origin = read_json_object(Path(config_path)), str(config_path)
     elif (folder / CONFIG_FILE).is_file():
@@ -108,7 +108,7 @@ def resolve_hub(repo: str, config_path: str | None, download: Callable[..., str]
                 raise CheckpointError(f"{repo}: the repo has no {name}. Pass the checkpoint file explicitly.") from None
             return None
 
-    config, origin = None, "released 7B config (moshi_7b_202409)"
+    config, origin = None, f"released 7B config ({DEFAULT_PRESET})"
     if config_path is not None:
         config, origin = read_json_object(Path(config_path)), str(config_path)
     else:
