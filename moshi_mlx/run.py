@@ -133,6 +133,7 @@ def _resolve(args: argparse.Namespace):
 
 
 def _wait_loaded(loop: ModelLoop, view) -> bool:
+    """Waits for the model; `view` shows what loading said (its time and notes, or the error). False: it failed."""
     print("loading the model...", file=sys.stderr, flush=True)
     while not loop.loaded.wait(0.1):
         pass
@@ -215,15 +216,13 @@ def run_file(args: argparse.Namespace, files, pcm) -> int:
     SIGHUP) the answer and transcript so far are written, and said so once. Returns the exit status."""
     from .audio.file_port import FileAudioPort
     from .audio.files import AudioWriter
+    from .console import ConsoleView
 
     loop = ModelLoop(_factory(args, files), max_lag_frames=args.max_lag, stats_every=25)
     got = _Collected()
     loop.start()
     try:
-        while not loop.loaded.wait(0.1):
-            pass
-        if loop.load_error is not None:
-            print_error(loop.load_error)
+        if not _wait_loaded(loop, ConsoleView(live=False)):  # says the load time and the model's notes, or why not
             return 1
         writer = AudioWriter(args.output)
         try:
