@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         print_error(str(e))
         return code
     except KeyboardInterrupt as e:  # Ctrl-C (130); SIGTERM (143), SIGHUP (129) under run_cli
-        print("interrupted: nothing was written", file=sys.stderr)
+        print("stopped: nothing was written", file=sys.stderr)
         return exit_code(e)
     return 0
 
