@@ -18,6 +18,7 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten
 
+from .audio import FRAME_S
 from .bench import faster_or_slower
 from .bench_kyutai import KyutaiTimer
 from .config import LmConfig
@@ -27,7 +28,6 @@ from .modules import lanes
 from .weights import quant
 
 _PRECISIONS = {"bf16": None, **{f"q{b}": quant.QuantSpec(b, g) for b, g in quant.RELEASE_GROUP.items()}}
-FRAME_S = 0.08  # one LM step per 80 ms Mimi frame
 
 
 def random_model(cfg: LmConfig, precision: str, seed: int = 0) -> Lm:

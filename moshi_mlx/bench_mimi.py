@@ -11,7 +11,6 @@ import argparse
 import platform
 import resource
 import statistics
-import sys
 import time
 
 import mlx.core as mx

@@ -1,4 +1,5 @@
-"""The command-line parser every program here uses: a bad command line gets one line, checked numbers.
+"""The command-line parser every program here uses: a bad command line gets one line, checked numbers;
+and `print_error`, the one line every program here ends a handled error with.
 
 argparse prints a usage block and `prog: error: ...`; `CliParser` prints exactly
 `error: <what was wrong> (see --help)` and exits with status 2 (bad input, nothing done), like every
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from typing import Callable, NoReturn
 
 
@@ -20,7 +22,13 @@ class CliParser(argparse.ArgumentParser):
     """
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see --help)\n")
+        print_error(f"{message} (see --help)")
+        self.exit(2)
+
+
+def print_error(message: str) -> None:
+    """`error: <what was wrong and what to do>` on stderr, the line a person (and the tests) look for."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
 
 
 def number(kind: type[int] | type[float], lo: int | float, hi: int | float) -> Callable[[str], int | float]:

@@ -49,6 +49,14 @@ class OutputError(MoshiError):
     would overwrite something the user did not name."""
 
 
+class RecordingExistsError(OutputError):
+    """The folder already holds a recording, which is never replaced; `free` is a folder that does not."""
+
+    def __init__(self, message: str, free: Path) -> None:
+        super().__init__(message)
+        self.free = free
+
+
 class OfflineError(MoshiError):
     """Files must be downloaded but the hub cannot be reached (or HF_HUB_OFFLINE=1).
 

@@ -6,12 +6,32 @@ file is refused before minutes of compute, and a run that fails leaves no half-w
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from .errors import OutputError
+
+
+# what a failed write's errno means for a person, and what to do about it there
+_MEANING = {errno.ENOSPC: ("the disk is full", "free some space"),
+            errno.EDQUOT: ("the disk quota is used up", "free some space"),
+            errno.EFBIG: ("the file is too large for that file system", ""),
+            errno.EROFS: ("it is on a read-only file system", ""),
+            errno.EACCES: ("no permission to write there", ""),
+            errno.EPERM: ("no permission to write there", "")}
+
+
+def write_failure(e: OSError, instead: str = "") -> str:
+    """Why a write failed, for a person: the system's words, then what they mean for a full, read-only or
+    forbidden disk and what to do, `instead` being the other way out: "No space left on device (the disk
+    is full: free some space or choose another --out)"."""
+    meaning, action = _MEANING.get(e.errno, ("", ""))
+    todo = " or ".join(filter(None, (action, instead)))
+    advice = ": ".join(filter(None, (meaning, todo)))
+    return f"{e.strerror or e}" + (f" ({advice})" if advice else "")
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -63,13 +83,13 @@ def check_new_file(path: str | os.PathLike, what: str, protect: dict[str, str | 
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".moshi-probe-", suffix=path.suffix)
     except OSError as e:
-        raise OutputError(f"cannot write {what} {path}: {e.strerror or e} in {folder}. Pick another folder.") from None
+        raise OutputError(f"cannot write {what} {path} (in {folder}): {write_failure(e, 'pick another folder')}") from None
     try:
         os.close(fd)
         if probe is not None:
             probe(Path(tmp))
     except OSError as e:
-        raise OutputError(f"cannot write {what} {path}: {e.strerror or e}. Pick another folder.") from None
+        raise OutputError(f"cannot write {what} {path}: {write_failure(e, 'pick another folder')}") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path

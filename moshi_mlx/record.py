@@ -15,7 +15,6 @@ with `error` set, everything written before stays readable, and nothing more is 
 
 from __future__ import annotations
 
-import errno
 import json
 import queue
 import threading
@@ -28,17 +27,10 @@ import numpy as np
 from .audio import FRAME
 from .audio import MODEL_RATE as RATE
 from .audio.wav import AppendFile, WavTrack
-from .errors import AudioFormatError, MoshiError
+from .errors import OutputError, RecordingExistsError
+from .outputs import write_failure
 
 _STOP = object()
-
-
-class RecordingExistsError(MoshiError):
-    """The folder already holds a recording, which is never replaced; `free` is a folder that does not."""
-
-    def __init__(self, message: str, free: Path) -> None:
-        super().__init__(message)
-        self.free = free
 
 
 @dataclass(frozen=True)
@@ -100,7 +92,7 @@ class Recorder:
             self._moshi = WavTrack(self.paths.moshi_wav, RATE)
             self._text = AppendFile(self.paths.transcript)
         except OSError as e:
-            raise AudioFormatError(
+            raise OutputError(
                 f"cannot create recording files in {self.paths.folder}: {e.strerror or e}. Pick a writable folder."
             ) from None
         self._text_lines = 0  # bytes of the transcript that are whole lines
@@ -193,8 +185,7 @@ class Recorder:
                     self._sync()
                     last_sync = time.monotonic()
         except OSError as e:  # disk full, folder removed...: keep the loop alive, report it
-            advice = ": free some space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
-            self._stop_early(f"{e.strerror or e} in {self.paths.folder}{advice}")
+            self._stop_early(f"cannot write in {self.paths.folder}: {write_failure(e)}")
         except Exception as e:  # noqa: BLE001 (anything else stops the recording, not the conversation)
             self._stop_early(f"{e!r}")
         finally:

@@ -14,15 +14,14 @@ import json
 import sys
 import threading
 
-from .audio import MODEL_RATE
-from .cliargs import CliParser, number
+from .audio import FRAME_S, MODEL_RATE
+from .cliargs import CliParser, number, print_error
 from .errors import MoshiError, NoAudioDeviceError
 from .loop import Error, ModelLoop, Notice, RecordingStopped, SessionEnded, Text, Word
 from .memory import KV_AUTO
-from .sampling import MAX_SEED, MAX_TEMP, MAX_TOP_K
+from .sampling import SEED_RANGE, TEMP_RANGE, TOP_K_RANGE
 from .signals import exit_code
 
-FRAME_S = 0.08
 LOCAL_FLAGS = "--moshi-weight PATH --mimi-weight PATH --tokenizer PATH [--config PATH]"
 FILE_MODE = "run over an audio file instead: --input FILE --output FILE"  # advice without a sound card
 KEYS = "Enter starts a new conversation, m + Enter mutes or unmutes the microphone"  # see _keyboard
@@ -53,13 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "1.46 GiB for the 7B (4-bit 7B: 5.35 instead of 5.99 GiB) at ~1%% error in attention "
                         "scores; auto (default): 16 where it fits in memory, else 8")
     s = p.add_argument_group("sampling")
-    temp, top_k = number(float, 0, MAX_TEMP), number(int, 1, MAX_TOP_K)
+    temp, top_k = number(float, *TEMP_RANGE), number(int, *TOP_K_RANGE)
     s.add_argument("--temp", type=temp, default=0.8, help="audio temperature (0: greedy; default 0.8)")
     s.add_argument("--text-temp", type=temp, default=0.7, help="text temperature (0: greedy; default 0.7)")
     s.add_argument("--top-k", type=top_k, default=250, help="audio top-k (default 250)")
     s.add_argument("--text-top-k", type=top_k, default=25, help="text top-k (default 25)")
-    s.add_argument("--seed", type=number(int, 0, MAX_SEED), default=None,
-                   help=f"makes sampling repeatable (0 to {MAX_SEED})")
+    s.add_argument("--seed", type=number(int, *SEED_RANGE), default=None,
+                   help="makes sampling repeatable ({} to {})".format(*SEED_RANGE))
     a = p.add_argument_group("live audio")
     a.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     a.add_argument("--input-device", help="microphone: index or part of its name (default: system default)")
@@ -134,6 +133,7 @@ def _resolve(args: argparse.Namespace):
 
 
 def _wait_loaded(loop: ModelLoop, view) -> bool:
+    """Waits for the model; `view` shows what loading said (its time and notes, or the error). False: it failed."""
     print("loading the model...", file=sys.stderr, flush=True)
     while not loop.loaded.wait(0.1):
         pass
@@ -212,19 +212,17 @@ def _keyboard(loop: ModelLoop, view, lines=None) -> None:
 
 
 def run_file(args: argparse.Namespace, files, pcm) -> int:
-    """Runs the model over `pcm`; the answer streams to --output. On an error or Ctrl-C the answer and
-    transcript so far are written (and said so); Ctrl-C then goes on up as KeyboardInterrupt."""
+    """Runs the model over `pcm`; the answer streams to --output. On an error or a stop (Ctrl-C, SIGTERM,
+    SIGHUP) the answer and transcript so far are written, and said so once. Returns the exit status."""
     from .audio.file_port import FileAudioPort
     from .audio.files import AudioWriter
+    from .console import ConsoleView
 
     loop = ModelLoop(_factory(args, files), max_lag_frames=args.max_lag, stats_every=25)
     got = _Collected()
     loop.start()
     try:
-        while not loop.loaded.wait(0.1):
-            pass
-        if loop.load_error is not None:
-            print(f"error: {loop.load_error}", file=sys.stderr)
+        if not _wait_loaded(loop, ConsoleView(live=False)):  # says the load time and the model's notes, or why not
             return 1
         writer = AudioWriter(args.output)
         try:
@@ -261,8 +259,8 @@ def _follow(loop: ModelLoop, port, got: _Collected) -> KeyboardInterrupt | None:
 
 
 def _finish(args: argparse.Namespace, writer, got: _Collected, port, interrupted: KeyboardInterrupt | None) -> int:
-    """Writes --output and --transcript (complete, or the answer so far) and says what happened."""
-    from .outputs import write_text
+    """Writes --output and --transcript (complete, or the answer so far), says what happened; the exit status."""
+    from .outputs import write_failure, write_text
 
     written, failed = [], []
     for path, write in ((args.output, writer.commit),
@@ -272,7 +270,7 @@ def _finish(args: argparse.Namespace, writer, got: _Collected, port, interrupted
                 write()
                 written.append(str(path))
             except (OSError, MoshiError) as e:
-                failed.append(f"{path} ({getattr(e, 'strerror', None) or e})")
+                failed.append(f"{path} ({write_failure(e) if isinstance(e, OSError) else e})")
     print(transcript_text(got.pieces))
     done = f"{port.written / MODEL_RATE:.1f} s of {port.length / MODEL_RATE:.1f} s"
     kept = "; ".join(filter(None, (
@@ -280,10 +278,10 @@ def _finish(args: argparse.Namespace, writer, got: _Collected, port, interrupted
         failed and f"could not write {' and '.join(failed)}")))  # fmt: skip
     if interrupted is not None:
         print(f"stopped: {kept}", file=sys.stderr)
-        raise interrupted
+        return exit_code(interrupted)
     errors = [f"{got.error} ({kept})" if got.error else (failed and kept), got.recording_error]
     for error in filter(None, errors):
-        print(f"error: {error}", file=sys.stderr)
+        print_error(error)
     return 1 if any(errors) else 0
 
 
@@ -361,7 +359,7 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
         msg = f"{str(e).rstrip('.')}. Or name the files: {LOCAL_FLAGS}." if e.local_files_help else str(e)
         if isinstance(e, NoAudioDeviceError):
             msg = f"{msg.rstrip('.')}. Or {FILE_MODE}."
-        print(f"error: {msg}", file=sys.stderr)
+        print_error(msg)
         return 2
     except KeyboardInterrupt as e:  # Ctrl-C (130); SIGTERM (143), SIGHUP (129) under run_cli
         print("\nstopped", file=sys.stderr)

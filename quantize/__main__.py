@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from moshi_mlx.cliargs import CliParser, number
+from moshi_mlx.cliargs import CliParser, number, print_error
+from moshi_mlx.config import DEFAULT_PRESET
 from moshi_mlx.errors import MoshiError
 from moshi_mlx.signals import exit_code
 
-from .convert import DTYPES, Options, Staged, convert
+from .convert import DTYPES, Options, Plan, Staged, convert, plan
 from .recipes import check_options
 from .report import MAX_REPORT_STEPS, FileReport, check_report_steps, format_report, verify_and_report
 from .source import resolve
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--config", metavar="CONFIG.json",
                    help="the model's JSON config in Kyutai's schema; default: config.json next to the "
-                        "checkpoint, else the released 7B config (moshi_7b_202409)")
+                        f"checkpoint, else the released 7B config ({DEFAULT_PRESET})")
     p.add_argument("--q-bits", type=int, metavar="{4,8}",
                    help="write only this precision (4 or 8 bits); default: float, 8-bit and 4-bit files")
     p.add_argument("--q-group-size", type=int, metavar="N",
@@ -80,28 +81,53 @@ class Result:
     reports: list[FileReport]
 
 
-def run(source: str, out: str | Path, config: str | None = None, opts: Options = Options(),
-        report_steps: int = 32, download: Callable[..., str] | None = None,
-        echo: Callable[[str], object] = print) -> Result:
-    """Resolve the source, convert, verify and report, then move the files into `out`."""
+def prepare(source: str, out: str | Path, config: str | None = None, opts: Options = Options(),
+            report_steps: int = 32, download: Callable[..., str] | None = None,
+            echo: Callable[[str], object] = print) -> Plan:
+    """Everything checked before any work: the source and its config, the precisions, --out.
+
+    Raises:
+        MoshiError: bad input; nothing was written (the command exits with status 2).
+    """
     check_report_steps(report_steps)
     src = resolve(source, config, download)
     echo(f"source: {src.description}\nconfig: {src.config_origin}")
+    try:
+        return plan(src, out, opts)
+    except OSError as e:  # a file that cannot be read (or --out that cannot be looked into)
+        raise output_error(e, Path(out)) from None
+
+
+def execute(job: Plan, report_steps: int = 32, progress: bool = True,
+            echo: Callable[[str], object] = print) -> Result:
+    """Convert, verify and report, then move the files into --out.
+
+    Raises:
+        MoshiError: the work failed; nothing was left in --out (the command exits with status 1).
+    """
     reports: list[FileReport] = []
 
     def verify(staged: Staged) -> None:
         reference = None
         if all(o.recipe is not None for o in staged.outputs):
-            reference = (src.weights, staged.cfg, DTYPES[opts.dtype])
+            reference = (job.source.weights, job.cfg, job.dtype)
         reports.extend(verify_and_report(staged.folder, staged.config, staged.outputs, reference, report_steps))
         echo(format_report(reports, report_steps))
 
     try:
-        files = convert(src, out, opts, verify)
+        files = convert(job, verify, progress)
     except OSError as e:  # a read-only or full file system: the staging folder is already gone
-        raise output_error(e, Path(out)) from None
-    echo(f"wrote {Path(out)}: " + ", ".join(f.name for f in files))
+        raise output_error(e, job.out) from None
+    echo(f"wrote {job.out}: " + ", ".join(f.name for f in files))
     return Result(files, reports)
+
+
+def run(source: str, out: str | Path, config: str | None = None, opts: Options = Options(),
+        report_steps: int = 32, download: Callable[..., str] | None = None,
+        echo: Callable[[str], object] = print) -> Result:
+    """Resolve the source, convert, verify and report, then move the files into `out`."""
+    job = prepare(source, out, config, opts, report_steps, download, echo)
+    return execute(job, report_steps, opts.progress, echo)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,13 +142,16 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     opts = Options(bits=args.q_bits, group_size=args.q_group_size, dtype=args.dtype, mixed=args.mixed,
                    force=args.force, progress=not args.no_progress)
+    code = 2  # bad input, refused before any work
     try:
-        run(args.source, args.out, args.config, opts, args.report_steps)
+        job = prepare(args.source, args.out, args.config, opts, args.report_steps)
+        code = 1  # the work failed
+        execute(job, args.report_steps, opts.progress)
     except MoshiError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        print_error(str(e))
+        return code
     except KeyboardInterrupt as e:  # Ctrl-C (130); SIGTERM (143), SIGHUP (129) under run_cli
-        print("interrupted: nothing was written", file=sys.stderr)
+        print("stopped: nothing was written", file=sys.stderr)
         return exit_code(e)
     return 0
 

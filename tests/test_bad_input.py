@@ -177,10 +177,10 @@ CASES = [
     Case("quantize-mixed-8-bit", QUANTIZE, (*QUANT, "--q-bits", "8", "--mixed"), 2, ("--mixed",)),
     Case("quantize-dtype-int8", QUANTIZE, (*QUANT, "--dtype", "int8"), 2, ("--dtype", "int8")),
     Case("quantize-no-out", QUANTIZE, ("{lm}/lm_small_torch.safetensors",), 2, ("--out",)),
-    # -- quantize: configs (read before converting; quantize reports errors of its work with status 1)
-    Case("quantize-config-delay-1e9", QUANTIZE, (*QUANT[:1], "--config", "{tmp}/bad.json", *QUANT[3:]), 1,
+    # -- quantize: configs (read before converting: refused before any work, as run does)
+    Case("quantize-config-delay-1e9", QUANTIZE, (*QUANT[:1], "--config", "{tmp}/bad.json", *QUANT[3:]), 2,
          ("delays", "1000000000"), quant_config(delays=[0, 10**9] + [1] * 15)),
-    Case("quantize-config-nested", QUANTIZE, (*QUANT[:1], "--config", "{tmp}/bad.json", *QUANT[3:]), 1,
+    Case("quantize-config-nested", QUANTIZE, (*QUANT[:1], "--config", "{tmp}/bad.json", *QUANT[3:]), 2,
          ("nested",), text_file("bad.json", NESTED), subprocess=True),
 ]
 

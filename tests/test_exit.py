@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import wave
 from pathlib import Path
@@ -20,10 +19,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from support.cli import REPO, Ran, assert_one_line_error, cli_env
+from support.cli import ABORT, Ran, assert_one_line_error, cli_env, finished, start_python
 from support.models import lanes_repo  # noqa: F401 (a fixture)
-
-ABORT = "terminate called"
 
 
 def _pin_to_one_cpu() -> None:  # in the child, before exec
@@ -38,10 +35,7 @@ def start():
     children: list[subprocess.Popen] = []
 
     def _start(*argv, **env: str) -> subprocess.Popen:
-        children.append(subprocess.Popen(
-            (sys.executable, *map(str, argv)), env=cli_env(MOSHI_MLX_CPU_LANES="2", **env), cwd=REPO,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            preexec_fn=_pin_to_one_cpu))  # fmt: skip
+        children.append(start_python(*argv, env=cli_env(MOSHI_MLX_CPU_LANES="2", **env), preexec_fn=_pin_to_one_cpu))
         return children[-1]
 
     yield _start
@@ -49,11 +43,6 @@ def start():
         if p.poll() is None:
             p.kill()
             p.communicate()
-
-
-def finish(p: subprocess.Popen, timeout: float = 120.0) -> Ran:
-    out, err = p.communicate(timeout=timeout)
-    return Ran(tuple(p.args), p.returncode, out, err)
 
 
 def assert_clean_exit(r: Ran, code: int) -> None:
@@ -92,7 +81,7 @@ sys.exit(3)
 def test_a_process_that_used_a_model_loop_exits_with_its_own_code(start):
     # The minimal case: MLX work on the loop thread, close (join), exit. Old code: 134 nearly every time.
     for _ in range(3):
-        assert_clean_exit(finish(start("-c", _LOOP_THEN_EXIT)), 3)
+        assert_clean_exit(finished(start("-c", _LOOP_THEN_EXIT)), 3)
 
 
 _EXIT_WHILE_BUSY = """
@@ -134,14 +123,14 @@ mlx_thread.exit_process(5)  # what run_cli does once main() has returned
 def test_exit_while_the_model_thread_is_busy(start, tmp_path, busy, waits):
     # A step in flight is waited for (a recording may be closing); a model still loading is not (it
     # would only delay a Ctrl-C), and the process leaves without the interpreter's teardown.
-    assert_clean_exit(finish(start("-c", _EXIT_WHILE_BUSY, busy, tmp_path / "done")), 5)
+    assert_clean_exit(finished(start("-c", _EXIT_WHILE_BUSY, busy, tmp_path / "done")), 5)
     assert (tmp_path / "done").exists() == waits
 
 
 def test_file_mode_exits_0_every_time(start, lanes_repo, voice, tmp_path):
     for i in range(3):
         out = tmp_path / f"moshi{i}.wav"
-        assert_clean_exit(finish(start("-m", "moshi_mlx.run", "--hf-repo", lanes_repo, "--input", voice,
+        assert_clean_exit(finished(start("-m", "moshi_mlx.run", "--hf-repo", lanes_repo, "--input", voice,
                                        "--output", out)), 0)  # fmt: skip
         assert sf.info(str(out)).frames == 24_000
 
@@ -153,7 +142,7 @@ def test_a_loading_error_is_one_line_and_exit_1(start, lanes_repo, voice, tmp_pa
         data = f.read_bytes()
         (repo / f.name).write_bytes(data[:-1000] if f.name == "model.q4.safetensors" else data)
     for _ in range(3):  # old code: an abort after the message in 7 runs out of 10
-        r = finish(start("-m", "moshi_mlx.run", "--hf-repo", repo, "--input", voice, "--output", tmp_path / "o.wav"))
+        r = finished(start("-m", "moshi_mlx.run", "--hf-repo", repo, "--input", voice, "--output", tmp_path / "o.wav"))
         assert_one_line_error(r, 1, "truncated")
 
 
@@ -171,7 +160,7 @@ def _wav_frames(path: Path) -> int:
 def _wait_for_audio(path: Path, p: subprocess.Popen, samples: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not (path.exists() and path.stat().st_size >= 44 + 2 * samples):
-        assert p.poll() is None, finish(p).why()
+        assert p.poll() is None, finished(p).why()
         assert time.monotonic() < deadline, "no audio recorded"
         time.sleep(0.05)
 
@@ -185,14 +174,14 @@ def test_a_stop_signal_ends_file_mode_and_finalises_the_recording(start, lanes_r
               "--record", rec)
     _wait_for_audio(rec / "user.wav", p, 1920 * 5)
     p.send_signal(sig)
-    assert_clean_exit(finish(p), code)
+    assert_clean_exit(finished(p), code)
     user, moshi = _wav_frames(rec / "user.wav"), _wav_frames(rec / "moshi.wav")
     assert user == moshi and user >= 1920 * 5 and user % 1920 == 0
     assert (rec / "transcript.jsonl").read_text().startswith('{"type": "header"')
 
 
 def test_quantize_exits_0(start, lanes_repo, tmp_path):
-    assert_clean_exit(finish(start("-m", "quantize", lanes_repo.parent / "pytorch", "--out", tmp_path / "out",
+    assert_clean_exit(finished(start("-m", "quantize", lanes_repo.parent / "pytorch", "--out", tmp_path / "out",
                                    "--q-bits", "4", "--no-progress", "--report-steps", "2")), 0)  # fmt: skip
     assert (tmp_path / "out" / "model.q4.safetensors").is_file()
 
@@ -203,10 +192,10 @@ def test_sigterm_stops_quantize_and_removes_its_staging_folder(start, lanes_repo
               "--report-steps", "300")  # the agreement report keeps it busy once the staging folder exists
     deadline = time.monotonic() + 60
     while not (out.is_dir() and any(out.iterdir())):
-        assert p.poll() is None and time.monotonic() < deadline, finish(p).why()
+        assert p.poll() is None and time.monotonic() < deadline, finished(p).why()
         time.sleep(0.02)
     p.send_signal(signal.SIGTERM)
-    r = finish(p)
+    r = finished(p)
     assert_clean_exit(r, 143)
     assert "nothing was written" in r.err
     assert not out.exists() or list(out.iterdir()) == []
@@ -246,8 +235,8 @@ def test_the_app_quits_on_a_stop_signal_with_its_code(start, tmp_path, sig, code
     p = start("-m", "app", HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "config"))  # its settings go here
     ready_by = time.monotonic() + 10
     while not _catches(p.pid, signal.SIGHUP) and time.monotonic() < ready_by:  # run_cli's handlers, then the app's
-        assert p.poll() is None, finish(p).why()
+        assert p.poll() is None, finished(p).why()
         time.sleep(0.05)
     time.sleep(0.5)  # the window is up (a signal before it ends the app with the same code)
     p.send_signal(sig)
-    assert_clean_exit(finish(p, timeout=60), code)
+    assert_clean_exit(finished(p, timeout=60), code)
