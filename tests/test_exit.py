@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from support.cli import ABORT, Ran, assert_one_line_error, cli_env, finished, start_python
+from support.cli import ABORT, REPO, Ran, assert_one_line_error, cli_env, finished, start_python
 from support.models import lanes_repo  # noqa: F401 (a fixture)
 
 
@@ -240,3 +240,21 @@ def test_the_app_quits_on_a_stop_signal_with_its_code(start, tmp_path, sig, code
     time.sleep(0.5)  # the window is up (a signal before it ends the app with the same code)
     p.send_signal(sig)
     assert_clean_exit(finished(p, timeout=60), code)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["sigterm", "sighup"])
+def test_a_stop_signal_keeps_the_conversations_not_saved(start, tmp_path, sig, code):
+    """At logout (SIGTERM, SIGHUP) nobody can answer "Save?": the app quits at once and keeps the recordings
+    it would have asked about, saying where (before, they were deleted with the temporary folder)."""
+    pytest.importorskip("PySide6")
+    p = start(REPO / "tests" / "_app_stopped_by_signal.py", tmp_path, TMPDIR=str(tmp_path))
+    assert p.stdout.readline().strip() == "ready", finished(p).why()
+    p.send_signal(sig)
+    r = finished(p, timeout=60)
+    assert_clean_exit(r, code)
+    kept = [ln.split(" kept in ", 1)[1].split(" (")[0] for ln in r.err.splitlines() if " kept in " in ln]
+    assert len(kept) == 1, r.why()
+    folder = Path(kept[0])
+    assert folder.parent == tmp_path
+    with wave.open(str(folder / "conversation-001" / "user.wav")) as w:
+        assert w.getnframes() > 0
