@@ -7,7 +7,7 @@ import sys
 import traceback
 
 from moshi_mlx.cliargs import CliParser, print_error
-from moshi_mlx.signals import SIGNALS
+from moshi_mlx.signals import SIGNALS, signal_status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +82,7 @@ def run_window(app, window, presenter, dialogs) -> int:
     if kept and kept[0] is not None:
         print(f"stopped: the conversations not saved are kept in {kept[0]} (the app would have asked to save them)",
               file=sys.stderr)  # fmt: skip
-    return 128 + stopped_by[0]
+    return signal_status(stopped_by[0])
 
 
 def cli() -> None:

@@ -25,9 +25,14 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+def signal_status(signum: int) -> int:
+    """The exit status of a program stopped by signal `signum`: 128 + its number (130 for Ctrl-C)."""
+    return 128 + signum
+
+
 def exit_code(stop: KeyboardInterrupt) -> int:
-    """The exit status after `stop`: 128 + the signal's number (130 for Ctrl-C)."""
-    return 128 + getattr(stop, "signum", signal.SIGINT)
+    """The exit status after `stop` (a Ctrl-C, or `Interrupted` by another signal)."""
+    return signal_status(getattr(stop, "signum", signal.SIGINT))
 
 
 @contextmanager
