@@ -128,6 +128,9 @@ CASES = [
     Case("run-unknown-flag", RUN, (*FILE_MODE, "--tmep", "0.5"), 2, ("unrecognized", "--tmep")),
     Case("run-output-without-input", RUN, ("--output", "{tmp}/out.wav"), 2, ("--input",)),
     Case("run-kv-bits-4", RUN, (*FILE_MODE, "--kv-bits", "4"), 2, ("--kv-bits",)),
+    # -- run: outputs that are not files (a file named "-" used to appear in the current folder)
+    Case("run-output-dash", RUN, (*FILE_MODE[:4], "--output", "-"), 2, ("--output -", "standard output")),
+    Case("run-transcript-dash", RUN, (*FILE_MODE, "--transcript", "-"), 2, ("--transcript -", "standard output")),
     # -- run: LM configs with absurd values, refused when read (a delay of 1e9 used to segfault)
     Case("run-config-delay-1e9", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("delays", "1000000000", "0 to"),
          lm_config(delays=[0, 10**9] + [1] * 15), subprocess=True),

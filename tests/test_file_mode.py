@@ -122,3 +122,78 @@ def test_a_full_disk_under_the_output_keeps_the_answer_so_far(tmp_path: Path) ->
         with wave.open(str(disk / "o.wav")) as w:  # what fitted, with a header that says so
             assert 0 < w.getnframes() < 3 * 24_000
         assert [p.name for p in disk.iterdir()] == ["o.wav"]
+
+
+# -- outputs that are not plain files: never replaced -------------------------------------------
+def _in_process(*argv: str | Path, capsys) -> tuple[int, str]:
+    from moshi_mlx.run import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def _one_line(err: str, *needles: str) -> None:
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for n in needles:
+        assert n in lines[0], err
+
+
+@pytest.mark.parametrize("flag", ["--output", "--transcript"])
+def test_a_pipe_named_as_an_output_is_refused_and_stays_a_pipe(tmp_path: Path, flag: str, capsys) -> None:
+    """A named pipe (or /dev/stdout, a terminal) would be replaced by a file: the temporary file is renamed over it."""
+    import stat
+
+    sf.write(str(tmp_path / "in.wav"), _tone(0.2), 24_000)
+    os.mkfifo(tmp_path / "pipe")
+    outputs = {"--output": tmp_path / "o.wav", "--transcript": tmp_path / "t.json", flag: tmp_path / "pipe"}
+    code, err = _in_process("--hf-repo", NO_MODEL, "--input", tmp_path / "in.wav",
+                            *(x for kv in outputs.items() for x in kv), capsys=capsys)  # fmt: skip
+    assert code == 2
+    _one_line(err, flag, "not a regular file")
+    assert stat.S_ISFIFO((tmp_path / "pipe").lstat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "pipe"]
+
+
+def test_the_null_device_as_output_discards_the_answer_and_stays_a_device(tmp_path: Path, capsys) -> None:
+    """`--output /dev/null` (to keep only the transcript) writes into the device; it used to be replaced by a
+    regular file (as root: /dev/null itself). Here a copy of the device (root), else /dev/null itself (which a
+    user other than root cannot replace anyway)."""
+    import stat
+
+    null = Path(os.devnull)
+    if os.geteuid() == 0:
+        null = tmp_path / "null"
+        os.mknod(null, stat.S_IFCHR | 0o666, os.stat(os.devnull).st_rdev)
+    sf.write(str(tmp_path / "in.wav"), _tone(0.2), 24_000)
+    code, err = _in_process("--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", null,
+                            "--transcript", tmp_path / "t.json", capsys=capsys)  # fmt: skip
+    assert code == 0, err
+    assert stat.S_ISCHR(null.lstat().st_mode) and os.stat(null).st_rdev == os.stat(os.devnull).st_rdev
+    assert json.loads((tmp_path / "t.json").read_text())["input"] == str(tmp_path / "in.wav")
+    assert not list(null.parent.glob("null.*.part")) and not list(tmp_path.glob("*.part"))
+
+
+def test_an_output_through_a_link_lands_in_its_target(tmp_path: Path, capsys) -> None:
+    """A link named as --output stays a link, and the answer replaces the file it points to."""
+    sf.write(str(tmp_path / "in.wav"), _tone(0.2), 24_000)
+    (tmp_path / "answers").mkdir()
+    (tmp_path / "answers" / "latest.wav").write_bytes(b"the previous answer")
+    os.symlink(tmp_path / "answers" / "latest.wav", tmp_path / "moshi.wav")
+    code, err = _in_process("--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", tmp_path / "moshi.wav",
+                            capsys=capsys)  # fmt: skip
+    assert code == 0, err
+    assert (tmp_path / "moshi.wav").is_symlink()
+    assert sf.info(str(tmp_path / "answers" / "latest.wav")).frames == int(0.2 * 24_000)
+
+
+def test_a_broken_link_as_output_is_refused(tmp_path: Path, capsys) -> None:
+    sf.write(str(tmp_path / "in.wav"), _tone(0.2), 24_000)
+    os.symlink(tmp_path / "gone" / "x.wav", tmp_path / "moshi.wav")
+    code, err = _in_process("--hf-repo", NO_MODEL, "--input", tmp_path / "in.wav", "--output", tmp_path / "moshi.wav",
+                            capsys=capsys)  # fmt: skip
+    assert code == 2
+    _one_line(err, "--output", "broken link")
+    assert os.readlink(tmp_path / "moshi.wav") == str(tmp_path / "gone" / "x.wav")
+    assert not (tmp_path / "gone").exists()

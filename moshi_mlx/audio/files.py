@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AudioFormatError, require_file
-from ..outputs import temp_name
+from ..outputs import Staged
 from . import FRAME, MODEL_RATE
 
 
@@ -111,12 +111,13 @@ class AudioWriter:
 
         self.path = Path(path)
         fmt = audio_format(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = temp_name(self.path)
+        self._out = Staged(self.path)
+        self._out.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self._out.tmp
         try:
             self._f = sf.SoundFile(str(self.tmp), "w", rate, 1, sf.default_subtype(fmt), format=fmt)
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
-            self.tmp.unlink(missing_ok=True)
+            self._out.discard()
             raise AudioFormatError(f"cannot write {self.path}: {e}. Pick another folder or format.") from None
         self.rate = rate
         self.samples = 0
@@ -134,7 +135,7 @@ class AudioWriter:
         """Finishes the file and puts it in place (replacing any file of that name); on failure nothing is left."""
         try:
             self._f.close()
-            self.tmp.replace(self.path)
+            self._out.commit()
         except BaseException:
             self.discard()
             raise
@@ -145,7 +146,7 @@ class AudioWriter:
             self._f.close()
         except Exception:  # noqa: BLE001 (closing after a disk error may fail again)
             pass
-        self.tmp.unlink(missing_ok=True)
+        self._out.discard()
 
 
 def _disk_full(folder: Path) -> str | None:
