@@ -20,7 +20,7 @@ from .errors import MoshiError, NoAudioDeviceError
 from .loop import Error, ModelLoop, Notice, RecordingStopped, SessionEnded, Text, Word
 from .memory import KV_AUTO
 from .sampling import MAX_SEED, MAX_TEMP, MAX_TOP_K
-from .signals import exit_code
+from .signals import exit_code, stops_deferred
 
 FRAME_S = 0.08
 LOCAL_FLAGS = "--moshi-weight PATH --mimi-weight PATH --tokenizer PATH [--config PATH]"
@@ -231,16 +231,20 @@ def run_file(args: argparse.Namespace, files, pcm) -> int:
             port = FileAudioPort(pcm, writer)
             loop.begin_session(port, _recorder(args, files), None)
             interrupted = _follow(loop, port, got)
-            loop.end_session()
-            loop.close()
-            got.drain(loop, port)
-            port.close(complete=interrupted is None and got.error is None)
+            with stops_deferred() as later:  # a Ctrl-C now (or another one) would lose the answer
+                loop.end_session()
+                loop.close()
+                got.drain(loop, port)
+                port.close(complete=interrupted is None and got.error is None)
+                code = _finish(args, writer, got, port, interrupted or (later[0] if later else None))
         except BaseException:
             writer.discard()
             raise
     finally:
         loop.close()
-    return _finish(args, writer, got, port, interrupted)
+    if interrupted is not None or later:
+        raise interrupted or later[0]
+    return code
 
 
 def _follow(loop: ModelLoop, port, got: _Collected) -> KeyboardInterrupt | None:
@@ -261,7 +265,8 @@ def _follow(loop: ModelLoop, port, got: _Collected) -> KeyboardInterrupt | None:
 
 
 def _finish(args: argparse.Namespace, writer, got: _Collected, port, interrupted: KeyboardInterrupt | None) -> int:
-    """Writes --output and --transcript (complete, or the answer so far) and says what happened."""
+    """Writes --output and --transcript (complete, or the answer so far) and says what happened; the exit
+    code (the caller raises `interrupted` after)."""
     from .outputs import write_text
 
     written, failed = [], []
@@ -280,7 +285,7 @@ def _finish(args: argparse.Namespace, writer, got: _Collected, port, interrupted
         failed and f"could not write {' and '.join(failed)}")))  # fmt: skip
     if interrupted is not None:
         print(f"stopped: {kept}", file=sys.stderr)
-        raise interrupted
+        return exit_code(interrupted)
     errors = [f"{got.error} ({kept})" if got.error else (failed and kept), got.recording_error]
     for error in filter(None, errors):
         print(f"error: {error}", file=sys.stderr)

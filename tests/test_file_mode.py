@@ -101,6 +101,29 @@ def test_ctrl_c_keeps_the_answer_and_transcript_so_far(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.parent.iterdir()) == ["moshi.flac", "t.json"]  # no temporary file left
 
 
+def test_ctrl_c_pressed_again_and_again_while_saving_keeps_the_answer(tmp_path: Path) -> None:
+    """Impatient Ctrl-C presses after the first (or a SIGTERM then Ctrl-C) used to interrupt the saving, which
+    then threw the answer and transcript away."""
+    sf.write(str(tmp_path / "in.wav"), _tone(60.0), 24_000)
+    out, js = tmp_path / "out" / "moshi.wav", tmp_path / "out" / "t.json"
+    argv = [sys.executable, "-m", "moshi_mlx.run", "--hf-repo", str(E2E), "--input", str(tmp_path / "in.wav"),
+            "--output", str(out), "--transcript", str(js)]  # fmt: skip
+    proc = subprocess.Popen(argv, env=cli_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(p.stat().st_size > 20_000 for p in out.parent.glob("moshi.wav.*.part")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    for _ in range(40):  # 0.2 s of presses
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.005)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode in (130, -signal.SIGINT), stderr  # a shell shows both as 130
+    assert "Traceback" not in stderr and ABORT not in stderr and "hold the answer up to" in stderr
+    assert 0 < sf.info(str(out)).frames < 60 * 24_000
+    assert json.loads(js.read_text())["text"] == stdout.strip()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["moshi.wav", "t.json"]
+
+
 def test_a_full_disk_stops_the_recording_says_so_and_keeps_it(tmp_path: Path) -> None:
     with small_disk(tmp_path / "disk", "128k") as disk:
         sf.write(str(tmp_path / "in.wav"), _tone(3.0), 24_000)  # two 3 s tracks: 288 kB, the disk holds 128 kB
