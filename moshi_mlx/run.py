@@ -15,7 +15,7 @@ import sys
 import threading
 
 from .audio import MODEL_RATE
-from .cliargs import CliParser, number
+from .cliargs import CliParser, name, number
 from .errors import MoshiError, NoAudioDeviceError
 from .loop import Error, ModelLoop, Notice, RecordingStopped, SessionEnded, Text, Word
 from .memory import KV_AUTO
@@ -39,15 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
         f"While talking: {KEYS}.",
     )
     m = p.add_argument_group("model")
-    m.add_argument("--hf-repo", default=None,
+    m.add_argument("--hf-repo", default=None, type=name,
                    help="Hugging Face repo id or local folder (default kyutai/moshiko-mlx-q4; kyutai/moshika-mlx-q4 "
                         "for the female voice; a folder written by `python -m quantize`)")  # fmt: skip
     m.add_argument("-q", "--quantized", type=int, choices=(4, 8), default=None,
                    help="pick model.q4 / model.q8 when the repo has several (default: detected from the files)")
-    m.add_argument("--moshi-weight", help="LM weights (.safetensors path or hf://owner/repo/file)")
-    m.add_argument("--mimi-weight", help="Mimi codec weights (tokenizer-e351c8d8-checkpoint125.safetensors)")
-    m.add_argument("--tokenizer", help="text tokenizer (tokenizer_spm_32k_3.model)")
-    m.add_argument("--config", help="LM config JSON in Kyutai's schema (default: the repo's, else Moshi 7B)")
+    m.add_argument("--moshi-weight", type=name, help="LM weights (.safetensors path or hf://owner/repo/file)")
+    m.add_argument("--mimi-weight", type=name, help="Mimi codec weights (tokenizer-e351c8d8-checkpoint125.safetensors)")
+    m.add_argument("--tokenizer", type=name, help="text tokenizer (tokenizer_spm_32k_3.model)")
+    m.add_argument("--config", type=name, help="LM config JSON in Kyutai's schema (default: the repo's, else Moshi 7B)")
     m.add_argument("--kv-bits", choices=tuple(KV_BITS), default=KV_AUTO,
                    help="bits of the LM's attention cache: 16 keeps it as the reference does; 8 takes 0.82 instead of "
                         "1.46 GiB for the 7B (4-bit 7B: 5.35 instead of 5.99 GiB) at ~1%% error in attention "
@@ -62,22 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"makes sampling repeatable (0 to {MAX_SEED})")
     a = p.add_argument_group("live audio")
     a.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
-    a.add_argument("--input-device", help="microphone: index or part of its name (default: system default)")
-    a.add_argument("--output-device", help="speaker: index or part of its name (default: system default)")
+    a.add_argument("--input-device", type=name, help="microphone: index or part of its name (default: system default)")
+    a.add_argument("--output-device", type=name, help="speaker: index or part of its name (default: system default)")
     a.add_argument("--no-echo-cancel", action="store_true",
                    help="turn off echo cancellation (fine with headphones)")
     a.add_argument("--max-lag", type=number(int, 0, MAX_LAG), default=2,
                    help="frames (80 ms each) the model may fall behind before input is skipped (default 2)")
-    a.add_argument("--record", metavar="DIR",
+    a.add_argument("--record", metavar="DIR", type=name,
                    help="save the conversation as it goes: user.wav, moshi.wav, transcript.jsonl (also in file "
                         "mode); a folder that already holds a recording is refused, never overwritten")  # fmt: skip
     f = p.add_argument_group("file mode")
-    f.add_argument("--input", metavar="FILE", help="run over this audio file instead of the microphone")
-    f.add_argument("--output", metavar="FILE",
+    f.add_argument("--input", metavar="FILE", type=name, help="run over this audio file instead of the microphone")
+    f.add_argument("--output", metavar="FILE", type=name,
                    help="where to write Moshi's answer (24 kHz), with --input, as it is produced; the extension "
                         "names the format (.wav, .flac, .ogg, .mp3...). Never the input; on Ctrl-C or an error "
                         "it holds the answer so far")  # fmt: skip
-    f.add_argument("--transcript", metavar="FILE", help="timed transcript as JSON (text, words, pieces), with --input")
+    f.add_argument("--transcript", metavar="FILE", type=name, help="timed transcript as JSON (text, words, pieces), with --input")
     return p
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from moshi_mlx.cliargs import CliParser, number
+from moshi_mlx.cliargs import CliParser, name, number
 from moshi_mlx.errors import MoshiError
 from moshi_mlx.signals import exit_code
 
@@ -46,12 +46,12 @@ failing the conversion."""
 def build_parser() -> argparse.ArgumentParser:
     p = CliParser(prog="python -m quantize", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", metavar="SOURCE",
+    p.add_argument("source", metavar="SOURCE", type=name,
                    help="PyTorch-layout checkpoint: a .safetensors file, a folder holding model.safetensors "
                         "(or consolidated.safetensors, or the file config.json names), or a Hugging Face repo "
                         "id such as kyutai/moshiko-pytorch-bf16 (downloaded into the hub cache)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
-    p.add_argument("--config", metavar="CONFIG.json",
+    p.add_argument("--out", required=True, metavar="DIR", type=name, help="output folder (created if missing)")
+    p.add_argument("--config", metavar="CONFIG.json", type=name,
                    help="the model's JSON config in Kyutai's schema; default: config.json next to the "
                         "checkpoint, else the released 7B config (moshi_7b_202409)")
     p.add_argument("--q-bits", type=int, metavar="{4,8}",

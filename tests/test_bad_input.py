@@ -131,6 +131,14 @@ CASES = [
     # -- run: outputs that are not files (a file named "-" used to appear in the current folder)
     Case("run-output-dash", RUN, (*FILE_MODE[:4], "--output", "-"), 2, ("--output -", "standard output")),
     Case("run-transcript-dash", RUN, (*FILE_MODE, "--transcript", "-"), 2, ("--transcript -", "standard output")),
+    # -- empty names: read as "." (the current folder) they were silently ignored (--transcript, --record),
+    # failed after the work (--output) or gave riddles ("the audio input . is a folder")
+    *(Case(f"run{flag}-empty", RUN, (*FILE_MODE, flag, ""), 2, (flag, "empty"))
+      for flag in ("--output", "--transcript", "--record", "--input", "--hf-repo", "--moshi-weight", "--config")),
+    Case("run-input-begins-with-dash", RUN, (*FILE_MODE[:2], "--input", "-me.wav", *FILE_MODE[4:]), 2,
+         ("--input", "--flag=-value")),
+    Case("quantize-out-empty", QUANTIZE, (*QUANT[:3], "--out", "", *QUANT[5:]), 2, ("--out", "empty")),
+    Case("quantize-source-empty", QUANTIZE, ("", *QUANT[1:]), 2, ("SOURCE", "empty")),
     # -- run: LM configs with absurd values, refused when read (a delay of 1e9 used to segfault)
     Case("run-config-delay-1e9", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("delays", "1000000000", "0 to"),
          lm_config(delays=[0, 10**9] + [1] * 15), subprocess=True),
