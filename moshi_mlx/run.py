@@ -21,6 +21,7 @@ from .loop import Error, ModelLoop, Notice, RecordingStopped, SessionEnded, Text
 from .memory import KV_AUTO
 from .sampling import MAX_SEED, MAX_TEMP, MAX_TOP_K
 from .signals import exit_code, stops_deferred
+from .tempdir import check_temp_folder
 
 FRAME_S = 0.08
 LOCAL_FLAGS = "--moshi-weight PATH --mimi-weight PATH --tokenizer PATH [--config PATH]"
@@ -353,6 +354,7 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
         if args.list_devices:
             return list_devices_main(audio_backend)
         _check_paths(args)  # before minutes of loading and work
+        check_temp_folder()
         pcm = None
         if args.input is not None:
             from .audio.files import read_audio

@@ -11,6 +11,7 @@ from typing import Callable
 from moshi_mlx.cliargs import CliParser, name, number
 from moshi_mlx.errors import MoshiError
 from moshi_mlx.signals import exit_code
+from moshi_mlx.tempdir import check_temp_folder
 
 from .convert import DTYPES, Options, Staged, convert
 from .recipes import check_options
@@ -114,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(e))
     except SystemExit as e:  # --help, or a malformed command line (the parser printed why)
         return int(e.code or 0)
+    try:
+        check_temp_folder()
+    except MoshiError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     opts = Options(bits=args.q_bits, group_size=args.q_group_size, dtype=args.dtype, mixed=args.mixed,
                    force=args.force, progress=not args.no_progress)
     try:

@@ -5,7 +5,7 @@ line must hold; `setup` writes what the case needs into its temporary folder (a 
 checkpoint with a wrong tensor). Every case also checks that no traceback appeared, that every file
 that existed before the run is unchanged (nothing lost or overwritten) and that no file appeared.
 
-Placeholders in the arguments: {tmp} is the case's folder, {e2e} the tiny real model (Kyutai's MLX
+Placeholders in the arguments (and in `env`): {tmp} is the case's folder, {e2e} the tiny real model (Kyutai's MLX
 layout), {lm} the small PyTorch-layout checkpoint folder; {tmp}/in.wav and {tmp}/out.wav exist before
 every case (out.wav holds a previous answer that must survive).
 
@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from support.cli import E2E, REPO, Ran, assert_one_line_error, run_module
+from support.cli import E2E, REPO, Ran, assert_one_line_error, cli_env, run_module
 
 LM = REPO / "tests" / "assets" / "lm"
 PLACES = {"e2e": str(E2E), "lm": str(LM)}
@@ -110,6 +110,7 @@ class Case:
     needles: tuple[str, ...] = ()   # words the error line holds (case-insensitive)
     setup: Callable[[Path], None] | None = None
     subprocess: bool = False        # run `python -m module` for real (slower)
+    env: tuple[tuple[str, str], ...] = ()  # environment variables set for the run ({tmp} allowed)
 
 
 NESTED = "[" * 100_000 + "]" * 100_000
@@ -139,6 +140,10 @@ CASES = [
          ("--input", "--flag=-value")),
     Case("quantize-out-empty", QUANTIZE, (*QUANT[:3], "--out", "", *QUANT[5:]), 2, ("--out", "empty")),
     Case("quantize-source-empty", QUANTIZE, ("", *QUANT[1:]), 2, ("SOURCE", "empty")),
+    # -- the temporary folder, where MLX compiles its CPU kernels: the run used to fail at its first step
+    Case("run-tmpdir-missing", RUN, FILE_MODE, 2, ("TMPDIR={tmp}/gone", "not a folder"), env=(("TMPDIR", "{tmp}/gone"),)),
+    Case("run-tmpdir-a-file", RUN, FILE_MODE, 2, ("TMPDIR=",), env=(("TMPDIR", "{tmp}/in.wav"),)),
+    Case("quantize-tmpdir-missing", QUANTIZE, QUANT, 2, ("TMPDIR=",), env=(("TMPDIR", "{tmp}/gone"),)),
     # -- run: LM configs with absurd values, refused when read (a delay of 1e9 used to segfault)
     Case("run-config-delay-1e9", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("delays", "1000000000", "0 to"),
          lm_config(delays=[0, 10**9] + [1] * 15), subprocess=True),
@@ -221,15 +226,18 @@ def _in_process(module: str, argv: list[str], capsys) -> Ran:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_gets_one_line_and_loses_nothing(case: Case, tmp_path: Path, capsys) -> None:
+def test_bad_input_gets_one_line_and_loses_nothing(case: Case, tmp_path: Path, capsys, monkeypatch) -> None:
     sf.write(str(tmp_path / "in.wav"), np.full(4800, 0.1, np.float32), 24_000)
     (tmp_path / "out.wav").write_bytes(b"a previous answer, not to be overwritten")
     if case.setup is not None:
         case.setup(tmp_path)
     argv = [a.format(tmp=tmp_path, **PLACES) for a in case.argv]
+    env = {k: v.format(tmp=tmp_path, **PLACES) for k, v in case.env}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
     before = _snapshot(tmp_path)
-    r = run_module(case.module, *argv) if case.subprocess else _in_process(case.module, argv, capsys)
-    assert_one_line_error(r, case.code, *case.needles)
+    r = run_module(case.module, *argv, env=cli_env(**env)) if case.subprocess else _in_process(case.module, argv, capsys)
+    assert_one_line_error(r, case.code, *(n.format(tmp=tmp_path) for n in case.needles))
     assert _snapshot(tmp_path) == before, r.why()
 
 
