@@ -33,7 +33,7 @@ from support.cli import E2E, REPO, Ran, assert_one_line_error, cli_env, run_modu
 
 LM = REPO / "tests" / "assets" / "lm"
 PLACES = {"e2e": str(E2E), "lm": str(LM)}
-RUN, QUANTIZE = "moshi_mlx.run", "quantize"
+RUN, QUANTIZE, BENCH = "moshi_mlx.run", "quantize", "moshi_mlx.bench"
 FILE_MODE = ("--hf-repo", "{e2e}", "--input", "{tmp}/in.wav", "--output", "{tmp}/out.wav")
 QUANT = ("{lm}/lm_small_torch.safetensors", "--config", "{lm}/lm_small.json", "--out", "{tmp}/q",
          "--no-progress", "--report-steps", "2")  # fmt: skip
@@ -104,7 +104,7 @@ def nested_header(tmp: Path) -> None:
 @dataclass(frozen=True)
 class Case:
     id: str
-    module: str                     # RUN or QUANTIZE
+    module: str                     # RUN, QUANTIZE or BENCH
     argv: tuple[str, ...]
     code: int                       # expected exit status
     needles: tuple[str, ...] = ()   # words the error line holds (case-insensitive)
@@ -198,6 +198,30 @@ CASES = [
          ("delays", "1000000000"), quant_config(delays=[0, 10**9] + [1] * 15)),
     Case("quantize-config-nested", QUANTIZE, (*QUANT[:1], "--config", "{tmp}/bad.json", *QUANT[3:]), 1,
          ("nested",), text_file("bad.json", NESTED), subprocess=True),
+    # -- bench: every flag checked while the command line is read (these were tracebacks after building the
+    # model, empty figures, or hangs)
+    Case("bench-mimi-frames-0", BENCH, ("mimi", "--frames", "0"), 2, ("--frames",)),
+    Case("bench-mimi-warmup-negative", BENCH, ("mimi", "--warmup", "-1"), 2, ("--warmup",)),
+    Case("bench-mimi-seconds-nan", BENCH, ("mimi", "--seconds", "nan"), 2, ("--seconds",)),
+    Case("bench-mimi-batch-0", BENCH, ("mimi", "--batch", "0"), 2, ("--batch",)),
+    Case("bench-mimi-codebooks-100", BENCH, ("mimi", "--num-codebooks", "100"), 2, ("--num-codebooks",)),
+    Case("bench-mimi-rounds-0", BENCH, ("mimi", "--rounds", "0"), 2, ("--rounds",)),
+    Case("bench-mimi-kyutai-python-missing", BENCH, ("mimi", "--kyutai-python", "{tmp}/nope"), 2,
+         ("--kyutai-python", "nope")),
+    Case("bench-mimi-kyutai-python-not-a-program", BENCH, ("mimi", "--kyutai-python", "{tmp}/in.wav"), 2,
+         ("--kyutai-python", "in.wav")),
+    Case("bench-lm-steps-0", BENCH, ("lm", "--steps", "0"), 2, ("--steps",)),
+    Case("bench-lm-bandwidth-0", BENCH, ("lm", "--bandwidth-gbs", "0"), 2, ("--bandwidth-gbs",)),
+    Case("bench-lm-bandwidth-nan", BENCH, ("lm", "--bandwidth-gbs", "nan"), 2, ("--bandwidth-gbs",)),
+    Case("bench-lm-precision-unknown", BENCH, ("lm", "--precision", "q4,q3"), 2, ("--precision", "q3", "bf16")),
+    Case("bench-lm-config-missing", BENCH, ("lm", "--config", "{tmp}/nope.json"), 2, ("nope.json", "does not exist")),
+    Case("bench-lm-config-not-lm", BENCH, ("lm", "--config", "{e2e}/mimi_config.json"), 2, ("missing required key",)),
+    Case("bench-loop-seconds-0", BENCH, ("loop", "--seconds", "0"), 2, ("--seconds",)),
+    Case("bench-loop-compute-negative", BENCH, ("loop", "--compute-ms", "-5"), 2, ("--compute-ms",)),
+    Case("bench-loop-compute-nan", BENCH, ("loop", "--compute-ms", "nan"), 2, ("--compute-ms",)),
+    Case("bench-loop-compute-none", BENCH, ("loop", "--compute-ms"), 2, ("--compute-ms",)),
+    Case("bench-tmpdir-missing", BENCH, ("loop", "--seconds", "0.5", "--compute-ms", "0"), 2, ("TMPDIR=",),
+         env=(("TMPDIR", "{tmp}/gone"),)),
 ]
 
 
@@ -214,6 +238,8 @@ def _snapshot(root: Path) -> dict[str, str]:
 def _in_process(module: str, argv: list[str], capsys) -> Ran:
     if module == RUN:
         from moshi_mlx.run import main
+    elif module == BENCH:
+        from moshi_mlx.bench import main
     else:
         from quantize.__main__ import main
     capsys.readouterr()
