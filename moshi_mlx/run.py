@@ -152,11 +152,10 @@ def _recorder(args: argparse.Namespace, files):
                                        "text_temp": args.text_temp, "seed": args.seed})  # fmt: skip
 
 
-def run_live(args: argparse.Namespace, files, audio_backend=None) -> int:
-    from .audio.devices import AudioIO
+def run_live(args: argparse.Namespace, files, audio) -> int:
+    """A conversation on `audio` (an AudioIO whose devices were found before the model was fetched)."""
     from .console import ConsoleView
 
-    audio = AudioIO(args.input_device, args.output_device, backend=audio_backend)
     echo = None
     if not args.no_echo_cancel:
         from .echo import EchoCanceller
@@ -355,15 +354,15 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
             return list_devices_main(audio_backend)
         _check_paths(args)  # before minutes of loading and work
         check_temp_folder()
-        pcm = None
         if args.input is not None:
             from .audio.files import read_audio
 
             pcm = read_audio(args.input)  # a bad file fails now, before minutes of loading
-        files = _resolve(args)
-        if pcm is not None:
-            return run_file(args, files, pcm)
-        return run_live(args, files, audio_backend)
+            return run_file(args, _resolve(args), pcm)
+        from .audio.devices import AudioIO
+
+        audio = AudioIO(args.input_device, args.output_device, backend=audio_backend)  # a missing sound card is
+        return run_live(args, _resolve(args), audio)  # said before the model is fetched (4.5 GB on a first run)
     except MoshiError as e:
         msg = f"{str(e).rstrip('.')}. Or name the files: {LOCAL_FLAGS}." if e.local_files_help else str(e)
         if isinstance(e, NoAudioDeviceError):

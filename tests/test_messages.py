@@ -274,12 +274,16 @@ NO_SPEAKER = [{"name": "USB mic", "max_input_channels": 1, "max_output_channels"
      ([], ["--hf-repo", str(E2E)], 2, "err", ("no microphone", "--input FILE")),
      (NO_MIC, ["--hf-repo", str(E2E)], 2, "err", ("no microphone", "--input FILE")),
      (NO_SPEAKER, ["--hf-repo", str(E2E), "--input-device", "usb"], 2, "err", ("no speaker", "--input FILE")),
-     ([], ["--hf-repo", str(E2E), "--input-device", "3"], 2, "err", ("no microphone", "--input FILE"))],
-    ids=["list", "live", "no-mic", "no-speaker", "named-device"],
+     ([], ["--hf-repo", str(E2E), "--input-device", "3"], 2, "err", ("no microphone", "--input FILE")),
+     # checked before the model is fetched (4.5 GB on a first run): said even when it is not in the cache
+     ([], ["--hf-repo", "kyutai/not-downloaded-mlx-q4"], 2, "err", ("no microphone", "--input FILE"))],
+    ids=["list", "live", "no-mic", "no-speaker", "named-device", "before-download"],
 )
-def test_no_sound_card(capsys, devices, args, code, stream, needles) -> None:
+def test_no_sound_card(capsys, monkeypatch, devices, args, code, stream, needles) -> None:
     from moshi_mlx.audio.fake import FakeStreamFactory
     from moshi_mlx.run import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a hub model is never fetched here
 
     backend = FakeStreamFactory(devices=devices)
     backend.default = (-1, -1) if not devices else (0, 0)
