@@ -168,6 +168,7 @@ CASES = [
          text_file("bad.json", '{"dim": ' + NESTED + "}"), subprocess=True),
     Case("run-config-nan-literal", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("nan",),
          text_file("bad.json", '{"dim": NaN}')),
+    Case("run-config-is-a-device", RUN, (*FILE_MODE, "--config", "/dev/null"), 2, ("/dev/null", "not a regular file")),
     Case("run-config-not-json", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("not valid json",),
          text_file("bad.json", "dim: 128")),
     # -- run: the repository's Mimi config
@@ -192,6 +193,7 @@ CASES = [
     Case("quantize-group-48", QUANTIZE, (*QUANT, "--q-group-size", "48"), 2, ("unsupported group size 48",)),
     Case("quantize-mixed-8-bit", QUANTIZE, (*QUANT, "--q-bits", "8", "--mixed"), 2, ("--mixed",)),
     Case("quantize-dtype-int8", QUANTIZE, (*QUANT, "--dtype", "int8"), 2, ("--dtype", "int8")),
+    Case("quantize-source-a-device", QUANTIZE, ("/dev/null", *QUANT[1:]), 1, ("/dev/null", "not a regular file")),
     Case("quantize-no-out", QUANTIZE, ("{lm}/lm_small_torch.safetensors",), 2, ("--out",)),
     # -- quantize: configs (read before converting; quantize reports errors of its work with status 1)
     Case("quantize-config-delay-1e9", QUANTIZE, (*QUANT[:1], "--config", "{tmp}/bad.json", *QUANT[3:]), 1,

@@ -220,3 +220,23 @@ def test_a_broken_link_as_output_is_refused(tmp_path: Path, capsys) -> None:
     _one_line(err, "--output", "broken link")
     assert os.readlink(tmp_path / "moshi.wav") == str(tmp_path / "gone" / "x.wav")
     assert not (tmp_path / "gone").exists()
+
+
+def test_audio_through_a_pipe_is_read(tmp_path: Path, capsys) -> None:
+    """`--input <(ffmpeg ... -f wav -)` or a named pipe: read as a file (it was said not to exist)."""
+    import io
+    import threading
+
+    buf = io.BytesIO()
+    sf.write(buf, _tone(0.2), 24_000, format="WAV")
+    os.mkfifo(tmp_path / "in.wav")
+    writer = threading.Thread(target=lambda: (tmp_path / "in.wav").write_bytes(buf.getvalue()), daemon=True)
+    writer.start()
+    try:
+        code, err = _in_process("--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", tmp_path / "o.wav",
+                                capsys=capsys)  # fmt: skip
+    finally:
+        if writer.is_alive():  # never opened for reading: release the writer
+            os.close(os.open(tmp_path / "in.wav", os.O_RDONLY | os.O_NONBLOCK))
+    assert code == 0, err
+    assert sf.info(str(tmp_path / "o.wav")).frames == int(0.2 * 24_000)

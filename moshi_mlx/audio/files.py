@@ -81,7 +81,7 @@ def read_audio(path: str | Path, rate: int = MODEL_RATE) -> np.ndarray:
     """
     import soundfile as sf
 
-    path = require_file(Path(path), "audio input", AudioFormatError, "a .wav or .flac file")
+    path = require_file(Path(path), "audio input", AudioFormatError, "a .wav or .flac file", pipe_ok=True)
     try:
         pcm, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
