@@ -240,3 +240,35 @@ def test_audio_through_a_pipe_is_read(tmp_path: Path, capsys) -> None:
             os.close(os.open(tmp_path / "in.wav", os.O_RDONLY | os.O_NONBLOCK))
     assert code == 0, err
     assert sf.info(str(tmp_path / "o.wav")).frames == int(0.2 * 24_000)
+
+
+def _open_files() -> list[str]:
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            out.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:  # closed meanwhile
+            pass
+    return out
+
+
+def test_a_recording_that_cannot_start_leaves_nothing_behind(tmp_path: Path, capsys) -> None:
+    """On a full disk the recorder's empty user.wav stayed, and the next try was refused: 'already holds a
+    recording'."""
+    sf.write(str(tmp_path / "in.wav"), _tone(0.2), 24_000)
+    with small_disk(tmp_path / "disk", "64k") as disk:
+        with open(disk / "fill", "wb") as f:  # fill it up
+            try:
+                f.write(bytes(128 << 10))
+            except OSError:
+                pass
+        argv = ("--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", tmp_path / "o.wav", "--record", disk / "rec")
+        code, err = _in_process(*argv, capsys=capsys)
+        assert code in (1, 2)
+        _one_line(err, "No space left on device")
+        assert sorted(p.name for p in disk.iterdir()) == ["fill"]
+        assert not [f for f in _open_files() if f.startswith(str(disk))]  # none left open (the disk stayed busy)
+        (disk / "fill").unlink()
+        code, err = _in_process(*argv, capsys=capsys)  # room again: the same command now records
+        assert code == 0, err
+        assert sf.info(str(disk / "rec" / "user.wav")).frames > 0
