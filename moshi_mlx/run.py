@@ -13,15 +13,18 @@ import argparse
 import json
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from .audio import MODEL_RATE
 from .cliargs import CliParser, name, number
 from .errors import MoshiError, NoAudioDeviceError
-from .loop import Error, ModelLoop, Notice, RecordingStopped, SessionEnded, Text, Word
 from .memory import KV_AUTO
-from .sampling import MAX_SEED, MAX_TEMP, MAX_TOP_K
 from .signals import exit_code, stops_deferred
 from .tempdir import check_temp_folder
+
+if TYPE_CHECKING:
+    from .loop import ModelLoop
+# numpy and MLX are imported where used, inside main(): a Ctrl-C while they load stops the program quietly
 
 FRAME_S = 0.08
 LOCAL_FLAGS = "--moshi-weight PATH --mimi-weight PATH --tokenizer PATH [--config PATH]"
@@ -32,6 +35,8 @@ MAX_LAG = 250  # frames (20 s): more is no conversation, and the waiting audio w
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .sampling import MAX_SEED, MAX_TEMP, MAX_TOP_K
+
     p = CliParser(
         prog="python -m moshi_mlx.run",
         description="Talk with Moshi on this machine (microphone and speakers), or run it over an audio file.",
@@ -155,6 +160,7 @@ def _recorder(args: argparse.Namespace, files):
 def run_live(args: argparse.Namespace, files, audio) -> int:
     """A conversation on `audio` (an AudioIO whose devices were found before the model was fetched)."""
     from .console import ConsoleView
+    from .loop import Error, ModelLoop, SessionEnded
 
     echo = None
     if not args.no_echo_cancel:
@@ -216,6 +222,7 @@ def run_file(args: argparse.Namespace, files, pcm) -> int:
     transcript so far are written (and said so); Ctrl-C then goes on up as KeyboardInterrupt."""
     from .audio.file_port import FileAudioPort
     from .audio.files import AudioWriter
+    from .loop import ModelLoop
 
     loop = ModelLoop(_factory(args, files), max_lag_frames=args.max_lag, stats_every=25)
     got = _Collected()
@@ -302,6 +309,8 @@ class _Collected:
         self.recording_error: str | None = None
 
     def drain(self, loop: ModelLoop, port) -> None:
+        from .loop import Error, Notice, RecordingStopped, SessionEnded, Text, Word
+
         while not loop.events.empty():
             ev = loop.events.get()
             if isinstance(ev, Text):

@@ -6,18 +6,18 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from moshi_mlx.cliargs import CliParser, name, number
 from moshi_mlx.errors import MoshiError
 from moshi_mlx.signals import exit_code
 from moshi_mlx.tempdir import check_temp_folder
 
-from .convert import DTYPES, Options, Staged, convert
-from .recipes import check_options
-from .report import MAX_REPORT_STEPS, FileReport, check_report_steps, format_report, verify_and_report
-from .source import resolve
-from .writer import output_error
+if TYPE_CHECKING:
+    from .convert import Options, Staged
+    from .report import FileReport
+# numpy and MLX come with the modules imported inside the functions: a Ctrl-C while they load (0.3 s) then
+# stops the program quietly, in main(), instead of printing a traceback
 
 DESCRIPTION = """\
 Make MLX weights for moshi_mlx (and Kyutai's moshi_mlx) from a PyTorch-layout Moshi checkpoint, such as
@@ -45,6 +45,9 @@ failing the conversion."""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .convert import DTYPES
+    from .report import MAX_REPORT_STEPS
+
     p = CliParser(prog="python -m quantize", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", metavar="SOURCE", type=name,
@@ -81,10 +84,17 @@ class Result:
     reports: list[FileReport]
 
 
-def run(source: str, out: str | Path, config: str | None = None, opts: Options = Options(),
+def run(source: str, out: str | Path, config: str | None = None, opts: Options | None = None,
         report_steps: int = 32, download: Callable[..., str] | None = None,
         echo: Callable[[str], object] = print) -> Result:
-    """Resolve the source, convert, verify and report, then move the files into `out`."""
+    """Resolve the source, convert, verify and report, then move the files into `out` (default options:
+    Options())."""
+    from .convert import DTYPES, Options, convert
+    from .report import check_report_steps, format_report, verify_and_report
+    from .source import resolve
+    from .writer import output_error
+
+    opts = Options() if opts is None else opts
     check_report_steps(report_steps)
     src = resolve(source, config, download)
     echo(f"source: {src.description}\nconfig: {src.config_origin}")
@@ -106,6 +116,9 @@ def run(source: str, out: str | Path, config: str | None = None, opts: Options =
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .convert import Options
+    from .recipes import check_options
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

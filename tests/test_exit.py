@@ -251,3 +251,13 @@ def test_the_app_quits_on_a_stop_signal_with_its_code(start, tmp_path, sig, code
     time.sleep(0.5)  # the window is up (a signal before it ends the app with the same code)
     p.send_signal(sig)
     assert_clean_exit(finish(p, timeout=60), code)
+
+
+def test_ctrl_c_while_a_program_starts_is_no_traceback():
+    """What `python -m` imports before main() runs is outside every handler: a Ctrl-C there printed a
+    KeyboardInterrupt traceback (0.3 s of numpy and MLX imports, longer on a busy machine). Those imports now
+    happen inside main(), where Ctrl-C ends the program with 130."""
+    code = ("import sys, moshi_mlx.run, moshi_mlx.bench, quantize.__main__; "
+            "print(' '.join(m for m in ('numpy', 'mlx.core') if m in sys.modules))")  # fmt: skip
+    p = subprocess.run((sys.executable, "-c", code), env=cli_env(), cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "", p.stdout + p.stderr
