@@ -178,6 +178,8 @@ CASES = [
          mimi_config("transformer", num_heads=0)),
     Case("run-mimi-context-0", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 2, ("mimi", "context = 0"),
          mimi_config("transformer", context=0)),
+    Case("run-model-config-is-a-folder", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 2,
+         ("config.json", "not a file"), lambda tmp: (repo_copy(tmp) / "config.json").unlink() or (tmp / "repo" / "config.json").mkdir()),
     # -- run: checkpoints (these load the model, then refuse: exit 1)
     Case("run-lm-int32-in-float-slot", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 1,
          ("out_norm.weight", "int32"), int32_tensor("model.q4.safetensors", "out_norm.weight")),
