@@ -181,6 +181,8 @@ CASES = [
     Case("run-model-config-is-a-folder", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 2,
          ("config.json", "not a file"), lambda tmp: (repo_copy(tmp) / "config.json").unlink() or (tmp / "repo" / "config.json").mkdir()),
     # -- run: checkpoints (these load the model, then refuse: exit 1)
+    Case("run-mimi-of-another-config", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 1,
+         ("does not fit", "mimi_config_name", "config.json"), lambda tmp: (repo_copy(tmp) / "config.json").unlink()),
     Case("run-lm-int32-in-float-slot", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 1,
          ("out_norm.weight", "int32"), int32_tensor("model.q4.safetensors", "out_norm.weight")),
     Case("run-mimi-int32-in-float-slot", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 1,
