@@ -162,7 +162,8 @@ def _precisions(text: str) -> list[str]:
     precisions = text.split(",")
     unknown = [p for p in precisions if p not in _PRECISIONS]
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown precision {unknown[0]!r}; choose from {','.join(sorted(_PRECISIONS))}")
+        known = ",".join(sorted(_PRECISIONS))
+        raise argparse.ArgumentTypeError(f"unknown precision {unknown[0]!r}; choose from {known}")
     return precisions
 
 

@@ -27,9 +27,11 @@ _DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--frames", type=number(int, 1, 100_000), default=40, help="streamed 80 ms frames timed (default 40)")
+    parser.add_argument("--frames", type=number(int, 1, 100_000), default=40,
+                        help="streamed 80 ms frames timed (default 40)")
     parser.add_argument("--warmup", type=number(int, 0, 10_000), default=3, help="untimed frames first (default 3)")
-    parser.add_argument("--seconds", type=number(float, 0.08, 3600), default=10.0, help="audio length for batch figures (default 10)")
+    parser.add_argument("--seconds", type=number(float, 0.08, 3600), default=10.0,
+                        help="audio length for batch figures (default 10)")
     parser.add_argument("--batch", type=number(int, 1, 64), default=1, help="parallel streams (default 1)")
     parser.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
     parser.add_argument("--num-codebooks", type=number(int, 1, 32), default=8)

@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to write Moshi's answer (24 kHz), with --input, as it is produced; the extension "
                         "names the format (.wav, .flac, .ogg, .mp3...). Never the input; on Ctrl-C or an error "
                         "it holds the answer so far")  # fmt: skip
-    f.add_argument("--transcript", metavar="FILE", type=name, help="timed transcript as JSON (text, words, pieces), with --input")
+    f.add_argument("--transcript", metavar="FILE", type=name,
+                   help="timed transcript as JSON (text, words, pieces), with --input")
     return p
 
 

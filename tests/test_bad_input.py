@@ -141,7 +141,8 @@ CASES = [
     Case("quantize-out-empty", QUANTIZE, (*QUANT[:3], "--out", "", *QUANT[5:]), 2, ("--out", "empty")),
     Case("quantize-source-empty", QUANTIZE, ("", *QUANT[1:]), 2, ("SOURCE", "empty")),
     # -- the temporary folder, where MLX compiles its CPU kernels: the run used to fail at its first step
-    Case("run-tmpdir-missing", RUN, FILE_MODE, 2, ("TMPDIR={tmp}/gone", "not a folder"), env=(("TMPDIR", "{tmp}/gone"),)),
+    Case("run-tmpdir-missing", RUN, FILE_MODE, 2, ("TMPDIR={tmp}/gone", "not a folder"),
+         env=(("TMPDIR", "{tmp}/gone"),)),
     Case("run-tmpdir-a-file", RUN, FILE_MODE, 2, ("TMPDIR=",), env=(("TMPDIR", "{tmp}/in.wav"),)),
     Case("quantize-tmpdir-missing", QUANTIZE, QUANT, 2, ("TMPDIR=",), env=(("TMPDIR", "{tmp}/gone"),)),
     # -- run: LM configs with absurd values, refused when read (a delay of 1e9 used to segfault)
@@ -179,7 +180,8 @@ CASES = [
     Case("run-mimi-context-0", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 2, ("mimi", "context = 0"),
          mimi_config("transformer", context=0)),
     Case("run-model-config-is-a-folder", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 2,
-         ("config.json", "not a file"), lambda tmp: (repo_copy(tmp) / "config.json").unlink() or (tmp / "repo" / "config.json").mkdir()),
+         ("config.json", "not a file"), lambda tmp: (repo_copy(tmp) / "config.json").unlink() or
+         (tmp / "repo" / "config.json").mkdir()),
     # -- run: checkpoints (these load the model, then refuse: exit 1)
     Case("run-mimi-of-another-config", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 1,
          ("does not fit", "mimi_config_name", "config.json"), lambda tmp: (repo_copy(tmp) / "config.json").unlink()),
@@ -268,7 +270,10 @@ def test_bad_input_gets_one_line_and_loses_nothing(case: Case, tmp_path: Path, c
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     before = _snapshot(tmp_path)
-    r = run_module(case.module, *argv, env=cli_env(**env)) if case.subprocess else _in_process(case.module, argv, capsys)
+    if case.subprocess:
+        r = run_module(case.module, *argv, env=cli_env(**env))
+    else:
+        r = _in_process(case.module, argv, capsys)
     assert_one_line_error(r, case.code, *(n.format(tmp=tmp_path) for n in case.needles))
     assert _snapshot(tmp_path) == before, r.why()
 

@@ -259,5 +259,6 @@ def test_ctrl_c_while_a_program_starts_is_no_traceback():
     happen inside main(), where Ctrl-C ends the program with 130."""
     code = ("import sys, moshi_mlx.run, moshi_mlx.bench, quantize.__main__; "
             "print(' '.join(m for m in ('numpy', 'mlx.core') if m in sys.modules))")  # fmt: skip
-    p = subprocess.run((sys.executable, "-c", code), env=cli_env(), cwd=REPO, capture_output=True, text=True, timeout=60)
+    p = subprocess.run((sys.executable, "-c", code), env=cli_env(), cwd=REPO, capture_output=True, text=True,
+                       timeout=60)
     assert p.returncode == 0 and p.stdout.strip() == "", p.stdout + p.stderr

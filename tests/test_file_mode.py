@@ -262,7 +262,8 @@ def test_a_recording_that_cannot_start_leaves_nothing_behind(tmp_path: Path, cap
                 f.write(bytes(128 << 10))
             except OSError:
                 pass
-        argv = ("--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", tmp_path / "o.wav", "--record", disk / "rec")
+        argv = ("--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", tmp_path / "o.wav",
+                "--record", disk / "rec")
         code, err = _in_process(*argv, capsys=capsys)
         assert code in (1, 2)
         _one_line(err, "No space left on device")

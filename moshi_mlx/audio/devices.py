@@ -89,7 +89,8 @@ def find_device(spec: int | str | None, kind: str, backend=None) -> DeviceInfo:
     info = _find_device(spec, kind, backend)
     if not (math.isfinite(info.default_rate) and info.default_rate >= 1):
         raise AudioFormatError(f"{kind} device {info.index} ({info.name}) reports no usable sample rate "
-                               f"({info.default_rate:g} Hz): pick another one (`python -m moshi_mlx.run --list-devices`)")
+                               f"({info.default_rate:g} Hz): pick another one "
+                               "(`python -m moshi_mlx.run --list-devices`)")  # fmt: skip
     return info
 
 
