@@ -4,7 +4,8 @@ and `print_error`, the one line every program here ends a handled error with.
 argparse prints a usage block and `prog: error: ...`; `CliParser` prints exactly
 `error: <what was wrong> (see --help)` and exits with status 2 (bad input, nothing done), like every
 other error of `run`, `quantize`, `bench` and the app. `number(...)` is an argparse `type` that refuses
-values out of range (and NaN or infinity) while the command line is read, before any model loads.
+values out of range (and NaN or infinity) while the command line is read, before any model loads;
+`name` refuses an empty file, folder or repository name (which paths read as the current folder).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ class CliParser(argparse.ArgumentParser):
     """
 
     def error(self, message: str) -> NoReturn:
+        if message.endswith("expected one argument"):  # the value began with "-", as in --input -me.wav
+            message += " (a value that begins with '-' goes after '=': --flag=-value)"
         print_error(f"{message} (see --help)")
         self.exit(2)
 
@@ -46,6 +49,13 @@ def number(kind: type[int] | type[float], lo: int | float, hi: int | float) -> C
 
     parse.__name__ = kind.__name__
     return parse
+
+
+def name(text: str) -> str:
+    """An argparse `type` for a file, folder or repository name: not empty (a path would read "" as ".")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"an empty name ({text!r}): name a file or folder")
+    return text
 
 
 def _show(x: int | float) -> str:

@@ -2,12 +2,15 @@
 
 A person's input is never overwritten (whatever spelling or link names it), a folder or a path under a
 file is refused before minutes of compute, and a run that fails leaves no half-written file behind.
+An output named through a link is written where the link points (the link stays); a pipe, terminal or
+device is refused, as the rename would replace it, except the null device, which is written directly.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -49,6 +52,33 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f"{path.name}.{os.getpid()}.part")
 
 
+def is_null_device(path: str | os.PathLike) -> bool:
+    """Is `path` (after links) the null device, /dev/null or a node of the same device?"""
+    try:
+        st, null = os.stat(path), os.stat(os.devnull)
+    except OSError:
+        return False
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == null.st_rdev
+
+
+class Staged:
+    """An output file written under a temporary name next to its target (`tmp`), put in place by `commit()`
+    or removed by `discard()`. A link is followed: the file it points to is replaced, the link stays. The null
+    device is written directly (nothing to rename or remove)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
+        self.tmp = self.path if is_null_device(self.path) else temp_name(self.path)
+
+    def commit(self) -> None:
+        if self.tmp != self.path:
+            self.tmp.replace(self.path)
+
+    def discard(self) -> None:
+        if self.tmp != self.path:
+            self.tmp.unlink(missing_ok=True)
+
+
 def _existing_folder(path: Path, what: str) -> Path:
     """The nearest folder above `path` that exists (it will hold the file); refuses files in the way."""
     parent = path.parent
@@ -73,13 +103,22 @@ def check_new_file(path: str | os.PathLike, what: str, protect: dict[str, str | 
     Raises:
         OutputError: with what is wrong and what to do.
     """
+    if str(path) == "-":
+        raise OutputError(f"{what} -: writing to standard output is not supported; name a file")
     path = Path(path)
     for name, other in protect.items():
         if other is not None and same_file(path, other):
             raise OutputError(f"{what} {path} is the same file as {name} {other}: name another file")
     if path.is_dir():
         raise OutputError(f"{what} {path} is a folder: name a file in it, e.g. {path / 'moshi.wav'}")
-    folder = _existing_folder(path, what)
+    if is_null_device(path):
+        return path
+    if path.is_symlink() and not path.exists():
+        raise OutputError(f"{what} {path} is a broken link (to {os.readlink(path)}): remove it or name another file")
+    if path.exists() and not path.is_file():
+        raise OutputError(f"{what} {path} is not a regular file (a pipe, terminal or device), which would be "
+                          f"replaced: name a file ({os.devnull} discards)")  # fmt: skip
+    folder = _existing_folder(Path(os.path.realpath(path)) if path.is_symlink() else path, what)
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".moshi-probe-", suffix=path.suffix)
     except OSError as e:
@@ -97,12 +136,11 @@ def check_new_file(path: str | os.PathLike, what: str, protect: dict[str, str | 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Writes `text` to `path` in one piece: the file appears only when complete, and never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(path)
+    out = Staged(path)
+    out.path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        out.tmp.write_text(text, encoding="utf-8")
+        out.commit()
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        out.discard()
         raise

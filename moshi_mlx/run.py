@@ -13,14 +13,18 @@ import argparse
 import json
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from .audio import FRAME_S, MODEL_RATE
-from .cliargs import CliParser, number, print_error
+from .cliargs import CliParser, name, number, print_error
 from .errors import MoshiError, NoAudioDeviceError
-from .loop import Error, ModelLoop, Notice, RecordingStopped, SessionEnded, Text, Word
 from .memory import KV_AUTO
-from .sampling import SEED_RANGE, TEMP_RANGE, TOP_K_RANGE
-from .signals import exit_code
+from .signals import exit_code, stops_deferred
+from .tempdir import check_temp_folder
+
+if TYPE_CHECKING:
+    from .loop import ModelLoop
+# numpy and MLX are imported where used, inside main(): a Ctrl-C while they load stops the program quietly
 
 LOCAL_FLAGS = "--moshi-weight PATH --mimi-weight PATH --tokenizer PATH [--config PATH]"
 FILE_MODE = "run over an audio file instead: --input FILE --output FILE"  # advice without a sound card
@@ -30,6 +34,8 @@ MAX_LAG = 250  # frames (20 s): more is no conversation, and the waiting audio w
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .sampling import SEED_RANGE, TEMP_RANGE, TOP_K_RANGE
+
     p = CliParser(
         prog="python -m moshi_mlx.run",
         description="Talk with Moshi on this machine (microphone and speakers), or run it over an audio file.",
@@ -38,15 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
         f"While talking: {KEYS}.",
     )
     m = p.add_argument_group("model")
-    m.add_argument("--hf-repo", default=None,
+    m.add_argument("--hf-repo", default=None, type=name,
                    help="Hugging Face repo id or local folder (default kyutai/moshiko-mlx-q4; kyutai/moshika-mlx-q4 "
                         "for the female voice; a folder written by `python -m quantize`)")  # fmt: skip
     m.add_argument("-q", "--quantized", type=int, choices=(4, 8), default=None,
                    help="pick model.q4 / model.q8 when the repo has several (default: detected from the files)")
-    m.add_argument("--moshi-weight", help="LM weights (.safetensors path or hf://owner/repo/file)")
-    m.add_argument("--mimi-weight", help="Mimi codec weights (tokenizer-e351c8d8-checkpoint125.safetensors)")
-    m.add_argument("--tokenizer", help="text tokenizer (tokenizer_spm_32k_3.model)")
-    m.add_argument("--config", help="LM config JSON in Kyutai's schema (default: the repo's, else Moshi 7B)")
+    m.add_argument("--moshi-weight", type=name, help="LM weights (.safetensors path or hf://owner/repo/file)")
+    m.add_argument("--mimi-weight", type=name, help="Mimi codec weights (tokenizer-e351c8d8-checkpoint125.safetensors)")
+    m.add_argument("--tokenizer", type=name, help="text tokenizer (tokenizer_spm_32k_3.model)")
+    m.add_argument("--config", type=name, help="LM config JSON in Kyutai's schema (default: the repo's, else Moshi 7B)")
     m.add_argument("--kv-bits", choices=tuple(KV_BITS), default=KV_AUTO,
                    help="bits of the LM's attention cache: 16 keeps it as the reference does; 8 takes 0.82 instead of "
                         "1.46 GiB for the 7B (4-bit 7B: 5.35 instead of 5.99 GiB) at ~1%% error in attention "
@@ -61,22 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="makes sampling repeatable ({} to {})".format(*SEED_RANGE))
     a = p.add_argument_group("live audio")
     a.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
-    a.add_argument("--input-device", help="microphone: index or part of its name (default: system default)")
-    a.add_argument("--output-device", help="speaker: index or part of its name (default: system default)")
+    a.add_argument("--input-device", type=name, help="microphone: index or part of its name (default: system default)")
+    a.add_argument("--output-device", type=name, help="speaker: index or part of its name (default: system default)")
     a.add_argument("--no-echo-cancel", action="store_true",
                    help="turn off echo cancellation (fine with headphones)")
     a.add_argument("--max-lag", type=number(int, 0, MAX_LAG), default=2,
                    help="frames (80 ms each) the model may fall behind before input is skipped (default 2)")
-    a.add_argument("--record", metavar="DIR",
+    a.add_argument("--record", metavar="DIR", type=name,
                    help="save the conversation as it goes: user.wav, moshi.wav, transcript.jsonl (also in file "
                         "mode); a folder that already holds a recording is refused, never overwritten")  # fmt: skip
     f = p.add_argument_group("file mode")
-    f.add_argument("--input", metavar="FILE", help="run over this audio file instead of the microphone")
-    f.add_argument("--output", metavar="FILE",
+    f.add_argument("--input", metavar="FILE", type=name, help="run over this audio file instead of the microphone")
+    f.add_argument("--output", metavar="FILE", type=name,
                    help="where to write Moshi's answer (24 kHz), with --input, as it is produced; the extension "
                         "names the format (.wav, .flac, .ogg, .mp3...). Never the input; on Ctrl-C or an error "
                         "it holds the answer so far")  # fmt: skip
-    f.add_argument("--transcript", metavar="FILE", help="timed transcript as JSON (text, words, pieces), with --input")
+    f.add_argument("--transcript", metavar="FILE", type=name,
+                   help="timed transcript as JSON (text, words, pieces), with --input")
     return p
 
 
@@ -151,11 +158,11 @@ def _recorder(args: argparse.Namespace, files):
                                        "text_temp": args.text_temp, "seed": args.seed})  # fmt: skip
 
 
-def run_live(args: argparse.Namespace, files, audio_backend=None) -> int:
-    from .audio.devices import AudioIO
+def run_live(args: argparse.Namespace, files, audio) -> int:
+    """A conversation on `audio` (an AudioIO whose devices were found before the model was fetched)."""
     from .console import ConsoleView
+    from .loop import Error, ModelLoop, SessionEnded
 
-    audio = AudioIO(args.input_device, args.output_device, backend=audio_backend)
     echo = None
     if not args.no_echo_cancel:
         from .echo import EchoCanceller
@@ -217,6 +224,7 @@ def run_file(args: argparse.Namespace, files, pcm) -> int:
     from .audio.file_port import FileAudioPort
     from .audio.files import AudioWriter
     from .console import ConsoleView
+    from .loop import ModelLoop
 
     loop = ModelLoop(_factory(args, files), max_lag_frames=args.max_lag, stats_every=25)
     got = _Collected()
@@ -229,16 +237,18 @@ def run_file(args: argparse.Namespace, files, pcm) -> int:
             port = FileAudioPort(pcm, writer)
             loop.begin_session(port, _recorder(args, files), None)
             interrupted = _follow(loop, port, got)
-            loop.end_session()
-            loop.close()
-            got.drain(loop, port)
-            port.close(complete=interrupted is None and got.error is None)
+            with stops_deferred() as later:  # a Ctrl-C now (or another one) would lose the answer
+                loop.end_session()
+                loop.close()
+                got.drain(loop, port)
+                port.close(complete=interrupted is None and got.error is None)
+                code = _finish(args, writer, got, port, interrupted or (later[0] if later else None))
         except BaseException:
             writer.discard()
             raise
     finally:
         loop.close()
-    return _finish(args, writer, got, port, interrupted)
+    return exit_code(later[0]) if later and interrupted is None and code == 0 else code
 
 
 def _follow(loop: ModelLoop, port, got: _Collected) -> KeyboardInterrupt | None:
@@ -295,6 +305,8 @@ class _Collected:
         self.recording_error: str | None = None
 
     def drain(self, loop: ModelLoop, port) -> None:
+        from .loop import Error, Notice, RecordingStopped, SessionEnded, Text, Word
+
         while not loop.events.empty():
             ev = loop.events.get()
             if isinstance(ev, Text):
@@ -346,15 +358,16 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
         if args.list_devices:
             return list_devices_main(audio_backend)
         _check_paths(args)  # before minutes of loading and work
-        pcm = None
+        check_temp_folder()
         if args.input is not None:
             from .audio.files import read_audio
 
             pcm = read_audio(args.input)  # a bad file fails now, before minutes of loading
-        files = _resolve(args)
-        if pcm is not None:
-            return run_file(args, files, pcm)
-        return run_live(args, files, audio_backend)
+            return run_file(args, _resolve(args), pcm)
+        from .audio.devices import AudioIO
+
+        audio = AudioIO(args.input_device, args.output_device, backend=audio_backend)  # a missing sound card is
+        return run_live(args, _resolve(args), audio)  # said before the model is fetched (4.5 GB on a first run)
     except MoshiError as e:
         msg = f"{str(e).rstrip('.')}. Or name the files: {LOCAL_FLAGS}." if e.local_files_help else str(e)
         if isinstance(e, NoAudioDeviceError):

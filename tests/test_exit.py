@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 import wave
 from pathlib import Path
@@ -258,3 +259,14 @@ def test_a_stop_signal_keeps_the_conversations_not_saved(start, tmp_path, sig, c
     assert folder.parent == tmp_path
     with wave.open(str(folder / "conversation-001" / "user.wav")) as w:
         assert w.getnframes() > 0
+
+
+def test_ctrl_c_while_a_program_starts_is_no_traceback():
+    """What `python -m` imports before main() runs is outside every handler: a Ctrl-C there printed a
+    KeyboardInterrupt traceback (0.3 s of numpy and MLX imports, longer on a busy machine). Those imports now
+    happen inside main(), where Ctrl-C ends the program with 130."""
+    code = ("import sys, moshi_mlx.run, moshi_mlx.bench, quantize.__main__; "
+            "print(' '.join(m for m in ('numpy', 'mlx.core') if m in sys.modules))")  # fmt: skip
+    p = subprocess.run((sys.executable, "-c", code), env=cli_env(), cwd=REPO, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "", p.stdout + p.stderr

@@ -237,6 +237,10 @@ def test_quantize_write_failure_is_one_line(monkeypatch, capsys, tmp_path: Path,
 # -- no sound card (the fake backend with no devices): say so, and suggest file mode ------------------------
 NO_MIC = [{"name": "HDMI out", "max_input_channels": 0, "max_output_channels": 2, "default_samplerate": 48000.0}]
 NO_SPEAKER = [{"name": "USB mic", "max_input_channels": 1, "max_output_channels": 0, "default_samplerate": 48000.0}]
+NO_RATE = [{"name": "USB mic", "max_input_channels": 1, "max_output_channels": 1, "default_samplerate": 0.0},
+           {"name": "HDMI", "max_input_channels": 1, "max_output_channels": 2, "default_samplerate": 48000.0}]
+NAN_RATE = [NO_RATE[1], {"name": "USB speaker", "max_input_channels": 0, "max_output_channels": 2,
+                         "default_samplerate": float("nan")}]
 
 
 @pytest.mark.parametrize(
@@ -245,12 +249,19 @@ NO_SPEAKER = [{"name": "USB mic", "max_input_channels": 1, "max_output_channels"
      ([], ["--hf-repo", str(E2E)], 2, "err", ("no microphone", "--input FILE")),
      (NO_MIC, ["--hf-repo", str(E2E)], 2, "err", ("no microphone", "--input FILE")),
      (NO_SPEAKER, ["--hf-repo", str(E2E), "--input-device", "usb"], 2, "err", ("no speaker", "--input FILE")),
-     ([], ["--hf-repo", str(E2E), "--input-device", "3"], 2, "err", ("no microphone", "--input FILE"))],
-    ids=["list", "live", "no-mic", "no-speaker", "named-device"],
+     ([], ["--hf-repo", str(E2E), "--input-device", "3"], 2, "err", ("no microphone", "--input FILE")),
+     # checked before the model is fetched (4.5 GB on a first run): said even when it is not in the cache
+     ([], ["--hf-repo", "kyutai/not-downloaded-mlx-q4"], 2, "err", ("no microphone", "--input FILE")),
+     # a device that reports no usable rate (it used to fail the session with an internal ValueError)
+     (NO_RATE, ["--hf-repo", str(E2E)], 2, "err", ("USB mic", "0 Hz", "--list-devices")),
+     (NAN_RATE, ["--hf-repo", str(E2E), "--output-device", "usb"], 2, "err", ("USB speaker", "nan Hz"))],
+    ids=["list", "live", "no-mic", "no-speaker", "named-device", "before-download", "mic-0-hz", "speaker-nan-hz"],
 )
-def test_no_sound_card(capsys, devices, args, code, stream, needles) -> None:
+def test_no_sound_card(capsys, monkeypatch, devices, args, code, stream, needles) -> None:
     from moshi_mlx.audio.fake import FakeStreamFactory
     from moshi_mlx.run import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a hub model is never fetched here
 
     backend = FakeStreamFactory(devices=devices)
     backend.default = (-1, -1) if not devices else (0, 0)

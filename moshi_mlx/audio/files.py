@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AudioFormatError, OutputError, require_file
-from ..outputs import temp_name
+from ..outputs import Staged
 from . import FRAME, MODEL_RATE
 
 
@@ -82,7 +82,7 @@ def read_audio(path: str | Path, rate: int = MODEL_RATE) -> np.ndarray:
     """
     import soundfile as sf
 
-    path = require_file(Path(path), "audio input", AudioFormatError, "a .wav or .flac file")
+    path = require_file(Path(path), "audio input", AudioFormatError, "a .wav or .flac file", pipe_ok=True)
     try:
         pcm, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
@@ -113,13 +113,14 @@ class AudioWriter:
 
         self.path = Path(path)
         fmt = audio_format(self.path)
-        self.tmp = temp_name(self.path)
+        self._out = Staged(self.path)
+        self.tmp = self._out.tmp
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._out.path.parent.mkdir(parents=True, exist_ok=True)
             self._f = sf.SoundFile(str(self.tmp), "w", rate, 1, sf.default_subtype(fmt), format=fmt)
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
             with contextlib.suppress(OSError):  # a file in the way of the folder fails here again
-                self.tmp.unlink(missing_ok=True)
+                self._out.discard()
             raise OutputError(f"cannot write {self.path}: {getattr(e, 'strerror', None) or e}. "
                               "Pick another folder or format.") from None
         self.rate = rate
@@ -138,7 +139,7 @@ class AudioWriter:
         """Finishes the file and puts it in place (replacing any file of that name); on failure nothing is left."""
         try:
             self._f.close()
-            self.tmp.replace(self.path)
+            self._out.commit()
         except BaseException:
             self.discard()
             raise
@@ -149,7 +150,7 @@ class AudioWriter:
             self._f.close()
         except Exception:  # noqa: BLE001 (closing after a disk error may fail again)
             pass
-        self.tmp.unlink(missing_ok=True)
+        self._out.discard()
 
 
 def _disk_full(folder: Path) -> str | None:
