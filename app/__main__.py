@@ -6,8 +6,8 @@ import signal
 import sys
 import traceback
 
-from moshi_mlx.cli.signals import SIGNALS
-from moshi_mlx.cli.args import CliParser
+from moshi_mlx.cli.args import CliParser, print_error
+from moshi_mlx.cli.signals import SIGNALS, signal_status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,10 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reset-settings", action="store_true", help="forget remembered choices first")
     args, qt_args = parser.parse_known_args(argv)
     try:
-        from PySide6.QtCore import QTimer
         from PySide6.QtWidgets import QApplication
     except ImportError:
-        print("moshi-mlx-app needs Qt: pip install 'moshi-mlx-local[app]'", file=sys.stderr)
+        print_error("moshi-mlx-app needs Qt: pip install 'moshi-mlx-local[app]'")
         return 2
     from .controller import Controller
     from .dialogs import Dialogs
@@ -37,19 +36,32 @@ def main(argv: list[str] | None = None) -> int:
     controller = Controller(parent=window)
     presenter = Presenter(window, controller, settings, dialogs)
 
+    return run_window(app, window, presenter, dialogs)
+
+
+def run_window(app, window, presenter, dialogs) -> int:
+    """Shows `window` and runs Qt's loop until the app quits; its exit status.
+
+    A stop signal (Ctrl+C in the terminal, SIGTERM at logout, SIGHUP) closes the app without a question
+    nobody may be there to answer: conversations not saved keep their recordings on disk, and stderr says
+    where. The status is then 128 + the signal's number (130, 143, 129), as the command line's.
+    """
+    from PySide6.QtCore import QTimer
+
     def excepthook(kind, value, tb) -> None:  # a bug in a slot: tell the user, keep running
         traceback.print_exception(kind, value, tb)
         dialogs.error("Something went wrong", f"{kind.__name__}: {value}")
 
     previous = sys.excepthook, {s: signal.getsignal(s) for s in (signal.SIGINT, *SIGNALS)}
     sys.excepthook = excepthook
-    # Ctrl+C in the terminal (and SIGTERM, SIGHUP) closes the window like the close button (Qt's loop
-    # would swallow it): a timer lets the interpreter run its signal handler now and then.
+    # Qt's loop would swallow the signals: a timer lets the interpreter run its handler now and then.
     stopped_by: list[int] = []
+    kept: list = []
 
     def stop(signum, _frame) -> None:
-        if window.close():
+        if not stopped_by:
             stopped_by.append(signum)
+            kept.append(presenter.quit_without_asking())
 
     for s in previous[1]:
         signal.signal(s, stop)
@@ -65,7 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         for s, h in previous[1].items():
             if h is not None:
                 signal.signal(s, h)
-    return 128 + stopped_by[0] if stopped_by and not code else int(code)  # 130 after Ctrl+C, as the CLI
+    if not stopped_by:
+        return int(code)
+    if kept and kept[0] is not None:
+        print(f"stopped: the conversations not saved are kept in {kept[0]} (the app would have asked to save them)",
+              file=sys.stderr)  # fmt: skip
+    return signal_status(stopped_by[0])
 
 
 def cli() -> None:

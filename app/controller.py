@@ -186,8 +186,9 @@ class Controller(QObject):
             self._loop.end_session(timeout=0)  # sends the command, does not wait
             self._set_state(STOPPING)
 
-    def shutdown(self, timeout: float = 30.0) -> bool:
-        """Ends everything and joins every thread this controller started; True if all ended."""
+    def shutdown(self, timeout: float = 30.0, keep_recordings: bool = False) -> bool:
+        """Ends everything and joins every thread this controller started; True if all ended.
+        The recordings folder goes with the app unless `keep_recordings` (conversations nobody could save)."""
         self._release.stop()
         self.unload()
         deadline = time.monotonic() + timeout
@@ -195,7 +196,7 @@ class Controller(QObject):
             t.join(max(0.0, deadline - time.monotonic()))
         ok = not any(t.is_alive() for t in self._closers)
         self._closers = [t for t in self._closers if t.is_alive()]
-        if self._own_recordings:
+        if self._own_recordings and not keep_recordings:
             shutil.rmtree(self.recordings, ignore_errors=True)
         return ok
 

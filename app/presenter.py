@@ -371,6 +371,14 @@ class Presenter(QObject):
         unsaved = [conv for conv in self.conversations if not conv.saved]  # one starting then is in now
         return self._save(unsaved, None, "Save the conversations in…") is not None
 
+    def quit_without_asking(self) -> Path | None:
+        """Closes the app where nobody can answer a question (SIGTERM at logout, Ctrl+C in the terminal):
+        the conversations not saved keep their recordings on disk. Returns their folder, or None."""
+        unsaved = any(not conv.saved for conv in self.conversations)
+        self.shutdown(keep_unsaved=unsaved)
+        self.w.close()
+        return self.ctl.recordings if unsaved else None
+
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt)
         kind = event.type()
         if obj is self.w and kind == QEvent.Type.Close and not self._closing:
@@ -396,7 +404,10 @@ class Presenter(QObject):
             self._last_rescan = now
             self.ctl.refresh_devices()
 
-    def shutdown(self) -> bool:
+    def shutdown(self, keep_unsaved: bool = False) -> bool:
+        """Ends downloads, conversations and the model; the recordings go unless `keep_unsaved`."""
+        if self._closing:
+            return True
         self._closing = True
         self._device_timer.stop()
         if self.download is not None:
@@ -405,4 +416,4 @@ class Presenter(QObject):
             task.join(5)
         self.settings.geometry = self.w.saveGeometry()
         self.settings.sync()
-        return self.ctl.shutdown()
+        return self.ctl.shutdown(keep_recordings=keep_unsaved)

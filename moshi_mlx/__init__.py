@@ -1,12 +1,26 @@
-"""Kyutai's Moshi and its Mimi codec, in MLX."""
+"""Kyutai's Moshi and its Mimi codec, in MLX.
 
-from .config import DepformerConfig, LmConfig, MimiConfig
-from .lm import Lm
-from .lm_gen import LmGen
-from .loading.lm import load_lm
-from .loading.mimi import load_mimi
-from .mimi import Mimi
+The public names are imported on first use (PEP 562), so that `python -m moshi_mlx.run` reaches its own
+Ctrl-C handling before the 0.3 s of numpy and MLX imports (a Ctrl-C during those printed a traceback).
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
+_HOMES = {"DepformerConfig": "config", "LmConfig": "config", "MimiConfig": "config", "Lm": "lm", "LmGen": "lm_gen",
+          "load_lm": "loading.lm", "load_mimi": "loading.mimi", "Mimi": "mimi"}  # fmt: skip
+
 __all__ = ["DepformerConfig", "Lm", "LmConfig", "LmGen", "Mimi", "MimiConfig", "__version__", "load_lm", "load_mimi"]
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

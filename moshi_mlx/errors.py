@@ -49,6 +49,14 @@ class OutputError(MoshiError):
     would overwrite something the user did not name."""
 
 
+class RecordingExistsError(OutputError):
+    """The folder already holds a recording, which is never replaced; `free` is a folder that does not."""
+
+    def __init__(self, message: str, free: Path) -> None:
+        super().__init__(message)
+        self.free = free
+
+
 class OfflineError(MoshiError):
     """Files must be downloaded but the hub cannot be reached (or HF_HUB_OFFLINE=1).
 
@@ -60,8 +68,9 @@ class OfflineError(MoshiError):
         self.reason = reason
 
 
-def require_file(path: Path, what: str, error: type[MoshiError], expected: str = "") -> Path:
-    """`path` if it is a file; else `error` saying that it is missing, or that it is a folder and what to name.
+def require_file(path: Path, what: str, error: type[MoshiError], expected: str = "", pipe_ok: bool = False) -> Path:
+    """`path` if it is a file; else `error` saying that it is missing, that it is a folder and what to name, or
+    that it is a pipe or device (accepted with `pipe_ok`: a stream read once from the start).
 
     `expected`: the usual name of such a file (shown as found inside a folder given by mistake), or a description.
     """
@@ -70,4 +79,8 @@ def require_file(path: Path, what: str, error: type[MoshiError], expected: str =
     if path.is_dir():
         example = path / expected if expected and (path / expected).is_file() else expected
         raise error(f"the {what} {path} is a folder, not a file: name the file itself" + (f", e.g. {example}" if example else ""))
+    if path.exists():
+        if pipe_ok:
+            return path
+        raise error(f"the {what} {path} is not a regular file (a pipe or device): name a file")
     raise error(f"the {what} file {path} does not exist: check the path")

@@ -2,16 +2,39 @@
 
 A person's input is never overwritten (whatever spelling or link names it), a folder or a path under a
 file is refused before minutes of compute, and a run that fails leaves no half-written file behind.
+An output named through a link is written where the link points (the link stays); a pipe, terminal or
+device is refused, as the rename would replace it, except the null device, which is written directly.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from .errors import OutputError
+
+
+# what a failed write's errno means for a person, and what to do about it there
+_MEANING = {errno.ENOSPC: ("the disk is full", "free some space"),
+            errno.EDQUOT: ("the disk quota is used up", "free some space"),
+            errno.EFBIG: ("the file is too large for that file system", ""),
+            errno.EROFS: ("it is on a read-only file system", ""),
+            errno.EACCES: ("no permission to write there", ""),
+            errno.EPERM: ("no permission to write there", "")}
+
+
+def write_failure(e: OSError, instead: str = "") -> str:
+    """Why a write failed, for a person: the system's words, then what they mean for a full, read-only or
+    forbidden disk and what to do, `instead` being the other way out: "No space left on device (the disk
+    is full: free some space or choose another --out)"."""
+    meaning, action = _MEANING.get(e.errno, ("", ""))
+    todo = " or ".join(filter(None, (action, instead)))
+    advice = ": ".join(filter(None, (meaning, todo)))
+    return f"{e.strerror or e}" + (f" ({advice})" if advice else "")
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -27,6 +50,33 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 def temp_name(path: Path) -> Path:
     """Where `path` is written until it is complete: the same folder (so the rename is atomic)."""
     return path.with_name(f"{path.name}.{os.getpid()}.part")
+
+
+def is_null_device(path: str | os.PathLike) -> bool:
+    """Is `path` (after links) the null device, /dev/null or a node of the same device?"""
+    try:
+        st, null = os.stat(path), os.stat(os.devnull)
+    except OSError:
+        return False
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == null.st_rdev
+
+
+class Staged:
+    """An output file written under a temporary name next to its target (`tmp`), put in place by `commit()`
+    or removed by `discard()`. A link is followed: the file it points to is replaced, the link stays. The null
+    device is written directly (nothing to rename or remove)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
+        self.tmp = self.path if is_null_device(self.path) else temp_name(self.path)
+
+    def commit(self) -> None:
+        if self.tmp != self.path:
+            self.tmp.replace(self.path)
+
+    def discard(self) -> None:
+        if self.tmp != self.path:
+            self.tmp.unlink(missing_ok=True)
 
 
 def _existing_folder(path: Path, what: str) -> Path:
@@ -53,23 +103,32 @@ def check_new_file(path: str | os.PathLike, what: str, protect: dict[str, str | 
     Raises:
         OutputError: with what is wrong and what to do.
     """
+    if str(path) == "-":
+        raise OutputError(f"{what} -: writing to standard output is not supported; name a file")
     path = Path(path)
     for name, other in protect.items():
         if other is not None and same_file(path, other):
             raise OutputError(f"{what} {path} is the same file as {name} {other}: name another file")
     if path.is_dir():
         raise OutputError(f"{what} {path} is a folder: name a file in it, e.g. {path / 'moshi.wav'}")
-    folder = _existing_folder(path, what)
+    if is_null_device(path):
+        return path
+    if path.is_symlink() and not path.exists():
+        raise OutputError(f"{what} {path} is a broken link (to {os.readlink(path)}): remove it or name another file")
+    if path.exists() and not path.is_file():
+        raise OutputError(f"{what} {path} is not a regular file (a pipe, terminal or device), which would be "
+                          f"replaced: name a file ({os.devnull} discards)")  # fmt: skip
+    folder = _existing_folder(Path(os.path.realpath(path)) if path.is_symlink() else path, what)
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".moshi-probe-", suffix=path.suffix)
     except OSError as e:
-        raise OutputError(f"cannot write {what} {path}: {e.strerror or e} in {folder}. Pick another folder.") from None
+        raise OutputError(f"cannot write {what} {path} (in {folder}): {write_failure(e, 'pick another folder')}") from None
     try:
         os.close(fd)
         if probe is not None:
             probe(Path(tmp))
     except OSError as e:
-        raise OutputError(f"cannot write {what} {path}: {e.strerror or e}. Pick another folder.") from None
+        raise OutputError(f"cannot write {what} {path}: {write_failure(e, 'pick another folder')}") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
@@ -77,12 +136,11 @@ def check_new_file(path: str | os.PathLike, what: str, protect: dict[str, str | 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Writes `text` to `path` in one piece: the file appears only when complete, and never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(path)
+    out = Staged(path)
+    out.path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        out.tmp.write_text(text, encoding="utf-8")
+        out.commit()
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        out.discard()
         raise

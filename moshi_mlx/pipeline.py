@@ -25,7 +25,7 @@ from .loading.mimi import load_mimi, mimi_config
 from .dialog.events import FrameResult
 from .loading.memory import KV_AUTO, keep_resident
 from .mimi import Mimi
-from .sampling import MAX_SEED, MAX_TEMP, MAX_TOP_K
+from .sampling import SEED_RANGE, TEMP_RANGE, TOP_K_RANGE
 from .text import TextStream
 
 
@@ -41,12 +41,12 @@ class Sampling:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        for name, value, hi in (("temp", self.temp, MAX_TEMP), ("text_temp", self.text_temp, MAX_TEMP),
-                                ("top_k", self.top_k, MAX_TOP_K), ("text_top_k", self.text_top_k, MAX_TOP_K),
-                                ("seed", 0 if self.seed is None else self.seed, MAX_SEED)):  # fmt: skip
-            lo = 1 if name.endswith("top_k") else 0
+        for name, value, (lo, hi) in (("temp", self.temp, TEMP_RANGE), ("text_temp", self.text_temp, TEMP_RANGE),
+                                      ("top_k", self.top_k, TOP_K_RANGE), ("text_top_k", self.text_top_k, TOP_K_RANGE),
+                                      ("seed", SEED_RANGE[0] if self.seed is None else self.seed, SEED_RANGE)):  # fmt: skip
             if not (isinstance(value, (int, float)) and math.isfinite(value) and lo <= value <= hi):
-                raise ConfigError(f"sampling {name} {value!r} is out of range: use {lo} to {hi}")
+                raise ConfigError(f"sampling {name} {value!r} is out of range: use {lo:g} to {hi}")
+
 
 def check_configs(files: ModelFiles) -> None:
     """Read and check the LM and Mimi configs of `files` (ConfigError naming the bad value), before any

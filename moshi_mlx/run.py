@@ -13,25 +13,35 @@ import argparse
 import json
 import sys
 import threading
+from typing import TYPE_CHECKING
 
-from .audio import MODEL_RATE
-from .cli.args import CliParser, number
+from .audio import FRAME_S, MODEL_RATE
+from .cli.args import CliParser, name, number, print_error
+from .cli.signals import exit_code, stops_deferred
 from .errors import MoshiError, NoAudioDeviceError
-from .dialog.events import Error, Notice, RecordingStopped, SessionEnded, Text, Word
-from .dialog.loop import ModelLoop
-from .loading.memory import KV_AUTO
-from .sampling import MAX_SEED, MAX_TEMP, MAX_TOP_K
-from .cli.signals import exit_code
+from .tempdir import check_temp_folder
 
-FRAME_S = 0.08
+if TYPE_CHECKING:
+    from .dialog.loop import ModelLoop
+# numpy and MLX are imported where used, inside main(): a Ctrl-C while they load stops the program quietly
+
 LOCAL_FLAGS = "--moshi-weight PATH --mimi-weight PATH --tokenizer PATH [--config PATH]"
 FILE_MODE = "run over an audio file instead: --input FILE --output FILE"  # advice without a sound card
 KEYS = "Enter starts a new conversation, m + Enter mutes or unmutes the microphone"  # see _keyboard
-KV_BITS = {KV_AUTO: KV_AUTO, "8": 8, "16": None}  # --kv-bits -> load_lm(kv_bits=...)
 MAX_LAG = 250  # frames (20 s): more is no conversation, and the waiting audio would grow without bound
 
 
+def kv_bits_choices() -> dict[str, int | str | None]:
+    """--kv-bits -> load_lm(kv_bits=...)."""
+    from .loading.memory import KV_AUTO  # MLX comes with it: imported inside main() (see above)
+
+    return {KV_AUTO: KV_AUTO, "8": 8, "16": None}
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .loading.memory import KV_AUTO
+    from .sampling import SEED_RANGE, TEMP_RANGE, TOP_K_RANGE
+
     p = CliParser(
         prog="python -m moshi_mlx.run",
         description="Talk with Moshi on this machine (microphone and speakers), or run it over an audio file.",
@@ -40,45 +50,46 @@ def build_parser() -> argparse.ArgumentParser:
         f"While talking: {KEYS}.",
     )
     m = p.add_argument_group("model")
-    m.add_argument("--hf-repo", default=None,
+    m.add_argument("--hf-repo", default=None, type=name,
                    help="Hugging Face repo id or local folder (default kyutai/moshiko-mlx-q4; kyutai/moshika-mlx-q4 "
                         "for the female voice; a folder written by `python -m quantize`)")  # fmt: skip
     m.add_argument("-q", "--quantized", type=int, choices=(4, 8), default=None,
                    help="pick model.q4 / model.q8 when the repo has several (default: detected from the files)")
-    m.add_argument("--moshi-weight", help="LM weights (.safetensors path or hf://owner/repo/file)")
-    m.add_argument("--mimi-weight", help="Mimi codec weights (tokenizer-e351c8d8-checkpoint125.safetensors)")
-    m.add_argument("--tokenizer", help="text tokenizer (tokenizer_spm_32k_3.model)")
-    m.add_argument("--config", help="LM config JSON in Kyutai's schema (default: the repo's, else Moshi 7B)")
-    m.add_argument("--kv-bits", choices=tuple(KV_BITS), default=KV_AUTO,
+    m.add_argument("--moshi-weight", type=name, help="LM weights (.safetensors path or hf://owner/repo/file)")
+    m.add_argument("--mimi-weight", type=name, help="Mimi codec weights (tokenizer-e351c8d8-checkpoint125.safetensors)")
+    m.add_argument("--tokenizer", type=name, help="text tokenizer (tokenizer_spm_32k_3.model)")
+    m.add_argument("--config", type=name, help="LM config JSON in Kyutai's schema (default: the repo's, else Moshi 7B)")
+    m.add_argument("--kv-bits", choices=tuple(kv_bits_choices()), default=KV_AUTO,
                    help="bits of the LM's attention cache: 16 keeps it as the reference does; 8 takes 0.82 instead of "
                         "1.46 GiB for the 7B (4-bit 7B: 5.35 instead of 5.99 GiB) at ~1%% error in attention "
                         "scores; auto (default): 16 where it fits in memory, else 8")
     s = p.add_argument_group("sampling")
-    temp, top_k = number(float, 0, MAX_TEMP), number(int, 1, MAX_TOP_K)
+    temp, top_k = number(float, *TEMP_RANGE), number(int, *TOP_K_RANGE)
     s.add_argument("--temp", type=temp, default=0.8, help="audio temperature (0: greedy; default 0.8)")
     s.add_argument("--text-temp", type=temp, default=0.7, help="text temperature (0: greedy; default 0.7)")
     s.add_argument("--top-k", type=top_k, default=250, help="audio top-k (default 250)")
     s.add_argument("--text-top-k", type=top_k, default=25, help="text top-k (default 25)")
-    s.add_argument("--seed", type=number(int, 0, MAX_SEED), default=None,
-                   help=f"makes sampling repeatable (0 to {MAX_SEED})")
+    s.add_argument("--seed", type=number(int, *SEED_RANGE), default=None,
+                   help="makes sampling repeatable ({} to {})".format(*SEED_RANGE))
     a = p.add_argument_group("live audio")
     a.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
-    a.add_argument("--input-device", help="microphone: index or part of its name (default: system default)")
-    a.add_argument("--output-device", help="speaker: index or part of its name (default: system default)")
+    a.add_argument("--input-device", type=name, help="microphone: index or part of its name (default: system default)")
+    a.add_argument("--output-device", type=name, help="speaker: index or part of its name (default: system default)")
     a.add_argument("--no-echo-cancel", action="store_true",
                    help="turn off echo cancellation (fine with headphones)")
     a.add_argument("--max-lag", type=number(int, 0, MAX_LAG), default=2,
                    help="frames (80 ms each) the model may fall behind before input is skipped (default 2)")
-    a.add_argument("--record", metavar="DIR",
+    a.add_argument("--record", metavar="DIR", type=name,
                    help="save the conversation as it goes: user.wav, moshi.wav, transcript.jsonl (also in file "
                         "mode); a folder that already holds a recording is refused, never overwritten")  # fmt: skip
     f = p.add_argument_group("file mode")
-    f.add_argument("--input", metavar="FILE", help="run over this audio file instead of the microphone")
-    f.add_argument("--output", metavar="FILE",
+    f.add_argument("--input", metavar="FILE", type=name, help="run over this audio file instead of the microphone")
+    f.add_argument("--output", metavar="FILE", type=name,
                    help="where to write Moshi's answer (24 kHz), with --input, as it is produced; the extension "
                         "names the format (.wav, .flac, .ogg, .mp3...). Never the input; on Ctrl-C or an error "
                         "it holds the answer so far")  # fmt: skip
-    f.add_argument("--transcript", metavar="FILE", help="timed transcript as JSON (text, words, pieces), with --input")
+    f.add_argument("--transcript", metavar="FILE", type=name,
+                   help="timed transcript as JSON (text, words, pieces), with --input")
     return p
 
 
@@ -117,7 +128,7 @@ def _factory(args: argparse.Namespace, files):
     from .pipeline import MoshiPipeline, Sampling
 
     sampling = Sampling(args.temp, args.text_temp, args.top_k, args.text_top_k, args.seed)
-    return lambda: MoshiPipeline.from_files(files, sampling, kv_bits=KV_BITS[args.kv_bits])
+    return lambda: MoshiPipeline.from_files(files, sampling, kv_bits=kv_bits_choices()[args.kv_bits])
 
 
 def _resolve(args: argparse.Namespace):
@@ -135,6 +146,7 @@ def _resolve(args: argparse.Namespace):
 
 
 def _wait_loaded(loop: ModelLoop, view) -> bool:
+    """Waits for the model; `view` shows what loading said (its time and notes, or the error). False: it failed."""
     print("loading the model...", file=sys.stderr, flush=True)
     while not loop.loaded.wait(0.1):
         pass
@@ -152,11 +164,12 @@ def _recorder(args: argparse.Namespace, files):
                                        "text_temp": args.text_temp, "seed": args.seed})  # fmt: skip
 
 
-def run_live(args: argparse.Namespace, files, audio_backend=None) -> int:
-    from .audio.devices import AudioIO
+def run_live(args: argparse.Namespace, files, audio) -> int:
+    """A conversation on `audio` (an AudioIO whose devices were found before the model was fetched)."""
     from .dialog.console import ConsoleView
+    from .dialog.events import Error, SessionEnded
+    from .dialog.loop import ModelLoop
 
-    audio = AudioIO(args.input_device, args.output_device, backend=audio_backend)
     echo = None
     if not args.no_echo_cancel:
         from .dialog.echo import EchoCanceller
@@ -213,35 +226,36 @@ def _keyboard(loop: ModelLoop, view, lines=None) -> None:
 
 
 def run_file(args: argparse.Namespace, files, pcm) -> int:
-    """Runs the model over `pcm`; the answer streams to --output. On an error or Ctrl-C the answer and
-    transcript so far are written (and said so); Ctrl-C then goes on up as KeyboardInterrupt."""
+    """Runs the model over `pcm`; the answer streams to --output. On an error or a stop (Ctrl-C, SIGTERM,
+    SIGHUP) the answer and transcript so far are written, and said so once. Returns the exit status."""
     from .audio.file_port import FileAudioPort
     from .audio.files import AudioWriter
+    from .dialog.console import ConsoleView
+    from .dialog.loop import ModelLoop
 
     loop = ModelLoop(_factory(args, files), max_lag_frames=args.max_lag, stats_every=25)
     got = _Collected()
     loop.start()
     try:
-        while not loop.loaded.wait(0.1):
-            pass
-        if loop.load_error is not None:
-            print(f"error: {loop.load_error}", file=sys.stderr)
+        if not _wait_loaded(loop, ConsoleView(live=False)):  # says the load time and the model's notes, or why not
             return 1
         writer = AudioWriter(args.output)
         try:
             port = FileAudioPort(pcm, writer)
             loop.begin_session(port, _recorder(args, files), None)
             interrupted = _follow(loop, port, got)
-            loop.end_session()
-            loop.close()
-            got.drain(loop, port)
-            port.close(complete=interrupted is None and got.error is None)
+            with stops_deferred() as later:  # a Ctrl-C now (or another one) would lose the answer
+                loop.end_session()
+                loop.close()
+                got.drain(loop, port)
+                port.close(complete=interrupted is None and got.error is None)
+                code = _finish(args, writer, got, port, interrupted or (later[0] if later else None))
         except BaseException:
             writer.discard()
             raise
     finally:
         loop.close()
-    return _finish(args, writer, got, port, interrupted)
+    return exit_code(later[0]) if later and interrupted is None and code == 0 else code
 
 
 def _follow(loop: ModelLoop, port, got: _Collected) -> KeyboardInterrupt | None:
@@ -262,8 +276,8 @@ def _follow(loop: ModelLoop, port, got: _Collected) -> KeyboardInterrupt | None:
 
 
 def _finish(args: argparse.Namespace, writer, got: _Collected, port, interrupted: KeyboardInterrupt | None) -> int:
-    """Writes --output and --transcript (complete, or the answer so far) and says what happened."""
-    from .outputs import write_text
+    """Writes --output and --transcript (complete, or the answer so far), says what happened; the exit status."""
+    from .outputs import write_failure, write_text
 
     written, failed = [], []
     for path, write in ((args.output, writer.commit),
@@ -273,7 +287,7 @@ def _finish(args: argparse.Namespace, writer, got: _Collected, port, interrupted
                 write()
                 written.append(str(path))
             except (OSError, MoshiError) as e:
-                failed.append(f"{path} ({getattr(e, 'strerror', None) or e})")
+                failed.append(f"{path} ({write_failure(e) if isinstance(e, OSError) else e})")
     print(transcript_text(got.pieces))
     done = f"{port.written / MODEL_RATE:.1f} s of {port.length / MODEL_RATE:.1f} s"
     kept = "; ".join(filter(None, (
@@ -281,10 +295,10 @@ def _finish(args: argparse.Namespace, writer, got: _Collected, port, interrupted
         failed and f"could not write {' and '.join(failed)}")))  # fmt: skip
     if interrupted is not None:
         print(f"stopped: {kept}", file=sys.stderr)
-        raise interrupted
+        return exit_code(interrupted)
     errors = [f"{got.error} ({kept})" if got.error else (failed and kept), got.recording_error]
     for error in filter(None, errors):
-        print(f"error: {error}", file=sys.stderr)
+        print_error(error)
     return 1 if any(errors) else 0
 
 
@@ -298,6 +312,8 @@ class _Collected:
         self.recording_error: str | None = None
 
     def drain(self, loop: ModelLoop, port) -> None:
+        from .dialog.events import Error, Notice, RecordingStopped, SessionEnded, Text, Word
+
         while not loop.events.empty():
             ev = loop.events.get()
             if isinstance(ev, Text):
@@ -349,20 +365,21 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
         if args.list_devices:
             return list_devices_main(audio_backend)
         _check_paths(args)  # before minutes of loading and work
-        pcm = None
+        check_temp_folder()
         if args.input is not None:
             from .audio.files import read_audio
 
             pcm = read_audio(args.input)  # a bad file fails now, before minutes of loading
-        files = _resolve(args)
-        if pcm is not None:
-            return run_file(args, files, pcm)
-        return run_live(args, files, audio_backend)
+            return run_file(args, _resolve(args), pcm)
+        from .audio.devices import AudioIO
+
+        audio = AudioIO(args.input_device, args.output_device, backend=audio_backend)  # a missing sound card is
+        return run_live(args, _resolve(args), audio)  # said before the model is fetched (4.5 GB on a first run)
     except MoshiError as e:
         msg = f"{str(e).rstrip('.')}. Or name the files: {LOCAL_FLAGS}." if e.local_files_help else str(e)
         if isinstance(e, NoAudioDeviceError):
             msg = f"{msg.rstrip('.')}. Or {FILE_MODE}."
-        print(f"error: {msg}", file=sys.stderr)
+        print_error(msg)
         return 2
     except KeyboardInterrupt as e:  # Ctrl-C (130); SIGTERM (143), SIGHUP (129) under run_cli
         print("\nstopped", file=sys.stderr)

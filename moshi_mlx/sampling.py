@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-# What a sampling setting may be (front ends check them when they read a command line or a setting).
-MAX_SEED = 2**64 - 1  # mx.random.key takes an unsigned 64-bit seed
-MAX_TEMP = 100.0      # far past any useful temperature: catches typos, not taste
-MAX_TOP_K = 2**20     # past any vocabulary: a k at least the vocabulary samples from every token
+# What a sampling setting may be, (lowest, highest) both included: `pipeline.Sampling` refuses anything else,
+# and front ends check them when they read a command line or a setting.
+TEMP_RANGE = (0.0, 100.0)  # 0: greedy; far past any useful temperature: catches typos, not taste
+TOP_K_RANGE = (1, 2**20)   # past any vocabulary: a k at least the vocabulary samples from every token
+SEED_RANGE = (0, 2**64 - 1)  # mx.random.key takes an unsigned 64-bit seed
 
 
 def sample(logits: mx.array, temp: float, top_k: int, key: mx.array | None) -> mx.array:

@@ -6,17 +6,19 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from moshi_mlx.cli.args import CliParser, number
-from moshi_mlx.errors import MoshiError
+from moshi_mlx.cli.args import CliParser, name, number, print_error
 from moshi_mlx.cli.signals import exit_code
+from moshi_mlx.config import DEFAULT_PRESET
+from moshi_mlx.errors import MoshiError
+from moshi_mlx.tempdir import check_temp_folder
 
-from .convert import DTYPES, Options, Staged, convert
-from .recipes import check_options
-from .report import MAX_REPORT_STEPS, FileReport, check_report_steps, format_report, verify_and_report
-from .source import resolve
-from .writer import output_error
+if TYPE_CHECKING:
+    from .convert import Options, Plan, Staged
+    from .report import FileReport
+# numpy and MLX come with the modules imported inside the functions: a Ctrl-C while they load (0.3 s) then
+# stops the program quietly, in main(), instead of printing a traceback
 
 DESCRIPTION = """\
 Make MLX weights for moshi_mlx (and Kyutai's moshi_mlx) from a PyTorch-layout Moshi checkpoint, such as
@@ -44,16 +46,19 @@ failing the conversion."""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .convert import DTYPES
+    from .report import MAX_REPORT_STEPS
+
     p = CliParser(prog="python -m quantize", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", metavar="SOURCE",
+    p.add_argument("source", metavar="SOURCE", type=name,
                    help="PyTorch-layout checkpoint: a .safetensors file, a folder holding model.safetensors "
                         "(or consolidated.safetensors, or the file config.json names), or a Hugging Face repo "
                         "id such as kyutai/moshiko-pytorch-bf16 (downloaded into the hub cache)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
-    p.add_argument("--config", metavar="CONFIG.json",
+    p.add_argument("--out", required=True, metavar="DIR", type=name, help="output folder (created if missing)")
+    p.add_argument("--config", metavar="CONFIG.json", type=name,
                    help="the model's JSON config in Kyutai's schema; default: config.json next to the "
-                        "checkpoint, else the released 7B config (moshi_7b_202409)")
+                        f"checkpoint, else the released 7B config ({DEFAULT_PRESET})")
     p.add_argument("--q-bits", type=int, metavar="{4,8}",
                    help="write only this precision (4 or 8 bits); default: float, 8-bit and 4-bit files")
     p.add_argument("--q-group-size", type=int, metavar="N",
@@ -80,31 +85,71 @@ class Result:
     reports: list[FileReport]
 
 
-def run(source: str, out: str | Path, config: str | None = None, opts: Options = Options(),
-        report_steps: int = 32, download: Callable[..., str] | None = None,
-        echo: Callable[[str], object] = print) -> Result:
-    """Resolve the source, convert, verify and report, then move the files into `out`."""
+def prepare(source: str, out: str | Path, config: str | None = None, opts: Options | None = None,
+            report_steps: int = 32, download: Callable[..., str] | None = None,
+            echo: Callable[[str], object] = print) -> Plan:
+    """Everything checked before any work: the source and its config, the precisions, --out (default
+    options: Options()).
+
+    Raises:
+        MoshiError: bad input; nothing was written (the command exits with status 2).
+    """
+    from .convert import Options, plan
+    from .report import check_report_steps
+    from .source import resolve
+    from .writer import output_error
+
+    opts = Options() if opts is None else opts
     check_report_steps(report_steps)
     src = resolve(source, config, download)
     echo(f"source: {src.description}\nconfig: {src.config_origin}")
+    try:
+        return plan(src, out, opts)
+    except OSError as e:  # a file that cannot be read (or --out that cannot be looked into)
+        raise output_error(e, Path(out)) from None
+
+
+def execute(job: Plan, report_steps: int = 32, progress: bool = True,
+            echo: Callable[[str], object] = print) -> Result:
+    """Convert, verify and report, then move the files into --out.
+
+    Raises:
+        MoshiError: the work failed; nothing was left in --out (the command exits with status 1).
+    """
+    from .convert import convert
+    from .report import format_report, verify_and_report
+    from .writer import output_error
+
     reports: list[FileReport] = []
 
     def verify(staged: Staged) -> None:
         reference = None
         if all(o.recipe is not None for o in staged.outputs):
-            reference = (src.weights, staged.cfg, DTYPES[opts.dtype])
+            reference = (job.source.weights, job.cfg, job.dtype)
         reports.extend(verify_and_report(staged.folder, staged.config, staged.outputs, reference, report_steps))
         echo(format_report(reports, report_steps))
 
     try:
-        files = convert(src, out, opts, verify)
+        files = convert(job, verify, progress)
     except OSError as e:  # a read-only or full file system: the staging folder is already gone
-        raise output_error(e, Path(out)) from None
-    echo(f"wrote {Path(out)}: " + ", ".join(f.name for f in files))
+        raise output_error(e, job.out) from None
+    echo(f"wrote {job.out}: " + ", ".join(f.name for f in files))
     return Result(files, reports)
 
 
+def run(source: str, out: str | Path, config: str | None = None, opts: Options | None = None,
+        report_steps: int = 32, download: Callable[..., str] | None = None,
+        echo: Callable[[str], object] = print) -> Result:
+    """Resolve the source, convert, verify and report, then move the files into `out` (default options:
+    Options())."""
+    job = prepare(source, out, config, opts, report_steps, download, echo)
+    return execute(job, report_steps, True if opts is None else opts.progress, echo)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .convert import Options
+    from .recipes import check_options
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -114,15 +159,23 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(e))
     except SystemExit as e:  # --help, or a malformed command line (the parser printed why)
         return int(e.code or 0)
+    try:
+        check_temp_folder()
+    except MoshiError as e:
+        print_error(str(e))
+        return 2
     opts = Options(bits=args.q_bits, group_size=args.q_group_size, dtype=args.dtype, mixed=args.mixed,
                    force=args.force, progress=not args.no_progress)
+    code = 2  # bad input, refused before any work
     try:
-        run(args.source, args.out, args.config, opts, args.report_steps)
+        job = prepare(args.source, args.out, args.config, opts, args.report_steps)
+        code = 1  # the work failed
+        execute(job, args.report_steps, opts.progress)
     except MoshiError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        print_error(str(e))
+        return code
     except KeyboardInterrupt as e:  # Ctrl-C (130); SIGTERM (143), SIGHUP (129) under run_cli
-        print("interrupted: nothing was written", file=sys.stderr)
+        print("stopped: nothing was written", file=sys.stderr)
         return exit_code(e)
     return 0
 

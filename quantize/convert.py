@@ -20,9 +20,11 @@ from typing import Callable
 import mlx.core as mx
 from mlx.utils import tree_flatten
 
-from moshi_mlx.config import PRESETS, LmConfig
+from moshi_mlx.config import LmConfig, preset_path, read_json_object
 from moshi_mlx.errors import CheckpointError, ConfigError
+from moshi_mlx.loading.hub import CONFIG_FILE
 from moshi_mlx.lm import Lm
+from moshi_mlx.outputs import same_file
 from moshi_mlx.weights.formats import CheckpointFormat, detect_format, is_quantized
 from moshi_mlx.weights.lm_mlx import map_lm_mlx
 from moshi_mlx.weights.lm_torch import map_lm_torch
@@ -35,7 +37,6 @@ from .source import Source
 from .writer import Entry, StreamingSafetensors, check_space, file_size
 
 DTYPES = {"bfloat16": mx.bfloat16, "float16": mx.float16, "float32": mx.float32}
-CONFIG_NAME = "config.json"
 _FLOAT = {"BF16", "F16", "F32"}
 _STAGING_PREFIX = ".quantize-"
 
@@ -62,11 +63,26 @@ class Staged:
     created_out: bool = False        # --out did not exist before this run
 
 
+@dataclass(frozen=True)
+class Plan:
+    """A conversion checked before anything is written (`plan`); `stage` uses it up (it pops `tensors`)."""
+
+    source: Source
+    out: Path
+    dtype: mx.Dtype
+    cfg: LmConfig
+    raw: dict                        # the Kyutai JSON config `cfg` came from
+    model: Lm                        # lazily initialised skeleton: names, shapes and module kinds, never computed
+    outputs: list[Output]
+    names: list[str]                 # every file to move into --out
+    tensors: dict                    # the source's tensors under our names, read lazily
+
+
 def lm_config(source: Source) -> tuple[LmConfig, dict]:
     """The model config and the raw Kyutai JSON it came from (the 7B preset when the source has none)."""
     raw = source.config
     if raw is None:
-        raw = json.loads((PRESETS / "moshi_7b_202409.json").read_text())
+        raw = read_json_object(preset_path())
     return LmConfig.from_kyutai(raw, source.config_origin), raw
 
 
@@ -182,14 +198,14 @@ def config_for_folder(raw: dict, outputs: list[Output], extras: dict[str, str]) 
 
 
 def planned_names(outputs: list[Output], source: Source) -> list[str]:
-    return [o.file_name for o in outputs] + [CONFIG_NAME] + [p.name for p in source.extras.values()]
+    return [o.file_name for o in outputs] + [CONFIG_FILE] + [p.name for p in source.extras.values()]
 
 
 def check_destination(out: Path, names: list[str], source: Source, force: bool) -> None:
     """ConfigError if --out cannot take these files (or would need --force)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder (it is created if missing).")
-    if any((out / n).resolve() == Path(p).resolve() for n in names for p in [source.weights, *source.extras.values()]):
+    if any(same_file(out / n, p) for n in names for p in [source.weights, *source.extras.values()]):
         raise ConfigError(f"--out {out} holds the source files, which the output would replace: choose another folder.")
     existing = [n for n in names if (out / n).exists()]
     if existing and not force:
@@ -220,32 +236,43 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def stage(source: Source, out: Path, opts: Options) -> Staged:
-    """Convert into a staging folder inside `out` (created); the caller verifies, then `commit`s."""
+def plan(source: Source, out: str | os.PathLike, opts: Options = Options()) -> Plan:
+    """Every check that needs no writing, before any work: --dtype, the config, the precisions, --out, and
+    the source's tensors against the config.
+
+    Raises:
+        MoshiError: bad input (a ConfigError or CheckpointError saying what); nothing was written.
+    """
     if opts.dtype not in DTYPES:
         raise ConfigError(f"unsupported --dtype {opts.dtype!r}: use one of {', '.join(DTYPES)}")
-    dtype = DTYPES[opts.dtype]
+    out = Path(out)
     cfg, raw = lm_config(source)
-    model = Lm(cfg)  # lazily initialised skeleton: names, shapes and module kinds, never computed
+    model = Lm(cfg)
     outputs = plan_outputs(model, opts.bits, opts.group_size, opts.mixed)
     names = planned_names(outputs, source)
     check_destination(out, names, source, opts.force)
     tensors = open_source(source, cfg, model)
+    return Plan(source, out, DTYPES[opts.dtype], cfg, raw, model, outputs, names, tensors)
+
+
+def stage(job: Plan, progress: bool = True) -> Staged:
+    """Convert into a staging folder inside --out (created); the caller verifies, then `commit`s."""
+    out, source = job.out, job.source
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(out)
-    staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{os.getpid()}-", suffix=".partial", dir=out))
-    staged = Staged(staging, staging / CONFIG_NAME, outputs, cfg, names, created)
     try:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(out)
+        staging = Path(tempfile.mkdtemp(prefix=_own_prefix(), suffix=".partial", dir=out))
+        staged = Staged(staging, staging / CONFIG_FILE, job.outputs, job.cfg, job.names, created)
         extra_bytes = sum(p.stat().st_size for p in source.extras.values())
-        write_weights(staging, outputs, tensors, model, dtype, opts.progress, out, extra_bytes)
+        write_weights(staging, job.outputs, job.tensors, job.model, job.dtype, progress, out, extra_bytes)
         extras = {}
         for key, path in source.extras.items():
             shutil.copyfile(path, staging / path.name)
             extras[key] = path.name
-        staged.config.write_text(json.dumps(config_for_folder(raw, outputs, extras), indent=2) + "\n")
-    except BaseException:
-        discard(staged)
+        staged.config.write_text(json.dumps(config_for_folder(job.raw, job.outputs, extras), indent=2) + "\n")
+    except BaseException:  # a stop (Ctrl-C, SIGTERM) may land anywhere here, even before `staged` exists
+        _remove_own_staging(out, created)
         raise
     return staged
 
@@ -262,27 +289,36 @@ def commit(staged: Staged, out: Path) -> list[Path]:
 
 def discard(staged: Staged) -> None:
     """Remove the staging folder, and `--out` too if this run created it and it is empty."""
-    shutil.rmtree(staged.folder, ignore_errors=True)
-    if staged.created_out:
+    _remove_own_staging(staged.folder.parent, staged.created_out)
+
+
+def _own_prefix() -> str:
+    return f"{_STAGING_PREFIX}{os.getpid()}-"  # the process id tells a stale staging folder (remove_stale_staging)
+
+
+def _remove_own_staging(out: Path, created_out: bool) -> None:
+    """Remove this process's staging folders in `out`, found by name (so that one whose creation was
+    interrupted goes too), and `out` itself if this run created it and it is empty."""
+    for d in out.glob(f"{_own_prefix()}*.partial"):
+        shutil.rmtree(d, ignore_errors=True)
+    if created_out:
         try:
-            staged.folder.parent.rmdir()
+            out.rmdir()
         except OSError:
             pass
 
 
-def convert(source: Source, out: str | os.PathLike, opts: Options = Options(),
-            verify: Callable[[Staged], object] | None = None) -> list[Path]:
-    """Convert, run `verify(staged)` on the staged files, then move them into `out`.
+def convert(job: Plan, verify: Callable[[Staged], object] | None = None, progress: bool = True) -> list[Path]:
+    """Convert, run `verify(staged)` on the staged files, then move them into --out.
 
-    Nothing appears in `out` unless every file is complete and `verify` returned; on any error (or
+    Nothing appears in --out unless every file is complete and `verify` returned; on any error (or
     Ctrl-C) the staging folder is removed.
     """
-    out = Path(out)
-    staged = stage(source, out, opts)
+    staged = stage(job, progress)
     try:
         if verify is not None:
             verify(staged)
-        return commit(staged, out)
+        return commit(staged, job.out)
     except BaseException:
         discard(staged)
         raise

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import mlx.core as mx
 
-from moshi_mlx.config import PRESETS, LmConfig
+from moshi_mlx.cli.args import CliParser
+from moshi_mlx.config import LmConfig, preset_path, read_json_object
 from moshi_mlx.weights.lm_torch import torch_layout_shapes
 
 from .writer import Entry, StreamingSafetensors
@@ -56,10 +57,10 @@ def write_random_checkpoint(path: Path, cfg: LmConfig, seed: int = 0) -> int:
 _STAGE_ONLY = """
 import resource, sys, time
 from pathlib import Path
-from quantize.convert import Options, discard, stage
+from quantize.convert import Options, discard, plan, stage
 from quantize.source import resolve
 t = time.perf_counter()
-staged = stage(resolve(sys.argv[1], sys.argv[2]), Path(sys.argv[3]), Options(progress=False))
+staged = stage(plan(resolve(sys.argv[1], sys.argv[2]), Path(sys.argv[3])), progress=False)
 print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 discard(staged)
 """
@@ -82,13 +83,13 @@ def _child(code: str, args: list[str]) -> tuple[float, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m quantize.memcheck", description=__doc__,
+    p = CliParser(prog="python -m quantize.memcheck", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dim", type=int, default=2048, help="temporal transformer width (default 2048)")
     p.add_argument("--layers", type=int, default=16, help="temporal transformer layers (default 16)")
     p.add_argument("--workdir", default=None, help="where to put the temporary files (default: the system's)")
     args = p.parse_args(argv)
-    raw = json.loads((PRESETS / "moshi_7b_202409.json").read_text())
+    raw = read_json_object(preset_path())
     raw |= {"dim": args.dim, "num_layers": args.layers, "num_heads": max(1, args.dim // 128)}
     cfg = LmConfig.from_kyutai(raw)
     work = Path(tempfile.mkdtemp(prefix="quantize-memcheck-", dir=args.workdir))

@@ -11,12 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from moshi_mlx.config import read_json_object
+from moshi_mlx.config import DEFAULT_PRESET, read_json_object
 from moshi_mlx.errors import CheckpointError, ConfigError, OfflineError
-from moshi_mlx.loading.hub import folder_file, hub_unavailable, is_repo_id, repo_file
+from moshi_mlx.loading.hub import CONFIG_FILE, MIMI_FILE, TOKENIZER_FILE, folder_file, hub_unavailable, is_repo_id, repo_file
 
-TOKENIZER = "tokenizer_spm_32k_3.model"
-MIMI = "tokenizer-e351c8d8-checkpoint125.safetensors"
 _WEIGHT_NAMES = ("model.safetensors", "consolidated.safetensors")  # Kyutai's release; moshi-finetune
 
 
@@ -39,8 +37,8 @@ def _extra_names(config: dict | None) -> dict[str, str]:
             f"the config names LoRA adapters (lora_name={config['lora_name']!r}): this tool converts full "
             "weights. Merge the adapters into the model first (moshi-finetune: save_adapters: false)."
         )
-    names = {"tokenizer_name": str(config.get("tokenizer_name", TOKENIZER)),
-             "mimi_name": str(config.get("mimi_name", MIMI))}
+    names = {"tokenizer_name": str(config.get("tokenizer_name", TOKENIZER_FILE)),
+             "mimi_name": str(config.get("mimi_name", MIMI_FILE))}
     if config.get("mimi_config_name"):
         names["mimi_config_name"] = str(config["mimi_config_name"])
     return names
@@ -65,11 +63,11 @@ def _weights_in_folder(folder: Path, config: dict | None) -> Path:
 
 def resolve_local(path: Path, config_path: str | None) -> Source:
     folder = path if path.is_dir() else path.parent
-    config, origin = None, "released 7B config (moshi_7b_202409)"
+    config, origin = None, f"released 7B config ({DEFAULT_PRESET})"
     if config_path is not None:
         config, origin = read_json_object(Path(config_path)), str(config_path)
-    elif (folder / "config.json").is_file():
-        config, origin = read_json_object(folder / "config.json"), str(folder / "config.json")
+    elif (folder / CONFIG_FILE).is_file():
+        config, origin = read_json_object(folder / CONFIG_FILE), str(folder / CONFIG_FILE)
     weights = _weights_in_folder(path, config) if path.is_dir() else path
     extras = {key: path for key, name in _extra_names(config).items()
               if (path := folder_file(folder, name, key if config and key in config else None)).is_file()}  # fmt: skip
@@ -110,11 +108,11 @@ def resolve_hub(repo: str, config_path: str | None, download: Callable[..., str]
                 raise CheckpointError(f"{repo}: the repo has no {name}. Pass the checkpoint file explicitly.") from None
             return None
 
-    config, origin = None, "released 7B config (moshi_7b_202409)"
+    config, origin = None, f"released 7B config ({DEFAULT_PRESET})"
     if config_path is not None:
         config, origin = read_json_object(Path(config_path)), str(config_path)
     else:
-        found = fetch("config.json", required=False)
+        found = fetch(CONFIG_FILE, required=False)
         if found is not None:
             config, origin = read_json_object(found), f"{repo}/config.json"
     name = str(config["moshi_name"]) if config and "moshi_name" in config else "model.safetensors"

@@ -10,7 +10,6 @@ or full file system) is worded by `output_error`; `check_space` refuses before w
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ import mlx.core as mx
 import numpy as np
 
 from moshi_mlx.errors import CheckpointError, MoshiError, OutputError
+from moshi_mlx.outputs import write_failure
 
 _DTYPES = {mx.bfloat16: ("BF16", mx.uint16), mx.float16: ("F16", mx.uint16), mx.float32: ("F32", mx.uint32),
            mx.uint32: ("U32", mx.uint32), mx.int32: ("I32", mx.uint32), mx.uint8: ("U8", mx.uint8)}
@@ -123,21 +123,12 @@ def check_space(folder: Path, out: Path, nbytes: int) -> None:
                           "free some space or choose another --out")
 
 
-_ADVICE = {errno.ENOSPC: "the disk is full: free some space or choose another --out",
-           errno.EDQUOT: "the disk quota is used up: free some space or choose another --out",
-           errno.EFBIG: "the file is too large for that file system: choose another --out",
-           errno.EROFS: "it is on a read-only file system: choose another --out",
-           errno.EACCES: "no permission to write there: choose another --out",
-           errno.EPERM: "no permission to write there: choose another --out"}
-
-
 def output_error(e: OSError, out: Path) -> MoshiError:
     """An OSError met while converting into `out`, as one line: the output cannot be written (and why, and
     what to do), or, for a file elsewhere, it cannot be read."""
     where = os.path.abspath(e.filename) if isinstance(e.filename, str) else None
     target = os.path.abspath(out)
     inside = where is None or where == target or where.startswith(target + os.sep) or target.startswith(where + os.sep)
-    why = e.strerror or str(e)
     if not inside:
-        return CheckpointError(f"cannot read {where}: {why}")
-    return OutputError(f"cannot write --out {out}: {why} ({_ADVICE.get(e.errno, 'check that folder, or choose another --out')})")
+        return CheckpointError(f"cannot read {where}: {e.strerror or e}")
+    return OutputError(f"cannot write --out {out}: {write_failure(e, 'choose another --out')}")

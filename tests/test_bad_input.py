@@ -5,7 +5,7 @@ line must hold; `setup` writes what the case needs into its temporary folder (a 
 checkpoint with a wrong tensor). Every case also checks that no traceback appeared, that every file
 that existed before the run is unchanged (nothing lost or overwritten) and that no file appeared.
 
-Placeholders in the arguments: {tmp} is the case's folder, {e2e} the tiny real model (Kyutai's MLX
+Placeholders in the arguments (and in `env`): {tmp} is the case's folder, {e2e} the tiny real model (Kyutai's MLX
 layout), {lm} the small PyTorch-layout checkpoint folder; {tmp}/in.wav and {tmp}/out.wav exist before
 every case (out.wav holds a previous answer that must survive).
 
@@ -29,11 +29,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from support.cli import E2E, REPO, Ran, assert_one_line_error, run_module
+from support.cli import E2E, REPO, Ran, assert_one_line_error, cli_env, run_module
 
 LM = REPO / "tests" / "assets" / "lm"
 PLACES = {"e2e": str(E2E), "lm": str(LM)}
-RUN, QUANTIZE = "moshi_mlx.run", "quantize"
+RUN, QUANTIZE, BENCH = "moshi_mlx.run", "quantize", "moshi_mlx.bench"
 FILE_MODE = ("--hf-repo", "{e2e}", "--input", "{tmp}/in.wav", "--output", "{tmp}/out.wav")
 QUANT = ("{lm}/lm_small_torch.safetensors", "--config", "{lm}/lm_small.json", "--out", "{tmp}/q",
          "--no-progress", "--report-steps", "2")  # fmt: skip
@@ -104,12 +104,13 @@ def nested_header(tmp: Path) -> None:
 @dataclass(frozen=True)
 class Case:
     id: str
-    module: str                     # RUN or QUANTIZE
+    module: str                     # RUN, QUANTIZE or BENCH
     argv: tuple[str, ...]
     code: int                       # expected exit status
     needles: tuple[str, ...] = ()   # words the error line holds (case-insensitive)
     setup: Callable[[Path], None] | None = None
     subprocess: bool = False        # run `python -m module` for real (slower)
+    env: tuple[tuple[str, str], ...] = ()  # environment variables set for the run ({tmp} allowed)
 
 
 NESTED = "[" * 100_000 + "]" * 100_000
@@ -128,6 +129,22 @@ CASES = [
     Case("run-unknown-flag", RUN, (*FILE_MODE, "--tmep", "0.5"), 2, ("unrecognized", "--tmep")),
     Case("run-output-without-input", RUN, ("--output", "{tmp}/out.wav"), 2, ("--input",)),
     Case("run-kv-bits-4", RUN, (*FILE_MODE, "--kv-bits", "4"), 2, ("--kv-bits",)),
+    # -- run: outputs that are not files (a file named "-" used to appear in the current folder)
+    Case("run-output-dash", RUN, (*FILE_MODE[:4], "--output", "-"), 2, ("--output -", "standard output")),
+    Case("run-transcript-dash", RUN, (*FILE_MODE, "--transcript", "-"), 2, ("--transcript -", "standard output")),
+    # -- empty names: read as "." (the current folder) they were silently ignored (--transcript, --record),
+    # failed after the work (--output) or gave riddles ("the audio input . is a folder")
+    *(Case(f"run{flag}-empty", RUN, (*FILE_MODE, flag, ""), 2, (flag, "empty"))
+      for flag in ("--output", "--transcript", "--record", "--input", "--hf-repo", "--moshi-weight", "--config")),
+    Case("run-input-begins-with-dash", RUN, (*FILE_MODE[:2], "--input", "-me.wav", *FILE_MODE[4:]), 2,
+         ("--input", "--flag=-value")),
+    Case("quantize-out-empty", QUANTIZE, (*QUANT[:3], "--out", "", *QUANT[5:]), 2, ("--out", "empty")),
+    Case("quantize-source-empty", QUANTIZE, ("", *QUANT[1:]), 2, ("SOURCE", "empty")),
+    # -- the temporary folder, where MLX compiles its CPU kernels: the run used to fail at its first step
+    Case("run-tmpdir-missing", RUN, FILE_MODE, 2, ("TMPDIR={tmp}/gone", "not a folder"),
+         env=(("TMPDIR", "{tmp}/gone"),)),
+    Case("run-tmpdir-a-file", RUN, FILE_MODE, 2, ("TMPDIR=",), env=(("TMPDIR", "{tmp}/in.wav"),)),
+    Case("quantize-tmpdir-missing", QUANTIZE, QUANT, 2, ("TMPDIR=",), env=(("TMPDIR", "{tmp}/gone"),)),
     # -- run: LM configs with absurd values, refused when read (a delay of 1e9 used to segfault)
     Case("run-config-delay-1e9", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("delays", "1000000000", "0 to"),
          lm_config(delays=[0, 10**9] + [1] * 15), subprocess=True),
@@ -152,6 +169,7 @@ CASES = [
          text_file("bad.json", '{"dim": ' + NESTED + "}"), subprocess=True),
     Case("run-config-nan-literal", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("nan",),
          text_file("bad.json", '{"dim": NaN}')),
+    Case("run-config-is-a-device", RUN, (*FILE_MODE, "--config", "/dev/null"), 2, ("/dev/null", "not a regular file")),
     Case("run-config-not-json", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("not valid json",),
          text_file("bad.json", "dim: 128")),
     # -- run: the repository's Mimi config
@@ -161,7 +179,12 @@ CASES = [
          mimi_config("transformer", num_heads=0)),
     Case("run-mimi-context-0", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 2, ("mimi", "context = 0"),
          mimi_config("transformer", context=0)),
+    Case("run-model-config-is-a-folder", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 2,
+         ("config.json", "not a file"), lambda tmp: (repo_copy(tmp) / "config.json").unlink() or
+         (tmp / "repo" / "config.json").mkdir()),
     # -- run: checkpoints (these load the model, then refuse: exit 1)
+    Case("run-mimi-of-another-config", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 1,
+         ("does not fit", "mimi_config_name", "config.json"), lambda tmp: (repo_copy(tmp) / "config.json").unlink()),
     Case("run-lm-int32-in-float-slot", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 1,
          ("out_norm.weight", "int32"), int32_tensor("model.q4.safetensors", "out_norm.weight")),
     Case("run-mimi-int32-in-float-slot", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 1,
@@ -176,12 +199,37 @@ CASES = [
     Case("quantize-group-48", QUANTIZE, (*QUANT, "--q-group-size", "48"), 2, ("unsupported group size 48",)),
     Case("quantize-mixed-8-bit", QUANTIZE, (*QUANT, "--q-bits", "8", "--mixed"), 2, ("--mixed",)),
     Case("quantize-dtype-int8", QUANTIZE, (*QUANT, "--dtype", "int8"), 2, ("--dtype", "int8")),
+    Case("quantize-source-a-device", QUANTIZE, ("/dev/null", *QUANT[1:]), 2, ("/dev/null", "not a regular file")),
     Case("quantize-no-out", QUANTIZE, ("{lm}/lm_small_torch.safetensors",), 2, ("--out",)),
-    # -- quantize: configs (read before converting; quantize reports errors of its work with status 1)
-    Case("quantize-config-delay-1e9", QUANTIZE, (*QUANT[:1], "--config", "{tmp}/bad.json", *QUANT[3:]), 1,
+    # -- quantize: configs (read before converting: refused before any work, as run does)
+    Case("quantize-config-delay-1e9", QUANTIZE, (*QUANT[:1], "--config", "{tmp}/bad.json", *QUANT[3:]), 2,
          ("delays", "1000000000"), quant_config(delays=[0, 10**9] + [1] * 15)),
-    Case("quantize-config-nested", QUANTIZE, (*QUANT[:1], "--config", "{tmp}/bad.json", *QUANT[3:]), 1,
+    Case("quantize-config-nested", QUANTIZE, (*QUANT[:1], "--config", "{tmp}/bad.json", *QUANT[3:]), 2,
          ("nested",), text_file("bad.json", NESTED), subprocess=True),
+    # -- bench: every flag checked while the command line is read (these were tracebacks after building the
+    # model, empty figures, or hangs)
+    Case("bench-mimi-frames-0", BENCH, ("mimi", "--frames", "0"), 2, ("--frames",)),
+    Case("bench-mimi-warmup-negative", BENCH, ("mimi", "--warmup", "-1"), 2, ("--warmup",)),
+    Case("bench-mimi-seconds-nan", BENCH, ("mimi", "--seconds", "nan"), 2, ("--seconds",)),
+    Case("bench-mimi-batch-0", BENCH, ("mimi", "--batch", "0"), 2, ("--batch",)),
+    Case("bench-mimi-codebooks-100", BENCH, ("mimi", "--num-codebooks", "100"), 2, ("--num-codebooks",)),
+    Case("bench-mimi-rounds-0", BENCH, ("mimi", "--rounds", "0"), 2, ("--rounds",)),
+    Case("bench-mimi-kyutai-python-missing", BENCH, ("mimi", "--kyutai-python", "{tmp}/nope"), 2,
+         ("--kyutai-python", "nope")),
+    Case("bench-mimi-kyutai-python-not-a-program", BENCH, ("mimi", "--kyutai-python", "{tmp}/in.wav"), 2,
+         ("--kyutai-python", "in.wav")),
+    Case("bench-lm-steps-0", BENCH, ("lm", "--steps", "0"), 2, ("--steps",)),
+    Case("bench-lm-bandwidth-0", BENCH, ("lm", "--bandwidth-gbs", "0"), 2, ("--bandwidth-gbs",)),
+    Case("bench-lm-bandwidth-nan", BENCH, ("lm", "--bandwidth-gbs", "nan"), 2, ("--bandwidth-gbs",)),
+    Case("bench-lm-precision-unknown", BENCH, ("lm", "--precision", "q4,q3"), 2, ("--precision", "q3", "bf16")),
+    Case("bench-lm-config-missing", BENCH, ("lm", "--config", "{tmp}/nope.json"), 2, ("nope.json", "does not exist")),
+    Case("bench-lm-config-not-lm", BENCH, ("lm", "--config", "{e2e}/mimi_config.json"), 2, ("missing required key",)),
+    Case("bench-loop-seconds-0", BENCH, ("loop", "--seconds", "0"), 2, ("--seconds",)),
+    Case("bench-loop-compute-negative", BENCH, ("loop", "--compute-ms", "-5"), 2, ("--compute-ms",)),
+    Case("bench-loop-compute-nan", BENCH, ("loop", "--compute-ms", "nan"), 2, ("--compute-ms",)),
+    Case("bench-loop-compute-none", BENCH, ("loop", "--compute-ms"), 2, ("--compute-ms",)),
+    Case("bench-tmpdir-missing", BENCH, ("loop", "--seconds", "0.5", "--compute-ms", "0"), 2, ("TMPDIR=",),
+         env=(("TMPDIR", "{tmp}/gone"),)),
 ]
 
 
@@ -198,6 +246,8 @@ def _snapshot(root: Path) -> dict[str, str]:
 def _in_process(module: str, argv: list[str], capsys) -> Ran:
     if module == RUN:
         from moshi_mlx.run import main
+    elif module == BENCH:
+        from moshi_mlx.bench import main
     else:
         from quantize.__main__ import main
     capsys.readouterr()
@@ -210,15 +260,21 @@ def _in_process(module: str, argv: list[str], capsys) -> Ran:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_gets_one_line_and_loses_nothing(case: Case, tmp_path: Path, capsys) -> None:
+def test_bad_input_gets_one_line_and_loses_nothing(case: Case, tmp_path: Path, capsys, monkeypatch) -> None:
     sf.write(str(tmp_path / "in.wav"), np.full(4800, 0.1, np.float32), 24_000)
     (tmp_path / "out.wav").write_bytes(b"a previous answer, not to be overwritten")
     if case.setup is not None:
         case.setup(tmp_path)
     argv = [a.format(tmp=tmp_path, **PLACES) for a in case.argv]
+    env = {k: v.format(tmp=tmp_path, **PLACES) for k, v in case.env}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
     before = _snapshot(tmp_path)
-    r = run_module(case.module, *argv) if case.subprocess else _in_process(case.module, argv, capsys)
-    assert_one_line_error(r, case.code, *case.needles)
+    if case.subprocess:
+        r = run_module(case.module, *argv, env=cli_env(**env))
+    else:
+        r = _in_process(case.module, argv, capsys)
+    assert_one_line_error(r, case.code, *(n.format(tmp=tmp_path) for n in case.needles))
     assert _snapshot(tmp_path) == before, r.why()
 
 

@@ -20,10 +20,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from support.cli import REPO, Ran, assert_one_line_error, cli_env
+from support.cli import ABORT, REPO, Ran, assert_one_line_error, cli_env, finished, start_python
 from support.models import lanes_repo  # noqa: F401 (a fixture)
-
-ABORT = "terminate called"
 
 
 def _pin_to_one_cpu() -> None:  # in the child, before exec
@@ -38,10 +36,7 @@ def start():
     children: list[subprocess.Popen] = []
 
     def _start(*argv, **env: str) -> subprocess.Popen:
-        children.append(subprocess.Popen(
-            (sys.executable, *map(str, argv)), env=cli_env(MOSHI_MLX_CPU_LANES="2", **env), cwd=REPO,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            preexec_fn=_pin_to_one_cpu))  # fmt: skip
+        children.append(start_python(*argv, env=cli_env(MOSHI_MLX_CPU_LANES="2", **env), preexec_fn=_pin_to_one_cpu))
         return children[-1]
 
     yield _start
@@ -49,11 +44,6 @@ def start():
         if p.poll() is None:
             p.kill()
             p.communicate()
-
-
-def finish(p: subprocess.Popen, timeout: float = 120.0) -> Ran:
-    out, err = p.communicate(timeout=timeout)
-    return Ran(tuple(p.args), p.returncode, out, err)
 
 
 def assert_clean_exit(r: Ran, code: int) -> None:
@@ -93,7 +83,7 @@ sys.exit(3)
 def test_a_process_that_used_a_model_loop_exits_with_its_own_code(start):
     # The minimal case: MLX work on the loop thread, close (join), exit. Old code: 134 nearly every time.
     for _ in range(3):
-        assert_clean_exit(finish(start("-c", _LOOP_THEN_EXIT)), 3)
+        assert_clean_exit(finished(start("-c", _LOOP_THEN_EXIT)), 3)
 
 
 _EXIT_WHILE_BUSY = """
@@ -136,14 +126,14 @@ mlx_thread.exit_process(5)  # what run_cli does once main() has returned
 def test_exit_while_the_model_thread_is_busy(start, tmp_path, busy, waits):
     # A step in flight is waited for (a recording may be closing); a model still loading is not (it
     # would only delay a Ctrl-C), and the process leaves without the interpreter's teardown.
-    assert_clean_exit(finish(start("-c", _EXIT_WHILE_BUSY, busy, tmp_path / "done")), 5)
+    assert_clean_exit(finished(start("-c", _EXIT_WHILE_BUSY, busy, tmp_path / "done")), 5)
     assert (tmp_path / "done").exists() == waits
 
 
 def test_file_mode_exits_0_every_time(start, lanes_repo, voice, tmp_path):
     for i in range(3):
         out = tmp_path / f"moshi{i}.wav"
-        assert_clean_exit(finish(start("-m", "moshi_mlx.run", "--hf-repo", lanes_repo, "--input", voice,
+        assert_clean_exit(finished(start("-m", "moshi_mlx.run", "--hf-repo", lanes_repo, "--input", voice,
                                        "--output", out)), 0)  # fmt: skip
         assert sf.info(str(out)).frames == 24_000
 
@@ -155,7 +145,7 @@ def test_a_loading_error_is_one_line_and_exit_1(start, lanes_repo, voice, tmp_pa
         data = f.read_bytes()
         (repo / f.name).write_bytes(data[:-1000] if f.name == "model.q4.safetensors" else data)
     for _ in range(3):  # old code: an abort after the message in 7 runs out of 10
-        r = finish(start("-m", "moshi_mlx.run", "--hf-repo", repo, "--input", voice, "--output", tmp_path / "o.wav"))
+        r = finished(start("-m", "moshi_mlx.run", "--hf-repo", repo, "--input", voice, "--output", tmp_path / "o.wav"))
         assert_one_line_error(r, 1, "truncated")
 
 
@@ -173,7 +163,7 @@ def _wav_frames(path: Path) -> int:
 def _wait_for_audio(path: Path, p: subprocess.Popen, samples: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not (path.exists() and path.stat().st_size >= 44 + 2 * samples):
-        assert p.poll() is None, finish(p).why()
+        assert p.poll() is None, finished(p).why()
         assert time.monotonic() < deadline, "no audio recorded"
         time.sleep(0.05)
 
@@ -187,14 +177,14 @@ def test_a_stop_signal_ends_file_mode_and_finalises_the_recording(start, lanes_r
               "--record", rec)
     _wait_for_audio(rec / "user.wav", p, 1920 * 5)
     p.send_signal(sig)
-    assert_clean_exit(finish(p), code)
+    assert_clean_exit(finished(p), code)
     user, moshi = _wav_frames(rec / "user.wav"), _wav_frames(rec / "moshi.wav")
     assert user == moshi and user >= 1920 * 5 and user % 1920 == 0
     assert (rec / "transcript.jsonl").read_text().startswith('{"type": "header"')
 
 
 def test_quantize_exits_0(start, lanes_repo, tmp_path):
-    assert_clean_exit(finish(start("-m", "quantize", lanes_repo.parent / "pytorch", "--out", tmp_path / "out",
+    assert_clean_exit(finished(start("-m", "quantize", lanes_repo.parent / "pytorch", "--out", tmp_path / "out",
                                    "--q-bits", "4", "--no-progress", "--report-steps", "2")), 0)  # fmt: skip
     assert (tmp_path / "out" / "model.q4.safetensors").is_file()
 
@@ -205,10 +195,10 @@ def test_sigterm_stops_quantize_and_removes_its_staging_folder(start, lanes_repo
               "--report-steps", "300")  # the agreement report keeps it busy once the staging folder exists
     deadline = time.monotonic() + 60
     while not (out.is_dir() and any(out.iterdir())):
-        assert p.poll() is None and time.monotonic() < deadline, finish(p).why()
+        assert p.poll() is None and time.monotonic() < deadline, finished(p).why()
         time.sleep(0.02)
     p.send_signal(signal.SIGTERM)
-    r = finish(p)
+    r = finished(p)
     assert_clean_exit(r, 143)
     assert "nothing was written" in r.err
     assert not out.exists() or list(out.iterdir()) == []
@@ -248,8 +238,37 @@ def test_the_app_quits_on_a_stop_signal_with_its_code(start, tmp_path, sig, code
     p = start("-m", "app", HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "config"))  # its settings go here
     ready_by = time.monotonic() + 10
     while not _catches(p.pid, signal.SIGHUP) and time.monotonic() < ready_by:  # run_cli's handlers, then the app's
-        assert p.poll() is None, finish(p).why()
+        assert p.poll() is None, finished(p).why()
         time.sleep(0.05)
     time.sleep(0.5)  # the window is up (a signal before it ends the app with the same code)
     p.send_signal(sig)
-    assert_clean_exit(finish(p, timeout=60), code)
+    assert_clean_exit(finished(p, timeout=60), code)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["sigterm", "sighup"])
+def test_a_stop_signal_keeps_the_conversations_not_saved(start, tmp_path, sig, code):
+    """At logout (SIGTERM, SIGHUP) nobody can answer "Save?": the app quits at once and keeps the recordings
+    it would have asked about, saying where (before, they were deleted with the temporary folder)."""
+    pytest.importorskip("PySide6")
+    p = start(REPO / "tests" / "support" / "app_stopped_by_signal.py", tmp_path, TMPDIR=str(tmp_path))
+    assert p.stdout.readline().strip() == "ready", finished(p).why()
+    p.send_signal(sig)
+    r = finished(p, timeout=60)
+    assert_clean_exit(r, code)
+    kept = [ln.split(" kept in ", 1)[1].split(" (")[0] for ln in r.err.splitlines() if " kept in " in ln]
+    assert len(kept) == 1, r.why()
+    folder = Path(kept[0])
+    assert folder.parent == tmp_path
+    with wave.open(str(folder / "conversation-001" / "user.wav")) as w:
+        assert w.getnframes() > 0
+
+
+def test_ctrl_c_while_a_program_starts_is_no_traceback():
+    """What `python -m` imports before main() runs is outside every handler: a Ctrl-C there printed a
+    KeyboardInterrupt traceback (0.3 s of numpy and MLX imports, longer on a busy machine). Those imports now
+    happen inside main(), where Ctrl-C ends the program with 130."""
+    code = ("import sys, moshi_mlx.run, moshi_mlx.bench, quantize.__main__; "
+            "print(' '.join(m for m in ('numpy', 'mlx.core') if m in sys.modules))")  # fmt: skip
+    p = subprocess.run((sys.executable, "-c", code), env=cli_env(), cwd=REPO, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "", p.stdout + p.stderr

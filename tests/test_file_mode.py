@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import wave
 from pathlib import Path
@@ -18,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from support.cli import E2E, REPO, assert_one_line_error, cli_env, run_module
+from support.cli import ABORT, E2E, assert_one_line_error, run_module, start_python
 from support.disk import small_disk
 
 NO_MODEL = "/nonexistent/model-folder"  # reached only if a check comes too late
-ABORT = "terminate called without an active exception"
 
 
 def _tone(seconds: float, rate: int = 24_000) -> np.ndarray:
@@ -83,9 +80,8 @@ def test_a_read_only_disk_is_refused_before_the_model_loads(tmp_path: Path) -> N
 def test_ctrl_c_keeps_the_answer_and_transcript_so_far(tmp_path: Path) -> None:
     sf.write(str(tmp_path / "in.wav"), _tone(60.0), 24_000)
     out, js = tmp_path / "out" / "moshi.flac", tmp_path / "out" / "t.json"
-    argv = [sys.executable, "-m", "moshi_mlx.run", "--hf-repo", str(E2E), "--temp", "0", "--text-temp", "0",
-            "--input", str(tmp_path / "in.wav"), "--output", str(out), "--transcript", str(js)]  # fmt: skip
-    proc = subprocess.Popen(argv, env=cli_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_python("-m", "moshi_mlx.run", "--hf-repo", E2E, "--temp", "0", "--text-temp", "0",
+                        "--input", tmp_path / "in.wav", "--output", out, "--transcript", js)  # fmt: skip
     deadline = time.monotonic() + 60
     while not any(p.stat().st_size > 20_000 for p in out.parent.glob("moshi.flac.*.part")):  # a second or so done
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -93,12 +89,36 @@ def test_ctrl_c_keeps_the_answer_and_transcript_so_far(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert "Traceback" not in stderr and ABORT not in stderr and "stopped: " in stderr and "hold the answer up to" in stderr
+    assert "Traceback" not in stderr and ABORT not in stderr and "hold the answer up to" in stderr
+    assert [ln for ln in stderr.splitlines() if ln.strip().startswith("stopped")] == [
+        next(ln for ln in stderr.splitlines() if ln.startswith("stopped: "))], stderr  # said once, with how far
     audio, rate = sf.read(str(out), dtype="float32")
     assert rate == 24_000 and 0 < audio.size < 60 * 24_000  # the answer so far, not the whole input
     doc = json.loads(js.read_text())
     assert doc["text"] == stdout.strip() and all(w["t"] < audio.size / 24_000 for w in doc["words"])
     assert sorted(p.name for p in out.parent.iterdir()) == ["moshi.flac", "t.json"]  # no temporary file left
+
+
+def test_ctrl_c_pressed_again_and_again_while_saving_keeps_the_answer(tmp_path: Path) -> None:
+    """Impatient Ctrl-C presses after the first (or a SIGTERM then Ctrl-C) used to interrupt the saving, which
+    then threw the answer and transcript away."""
+    sf.write(str(tmp_path / "in.wav"), _tone(60.0), 24_000)
+    out, js = tmp_path / "out" / "moshi.wav", tmp_path / "out" / "t.json"
+    proc = start_python("-m", "moshi_mlx.run", "--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", out,
+                        "--transcript", js)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not any(p.stat().st_size > 20_000 for p in out.parent.glob("moshi.wav.*.part")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    for _ in range(40):  # 0.2 s of presses
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.005)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode in (130, -signal.SIGINT), stderr  # a shell shows both as 130
+    assert "Traceback" not in stderr and ABORT not in stderr and "hold the answer up to" in stderr
+    assert 0 < sf.info(str(out)).frames < 60 * 24_000
+    assert json.loads(js.read_text())["text"] == stdout.strip()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["moshi.wav", "t.json"]
 
 
 def test_a_full_disk_stops_the_recording_says_so_and_keeps_it(tmp_path: Path) -> None:
@@ -122,3 +142,131 @@ def test_a_full_disk_under_the_output_keeps_the_answer_so_far(tmp_path: Path) ->
         with wave.open(str(disk / "o.wav")) as w:  # what fitted, with a header that says so
             assert 0 < w.getnframes() < 3 * 24_000
         assert [p.name for p in disk.iterdir()] == ["o.wav"]
+
+
+# -- outputs that are not plain files: never replaced -------------------------------------------
+def _in_process(*argv: str | Path, capsys) -> tuple[int, str]:
+    from moshi_mlx.run import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def _one_line(err: str, *needles: str) -> None:
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for n in needles:
+        assert n in lines[0], err
+
+
+@pytest.mark.parametrize("flag", ["--output", "--transcript"])
+def test_a_pipe_named_as_an_output_is_refused_and_stays_a_pipe(tmp_path: Path, flag: str, capsys) -> None:
+    """A named pipe (or /dev/stdout, a terminal) would be replaced by a file: the temporary file is renamed over it."""
+    import stat
+
+    sf.write(str(tmp_path / "in.wav"), _tone(0.2), 24_000)
+    os.mkfifo(tmp_path / "pipe")
+    outputs = {"--output": tmp_path / "o.wav", "--transcript": tmp_path / "t.json", flag: tmp_path / "pipe"}
+    code, err = _in_process("--hf-repo", NO_MODEL, "--input", tmp_path / "in.wav",
+                            *(x for kv in outputs.items() for x in kv), capsys=capsys)  # fmt: skip
+    assert code == 2
+    _one_line(err, flag, "not a regular file")
+    assert stat.S_ISFIFO((tmp_path / "pipe").lstat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "pipe"]
+
+
+def test_the_null_device_as_output_discards_the_answer_and_stays_a_device(tmp_path: Path, capsys) -> None:
+    """`--output /dev/null` (to keep only the transcript) writes into the device; it used to be replaced by a
+    regular file (as root: /dev/null itself). Here a copy of the device (root), else /dev/null itself (which a
+    user other than root cannot replace anyway)."""
+    import stat
+
+    null = Path(os.devnull)
+    if os.geteuid() == 0:
+        null = tmp_path / "null"
+        os.mknod(null, stat.S_IFCHR | 0o666, os.stat(os.devnull).st_rdev)
+    sf.write(str(tmp_path / "in.wav"), _tone(0.2), 24_000)
+    code, err = _in_process("--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", null,
+                            "--transcript", tmp_path / "t.json", capsys=capsys)  # fmt: skip
+    assert code == 0, err
+    assert stat.S_ISCHR(null.lstat().st_mode) and os.stat(null).st_rdev == os.stat(os.devnull).st_rdev
+    assert json.loads((tmp_path / "t.json").read_text())["input"] == str(tmp_path / "in.wav")
+    assert not list(null.parent.glob("null.*.part")) and not list(tmp_path.glob("*.part"))
+
+
+def test_an_output_through_a_link_lands_in_its_target(tmp_path: Path, capsys) -> None:
+    """A link named as --output stays a link, and the answer replaces the file it points to."""
+    sf.write(str(tmp_path / "in.wav"), _tone(0.2), 24_000)
+    (tmp_path / "answers").mkdir()
+    (tmp_path / "answers" / "latest.wav").write_bytes(b"the previous answer")
+    os.symlink(tmp_path / "answers" / "latest.wav", tmp_path / "moshi.wav")
+    code, err = _in_process("--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", tmp_path / "moshi.wav",
+                            capsys=capsys)  # fmt: skip
+    assert code == 0, err
+    assert (tmp_path / "moshi.wav").is_symlink()
+    assert sf.info(str(tmp_path / "answers" / "latest.wav")).frames == int(0.2 * 24_000)
+
+
+def test_a_broken_link_as_output_is_refused(tmp_path: Path, capsys) -> None:
+    sf.write(str(tmp_path / "in.wav"), _tone(0.2), 24_000)
+    os.symlink(tmp_path / "gone" / "x.wav", tmp_path / "moshi.wav")
+    code, err = _in_process("--hf-repo", NO_MODEL, "--input", tmp_path / "in.wav", "--output", tmp_path / "moshi.wav",
+                            capsys=capsys)  # fmt: skip
+    assert code == 2
+    _one_line(err, "--output", "broken link")
+    assert os.readlink(tmp_path / "moshi.wav") == str(tmp_path / "gone" / "x.wav")
+    assert not (tmp_path / "gone").exists()
+
+
+def test_audio_through_a_pipe_is_read(tmp_path: Path, capsys) -> None:
+    """`--input <(ffmpeg ... -f wav -)` or a named pipe: read as a file (it was said not to exist)."""
+    import io
+    import threading
+
+    buf = io.BytesIO()
+    sf.write(buf, _tone(0.2), 24_000, format="WAV")
+    os.mkfifo(tmp_path / "in.wav")
+    writer = threading.Thread(target=lambda: (tmp_path / "in.wav").write_bytes(buf.getvalue()), daemon=True)
+    writer.start()
+    try:
+        code, err = _in_process("--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", tmp_path / "o.wav",
+                                capsys=capsys)  # fmt: skip
+    finally:
+        if writer.is_alive():  # never opened for reading: release the writer
+            os.close(os.open(tmp_path / "in.wav", os.O_RDONLY | os.O_NONBLOCK))
+    assert code == 0, err
+    assert sf.info(str(tmp_path / "o.wav")).frames == int(0.2 * 24_000)
+
+
+def _open_files() -> list[str]:
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            out.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:  # closed meanwhile
+            pass
+    return out
+
+
+def test_a_recording_that_cannot_start_leaves_nothing_behind(tmp_path: Path, capsys) -> None:
+    """On a full disk the recorder's empty user.wav stayed, and the next try was refused: 'already holds a
+    recording'."""
+    sf.write(str(tmp_path / "in.wav"), _tone(0.2), 24_000)
+    with small_disk(tmp_path / "disk", "64k") as disk:
+        with open(disk / "fill", "wb") as f:  # fill it up
+            try:
+                f.write(bytes(128 << 10))
+            except OSError:
+                pass
+        argv = ("--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", tmp_path / "o.wav",
+                "--record", disk / "rec")
+        code, err = _in_process(*argv, capsys=capsys)
+        assert code in (1, 2)
+        _one_line(err, "No space left on device")
+        assert sorted(p.name for p in disk.iterdir()) == ["fill"]
+        assert not [f for f in _open_files() if f.startswith(str(disk))]  # none left open (the disk stayed busy)
+        (disk / "fill").unlink()
+        code, err = _in_process(*argv, capsys=capsys)  # room again: the same command now records
+        assert code == 0, err
+        assert sf.info(str(disk / "rec" / "user.wav")).frames > 0

@@ -13,7 +13,6 @@ import errno
 import json
 import os
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import soundfile as sf
 from support.lm import CONFIG as LM_CONFIG
 from support.lm import FILES as LM_FILES
 from support.cli import E2E, assert_one_line_error, cli_env, run_module
+from support.disk import small_disk
 
 RUN, QUANTIZE = "moshi_mlx.run", "quantize"
 SECRET = "not for publishing"
@@ -103,7 +103,7 @@ CASES = [
     Case("input dir", RUN, ("--hf-repo", "{e2e}", "--input", "{tmp}", "--output", "{tmp}/answer.wav"), 2,
          ("is a folder", "audio input", ".wav")),
     Case("quantize --config dir", QUANTIZE, (str(LM_FILES["torch"]), "--config", "{tmp}", "--out", "{tmp}/out", *Q),
-         1, ("is a folder", "config")),
+         2, ("is a folder", "config")),
     # security: only files inside the model folder are read (run) or copied along (quantize)
     Case("run: mimi_name ../..", RUN, _wav_out("--hf-repo", "{tmp}/model"), 2, ("mimi_name", "outside"),
          prep=lambda t: e2e_copy(t, mimi_name="../secret.txt"), after=nothing_leaked),
@@ -113,24 +113,24 @@ CASES = [
          prep=lambda t: e2e_copy(t, mimi_config_name="../secret.txt")),
     Case("run: tokenizer links out", RUN, _wav_out("--hf-repo", "{tmp}/model"), 2, ("tokenizer_spm_32k_3.model", "outside"),
          prep=lambda t: link_out(e2e_copy(t), "tokenizer_spm_32k_3.model", t / "secret.txt")),
-    Case("quantize: tokenizer_name ../", QUANTIZE, ("{tmp}/src", "--out", "{tmp}/out", *Q), 1,
+    Case("quantize: tokenizer_name ../", QUANTIZE, ("{tmp}/src", "--out", "{tmp}/out", *Q), 2,
          ("tokenizer_name", "outside"), prep=lambda t: torch_source(t, tokenizer_name="../secret.txt"), after=nothing_leaked),
-    Case("quantize: mimi_name /abs", QUANTIZE, ("{tmp}/src", "--out", "{tmp}/out", *Q), 1, ("mimi_name", "outside"),
+    Case("quantize: mimi_name /abs", QUANTIZE, ("{tmp}/src", "--out", "{tmp}/out", *Q), 2, ("mimi_name", "outside"),
          prep=lambda t: torch_source(t, mimi_name=str(t / "secret.txt")), after=nothing_leaked),
-    Case("quantize: mimi_config_name ../", QUANTIZE, ("{tmp}/src", "--out", "{tmp}/out", *Q), 1,
+    Case("quantize: mimi_config_name ../", QUANTIZE, ("{tmp}/src", "--out", "{tmp}/out", *Q), 2,
          ("mimi_config_name", "outside"), prep=lambda t: torch_source(t, mimi_config_name="../secret.txt"),
          after=nothing_leaked),
     Case("quantize: --config names ../", QUANTIZE,
-         ("{tmp}/src/model.safetensors", "--config", "{tmp}/c.json", "--out", "{tmp}/out", *Q), 1,
+         ("{tmp}/src/model.safetensors", "--config", "{tmp}/c.json", "--out", "{tmp}/out", *Q), 2,
          ("tokenizer_name", "outside"),
          prep=lambda t: (torch_source(t), (t / "c.json").write_text(
              json.dumps(json.loads(LM_CONFIG.read_text()) | {"tokenizer_name": "../secret.txt"}))),
          after=nothing_leaked),
-    Case("quantize: tokenizer links out", QUANTIZE, ("{tmp}/src", "--out", "{tmp}/out", *Q), 1,
+    Case("quantize: tokenizer links out", QUANTIZE, ("{tmp}/src", "--out", "{tmp}/out", *Q), 2,
          ("tokenizer_spm_32k_3.model", "outside"),
          prep=lambda t: link_out(torch_source(t), "tokenizer_spm_32k_3.model", t / "secret.txt"), after=nothing_leaked),
     # quantize from the hub with no network: one probe, as run does, not ~24 s of retries
-    Case("quantize offline", QUANTIZE, ("kyutai-test/not-cached", "--out", "{tmp}/out", *Q), 1,
+    Case("quantize offline", QUANTIZE, ("kyutai-test/not-cached", "--out", "{tmp}/out", *Q), 2,
          ("cannot download config.json", "cannot be reached", "local folder"),
          env={"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://moshi-test.invalid"}, max_s=15.0),
     Case("run offline", RUN, _wav_out("--hf-repo", "kyutai-test/not-cached"), 2, ("cannot be reached",),
@@ -163,36 +163,6 @@ def test_one_clear_line(case: Case, world: dict[str, str], tmp_path: Path) -> No
 
 
 # -- quantize into a read-only or full --out: one line, and nothing left behind ---------------------------
-def _mount_tmpfs(where: Path, size: str) -> None:
-    where.mkdir()
-    try:
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True)
-    except OSError as e:  # no mount command
-        pytest.skip(f"cannot mount a tmpfs here ({e})")
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.decode(errors='replace').strip()})")
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path):
-    mounted: list[Path] = []
-
-    def make(size: str, read_only: bool = False, folders: tuple[str, ...] = ()) -> Path:
-        where = tmp_path / f"fs{len(mounted)}"
-        _mount_tmpfs(where, size)
-        mounted.append(where)
-        for f in folders:
-            (where / f).mkdir()
-        if read_only:
-            subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
-        return where
-
-    yield make
-    for where in mounted:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX mounts")
 @pytest.mark.parametrize(
     "size,read_only,out,needles",
     [("1m", True, "out", ("read-only",)),  # --out exists on a read-only file system
@@ -200,12 +170,13 @@ def tmpfs(tmp_path: Path):
      ("96k", False, "out", ("free", "KB"))],  # a full disk: the files cannot fit
     ids=["read-only", "read-only-new", "full"],
 )
-def test_quantize_unwritable_out(tmpfs, tmp_path: Path, size: str, read_only: bool, out: str, needles) -> None:
-    fs = tmpfs(size, read_only, folders=("out",))
-    r = run_module(QUANTIZE, str(LM_FILES["torch"]), "--config", str(LM_CONFIG), "--out", str(fs / out), *Q)
+def test_quantize_unwritable_out(tmp_path: Path, size: str, read_only: bool, out: str, needles) -> None:
+    with small_disk(tmp_path / "fs", size, read_only, folders=("out",)) as fs:
+        r = run_module(QUANTIZE, str(LM_FILES["torch"]), "--config", str(LM_CONFIG), "--out", str(fs / out), *Q)
+        listing = sorted(p.name for p in fs.rglob("*"))
     line = assert_one_line_error(r, 1, str(fs / out), *needles)
     assert "--out" in line
-    assert sorted(p.name for p in fs.rglob("*")) == ["out"]  # no staging folder, no partial file
+    assert listing == ["out"]  # no staging folder, no partial file
 
 
 @pytest.mark.parametrize("code,needle", [(errno.ENOSPC, "disk is full"), (errno.EROFS, "read-only"),
@@ -266,6 +237,10 @@ def test_quantize_write_failure_is_one_line(monkeypatch, capsys, tmp_path: Path,
 # -- no sound card (the fake backend with no devices): say so, and suggest file mode ------------------------
 NO_MIC = [{"name": "HDMI out", "max_input_channels": 0, "max_output_channels": 2, "default_samplerate": 48000.0}]
 NO_SPEAKER = [{"name": "USB mic", "max_input_channels": 1, "max_output_channels": 0, "default_samplerate": 48000.0}]
+NO_RATE = [{"name": "USB mic", "max_input_channels": 1, "max_output_channels": 1, "default_samplerate": 0.0},
+           {"name": "HDMI", "max_input_channels": 1, "max_output_channels": 2, "default_samplerate": 48000.0}]
+NAN_RATE = [NO_RATE[1], {"name": "USB speaker", "max_input_channels": 0, "max_output_channels": 2,
+                         "default_samplerate": float("nan")}]
 
 
 @pytest.mark.parametrize(
@@ -274,12 +249,19 @@ NO_SPEAKER = [{"name": "USB mic", "max_input_channels": 1, "max_output_channels"
      ([], ["--hf-repo", str(E2E)], 2, "err", ("no microphone", "--input FILE")),
      (NO_MIC, ["--hf-repo", str(E2E)], 2, "err", ("no microphone", "--input FILE")),
      (NO_SPEAKER, ["--hf-repo", str(E2E), "--input-device", "usb"], 2, "err", ("no speaker", "--input FILE")),
-     ([], ["--hf-repo", str(E2E), "--input-device", "3"], 2, "err", ("no microphone", "--input FILE"))],
-    ids=["list", "live", "no-mic", "no-speaker", "named-device"],
+     ([], ["--hf-repo", str(E2E), "--input-device", "3"], 2, "err", ("no microphone", "--input FILE")),
+     # checked before the model is fetched (4.5 GB on a first run): said even when it is not in the cache
+     ([], ["--hf-repo", "kyutai/not-downloaded-mlx-q4"], 2, "err", ("no microphone", "--input FILE")),
+     # a device that reports no usable rate (it used to fail the session with an internal ValueError)
+     (NO_RATE, ["--hf-repo", str(E2E)], 2, "err", ("USB mic", "0 Hz", "--list-devices")),
+     (NAN_RATE, ["--hf-repo", str(E2E), "--output-device", "usb"], 2, "err", ("USB speaker", "nan Hz"))],
+    ids=["list", "live", "no-mic", "no-speaker", "named-device", "before-download", "mic-0-hz", "speaker-nan-hz"],
 )
-def test_no_sound_card(capsys, devices, args, code, stream, needles) -> None:
+def test_no_sound_card(capsys, monkeypatch, devices, args, code, stream, needles) -> None:
     from moshi_mlx.audio.fake import FakeStreamFactory
     from moshi_mlx.run import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a hub model is never fetched here
 
     backend = FakeStreamFactory(devices=devices)
     backend.default = (-1, -1) if not devices else (0, 0)

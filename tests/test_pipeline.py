@@ -9,8 +9,10 @@ import pytest
 from support import ASSETS
 from support.signals import hum
 from moshi_mlx.errors import ConfigError
+from moshi_mlx import sampling
 from moshi_mlx.loading.hub import ModelFiles, read_repo_config, resolve_model_files
 from moshi_mlx.pipeline import MoshiPipeline, Sampling
+from moshi_mlx.run import build_parser
 
 E2E = ASSETS / "e2e"
 GREEDY = Sampling(temp=0.0, text_temp=0.0)
@@ -160,3 +162,22 @@ def test_on_metal_the_weights_are_wired_and_a_tight_fit_is_said(monkeypatch):
     monkeypatch.setattr(mx, "set_wired_limit", lambda n: wired.append(n) or 0)
     p = MoshiPipeline.from_files(e2e_files(), GREEDY)
     assert wired == [1 << 20] and any("GPU keeps resident" in n for n in p.notes)
+
+
+
+RANGES = {"temp": sampling.TEMP_RANGE, "text_temp": sampling.TEMP_RANGE, "top_k": sampling.TOP_K_RANGE,
+          "text_top_k": sampling.TOP_K_RANGE, "seed": sampling.SEED_RANGE}
+
+
+@pytest.mark.parametrize("field,value", [("temp", float("nan")), ("text_temp", float("inf")), ("temp", -0.1),
+                                         ("top_k", 0), ("text_top_k", 2**21), ("seed", -1), ("seed", 2**64)])
+def test_sampling_refuses_what_the_command_line_refuses(field: str, value: float) -> None:
+    """The app and the API build a Sampling without the command line: it checks the same ranges."""
+    flag = f"--{field.replace('_', '-')}"
+    with pytest.raises(ConfigError, match=field):
+        Sampling(**{field: value})
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([flag, str(value)])
+    for edge in RANGES[field]:  # both ends of the range are allowed, by both
+        Sampling(**{field: edge})
+        assert getattr(build_parser().parse_args([flag, str(edge)]), field) == edge

@@ -46,6 +46,21 @@ def run_file(user_wav: Path, out_dir: Path, *extra: str, name: str = "moshi.wav"
     return audio, json.loads(js.read_text())
 
 
+def test_file_mode_says_how_the_model_loaded_as_the_live_dialog_does(user_wav, tmp_path, capsys, monkeypatch):
+    """The model's notes (a compressed attention cache where memory is tight...) reach file mode's user too."""
+    from_files = MoshiPipeline.from_files.__func__
+
+    def noted(cls, *args, **kwargs):  # as if memory were tight on this machine
+        pipe = from_files(cls, *args, **kwargs)
+        pipe.notes.append("Memory is tight: (a note for the person)")
+        return pipe
+
+    monkeypatch.setattr(MoshiPipeline, "from_files", classmethod(noted))
+    run_file(user_wav, tmp_path / "a")
+    err = capsys.readouterr().err
+    assert "model loaded in" in err and "Memory is tight: (a note for the person)" in err
+
+
 def test_file_mode_matches_the_python_api_and_is_deterministic(user_wav, tmp_path, capsys):
     a_audio, a_doc = run_file(user_wav, tmp_path / "a")
     b_audio, b_doc = run_file(user_wav, tmp_path / "b", "--record", str(tmp_path / "b" / "rec"), name="moshi.flac")
@@ -113,8 +128,9 @@ def test_flag_errors(capsys):
 
 def test_kv_bits_flag_reaches_load_lm():
     from moshi_mlx.loading.memory import KV_AUTO
-    from moshi_mlx.run import KV_BITS, build_parser
+    from moshi_mlx.run import build_parser, kv_bits_choices
 
+    KV_BITS = kv_bits_choices()
     parse = build_parser().parse_args
     assert KV_BITS[parse([]).kv_bits] == KV_AUTO  # unquantized where it fits, else 8 bits
     assert KV_BITS[parse(["--kv-bits", "16"]).kv_bits] is None and KV_BITS[parse(["--kv-bits", "8"]).kv_bits] == 8

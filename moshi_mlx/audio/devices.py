@@ -12,6 +12,7 @@ module, and every test, works on a machine without PortAudio.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -84,6 +85,16 @@ def list_devices(backend=None) -> list[DeviceInfo]:
 
 
 def find_device(spec: int | str | None, kind: str, backend=None) -> DeviceInfo:
+    """The device `_find_device` picks, refused if it reports no usable sample rate (0 Hz, NaN)."""
+    info = _find_device(spec, kind, backend)
+    if not (math.isfinite(info.default_rate) and info.default_rate >= 1):
+        raise AudioFormatError(f"{kind} device {info.index} ({info.name}) reports no usable sample rate "
+                               f"({info.default_rate:g} Hz): pick another one "
+                               "(`python -m moshi_mlx.run --list-devices`)")  # fmt: skip
+    return info
+
+
+def _find_device(spec: int | str | None, kind: str, backend=None) -> DeviceInfo:
     """Picks the input or output device by index, by (case-insensitive) name substring, or the default.
 
     Raises:

@@ -3,13 +3,14 @@ format libsndfile writes, as the audio comes."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import AudioFormatError, require_file
-from ..outputs import temp_name
+from ..errors import AudioFormatError, OutputError, require_file
+from ..outputs import Staged
 from . import FRAME, MODEL_RATE
 
 
@@ -81,7 +82,7 @@ def read_audio(path: str | Path, rate: int = MODEL_RATE) -> np.ndarray:
     """
     import soundfile as sf
 
-    path = require_file(Path(path), "audio input", AudioFormatError, "a .wav or .flac file")
+    path = require_file(Path(path), "audio input", AudioFormatError, "a .wav or .flac file", pipe_ok=True)
     try:
         pcm, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
@@ -103,7 +104,8 @@ class AudioWriter:
     `discard()` removes it. Memory stays flat however long the audio.
 
     Raises:
-        AudioFormatError: the extension names no writable format, or the file cannot be created.
+        AudioFormatError: the extension names no writable format.
+        OutputError: the file cannot be created or written (a full disk, say).
     """
 
     def __init__(self, path: str | Path, rate: int = MODEL_RATE) -> None:
@@ -111,13 +113,16 @@ class AudioWriter:
 
         self.path = Path(path)
         fmt = audio_format(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = temp_name(self.path)
+        self._out = Staged(self.path)
+        self.tmp = self._out.tmp
         try:
+            self._out.path.parent.mkdir(parents=True, exist_ok=True)
             self._f = sf.SoundFile(str(self.tmp), "w", rate, 1, sf.default_subtype(fmt), format=fmt)
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
-            self.tmp.unlink(missing_ok=True)
-            raise AudioFormatError(f"cannot write {self.path}: {e}. Pick another folder or format.") from None
+            with contextlib.suppress(OSError):  # a file in the way of the folder fails here again
+                self._out.discard()
+            raise OutputError(f"cannot write {self.path}: {getattr(e, 'strerror', None) or e}. "
+                              "Pick another folder or format.") from None
         self.rate = rate
         self.samples = 0
 
@@ -127,14 +132,14 @@ class AudioWriter:
         try:
             self._f.write(np.clip(np.asarray(pcm, np.float32).reshape(-1), -1.0, 1.0))
         except (sf.LibsndfileError, RuntimeError, OSError) as e:  # disk full, disk gone...
-            raise AudioFormatError(f"cannot write {self.path}: {_disk_full(self.tmp.parent) or e}") from None
+            raise OutputError(f"cannot write {self.path}: {_disk_full(self.tmp.parent) or e}") from None
         self.samples += pcm.size
 
     def commit(self) -> Path:
         """Finishes the file and puts it in place (replacing any file of that name); on failure nothing is left."""
         try:
             self._f.close()
-            self.tmp.replace(self.path)
+            self._out.commit()
         except BaseException:
             self.discard()
             raise
@@ -145,7 +150,7 @@ class AudioWriter:
             self._f.close()
         except Exception:  # noqa: BLE001 (closing after a disk error may fail again)
             pass
-        self.tmp.unlink(missing_ok=True)
+        self._out.discard()
 
 
 def _disk_full(folder: Path) -> str | None:
@@ -167,13 +172,3 @@ def probe_audio(path: Path) -> None:
     except (sf.LibsndfileError, RuntimeError) as e:
         raise AudioFormatError(f"cannot write {fmt.lower()} here: {e}") from None
 
-
-def write_audio(path: str | Path, pcm: np.ndarray, rate: int = MODEL_RATE) -> None:
-    """Writes mono float32 [T] to `path` in its extension's format; the file appears only when complete."""
-    w = AudioWriter(path, rate)
-    try:
-        w.write(pcm)
-        w.commit()
-    except BaseException:
-        w.discard()
-        raise

@@ -61,7 +61,11 @@ class WavTrack:
     def __init__(self, path: str | Path, rate: int) -> None:
         self.rate = rate
         self._file = AppendFile(path)
-        self._file.append(wav_header(rate, 0))
+        try:
+            self._file.append(wav_header(rate, 0))
+        except OSError:  # a full disk: the file is not kept open (a mount would stay busy)
+            self._file.close()
+            raise
 
     @property
     def samples(self) -> int:

@@ -7,8 +7,10 @@ and `run(args) -> int`; this file dispatches, and words the comparisons they pri
 from __future__ import annotations
 
 import importlib
+import sys
 
 from ..cli.args import CliParser
+from ..errors import MoshiError
 
 # subcommand -> (module, one-line help)
 _BENCHES = {
@@ -34,7 +36,14 @@ def main(argv: list[str] | None = None) -> int:
         modules[name] = module
         module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
     args = parser.parse_args(argv)
-    return modules[args.model].run(args)
+    try:
+        from ..tempdir import check_temp_folder
+
+        check_temp_folder()
+        return modules[args.model].run(args)
+    except MoshiError as e:  # a config or file that cannot be used (the work has not started)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 def cli() -> None:

@@ -10,9 +10,19 @@ alternates such rounds with its own, so both sides see the same machine load.
 
 from __future__ import annotations
 
+import argparse
 import json
+import shutil
 import subprocess
 from pathlib import Path
+
+
+def program(text: str) -> str:
+    """An argparse `type` for --kyutai-python: a program that can be run (a path, or a name on PATH)."""
+    if not text.strip() or shutil.which(text) is None:
+        raise argparse.ArgumentTypeError(f"no program {text!r} to run: give the path of a Python interpreter "
+                                         "that has Kyutai's moshi_mlx installed")  # fmt: skip
+    return text
 
 
 class KyutaiTimer:
@@ -21,7 +31,7 @@ class KyutaiTimer:
         try:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         except OSError as e:
-            raise SystemExit(f"--kyutai-python: cannot run {python!r}: {e}") from e
+            raise SystemExit(f"error: --kyutai-python: cannot run {python!r}: {e}") from e
         hello = self._read()
         self.version, self.mlx = hello["version"], hello["mlx"]
 
@@ -30,10 +40,10 @@ class KyutaiTimer:
         line = self._proc.stdout.readline()
         if not line:
             code = self._proc.wait()
-            raise SystemExit(f"--kyutai-python: the timing script exited (status {code}) without answering")
+            raise SystemExit(f"error: --kyutai-python: the timing script exited (status {code}) without answering")
         reply = json.loads(line)
         if "error" in reply:
-            raise SystemExit(f"--kyutai-python: {reply['error']}")
+            raise SystemExit(f"error: --kyutai-python: {reply['error']}")
         return reply
 
     def request(self, n: int) -> dict:

@@ -18,17 +18,18 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten
 
-from . import faster_or_slower
-from .kyutai import KyutaiTimer
+from ..audio import FRAME_S
+from ..cli.args import name, number
 from ..config import LmConfig
-from ..lm import Lm
-from ..lm_gen import LmGen
 from ..cpu import lanes
 from ..cpu.swap import use_cpu_variants
+from ..lm import Lm
+from ..lm_gen import LmGen
 from ..weights import quant
+from . import faster_or_slower
+from .kyutai import KyutaiTimer, program
 
 _PRECISIONS = {"bf16": None, **{f"q{b}": quant.QuantSpec(b, g) for b, g in quant.RELEASE_GROUP.items()}}
-FRAME_S = 0.08  # one LM step per 80 ms Mimi frame
 
 
 def random_model(cfg: LmConfig, precision: str, seed: int = 0) -> Lm:
@@ -157,28 +158,34 @@ def _kyutai_timer(python: str | None, precision: str, steps: int):
 
 
 
+def _precisions(text: str) -> list[str]:
+    """--precision: a comma list of known precisions."""
+    precisions = text.split(",")
+    unknown = [p for p in precisions if p not in _PRECISIONS]
+    if unknown:
+        known = ",".join(sorted(_PRECISIONS))
+        raise argparse.ArgumentTypeError(f"unknown precision {unknown[0]!r}; choose from {known}")
+    return precisions
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--precision", default="q4", help="comma list of bf16,q8,q4 (default q4)")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per precision")
-    parser.add_argument("--bandwidth-gbs", type=float, default=24.0,
+    parser.add_argument("--precision", default=["q4"], type=_precisions, help="comma list of bf16,q8,q4 (default q4)")
+    parser.add_argument("--steps", type=number(int, 1, 100_000), default=5, help="timed steps per precision")
+    parser.add_argument("--bandwidth-gbs", type=number(float, 0.1, 100_000), default=24.0,
                         help="memory bandwidth of this machine for the roofline (default 24: one core here)")
-    parser.add_argument("--config", default=None, help="Kyutai-schema JSON (default: the 7B preset)")
+    parser.add_argument("--config", default=None, type=name, help="Kyutai-schema JSON (default: the 7B preset)")
     parser.add_argument("--kv-bits", type=int, choices=(8,), default=None,
                         help="store the temporal KV cache quantized (default: the weights' float dtype)")
-    parser.add_argument("--kyutai-python", metavar="PY",
+    parser.add_argument("--kyutai-python", metavar="PY", type=program,
                         help="also time Kyutai's moshi_mlx LM (installed for interpreter PY), step by step "
                              "alternating with ours; 7B config, q4/q8 only (two bf16 7B models need ~30 GB)")
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = LmConfig.preset() if args.config is None else LmConfig.from_json(args.config)
-    precisions = args.precision.split(",")
-    unknown = [p for p in precisions if p not in _PRECISIONS]
-    if unknown:
-        print(f"unknown precision {unknown[0]!r}; choose from {sorted(_PRECISIONS)}", file=sys.stderr)
-        return 2
+    precisions = args.precision
     if args.kyutai_python and ("bf16" in precisions or args.config is not None):
-        print("--kyutai-python compares the 7B preset at q4 or q8", file=sys.stderr)
+        print("error: --kyutai-python compares the 7B preset at q4 or q8", file=sys.stderr)
         return 2
     print(f"LM benchmark: mlx {mx.__version__}, device {mx.default_device()}, {platform.machine()}, "
           f"{platform.system()}")

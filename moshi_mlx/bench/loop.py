@@ -20,6 +20,7 @@ import numpy as np
 
 from ..audio.devices import AudioIO
 from ..audio.fake import FakeClock, FakeStreamFactory
+from ..cli.args import number
 from ..dialog.events import FrameResult, SessionStarted
 from ..dialog.loop import FRAME, RATE, ModelLoop
 
@@ -109,8 +110,8 @@ def measure_latency(compute_s: float = 0.0, rate_in: float = 48_000, rate_out: f
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seconds", type=float, default=4.0, help="audio per measurement (default 4)")
-    p.add_argument("--compute-ms", type=float, nargs="*", default=[0.0, 40.0],
+    p.add_argument("--seconds", type=number(float, 0.5, 600), default=4.0, help="audio per measurement (default 4)")
+    p.add_argument("--compute-ms", type=number(float, 0, 1000), nargs="+", default=[0.0, 40.0],
                    help="simulated model step times (default 0 40)")
 
 

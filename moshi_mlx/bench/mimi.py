@@ -11,31 +11,33 @@ import argparse
 import platform
 import resource
 import statistics
-import sys
 import time
 
 import mlx.core as mx
 
+from ..cli.args import number
+from ..config import MimiConfig
 from ..cpu import blas
 from ..cpu.swap import use_cpu_variants
-from . import faster_or_slower
-from .kyutai import KyutaiTimer
-from ..config import MimiConfig
 from ..mimi import Mimi, MimiState
+from . import faster_or_slower
+from .kyutai import KyutaiTimer, program
 
 _DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--frames", type=int, default=40, help="streamed 80 ms frames timed (default 40)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed frames first (default 3)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="audio length for batch figures (default 10)")
-    parser.add_argument("--batch", type=int, default=1, help="parallel streams (default 1)")
+    parser.add_argument("--frames", type=number(int, 1, 100_000), default=40,
+                        help="streamed 80 ms frames timed (default 40)")
+    parser.add_argument("--warmup", type=number(int, 0, 10_000), default=3, help="untimed frames first (default 3)")
+    parser.add_argument("--seconds", type=number(float, 0.08, 3600), default=10.0,
+                        help="audio length for batch figures (default 10)")
+    parser.add_argument("--batch", type=number(int, 1, 64), default=1, help="parallel streams (default 1)")
     parser.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
-    parser.add_argument("--num-codebooks", type=int, default=8)
-    parser.add_argument("--kyutai-python", metavar="PY",
+    parser.add_argument("--num-codebooks", type=number(int, 1, 32), default=8)
+    parser.add_argument("--kyutai-python", metavar="PY", type=program,
                         help="also time Kyutai's MLX Mimi, installed in this Python interpreter, in the same run")
-    parser.add_argument("--rounds", type=int, default=None,
+    parser.add_argument("--rounds", type=number(int, 1, 1000), default=None,
                         help="interleaved rounds the streamed frames are split into (default 4 with "
                              "--kyutai-python, else 1)")
 
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     kyutai = None
     if args.kyutai_python:
         if b != 1 or dtype != mx.float32:
-            raise SystemExit("--kyutai-python compares batch 1, float32 only")
+            raise SystemExit("error: --kyutai-python compares batch 1, float32 only")
         kyutai = KyutaiTimer(args.kyutai_python, "kyutai_mimi.py", "--warmup", str(args.warmup),
                              "--num-codebooks", str(cfg.num_codebooks))
         print(f"Kyutai's moshi_mlx {kyutai.version} (mlx {kyutai.mlx}) via {args.kyutai_python}")

@@ -1,15 +1,18 @@
-"""The command-line parser every program here uses: a bad command line gets one line, checked numbers.
+"""The command-line parser every program here uses: a bad command line gets one line, checked numbers;
+and `print_error`, the one line every program here ends a handled error with.
 
 argparse prints a usage block and `prog: error: ...`; `CliParser` prints exactly
 `error: <what was wrong> (see --help)` and exits with status 2 (bad input, nothing done), like every
 other error of `run`, `quantize`, `bench` and the app. `number(...)` is an argparse `type` that refuses
-values out of range (and NaN or infinity) while the command line is read, before any model loads.
+values out of range (and NaN or infinity) while the command line is read, before any model loads;
+`name` refuses an empty file, folder or repository name (which paths read as the current folder).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 from typing import Callable, NoReturn
 
 
@@ -20,7 +23,15 @@ class CliParser(argparse.ArgumentParser):
     """
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see --help)\n")
+        if message.endswith("expected one argument"):  # the value began with "-", as in --input -me.wav
+            message += " (a value that begins with '-' goes after '=': --flag=-value)"
+        print_error(f"{message} (see --help)")
+        self.exit(2)
+
+
+def print_error(message: str) -> None:
+    """`error: <what was wrong and what to do>` on stderr, the line a person (and the tests) look for."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
 
 
 def number(kind: type[int] | type[float], lo: int | float, hi: int | float) -> Callable[[str], int | float]:
@@ -38,6 +49,13 @@ def number(kind: type[int] | type[float], lo: int | float, hi: int | float) -> C
 
     parse.__name__ = kind.__name__
     return parse
+
+
+def name(text: str) -> str:
+    """An argparse `type` for a file, folder or repository name: not empty (a path would read "" as ".")."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"an empty name ({text!r}): name a file or folder")
+    return text
 
 
 def _show(x: int | float) -> str:

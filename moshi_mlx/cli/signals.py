@@ -5,6 +5,8 @@ the main thread; so every `except KeyboardInterrupt` / `finally` that makes Ctrl
 conversation ends, the recorder closes its files with their real length, `quantize` removes its
 staging folder) serves them too. Later ones are ignored while that stop runs. The exit status follows
 the shell's convention, 128 + the signal's number: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP.
+Inside `stops_deferred()` (saving what a stopped run produced) no stop interrupts: they are collected,
+for the caller to act on once the files are safe.
 """
 
 from __future__ import annotations
@@ -25,9 +27,14 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+def signal_status(signum: int) -> int:
+    """The exit status of a program stopped by signal `signum`: 128 + its number (130 for Ctrl-C)."""
+    return 128 + signum
+
+
 def exit_code(stop: KeyboardInterrupt) -> int:
-    """The exit status after `stop`: 128 + the signal's number (130 for Ctrl-C)."""
-    return 128 + getattr(stop, "signum", signal.SIGINT)
+    """The exit status after `stop` (a Ctrl-C, or `Interrupted` by another signal)."""
+    return signal_status(getattr(stop, "signum", signal.SIGINT))
 
 
 @contextmanager
@@ -50,4 +57,26 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for s, h in previous.items():
             if h is not None:  # None: set outside Python, cannot be restored from here
+                signal.signal(s, h)
+
+
+@contextmanager
+def stops_deferred() -> Iterator[list[KeyboardInterrupt]]:
+    """Ctrl-C, SIGTERM and SIGHUP do not interrupt the block (work that must not be cut: writing the files a
+    stopped run keeps); each one that comes is added to the list it gives, for the caller to act on after.
+    Main thread only (elsewhere signals never interrupt anyway)."""
+    came: list[KeyboardInterrupt] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield came
+        return
+
+    def handler(signum, _frame) -> None:
+        came.append(KeyboardInterrupt() if signum == signal.SIGINT else Interrupted(signum))
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, *SIGNALS)}
+    try:
+        yield came
+    finally:
+        for s, h in previous.items():
+            if h is not None:
                 signal.signal(s, h)

@@ -6,9 +6,9 @@ Derived numbers are properties, not literals. One module per model: `transformer
 """
 
 from .common import PRESETS, read_json_object
-from .lm import DepformerConfig, LmConfig
+from .lm import DEFAULT_PRESET, DepformerConfig, LmConfig, preset_path
 from .mimi import MimiConfig, QuantizerConfig, SeanetConfig
 from .transformer import GATINGS, NORMS, TransformerConfig
 
-__all__ = ["GATINGS", "NORMS", "PRESETS", "DepformerConfig", "LmConfig", "MimiConfig", "QuantizerConfig",
-           "SeanetConfig", "TransformerConfig", "read_json_object"]
+__all__ = ["DEFAULT_PRESET", "GATINGS", "NORMS", "PRESETS", "DepformerConfig", "LmConfig", "MimiConfig",
+           "QuantizerConfig", "SeanetConfig", "TransformerConfig", "preset_path", "read_json_object"]

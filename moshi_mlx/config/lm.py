@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import ConfigError
 from .common import (MAX_CARD, MAX_CONTEXT, MAX_DELAY, MAX_FEEDFORWARD, MAX_HIDDEN_SCALE, MAX_LAYER_SCALE,
@@ -11,6 +12,16 @@ from .common import (MAX_CARD, MAX_CONTEXT, MAX_DELAY, MAX_FEEDFORWARD, MAX_HIDD
 from .transformer import GATINGS, NORMS, POSITIONAL, TransformerConfig
 
 _LM_GATINGS = tuple(g for g in GATINGS if g != "none")  # the LM's MLPs are gated
+DEFAULT_PRESET = "moshi_7b_202409"  # Kyutai's released Moshi 7B, the config when a model has none
+
+
+def preset_path(name: str = DEFAULT_PRESET) -> Path:
+    """The JSON file of an LM preset (Kyutai's own, under presets/); ConfigError naming the known ones."""
+    path = PRESETS / f"{name}.json"
+    if not path.is_file():
+        known = sorted(p.stem for p in PRESETS.glob("*.json"))
+        raise ConfigError(f"unknown preset {name!r}; known presets: {known}")
+    return path
 
 
 def _stack(source: str, which: str, fields: dict) -> TransformerConfig:
@@ -226,9 +237,5 @@ class LmConfig:
         return cls.from_kyutai(read_json_object(path), source=str(path))
 
     @classmethod
-    def preset(cls, name: str = "moshi_7b_202409") -> "LmConfig":
-        path = PRESETS / f"{name}.json"
-        if not path.is_file():
-            known = sorted(p.stem for p in PRESETS.glob("*.json"))
-            raise ConfigError(f"unknown preset {name!r}; known presets: {known}")
-        return cls.from_json(path)
+    def preset(cls, name: str = DEFAULT_PRESET) -> "LmConfig":
+        return cls.from_json(preset_path(name))

@@ -10,6 +10,7 @@ import shutil
 import sys
 from typing import TextIO
 
+from ..audio import FRAME_S
 from .events import Error, Loaded, Notice, RecordingStopped, SessionEnded, Skipped, Stats, Text, too_slow
 
 _STATUS_EVERY_S = 5.0  # non-terminal status cadence, in model time
@@ -74,7 +75,7 @@ class ConsoleView:
             if slow:
                 self._said_too_slow = True
                 self.note(f"{slow}. File mode (--input FILE --output FILE) works at any speed; a live talk needs a GPU.")
-            t = ev.frame * 0.08
+            t = ev.frame * FRAME_S
             if self.live:
                 self._redraw()
             elif t - self._last_status_t >= _STATUS_EVERY_S:

@@ -202,11 +202,15 @@ class _Session:
         self._over_target = 0
         self.step_sum = 0.0
         self.step_n = 0
-        self.steps = 0  # model steps in this session
         self.recent_steps: deque[float] = deque(maxlen=_SUSTAINED_STEPS)  # seconds, warm-up steps left out
         self.muted = False
         self.word_t: float | None = None  # when the word being spelled began
         self.non_finite = 0  # input samples that were NaN or infinite (replaced with 0)
+
+    @property
+    def t(self) -> float:
+        """Seconds since the session started, on the model's timeline (the current frame's start)."""
+        return self.frame * FRAME / RATE
 
     def run(self) -> str:
         reason, outcome = "stopped", "ended"
@@ -224,7 +228,7 @@ class _Session:
             msg = str(e) if isinstance(e, MoshiError) else f"the dialog stopped: {e!r}"
             self.emit(Error(msg))
             if self.recorder is not None:
-                self.recorder.add_event("error", self.frame * FRAME / RATE, message=msg)
+                self.recorder.add_event("error", self.t, message=msg)
         finally:
             self.audio.stop()
             try:
@@ -251,7 +255,7 @@ class _Session:
                 if self.echo is not None:
                     self.echo.reset()
                 if self.recorder is not None:
-                    self.recorder.add_event("reset", self.frame * FRAME / RATE)
+                    self.recorder.add_event("reset", self.t)
             # a second "session" while one runs is ignored
 
     def _frames(self) -> str:
@@ -289,7 +293,7 @@ class _Session:
         if not self.non_finite:
             self.emit(Notice(NON_FINITE_NOTE))
             if self.recorder is not None:
-                self.recorder.add_event("non_finite_input", self.frame * FRAME / RATE)
+                self.recorder.add_event("non_finite_input", self.t)
         self.non_finite += int(bad.sum())
         return np.where(bad, np.float32(0.0), pcm).astype(np.float32, copy=False)
 
@@ -300,7 +304,7 @@ class _Session:
             self.echo.skip(dropped.size)
         if self.recorder is not None:
             self.recorder.add_audio(dropped, None)
-            self.recorder.add_event("skipped", self.frame * FRAME / RATE, frames=frames)
+            self.recorder.add_event("skipped", self.t, frames=frames)
         self.frame += frames
         self.skipped += frames
         self.emit(Skipped(frames, self.skipped, lag_s))
@@ -314,7 +318,7 @@ class _Session:
         if self.loop._muted != self.muted:
             self.muted = self.loop._muted
             if self.recorder is not None:
-                self.recorder.add_event("mute" if self.muted else "unmute", self.frame * FRAME / RATE)
+                self.recorder.add_event("mute" if self.muted else "unmute", self.t)
         if self.muted:
             pcm_in = np.zeros_like(pcm_in)
         t_model = time.perf_counter()
@@ -334,7 +338,7 @@ class _Session:
                     play = play[cut:]
                     self.output_trimmed += cut
                 self.audio.write_output(play)
-        t = self.frame * FRAME / RATE
+        t = self.t
         if result.word:
             self._word(result.word, t)
         if result.word_start:
@@ -347,8 +351,7 @@ class _Session:
         self.frame += 1
         self.step_sum += step_s
         self.step_n += 1
-        self.steps += 1
-        if self.steps > _WARM_UP_STEPS:
+        if self.frame - self.skipped > _WARM_UP_STEPS:  # model steps taken so far
             self.recent_steps.append(step_s)
         if self.step_n >= self.loop.stats_every:
             avg = self.step_sum / self.step_n
@@ -375,7 +378,7 @@ class _Session:
         flush = getattr(self.model, "flush_word", None)
         word = flush() if flush is not None else None
         if word:
-            self._word(word, self.frame * FRAME / RATE)
+            self._word(word, self.t)
 
     def _check_recorder(self) -> None:
         """A recorder whose disk failed is closed (keeping what it wrote) and reported once."""

@@ -15,7 +15,6 @@ with `error` set, everything written before stays readable, and nothing more is 
 
 from __future__ import annotations
 
-import errno
 import json
 import queue
 import threading
@@ -28,17 +27,10 @@ import numpy as np
 from ..audio import FRAME
 from ..audio import MODEL_RATE as RATE
 from ..audio.wav import AppendFile, WavTrack
-from ..errors import AudioFormatError, MoshiError
+from ..errors import OutputError, RecordingExistsError
+from ..outputs import write_failure
 
 _STOP = object()
-
-
-class RecordingExistsError(MoshiError):
-    """The folder already holds a recording, which is never replaced; `free` is a folder that does not."""
-
-    def __init__(self, message: str, free: Path) -> None:
-        super().__init__(message)
-        self.free = free
 
 
 @dataclass(frozen=True)
@@ -80,6 +72,25 @@ def check_free(folder: str | Path) -> RecordingPaths:
     return recording_paths(folder)
 
 
+def _opened(opened: list, f):
+    opened.append(f)
+    return f
+
+
+def _remove(opened: list, paths: RecordingPaths, folders: list[Path]) -> None:
+    """Undoes a recorder's start that failed: its files (none existed, see check_free) and the folders it made."""
+    for f in opened:
+        try:
+            f.close()
+        except OSError:
+            pass
+    for p in (*paths.files, *folders):
+        try:
+            p.rmdir() if p in folders else p.unlink(missing_ok=True)
+        except OSError:  # not there, or under a file
+            pass
+
+
 class Recorder:
     """Records a conversation; every method is non-blocking and safe to call from one producer thread.
 
@@ -94,13 +105,16 @@ class Recorder:
     def __init__(self, folder: str | Path, sync_every_s: float = 1.0, meta: dict | None = None,
                  max_backlog_s: float = 30.0) -> None:  # fmt: skip
         self.paths = check_free(folder)
+        made = [f for f in (self.paths.folder, *self.paths.folder.parents) if not f.exists()]
+        opened: list[WavTrack | AppendFile] = []
         try:
             self.paths.folder.mkdir(parents=True, exist_ok=True)
-            self._user = WavTrack(self.paths.user_wav, RATE)
-            self._moshi = WavTrack(self.paths.moshi_wav, RATE)
-            self._text = AppendFile(self.paths.transcript)
-        except OSError as e:
-            raise AudioFormatError(
+            self._user = _opened(opened, WavTrack(self.paths.user_wav, RATE))
+            self._moshi = _opened(opened, WavTrack(self.paths.moshi_wav, RATE))
+            self._text = _opened(opened, AppendFile(self.paths.transcript))
+        except OSError as e:  # a full or read-only disk: leave nothing that would look like a recording
+            _remove(opened, self.paths, made)
+            raise OutputError(
                 f"cannot create recording files in {self.paths.folder}: {e.strerror or e}. Pick a writable folder."
             ) from None
         self._text_lines = 0  # bytes of the transcript that are whole lines
@@ -193,8 +207,7 @@ class Recorder:
                     self._sync()
                     last_sync = time.monotonic()
         except OSError as e:  # disk full, folder removed...: keep the loop alive, report it
-            advice = ": free some space" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
-            self._stop_early(f"{e.strerror or e} in {self.paths.folder}{advice}")
+            self._stop_early(f"cannot write in {self.paths.folder}: {write_failure(e)}")
         except Exception as e:  # noqa: BLE001 (anything else stops the recording, not the conversation)
             self._stop_early(f"{e!r}")
         finally:

@@ -301,6 +301,8 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
             path = folder_file(folder, f, key if key in names else None)
             if path.is_file():
                 return path
+            if path.exists():  # a folder or pipe where a file belongs: never read as "missing"
+                raise CheckpointError(f"{path} is not a file: put the file itself there", local_files_help=True)
             if required:
                 raise CheckpointError(f"{folder} has no {f}: add it there", local_files_help=True)
             return None

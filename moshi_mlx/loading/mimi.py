@@ -60,7 +60,8 @@ def load_mimi(
         hint=(
             "Expected Kyutai's PyTorch Mimi checkpoint (tokenizer-e351c8d8-checkpoint125.safetensors) matching "
             f"the Mimi config ({cfg.quantizer.n_q} codebooks, SEANet dimension {cfg.seanet.dimension}, "
-            f"{cfg.transformer.num_layers} transformer layers); pass config= for another Mimi."
+            f"{cfg.transformer.num_layers} transformer layers); another Mimi needs its config: a model folder names "
+            "it as mimi_config_name in its config.json (load_mimi takes config=)."
         ),
     )
     if dtype is not None and dtype != mx.float32:

@@ -39,7 +39,8 @@ def read_header(path: str | os.PathLike) -> dict[str, TensorInfo]:
     """Names, dtypes and shapes of every tensor in a safetensors file; checks the file is whole."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such file. Check the path, or download the weights first.")
+        what = "not a regular file (a pipe or device)" if path.exists() else "no such file"
+        raise CheckpointError(f"{path}: {what}. Check the path, or download the weights first.")
     size = path.stat().st_size
     with path.open("rb") as f:
         raw_len = f.read(8)

@@ -10,8 +10,8 @@ import soundfile as sf
 
 from moshi_mlx.audio import FRAME
 from moshi_mlx.audio.file_port import FileAudioPort
-from moshi_mlx.audio.files import MODEL_RATE, AudioWriter, audio_format, read_audio, resample, to_mono, write_audio
-from moshi_mlx.errors import AudioFormatError
+from moshi_mlx.audio.files import MODEL_RATE, AudioWriter, audio_format, read_audio, resample, to_mono
+from moshi_mlx.errors import AudioFormatError, OutputError
 
 
 def _tone(freq: float, rate: int, seconds: float) -> np.ndarray:
@@ -57,10 +57,20 @@ def test_to_mono_averages_channels() -> None:
                                       ("y", "WAV")])
 def test_write_then_read_round_trip_in_the_format_the_extension_names(tmp_path: Path, name: str, fmt: str) -> None:
     x = _tone(300, MODEL_RATE, 0.3)
-    write_audio(tmp_path / name, x)
+    w = AudioWriter(tmp_path / name)
+    for part in np.array_split(x, 3):  # as the answer comes, in pieces
+        w.write(part)
+    w.commit()
     assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left
     assert sf.info(str(tmp_path / name)).format == fmt
     np.testing.assert_allclose(read_audio(tmp_path / name), x, atol=1e-4 if fmt != "OGG" else 0.1)
+
+
+def test_a_file_in_the_way_of_the_folder_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "notes").write_text("a file, not a folder")
+    with pytest.raises(OutputError, match="cannot write .*notes/sub/a.wav: Not a directory"):
+        AudioWriter(tmp_path / "notes" / "sub" / "a.wav")
+    assert [p.name for p in tmp_path.iterdir()] == ["notes"]
 
 
 def test_an_extension_no_writer_knows_names_the_formats_that_work(tmp_path: Path) -> None:

@@ -19,8 +19,8 @@ import soundfile as sf
 
 from support.disk import small_disk
 
-from moshi_mlx.errors import AudioFormatError
 from moshi_mlx.dialog.recorder import RATE, Recorder, RecordingExistsError, recording_paths
+from moshi_mlx.errors import OutputError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -114,7 +114,7 @@ def test_survives_abrupt_death(tmp_path: Path, how: str) -> None:
 def test_unwritable_folder_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(AudioFormatError, match="cannot create recording files.*writable"):
+    with pytest.raises(OutputError, match="cannot create recording files.*writable"):
         Recorder(blocker / "sub")
 
 

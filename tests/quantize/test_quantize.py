@@ -203,7 +203,7 @@ def test_lora_adapters_are_refused(tmp_path, capsys):
 
     (tmp_path / "config.json").write_text(json.dumps(json.loads(CONFIG.read_text()) | {"lora_name": "lora.safetensors"}))
     shutil.copyfile(FILES["torch"], tmp_path / "model.safetensors")
-    assert main([str(tmp_path), "--out", str(tmp_path / "o"), "--no-progress"]) == 1
+    assert main([str(tmp_path), "--out", str(tmp_path / "o"), "--no-progress"]) == 2  # refused before any work
     assert "Merge the adapters" in capsys.readouterr().err
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 E2E = REPO / "tests" / "assets" / "e2e"  # a tiny real model in Kyutai's MLX repository layout
+ABORT = "terminate called"  # the C++ runtime's words when a process aborts at exit (status 134)
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,23 @@ def run_module(module: str, *args: str, env: dict[str, str] | None = None, cwd: 
     return Ran(argv, p.returncode, p.stdout, p.stderr)
 
 
+def start_python(*argv: object, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
+    """`python argv...` started and not waited for (to signal it, or watch the files it writes); its stdout
+    and stderr are pipes (read them with `finished`)."""
+    return subprocess.Popen((sys.executable, *map(str, argv)), env=env or cli_env(), cwd=REPO, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)  # fmt: skip
+
+
+def finished(p: subprocess.Popen, timeout: float = 120.0) -> Ran:
+    """Waits for a child of `start_python`; its exit code and output."""
+    out, err = p.communicate(timeout=timeout)
+    return Ran(tuple(map(str, p.args)), p.returncode, out, err)
+
+
 def assert_one_line_error(r: Ran, code: int, *needles: str) -> str:
     """The run exited with `code` and said why in one `error: ...` line, with no traceback; returns the line."""
     assert r.code == code, r.why()
-    assert "Traceback" not in r.err and "terminate called" not in r.err, r.why()
+    assert "Traceback" not in r.err and ABORT not in r.err, r.why()
     lines = [ln for ln in r.err.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1, r.why()
     for n in needles:

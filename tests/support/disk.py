@@ -12,14 +12,18 @@ import pytest
 
 
 @contextlib.contextmanager
-def small_disk(folder: Path, size: str, read_only: bool = False) -> Iterator[Path]:
-    """Mounts a `size` tmpfs ("200k") on `folder` (created) for the block; skips the test where not permitted."""
+def small_disk(folder: Path, size: str, read_only: bool = False, folders: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Mounts a `size` tmpfs ("200k") on `folder` (created) for the block, holding the empty `folders` (made
+    before a `read_only` disk turns read-only); skips the test where not permitted."""
     folder.mkdir(parents=True, exist_ok=True)
-    opts = f"{'ro,' if read_only else ''}size={size}"
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(folder)],
-                                           capture_output=True).returncode != 0:  # fmt: skip
+    if getattr(os, "geteuid", lambda: -1)() != 0 or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True).returncode:
         pytest.skip("cannot mount a small tmpfs here (needs root on Linux)")
     try:
+        for name in folders:
+            (folder / name).mkdir()
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True, capture_output=True)
         yield folder
     finally:
         subprocess.run(["umount", str(folder)], check=False)
