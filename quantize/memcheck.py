@@ -27,13 +27,14 @@ from pathlib import Path
 
 import mlx.core as mx
 
-from moshi_mlx.cli.args import CliParser
+from moshi_mlx.cli.args import CliParser, number
 from moshi_mlx.config import LmConfig, preset_path, read_json_object
 from moshi_mlx.weights.lm_torch import torch_layout_shapes
 
 from .writer import Entry, StreamingSafetensors
 
 GB = 1e9
+HEAD_DIM = 128  # the 7B's: 4096 wide, 32 heads
 
 
 def write_random_checkpoint(path: Path, cfg: LmConfig, seed: int = 0) -> int:
@@ -85,12 +86,15 @@ def _child(code: str, args: list[str]) -> tuple[float, int]:
 def main(argv: list[str] | None = None) -> int:
     p = CliParser(prog="python -m quantize.memcheck", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dim", type=int, default=2048, help="temporal transformer width (default 2048)")
-    p.add_argument("--layers", type=int, default=16, help="temporal transformer layers (default 16)")
+    p.add_argument("--dim", type=number(int, HEAD_DIM, 8192), default=2048,
+                   help=f"temporal transformer width, a multiple of {HEAD_DIM} up to 8192 (default 2048)")
+    p.add_argument("--layers", type=number(int, 1, 64), default=16, help="temporal transformer layers (default 16)")
     p.add_argument("--workdir", default=None, help="where to put the temporary files (default: the system's)")
     args = p.parse_args(argv)
+    if args.dim % HEAD_DIM:
+        p.error(f"--dim must be a multiple of {HEAD_DIM} (the 7B's head width), got {args.dim}")
     raw = read_json_object(preset_path())
-    raw |= {"dim": args.dim, "num_layers": args.layers, "num_heads": max(1, args.dim // 128)}
+    raw |= {"dim": args.dim, "num_layers": args.layers, "num_heads": args.dim // HEAD_DIM}
     cfg = LmConfig.from_kyutai(raw)
     work = Path(tempfile.mkdtemp(prefix="quantize-memcheck-", dir=args.workdir))
     try:

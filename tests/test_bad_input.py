@@ -201,6 +201,8 @@ CASES = [
     Case("quantize-dtype-int8", QUANTIZE, (*QUANT, "--dtype", "int8"), 2, ("--dtype", "int8")),
     Case("quantize-source-a-device", QUANTIZE, ("/dev/null", *QUANT[1:]), 2, ("/dev/null", "not a regular file")),
     Case("quantize-no-out", QUANTIZE, ("{lm}/lm_small_torch.safetensors",), 2, ("--out",)),
+    Case("quantize-memcheck-dim-0", "quantize.memcheck", ("--dim", "0"), 2, ("--dim",), subprocess=True),
+    Case("quantize-memcheck-dim-odd", "quantize.memcheck", ("--dim", "200"), 2, ("--dim",), subprocess=True),
     # -- quantize: configs (read before converting: refused before any work, as run does)
     Case("quantize-config-delay-1e9", QUANTIZE, (*QUANT[:1], "--config", "{tmp}/bad.json", *QUANT[3:]), 2,
          ("delays", "1000000000"), quant_config(delays=[0, 10**9] + [1] * 15)),
