@@ -197,7 +197,7 @@ def test_keyboard_enter_resets_and_m_toggles_mute():
     import io
 
     from moshi_mlx.dialog.console import ConsoleView
-    from moshi_mlx.run import _keyboard
+    from moshi_mlx.dialog.live import _keyboard
 
     class Loop:
         muted, resets = False, 0
