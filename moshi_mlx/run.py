@@ -14,8 +14,8 @@ import sys
 
 from .cli.args import CliParser, name, number, print_error
 from .cli.signals import exit_code
+from .cli.tempdir import check_temp_folder
 from .errors import MoshiError, NoAudioDeviceError
-from .tempdir import check_temp_folder
 
 # numpy and MLX are imported where used, inside main(): a Ctrl-C while they load stops the program quietly
 
