@@ -2,6 +2,14 @@
 
 The public names are imported on first use (PEP 562), so that `python -m moshi_mlx.run` reaches its own
 Ctrl-C handling before the 0.3 s of numpy and MLX imports (a Ctrl-C during those printed a traceback).
+
+The top level holds the models and what every layer shares; each folder's `__init__.py` says what it owns.
+  mimi.py, lm.py, lm_gen.py, sampling.py, text.py  the models, their sampling, text pieces -> words
+  pipeline.py      one 80 ms frame: Mimi encode -> LM step -> Mimi decode (the FrameModel the loop drives)
+  errors.py        the errors every layer raises (config, weights, loading, audio, dialog, quantize)
+  mlx_thread.py    threads that do MLX work; here as both dialog/'s loop and cli/'s exit rely on it
+  outputs.py       files written via temp + rename; here as audio/, dialog/ and quantize all write so
+  run.py           `python -m moshi_mlx.run`: flags and wiring only
 """
 
 from __future__ import annotations

@@ -1,33 +1,26 @@
 """`python -m moshi_mlx.run`: talk with Moshi locally, or run it over an audio file.
 
-Live (default): microphone in, Moshi's voice out, its words printed as it says them. Press Enter for a
-new conversation (same weights), m + Enter to mute or unmute the microphone, Ctrl-C to stop. File mode:
+Live (default): microphone in, Moshi's voice out, its words printed as it says them. File mode:
 `--input user.wav --output moshi.wav`.
-This module parses flags and wires the library together; the work happens in ModelLoop (one thread
-owning MLX), MoshiPipeline (the model), AudioIO / FileAudioPort (sound) and Recorder.
+This module parses and checks flags and wires the library together; the runs themselves are
+dialog/live.py's `run_live` and dialog/file_mode.py's `run_file`, driving ModelLoop (one thread owning
+MLX) over MoshiPipeline (the model), AudioIO / FileAudioPort (sound) and Recorder.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import threading
-from typing import TYPE_CHECKING
 
-from .audio import FRAME_S, MODEL_RATE
 from .cli.args import CliParser, name, number, print_error
-from .cli.signals import exit_code, stops_deferred
+from .cli.signals import exit_code
+from .cli.tempdir import check_temp_folder
 from .errors import MoshiError, NoAudioDeviceError
-from .tempdir import check_temp_folder
 
-if TYPE_CHECKING:
-    from .dialog.loop import ModelLoop
 # numpy and MLX are imported where used, inside main(): a Ctrl-C while they load stops the program quietly
 
 LOCAL_FLAGS = "--moshi-weight PATH --mimi-weight PATH --tokenizer PATH [--config PATH]"
 FILE_MODE = "run over an audio file instead: --input FILE --output FILE"  # advice without a sound card
-KEYS = "Enter starts a new conversation, m + Enter mutes or unmutes the microphone"  # see _keyboard
 MAX_LAG = 250  # frames (20 s): more is no conversation, and the waiting audio would grow without bound
 
 
@@ -39,6 +32,7 @@ def kv_bits_choices() -> dict[str, int | str | None]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .dialog.live import KEYS
     from .loading.memory import KV_AUTO
     from .sampling import SEED_RANGE, TEMP_RANGE, TOP_K_RANGE
 
@@ -145,205 +139,19 @@ def _resolve(args: argparse.Namespace):
     return files
 
 
-def _wait_loaded(loop: ModelLoop, view) -> bool:
-    """Waits for the model; `view` shows what loading said (its time and notes, or the error). False: it failed."""
-    print("loading the model...", file=sys.stderr, flush=True)
-    while not loop.loaded.wait(0.1):
-        pass
-    while not loop.events.empty():
-        view.handle(loop.events.get())
-    return loop.load_error is None
-
-
-def _recorder(args: argparse.Namespace, files):
-    if not args.record:
+def _echo(args: argparse.Namespace):
+    """The echo canceller of a live run, unless --no-echo-cancel."""
+    if args.no_echo_cancel:
         return None
-    from .dialog.recorder import Recorder
+    from .dialog.echo import EchoCanceller
 
-    return Recorder(args.record, meta={"model": files.source, "moshi": str(files.moshi), "temp": args.temp,
-                                       "text_temp": args.text_temp, "seed": args.seed})  # fmt: skip
-
-
-def run_live(args: argparse.Namespace, files, audio) -> int:
-    """A conversation on `audio` (an AudioIO whose devices were found before the model was fetched)."""
-    from .dialog.console import ConsoleView
-    from .dialog.events import Error, SessionEnded
-    from .dialog.loop import ModelLoop
-
-    echo = None
-    if not args.no_echo_cancel:
-        from .dialog.echo import EchoCanceller
-
-        echo = EchoCanceller()
-    view = ConsoleView()
-    loop = ModelLoop(_factory(args, files), max_lag_frames=args.max_lag)
-    loop.start()
-    try:
-        if not _wait_loaded(loop, view):
-            return 1
-        recorder = _recorder(args, files)
-        loop.begin_session(audio, recorder, echo)
-        out_name = audio.output_info.name if audio.output_info else "default output"
-        view.note(f"listening on {audio.input_info.name}, speaking on {out_name}. "
-                  f"Talk to Moshi; {KEYS}, Ctrl-C stops.")  # fmt: skip
-        if sys.stdin is not None and sys.stdin.isatty():
-            threading.Thread(target=_keyboard, args=(loop, view), daemon=True).start()
-        failed, stopped = False, None
-        try:
-            while True:
-                ev = loop.events.get()
-                view.handle(ev)
-                if isinstance(ev, Error):
-                    failed = True
-                if isinstance(ev, SessionEnded):
-                    break
-        except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP: end the conversation, then say so
-            stopped = e
-            loop.end_session()
-            while not loop.events.empty():
-                view.handle(loop.events.get())
-            view.finish()
-        if recorder is not None:
-            view.note(f"conversation saved in {args.record}" + (" (cut short, see above)" if recorder.error else ""))
-        if stopped is not None:
-            raise stopped
-        return 1 if failed or (recorder is not None and recorder.error) else 0
-    finally:
-        loop.close()
+    return EchoCanceller()
 
 
-def _keyboard(loop: ModelLoop, view, lines=None) -> None:
-    """Enter: a new conversation; m + Enter: mute / unmute the microphone."""
-    for line in sys.stdin if lines is None else lines:
-        view.finish()
-        if line.strip().lower() == "m":
-            loop.set_muted(not loop.muted)
-            view.note("-- microphone muted: Moshi hears silence (m + Enter to unmute) --" if loop.muted
-                      else "-- microphone on --")  # fmt: skip
-        else:
-            loop.reset()
-            view.note("-- new conversation --")
-
-
-def run_file(args: argparse.Namespace, files, pcm) -> int:
-    """Runs the model over `pcm`; the answer streams to --output. On an error or a stop (Ctrl-C, SIGTERM,
-    SIGHUP) the answer and transcript so far are written, and said so once. Returns the exit status."""
-    from .audio.file_port import FileAudioPort
-    from .audio.files import AudioWriter
-    from .dialog.console import ConsoleView
-    from .dialog.loop import ModelLoop
-
-    loop = ModelLoop(_factory(args, files), max_lag_frames=args.max_lag, stats_every=25)
-    got = _Collected()
-    loop.start()
-    try:
-        if not _wait_loaded(loop, ConsoleView(live=False)):  # says the load time and the model's notes, or why not
-            return 1
-        writer = AudioWriter(args.output)
-        try:
-            port = FileAudioPort(pcm, writer)
-            loop.begin_session(port, _recorder(args, files), None)
-            interrupted = _follow(loop, port, got)
-            with stops_deferred() as later:  # a Ctrl-C now (or another one) would lose the answer
-                loop.end_session()
-                loop.close()
-                got.drain(loop, port)
-                port.close(complete=interrupted is None and got.error is None)
-                code = _finish(args, writer, got, port, interrupted or (later[0] if later else None))
-        except BaseException:
-            writer.discard()
-            raise
-    finally:
-        loop.close()
-    return exit_code(later[0]) if later and interrupted is None and code == 0 else code
-
-
-def _follow(loop: ModelLoop, port, got: _Collected) -> KeyboardInterrupt | None:
-    """Follows the run with a progress bar until the input is done; the stop (Ctrl-C, SIGTERM...) that ended
-    it early, if any."""
-    from tqdm.auto import tqdm
-
-    try:
-        with tqdm(total=port.frames, unit="frame", desc="moshi", file=sys.stderr) as bar:
-            done = False
-            while not done:
-                done = port.exhausted.wait(0.1)
-                got.drain(loop, port)
-                bar.update(port.frames_read - bar.n)
-    except KeyboardInterrupt as e:
-        return e
-    return None
-
-
-def _finish(args: argparse.Namespace, writer, got: _Collected, port, interrupted: KeyboardInterrupt | None) -> int:
-    """Writes --output and --transcript (complete, or the answer so far), says what happened; the exit status."""
-    from .outputs import write_failure, write_text
-
-    written, failed = [], []
-    for path, write in ((args.output, writer.commit),
-                        (args.transcript, lambda: write_text(args.transcript, transcript_json(args.input, got.pieces, got.words)))):  # fmt: skip
-        if path:
-            try:
-                write()
-                written.append(str(path))
-            except (OSError, MoshiError) as e:
-                failed.append(f"{path} ({write_failure(e) if isinstance(e, OSError) else e})")
-    print(transcript_text(got.pieces))
-    done = f"{port.written / MODEL_RATE:.1f} s of {port.length / MODEL_RATE:.1f} s"
-    kept = "; ".join(filter(None, (
-        written and f"{' and '.join(written)} hold{'s' if len(written) == 1 else ''} the answer up to {done}",
-        failed and f"could not write {' and '.join(failed)}")))  # fmt: skip
-    if interrupted is not None:
-        print(f"stopped: {kept}", file=sys.stderr)
-        return exit_code(interrupted)
-    errors = [f"{got.error} ({kept})" if got.error else (failed and kept), got.recording_error]
-    for error in filter(None, errors):
-        print_error(error)
-    return 1 if any(errors) else 0
-
-
-class _Collected:
-    """What a file run reports: text pieces, whole words, errors."""
-
-    def __init__(self) -> None:
-        self.pieces: list[tuple[float, str]] = []
-        self.words: list[tuple[float, str]] = []
-        self.error: str | None = None
-        self.recording_error: str | None = None
-
-    def drain(self, loop: ModelLoop, port) -> None:
-        from .dialog.events import Error, Notice, RecordingStopped, SessionEnded, Text, Word
-
-        while not loop.events.empty():
-            ev = loop.events.get()
-            if isinstance(ev, Text):
-                self.pieces.append((ev.t, ev.text))
-            elif isinstance(ev, Word):
-                self.words.append((ev.t, ev.word))
-            elif isinstance(ev, Error):
-                self.error = ev.message
-            elif isinstance(ev, RecordingStopped):
-                self.recording_error = ev.message
-            elif isinstance(ev, Notice):
-                print(f"\nnote: {ev.message}", file=sys.stderr)
-            elif isinstance(ev, SessionEnded):
-                port.exhausted.set()
-
-
-def transcript_text(pieces: list[tuple[float, str]]) -> str:
-    return " ".join("".join(p for _, p in pieces).split())
-
-
-def transcript_json(source: str, pieces: list[tuple[float, str]], words: list[tuple[float, str]]) -> str:
-    """The --transcript document: the text as shown, its words with start times, the pieces as they came."""
-    doc = {
-        "input": str(source),
-        "frame_s": FRAME_S,
-        "text": transcript_text(pieces),
-        "words": [{"t": round(t, 3), "word": w} for t, w in words],
-        "pieces": [{"t": round(t, 3), "text": p} for t, p in pieces],
-    }
-    return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+def _record_meta(args: argparse.Namespace, files) -> dict:
+    """What a recording's metadata says about the run."""
+    return {"model": files.source, "moshi": str(files.moshi), "temp": args.temp, "text_temp": args.text_temp,
+            "seed": args.seed}
 
 
 def list_devices_main(audio_backend=None) -> int:
@@ -368,13 +176,19 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
         check_temp_folder()
         if args.input is not None:
             from .audio.files import read_audio
+            from .dialog.file_mode import run_file
 
             pcm = read_audio(args.input)  # a bad file fails now, before minutes of loading
-            return run_file(args, _resolve(args), pcm)
+            files = _resolve(args)
+            return run_file(_factory(args, files), pcm, args.output, source=args.input, transcript=args.transcript,
+                            max_lag_frames=args.max_lag, record=args.record, record_meta=_record_meta(args, files))  # fmt: skip
         from .audio.devices import AudioIO
+        from .dialog.live import run_live
 
         audio = AudioIO(args.input_device, args.output_device, backend=audio_backend)  # a missing sound card is
-        return run_live(args, _resolve(args), audio)  # said before the model is fetched (4.5 GB on a first run)
+        files = _resolve(args)  # said before the model is fetched (4.5 GB on a first run)
+        return run_live(_factory(args, files), audio, max_lag_frames=args.max_lag, echo=_echo(args),
+                        record=args.record, record_meta=_record_meta(args, files))  # fmt: skip
     except MoshiError as e:
         msg = f"{str(e).rstrip('.')}. Or name the files: {LOCAL_FLAGS}." if e.local_files_help else str(e)
         if isinstance(e, NoAudioDeviceError):

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Callable
 
 from moshi_mlx.cli.args import CliParser, name, number, print_error
 from moshi_mlx.cli.signals import exit_code
+from moshi_mlx.cli.tempdir import check_temp_folder
 from moshi_mlx.config import DEFAULT_PRESET
 from moshi_mlx.errors import MoshiError
-from moshi_mlx.tempdir import check_temp_folder
 
 if TYPE_CHECKING:
     from .convert import Options, Plan, Staged

@@ -193,29 +193,6 @@ def test_live_ctrl_c_ends_cleanly_and_keeps_the_recording(tmp_path, capsys):
     assert all(s.closed for s in backend.streams)
 
 
-def test_keyboard_enter_resets_and_m_toggles_mute():
-    import io
-
-    from moshi_mlx.dialog.console import ConsoleView
-    from moshi_mlx.run import _keyboard
-
-    class Loop:
-        muted, resets = False, 0
-
-        def set_muted(self, on):
-            self.muted = on
-
-        def reset(self):
-            self.resets += 1
-
-    loop, err = Loop(), io.StringIO()
-    _keyboard(loop, ConsoleView(io.StringIO(), err, live=False), lines=["m\n", "M \n"])
-    assert loop.muted is False and loop.resets == 0
-    assert "microphone muted" in err.getvalue() and "microphone on" in err.getvalue()
-    _keyboard(loop, ConsoleView(io.StringIO(), err, live=False), lines=["\n", "m\n"])
-    assert loop.resets == 1 and loop.muted is True
-
-
 def test_live_recording_on_a_full_disk_says_so_and_keeps_what_was_recorded(tmp_path, capsys):
     from support.disk import small_disk
 

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
     args = parser.parse_args(argv)
     try:
-        from ..tempdir import check_temp_folder
+        from ..cli.tempdir import check_temp_folder
 
         check_temp_folder()
         return modules[args.model].run(args)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import shutil
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ..audio import FRAME_S
 from .events import Error, Loaded, Notice, RecordingStopped, SessionEnded, Skipped, Stats, Text, too_slow
+
+if TYPE_CHECKING:
+    from .loop import ModelLoop
 
 _STATUS_EVERY_S = 5.0  # non-terminal status cadence, in model time
 
@@ -101,3 +104,13 @@ class ConsoleView:
             self.out.write("\n")
             self.out.flush()
         self.line = ""
+
+
+def wait_loaded(loop: ModelLoop, view: ConsoleView) -> bool:
+    """Waits for the model; `view` shows what loading said (its time and notes, or the error). False: it failed."""
+    print("loading the model...", file=sys.stderr, flush=True)
+    while not loop.loaded.wait(0.1):
+        pass
+    while not loop.events.empty():
+        view.handle(loop.events.get())
+    return loop.load_error is None

@@ -31,6 +31,7 @@ from .events import (
     AudioPort, Closed, Error, Event, FrameModel, Loaded, Notice, RecordingStopped, SessionEnded,
     SessionStarted, Skipped, Stats, Text, Word,
 )  # fmt: skip
+from .pacing import OutputPacer, level_db
 
 _WARM_UP_STEPS = 3  # the first steps compile kernels and fill caches: not judged
 _SUSTAINED_STEPS = 25  # rtf_sustained: the median over the last 25 steps (2 s of audio at real time)...
@@ -38,12 +39,6 @@ _FEWEST_JUDGED = 5  # ...once there are 5: a median needs 3 slow ones, so a sing
 
 NON_FINITE_NOTE = ("The input holds NaN or infinite samples (a broken file or sound card); they are replaced with "
                    "silence, or they would blank what Moshi hears for about 20 s")  # fmt: skip
-
-
-def _db(x: np.ndarray | None) -> float:
-    if x is None or x.size == 0:
-        return -120.0
-    return float(10.0 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
 
 
 class ModelLoop:
@@ -54,12 +49,8 @@ class ModelLoop:
         on_event: called with each event on the loop thread (keep it quick); events also go to
             `self.events` unless `on_event` is given.
         max_lag_frames: frames of microphone audio allowed to wait before the loop skips ahead.
-        max_output_queue_s: answer audio allowed to wait for the speaker (clock drift between
-            separate mic and speaker devices); beyond it the new answer frame is dropped.
-        target_output_queue_s: a late step makes the speaker run dry and play silence, which
-            delays everything after it; when more than this stays queued for 3 frames, the
-            excess is cut from the start of the next quiet answer frame (< -40 dBFS), so such
-            hiccups do not add up to a growing delay.
+        max_output_queue_s, target_output_queue_s: the speaker queue's bound and the queue to come
+            back to after a late step (see pacing.py's OutputPacer).
         stats_every: frames between two Stats events.
     """
 
@@ -197,9 +188,7 @@ class _Session:
         self.pending = np.zeros(0, np.float32)  # 24 kHz mic audio not yet cut into frames
         self.frame = 0  # frames on the timeline (processed + skipped)
         self.skipped = 0
-        self.output_dropped = 0
-        self.output_trimmed = 0  # answer samples cut to win back delay after late steps
-        self._over_target = 0
+        self.pacer = OutputPacer(loop.max_output_queue_s, loop.target_output_queue_s)
         self.step_sum = 0.0
         self.step_n = 0
         self.recent_steps: deque[float] = deque(maxlen=_SUSTAINED_STEPS)  # seconds, warm-up steps left out
@@ -327,16 +316,8 @@ class _Session:
         pcm_out = result.pcm
         if pcm_out is not None:
             pcm_out = np.asarray(pcm_out, np.float32).reshape(-1)
-            queued = self.audio.output_queued_s()
-            self._over_target = self._over_target + 1 if queued > self.loop.target_output_queue_s else 0
-            if queued > self.loop.max_output_queue_s:
-                self.output_dropped += 1
-            else:
-                play = pcm_out
-                if self._over_target >= 3 and _db(pcm_out) < -40.0:
-                    cut = min(play.size, int((queued - self.loop.target_output_queue_s) * RATE))
-                    play = play[cut:]
-                    self.output_trimmed += cut
+            play = self.pacer.play(pcm_out, self.audio.output_queued_s())
+            if play is not None:
                 self.audio.write_output(play)
         t = self.t
         if result.word:
@@ -363,7 +344,8 @@ class _Session:
             self.emit(Stats(
                 frame=self.frame, step_ms=1000 * step_s, step_ms_avg=1000 * avg, rtf=avg * RATE / FRAME,
                 lag_ms=lag_ms, output_queued_ms=1000 * self.audio.output_queued_s(), frames_skipped=self.skipped,
-                output_dropped=self.output_dropped, output_trimmed_ms=1000 * self.output_trimmed / RATE, input_db=_db(pcm_in), output_db=_db(pcm_out),
+                output_dropped=self.pacer.dropped, output_trimmed_ms=1000 * self.pacer.trimmed / RATE,
+                input_db=level_db(pcm_in), output_db=level_db(pcm_out),
                 loop_ms=1000 * (total_s - step_s), rtf_sustained=sustained,
             ))  # fmt: skip
 

@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 
-from .errors import OutputError
+from ..errors import OutputError
 
 TEMP_VARS = ("TMPDIR", "TMP", "TEMP", "TEMPDIR")  # what std::filesystem::temp_directory_path reads, in order
 MIN_FREE = 8 << 20  # bytes: room for the compiler's files and the compiled kernels

@@ -1,0 +1,138 @@
+"""Moshi over an audio file: the answer streams to an audio file as it is produced, with a progress bar,
+then the transcript is printed (and written as JSON when asked). On an error or a stop (Ctrl-C, SIGTERM,
+SIGHUP) the answer and transcript so far are kept, and said so once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+
+from ..audio import FRAME_S, MODEL_RATE
+from ..audio.file_port import FileAudioPort
+from ..audio.files import AudioWriter
+from ..cli.args import print_error
+from ..cli.signals import exit_code, stops_deferred
+from ..errors import MoshiError
+from ..outputs import write_failure, write_text
+from .console import ConsoleView, wait_loaded
+from .events import Error, FrameModel, Notice, RecordingStopped, SessionEnded, Text, Word
+from .loop import ModelLoop
+from .recorder import Recorder
+
+
+def run_file(new_model: Callable[[], FrameModel], pcm, output: str, *, source: str, transcript: str | None = None,
+             max_lag_frames: int, record: str | None = None, record_meta: dict | None = None) -> int:  # fmt: skip
+    """Runs the model over `pcm` (read from `source`); the answer streams to `output`. On an error or a stop
+    (Ctrl-C, SIGTERM, SIGHUP) the answer and transcript so far are written, and said so once. Returns the exit
+    status."""
+    loop = ModelLoop(new_model, max_lag_frames=max_lag_frames, stats_every=25)
+    got = _Collected()
+    loop.start()
+    try:
+        if not wait_loaded(loop, ConsoleView(live=False)):  # says the load time and the model's notes, or why not
+            return 1
+        writer = AudioWriter(output)
+        try:
+            port = FileAudioPort(pcm, writer)
+            loop.begin_session(port, Recorder(record, meta=record_meta) if record else None, None)
+            interrupted = _follow(loop, port, got)
+            with stops_deferred() as later:  # a Ctrl-C now (or another one) would lose the answer
+                loop.end_session()
+                loop.close()
+                got.drain(loop, port)
+                port.close(complete=interrupted is None and got.error is None)
+                code = _finish(output, transcript, source, writer, got, port,
+                               interrupted or (later[0] if later else None))  # fmt: skip
+        except BaseException:
+            writer.discard()
+            raise
+    finally:
+        loop.close()
+    return exit_code(later[0]) if later and interrupted is None and code == 0 else code
+
+
+def _follow(loop: ModelLoop, port, got: _Collected) -> KeyboardInterrupt | None:
+    """Follows the run with a progress bar until the input is done; the stop (Ctrl-C, SIGTERM...) that ended
+    it early, if any."""
+    from tqdm.auto import tqdm
+
+    try:
+        with tqdm(total=port.frames, unit="frame", desc="moshi", file=sys.stderr) as bar:
+            done = False
+            while not done:
+                done = port.exhausted.wait(0.1)
+                got.drain(loop, port)
+                bar.update(port.frames_read - bar.n)
+    except KeyboardInterrupt as e:
+        return e
+    return None
+
+
+def _finish(output: str, transcript: str | None, source: str, writer, got: _Collected, port,
+            interrupted: KeyboardInterrupt | None) -> int:  # fmt: skip
+    """Writes the answer and the transcript (complete, or so far), says what happened; the exit status."""
+    written, failed = [], []
+    for path, write in ((output, writer.commit),
+                        (transcript, lambda: write_text(transcript, transcript_json(source, got.pieces, got.words)))):  # fmt: skip
+        if path:
+            try:
+                write()
+                written.append(str(path))
+            except (OSError, MoshiError) as e:
+                failed.append(f"{path} ({write_failure(e) if isinstance(e, OSError) else e})")
+    print(transcript_text(got.pieces))
+    done = f"{port.written / MODEL_RATE:.1f} s of {port.length / MODEL_RATE:.1f} s"
+    kept = "; ".join(filter(None, (
+        written and f"{' and '.join(written)} hold{'s' if len(written) == 1 else ''} the answer up to {done}",
+        failed and f"could not write {' and '.join(failed)}")))  # fmt: skip
+    if interrupted is not None:
+        print(f"stopped: {kept}", file=sys.stderr)
+        return exit_code(interrupted)
+    errors = [f"{got.error} ({kept})" if got.error else (failed and kept), got.recording_error]
+    for error in filter(None, errors):
+        print_error(error)
+    return 1 if any(errors) else 0
+
+
+class _Collected:
+    """What a file run reports: text pieces, whole words, errors."""
+
+    def __init__(self) -> None:
+        self.pieces: list[tuple[float, str]] = []
+        self.words: list[tuple[float, str]] = []
+        self.error: str | None = None
+        self.recording_error: str | None = None
+
+    def drain(self, loop: ModelLoop, port) -> None:
+        while not loop.events.empty():
+            ev = loop.events.get()
+            if isinstance(ev, Text):
+                self.pieces.append((ev.t, ev.text))
+            elif isinstance(ev, Word):
+                self.words.append((ev.t, ev.word))
+            elif isinstance(ev, Error):
+                self.error = ev.message
+            elif isinstance(ev, RecordingStopped):
+                self.recording_error = ev.message
+            elif isinstance(ev, Notice):
+                print(f"\nnote: {ev.message}", file=sys.stderr)
+            elif isinstance(ev, SessionEnded):
+                port.exhausted.set()
+
+
+def transcript_text(pieces: list[tuple[float, str]]) -> str:
+    return " ".join("".join(p for _, p in pieces).split())
+
+
+def transcript_json(source: str, pieces: list[tuple[float, str]], words: list[tuple[float, str]]) -> str:
+    """The --transcript document: the text as shown, its words with start times, the pieces as they came."""
+    doc = {
+        "input": str(source),
+        "frame_s": FRAME_S,
+        "text": transcript_text(pieces),
+        "words": [{"t": round(t, 3), "word": w} for t, w in words],
+        "pieces": [{"t": round(t, 3), "text": p} for t, p in pieces],
+    }
+    return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
