@@ -7,6 +7,15 @@ Ctrl-C handling before the 0.3 s of numpy and MLX imports (a Ctrl-C during those
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what a type checker sees of the names __getattr__ imports on first use
+    from .config import DepformerConfig, LmConfig, MimiConfig
+    from .lm import Lm
+    from .lm_gen import LmGen
+    from .loading.lm import load_lm
+    from .loading.mimi import load_mimi
+    from .mimi import Mimi
 
 __version__ = "0.1.0"
 

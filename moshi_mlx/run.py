@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from .audio import FRAME_S, MODEL_RATE
 from .cli.args import CliParser, name, number, print_error
@@ -31,7 +31,7 @@ KEYS = "Enter starts a new conversation, m + Enter mutes or unmutes the micropho
 MAX_LAG = 250  # frames (20 s): more is no conversation, and the waiting audio would grow without bound
 
 
-def kv_bits_choices() -> dict[str, int | str | None]:
+def kv_bits_choices() -> dict[str, int | Literal["auto"] | None]:
     """--kv-bits -> load_lm(kv_bits=...)."""
     from .loading.memory import KV_AUTO  # MLX comes with it: imported inside main() (see above)
 
@@ -108,8 +108,8 @@ def _check_paths(args: argparse.Namespace) -> None:
         MoshiError: what is wrong, in one line.
     """
     from .audio.files import audio_format, probe_audio
-    from .outputs import check_new_file
     from .dialog.recorder import check_free
+    from .outputs import check_new_file
 
     protect = {"--input": args.input}
     if args.output:
@@ -279,9 +279,11 @@ def _finish(args: argparse.Namespace, writer, got: _Collected, port, interrupted
     """Writes --output and --transcript (complete, or the answer so far), says what happened; the exit status."""
     from .outputs import write_failure, write_text
 
+    def write_transcript() -> None:
+        write_text(args.transcript, transcript_json(args.input, got.pieces, got.words))
+
     written, failed = [], []
-    for path, write in ((args.output, writer.commit),
-                        (args.transcript, lambda: write_text(args.transcript, transcript_json(args.input, got.pieces, got.words)))):  # fmt: skip
+    for path, write in ((args.output, writer.commit), (args.transcript, write_transcript)):
         if path:
             try:
                 write()
@@ -291,8 +293,8 @@ def _finish(args: argparse.Namespace, writer, got: _Collected, port, interrupted
     print(transcript_text(got.pieces))
     done = f"{port.written / MODEL_RATE:.1f} s of {port.length / MODEL_RATE:.1f} s"
     kept = "; ".join(filter(None, (
-        written and f"{' and '.join(written)} hold{'s' if len(written) == 1 else ''} the answer up to {done}",
-        failed and f"could not write {' and '.join(failed)}")))  # fmt: skip
+        f"{' and '.join(written)} hold{'s' if len(written) == 1 else ''} the answer up to {done}" if written else "",
+        f"could not write {' and '.join(failed)}" if failed else "")))  # fmt: skip
     if interrupted is not None:
         print(f"stopped: {kept}", file=sys.stderr)
         return exit_code(interrupted)

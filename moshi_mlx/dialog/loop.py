@@ -14,6 +14,7 @@ event; the recorder keeps what it has.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import statistics
 import threading
@@ -28,8 +29,20 @@ from ..audio import MODEL_RATE as RATE
 from ..errors import MoshiError
 from ..mlx_thread import start_owner_thread
 from .events import (
-    AudioPort, Closed, Error, Event, FrameModel, Loaded, Notice, RecordingStopped, SessionEnded,
-    SessionStarted, Skipped, Stats, Text, Word,
+    AudioPort,
+    Closed,
+    Error,
+    Event,
+    FrameModel,
+    Loaded,
+    Notice,
+    RecordingStopped,
+    SessionEnded,
+    SessionStarted,
+    Skipped,
+    Stats,
+    Text,
+    Word,
 )  # fmt: skip
 
 _WARM_UP_STEPS = 3  # the first steps compile kernels and fill caches: not judged
@@ -231,10 +244,8 @@ class _Session:
                 self.recorder.add_event("error", self.t, message=msg)
         finally:
             self.audio.stop()
-            try:
+            with contextlib.suppress(Exception):  # after a model failure: the last word is lost, not the session end
                 self._flush_word()
-            except Exception:  # noqa: BLE001 (after a model failure: the last word is lost, not the session end)
-                pass
             if self.recorder is not None:
                 self.recorder.close()
                 self._check_recorder()
@@ -363,7 +374,8 @@ class _Session:
             self.emit(Stats(
                 frame=self.frame, step_ms=1000 * step_s, step_ms_avg=1000 * avg, rtf=avg * RATE / FRAME,
                 lag_ms=lag_ms, output_queued_ms=1000 * self.audio.output_queued_s(), frames_skipped=self.skipped,
-                output_dropped=self.output_dropped, output_trimmed_ms=1000 * self.output_trimmed / RATE, input_db=_db(pcm_in), output_db=_db(pcm_out),
+                output_dropped=self.output_dropped, output_trimmed_ms=1000 * self.output_trimmed / RATE,
+                input_db=_db(pcm_in), output_db=_db(pcm_out),
                 loop_ms=1000 * (total_s - step_s), rtf_sustained=sustained,
             ))  # fmt: skip
 
