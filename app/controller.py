@@ -26,12 +26,21 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from moshi_mlx.audio.devices import AudioIO, DeviceInfo, list_devices
-from moshi_mlx.errors import MoshiError
 from moshi_mlx.dialog.events import (
-    Error, Loaded, Notice, RecordingStopped, SessionEnded, SessionStarted, Skipped, Stats, Text,
+    Error,
+    FrameModel,
+    Loaded,
+    Notice,
+    RecordingStopped,
+    SessionEnded,
+    SessionStarted,
+    Skipped,
+    Stats,
+    Text,
 )  # fmt: skip
 from moshi_mlx.dialog.loop import ModelLoop
 from moshi_mlx.dialog.recorder import Recorder
+from moshi_mlx.errors import MoshiError
 
 from .wording import DeviceProblem, for_window, pick_device
 
@@ -107,7 +116,8 @@ class Controller(QObject):
     def echo_available(self) -> bool:
         return self._echo_cls is not None
 
-    def load(self, factory: Callable[[], object], label: str, quantization: str, start_after: tuple | None = None) -> None:
+    def load(self, factory: Callable[[], FrameModel], label: str, quantization: str,
+             start_after: tuple | None = None) -> None:
         """Replaces the current model (if any) with one built by `factory` on a new loop thread.
 
         `start_after`: (input, output, echo) to start a conversation as soon as it is loaded.

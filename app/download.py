@@ -14,8 +14,8 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QProgressDialog, QWidget
 
-from moshi_mlx.loading import hub
 from moshi_mlx.errors import MoshiError, OfflineError
+from moshi_mlx.loading import hub
 
 from .models import ModelChoice, ResolvedModel, from_hub
 from .wording import WEIGHTS_FOLDER, for_window

@@ -10,14 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from moshi_mlx.loading import hub
 from moshi_mlx.errors import CheckpointError, MoshiError
+from moshi_mlx.loading import hub
 from moshi_mlx.weights import formats
 from moshi_mlx.weights.safetensors_io import read_header
 
 from .settings import PRECISIONS, VOICES
 from .wording import other_folder
+
+if TYPE_CHECKING:
+    from moshi_mlx.dialog.events import FrameModel
 
 TEXT_TEMP_RATIO = 0.7 / 0.8  # Kyutai's defaults: audio 0.8, text 0.7; one slider moves both
 _QUANT = {"q4": 4, "q8": 8, "bf16": None}
@@ -92,11 +96,11 @@ def describe_precision(path: Path) -> str:
         return "unknown"
 
 
-def frame_model_factory(model: ResolvedModel, temperature: float) -> Callable[[], object]:
+def frame_model_factory(model: ResolvedModel, temperature: float) -> Callable[[], FrameModel]:
     """A factory for the ModelLoop: called on the loop thread, it builds the real FrameModel
     (Mimi encode -> LM step -> Mimi decode, with text detokenization)."""
 
-    def build():
+    def build() -> FrameModel:
         from moshi_mlx import pipeline  # MLX work starts here, on the loop thread
 
         sampling = pipeline.Sampling(temp=temperature, text_temp=temperature * TEXT_TEMP_RATIO)

@@ -13,8 +13,8 @@ from pathlib import Path
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, QTimer
 from PySide6.QtGui import QGuiApplication
 
-from moshi_mlx.errors import MoshiError
 from moshi_mlx.dialog.events import too_slow
+from moshi_mlx.errors import MoshiError
 
 from . import controller as c
 from .dialogs import Dialogs
@@ -25,9 +25,11 @@ from .settings import AppSettings
 from .window import MainWindow
 
 _BUTTON = {c.IDLE: ("Start", True, False), c.READY: ("Start", True, False), c.LOADING: ("Loading…", False, False),
-           c.STARTING: ("Starting…", True, True), c.RUNNING: ("Stop", True, True), c.STOPPING: ("Stopping…", False, True)}  # fmt: skip
+           c.STARTING: ("Starting…", True, True), c.RUNNING: ("Stop", True, True),
+           c.STOPPING: ("Stopping…", False, True)}  # fmt: skip
 _STATE_TEXT = {c.IDLE: "Ready", c.READY: "Model loaded", c.LOADING: "Loading the model…",
-               c.STARTING: "Opening the microphone…", c.RUNNING: "Listening — talk to Moshi", c.STOPPING: "Stopping…"}  # fmt: skip
+               c.STARTING: "Opening the microphone…", c.RUNNING: "Listening — talk to Moshi",
+               c.STOPPING: "Stopping…"}  # fmt: skip
 ENDED, ENDED_BY_ERROR = "Conversation ended", "Conversation stopped by an error"
 
 
@@ -170,7 +172,8 @@ class Presenter(QObject):
         for combo, kind, saved in ((self.w.input_combo, "input", self.settings.input_device),
                                    (self.w.output_combo, "output", self.settings.output_device)):  # fmt: skip
             usable = [d for d in devices if (d.inputs if kind == "input" else d.outputs) > 0]
-            default = next((d.name for d in usable if (d.is_default_input if kind == "input" else d.is_default_output)), None)
+            default = next((d.name for d in usable
+                            if (d.is_default_input if kind == "input" else d.is_default_output)), None)
             combo.blockSignals(True)
             combo.clear()
             combo.addItem(f"System default ({default})" if default else "System default", "")

@@ -29,9 +29,12 @@ class AppSettings:
         return v if v in allowed else default
 
     def _float(self, key: str, default: float, lo: float, hi: float) -> float:
+        raw = self._s.value(key, default)
+        if not isinstance(raw, (str, int, float)):  # None, a list: not a number
+            return default
         try:
-            v = float(self._s.value(key, default))
-        except (TypeError, ValueError):
+            v = float(raw)
+        except ValueError:
             return default
         return min(hi, max(lo, v)) if v == v else default  # NaN -> default
 

@@ -5,8 +5,21 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QFont, QKeySequence
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-    QMainWindow, QPushButton, QSizePolicy, QToolButton, QVBoxLayout, QWidget,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QPushButton,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
 )  # fmt: skip
 
 from .settings import PRECISIONS, VOICES
@@ -36,7 +49,8 @@ class MainWindow(QMainWindow):
         self.transcript = TranscriptView()
         self.transcript.setObjectName("transcript")
         self.transcript.setFrameShape(QFrame.Shape.NoFrame)
-        self.transcript.setStyleSheet("QTextBrowser#transcript { background: white; border: 1px solid #e5e7eb; border-radius: 8px; }")
+        self.transcript.setStyleSheet(
+            "QTextBrowser#transcript { background: white; border: 1px solid #e5e7eb; border-radius: 8px; }")
         self.meters = MeterRow()
         self.start_button = QPushButton("Start")
         self.start_button.setObjectName("startButton")
@@ -112,7 +126,8 @@ class MainWindow(QMainWindow):
         self.temperature_spin.setDecimals(2)
         self.temperature_spin.setToolTip("Higher is more varied, lower more predictable (0 = always the likeliest)")
         self.echo_check = QCheckBox("Echo suppression")
-        self.echo_check.setToolTip("Remove Moshi's own voice from the microphone (for speakers, not needed with headphones)")
+        self.echo_check.setToolTip(
+            "Remove Moshi's own voice from the microphone (for speakers, not needed with headphones)")
 
         model_box = QGroupBox(MODEL_BOX)
         mf = QFormLayout(model_box)

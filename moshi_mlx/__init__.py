@@ -15,6 +15,15 @@ The top level holds the models and what every layer shares; each folder's `__ini
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what a type checker sees of the names __getattr__ imports on first use
+    from .config import DepformerConfig, LmConfig, MimiConfig
+    from .lm import Lm
+    from .lm_gen import LmGen
+    from .loading.lm import load_lm
+    from .loading.mimi import load_mimi
+    from .mimi import Mimi
 
 __version__ = "0.1.0"
 

@@ -78,7 +78,8 @@ def require_file(path: Path, what: str, error: type[MoshiError], expected: str =
         return path
     if path.is_dir():
         example = path / expected if expected and (path / expected).is_file() else expected
-        raise error(f"the {what} {path} is a folder, not a file: name the file itself" + (f", e.g. {example}" if example else ""))
+        raise error(f"the {what} {path} is a folder, not a file: name the file itself"
+                    + (f", e.g. {example}" if example else ""))
     if path.exists():
         if pipe_ok:
             return path

@@ -25,11 +25,13 @@ per thread from mlx 0.31.2, and `mx.clear_streams()` resets it from 0.32.1: pypr
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 EXIT_WAIT_S = 30.0  # how long a process exit waits for MLX threads (a 7B step takes up to ~5 s)
 _NOTE_AFTER_S = 1.0
@@ -38,7 +40,8 @@ _owners: dict[threading.Thread, Callable[[], bool] | None] = {}  # live owner th
 _lock = threading.Lock()
 
 
-def start_owner_thread(target: Callable[[], None], name: str, stop: Callable[[], bool] | None = None) -> threading.Thread:
+def start_owner_thread(target: Callable[[], None], name: str,
+                       stop: Callable[[], bool] | None = None) -> threading.Thread:
     """Runs `target` on a new daemon thread that releases its MLX state as its last act.
 
     `stop`, if given, asks `target` to return soon (from any thread; process exit calls it) and returns
@@ -88,7 +91,7 @@ def join_owner_threads(timeout: float = EXIT_WAIT_S, note: Callable[[str], objec
     return not any(t.is_alive() for t, _ in owners)
 
 
-def exit_process(code: int) -> None:
+def exit_process(code: int) -> NoReturn:
     """Ends the process with `code` once every MLX thread has ended. A thread still loading its model, one
     that has not ended within EXIT_WAIT_S, or a Ctrl-C while waiting: exit at once without finalizing the
     interpreter, which would abort."""
@@ -101,12 +104,10 @@ def exit_process(code: int) -> None:
     sys.exit(code)
 
 
-def _exit_now(code: int) -> None:
+def _exit_now(code: int) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             stream.flush()
-        except (OSError, ValueError, AttributeError):
-            pass
     os._exit(code)
 
 

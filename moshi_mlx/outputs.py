@@ -17,14 +17,16 @@ from pathlib import Path
 
 from .errors import OutputError
 
-
 # what a failed write's errno means for a person, and what to do about it there
-_MEANING = {errno.ENOSPC: ("the disk is full", "free some space"),
-            errno.EDQUOT: ("the disk quota is used up", "free some space"),
-            errno.EFBIG: ("the file is too large for that file system", ""),
-            errno.EROFS: ("it is on a read-only file system", ""),
-            errno.EACCES: ("no permission to write there", ""),
-            errno.EPERM: ("no permission to write there", "")}
+# (looked up by OSError.errno, which may be None)
+_MEANING: dict[int | None, tuple[str, str]] = {
+    errno.ENOSPC: ("the disk is full", "free some space"),
+    errno.EDQUOT: ("the disk quota is used up", "free some space"),
+    errno.EFBIG: ("the file is too large for that file system", ""),
+    errno.EROFS: ("it is on a read-only file system", ""),
+    errno.EACCES: ("no permission to write there", ""),
+    errno.EPERM: ("no permission to write there", ""),
+}
 
 
 def write_failure(e: OSError, instead: str = "") -> str:
@@ -122,7 +124,8 @@ def check_new_file(path: str | os.PathLike, what: str, protect: dict[str, str | 
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".moshi-probe-", suffix=path.suffix)
     except OSError as e:
-        raise OutputError(f"cannot write {what} {path} (in {folder}): {write_failure(e, 'pick another folder')}") from None
+        why = write_failure(e, "pick another folder")
+        raise OutputError(f"cannot write {what} {path} (in {folder}): {why}") from None
     try:
         os.close(fd)
         if probe is not None:

@@ -9,25 +9,25 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import mlx.core as mx
 import numpy as np
-from mlx.utils import tree_flatten
 
 from .audio import FRAME
 from .config import LmConfig
+from .dialog.events import FrameResult
 from .errors import ConfigError
-from .loading.hub import ModelFiles
 from .lm import Lm
 from .lm_gen import LmGen
+from .loading.hub import ModelFiles
 from .loading.lm import load_lm
-from .loading.mimi import load_mimi, mimi_config
-from .dialog.events import FrameResult
 from .loading.memory import KV_AUTO, keep_resident
+from .loading.mimi import load_mimi, mimi_config
 from .mimi import Mimi
 from .sampling import SEED_RANGE, TEMP_RANGE, TOP_K_RANGE
 from .text import TextStream
-
+from .weights.tree import flatten
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,8 @@ class Sampling:
     def __post_init__(self) -> None:
         for name, value, (lo, hi) in (("temp", self.temp, TEMP_RANGE), ("text_temp", self.text_temp, TEMP_RANGE),
                                       ("top_k", self.top_k, TOP_K_RANGE), ("text_top_k", self.text_top_k, TOP_K_RANGE),
-                                      ("seed", SEED_RANGE[0] if self.seed is None else self.seed, SEED_RANGE)):  # fmt: skip
+                                      ("seed", SEED_RANGE[0] if self.seed is None else self.seed,
+                                       SEED_RANGE)):  # fmt: skip
             if not (isinstance(value, (int, float)) and math.isfinite(value) and lo <= value <= hi):
                 raise ConfigError(f"sampling {name} {value!r} is out of range: use {lo:g} to {hi}")
 
@@ -87,7 +88,7 @@ class MoshiPipeline:
     @classmethod
     def from_files(
         cls, files: ModelFiles, sampling: Sampling = Sampling(), dtype: mx.Dtype | None = None,
-        kv_bits: int | str | None = KV_AUTO,
+        kv_bits: int | Literal["auto"] | None = KV_AUTO,
     ) -> MoshiPipeline:
         """Load everything from local files (call on the thread that will run the steps).
 
@@ -99,7 +100,7 @@ class MoshiPipeline:
         lm = load_lm(files.moshi, config=files.config, dtype=dtype, kv_bits=kv_bits)
         text = TextStream(files.tokenizer, padding_ids=(0, lm.cfg.existing_text_padding_id))
         pipe = cls(mimi, lm, text, sampling)
-        resident = keep_resident(sum(x.nbytes for _, x in tree_flatten([mimi.parameters(), lm.parameters()])))
+        resident = keep_resident(sum(x.nbytes for _, x in flatten([mimi.parameters(), lm.parameters()])))
         if resident:
             pipe.notes.append(resident)
         if kv_bits == KV_AUTO and lm.kv_bits is not None:

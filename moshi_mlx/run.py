@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Literal
 
 from .cli.args import CliParser, name, number, print_error
 from .cli.signals import exit_code
@@ -24,7 +25,7 @@ FILE_MODE = "run over an audio file instead: --input FILE --output FILE"  # advi
 MAX_LAG = 250  # frames (20 s): more is no conversation, and the waiting audio would grow without bound
 
 
-def kv_bits_choices() -> dict[str, int | str | None]:
+def kv_bits_choices() -> dict[str, int | Literal["auto"] | None]:
     """--kv-bits -> load_lm(kv_bits=...)."""
     from .loading.memory import KV_AUTO  # MLX comes with it: imported inside main() (see above)
 
@@ -102,8 +103,8 @@ def _check_paths(args: argparse.Namespace) -> None:
         MoshiError: what is wrong, in one line.
     """
     from .audio.files import audio_format, probe_audio
-    from .outputs import check_new_file
     from .dialog.recorder import check_free
+    from .outputs import check_new_file
 
     protect = {"--input": args.input}
     if args.output:
@@ -180,8 +181,9 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
 
             pcm = read_audio(args.input)  # a bad file fails now, before minutes of loading
             files = _resolve(args)
-            return run_file(_factory(args, files), pcm, args.output, source=args.input, transcript=args.transcript,
-                            max_lag_frames=args.max_lag, record=args.record, record_meta=_record_meta(args, files))  # fmt: skip
+            return run_file(_factory(args, files), pcm, args.output, source=args.input,
+                            transcript=args.transcript, max_lag_frames=args.max_lag, record=args.record,
+                            record_meta=_record_meta(args, files))  # fmt: skip
         from .audio.devices import AudioIO
         from .dialog.live import run_live
 

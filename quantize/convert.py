@@ -9,21 +9,21 @@ a hidden staging folder inside `--out` and is renamed into place only once compl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import mlx.core as mx
-from mlx.utils import tree_flatten
 
 from moshi_mlx.config import LmConfig, preset_path, read_json_object
 from moshi_mlx.errors import CheckpointError, ConfigError
-from moshi_mlx.loading.hub import CONFIG_FILE
 from moshi_mlx.lm import Lm
+from moshi_mlx.loading.hub import CONFIG_FILE
 from moshi_mlx.outputs import same_file
 from moshi_mlx.weights.formats import CheckpointFormat, detect_format, is_quantized
 from moshi_mlx.weights.lm_mlx import map_lm_mlx
@@ -31,6 +31,7 @@ from moshi_mlx.weights.lm_torch import map_lm_torch
 from moshi_mlx.weights.quant import QuantSpec
 from moshi_mlx.weights.safetensors_io import load_tensors, read_header
 from moshi_mlx.weights.strict import check_fits
+from moshi_mlx.weights.tree import flatten
 
 from .recipes import Output, plan_outputs
 from .source import Source
@@ -140,7 +141,7 @@ def write_weights(staging: Path, outputs: list[Output], tensors: dict, model: Lm
     First, OutputError if the files (and `extra_bytes` more) cannot fit in `staging`."""
     from tqdm import tqdm
 
-    params = {k: tuple(v.shape) for k, v in tree_flatten(model.parameters())}
+    params = {k: tuple(v.shape) for k, v in flatten(model.parameters())}
     names = sorted(tensors)
     specs = [_module_specs(o, model) for o in outputs]
     planned = [_entries(names, params, s, dtype) for s in specs]
@@ -209,7 +210,8 @@ def check_destination(out: Path, names: list[str], source: Source, force: bool) 
         raise ConfigError(f"--out {out} holds the source files, which the output would replace: choose another folder.")
     existing = [n for n in names if (out / n).exists()]
     if existing and not force:
-        raise ConfigError(f"{out} already holds {', '.join(existing)}: pass --force to replace them, or choose another --out.")
+        raise ConfigError(f"{out} already holds {', '.join(existing)}: pass --force to replace them, "
+                          "or choose another --out.")
 
 
 def remove_stale_staging(out: Path) -> list[Path]:
@@ -302,10 +304,8 @@ def _remove_own_staging(out: Path, created_out: bool) -> None:
     for d in out.glob(f"{_own_prefix()}*.partial"):
         shutil.rmtree(d, ignore_errors=True)
     if created_out:
-        try:
+        with contextlib.suppress(OSError):
             out.rmdir()
-        except OSError:
-            pass
 
 
 def convert(job: Plan, verify: Callable[[Staged], object] | None = None, progress: bool = True) -> list[Path]:

@@ -71,7 +71,7 @@ def mixed_overrides(model: nn.Module, sensitive_group: int = 64) -> dict[str, Qu
     out: dict[str, QuantSpec | None] = {}
     for path, module in quantizable_modules(model).items():
         if _is_embedding(path) or _is_head(path):
-            out[path] = eight if module.weight.shape[-1] % sensitive_group == 0 else None
+            out[path] = eight if module["weight"].shape[-1] % sensitive_group == 0 else None
     return out
 
 
@@ -79,7 +79,7 @@ def recipe_bytes(model: nn.Module, recipe: QuantRecipe | None, float_bytes: int 
     """Bytes the quantizable weights take under `recipe` (norms, which are tiny, left out); needs only shapes."""
     total = 0
     for path, module in quantizable_modules(model).items():
-        n = module.weight.size
+        n = module["weight"].size
         spec = None if recipe is None else recipe.spec_for(path, module)
         total += n * float_bytes if spec is None else n * spec.bits // 8 + 2 * float_bytes * n // spec.group_size
     return total
@@ -108,7 +108,7 @@ def plan_outputs(model: nn.Module, bits: int | None, group_size: int | None, mix
         overrides = mixed_overrides(model) if mixed and b == 4 else {}
         label = f"q{b} mixed" if overrides else f"q{b}"
         for path, module in quantizable_modules(model).items():  # recorded, not left to a width rule
-            if path not in overrides and module.weight.shape[-1] % spec.group_size:
+            if path not in overrides and module["weight"].shape[-1] % spec.group_size:
                 overrides[path] = None
         outputs.append(Output(FILE_NAMES[b], QuantRecipe(spec, overrides), label))
     return outputs

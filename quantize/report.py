@@ -166,7 +166,8 @@ def verify_and_report(folder: Path, config: Path, outputs, reference: tuple[Path
 
 def format_report(reports: list[FileReport], steps: int) -> str:
     """A plain-text table: size, then agreement with the float model."""
-    head = f"{'file':<24} {'weights':<10} {'size':>10}  {'text top-1':>10} {'text KL':>9}  {'audio top-1':>11} {'audio KL':>9}"
+    head = (f"{'file':<24} {'weights':<10} {'size':>10}  {'text top-1':>10} {'text KL':>9}  "
+            f"{'audio top-1':>11} {'audio KL':>9}")
     lines = [f"Agreement with the float model, teacher-forced over {steps} random steps (float32 activations):",
              head, "-" * len(head)]
     for r in reports:

@@ -7,13 +7,21 @@ tokenizer and the Mimi checkpoint; those are found by the names the config gives
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from moshi_mlx.config import DEFAULT_PRESET, read_json_object
 from moshi_mlx.errors import CheckpointError, ConfigError, OfflineError
-from moshi_mlx.loading.hub import CONFIG_FILE, MIMI_FILE, TOKENIZER_FILE, folder_file, hub_unavailable, is_repo_id, repo_file
+from moshi_mlx.loading.hub import (
+    CONFIG_FILE,
+    MIMI_FILE,
+    TOKENIZER_FILE,
+    folder_file,
+    hub_unavailable,
+    is_repo_id,
+    repo_file,
+)
 
 _WEIGHT_NAMES = ("model.safetensors", "consolidated.safetensors")  # Kyutai's release; moshi-finetune
 
@@ -86,8 +94,12 @@ def resolve_hub(repo: str, config_path: str | None, download: Callable[..., str]
     reason = hub_unavailable()
 
     def fetch(name: str, required: bool, key: str | None = None) -> Path | None:
-        from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, OfflineModeIsEnabled,
-                                            RepositoryNotFoundError)
+        from huggingface_hub.errors import (
+            EntryNotFoundError,
+            LocalEntryNotFoundError,
+            OfflineModeIsEnabled,
+            RepositoryNotFoundError,
+        )
 
         try:
             return Path(download(repo, repo_file(repo, name, key), local_files_only=reason is not None))

@@ -10,6 +10,7 @@ or full file system) is worded by `output_error`; `check_space` refuses before w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -73,7 +74,7 @@ class StreamingSafetensors:
         raw, data = _header(self.entries, metadata)
         self.size = 8 + len(raw) + data
         self._next = 0
-        self._file = open(self.path, "wb")
+        self._file = open(self.path, "wb")  # noqa: SIM115 (held open across write() calls; closed by close/abort)
         self._file.write(len(raw).to_bytes(8, "little") + raw)
 
     def write(self, name: str, x: mx.array) -> None:
@@ -95,15 +96,11 @@ class StreamingSafetensors:
 
     def abort(self) -> None:
         """Close and delete the partial file; never raises (closing a file the disk refused fails again)."""
-        try:
+        with contextlib.suppress(OSError):
             if not self._file.closed:
                 self._file.close()
-        except OSError:
-            pass
-        try:
+        with contextlib.suppress(OSError):
             self.path.unlink(missing_ok=True)
-        except OSError:
-            pass
 
 
 def size_text(n: float) -> str:

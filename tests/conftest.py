@@ -8,6 +8,7 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 import pytest
+
 from support import ASSETS
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

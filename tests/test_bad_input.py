@@ -301,7 +301,8 @@ def test_non_finite_samples_in_a_file_are_silenced_and_said(tmp_path: Path, caps
     sf.write(str(tmp_path / "clean.wav"), clean, 24_000, subtype="FLOAT")
     greedy = ["--hf-repo", str(E2E), "--temp", "0", "--text-temp", "0"]
     for name in ("broken", "clean"):
-        assert main([*greedy, "--input", str(tmp_path / f"{name}.wav"), "--output", str(tmp_path / f"{name}.out.wav")]) == 0
+        argv = [*greedy, "--input", str(tmp_path / f"{name}.wav"), "--output", str(tmp_path / f"{name}.out.wav")]
+        assert main(argv) == 0
         err = capsys.readouterr().err
         assert err.count("NaN or infinite") == (name == "broken"), err
     a, _ = sf.read(str(tmp_path / "broken.out.wav"), dtype="float32")
@@ -310,12 +311,11 @@ def test_non_finite_samples_in_a_file_are_silenced_and_said(tmp_path: Path, caps
 
 
 def test_non_finite_microphone_frames_are_silenced_once() -> None:
-    from support.fake_models import EchoModel
-
     from moshi_mlx.audio.devices import AudioIO
     from moshi_mlx.audio.fake import FakeClock, FakeStreamFactory
     from moshi_mlx.dialog.events import Notice, SessionEnded, SessionStarted
     from moshi_mlx.dialog.loop import FRAME, ModelLoop
+    from support.fake_models import EchoModel
 
     model = EchoModel()
     loop = ModelLoop(lambda: model).start()
@@ -348,10 +348,9 @@ def test_non_finite_microphone_frames_are_silenced_once() -> None:
 
 def test_the_app_shows_the_notice_in_its_status_bar(qtbot, tmp_path: Path) -> None:
     pytest.importorskip("PySide6")
-    from support.app_window import App
-
     from moshi_mlx.dialog.events import Notice
     from moshi_mlx.dialog.loop import NON_FINITE_NOTE
+    from support.app_window import App
 
     a = App(qtbot, tmp_path)
     try:

@@ -21,7 +21,7 @@ import pytest
 import soundfile as sf
 
 from support.cli import ABORT, REPO, Ran, assert_one_line_error, cli_env, finished, start_python
-from support.models import lanes_repo  # noqa: F401 (a fixture)
+from support.models import make_lanes_repo
 
 
 def _pin_to_one_cpu() -> None:  # in the child, before exec
@@ -51,10 +51,16 @@ def assert_clean_exit(r: Ran, code: int) -> None:
 
 
 @pytest.fixture(scope="module")
+def lanes_repo(tmp_path_factory) -> Path:
+    return make_lanes_repo(tmp_path_factory.mktemp("lanes-model"))
+
+
+@pytest.fixture(scope="module")
 def voice(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("in") / "user.wav"
     t = np.arange(24_000) / 24_000
-    sf.write(str(path), (0.3 * np.sin(2 * np.pi * 170 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 2.5 * t))).astype(np.float32), 24_000)
+    pcm = 0.3 * np.sin(2 * np.pi * 170 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 2.5 * t))
+    sf.write(str(path), pcm.astype(np.float32), 24_000)
     return path
 
 
@@ -206,10 +212,11 @@ def test_sigterm_stops_quantize_and_removes_its_staging_folder(start, lanes_repo
 
 def test_sigterm_ends_a_live_conversation_as_ctrl_c_does(tmp_path, capsys):
     # Live mode needs a sound card, so in-process on the fake one, inside the handlers `run_cli` installs.
-    from moshi_mlx.audio.fake import FakeStreamFactory
-    from moshi_mlx.run import main
-    from moshi_mlx.cli.signals import stop_on_signals
     from test_run import GREEDY, _drive
+
+    from moshi_mlx.audio.fake import FakeStreamFactory
+    from moshi_mlx.cli.signals import stop_on_signals
+    from moshi_mlx.run import main
 
     backend = FakeStreamFactory(input_rate=24_000, output_rate=48_000)
     driver = _drive(backend, lambda: os.kill(os.getpid(), signal.SIGTERM))

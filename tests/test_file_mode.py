@@ -6,6 +6,7 @@ Every bad path is refused before the model loads (the model folder here does not
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+
 from support.cli import ABORT, E2E, assert_one_line_error, run_module, start_python
 from support.disk import small_disk
 
@@ -49,7 +51,8 @@ BAD_PATHS = [
     ("output under a file", ["--output", "{d}/notes.txt/o.wav"], ["notes.txt is a file, not a folder"]),
     ("transcript under a file", ["--output", "{d}/o.wav", "--transcript", "{d}/notes.txt/t.json"], ["not a folder"]),
     ("output format not writable", ["--output", "{d}/o.m4a"], [".m4a is not an audio format", ".wav, .flac, .ogg"]),
-    ("record into a recording", ["--output", "{d}/o.wav", "--record", "{d}/old"], ["already holds a recording", "old-2"]),
+    ("record into a recording", ["--output", "{d}/o.wav", "--record", "{d}/old"],
+     ["already holds a recording", "old-2"]),
     ("record folder is a file", ["--output", "{d}/o.wav", "--record", "{d}/notes.txt"], ["not a folder"]),
     ("record over the output", ["--output", "{d}/r/moshi.wav", "--record", "{d}/r"], ["same file as --output"]),
 ]
@@ -66,14 +69,16 @@ def test_bad_output_paths_are_refused_before_the_model_loads(work: Path, flags: 
 
 def test_an_m4a_input_says_to_convert_it(tmp_path: Path) -> None:
     (tmp_path / "me.m4a").write_bytes(b"\0\0\0\x20ftypM4A " + bytes(200))
-    r = run_module("moshi_mlx.run", "--hf-repo", NO_MODEL, "--input", tmp_path / "me.m4a", "--output", tmp_path / "o.wav")
+    r = run_module("moshi_mlx.run", "--hf-repo", NO_MODEL, "--input", tmp_path / "me.m4a",
+                   "--output", tmp_path / "o.wav")
     assert_one_line_error(r, 2, "AAC", "ffmpeg -i me.m4a me.wav", "wav, flac, ogg, mp3")
 
 
 def test_a_read_only_disk_is_refused_before_the_model_loads(tmp_path: Path) -> None:
     with small_disk(tmp_path / "ro", "64k", read_only=True) as disk:
         sf.write(str(tmp_path / "in.wav"), _tone(0.5), 24_000)
-        r = run_module("moshi_mlx.run", "--hf-repo", NO_MODEL, "--input", tmp_path / "in.wav", "--output", disk / "o.wav")
+        r = run_module("moshi_mlx.run", "--hf-repo", NO_MODEL, "--input", tmp_path / "in.wav",
+                       "--output", disk / "o.wav")
         assert_one_line_error(r, 2, "cannot write --output", "read-only")
 
 
@@ -242,10 +247,8 @@ def test_audio_through_a_pipe_is_read(tmp_path: Path, capsys) -> None:
 def _open_files() -> list[str]:
     out = []
     for fd in os.listdir("/proc/self/fd"):
-        try:
+        with contextlib.suppress(OSError):  # closed meanwhile
             out.append(os.readlink(f"/proc/self/fd/{fd}"))
-        except OSError:  # closed meanwhile
-            pass
     return out
 
 
@@ -254,11 +257,8 @@ def test_a_recording_that_cannot_start_leaves_nothing_behind(tmp_path: Path, cap
     recording'."""
     sf.write(str(tmp_path / "in.wav"), _tone(0.2), 24_000)
     with small_disk(tmp_path / "disk", "64k") as disk:
-        with open(disk / "fill", "wb") as f:  # fill it up
-            try:
-                f.write(bytes(128 << 10))
-            except OSError:
-                pass
+        with open(disk / "fill", "wb") as f, contextlib.suppress(OSError):  # fill it up
+            f.write(bytes(128 << 10))
         argv = ("--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", tmp_path / "o.wav",
                 "--record", disk / "rec")
         code, err = _in_process(*argv, capsys=capsys)

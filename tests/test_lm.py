@@ -6,10 +6,10 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from support.arrays import assert_close
-from support.lm import CONFIG, FILES, goldens, greedy_run, model, teacher_codes
 from moshi_mlx.lm_gen import LmGen
 from moshi_mlx.loading.lm import load_lm
+from support.arrays import assert_close
+from support.lm import CONFIG, FILES, goldens, greedy_run, model, teacher_codes
 
 
 def test_teacher_forced_logits_match_reference():
@@ -28,7 +28,8 @@ def test_greedy_generation_identical_to_reference(layout, config, prefix):
     got = greedy_run(model(layout, config), g["user_codes"])
     expected = g[f"{prefix}gen_tokens"]
     mismatch = np.nonzero((got != expected).any(axis=1))[0]
-    assert mismatch.size == 0, f"first differing steps {mismatch[:5]}: got {got[mismatch[0]]}, want {expected[mismatch[0]]}"
+    assert mismatch.size == 0, (f"first differing steps {mismatch[:5]}: got {got[mismatch[0]]}, "
+                                f"want {expected[mismatch[0]]}")
 
 
 @pytest.mark.parametrize("config,prefix", [("lm_small.json", ""), ("lm_small_ctx16.json", "ctx16_")])
@@ -111,7 +112,7 @@ def test_runs_far_past_the_context_in_constant_memory():
     for step in range(100):                                            # > 6 times the context of 16
         text, audio = gen.step(rng.integers(0, lm.cfg.card, (1, 8)))
         if step > 0:
-            assert 0 <= text[0] < lm.cfg.text_card and ((0 <= audio) & (audio < lm.cfg.card)).all()
+            assert 0 <= text[0] < lm.cfg.text_card and ((audio >= 0) & (audio < lm.cfg.card)).all()
         caches = gen._state.lm.temporal.caches
         now = [c.keys.shape for c in caches] + [gen._state.tokens.shape]
         assert shapes is None or now == shapes
@@ -148,8 +149,8 @@ def test_streaming_teacher_forcing_equals_batch_with_a_float_cache():
 def test_an_8_bit_kv_cache_agrees_with_the_float_one():
     """Teacher-forced through the cache (what generation sees). Measured on the float32 model: text 1.0,
     audio 0.974 (4 bits fell to 0.82 / 0.70, hence 8 bits only)."""
-    from support.lm import FILES, LM
     from moshi_mlx import load_lm
+    from support.lm import FILES, LM
 
     codes = teacher_codes()
     lm = load_lm(FILES["torch"], LM / "lm_small.json", dtype=mx.float32, kv_bits=8)
@@ -190,7 +191,7 @@ def test_the_gpu_compute_dtype_agrees_with_the_reference(name, floor, monkeypatc
     assert not gen._wait_temporal
     for frame in goldens()["user_codes"][:6]:
         text_token, audio_codes = gen.step(frame[None])
-    assert 0 <= text_token[0] < lm.cfg.text_card and ((0 <= audio_codes) & (audio_codes < lm.cfg.card)).all()
+    assert 0 <= text_token[0] < lm.cfg.text_card and ((audio_codes >= 0) & (audio_codes < lm.cfg.card)).all()
 
 
 def test_set_dtype_float32_upcasts_the_arithmetic_too():

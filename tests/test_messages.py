@@ -14,18 +14,18 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from support.lm import CONFIG as LM_CONFIG
-from support.lm import FILES as LM_FILES
 from support.cli import E2E, assert_one_line_error, cli_env, run_module
 from support.disk import small_disk
+from support.lm import CONFIG as LM_CONFIG
+from support.lm import FILES as LM_FILES
 
 RUN, QUANTIZE = "moshi_mlx.run", "quantize"
 SECRET = "not for publishing"
@@ -111,10 +111,12 @@ CASES = [
          prep=lambda t: e2e_copy(t, tokenizer_name=str(t / "secret.txt")), after=nothing_leaked),
     Case("run: mimi_config_name ../", RUN, _wav_out("--hf-repo", "{tmp}/model"), 2, ("mimi_config_name", "outside"),
          prep=lambda t: e2e_copy(t, mimi_config_name="../secret.txt")),
-    Case("run: tokenizer links out", RUN, _wav_out("--hf-repo", "{tmp}/model"), 2, ("tokenizer_spm_32k_3.model", "outside"),
+    Case("run: tokenizer links out", RUN, _wav_out("--hf-repo", "{tmp}/model"), 2,
+         ("tokenizer_spm_32k_3.model", "outside"),
          prep=lambda t: link_out(e2e_copy(t), "tokenizer_spm_32k_3.model", t / "secret.txt")),
     Case("quantize: tokenizer_name ../", QUANTIZE, ("{tmp}/src", "--out", "{tmp}/out", *Q), 2,
-         ("tokenizer_name", "outside"), prep=lambda t: torch_source(t, tokenizer_name="../secret.txt"), after=nothing_leaked),
+         ("tokenizer_name", "outside"), prep=lambda t: torch_source(t, tokenizer_name="../secret.txt"),
+         after=nothing_leaked),
     Case("quantize: mimi_name /abs", QUANTIZE, ("{tmp}/src", "--out", "{tmp}/out", *Q), 2, ("mimi_name", "outside"),
          prep=lambda t: torch_source(t, mimi_name=str(t / "secret.txt")), after=nothing_leaked),
     Case("quantize: mimi_config_name ../", QUANTIZE, ("{tmp}/src", "--out", "{tmp}/out", *Q), 2,
@@ -142,7 +144,8 @@ CASES = [
 def world(tmp_path: Path) -> dict[str, str]:
     sf.write(str(tmp_path / "in.wav"), np.zeros(4800, np.float32), 24_000)
     (tmp_path / "secret.txt").write_text(SECRET)
-    return {"tmp": str(tmp_path), "wav": str(tmp_path / "in.wav"), "e2e": str(E2E), "secret": str(tmp_path / "secret.txt")}
+    return {"tmp": str(tmp_path), "wav": str(tmp_path / "in.wav"), "e2e": str(E2E),
+            "secret": str(tmp_path / "secret.txt")}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -182,7 +185,8 @@ def test_quantize_unwritable_out(tmp_path: Path, size: str, read_only: bool, out
 @pytest.mark.parametrize("code,needle", [(errno.ENOSPC, "disk is full"), (errno.EROFS, "read-only"),
                                          (errno.EACCES, "permission")])
 @pytest.mark.parametrize("when", ["open", "write", "close"])
-def test_quantize_write_failure_is_one_line(monkeypatch, capsys, tmp_path: Path, code: int, needle: str, when: str) -> None:
+def test_quantize_write_failure_is_one_line(monkeypatch, capsys, tmp_path: Path, code: int, needle: str,
+                                            when: str) -> None:
     """An OSError from the file being written (at open, mid-file, or at the final flush) ends in one line
     and the staging folder is removed, even when closing the failed file fails again."""
     from quantize import writer
@@ -307,4 +311,5 @@ def test_hf_cache_snapshot_folders_still_load(tmp_path: Path) -> None:
     q_snap = snapshot({"model.safetensors": LM_FILES["torch"], "config.json": LM_CONFIG,
                        "tokenizer_spm_32k_3.model": E2E / "tokenizer_spm_32k_3.model"}, "models--kyutai--pt")
     src = resolve(str(q_snap))
-    assert src.weights == q_snap / "model.safetensors" and src.extras["tokenizer_name"].name == "tokenizer_spm_32k_3.model"
+    assert src.weights == q_snap / "model.safetensors"
+    assert src.extras["tokenizer_name"].name == "tokenizer_spm_32k_3.model"

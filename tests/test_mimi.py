@@ -5,11 +5,11 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 import pytest
-from support import ASSETS
-from support.arrays import assert_close, snr_db, to_numpy
 
 from moshi_mlx import Mimi, load_mimi
 from moshi_mlx.cpu import blocked
+from support import ASSETS
+from support.arrays import assert_close, snr_db, to_numpy
 
 FRAME = 1920
 CONTEXT_FRAMES = 4  # the tiny transformers keep 8 steps = 4 frames; beyond, streaming sees one key fewer

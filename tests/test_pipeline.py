@@ -6,13 +6,13 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from support import ASSETS
-from support.signals import hum
-from moshi_mlx.errors import ConfigError
 from moshi_mlx import sampling
+from moshi_mlx.errors import ConfigError
 from moshi_mlx.loading.hub import ModelFiles, read_repo_config, resolve_model_files
 from moshi_mlx.pipeline import MoshiPipeline, Sampling
 from moshi_mlx.run import build_parser
+from support import ASSETS
+from support.signals import hum
 
 E2E = ASSETS / "e2e"
 GREEDY = Sampling(temp=0.0, text_temp=0.0)

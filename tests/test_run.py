@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from support import ASSETS
-from support.signals import hum
 from moshi_mlx.audio.fake import FakeClock, FakeStreamFactory
 from moshi_mlx.audio.files import read_audio
 from moshi_mlx.loading.hub import resolve_model_files
 from moshi_mlx.pipeline import MoshiPipeline, Sampling
 from moshi_mlx.run import main
+from support import ASSETS
+from support.signals import hum
 
 E2E = ASSETS / "e2e"
 GREEDY = ["--hf-repo", str(E2E), "--temp", "0", "--text-temp", "0"]
@@ -110,7 +110,8 @@ def test_offline_without_cached_files_says_what_to_do(user_wav, tmp_path, monkey
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     assert main(["--input", str(user_wav), "--output", str(tmp_path / "o.wav")]) == 2
     err = capsys.readouterr().err
-    for needed in ("model.q4.safetensors", "tokenizer_spm_32k_3.model", "--moshi-weight", "--mimi-weight", "--tokenizer"):
+    for needed in ("model.q4.safetensors", "tokenizer_spm_32k_3.model", "--moshi-weight", "--mimi-weight",
+                   "--tokenizer"):
         assert needed in err
 
 

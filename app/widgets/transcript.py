@@ -19,7 +19,8 @@ class TranscriptView(QTextBrowser):
         super().__init__(parent)
         self.setReadOnly(True)
         self.setOpenLinks(False)
-        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse | Qt.TextInteractionFlag.TextSelectableByKeyboard)
+        flags = Qt.TextInteractionFlag
+        self.setTextInteractionFlags(flags.TextSelectableByMouse | flags.TextSelectableByKeyboard)
         font = QFont(self.font())
         font.setPointSizeF(max(15.0, font.pointSizeF() * 1.5))
         self.setFont(font)

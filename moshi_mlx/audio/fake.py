@@ -55,7 +55,8 @@ class FakeStream:
         self.device = device
         ch = channels or 1
         self._in_ch, self._out_ch = (ch, ch) if isinstance(ch, int) else (int(ch[0]), int(ch[1]))
-        self.channels = self._in_ch if kind == "input" else self._out_ch if kind == "output" else (self._in_ch, self._out_ch)
+        self.channels = (self._in_ch if kind == "input" else self._out_ch if kind == "output"
+                         else (self._in_ch, self._out_ch))
         self.dtype = dtype
         self.latency = 0.01 if latency in (None, "low", "high") else latency
         self._callback = callback
@@ -129,8 +130,9 @@ class FakeStream:
         self._finish()
 
     def process(self, frames: int | None = None) -> bool:
-        """Runs one callback of `frames` (default: blocksize); returns False if the stream is not running."""
-        if not self.active:
+        """Runs one callback of `frames` (default: blocksize); returns False if the stream is not running
+        (or, as a blocking-mode stream, has no callback to run)."""
+        if not self.active or self._callback is None:
             return False
         frames = frames or self.blocksize or 512
         args: list = []
@@ -204,7 +206,8 @@ class FakeStreamFactory:
         devices: what `list_devices()` should report, as sounddevice's `query_devices()` dicts.
     """
 
-    def __init__(self, input_rate: float = 48_000, output_rate: float = 48_000, devices: list[dict] | None = None) -> None:
+    def __init__(self, input_rate: float = 48_000, output_rate: float = 48_000,
+                 devices: list[dict] | None = None) -> None:
         self.input_rate, self.output_rate = input_rate, output_rate
         self.devices = devices if devices is not None else [
             {"name": "Fake Microphone", "index": 0, "hostapi": 0, "max_input_channels": 1,

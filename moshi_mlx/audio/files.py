@@ -40,7 +40,8 @@ NOT_READABLE = {"m4a": "AAC", "aac": "AAC", "mp4": "AAC", "alac": "ALAC", "wma":
 
 
 def _ordered(formats) -> list[str]:
-    return sorted(formats, key=lambda f: (f not in COMMON_FORMATS, COMMON_FORMATS.index(f) if f in COMMON_FORMATS else 0, f))
+    return sorted(formats, key=lambda f: (f not in COMMON_FORMATS,
+                                          COMMON_FORMATS.index(f) if f in COMMON_FORMATS else 0, f))
 
 
 def readable_formats() -> str:
@@ -146,10 +147,8 @@ class AudioWriter:
         return self.path
 
     def discard(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # closing after a disk error may fail again
             self._f.close()
-        except Exception:  # noqa: BLE001 (closing after a disk error may fail again)
-            pass
         self._out.discard()
 
 

@@ -28,7 +28,7 @@ def faster_or_slower(before_s: float, after_s: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = CliParser(prog="python -m moshi_mlx.bench", description=__doc__.splitlines()[0])
+    parser = CliParser(prog="python -m moshi_mlx.bench", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="model", required=True)
     modules = {}
     for name, (module_name, help_text) in _BENCHES.items():

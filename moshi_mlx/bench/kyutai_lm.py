@@ -23,7 +23,7 @@ def _say(obj: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--bits", type=int, default=4, help="0: bf16, else 4 or 8")
     parser.add_argument("--group-size", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=2)
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         import mlx.core as mx
         import mlx.nn as nn
         from mlx.utils import tree_flatten
+
         from moshi_mlx import models, utils
     except ImportError as e:
         _say({"error": f"Kyutai's moshi_mlx (and mlx) must be importable by this interpreter: {e}"})
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return out
 
     steps(args.warmup)
-    _say({"ready": True, "version": kversion, "mlx": mx.__version__})
+    _say({"ready": True, "version": kversion, "mlx": mx.__version__})  # pyright: ignore[reportAttributeAccessIssue]  (mlx's stubs omit __version__)
     for line in sys.stdin:
         if line.strip():
             _say({"step_ms": steps(int(line))})

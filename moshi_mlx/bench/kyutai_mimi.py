@@ -27,7 +27,7 @@ def _say(obj: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--num-codebooks", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         import mlx.core as mx
-        from moshi_mlx.models import mimi as kmimi
+
+        from moshi_mlx.models import mimi as kmimi  # pyright: ignore[reportMissingImports]  (Kyutai's, run by its Python)
     except ImportError as e:
         _say({"error": f"Kyutai's moshi_mlx (and mlx) must be importable by this interpreter: {e}"})
         return 2
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return enc_ms, dec_ms
 
     frames(args.warmup)
-    _say({"ready": True, "version": kversion, "mlx": mx.__version__})
+    _say({"ready": True, "version": kversion, "mlx": mx.__version__})  # pyright: ignore[reportAttributeAccessIssue]  (mlx's stubs omit __version__)
     for line in sys.stdin:
         if not line.strip():
             continue

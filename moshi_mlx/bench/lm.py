@@ -16,7 +16,6 @@ import time
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
-from mlx.utils import tree_flatten
 
 from ..audio import FRAME_S
 from ..cli.args import name, number
@@ -26,6 +25,7 @@ from ..cpu.swap import use_cpu_variants
 from ..lm import Lm
 from ..lm_gen import LmGen
 from ..weights import quant
+from ..weights.tree import flatten
 from . import faster_or_slower
 from .kyutai import KyutaiTimer, program
 
@@ -40,9 +40,9 @@ def random_model(cfg: LmConfig, precision: str, seed: int = 0) -> Lm:
         quant.apply(model, {p: spec for p, m in quant.quantizable_modules(model).items()
                             if quant.should_quantize(m, spec)})
     key = mx.random.key(seed)
-    for _, module in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
+    for _, module in flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
         key, sub = mx.random.split(key)
-        params = dict(tree_flatten(module.parameters()))
+        params = dict(flatten(module.parameters()))
         if not params:
             continue
         if "scales" in params:  # affine-quantized: random codes, scales and biases centring them
@@ -63,8 +63,8 @@ def random_model(cfg: LmConfig, precision: str, seed: int = 0) -> Lm:
 def weight_bytes(model: Lm) -> int:
     """Bytes of weights one step reads (all but the embedding tables, of which it reads 17 rows)."""
     total = 0
-    for name, p in tree_flatten(model.parameters()):
-        if not (name.startswith(("text_emb.", "audio_embs.")) or ".emb." in name):
+    for key, p in flatten(model.parameters()):
+        if not (key.startswith(("text_emb.", "audio_embs.")) or ".emb." in key):
             total += p.nbytes
     return total
 
@@ -105,7 +105,7 @@ def bench(precision: str, steps: int, bandwidth_gbs: float, cfg: LmConfig, kyuta
     kyutai = _kyutai_timer(kyutai_python, precision, steps)
     n_lanes = len(lanes.lane_streams()) if mx.default_device() == mx.cpu else 1
     total, cpu, theirs, one_lane = [], [], [], []
-    for i, f in enumerate(frames[2:]):
+    for f in frames[2:]:
         t, c = time.perf_counter(), time.process_time()
         gen.step(f)
         total.append(time.perf_counter() - t)
@@ -128,9 +128,12 @@ def bench(precision: str, steps: int, bandwidth_gbs: float, cfg: LmConfig, kyuta
     bound = (nbytes + cache_bytes) / (bandwidth_gbs * 1e9)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(
-        f"lm {cfg.dim}-dim {cfg.transformer.num_layers}-layer {precision:>4} ({model.compute_dtype} activations, {model.cache_dtype if kv_bits is None else f'{kv_bits}-bit'} KV cache): "
-        f"step {step_s * 1e3:.0f} ms median of {steps} (process CPU time {statistics.median(cpu) * 1e3:.0f} ms; temporal {temporal * 1e3:.0f} ms, text head + depth {depth * 1e3:.0f} ms), "
-        f"real-time factor {step_s / FRAME_S:.1f}x (1 = real time), read/step {nbytes / 1e9:.2f} GB weights + {cache_bytes / 1e9:.2f} GB KV cache, "
+        f"lm {cfg.dim}-dim {cfg.transformer.num_layers}-layer {precision:>4} ({model.compute_dtype} activations, "
+        f"{model.cache_dtype if kv_bits is None else f'{kv_bits}-bit'} KV cache): "
+        f"step {step_s * 1e3:.0f} ms median of {steps} (process CPU time {statistics.median(cpu) * 1e3:.0f} ms; "
+        f"temporal {temporal * 1e3:.0f} ms, text head + depth {depth * 1e3:.0f} ms), "
+        f"real-time factor {step_s / FRAME_S:.1f}x (1 = real time), "
+        f"read/step {nbytes / 1e9:.2f} GB weights + {cache_bytes / 1e9:.2f} GB KV cache, "
         f"bandwidth bound {bound * 1e3:.0f} ms at {bandwidth_gbs:g} GB/s -> {bound / step_s:.0%} of bound, "
         f"peak MLX memory {mx.get_peak_memory() / 2**30:.2f} GiB, peak RSS {rss / 2**30:.2f} GiB, build {build_s:.0f} s"
     )
@@ -187,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
     if args.kyutai_python and ("bf16" in precisions or args.config is not None):
         print("error: --kyutai-python compares the 7B preset at q4 or q8", file=sys.stderr)
         return 2
-    print(f"LM benchmark: mlx {mx.__version__}, device {mx.default_device()}, {platform.machine()}, "
+    version = mx.__version__  # pyright: ignore[reportAttributeAccessIssue]  (mlx's stubs omit __version__)
+    print(f"LM benchmark: mlx {version}, device {mx.default_device()}, {platform.machine()}, "
           f"{platform.system()}")
     for p in precisions:
         bench(p, args.steps, args.bandwidth_gbs, cfg, args.kyutai_python, args.kv_bits)

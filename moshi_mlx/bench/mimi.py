@@ -12,8 +12,10 @@ import platform
 import resource
 import statistics
 import time
+from typing import cast
 
 import mlx.core as mx
+import mlx.nn as nn
 
 from ..cli.args import number
 from ..config import MimiConfig
@@ -52,7 +54,7 @@ def _random_mimi(cfg: MimiConfig, dtype: mx.Dtype) -> Mimi:
     if dtype != mx.float32:
         for name, child in mimi.children().items():
             if name != "quantizer":
-                child.set_dtype(dtype)
+                cast(nn.Module, child).set_dtype(dtype)  # Mimi's children are modules, not lists
     mimi.post_load()
     use_cpu_variants(mimi)  # as load_mimi does
     return mimi
@@ -94,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     dtype = _DTYPES[args.dtype]
     mimi = _random_mimi(cfg, dtype)
     fs, b = cfg.frame_size, args.batch
-    print(f"Mimi benchmark: mlx {mx.__version__}, device {mx.default_device()}, {platform.machine()}, "
+    version = mx.__version__  # pyright: ignore[reportAttributeAccessIssue]  (mlx's stubs omit __version__)
+    print(f"Mimi benchmark: mlx {version}, device {mx.default_device()}, {platform.machine()}, "
           f"{args.dtype}, batch {b}, {cfg.num_codebooks} codebooks, frame {fs} samples = "
           f"{1e3 * fs / cfg.sample_rate:.0f} ms")
     if mx.default_device() == mx.cpu:

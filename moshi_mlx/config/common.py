@@ -14,6 +14,7 @@ import os
 import warnings
 from collections.abc import Collection
 from pathlib import Path
+from typing import Literal, overload
 
 from ..errors import ConfigError, require_file
 
@@ -128,6 +129,14 @@ class Fields:
         if not isinstance(value, int) or isinstance(value, bool):
             raise self.error(f"{key} must be an integer, got {show_value(value)}")
         return value
+
+    @overload
+    def float(self, key: str, lo: float, hi: float, default: object = REQUIRED, *, lo_open: bool = False,
+              nullable: Literal[False] = False) -> float: ...  # fmt: skip
+
+    @overload
+    def float(self, key: str, lo: float, hi: float, default: object = REQUIRED, *, lo_open: bool = False,
+              nullable: bool) -> float | None: ...  # fmt: skip
 
     def float(self, key: str, lo: float, hi: float, default: object = REQUIRED, *, lo_open: bool = False,
               nullable: bool = False) -> float | None:  # fmt: skip

@@ -5,10 +5,25 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
-from .common import (MAX_CARD, MAX_CONTEXT, MAX_DELAY, MAX_FEEDFORWARD, MAX_HIDDEN_SCALE, MAX_LAYER_SCALE,
-                     MAX_LAYERS, MAX_PERIOD, MAX_STREAMS, MAX_WIDTH, PRESETS, Fields, read_json_object, show_value)
+from .common import (
+    MAX_CARD,
+    MAX_CONTEXT,
+    MAX_DELAY,
+    MAX_FEEDFORWARD,
+    MAX_HIDDEN_SCALE,
+    MAX_LAYER_SCALE,
+    MAX_LAYERS,
+    MAX_PERIOD,
+    MAX_STREAMS,
+    MAX_WIDTH,
+    PRESETS,
+    Fields,
+    read_json_object,
+    show_value,
+)
 from .transformer import GATINGS, NORMS, POSITIONAL, TransformerConfig
 
 _LM_GATINGS = tuple(g for g in GATINGS if g != "none")  # the LM's MLPs are gated
@@ -147,7 +162,7 @@ class LmConfig:
         return self.existing_text_padding_id
 
     @classmethod
-    def from_kyutai(cls, raw: dict, source: str = "LM config") -> "LmConfig":
+    def from_kyutai(cls, raw: dict, source: str = "LM config") -> LmConfig:
         """Read Kyutai's JSON schema (`configs/moshi_7b_202409.json`); warn on keys it does not know.
 
         Every value is checked for type and range here, before anything is built (ConfigError naming it).
@@ -224,18 +239,20 @@ class LmConfig:
             num_slices=dep_q,
             multi_linear=f.flag("depformer_multi_linear", False),
         )
-        fields = dict(transformer=temporal, depformer=depformer, text_card=text_card, card=f.int("card", 1, MAX_CARD),
-                      n_q=n_q, delays=f.ints("delays", 0, MAX_DELAY),
-                      existing_text_padding_id=f.int("existing_text_padding_id", 0, text_card - 1, 3))  # fmt: skip
+        fields: dict[str, Any] = dict(
+            transformer=temporal, depformer=depformer, text_card=text_card, card=f.int("card", 1, MAX_CARD),
+            n_q=n_q, delays=f.ints("delays", 0, MAX_DELAY),
+            existing_text_padding_id=f.int("existing_text_padding_id", 0, text_card - 1, 3),
+        )  # fmt: skip
         try:
             return cls(**fields)
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from None
 
     @classmethod
-    def from_json(cls, path: str | os.PathLike) -> "LmConfig":
+    def from_json(cls, path: str | os.PathLike) -> LmConfig:
         return cls.from_kyutai(read_json_object(path), source=str(path))
 
     @classmethod
-    def preset(cls, name: str = DEFAULT_PRESET) -> "LmConfig":
+    def preset(cls, name: str = DEFAULT_PRESET) -> LmConfig:
         return cls.from_json(preset_path(name))

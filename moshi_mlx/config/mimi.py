@@ -4,10 +4,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ..errors import ConfigError
-from .common import (MAX_CARD, MAX_CONTEXT, MAX_FEEDFORWARD, MAX_KERNEL, MAX_LAYER_SCALE, MAX_LAYERS, MAX_PERIOD,
-                     MAX_RATE, MAX_RESIDUAL, MAX_RATIO, MAX_STREAMS, MAX_WIDTH, PRESETS, Fields, read_json_object)
+from .common import (
+    MAX_CARD,
+    MAX_CONTEXT,
+    MAX_FEEDFORWARD,
+    MAX_KERNEL,
+    MAX_LAYER_SCALE,
+    MAX_LAYERS,
+    MAX_PERIOD,
+    MAX_RATE,
+    MAX_RATIO,
+    MAX_RESIDUAL,
+    MAX_STREAMS,
+    MAX_WIDTH,
+    PRESETS,
+    Fields,
+    read_json_object,
+)
 from .transformer import GATINGS, NORMS, POSITIONAL, TransformerConfig
 
 
@@ -115,7 +131,7 @@ def _mimi_transformer_from_kyutai(raw: dict, dimension: int) -> TransformerConfi
                       f"(got {raw.get('input_dimension')}, {raw.get('output_dimensions')})")  # fmt: skip
     d_model = f.int("d_model", 1, MAX_WIDTH)
     context = raw.get("context")
-    fields = dict(
+    fields: dict[str, Any] = dict(
         d_model=d_model,
         num_heads=f.int("num_heads", 1, d_model),
         num_layers=f.int("num_layers", 1, MAX_LAYERS),
@@ -199,11 +215,12 @@ class MimiConfig:
                 raise f.error(f"missing or malformed {key!r} section")
         seanet = SeanetConfig.from_kyutai(raw["seanet"])
         sample_rate = f.int("sample_rate", 1, MAX_RATE, 24_000)
-        fields = dict(seanet=seanet, quantizer=QuantizerConfig.from_kyutai(raw["quantizer"]),
-                      transformer=_mimi_transformer_from_kyutai(raw["transformer"], seanet.dimension),
-                      sample_rate=sample_rate, channels=f.int("channels", 1, 16, 1),
-                      frame_rate=f.float("frame_rate", 0.0, sample_rate, 12.5, lo_open=True),
-                      num_codebooks=num_codebooks)  # fmt: skip
+        fields: dict[str, Any] = dict(
+            seanet=seanet, quantizer=QuantizerConfig.from_kyutai(raw["quantizer"]),
+            transformer=_mimi_transformer_from_kyutai(raw["transformer"], seanet.dimension),
+            sample_rate=sample_rate, channels=f.int("channels", 1, 16, 1),
+            frame_rate=f.float("frame_rate", 0.0, sample_rate, 12.5, lo_open=True), num_codebooks=num_codebooks,
+        )  # fmt: skip
         try:
             return cls(**fields)
         except ConfigError as e:

@@ -21,8 +21,8 @@ from __future__ import annotations
 import ctypes.util
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 OPT_OUT_ENV = "MOSHI_MLX_NO_OPENBLAS"
 _REEXEC_MARK = "MOSHI_MLX_OPENBLAS_REEXEC"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
-from ..modules.conv import StreamingConv1d, StreamingConvTranspose1d
+from ..modules.conv import StreamingConv1d, StreamingConvTranspose1d, _ConvBase
 
 SMALL_GEMM_LIMIT = 1_000_000  # rows * K * N at or under which OpenBLAS multiplies without packing
 _BLOCK_SIZES = (64, 32, 16)   # 64 measured best where allowed; narrower blocks pay more per call
@@ -79,12 +79,15 @@ class BlockedLinear(nn.Module):
         return y + self.bias if "bias" in self else y
 
 
-class _BlockedConv:
+class _BlockedConv(_ConvBase):
     """Mixin for the two streaming convolutions: their [K, N] matmul weight held column-blocked.
 
     As in BlockedLinear, `weight` keeps its shape as a lazy view of the blocks, and if it is replaced
     later (load_weights, set_dtype) the plain weight is used again.
     """
+
+    _blocks: mx.array
+    _view: mx.array
 
     @classmethod
     def like(cls, conv, block: int):
@@ -118,7 +121,7 @@ def blocked_variant(module: nn.Module, rows: int) -> nn.Module:
     if type(module) is nn.Linear:
         return BlockedLinear.maybe(module, rows)
     kinds = {StreamingConv1d: BlockedConv1d, StreamingConvTranspose1d: BlockedConvTranspose1d}
-    if type(module) in kinds and module.groups == 1:
+    if type(module) in kinds and isinstance(module, _ConvBase) and module.groups == 1:
         block = choose_block(rows, *module._weight_kn().shape)
         if block is not None:
             return kinds[type(module)].like(module, block)

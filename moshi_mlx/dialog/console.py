@@ -77,7 +77,8 @@ class ConsoleView:
             slow = None if self._said_too_slow else too_slow(ev)
             if slow:
                 self._said_too_slow = True
-                self.note(f"{slow}. File mode (--input FILE --output FILE) works at any speed; a live talk needs a GPU.")
+                self.note(f"{slow}. File mode (--input FILE --output FILE) works at any speed; "
+                          "a live talk needs a GPU.")
             t = ev.frame * FRAME_S
             if self.live:
                 self._redraw()

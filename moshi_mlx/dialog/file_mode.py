@@ -73,9 +73,13 @@ def _follow(loop: ModelLoop, port, got: _Collected) -> KeyboardInterrupt | None:
 def _finish(output: str, transcript: str | None, source: str, writer, got: _Collected, port,
             interrupted: KeyboardInterrupt | None) -> int:  # fmt: skip
     """Writes the answer and the transcript (complete, or so far), says what happened; the exit status."""
+
+    def write_transcript() -> None:
+        assert transcript is not None
+        write_text(transcript, transcript_json(source, got.pieces, got.words))
+
     written, failed = [], []
-    for path, write in ((output, writer.commit),
-                        (transcript, lambda: write_text(transcript, transcript_json(source, got.pieces, got.words)))):  # fmt: skip
+    for path, write in ((output, writer.commit), (transcript, write_transcript)):
         if path:
             try:
                 write()
@@ -85,8 +89,8 @@ def _finish(output: str, transcript: str | None, source: str, writer, got: _Coll
     print(transcript_text(got.pieces))
     done = f"{port.written / MODEL_RATE:.1f} s of {port.length / MODEL_RATE:.1f} s"
     kept = "; ".join(filter(None, (
-        written and f"{' and '.join(written)} hold{'s' if len(written) == 1 else ''} the answer up to {done}",
-        failed and f"could not write {' and '.join(failed)}")))  # fmt: skip
+        f"{' and '.join(written)} hold{'s' if len(written) == 1 else ''} the answer up to {done}" if written else "",
+        f"could not write {' and '.join(failed)}" if failed else "")))  # fmt: skip
     if interrupted is not None:
         print(f"stopped: {kept}", file=sys.stderr)
         return exit_code(interrupted)

@@ -14,6 +14,7 @@ event; the recorder keeps what it has.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import statistics
 import threading
@@ -28,8 +29,20 @@ from ..audio import MODEL_RATE as RATE
 from ..errors import MoshiError
 from ..mlx_thread import start_owner_thread
 from .events import (
-    AudioPort, Closed, Error, Event, FrameModel, Loaded, Notice, RecordingStopped, SessionEnded,
-    SessionStarted, Skipped, Stats, Text, Word,
+    AudioPort,
+    Closed,
+    Error,
+    Event,
+    FrameModel,
+    Loaded,
+    Notice,
+    RecordingStopped,
+    SessionEnded,
+    SessionStarted,
+    Skipped,
+    Stats,
+    Text,
+    Word,
 )  # fmt: skip
 from .pacing import OutputPacer, level_db
 
@@ -220,10 +233,8 @@ class _Session:
                 self.recorder.add_event("error", self.t, message=msg)
         finally:
             self.audio.stop()
-            try:
+            with contextlib.suppress(Exception):  # after a model failure: the last word is lost, not the session end
                 self._flush_word()
-            except Exception:  # noqa: BLE001 (after a model failure: the last word is lost, not the session end)
-                pass
             if self.recorder is not None:
                 self.recorder.close()
                 self._check_recorder()

@@ -15,6 +15,7 @@ with `error` set, everything written before stays readable, and nothing more is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import threading
@@ -80,15 +81,11 @@ def _opened(opened: list, f):
 def _remove(opened: list, paths: RecordingPaths, folders: list[Path]) -> None:
     """Undoes a recorder's start that failed: its files (none existed, see check_free) and the folders it made."""
     for f in opened:
-        try:
+        with contextlib.suppress(OSError):
             f.close()
-        except OSError:
-            pass
     for p in (*paths.files, *folders):
-        try:
+        with contextlib.suppress(OSError):  # not there, or under a file
             p.rmdir() if p in folders else p.unlink(missing_ok=True)
-        except OSError:  # not there, or under a file
-            pass
 
 
 class Recorder:
@@ -172,10 +169,8 @@ class Recorder:
             return
         self._closed = True
         self._stopping.set()
-        try:
+        with contextlib.suppress(queue.Full):  # the writer sees `_stopping` once it has drained the queue
             self._queue.put_nowait(_STOP)
-        except queue.Full:  # the writer sees `_stopping` once it has drained the queue
-            pass
         self._thread.join(timeout)
 
     def __enter__(self) -> Recorder:
@@ -187,7 +182,8 @@ class Recorder:
     # -- writer thread ---------------------------------------------------------------------------
     def _stop_early(self, why: str) -> None:
         if self.error is None:
-            self.error = f"recording stopped after {self.user_samples / RATE:.1f} s: {why}; what was recorded before is kept"
+            self.error = (f"recording stopped after {self.user_samples / RATE:.1f} s: {why}; "
+                          "what was recorded before is kept")
 
     def _writer(self) -> None:
         last_sync = time.monotonic()
@@ -229,10 +225,8 @@ class Recorder:
     def _finish(self) -> None:
         """Closes the files with what was written (headers updated, a half-written line dropped), frees the queue."""
         for close in (self._user.close, self._moshi.close, self._cut_text, self._text.sync, self._text.close):
-            try:
+            with contextlib.suppress(Exception):  # the disk may fail again: close the others regardless
                 close()
-            except Exception:  # noqa: BLE001 (the disk may fail again: close the others regardless)
-                pass
         while not self._queue.empty():
             self._queue.get_nowait()
 

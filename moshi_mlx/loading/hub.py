@@ -165,7 +165,8 @@ def _is_network_error(e: BaseException) -> bool:
     if isinstance(e, (ConnectionError, TimeoutError)):
         return True
     names = {c.__name__ for c in type(e).__mro__}  # httpx / requests transport errors
-    return bool(names & {"ConnectError", "ConnectTimeout", "ReadTimeout", "TimeoutException", "NetworkError", "TransportError"})
+    return bool(names & {"ConnectError", "ConnectTimeout", "ReadTimeout", "TimeoutException", "NetworkError",
+                         "TransportError"})
 
 
 def _cached(repo: str, filename: str) -> str | None:
@@ -257,8 +258,8 @@ def _download(repo: str, filename: str, tqdm_class, reason: str | None, needed: 
 
 def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | None = None, *,
                         moshi_weight=None, mimi_weight=None, tokenizer=None, config=None,
-                        tqdm_class: Callable | None = None, local_only: bool = False,
-                        before_download: Callable[[int | None, Path | None], None] | None = None) -> ModelFiles:  # fmt: skip
+                        tqdm_class: Callable | None = None, local_only: bool = False, before_download:
+                        Callable[[int | None, Path | None], None] | None = None) -> ModelFiles:  # fmt: skip
     """Finds (downloading when needed) every file a dialog needs.
 
     Args:
@@ -278,7 +279,8 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
         CheckpointError: a missing repository, file or precision.
     """
     if quant not in (None, 4, 8):
-        raise ConfigError(f"the quantization must be 4 or 8 bits (got {quant}); leave it out for the repository's default")
+        raise ConfigError(f"the quantization must be 4 or 8 bits (got {quant}); "
+                          "leave it out for the repository's default")
     quant_given = quant is not None
     explicit = {
         "moshi": _explicit(moshi_weight, "Moshi weights", tqdm_class, MOSHI_FILES[4 if quant is None else quant]),
@@ -288,7 +290,8 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
     }
     if explicit["moshi"] is not None and explicit["mimi"] is not None and explicit["tokenizer"] is not None:
         q = next((k for k, f in MOSHI_FILES.items() if f == explicit["moshi"].name), quant)
-        return ModelFiles(explicit["moshi"], explicit["mimi"], explicit["tokenizer"], explicit["config"], q, "local files")
+        return ModelFiles(explicit["moshi"], explicit["mimi"], explicit["tokenizer"], explicit["config"], q,
+                          "local files")
 
     folder = Path(hf_repo).expanduser() if hf_repo is not None else None
     if folder is not None and folder.is_dir():
@@ -297,17 +300,21 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
 
         names: dict = {}
 
-        def local(f: str, required: bool = True, key: str | None = None) -> Path | None:
+        def found(f: str, key: str | None = None) -> Path | None:
             path = folder_file(folder, f, key if key in names else None)
             if path.is_file():
                 return path
             if path.exists():  # a folder or pipe where a file belongs: never read as "missing"
                 raise CheckpointError(f"{path} is not a file: put the file itself there", local_files_help=True)
-            if required:
-                raise CheckpointError(f"{folder} has no {f}: add it there", local_files_help=True)
             return None
 
-        cfg = explicit["config"] or local(CONFIG_FILE, False)
+        def local(f: str, key: str | None = None) -> Path:
+            path = found(f, key)
+            if path is None:
+                raise CheckpointError(f"{folder} has no {f}: add it there", local_files_help=True)
+            return path
+
+        cfg = explicit["config"] or found(CONFIG_FILE)
         names = _names(cfg)
         if explicit["moshi"] is None and not any(f in listing for f in MOSHI_FILES.values()) and "moshi_name" in names:
             name, q = names["moshi_name"], quant
@@ -318,7 +325,7 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
             cfg, q, str(folder),
             local(names["mimi_config_name"], key="mimi_config_name") if "mimi_config_name" in names else None,
         )  # fmt: skip
-    if hf_repo is not None and (folder.exists() or not is_repo_id(str(hf_repo))):  # a file, or a mistyped path
+    if folder is not None and (folder.exists() or not is_repo_id(str(hf_repo))):  # a file, or a mistyped path
         raise _not_a_model_source(str(hf_repo))
 
     repo = str(hf_repo) if hf_repo is not None else (default_repo(quant) if quant_given else DEFAULT_REPO)

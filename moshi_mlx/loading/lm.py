@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import mlx.core as mx
 
@@ -26,7 +27,7 @@ def load_lm(
     weights: str | os.PathLike,
     config: str | os.PathLike | LmConfig | None = None,
     dtype: mx.Dtype | None = None,
-    kv_bits: int | str | None = None,
+    kv_bits: int | Literal["auto"] | None = None,
 ) -> Lm:
     """Load Moshi's LM from any released layout and precision.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Final, Literal
 
 import mlx.core as mx
 
@@ -21,7 +22,7 @@ HEADROOM = 0.5 * GiB  # activations, Mimi, Python, MLX's allocator slack
 # What macOS keeps for itself and the apps around us. Its memory compression and swap make room for the
 # rest, slowly, but nothing is killed: an 8 GiB Mac thus offers 6 GiB, what the 4-bit 7B needs.
 SYSTEM_RESERVE = 2 * GiB
-KV_AUTO = "auto"  # load_lm(kv_bits=KV_AUTO): an 8-bit KV cache only where the unquantized one does not fit
+KV_AUTO: Final = "auto"  # load_lm(kv_bits=KV_AUTO): an 8-bit KV cache only where the unquantized one does not fit
 
 
 def available_bytes() -> int | None:
@@ -50,7 +51,7 @@ def fits(needed: int, available: int | None = None) -> bool:
 def check_fits(needed: int, what: str, advice: str, available: int | None = None) -> None:
     """Raise MemoryBudgetError when `needed` bytes (+ headroom) exceed what is available."""
     available = available_bytes() if available is None else available
-    if not fits(needed, available):
+    if available is not None and not fits(needed, available):
         raise MemoryBudgetError(
             f"{what} needs about {needed / GiB:.1f} GiB (+{HEADROOM / GiB:.1f} GiB headroom) but only "
             f"{available / GiB:.1f} GiB is available. {advice}"
@@ -92,6 +93,7 @@ def kv_cache_bytes(cfg: LmConfig, dtype: mx.Dtype | None, batch: int = 1, kv_bit
     """The temporal transformer's KV caches over the whole context."""
     cache_dtype = dtype or mx.bfloat16  # the caches follow the weights' float dtype (see Lm.cache_dtype)
     t = cfg.transformer
+    assert t.context is not None  # LmConfig requires the temporal transformer's context
     values = 2 * t.num_layers * t.context * t.d_model * batch
     if kv_bits is None:
         return values * cache_dtype.size
@@ -103,9 +105,9 @@ def release_header(bits: int | None, cfg: LmConfig) -> dict[str, TensorInfo]:
     """What Kyutai's release of `cfg` at `bits` (4, 8, None: bf16) holds, from the config alone: every
     matrix quantized as `nn.quantize` does (packed weights, bf16 scales and biases), the rest bf16."""
     header = {}
-    group = quant.RELEASE_GROUP.get(bits)
+    group = None if bits is None else quant.RELEASE_GROUP.get(bits)
     for name, shape in torch_layout_shapes(cfg).items():
-        if group and len(shape) == 2 and shape[1] % group == 0:  # norms ([1, 1, D]) stay bf16
+        if bits is not None and group and len(shape) == 2 and shape[1] % group == 0:  # norms ([1, 1, D]) stay bf16
             rows, cols = shape
             header[name] = TensorInfo("U32", (rows, cols * bits // 32))
             header[name + ".scales"] = header[name + ".biases"] = TensorInfo("BF16", (rows, cols // group))
@@ -126,7 +128,7 @@ def check_download_fits(bits: int | None, config: str | os.PathLike | None = Non
     check_fits(needed, f"The {label} Moshi model", _advice(bits == 4, cast=False) + " Nothing was downloaded.")
 
 
-def resolve_kv_bits(kv_bits: int | str | None, header: dict[str, TensorInfo], cfg: LmConfig,
+def resolve_kv_bits(kv_bits: int | Literal["auto"] | None, header: dict[str, TensorInfo], cfg: LmConfig,
                     dtype: mx.Dtype | None, available: int | None) -> int | None:  # fmt: skip
     """KV_AUTO -> None where the unquantized cache fits in `available` bytes, else 8; others unchanged."""
     if kv_bits != KV_AUTO:
@@ -134,8 +136,8 @@ def resolve_kv_bits(kv_bits: int | str | None, header: dict[str, TensorInfo], cf
     return None if fits(estimate_bytes(header, cfg, dtype), available) else 8
 
 
-def preflight(header: dict[str, TensorInfo], cfg: LmConfig, dtype: mx.Dtype | None, kv_bits: int | str | None,
-               what: str) -> int | None:  # fmt: skip
+def preflight(header: dict[str, TensorInfo], cfg: LmConfig, dtype: mx.Dtype | None,
+              kv_bits: int | Literal["auto"] | None, what: str) -> int | None:  # fmt: skip
     """Resolve KV_AUTO, then refuse with advice a model that would not fit in memory; returns kv_bits."""
     available = available_bytes()
     kv_bits = resolve_kv_bits(kv_bits, header, cfg, dtype, available)

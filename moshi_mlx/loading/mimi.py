@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from typing import cast
 
 import mlx.core as mx
+import mlx.nn as nn
 
 from ..config import MimiConfig, read_json_object
 from ..cpu.swap import use_cpu_variants
@@ -68,7 +70,7 @@ def load_mimi(
         # Codebooks stay float32: centroids are sums divided by usages, and codes are argmins over them.
         for name, child in model.children().items():
             if name != "quantizer":
-                child.set_dtype(dtype)
+                cast(nn.Module, child).set_dtype(dtype)  # Mimi's children are modules, not lists
         for rvq in (model.quantizer.rvq_first, model.quantizer.rvq_rest):
             rvq.input_proj.set_dtype(dtype)
             rvq.output_proj.set_dtype(dtype)

@@ -121,6 +121,7 @@ class StreamingConv1d(_ConvBase):
             for j in range(k):
                 tap = x[:, j * d : j * d + (t_out - 1) * s + 1 : s] * self.weight[j, 0]
                 y = tap if y is None else y + tap
+            assert y is not None  # k >= 1
         else:
             y = self._matmul(_unfold(x, k, s, d, t_out))
         if "bias" in self:
@@ -199,10 +200,8 @@ class StreamingConvTranspose1d(_ConvBase):
         k, s = self.kernel_size, self.stride
         b, t, c = x.shape
         co = self.out_channels
-        if self.groups > 1:  # depthwise
-            taps = x[:, :, None, :] * self.weight[0]                 # [B, T, K, C]
-        else:
-            taps = self._matmul(x).reshape(b, t, k, co)
+        # [B, T, K, C]: depthwise (groups > 1) scales each channel by its own taps
+        taps = x[:, :, None, :] * self.weight[0] if self.groups > 1 else self._matmul(x).reshape(b, t, k, co)
         # Overlap-add: tap j of step i lands on sample i * s + j. Split the kernel into m blocks of s.
         m = -(-k // s)
         if m * s != k:
@@ -212,6 +211,7 @@ class StreamingConvTranspose1d(_ConvBase):
             block = taps[:, :, i * s : (i + 1) * s].reshape(b, t * s, co)
             block = mx.pad(block, [(0, 0), (i * s, (m - 1 - i) * s), (0, 0)]) if m > 1 else block
             out = block if out is None else out + block
+        assert out is not None  # m >= 1
         return out[:, : (t - 1) * s + k]
 
     def _weight_kn(self) -> mx.array:

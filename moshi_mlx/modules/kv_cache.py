@@ -36,6 +36,9 @@ class RingKVCache:
         dtype: storage dtype (the compute dtype of the layer).
     """
 
+    keys: mx.array | tuple[mx.array, ...]  # [B, H, capacity, D], or (packed, scales, biases) at 8 bits
+    values: mx.array | tuple[mx.array, ...]
+
     def __init__(self, batch: int, heads: int, capacity: int, head_dim: int, dtype: mx.Dtype = mx.float32,
                  bits: int | None = None):  # fmt: skip
         if capacity <= 0:
@@ -51,20 +54,23 @@ class RingKVCache:
         self.keys, self.values = self._zeros(shape), self._zeros(shape)
         self.offset = 0  # absolute number of steps written = position of the next step
 
-    def _zeros(self, shape: tuple[int, ...]):
+    def _zeros(self, shape: tuple[int, ...]) -> mx.array | tuple[mx.array, ...]:
         if self.bits is None:
             return mx.zeros(shape, self.dtype)
         *lead, d = shape
         return (mx.zeros((*lead, d * self.bits // 32), mx.uint32), mx.zeros((*lead, d // self.group_size), self.dtype),
                 mx.zeros((*lead, d // self.group_size), self.dtype))  # fmt: skip
 
-    def _store(self, x: mx.array):
+    def _store(self, x: mx.array) -> mx.array | tuple[mx.array, ...]:
         x = x.astype(self.dtype)
         return x if self.bits is None else tuple(mx.quantize(x, group_size=self.group_size, bits=self.bits))
 
-    def _write(self, dst, src):
+    def _write(self, dst, src) -> mx.array | tuple[mx.array, ...]:
         if isinstance(dst, tuple):  # quantized: packed weights, scales and biases alike
-            return tuple(self._write(d, x) for d, x in zip(dst, src))
+            return tuple(self._write_one(d, x) for d, x in zip(dst, src))
+        return self._write_one(dst, src)
+
+    def _write_one(self, dst: mx.array, src: mx.array) -> mx.array:
         t = src.shape[2]
         start = self.offset % self.capacity
         first = min(t, self.capacity - start)

@@ -41,7 +41,9 @@ class EuclideanCodebook(nn.Module):
     def encode(self, x: mx.array) -> mx.array:
         """x [..., dim] float -> index of the nearest centroid [...] (int32)."""
         # argmin |x - c|^2 = argmin (|c|^2 / 2 - x.c): one matmul, no [N, bins, dim] difference tensor
-        scores = self._half_sq_norms - x.astype(mx.float32) @ self.centroids.T
+        centroids = self.centroids  # raises before post_load()
+        assert self._half_sq_norms is not None  # derived with the centroids
+        scores = self._half_sq_norms - x.astype(mx.float32) @ centroids.T
         return mx.argmin(scores, axis=-1).astype(mx.int32)
 
     def decode(self, codes: mx.array) -> mx.array:
@@ -92,6 +94,7 @@ class ResidualVectorQuantizer(nn.Module):
         for i in range(codes.shape[-1]):
             v = self.vq.layers[i].codebook.decode(codes[..., i])
             total = v if total is None else total + v
+        assert total is not None  # n >= 1 codebooks
         return self.output_proj(total.astype(self.output_proj.weight.dtype))
 
 

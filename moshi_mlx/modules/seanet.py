@@ -8,7 +8,6 @@ item: a ConvState / ConvTrState, a block's tuple, or () for an ELU.
 from __future__ import annotations
 
 import math
-from typing import Union
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -16,7 +15,7 @@ import mlx.nn as nn
 from ..config import SeanetConfig
 from .conv import ConvState, ConvTrState, StreamingConv1d, StreamingConvTranspose1d
 
-LayerState = Union[ConvState, ConvTrState, tuple]
+LayerState = ConvState | ConvTrState | tuple
 SeanetState = tuple  # one LayerState per entry of `model`
 
 

@@ -8,7 +8,8 @@ limited to `context`; streaming mode appends to caller-owned RingKVCaches.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -77,7 +78,7 @@ class LayerNorm(nn.LayerNorm):
         return y.astype(x.dtype)
 
 
-def make_norm(kind: str, dim: int) -> nn.Module:
+def make_norm(kind: str, dim: int) -> LayerNorm | RMSNorm:
     if kind == "layer_norm":
         return LayerNorm(dim, 1e-5, float32=False)
     if kind == "layer_norm_f32":
@@ -163,6 +164,7 @@ class Attention(nn.Module):
         if cache is not None:  # `mask` is the cache's, computed once for all layers (RingKVCache.mask)
             k, v = cache.update(k, v)
             if isinstance(k, tuple):
+                assert mask is not None and cache.bits is not None  # a quantized cache: its mask, 8 bits
                 y = quantized_attention(q, k, v, mask, scale, cache.group_size, cache.bits)
                 return self.out_proj(y.astype(x.dtype).transpose(0, 2, 1, 3).reshape(b, t, -1))
             # A cache stored narrower than the activations (bf16 under float32 compute: the quantized LM on

@@ -36,7 +36,7 @@ def describe_precision(header: dict[str, TensorInfo]) -> str:
 
 def is_quantized(header: dict[str, TensorInfo]) -> bool:
     """True when some tensor is stored MLX-affine-quantized (`.scales` next to a packed uint32 `.weight`)."""
-    return any(k.endswith(".scales") and header.get(k[: -len("scales")] + "weight", None) is not None
+    return any(k.endswith(".scales") and header.get(k[: -len("scales")] + "weight") is not None
                and header[k[: -len("scales")] + "weight"].dtype == "U32" for k in header)
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import mlx.nn as nn
-from mlx.utils import tree_flatten
 
 from ..errors import CheckpointError
 from .formats import quant_bits_group
 from .safetensors_io import TensorInfo
+from .tree import flatten
 
 _BITS = (2, 3, 4, 5, 6, 8)
 _GROUPS = (32, 64, 128)
@@ -33,14 +33,15 @@ class QuantSpec:
 
 
 def quantizable_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """Leaf modules that can be quantized (those with `to_quantized`), by parameter path."""
-    return {path: m for path, m in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module)
+    """Leaf modules that can be quantized (those with `to_quantized`), by parameter path. Read their
+    weight as `m["weight"]`: MLX types `m.weight` on a plain nn.Module as possibly None."""
+    return {path: m for path, m in flatten(model.leaf_modules(), is_leaf=nn.Module.is_module)
             if hasattr(m, "to_quantized")}
 
 
 def should_quantize(module: nn.Module, spec: QuantSpec) -> bool:
     """The default predicate for quantizing a float model: as mlx-lm, skip what the group cannot tile."""
-    return hasattr(module, "to_quantized") and module.weight.shape[-1] % spec.group_size == 0
+    return hasattr(module, "to_quantized") and module["weight"].shape[-1] % spec.group_size == 0
 
 
 def specs_from_header(model: nn.Module, header: dict[str, TensorInfo], source: str) -> dict[str, QuantSpec]:
@@ -51,7 +52,7 @@ def specs_from_header(model: nn.Module, header: dict[str, TensorInfo], source: s
         weight = header.get(f"{path}.weight")
         if scales is None or weight is None:
             continue
-        in_dim = module.weight.shape[-1]
+        in_dim = module["weight"].shape[-1]
         packed, groups = weight.shape[-1], scales.shape[-1]
         bits, group = quant_bits_group(weight, scales, in_dim)
         if (weight.dtype != "U32" or 32 * packed != bits * in_dim or group * groups != in_dim

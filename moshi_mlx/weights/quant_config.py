@@ -14,10 +14,8 @@ the config is a record that must agree with them, so a renamed or swapped file i
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import mlx.nn as nn
 
@@ -47,7 +45,7 @@ class QuantRecipe:
     def spec_for(self, path: str, module: nn.Module) -> QuantSpec | None:
         if path in self.overrides:
             return self.overrides[path]
-        if module.weight.shape[-1] % self.default.group_size:
+        if module["weight"].shape[-1] % self.default.group_size:
             return None
         return self.default
 

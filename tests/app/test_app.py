@@ -13,8 +13,6 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from support.app_fakes import SCRIPT, LiveFakeBackend, ScriptModel, write_fake_weights  # noqa: E402
-from support.app_window import WAIT_MS, App  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtGui import QGuiApplication  # noqa: E402
 
@@ -24,6 +22,9 @@ from app.presenter import Presenter  # noqa: E402
 from app.settings import AppSettings  # noqa: E402
 from app.window import MainWindow  # noqa: E402
 from moshi_mlx.errors import MemoryBudgetError, OfflineError  # noqa: E402
+from support.app_fakes import SCRIPT, LiveFakeBackend, ScriptModel, write_fake_weights  # noqa: E402
+from support.app_window import WAIT_MS, App  # noqa: E402
+
 
 @pytest.fixture
 def make_app(qtbot, tmp_path):
@@ -70,7 +71,8 @@ def test_conversation_transcript_meters_status_save_and_copy(make_app, tmp_path:
     assert a.presenter.copy_transcript() == " ".join(SCRIPT)
     assert QGuiApplication.clipboard().text() == " ".join(SCRIPT)
     dest = a.presenter.save_conversation(str(tmp_path / "saved"))
-    assert dest is not None and {p.name for p in dest.iterdir()} == {"user.wav", "moshi.wav", "transcript.jsonl", "transcript.txt"}
+    assert dest is not None
+    assert {p.name for p in dest.iterdir()} == {"user.wav", "moshi.wav", "transcript.jsonl", "transcript.txt"}
     assert (dest / "transcript.txt").read_text().strip() == " ".join(SCRIPT)
     lines = [json.loads(x) for x in (dest / "transcript.jsonl").read_text().splitlines()]
     words = [x for x in lines if "word" in x]
@@ -236,7 +238,8 @@ def test_device_that_fails_to_open_or_vanishes(make_app) -> None:
     a = make_app(backend=LiveFakeBackend(fail_open="output"))
     a.window.start_button.click()
     box = a.wait_error()
-    assert box.text() == "Could not start the conversation" and "cannot open output device 1 (Fake Speakers)" in box.informativeText()
+    assert box.text() == "Could not start the conversation"
+    assert "cannot open output device 1 (Fake Speakers)" in box.informativeText()
     a.wait_state(c.READY)
     box.accept()
     a.backend.fail_open = None
@@ -274,7 +277,8 @@ def test_missing_model_folder_and_failed_build(make_app, tmp_path: Path) -> None
 
     def too_big(files, temperature):
         def build():
-            raise MemoryBudgetError("the 7B model in bf16 needs about 15.9 GiB but only 8.0 GiB is available. Pick 4-bit.")
+            raise MemoryBudgetError("the 7B model in bf16 needs about 15.9 GiB but only 8.0 GiB is available. "
+                                    "Pick 4-bit.")
 
         return build
 
@@ -320,7 +324,8 @@ def test_download_with_progress_then_talk(make_app, tmp_path: Path) -> None:
 
 def test_offline_download_explains_and_cancel_stops(make_app, tmp_path: Path) -> None:
     def offline(choice, progress, cancelled):
-        raise OfflineError(f"Moshi's weights ({choice.repo}) are not on this computer yet, and huggingface.co cannot be reached")
+        raise OfflineError(f"Moshi's weights ({choice.repo}) are not on this computer yet, "
+                           "and huggingface.co cannot be reached")
 
     a = make_app(folder=False, resolver=offline)
     a.window.start_button.click()
@@ -402,7 +407,8 @@ def test_window_shows_remembered_choices_and_device_changes(make_app) -> None:
     assert w.voice_combo.currentData() == "moshika" and w.precision_combo.currentData() == "q8"
     assert w.temperature_spin.value() == pytest.approx(0.65)
     items = [w.output_combo.itemText(i) for i in range(w.output_combo.count())]
-    assert items == ["System default (Fake Speakers)", "Fake Speakers"] and w.output_combo.currentData() == "Fake Speakers"
+    assert items == ["System default (Fake Speakers)", "Fake Speakers"]
+    assert w.output_combo.currentData() == "Fake Speakers"
     # a device appears: the list follows
     b.backend.devices.append({"name": "USB Headset", "index": 2, "hostapi": 0, "max_input_channels": 1,
                               "max_output_channels": 2, "default_samplerate": 16000})  # fmt: skip
@@ -765,12 +771,12 @@ def test_the_window_names_its_settings_never_a_command_line_flag() -> None:
                 if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and n.body
                 and isinstance(n.body[0], ast.Expr)}  # fmt: skip
         for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
-                if flag.search(install.sub("", node.value)):
-                    seen += 1
-                    shown = install.sub("", for_window(node.value))
-                    if flag.search(shown):
-                        left.append(f"{path.relative_to(root)}: {node.value!r} -> {shown!r}")
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs
+                    and flag.search(install.sub("", node.value))):
+                seen += 1
+                shown = install.sub("", for_window(node.value))
+                if flag.search(shown):
+                    left.append(f"{path.relative_to(root)}: {node.value!r} -> {shown!r}")
     assert seen >= 5 and not left, "\n".join(left)
 
 

@@ -11,7 +11,6 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from support.app_fakes import LiveFakeBackend  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
 
 from app import controller as c  # noqa: E402
@@ -21,6 +20,7 @@ from app.presenter import Presenter  # noqa: E402
 from app.settings import AppSettings  # noqa: E402
 from app.window import MainWindow  # noqa: E402
 from support import ASSETS  # noqa: E402
+from support.app_fakes import LiveFakeBackend  # noqa: E402
 
 E2E = ASSETS / "e2e"
 
@@ -46,7 +46,7 @@ def test_real_pipeline_talks_through_the_window(qtbot, tmp_path: Path) -> None:
     ctl.text.connect(texts.append)
     window.show()
     assert window.status.model_label.text() == "e2e"
-    for round_ in range(2):  # a second conversation reuses the loaded model
+    for _ in range(2):  # a second conversation reuses the loaded model
         window.start_button.click()
         qtbot.waitUntil(lambda: ctl.state == c.RUNNING, timeout=60_000)
         n = len(stats)

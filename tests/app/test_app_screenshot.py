@@ -46,7 +46,8 @@ def xvfb():
 
 def test_window_renders_a_conversation_on_x(xvfb: str, tmp_path: Path, qtbot) -> None:
     env = dict(os.environ, DISPLAY=xvfb, QT_QPA_PLATFORM="xcb")
-    run = subprocess.run([sys.executable, str(ROOT / "tests" / "support" / "screenshot_app.py"), str(tmp_path)], env=env,
+    script = ROOT / "tests" / "support" / "screenshot_app.py"
+    run = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env,
                          cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
     log = (run.stdout + run.stderr)[-3000:]
     assert "could not load the Qt platform plugin" not in log.lower(), (

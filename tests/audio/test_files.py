@@ -103,7 +103,8 @@ def test_the_answer_streams_to_disk_as_it_is_produced(tmp_path: Path) -> None:
 def test_unreadable_missing_and_empty_files_say_what_to_do(tmp_path: Path) -> None:
     bad = tmp_path / "notes.m4a"
     bad.write_bytes(b"this is not audio at all" * 10)
-    with pytest.raises(AudioFormatError, match=r"AAC \(notes.m4a\) is not a format.*wav, flac, ogg.*ffmpeg -i notes.m4a notes.wav"):
+    match = r"AAC \(notes.m4a\) is not a format.*wav, flac, ogg.*ffmpeg -i notes.m4a notes.wav"
+    with pytest.raises(AudioFormatError, match=match):
         read_audio(bad)
     bad.rename(tmp_path / "notes.xyz")
     with pytest.raises(AudioFormatError, match="cannot read audio file.*notes.xyz.*Readable formats: wav, flac"):

@@ -57,9 +57,9 @@ def test_bench_mimi_reports_a_broken_kyutai_interpreter(tmp_path) -> None:
 
 def test_bench_lm_compares_with_kyutai_step_by_step(tmp_path, capsys) -> None:
     """The LM bench alternates its steps with Kyutai's (a fake interpreter here) and prints the ratio."""
-    from support.lm import LM
     from moshi_mlx.bench.lm import bench
     from moshi_mlx.config import LmConfig
+    from support.lm import LM
 
     fake = _fake_kyutai_python(tmp_path, 1e6)  # 1000 s per step: ours is faster
     bench("q4", 2, 24.0, LmConfig.from_json(LM / "lm_small.json"), fake)
@@ -68,9 +68,9 @@ def test_bench_lm_compares_with_kyutai_step_by_step(tmp_path, capsys) -> None:
 
 
 def test_bench_lm_says_slower_when_ours_is_slower(tmp_path, capsys) -> None:
-    from support.lm import LM
     from moshi_mlx.bench.lm import bench
     from moshi_mlx.config import LmConfig
+    from support.lm import LM
 
     fake = _fake_kyutai_python(tmp_path, 1e-3)  # 1 us per step: ours is slower
     bench("q4", 2, 24.0, LmConfig.from_json(LM / "lm_small.json"), fake)

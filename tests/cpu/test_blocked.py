@@ -5,10 +5,10 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 import pytest
-from support.arrays import assert_close
 
 from moshi_mlx.cpu.blocked import BlockedLinear, blocked_matmul, choose_block, from_blocks, to_blocks
 from moshi_mlx.modules.conv import StreamingConv1d, StreamingConvTranspose1d
+from support.arrays import assert_close
 
 
 @pytest.mark.parametrize(
@@ -63,10 +63,7 @@ def test_maybe_keeps_small_linears() -> None:
 def test_blocked_conv_streams_as_plain_and_falls_back(cls: str, monkeypatch) -> None:
     from moshi_mlx.cpu import blocked as blocked_mod
 
-    if cls == "conv":
-        plain = StreamingConv1d(8, 32, 4, stride=2)
-    else:
-        plain = StreamingConvTranspose1d(8, 16, 4, stride=2)
+    plain = StreamingConv1d(8, 32, 4, stride=2) if cls == "conv" else StreamingConvTranspose1d(8, 16, 4, stride=2)
     plain.bias = mx.random.normal(plain.bias.shape)
     monkeypatch.setattr(blocked_mod, "choose_block", lambda rows, k, n: 8)
     blocked = blocked_mod.blocked_variant(plain, 4)

@@ -9,10 +9,10 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 
-from moshi_mlx.errors import ConfigError
 from moshi_mlx.cpu import lanes
 from moshi_mlx.cpu.lanes import SpreadLinear, SpreadQuantizedLinear
 from moshi_mlx.cpu.swap import use_cpu_variants
+from moshi_mlx.errors import ConfigError
 
 
 @pytest.fixture
@@ -73,9 +73,10 @@ def test_each_thread_gets_its_own_lanes(three_lanes):
 
 
 def test_quantized_models_spread_every_linear_and_keep_their_names(three_lanes, monkeypatch):
-    from support.lm import CONFIG, FILES, teacher_codes
-    from moshi_mlx.loading.lm import load_lm
     from mlx.utils import tree_flatten
+
+    from moshi_mlx.loading.lm import load_lm
+    from support.lm import CONFIG, FILES, teacher_codes
 
     lm = load_lm(FILES["mlx_q4"], CONFIG)
     linears = [m for _, m in lm.named_modules() if isinstance(m, nn.QuantizedLinear)]
@@ -115,8 +116,8 @@ def test_the_cpu_swap_spreads_only_plain_linears():
 
 
 def test_a_bf16_lm_spreads_too_with_identical_logits(three_lanes, monkeypatch):
-    from support.lm import CONFIG, FILES, teacher_codes
     from moshi_mlx.loading.lm import load_lm
+    from support.lm import CONFIG, FILES, teacher_codes
 
     lm = load_lm(FILES["mlx_bf16"], CONFIG)
     lm.set_compute_dtype(mx.bfloat16)  # what the GPU default would be; here it exercises SpreadLinear

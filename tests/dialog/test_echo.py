@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from support.signals import SR, erle_db, room_ir, speechlike
 
 from moshi_mlx.dialog.echo import EchoCanceller
+from support.signals import SR, erle_db, room_ir, speechlike
 
 SECONDS, USER_FROM = 30, 15
 

@@ -11,16 +11,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from support.fake_models import EchoModel
 
 from moshi_mlx.audio.devices import AudioIO
 from moshi_mlx.audio.fake import FakeClock, FakeStreamFactory
 from moshi_mlx.dialog.events import (
-    TOO_SLOW_RTF, Closed, Error, FrameResult, Loaded, RecordingStopped, SessionEnded, SessionStarted, Skipped, Stats,
-    Text, Word, too_slow,
+    TOO_SLOW_RTF,
+    Closed,
+    Error,
+    FrameResult,
+    Loaded,
+    RecordingStopped,
+    SessionEnded,
+    SessionStarted,
+    Skipped,
+    Stats,
+    Text,
+    Word,
+    too_slow,
 )  # fmt: skip
 from moshi_mlx.dialog.loop import FRAME, ModelLoop
 from moshi_mlx.dialog.recorder import Recorder, recording_paths
+from support.fake_models import EchoModel
 
 
 def _drain(q: queue.SimpleQueue) -> list:
@@ -245,7 +256,8 @@ def test_device_error_ends_cleanly_and_keeps_the_recording(tmp_path: Path) -> No
     assert not loop.in_session and b.output.closed
     user, _ = sf.read(recording_paths(tmp_path / "rec").user_wav, dtype="float32")
     assert user.size == ended.frames * FRAME
-    assert "unplugged" in str(b.input.failed) and '"type": "error"' in recording_paths(tmp_path / "rec").transcript.read_text()
+    assert "unplugged" in str(b.input.failed)
+    assert '"type": "error"' in recording_paths(tmp_path / "rec").transcript.read_text()
     # the loop is still usable: a new session on a new device works
     b2, io2 = _session()
     loop.begin_session(io2)
@@ -344,9 +356,8 @@ def test_latency_measurement_hears_every_click_without_an_extra_frame() -> None:
 
 
 def test_echo_canceller_in_the_loop_removes_the_played_voice() -> None:
-    from support.signals import room_ir, speechlike
-
     from moshi_mlx.dialog.echo import EchoCanceller
+    from support.signals import room_ir, speechlike
 
     voice = speechlike(14, 7, (150, 250))
 

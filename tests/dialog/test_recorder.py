@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from support.disk import small_disk
-
 from moshi_mlx.dialog.recorder import RATE, Recorder, RecordingExistsError, recording_paths
 from moshi_mlx.errors import OutputError
+from support.disk import small_disk
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from support.lm import CONFIG, FILES, LM
 from moshi_mlx.config import LmConfig
 from moshi_mlx.errors import CheckpointError, ConfigError, MemoryBudgetError
 from moshi_mlx.lm import Lm
@@ -25,6 +24,7 @@ from moshi_mlx.weights import quant
 from moshi_mlx.weights.formats import CheckpointFormat, detect_format
 from moshi_mlx.weights.lm_torch import map_lm_torch
 from moshi_mlx.weights.safetensors_io import TensorInfo, read_header
+from support.lm import CONFIG, FILES, LM
 
 
 def kyutai_keys(which: str) -> dict[str, dict[str, list]]:
@@ -94,7 +94,7 @@ def test_torch_mapping_routes_every_layer_and_step():
     # Two depformer layers, every tensor filled with its own id: each target must get its own source.
     raw = json.loads(CONFIG.read_text()) | {"depformer_num_layers": 2}
     cfg = LmConfig.from_kyutai(raw)
-    dep, dim, dq = cfg.depformer.transformer, cfg.dim, cfg.dep_q
+    dep, dq = cfg.depformer.transformer, cfg.dep_q
     src: dict[str, mx.array] = {}
     for layer in range(2):
         p = f"depformer.layers.{layer}"
@@ -220,7 +220,8 @@ def test_config_unknown_keys_warn_and_unsupported_refused():
     ({"delays": [0, 10**9] + [1] * 15}, "delays entry = 1000000000 is out of range: use a value from 0 to 1000"),
     ({"num_heads": 0}, "num_heads = 0 is out of range"), ({"num_heads": 3}, "not a multiple of num_heads 3"),
     ({"context": 0}, "context = 0"), ({"context": None}, "context must be an integer"),
-    ({"hidden_scale": 0}, "hidden_scale = 0 is out of range: use a value above 0"), ({"dim": 128.5}, "dim must be an integer"),
+    ({"hidden_scale": 0}, "hidden_scale = 0 is out of range: use a value above 0"),
+    ({"dim": 128.5}, "dim must be an integer"),
     ({"dep_q": 0}, "dep_q = 0"), ({"n_q": 10**6}, "n_q = 1000000"), ({"card": 0}, "card = 0"),
     ({"causal": "yes"}, "causal must be true or false"), ({"depformer_multi_linear": 1}, "true or false"),
     ({"norm": "batch"}, "norm = 'batch' is not supported: use one of layer_norm"),
@@ -235,7 +236,8 @@ def test_config_values_are_checked_when_read(change, words):
 
 
 def test_json_that_no_config_holds_is_refused(tmp_path):
-    for text, words in (("[" * 100_000 + "]" * 100_000, "nested too deeply"), ('{"dim": NaN}', "NaN"), ("{", "not valid")):
+    for text, words in (("[" * 100_000 + "]" * 100_000, "nested too deeply"), ('{"dim": NaN}', "NaN"),
+                        ("{", "not valid")):
         (tmp_path / "c.json").write_text(text)
         with pytest.raises(ConfigError, match=words):
             LmConfig.from_json(tmp_path / "c.json")
@@ -257,7 +259,6 @@ def test_load_refuses_what_does_not_fit(name, advice, monkeypatch):
 def test_describe_precision_from_headers_alone():
     from moshi_mlx.weights.formats import describe_precision
     from moshi_mlx.weights.safetensors_io import read_header
-
     from support.lm import LM as lm
     assert describe_precision(read_header(lm / "lm_small_mlx_q4.safetensors")) == "4-bit"
     assert describe_precision(read_header(lm / "lm_small_mlx_q8.safetensors")) == "8-bit"
@@ -273,7 +274,8 @@ def test_memory_estimate_counts_an_8_bit_cache():
     header = {"w": TensorInfo("U32", (1000, 100))}
     values = 2 * 32 * 3000 * 4096
     assert estimate_bytes(header, cfg, None) == 400_000 + values * 2
-    assert estimate_bytes(header, cfg, None, kv_bits=8) == 400_000 + values + 2 * (values // 64) * 4  # f32 scales at most
+    # f32 scales at most
+    assert estimate_bytes(header, cfg, None, kv_bits=8) == 400_000 + values + 2 * (values // 64) * 4
 
 
 def header_7b(precision: str) -> dict[str, TensorInfo]:
@@ -348,7 +350,8 @@ def test_a_release_that_cannot_fit_is_refused_before_its_download(monkeypatch, t
         assert abs(predicted / estimate_bytes(header_7b(precision), cfg, None) - 1) < 1e-3
     fake_mac(monkeypatch, 16)
     check_download_fits(8)  # 9.1 GiB fits in 14
-    with pytest.raises(MemoryBudgetError, match="The bf16 Moshi model needs about 15.1 GiB.*4-bit.*Nothing was downloaded"):
+    with pytest.raises(MemoryBudgetError,
+                       match="The bf16 Moshi model needs about 15.1 GiB.*4-bit.*Nothing was downloaded"):
         check_download_fits(None)
     fake_mac(monkeypatch, 8)
     check_download_fits(4)  # with the 8-bit cache it fits in 6 GiB

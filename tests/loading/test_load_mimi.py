@@ -8,14 +8,14 @@ import warnings
 import mlx.core as mx
 import numpy as np
 import pytest
-from support import ASSETS
-from support.arrays import to_numpy
 from mlx.utils import tree_flatten
 
 from moshi_mlx import Mimi, MimiConfig, load_mimi
 from moshi_mlx.errors import CheckpointError, ConfigError
 from moshi_mlx.weights.mimi_torch import map_mimi_torch
 from moshi_mlx.weights.strict import check_fits
+from support import ASSETS
+from support.arrays import to_numpy
 
 TINY = ASSETS / "mimi_tiny.safetensors"
 TINY_CONFIG = ASSETS / "mimi_tiny_config.json"
@@ -57,7 +57,8 @@ def test_mapping_layouts_on_values() -> None:
         "quantizer.rvq_first.input_proj.weight", "quantizer.rvq_first.vq.layers.0.codebook.embedding_sum",
         "encoder_transformer.transformer.layers.0.self_attn.in_proj.weight",
     }
-    np.testing.assert_array_equal(to_numpy(m["encoder.model.0.weight"]), before["encoder.model.0.conv.conv.weight"].transpose(2, 1, 0))
+    np.testing.assert_array_equal(to_numpy(m["encoder.model.0.weight"]),
+                                  before["encoder.model.0.conv.conv.weight"].transpose(2, 1, 0))
     np.testing.assert_array_equal(
         to_numpy(m["decoder.model.2.weight"]), before["decoder.model.2.convtr.convtr.weight"].transpose(0, 2, 1)
     )

@@ -7,11 +7,11 @@ import json
 import mlx.core as mx
 import numpy as np
 import pytest
-from support import ASSETS
-from support.arrays import assert_close
 
 from moshi_mlx.modules.conv import StreamingConv1d, StreamingConvTranspose1d
 from moshi_mlx.weights.mimi_torch import conv_weight_from_torch, convtr_weight_from_torch
+from support import ASSETS
+from support.arrays import assert_close
 
 
 def _cases() -> tuple[dict[str, mx.array], dict[str, dict]]:

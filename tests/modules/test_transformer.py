@@ -8,12 +8,12 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from support import ASSETS
-from support.arrays import assert_close
 from moshi_mlx.config import TransformerConfig
 from moshi_mlx.modules.kv_cache import RingKVCache
 from moshi_mlx.modules.transformer import ProjectedTransformer, Transformer, rope_table
 from moshi_mlx.weights.strict import load_strict
+from support import ASSETS
+from support.arrays import assert_close
 
 
 def torch_names_to_ours(w: dict[str, mx.array]) -> dict[str, mx.array]:

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from support.lm import CONFIG, FILES, goldens, greedy_run
 from moshi_mlx.config import LmConfig
 from moshi_mlx.errors import CheckpointError
 from moshi_mlx.lm import Lm
@@ -24,6 +23,7 @@ from moshi_mlx.weights.safetensors_io import read_header
 from quantize.__main__ import run
 from quantize.convert import Options
 from quantize.recipes import plan_outputs, recipe_bytes
+from support.lm import CONFIG, FILES, goldens, greedy_run
 
 FLOAT, Q8, Q4 = "model.safetensors", "model.q8.safetensors", "model.q4.safetensors"
 KYUTAI = {FLOAT: FILES["mlx_bf16"], Q8: FILES["mlx_q8"], Q4: FILES["mlx_q4"]}
@@ -170,9 +170,9 @@ def test_memcheck_synthesises_the_pytorch_release_layout():
 
 def test_output_folder_runs_in_the_dialog_pipeline(tmp_path):
     # What `python -m moshi_mlx.run --hf-repo DIR` does: find the files in the folder, load, step frames.
-    from support import ASSETS
     from moshi_mlx.loading.hub import resolve_model_files
     from moshi_mlx.pipeline import MoshiPipeline, Sampling
+    from support import ASSETS
 
     e2e, src = ASSETS / "e2e", tmp_path / "finetune"
     src.mkdir()
@@ -201,7 +201,8 @@ def test_output_folder_runs_in_the_dialog_pipeline(tmp_path):
 def test_lora_adapters_are_refused(tmp_path, capsys):
     from quantize.__main__ import main
 
-    (tmp_path / "config.json").write_text(json.dumps(json.loads(CONFIG.read_text()) | {"lora_name": "lora.safetensors"}))
+    raw = json.loads(CONFIG.read_text()) | {"lora_name": "lora.safetensors"}
+    (tmp_path / "config.json").write_text(json.dumps(raw))
     shutil.copyfile(FILES["torch"], tmp_path / "model.safetensors")
     assert main([str(tmp_path), "--out", str(tmp_path / "o"), "--no-progress"]) == 2  # refused before any work
     assert "Merge the adapters" in capsys.readouterr().err

@@ -13,9 +13,9 @@ from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
 from moshi_mlx.loading.hub import MIMI_FILE as MIMI
 from moshi_mlx.loading.hub import TOKENIZER_FILE as TOKENIZER
-from support.lm import CONFIG, FILES
 from quantize import writer
 from quantize.__main__ import main
+from support.lm import CONFIG, FILES
 
 TORCH, CFG = str(FILES["torch"]), str(CONFIG)
 
@@ -90,7 +90,8 @@ def test_refused_sources(tmp_path, capsys, name, message):
 def test_mimi_checkpoint_is_refused(tmp_path, capsys):
     mimi = tmp_path / "m.safetensors"
     mx.save_safetensors(str(mimi), {"encoder.model.0.conv.conv.weight": mx.zeros((2, 1, 3))})
-    assert "Mimi codec, not the Moshi LM" in error_of(capsys, cli(str(mimi), "--config", CFG, "--out", str(tmp_path / "o")))
+    err = error_of(capsys, cli(str(mimi), "--config", CFG, "--out", str(tmp_path / "o")))
+    assert "Mimi codec, not the Moshi LM" in err
 
 
 def test_existing_output_needs_force(tmp_path, capsys):

@@ -29,10 +29,9 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
-
 from moshi.models.lm import LMGen
 from moshi.models.loaders import get_moshi_lm
+from safetensors.torch import load_file, save_file
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ROOT / "tests" / "assets" / "lm"

@@ -22,13 +22,11 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
-import torch
-from safetensors.torch import save_file
-
 import moshi
+import torch
 from moshi.models import loaders
 from moshi.modules.conv import StreamingConv1d, StreamingConvTranspose1d
+from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ROOT / "tests" / "assets"
@@ -213,7 +211,8 @@ def reference_outputs(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
     codes_all = model.encode(x)
     model.set_num_codebooks(NUM_CODEBOOKS)
     return {
-        "input": x, "latent": latent, "stream_latent": stream_latent, "codes": codes.to(torch.int32), "stream_codes": stream_codes.to(torch.int32),
+        "input": x, "latent": latent, "stream_latent": stream_latent, "codes": codes.to(torch.int32),
+        "stream_codes": stream_codes.to(torch.int32),
         "audio": audio, "stream_audio": stream_audio, "codes_all": codes_all.to(torch.int32),
     }
 

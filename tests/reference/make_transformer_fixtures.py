@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from moshi.modules.transformer import StreamingTransformer
+from safetensors.torch import save_file
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 

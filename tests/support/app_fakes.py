@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from moshi_mlx.audio.fake import FakeClock, FakeStreamFactory, FakeStreamError
 from moshi_mlx.audio import FRAME
 from moshi_mlx.audio import MODEL_RATE as RATE
+from moshi_mlx.audio.fake import FakeClock, FakeStreamError, FakeStreamFactory
 from moshi_mlx.dialog.events import FrameResult
 
 SCRIPT = "Hello, I am Moshi. How are you doing today? Tell me about your day".split()

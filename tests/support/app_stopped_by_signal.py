@@ -16,7 +16,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def main(tmp: Path) -> int:
-    from support.app_fakes import ConversationModel, LiveFakeBackend, write_fake_weights
     from PySide6.QtCore import QSettings, QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -27,6 +26,7 @@ def main(tmp: Path) -> int:
     from app.settings import AppSettings
     from app.window import MainWindow
     from moshi_mlx.loading import hub
+    from support.app_fakes import ConversationModel, LiveFakeBackend, write_fake_weights
 
     qapp = QApplication([sys.argv[0]])
     settings = AppSettings(QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat))

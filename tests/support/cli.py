@@ -38,8 +38,8 @@ def run_module(module: str, *args: str, env: dict[str, str] | None = None, cwd: 
                timeout: float = 120.0, stdin: str | None = None) -> Ran:  # fmt: skip
     """`python -m module args...`; returns its exit code and output (a hang fails the test by timeout)."""
     argv = (sys.executable, "-m", module, *map(str, args))
-    p = subprocess.run(argv, env=env or cli_env(), cwd=cwd or REPO, capture_output=True, text=True,
-                       timeout=timeout, input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)  # fmt: skip
+    p = subprocess.run(argv, env=env or cli_env(), cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout,
+                       input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)  # fmt: skip
     return Ran(argv, p.returncode, p.stdout, p.stderr)
 
 

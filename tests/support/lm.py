@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import mlx.core as mx
 import numpy as np
 
-from . import ASSETS
 from moshi_mlx.lm_gen import LmGen
 from moshi_mlx.loading.lm import load_lm
+
+from . import ASSETS
 
 LM = ASSETS / "lm"
 CONFIG = LM / "lm_small.json"
@@ -17,12 +18,12 @@ CONFIG_CTX16 = LM / "lm_small_ctx16.json"
 FILES = {name: LM / f"lm_small_{name}.safetensors" for name in ("torch", "mlx_bf16", "mlx_q8", "mlx_q4")}
 
 
-@lru_cache(maxsize=None)
+@cache
 def goldens() -> dict[str, np.ndarray]:
     return {k: np.array(v) for k, v in mx.load(str(LM / "lm_small_goldens.safetensors")).items()}
 
 
-@lru_cache(maxsize=None)
+@cache
 def model(name: str, config: str = "lm_small.json", float32: bool = True):
     return load_lm(FILES[name], LM / config, dtype=mx.float32 if float32 else None)
 

@@ -1,6 +1,6 @@
 """Model folders made at test time, for the tests that run our programs as a user does.
 
-`lanes_repo`: an LM big enough that its matmuls are spread over the CPU lanes (moshi_mlx.cpu.lanes
+`make_lanes_repo`: an LM big enough that its matmuls are spread over the CPU lanes (moshi_mlx.cpu.lanes
 splits Linears of >= 2 * MIN_ROWS output rows; here the attention projection has 768 and the
 feed-forward input 512), small enough to run in seconds: the e2e model's config at dim 256, random
 weights, written in Kyutai's PyTorch layout and converted to 4 bits by `quantize` (Kyutai's MLX
@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-
-import pytest
 
 from .cli import E2E
 
@@ -39,8 +37,3 @@ def make_lanes_repo(folder: Path) -> Path:
     out = folder / "mlx-q4"
     run(str(src), out, opts=Options(bits=4, progress=False), report_steps=0, echo=lambda *_: None)
     return out
-
-
-@pytest.fixture(scope="session")
-def lanes_repo(tmp_path_factory) -> Path:
-    return make_lanes_repo(tmp_path_factory.mktemp("lanes-model"))

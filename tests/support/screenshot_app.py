@@ -26,16 +26,16 @@ SCRIPTS = [
 
 def main(out: Path) -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
-    from support.app_fakes import ConversationModel, LiveFakeBackend, write_fake_weights
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
     from app import controller as c
-    from moshi_mlx.loading import hub
     from app.dialogs import Dialogs
     from app.presenter import Presenter
     from app.settings import AppSettings
     from app.window import MainWindow
+    from moshi_mlx.loading import hub
+    from support.app_fakes import ConversationModel, LiveFakeBackend, write_fake_weights
 
     qapp = QApplication([sys.argv[0]])
     tmp = Path(tempfile.mkdtemp(prefix="moshi-shot-"))
