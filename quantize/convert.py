@@ -22,9 +22,9 @@ from mlx.utils import tree_flatten
 
 from moshi_mlx.config import LmConfig, preset_path, read_json_object
 from moshi_mlx.errors import CheckpointError, ConfigError
-from moshi_mlx.loading.hub import CONFIG_FILE
 from moshi_mlx.lm import Lm
 from moshi_mlx.outputs import same_file
+from moshi_mlx.release import CONFIG_FILE
 from moshi_mlx.weights.formats import CheckpointFormat, detect_format, is_quantized
 from moshi_mlx.weights.lm_mlx import map_lm_mlx
 from moshi_mlx.weights.lm_torch import map_lm_torch

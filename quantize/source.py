@@ -13,9 +13,10 @@ from typing import Callable
 
 from moshi_mlx.config import DEFAULT_PRESET, read_json_object
 from moshi_mlx.errors import CheckpointError, ConfigError, OfflineError
-from moshi_mlx.loading.hub import CONFIG_FILE, MIMI_FILE, TOKENIZER_FILE, folder_file, hub_unavailable, is_repo_id, repo_file
+from moshi_mlx.loading.hub import folder_file, hub_unavailable, is_repo_id, repo_file
+from moshi_mlx.release import CONFIG_FILE, MIMI_FILE, MOSHI_FILES, TOKENIZER_FILE
 
-_WEIGHT_NAMES = ("model.safetensors", "consolidated.safetensors")  # Kyutai's release; moshi-finetune
+_WEIGHT_NAMES = (MOSHI_FILES[None], "consolidated.safetensors")  # Kyutai's release; moshi-finetune
 
 
 @dataclass

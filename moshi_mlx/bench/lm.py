@@ -25,11 +25,12 @@ from ..cpu import lanes
 from ..cpu.swap import use_cpu_variants
 from ..lm import Lm
 from ..lm_gen import LmGen
+from ..release import GROUP_SIZE, PRECISIONS
 from ..weights import quant
 from . import faster_or_slower
 from .kyutai import KyutaiTimer, program
 
-_PRECISIONS = {"bf16": None, **{f"q{b}": quant.QuantSpec(b, g) for b, g in quant.RELEASE_GROUP.items()}}
+_PRECISIONS = {name: None if b is None else quant.QuantSpec(b, GROUP_SIZE[b]) for name, b in PRECISIONS.items()}
 
 
 def random_model(cfg: LmConfig, precision: str, seed: int = 0) -> Lm:

@@ -1,11 +1,6 @@
 """Finding model files: Hugging Face repositories, local folders, explicit paths. The only module that downloads.
 
-A Kyutai MLX repository (`kyutai/moshiko-mlx-q4`, `-q8`, `-bf16`, and the `moshika` voices) or a
-folder written by our quantizer holds:
-    model.q4.safetensors | model.q8.safetensors | model.safetensors   the LM, one per precision
-    tokenizer-e351c8d8-checkpoint125.safetensors                      Mimi
-    tokenizer_spm_32k_3.model                                        the text tokenizer
-    config.json                                                      optional LM config
+A Kyutai MLX repository or a folder written by our quantizer holds the files `release.py` lists.
 The precision available is read from the file list; `quant` (`-q 4|8`) picks among them.
 """
 
@@ -20,13 +15,7 @@ from urllib.parse import urlparse
 
 from ..config import read_json_object
 from ..errors import CheckpointError, ConfigError, OfflineError, require_file
-
-DEFAULT_REPO = "kyutai/moshiko-mlx-q4"
-VOICES = ("moshiko", "moshika")
-MOSHI_FILES: dict[int | None, str] = {4: "model.q4.safetensors", 8: "model.q8.safetensors", None: "model.safetensors"}
-MIMI_FILE = "tokenizer-e351c8d8-checkpoint125.safetensors"
-TOKENIZER_FILE = "tokenizer_spm_32k_3.model"
-CONFIG_FILE = "config.json"
+from ..release import CONFIG_FILE, DEFAULT_BITS, DEFAULT_REPO, MIMI_FILE, MOSHI_FILES, TOKENIZER_FILE, VOICES, mlx_repo, precision_label
 # Keys of a repository's config.json that name files rather than describe the LM (Kyutai's loaders read them).
 REPO_FILE_KEYS = ("moshi_name", "mimi_name", "tokenizer_name", "mimi_config_name", "lora_name", "model_id")
 
@@ -120,7 +109,7 @@ def default_repo(quant: int | None = 4, voice: str = "moshiko") -> str:
     """Kyutai's MLX repository for a voice and precision (`kyutai/moshika-mlx-q8`...)."""
     if voice not in VOICES:
         raise ConfigError(f"unknown voice {voice!r}: choose one of {', '.join(VOICES)}")
-    return f"kyutai/{voice}-mlx-" + ("bf16" if quant is None else f"q{quant}")
+    return mlx_repo(quant, voice)
 
 
 def _offline() -> bool:
@@ -203,7 +192,7 @@ def _pick_moshi(listing: set[str], quant: int | None, quant_given: bool, where: 
         if quant in present:
             return present[quant], quant
         have = ", ".join(("bf16" if q is None else f"-q {q}") + f" ({f})" for q, f in present.items()) or "none"
-        want = "bf16" if quant is None else f"{quant}-bit"
+        want = precision_label(quant)
         raise CheckpointError(
             f"{where} has no {want} model ({MOSHI_FILES[quant]}); it has: {have}. "
             f"Use one of those, or the repository for that precision (e.g. {default_repo(quant)})."
@@ -281,7 +270,7 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
         raise ConfigError(f"the quantization must be 4 or 8 bits (got {quant}); leave it out for the repository's default")
     quant_given = quant is not None
     explicit = {
-        "moshi": _explicit(moshi_weight, "Moshi weights", tqdm_class, MOSHI_FILES[4 if quant is None else quant]),
+        "moshi": _explicit(moshi_weight, "Moshi weights", tqdm_class, MOSHI_FILES[DEFAULT_BITS if quant is None else quant]),
         "mimi": _explicit(mimi_weight, "Mimi weights", tqdm_class, MIMI_FILE),
         "tokenizer": _explicit(tokenizer, "tokenizer", tqdm_class, TOKENIZER_FILE),
         "config": _explicit(config, "config", tqdm_class, CONFIG_FILE),
@@ -331,7 +320,7 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
     mimi_file, tokenizer_file = names.get("mimi_name", MIMI_FILE), names.get("tokenizer_name", TOKENIZER_FILE)
     if explicit["moshi"] is None:
         if reason is not None and not any(f in listing for f in MOSHI_FILES.values()):
-            want = MOSHI_FILES[quant] if quant_given else MOSHI_FILES[4]
+            want = MOSHI_FILES[quant] if quant_given else MOSHI_FILES[DEFAULT_BITS]
             needed = [want, mimi_file, tokenizer_file]
             raise OfflineError(
                 f"cannot get {', '.join(needed)} from {repo}: {reason}, and they are not in the Hugging Face "

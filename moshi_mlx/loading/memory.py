@@ -11,6 +11,7 @@ import mlx.core as mx
 from ..config import LmConfig
 from ..errors import ConfigError, MemoryBudgetError
 from ..modules.kv_cache import kv_group_size
+from ..release import GROUP_SIZE, precision_label
 from ..weights import quant
 from ..weights.formats import is_quantized
 from ..weights.lm_torch import torch_layout_shapes
@@ -103,7 +104,7 @@ def release_header(bits: int | None, cfg: LmConfig) -> dict[str, TensorInfo]:
     """What Kyutai's release of `cfg` at `bits` (4, 8, None: bf16) holds, from the config alone: every
     matrix quantized as `nn.quantize` does (packed weights, bf16 scales and biases), the rest bf16."""
     header = {}
-    group = quant.RELEASE_GROUP.get(bits)
+    group = GROUP_SIZE.get(bits)
     for name, shape in torch_layout_shapes(cfg).items():
         if group and len(shape) == 2 and shape[1] % group == 0:  # norms ([1, 1, D]) stay bf16
             rows, cols = shape
@@ -122,7 +123,7 @@ def check_download_fits(bits: int | None, config: str | os.PathLike | None = Non
     except ConfigError:  # load_lm will say what is wrong with it; this check only spares a download
         return
     needed = estimate_bytes(release_header(bits, cfg), cfg, None, kv_bits=8)
-    label = "bf16" if bits is None else f"{bits}-bit"
+    label = precision_label(bits)
     check_fits(needed, f"The {label} Moshi model", _advice(bits == 4, cast=False) + " Nothing was downloaded.")
 
 

@@ -18,7 +18,6 @@ from .safetensors_io import TensorInfo
 
 _BITS = (2, 3, 4, 5, 6, 8)
 _GROUPS = (32, 64, 128)
-RELEASE_GROUP = {4: 32, 8: 64}  # group size of Kyutai's q4 and q8 releases, by bits
 
 
 @dataclass(frozen=True)
