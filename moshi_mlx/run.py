@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from .audio import FRAME_S, MODEL_RATE
 from .cli.args import CliParser, name, number, print_error
 from .cli.signals import exit_code, stops_deferred
+from .cli.wording import for_cli, worded
 from .errors import MoshiError, NoAudioDeviceError
 from .tempdir import check_temp_folder
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from .dialog.loop import ModelLoop
 # numpy and MLX are imported where used, inside main(): a Ctrl-C while they load stops the program quietly
 
-LOCAL_FLAGS = "--moshi-weight PATH --mimi-weight PATH --tokenizer PATH [--config PATH]"
 FILE_MODE = "run over an audio file instead: --input FILE --output FILE"  # advice without a sound card
 KEYS = "Enter starts a new conversation, m + Enter mutes or unmutes the microphone"  # see _keyboard
 MAX_LAG = 250  # frames (20 s): more is no conversation, and the waiting audio would grow without bound
@@ -175,7 +175,7 @@ def run_live(args: argparse.Namespace, files, audio) -> int:
         from .dialog.echo import EchoCanceller
 
         echo = EchoCanceller()
-    view = ConsoleView()
+    view = ConsoleView(worded=worded)
     loop = ModelLoop(_factory(args, files), max_lag_frames=args.max_lag)
     loop.start()
     try:
@@ -237,7 +237,7 @@ def run_file(args: argparse.Namespace, files, pcm) -> int:
     got = _Collected()
     loop.start()
     try:
-        if not _wait_loaded(loop, ConsoleView(live=False)):  # says the load time and the model's notes, or why not
+        if not _wait_loaded(loop, ConsoleView(live=False, worded=worded)):  # says the load time and the model's notes, or why not
             return 1
         writer = AudioWriter(args.output)
         try:
@@ -321,7 +321,7 @@ class _Collected:
             elif isinstance(ev, Word):
                 self.words.append((ev.t, ev.word))
             elif isinstance(ev, Error):
-                self.error = ev.message
+                self.error = worded(ev.message, ev.hint)
             elif isinstance(ev, RecordingStopped):
                 self.recording_error = ev.message
             elif isinstance(ev, Notice):
@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
         audio = AudioIO(args.input_device, args.output_device, backend=audio_backend)  # a missing sound card is
         return run_live(args, _resolve(args), audio)  # said before the model is fetched (4.5 GB on a first run)
     except MoshiError as e:
-        msg = f"{str(e).rstrip('.')}. Or name the files: {LOCAL_FLAGS}." if e.local_files_help else str(e)
+        msg = for_cli(e)
         if isinstance(e, NoAudioDeviceError):
             msg = f"{msg.rstrip('.')}. Or {FILE_MODE}."
         print_error(msg)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from moshi_mlx.cli.args import CliParser, name, number, print_error
+from moshi_mlx.cli.wording import QUANTIZE_ADVICE, for_cli
 from moshi_mlx.cli.signals import exit_code
 from moshi_mlx.config import DEFAULT_PRESET
 from moshi_mlx.errors import MoshiError
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         code = 1  # the work failed
         execute(job, args.report_steps, opts.progress)
     except MoshiError as e:
-        print_error(str(e))
+        print_error(for_cli(e, QUANTIZE_ADVICE))
         return code
     except KeyboardInterrupt as e:  # Ctrl-C (130); SIGTERM (143), SIGHUP (129) under run_cli
         print("stopped: nothing was written", file=sys.stderr)

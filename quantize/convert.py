@@ -30,7 +30,7 @@ from moshi_mlx.weights.lm_mlx import map_lm_mlx
 from moshi_mlx.weights.lm_torch import map_lm_torch
 from moshi_mlx.weights.quant import QuantSpec
 from moshi_mlx.weights.safetensors_io import load_tensors, read_header
-from moshi_mlx.weights.strict import check_fits
+from moshi_mlx.weights.strict import check_tensors_match
 
 from .recipes import Output, plan_outputs
 from .source import Source
@@ -108,9 +108,9 @@ def open_source(source: Source, cfg: LmConfig, model: Lm) -> dict:
         raise CheckpointError(f"{where}: tensors that are not float weights: {not_float[:8]}")
     mapping = map_lm_torch if fmt is CheckpointFormat.LM_KYUTAI_TORCH else map_lm_mlx
     tensors = mapping(load_tensors(source.weights), cfg, where)
-    check_fits(model, tensors, f"{where} ({fmt.value})",
-               f"Check that the checkpoint and the config ({source.config_origin}) belong to the same "
-               "model; pass the fine-tune's own JSON config with --config.")
+    check_tensors_match(model, tensors, f"{where} ({fmt.value})",
+                        f"Check that the checkpoint and the config ({source.config_origin}) belong to the same "
+                        "model; pass the fine-tune's own JSON config.")
     return tensors
 
 

@@ -1,7 +1,7 @@
 """Finding model files: Hugging Face repositories, local folders, explicit paths. The only module that downloads.
 
 A Kyutai MLX repository or a folder written by our quantizer holds the files `release.py` lists.
-The precision available is read from the file list; `quant` (`-q 4|8`) picks among them.
+The precision available is read from the file list; `quant` (4, 8) picks among them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from urllib.parse import urlparse
 
 from ..config import read_json_object
-from ..errors import CheckpointError, ConfigError, OfflineError, require_file
+from ..errors import CheckpointError, ConfigError, OfflineError, Setting, require_file
 from ..release import CONFIG_FILE, DEFAULT_BITS, DEFAULT_REPO, MIMI_FILE, MOSHI_FILES, TOKENIZER_FILE, VOICES, mlx_repo, precision_label
 # Keys of a repository's config.json that name files rather than describe the LM (Kyutai's loaders read them).
 REPO_FILE_KEYS = ("moshi_name", "mimi_name", "tokenizer_name", "mimi_config_name", "lora_name", "model_id")
@@ -64,7 +64,7 @@ def _not_a_model_source(source: str) -> CheckpointError:
     """Why `source` (a model folder or repo id, as given) is neither: a file, a missing folder, a malformed id."""
     p = Path(source).expanduser()
     if p.is_file():
-        return CheckpointError(f"{source} is a file, not a model folder: {MODEL_SOURCE_HELP}", local_files_help=True)
+        return CheckpointError(f"{source} is a file, not a model folder: {MODEL_SOURCE_HELP}", hint=Setting.MODEL_FILES)
     if all(c.isalnum() or c in "/\\.~_-:" for c in source):  # a path that is not there
         return CheckpointError(f"no folder {source}: {MODEL_SOURCE_HELP}")
     return CheckpointError(f"{source!r} is neither a folder nor a Hugging Face repo id: {MODEL_SOURCE_HELP}")
@@ -191,7 +191,7 @@ def _pick_moshi(listing: set[str], quant: int | None, quant_given: bool, where: 
     if quant_given:
         if quant in present:
             return present[quant], quant
-        have = ", ".join(("bf16" if q is None else f"-q {q}") + f" ({f})" for q, f in present.items()) or "none"
+        have = ", ".join(f"{precision_label(q)} ({f})" for q, f in present.items()) or "none"
         want = precision_label(quant)
         raise CheckpointError(
             f"{where} has no {want} model ({MOSHI_FILES[quant]}); it has: {have}. "
@@ -201,7 +201,7 @@ def _pick_moshi(listing: set[str], quant: int | None, quant_given: bool, where: 
         if q in present:
             return present[q], q
     raise CheckpointError(f"{where} holds no Moshi weights (one of {', '.join(MOSHI_FILES.values())})",
-                          local_files_help=True)
+                          hint=Setting.MODEL_FILES)
 
 
 def _explicit(path: str | os.PathLike | None, what: str, tqdm_class, expected: str = "") -> Path | None:
@@ -240,7 +240,7 @@ def _download(repo: str, filename: str, tqdm_class, reason: str | None, needed: 
         raise OfflineError(
             f"cannot get {files} from {repo}: {why}, and they are not in the Hugging Face cache. "
             "Connect once to download them (about 4.5 GB for q4).",
-            why, local_files_help=True,
+            why, hint=Setting.MODEL_FILES,
         ) from None
 
 
@@ -291,9 +291,9 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
             if path.is_file():
                 return path
             if path.exists():  # a folder or pipe where a file belongs: never read as "missing"
-                raise CheckpointError(f"{path} is not a file: put the file itself there", local_files_help=True)
+                raise CheckpointError(f"{path} is not a file: put the file itself there", hint=Setting.MODEL_FILES)
             if required:
-                raise CheckpointError(f"{folder} has no {f}: add it there", local_files_help=True)
+                raise CheckpointError(f"{folder} has no {f}: add it there", hint=Setting.MODEL_FILES)
             return None
 
         cfg = explicit["config"] or local(CONFIG_FILE, False)
@@ -325,7 +325,7 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
             raise OfflineError(
                 f"cannot get {', '.join(needed)} from {repo}: {reason}, and they are not in the Hugging Face "
                 "cache. Connect once to download them.",
-                reason, local_files_help=True,
+                reason, hint=Setting.MODEL_FILES,
             )
         name, q = _pick_moshi(listing, quant, quant_given, repo)
         if before_download is not None and reason is None and _cached(repo, name) is None:

@@ -9,7 +9,7 @@ import sys
 import mlx.core as mx
 
 from ..config import LmConfig
-from ..errors import ConfigError, MemoryBudgetError
+from ..errors import ConfigError, MemoryBudgetError, Setting
 from ..modules.kv_cache import kv_group_size
 from ..release import GROUP_SIZE, precision_label
 from ..weights import quant
@@ -48,13 +48,14 @@ def fits(needed: int, available: int | None = None) -> bool:
     return available is None or needed + HEADROOM <= available
 
 
-def check_fits(needed: int, what: str, advice: str, available: int | None = None) -> None:
-    """Raise MemoryBudgetError when `needed` bytes (+ headroom) exceed what is available."""
+def check_memory_fits(needed: int, what: str, advice: str, available: int | None = None,
+                      setting: Setting | None = None) -> None:
+    """Raise MemoryBudgetError (hinting at `setting`) when `needed` bytes (+ headroom) exceed what is available."""
     available = available_bytes() if available is None else available
     if not fits(needed, available):
         raise MemoryBudgetError(
             f"{what} needs about {needed / GiB:.1f} GiB (+{HEADROOM / GiB:.1f} GiB headroom) but only "
-            f"{available / GiB:.1f} GiB is available. {advice}"
+            f"{available / GiB:.1f} GiB is available. {advice}", hint=setting,
         )
 
 
@@ -124,7 +125,8 @@ def check_download_fits(bits: int | None, config: str | os.PathLike | None = Non
         return
     needed = estimate_bytes(release_header(bits, cfg), cfg, None, kv_bits=8)
     label = precision_label(bits)
-    check_fits(needed, f"The {label} Moshi model", _advice(bits == 4, cast=False) + " Nothing was downloaded.")
+    advice, setting = _advice(bits == 4, cast=False)
+    check_memory_fits(needed, f"The {label} Moshi model", advice + " Nothing was downloaded.", setting=setting)
 
 
 def resolve_kv_bits(kv_bits: int | str | None, header: dict[str, TensorInfo], cfg: LmConfig,
@@ -146,19 +148,20 @@ def preflight(header: dict[str, TensorInfo], cfg: LmConfig, dtype: mx.Dtype | No
 
     lin = header.get("text_linear.weight")
     four_bit = is_quantized(header) and lin is not None and lin.shape[-1] * 32 // cfg.dim <= 4
-    advice = _advice(four_bit, cast=dtype is not None)
+    advice, setting = _advice(four_bit, cast=dtype is not None)
     if kv_bits is None and fits(needed(8), available):
         advice = "It would fit with its attention cache stored at 8 bits. " + advice
-    check_fits(needed(kv_bits), what, advice, available)
+    check_memory_fits(needed(kv_bits), what, advice, available, setting)
     return kv_bits
 
 
-def _advice(four_bit: bool, cast: bool) -> str:
+def _advice(four_bit: bool, cast: bool) -> tuple[str, Setting | None]:
+    """What to do about a model too large, and the setting that would do it."""
     if four_bit and not cast:
-        return "This is already the 4-bit model: close other programs or use a machine with more memory."
+        return "This is already the 4-bit model: close other programs or use a machine with more memory.", None
     if four_bit:
-        return "Do not cast the 4-bit weights (leave dtype unset), or close other programs."
-    return "Use the 4-bit weights (kyutai/moshiko-mlx-q4, file model.q4.safetensors), or close other programs."
+        return "Do not cast the 4-bit weights (leave dtype unset), or close other programs.", None
+    return "Use the 4-bit weights, or close other programs.", Setting.PRECISION
 
 
 def _count(info: TensorInfo) -> int:

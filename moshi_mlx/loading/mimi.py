@@ -9,6 +9,7 @@ import mlx.core as mx
 from ..config import MimiConfig, read_json_object
 from ..cpu.swap import use_cpu_variants
 from ..mimi import Mimi
+from ..release import MIMI_FILE
 from ..weights.mimi_torch import map_mimi_torch
 from ..weights.safetensors_io import load_tensors
 from ..weights.strict import load_strict
@@ -57,12 +58,13 @@ def load_mimi(
         model,
         weights,
         source=str(path),
-        hint=(
-            "Expected Kyutai's PyTorch Mimi checkpoint (tokenizer-e351c8d8-checkpoint125.safetensors) matching "
+        advice=(
+            f"Expected Kyutai's PyTorch Mimi checkpoint ({MIMI_FILE}) matching "
             f"the Mimi config ({cfg.quantizer.n_q} codebooks, SEANet dimension {cfg.seanet.dimension}, "
             f"{cfg.transformer.num_layers} transformer layers); another Mimi needs its config: a model folder names "
             "it as mimi_config_name in its config.json (load_mimi takes config=)."
         ),
+        setting=None,
     )
     if dtype is not None and dtype != mx.float32:
         # Codebooks stay float32: centroids are sums divided by usages, and codes are argmins over them.

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, Setting
 from .formats import quant_bits_group
 from .safetensors_io import TensorInfo
 
@@ -58,7 +58,7 @@ def specs_from_header(model: nn.Module, header: dict[str, TensorInfo], source: s
             raise CheckpointError(
                 f"{source}: {path} is stored quantized with shapes weight {weight.shape} {weight.dtype}, "
                 f"scales {scales.shape} that fit no MLX quantization of a {in_dim}-wide input. The file and "
-                "the config (--config) do not belong together, or the file is damaged."
+                "the config do not belong together, or the file is damaged.", hint=Setting.CONFIG,
             )
         specs[path] = QuantSpec(bits, group)
     return specs
