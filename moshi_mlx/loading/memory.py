@@ -9,11 +9,12 @@ import sys
 import mlx.core as mx
 
 from ..config import LmConfig
+from ..dtypes import SAFETENSORS_FLOATS
 from ..errors import ConfigError, MemoryBudgetError, Setting
 from ..modules.kv_cache import kv_group_size
 from ..release import GROUP_SIZE, precision_label
 from ..weights import quant
-from ..weights.formats import is_quantized
+from ..weights.formats import is_quantized, quant_bits, quantized_columns
 from ..weights.lm_torch import torch_layout_shapes
 from ..weights.safetensors_io import TensorInfo
 
@@ -78,7 +79,6 @@ def keep_resident(model_bytes: int) -> str | None:
 
 
 # -- the LM's estimates ----------------------------------------------------------------------------------------------
-_FLOAT = {"F32", "F16", "BF16"}
 
 
 def estimate_bytes(header: dict[str, TensorInfo], cfg: LmConfig, dtype: mx.Dtype | None, batch: int = 1,
@@ -86,7 +86,7 @@ def estimate_bytes(header: dict[str, TensorInfo], cfg: LmConfig, dtype: mx.Dtype
     """Weights as they will sit in memory plus the full temporal KV cache."""
     total = 0
     for info in header.values():
-        total += _count(info) * dtype.size if dtype is not None and info.dtype in _FLOAT else info.nbytes
+        total += _count(info) * dtype.size if dtype is not None and info.dtype in SAFETENSORS_FLOATS else info.nbytes
     return total + kv_cache_bytes(cfg, dtype, batch, kv_bits)
 
 
@@ -109,8 +109,9 @@ def release_header(bits: int | None, cfg: LmConfig) -> dict[str, TensorInfo]:
     for name, shape in torch_layout_shapes(cfg).items():
         if group and len(shape) == 2 and shape[1] % group == 0:  # norms ([1, 1, D]) stay bf16
             rows, cols = shape
-            header[name] = TensorInfo("U32", (rows, cols * bits // 32))
-            header[name + ".scales"] = header[name + ".biases"] = TensorInfo("BF16", (rows, cols // group))
+            packed, groups = quantized_columns(cols, bits, group)
+            header[name] = TensorInfo("U32", (rows, packed))
+            header[name + ".scales"] = header[name + ".biases"] = TensorInfo("BF16", (rows, groups))
         else:
             header[name] = TensorInfo("BF16", shape)
     return header
@@ -147,7 +148,7 @@ def preflight(header: dict[str, TensorInfo], cfg: LmConfig, dtype: mx.Dtype | No
         return estimate_bytes(header, cfg, dtype, kv_bits=bits)
 
     lin = header.get("text_linear.weight")
-    four_bit = is_quantized(header) and lin is not None and lin.shape[-1] * 32 // cfg.dim <= 4
+    four_bit = is_quantized(header) and lin is not None and quant_bits(lin.shape[-1], cfg.dim) <= 4
     advice, setting = _advice(four_bit, cast=dtype is not None)
     if kv_bits is None and fits(needed(8), available):
         advice = "It would fit with its attention cache stored at 8 bits. " + advice

@@ -8,13 +8,13 @@ import mlx.core as mx
 
 from ..config import MimiConfig, read_json_object
 from ..cpu.swap import use_cpu_variants
+from ..dtypes import FLOATS
 from ..mimi import Mimi
 from ..release import MIMI_FILE
 from ..weights.mimi_torch import map_mimi_torch
 from ..weights.safetensors_io import load_tensors
 from ..weights.strict import load_strict
 
-_DTYPES = (mx.float32, mx.float16, mx.bfloat16)
 
 
 def mimi_config(config: MimiConfig | dict | str | os.PathLike | None, num_codebooks: int = 8) -> MimiConfig:
@@ -48,8 +48,8 @@ def load_mimi(
         ConfigError: a malformed or unsupported config.
         ValueError: an unsupported dtype.
     """
-    if dtype is not None and dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {_DTYPES} (or None for float32), got {dtype}")
+    if dtype is not None and dtype not in FLOATS.values():
+        raise ValueError(f"dtype must be one of {tuple(FLOATS.values())} (or None for float32), got {dtype}")
     cfg = mimi_config(config, num_codebooks)
     model = Mimi(cfg)
     weights = map_mimi_torch(load_tensors(path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
+from ..dtypes import SAFETENSORS_FLOATS
 from ..errors import CheckpointError
 from .safetensors_io import TensorInfo
 
@@ -18,14 +19,29 @@ class CheckpointFormat(Enum):
 
 def quant_bits_group(weight: TensorInfo, scales: TensorInfo, in_dim: int) -> tuple[int, int]:
     """(bits, group size) of an MLX-affine-quantized matrix with `in_dim` inputs, from its stored shapes:
-    packed uint32 columns = in_dim * bits / 32, scale columns = in_dim / group."""
-    return 32 * weight.shape[-1] // in_dim, in_dim // max(scales.shape[-1], 1)
+    packed uint32 columns = in_dim * bits / 32, scale columns = in_dim / group (see `quantized_columns`)."""
+    return quant_bits(weight.shape[-1], in_dim), in_dim // max(scales.shape[-1], 1)
+
+
+def quantized_columns(in_dim: int, bits: int, group: int) -> tuple[int, int]:
+    """(packed uint32 columns, scale columns) of a matrix with `in_dim` inputs quantized at `bits`, `group`."""
+    return in_dim * bits // 32, in_dim // group
+
+
+def quant_bits(packed: int, in_dim: int) -> int:
+    """Bits per weight of a matrix with `in_dim` inputs stored in `packed` uint32 columns."""
+    return 32 * packed // in_dim
+
+
+def unpacked_columns(packed: int, bits: int) -> int:
+    """Inputs of a matrix stored in `packed` uint32 columns at `bits` per weight."""
+    return packed * 32 // bits
 
 
 def describe_precision(header: dict[str, TensorInfo]) -> str:
     """'4-bit', '8-bit', 'bf16', ... for display, read from an LM file's header (never its name)."""
     if not is_quantized(header):
-        floats = [t for t in ("BF16", "F16", "F32") if any(i.dtype == t for i in header.values())]
+        floats = [t for t in SAFETENSORS_FLOATS if any(i.dtype == t for i in header.values())]
         return floats[0].lower() if floats else "unknown"
     name = "transformer.layers.0.self_attn.in_proj"
     weight, scales, norm = header.get(f"{name}.weight"), header.get(f"{name}.scales"), header.get("out_norm.weight")
