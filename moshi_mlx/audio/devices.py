@@ -20,7 +20,6 @@ import numpy as np
 
 from ..errors import AudioDeviceError, NoAudioDeviceError, device_setting
 from . import MODEL_RATE
-from .fake import FakeStream, FakeStreamFactory  # noqa: F401 (re-exported for tests and the app)
 from .ring import RingBuffer
 
 
@@ -232,7 +231,6 @@ class AudioIO:
         self._in_stream = self._out_stream = None
         self._finished: str | None = None  # set from PortAudio's thread when a stream ends
         self.in_callbacks = self.out_callbacks = 0  # callback-owned counters
-        self.in_status = self.out_status = 0  # callbacks that reported an over/underflow
         self._out_starved = True
 
     # -- lifetime ------------------------------------------------------------------------------
@@ -295,14 +293,10 @@ class AudioIO:
 
     # -- real-time callbacks (PortAudio's thread) ----------------------------------------------
     def _input_cb(self, indata, frames, time_info, status) -> None:
-        if status:
-            self.in_status += 1
         self.mic.write(indata[:, 0])
         self.in_callbacks += 1
 
     def _output_cb(self, outdata, frames, time_info, status) -> None:
-        if status:
-            self.out_status += 1
         buf = self._scratch[:frames] if frames <= self._scratch.shape[0] else np.zeros(frames, np.float32)
         got = 0
         if self._out_starved and self.speaker.available() >= self._prebuffer:
@@ -334,9 +328,6 @@ class AudioIO:
         """What the speaker played since the last call (silence included), 24 kHz."""
         return self._ref_to_model(self.played.read_all()) if self._keep_reference else np.zeros(0, np.float32)
 
-    def input_backlog_s(self) -> float:
-        return self.mic.available() / self.input_info.default_rate + self._to_model.delay_s()
-
     def output_queued_s(self) -> float:
         """Audio written but not yet played, in seconds (speaker ring plus resampler)."""
         assert self.output_info is not None
@@ -362,12 +353,3 @@ class AudioIO:
                 "The recording so far is kept; check the device and restart."
             )
 
-    def stats(self) -> dict:
-        return {
-            "input_rate": self.input_info.default_rate,
-            "output_rate": self.output_info.default_rate if self.output_info else None,
-            "mic_overruns": self.mic.overruns,
-            "speaker_underruns": self.speaker.underruns,
-            "input_status_flags": self.in_status,
-            "output_status_flags": self.out_status,
-        }

@@ -76,7 +76,7 @@ def timed_step(gen: LmGen, state, user: mx.array):
     lm = gen.lm
     t0 = time.perf_counter()
     cfg = lm.cfg
-    inputs = gen.step_inputs(state, user)
+    inputs = gen.write_step_inputs(state, user)
     context, text_logits = lm.forward_text(inputs[:, :, None], state.lm)
     mx.eval(context, state.lm.arrays())
     t1 = time.perf_counter()

@@ -13,7 +13,6 @@ from ..dtypes import SAFETENSORS_FLOATS
 from ..errors import ConfigError, MemoryBudgetError, Setting
 from ..modules.kv_cache import kv_group_size
 from ..release import GROUP_SIZE, precision_label
-from ..weights import quant
 from ..weights.formats import is_quantized, quant_bits, quantized_columns
 from ..weights.lm_torch import torch_layout_shapes
 from ..weights.safetensors_io import TensorInfo

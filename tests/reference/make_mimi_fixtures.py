@@ -22,7 +22,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import save_file
 
