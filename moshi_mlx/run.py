@@ -15,6 +15,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
+from . import release
 from .audio import FRAME_S, MODEL_RATE
 from .cli.args import CliParser, name, number, print_error
 from .cli.signals import exit_code, stops_deferred
@@ -51,13 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m = p.add_argument_group("model")
     m.add_argument("--hf-repo", default=None, type=name,
-                   help="Hugging Face repo id or local folder (default kyutai/moshiko-mlx-q4; kyutai/moshika-mlx-q4 "
-                        "for the female voice; a folder written by `python -m quantize`)")  # fmt: skip
-    m.add_argument("-q", "--quantized", type=int, choices=(4, 8), default=None,
+                   help=f"Hugging Face repo id or local folder (default {release.DEFAULT_REPO}; "
+                        f"{release.mlx_repo(voice='moshika')} for the female voice; a folder written by "
+                        "`python -m quantize`)")  # fmt: skip
+    m.add_argument("-q", "--quantized", type=int, choices=tuple(release.GROUP_SIZE), default=None,
                    help="pick model.q4 / model.q8 when the repo has several (default: detected from the files)")
     m.add_argument("--moshi-weight", type=name, help="LM weights (.safetensors path or hf://owner/repo/file)")
-    m.add_argument("--mimi-weight", type=name, help="Mimi codec weights (tokenizer-e351c8d8-checkpoint125.safetensors)")
-    m.add_argument("--tokenizer", type=name, help="text tokenizer (tokenizer_spm_32k_3.model)")
+    m.add_argument("--mimi-weight", type=name, help=f"Mimi codec weights ({release.MIMI_FILE})")
+    m.add_argument("--tokenizer", type=name, help=f"text tokenizer ({release.TOKENIZER_FILE})")
     m.add_argument("--config", type=name, help="LM config JSON in Kyutai's schema (default: the repo's, else Moshi 7B)")
     m.add_argument("--kv-bits", choices=tuple(kv_bits_choices()), default=KV_AUTO,
                    help="bits of the LM's attention cache: 16 keeps it as the reference does; 8 takes 0.82 instead of "

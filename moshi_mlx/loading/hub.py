@@ -15,7 +15,8 @@ from urllib.parse import urlparse
 
 from ..config import read_json_object
 from ..errors import CheckpointError, ConfigError, OfflineError, Setting, require_file
-from ..release import CONFIG_FILE, DEFAULT_BITS, DEFAULT_REPO, MIMI_FILE, MOSHI_FILES, TOKENIZER_FILE, VOICES, mlx_repo, precision_label
+from ..release import (CONFIG_FILE, DEFAULT_BITS, DEFAULT_REPO, DEFAULT_VOICE, MIMI_FILE, MOSHI_FILES, TOKENIZER_FILE,
+                       VOICES, mlx_repo, precision_label)
 # Keys of a repository's config.json that name files rather than describe the LM (Kyutai's loaders read them).
 REPO_FILE_KEYS = ("moshi_name", "mimi_name", "tokenizer_name", "mimi_config_name", "lora_name", "model_id")
 
@@ -105,7 +106,7 @@ def repo_file(repo: str, name: str, key: str | None = None) -> str:
     return name
 
 
-def default_repo(quant: int | None = 4, voice: str = "moshiko") -> str:
+def default_repo(quant: int | None = DEFAULT_BITS, voice: str = DEFAULT_VOICE) -> str:
     """Kyutai's MLX repository for a voice and precision (`kyutai/moshika-mlx-q8`...)."""
     if voice not in VOICES:
         raise ConfigError(f"unknown voice {voice!r}: choose one of {', '.join(VOICES)}")
