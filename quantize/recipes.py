@@ -31,11 +31,10 @@ import mlx.nn as nn
 
 from moshi_mlx.errors import ConfigError
 from moshi_mlx.release import GROUP_SIZE, MOSHI_FILES
-from moshi_mlx.weights.quant import QuantSpec, quantizable_modules
+from moshi_mlx.weights.quant import MLX_GROUPS, QuantSpec, quantizable_modules
 from moshi_mlx.weights.quant_config import QuantRecipe
 
 BITS = tuple(GROUP_SIZE)  # Kyutai's q4 and q8
-GROUPS = (32, 64, 128)
 
 
 @dataclass(frozen=True)
@@ -87,8 +86,8 @@ def check_options(bits: int | None, group_size: int | None, mixed: bool) -> None
     """ConfigError unless the precision options make sense together (checked as the command line is read)."""
     if bits is not None and bits not in BITS:
         raise ConfigError(f"unsupported bit width {bits}: use 4 or 8 (Kyutai's q4 and q8), or leave it out for all")
-    if group_size is not None and group_size not in GROUPS:
-        raise ConfigError(f"unsupported group size {group_size}: MLX affine quantization takes {GROUPS}")
+    if group_size is not None and group_size not in MLX_GROUPS:
+        raise ConfigError(f"unsupported group size {group_size}: MLX affine quantization takes {MLX_GROUPS}")
     if mixed and bits == 8:
         raise ConfigError("--mixed applies to the 4-bit file: use it with --q-bits 4 or without --q-bits")
 

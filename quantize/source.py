@@ -116,7 +116,7 @@ def resolve_hub(repo: str, config_path: str | None, download: Callable[..., str]
         found = fetch(CONFIG_FILE, required=False)
         if found is not None:
             config, origin = read_json_object(found), f"{repo}/config.json"
-    name = str(config["moshi_name"]) if config and "moshi_name" in config else "model.safetensors"
+    name = str(config["moshi_name"]) if config and "moshi_name" in config else MOSHI_FILES[None]
     weights = fetch(name, required=True, key="moshi_name")
     assert weights is not None
     extras = {}

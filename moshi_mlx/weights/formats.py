@@ -6,15 +6,16 @@ from enum import Enum
 
 from ..dtypes import SAFETENSORS_FLOATS
 from ..errors import CheckpointError
+from ..release import MIMI_FILE, TORCH_REPO
 from .safetensors_io import TensorInfo
 
 
 class CheckpointFormat(Enum):
     """Known layouts; the value is how error messages name them."""
 
-    LM_KYUTAI_TORCH = "Kyutai PyTorch Moshi LM (kyutai/moshiko-pytorch-bf16 layout)"
+    LM_KYUTAI_TORCH = f"Kyutai PyTorch Moshi LM ({TORCH_REPO} layout)"
     LM_KYUTAI_MLX = "Kyutai MLX Moshi LM (kyutai/moshiko-mlx-{bf16,q8,q4} layout)"
-    MIMI_KYUTAI_TORCH = "Kyutai PyTorch Mimi codec (tokenizer-e351c8d8-checkpoint125 layout)"
+    MIMI_KYUTAI_TORCH = f"Kyutai PyTorch Mimi codec ({MIMI_FILE.removesuffix('.safetensors')} layout)"
 
 
 def quant_bits_group(weight: TensorInfo, scales: TensorInfo, in_dim: int) -> tuple[int, int]:

@@ -16,8 +16,8 @@ from ..errors import CheckpointError, Setting
 from .formats import quant_bits_group, quantized_columns
 from .safetensors_io import TensorInfo
 
-_BITS = (2, 3, 4, 5, 6, 8)
-_GROUPS = (32, 64, 128)
+MLX_BITS = (2, 3, 4, 5, 6, 8)  # what MLX affine quantization takes
+MLX_GROUPS = (32, 64, 128)
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def specs_from_header(model: nn.Module, header: dict[str, TensorInfo], source: s
         in_dim = module.weight.shape[-1]
         packed, groups = weight.shape[-1], scales.shape[-1]
         bits, group = quant_bits_group(weight, scales, in_dim)
-        if (weight.dtype != "U32" or bits not in _BITS or group not in _GROUPS or in_dim % group
+        if (weight.dtype != "U32" or bits not in MLX_BITS or group not in MLX_GROUPS or in_dim % group
                 or quantized_columns(in_dim, bits, group) != (packed, groups)):
             raise CheckpointError(
                 f"{source}: {path} is stored quantized with shapes weight {weight.shape} {weight.dtype}, "
