@@ -31,6 +31,7 @@ import mlx.nn as nn
 
 from moshi_mlx.errors import ConfigError
 from moshi_mlx.release import GROUP_SIZE, MOSHI_FILES
+from moshi_mlx.weights.formats import quantized_bytes
 from moshi_mlx.weights.quant import MLX_GROUPS, QuantSpec, quantizable_modules
 from moshi_mlx.weights.quant_config import QuantRecipe
 
@@ -78,7 +79,7 @@ def recipe_bytes(model: nn.Module, recipe: QuantRecipe | None, float_bytes: int 
     for path, module in quantizable_modules(model).items():
         n = module.weight.size
         spec = None if recipe is None else recipe.spec_for(path, module)
-        total += n * float_bytes if spec is None else n * spec.bits // 8 + 2 * float_bytes * n // spec.group_size
+        total += n * float_bytes if spec is None else quantized_bytes(n, spec.bits, spec.group_size, float_bytes)
     return total
 
 

@@ -13,7 +13,7 @@ from ..dtypes import SAFETENSORS_FLOATS
 from ..errors import ConfigError, MemoryBudgetError, Setting
 from ..modules.kv_cache import kv_group_size
 from ..release import GROUP_SIZE, precision_label
-from ..weights.formats import is_quantized, quant_bits, quantized_columns
+from ..weights.formats import is_quantized, quant_bits, quantized_bytes, quantized_columns
 from ..weights.lm_torch import torch_layout_shapes
 from ..weights.safetensors_io import TensorInfo
 
@@ -96,8 +96,8 @@ def kv_cache_bytes(cfg: LmConfig, dtype: mx.Dtype | None, batch: int = 1, kv_bit
     values = 2 * t.num_layers * t.context * t.d_model * batch
     if kv_bits is None:
         return values * cache_dtype.size
-    group = kv_group_size(t.head_dim)  # packed values plus a scale and a bias per group, in the compute
-    return values * kv_bits // 8 + 2 * (values // group) * mx.float32.size  # dtype: at most float32
+    # scales and biases in the compute dtype: at most float32
+    return quantized_bytes(values, kv_bits, kv_group_size(t.head_dim), mx.float32.size)
 
 
 def release_header(bits: int | None, cfg: LmConfig) -> dict[str, TensorInfo]:

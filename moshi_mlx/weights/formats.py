@@ -29,6 +29,11 @@ def quantized_columns(in_dim: int, bits: int, group: int) -> tuple[int, int]:
     return in_dim * bits // 32, in_dim // group
 
 
+def quantized_bytes(n: int, bits: int, group: int, scale_bytes: int) -> int:
+    """Bytes of `n` values (a multiple of `group`) quantized at `bits`: packed values, a scale and a bias per group."""
+    return n * bits // 8 + 2 * (n // group) * scale_bytes
+
+
 def quant_bits(packed: int, in_dim: int) -> int:
     """Bits per weight of a matrix with `in_dim` inputs stored in `packed` uint32 columns."""
     return 32 * packed // in_dim
