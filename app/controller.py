@@ -42,7 +42,7 @@ from moshi_mlx.dialog.loop import ModelLoop
 from moshi_mlx.dialog.recorder import Recorder
 from moshi_mlx.errors import MoshiError
 
-from .wording import DeviceProblem, for_window, pick_device
+from .wording import DeviceProblem, for_window, pick_device, worded
 
 IDLE, LOADING, READY, STARTING, RUNNING, STOPPING = "idle", "loading", "ready", "starting", "running", "stopping"
 
@@ -284,7 +284,7 @@ class Controller(QObject):
             self.error.emit("Recording stopped", f"{for_window(ev.message).rstrip('.')}. The conversation goes on "
                             "unrecorded; Save keeps what was recorded.")  # fmt: skip
         elif isinstance(ev, Error):
-            message = for_window(ev.message)
+            message = worded(ev.message, ev.hint)
             if self.state == LOADING:
                 self.error.emit("Could not load the model", message)
                 self.unload()

@@ -23,14 +23,6 @@ class Dialogs:
         box.open()
         return box
 
-    def info(self, title: str, message: str) -> QMessageBox:
-        box = QMessageBox(QMessageBox.Icon.Information, title, title, QMessageBox.StandardButton.Ok, self.parent)
-        box.setInformativeText(message)
-        box.finished.connect(lambda _=0, b=box: self._closed(b))
-        self.open_boxes.append(box)
-        box.open()
-        return box
-
     def ask_save_before_quit(self, unsaved: int) -> str:
         """'save', 'discard' or 'cancel' (blocking, as any editor asks before it quits)."""
         s, b = QMessageBox.StandardButton, QMessageBox.ButtonRole

@@ -12,25 +12,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from moshi_mlx import release
 from moshi_mlx.errors import CheckpointError, MoshiError
 from moshi_mlx.loading import hub
 from moshi_mlx.weights import formats
 from moshi_mlx.weights.safetensors_io import read_header
 
-from .settings import PRECISIONS, VOICES
+from .settings import DEFAULT_PRECISION, DEFAULT_VOICE, PRECISIONS, VOICES
 from .wording import other_folder
 
 if TYPE_CHECKING:
     from moshi_mlx.dialog.events import FrameModel
 
 TEXT_TEMP_RATIO = 0.7 / 0.8  # Kyutai's defaults: audio 0.8, text 0.7; one slider moves both
-_QUANT = {"q4": 4, "q8": 8, "bf16": None}
 
 
 @dataclass(frozen=True)
 class ModelChoice:
-    voice: str = "moshiko"
-    precision: str = "q4"
+    voice: str = DEFAULT_VOICE
+    precision: str = DEFAULT_PRECISION
     folder: str = ""  # a local folder of weights replaces the download when set
 
     def __post_init__(self) -> None:
@@ -41,7 +41,7 @@ class ModelChoice:
 
     @property
     def quant(self) -> int | None:
-        return _QUANT[self.precision]
+        return release.PRECISIONS[self.precision]
 
     @property
     def repo(self) -> str:
@@ -51,7 +51,7 @@ class ModelChoice:
     @property
     def files(self) -> tuple[str, str, str]:
         """The repository files a conversation needs: LM weights, Mimi weights, text tokenizer."""
-        return hub.MOSHI_FILES[self.quant], hub.MIMI_FILE, hub.TOKENIZER_FILE
+        return release.MOSHI_FILES[self.quant], release.MIMI_FILE, release.TOKENIZER_FILE
 
     def label(self) -> str:
         if self.folder:

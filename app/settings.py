@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from PySide6.QtCore import QByteArray, QSettings
 
-VOICES = {"moshiko": "Moshiko (male voice)", "moshika": "Moshika (female voice)"}
-PRECISIONS = {"q4": "4-bit", "q8": "8-bit", "bf16": "bf16"}
+from moshi_mlx import release
+
+VOICES = {v: f"{v.capitalize()} ({words})" for v, words in release.VOICES.items()}
+PRECISIONS = {p: release.precision_label(bits) for p, bits in release.PRECISIONS.items()}
+DEFAULT_VOICE, DEFAULT_PRECISION = release.DEFAULT_VOICE, release.precision_name(release.DEFAULT_BITS)
 
 
 class AppSettings:
@@ -60,7 +63,7 @@ class AppSettings:
     @property
     def voice(self) -> str:
         """'moshiko' or 'moshika'."""
-        return self._choice("model/voice", VOICES, "moshiko")
+        return self._choice("model/voice", VOICES, DEFAULT_VOICE)
 
     @voice.setter
     def voice(self, v: str) -> None:
@@ -71,7 +74,7 @@ class AppSettings:
     @property
     def precision(self) -> str:
         """'q4', 'q8' or 'bf16'."""
-        return self._choice("model/precision", PRECISIONS, "q4")
+        return self._choice("model/precision", PRECISIONS, DEFAULT_PRECISION)
 
     @precision.setter
     def precision(self, v: str) -> None:

@@ -1,16 +1,13 @@
 """What the app tells a person, in the window's words: the places it names are the window's own labels.
 
-The library's errors are written for every front end; where one names a command-line flag (`--config`,
-`--input-device`, `python -m moshi_mlx.run --list-devices`) the app names the window's setting instead,
-and it adds its own advice where an error carries a structured hint (`MoshiError.local_files_help`).
+The library's errors name no front end's settings; where one carries a hint (`moshi_mlx.errors.Setting`),
+the app adds where that setting is in the window.
 """
 
 from __future__ import annotations
 
-import re
-
 from moshi_mlx.audio.devices import DeviceInfo
-from moshi_mlx.errors import MoshiError
+from moshi_mlx.errors import MoshiError, Setting
 
 from .window import AUDIO_BOX, INPUT_ROW, MODEL_BOX, OUTPUT_ROW, PRECISION_ROW, WEIGHTS_ROW
 
@@ -19,36 +16,28 @@ PRECISION = f"{MODEL_BOX} → {PRECISION_ROW}"
 PLACE = {"input": f"{AUDIO_BOX} → {INPUT_ROW}", "output": f"{AUDIO_BOX} → {OUTPUT_ROW}"}
 _THING = {"input": "microphone", "output": "speaker"}
 
-# Command-line advice -> the window's setting, most specific first; the last rules catch any flag left.
-_CLI = [
-    (re.compile(r"Use the 4-bit weights \(kyutai/[^)]*\)"), f"Choose 4-bit under {PRECISION}"),
-    (re.compile(r"pick a smaller precision"), f"pick a smaller precision under {PRECISION}"),
-    (re.compile(r"; pass the LM weights\."), f": choose a folder of Moshi's weights under {WEIGHTS_FOLDER}."),
-    (re.compile(r"\s*\(`python -m moshi_mlx\.run --list-devices`\)"), f" under {AUDIO_BOX}"),
-    (re.compile(r"\(--config\)"), "(the config.json in the weights folder)"),
-    (re.compile(r"with --input-device"), f"under {PLACE['input']}"),
-    (re.compile(r"with --output-device"), f"under {PLACE['output']}"),
-    (re.compile(r"--input-device"), PLACE["input"]),
-    (re.compile(r"--output-device"), PLACE["output"]),
-    (re.compile(r"--list-devices"), AUDIO_BOX),
-    (re.compile(r"--config\b"), "the config.json in the weights folder"),
-    (re.compile(r"--(?:hf-repo|moshi-weight|mimi-weight|tokenizer|mimi-config)\b"), WEIGHTS_FOLDER),
-]
+ADVICE = {
+    Setting.MICROPHONE: f"Choose the microphone under {PLACE['input']}.",
+    Setting.SPEAKER: f"Choose the speaker under {PLACE['output']}.",
+    Setting.MODEL_FILES: f"Or choose a folder of weights you already have under {WEIGHTS_FOLDER}.",
+    Setting.PRECISION: f"Choose 4-bit under {PRECISION}.",
+    Setting.CONFIG: f"The config is the config.json in the folder chosen under {WEIGHTS_FOLDER}.",
+}
+
+
+def worded(message: str, hint: Setting | None) -> str:
+    """`message` followed by where the window has the hinted setting."""
+    return f"{message.rstrip('.')}. {ADVICE[hint]}" if hint is not None else message
 
 
 def for_window(error: MoshiError | str) -> str:
-    """A library error's message with the window's settings where it names command-line flags."""
-    text = str(error)
-    for pattern, place in _CLI:
-        text = pattern.sub(place, text)
-    if isinstance(error, MoshiError) and error.local_files_help:
-        text = f"{text.rstrip('.')}. Or choose a folder of weights you already have under {WEIGHTS_FOLDER}."
-    return text
+    """A library error (or a message) as the window says it: with its hint as the window's setting."""
+    return worded(str(error), error.hint) if isinstance(error, MoshiError) else error
 
 
 def other_folder(error: MoshiError | str) -> str:
     """A weights-folder problem, with the advice to pick another folder where the window has it."""
-    return f"{for_window(str(error)).rstrip('.')}. Or choose another folder under {WEIGHTS_FOLDER}."
+    return f"{str(error).rstrip('.')}. Or choose another folder under {WEIGHTS_FOLDER}."
 
 
 class DeviceProblem(Exception):

@@ -1,20 +1,35 @@
-"""Errors a user can act on: each message says what was wrong and what to do."""
+"""Errors a user can act on: each message says what was wrong and what to do, in no front end's words.
+
+Where changing a setting gets around the problem, the error names that setting with a `Setting` (its
+`hint`); each front end words it: `run` and `quantize` name their flags (moshi_mlx.cli.wording), the app
+its window's settings (app.wording). A message never names a command-line flag or a window's label.
+"""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
+
+
+class Setting(Enum):
+    """The setting a person changes to get around an error."""
+
+    MICROPHONE = "microphone"
+    SPEAKER = "speaker"
+    MODEL_FILES = "model files"  # name the model files one by one (a local folder), not a repository
+    PRECISION = "precision"      # the 4-bit weights
+    CONFIG = "config"            # the LM config that belongs to the weights
 
 
 class MoshiError(Exception):
     """Base class: `run`, `quantize` and the app turn these into one clear line or dialog.
 
-    `local_files_help`: naming the model files one by one would get around the problem. The message
-    does not say how, as that depends on the front end (`run` names its flags, the app its folder setting).
+    `hint`: the setting that would get around the problem, worded by each front end; None: none would.
     """
 
-    def __init__(self, message: str, *, local_files_help: bool = False) -> None:
+    def __init__(self, message: str, *, hint: Setting | None = None) -> None:
         super().__init__(message)
-        self.local_files_help = local_files_help
+        self.hint = hint
 
 
 class CheckpointError(MoshiError):
@@ -26,10 +41,19 @@ class ConfigError(MoshiError):
 
 
 class AudioFormatError(MoshiError):
-    """An audio file cannot be read, or an audio device cannot be opened as asked."""
+    """An audio file cannot be read or written in the format asked."""
 
 
-class NoAudioDeviceError(AudioFormatError):
+class AudioDeviceError(MoshiError):
+    """An audio device cannot be found or opened as asked, or stopped delivering audio."""
+
+
+def device_setting(kind: str) -> Setting:
+    """The setting that picks the `kind` ("input" or "output") device."""
+    return Setting.MICROPHONE if kind == "input" else Setting.SPEAKER
+
+
+class NoAudioDeviceError(AudioDeviceError):
     """No microphone (`kind` "input") or speaker ("output") to use, or no sound card at all ("any").
 
     A front end suggests going on without one: `run` names its file mode, the app its own way.
@@ -63,8 +87,8 @@ class OfflineError(MoshiError):
     `reason` says why the hub was not used, without the advice, for front ends that word their own.
     """
 
-    def __init__(self, message: str, reason: str = "", *, local_files_help: bool = False) -> None:
-        super().__init__(message, local_files_help=local_files_help)
+    def __init__(self, message: str, reason: str = "", *, hint: Setting | None = None) -> None:
+        super().__init__(message, hint=hint)
         self.reason = reason
 
 

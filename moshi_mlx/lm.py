@@ -16,6 +16,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .config import LmConfig
+from .dtypes import FLOATS
 from .modules.embedding import ScaledEmbedding
 from .modules.transformer import Transformer, TransformerState, make_norm
 
@@ -76,7 +77,6 @@ class Depformer(nn.Module):
         return s.linear_out(s.transformer(x, state))[:, 0]
 
 
-_FLOATS = (mx.float32, mx.bfloat16, mx.float16)
 
 
 def default_compute_dtype(quantized: bool, param_dtype: mx.Dtype) -> mx.Dtype:
@@ -84,7 +84,7 @@ def default_compute_dtype(quantized: bool, param_dtype: mx.Dtype) -> mx.Dtype:
     bf16 activations); otherwise the weights' own dtype."""
     if quantized and mx.default_device() == mx.cpu:
         return mx.float32
-    return param_dtype if param_dtype in _FLOATS else mx.float32
+    return param_dtype if param_dtype in FLOATS.values() else mx.float32
 
 
 class Lm(nn.Module):
@@ -150,7 +150,7 @@ class Lm(nn.Module):
         was cast (float32 for exact parity). Quantized 7B with float32 activations thus keeps a 1.5 GiB
         rather than 3 GiB cache; attention reads it in the compute dtype."""
         dtype = self.out_norm.weight.dtype
-        return dtype if dtype in _FLOATS else mx.float32
+        return dtype if dtype in FLOATS.values() else mx.float32
 
     def embed(self, tokens: mx.array) -> mx.array:
         """tokens [B, 1 + n_q, T] int (text first) -> summed embeddings [B, T, dim]."""

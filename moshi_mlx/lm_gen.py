@@ -87,7 +87,7 @@ class LmGen:
         tokens = mx.full((batch, self.cfg.num_codebooks, self._ring), UNGENERATED, mx.int32)
         return LmGenState(self.lm.init_state(batch), tokens, 0, mx.random.key(seed))
 
-    def step_inputs(self, state: LmGenState, user_codes: mx.array) -> mx.array:
+    def write_step_inputs(self, state: LmGenState, user_codes: mx.array) -> mx.array:
         """Write the user's codes of this step into the token ring (their streams enter it already
         delayed) and return the temporal transformer's input tokens [B, 1 + n_q] for step `state.step`."""
         cfg, t, ring = self.cfg, state.step, self._ring
@@ -114,7 +114,7 @@ class LmGen:
         """
         cfg, t, ring = self.cfg, state.step, self._ring
         tokens = state.tokens
-        inputs = self.step_inputs(state, user_codes)
+        inputs = self.write_step_inputs(state, user_codes)
 
         keys = mx.random.split(state.key, 2 + cfg.dep_q)
         context, text_logits = self.lm.forward_text(inputs[:, :, None], state.lm)

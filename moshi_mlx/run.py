@@ -13,14 +13,15 @@ import argparse
 import sys
 from typing import Literal
 
+from . import release
 from .cli.args import CliParser, name, number, print_error
 from .cli.signals import exit_code
 from .cli.tempdir import check_temp_folder
+from .cli.wording import for_cli
 from .errors import MoshiError, NoAudioDeviceError
 
 # numpy and MLX are imported where used, inside main(): a Ctrl-C while they load stops the program quietly
 
-LOCAL_FLAGS = "--moshi-weight PATH --mimi-weight PATH --tokenizer PATH [--config PATH]"
 FILE_MODE = "run over an audio file instead: --input FILE --output FILE"  # advice without a sound card
 MAX_LAG = 250  # frames (20 s): more is no conversation, and the waiting audio would grow without bound
 
@@ -46,13 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m = p.add_argument_group("model")
     m.add_argument("--hf-repo", default=None, type=name,
-                   help="Hugging Face repo id or local folder (default kyutai/moshiko-mlx-q4; kyutai/moshika-mlx-q4 "
-                        "for the female voice; a folder written by `python -m quantize`)")  # fmt: skip
-    m.add_argument("-q", "--quantized", type=int, choices=(4, 8), default=None,
+                   help=f"Hugging Face repo id or local folder (default {release.DEFAULT_REPO}; "
+                        f"{release.mlx_repo(voice='moshika')} for the female voice; a folder written by "
+                        "`python -m quantize`)")  # fmt: skip
+    m.add_argument("-q", "--quantized", type=int, choices=tuple(release.GROUP_SIZE), default=None,
                    help="pick model.q4 / model.q8 when the repo has several (default: detected from the files)")
     m.add_argument("--moshi-weight", type=name, help="LM weights (.safetensors path or hf://owner/repo/file)")
-    m.add_argument("--mimi-weight", type=name, help="Mimi codec weights (tokenizer-e351c8d8-checkpoint125.safetensors)")
-    m.add_argument("--tokenizer", type=name, help="text tokenizer (tokenizer_spm_32k_3.model)")
+    m.add_argument("--mimi-weight", type=name, help=f"Mimi codec weights ({release.MIMI_FILE})")
+    m.add_argument("--tokenizer", type=name, help=f"text tokenizer ({release.TOKENIZER_FILE})")
     m.add_argument("--config", type=name, help="LM config JSON in Kyutai's schema (default: the repo's, else Moshi 7B)")
     m.add_argument("--kv-bits", choices=tuple(kv_bits_choices()), default=KV_AUTO,
                    help="bits of the LM's attention cache: 16 keeps it as the reference does; 8 takes 0.82 instead of "
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
         return run_live(_factory(args, files), audio, max_lag_frames=args.max_lag, echo=_echo(args),
                         record=args.record, record_meta=_record_meta(args, files))  # fmt: skip
     except MoshiError as e:
-        msg = f"{str(e).rstrip('.')}. Or name the files: {LOCAL_FLAGS}." if e.local_files_help else str(e)
+        msg = for_cli(e)
         if isinstance(e, NoAudioDeviceError):
             msg = f"{msg.rstrip('.')}. Or {FILE_MODE}."
         print_error(msg)

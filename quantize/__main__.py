@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING
 from moshi_mlx.cli.args import CliParser, name, number, print_error
 from moshi_mlx.cli.signals import exit_code
 from moshi_mlx.cli.tempdir import check_temp_folder
+from moshi_mlx.cli.wording import QUANTIZE_ADVICE, for_cli
 from moshi_mlx.config import DEFAULT_PRESET
 from moshi_mlx.errors import MoshiError
+from moshi_mlx.release import GROUP_SIZE, MOSHI_FILES, TORCH_REPO
 
 if TYPE_CHECKING:
     from .convert import Options, Plan, Staged
@@ -21,21 +23,21 @@ if TYPE_CHECKING:
 # numpy and MLX come with the modules imported inside the functions: a Ctrl-C while they load (0.3 s) then
 # stops the program quietly, in main(), instead of printing a traceback
 
-DESCRIPTION = """\
+DESCRIPTION = f"""\
 Make MLX weights for moshi_mlx (and Kyutai's moshi_mlx) from a PyTorch-layout Moshi checkpoint, such as
-Kyutai's kyutai/moshiko-pytorch-bf16 or a fine-tune saved in the same layout.
+Kyutai's {TORCH_REPO} or a fine-tune saved in the same layout.
 
-Writes into DIR, in Kyutai's MLX release layout: model.safetensors (float), model.q8.safetensors (8 bits,
-group 64) and model.q4.safetensors (4 bits, group 32), or only the precision given with --q-bits; a
+Writes into DIR, in Kyutai's MLX release layout: {MOSHI_FILES[None]} (float), {MOSHI_FILES[8]} (8 bits,
+group {GROUP_SIZE[8]}) and {MOSHI_FILES[4]} (4 bits, group {GROUP_SIZE[4]}), or only the precision given with --q-bits; a
 config.json (Kyutai's LM schema with "moshi_name", "mimi_name", "tokenizer_name", the mlx-lm style
 "quantization" of the file named by "moshi_name", and "model_files" giving each file's quantization);
 and copies of the text tokenizer and Mimi checkpoint when the source has them. Then it loads every file
 back, runs a generation step, and prints how closely each quantized model agrees with the float one.
 Run the result with: python -m moshi_mlx.run --hf-repo DIR"""
 
-EPILOG = """\
+EPILOG = f"""\
 examples:
-  python -m quantize kyutai/moshiko-pytorch-bf16 --out ~/models/moshiko-mlx
+  python -m quantize {TORCH_REPO} --out ~/models/moshiko-mlx
   python -m quantize ./my-finetune/ --out ./my-finetune-mlx --q-bits 4 --mixed
   python -m quantize ckpt/consolidated.safetensors --config ckpt/config.json --out out --q-bits 8
 
@@ -55,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="SOURCE", type=name,
                    help="PyTorch-layout checkpoint: a .safetensors file, a folder holding model.safetensors "
                         "(or consolidated.safetensors, or the file config.json names), or a Hugging Face repo "
-                        "id such as kyutai/moshiko-pytorch-bf16 (downloaded into the hub cache)")
+                        f"id such as {TORCH_REPO} (downloaded into the hub cache)")
     p.add_argument("--out", required=True, metavar="DIR", type=name, help="output folder (created if missing)")
     p.add_argument("--config", metavar="CONFIG.json", type=name,
                    help="the model's JSON config in Kyutai's schema; default: config.json next to the "
@@ -63,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--q-bits", type=int, metavar="{4,8}",
                    help="write only this precision (4 or 8 bits); default: float, 8-bit and 4-bit files")
     p.add_argument("--q-group-size", type=int, metavar="N",
-                   help="quantization group size (32, 64 or 128); default: 32 for 4 bits, 64 for 8 bits, as "
-                        "Kyutai's releases")
+                   help=f"quantization group size (32, 64 or 128); default: {GROUP_SIZE[4]} for 4 bits, {GROUP_SIZE[8]} "
+                        "for 8 bits, as Kyutai's releases")
     p.add_argument("--dtype", default="bfloat16", choices=tuple(DTYPES), metavar="{" + ",".join(DTYPES) + "}",
                    help="float dtype of the float file, of the norms and of the scales/biases (default: "
                         "bfloat16, as Kyutai's releases; weights are cast to it before quantizing)")
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         code = 1  # the work failed
         execute(job, args.report_steps, opts.progress)
     except MoshiError as e:
-        print_error(str(e))
+        print_error(for_cli(e, QUANTIZE_ADVICE))
         return code
     except KeyboardInterrupt as e:  # Ctrl-C (130); SIGTERM (143), SIGHUP (129) under run_cli
         print("stopped: nothing was written", file=sys.stderr)

@@ -21,24 +21,24 @@ from pathlib import Path
 import mlx.core as mx
 
 from moshi_mlx.config import LmConfig, preset_path, read_json_object
+from moshi_mlx.dtypes import FLOATS, SAFETENSORS_FLOATS
 from moshi_mlx.errors import CheckpointError, ConfigError
 from moshi_mlx.lm import Lm
-from moshi_mlx.loading.hub import CONFIG_FILE
 from moshi_mlx.outputs import same_file
-from moshi_mlx.weights.formats import CheckpointFormat, detect_format, is_quantized
+from moshi_mlx.release import CONFIG_FILE
+from moshi_mlx.weights.formats import CheckpointFormat, detect_format, is_quantized, quantized_columns
 from moshi_mlx.weights.lm_mlx import map_lm_mlx
 from moshi_mlx.weights.lm_torch import map_lm_torch
 from moshi_mlx.weights.quant import QuantSpec
 from moshi_mlx.weights.safetensors_io import load_tensors, read_header
-from moshi_mlx.weights.strict import check_fits
+from moshi_mlx.weights.strict import check_tensors_match
 from moshi_mlx.weights.tree import flatten
 
 from .recipes import Output, plan_outputs
 from .source import Source
 from .writer import Entry, StreamingSafetensors, check_space, file_size
 
-DTYPES = {"bfloat16": mx.bfloat16, "float16": mx.float16, "float32": mx.float32}
-_FLOAT = {"BF16", "F16", "F32"}
+DTYPES = FLOATS
 _STAGING_PREFIX = ".quantize-"
 
 
@@ -104,14 +104,14 @@ def open_source(source: Source, cfg: LmConfig, model: Lm) -> dict:
             f"{where}: already quantized. Pass the float (bf16) checkpoint file itself as SOURCE; "
             "re-quantizing quantized weights would compound their error."
         )
-    not_float = sorted(k for k, v in header.items() if v.dtype not in _FLOAT)
+    not_float = sorted(k for k, v in header.items() if v.dtype not in SAFETENSORS_FLOATS)
     if not_float:
         raise CheckpointError(f"{where}: tensors that are not float weights: {not_float[:8]}")
     mapping = map_lm_torch if fmt is CheckpointFormat.LM_KYUTAI_TORCH else map_lm_mlx
     tensors = mapping(load_tensors(source.weights), cfg, where)
-    check_fits(model, tensors, f"{where} ({fmt.value})",
-               f"Check that the checkpoint and the config ({source.config_origin}) belong to the same "
-               "model; pass the fine-tune's own JSON config with --config.")
+    check_tensors_match(model, tensors, f"{where} ({fmt.value})",
+                        f"Check that the checkpoint and the config ({source.config_origin}) belong to the same "
+                        "model; pass the fine-tune's own JSON config.")
     return tensors
 
 
@@ -127,10 +127,10 @@ def _entries(names: list[str], params: dict[str, tuple], specs: dict[str, QuantS
         if spec is None:
             out.append(Entry(name, dtype, params[name]))
             continue
-        rows, cols = params[name][:-1], params[name][-1]
-        out += [Entry(name, mx.uint32, (*rows, cols * spec.bits // 32)),
-                Entry(f"{path}.scales", dtype, (*rows, cols // spec.group_size)),
-                Entry(f"{path}.biases", dtype, (*rows, cols // spec.group_size))]
+        rows, (packed, groups) = params[name][:-1], quantized_columns(params[name][-1], spec.bits, spec.group_size)
+        out += [Entry(name, mx.uint32, (*rows, packed)),
+                Entry(f"{path}.scales", dtype, (*rows, groups)),
+                Entry(f"{path}.biases", dtype, (*rows, groups))]
     return out
 
 

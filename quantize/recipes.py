@@ -30,14 +30,12 @@ from dataclasses import dataclass
 import mlx.nn as nn
 
 from moshi_mlx.errors import ConfigError
-from moshi_mlx.loading.hub import MOSHI_FILES
-from moshi_mlx.weights.quant import RELEASE_GROUP, QuantSpec, quantizable_modules
+from moshi_mlx.release import GROUP_SIZE, MOSHI_FILES
+from moshi_mlx.weights.formats import quantized_bytes
+from moshi_mlx.weights.quant import MLX_GROUPS, QuantSpec, quantizable_modules
 from moshi_mlx.weights.quant_config import QuantRecipe
 
-BITS = (4, 8)
-GROUPS = (32, 64, 128)
-DEFAULT_GROUP = RELEASE_GROUP  # as Kyutai's releases
-FILE_NAMES = MOSHI_FILES  # by bits (None: float), as in Kyutai's MLX repositories
+BITS = tuple(GROUP_SIZE)  # Kyutai's q4 and q8
 
 
 @dataclass(frozen=True)
@@ -81,7 +79,7 @@ def recipe_bytes(model: nn.Module, recipe: QuantRecipe | None, float_bytes: int 
     for path, module in quantizable_modules(model).items():
         n = module["weight"].size
         spec = None if recipe is None else recipe.spec_for(path, module)
-        total += n * float_bytes if spec is None else n * spec.bits // 8 + 2 * float_bytes * n // spec.group_size
+        total += n * float_bytes if spec is None else quantized_bytes(n, spec.bits, spec.group_size, float_bytes)
     return total
 
 
@@ -89,8 +87,8 @@ def check_options(bits: int | None, group_size: int | None, mixed: bool) -> None
     """ConfigError unless the precision options make sense together (checked as the command line is read)."""
     if bits is not None and bits not in BITS:
         raise ConfigError(f"unsupported bit width {bits}: use 4 or 8 (Kyutai's q4 and q8), or leave it out for all")
-    if group_size is not None and group_size not in GROUPS:
-        raise ConfigError(f"unsupported group size {group_size}: MLX affine quantization takes {GROUPS}")
+    if group_size is not None and group_size not in MLX_GROUPS:
+        raise ConfigError(f"unsupported group size {group_size}: MLX affine quantization takes {MLX_GROUPS}")
     if mixed and bits == 8:
         raise ConfigError("--mixed applies to the 4-bit file: use it with --q-bits 4 or without --q-bits")
 
@@ -102,13 +100,13 @@ def plan_outputs(model: nn.Module, bits: int | None, group_size: int | None, mix
         ConfigError: unsupported bits or group size, or --mixed without a 4-bit output.
     """
     check_options(bits, group_size, mixed)
-    outputs = [] if bits is not None else [Output(FILE_NAMES[None], None, "float")]
+    outputs = [] if bits is not None else [Output(MOSHI_FILES[None], None, "float")]
     for b in (8, 4) if bits is None else (bits,):
-        spec = QuantSpec(b, group_size or DEFAULT_GROUP[b])
+        spec = QuantSpec(b, group_size or GROUP_SIZE[b])
         overrides = mixed_overrides(model) if mixed and b == 4 else {}
         label = f"q{b} mixed" if overrides else f"q{b}"
         for path, module in quantizable_modules(model).items():  # recorded, not left to a width rule
             if path not in overrides and module["weight"].shape[-1] % spec.group_size:
                 overrides[path] = None
-        outputs.append(Output(FILE_NAMES[b], QuantRecipe(spec, overrides), label))
+        outputs.append(Output(MOSHI_FILES[b], QuantRecipe(spec, overrides), label))
     return outputs

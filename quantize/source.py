@@ -13,17 +13,10 @@ from pathlib import Path
 
 from moshi_mlx.config import DEFAULT_PRESET, read_json_object
 from moshi_mlx.errors import CheckpointError, ConfigError, OfflineError
-from moshi_mlx.loading.hub import (
-    CONFIG_FILE,
-    MIMI_FILE,
-    TOKENIZER_FILE,
-    folder_file,
-    hub_unavailable,
-    is_repo_id,
-    repo_file,
-)
+from moshi_mlx.loading.hub import folder_file, hub_unavailable, is_repo_id, repo_file
+from moshi_mlx.release import CONFIG_FILE, MIMI_FILE, MOSHI_FILES, TOKENIZER_FILE
 
-_WEIGHT_NAMES = ("model.safetensors", "consolidated.safetensors")  # Kyutai's release; moshi-finetune
+_WEIGHT_NAMES = (MOSHI_FILES[None], "consolidated.safetensors")  # Kyutai's release; moshi-finetune
 
 
 @dataclass
@@ -127,7 +120,7 @@ def resolve_hub(repo: str, config_path: str | None, download: Callable[..., str]
         found = fetch(CONFIG_FILE, required=False)
         if found is not None:
             config, origin = read_json_object(found), f"{repo}/config.json"
-    name = str(config["moshi_name"]) if config and "moshi_name" in config else "model.safetensors"
+    name = str(config["moshi_name"]) if config and "moshi_name" in config else MOSHI_FILES[None]
     weights = fetch(name, required=True, key="moshi_name")
     assert weights is not None
     extras = {}

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import AudioFormatError, NoAudioDeviceError
+from ..errors import AudioDeviceError, NoAudioDeviceError, device_setting
 from . import MODEL_RATE
-from .fake import FakeStream, FakeStreamFactory  # noqa: F401 (re-exported for tests and the app)
 from .ring import RingBuffer
 
 
@@ -88,9 +87,8 @@ def find_device(spec: int | str | None, kind: str, backend=None) -> DeviceInfo:
     """The device `_find_device` picks, refused if it reports no usable sample rate (0 Hz, NaN)."""
     info = _find_device(spec, kind, backend)
     if not (math.isfinite(info.default_rate) and info.default_rate >= 1):
-        raise AudioFormatError(f"{kind} device {info.index} ({info.name}) reports no usable sample rate "
-                               f"({info.default_rate:g} Hz): pick another one "
-                               "(`python -m moshi_mlx.run --list-devices`)")  # fmt: skip
+        raise AudioDeviceError(f"{kind} device {info.index} ({info.name}) reports no usable sample rate "
+                               f"({info.default_rate:g} Hz): pick another one", hint=device_setting(kind))
     return info
 
 
@@ -99,7 +97,7 @@ def _find_device(spec: int | str | None, kind: str, backend=None) -> DeviceInfo:
 
     Raises:
         NoAudioDeviceError: there is no device of that kind at all.
-        AudioFormatError: no such device, several match, or it has no channels of that kind.
+        AudioDeviceError: no such device, several match, or it has no channels of that kind.
     """
     if kind not in ("input", "output"):
         raise ValueError(kind)
@@ -110,21 +108,22 @@ def _find_device(spec: int | str | None, kind: str, backend=None) -> DeviceInfo:
         what = "microphone" if kind == "input" else "speaker"
         raise NoAudioDeviceError(f"there is no {what} here (no audio {kind} device found)", kind)
     listing = "\n".join(d.describe() for d in usable) or "(none)"
-    flag = "--input-device" if kind == "input" else "--output-device"
+    hint = device_setting(kind)
     if isinstance(spec, str) and spec.strip().isdigit():
         spec = int(spec)
     if spec is None:
         idx = b.default[0 if kind == "input" else 1]
         match = [d for d in usable if d.index == idx]
         if not match:
-            raise AudioFormatError(f"there is no default {kind} device; pick one with {flag} from:\n{listing}")
+            raise AudioDeviceError(f"there is no default {kind} device; pick one of:\n{listing}", hint=hint)
         return match[0]
     if isinstance(spec, int):
         match = [d for d in devices if d.index == spec]
         if not match:
-            raise AudioFormatError(f"no audio device number {spec}; {kind} devices are:\n{listing}")
+            raise AudioDeviceError(f"no audio device number {spec}; {kind} devices are:\n{listing}", hint=hint)
         if match[0] not in usable:
-            raise AudioFormatError(f"device {spec} ({match[0].name}) has no {kind} channels; pick one of:\n{listing}")
+            raise AudioDeviceError(f"device {spec} ({match[0].name}) has no {kind} channels; pick one of:\n{listing}",
+                                   hint=hint)
         return match[0]
     needle = spec.lower()
     match = [d for d in usable if needle in d.name.lower()]
@@ -132,9 +131,10 @@ def _find_device(spec: int | str | None, kind: str, backend=None) -> DeviceInfo:
     if len(exact) == 1 or len(match) == 1:
         return (exact or match)[0]
     if not match:
-        raise AudioFormatError(f"no {kind} device name contains {spec!r}; {kind} devices are:\n{listing}")
+        raise AudioDeviceError(f"no {kind} device name contains {spec!r}; {kind} devices are:\n{listing}", hint=hint)
     names = "\n".join(d.describe() for d in match)
-    raise AudioFormatError(f"{spec!r} matches several {kind} devices; use a longer name or the number:\n{names}")
+    raise AudioDeviceError(f"{spec!r} matches several {kind} devices; use a longer name or the number:\n{names}",
+                           hint=hint)
 
 
 class StreamResampler:
@@ -231,7 +231,6 @@ class AudioIO:
         self._in_stream = self._out_stream = None
         self._finished: str | None = None  # set from PortAudio's thread when a stream ends
         self.in_callbacks = self.out_callbacks = 0  # callback-owned counters
-        self.in_status = self.out_status = 0  # callbacks that reported an over/underflow
         self._out_starved = True
 
     # -- lifetime ------------------------------------------------------------------------------
@@ -265,10 +264,10 @@ class AudioIO:
                 finished_callback=lambda: self._on_finished(kind),
             )  # fmt: skip
         except Exception as e:  # PortAudioError and friends: say which device and rate failed
-            raise AudioFormatError(
+            raise AudioDeviceError(
                 f"cannot open {kind} device {info.index} ({info.name}) at {rate:g} Hz: {e}. "
-                "Check it is connected and not used exclusively by another program, or pick another "
-                "device (`python -m moshi_mlx.run --list-devices`)."
+                "Check it is connected and not used exclusively by another program, or pick another device.",
+                hint=device_setting(kind),
             ) from None
 
     def stop(self) -> None:
@@ -294,14 +293,10 @@ class AudioIO:
 
     # -- real-time callbacks (PortAudio's thread) ----------------------------------------------
     def _input_cb(self, indata, frames, time_info, status) -> None:
-        if status:
-            self.in_status += 1
         self.mic.write(indata[:, 0])
         self.in_callbacks += 1
 
     def _output_cb(self, outdata, frames, time_info, status) -> None:
-        if status:
-            self.out_status += 1
         buf = self._scratch[:frames] if frames <= self._scratch.shape[0] else np.zeros(frames, np.float32)
         got = 0
         if self._out_starved and self.speaker.available() >= self._prebuffer:
@@ -333,20 +328,17 @@ class AudioIO:
         """What the speaker played since the last call (silence included), 24 kHz."""
         return self._ref_to_model(self.played.read_all()) if self._keep_reference else np.zeros(0, np.float32)
 
-    def input_backlog_s(self) -> float:
-        return self.mic.available() / self.input_info.default_rate + self._to_model.delay_s()
-
     def output_queued_s(self) -> float:
         """Audio written but not yet played, in seconds (speaker ring plus resampler)."""
         assert self.output_info is not None
         return self.speaker.available() / self.output_info.default_rate + self._to_speaker.delay_s()
 
     def check(self, stall_s: float = 2.0) -> None:
-        """Raises AudioFormatError if a stream ended or stopped calling back for `stall_s` seconds."""
+        """Raises AudioDeviceError if a stream ended or stopped calling back for `stall_s` seconds."""
         if self._finished is not None:
             info = self.input_info if self._finished == "input" else self.output_info
             name = f"{info.name} " if info else ""
-            raise AudioFormatError(
+            raise AudioDeviceError(
                 f"the {self._finished} device {name}stopped (unplugged, switched, or taken by another "
                 "program). The recording so far is kept; restart to continue."
             )
@@ -356,17 +348,8 @@ class AudioIO:
             self._last_progress = (now, self.in_callbacks, self.out_callbacks)
         elif now - t0 > stall_s:
             which = "input" if self.in_callbacks == n_in else "output"
-            raise AudioFormatError(
+            raise AudioDeviceError(
                 f"the {which} device delivered no audio for {now - t0:.1f} s. "
                 "The recording so far is kept; check the device and restart."
             )
 
-    def stats(self) -> dict:
-        return {
-            "input_rate": self.input_info.default_rate,
-            "output_rate": self.output_info.default_rate if self.output_info else None,
-            "mic_overruns": self.mic.overruns,
-            "speaker_underruns": self.speaker.underruns,
-            "input_status_flags": self.in_status,
-            "output_status_flags": self.out_status,
-        }

@@ -24,12 +24,13 @@ from ..cpu import lanes
 from ..cpu.swap import use_cpu_variants
 from ..lm import Lm
 from ..lm_gen import LmGen
+from ..release import GROUP_SIZE, PRECISIONS
 from ..weights import quant
 from ..weights.tree import flatten
 from . import faster_or_slower
 from .kyutai import KyutaiTimer, program
 
-_PRECISIONS = {"bf16": None, **{f"q{b}": quant.QuantSpec(b, g) for b, g in quant.RELEASE_GROUP.items()}}
+_PRECISIONS = {name: None if b is None else quant.QuantSpec(b, GROUP_SIZE[b]) for name, b in PRECISIONS.items()}
 
 
 def random_model(cfg: LmConfig, precision: str, seed: int = 0) -> Lm:
@@ -75,7 +76,7 @@ def timed_step(gen: LmGen, state, user: mx.array):
     lm = gen.lm
     t0 = time.perf_counter()
     cfg = lm.cfg
-    inputs = gen.step_inputs(state, user)
+    inputs = gen.write_step_inputs(state, user)
     context, text_logits = lm.forward_text(inputs[:, :, None], state.lm)
     mx.eval(context, state.lm.arrays())
     t1 = time.perf_counter()

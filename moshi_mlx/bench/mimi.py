@@ -21,11 +21,10 @@ from ..cli.args import number
 from ..config import MimiConfig
 from ..cpu import blas
 from ..cpu.swap import use_cpu_variants
+from ..dtypes import FLOATS
 from ..mimi import Mimi, MimiState
 from . import faster_or_slower
 from .kyutai import KyutaiTimer, program
-
-_DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=number(float, 0.08, 3600), default=10.0,
                         help="audio length for batch figures (default 10)")
     parser.add_argument("--batch", type=number(int, 1, 64), default=1, help="parallel streams (default 1)")
-    parser.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
+    parser.add_argument("--dtype", choices=sorted(FLOATS), default="float32")
     parser.add_argument("--num-codebooks", type=number(int, 1, 32), default=8)
     parser.add_argument("--kyutai-python", metavar="PY", type=program,
                         help="also time Kyutai's MLX Mimi, installed in this Python interpreter, in the same run")
@@ -93,7 +92,7 @@ def _print_streaming(who: str, enc_t: list[float], dec_t: list[float], budget: f
 
 def run(args: argparse.Namespace) -> int:
     cfg = MimiConfig.preset("mimi_202407", args.num_codebooks)
-    dtype = _DTYPES[args.dtype]
+    dtype = FLOATS[args.dtype]
     mimi = _random_mimi(cfg, dtype)
     fs, b = cfg.frame_size, args.batch
     version = mx.__version__  # pyright: ignore[reportAttributeAccessIssue]  (mlx's stubs omit __version__)

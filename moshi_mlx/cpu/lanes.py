@@ -21,6 +21,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ..errors import ConfigError
+from ..weights.formats import unpacked_columns
 
 ENV = "MOSHI_MLX_CPU_LANES"
 MIN_ROWS = 256  # below this a block costs more in scheduling than it gains
@@ -74,7 +75,7 @@ class SpreadQuantizedLinear(nn.QuantizedLinear):
     @classmethod
     def like(cls, layer: nn.QuantizedLinear) -> SpreadQuantizedLinear:
         out_dims = layer.weight.shape[0]
-        in_dims = layer.weight.shape[1] * 32 // layer.bits
+        in_dims = unpacked_columns(layer.weight.shape[1], layer.bits)
         new = cls(in_dims, out_dims, "bias" in layer, layer.group_size, layer.bits, mode=layer.mode)
         new.update(layer.parameters())  # the constructor's random weights are lazy and never evaluated
         return new

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from ..audio import FRAME_S
+from ..errors import Setting
 from .events import Error, Loaded, Notice, RecordingStopped, SessionEnded, Skipped, Stats, Text, too_slow
 
 if TYPE_CHECKING:
@@ -27,7 +29,9 @@ def format_stats(s: Stats) -> str:
 class ConsoleView:
     """Turns loop events into terminal output (call `handle` from one thread)."""
 
-    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, live: bool | None = None) -> None:
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, live: bool | None = None,
+                 worded: Callable[[str, Setting | None], str] = lambda message, hint: message) -> None:
+        self.worded = worded  # an error's message and hint -> the front end's words
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.live = self.out.isatty() and self.err.isatty() if live is None else live
@@ -89,7 +93,9 @@ class ConsoleView:
         elif isinstance(ev, Skipped):
             self.note(f"[behind real time by {ev.lag_s * 1000:.0f} ms: skipped {ev.frames} input frame(s), "
                       f"{ev.total} so far]")  # fmt: skip
-        elif isinstance(ev, (Error, RecordingStopped)):
+        elif isinstance(ev, Error):
+            self.note(f"error: {self.worded(ev.message, ev.hint)}")
+        elif isinstance(ev, RecordingStopped):
             self.note(f"error: {ev.message}")
         elif isinstance(ev, Notice):
             self.note(f"note: {ev.message}")

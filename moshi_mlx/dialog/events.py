@@ -10,6 +10,7 @@ import numpy as np
 
 from ..audio import FRAME
 from ..audio import MODEL_RATE as RATE
+from ..errors import Setting
 
 
 class FrameResult(NamedTuple):
@@ -111,6 +112,7 @@ def too_slow(stats: Stats) -> str | None:
 
 class Error(NamedTuple):
     message: str
+    hint: Setting | None = None  # the setting that would get around it (a MoshiError's hint)
 
 
 class Notice(NamedTuple):

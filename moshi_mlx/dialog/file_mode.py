@@ -14,6 +14,7 @@ from ..audio.file_port import FileAudioPort
 from ..audio.files import AudioWriter
 from ..cli.args import print_error
 from ..cli.signals import exit_code, stops_deferred
+from ..cli.wording import worded
 from ..errors import MoshiError
 from ..outputs import write_failure, write_text
 from .console import ConsoleView, wait_loaded
@@ -31,7 +32,7 @@ def run_file(new_model: Callable[[], FrameModel], pcm, output: str, *, source: s
     got = _Collected()
     loop.start()
     try:
-        if not wait_loaded(loop, ConsoleView(live=False)):  # says the load time and the model's notes, or why not
+        if not wait_loaded(loop, ConsoleView(live=False, worded=worded)):  # says the load time and the model's notes, or why not
             return 1
         writer = AudioWriter(output)
         try:
@@ -117,7 +118,7 @@ class _Collected:
             elif isinstance(ev, Word):
                 self.words.append((ev.t, ev.word))
             elif isinstance(ev, Error):
-                self.error = ev.message
+                self.error = worded(ev.message, ev.hint)
             elif isinstance(ev, RecordingStopped):
                 self.recording_error = ev.message
             elif isinstance(ev, Notice):

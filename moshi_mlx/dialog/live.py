@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Callable
 
+from ..cli.wording import worded
 from .console import ConsoleView, wait_loaded
 from .events import Error, FrameModel, SessionEnded
 from .loop import ModelLoop
@@ -21,7 +22,7 @@ KEYS = "Enter starts a new conversation, m + Enter mutes or unmutes the micropho
 def run_live(new_model: Callable[[], FrameModel], audio, *, max_lag_frames: int, echo=None,
              record: str | None = None, record_meta: dict | None = None) -> int:  # fmt: skip
     """A conversation on `audio` (an AudioIO whose devices were found before the model was fetched)."""
-    view = ConsoleView()
+    view = ConsoleView(worded=worded)
     loop = ModelLoop(new_model, max_lag_frames=max_lag_frames)
     loop.start()
     try:

@@ -156,7 +156,7 @@ class ModelLoop:
             model = self._factory()
         except Exception as e:  # noqa: BLE001 (reported as an event; the caller decides)
             self.load_error = str(e) if isinstance(e, MoshiError) else f"could not build the model: {e!r}"
-            self._emit(Error(self.load_error))
+            self._emit(Error(self.load_error, e.hint if isinstance(e, MoshiError) else None))
         else:
             self._emit(Loaded(time.perf_counter() - t0, tuple(getattr(model, "notes", ()))))
         finally:
@@ -228,7 +228,7 @@ class _Session:
         except Exception as e:  # noqa: BLE001 (device or model failure: end cleanly, keep the recording)
             reason = "error"
             msg = str(e) if isinstance(e, MoshiError) else f"the dialog stopped: {e!r}"
-            self.emit(Error(msg))
+            self.emit(Error(msg, e.hint if isinstance(e, MoshiError) else None))
             if self.recorder is not None:
                 self.recorder.add_event("error", self.t, message=msg)
         finally:

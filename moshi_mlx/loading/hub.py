@@ -1,12 +1,7 @@
 """Finding model files: Hugging Face repositories, local folders, explicit paths. The only module that downloads.
 
-A Kyutai MLX repository (`kyutai/moshiko-mlx-q4`, `-q8`, `-bf16`, and the `moshika` voices) or a
-folder written by our quantizer holds:
-    model.q4.safetensors | model.q8.safetensors | model.safetensors   the LM, one per precision
-    tokenizer-e351c8d8-checkpoint125.safetensors                      Mimi
-    tokenizer_spm_32k_3.model                                        the text tokenizer
-    config.json                                                      optional LM config
-The precision available is read from the file list; `quant` (`-q 4|8`) picks among them.
+A Kyutai MLX repository or a folder written by our quantizer holds the files `release.py` lists.
+The precision available is read from the file list; `quant` (4, 8) picks among them.
 """
 
 from __future__ import annotations
@@ -19,14 +14,20 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from urllib.parse import urlparse
 
 from ..config import read_json_object
-from ..errors import CheckpointError, ConfigError, OfflineError, require_file
+from ..errors import CheckpointError, ConfigError, OfflineError, Setting, require_file
+from ..release import (
+    CONFIG_FILE,
+    DEFAULT_BITS,
+    DEFAULT_REPO,
+    DEFAULT_VOICE,
+    MIMI_FILE,
+    MOSHI_FILES,
+    TOKENIZER_FILE,
+    VOICES,
+    mlx_repo,
+    precision_label,
+)
 
-DEFAULT_REPO = "kyutai/moshiko-mlx-q4"
-VOICES = ("moshiko", "moshika")
-MOSHI_FILES: dict[int | None, str] = {4: "model.q4.safetensors", 8: "model.q8.safetensors", None: "model.safetensors"}
-MIMI_FILE = "tokenizer-e351c8d8-checkpoint125.safetensors"
-TOKENIZER_FILE = "tokenizer_spm_32k_3.model"
-CONFIG_FILE = "config.json"
 # Keys of a repository's config.json that name files rather than describe the LM (Kyutai's loaders read them).
 REPO_FILE_KEYS = ("moshi_name", "mimi_name", "tokenizer_name", "mimi_config_name", "lora_name", "model_id")
 
@@ -75,7 +76,7 @@ def _not_a_model_source(source: str) -> CheckpointError:
     """Why `source` (a model folder or repo id, as given) is neither: a file, a missing folder, a malformed id."""
     p = Path(source).expanduser()
     if p.is_file():
-        return CheckpointError(f"{source} is a file, not a model folder: {MODEL_SOURCE_HELP}", local_files_help=True)
+        return CheckpointError(f"{source} is a file, not a model folder: {MODEL_SOURCE_HELP}", hint=Setting.MODEL_FILES)
     if all(c.isalnum() or c in "/\\.~_-:" for c in source):  # a path that is not there
         return CheckpointError(f"no folder {source}: {MODEL_SOURCE_HELP}")
     return CheckpointError(f"{source!r} is neither a folder nor a Hugging Face repo id: {MODEL_SOURCE_HELP}")
@@ -116,11 +117,11 @@ def repo_file(repo: str, name: str, key: str | None = None) -> str:
     return name
 
 
-def default_repo(quant: int | None = 4, voice: str = "moshiko") -> str:
+def default_repo(quant: int | None = DEFAULT_BITS, voice: str = DEFAULT_VOICE) -> str:
     """Kyutai's MLX repository for a voice and precision (`kyutai/moshika-mlx-q8`...)."""
     if voice not in VOICES:
         raise ConfigError(f"unknown voice {voice!r}: choose one of {', '.join(VOICES)}")
-    return f"kyutai/{voice}-mlx-" + ("bf16" if quant is None else f"q{quant}")
+    return mlx_repo(quant, voice)
 
 
 def _offline() -> bool:
@@ -203,8 +204,8 @@ def _pick_moshi(listing: set[str], quant: int | None, quant_given: bool, where: 
     if quant_given:
         if quant in present:
             return present[quant], quant
-        have = ", ".join(("bf16" if q is None else f"-q {q}") + f" ({f})" for q, f in present.items()) or "none"
-        want = "bf16" if quant is None else f"{quant}-bit"
+        have = ", ".join(f"{precision_label(q)} ({f})" for q, f in present.items()) or "none"
+        want = precision_label(quant)
         raise CheckpointError(
             f"{where} has no {want} model ({MOSHI_FILES[quant]}); it has: {have}. "
             f"Use one of those, or the repository for that precision (e.g. {default_repo(quant)})."
@@ -213,7 +214,7 @@ def _pick_moshi(listing: set[str], quant: int | None, quant_given: bool, where: 
         if q in present:
             return present[q], q
     raise CheckpointError(f"{where} holds no Moshi weights (one of {', '.join(MOSHI_FILES.values())})",
-                          local_files_help=True)
+                          hint=Setting.MODEL_FILES)
 
 
 def _explicit(path: str | os.PathLike | None, what: str, tqdm_class, expected: str = "") -> Path | None:
@@ -252,7 +253,7 @@ def _download(repo: str, filename: str, tqdm_class, reason: str | None, needed: 
         raise OfflineError(
             f"cannot get {files} from {repo}: {why}, and they are not in the Hugging Face cache. "
             "Connect once to download them (about 4.5 GB for q4).",
-            why, local_files_help=True,
+            why, hint=Setting.MODEL_FILES,
         ) from None
 
 
@@ -283,7 +284,7 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
                           "leave it out for the repository's default")
     quant_given = quant is not None
     explicit = {
-        "moshi": _explicit(moshi_weight, "Moshi weights", tqdm_class, MOSHI_FILES[4 if quant is None else quant]),
+        "moshi": _explicit(moshi_weight, "Moshi weights", tqdm_class, MOSHI_FILES[DEFAULT_BITS if quant is None else quant]),
         "mimi": _explicit(mimi_weight, "Mimi weights", tqdm_class, MIMI_FILE),
         "tokenizer": _explicit(tokenizer, "tokenizer", tqdm_class, TOKENIZER_FILE),
         "config": _explicit(config, "config", tqdm_class, CONFIG_FILE),
@@ -305,13 +306,13 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
             if path.is_file():
                 return path
             if path.exists():  # a folder or pipe where a file belongs: never read as "missing"
-                raise CheckpointError(f"{path} is not a file: put the file itself there", local_files_help=True)
+                raise CheckpointError(f"{path} is not a file: put the file itself there", hint=Setting.MODEL_FILES)
             return None
 
         def local(f: str, key: str | None = None) -> Path:
             path = found(f, key)
             if path is None:
-                raise CheckpointError(f"{folder} has no {f}: add it there", local_files_help=True)
+                raise CheckpointError(f"{folder} has no {f}: add it there", hint=Setting.MODEL_FILES)
             return path
 
         cfg = explicit["config"] or found(CONFIG_FILE)
@@ -338,12 +339,12 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
     mimi_file, tokenizer_file = names.get("mimi_name", MIMI_FILE), names.get("tokenizer_name", TOKENIZER_FILE)
     if explicit["moshi"] is None:
         if reason is not None and not any(f in listing for f in MOSHI_FILES.values()):
-            want = MOSHI_FILES[quant] if quant_given else MOSHI_FILES[4]
+            want = MOSHI_FILES[quant] if quant_given else MOSHI_FILES[DEFAULT_BITS]
             needed = [want, mimi_file, tokenizer_file]
             raise OfflineError(
                 f"cannot get {', '.join(needed)} from {repo}: {reason}, and they are not in the Hugging Face "
                 "cache. Connect once to download them.",
-                reason, local_files_help=True,
+                reason, hint=Setting.MODEL_FILES,
             )
         name, q = _pick_moshi(listing, quant, quant_given, repo)
         if before_download is not None and reason is None and _cached(repo, name) is None:

@@ -10,7 +10,7 @@ import mlx.core as mx
 
 from ..config import LmConfig
 from ..cpu.swap import use_cpu_variants
-from ..errors import CheckpointError
+from ..errors import CheckpointError, Setting
 from ..lm import Lm, check_kv_bits
 from ..weights import quant, quant_config
 from ..weights.formats import CheckpointFormat, detect_format
@@ -53,7 +53,8 @@ def load_lm(
     header = read_header(path)
     fmt = detect_format(header, source)
     if fmt not in _MAPPINGS:
-        raise CheckpointError(f"{source}: this is a {fmt.value}, not a Moshi LM; pass the LM weights.")
+        raise CheckpointError(f"{source}: this is a {fmt.value}, not a Moshi LM; name the LM weights.",
+                              hint=Setting.MODEL_FILES)
     if isinstance(config, LmConfig):
         cfg = config
     else:

@@ -10,10 +10,11 @@ from typing import Final, Literal
 import mlx.core as mx
 
 from ..config import LmConfig
-from ..errors import ConfigError, MemoryBudgetError
+from ..dtypes import SAFETENSORS_FLOATS
+from ..errors import ConfigError, MemoryBudgetError, Setting
 from ..modules.kv_cache import kv_group_size
-from ..weights import quant
-from ..weights.formats import is_quantized
+from ..release import GROUP_SIZE, precision_label
+from ..weights.formats import is_quantized, quant_bits, quantized_bytes, quantized_columns
 from ..weights.lm_torch import torch_layout_shapes
 from ..weights.safetensors_io import TensorInfo
 
@@ -48,13 +49,14 @@ def fits(needed: int, available: int | None = None) -> bool:
     return available is None or needed + HEADROOM <= available
 
 
-def check_fits(needed: int, what: str, advice: str, available: int | None = None) -> None:
-    """Raise MemoryBudgetError when `needed` bytes (+ headroom) exceed what is available."""
+def check_memory_fits(needed: int, what: str, advice: str, available: int | None = None,
+                      setting: Setting | None = None) -> None:
+    """Raise MemoryBudgetError (hinting at `setting`) when `needed` bytes (+ headroom) exceed what is available."""
     available = available_bytes() if available is None else available
     if available is not None and not fits(needed, available):
         raise MemoryBudgetError(
             f"{what} needs about {needed / GiB:.1f} GiB (+{HEADROOM / GiB:.1f} GiB headroom) but only "
-            f"{available / GiB:.1f} GiB is available. {advice}"
+            f"{available / GiB:.1f} GiB is available. {advice}", hint=setting,
         )
 
 
@@ -77,7 +79,6 @@ def keep_resident(model_bytes: int) -> str | None:
 
 
 # -- the LM's estimates ----------------------------------------------------------------------------------------------
-_FLOAT = {"F32", "F16", "BF16"}
 
 
 def estimate_bytes(header: dict[str, TensorInfo], cfg: LmConfig, dtype: mx.Dtype | None, batch: int = 1,
@@ -85,7 +86,7 @@ def estimate_bytes(header: dict[str, TensorInfo], cfg: LmConfig, dtype: mx.Dtype
     """Weights as they will sit in memory plus the full temporal KV cache."""
     total = 0
     for info in header.values():
-        total += _count(info) * dtype.size if dtype is not None and info.dtype in _FLOAT else info.nbytes
+        total += _count(info) * dtype.size if dtype is not None and info.dtype in SAFETENSORS_FLOATS else info.nbytes
     return total + kv_cache_bytes(cfg, dtype, batch, kv_bits)
 
 
@@ -97,20 +98,21 @@ def kv_cache_bytes(cfg: LmConfig, dtype: mx.Dtype | None, batch: int = 1, kv_bit
     values = 2 * t.num_layers * t.context * t.d_model * batch
     if kv_bits is None:
         return values * cache_dtype.size
-    group = kv_group_size(t.head_dim)  # packed values plus a scale and a bias per group, in the compute
-    return values * kv_bits // 8 + 2 * (values // group) * mx.float32.size  # dtype: at most float32
+    # scales and biases in the compute dtype: at most float32
+    return quantized_bytes(values, kv_bits, kv_group_size(t.head_dim), mx.float32.size)
 
 
 def release_header(bits: int | None, cfg: LmConfig) -> dict[str, TensorInfo]:
     """What Kyutai's release of `cfg` at `bits` (4, 8, None: bf16) holds, from the config alone: every
     matrix quantized as `nn.quantize` does (packed weights, bf16 scales and biases), the rest bf16."""
     header = {}
-    group = None if bits is None else quant.RELEASE_GROUP.get(bits)
+    group = None if bits is None else GROUP_SIZE.get(bits)
     for name, shape in torch_layout_shapes(cfg).items():
         if bits is not None and group and len(shape) == 2 and shape[1] % group == 0:  # norms ([1, 1, D]) stay bf16
             rows, cols = shape
-            header[name] = TensorInfo("U32", (rows, cols * bits // 32))
-            header[name + ".scales"] = header[name + ".biases"] = TensorInfo("BF16", (rows, cols // group))
+            packed, groups = quantized_columns(cols, bits, group)
+            header[name] = TensorInfo("U32", (rows, packed))
+            header[name + ".scales"] = header[name + ".biases"] = TensorInfo("BF16", (rows, groups))
         else:
             header[name] = TensorInfo("BF16", shape)
     return header
@@ -124,8 +126,9 @@ def check_download_fits(bits: int | None, config: str | os.PathLike | None = Non
     except ConfigError:  # load_lm will say what is wrong with it; this check only spares a download
         return
     needed = estimate_bytes(release_header(bits, cfg), cfg, None, kv_bits=8)
-    label = "bf16" if bits is None else f"{bits}-bit"
-    check_fits(needed, f"The {label} Moshi model", _advice(bits == 4, cast=False) + " Nothing was downloaded.")
+    label = precision_label(bits)
+    advice, setting = _advice(bits == 4, cast=False)
+    check_memory_fits(needed, f"The {label} Moshi model", advice + " Nothing was downloaded.", setting=setting)
 
 
 def resolve_kv_bits(kv_bits: int | Literal["auto"] | None, header: dict[str, TensorInfo], cfg: LmConfig,
@@ -146,20 +149,21 @@ def preflight(header: dict[str, TensorInfo], cfg: LmConfig, dtype: mx.Dtype | No
         return estimate_bytes(header, cfg, dtype, kv_bits=bits)
 
     lin = header.get("text_linear.weight")
-    four_bit = is_quantized(header) and lin is not None and lin.shape[-1] * 32 // cfg.dim <= 4
-    advice = _advice(four_bit, cast=dtype is not None)
+    four_bit = is_quantized(header) and lin is not None and quant_bits(lin.shape[-1], cfg.dim) <= 4
+    advice, setting = _advice(four_bit, cast=dtype is not None)
     if kv_bits is None and fits(needed(8), available):
         advice = "It would fit with its attention cache stored at 8 bits. " + advice
-    check_fits(needed(kv_bits), what, advice, available)
+    check_memory_fits(needed(kv_bits), what, advice, available, setting)
     return kv_bits
 
 
-def _advice(four_bit: bool, cast: bool) -> str:
+def _advice(four_bit: bool, cast: bool) -> tuple[str, Setting | None]:
+    """What to do about a model too large, and the setting that would do it."""
     if four_bit and not cast:
-        return "This is already the 4-bit model: close other programs or use a machine with more memory."
+        return "This is already the 4-bit model: close other programs or use a machine with more memory.", None
     if four_bit:
-        return "Do not cast the 4-bit weights (leave dtype unset), or close other programs."
-    return "Use the 4-bit weights (kyutai/moshiko-mlx-q4, file model.q4.safetensors), or close other programs."
+        return "Do not cast the 4-bit weights (leave dtype unset), or close other programs.", None
+    return "Use the 4-bit weights, or close other programs.", Setting.PRECISION
 
 
 def _count(info: TensorInfo) -> int:

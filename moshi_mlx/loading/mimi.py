@@ -10,12 +10,12 @@ import mlx.nn as nn
 
 from ..config import MimiConfig, read_json_object
 from ..cpu.swap import use_cpu_variants
+from ..dtypes import FLOATS
 from ..mimi import Mimi
+from ..release import MIMI_FILE
 from ..weights.mimi_torch import map_mimi_torch
 from ..weights.safetensors_io import load_tensors
 from ..weights.strict import load_strict
-
-_DTYPES = (mx.float32, mx.float16, mx.bfloat16)
 
 
 def mimi_config(config: MimiConfig | dict | str | os.PathLike | None, num_codebooks: int = 8) -> MimiConfig:
@@ -49,8 +49,8 @@ def load_mimi(
         ConfigError: a malformed or unsupported config.
         ValueError: an unsupported dtype.
     """
-    if dtype is not None and dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {_DTYPES} (or None for float32), got {dtype}")
+    if dtype is not None and dtype not in FLOATS.values():
+        raise ValueError(f"dtype must be one of {tuple(FLOATS.values())} (or None for float32), got {dtype}")
     cfg = mimi_config(config, num_codebooks)
     model = Mimi(cfg)
     weights = map_mimi_torch(load_tensors(path))
@@ -59,12 +59,13 @@ def load_mimi(
         model,
         weights,
         source=str(path),
-        hint=(
-            "Expected Kyutai's PyTorch Mimi checkpoint (tokenizer-e351c8d8-checkpoint125.safetensors) matching "
+        advice=(
+            f"Expected Kyutai's PyTorch Mimi checkpoint ({MIMI_FILE}) matching "
             f"the Mimi config ({cfg.quantizer.n_q} codebooks, SEANet dimension {cfg.seanet.dimension}, "
             f"{cfg.transformer.num_layers} transformer layers); another Mimi needs its config: a model folder names "
             "it as mimi_config_name in its config.json (load_mimi takes config=)."
         ),
+        setting=None,
     )
     if dtype is not None and dtype != mx.float32:
         # Codebooks stay float32: centroids are sums divided by usages, and codes are argmins over them.

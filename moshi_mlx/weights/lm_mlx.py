@@ -10,7 +10,7 @@ from __future__ import annotations
 import mlx.core as mx
 
 from ..config import LmConfig
-from ..errors import CheckpointError
+from ..errors import CheckpointError, Setting
 
 
 def map_lm_mlx(tensors: dict[str, mx.array], cfg: LmConfig, source: str = "checkpoint") -> dict[str, mx.array]:
@@ -18,6 +18,6 @@ def map_lm_mlx(tensors: dict[str, mx.array], cfg: LmConfig, source: str = "check
     if norm is not None and norm.shape != (cfg.dim,):
         raise CheckpointError(
             f"{source}: out_norm.weight has shape {tuple(norm.shape)} but the config has dim {cfg.dim}: "
-            "pass the config that belongs to these weights (--config)."
+            "pass the config that belongs to these weights.", hint=Setting.CONFIG,
         )
     return dict(tensors)

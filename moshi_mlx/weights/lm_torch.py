@@ -19,7 +19,7 @@ import re
 import mlx.core as mx
 
 from ..config import LmConfig
-from ..errors import CheckpointError
+from ..errors import CheckpointError, Setting
 
 _TEMPORAL = re.compile(r"transformer\.layers\.(\d+)\.(.+)")
 
@@ -69,7 +69,7 @@ def map_lm_torch(tensors: dict[str, mx.array], cfg: LmConfig, source: str = "che
                 if v.shape[0] % dep_q:
                     raise CheckpointError(
                         f"{source}: {p}.{name} has {v.shape[0]} rows, not a multiple of dep_q={dep_q}: "
-                        "the file and the config (--config) do not belong together."
+                        "the file and the config do not belong together.", hint=Setting.CONFIG,
                     )
                 fused[name] = mx.split(v, dep_q, axis=0)
         norms = {n: w.pop(f"{p}.{n}.alpha") for n in ("norm1", "norm2") if f"{p}.{n}.alpha" in w}

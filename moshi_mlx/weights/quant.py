@@ -2,7 +2,7 @@
 
 Kyutai's quantized releases run `nn.quantize` over the whole model: every Linear and Embedding is stored
 as packed uint32 `weight` + `scales` + `biases`, norms stay float. The bits and group size are not
-written anywhere but follow from the shapes: bits = 32 * packed_cols / in_dim, group = in_dim / groups.
+written anywhere but follow from the shapes (`formats.quant_bits_group`).
 """
 
 from __future__ import annotations
@@ -11,14 +11,13 @@ from dataclasses import dataclass
 
 import mlx.nn as nn
 
-from ..errors import CheckpointError
-from .formats import quant_bits_group
+from ..errors import CheckpointError, Setting
+from .formats import quant_bits_group, quantized_columns
 from .safetensors_io import TensorInfo
 from .tree import flatten
 
-_BITS = (2, 3, 4, 5, 6, 8)
-_GROUPS = (32, 64, 128)
-RELEASE_GROUP = {4: 32, 8: 64}  # group size of Kyutai's q4 and q8 releases, by bits
+MLX_BITS = (2, 3, 4, 5, 6, 8)  # what MLX affine quantization takes
+MLX_GROUPS = (32, 64, 128)
 
 
 @dataclass(frozen=True)
@@ -55,12 +54,12 @@ def specs_from_header(model: nn.Module, header: dict[str, TensorInfo], source: s
         in_dim = module["weight"].shape[-1]
         packed, groups = weight.shape[-1], scales.shape[-1]
         bits, group = quant_bits_group(weight, scales, in_dim)
-        if (weight.dtype != "U32" or 32 * packed != bits * in_dim or group * groups != in_dim
-                or bits not in _BITS or group not in _GROUPS):
+        if (weight.dtype != "U32" or bits not in MLX_BITS or group not in MLX_GROUPS or in_dim % group
+                or quantized_columns(in_dim, bits, group) != (packed, groups)):
             raise CheckpointError(
                 f"{source}: {path} is stored quantized with shapes weight {weight.shape} {weight.dtype}, "
                 f"scales {scales.shape} that fit no MLX quantization of a {in_dim}-wide input. The file and "
-                "the config (--config) do not belong together, or the file is damaged."
+                "the config do not belong together, or the file is damaged.", hint=Setting.CONFIG,
             )
         specs[path] = QuantSpec(bits, group)
     return specs

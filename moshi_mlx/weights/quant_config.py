@@ -21,11 +21,9 @@ import mlx.nn as nn
 
 from ..config import read_json_object
 from ..errors import CheckpointError, ConfigError
-from .quant import QuantSpec, quantizable_modules
+from .quant import MLX_BITS, MLX_GROUPS, QuantSpec, quantizable_modules
 
 MODES = ("affine",)
-_BITS = (2, 3, 4, 5, 6, 8)
-_GROUPS = (32, 64, 128)
 _MAX_LISTED = 12
 
 
@@ -70,10 +68,10 @@ def _spec(raw: object, where: str) -> QuantSpec:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected an object with bits and group_size, got {raw!r}")
     bits, group = raw.get("bits"), raw.get("group_size")
-    if bits not in _BITS or group not in _GROUPS:
+    if bits not in MLX_BITS or group not in MLX_GROUPS:
         raise ConfigError(
             f"{where}: bits={bits!r}, group_size={group!r} is no MLX affine quantization "
-            f"(bits in {_BITS}, group_size in {_GROUPS})"
+            f"(bits in {MLX_BITS}, group_size in {MLX_GROUPS})"
         )
     if raw.get("mode", "affine") not in MODES:
         raise ConfigError(f"{where}: mode {raw['mode']!r} is not supported (only {MODES})")

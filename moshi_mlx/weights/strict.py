@@ -6,7 +6,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, Setting
 
 _MAX_LISTED = 8  # names shown per kind of mismatch (the error is one line)
 
@@ -25,8 +25,9 @@ def _listing(title: str, items: list[str]) -> str:
     return f"{title} ({len(items)}): " + ", ".join(shown) + more
 
 
-def check_fits(model: nn.Module, weights: dict[str, mx.array], source: str, hint: str = "") -> None:
-    """Raise CheckpointError listing missing, unexpected, mis-shaped and mistyped tensors.
+def check_tensors_match(model: nn.Module, weights: dict[str, mx.array], source: str, advice: str = "",
+                        setting: Setting | None = Setting.CONFIG) -> None:
+    """Raise CheckpointError (hinting at `setting`) listing missing, unexpected, mis-shaped and mistyped tensors.
 
     Mistyped: integers where the model holds floats (an int32 weight would load, be cast and silently
     change the output), or floats where it holds integers (packed quantized weights).
@@ -50,11 +51,13 @@ def check_fits(model: nn.Module, weights: dict[str, mx.array], source: str, hint
     found = [_listing(title, items) for title, items in (
         ("missing tensors", missing), ("unexpected tensors", extra), ("tensors of the wrong shape", misshaped),
         ("tensors of the wrong type (integer where float belongs, or the reverse)", mistyped)) if items]  # fmt: skip
-    hint = hint or "Check that the weights and the config (--config) belong to the same model."
-    raise CheckpointError(f"{source} does not fit the model configuration: {'; '.join(found)}. {hint}")
+    advice = advice or "Check that the weights and the config belong to the same model."
+    raise CheckpointError(f"{source} does not fit the model configuration: {'; '.join(found)}. {advice}",
+                          hint=setting)
 
 
-def load_strict(model: nn.Module, weights: dict[str, mx.array], source: str, hint: str = "") -> None:
+def load_strict(model: nn.Module, weights: dict[str, mx.array], source: str, advice: str = "",
+                setting: Setting | None = Setting.CONFIG) -> None:
     """Set every parameter of `model` from `weights` (names already in our layout)."""
-    check_fits(model, weights, source, hint)
+    check_tensors_match(model, weights, source, advice, setting)
     model.update(tree_unflatten(list(weights.items())))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 import threading
 import time
 import weakref
@@ -21,7 +22,7 @@ from app.dialogs import Dialogs  # noqa: E402
 from app.presenter import Presenter  # noqa: E402
 from app.settings import AppSettings  # noqa: E402
 from app.window import MainWindow  # noqa: E402
-from moshi_mlx.errors import MemoryBudgetError, OfflineError  # noqa: E402
+from moshi_mlx.errors import MemoryBudgetError, MoshiError, OfflineError, Setting  # noqa: E402
 from support.app_fakes import SCRIPT, LiveFakeBackend, ScriptModel, write_fake_weights  # noqa: E402
 from support.app_window import WAIT_MS, App  # noqa: E402
 
@@ -750,34 +751,41 @@ def test_an_error_during_a_conversation_is_one_dialog_and_the_recording_stays(ma
     assert errors == ["the dialog stopped: RuntimeError('model blew up')"]
 
 
-def test_the_window_names_its_settings_never_a_command_line_flag() -> None:
-    """Every message text in the library that names a `run` flag reads, once the app words it, with the
-    window's setting instead (modules only the command line uses are left out; install commands stay)."""
+def test_the_library_names_no_command_line_flag() -> None:
+    """No message text in the library names a command-line flag: errors carry a `Setting` hint that each
+    front end words (modules only the command line uses are left out; install commands stay)."""
     import ast
     import re
-
-    from app.wording import for_window
 
     root = Path(__file__).resolve().parents[2] / "moshi_mlx"
     flag = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
     install = re.compile(r"`(?:pip|sudo|apt-get|brew) [^`]*`")
-    cli_only = ("run.py", "dialog/console.py", "cli/args.py", "__main__.py", "bench/__main__.py")
-    left, seen = [], 0
+    cli_only = ("run.py", "dialog/console.py", "__main__.py")
+    left = []
     for path in sorted(root.rglob("*.py")):
-        if path.relative_to(root).as_posix() in cli_only or path.relative_to(root).parts[0] == "bench":
+        if path.relative_to(root).as_posix() in cli_only or path.relative_to(root).parts[0] in ("bench", "cli"):
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         docs = {id(n.body[0].value) for n in ast.walk(tree)
                 if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and n.body
                 and isinstance(n.body[0], ast.Expr)}  # fmt: skip
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs
-                    and flag.search(install.sub("", node.value))):
-                seen += 1
-                shown = install.sub("", for_window(node.value))
-                if flag.search(shown):
-                    left.append(f"{path.relative_to(root)}: {node.value!r} -> {shown!r}")
-    assert seen >= 5 and not left, "\n".join(left)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+                if flag.search(install.sub("", node.value)):
+                    left.append(f"{path.relative_to(root)}: {node.value!r}")
+    assert not left, "\n".join(left)
+
+
+@pytest.mark.parametrize("setting", list(Setting))
+def test_each_hint_is_worded_by_the_window_and_the_command_line(setting) -> None:
+    from app.wording import for_window
+    from moshi_mlx.cli.wording import for_cli
+
+    error = MoshiError("something failed.", hint=setting)
+    shown, said = for_window(error), for_cli(error)
+    assert shown.startswith("something failed. ") and "→" in shown and "--" not in shown, shown
+    assert said.startswith("something failed. ") and re.search(r"(?<![\w-])--?[a-z]", said), said
+    assert for_window(MoshiError("no hint.")) == for_cli(MoshiError("no hint.")) == "no hint."
 
 
 def _leaf_widgets(window) -> list:
@@ -901,9 +909,11 @@ def test_a_full_disk_stops_the_recording_with_one_dialog_and_keeps_what_was_writ
     assert sr == 24000 and user.size > 0 and not a.dialogs.open_boxes
 
 
-def test_memory_advice_names_the_precision_setting() -> None:
+def test_memory_advice_names_the_precision_setting(monkeypatch) -> None:
     from app.wording import for_window
-    from moshi_mlx.loading.memory import _advice
+    from moshi_mlx.loading import memory
 
-    shown = for_window(_advice(False, cast=False))
-    assert shown == "Choose 4-bit under Model → Precision, or close other programs.", shown
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2**30)
+    with pytest.raises(MemoryBudgetError) as e:
+        memory.check_download_fits(None)
+    assert for_window(e.value).endswith("Nothing was downloaded. Choose 4-bit under Model → Precision.")

@@ -10,7 +10,7 @@ import pytest
 
 from moshi_mlx.audio.devices import AudioIO, SoundDeviceBackend, StreamResampler, find_device, list_devices
 from moshi_mlx.audio.fake import FakeStream, FakeStreamFactory
-from moshi_mlx.errors import AudioFormatError
+from moshi_mlx.errors import AudioDeviceError, Setting
 
 DEVICES = [
     {"name": "MacBook Pro Microphone", "max_input_channels": 1, "max_output_channels": 0,
@@ -35,7 +35,7 @@ def test_importing_needs_no_portaudio() -> None:
 def test_real_backend_works_or_explains_portaudio() -> None:
     try:
         SoundDeviceBackend()
-    except AudioFormatError as e:
+    except AudioDeviceError as e:
         assert "PortAudio" in str(e) or "portaudio" in str(e)
 
 
@@ -67,16 +67,18 @@ def test_find_errors_name_the_choices(spec, kind: str, msg: str | None) -> None:
     if msg is None:
         assert find_device(spec, kind, b).index == 0
         return
-    with pytest.raises(AudioFormatError, match=msg) as e:
+    with pytest.raises(AudioDeviceError, match=msg) as e:
         find_device(spec, kind, b)
+    assert e.value.hint is (Setting.MICROPHONE if kind == "input" else Setting.SPEAKER)
     assert "AirPods Pro" in str(e.value) or "number" in str(e.value) or "several" in str(e.value)
 
 
 def test_no_default_device() -> None:
     b = _backend()
     b.default = (-1, 1)
-    with pytest.raises(AudioFormatError, match="no default input device.*--input-device"):
+    with pytest.raises(AudioDeviceError, match="no default input device; pick one of:\n.*MacBook") as e:
         find_device(None, "input", b)
+    assert e.value.hint is Setting.MICROPHONE and "--" not in str(e.value)  # each front end names the setting
 
 
 def _tone(freq: float, rate: float, n: int, phase0: int = 0) -> np.ndarray:
@@ -143,7 +145,7 @@ def test_device_failure_is_reported_by_check() -> None:
     io.start()
     io.check()
     b.input.fail("unplugged")
-    with pytest.raises(AudioFormatError, match="input device MacBook Pro Microphone stopped.*recording so far is kept"):
+    with pytest.raises(AudioDeviceError, match="input device MacBook Pro Microphone stopped.*recording so far is kept"):
         io.check()
     io.stop()
 
@@ -158,7 +160,7 @@ def test_callback_abort_and_stall_are_reported() -> None:
 
     b.output._callback = boom
     b.output.process(480)
-    with pytest.raises(AudioFormatError, match="output device"):
+    with pytest.raises(AudioDeviceError, match="output device"):
         io.check()
 
     b2 = _backend()
@@ -168,7 +170,7 @@ def test_callback_abort_and_stall_are_reported() -> None:
     import time
 
     time.sleep(0.1)
-    with pytest.raises(AudioFormatError, match="no audio for"):
+    with pytest.raises(AudioDeviceError, match="no audio for"):
         io2.check(stall_s=0.05)
 
 
@@ -177,7 +179,7 @@ def test_open_failure_names_device_and_rate() -> None:
         def open(self, kind: str, **kw) -> FakeStream:
             raise RuntimeError("Invalid sample rate")
 
-    with pytest.raises(AudioFormatError, match=r"cannot open input device 0 \(Fake Microphone\) at 48000 Hz"):
+    with pytest.raises(AudioDeviceError, match=r"cannot open input device 0 \(Fake Microphone\) at 48000 Hz"):
         AudioIO(backend=Failing()).start()
 
 

@@ -9,7 +9,7 @@ import huggingface_hub
 import pytest
 from huggingface_hub import errors
 
-from moshi_mlx.errors import CheckpointError, ConfigError, OfflineError
+from moshi_mlx.errors import CheckpointError, ConfigError, OfflineError, Setting
 from moshi_mlx.loading import hub
 
 Q4 = {"model.q4.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE, "README.md"}
@@ -111,7 +111,7 @@ def test_offline_without_cache_names_files_and_flags(fake, monkeypatch) -> None:
     msg = str(e.value)
     for needed in ("model.q4.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE, "cannot be reached"):
         assert needed in msg, needed
-    assert e.value.local_files_help and "--" not in msg  # the front end says how to name files
+    assert e.value.hint is Setting.MODEL_FILES and "--" not in msg  # the front end says how to name files
     fake({"kyutai/moshiko-mlx-q4": Q4}, online=True, offline_env=True)
     with pytest.raises(OfflineError, match="HF_HUB_OFFLINE=1"):
         hub.resolve_model_files()
@@ -143,7 +143,7 @@ def test_local_folder_from_the_quantizer(tmp_path: Path, fake) -> None:
     (folder / hub.MIMI_FILE).unlink()
     with pytest.raises(CheckpointError, match=f"has no {hub.MIMI_FILE}: add it there$") as e:
         hub.resolve_model_files(folder)
-    assert e.value.local_files_help
+    assert e.value.hint is Setting.MODEL_FILES
 
 
 def test_explicit_files_need_no_hub(tmp_path: Path, fake, monkeypatch) -> None:

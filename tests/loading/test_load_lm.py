@@ -18,7 +18,7 @@ from moshi_mlx.errors import CheckpointError, ConfigError, MemoryBudgetError
 from moshi_mlx.lm import Lm
 from moshi_mlx.loading import memory
 from moshi_mlx.loading.lm import load_lm
-from moshi_mlx.loading.memory import KV_AUTO, check_fits, estimate_bytes, resolve_kv_bits
+from moshi_mlx.loading.memory import KV_AUTO, check_memory_fits, estimate_bytes, resolve_kv_bits
 from moshi_mlx.modules.embedding import QuantizedScaledEmbedding, ScaledEmbedding
 from moshi_mlx.weights import quant
 from moshi_mlx.weights.formats import CheckpointFormat, detect_format
@@ -177,8 +177,8 @@ def test_memory_estimate_and_refusal():
     assert estimate_bytes(bf16, cfg, mx.float32) == 28_000_000_000 + cache * 4
     assert estimate_bytes(q4, cfg, None) == 400_000 + 20_000 + cache * 2  # bf16 caches
     with pytest.raises(MemoryBudgetError, match="4-bit"):
-        check_fits(estimate_bytes(bf16, cfg, None), "7B bf16", "Use the 4-bit weights.", available=8 * 2**30)
-    check_fits(1 << 20, "tiny", "", available=8 * 2**30)
+        check_memory_fits(estimate_bytes(bf16, cfg, None), "7B bf16", "Use the 4-bit weights.", available=8 * 2**30)
+    check_memory_fits(1 << 20, "tiny", "", available=8 * 2**30)
 
 
 def test_scaled_embedding_zero_token_survives_quantization():
@@ -299,16 +299,16 @@ def test_an_8_gib_mac_holds_the_4_bit_7b_with_an_8_bit_cache(monkeypatch):
     available = memory.available_bytes()
     assert available == 6 * 2**30  # physical memory less what macOS keeps
     assert resolve_kv_bits(KV_AUTO, q4, cfg, None, available) == 8
-    check_fits(estimate_bytes(q4, cfg, None, kv_bits=8), "7B q4", "", available)
+    check_memory_fits(estimate_bytes(q4, cfg, None, kv_bits=8), "7B q4", "", available)
     with pytest.raises(MemoryBudgetError, match="8 bits"):
-        check_fits(estimate_bytes(q4, cfg, None), "7B q4", "It would fit with its attention cache stored at 8 bits.",
+        check_memory_fits(estimate_bytes(q4, cfg, None), "7B q4", "It would fit with its attention cache stored at 8 bits.",
                    available)  # fmt: skip
     fake_mac(monkeypatch, 16)
     available = memory.available_bytes()
     assert resolve_kv_bits(KV_AUTO, q4, cfg, None, available) is None  # as the reference
     assert resolve_kv_bits(KV_AUTO, bf16, cfg, None, available) == 8
     with pytest.raises(MemoryBudgetError):  # bf16 7B: 15.4 GiB of weights alone
-        check_fits(estimate_bytes(bf16, cfg, None, kv_bits=8), "7B bf16", "", available)
+        check_memory_fits(estimate_bytes(bf16, cfg, None, kv_bits=8), "7B bf16", "", available)
     assert resolve_kv_bits(None, q4, cfg, None, 0) is None and resolve_kv_bits(8, q4, cfg, None, 2**40) == 8
 
 

@@ -13,7 +13,7 @@ from mlx.utils import tree_flatten
 from moshi_mlx import Mimi, MimiConfig, load_mimi
 from moshi_mlx.errors import CheckpointError, ConfigError
 from moshi_mlx.weights.mimi_torch import map_mimi_torch
-from moshi_mlx.weights.strict import check_fits
+from moshi_mlx.weights.strict import check_tensors_match
 from support import ASSETS
 from support.arrays import to_numpy
 
@@ -29,7 +29,7 @@ def test_real_checkpoint_layout_maps_onto_real_model() -> None:
     fake = {k: mx.zeros(v["shape"], mx.float32) for k, v in listing.items()}
     mapped = map_mimi_torch(fake)
     model = Mimi(MimiConfig.preset("mimi_202407"))
-    check_fits(model, mapped, "mimi_202407 key listing")
+    check_tensors_match(model, mapped, "mimi_202407 key listing")
     params = dict(tree_flatten(model.parameters()))
     assert set(params) == set(mapped)
     assert len(mapped) == len(listing) - 32          # only the 32 `_initialized` flags are dropped

@@ -11,8 +11,8 @@ import mlx.core as mx
 import pytest
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-from moshi_mlx.loading.hub import MIMI_FILE as MIMI
-from moshi_mlx.loading.hub import TOKENIZER_FILE as TOKENIZER
+from moshi_mlx.release import MIMI_FILE as MIMI
+from moshi_mlx.release import TOKENIZER_FILE as TOKENIZER
 from quantize import writer
 from quantize.__main__ import main
 from support.lm import CONFIG, FILES

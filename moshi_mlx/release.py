@@ -1,0 +1,42 @@
+"""Kyutai's release facts: repositories, file names, voices, precisions, group sizes. The only copy.
+
+Kyutai publishes Moshi for MLX as one Hugging Face repository per voice and precision
+(`kyutai/moshiko-mlx-q4`, `kyutai/moshika-mlx-bf16`, ...), each holding:
+    model.q4.safetensors | model.q8.safetensors | model.safetensors   the LM, one per precision
+    tokenizer-e351c8d8-checkpoint125.safetensors                      Mimi
+    tokenizer_spm_32k_3.model                                        the text tokenizer
+    config.json                                                      optional LM config
+and the PyTorch weights our quantizer converts as `kyutai/moshiko-pytorch-bf16`.
+"""
+
+from __future__ import annotations
+
+VOICES = {"moshiko": "male voice", "moshika": "female voice"}
+DEFAULT_VOICE = "moshiko"
+PRECISIONS: dict[str, int | None] = {"q4": 4, "q8": 8, "bf16": None}  # name -> bits (None: float)
+DEFAULT_BITS = 4
+GROUP_SIZE = {4: 32, 8: 64}  # group size of the q4 and q8 releases, by bits
+
+MOSHI_FILES: dict[int | None, str] = {4: "model.q4.safetensors", 8: "model.q8.safetensors", None: "model.safetensors"}
+MIMI_FILE = "tokenizer-e351c8d8-checkpoint125.safetensors"
+TOKENIZER_FILE = "tokenizer_spm_32k_3.model"
+CONFIG_FILE = "config.json"
+TORCH_REPO = "kyutai/moshiko-pytorch-bf16"
+
+
+def precision_name(bits: int | None) -> str:
+    """'q4', 'q8', 'bf16': how the releases name a precision."""
+    return "bf16" if bits is None else f"q{bits}"
+
+
+def precision_label(bits: int | None) -> str:
+    """'4-bit', '8-bit', 'bf16': how messages and the window name a precision."""
+    return "bf16" if bits is None else f"{bits}-bit"
+
+
+def mlx_repo(bits: int | None = DEFAULT_BITS, voice: str = DEFAULT_VOICE) -> str:
+    """Kyutai's MLX repository for a voice and precision (`kyutai/moshika-mlx-q8`...); the voice is not checked."""
+    return f"kyutai/{voice}-mlx-{precision_name(bits)}"
+
+
+DEFAULT_REPO = mlx_repo()
