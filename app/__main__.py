@@ -80,8 +80,10 @@ def run_window(app, window, presenter, dialogs) -> int:
     if not stopped_by:
         return int(code)
     if kept and kept[0] is not None:
-        print(f"stopped: the conversations not saved are kept in {kept[0]} (the app would have asked to save them)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"stopped: the conversations not saved are kept in {kept[0]} (the app would have asked to save them)",
+            file=sys.stderr,
+        )
     return signal_status(stopped_by[0])
 
 

@@ -37,7 +37,7 @@ from moshi_mlx.dialog.events import (
     Skipped,
     Stats,
     Text,
-)  # fmt: skip
+)
 from moshi_mlx.dialog.loop import ModelLoop
 from moshi_mlx.dialog.recorder import Recorder
 from moshi_mlx.errors import MoshiError
@@ -81,8 +81,13 @@ class Controller(QObject):
 
     _loop_event = Signal(int, object)  # (generation, event), from the loop thread
 
-    def __init__(self, audio_backend=None, echo_factory: Callable[[], Callable | None] = default_echo_factory,
-                 recordings: str | Path | None = None, parent: QObject | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        audio_backend=None,
+        echo_factory: Callable[[], Callable | None] = default_echo_factory,
+        recordings: str | Path | None = None,
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
         self.audio_backend = audio_backend
         self._echo_cls = echo_factory() if echo_factory is not None else None
@@ -116,8 +121,9 @@ class Controller(QObject):
     def echo_available(self) -> bool:
         return self._echo_cls is not None
 
-    def load(self, factory: Callable[[], FrameModel], label: str, quantization: str,
-             start_after: tuple | None = None) -> None:
+    def load(
+        self, factory: Callable[[], FrameModel], label: str, quantization: str, start_after: tuple | None = None
+    ) -> None:
         """Replaces the current model (if any) with one built by `factory` on a new loop thread.
 
         `start_after`: (input, output, echo) to start a conversation as soon as it is loaded.
@@ -211,8 +217,9 @@ class Controller(QObject):
         return ok
 
     # -- devices ---------------------------------------------------------------------------------
-    def pick_devices(self, input_device: str | None, output_device: str | None,
-                     rescan: bool = True) -> tuple[int, int] | None:  # fmt: skip
+    def pick_devices(
+        self, input_device: str | None, output_device: str | None, rescan: bool = True
+    ) -> tuple[int, int] | None:
         """The indices of the chosen microphone and speaker (names as the window lists them, '' or None
         for the system default), or None after an `error` that says what is missing in the window's words.
         `rescan`: re-initialise PortAudio first to see devices plugged in since (see `refresh_devices`)."""
@@ -220,8 +227,10 @@ class Controller(QObject):
         try:
             if self._device_error:
                 raise DeviceProblem("Audio device problem", self._device_error)
-            return (pick_device(devices, "input", input_device or "").index,
-                    pick_device(devices, "output", output_device or "").index)  # fmt: skip
+            return (
+                pick_device(devices, "input", input_device or "").index,
+                pick_device(devices, "output", output_device or "").index,
+            )
         except DeviceProblem as e:
             self.error.emit(e.title, e.message)
             return None
@@ -281,8 +290,11 @@ class Controller(QObject):
             self._set_state(READY)
             self.conversation_ended.emit(ev.reason)
         elif isinstance(ev, RecordingStopped):
-            self.error.emit("Recording stopped", f"{for_window(ev.message).rstrip('.')}. The conversation goes on "
-                            "unrecorded; Save keeps what was recorded.")  # fmt: skip
+            self.error.emit(
+                "Recording stopped",
+                f"{for_window(ev.message).rstrip('.')}. The conversation goes on "
+                "unrecorded; Save keeps what was recorded.",
+            )
         elif isinstance(ev, Error):
             message = worded(ev.message, ev.hint)
             if self.state == LOADING:

@@ -27,9 +27,13 @@ class Dialogs:
         """'save', 'discard' or 'cancel' (blocking, as any editor asks before it quits)."""
         s, b = QMessageBox.StandardButton, QMessageBox.ButtonRole
         many = unsaved > 1
-        box = QMessageBox(QMessageBox.Icon.Question, "Quit Moshi",
-                          f"Save the conversation{'s' if many else ''} before quitting?",
-                          s.Save | s.Discard | s.Cancel, self.parent)  # fmt: skip
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Quit Moshi",
+            f"Save the conversation{'s' if many else ''} before quitting?",
+            s.Save | s.Discard | s.Cancel,
+            self.parent,
+        )
         box.setInformativeText(
             f"{unsaved} conversation{'s have' if many else ' has'} not been saved. Unless saved, "
             f"{'their recordings and transcripts are' if many else 'its recording and transcript are'} "

@@ -74,8 +74,9 @@ def _offline_message(what: str, why: str = "") -> str:
     )
 
 
-def fetch_files(choice: ModelChoice, progress: Progress, cancelled: threading.Event,
-                resolver: Resolver = hub_resolver) -> ResolvedModel:  # fmt: skip
+def fetch_files(
+    choice: ModelChoice, progress: Progress, cancelled: threading.Event, resolver: Resolver = hub_resolver
+) -> ResolvedModel:
     """Every file of `choice`: from the cache without any network access, else through `resolver`."""
     files = resolver(choice, progress, cancelled)
     if cancelled.is_set():

@@ -24,12 +24,22 @@ from .saving import Conversation, save_copy
 from .settings import AppSettings
 from .window import MainWindow
 
-_BUTTON = {c.IDLE: ("Start", True, False), c.READY: ("Start", True, False), c.LOADING: ("Loading…", False, False),
-           c.STARTING: ("Starting…", True, True), c.RUNNING: ("Stop", True, True),
-           c.STOPPING: ("Stopping…", False, True)}  # fmt: skip
-_STATE_TEXT = {c.IDLE: "Ready", c.READY: "Model loaded", c.LOADING: "Loading the model…",
-               c.STARTING: "Opening the microphone…", c.RUNNING: "Listening — talk to Moshi",
-               c.STOPPING: "Stopping…"}  # fmt: skip
+_BUTTON = {
+    c.IDLE: ("Start", True, False),
+    c.READY: ("Start", True, False),
+    c.LOADING: ("Loading…", False, False),
+    c.STARTING: ("Starting…", True, True),
+    c.RUNNING: ("Stop", True, True),
+    c.STOPPING: ("Stopping…", False, True),
+}
+_STATE_TEXT = {
+    c.IDLE: "Ready",
+    c.READY: "Model loaded",
+    c.LOADING: "Loading the model…",
+    c.STARTING: "Opening the microphone…",
+    c.RUNNING: "Listening — talk to Moshi",
+    c.STOPPING: "Stopping…",
+}
 ENDED, ENDED_BY_ERROR = "Conversation ended", "Conversation stopped by an error"
 
 
@@ -42,9 +52,16 @@ class Presenter(QObject):
         device_poll_ms: how often the device lists are refreshed while no conversation runs (0: never).
     """
 
-    def __init__(self, window: MainWindow, controller: c.Controller, settings: AppSettings,
-                 dialogs: Dialogs | None = None, model_factory: Callable = frame_model_factory,
-                 resolver: Resolver = hub_resolver, device_poll_ms: int = 3000) -> None:  # fmt: skip
+    def __init__(
+        self,
+        window: MainWindow,
+        controller: c.Controller,
+        settings: AppSettings,
+        dialogs: Dialogs | None = None,
+        model_factory: Callable = frame_model_factory,
+        resolver: Resolver = hub_resolver,
+        device_poll_ms: int = 3000,
+    ) -> None:
         super().__init__(window)
         self.w, self.ctl, self.settings = window, controller, settings
         self.dialogs = dialogs or Dialogs(window)
@@ -169,11 +186,14 @@ class Presenter(QObject):
         self._model_choice_changed()
 
     def _on_devices(self, devices: list) -> None:
-        for combo, kind, saved in ((self.w.input_combo, "input", self.settings.input_device),
-                                   (self.w.output_combo, "output", self.settings.output_device)):  # fmt: skip
+        for combo, kind, saved in (
+            (self.w.input_combo, "input", self.settings.input_device),
+            (self.w.output_combo, "output", self.settings.output_device),
+        ):
             usable = [d for d in devices if (d.inputs if kind == "input" else d.outputs) > 0]
-            default = next((d.name for d in usable
-                            if (d.is_default_input if kind == "input" else d.is_default_output)), None)
+            default = next(
+                (d.name for d in usable if (d.is_default_input if kind == "input" else d.is_default_output)), None
+            )
             combo.blockSignals(True)
             combo.clear()
             combo.addItem(f"System default ({default})" if default else "System default", "")
@@ -282,8 +302,16 @@ class Presenter(QObject):
         w.start_button.setEnabled(enabled and self.download is None)
         w.set_start_style(running)
         busy = state in (c.LOADING, c.STARTING, c.RUNNING, c.STOPPING) or self.download is not None
-        for widget in (w.voice_combo, w.precision_combo, w.folder_button, w.folder_clear,
-                       w.temperature_spin, w.input_combo, w.output_combo, w.echo_check):  # fmt: skip
+        for widget in (
+            w.voice_combo,
+            w.precision_combo,
+            w.folder_button,
+            w.folder_clear,
+            w.temperature_spin,
+            w.input_combo,
+            w.output_combo,
+            w.echo_check,
+        ):
             widget.setEnabled(not busy)
         if not busy:
             self._sync_model_widgets()

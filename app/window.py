@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QToolButton,
     QVBoxLayout,
     QWidget,
-)  # fmt: skip
+)
 
 from .settings import PRECISIONS, VOICES
 from .widgets.meters import MeterRow
@@ -50,7 +50,8 @@ class MainWindow(QMainWindow):
         self.transcript.setObjectName("transcript")
         self.transcript.setFrameShape(QFrame.Shape.NoFrame)
         self.transcript.setStyleSheet(
-            "QTextBrowser#transcript { background: white; border: 1px solid #e5e7eb; border-radius: 8px; }")
+            "QTextBrowser#transcript { background: white; border: 1px solid #e5e7eb; border-radius: 8px; }"
+        )
         self.meters = MeterRow()
         self.start_button = QPushButton("Start")
         self.start_button.setObjectName("startButton")
@@ -127,7 +128,8 @@ class MainWindow(QMainWindow):
         self.temperature_spin.setToolTip("Higher is more varied, lower more predictable (0 = always the likeliest)")
         self.echo_check = QCheckBox("Echo suppression")
         self.echo_check.setToolTip(
-            "Remove Moshi's own voice from the microphone (for speakers, not needed with headphones)")
+            "Remove Moshi's own voice from the microphone (for speakers, not needed with headphones)"
+        )
 
         model_box = QGroupBox(MODEL_BOX)
         mf = QFormLayout(model_box)

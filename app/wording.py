@@ -58,15 +58,19 @@ def pick_device(devices: list[DeviceInfo], kind: str, chosen: str) -> DeviceInfo
     thing, place = _THING[kind], PLACE[kind]
     if not usable:
         use = "listens through" if kind == "input" else "answers through"
-        raise DeviceProblem(f"No {thing} found", f"Moshi {use} a {thing}, and this computer has none connected. "
-                            f"Connect one (a headset will do), choose it under {place}, "
-                            "and press Start again.")  # fmt: skip
+        raise DeviceProblem(
+            f"No {thing} found",
+            f"Moshi {use} a {thing}, and this computer has none connected. "
+            f"Connect one (a headset will do), choose it under {place}, "
+            "and press Start again.",
+        )
     if chosen:
         match = [d for d in usable if d.name == chosen]
         if not match:
-            raise DeviceProblem(f"The {thing} is not connected",
-                                f"“{chosen}”, chosen under {place}, is not connected. "
-                                f"Connect it, or choose another {thing} there.")  # fmt: skip
+            raise DeviceProblem(
+                f"The {thing} is not connected",
+                f"“{chosen}”, chosen under {place}, is not connected. Connect it, or choose another {thing} there.",
+            )
         return match[0]
     default = [d for d in usable if (d.is_default_input if kind == "input" else d.is_default_output)]
     if not default:

@@ -27,8 +27,16 @@ if TYPE_CHECKING:  # what a type checker sees of the names __getattr__ imports o
 
 __version__ = "0.1.0"
 
-_HOMES = {"DepformerConfig": "config", "LmConfig": "config", "MimiConfig": "config", "Lm": "lm", "LmGen": "lm_gen",
-          "load_lm": "loading.lm", "load_mimi": "loading.mimi", "Mimi": "mimi"}  # fmt: skip
+_HOMES = {
+    "DepformerConfig": "config",
+    "LmConfig": "config",
+    "MimiConfig": "config",
+    "Lm": "lm",
+    "LmGen": "lm_gen",
+    "load_lm": "loading.lm",
+    "load_mimi": "loading.mimi",
+    "Mimi": "mimi",
+}
 
 __all__ = ["DepformerConfig", "Lm", "LmConfig", "LmGen", "Mimi", "MimiConfig", "__version__", "load_lm", "load_mimi"]
 

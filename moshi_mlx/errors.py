@@ -17,8 +17,8 @@ class Setting(Enum):
     MICROPHONE = "microphone"
     SPEAKER = "speaker"
     MODEL_FILES = "model files"  # name the model files one by one (a local folder), not a repository
-    PRECISION = "precision"      # the 4-bit weights
-    CONFIG = "config"            # the LM config that belongs to the weights
+    PRECISION = "precision"  # the 4-bit weights
+    CONFIG = "config"  # the LM config that belongs to the weights
 
 
 class MoshiError(Exception):
@@ -102,8 +102,10 @@ def require_file(path: Path, what: str, error: type[MoshiError], expected: str =
         return path
     if path.is_dir():
         example = path / expected if expected and (path / expected).is_file() else expected
-        raise error(f"the {what} {path} is a folder, not a file: name the file itself"
-                    + (f", e.g. {example}" if example else ""))
+        raise error(
+            f"the {what} {path} is a folder, not a file: name the file itself"
+            + (f", e.g. {example}" if example else "")
+        )
     if path.exists():
         if pipe_ok:
             return path

@@ -56,9 +56,7 @@ class Depformer(nn.Module):
     def __init__(self, cfg: LmConfig):
         super().__init__()
         # Slice 0 embeds the text token just sampled; slice k > 0 the audio token of codebook k - 1.
-        self.slices = [
-            DepformerSlice(cfg, cfg.text_card + 1 if k == 0 else cfg.card + 1) for k in range(cfg.dep_q)
-        ]
+        self.slices = [DepformerSlice(cfg, cfg.text_card + 1 if k == 0 else cfg.card + 1) for k in range(cfg.dep_q)]
 
     def init_state(self, batch: int, dtype: mx.Dtype) -> TransformerState:
         """Fresh cache for one frame (dep_q steps), shared by all slices."""
@@ -75,8 +73,6 @@ class Depformer(nn.Module):
         s = self.slices[k]
         x = s.linear_in(context) + s.emb(prev_token[:, None]).astype(context.dtype)
         return s.linear_out(s.transformer(x, state))[:, 0]
-
-
 
 
 def default_compute_dtype(quantized: bool, param_dtype: mx.Dtype) -> mx.Dtype:
@@ -175,9 +171,7 @@ class Lm(nn.Module):
         Codebook k sees tokens[:, k] (the text token for k = 0) as its previous token.
         """
         state = self.depformer.init_state(context.shape[0], self.compute_dtype)
-        return mx.stack(
-            [self.depformer.step(k, context, tokens[:, k], state) for k in range(self.cfg.dep_q)], axis=1
-        )
+        return mx.stack([self.depformer.step(k, context, tokens[:, k], state) for k in range(self.cfg.dep_q)], axis=1)
 
     def teacher_forced(self, codes: mx.array, state: LmState | None = None) -> tuple[mx.array, mx.array]:
         """Logits for a whole code sequence, aligned with it, as the reference's `LMModel.forward`.
@@ -199,7 +193,7 @@ class Lm(nn.Module):
             head = mx.broadcast_to(initial[i], (b, d)) if d else None
             row = codes[:, i, : t - d]
             rows.append(row if head is None else mx.concatenate([head, row], axis=1))
-        delayed = mx.stack(rows, axis=1)                                              # [B, K, T]
+        delayed = mx.stack(rows, axis=1)  # [B, K, T]
         inputs = mx.concatenate([mx.broadcast_to(initial[None, :, None], (b, k, 1)), delayed[:, :, :-1]], axis=2)
         context, text_logits = self.forward_text(inputs, state)
         flat = context.reshape(b * t, 1, -1)

@@ -31,16 +31,16 @@ UNGENERATED = -2  # a slot nothing was written to yet (never read: the initial t
 
 class LmGenState(NamedTuple):
     lm: LmState
-    tokens: mx.array   # [B, 1 + n_q, max_delay + 2] int32 ring of token frames
-    step: int          # steps taken (host counter: known without a sync)
-    key: mx.array      # PRNG key for the next step
+    tokens: mx.array  # [B, 1 + n_q, max_delay + 2] int32 ring of token frames
+    step: int  # steps taken (host counter: known without a sync)
+    key: mx.array  # PRNG key for the next step
 
 
 class StepOutput(NamedTuple):
-    text_token: mx.array        # [B] int32
-    audio_codes: mx.array       # [B, dep_q] int32
-    text_logits: mx.array       # [B, text_card] of the step's text sampling
-    audio_logits: mx.array      # [B, dep_q, card] of the step's depformer
+    text_token: mx.array  # [B] int32
+    audio_codes: mx.array  # [B, dep_q] int32
+    text_logits: mx.array  # [B, text_card] of the step's text sampling
+    audio_logits: mx.array  # [B, dep_q, card] of the step's depformer
 
 
 class LmGen:

@@ -111,8 +111,9 @@ class Mimi(nn.Module):
     def set_num_codebooks(self, n: int) -> None:
         """Codebooks that encode produces (1 semantic + n - 1 acoustic); at most what the weights hold."""
         if not self._cfg.quantizer.n_q_semantic <= n <= self.total_codebooks:
-            raise ValueError(f"num_codebooks must be between {self._cfg.quantizer.n_q_semantic} and "
-                             f"{self.total_codebooks}, got {n}")
+            raise ValueError(
+                f"num_codebooks must be between {self._cfg.quantizer.n_q_semantic} and {self.total_codebooks}, got {n}"
+            )
         self._num_codebooks = n
 
     def post_load(self) -> None:
@@ -146,7 +147,7 @@ class Mimi(nn.Module):
         """
         _check_pcm(pcm, "stream_encode", self.frame_size)
         self._check_batch(state, pcm.shape[0])
-        x = pcm.astype(self._dtype).transpose(0, 2, 1)                # [B, T, 1]
+        x = pcm.astype(self._dtype).transpose(0, 2, 1)  # [B, T, 1]
         emb, enc = self.encoder.step(x, state.encoder)
         (emb,) = self.encoder_transformer(emb, state.encoder_transformer)
         emb, down = self.downsample.conv.step(emb, state.downsample)  # [B, k, D]
@@ -157,7 +158,7 @@ class Mimi(nn.Module):
         """Decode the next frames of codes [B, K, k] -> (audio [B, 1, k * frame_size] float32, new state)."""
         self._check_codes(codes, "stream_decode")
         self._check_batch(state, codes.shape[0])
-        emb = self.quantizer.decode(codes.transpose(0, 2, 1))        # [B, k, D]
+        emb = self.quantizer.decode(codes.transpose(0, 2, 1))  # [B, k, D]
         emb, up = self.upsample.convtr.step(emb, state.upsample)
         (emb,) = self.decoder_transformer(emb, state.decoder_transformer)
         out, dec = self.decoder.step(emb, state.decoder)
@@ -193,7 +194,7 @@ class Mimi(nn.Module):
             x = mx.pad(x, [(0, 0), (0, frames * self.frame_size - t), (0, 0)])
         emb = self.encoder(x)
         (emb,) = self.encoder_transformer(emb)
-        return self.downsample.conv(emb)                             # [B, F, D]
+        return self.downsample.conv(emb)  # [B, F, D]
 
     # ---- facade: one implicit stream ----
     def reset(self) -> None:
@@ -233,5 +234,7 @@ class Mimi(nn.Module):
     def _check_batch(state: MimiState, batch: int) -> None:
         have = state.downsample.prev.shape[0]
         if have != batch:
-            raise ValueError(f"the streaming state was made for batch {have}, got batch {batch}; "
-                             "make a new state (or call reset()) to change the batch size")
+            raise ValueError(
+                f"the streaming state was made for batch {have}, got batch {batch}; "
+                "make a new state (or call reset()) to change the batch size"
+            )

@@ -40,8 +40,9 @@ _owners: dict[threading.Thread, Callable[[], bool] | None] = {}  # live owner th
 _lock = threading.Lock()
 
 
-def start_owner_thread(target: Callable[[], None], name: str,
-                       stop: Callable[[], bool] | None = None) -> threading.Thread:
+def start_owner_thread(
+    target: Callable[[], None], name: str, stop: Callable[[], bool] | None = None
+) -> threading.Thread:
     """Runs `target` on a new daemon thread that releases its MLX state as its last act.
 
     `stop`, if given, asks `target` to return soon (from any thread; process exit calls it) and returns

@@ -93,8 +93,12 @@ def _existing_folder(path: Path, what: str) -> Path:
     return parent
 
 
-def check_new_file(path: str | os.PathLike, what: str, protect: dict[str, str | os.PathLike],
-                   probe: Callable[[Path], None] | None = None) -> Path:  # fmt: skip
+def check_new_file(
+    path: str | os.PathLike,
+    what: str,
+    protect: dict[str, str | os.PathLike],
+    probe: Callable[[Path], None] | None = None,
+) -> Path:
     """Checks that `path` can be written as the `what` output, before any work.
 
     Args:
@@ -118,8 +122,10 @@ def check_new_file(path: str | os.PathLike, what: str, protect: dict[str, str | 
     if path.is_symlink() and not path.exists():
         raise OutputError(f"{what} {path} is a broken link (to {os.readlink(path)}): remove it or name another file")
     if path.exists() and not path.is_file():
-        raise OutputError(f"{what} {path} is not a regular file (a pipe, terminal or device), which would be "
-                          f"replaced: name a file ({os.devnull} discards)")  # fmt: skip
+        raise OutputError(
+            f"{what} {path} is not a regular file (a pipe, terminal or device), which would be "
+            f"replaced: name a file ({os.devnull} discards)"
+        )
     folder = _existing_folder(Path(os.path.realpath(path)) if path.is_symlink() else path, what)
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".moshi-probe-", suffix=path.suffix)

@@ -41,10 +41,13 @@ class Sampling:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        for name, value, (lo, hi) in (("temp", self.temp, TEMP_RANGE), ("text_temp", self.text_temp, TEMP_RANGE),
-                                      ("top_k", self.top_k, TOP_K_RANGE), ("text_top_k", self.text_top_k, TOP_K_RANGE),
-                                      ("seed", SEED_RANGE[0] if self.seed is None else self.seed,
-                                       SEED_RANGE)):  # fmt: skip
+        for name, value, (lo, hi) in (
+            ("temp", self.temp, TEMP_RANGE),
+            ("text_temp", self.text_temp, TEMP_RANGE),
+            ("top_k", self.top_k, TOP_K_RANGE),
+            ("text_top_k", self.text_top_k, TOP_K_RANGE),
+            ("seed", SEED_RANGE[0] if self.seed is None else self.seed, SEED_RANGE),
+        ):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and lo <= value <= hi):
                 raise ConfigError(f"sampling {name} {value!r} is out of range: use {lo:g} to {hi}")
 
@@ -77,8 +80,14 @@ class MoshiPipeline:
         if mimi.num_codebooks < needed:
             mimi.set_num_codebooks(needed)
         self.mimi, self.lm, self.text, self.sampling = mimi, lm, text, sampling
-        self.gen = LmGen(lm, temp=sampling.temp, text_temp=sampling.text_temp, top_k=sampling.top_k,
-                         text_top_k=sampling.text_top_k, seed=sampling.seed)
+        self.gen = LmGen(
+            lm,
+            temp=sampling.temp,
+            text_temp=sampling.text_temp,
+            top_k=sampling.top_k,
+            text_top_k=sampling.text_top_k,
+            seed=sampling.seed,
+        )
         self.notes: list[str] = []  # what a person should know about how the model was set up
         self.frame_size = mimi.frame_size
         if self.frame_size != FRAME:
@@ -87,7 +96,10 @@ class MoshiPipeline:
 
     @classmethod
     def from_files(
-        cls, files: ModelFiles, sampling: Sampling = Sampling(), dtype: mx.Dtype | None = None,
+        cls,
+        files: ModelFiles,
+        sampling: Sampling = Sampling(),
+        dtype: mx.Dtype | None = None,
         kv_bits: int | Literal["auto"] | None = KV_AUTO,
     ) -> MoshiPipeline:
         """Load everything from local files (call on the thread that will run the steps).
@@ -104,8 +116,10 @@ class MoshiPipeline:
         if resident:
             pipe.notes.append(resident)
         if kv_bits == KV_AUTO and lm.kv_bits is not None:
-            pipe.notes.append(f"Memory is tight: the attention cache is stored at {lm.kv_bits} bits "
-                              "(about half its size, ~1% error in attention scores)")  # fmt: skip
+            pipe.notes.append(
+                f"Memory is tight: the attention cache is stored at {lm.kv_bits} bits "
+                "(about half its size, ~1% error in attention scores)"
+            )
         return pipe
 
     def reset(self) -> None:

@@ -46,47 +46,77 @@ def build_parser() -> argparse.ArgumentParser:
         f"While talking: {KEYS}.",
     )
     m = p.add_argument_group("model")
-    m.add_argument("--hf-repo", default=None, type=name,
-                   help=f"Hugging Face repo id or local folder (default {release.DEFAULT_REPO}; "
-                        f"{release.mlx_repo(voice='moshika')} for the female voice; a folder written by "
-                        "`python -m quantize`)")  # fmt: skip
-    m.add_argument("-q", "--quantized", type=int, choices=tuple(release.GROUP_SIZE), default=None,
-                   help="pick model.q4 / model.q8 when the repo has several (default: detected from the files)")
+    m.add_argument(
+        "--hf-repo",
+        default=None,
+        type=name,
+        help=f"Hugging Face repo id or local folder (default {release.DEFAULT_REPO}; "
+        f"{release.mlx_repo(voice='moshika')} for the female voice; a folder written by "
+        "`python -m quantize`)",
+    )
+    m.add_argument(
+        "-q",
+        "--quantized",
+        type=int,
+        choices=tuple(release.GROUP_SIZE),
+        default=None,
+        help="pick model.q4 / model.q8 when the repo has several (default: detected from the files)",
+    )
     m.add_argument("--moshi-weight", type=name, help="LM weights (.safetensors path or hf://owner/repo/file)")
     m.add_argument("--mimi-weight", type=name, help=f"Mimi codec weights ({release.MIMI_FILE})")
     m.add_argument("--tokenizer", type=name, help=f"text tokenizer ({release.TOKENIZER_FILE})")
     m.add_argument("--config", type=name, help="LM config JSON in Kyutai's schema (default: the repo's, else Moshi 7B)")
-    m.add_argument("--kv-bits", choices=tuple(kv_bits_choices()), default=KV_AUTO,
-                   help="bits of the LM's attention cache: 16 keeps it as the reference does; 8 takes 0.82 instead of "
-                        "1.46 GiB for the 7B (4-bit 7B: 5.35 instead of 5.99 GiB) at ~1%% error in attention "
-                        "scores; auto (default): 16 where it fits in memory, else 8")
+    m.add_argument(
+        "--kv-bits",
+        choices=tuple(kv_bits_choices()),
+        default=KV_AUTO,
+        help="bits of the LM's attention cache: 16 keeps it as the reference does; 8 takes 0.82 instead of "
+        "1.46 GiB for the 7B (4-bit 7B: 5.35 instead of 5.99 GiB) at ~1%% error in attention "
+        "scores; auto (default): 16 where it fits in memory, else 8",
+    )
     s = p.add_argument_group("sampling")
     temp, top_k = number(float, *TEMP_RANGE), number(int, *TOP_K_RANGE)
     s.add_argument("--temp", type=temp, default=0.8, help="audio temperature (0: greedy; default 0.8)")
     s.add_argument("--text-temp", type=temp, default=0.7, help="text temperature (0: greedy; default 0.7)")
     s.add_argument("--top-k", type=top_k, default=250, help="audio top-k (default 250)")
     s.add_argument("--text-top-k", type=top_k, default=25, help="text top-k (default 25)")
-    s.add_argument("--seed", type=number(int, *SEED_RANGE), default=None,
-                   help="makes sampling repeatable ({} to {})".format(*SEED_RANGE))
+    s.add_argument(
+        "--seed",
+        type=number(int, *SEED_RANGE),
+        default=None,
+        help="makes sampling repeatable ({} to {})".format(*SEED_RANGE),
+    )
     a = p.add_argument_group("live audio")
     a.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     a.add_argument("--input-device", type=name, help="microphone: index or part of its name (default: system default)")
     a.add_argument("--output-device", type=name, help="speaker: index or part of its name (default: system default)")
-    a.add_argument("--no-echo-cancel", action="store_true",
-                   help="turn off echo cancellation (fine with headphones)")
-    a.add_argument("--max-lag", type=number(int, 0, MAX_LAG), default=2,
-                   help="frames (80 ms each) the model may fall behind before input is skipped (default 2)")
-    a.add_argument("--record", metavar="DIR", type=name,
-                   help="save the conversation as it goes: user.wav, moshi.wav, transcript.jsonl (also in file "
-                        "mode); a folder that already holds a recording is refused, never overwritten")  # fmt: skip
+    a.add_argument("--no-echo-cancel", action="store_true", help="turn off echo cancellation (fine with headphones)")
+    a.add_argument(
+        "--max-lag",
+        type=number(int, 0, MAX_LAG),
+        default=2,
+        help="frames (80 ms each) the model may fall behind before input is skipped (default 2)",
+    )
+    a.add_argument(
+        "--record",
+        metavar="DIR",
+        type=name,
+        help="save the conversation as it goes: user.wav, moshi.wav, transcript.jsonl (also in file "
+        "mode); a folder that already holds a recording is refused, never overwritten",
+    )
     f = p.add_argument_group("file mode")
     f.add_argument("--input", metavar="FILE", type=name, help="run over this audio file instead of the microphone")
-    f.add_argument("--output", metavar="FILE", type=name,
-                   help="where to write Moshi's answer (24 kHz), with --input, as it is produced; the extension "
-                        "names the format (.wav, .flac, .ogg, .mp3...). Never the input; on Ctrl-C or an error "
-                        "it holds the answer so far")  # fmt: skip
-    f.add_argument("--transcript", metavar="FILE", type=name,
-                   help="timed transcript as JSON (text, words, pieces), with --input")
+    f.add_argument(
+        "--output",
+        metavar="FILE",
+        type=name,
+        help="where to write Moshi's answer (24 kHz), with --input, as it is produced; the extension "
+        "names the format (.wav, .flac, .ogg, .mp3...). Never the input; on Ctrl-C or an error "
+        "it holds the answer so far",
+    )
+    f.add_argument(
+        "--transcript", metavar="FILE", type=name, help="timed transcript as JSON (text, words, pieces), with --input"
+    )
     return p
 
 
@@ -135,9 +165,16 @@ def _resolve(args: argparse.Namespace):
     from .loading.memory import check_download_fits
     from .pipeline import check_configs
 
-    files = resolve_model_files(args.hf_repo, args.quantized, moshi_weight=args.moshi_weight,
-                                mimi_weight=args.mimi_weight, tokenizer=args.tokenizer, config=args.config,
-                                tqdm_class=tqdm, before_download=check_download_fits)  # fmt: skip
+    files = resolve_model_files(
+        args.hf_repo,
+        args.quantized,
+        moshi_weight=args.moshi_weight,
+        mimi_weight=args.mimi_weight,
+        tokenizer=args.tokenizer,
+        config=args.config,
+        tqdm_class=tqdm,
+        before_download=check_download_fits,
+    )
     check_configs(files)  # a bad value fails now, before minutes of loading (or a crash building the model)
     return files
 
@@ -153,8 +190,13 @@ def _echo(args: argparse.Namespace):
 
 def _record_meta(args: argparse.Namespace, files) -> dict:
     """What a recording's metadata says about the run."""
-    return {"model": files.source, "moshi": str(files.moshi), "temp": args.temp, "text_temp": args.text_temp,
-            "seed": args.seed}
+    return {
+        "model": files.source,
+        "moshi": str(files.moshi),
+        "temp": args.temp,
+        "text_temp": args.text_temp,
+        "seed": args.seed,
+    }
 
 
 def list_devices_main(audio_backend=None) -> int:
@@ -183,16 +225,29 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
 
             pcm = read_audio(args.input)  # a bad file fails now, before minutes of loading
             files = _resolve(args)
-            return run_file(_factory(args, files), pcm, args.output, source=args.input,
-                            transcript=args.transcript, max_lag_frames=args.max_lag, record=args.record,
-                            record_meta=_record_meta(args, files))  # fmt: skip
+            return run_file(
+                _factory(args, files),
+                pcm,
+                args.output,
+                source=args.input,
+                transcript=args.transcript,
+                max_lag_frames=args.max_lag,
+                record=args.record,
+                record_meta=_record_meta(args, files),
+            )
         from .audio.devices import AudioIO
         from .dialog.live import run_live
 
         audio = AudioIO(args.input_device, args.output_device, backend=audio_backend)  # a missing sound card is
         files = _resolve(args)  # said before the model is fetched (4.5 GB on a first run)
-        return run_live(_factory(args, files), audio, max_lag_frames=args.max_lag, echo=_echo(args),
-                        record=args.record, record_meta=_record_meta(args, files))  # fmt: skip
+        return run_live(
+            _factory(args, files),
+            audio,
+            max_lag_frames=args.max_lag,
+            echo=_echo(args),
+            record=args.record,
+            record_meta=_record_meta(args, files),
+        )
     except MoshiError as e:
         msg = for_cli(e)
         if isinstance(e, NoAudioDeviceError):

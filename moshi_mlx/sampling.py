@@ -7,7 +7,7 @@ import mlx.core as mx
 # What a sampling setting may be, (lowest, highest) both included: `pipeline.Sampling` refuses anything else,
 # and front ends check them when they read a command line or a setting.
 TEMP_RANGE = (0.0, 100.0)  # 0: greedy; far past any useful temperature: catches typos, not taste
-TOP_K_RANGE = (1, 2**20)   # past any vocabulary: a k at least the vocabulary samples from every token
+TOP_K_RANGE = (1, 2**20)  # past any vocabulary: a k at least the vocabulary samples from every token
 SEED_RANGE = (0, 2**64 - 1)  # mx.random.key takes an unsigned 64-bit seed
 
 
@@ -22,7 +22,7 @@ def sample(logits: mx.array, temp: float, top_k: int, key: mx.array | None) -> m
     scaled = logits.astype(mx.float32) / temp
     vocab = scaled.shape[-1]
     if 0 < top_k < vocab:
-        idx = mx.argpartition(-scaled, kth=top_k - 1, axis=-1)[..., :top_k]   # [B, k], unordered
+        idx = mx.argpartition(-scaled, kth=top_k - 1, axis=-1)[..., :top_k]  # [B, k], unordered
         choice = mx.random.categorical(mx.take_along_axis(scaled, idx, axis=-1), key=key)
         return mx.take_along_axis(idx, choice[..., None], axis=-1)[..., 0].astype(mx.int32)
     return mx.random.categorical(scaled, key=key).astype(mx.int32)

@@ -46,8 +46,8 @@ class TextStream:
             except (OSError, RuntimeError) as e:
                 raise ConfigError(f"{tokenizer}: not a sentencepiece model ({e})") from None
         self.padding_ids = frozenset(int(i) for i in padding_ids)
-        self._word: list[int] = []   # pieces of the word being spelled
-        self._started = False        # some text was emitted (a new word then needs a space)
+        self._word: list[int] = []  # pieces of the word being spelled
+        self._started = False  # some text was emitted (a new word then needs a space)
 
     def push(self, token: int) -> TextStep:
         """Add one text token."""
@@ -68,7 +68,7 @@ class TextStream:
         # a bare "▁" piece already showed its space: the word it "completes" is empty and adds none
         lead = " " if piece.startswith(WORD_START) and (done or (done is None and self._started)) else ""
         self._started = True
-        delta = after[len(before):] if after.startswith(before) else after
+        delta = after[len(before) :] if after.startswith(before) else after
         return TextStep(lead + delta, done or None, starts)
 
     def flush(self) -> str | None:

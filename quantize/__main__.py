@@ -28,8 +28,8 @@ Make MLX weights for moshi_mlx (and Kyutai's moshi_mlx) from a PyTorch-layout Mo
 Kyutai's {TORCH_REPO} or a fine-tune saved in the same layout.
 
 Writes into DIR, in Kyutai's MLX release layout: {MOSHI_FILES[None]} (float), {MOSHI_FILES[8]} (8 bits,
-group {GROUP_SIZE[8]}) and {MOSHI_FILES[4]} (4 bits, group {GROUP_SIZE[4]}), or only the precision given with --q-bits; a
-config.json (Kyutai's LM schema with "moshi_name", "mimi_name", "tokenizer_name", the mlx-lm style
+group {GROUP_SIZE[8]}) and {MOSHI_FILES[4]} (4 bits, group {GROUP_SIZE[4]}), or only the precision given with
+--q-bits; a config.json (Kyutai's LM schema with "moshi_name", "mimi_name", "tokenizer_name", the mlx-lm style
 "quantization" of the file named by "moshi_name", and "model_files" giving each file's quantization);
 and copies of the text tokenizer and Mimi checkpoint when the source has them. Then it loads every file
 back, runs a generation step, and prints how closely each quantized model agrees with the float one.
@@ -52,32 +52,65 @@ def build_parser() -> argparse.ArgumentParser:
     from .convert import DTYPES
     from .report import MAX_REPORT_STEPS
 
-    p = CliParser(prog="python -m quantize", description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", metavar="SOURCE", type=name,
-                   help="PyTorch-layout checkpoint: a .safetensors file, a folder holding model.safetensors "
-                        "(or consolidated.safetensors, or the file config.json names), or a Hugging Face repo "
-                        f"id such as {TORCH_REPO} (downloaded into the hub cache)")
+    p = CliParser(
+        prog="python -m quantize",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "source",
+        metavar="SOURCE",
+        type=name,
+        help="PyTorch-layout checkpoint: a .safetensors file, a folder holding model.safetensors "
+        "(or consolidated.safetensors, or the file config.json names), or a Hugging Face repo "
+        f"id such as {TORCH_REPO} (downloaded into the hub cache)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", type=name, help="output folder (created if missing)")
-    p.add_argument("--config", metavar="CONFIG.json", type=name,
-                   help="the model's JSON config in Kyutai's schema; default: config.json next to the "
-                        f"checkpoint, else the released 7B config ({DEFAULT_PRESET})")
-    p.add_argument("--q-bits", type=int, metavar="{4,8}",
-                   help="write only this precision (4 or 8 bits); default: float, 8-bit and 4-bit files")
-    p.add_argument("--q-group-size", type=int, metavar="N",
-                   help=f"quantization group size (32, 64 or 128); default: {GROUP_SIZE[4]} for 4 bits, {GROUP_SIZE[8]} "
-                        "for 8 bits, as Kyutai's releases")
-    p.add_argument("--dtype", default="bfloat16", choices=tuple(DTYPES), metavar="{" + ",".join(DTYPES) + "}",
-                   help="float dtype of the float file, of the norms and of the scales/biases (default: "
-                        "bfloat16, as Kyutai's releases; weights are cast to it before quantizing)")
-    p.add_argument("--mixed", action="store_true",
-                   help="mixed-precision 4-bit file: embeddings and output heads at 8 bits (group 64), the "
-                        "transformers at 4 bits; clearly better agreement for ~4%% more size at 7B. Such a "
-                        "file loads in moshi_mlx, not in Kyutai's moshi_mlx (which quantizes uniformly)")
+    p.add_argument(
+        "--config",
+        metavar="CONFIG.json",
+        type=name,
+        help="the model's JSON config in Kyutai's schema; default: config.json next to the "
+        f"checkpoint, else the released 7B config ({DEFAULT_PRESET})",
+    )
+    p.add_argument(
+        "--q-bits",
+        type=int,
+        metavar="{4,8}",
+        help="write only this precision (4 or 8 bits); default: float, 8-bit and 4-bit files",
+    )
+    p.add_argument(
+        "--q-group-size",
+        type=int,
+        metavar="N",
+        help=f"quantization group size (32, 64 or 128); default: {GROUP_SIZE[4]} for 4 bits, {GROUP_SIZE[8]} "
+        "for 8 bits, as Kyutai's releases",
+    )
+    p.add_argument(
+        "--dtype",
+        default="bfloat16",
+        choices=tuple(DTYPES),
+        metavar="{" + ",".join(DTYPES) + "}",
+        help="float dtype of the float file, of the norms and of the scales/biases (default: "
+        "bfloat16, as Kyutai's releases; weights are cast to it before quantizing)",
+    )
+    p.add_argument(
+        "--mixed",
+        action="store_true",
+        help="mixed-precision 4-bit file: embeddings and output heads at 8 bits (group 64), the "
+        "transformers at 4 bits; clearly better agreement for ~4%% more size at 7B. Such a "
+        "file loads in moshi_mlx, not in Kyutai's moshi_mlx (which quantizes uniformly)",
+    )
     p.add_argument("--force", action="store_true", help="replace files already in DIR")
-    p.add_argument("--report-steps", type=number(int, 0, MAX_REPORT_STEPS), default=32, metavar="N",
-                   help=f"teacher-forced steps of the agreement report (default 32, at most {MAX_REPORT_STEPS}; "
-                        "0: only verify that each file loads and runs)")
+    p.add_argument(
+        "--report-steps",
+        type=number(int, 0, MAX_REPORT_STEPS),
+        default=32,
+        metavar="N",
+        help=f"teacher-forced steps of the agreement report (default 32, at most {MAX_REPORT_STEPS}; "
+        "0: only verify that each file loads and runs)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -88,9 +121,15 @@ class Result:
     reports: list[FileReport]
 
 
-def prepare(source: str, out: str | Path, config: str | None = None, opts: Options | None = None,
-            report_steps: int = 32, download: Callable[..., str] | None = None,
-            echo: Callable[[str], object] = print) -> Plan:
+def prepare(
+    source: str,
+    out: str | Path,
+    config: str | None = None,
+    opts: Options | None = None,
+    report_steps: int = 32,
+    download: Callable[..., str] | None = None,
+    echo: Callable[[str], object] = print,
+) -> Plan:
     """Everything checked before any work: the source and its config, the precisions, --out (default
     options: Options()).
 
@@ -112,8 +151,7 @@ def prepare(source: str, out: str | Path, config: str | None = None, opts: Optio
         raise output_error(e, Path(out)) from None
 
 
-def execute(job: Plan, report_steps: int = 32, progress: bool = True,
-            echo: Callable[[str], object] = print) -> Result:
+def execute(job: Plan, report_steps: int = 32, progress: bool = True, echo: Callable[[str], object] = print) -> Result:
     """Convert, verify and report, then move the files into --out.
 
     Raises:
@@ -140,9 +178,15 @@ def execute(job: Plan, report_steps: int = 32, progress: bool = True,
     return Result(files, reports)
 
 
-def run(source: str, out: str | Path, config: str | None = None, opts: Options | None = None,
-        report_steps: int = 32, download: Callable[..., str] | None = None,
-        echo: Callable[[str], object] = print) -> Result:
+def run(
+    source: str,
+    out: str | Path,
+    config: str | None = None,
+    opts: Options | None = None,
+    report_steps: int = 32,
+    download: Callable[..., str] | None = None,
+    echo: Callable[[str], object] = print,
+) -> Result:
     """Resolve the source, convert, verify and report, then move the files into `out` (default options:
     Options())."""
     job = prepare(source, out, config, opts, report_steps, download, echo)
@@ -167,8 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     except MoshiError as e:
         print_error(str(e))
         return 2
-    opts = Options(bits=args.q_bits, group_size=args.q_group_size, dtype=args.dtype, mixed=args.mixed,
-                   force=args.force, progress=not args.no_progress)
+    opts = Options(
+        bits=args.q_bits,
+        group_size=args.q_group_size,
+        dtype=args.dtype,
+        mixed=args.mixed,
+        force=args.force,
+        progress=not args.no_progress,
+    )
     code = 2  # bad input, refused before any work
     try:
         job = prepare(args.source, args.out, args.config, opts, args.report_steps)

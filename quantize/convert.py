@@ -44,12 +44,12 @@ _STAGING_PREFIX = ".quantize-"
 
 @dataclass(frozen=True)
 class Options:
-    bits: int | None = None          # None: float + q8 + q4
-    group_size: int | None = None    # None: 32 for 4 bits, 64 for 8 bits
-    dtype: str = "bfloat16"          # float dtype of the float file, the norms, scales and biases
-    mixed: bool = False              # mixed-precision 4-bit file (see recipes.py)
-    force: bool = False              # replace existing outputs
-    progress: bool = True            # tqdm bar on stderr
+    bits: int | None = None  # None: float + q8 + q4
+    group_size: int | None = None  # None: 32 for 4 bits, 64 for 8 bits
+    dtype: str = "bfloat16"  # float dtype of the float file, the norms, scales and biases
+    mixed: bool = False  # mixed-precision 4-bit file (see recipes.py)
+    force: bool = False  # replace existing outputs
+    progress: bool = True  # tqdm bar on stderr
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,8 @@ class Staged:
     config: Path
     outputs: list[Output]
     cfg: LmConfig
-    names: list[str]                 # every file to move into --out
-    created_out: bool = False        # --out did not exist before this run
+    names: list[str]  # every file to move into --out
+    created_out: bool = False  # --out did not exist before this run
 
 
 @dataclass(frozen=True)
@@ -72,11 +72,11 @@ class Plan:
     out: Path
     dtype: mx.Dtype
     cfg: LmConfig
-    raw: dict                        # the Kyutai JSON config `cfg` came from
-    model: Lm                        # lazily initialised skeleton: names, shapes and module kinds, never computed
+    raw: dict  # the Kyutai JSON config `cfg` came from
+    model: Lm  # lazily initialised skeleton: names, shapes and module kinds, never computed
     outputs: list[Output]
-    names: list[str]                 # every file to move into --out
-    tensors: dict                    # the source's tensors under our names, read lazily
+    names: list[str]  # every file to move into --out
+    tensors: dict  # the source's tensors under our names, read lazily
 
 
 def lm_config(source: Source) -> tuple[LmConfig, dict]:
@@ -109,9 +109,13 @@ def open_source(source: Source, cfg: LmConfig, model: Lm) -> dict:
         raise CheckpointError(f"{where}: tensors that are not float weights: {not_float[:8]}")
     mapping = map_lm_torch if fmt is CheckpointFormat.LM_KYUTAI_TORCH else map_lm_mlx
     tensors = mapping(load_tensors(source.weights), cfg, where)
-    check_tensors_match(model, tensors, f"{where} ({fmt.value})",
-                        f"Check that the checkpoint and the config ({source.config_origin}) belong to the same "
-                        "model; pass the fine-tune's own JSON config.")
+    check_tensors_match(
+        model,
+        tensors,
+        f"{where} ({fmt.value})",
+        f"Check that the checkpoint and the config ({source.config_origin}) belong to the same "
+        "model; pass the fine-tune's own JSON config.",
+    )
     return tensors
 
 
@@ -128,14 +132,24 @@ def _entries(names: list[str], params: dict[str, tuple], specs: dict[str, QuantS
             out.append(Entry(name, dtype, params[name]))
             continue
         rows, (packed, groups) = params[name][:-1], quantized_columns(params[name][-1], spec.bits, spec.group_size)
-        out += [Entry(name, mx.uint32, (*rows, packed)),
-                Entry(f"{path}.scales", dtype, (*rows, groups)),
-                Entry(f"{path}.biases", dtype, (*rows, groups))]
+        out += [
+            Entry(name, mx.uint32, (*rows, packed)),
+            Entry(f"{path}.scales", dtype, (*rows, groups)),
+            Entry(f"{path}.biases", dtype, (*rows, groups)),
+        ]
     return out
 
 
-def write_weights(staging: Path, outputs: list[Output], tensors: dict, model: Lm, dtype: mx.Dtype,
-                  progress: bool = True, out: Path | None = None, extra_bytes: int = 0) -> None:
+def write_weights(
+    staging: Path,
+    outputs: list[Output],
+    tensors: dict,
+    model: Lm,
+    dtype: mx.Dtype,
+    progress: bool = True,
+    out: Path | None = None,
+    extra_bytes: int = 0,
+) -> None:
     """One pass over the source: each tensor is read once, written to every output, then dropped.
 
     First, OutputError if the files (and `extra_bytes` more) cannot fit in `staging`."""
@@ -187,8 +201,11 @@ def config_for_folder(raw: dict, outputs: list[Output], extras: dict[str, str]) 
     "moshi_name" and "quantization" describe the lowest-precision file (the one a Mac will run);
     "model_files" records every file of the folder.
     """
-    out = {k: v for k, v in raw.items()
-           if k not in ("quantization", "model_files", "moshi_name", "mimi_name", "tokenizer_name", "mimi_config_name")}
+    out = {
+        k: v
+        for k, v in raw.items()
+        if k not in ("quantization", "model_files", "moshi_name", "mimi_name", "tokenizer_name", "mimi_config_name")
+    }
     primary = outputs[-1]
     out["moshi_name"] = primary.file_name
     out.update(extras)
@@ -210,8 +227,9 @@ def check_destination(out: Path, names: list[str], source: Source, force: bool) 
         raise ConfigError(f"--out {out} holds the source files, which the output would replace: choose another folder.")
     existing = [n for n in names if (out / n).exists()]
     if existing and not force:
-        raise ConfigError(f"{out} already holds {', '.join(existing)}: pass --force to replace them, "
-                          "or choose another --out.")
+        raise ConfigError(
+            f"{out} already holds {', '.join(existing)}: pass --force to replace them, or choose another --out."
+        )
 
 
 def remove_stale_staging(out: Path) -> list[Path]:
@@ -221,7 +239,7 @@ def remove_stale_staging(out: Path) -> list[Path]:
     """
     removed = []
     for d in out.glob(f"{_STAGING_PREFIX}*.partial") if out.is_dir() else []:
-        pid = d.name[len(_STAGING_PREFIX):].split("-", 1)[0]
+        pid = d.name[len(_STAGING_PREFIX) :].split("-", 1)[0]
         if d.is_dir() and pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d)

@@ -84,10 +84,15 @@ def _child(code: str, args: list[str]) -> tuple[float, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = CliParser(prog="python -m quantize.memcheck", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dim", type=number(int, HEAD_DIM, 8192), default=2048,
-                   help=f"temporal transformer width, a multiple of {HEAD_DIM} up to 8192 (default 2048)")
+    p = CliParser(
+        prog="python -m quantize.memcheck", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--dim",
+        type=number(int, HEAD_DIM, 8192),
+        default=2048,
+        help=f"temporal transformer width, a multiple of {HEAD_DIM} up to 8192 (default 2048)",
+    )
     p.add_argument("--layers", type=number(int, 1, 64), default=16, help="temporal transformer layers (default 16)")
     p.add_argument("--workdir", default=None, help="where to put the temporary files (default: the system's)")
     args = p.parse_args(argv)
@@ -103,13 +108,26 @@ def main(argv: list[str] | None = None) -> int:
         src.parent.mkdir()
         t = time.perf_counter()
         size = write_random_checkpoint(src, cfg)
-        print(f"synthetic checkpoint: dim {args.dim}, {args.layers} layers, {size / GB:.2f} GB bf16 "
-              f"(written in {time.perf_counter() - t:.0f} s)")
+        print(
+            f"synthetic checkpoint: dim {args.dim}, {args.layers} layers, {size / GB:.2f} GB bf16 "
+            f"(written in {time.perf_counter() - t:.0f} s)"
+        )
         out = work / "out"
         secs, peak = _child(_STAGE_ONLY, [str(src), str(work / "config.json"), str(out)])
         print(f"conversion only (bf16 + q8 + q4 written): {secs:.0f} s, peak RSS {peak / GB:.2f} GB")
-        wall, peak_all = _child(_WHOLE, [str(src), "--config", str(work / "config.json"), "--out", str(out),
-                                         "--no-progress", "--report-steps", "0"])
+        wall, peak_all = _child(
+            _WHOLE,
+            [
+                str(src),
+                "--config",
+                str(work / "config.json"),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--report-steps",
+                "0",
+            ],
+        )
         written = {f.name: f.stat().st_size for f in out.iterdir() if f.suffix == ".safetensors"}
         total = sum(written.values())
         print(f"whole command (conversion + loading each file back): {wall:.0f} s, peak RSS {peak_all / GB:.2f} GB")

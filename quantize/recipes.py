@@ -43,8 +43,8 @@ class Output:
     """One weight file to write."""
 
     file_name: str
-    recipe: QuantRecipe | None   # None: float (in the conversion dtype)
-    label: str                   # how the report names it
+    recipe: QuantRecipe | None  # None: float (in the conversion dtype)
+    label: str  # how the report names it
 
     @property
     def bits(self) -> int | None:

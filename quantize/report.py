@@ -47,16 +47,16 @@ class Agreement:
 class FileReport:
     file_name: str
     label: str
-    size: int                       # bytes on disk
-    verified: bool                  # loaded and stepped (False: did not fit in memory here)
-    agreement: Agreement | None     # None for the float reference or when it could not be computed
+    size: int  # bytes on disk
+    verified: bool  # loaded and stepped (False: did not fit in memory here)
+    agreement: Agreement | None  # None for the float reference or when it could not be computed
     note: str = ""
 
 
 @dataclass(frozen=True)
 class Logits:
-    text: np.ndarray    # [T, text_card] float64
-    audio: np.ndarray   # [dep_q, T, card] float64, NaN where a delayed stream is unknown
+    text: np.ndarray  # [T, text_card] float64
+    audio: np.ndarray  # [dep_q, T, card] float64, NaN where a delayed stream is unknown
 
 
 def fixed_codes(cfg: LmConfig, steps: int, seed: int = SEED) -> mx.array:
@@ -117,8 +117,9 @@ def _free() -> None:
     mx.clear_cache()
 
 
-def verify_and_report(folder: Path, config: Path, outputs, reference: tuple[Path, LmConfig, mx.Dtype] | None,
-                      steps: int = 32) -> list[FileReport]:
+def verify_and_report(
+    folder: Path, config: Path, outputs, reference: tuple[Path, LmConfig, mx.Dtype] | None, steps: int = 32
+) -> list[FileReport]:
     """Load every output file from `folder`, step it, and (steps > 0) measure its agreement.
 
     Args:
@@ -166,13 +167,21 @@ def verify_and_report(folder: Path, config: Path, outputs, reference: tuple[Path
 
 def format_report(reports: list[FileReport], steps: int) -> str:
     """A plain-text table: size, then agreement with the float model."""
-    head = (f"{'file':<24} {'weights':<10} {'size':>10}  {'text top-1':>10} {'text KL':>9}  "
-            f"{'audio top-1':>11} {'audio KL':>9}")
-    lines = [f"Agreement with the float model, teacher-forced over {steps} random steps (float32 activations):",
-             head, "-" * len(head)]
+    head = (
+        f"{'file':<24} {'weights':<10} {'size':>10}  {'text top-1':>10} {'text KL':>9}  "
+        f"{'audio top-1':>11} {'audio KL':>9}"
+    )
+    lines = [
+        f"Agreement with the float model, teacher-forced over {steps} random steps (float32 activations):",
+        head,
+        "-" * len(head),
+    ]
     for r in reports:
         a = r.agreement
-        figures = (f"{a.text_top1:>10.3f} {a.text_kl:>9.2e}  {a.audio_top1:>11.3f} {a.audio_kl:>9.2e}" if a
-                   else f"{'':>10} {'':>9}  {'':>11} {'':>9}")
+        figures = (
+            f"{a.text_top1:>10.3f} {a.text_kl:>9.2e}  {a.audio_top1:>11.3f} {a.audio_kl:>9.2e}"
+            if a
+            else f"{'':>10} {'':>9}  {'':>11} {'':>9}"
+        )
         lines.append(f"{r.file_name:<24} {r.label:<10} {size_text(r.size):>10}  {figures}  {r.note}".rstrip())
     return "\n".join(lines)

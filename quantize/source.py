@@ -24,9 +24,9 @@ class Source:
     """A resolved input."""
 
     weights: Path
-    config: dict | None                 # Kyutai-schema LM config; None: the released 7B config
-    config_origin: str                  # where it came from, for messages
-    extras: dict[str, Path] = field(default_factory=dict)   # tokenizer / Mimi: output name -> path
+    config: dict | None  # Kyutai-schema LM config; None: the released 7B config
+    config_origin: str  # where it came from, for messages
+    extras: dict[str, Path] = field(default_factory=dict)  # tokenizer / Mimi: output name -> path
     description: str = ""
 
 
@@ -38,8 +38,10 @@ def _extra_names(config: dict | None) -> dict[str, str]:
             f"the config names LoRA adapters (lora_name={config['lora_name']!r}): this tool converts full "
             "weights. Merge the adapters into the model first (moshi-finetune: save_adapters: false)."
         )
-    names = {"tokenizer_name": str(config.get("tokenizer_name", TOKENIZER_FILE)),
-             "mimi_name": str(config.get("mimi_name", MIMI_FILE))}
+    names = {
+        "tokenizer_name": str(config.get("tokenizer_name", TOKENIZER_FILE)),
+        "mimi_name": str(config.get("mimi_name", MIMI_FILE)),
+    }
     if config.get("mimi_config_name"):
         names["mimi_config_name"] = str(config["mimi_config_name"])
     return names
@@ -70,8 +72,11 @@ def resolve_local(path: Path, config_path: str | None) -> Source:
     elif (folder / CONFIG_FILE).is_file():
         config, origin = read_json_object(folder / CONFIG_FILE), str(folder / CONFIG_FILE)
     weights = _weights_in_folder(path, config) if path.is_dir() else path
-    extras = {key: path for key, name in _extra_names(config).items()
-              if (path := folder_file(folder, name, key if config and key in config else None)).is_file()}  # fmt: skip
+    extras = {
+        key: path
+        for key, name in _extra_names(config).items()
+        if (path := folder_file(folder, name, key if config and key in config else None)).is_file()
+    }
     return Source(weights, config, origin, extras, str(weights))
 
 
@@ -101,7 +106,8 @@ def resolve_hub(repo: str, config_path: str | None, download: Callable[..., str]
             raise OfflineError(
                 f"cannot download {name} from the Hugging Face repo {repo}: {why}; it is not in the Hugging Face "
                 "cache, and nothing can be downloaded offline. Connect to the internet, or download the repo "
-                "yourself and pass its local folder as SOURCE.", why,
+                "yourself and pass its local folder as SOURCE.",
+                why,
             ) from None
         except RepositoryNotFoundError:
             raise CheckpointError(

@@ -23,8 +23,14 @@ import numpy as np
 from moshi_mlx.errors import CheckpointError, MoshiError, OutputError
 from moshi_mlx.outputs import write_failure
 
-_DTYPES = {mx.bfloat16: ("BF16", mx.uint16), mx.float16: ("F16", mx.uint16), mx.float32: ("F32", mx.uint32),
-           mx.uint32: ("U32", mx.uint32), mx.int32: ("I32", mx.uint32), mx.uint8: ("U8", mx.uint8)}
+_DTYPES = {
+    mx.bfloat16: ("BF16", mx.uint16),
+    mx.float16: ("F16", mx.uint16),
+    mx.float32: ("F32", mx.uint32),
+    mx.uint32: ("U32", mx.uint32),
+    mx.int32: ("I32", mx.uint32),
+    mx.uint8: ("U8", mx.uint8),
+}
 
 
 class Entry(NamedTuple):
@@ -47,8 +53,11 @@ def _header(entries: list[Entry], metadata: dict[str, str] | None) -> tuple[byte
     for e in entries:
         if e.dtype not in _DTYPES:
             raise ValueError(f"{e.name}: dtype {e.dtype} cannot be written")
-        header[e.name] = {"dtype": _DTYPES[e.dtype][0], "shape": list(e.shape),
-                          "data_offsets": [offset, offset + e.nbytes]}
+        header[e.name] = {
+            "dtype": _DTYPES[e.dtype][0],
+            "shape": list(e.shape),
+            "data_offsets": [offset, offset + e.nbytes],
+        }
         offset += e.nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # data starts 8-byte aligned, as the safetensors spec recommends
@@ -116,8 +125,10 @@ def check_space(folder: Path, out: Path, nbytes: int) -> None:
     """OutputError before anything is written if `nbytes` will not fit on the file system of `folder`."""
     free = shutil.disk_usage(folder).free
     if nbytes > free:
-        raise OutputError(f"--out {out}: the files need {size_text(nbytes)} but only {size_text(free)} is free there: "
-                          "free some space or choose another --out")
+        raise OutputError(
+            f"--out {out}: the files need {size_text(nbytes)} but only {size_text(free)} is free there: "
+            "free some space or choose another --out"
+        )
 
 
 def output_error(e: OSError, out: Path) -> MoshiError:

@@ -35,8 +35,16 @@ LM = REPO / "tests" / "assets" / "lm"
 PLACES = {"e2e": str(E2E), "lm": str(LM)}
 RUN, QUANTIZE, BENCH = "moshi_mlx.run", "quantize", "moshi_mlx.bench"
 FILE_MODE = ("--hf-repo", "{e2e}", "--input", "{tmp}/in.wav", "--output", "{tmp}/out.wav")
-QUANT = ("{lm}/lm_small_torch.safetensors", "--config", "{lm}/lm_small.json", "--out", "{tmp}/q",
-         "--no-progress", "--report-steps", "2")  # fmt: skip
+QUANT = (
+    "{lm}/lm_small_torch.safetensors",
+    "--config",
+    "{lm}/lm_small.json",
+    "--out",
+    "{tmp}/q",
+    "--no-progress",
+    "--report-steps",
+    "2",
+)
 
 
 # -- setups: write what a case needs into its folder -------------------------------------------
@@ -104,12 +112,12 @@ def nested_header(tmp: Path) -> None:
 @dataclass(frozen=True)
 class Case:
     id: str
-    module: str                     # RUN, QUANTIZE or BENCH
+    module: str  # RUN, QUANTIZE or BENCH
     argv: tuple[str, ...]
-    code: int                       # expected exit status
-    needles: tuple[str, ...] = ()   # words the error line holds (case-insensitive)
+    code: int  # expected exit status
+    needles: tuple[str, ...] = ()  # words the error line holds (case-insensitive)
     setup: Callable[[Path], None] | None = None
-    subprocess: bool = False        # run `python -m module` for real (slower)
+    subprocess: bool = False  # run `python -m module` for real (slower)
     env: tuple[tuple[str, str], ...] = ()  # environment variables set for the run ({tmp} allowed)
 
 
@@ -134,66 +142,194 @@ CASES = [
     Case("run-transcript-dash", RUN, (*FILE_MODE, "--transcript", "-"), 2, ("--transcript -", "standard output")),
     # -- empty names: read as "." (the current folder) they were silently ignored (--transcript, --record),
     # failed after the work (--output) or gave riddles ("the audio input . is a folder")
-    *(Case(f"run{flag}-empty", RUN, (*FILE_MODE, flag, ""), 2, (flag, "empty"))
-      for flag in ("--output", "--transcript", "--record", "--input", "--hf-repo", "--moshi-weight", "--config")),
-    Case("run-input-begins-with-dash", RUN, (*FILE_MODE[:2], "--input", "-me.wav", *FILE_MODE[4:]), 2,
-         ("--input", "--flag=-value")),
+    *(
+        Case(f"run{flag}-empty", RUN, (*FILE_MODE, flag, ""), 2, (flag, "empty"))
+        for flag in ("--output", "--transcript", "--record", "--input", "--hf-repo", "--moshi-weight", "--config")
+    ),
+    Case(
+        "run-input-begins-with-dash",
+        RUN,
+        (*FILE_MODE[:2], "--input", "-me.wav", *FILE_MODE[4:]),
+        2,
+        ("--input", "--flag=-value"),
+    ),
     Case("quantize-out-empty", QUANTIZE, (*QUANT[:3], "--out", "", *QUANT[5:]), 2, ("--out", "empty")),
     Case("quantize-source-empty", QUANTIZE, ("", *QUANT[1:]), 2, ("SOURCE", "empty")),
     # -- the temporary folder, where MLX compiles its CPU kernels: the run used to fail at its first step
-    Case("run-tmpdir-missing", RUN, FILE_MODE, 2, ("TMPDIR={tmp}/gone", "not a folder"),
-         env=(("TMPDIR", "{tmp}/gone"),)),
+    Case(
+        "run-tmpdir-missing", RUN, FILE_MODE, 2, ("TMPDIR={tmp}/gone", "not a folder"), env=(("TMPDIR", "{tmp}/gone"),)
+    ),
     Case("run-tmpdir-a-file", RUN, FILE_MODE, 2, ("TMPDIR=",), env=(("TMPDIR", "{tmp}/in.wav"),)),
     Case("quantize-tmpdir-missing", QUANTIZE, QUANT, 2, ("TMPDIR=",), env=(("TMPDIR", "{tmp}/gone"),)),
     # -- run: LM configs with absurd values, refused when read (a delay of 1e9 used to segfault)
-    Case("run-config-delay-1e9", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("delays", "1000000000", "0 to"),
-         lm_config(delays=[0, 10**9] + [1] * 15), subprocess=True),
-    Case("run-config-delay-fraction", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("delays", "integer"),
-         lm_config(delays=[0, 1.5] + [1] * 15)),
-    Case("run-config-num-heads-0", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("num_heads = 0", "1 to"),
-         lm_config(num_heads=0)),
-    Case("run-config-heads-do-not-divide", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("num_heads 3",),
-         lm_config(num_heads=3)),
-    Case("run-config-context-0", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("context = 0",),
-         lm_config(context=0)),
-    Case("run-config-dim-string", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("dim", "integer"),
-         lm_config(dim="128")),
-    Case("run-config-causal-string", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("causal", "true or false"),
-         lm_config(causal="false")),
-    Case("run-config-unknown-gating", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("gating", "silu"),
-         lm_config(gating="swish")),
+    Case(
+        "run-config-delay-1e9",
+        RUN,
+        (*FILE_MODE, "--config", "{tmp}/bad.json"),
+        2,
+        ("delays", "1000000000", "0 to"),
+        lm_config(delays=[0, 10**9] + [1] * 15),
+        subprocess=True,
+    ),
+    Case(
+        "run-config-delay-fraction",
+        RUN,
+        (*FILE_MODE, "--config", "{tmp}/bad.json"),
+        2,
+        ("delays", "integer"),
+        lm_config(delays=[0, 1.5] + [1] * 15),
+    ),
+    Case(
+        "run-config-num-heads-0",
+        RUN,
+        (*FILE_MODE, "--config", "{tmp}/bad.json"),
+        2,
+        ("num_heads = 0", "1 to"),
+        lm_config(num_heads=0),
+    ),
+    Case(
+        "run-config-heads-do-not-divide",
+        RUN,
+        (*FILE_MODE, "--config", "{tmp}/bad.json"),
+        2,
+        ("num_heads 3",),
+        lm_config(num_heads=3),
+    ),
+    Case(
+        "run-config-context-0",
+        RUN,
+        (*FILE_MODE, "--config", "{tmp}/bad.json"),
+        2,
+        ("context = 0",),
+        lm_config(context=0),
+    ),
+    Case(
+        "run-config-dim-string",
+        RUN,
+        (*FILE_MODE, "--config", "{tmp}/bad.json"),
+        2,
+        ("dim", "integer"),
+        lm_config(dim="128"),
+    ),
+    Case(
+        "run-config-causal-string",
+        RUN,
+        (*FILE_MODE, "--config", "{tmp}/bad.json"),
+        2,
+        ("causal", "true or false"),
+        lm_config(causal="false"),
+    ),
+    Case(
+        "run-config-unknown-gating",
+        RUN,
+        (*FILE_MODE, "--config", "{tmp}/bad.json"),
+        2,
+        ("gating", "silu"),
+        lm_config(gating="swish"),
+    ),
     Case("run-config-card-0", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("card = 0",), lm_config(card=0)),
-    Case("run-config-dep-q-above-n-q", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("dep_q",),
-         lm_config(dep_q=17)),
-    Case("run-config-nested", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("nested",),
-         text_file("bad.json", '{"dim": ' + NESTED + "}"), subprocess=True),
-    Case("run-config-nan-literal", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("nan",),
-         text_file("bad.json", '{"dim": NaN}')),
+    Case(
+        "run-config-dep-q-above-n-q",
+        RUN,
+        (*FILE_MODE, "--config", "{tmp}/bad.json"),
+        2,
+        ("dep_q",),
+        lm_config(dep_q=17),
+    ),
+    Case(
+        "run-config-nested",
+        RUN,
+        (*FILE_MODE, "--config", "{tmp}/bad.json"),
+        2,
+        ("nested",),
+        text_file("bad.json", '{"dim": ' + NESTED + "}"),
+        subprocess=True,
+    ),
+    Case(
+        "run-config-nan-literal",
+        RUN,
+        (*FILE_MODE, "--config", "{tmp}/bad.json"),
+        2,
+        ("nan",),
+        text_file("bad.json", '{"dim": NaN}'),
+    ),
     Case("run-config-is-a-device", RUN, (*FILE_MODE, "--config", "/dev/null"), 2, ("/dev/null", "not a regular file")),
-    Case("run-config-not-json", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("not valid json",),
-         text_file("bad.json", "dim: 128")),
+    Case(
+        "run-config-not-json",
+        RUN,
+        (*FILE_MODE, "--config", "{tmp}/bad.json"),
+        2,
+        ("not valid json",),
+        text_file("bad.json", "dim: 128"),
+    ),
     # -- run: the repository's Mimi config
-    Case("run-mimi-kernel-huge", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 2, ("kernel_size", "1 to 64"),
-         mimi_config("seanet", kernel_size=10**6)),
-    Case("run-mimi-heads-0", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 2, ("mimi", "num_heads = 0"),
-         mimi_config("transformer", num_heads=0)),
-    Case("run-mimi-context-0", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 2, ("mimi", "context = 0"),
-         mimi_config("transformer", context=0)),
-    Case("run-model-config-is-a-folder", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 2,
-         ("config.json", "not a file"), lambda tmp: (repo_copy(tmp) / "config.json").unlink() or
-         (tmp / "repo" / "config.json").mkdir()),
+    Case(
+        "run-mimi-kernel-huge",
+        RUN,
+        ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]),
+        2,
+        ("kernel_size", "1 to 64"),
+        mimi_config("seanet", kernel_size=10**6),
+    ),
+    Case(
+        "run-mimi-heads-0",
+        RUN,
+        ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]),
+        2,
+        ("mimi", "num_heads = 0"),
+        mimi_config("transformer", num_heads=0),
+    ),
+    Case(
+        "run-mimi-context-0",
+        RUN,
+        ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]),
+        2,
+        ("mimi", "context = 0"),
+        mimi_config("transformer", context=0),
+    ),
+    Case(
+        "run-model-config-is-a-folder",
+        RUN,
+        ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]),
+        2,
+        ("config.json", "not a file"),
+        lambda tmp: (repo_copy(tmp) / "config.json").unlink() or (tmp / "repo" / "config.json").mkdir(),
+    ),
     # -- run: checkpoints (these load the model, then refuse: exit 1)
-    Case("run-mimi-of-another-config", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 1,
-         ("does not fit", "mimi_config_name", "config.json"), lambda tmp: (repo_copy(tmp) / "config.json").unlink()),
-    Case("run-lm-int32-in-float-slot", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 1,
-         ("out_norm.weight", "int32"), int32_tensor("model.q4.safetensors", "out_norm.weight")),
-    Case("run-mimi-int32-in-float-slot", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 1,
-         ("encoder.model.0.weight", "int32"), int32_tensor("tokenizer-e351c8d8-checkpoint125.safetensors",
-                                                   "encoder.model.0.conv.conv.weight")),
+    Case(
+        "run-mimi-of-another-config",
+        RUN,
+        ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]),
+        1,
+        ("does not fit", "mimi_config_name", "config.json"),
+        lambda tmp: (repo_copy(tmp) / "config.json").unlink(),
+    ),
+    Case(
+        "run-lm-int32-in-float-slot",
+        RUN,
+        ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]),
+        1,
+        ("out_norm.weight", "int32"),
+        int32_tensor("model.q4.safetensors", "out_norm.weight"),
+    ),
+    Case(
+        "run-mimi-int32-in-float-slot",
+        RUN,
+        ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]),
+        1,
+        ("encoder.model.0.weight", "int32"),
+        int32_tensor("tokenizer-e351c8d8-checkpoint125.safetensors", "encoder.model.0.conv.conv.weight"),
+    ),
     Case("run-lm-nested-header", RUN, ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]), 1, ("nested",), nested_header),
     # -- quantize: flags
-    Case("quantize-report-steps-30000", QUANTIZE, (*QUANT, "--report-steps", "30000"), 2, ("--report-steps", "1000"),
-         subprocess=True),
+    Case(
+        "quantize-report-steps-30000",
+        QUANTIZE,
+        (*QUANT, "--report-steps", "30000"),
+        2,
+        ("--report-steps", "1000"),
+        subprocess=True,
+    ),
     Case("quantize-report-steps-negative", QUANTIZE, (*QUANT, "--report-steps", "-1"), 2, ("--report-steps",)),
     Case("quantize-q-bits-3", QUANTIZE, (*QUANT, "--q-bits", "3"), 2, ("unsupported bit width 3",)),
     Case("quantize-group-48", QUANTIZE, (*QUANT, "--q-group-size", "48"), 2, ("unsupported group size 48",)),
@@ -204,10 +340,23 @@ CASES = [
     Case("quantize-memcheck-dim-0", "quantize.memcheck", ("--dim", "0"), 2, ("--dim",), subprocess=True),
     Case("quantize-memcheck-dim-odd", "quantize.memcheck", ("--dim", "200"), 2, ("--dim",), subprocess=True),
     # -- quantize: configs (read before converting: refused before any work, as run does)
-    Case("quantize-config-delay-1e9", QUANTIZE, (*QUANT[:1], "--config", "{tmp}/bad.json", *QUANT[3:]), 2,
-         ("delays", "1000000000"), quant_config(delays=[0, 10**9] + [1] * 15)),
-    Case("quantize-config-nested", QUANTIZE, (*QUANT[:1], "--config", "{tmp}/bad.json", *QUANT[3:]), 2,
-         ("nested",), text_file("bad.json", NESTED), subprocess=True),
+    Case(
+        "quantize-config-delay-1e9",
+        QUANTIZE,
+        (*QUANT[:1], "--config", "{tmp}/bad.json", *QUANT[3:]),
+        2,
+        ("delays", "1000000000"),
+        quant_config(delays=[0, 10**9] + [1] * 15),
+    ),
+    Case(
+        "quantize-config-nested",
+        QUANTIZE,
+        (*QUANT[:1], "--config", "{tmp}/bad.json", *QUANT[3:]),
+        2,
+        ("nested",),
+        text_file("bad.json", NESTED),
+        subprocess=True,
+    ),
     # -- bench: every flag checked while the command line is read (these were tracebacks after building the
     # model, empty figures, or hangs)
     Case("bench-mimi-frames-0", BENCH, ("mimi", "--frames", "0"), 2, ("--frames",)),
@@ -216,10 +365,20 @@ CASES = [
     Case("bench-mimi-batch-0", BENCH, ("mimi", "--batch", "0"), 2, ("--batch",)),
     Case("bench-mimi-codebooks-100", BENCH, ("mimi", "--num-codebooks", "100"), 2, ("--num-codebooks",)),
     Case("bench-mimi-rounds-0", BENCH, ("mimi", "--rounds", "0"), 2, ("--rounds",)),
-    Case("bench-mimi-kyutai-python-missing", BENCH, ("mimi", "--kyutai-python", "{tmp}/nope"), 2,
-         ("--kyutai-python", "nope")),
-    Case("bench-mimi-kyutai-python-not-a-program", BENCH, ("mimi", "--kyutai-python", "{tmp}/in.wav"), 2,
-         ("--kyutai-python", "in.wav")),
+    Case(
+        "bench-mimi-kyutai-python-missing",
+        BENCH,
+        ("mimi", "--kyutai-python", "{tmp}/nope"),
+        2,
+        ("--kyutai-python", "nope"),
+    ),
+    Case(
+        "bench-mimi-kyutai-python-not-a-program",
+        BENCH,
+        ("mimi", "--kyutai-python", "{tmp}/in.wav"),
+        2,
+        ("--kyutai-python", "in.wav"),
+    ),
     Case("bench-lm-steps-0", BENCH, ("lm", "--steps", "0"), 2, ("--steps",)),
     Case("bench-lm-bandwidth-0", BENCH, ("lm", "--bandwidth-gbs", "0"), 2, ("--bandwidth-gbs",)),
     Case("bench-lm-bandwidth-nan", BENCH, ("lm", "--bandwidth-gbs", "nan"), 2, ("--bandwidth-gbs",)),
@@ -230,8 +389,14 @@ CASES = [
     Case("bench-loop-compute-negative", BENCH, ("loop", "--compute-ms", "-5"), 2, ("--compute-ms",)),
     Case("bench-loop-compute-nan", BENCH, ("loop", "--compute-ms", "nan"), 2, ("--compute-ms",)),
     Case("bench-loop-compute-none", BENCH, ("loop", "--compute-ms"), 2, ("--compute-ms",)),
-    Case("bench-tmpdir-missing", BENCH, ("loop", "--seconds", "0.5", "--compute-ms", "0"), 2, ("TMPDIR=",),
-         env=(("TMPDIR", "{tmp}/gone"),)),
+    Case(
+        "bench-tmpdir-missing",
+        BENCH,
+        ("loop", "--seconds", "0.5", "--compute-ms", "0"),
+        2,
+        ("TMPDIR=",),
+        env=(("TMPDIR", "{tmp}/gone"),),
+    ),
 ]
 
 

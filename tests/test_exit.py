@@ -139,8 +139,9 @@ def test_exit_while_the_model_thread_is_busy(start, tmp_path, busy, waits):
 def test_file_mode_exits_0_every_time(start, lanes_repo, voice, tmp_path):
     for i in range(3):
         out = tmp_path / f"moshi{i}.wav"
-        assert_clean_exit(finished(start("-m", "moshi_mlx.run", "--hf-repo", lanes_repo, "--input", voice,
-                                       "--output", out)), 0)  # fmt: skip
+        assert_clean_exit(
+            finished(start("-m", "moshi_mlx.run", "--hf-repo", lanes_repo, "--input", voice, "--output", out)), 0
+        )
         assert sf.info(str(out)).frames == 24_000
 
 
@@ -179,8 +180,18 @@ def test_a_stop_signal_ends_file_mode_and_finalises_the_recording(start, lanes_r
     long = tmp_path / "long.wav"
     sf.write(str(long), np.zeros(24_000 * 60, np.float32), 24_000)  # far longer than the test waits
     rec = tmp_path / "rec"
-    p = start("-m", "moshi_mlx.run", "--hf-repo", lanes_repo, "--input", long, "--output", tmp_path / "out.wav",
-              "--record", rec)
+    p = start(
+        "-m",
+        "moshi_mlx.run",
+        "--hf-repo",
+        lanes_repo,
+        "--input",
+        long,
+        "--output",
+        tmp_path / "out.wav",
+        "--record",
+        rec,
+    )
     _wait_for_audio(rec / "user.wav", p, 1920 * 5)
     p.send_signal(sig)
     assert_clean_exit(finished(p), code)
@@ -190,15 +201,40 @@ def test_a_stop_signal_ends_file_mode_and_finalises_the_recording(start, lanes_r
 
 
 def test_quantize_exits_0(start, lanes_repo, tmp_path):
-    assert_clean_exit(finished(start("-m", "quantize", lanes_repo.parent / "pytorch", "--out", tmp_path / "out",
-                                   "--q-bits", "4", "--no-progress", "--report-steps", "2")), 0)  # fmt: skip
+    assert_clean_exit(
+        finished(
+            start(
+                "-m",
+                "quantize",
+                lanes_repo.parent / "pytorch",
+                "--out",
+                tmp_path / "out",
+                "--q-bits",
+                "4",
+                "--no-progress",
+                "--report-steps",
+                "2",
+            )
+        ),
+        0,
+    )
     assert (tmp_path / "out" / "model.q4.safetensors").is_file()
 
 
 def test_sigterm_stops_quantize_and_removes_its_staging_folder(start, lanes_repo, tmp_path):
     out = tmp_path / "out"
-    p = start("-m", "quantize", lanes_repo.parent / "pytorch", "--out", out, "--q-bits", "4", "--no-progress",
-              "--report-steps", "300")  # the agreement report keeps it busy once the staging folder exists
+    p = start(
+        "-m",
+        "quantize",
+        lanes_repo.parent / "pytorch",
+        "--out",
+        out,
+        "--q-bits",
+        "4",
+        "--no-progress",
+        "--report-steps",
+        "300",
+    )  # the agreement report keeps it busy once the staging folder exists
     deadline = time.monotonic() + 60
     while not (out.is_dir() and any(out.iterdir())):
         assert p.poll() is None and time.monotonic() < deadline, finished(p).why()
@@ -274,8 +310,11 @@ def test_ctrl_c_while_a_program_starts_is_no_traceback():
     """What `python -m` imports before main() runs is outside every handler: a Ctrl-C there printed a
     KeyboardInterrupt traceback (0.3 s of numpy and MLX imports, longer on a busy machine). Those imports now
     happen inside main(), where Ctrl-C ends the program with 130."""
-    code = ("import sys, moshi_mlx.run, moshi_mlx.bench, quantize.__main__; "
-            "print(' '.join(m for m in ('numpy', 'mlx.core') if m in sys.modules))")  # fmt: skip
-    p = subprocess.run((sys.executable, "-c", code), env=cli_env(), cwd=REPO, capture_output=True, text=True,
-                       timeout=60)
+    code = (
+        "import sys, moshi_mlx.run, moshi_mlx.bench, quantize.__main__; "
+        "print(' '.join(m for m in ('numpy', 'mlx.core') if m in sys.modules))"
+    )
+    p = subprocess.run(
+        (sys.executable, "-c", code), env=cli_env(), cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert p.returncode == 0 and p.stdout.strip() == "", p.stdout + p.stderr

@@ -51,8 +51,11 @@ BAD_PATHS = [
     ("output under a file", ["--output", "{d}/notes.txt/o.wav"], ["notes.txt is a file, not a folder"]),
     ("transcript under a file", ["--output", "{d}/o.wav", "--transcript", "{d}/notes.txt/t.json"], ["not a folder"]),
     ("output format not writable", ["--output", "{d}/o.m4a"], [".m4a is not an audio format", ".wav, .flac, .ogg"]),
-    ("record into a recording", ["--output", "{d}/o.wav", "--record", "{d}/old"],
-     ["already holds a recording", "old-2"]),
+    (
+        "record into a recording",
+        ["--output", "{d}/o.wav", "--record", "{d}/old"],
+        ["already holds a recording", "old-2"],
+    ),
     ("record folder is a file", ["--output", "{d}/o.wav", "--record", "{d}/notes.txt"], ["not a folder"]),
     ("record over the output", ["--output", "{d}/r/moshi.wav", "--record", "{d}/r"], ["same file as --output"]),
 ]
@@ -61,32 +64,49 @@ BAD_PATHS = [
 @pytest.mark.parametrize("flags,needles", [c[1:] for c in BAD_PATHS], ids=[c[0] for c in BAD_PATHS])
 def test_bad_output_paths_are_refused_before_the_model_loads(work: Path, flags: list[str], needles: list[str]) -> None:
     before = {p: p.read_bytes() for p in work.rglob("*") if p.is_file()}
-    r = run_module("moshi_mlx.run", "--hf-repo", NO_MODEL, "--input", work / "in.wav",
-                   *(f.format(d=work) for f in flags))  # fmt: skip
+    r = run_module(
+        "moshi_mlx.run", "--hf-repo", NO_MODEL, "--input", work / "in.wav", *(f.format(d=work) for f in flags)
+    )
     assert_one_line_error(r, 2, *needles)
     assert {p: p.read_bytes() for p in work.rglob("*") if p.is_file()} == before  # nothing written or lost
 
 
 def test_an_m4a_input_says_to_convert_it(tmp_path: Path) -> None:
     (tmp_path / "me.m4a").write_bytes(b"\0\0\0\x20ftypM4A " + bytes(200))
-    r = run_module("moshi_mlx.run", "--hf-repo", NO_MODEL, "--input", tmp_path / "me.m4a",
-                   "--output", tmp_path / "o.wav")
+    r = run_module(
+        "moshi_mlx.run", "--hf-repo", NO_MODEL, "--input", tmp_path / "me.m4a", "--output", tmp_path / "o.wav"
+    )
     assert_one_line_error(r, 2, "AAC", "ffmpeg -i me.m4a me.wav", "wav, flac, ogg, mp3")
 
 
 def test_a_read_only_disk_is_refused_before_the_model_loads(tmp_path: Path) -> None:
     with small_disk(tmp_path / "ro", "64k", read_only=True) as disk:
         sf.write(str(tmp_path / "in.wav"), _tone(0.5), 24_000)
-        r = run_module("moshi_mlx.run", "--hf-repo", NO_MODEL, "--input", tmp_path / "in.wav",
-                       "--output", disk / "o.wav")
+        r = run_module(
+            "moshi_mlx.run", "--hf-repo", NO_MODEL, "--input", tmp_path / "in.wav", "--output", disk / "o.wav"
+        )
         assert_one_line_error(r, 2, "cannot write --output", "read-only")
 
 
 def test_ctrl_c_keeps_the_answer_and_transcript_so_far(tmp_path: Path) -> None:
     sf.write(str(tmp_path / "in.wav"), _tone(60.0), 24_000)
     out, js = tmp_path / "out" / "moshi.flac", tmp_path / "out" / "t.json"
-    proc = start_python("-m", "moshi_mlx.run", "--hf-repo", E2E, "--temp", "0", "--text-temp", "0",
-                        "--input", tmp_path / "in.wav", "--output", out, "--transcript", js)  # fmt: skip
+    proc = start_python(
+        "-m",
+        "moshi_mlx.run",
+        "--hf-repo",
+        E2E,
+        "--temp",
+        "0",
+        "--text-temp",
+        "0",
+        "--input",
+        tmp_path / "in.wav",
+        "--output",
+        out,
+        "--transcript",
+        js,
+    )
     deadline = time.monotonic() + 60
     while not any(p.stat().st_size > 20_000 for p in out.parent.glob("moshi.flac.*.part")):  # a second or so done
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -96,7 +116,8 @@ def test_ctrl_c_keeps_the_answer_and_transcript_so_far(tmp_path: Path) -> None:
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and ABORT not in stderr and "hold the answer up to" in stderr
     assert [ln for ln in stderr.splitlines() if ln.strip().startswith("stopped")] == [
-        next(ln for ln in stderr.splitlines() if ln.startswith("stopped: "))], stderr  # said once, with how far
+        next(ln for ln in stderr.splitlines() if ln.startswith("stopped: "))
+    ], stderr  # said once, with how far
     audio, rate = sf.read(str(out), dtype="float32")
     assert rate == 24_000 and 0 < audio.size < 60 * 24_000  # the answer so far, not the whole input
     doc = json.loads(js.read_text())
@@ -109,8 +130,9 @@ def test_ctrl_c_pressed_again_and_again_while_saving_keeps_the_answer(tmp_path: 
     then threw the answer and transcript away."""
     sf.write(str(tmp_path / "in.wav"), _tone(60.0), 24_000)
     out, js = tmp_path / "out" / "moshi.wav", tmp_path / "out" / "t.json"
-    proc = start_python("-m", "moshi_mlx.run", "--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", out,
-                        "--transcript", js)  # fmt: skip
+    proc = start_python(
+        "-m", "moshi_mlx.run", "--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", out, "--transcript", js
+    )
     deadline = time.monotonic() + 60
     while not any(p.stat().st_size > 20_000 for p in out.parent.glob("moshi.wav.*.part")):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -129,8 +151,17 @@ def test_ctrl_c_pressed_again_and_again_while_saving_keeps_the_answer(tmp_path: 
 def test_a_full_disk_stops_the_recording_says_so_and_keeps_it(tmp_path: Path) -> None:
     with small_disk(tmp_path / "disk", "128k") as disk:
         sf.write(str(tmp_path / "in.wav"), _tone(3.0), 24_000)  # two 3 s tracks: 288 kB, the disk holds 128 kB
-        r = run_module("moshi_mlx.run", "--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output",
-                       tmp_path / "o.wav", "--record", disk / "rec")  # fmt: skip
+        r = run_module(
+            "moshi_mlx.run",
+            "--hf-repo",
+            E2E,
+            "--input",
+            tmp_path / "in.wav",
+            "--output",
+            tmp_path / "o.wav",
+            "--record",
+            disk / "rec",
+        )
         assert_one_line_error(r, 1, "recording stopped after", "No space left on device", "kept")
         assert sf.info(str(tmp_path / "o.wav")).frames == 3 * 24_000  # the answer is complete
         for name in ("user.wav", "moshi.wav"):
@@ -142,8 +173,7 @@ def test_a_full_disk_under_the_output_keeps_the_answer_so_far(tmp_path: Path) ->
     with small_disk(tmp_path / "disk", "64k") as disk:
         sf.write(str(tmp_path / "in.wav"), _tone(3.0), 24_000)  # 144 kB of answer, the disk holds 64 kB
         r = run_module("moshi_mlx.run", "--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", disk / "o.wav")
-        assert_one_line_error(r, 1, "no space left on device",
-                              "o.wav holds the answer up to")  # fmt: skip
+        assert_one_line_error(r, 1, "no space left on device", "o.wav holds the answer up to")
         with wave.open(str(disk / "o.wav")) as w:  # what fitted, with a header that says so
             assert 0 < w.getnframes() < 3 * 24_000
         assert [p.name for p in disk.iterdir()] == ["o.wav"]
@@ -173,8 +203,9 @@ def test_a_pipe_named_as_an_output_is_refused_and_stays_a_pipe(tmp_path: Path, f
     sf.write(str(tmp_path / "in.wav"), _tone(0.2), 24_000)
     os.mkfifo(tmp_path / "pipe")
     outputs = {"--output": tmp_path / "o.wav", "--transcript": tmp_path / "t.json", flag: tmp_path / "pipe"}
-    code, err = _in_process("--hf-repo", NO_MODEL, "--input", tmp_path / "in.wav",
-                            *(x for kv in outputs.items() for x in kv), capsys=capsys)  # fmt: skip
+    code, err = _in_process(
+        "--hf-repo", NO_MODEL, "--input", tmp_path / "in.wav", *(x for kv in outputs.items() for x in kv), capsys=capsys
+    )
     assert code == 2
     _one_line(err, flag, "not a regular file")
     assert stat.S_ISFIFO((tmp_path / "pipe").lstat().st_mode)
@@ -192,8 +223,17 @@ def test_the_null_device_as_output_discards_the_answer_and_stays_a_device(tmp_pa
         null = tmp_path / "null"
         os.mknod(null, stat.S_IFCHR | 0o666, os.stat(os.devnull).st_rdev)
     sf.write(str(tmp_path / "in.wav"), _tone(0.2), 24_000)
-    code, err = _in_process("--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", null,
-                            "--transcript", tmp_path / "t.json", capsys=capsys)  # fmt: skip
+    code, err = _in_process(
+        "--hf-repo",
+        E2E,
+        "--input",
+        tmp_path / "in.wav",
+        "--output",
+        null,
+        "--transcript",
+        tmp_path / "t.json",
+        capsys=capsys,
+    )
     assert code == 0, err
     assert stat.S_ISCHR(null.lstat().st_mode) and os.stat(null).st_rdev == os.stat(os.devnull).st_rdev
     assert json.loads((tmp_path / "t.json").read_text())["input"] == str(tmp_path / "in.wav")
@@ -206,8 +246,9 @@ def test_an_output_through_a_link_lands_in_its_target(tmp_path: Path, capsys) ->
     (tmp_path / "answers").mkdir()
     (tmp_path / "answers" / "latest.wav").write_bytes(b"the previous answer")
     os.symlink(tmp_path / "answers" / "latest.wav", tmp_path / "moshi.wav")
-    code, err = _in_process("--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", tmp_path / "moshi.wav",
-                            capsys=capsys)  # fmt: skip
+    code, err = _in_process(
+        "--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", tmp_path / "moshi.wav", capsys=capsys
+    )
     assert code == 0, err
     assert (tmp_path / "moshi.wav").is_symlink()
     assert sf.info(str(tmp_path / "answers" / "latest.wav")).frames == int(0.2 * 24_000)
@@ -216,8 +257,9 @@ def test_an_output_through_a_link_lands_in_its_target(tmp_path: Path, capsys) ->
 def test_a_broken_link_as_output_is_refused(tmp_path: Path, capsys) -> None:
     sf.write(str(tmp_path / "in.wav"), _tone(0.2), 24_000)
     os.symlink(tmp_path / "gone" / "x.wav", tmp_path / "moshi.wav")
-    code, err = _in_process("--hf-repo", NO_MODEL, "--input", tmp_path / "in.wav", "--output", tmp_path / "moshi.wav",
-                            capsys=capsys)  # fmt: skip
+    code, err = _in_process(
+        "--hf-repo", NO_MODEL, "--input", tmp_path / "in.wav", "--output", tmp_path / "moshi.wav", capsys=capsys
+    )
     assert code == 2
     _one_line(err, "--output", "broken link")
     assert os.readlink(tmp_path / "moshi.wav") == str(tmp_path / "gone" / "x.wav")
@@ -235,8 +277,9 @@ def test_audio_through_a_pipe_is_read(tmp_path: Path, capsys) -> None:
     writer = threading.Thread(target=lambda: (tmp_path / "in.wav").write_bytes(buf.getvalue()), daemon=True)
     writer.start()
     try:
-        code, err = _in_process("--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", tmp_path / "o.wav",
-                                capsys=capsys)  # fmt: skip
+        code, err = _in_process(
+            "--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", tmp_path / "o.wav", capsys=capsys
+        )
     finally:
         if writer.is_alive():  # never opened for reading: release the writer
             os.close(os.open(tmp_path / "in.wav", os.O_RDONLY | os.O_NONBLOCK))
@@ -259,8 +302,16 @@ def test_a_recording_that_cannot_start_leaves_nothing_behind(tmp_path: Path, cap
     with small_disk(tmp_path / "disk", "64k") as disk:
         with open(disk / "fill", "wb") as f, contextlib.suppress(OSError):  # fill it up
             f.write(bytes(128 << 10))
-        argv = ("--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", tmp_path / "o.wav",
-                "--record", disk / "rec")
+        argv = (
+            "--hf-repo",
+            E2E,
+            "--input",
+            tmp_path / "in.wav",
+            "--output",
+            tmp_path / "o.wav",
+            "--record",
+            disk / "rec",
+        )
         code, err = _in_process(*argv, capsys=capsys)
         assert code in (1, 2)
         _one_line(err, "No space left on device")

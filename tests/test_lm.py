@@ -28,8 +28,9 @@ def test_greedy_generation_identical_to_reference(layout, config, prefix):
     got = greedy_run(model(layout, config), g["user_codes"])
     expected = g[f"{prefix}gen_tokens"]
     mismatch = np.nonzero((got != expected).any(axis=1))[0]
-    assert mismatch.size == 0, (f"first differing steps {mismatch[:5]}: got {got[mismatch[0]]}, "
-                                f"want {expected[mismatch[0]]}")
+    assert mismatch.size == 0, (
+        f"first differing steps {mismatch[:5]}: got {got[mismatch[0]]}, want {expected[mismatch[0]]}"
+    )
 
 
 @pytest.mark.parametrize("config,prefix", [("lm_small.json", ""), ("lm_small_ctx16.json", "ctx16_")])
@@ -51,7 +52,7 @@ def test_step_logits_match_reference(config, prefix):
 def test_step_timing_as_reference():
     g = goldens()
     gen = LmGen(model("torch"), temp=0.0, text_temp=0.0)
-    assert gen.step(g["user_codes"][:1]) == (None, None)           # step 0: nothing yet (max_delay 1)
+    assert gen.step(g["user_codes"][:1]) == (None, None)  # step 0: nothing yet (max_delay 1)
     text, audio = gen.step(g["user_codes"][1:2])
     assert text.shape == (1,) and audio.shape == (1, 8) and text.dtype.kind == "i"
     assert gen.step_index == 2
@@ -68,7 +69,7 @@ def test_batch_rows_are_independent_conversations():
     for a, b in zip(g["user_codes"][:12], other[:12]):
         text, audio = gen.step(np.stack([a, b]))
         rows.append(None if text is None else np.concatenate([text[:, None], audio], axis=1))
-    got = np.stack(rows[1:])                                           # [S-1, 2, 9]
+    got = np.stack(rows[1:])  # [S-1, 2, 9]
     assert (got[:, 0] == g["gen_tokens"][1:12]).all()
     assert (got[:, 0] != got[:, 1]).any()
     assert (got[:, 1] == greedy_run(lm, other[:12])[1:]).all()
@@ -109,7 +110,7 @@ def test_runs_far_past_the_context_in_constant_memory():
     gen = LmGen(lm, temp=0.8, text_temp=0.7, seed=5)
     rng = np.random.default_rng(0)
     shapes = None
-    for step in range(100):                                            # > 6 times the context of 16
+    for step in range(100):  # > 6 times the context of 16
         text, audio = gen.step(rng.integers(0, lm.cfg.card, (1, 8)))
         if step > 0:
             assert 0 <= text[0] < lm.cfg.text_card and ((audio >= 0) & (audio < lm.cfg.card)).all()

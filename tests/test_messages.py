@@ -84,59 +84,167 @@ def _wav_out(*args: str) -> tuple[str, ...]:
 
 CASES = [
     # --hf-repo: a mistyped local folder, a file, a malformed repo id (offline: the hub is never asked)
-    Case("hf-repo ./missing", RUN, _wav_out("--hf-repo", "./my-finetune-mlx"), 2,
-         ("no folder ./my-finetune-mlx", "config.json", "owner/name")),
+    Case(
+        "hf-repo ./missing",
+        RUN,
+        _wav_out("--hf-repo", "./my-finetune-mlx"),
+        2,
+        ("no folder ./my-finetune-mlx", "config.json", "owner/name"),
+    ),
     Case("hf-repo ~/missing", RUN, _wav_out("--hf-repo", "~/models/no-such-moshi"), 2, ("no folder", "owner/name")),
     Case("hf-repo a/b/c", RUN, _wav_out("--hf-repo", "{tmp}/models/x"), 2, ("no folder", "owner/name")),
     Case("hf-repo bad id", RUN, _wav_out("--hf-repo", "bad repo!"), 2, ("'bad repo!'", "owner/name")),
     Case("hf-repo file", RUN, _wav_out("--hf-repo", "{wav}"), 2, ("is a file", "folder holding config.json")),
-    Case("hf-repo file like owner/name", RUN, _wav_out("--hf-repo", "docs/notes.md"), 2, ("docs/notes.md is a file",),
-         prep=lambda t: ((t / "docs").mkdir(), (t / "docs" / "notes.md").write_text("x")), cwd="{tmp}"),
-    Case("hf:// climbs out", RUN, _wav_out("--hf-repo", "{e2e}", "--moshi-weight", "hf://owner/repo/../x"), 2,
-         ("hf://owner/repo/../x", "inside")),
-    Case("hf:// bad repo", RUN, _wav_out("--hf-repo", "{e2e}", "--tokenizer", "hf://bad repo/x/t.model"), 2,
-         ("hf://bad repo/x/t.model", "owner/repo")),
+    Case(
+        "hf-repo file like owner/name",
+        RUN,
+        _wav_out("--hf-repo", "docs/notes.md"),
+        2,
+        ("docs/notes.md is a file",),
+        prep=lambda t: ((t / "docs").mkdir(), (t / "docs" / "notes.md").write_text("x")),
+        cwd="{tmp}",
+    ),
+    Case(
+        "hf:// climbs out",
+        RUN,
+        _wav_out("--hf-repo", "{e2e}", "--moshi-weight", "hf://owner/repo/../x"),
+        2,
+        ("hf://owner/repo/../x", "inside"),
+    ),
+    Case(
+        "hf:// bad repo",
+        RUN,
+        _wav_out("--hf-repo", "{e2e}", "--tokenizer", "hf://bad repo/x/t.model"),
+        2,
+        ("hf://bad repo/x/t.model", "owner/repo"),
+    ),
     # a folder where a file is expected
-    Case("moshi-weight dir", RUN, _wav_out("--hf-repo", "{e2e}", "--moshi-weight", "{e2e}"), 2,
-         ("is a folder", "model.q4.safetensors")),
+    Case(
+        "moshi-weight dir",
+        RUN,
+        _wav_out("--hf-repo", "{e2e}", "--moshi-weight", "{e2e}"),
+        2,
+        ("is a folder", "model.q4.safetensors"),
+    ),
     Case("config dir", RUN, _wav_out("--hf-repo", "{e2e}", "--config", "{e2e}"), 2, ("is a folder", "config.json")),
-    Case("input dir", RUN, ("--hf-repo", "{e2e}", "--input", "{tmp}", "--output", "{tmp}/answer.wav"), 2,
-         ("is a folder", "audio input", ".wav")),
-    Case("quantize --config dir", QUANTIZE, (str(LM_FILES["torch"]), "--config", "{tmp}", "--out", "{tmp}/out", *Q),
-         2, ("is a folder", "config")),
+    Case(
+        "input dir",
+        RUN,
+        ("--hf-repo", "{e2e}", "--input", "{tmp}", "--output", "{tmp}/answer.wav"),
+        2,
+        ("is a folder", "audio input", ".wav"),
+    ),
+    Case(
+        "quantize --config dir",
+        QUANTIZE,
+        (str(LM_FILES["torch"]), "--config", "{tmp}", "--out", "{tmp}/out", *Q),
+        2,
+        ("is a folder", "config"),
+    ),
     # security: only files inside the model folder are read (run) or copied along (quantize)
-    Case("run: mimi_name ../..", RUN, _wav_out("--hf-repo", "{tmp}/model"), 2, ("mimi_name", "outside"),
-         prep=lambda t: e2e_copy(t, mimi_name="../secret.txt"), after=nothing_leaked),
-    Case("run: tokenizer_name /abs", RUN, _wav_out("--hf-repo", "{tmp}/model"), 2, ("tokenizer_name", "outside"),
-         prep=lambda t: e2e_copy(t, tokenizer_name=str(t / "secret.txt")), after=nothing_leaked),
-    Case("run: mimi_config_name ../", RUN, _wav_out("--hf-repo", "{tmp}/model"), 2, ("mimi_config_name", "outside"),
-         prep=lambda t: e2e_copy(t, mimi_config_name="../secret.txt")),
-    Case("run: tokenizer links out", RUN, _wav_out("--hf-repo", "{tmp}/model"), 2,
-         ("tokenizer_spm_32k_3.model", "outside"),
-         prep=lambda t: link_out(e2e_copy(t), "tokenizer_spm_32k_3.model", t / "secret.txt")),
-    Case("quantize: tokenizer_name ../", QUANTIZE, ("{tmp}/src", "--out", "{tmp}/out", *Q), 2,
-         ("tokenizer_name", "outside"), prep=lambda t: torch_source(t, tokenizer_name="../secret.txt"),
-         after=nothing_leaked),
-    Case("quantize: mimi_name /abs", QUANTIZE, ("{tmp}/src", "--out", "{tmp}/out", *Q), 2, ("mimi_name", "outside"),
-         prep=lambda t: torch_source(t, mimi_name=str(t / "secret.txt")), after=nothing_leaked),
-    Case("quantize: mimi_config_name ../", QUANTIZE, ("{tmp}/src", "--out", "{tmp}/out", *Q), 2,
-         ("mimi_config_name", "outside"), prep=lambda t: torch_source(t, mimi_config_name="../secret.txt"),
-         after=nothing_leaked),
-    Case("quantize: --config names ../", QUANTIZE,
-         ("{tmp}/src/model.safetensors", "--config", "{tmp}/c.json", "--out", "{tmp}/out", *Q), 2,
-         ("tokenizer_name", "outside"),
-         prep=lambda t: (torch_source(t), (t / "c.json").write_text(
-             json.dumps(json.loads(LM_CONFIG.read_text()) | {"tokenizer_name": "../secret.txt"}))),
-         after=nothing_leaked),
-    Case("quantize: tokenizer links out", QUANTIZE, ("{tmp}/src", "--out", "{tmp}/out", *Q), 2,
-         ("tokenizer_spm_32k_3.model", "outside"),
-         prep=lambda t: link_out(torch_source(t), "tokenizer_spm_32k_3.model", t / "secret.txt"), after=nothing_leaked),
+    Case(
+        "run: mimi_name ../..",
+        RUN,
+        _wav_out("--hf-repo", "{tmp}/model"),
+        2,
+        ("mimi_name", "outside"),
+        prep=lambda t: e2e_copy(t, mimi_name="../secret.txt"),
+        after=nothing_leaked,
+    ),
+    Case(
+        "run: tokenizer_name /abs",
+        RUN,
+        _wav_out("--hf-repo", "{tmp}/model"),
+        2,
+        ("tokenizer_name", "outside"),
+        prep=lambda t: e2e_copy(t, tokenizer_name=str(t / "secret.txt")),
+        after=nothing_leaked,
+    ),
+    Case(
+        "run: mimi_config_name ../",
+        RUN,
+        _wav_out("--hf-repo", "{tmp}/model"),
+        2,
+        ("mimi_config_name", "outside"),
+        prep=lambda t: e2e_copy(t, mimi_config_name="../secret.txt"),
+    ),
+    Case(
+        "run: tokenizer links out",
+        RUN,
+        _wav_out("--hf-repo", "{tmp}/model"),
+        2,
+        ("tokenizer_spm_32k_3.model", "outside"),
+        prep=lambda t: link_out(e2e_copy(t), "tokenizer_spm_32k_3.model", t / "secret.txt"),
+    ),
+    Case(
+        "quantize: tokenizer_name ../",
+        QUANTIZE,
+        ("{tmp}/src", "--out", "{tmp}/out", *Q),
+        2,
+        ("tokenizer_name", "outside"),
+        prep=lambda t: torch_source(t, tokenizer_name="../secret.txt"),
+        after=nothing_leaked,
+    ),
+    Case(
+        "quantize: mimi_name /abs",
+        QUANTIZE,
+        ("{tmp}/src", "--out", "{tmp}/out", *Q),
+        2,
+        ("mimi_name", "outside"),
+        prep=lambda t: torch_source(t, mimi_name=str(t / "secret.txt")),
+        after=nothing_leaked,
+    ),
+    Case(
+        "quantize: mimi_config_name ../",
+        QUANTIZE,
+        ("{tmp}/src", "--out", "{tmp}/out", *Q),
+        2,
+        ("mimi_config_name", "outside"),
+        prep=lambda t: torch_source(t, mimi_config_name="../secret.txt"),
+        after=nothing_leaked,
+    ),
+    Case(
+        "quantize: --config names ../",
+        QUANTIZE,
+        ("{tmp}/src/model.safetensors", "--config", "{tmp}/c.json", "--out", "{tmp}/out", *Q),
+        2,
+        ("tokenizer_name", "outside"),
+        prep=lambda t: (
+            torch_source(t),
+            (t / "c.json").write_text(
+                json.dumps(json.loads(LM_CONFIG.read_text()) | {"tokenizer_name": "../secret.txt"})
+            ),
+        ),
+        after=nothing_leaked,
+    ),
+    Case(
+        "quantize: tokenizer links out",
+        QUANTIZE,
+        ("{tmp}/src", "--out", "{tmp}/out", *Q),
+        2,
+        ("tokenizer_spm_32k_3.model", "outside"),
+        prep=lambda t: link_out(torch_source(t), "tokenizer_spm_32k_3.model", t / "secret.txt"),
+        after=nothing_leaked,
+    ),
     # quantize from the hub with no network: one probe, as run does, not ~24 s of retries
-    Case("quantize offline", QUANTIZE, ("kyutai-test/not-cached", "--out", "{tmp}/out", *Q), 2,
-         ("cannot download config.json", "cannot be reached", "local folder"),
-         env={"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://moshi-test.invalid"}, max_s=15.0),
-    Case("run offline", RUN, _wav_out("--hf-repo", "kyutai-test/not-cached"), 2, ("cannot be reached",),
-         env={"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://moshi-test.invalid"}, max_s=15.0),
+    Case(
+        "quantize offline",
+        QUANTIZE,
+        ("kyutai-test/not-cached", "--out", "{tmp}/out", *Q),
+        2,
+        ("cannot download config.json", "cannot be reached", "local folder"),
+        env={"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://moshi-test.invalid"},
+        max_s=15.0,
+    ),
+    Case(
+        "run offline",
+        RUN,
+        _wav_out("--hf-repo", "kyutai-test/not-cached"),
+        2,
+        ("cannot be reached",),
+        env={"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://moshi-test.invalid"},
+        max_s=15.0,
+    ),
 ]
 
 
@@ -144,8 +252,12 @@ CASES = [
 def world(tmp_path: Path) -> dict[str, str]:
     sf.write(str(tmp_path / "in.wav"), np.zeros(4800, np.float32), 24_000)
     (tmp_path / "secret.txt").write_text(SECRET)
-    return {"tmp": str(tmp_path), "wav": str(tmp_path / "in.wav"), "e2e": str(E2E),
-            "secret": str(tmp_path / "secret.txt")}
+    return {
+        "tmp": str(tmp_path),
+        "wav": str(tmp_path / "in.wav"),
+        "e2e": str(E2E),
+        "secret": str(tmp_path / "secret.txt"),
+    }
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -168,9 +280,11 @@ def test_one_clear_line(case: Case, world: dict[str, str], tmp_path: Path) -> No
 # -- quantize into a read-only or full --out: one line, and nothing left behind ---------------------------
 @pytest.mark.parametrize(
     "size,read_only,out,needles",
-    [("1m", True, "out", ("read-only",)),  # --out exists on a read-only file system
-     ("1m", True, "new/out", ("read-only",)),  # --out must be created there
-     ("96k", False, "out", ("free", "KB"))],  # a full disk: the files cannot fit
+    [
+        ("1m", True, "out", ("read-only",)),  # --out exists on a read-only file system
+        ("1m", True, "new/out", ("read-only",)),  # --out must be created there
+        ("96k", False, "out", ("free", "KB")),
+    ],  # a full disk: the files cannot fit
     ids=["read-only", "read-only-new", "full"],
 )
 def test_quantize_unwritable_out(tmp_path: Path, size: str, read_only: bool, out: str, needles) -> None:
@@ -182,11 +296,13 @@ def test_quantize_unwritable_out(tmp_path: Path, size: str, read_only: bool, out
     assert listing == ["out"]  # no staging folder, no partial file
 
 
-@pytest.mark.parametrize("code,needle", [(errno.ENOSPC, "disk is full"), (errno.EROFS, "read-only"),
-                                         (errno.EACCES, "permission")])
+@pytest.mark.parametrize(
+    "code,needle", [(errno.ENOSPC, "disk is full"), (errno.EROFS, "read-only"), (errno.EACCES, "permission")]
+)
 @pytest.mark.parametrize("when", ["open", "write", "close"])
-def test_quantize_write_failure_is_one_line(monkeypatch, capsys, tmp_path: Path, code: int, needle: str,
-                                            when: str) -> None:
+def test_quantize_write_failure_is_one_line(
+    monkeypatch, capsys, tmp_path: Path, code: int, needle: str, when: str
+) -> None:
     """An OSError from the file being written (at open, mid-file, or at the final flush) ends in one line
     and the staging folder is removed, even when closing the failed file fails again."""
     from quantize import writer
@@ -241,24 +357,30 @@ def test_quantize_write_failure_is_one_line(monkeypatch, capsys, tmp_path: Path,
 # -- no sound card (the fake backend with no devices): say so, and suggest file mode ------------------------
 NO_MIC = [{"name": "HDMI out", "max_input_channels": 0, "max_output_channels": 2, "default_samplerate": 48000.0}]
 NO_SPEAKER = [{"name": "USB mic", "max_input_channels": 1, "max_output_channels": 0, "default_samplerate": 48000.0}]
-NO_RATE = [{"name": "USB mic", "max_input_channels": 1, "max_output_channels": 1, "default_samplerate": 0.0},
-           {"name": "HDMI", "max_input_channels": 1, "max_output_channels": 2, "default_samplerate": 48000.0}]
-NAN_RATE = [NO_RATE[1], {"name": "USB speaker", "max_input_channels": 0, "max_output_channels": 2,
-                         "default_samplerate": float("nan")}]
+NO_RATE = [
+    {"name": "USB mic", "max_input_channels": 1, "max_output_channels": 1, "default_samplerate": 0.0},
+    {"name": "HDMI", "max_input_channels": 1, "max_output_channels": 2, "default_samplerate": 48000.0},
+]
+NAN_RATE = [
+    NO_RATE[1],
+    {"name": "USB speaker", "max_input_channels": 0, "max_output_channels": 2, "default_samplerate": float("nan")},
+]
 
 
 @pytest.mark.parametrize(
     "devices,args,code,stream,needles",
-    [([], ["--list-devices"], 0, "out", ("no audio device", "--input")),
-     ([], ["--hf-repo", str(E2E)], 2, "err", ("no microphone", "--input FILE")),
-     (NO_MIC, ["--hf-repo", str(E2E)], 2, "err", ("no microphone", "--input FILE")),
-     (NO_SPEAKER, ["--hf-repo", str(E2E), "--input-device", "usb"], 2, "err", ("no speaker", "--input FILE")),
-     ([], ["--hf-repo", str(E2E), "--input-device", "3"], 2, "err", ("no microphone", "--input FILE")),
-     # checked before the model is fetched (4.5 GB on a first run): said even when it is not in the cache
-     ([], ["--hf-repo", "kyutai/not-downloaded-mlx-q4"], 2, "err", ("no microphone", "--input FILE")),
-     # a device that reports no usable rate (it used to fail the session with an internal ValueError)
-     (NO_RATE, ["--hf-repo", str(E2E)], 2, "err", ("USB mic", "0 Hz", "--list-devices")),
-     (NAN_RATE, ["--hf-repo", str(E2E), "--output-device", "usb"], 2, "err", ("USB speaker", "nan Hz"))],
+    [
+        ([], ["--list-devices"], 0, "out", ("no audio device", "--input")),
+        ([], ["--hf-repo", str(E2E)], 2, "err", ("no microphone", "--input FILE")),
+        (NO_MIC, ["--hf-repo", str(E2E)], 2, "err", ("no microphone", "--input FILE")),
+        (NO_SPEAKER, ["--hf-repo", str(E2E), "--input-device", "usb"], 2, "err", ("no speaker", "--input FILE")),
+        ([], ["--hf-repo", str(E2E), "--input-device", "3"], 2, "err", ("no microphone", "--input FILE")),
+        # checked before the model is fetched (4.5 GB on a first run): said even when it is not in the cache
+        ([], ["--hf-repo", "kyutai/not-downloaded-mlx-q4"], 2, "err", ("no microphone", "--input FILE")),
+        # a device that reports no usable rate (it used to fail the session with an internal ValueError)
+        (NO_RATE, ["--hf-repo", str(E2E)], 2, "err", ("USB mic", "0 Hz", "--list-devices")),
+        (NAN_RATE, ["--hf-repo", str(E2E), "--output-device", "usb"], 2, "err", ("USB speaker", "nan Hz")),
+    ],
     ids=["list", "live", "no-mic", "no-speaker", "named-device", "before-download", "mic-0-hz", "speaker-nan-hz"],
 )
 def test_no_sound_card(capsys, monkeypatch, devices, args, code, stream, needles) -> None:
@@ -308,8 +430,14 @@ def test_hf_cache_snapshot_folders_still_load(tmp_path: Path) -> None:
     run_snap = snapshot({p.name: p for p in E2E.iterdir()}, "models--kyutai--e2e")
     files = resolve_model_files(run_snap)
     assert files.tokenizer == run_snap / "tokenizer_spm_32k_3.model" and files.quant == 4
-    q_snap = snapshot({"model.safetensors": LM_FILES["torch"], "config.json": LM_CONFIG,
-                       "tokenizer_spm_32k_3.model": E2E / "tokenizer_spm_32k_3.model"}, "models--kyutai--pt")
+    q_snap = snapshot(
+        {
+            "model.safetensors": LM_FILES["torch"],
+            "config.json": LM_CONFIG,
+            "tokenizer_spm_32k_3.model": E2E / "tokenizer_spm_32k_3.model",
+        },
+        "models--kyutai--pt",
+    )
     src = resolve(str(q_snap))
     assert src.weights == q_snap / "model.safetensors"
     assert src.extras["tokenizer_name"].name == "tokenizer_spm_32k_3.model"

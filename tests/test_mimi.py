@@ -79,7 +79,7 @@ def test_batch_latent_matches_reference(mimi: Mimi, ref: dict[str, mx.array]) ->
 
 
 def test_batch_encode_matches_reference(mimi: Mimi, ref: dict[str, mx.array]) -> None:
-    codes = mimi.encode(ref["input"])                    # odd length: 7 frames + 777 samples
+    codes = mimi.encode(ref["input"])  # odd length: 7 frames + 777 samples
     assert codes.dtype == mx.int32
     assert codes.shape == (2, 8, 8)
     _codes_equal(codes, ref["codes"], "batch encode")

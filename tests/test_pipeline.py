@@ -164,13 +164,27 @@ def test_on_metal_the_weights_are_wired_and_a_tight_fit_is_said(monkeypatch):
     assert wired == [1 << 20] and any("GPU keeps resident" in n for n in p.notes)
 
 
+RANGES = {
+    "temp": sampling.TEMP_RANGE,
+    "text_temp": sampling.TEMP_RANGE,
+    "top_k": sampling.TOP_K_RANGE,
+    "text_top_k": sampling.TOP_K_RANGE,
+    "seed": sampling.SEED_RANGE,
+}
 
-RANGES = {"temp": sampling.TEMP_RANGE, "text_temp": sampling.TEMP_RANGE, "top_k": sampling.TOP_K_RANGE,
-          "text_top_k": sampling.TOP_K_RANGE, "seed": sampling.SEED_RANGE}
 
-
-@pytest.mark.parametrize("field,value", [("temp", float("nan")), ("text_temp", float("inf")), ("temp", -0.1),
-                                         ("top_k", 0), ("text_top_k", 2**21), ("seed", -1), ("seed", 2**64)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("temp", float("nan")),
+        ("text_temp", float("inf")),
+        ("temp", -0.1),
+        ("top_k", 0),
+        ("text_top_k", 2**21),
+        ("seed", -1),
+        ("seed", 2**64),
+    ],
+)
 def test_sampling_refuses_what_the_command_line_refuses(field: str, value: float) -> None:
     """The app and the API build a Sampling without the command line: it checks the same ranges."""
     flag = f"--{field.replace('_', '-')}"

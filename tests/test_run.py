@@ -86,7 +86,6 @@ def test_file_mode_matches_the_python_api_and_is_deterministic(user_wav, tmp_pat
     assert " ".join(w["word"] for w in a_doc["words"]) == a_doc["text"]
     assert a_doc["text"] in capsys.readouterr().out
 
-
     # the recording lists the same whole words, at the same times (one owner turns pieces into words)
     rec = [json.loads(x) for x in (tmp_path / "b" / "rec" / "transcript.jsonl").read_text().splitlines()]
     assert [{"t": x["t"], "word": x["word"]} for x in rec if "word" in x] == b_doc["words"]
@@ -110,8 +109,13 @@ def test_offline_without_cached_files_says_what_to_do(user_wav, tmp_path, monkey
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     assert main(["--input", str(user_wav), "--output", str(tmp_path / "o.wav")]) == 2
     err = capsys.readouterr().err
-    for needed in ("model.q4.safetensors", "tokenizer_spm_32k_3.model", "--moshi-weight", "--mimi-weight",
-                   "--tokenizer"):
+    for needed in (
+        "model.q4.safetensors",
+        "tokenizer_spm_32k_3.model",
+        "--moshi-weight",
+        "--mimi-weight",
+        "--tokenizer",
+    ):
         assert needed in err
 
 

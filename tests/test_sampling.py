@@ -10,14 +10,14 @@ from moshi_mlx.sampling import sample
 
 def test_greedy_is_argmax():
     logits = mx.array([[0.1, 3.0, 2.9, -1.0], [5.0, 5.0, 1.0, 0.0]])
-    assert sample(logits, 0.0, 0, None).tolist() == [1, 0]   # ties: first index, as torch.argmax
+    assert sample(logits, 0.0, 0, None).tolist() == [1, 0]  # ties: first index, as torch.argmax
 
 
 def test_top_k_restricts_to_the_k_best():
     rng = np.random.default_rng(0)
     logits = mx.array(rng.normal(size=(64, 50)).astype(np.float32))
     best = set()
-    got = sample(logits, 5.0, 3, mx.random.key(1))               # hot: without top-k anything goes
+    got = sample(logits, 5.0, 3, mx.random.key(1))  # hot: without top-k anything goes
     order = np.argsort(-np.array(logits), axis=-1)[:, :3]
     for row, tok in enumerate(got.tolist()):
         assert tok in order[row], (row, tok)

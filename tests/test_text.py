@@ -22,8 +22,12 @@ SENTENCES = [
 def sp() -> sentencepiece.SentencePieceProcessor:
     model = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(SENTENCES), model_writer=model, vocab_size=45, model_type="unigram",
-        hard_vocab_limit=False, pad_id=3,
+        sentence_iterator=iter(SENTENCES),
+        model_writer=model,
+        vocab_size=45,
+        model_type="unigram",
+        hard_vocab_limit=False,
+        pad_id=3,
         minloglevel=2,
     )
     return sentencepiece.SentencePieceProcessor(model_proto=model.getvalue())

@@ -22,11 +22,16 @@ class StatusPanel(QStatusBar):
         self.skipped_label = QLabel("skipped 0", self)
         self.state_label.setContentsMargins(8, 0, 8, 0)
         self.addWidget(self.state_label, 1)
-        tips = ("Model", _QUANT_TIP, "Real-time factor: model step time over 80 ms (below 1 keeps up)",
-                "Delay from your voice reaching the model to Moshi's answer leaving the speaker queue",
-                "Microphone frames skipped because the model fell behind")  # fmt: skip
-        for label, tip in zip((self.model_label, self.quant_label, self.rtf_label, self.latency_label,
-                               self.skipped_label), tips):  # fmt: skip
+        tips = (
+            "Model",
+            _QUANT_TIP,
+            "Real-time factor: model step time over 80 ms (below 1 keeps up)",
+            "Delay from your voice reaching the model to Moshi's answer leaving the speaker queue",
+            "Microphone frames skipped because the model fell behind",
+        )
+        for label, tip in zip(
+            (self.model_label, self.quant_label, self.rtf_label, self.latency_label, self.skipped_label), tips
+        ):
             label.setToolTip(tip)
             label.setContentsMargins(8, 0, 8, 0)
             self.addPermanentWidget(label)

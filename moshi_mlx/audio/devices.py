@@ -49,7 +49,8 @@ class SoundDeviceBackend:
             raise NoAudioDeviceError(
                 f"cannot use the sound card: {e}. On Linux install PortAudio "
                 "(`sudo apt-get install libportaudio2`); on macOS reinstall sounddevice "
-                "(`pip install --force-reinstall sounddevice`).", "any",
+                "(`pip install --force-reinstall sounddevice`).",
+                "any",
             ) from None
         self._sd = sd
 
@@ -76,19 +77,27 @@ def list_devices(backend=None) -> list[DeviceInfo]:
     d_in, d_out = b.default
     return [
         DeviceInfo(
-            index=i, name=str(d["name"]), inputs=int(d["max_input_channels"]), outputs=int(d["max_output_channels"]),
-            default_rate=float(d["default_samplerate"]), is_default_input=i == d_in, is_default_output=i == d_out,
+            index=i,
+            name=str(d["name"]),
+            inputs=int(d["max_input_channels"]),
+            outputs=int(d["max_output_channels"]),
+            default_rate=float(d["default_samplerate"]),
+            is_default_input=i == d_in,
+            is_default_output=i == d_out,
         )
         for i, d in enumerate(b.query_devices())
-    ]  # fmt: skip
+    ]
 
 
 def find_device(spec: int | str | None, kind: str, backend=None) -> DeviceInfo:
     """The device `_find_device` picks, refused if it reports no usable sample rate (0 Hz, NaN)."""
     info = _find_device(spec, kind, backend)
     if not (math.isfinite(info.default_rate) and info.default_rate >= 1):
-        raise AudioDeviceError(f"{kind} device {info.index} ({info.name}) reports no usable sample rate "
-                               f"({info.default_rate:g} Hz): pick another one", hint=device_setting(kind))
+        raise AudioDeviceError(
+            f"{kind} device {info.index} ({info.name}) reports no usable sample rate "
+            f"({info.default_rate:g} Hz): pick another one",
+            hint=device_setting(kind),
+        )
     return info
 
 
@@ -122,8 +131,9 @@ def _find_device(spec: int | str | None, kind: str, backend=None) -> DeviceInfo:
         if not match:
             raise AudioDeviceError(f"no audio device number {spec}; {kind} devices are:\n{listing}", hint=hint)
         if match[0] not in usable:
-            raise AudioDeviceError(f"device {spec} ({match[0].name}) has no {kind} channels; pick one of:\n{listing}",
-                                   hint=hint)
+            raise AudioDeviceError(
+                f"device {spec} ({match[0].name}) has no {kind} channels; pick one of:\n{listing}", hint=hint
+            )
         return match[0]
     needle = spec.lower()
     match = [d for d in usable if needle in d.name.lower()]
@@ -133,8 +143,9 @@ def _find_device(spec: int | str | None, kind: str, backend=None) -> DeviceInfo:
     if not match:
         raise AudioDeviceError(f"no {kind} device name contains {spec!r}; {kind} devices are:\n{listing}", hint=hint)
     names = "\n".join(d.describe() for d in match)
-    raise AudioDeviceError(f"{spec!r} matches several {kind} devices; use a longer name or the number:\n{names}",
-                           hint=hint)
+    raise AudioDeviceError(
+        f"{spec!r} matches several {kind} devices; use a longer name or the number:\n{names}", hint=hint
+    )
 
 
 class StreamResampler:
@@ -218,9 +229,16 @@ class AudioIO:
         keep_reference: record the played signal for echo cancellation.
     """
 
-    def __init__(self, input_device: int | str | None = None, output_device: int | str | None = None,
-                 backend=None, block_ms: float = 10.0, ring_s: float = 4.0, prebuffer_ms: float = 40.0,
-                 keep_reference: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        input_device: int | str | None = None,
+        output_device: int | str | None = None,
+        backend=None,
+        block_ms: float = 10.0,
+        ring_s: float = 4.0,
+        prebuffer_ms: float = 40.0,
+        keep_reference: bool = True,
+    ) -> None:
         self._backend = _backend(backend)
         self.input_info = find_device(input_device, "input", self._backend)
         find_device(output_device, "output", self._backend)  # a missing speaker fails now, not after loading
@@ -259,10 +277,16 @@ class AudioIO:
         channels = 1 if kind == "input" else min(2, info.outputs)
         try:
             return self._backend.open(
-                kind, samplerate=rate, blocksize=int(rate * self._block_ms / 1000), device=info.index,
-                channels=channels, dtype="float32", latency="low", callback=callback,
+                kind,
+                samplerate=rate,
+                blocksize=int(rate * self._block_ms / 1000),
+                device=info.index,
+                channels=channels,
+                dtype="float32",
+                latency="low",
+                callback=callback,
                 finished_callback=lambda: self._on_finished(kind),
-            )  # fmt: skip
+            )
         except Exception as e:  # PortAudioError and friends: say which device and rate failed
             raise AudioDeviceError(
                 f"cannot open {kind} device {info.index} ({info.name}) at {rate:g} Hz: {e}. "
@@ -352,4 +376,3 @@ class AudioIO:
                 f"the {which} device delivered no audio for {now - t0:.1f} s. "
                 "The recording so far is kept; check the device and restart."
             )
-

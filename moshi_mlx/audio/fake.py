@@ -55,8 +55,9 @@ class FakeStream:
         self.device = device
         ch = channels or 1
         self._in_ch, self._out_ch = (ch, ch) if isinstance(ch, int) else (int(ch[0]), int(ch[1]))
-        self.channels = (self._in_ch if kind == "input" else self._out_ch if kind == "output"
-                         else (self._in_ch, self._out_ch))
+        self.channels = (
+            self._in_ch if kind == "input" else self._out_ch if kind == "output" else (self._in_ch, self._out_ch)
+        )
         self.dtype = dtype
         self.latency = 0.01 if latency in (None, "low", "high") else latency
         self._callback = callback
@@ -206,15 +207,32 @@ class FakeStreamFactory:
         devices: what `list_devices()` should report, as sounddevice's `query_devices()` dicts.
     """
 
-    def __init__(self, input_rate: float = 48_000, output_rate: float = 48_000,
-                 devices: list[dict] | None = None) -> None:
+    def __init__(
+        self, input_rate: float = 48_000, output_rate: float = 48_000, devices: list[dict] | None = None
+    ) -> None:
         self.input_rate, self.output_rate = input_rate, output_rate
-        self.devices = devices if devices is not None else [
-            {"name": "Fake Microphone", "index": 0, "hostapi": 0, "max_input_channels": 1,
-             "max_output_channels": 0, "default_samplerate": input_rate},
-            {"name": "Fake Speakers", "index": 1, "hostapi": 0, "max_input_channels": 0,
-             "max_output_channels": 2, "default_samplerate": output_rate},
-        ]  # fmt: skip
+        self.devices = (
+            devices
+            if devices is not None
+            else [
+                {
+                    "name": "Fake Microphone",
+                    "index": 0,
+                    "hostapi": 0,
+                    "max_input_channels": 1,
+                    "max_output_channels": 0,
+                    "default_samplerate": input_rate,
+                },
+                {
+                    "name": "Fake Speakers",
+                    "index": 1,
+                    "hostapi": 0,
+                    "max_input_channels": 0,
+                    "max_output_channels": 2,
+                    "default_samplerate": output_rate,
+                },
+            ]
+        )
         self.default = (0, 1)
         self.streams: list[FakeStream] = []
 
@@ -245,8 +263,14 @@ class FakeClock:
     (what latency measurements need).
     """
 
-    def __init__(self, streams: list[FakeStream], block_s: float = 0.01, speed: float = 1.0,
-                 on_tick: Callable[[int], None] | None = None, catch_up: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        streams: list[FakeStream],
+        block_s: float = 0.01,
+        speed: float = 1.0,
+        on_tick: Callable[[int], None] | None = None,
+        catch_up: bool = True,
+    ) -> None:
         self.streams, self.block_s, self.speed, self.on_tick = streams, block_s, speed, on_tick
         self.catch_up = catch_up
         self.ticks = 0

@@ -35,13 +35,21 @@ def resample(pcm: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
 
 
 COMMON_FORMATS = ("WAV", "FLAC", "OGG", "MP3", "AIFF")  # named first in messages
-NOT_READABLE = {"m4a": "AAC", "aac": "AAC", "mp4": "AAC", "alac": "ALAC", "wma": "WMA", "webm": "Opus in WebM",
-                "amr": "AMR"}  # common formats libsndfile cannot decode
+NOT_READABLE = {
+    "m4a": "AAC",
+    "aac": "AAC",
+    "mp4": "AAC",
+    "alac": "ALAC",
+    "wma": "WMA",
+    "webm": "Opus in WebM",
+    "amr": "AMR",
+}  # common formats libsndfile cannot decode
 
 
 def _ordered(formats) -> list[str]:
-    return sorted(formats, key=lambda f: (f not in COMMON_FORMATS,
-                                          COMMON_FORMATS.index(f) if f in COMMON_FORMATS else 0, f))
+    return sorted(
+        formats, key=lambda f: (f not in COMMON_FORMATS, COMMON_FORMATS.index(f) if f in COMMON_FORMATS else 0, f)
+    )
 
 
 def readable_formats() -> str:
@@ -70,8 +78,9 @@ def audio_format(path: str | Path) -> str:
     writable = writable_formats()
     if ext.upper() not in writable:
         names = ", ".join("." + f.lower() for f in writable)
-        raise AudioFormatError(f"cannot write {path}: .{ext} is not an audio format this machine writes. "
-                               f"End the name in one of {names}")  # fmt: skip
+        raise AudioFormatError(
+            f"cannot write {path}: .{ext} is not an audio format this machine writes. End the name in one of {names}"
+        )
     return ext.upper()
 
 
@@ -88,8 +97,11 @@ def read_audio(path: str | Path, rate: int = MODEL_RATE) -> np.ndarray:
         pcm, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         ext = path.suffix[1:].lower()
-        what = f"{NOT_READABLE[ext]} ({path.name}) is not a format libsndfile reads" if ext in NOT_READABLE else (
-            f"cannot read audio file {path}: {str(e).replace(chr(10), ' ')}")  # fmt: skip
+        what = (
+            f"{NOT_READABLE[ext]} ({path.name}) is not a format libsndfile reads"
+            if ext in NOT_READABLE
+            else (f"cannot read audio file {path}: {str(e).replace(chr(10), ' ')}")
+        )
         raise AudioFormatError(
             f"{what}. Readable formats: {readable_formats()}. "
             f"Convert it first, e.g. `ffmpeg -i {path.name} {path.stem}.wav`."
@@ -122,8 +134,9 @@ class AudioWriter:
         except (sf.LibsndfileError, RuntimeError, OSError) as e:
             with contextlib.suppress(OSError):  # a file in the way of the folder fails here again
                 self._out.discard()
-            raise OutputError(f"cannot write {self.path}: {getattr(e, 'strerror', None) or e}. "
-                              "Pick another folder or format.") from None
+            raise OutputError(
+                f"cannot write {self.path}: {getattr(e, 'strerror', None) or e}. Pick another folder or format."
+            ) from None
         self.rate = rate
         self.samples = 0
 
@@ -170,4 +183,3 @@ def probe_audio(path: Path) -> None:
             f.write(np.zeros(FRAME, np.float32))
     except (sf.LibsndfileError, RuntimeError) as e:
         raise AudioFormatError(f"cannot write {fmt.lower()} here: {e}") from None
-

@@ -19,8 +19,22 @@ HEADER_BYTES = 44
 
 def wav_header(rate: int, data_bytes: int) -> bytes:
     """The canonical 44-byte header of a mono 16-bit PCM WAV holding `data_bytes` of samples."""
-    return struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, 1, 1, rate,
-                       2 * rate, 2, 16, b"data", data_bytes)  # fmt: skip
+    return struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + data_bytes,
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        1,
+        rate,
+        2 * rate,
+        2,
+        16,
+        b"data",
+        data_bytes,
+    )
 
 
 class AppendFile:

@@ -20,8 +20,9 @@ from pathlib import Path
 def program(text: str) -> str:
     """An argparse `type` for --kyutai-python: a program that can be run (a path, or a name on PATH)."""
     if not text.strip() or shutil.which(text) is None:
-        raise argparse.ArgumentTypeError(f"no program {text!r} to run: give the path of a Python interpreter "
-                                         "that has Kyutai's moshi_mlx installed")  # fmt: skip
+        raise argparse.ArgumentTypeError(
+            f"no program {text!r} to run: give the path of a Python interpreter that has Kyutai's moshi_mlx installed"
+        )
     return text
 
 

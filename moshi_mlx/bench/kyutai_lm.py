@@ -55,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         nn.quantize(model, bits=args.bits, group_size=args.group_size)
     for _, p in tree_flatten(model.parameters()):
         mx.eval(p)
-    gen = models.LmGen(model=model, max_steps=args.max_steps, text_sampler=utils.Sampler(),
-                       audio_sampler=utils.Sampler(), check=False)  # fmt: skip
+    gen = models.LmGen(
+        model=model, max_steps=args.max_steps, text_sampler=utils.Sampler(), audio_sampler=utils.Sampler(), check=False
+    )
     n_user = cfg.other_codebooks
 
     def steps(n: int) -> list[float]:

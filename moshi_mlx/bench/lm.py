@@ -38,8 +38,9 @@ def random_model(cfg: LmConfig, precision: str, seed: int = 0) -> Lm:
     model = Lm(cfg)
     spec = _PRECISIONS[precision]
     if spec is not None:
-        quant.apply(model, {p: spec for p, m in quant.quantizable_modules(model).items()
-                            if quant.should_quantize(m, spec)})
+        quant.apply(
+            model, {p: spec for p, m in quant.quantizable_modules(model).items() if quant.should_quantize(m, spec)}
+        )
     key = mx.random.key(seed)
     for _, module in flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
         key, sub = mx.random.split(key)
@@ -48,7 +49,7 @@ def random_model(cfg: LmConfig, precision: str, seed: int = 0) -> Lm:
             continue
         if "scales" in params:  # affine-quantized: random codes, scales and biases centring them
             w, s = params["weight"], params["scales"]
-            levels = 2 ** module.bits
+            levels = 2**module.bits
             scale = 0.04 / levels * mx.ones(s.shape, mx.bfloat16)
             module.weight = mx.random.randint(-(2**31), 2**31 - 1, w.shape, key=sub).view(mx.uint32)
             module.scales, module.biases = scale, (-scale * (levels / 2)).astype(mx.bfloat16)
@@ -90,8 +91,14 @@ def timed_step(gen: LmGen, state, user: mx.array):
     return t1 - t0, t2 - t1
 
 
-def bench(precision: str, steps: int, bandwidth_gbs: float, cfg: LmConfig, kyutai_python: str | None = None,
-          kv_bits: int | None = None) -> None:  # fmt: skip
+def bench(
+    precision: str,
+    steps: int,
+    bandwidth_gbs: float,
+    cfg: LmConfig,
+    kyutai_python: str | None = None,
+    kv_bits: int | None = None,
+) -> None:
     mx.reset_peak_memory()
     t0 = time.perf_counter()
     model = random_model(cfg, precision)
@@ -140,13 +147,17 @@ def bench(precision: str, steps: int, bandwidth_gbs: float, cfg: LmConfig, kyuta
     )
     if one_lane:
         one = statistics.median(one_lane)
-        print(f"CPU lanes: {n_lanes} (cpu/lanes.py; {lanes.ENV}=1 for one); the same steps on one lane, "
-              f"interleaved: {one * 1e3:.0f} ms -> lanes make the step {faster_or_slower(one, step_s)}")
+        print(
+            f"CPU lanes: {n_lanes} (cpu/lanes.py; {lanes.ENV}=1 for one); the same steps on one lane, "
+            f"interleaved: {one * 1e3:.0f} ms -> lanes make the step {faster_or_slower(one, step_s)}"
+        )
     if kyutai is not None:
         kyutai.close()
         ks = statistics.median(theirs) / 1e3
-        print(f"Kyutai's moshi_mlx {kyutai.version} (mlx {kyutai.mlx}), same weights' sizes and precision, "
-              f"interleaved: step {ks * 1e3:.0f} ms median of {len(theirs)} -> ours is {faster_or_slower(ks, step_s)}")
+        print(
+            f"Kyutai's moshi_mlx {kyutai.version} (mlx {kyutai.mlx}), same weights' sizes and precision, "
+            f"interleaved: step {ks * 1e3:.0f} ms median of {len(theirs)} -> ours is {faster_or_slower(ks, step_s)}"
+        )
     del gen, model, state
     mx.clear_cache()
 
@@ -156,10 +167,16 @@ def _kyutai_timer(python: str | None, precision: str, steps: int):
     if python is None:
         return None
     spec = _PRECISIONS[precision]
-    return KyutaiTimer(python, "kyutai_lm.py", "--bits", str(spec.bits), "--group-size", str(spec.group_size),
-                       "--max-steps", str(steps + 16))
-
-
+    return KyutaiTimer(
+        python,
+        "kyutai_lm.py",
+        "--bits",
+        str(spec.bits),
+        "--group-size",
+        str(spec.group_size),
+        "--max-steps",
+        str(steps + 16),
+    )
 
 
 def _precisions(text: str) -> list[str]:
@@ -175,14 +192,27 @@ def _precisions(text: str) -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default=["q4"], type=_precisions, help="comma list of bf16,q8,q4 (default q4)")
     parser.add_argument("--steps", type=number(int, 1, 100_000), default=5, help="timed steps per precision")
-    parser.add_argument("--bandwidth-gbs", type=number(float, 0.1, 100_000), default=24.0,
-                        help="memory bandwidth of this machine for the roofline (default 24: one core here)")
+    parser.add_argument(
+        "--bandwidth-gbs",
+        type=number(float, 0.1, 100_000),
+        default=24.0,
+        help="memory bandwidth of this machine for the roofline (default 24: one core here)",
+    )
     parser.add_argument("--config", default=None, type=name, help="Kyutai-schema JSON (default: the 7B preset)")
-    parser.add_argument("--kv-bits", type=int, choices=(8,), default=None,
-                        help="store the temporal KV cache quantized (default: the weights' float dtype)")
-    parser.add_argument("--kyutai-python", metavar="PY", type=program,
-                        help="also time Kyutai's moshi_mlx LM (installed for interpreter PY), step by step "
-                             "alternating with ours; 7B config, q4/q8 only (two bf16 7B models need ~30 GB)")
+    parser.add_argument(
+        "--kv-bits",
+        type=int,
+        choices=(8,),
+        default=None,
+        help="store the temporal KV cache quantized (default: the weights' float dtype)",
+    )
+    parser.add_argument(
+        "--kyutai-python",
+        metavar="PY",
+        type=program,
+        help="also time Kyutai's moshi_mlx LM (installed for interpreter PY), step by step "
+        "alternating with ours; 7B config, q4/q8 only (two bf16 7B models need ~30 GB)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -192,8 +222,7 @@ def run(args: argparse.Namespace) -> int:
         print("error: --kyutai-python compares the 7B preset at q4 or q8", file=sys.stderr)
         return 2
     version = mx.__version__  # pyright: ignore[reportAttributeAccessIssue]  (mlx's stubs omit __version__)
-    print(f"LM benchmark: mlx {version}, device {mx.default_device()}, {platform.machine()}, "
-          f"{platform.system()}")
+    print(f"LM benchmark: mlx {version}, device {mx.default_device()}, {platform.machine()}, {platform.system()}")
     for p in precisions:
         bench(p, args.steps, args.bandwidth_gbs, cfg, args.kyutai_python, args.kv_bits)
     return 0

@@ -72,8 +72,13 @@ def _find_clicks(y: np.ndarray, rate: float, n: int) -> list[int]:
     return found
 
 
-def measure_latency(compute_s: float = 0.0, rate_in: float = 48_000, rate_out: float = 48_000,
-                    seconds: float = 3.0, block_ms: float = 10.0) -> LatencyResult:  # fmt: skip
+def measure_latency(
+    compute_s: float = 0.0,
+    rate_in: float = 48_000,
+    rate_out: float = 48_000,
+    seconds: float = 3.0,
+    block_ms: float = 10.0,
+) -> LatencyResult:
     """Runs one fake session in real time and measures every click's trip (see module docstring)."""
     n_frames = int(seconds * RATE / FRAME)
     backend = FakeStreamFactory(input_rate=rate_in, output_rate=rate_out)
@@ -111,8 +116,13 @@ def measure_latency(compute_s: float = 0.0, rate_in: float = 48_000, rate_out: f
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=number(float, 0.5, 600), default=4.0, help="audio per measurement (default 4)")
-    p.add_argument("--compute-ms", type=number(float, 0, 1000), nargs="+", default=[0.0, 40.0],
-                   help="simulated model step times (default 0 40)")
+    p.add_argument(
+        "--compute-ms",
+        type=number(float, 0, 1000),
+        nargs="+",
+        default=[0.0, 40.0],
+        help="simulated model step times (default 0 40)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
             med = float(np.median(r.added_ms)) if r.added_ms else float("nan")
             mx = max(r.added_ms) if r.added_ms else float("nan")
             tot = float(np.median(r.total_ms)) if r.total_ms else float("nan")
-            print(f"{rate_in:>6g}/{rate_out:<6g}  {c:>8.0f} ms  {r.clicks_heard:>2}/{r.clicks_sent:<2}  "
-                  f"{med:>7.1f} / {mx:5.1f} ms  {tot:>10.1f} ms")  # fmt: skip
+            print(
+                f"{rate_in:>6g}/{rate_out:<6g}  {c:>8.0f} ms  {r.clicks_heard:>2}/{r.clicks_sent:<2}  "
+                f"{med:>7.1f} / {mx:5.1f} ms  {tot:>10.1f} ms"
+            )
     return 0

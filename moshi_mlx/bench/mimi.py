@@ -28,19 +28,28 @@ from .kyutai import KyutaiTimer, program
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--frames", type=number(int, 1, 100_000), default=40,
-                        help="streamed 80 ms frames timed (default 40)")
+    parser.add_argument(
+        "--frames", type=number(int, 1, 100_000), default=40, help="streamed 80 ms frames timed (default 40)"
+    )
     parser.add_argument("--warmup", type=number(int, 0, 10_000), default=3, help="untimed frames first (default 3)")
-    parser.add_argument("--seconds", type=number(float, 0.08, 3600), default=10.0,
-                        help="audio length for batch figures (default 10)")
+    parser.add_argument(
+        "--seconds", type=number(float, 0.08, 3600), default=10.0, help="audio length for batch figures (default 10)"
+    )
     parser.add_argument("--batch", type=number(int, 1, 64), default=1, help="parallel streams (default 1)")
     parser.add_argument("--dtype", choices=sorted(FLOATS), default="float32")
     parser.add_argument("--num-codebooks", type=number(int, 1, 32), default=8)
-    parser.add_argument("--kyutai-python", metavar="PY", type=program,
-                        help="also time Kyutai's MLX Mimi, installed in this Python interpreter, in the same run")
-    parser.add_argument("--rounds", type=number(int, 1, 1000), default=None,
-                        help="interleaved rounds the streamed frames are split into (default 4 with "
-                             "--kyutai-python, else 1)")
+    parser.add_argument(
+        "--kyutai-python",
+        metavar="PY",
+        type=program,
+        help="also time Kyutai's MLX Mimi, installed in this Python interpreter, in the same run",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=number(int, 1, 1000),
+        default=None,
+        help="interleaved rounds the streamed frames are split into (default 4 with --kyutai-python, else 1)",
+    )
 
 
 def _random_mimi(cfg: MimiConfig, dtype: mx.Dtype) -> Mimi:
@@ -85,8 +94,10 @@ def _print_streaming(who: str, enc_t: list[float], dec_t: list[float], budget: f
     both = [e + d for e, d in zip(enc_t, dec_t)]
     print(f"{who}streaming encode_step  median {_median_ms(enc_t)}")
     print(f"{who}streaming decode_step  median {_median_ms(dec_t)}")
-    print(f"{who}streaming enc + dec    median {_median_ms(both)}  real-time factor "
-          f"{statistics.median(both) / budget:.2f} (budget {budget * 1e3:.0f} ms per frame; < 1 keeps up)")
+    print(
+        f"{who}streaming enc + dec    median {_median_ms(both)}  real-time factor "
+        f"{statistics.median(both) / budget:.2f} (budget {budget * 1e3:.0f} ms per frame; < 1 keeps up)"
+    )
     return statistics.median(both)
 
 
@@ -96,9 +107,11 @@ def run(args: argparse.Namespace) -> int:
     mimi = _random_mimi(cfg, dtype)
     fs, b = cfg.frame_size, args.batch
     version = mx.__version__  # pyright: ignore[reportAttributeAccessIssue]  (mlx's stubs omit __version__)
-    print(f"Mimi benchmark: mlx {version}, device {mx.default_device()}, {platform.machine()}, "
-          f"{args.dtype}, batch {b}, {cfg.num_codebooks} codebooks, frame {fs} samples = "
-          f"{1e3 * fs / cfg.sample_rate:.0f} ms")
+    print(
+        f"Mimi benchmark: mlx {version}, device {mx.default_device()}, {platform.machine()}, "
+        f"{args.dtype}, batch {b}, {cfg.num_codebooks} codebooks, frame {fs} samples = "
+        f"{1e3 * fs / cfg.sample_rate:.0f} ms"
+    )
     if mx.default_device() == mx.cpu:
         print(f"CPU matmuls: {blas.describe()}")
 
@@ -106,8 +119,14 @@ def run(args: argparse.Namespace) -> int:
     if args.kyutai_python:
         if b != 1 or dtype != mx.float32:
             raise SystemExit("error: --kyutai-python compares batch 1, float32 only")
-        kyutai = KyutaiTimer(args.kyutai_python, "kyutai_mimi.py", "--warmup", str(args.warmup),
-                             "--num-codebooks", str(cfg.num_codebooks))
+        kyutai = KyutaiTimer(
+            args.kyutai_python,
+            "kyutai_mimi.py",
+            "--warmup",
+            str(args.warmup),
+            "--num-codebooks",
+            str(cfg.num_codebooks),
+        )
         print(f"Kyutai's moshi_mlx {kyutai.version} (mlx {kyutai.mlx}) via {args.kyutai_python}")
     rounds = args.rounds or (4 if kyutai else 1)
     per_round = max(1, -(-args.frames // rounds))
@@ -133,15 +152,17 @@ def run(args: argparse.Namespace) -> int:
     if kyutai:
         kyutai.close()
         theirs = _print_streaming("Kyutai ", k_enc, k_dec, budget)
-        print(f"ours / Kyutai's (enc + dec medians, same run, {rounds} interleaved rounds): "
-              f"{ours / theirs:.3f} = {faster_or_slower(theirs, ours)} "
-              f"(encode {faster_or_slower(statistics.median(k_enc), statistics.median(enc_t))}, "
-              f"decode {faster_or_slower(statistics.median(k_dec), statistics.median(dec_t))})")
+        print(
+            f"ours / Kyutai's (enc + dec medians, same run, {rounds} interleaved rounds): "
+            f"{ours / theirs:.3f} = {faster_or_slower(theirs, ours)} "
+            f"(encode {faster_or_slower(statistics.median(k_enc), statistics.median(enc_t))}, "
+            f"decode {faster_or_slower(statistics.median(k_dec), statistics.median(dec_t))})"
+        )
 
     seconds = args.seconds
     long = 0.1 * mx.random.normal((b, 1, int(seconds * cfg.sample_rate)))
     mx.eval(long)
-    mx.eval(mimi.encode(long[..., : 4 * fs]))                       # warm up
+    mx.eval(mimi.encode(long[..., : 4 * fs]))  # warm up
     t0 = time.perf_counter()
     codes = mimi.encode(long)
     mx.eval(codes)
@@ -152,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"batch encode {seconds:.0f} s audio: {t1 - t0:6.2f} s = {b * seconds / (t1 - t0):6.1f} s audio / s")
     print(f"batch decode {seconds:.0f} s audio: {t2 - t1:6.2f} s = {b * seconds / (t2 - t1):6.1f} s audio / s")
 
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024     # KiB on Linux
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     if platform.system() == "Darwin":
         rss /= 1024
     print(f"peak MLX memory {mx.get_peak_memory() / 2**20:.0f} MiB, peak RSS {rss:.0f} MiB")

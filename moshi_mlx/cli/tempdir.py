@@ -35,5 +35,7 @@ def check_temp_folder() -> None:
         why = e.strerror or e
         raise OutputError(f"cannot write in {where} ({why}), where MLX compiles its CPU kernels: {fix}") from None
     if free < MIN_FREE:
-        raise OutputError(f"{where} is full ({free >> 10} KiB free), and MLX compiles its CPU kernels there: "
-                          f"free some space, or {fix}")  # fmt: skip
+        raise OutputError(
+            f"{where} is full ({free >> 10} KiB free), and MLX compiles its CPU kernels there: "
+            f"free some space, or {fix}"
+        )

@@ -14,7 +14,7 @@ RUN_ADVICE = {
     Setting.SPEAKER: f"Choose the speaker with --output-device (`{LIST_DEVICES}` lists them).",
     Setting.MODEL_FILES: f"Or name the files: {LOCAL_FLAGS}.",
     Setting.PRECISION: f"The {DEFAULT_BITS}-bit weights: -q {DEFAULT_BITS} ({DEFAULT_REPO}, file "
-                       f"{MOSHI_FILES[DEFAULT_BITS]}).",
+    f"{MOSHI_FILES[DEFAULT_BITS]}).",
     Setting.CONFIG: CONFIG_ADVICE,
 }
 QUANTIZE_ADVICE = {Setting.CONFIG: CONFIG_ADVICE}

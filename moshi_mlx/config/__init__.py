@@ -10,5 +10,17 @@ from .lm import DEFAULT_PRESET, DepformerConfig, LmConfig, preset_path
 from .mimi import MimiConfig, QuantizerConfig, SeanetConfig
 from .transformer import GATINGS, NORMS, TransformerConfig
 
-__all__ = ["DEFAULT_PRESET", "GATINGS", "NORMS", "PRESETS", "DepformerConfig", "LmConfig", "MimiConfig",
-           "QuantizerConfig", "SeanetConfig", "TransformerConfig", "preset_path", "read_json_object"]
+__all__ = [
+    "DEFAULT_PRESET",
+    "GATINGS",
+    "NORMS",
+    "PRESETS",
+    "DepformerConfig",
+    "LmConfig",
+    "MimiConfig",
+    "QuantizerConfig",
+    "SeanetConfig",
+    "TransformerConfig",
+    "preset_path",
+    "read_json_object",
+]

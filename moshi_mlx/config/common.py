@@ -21,21 +21,22 @@ from ..errors import ConfigError, require_file
 PRESETS = Path(__file__).resolve().parent.parent / "presets"
 
 # Bounds of what a config may say (inclusive).
-MAX_WIDTH = 65_536          # d_model, dim, depformer_dim, codebook dimension (Moshi: 4096)
-MAX_FEEDFORWARD = 1 << 20   # MLP width (Moshi: 11264 derived from hidden_scale 4.125)
+MAX_WIDTH = 65_536  # d_model, dim, depformer_dim, codebook dimension (Moshi: 4096)
+MAX_FEEDFORWARD = 1 << 20  # MLP width (Moshi: 11264 derived from hidden_scale 4.125)
 MAX_HIDDEN_SCALE = 64.0
-MAX_LAYERS = 1024           # (Moshi: 32)
-MAX_CONTEXT = 1 << 20       # attention context in steps (Moshi: 3000 = 4 min; this is a day at 12.5 Hz)
-MAX_CARD = 1 << 20          # vocabulary or codebook size (Moshi: 32000 text tokens, 2048 codes)
-MAX_STREAMS = 64            # audio codebooks (Moshi: 16 streams, Mimi stores 32 codebooks)
-MAX_DELAY = 1000            # steps a stream lags the text (80 s; Moshi: 1)
-MAX_PERIOD = 1e12           # RoPE max_period (Moshi: 10000)
+MAX_LAYERS = 1024  # (Moshi: 32)
+MAX_CONTEXT = 1 << 20  # attention context in steps (Moshi: 3000 = 4 min; this is a day at 12.5 Hz)
+MAX_CARD = 1 << 20  # vocabulary or codebook size (Moshi: 32000 text tokens, 2048 codes)
+MAX_STREAMS = 64  # audio codebooks (Moshi: 16 streams, Mimi stores 32 codebooks)
+MAX_DELAY = 1000  # steps a stream lags the text (80 s; Moshi: 1)
+MAX_PERIOD = 1e12  # RoPE max_period (Moshi: 10000)
 MAX_LAYER_SCALE = 1e6
-MAX_KERNEL = 64             # SEANet convolution kernels (Mimi: 7 and 3)
-MAX_RATIO = 64              # one SEANet up/down-sampling ratio (Mimi: 8, 6, 5, 4)
-MAX_RESIDUAL = 4            # SEANet residual layers per block and their dilation base (Mimi: 1 and 2);
-                            # the dilations grow as base ** layer, and with them each conv's history
-MAX_RATE = 384_000          # audio sample rate in Hz (Mimi: 24000)
+MAX_KERNEL = 64  # SEANet convolution kernels (Mimi: 7 and 3)
+MAX_RATIO = 64  # one SEANet up/down-sampling ratio (Mimi: 8, 6, 5, 4)
+MAX_RESIDUAL = 4  # SEANet residual layers per block and their dilation base (Mimi: 1 and 2);
+# the dilations grow as base ** layer, and with them each conv's history
+MAX_RATE = 384_000  # audio sample rate in Hz (Mimi: 24000)
+
 
 def parse_json(data: str | bytes) -> object:
     """`json.loads`, refusing what no config or header holds: NaN/Infinity literals and deep nesting.
@@ -131,15 +132,32 @@ class Fields:
         return value
 
     @overload
-    def float(self, key: str, lo: float, hi: float, default: object = REQUIRED, *, lo_open: bool = False,
-              nullable: Literal[False] = False) -> float: ...  # fmt: skip
+    def float(
+        self,
+        key: str,
+        lo: float,
+        hi: float,
+        default: object = REQUIRED,
+        *,
+        lo_open: bool = False,
+        nullable: Literal[False] = False,
+    ) -> float: ...
 
     @overload
-    def float(self, key: str, lo: float, hi: float, default: object = REQUIRED, *, lo_open: bool = False,
-              nullable: bool) -> float | None: ...  # fmt: skip
+    def float(
+        self, key: str, lo: float, hi: float, default: object = REQUIRED, *, lo_open: bool = False, nullable: bool
+    ) -> float | None: ...
 
-    def float(self, key: str, lo: float, hi: float, default: object = REQUIRED, *, lo_open: bool = False,
-              nullable: bool = False) -> float | None:  # fmt: skip
+    def float(
+        self,
+        key: str,
+        lo: float,
+        hi: float,
+        default: object = REQUIRED,
+        *,
+        lo_open: bool = False,
+        nullable: bool = False,
+    ) -> float | None:
         """A finite number in range; `nullable`: JSON null reads as None."""
         value, given = self._value(key, default)
         if not given or (nullable and value is None):
@@ -162,8 +180,16 @@ class Fields:
             raise self.error(f"{key} = {show_value(value)}{what} is not supported: use one of {', '.join(choices)}")
         return value
 
-    def ints(self, key: str, lo: int, hi: int, default: object = REQUIRED, *, min_len: int = 1,
-             max_len: int = MAX_STREAMS + 1) -> tuple[int, ...]:  # fmt: skip
+    def ints(
+        self,
+        key: str,
+        lo: int,
+        hi: int,
+        default: object = REQUIRED,
+        *,
+        min_len: int = 1,
+        max_len: int = MAX_STREAMS + 1,
+    ) -> tuple[int, ...]:
         value, given = self._value(key, default)
         if not given:
             return tuple(value)  # type: ignore[arg-type]
@@ -173,4 +199,3 @@ class Fields:
         for v in out:
             self._range(f"{key} entry", v, lo, hi)
         return out
-

@@ -55,9 +55,9 @@ class DepformerConfig:
     the previous token of the frame (`emb`), its own transformer weights and output head (`linear_out`).
     """
 
-    transformer: TransformerConfig   # one slice's stack; context = num_slices (one frame)
-    num_slices: int                  # dep_q: codebooks generated per frame
-    multi_linear: bool = True        # False: the reference shares one depformer_in across slices
+    transformer: TransformerConfig  # one slice's stack; context = num_slices (one frame)
+    num_slices: int  # dep_q: codebooks generated per frame
+    multi_linear: bool = True  # False: the reference shares one depformer_in across slices
 
 
 # Keys of Kyutai's JSON schema this port reads, and those it deliberately ignores (with why).
@@ -89,16 +89,40 @@ _LM_UNSUPPORTED = {
     "bias_proj": False,
     "kv_repeat": 1,
     "cross_attention": False,
-    "lora_name": None,     # LoRA adapters to merge: the model is not the file alone
-    "tts_config": None,    # Kyutai's text-to-speech models
-    "stt_config": None,    # and speech-to-text ones
+    "lora_name": None,  # LoRA adapters to merge: the model is not the file alone
+    "tts_config": None,  # Kyutai's text-to-speech models
+    "stt_config": None,  # and speech-to-text ones
 }
 _LM_USED_KEYS = {
-    "dim", "num_heads", "num_layers", "hidden_scale", "causal", "layer_scale", "context", "max_period",
-    "gating", "norm", "positional_embedding", "text_card", "text_card_out", "existing_text_padding_id",
-    "n_q", "dep_q", "card", "delays", "depformer_dim", "depformer_dim_feedforward", "depformer_num_heads",
-    "depformer_num_layers", "depformer_layer_scale", "depformer_multi_linear", "depformer_max_period",
-    "depformer_gating", "depformer_pos_emb", "depformer_weights_per_step", "model_type",
+    "dim",
+    "num_heads",
+    "num_layers",
+    "hidden_scale",
+    "causal",
+    "layer_scale",
+    "context",
+    "max_period",
+    "gating",
+    "norm",
+    "positional_embedding",
+    "text_card",
+    "text_card_out",
+    "existing_text_padding_id",
+    "n_q",
+    "dep_q",
+    "card",
+    "delays",
+    "depformer_dim",
+    "depformer_dim_feedforward",
+    "depformer_num_heads",
+    "depformer_num_layers",
+    "depformer_layer_scale",
+    "depformer_multi_linear",
+    "depformer_max_period",
+    "depformer_gating",
+    "depformer_pos_emb",
+    "depformer_weights_per_step",
+    "model_type",
 }
 
 
@@ -109,12 +133,12 @@ class LmConfig:
     Streams: index 0 is text; 1..dep_q are Moshi's audio codebooks (generated); dep_q+1..n_q the user's.
     """
 
-    transformer: TransformerConfig   # the temporal (main) transformer
+    transformer: TransformerConfig  # the temporal (main) transformer
     depformer: DepformerConfig
-    text_card: int                   # text vocabulary; text_card itself is the initial text token
-    card: int                        # audio codebook size; card itself is the initial audio token
-    n_q: int                         # audio streams fed to the model (Moshi's + the user's)
-    delays: tuple[int, ...]          # per stream, text first: steps a stream lags behind the text
+    text_card: int  # text vocabulary; text_card itself is the initial text token
+    card: int  # audio codebook size; card itself is the initial audio token
+    n_q: int  # audio streams fed to the model (Moshi's + the user's)
+    delays: tuple[int, ...]  # per stream, text first: steps a stream lags behind the text
     existing_text_padding_id: int = 3
 
     def __post_init__(self) -> None:
@@ -197,19 +221,23 @@ class LmConfig:
         n_q = f.int("n_q", 1, MAX_STREAMS)
         dep_q = f.int("dep_q", 1, n_q)
         layer_scale = f.float("layer_scale", 0.0, MAX_LAYER_SCALE, None, lo_open=True, nullable=True)
-        temporal = _stack(source, "", dict(
-            d_model=dim,
-            num_heads=f.int("num_heads", 1, dim),
-            num_layers=f.int("num_layers", 1, MAX_LAYERS),
-            dim_feedforward=int(hidden_scale * dim),
-            causal=True,
-            context=f.int("context", 1, MAX_CONTEXT),
-            max_period=f.float("max_period", 0.0, MAX_PERIOD, 10_000.0, lo_open=True),
-            norm=f.choice("norm", NORMS, "layer_norm"),
-            gating=f.choice("gating", _LM_GATINGS, "none"),
-            positional_embedding=f.choice("positional_embedding", POSITIONAL, "sin"),
-            layer_scale=layer_scale,
-        ))  # fmt: skip
+        temporal = _stack(
+            source,
+            "",
+            dict(
+                d_model=dim,
+                num_heads=f.int("num_heads", 1, dim),
+                num_layers=f.int("num_layers", 1, MAX_LAYERS),
+                dim_feedforward=int(hidden_scale * dim),
+                causal=True,
+                context=f.int("context", 1, MAX_CONTEXT),
+                max_period=f.float("max_period", 0.0, MAX_PERIOD, 10_000.0, lo_open=True),
+                norm=f.choice("norm", NORMS, "layer_norm"),
+                gating=f.choice("gating", _LM_GATINGS, "none"),
+                positional_embedding=f.choice("positional_embedding", POSITIONAL, "sin"),
+                layer_scale=layer_scale,
+            ),
+        )
         dep_dim = f.int("depformer_dim", 1, MAX_WIDTH)
         dep_ff = raw.get("depformer_dim_feedforward")
         if isinstance(dep_ff, list):
@@ -222,28 +250,37 @@ class LmConfig:
         else:
             dep_ff = f.int("depformer_dim_feedforward", 1, MAX_FEEDFORWARD)
         depformer = DepformerConfig(
-            transformer=_stack(source, "depformer ", dict(
-                d_model=dep_dim,
-                num_heads=f.int("depformer_num_heads", 1, dep_dim),
-                num_layers=f.int("depformer_num_layers", 1, MAX_LAYERS, temporal.num_layers),
-                dim_feedforward=dep_ff,
-                causal=True,
-                context=dep_q,
-                max_period=f.float("depformer_max_period", 0.0, MAX_PERIOD, temporal.max_period, lo_open=True),
-                norm=temporal.norm,
-                gating=f.choice("depformer_gating", _LM_GATINGS, temporal.gating),
-                positional_embedding=f.choice("depformer_pos_emb", POSITIONAL, "sin"),
-                layer_scale=f.float("depformer_layer_scale", 0.0, MAX_LAYER_SCALE, layer_scale, lo_open=True,
-                                    nullable=True),
-            )),  # fmt: skip
+            transformer=_stack(
+                source,
+                "depformer ",
+                dict(
+                    d_model=dep_dim,
+                    num_heads=f.int("depformer_num_heads", 1, dep_dim),
+                    num_layers=f.int("depformer_num_layers", 1, MAX_LAYERS, temporal.num_layers),
+                    dim_feedforward=dep_ff,
+                    causal=True,
+                    context=dep_q,
+                    max_period=f.float("depformer_max_period", 0.0, MAX_PERIOD, temporal.max_period, lo_open=True),
+                    norm=temporal.norm,
+                    gating=f.choice("depformer_gating", _LM_GATINGS, temporal.gating),
+                    positional_embedding=f.choice("depformer_pos_emb", POSITIONAL, "sin"),
+                    layer_scale=f.float(
+                        "depformer_layer_scale", 0.0, MAX_LAYER_SCALE, layer_scale, lo_open=True, nullable=True
+                    ),
+                ),
+            ),
             num_slices=dep_q,
             multi_linear=f.flag("depformer_multi_linear", False),
         )
         fields: dict[str, Any] = dict(
-            transformer=temporal, depformer=depformer, text_card=text_card, card=f.int("card", 1, MAX_CARD),
-            n_q=n_q, delays=f.ints("delays", 0, MAX_DELAY),
+            transformer=temporal,
+            depformer=depformer,
+            text_card=text_card,
+            card=f.int("card", 1, MAX_CARD),
+            n_q=n_q,
+            delays=f.ints("delays", 0, MAX_DELAY),
             existing_text_padding_id=f.int("existing_text_padding_id", 0, text_card - 1, 3),
-        )  # fmt: skip
+        )
         try:
             return cls(**fields)
         except ConfigError as e:

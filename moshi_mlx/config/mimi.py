@@ -58,11 +58,33 @@ class SeanetConfig:
     def from_kyutai(cls, raw: dict) -> SeanetConfig:
         """A key left out takes the released Mimi's value (the reference's `_seanet_kwargs`)."""
         f, d = Fields(raw, "mimi config 'seanet'"), cls()
-        f.check_keys({"channels", "dimension", "n_filters", "n_residual_layers", "ratios", "kernel_size",
-                      "residual_kernel_size", "last_kernel_size", "dilation_base", "compress", "pad_mode",
-                      "causal", "activation", "activation_params", "norm", "true_skip"},
-                     {"disable_norm_outer_blocks", "norm_params", "trim_right_ratio", "final_activation",
-                      "final_activation_params"})  # fmt: skip
+        f.check_keys(
+            {
+                "channels",
+                "dimension",
+                "n_filters",
+                "n_residual_layers",
+                "ratios",
+                "kernel_size",
+                "residual_kernel_size",
+                "last_kernel_size",
+                "dilation_base",
+                "compress",
+                "pad_mode",
+                "causal",
+                "activation",
+                "activation_params",
+                "norm",
+                "true_skip",
+            },
+            {
+                "disable_norm_outer_blocks",
+                "norm_params",
+                "trim_right_ratio",
+                "final_activation",
+                "final_activation_params",
+            },
+        )
         f.require("causal", (True,))
         f.require("activation", ("ELU",))
         f.require("norm", ("none",))  # released weights have weight norm folded in
@@ -90,9 +112,9 @@ class SeanetConfig:
 class QuantizerConfig:
     """Split residual VQ: `n_q_semantic` codebooks with their own projections, then the acoustic ones."""
 
-    dimension: int = 256          # codebook vector size
-    n_q: int = 32                 # codebooks stored (semantic + acoustic)
-    bins: int = 2048              # entries per codebook
+    dimension: int = 256  # codebook vector size
+    n_q: int = 32  # codebooks stored (semantic + acoustic)
+    bins: int = 2048  # entries per codebook
     input_dimension: int = 512
     output_dimension: int = 512
     n_q_semantic: int = 1
@@ -104,8 +126,10 @@ class QuantizerConfig:
     @classmethod
     def from_kyutai(cls, raw: dict) -> QuantizerConfig:
         f = Fields(raw, "mimi config 'quantizer'")
-        f.check_keys({"dimension", "n_q", "bins", "input_dimension", "output_dimension", "n_q_semantic"},
-                     {"q_dropout", "no_quantization_rate", "decay", "threshold_usage_ratio", "replaced_usage_ratio"})
+        f.check_keys(
+            {"dimension", "n_q", "bins", "input_dimension", "output_dimension", "n_q_semantic"},
+            {"q_dropout", "no_quantization_rate", "decay", "threshold_usage_ratio", "replaced_usage_ratio"},
+        )
         dim = f.int("dimension", 1, MAX_WIDTH)
         n_q = f.int("n_q", 2, MAX_STREAMS)
         return cls(
@@ -120,15 +144,33 @@ class QuantizerConfig:
 
 def _mimi_transformer_from_kyutai(raw: dict, dimension: int) -> TransformerConfig:
     f = Fields(raw, "mimi config 'transformer'")
-    f.check_keys({"d_model", "num_heads", "num_layers", "dim_feedforward", "causal", "context", "max_period", "norm",
-                  "gating", "positional_embedding", "layer_scale", "input_dimension", "output_dimensions",
-                  "conv_layout"}, {"bias_ff", "bias_attn", "kv_repeat"})  # fmt: skip
+    f.check_keys(
+        {
+            "d_model",
+            "num_heads",
+            "num_layers",
+            "dim_feedforward",
+            "causal",
+            "context",
+            "max_period",
+            "norm",
+            "gating",
+            "positional_embedding",
+            "layer_scale",
+            "input_dimension",
+            "output_dimensions",
+            "conv_layout",
+        },
+        {"bias_ff", "bias_attn", "kv_repeat"},
+    )
     f.require("bias_ff", (False,))
     f.require("bias_attn", (False,))
     f.require("kv_repeat", (1,))
     if raw.get("input_dimension", dimension) != dimension or raw.get("output_dimensions", [dimension]) != [dimension]:
-        raise f.error(f"input_dimension and output_dimensions must be the SEANet dimension {dimension} "
-                      f"(got {raw.get('input_dimension')}, {raw.get('output_dimensions')})")  # fmt: skip
+        raise f.error(
+            f"input_dimension and output_dimensions must be the SEANet dimension {dimension} "
+            f"(got {raw.get('input_dimension')}, {raw.get('output_dimensions')})"
+        )
     d_model = f.int("d_model", 1, MAX_WIDTH)
     context = raw.get("context")
     fields: dict[str, Any] = dict(
@@ -156,11 +198,11 @@ class MimiConfig:
 
     seanet: SeanetConfig
     quantizer: QuantizerConfig
-    transformer: TransformerConfig   # shared by the encoder and decoder transformers
+    transformer: TransformerConfig  # shared by the encoder and decoder transformers
     sample_rate: int = 24_000
     channels: int = 1
     frame_rate: float = 12.5
-    num_codebooks: int = 8           # codebooks used by encode/decode (not stored in Kyutai's schema)
+    num_codebooks: int = 8  # codebooks used by encode/decode (not stored in Kyutai's schema)
 
     def __post_init__(self) -> None:
         if self.channels != 1 or self.seanet.channels != 1:
@@ -216,11 +258,14 @@ class MimiConfig:
         seanet = SeanetConfig.from_kyutai(raw["seanet"])
         sample_rate = f.int("sample_rate", 1, MAX_RATE, 24_000)
         fields: dict[str, Any] = dict(
-            seanet=seanet, quantizer=QuantizerConfig.from_kyutai(raw["quantizer"]),
+            seanet=seanet,
+            quantizer=QuantizerConfig.from_kyutai(raw["quantizer"]),
             transformer=_mimi_transformer_from_kyutai(raw["transformer"], seanet.dimension),
-            sample_rate=sample_rate, channels=f.int("channels", 1, 16, 1),
-            frame_rate=f.float("frame_rate", 0.0, sample_rate, 12.5, lo_open=True), num_codebooks=num_codebooks,
-        )  # fmt: skip
+            sample_rate=sample_rate,
+            channels=f.int("channels", 1, 16, 1),
+            frame_rate=f.float("frame_rate", 0.0, sample_rate, 12.5, lo_open=True),
+            num_codebooks=num_codebooks,
+        )
         try:
             return cls(**fields)
         except ConfigError as e:

@@ -23,9 +23,9 @@ class TransformerConfig:
     context: int | None = None
     max_period: float = 10_000.0
     norm: str = "layer_norm"
-    gating: str = "none"                  # "none": linear1 -> GELU (exact) -> linear2
-    positional_embedding: str = "rope"    # "rope" or "none"
-    layer_scale: float | None = None      # None: no LayerScale parameters
+    gating: str = "none"  # "none": linear1 -> GELU (exact) -> linear2
+    positional_embedding: str = "rope"  # "rope" or "none"
+    layer_scale: float | None = None  # None: no LayerScale parameters
 
     def __post_init__(self) -> None:
         for name in ("d_model", "num_heads", "num_layers", "dim_feedforward"):
@@ -36,8 +36,9 @@ class TransformerConfig:
         if self.d_model % self.num_heads:
             raise ConfigError(f"d_model {self.d_model} is not a multiple of num_heads {self.num_heads}")
         if self.positional_embedding == "rope" and self.head_dim % 2:
-            raise ConfigError(f"RoPE needs an even head size; d_model {self.d_model} / num_heads {self.num_heads} "
-                              f"= {self.head_dim}")
+            raise ConfigError(
+                f"RoPE needs an even head size; d_model {self.d_model} / num_heads {self.num_heads} = {self.head_dim}"
+            )
         if self.gating != "none" and self.gating_hidden < 1:
             raise ConfigError(f"dim_feedforward {self.dim_feedforward} leaves no hidden units in the gated MLP")
         if self.norm not in NORMS:

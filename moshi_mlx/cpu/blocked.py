@@ -18,7 +18,7 @@ import mlx.nn as nn
 from ..modules.conv import StreamingConv1d, StreamingConvTranspose1d, _ConvBase
 
 SMALL_GEMM_LIMIT = 1_000_000  # rows * K * N at or under which OpenBLAS multiplies without packing
-_BLOCK_SIZES = (64, 32, 16)   # 64 measured best where allowed; narrower blocks pay more per call
+_BLOCK_SIZES = (64, 32, 16)  # 64 measured best where allowed; narrower blocks pay more per call
 
 
 def choose_block(rows: int, k: int, n: int) -> int | None:
@@ -47,7 +47,7 @@ def blocked_matmul(x: mx.array, blocks: mx.array) -> mx.array:
     """x [..., K] @ the [K, N] weight held as `blocks` -> [..., N]."""
     nb, k, b = blocks.shape
     lead = x.shape[:-1]
-    y = x.reshape(-1, k) @ blocks                                # [N / b, rows, b]
+    y = x.reshape(-1, k) @ blocks  # [N / b, rows, b]
     return y.transpose(1, 0, 2).reshape(*lead, nb * b)
 
 
@@ -60,7 +60,7 @@ class BlockedLinear(nn.Module):
 
     def __init__(self, linear: nn.Linear, block: int):
         super().__init__()
-        self._blocks = to_blocks(linear.weight.T, block)               # [out / block, in, block]
+        self._blocks = to_blocks(linear.weight.T, block)  # [out / block, in, block]
         self.weight = from_blocks(self._blocks).T
         self._view = self.weight
         if "bias" in linear:
@@ -93,8 +93,8 @@ class _BlockedConv(_ConvBase):
     def like(cls, conv, block: int):
         """A copy of `conv` (same parameters and settings, no new random weights) holding blocks of `block`."""
         new = cls.__new__(cls)
-        dict.update(new, conv)                  # parameters
-        new.__dict__.update(conv.__dict__)      # settings: channels, kernel, stride, ...
+        dict.update(new, conv)  # parameters
+        new.__dict__.update(conv.__dict__)  # settings: channels, kernel, stride, ...
         new._blocks = to_blocks(new._weight_kn(), block)
         new.weight = from_blocks(new._blocks).reshape(conv.weight.shape)
         new._view = new.weight

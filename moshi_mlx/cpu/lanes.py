@@ -84,9 +84,17 @@ class SpreadQuantizedLinear(nn.QuantizedLinear):
         w, scales, biases = self["weight"], self["scales"], self.get("biases")
 
         def block(a: int, b: int, s: mx.Stream) -> mx.array:
-            return mx.quantized_matmul(x, w[a:b], scales=scales[a:b], biases=None if biases is None else biases[a:b],
-                                       transpose=True, group_size=self.group_size, bits=self.bits, mode=self.mode,
-                                       stream=s)  # fmt: skip
+            return mx.quantized_matmul(
+                x,
+                w[a:b],
+                scales=scales[a:b],
+                biases=None if biases is None else biases[a:b],
+                transpose=True,
+                group_size=self.group_size,
+                bits=self.bits,
+                mode=self.mode,
+                stream=s,
+            )
 
         y = _spread(x, w.shape[0], block)
         if y is None:

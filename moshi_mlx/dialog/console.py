@@ -22,15 +22,22 @@ _STATUS_EVERY_S = 5.0  # non-terminal status cadence, in model time
 
 
 def format_stats(s: Stats) -> str:
-    return (f"step {s.step_ms_avg:.0f} ms | RTF {s.rtf:.2f} | lag {s.lag_ms:.0f} ms | "
-            f"skipped {s.frames_skipped} | out {s.output_queued_ms:.0f} ms")  # fmt: skip
+    return (
+        f"step {s.step_ms_avg:.0f} ms | RTF {s.rtf:.2f} | lag {s.lag_ms:.0f} ms | "
+        f"skipped {s.frames_skipped} | out {s.output_queued_ms:.0f} ms"
+    )
 
 
 class ConsoleView:
     """Turns loop events into terminal output (call `handle` from one thread)."""
 
-    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, live: bool | None = None,
-                 worded: Callable[[str, Setting | None], str] = lambda message, hint: message) -> None:
+    def __init__(
+        self,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+        live: bool | None = None,
+        worded: Callable[[str, Setting | None], str] = lambda message, hint: message,
+    ) -> None:
         self.worded = worded  # an error's message and hint -> the front end's words
         self.out = out or sys.stdout
         self.err = err or sys.stderr
@@ -81,8 +88,9 @@ class ConsoleView:
             slow = None if self._said_too_slow else too_slow(ev)
             if slow:
                 self._said_too_slow = True
-                self.note(f"{slow}. File mode (--input FILE --output FILE) works at any speed; "
-                          "a live talk needs a GPU.")
+                self.note(
+                    f"{slow}. File mode (--input FILE --output FILE) works at any speed; a live talk needs a GPU."
+                )
             t = ev.frame * FRAME_S
             if self.live:
                 self._redraw()
@@ -91,8 +99,9 @@ class ConsoleView:
                 self.err.write(f"\n[{t:6.1f} s] {self.status}\n")
                 self.err.flush()
         elif isinstance(ev, Skipped):
-            self.note(f"[behind real time by {ev.lag_s * 1000:.0f} ms: skipped {ev.frames} input frame(s), "
-                      f"{ev.total} so far]")  # fmt: skip
+            self.note(
+                f"[behind real time by {ev.lag_s * 1000:.0f} ms: skipped {ev.frames} input frame(s), {ev.total} so far]"
+            )
         elif isinstance(ev, Error):
             self.note(f"error: {self.worded(ev.message, ev.hint)}")
         elif isinstance(ev, RecordingStopped):

@@ -48,8 +48,15 @@ class EchoCanceller:
         mu: background filter step size (0 < mu <= 1).
     """
 
-    def __init__(self, rate: int = MODEL_RATE, filter_ms: float = 160.0, max_delay_ms: float = 400.0,
-                 block: int = 120, mu: float = 1.0, reg: float = 0.5) -> None:  # fmt: skip
+    def __init__(
+        self,
+        rate: int = MODEL_RATE,
+        filter_ms: float = 160.0,
+        max_delay_ms: float = 400.0,
+        block: int = 120,
+        mu: float = 1.0,
+        reg: float = 0.5,
+    ) -> None:
         self.rate, self.B, self.mu, self.reg = rate, block, mu, reg
 
         self.P = max(1, int(round(filter_ms * rate / 1000 / block)))

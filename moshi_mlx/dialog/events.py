@@ -106,8 +106,10 @@ def too_slow(stats: Stats) -> str | None:
     rtf = stats.rtf_sustained
     if rtf is None or rtf < TOO_SLOW_RTF:
         return None
-    return (f"This machine runs the model {rtf:.0f}x slower than real time ({rtf * FRAME / RATE:.1f} s "
-            "per 80 ms frame): Moshi cannot hold a live conversation here")  # fmt: skip
+    return (
+        f"This machine runs the model {rtf:.0f}x slower than real time ({rtf * FRAME / RATE:.1f} s "
+        "per 80 ms frame): Moshi cannot hold a live conversation here"
+    )
 
 
 class Error(NamedTuple):
@@ -129,5 +131,6 @@ class Closed(NamedTuple):
     pass
 
 
-Event = (Loaded | SessionStarted | Text | Word | Skipped | Stats | Error | Notice | RecordingStopped | SessionEnded
-         | Closed)
+Event = (
+    Loaded | SessionStarted | Text | Word | Skipped | Stats | Error | Notice | RecordingStopped | SessionEnded | Closed
+)

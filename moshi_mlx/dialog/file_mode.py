@@ -23,8 +23,17 @@ from .loop import ModelLoop
 from .recorder import Recorder
 
 
-def run_file(new_model: Callable[[], FrameModel], pcm, output: str, *, source: str, transcript: str | None = None,
-             max_lag_frames: int, record: str | None = None, record_meta: dict | None = None) -> int:  # fmt: skip
+def run_file(
+    new_model: Callable[[], FrameModel],
+    pcm,
+    output: str,
+    *,
+    source: str,
+    transcript: str | None = None,
+    max_lag_frames: int,
+    record: str | None = None,
+    record_meta: dict | None = None,
+) -> int:
     """Runs the model over `pcm` (read from `source`); the answer streams to `output`. On an error or a stop
     (Ctrl-C, SIGTERM, SIGHUP) the answer and transcript so far are written, and said so once. Returns the exit
     status."""
@@ -32,7 +41,9 @@ def run_file(new_model: Callable[[], FrameModel], pcm, output: str, *, source: s
     got = _Collected()
     loop.start()
     try:
-        if not wait_loaded(loop, ConsoleView(live=False, worded=worded)):  # says the load time and the model's notes, or why not
+        if not wait_loaded(
+            loop, ConsoleView(live=False, worded=worded)
+        ):  # says the load time and the model's notes, or why not
             return 1
         writer = AudioWriter(output)
         try:
@@ -44,8 +55,9 @@ def run_file(new_model: Callable[[], FrameModel], pcm, output: str, *, source: s
                 loop.close()
                 got.drain(loop, port)
                 port.close(complete=interrupted is None and got.error is None)
-                code = _finish(output, transcript, source, writer, got, port,
-                               interrupted or (later[0] if later else None))  # fmt: skip
+                code = _finish(
+                    output, transcript, source, writer, got, port, interrupted or (later[0] if later else None)
+                )
         except BaseException:
             writer.discard()
             raise
@@ -71,8 +83,15 @@ def _follow(loop: ModelLoop, port, got: _Collected) -> KeyboardInterrupt | None:
     return None
 
 
-def _finish(output: str, transcript: str | None, source: str, writer, got: _Collected, port,
-            interrupted: KeyboardInterrupt | None) -> int:  # fmt: skip
+def _finish(
+    output: str,
+    transcript: str | None,
+    source: str,
+    writer,
+    got: _Collected,
+    port,
+    interrupted: KeyboardInterrupt | None,
+) -> int:
     """Writes the answer and the transcript (complete, or so far), says what happened; the exit status."""
 
     def write_transcript() -> None:
@@ -89,9 +108,17 @@ def _finish(output: str, transcript: str | None, source: str, writer, got: _Coll
                 failed.append(f"{path} ({write_failure(e) if isinstance(e, OSError) else e})")
     print(transcript_text(got.pieces))
     done = f"{port.written / MODEL_RATE:.1f} s of {port.length / MODEL_RATE:.1f} s"
-    kept = "; ".join(filter(None, (
-        f"{' and '.join(written)} hold{'s' if len(written) == 1 else ''} the answer up to {done}" if written else "",
-        f"could not write {' and '.join(failed)}" if failed else "")))  # fmt: skip
+    kept = "; ".join(
+        filter(
+            None,
+            (
+                f"{' and '.join(written)} hold{'s' if len(written) == 1 else ''} the answer up to {done}"
+                if written
+                else "",
+                f"could not write {' and '.join(failed)}" if failed else "",
+            ),
+        )
+    )
     if interrupted is not None:
         print(f"stopped: {kept}", file=sys.stderr)
         return exit_code(interrupted)

@@ -19,8 +19,15 @@ from .recorder import Recorder
 KEYS = "Enter starts a new conversation, m + Enter mutes or unmutes the microphone"  # see _keyboard
 
 
-def run_live(new_model: Callable[[], FrameModel], audio, *, max_lag_frames: int, echo=None,
-             record: str | None = None, record_meta: dict | None = None) -> int:  # fmt: skip
+def run_live(
+    new_model: Callable[[], FrameModel],
+    audio,
+    *,
+    max_lag_frames: int,
+    echo=None,
+    record: str | None = None,
+    record_meta: dict | None = None,
+) -> int:
     """A conversation on `audio` (an AudioIO whose devices were found before the model was fetched)."""
     view = ConsoleView(worded=worded)
     loop = ModelLoop(new_model, max_lag_frames=max_lag_frames)
@@ -31,8 +38,7 @@ def run_live(new_model: Callable[[], FrameModel], audio, *, max_lag_frames: int,
         recorder = Recorder(record, meta=record_meta) if record else None
         loop.begin_session(audio, recorder, echo)
         out_name = audio.output_info.name if audio.output_info else "default output"
-        view.note(f"listening on {audio.input_info.name}, speaking on {out_name}. "
-                  f"Talk to Moshi; {KEYS}, Ctrl-C stops.")  # fmt: skip
+        view.note(f"listening on {audio.input_info.name}, speaking on {out_name}. Talk to Moshi; {KEYS}, Ctrl-C stops.")
         if sys.stdin is not None and sys.stdin.isatty():
             threading.Thread(target=_keyboard, args=(loop, view), daemon=True).start()
         failed, stopped = False, None
@@ -65,8 +71,11 @@ def _keyboard(loop: ModelLoop, view: ConsoleView, lines=None) -> None:
         view.finish()
         if line.strip().lower() == "m":
             loop.set_muted(not loop.muted)
-            view.note("-- microphone muted: Moshi hears silence (m + Enter to unmute) --" if loop.muted
-                      else "-- microphone on --")  # fmt: skip
+            view.note(
+                "-- microphone muted: Moshi hears silence (m + Enter to unmute) --"
+                if loop.muted
+                else "-- microphone on --"
+            )
         else:
             loop.reset()
             view.note("-- new conversation --")

@@ -43,15 +43,17 @@ from .events import (
     Stats,
     Text,
     Word,
-)  # fmt: skip
+)
 from .pacing import OutputPacer, level_db
 
 _WARM_UP_STEPS = 3  # the first steps compile kernels and fill caches: not judged
 _SUSTAINED_STEPS = 25  # rtf_sustained: the median over the last 25 steps (2 s of audio at real time)...
 _FEWEST_JUDGED = 5  # ...once there are 5: a median needs 3 slow ones, so a single spike never counts
 
-NON_FINITE_NOTE = ("The input holds NaN or infinite samples (a broken file or sound card); they are replaced with "
-                   "silence, or they would blank what Moshi hears for about 20 s")  # fmt: skip
+NON_FINITE_NOTE = (
+    "The input holds NaN or infinite samples (a broken file or sound card); they are replaced with "
+    "silence, or they would blank what Moshi hears for about 20 s"
+)
 
 
 class ModelLoop:
@@ -67,9 +69,15 @@ class ModelLoop:
         stats_every: frames between two Stats events.
     """
 
-    def __init__(self, model_factory: Callable[[], FrameModel], on_event: Callable[[Event], None] | None = None,
-                 max_lag_frames: int = 2, max_output_queue_s: float = 0.5, target_output_queue_s: float = 0.03,
-                 stats_every: int = 1) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model_factory: Callable[[], FrameModel],
+        on_event: Callable[[Event], None] | None = None,
+        max_lag_frames: int = 2,
+        max_output_queue_s: float = 0.5,
+        target_output_queue_s: float = 0.03,
+        stats_every: int = 1,
+    ) -> None:
         if max_lag_frames < 0:
             raise ValueError("max_lag_frames must be >= 0")
         self._factory = model_factory
@@ -352,13 +360,23 @@ class _Session:
                 sustained = statistics.median(self.recent_steps) * RATE / FRAME
             self.step_sum, self.step_n = 0.0, 0
             total_s = time.perf_counter() - t_start
-            self.emit(Stats(
-                frame=self.frame, step_ms=1000 * step_s, step_ms_avg=1000 * avg, rtf=avg * RATE / FRAME,
-                lag_ms=lag_ms, output_queued_ms=1000 * self.audio.output_queued_s(), frames_skipped=self.skipped,
-                output_dropped=self.pacer.dropped, output_trimmed_ms=1000 * self.pacer.trimmed / RATE,
-                input_db=level_db(pcm_in), output_db=level_db(pcm_out),
-                loop_ms=1000 * (total_s - step_s), rtf_sustained=sustained,
-            ))  # fmt: skip
+            self.emit(
+                Stats(
+                    frame=self.frame,
+                    step_ms=1000 * step_s,
+                    step_ms_avg=1000 * avg,
+                    rtf=avg * RATE / FRAME,
+                    lag_ms=lag_ms,
+                    output_queued_ms=1000 * self.audio.output_queued_s(),
+                    frames_skipped=self.skipped,
+                    output_dropped=self.pacer.dropped,
+                    output_trimmed_ms=1000 * self.pacer.trimmed / RATE,
+                    input_db=level_db(pcm_in),
+                    output_db=level_db(pcm_out),
+                    loop_ms=1000 * (total_s - step_s),
+                    rtf_sustained=sustained,
+                )
+            )
 
     def _word(self, word: str, now: float) -> None:
         t = now if self.word_t is None else self.word_t

@@ -68,8 +68,11 @@ def check_free(folder: str | Path) -> RecordingPaths:
         n = 2
         while holds_recording(free := folder.with_name(f"{folder.name}-{n}")) or free.is_file():
             n += 1
-        raise RecordingExistsError(f"{folder} already holds a recording ({', '.join(found)}), which is kept: "
-                                   f"record into another folder, e.g. {free}", free)  # fmt: skip
+        raise RecordingExistsError(
+            f"{folder} already holds a recording ({', '.join(found)}), which is kept: "
+            f"record into another folder, e.g. {free}",
+            free,
+        )
     return recording_paths(folder)
 
 
@@ -99,8 +102,9 @@ class Recorder:
         max_backlog_s: audio allowed to wait for a slow disk; past it recording stops (bounded memory).
     """
 
-    def __init__(self, folder: str | Path, sync_every_s: float = 1.0, meta: dict | None = None,
-                 max_backlog_s: float = 30.0) -> None:  # fmt: skip
+    def __init__(
+        self, folder: str | Path, sync_every_s: float = 1.0, meta: dict | None = None, max_backlog_s: float = 30.0
+    ) -> None:
         self.paths = check_free(folder)
         made = [f for f in (self.paths.folder, *self.paths.folder.parents) if not f.exists()]
         opened: list[WavTrack | AppendFile] = []
@@ -182,8 +186,9 @@ class Recorder:
     # -- writer thread ---------------------------------------------------------------------------
     def _stop_early(self, why: str) -> None:
         if self.error is None:
-            self.error = (f"recording stopped after {self.user_samples / RATE:.1f} s: {why}; "
-                          "what was recorded before is kept")
+            self.error = (
+                f"recording stopped after {self.user_samples / RATE:.1f} s: {why}; what was recorded before is kept"
+            )
 
     def _writer(self) -> None:
         last_sync = time.monotonic()

@@ -54,8 +54,10 @@ def _names(config: Path | None) -> dict:
     return {} if config is None else read_repo_config(config)[1]
 
 
-MODEL_SOURCE_HELP = ("a local model is a folder holding config.json and model*.safetensors; "
-                     f"a hub model is owner/name (e.g. {DEFAULT_REPO})")
+MODEL_SOURCE_HELP = (
+    "a local model is a folder holding config.json and model*.safetensors; "
+    f"a hub model is owner/name (e.g. {DEFAULT_REPO})"
+)
 
 
 def is_repo_id(s: str) -> bool:
@@ -166,8 +168,9 @@ def _is_network_error(e: BaseException) -> bool:
     if isinstance(e, (ConnectionError, TimeoutError)):
         return True
     names = {c.__name__ for c in type(e).__mro__}  # httpx / requests transport errors
-    return bool(names & {"ConnectError", "ConnectTimeout", "ReadTimeout", "TimeoutException", "NetworkError",
-                         "TransportError"})
+    return bool(
+        names & {"ConnectError", "ConnectTimeout", "ReadTimeout", "TimeoutException", "NetworkError", "TransportError"}
+    )
 
 
 def _cached(repo: str, filename: str) -> str | None:
@@ -213,8 +216,9 @@ def _pick_moshi(listing: set[str], quant: int | None, quant_given: bool, where: 
     for q in (4, 8, None):
         if q in present:
             return present[q], q
-    raise CheckpointError(f"{where} holds no Moshi weights (one of {', '.join(MOSHI_FILES.values())})",
-                          hint=Setting.MODEL_FILES)
+    raise CheckpointError(
+        f"{where} holds no Moshi weights (one of {', '.join(MOSHI_FILES.values())})", hint=Setting.MODEL_FILES
+    )
 
 
 def _explicit(path: str | os.PathLike | None, what: str, tqdm_class, expected: str = "") -> Path | None:
@@ -253,14 +257,23 @@ def _download(repo: str, filename: str, tqdm_class, reason: str | None, needed: 
         raise OfflineError(
             f"cannot get {files} from {repo}: {why}, and they are not in the Hugging Face cache. "
             "Connect once to download them (about 4.5 GB for q4).",
-            why, hint=Setting.MODEL_FILES,
+            why,
+            hint=Setting.MODEL_FILES,
         ) from None
 
 
-def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | None = None, *,
-                        moshi_weight=None, mimi_weight=None, tokenizer=None, config=None,
-                        tqdm_class: Callable | None = None, local_only: bool = False, before_download:
-                        Callable[[int | None, Path | None], None] | None = None) -> ModelFiles:  # fmt: skip
+def resolve_model_files(
+    hf_repo: str | os.PathLike | None = None,
+    quant: int | None = None,
+    *,
+    moshi_weight=None,
+    mimi_weight=None,
+    tokenizer=None,
+    config=None,
+    tqdm_class: Callable | None = None,
+    local_only: bool = False,
+    before_download: Callable[[int | None, Path | None], None] | None = None,
+) -> ModelFiles:
     """Finds (downloading when needed) every file a dialog needs.
 
     Args:
@@ -280,19 +293,23 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
         CheckpointError: a missing repository, file or precision.
     """
     if quant not in (None, 4, 8):
-        raise ConfigError(f"the quantization must be 4 or 8 bits (got {quant}); "
-                          "leave it out for the repository's default")
+        raise ConfigError(
+            f"the quantization must be 4 or 8 bits (got {quant}); leave it out for the repository's default"
+        )
     quant_given = quant is not None
     explicit = {
-        "moshi": _explicit(moshi_weight, "Moshi weights", tqdm_class, MOSHI_FILES[DEFAULT_BITS if quant is None else quant]),
+        "moshi": _explicit(
+            moshi_weight, "Moshi weights", tqdm_class, MOSHI_FILES[DEFAULT_BITS if quant is None else quant]
+        ),
         "mimi": _explicit(mimi_weight, "Mimi weights", tqdm_class, MIMI_FILE),
         "tokenizer": _explicit(tokenizer, "tokenizer", tqdm_class, TOKENIZER_FILE),
         "config": _explicit(config, "config", tqdm_class, CONFIG_FILE),
     }
     if explicit["moshi"] is not None and explicit["mimi"] is not None and explicit["tokenizer"] is not None:
         q = next((k for k, f in MOSHI_FILES.items() if f == explicit["moshi"].name), quant)
-        return ModelFiles(explicit["moshi"], explicit["mimi"], explicit["tokenizer"], explicit["config"], q,
-                          "local files")
+        return ModelFiles(
+            explicit["moshi"], explicit["mimi"], explicit["tokenizer"], explicit["config"], q, "local files"
+        )
 
     folder = Path(hf_repo).expanduser() if hf_repo is not None else None
     if folder is not None and folder.is_dir():
@@ -323,9 +340,11 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
             explicit["moshi"] or local(name, key="moshi_name"),
             explicit["mimi"] or local(names.get("mimi_name", MIMI_FILE), key="mimi_name"),
             explicit["tokenizer"] or local(names.get("tokenizer_name", TOKENIZER_FILE), key="tokenizer_name"),
-            cfg, q, str(folder),
+            cfg,
+            q,
+            str(folder),
             local(names["mimi_config_name"], key="mimi_config_name") if "mimi_config_name" in names else None,
-        )  # fmt: skip
+        )
     if folder is not None and (folder.exists() or not is_repo_id(str(hf_repo))):  # a file, or a mistyped path
         raise _not_a_model_source(str(hf_repo))
 
@@ -334,8 +353,10 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
     cfg = explicit["config"]
     if cfg is None and CONFIG_FILE in listing:
         cfg = _download(repo, CONFIG_FILE, tqdm_class, reason)
-    names = {k: repo_file(repo, str(v), k) if k in ("mimi_name", "tokenizer_name", "mimi_config_name") else v
-             for k, v in _names(cfg).items()}  # fmt: skip
+    names = {
+        k: repo_file(repo, str(v), k) if k in ("mimi_name", "tokenizer_name", "mimi_config_name") else v
+        for k, v in _names(cfg).items()
+    }
     mimi_file, tokenizer_file = names.get("mimi_name", MIMI_FILE), names.get("tokenizer_name", TOKENIZER_FILE)
     if explicit["moshi"] is None:
         if reason is not None and not any(f in listing for f in MOSHI_FILES.values()):
@@ -344,19 +365,31 @@ def resolve_model_files(hf_repo: str | os.PathLike | None = None, quant: int | N
             raise OfflineError(
                 f"cannot get {', '.join(needed)} from {repo}: {reason}, and they are not in the Hugging Face "
                 "cache. Connect once to download them.",
-                reason, hint=Setting.MODEL_FILES,
+                reason,
+                hint=Setting.MODEL_FILES,
             )
         name, q = _pick_moshi(listing, quant, quant_given, repo)
         if before_download is not None and reason is None and _cached(repo, name) is None:
             before_download(q, cfg)
     else:
         name, q = "", quant
-    needed = [f for f, have in ((name, explicit["moshi"]), (mimi_file, explicit["mimi"]),
-                                (tokenizer_file, explicit["tokenizer"])) if f and have is None]  # fmt: skip
+    needed = [
+        f
+        for f, have in (
+            (name, explicit["moshi"]),
+            (mimi_file, explicit["mimi"]),
+            (tokenizer_file, explicit["tokenizer"]),
+        )
+        if f and have is None
+    ]
     got = {f: _download(repo, f, tqdm_class, reason, needed) for f in needed}
     mimi_config = names.get("mimi_config_name")
     return ModelFiles(
-        explicit["moshi"] or got[name], explicit["mimi"] or got[mimi_file],
-        explicit["tokenizer"] or got[tokenizer_file], cfg, q, repo,
+        explicit["moshi"] or got[name],
+        explicit["mimi"] or got[mimi_file],
+        explicit["tokenizer"] or got[tokenizer_file],
+        cfg,
+        q,
+        repo,
         _download(repo, mimi_config, tqdm_class, reason) if mimi_config else None,
-    )  # fmt: skip
+    )

@@ -53,8 +53,9 @@ def load_lm(
     header = read_header(path)
     fmt = detect_format(header, source)
     if fmt not in _MAPPINGS:
-        raise CheckpointError(f"{source}: this is a {fmt.value}, not a Moshi LM; name the LM weights.",
-                              hint=Setting.MODEL_FILES)
+        raise CheckpointError(
+            f"{source}: this is a {fmt.value}, not a Moshi LM; name the LM weights.", hint=Setting.MODEL_FILES
+        )
     if isinstance(config, LmConfig):
         cfg = config
     else:

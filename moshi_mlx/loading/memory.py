@@ -49,14 +49,16 @@ def fits(needed: int, available: int | None = None) -> bool:
     return available is None or needed + HEADROOM <= available
 
 
-def check_memory_fits(needed: int, what: str, advice: str, available: int | None = None,
-                      setting: Setting | None = None) -> None:
+def check_memory_fits(
+    needed: int, what: str, advice: str, available: int | None = None, setting: Setting | None = None
+) -> None:
     """Raise MemoryBudgetError (hinting at `setting`) when `needed` bytes (+ headroom) exceed what is available."""
     available = available_bytes() if available is None else available
     if available is not None and not fits(needed, available):
         raise MemoryBudgetError(
             f"{what} needs about {needed / GiB:.1f} GiB (+{HEADROOM / GiB:.1f} GiB headroom) but only "
-            f"{available / GiB:.1f} GiB is available. {advice}", hint=setting,
+            f"{available / GiB:.1f} GiB is available. {advice}",
+            hint=setting,
         )
 
 
@@ -72,17 +74,20 @@ def keep_resident(model_bytes: int) -> str | None:
         return None
     mx.set_wired_limit(limit)
     if model_bytes > 0.9 * limit:
-        return (f"The model takes {model_bytes / GiB:.1f} GiB of the {limit / GiB:.1f} GiB this GPU keeps "
-                "resident: answers may stall while macOS pages weights in. Close other programs, or pick a smaller "
-                "precision if this is not the 4-bit model.")
+        return (
+            f"The model takes {model_bytes / GiB:.1f} GiB of the {limit / GiB:.1f} GiB this GPU keeps "
+            "resident: answers may stall while macOS pages weights in. Close other programs, or pick a smaller "
+            "precision if this is not the 4-bit model."
+        )
     return None
 
 
 # -- the LM's estimates ----------------------------------------------------------------------------------------------
 
 
-def estimate_bytes(header: dict[str, TensorInfo], cfg: LmConfig, dtype: mx.Dtype | None, batch: int = 1,
-                   kv_bits: int | None = None) -> int:  # fmt: skip
+def estimate_bytes(
+    header: dict[str, TensorInfo], cfg: LmConfig, dtype: mx.Dtype | None, batch: int = 1, kv_bits: int | None = None
+) -> int:
     """Weights as they will sit in memory plus the full temporal KV cache."""
     total = 0
     for info in header.values():
@@ -131,16 +136,26 @@ def check_download_fits(bits: int | None, config: str | os.PathLike | None = Non
     check_memory_fits(needed, f"The {label} Moshi model", advice + " Nothing was downloaded.", setting=setting)
 
 
-def resolve_kv_bits(kv_bits: int | Literal["auto"] | None, header: dict[str, TensorInfo], cfg: LmConfig,
-                    dtype: mx.Dtype | None, available: int | None) -> int | None:  # fmt: skip
+def resolve_kv_bits(
+    kv_bits: int | Literal["auto"] | None,
+    header: dict[str, TensorInfo],
+    cfg: LmConfig,
+    dtype: mx.Dtype | None,
+    available: int | None,
+) -> int | None:
     """KV_AUTO -> None where the unquantized cache fits in `available` bytes, else 8; others unchanged."""
     if kv_bits != KV_AUTO:
         return kv_bits
     return None if fits(estimate_bytes(header, cfg, dtype), available) else 8
 
 
-def preflight(header: dict[str, TensorInfo], cfg: LmConfig, dtype: mx.Dtype | None,
-              kv_bits: int | Literal["auto"] | None, what: str) -> int | None:  # fmt: skip
+def preflight(
+    header: dict[str, TensorInfo],
+    cfg: LmConfig,
+    dtype: mx.Dtype | None,
+    kv_bits: int | Literal["auto"] | None,
+    what: str,
+) -> int | None:
     """Resolve KV_AUTO, then refuse with advice a model that would not fit in memory; returns kv_bits."""
     available = available_bytes()
     kv_bits = resolve_kv_bits(kv_bits, header, cfg, dtype, available)

@@ -19,7 +19,7 @@ import mlx.nn as nn
 
 
 class ConvState(NamedTuple):
-    prev: mx.array   # [B, left_context, C_in]: the input tail the next chunk's first outputs still need
+    prev: mx.array  # [B, left_context, C_in]: the input tail the next chunk's first outputs still need
     first: mx.array  # [B] bool: nothing seen yet (replicate padding copies the first sample then)
 
 
@@ -29,8 +29,9 @@ class ConvTrState(NamedTuple):
 
 def _check_groups(c_in: int, c_out: int, groups: int) -> None:
     if groups != 1 and not groups == c_in == c_out:
-        raise ValueError(f"only groups=1 or depthwise (groups = channels) are supported, got {groups} "
-                         f"for {c_in}->{c_out} channels")
+        raise ValueError(
+            f"only groups=1 or depthwise (groups = channels) are supported, got {groups} for {c_in}->{c_out} channels"
+        )
 
 
 def _check_input(x: mx.array, channels: int, multiple: int, what: str) -> None:
@@ -187,7 +188,7 @@ class StreamingConvTranspose1d(_ConvBase):
         _check_input(x, self.in_channels, 1, "StreamingConvTranspose1d")
         k, s = self.kernel_size, self.stride
         n = x.shape[1] * s
-        full = self._full(x)                      # [B, (T - 1) * s + k, C_out], no bias
+        full = self._full(x)  # [B, (T - 1) * s + k, C_out], no bias
         if k > s:
             head = full[:, : k - s] + state.partial
             full = mx.concatenate([head, full[:, k - s :]], axis=1)

@@ -39,15 +39,24 @@ class RingKVCache:
     keys: mx.array | tuple[mx.array, ...]  # [B, H, capacity, D], or (packed, scales, biases) at 8 bits
     values: mx.array | tuple[mx.array, ...]
 
-    def __init__(self, batch: int, heads: int, capacity: int, head_dim: int, dtype: mx.Dtype = mx.float32,
-                 bits: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        batch: int,
+        heads: int,
+        capacity: int,
+        head_dim: int,
+        dtype: mx.Dtype = mx.float32,
+        bits: int | None = None,
+    ):
         if capacity <= 0:
             raise ValueError(f"RingKVCache capacity must be positive, got {capacity}")
         group_size = kv_group_size(head_dim)
         if bits is not None and (bits != 8 or head_dim % group_size):
             # 4 bits were measured too coarse: greedy agreement with the float cache fell to 0.82 text, 0.70 audio
-            raise ValueError(f"a quantized KV cache needs 8 bits and a head dimension divisible by 32; "
-                             f"got {bits} bits, head dimension {head_dim}")  # fmt: skip
+            raise ValueError(
+                f"a quantized KV cache needs 8 bits and a head dimension divisible by 32; "
+                f"got {bits} bits, head dimension {head_dim}"
+            )
         self.capacity = capacity
         self.dtype, self.bits, self.group_size = dtype, bits, group_size
         shape = (batch, heads, capacity, head_dim)
@@ -58,8 +67,11 @@ class RingKVCache:
         if self.bits is None:
             return mx.zeros(shape, self.dtype)
         *lead, d = shape
-        return (mx.zeros((*lead, d * self.bits // 32), mx.uint32), mx.zeros((*lead, d // self.group_size), self.dtype),
-                mx.zeros((*lead, d // self.group_size), self.dtype))  # fmt: skip
+        return (
+            mx.zeros((*lead, d * self.bits // 32), mx.uint32),
+            mx.zeros((*lead, d // self.group_size), self.dtype),
+            mx.zeros((*lead, d // self.group_size), self.dtype),
+        )
 
     def _store(self, x: mx.array) -> mx.array | tuple[mx.array, ...]:
         x = x.astype(self.dtype)
@@ -95,8 +107,8 @@ class RingKVCache:
         """
         if t > self.capacity:
             raise ValueError(f"a streaming chunk of {t} steps does not fit a cache of {self.capacity} steps")
-        pos_k = self.slot_positions(self.offset + t)[None, :]           # [1, C]
-        pos_q = (self.offset + mx.arange(t))[:, None]                    # [T, 1]
+        pos_k = self.slot_positions(self.offset + t)[None, :]  # [1, C]
+        pos_q = (self.offset + mx.arange(t))[:, None]  # [T, 1]
         delta = pos_q - pos_k
         return (pos_k >= 0) & (delta >= 0) & (delta < self.capacity)
 

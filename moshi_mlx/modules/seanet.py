@@ -23,20 +23,20 @@ SeanetState = tuple  # one LayerState per entry of `model`
 # scalar (~11 ns per element here) and ELU runs on ~1.1 M values per streamed frame; this is ~5x faster
 # and within 1 ulp of the correctly rounded expm1 (as MLX's own expm1).
 # Range reduction x = n ln2 + r, |r| <= ln2 / 2; expm1(x) = 2^n expm1(r) + (2^n - 1).
-_LN2_HI = 0.693145751953125       # ln 2 in two parts: n * _LN2_HI is exact for |n| < 2^11
+_LN2_HI = 0.693145751953125  # ln 2 in two parts: n * _LN2_HI is exact for |n| < 2^11
 _LN2_LO = 1.428606765330187e-06
 _INV_LN2 = 1.4426950408889634
 _EXPM1_TAYLOR = tuple(1.0 / math.factorial(i) for i in range(9, 1, -1))  # 1/9! .. 1/2!: error < 1e-9
 
 
 def _expm1_nonpositive(x: mx.array) -> mx.array:
-    x = mx.maximum(x, -87.0)                       # expm1(-87) rounds to -1; keeps 2^n a normal float
+    x = mx.maximum(x, -87.0)  # expm1(-87) rounds to -1; keeps 2^n a normal float
     n = mx.floor(x * _INV_LN2 + 0.5)
     r = (x - n * _LN2_HI) - n * _LN2_LO
     p = _EXPM1_TAYLOR[0]
     for c in _EXPM1_TAYLOR[1:]:
         p = p * r + c
-    em1 = r + (r * r) * p                          # expm1(r)
+    em1 = r + (r * r) * p  # expm1(r)
     two_n = mx.view(mx.left_shift(n.astype(mx.int32) + 127, 23), mx.float32)
     return two_n * em1 + (two_n - 1.0)
 
@@ -120,8 +120,9 @@ class SeanetEncoder(_Seanet):
         mult = 1
         for ratio in reversed(cfg.ratios):
             for j in range(cfg.n_residual_layers):
-                model.append(SeanetResnetBlock(mult * nf, cfg.residual_kernel_size, cfg.dilation_base**j,
-                                               cfg.compress, pad))
+                model.append(
+                    SeanetResnetBlock(mult * nf, cfg.residual_kernel_size, cfg.dilation_base**j, cfg.compress, pad)
+                )
             model += [ELU(), StreamingConv1d(mult * nf, 2 * mult * nf, 2 * ratio, ratio, pad_mode=pad)]
             mult *= 2
         model += [ELU(), StreamingConv1d(mult * nf, cfg.dimension, cfg.last_kernel_size, pad_mode=pad)]
@@ -139,8 +140,9 @@ class SeanetDecoder(_Seanet):
         for ratio in cfg.ratios:
             model += [ELU(), StreamingConvTranspose1d(mult * nf, mult * nf // 2, 2 * ratio, ratio)]
             for j in range(cfg.n_residual_layers):
-                model.append(SeanetResnetBlock(mult * nf // 2, cfg.residual_kernel_size, cfg.dilation_base**j,
-                                               cfg.compress, pad))
+                model.append(
+                    SeanetResnetBlock(mult * nf // 2, cfg.residual_kernel_size, cfg.dilation_base**j, cfg.compress, pad)
+                )
             mult //= 2
         model += [ELU(), StreamingConv1d(nf, cfg.channels, cfg.last_kernel_size, pad_mode=pad)]
         self.model = model

@@ -134,8 +134,9 @@ def batch_mask(steps: int, context: int | None) -> mx.array:
     return mask
 
 
-def quantized_attention(q: mx.array, k: tuple, v: tuple, mask: mx.array, scale: float, group_size: int,
-                        bits: int) -> mx.array:  # fmt: skip
+def quantized_attention(
+    q: mx.array, k: tuple, v: tuple, mask: mx.array, scale: float, group_size: int, bits: int
+) -> mx.array:
     """Attention of q [B, H, T, D] over keys and values stored quantized ((packed, scales, biases) each)."""
     dtype = k[1].dtype
     scores = mx.quantized_matmul((q * scale).astype(dtype), *k, transpose=True, group_size=group_size, bits=bits)

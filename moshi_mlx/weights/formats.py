@@ -58,8 +58,12 @@ def describe_precision(header: dict[str, TensorInfo]) -> str:
 
 def is_quantized(header: dict[str, TensorInfo]) -> bool:
     """True when some tensor is stored MLX-affine-quantized (`.scales` next to a packed uint32 `.weight`)."""
-    return any(k.endswith(".scales") and header.get(k[: -len("scales")] + "weight") is not None
-               and header[k[: -len("scales")] + "weight"].dtype == "U32" for k in header)
+    return any(
+        k.endswith(".scales")
+        and header.get(k[: -len("scales")] + "weight") is not None
+        and header[k[: -len("scales")] + "weight"].dtype == "U32"
+        for k in header
+    )
 
 
 def detect_format(header: dict[str, TensorInfo], source: str = "checkpoint") -> CheckpointFormat:

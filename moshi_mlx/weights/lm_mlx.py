@@ -18,6 +18,7 @@ def map_lm_mlx(tensors: dict[str, mx.array], cfg: LmConfig, source: str = "check
     if norm is not None and norm.shape != (cfg.dim,):
         raise CheckpointError(
             f"{source}: out_norm.weight has shape {tuple(norm.shape)} but the config has dim {cfg.dim}: "
-            "pass the config that belongs to these weights.", hint=Setting.CONFIG,
+            "pass the config that belongs to these weights.",
+            hint=Setting.CONFIG,
         )
     return dict(tensors)

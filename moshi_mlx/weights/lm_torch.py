@@ -69,7 +69,8 @@ def map_lm_torch(tensors: dict[str, mx.array], cfg: LmConfig, source: str = "che
                 if v.shape[0] % dep_q:
                     raise CheckpointError(
                         f"{source}: {p}.{name} has {v.shape[0]} rows, not a multiple of dep_q={dep_q}: "
-                        "the file and the config do not belong together.", hint=Setting.CONFIG,
+                        "the file and the config do not belong together.",
+                        hint=Setting.CONFIG,
                     )
                 fused[name] = mx.split(v, dep_q, axis=0)
         norms = {n: w.pop(f"{p}.{n}.alpha") for n in ("norm1", "norm2") if f"{p}.{n}.alpha" in w}
@@ -103,10 +104,14 @@ def torch_layout_shapes(cfg: LmConfig) -> dict[str, tuple[int, ...]]:
         shapes[f"emb.{i}.weight"] = (cfg.card + 1, dim)
     for layer in range(t.num_layers):
         p = f"transformer.layers.{layer}"
-        shapes |= {f"{p}.self_attn.in_proj_weight": (3 * dim, dim), f"{p}.self_attn.out_proj.weight": (dim, dim),
-                   f"{p}.norm1.alpha": (1, 1, dim), f"{p}.norm2.alpha": (1, 1, dim),
-                   f"{p}.gating.linear_in.weight": (2 * t.gating_hidden, dim),
-                   f"{p}.gating.linear_out.weight": (dim, t.gating_hidden)}
+        shapes |= {
+            f"{p}.self_attn.in_proj_weight": (3 * dim, dim),
+            f"{p}.self_attn.out_proj.weight": (dim, dim),
+            f"{p}.norm1.alpha": (1, 1, dim),
+            f"{p}.norm2.alpha": (1, 1, dim),
+            f"{p}.gating.linear_in.weight": (2 * t.gating_hidden, dim),
+            f"{p}.gating.linear_out.weight": (dim, t.gating_hidden),
+        }
     for k in range(cfg.dep_q if cfg.depformer.multi_linear else 1):
         shapes[f"depformer_in.{k}.weight"] = (dep.d_model, dim)
     for k in range(cfg.dep_q):
@@ -115,9 +120,12 @@ def torch_layout_shapes(cfg: LmConfig) -> dict[str, tuple[int, ...]]:
             shapes[f"depformer_emb.{k - 1}.weight"] = (cfg.card + 1, dep.d_model)
     for layer in range(dep.num_layers):
         p = f"depformer.layers.{layer}"
-        shapes |= {f"{p}.self_attn.in_proj_weight": (cfg.dep_q * 3 * dep.d_model, dep.d_model),
-                   f"{p}.self_attn.out_proj.weight": (cfg.dep_q * dep.d_model, dep.d_model),
-                   f"{p}.norm1.alpha": (1, 1, dep.d_model), f"{p}.norm2.alpha": (1, 1, dep.d_model)}
+        shapes |= {
+            f"{p}.self_attn.in_proj_weight": (cfg.dep_q * 3 * dep.d_model, dep.d_model),
+            f"{p}.self_attn.out_proj.weight": (cfg.dep_q * dep.d_model, dep.d_model),
+            f"{p}.norm1.alpha": (1, 1, dep.d_model),
+            f"{p}.norm2.alpha": (1, 1, dep.d_model),
+        }
         for k in range(cfg.dep_q):
             shapes[f"{p}.gating.{k}.linear_in.weight"] = (2 * dep.gating_hidden, dep.d_model)
             shapes[f"{p}.gating.{k}.linear_out.weight"] = (dep.d_model, dep.gating_hidden)

@@ -34,8 +34,9 @@ class QuantSpec:
 def quantizable_modules(model: nn.Module) -> dict[str, nn.Module]:
     """Leaf modules that can be quantized (those with `to_quantized`), by parameter path. Read their
     weight as `m["weight"]`: MLX types `m.weight` on a plain nn.Module as possibly None."""
-    return {path: m for path, m in flatten(model.leaf_modules(), is_leaf=nn.Module.is_module)
-            if hasattr(m, "to_quantized")}
+    return {
+        path: m for path, m in flatten(model.leaf_modules(), is_leaf=nn.Module.is_module) if hasattr(m, "to_quantized")
+    }
 
 
 def should_quantize(module: nn.Module, spec: QuantSpec) -> bool:
@@ -54,12 +55,18 @@ def specs_from_header(model: nn.Module, header: dict[str, TensorInfo], source: s
         in_dim = module["weight"].shape[-1]
         packed, groups = weight.shape[-1], scales.shape[-1]
         bits, group = quant_bits_group(weight, scales, in_dim)
-        if (weight.dtype != "U32" or bits not in MLX_BITS or group not in MLX_GROUPS or in_dim % group
-                or quantized_columns(in_dim, bits, group) != (packed, groups)):
+        if (
+            weight.dtype != "U32"
+            or bits not in MLX_BITS
+            or group not in MLX_GROUPS
+            or in_dim % group
+            or quantized_columns(in_dim, bits, group) != (packed, groups)
+        ):
             raise CheckpointError(
                 f"{source}: {path} is stored quantized with shapes weight {weight.shape} {weight.dtype}, "
                 f"scales {scales.shape} that fit no MLX quantization of a {in_dim}-wide input. The file and "
-                "the config do not belong together, or the file is damaged.", hint=Setting.CONFIG,
+                "the config do not belong together, or the file is damaged.",
+                hint=Setting.CONFIG,
             )
         specs[path] = QuantSpec(bits, group)
     return specs

@@ -80,7 +80,7 @@ def _spec(raw: object, where: str) -> QuantSpec:
 
 def recipe_from_json(raw: object, source: str = "config") -> QuantRecipe:
     """Parse an mlx-lm style "quantization" object; ConfigError if malformed."""
-    where = f"{source}: \"quantization\""
+    where = f'{source}: "quantization"'
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be an object, got {raw!r}")
     default = _spec(raw, where)
@@ -108,7 +108,7 @@ def recipe_for_file(raw_config: dict, file_name: str, source: str = "config") ->
     files = raw_config.get("model_files")
     if files is not None:
         if not isinstance(files, dict):
-            raise ConfigError(f"{source}: \"model_files\" must map file names to quantization (or null)")
+            raise ConfigError(f'{source}: "model_files" must map file names to quantization (or null)')
         if file_name in files:
             entry = files[file_name]
             return None if entry is None else recipe_from_json(entry, f"{source} model_files[{file_name!r}]")
@@ -150,8 +150,9 @@ def check_matches(
     )
 
 
-def check_file(config_path: str | os.PathLike, weights_name: str, model: nn.Module,
-               stored: dict[str, QuantSpec], source: str) -> None:
+def check_file(
+    config_path: str | os.PathLike, weights_name: str, model: nn.Module, stored: dict[str, QuantSpec], source: str
+) -> None:
     """Check a weight file against what the config.json at `config_path` records for it (if anything)."""
     claimed = recipe_for_file(read_json_object(config_path), weights_name, str(config_path))
     if claimed is not NO_CLAIM:

@@ -18,13 +18,27 @@ from ..config.common import parse_json
 from ..errors import CheckpointError
 
 _MAX_HEADER = 100 * 1024 * 1024
-_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "U32": 4, "I16": 2,
-                "U16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+_DTYPE_BYTES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "U32": 4,
+    "I16": 2,
+    "U16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+}
 
 
 @dataclass(frozen=True)
 class TensorInfo:
-    dtype: str              # safetensors dtype string, e.g. "BF16", "U32"
+    dtype: str  # safetensors dtype string, e.g. "BF16", "U32"
     shape: tuple[int, ...]
 
     @property

@@ -25,8 +25,13 @@ def _listing(title: str, items: list[str]) -> str:
     return f"{title} ({len(items)}): " + ", ".join(shown) + more
 
 
-def check_tensors_match(model: nn.Module, weights: dict[str, mx.array], source: str, advice: str = "",
-                        setting: Setting | None = Setting.CONFIG) -> None:
+def check_tensors_match(
+    model: nn.Module,
+    weights: dict[str, mx.array],
+    source: str,
+    advice: str = "",
+    setting: Setting | None = Setting.CONFIG,
+) -> None:
     """Raise CheckpointError (hinting at `setting`) listing missing, unexpected, mis-shaped and mistyped tensors.
 
     Mistyped: integers where the model holds floats (an int32 weight would load, be cast and silently
@@ -48,16 +53,27 @@ def check_tensors_match(model: nn.Module, weights: dict[str, mx.array], source: 
     )
     if not (missing or extra or misshaped or mistyped):
         return
-    found = [_listing(title, items) for title, items in (
-        ("missing tensors", missing), ("unexpected tensors", extra), ("tensors of the wrong shape", misshaped),
-        ("tensors of the wrong type (integer where float belongs, or the reverse)", mistyped)) if items]  # fmt: skip
+    found = [
+        _listing(title, items)
+        for title, items in (
+            ("missing tensors", missing),
+            ("unexpected tensors", extra),
+            ("tensors of the wrong shape", misshaped),
+            ("tensors of the wrong type (integer where float belongs, or the reverse)", mistyped),
+        )
+        if items
+    ]
     advice = advice or "Check that the weights and the config belong to the same model."
-    raise CheckpointError(f"{source} does not fit the model configuration: {'; '.join(found)}. {advice}",
-                          hint=setting)
+    raise CheckpointError(f"{source} does not fit the model configuration: {'; '.join(found)}. {advice}", hint=setting)
 
 
-def load_strict(model: nn.Module, weights: dict[str, mx.array], source: str, advice: str = "",
-                setting: Setting | None = Setting.CONFIG) -> None:
+def load_strict(
+    model: nn.Module,
+    weights: dict[str, mx.array],
+    source: str,
+    advice: str = "",
+    setting: Setting | None = Setting.CONFIG,
+) -> None:
     """Set every parameter of `model` from `weights` (names already in our layout)."""
     check_tensors_match(model, weights, source, advice, setting)
     model.update(tree_unflatten(list(weights.items())))

@@ -128,9 +128,21 @@ def test_a_machine_far_slower_than_real_time_is_told_once_per_conversation(make_
     from moshi_mlx.dialog.events import Stats
 
     a = make_app()
-    st = Stats(frame=5, step_ms=7600.0, step_ms_avg=7600.0, rtf=95.0, lag_ms=0.0, output_queued_ms=0.0,
-               frames_skipped=0, output_dropped=0, output_trimmed_ms=0.0, input_db=-60.0, output_db=-60.0,
-               loop_ms=1.0, rtf_sustained=95.0)  # fmt: skip
+    st = Stats(
+        frame=5,
+        step_ms=7600.0,
+        step_ms_avg=7600.0,
+        rtf=95.0,
+        lag_ms=0.0,
+        output_queued_ms=0.0,
+        frames_skipped=0,
+        output_dropped=0,
+        output_trimmed_ms=0.0,
+        input_db=-60.0,
+        output_db=-60.0,
+        loop_ms=1.0,
+        rtf_sustained=95.0,
+    )
     a.presenter._on_conversation_started(1)
     a.presenter._on_stats(st)
     assert "95x slower than real time" in a.window.status.currentMessage()
@@ -223,8 +235,10 @@ def test_missing_device_gives_a_dialog_and_the_app_keeps_working(make_app) -> No
     a.window.start_button.click()
     box = a.wait_error()
     assert box.text() == "The microphone is not connected"
-    assert box.informativeText() == ("“USB Headset”, chosen under Audio → Microphone, is not connected. "
-                                     "Connect it, or choose another microphone there.")  # fmt: skip
+    assert box.informativeText() == (
+        "“USB Headset”, chosen under Audio → Microphone, is not connected. "
+        "Connect it, or choose another microphone there."
+    )
     assert a.ctl.state == c.IDLE and a.models == [] and a.window.start_button.isEnabled()  # said before loading
     box.accept()
     a.qtbot.waitUntil(lambda: not a.dialogs.open_boxes, timeout=2000)
@@ -272,14 +286,17 @@ def test_missing_model_folder_and_failed_build(make_app, tmp_path: Path) -> None
     (empty / "model.q4.safetensors").write_bytes(b"")
     a.window.start_button.click()
     box = a.wait_error()
-    assert box.informativeText() == (f"{empty} has no tokenizer-e351c8d8-checkpoint125.safetensors: add it there. "
-                                     "Or choose another folder under Model → Weights folder.")  # fmt: skip
+    assert box.informativeText() == (
+        f"{empty} has no tokenizer-e351c8d8-checkpoint125.safetensors: add it there. "
+        "Or choose another folder under Model → Weights folder."
+    )
     box.accept()
 
     def too_big(files, temperature):
         def build():
-            raise MemoryBudgetError("the 7B model in bf16 needs about 15.9 GiB but only 8.0 GiB is available. "
-                                    "Pick 4-bit.")
+            raise MemoryBudgetError(
+                "the 7B model in bf16 needs about 15.9 GiB but only 8.0 GiB is available. Pick 4-bit."
+            )
 
         return build
 
@@ -325,8 +342,9 @@ def test_download_with_progress_then_talk(make_app, tmp_path: Path) -> None:
 
 def test_offline_download_explains_and_cancel_stops(make_app, tmp_path: Path) -> None:
     def offline(choice, progress, cancelled):
-        raise OfflineError(f"Moshi's weights ({choice.repo}) are not on this computer yet, "
-                           "and huggingface.co cannot be reached")
+        raise OfflineError(
+            f"Moshi's weights ({choice.repo}) are not on this computer yet, and huggingface.co cannot be reached"
+        )
 
     a = make_app(folder=False, resolver=offline)
     a.window.start_button.click()
@@ -411,8 +429,16 @@ def test_window_shows_remembered_choices_and_device_changes(make_app) -> None:
     assert items == ["System default (Fake Speakers)", "Fake Speakers"]
     assert w.output_combo.currentData() == "Fake Speakers"
     # a device appears: the list follows
-    b.backend.devices.append({"name": "USB Headset", "index": 2, "hostapi": 0, "max_input_channels": 1,
-                              "max_output_channels": 2, "default_samplerate": 16000})  # fmt: skip
+    b.backend.devices.append(
+        {
+            "name": "USB Headset",
+            "index": 2,
+            "hostapi": 0,
+            "max_input_channels": 1,
+            "max_output_channels": 2,
+            "default_samplerate": 16000,
+        }
+    )
     b.ctl.refresh_devices()
     assert w.input_combo.findData("USB Headset") > 0 and w.output_combo.findData("USB Headset") > 0
     w.input_combo.setCurrentIndex(w.input_combo.findData("USB Headset"))
@@ -509,8 +535,9 @@ def test_echo_suppression_setting_reaches_the_loop(qtbot, tmp_path: Path) -> Non
     settings.local_folder = str(write_fake_weights(tmp_path / "weights"))
     window = MainWindow()
     qtbot.addWidget(window, before_close_func=lambda _w: p.shutdown())
-    ctl = c.Controller(audio_backend=LiveFakeBackend(), echo_factory=lambda: _CountingEcho,
-                       recordings=tmp_path / "rec", parent=window)  # fmt: skip
+    ctl = c.Controller(
+        audio_backend=LiveFakeBackend(), echo_factory=lambda: _CountingEcho, recordings=tmp_path / "rec", parent=window
+    )
     p = Presenter(window, ctl, settings, Dialogs(window), model_factory=lambda f, t: ScriptModel, device_poll_ms=0)
     assert window.echo_check.isEnabled() and window.echo_check.isChecked()  # on by default
     _CountingEcho.made.clear()
@@ -699,8 +726,16 @@ def test_quitting_can_discard_and_asks_nothing_once_saved(make_app, tmp_path: Pa
 
 
 def test_no_microphone_is_said_before_any_download_or_load(make_app, tmp_path: Path) -> None:
-    speakers_only = [{"name": "Fake Speakers", "index": 0, "hostapi": 0, "max_input_channels": 0,
-                      "max_output_channels": 2, "default_samplerate": 48000}]  # fmt: skip
+    speakers_only = [
+        {
+            "name": "Fake Speakers",
+            "index": 0,
+            "hostapi": 0,
+            "max_input_channels": 0,
+            "max_output_channels": 2,
+            "default_samplerate": 48000,
+        }
+    ]
     downloads = []
 
     def resolver(choice, progress, cancelled):
@@ -723,8 +758,9 @@ def test_no_microphone_is_said_before_any_download_or_load(make_app, tmp_path: P
     assert "Audio → Microphone" in box.informativeText() and a.models == [] and a.ctl.state == c.IDLE
 
 
-def test_an_error_during_a_conversation_is_one_dialog_and_the_recording_stays(make_app, tmp_path: Path,
-                                                                              monkeypatch) -> None:  # fmt: skip
+def test_an_error_during_a_conversation_is_one_dialog_and_the_recording_stays(
+    make_app, tmp_path: Path, monkeypatch
+) -> None:
     from PySide6.QtCore import Qt
 
     def failing(files, temperature):
@@ -766,13 +802,15 @@ def test_the_library_names_no_command_line_flag() -> None:
         if path.relative_to(root).as_posix() in cli_only or path.relative_to(root).parts[0] in ("bench", "cli"):
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        docs = {id(n.body[0].value) for n in ast.walk(tree)
-                if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and n.body
-                and isinstance(n.body[0], ast.Expr)}  # fmt: skip
+        docs = {
+            id(n.body[0].value)
+            for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and n.body and isinstance(n.body[0], ast.Expr)
+        }
         for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
-                if flag.search(install.sub("", node.value)):
-                    left.append(f"{path.relative_to(root)}: {node.value!r}")
+            literal = isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs
+            if literal and flag.search(install.sub("", node.value)):
+                left.append(f"{path.relative_to(root)}: {node.value!r}")
     assert not left, "\n".join(left)
 
 
@@ -867,8 +905,9 @@ def test_the_window_at_its_minimum_size_fits_every_text_and_nothing_overlaps(mak
     check("slow machine")
 
 
-def test_a_full_disk_stops_the_recording_with_one_dialog_and_keeps_what_was_written(make_app, tmp_path: Path,
-                                                                                    monkeypatch) -> None:  # fmt: skip
+def test_a_full_disk_stops_the_recording_with_one_dialog_and_keeps_what_was_written(
+    make_app, tmp_path: Path, monkeypatch
+) -> None:
     """The recorder's disk fills up mid-conversation (an injected ENOSPC): one dialog, the talk goes on,
     and Save keeps what was written before."""
     import errno

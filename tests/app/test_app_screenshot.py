@@ -19,8 +19,10 @@ import pytest
 pytest.importorskip("PySide6")
 
 ROOT = Path(__file__).resolve().parents[2]
-XCB_PACKAGES = ("xvfb libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-randr0 "
-                "libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 libx11-xcb1")  # fmt: skip
+XCB_PACKAGES = (
+    "xvfb libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-randr0 "
+    "libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 libx11-xcb1"
+)
 
 
 @pytest.fixture
@@ -29,8 +31,12 @@ def xvfb():
     if exe is None:
         pytest.skip(f"Xvfb is not installed (Debian: apt-get install {XCB_PACKAGES}); CI installs it")
     r, w = os.pipe()
-    proc = subprocess.Popen([exe, "-displayfd", str(w), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [exe, "-displayfd", str(w), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        pass_fds=(w,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     os.close(w)
     try:
         ready, _, _ = select.select([r], [], [], 20)
@@ -47,11 +53,13 @@ def xvfb():
 def test_window_renders_a_conversation_on_x(xvfb: str, tmp_path: Path, qtbot) -> None:
     env = dict(os.environ, DISPLAY=xvfb, QT_QPA_PLATFORM="xcb")
     script = ROOT / "tests" / "support" / "screenshot_app.py"
-    run = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env,
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     log = (run.stdout + run.stderr)[-3000:]
     assert "could not load the Qt platform plugin" not in log.lower(), (
-        f"Qt's xcb plugin needs: apt-get install {XCB_PACKAGES}\n{log}")  # fmt: skip
+        f"Qt's xcb plugin needs: apt-get install {XCB_PACKAGES}\n{log}"
+    )
     assert run.returncode == 0, log
     info = json.loads((tmp_path / "info.json").read_text())
     assert info["platform"] == "xcb" and info["saved"]
@@ -118,4 +126,3 @@ def test_window_renders_a_conversation_on_x(xvfb: str, tmp_path: Path, qtbot) ->
     if os.environ.get("MOSHI_UPDATE_SCREENSHOT") == "1":
         (ROOT / "docs").mkdir(exist_ok=True)
         shutil.copyfile(tmp_path / "window.png", ROOT / "docs" / "screenshot.png")
-

@@ -13,8 +13,12 @@ from moshi_mlx.audio.fake import FakeStream, FakeStreamFactory
 from moshi_mlx.errors import AudioDeviceError, Setting
 
 DEVICES = [
-    {"name": "MacBook Pro Microphone", "max_input_channels": 1, "max_output_channels": 0,
-     "default_samplerate": 48000.0},
+    {
+        "name": "MacBook Pro Microphone",
+        "max_input_channels": 1,
+        "max_output_channels": 0,
+        "default_samplerate": 48000.0,
+    },
     {"name": "MacBook Pro Speakers", "max_input_channels": 0, "max_output_channels": 2, "default_samplerate": 48000.0},
     {"name": "AirPods Pro", "max_input_channels": 1, "max_output_channels": 2, "default_samplerate": 24000.0},
     {"name": "USB Audio Device", "max_input_channels": 2, "max_output_channels": 2, "default_samplerate": 44100.0},

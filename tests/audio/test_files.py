@@ -53,8 +53,9 @@ def test_to_mono_averages_channels() -> None:
         to_mono(np.zeros((2, 2, 2)))
 
 
-@pytest.mark.parametrize("name,fmt", [("y.wav", "WAV"), ("y.flac", "FLAC"), ("y.ogg", "OGG"), ("y.AIFF", "AIFF"),
-                                      ("y", "WAV")])
+@pytest.mark.parametrize(
+    "name,fmt", [("y.wav", "WAV"), ("y.flac", "FLAC"), ("y.ogg", "OGG"), ("y.AIFF", "AIFF"), ("y", "WAV")]
+)
 def test_write_then_read_round_trip_in_the_format_the_extension_names(tmp_path: Path, name: str, fmt: str) -> None:
     x = _tone(300, MODEL_RATE, 0.3)
     w = AudioWriter(tmp_path / name)

@@ -22,13 +22,13 @@ def test_decision_preloads_openblas_on_linux_with_reference_blas() -> None:
 @pytest.mark.parametrize(
     ("platform", "env", "reference", "lib"),
     [
-        ("darwin", {}, True, LIB),                          # macOS: Accelerate / Metal
+        ("darwin", {}, True, LIB),  # macOS: Accelerate / Metal
         ("win32", {}, True, LIB),
-        ("linux", {OPT_OUT_ENV: "1"}, True, LIB),           # opted out
+        ("linux", {OPT_OUT_ENV: "1"}, True, LIB),  # opted out
         ("linux", {"LD_PRELOAD": "libfoo.so"}, True, LIB),  # the user's preload wins
         ("linux", {"MOSHI_MLX_OPENBLAS_REEXEC": "1"}, True, LIB),  # already re-executed: no loop
-        ("linux", {}, False, LIB),                          # mlx built with another BLAS
-        ("linux", {}, True, None),                          # no OpenBLAS installed
+        ("linux", {}, False, LIB),  # mlx built with another BLAS
+        ("linux", {}, True, None),  # no OpenBLAS installed
     ],
 )
 def test_decision_leaves_the_process_alone(platform: str, env: dict, reference: bool, lib: str | None) -> None:
@@ -57,8 +57,15 @@ def _child(extra_env: dict[str, str]) -> str:
     root = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", OPT_OUT_ENV, "MOSHI_MLX_OPENBLAS_REEXEC")}
     env.update(extra_env, PYTHONPATH=str(root))
-    out = subprocess.run([sys.executable, "-c", _CHILD, "a", "b c"], env=env, cwd=root, capture_output=True,
-                         text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, "a", "b c"],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return out.stdout.strip()
 
 

@@ -14,11 +14,11 @@ from support.arrays import assert_close
 @pytest.mark.parametrize(
     ("rows", "k", "n", "want"),
     [
-        (2, 512, 2048, 64),     # Mimi transformer, 2 steps per frame
+        (2, 512, 2048, 64),  # Mimi transformer, 2 steps per frame
         (2, 2048, 512, 64),
-        (2, 8192, 1024, 32),    # 64-wide blocks would be over the small-product limit
+        (2, 8192, 1024, 32),  # 64-wide blocks would be over the small-product limit
         (16, 3072, 512, 16),
-        (1, 256, 2048, None),   # the whole product is already small
+        (1, 256, 2048, None),  # the whole product is already small
         (96, 1280, 256, None),  # no block small enough: keep the plain layout
         (1920, 192, 32, None),
         (250, 512, 2048, None),
@@ -50,7 +50,7 @@ def test_blocked_linear_equals_linear_and_falls_back_when_replaced() -> None:
     assert_close(bl(x), lin(x), atol=1e-5, rtol=1e-5)
     assert bl.weight.shape == (128, 64) and mx.array_equal(bl.weight, lin.weight).item()
     new = mx.random.normal((128, 64))
-    bl.update({"weight": new})                     # e.g. load_weights after post_load
+    bl.update({"weight": new})  # e.g. load_weights after post_load
     assert_close(bl(x), x @ new.T + lin.bias, atol=1e-5, rtol=1e-5)
 
 

@@ -109,8 +109,9 @@ def test_spread_bf16_linear_is_bit_identical_and_float32_goes_to_blas_whole(thre
 def test_the_cpu_swap_spreads_only_plain_linears():
     from moshi_mlx.modules.embedding import ScaledEmbedding
 
-    model = nn.Sequential(nn.Linear(64, 512), nn.QuantizedLinear(64, 512, group_size=32, bits=4),
-                          ScaledEmbedding(10, 64), nn.RMSNorm(64))  # fmt: skip
+    model = nn.Sequential(
+        nn.Linear(64, 512), nn.QuantizedLinear(64, 512, group_size=32, bits=4), ScaledEmbedding(10, 64), nn.RMSNorm(64)
+    )
     use_cpu_variants(model)
     assert [type(m) for m in model.layers] == [SpreadLinear, SpreadQuantizedLinear, ScaledEmbedding, nn.RMSNorm]
 

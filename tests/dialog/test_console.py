@@ -9,9 +9,21 @@ from moshi_mlx.dialog.events import Error, Loaded, Skipped, Stats, Text
 
 
 def stats(frame: int, skipped: int = 0) -> Stats:
-    return Stats(frame=frame, step_ms=60.0, step_ms_avg=61.0, rtf=0.76, lag_ms=10.0, output_queued_ms=40.0,
-                 frames_skipped=skipped, output_dropped=0, output_trimmed_ms=0.0, input_db=-30.0, output_db=-20.0,
-                 loop_ms=1.0, rtf_sustained=0.76)  # fmt: skip
+    return Stats(
+        frame=frame,
+        step_ms=60.0,
+        step_ms_avg=61.0,
+        rtf=0.76,
+        lag_ms=10.0,
+        output_queued_ms=40.0,
+        frames_skipped=skipped,
+        output_dropped=0,
+        output_trimmed_ms=0.0,
+        input_db=-30.0,
+        output_db=-20.0,
+        loop_ms=1.0,
+        rtf_sustained=0.76,
+    )
 
 
 def test_pipe_output_keeps_transcript_clean():

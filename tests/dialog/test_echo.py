@@ -31,7 +31,8 @@ def _run(ec: EchoCanceller, far: np.ndarray, mic: np.ndarray) -> np.ndarray:
 # measured (numpy FFT, float64): 40 ms: 21.0 dB alone, 21.3 dB double talk, user -0.2 -> 21.1 dB;
 # 250 ms: 12.8 / 12.0 dB, user -0.9 -> 11.1 dB (the delay must be found first, then the filter converges)
 @pytest.mark.parametrize(
-    "delay_ms,seed,floor_db", [(40, 0, 18.0), (250, 1, 10.0)]  # laptop speakers; a Bluetooth speaker
+    "delay_ms,seed,floor_db",
+    [(40, 0, 18.0), (250, 1, 10.0)],  # laptop speakers; a Bluetooth speaker
 )
 def test_erle_and_the_user_survives_double_talk(delay_ms: float, seed: int, floor_db: float) -> None:
     far, echo, user, mic = _scene(delay_ms, seed)
@@ -44,8 +45,10 @@ def test_erle_and_the_user_survives_double_talk(delay_ms: float, seed: int, floo
     erle_double = erle_db(echo[dt], residual)
     user_snr_in = 10 * np.log10(np.sum(user[dt] ** 2) / np.sum(echo[dt] ** 2))
     user_snr_out = 10 * np.log10(np.sum(user[dt] ** 2) / np.sum(residual**2))
-    print(f"delay {delay_ms} ms: ERLE {erle_single:.1f} dB alone, {erle_double:.1f} dB in double talk; "
-          f"user-to-echo {user_snr_in:.1f} -> {user_snr_out:.1f} dB; delay found {ec.delay_ms:.0f} ms")  # fmt: skip
+    print(
+        f"delay {delay_ms} ms: ERLE {erle_single:.1f} dB alone, {erle_double:.1f} dB in double talk; "
+        f"user-to-echo {user_snr_in:.1f} -> {user_snr_out:.1f} dB; delay found {ec.delay_ms:.0f} ms"
+    )
     assert erle_single > floor_db
     assert erle_double > floor_db  # the filter does not fall apart while the user talks
     assert user_snr_out > user_snr_in + floor_db - 1.0

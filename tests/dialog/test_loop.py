@@ -28,7 +28,7 @@ from moshi_mlx.dialog.events import (
     Text,
     Word,
     too_slow,
-)  # fmt: skip
+)
 from moshi_mlx.dialog.loop import FRAME, ModelLoop
 from moshi_mlx.dialog.recorder import Recorder, recording_paths
 from support.fake_models import EchoModel
@@ -78,8 +78,9 @@ def _started(loop: ModelLoop, mic_frames: int, **session) -> FakeStreamFactory:
     return b
 
 
-def _run_until_consumed(loop: ModelLoop, b: FakeStreamFactory, mic: np.ndarray, speed: float,
-                        extra_s: float = 0.4) -> list:  # fmt: skip
+def _run_until_consumed(
+    loop: ModelLoop, b: FakeStreamFactory, mic: np.ndarray, speed: float, extra_s: float = 0.4
+) -> list:
     """Waits for the session to open (the streams exist from then), feeds `mic`, ticks until it is used up."""
     ev, seen = _wait_for(loop.events, SessionStarted)
     b.input.push_input(mic)
@@ -197,8 +198,10 @@ def test_resampled_devices_keep_the_input_intact(rate_in: int, rate_out: int) ->
     assert not [e for e in events if isinstance(e, (Skipped, Error))]
     got = np.concatenate(model.inputs)[:48000]
     assert got.size == 48000
-    want = (0.3 * np.sin(2 * np.pi * 440 * np.arange(48000) / 24000)
-            + 0.2 * np.sin(2 * np.pi * 2500 * np.arange(48000) / 24000)).astype(np.float32)  # fmt: skip
+    want = (
+        0.3 * np.sin(2 * np.pi * 440 * np.arange(48000) / 24000)
+        + 0.2 * np.sin(2 * np.pi * 2500 * np.arange(48000) / 24000)
+    ).astype(np.float32)
     lag = int(np.argmax([np.dot(got[4000:20000], want[4000 + k : 20000 + k]) for k in range(-200, 200)])) - 200
     seg = slice(4000, got.size - 4000)
     err = got[seg] - want[seg.start + lag : seg.stop + lag]

@@ -18,8 +18,9 @@ Q4 = {"model.q4.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE, "README.md"}
 class FakeHub:
     """Stands in for the network side of huggingface_hub."""
 
-    def __init__(self, tmp: Path, repos: dict[str, set[str]], online: bool = True,
-                 cached: set[tuple[str, str]] = frozenset()):
+    def __init__(
+        self, tmp: Path, repos: dict[str, set[str]], online: bool = True, cached: set[tuple[str, str]] = frozenset()
+    ):
         self.tmp, self.repos, self.online, self.cached = tmp, repos, online, set(cached)
         self.downloads: list[tuple[str, str, bool]] = []
 
@@ -79,8 +80,12 @@ def test_default_repo_is_q4_and_files_are_downloaded(fake) -> None:
 def test_q_picks_the_kyutai_repo_and_the_file(fake) -> None:
     fake({"kyutai/moshiko-mlx-q8": {"model.q8.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE}})
     files = hub.resolve_model_files(quant=8)
-    assert (files.source, files.quant, files.moshi.name, files.config) == ("kyutai/moshiko-mlx-q8", 8,
-                                                                          "model.q8.safetensors", None)
+    assert (files.source, files.quant, files.moshi.name, files.config) == (
+        "kyutai/moshiko-mlx-q8",
+        8,
+        "model.q8.safetensors",
+        None,
+    )
     assert hub.default_repo(None, "moshika") == "kyutai/moshika-mlx-bf16"
     with pytest.raises(ConfigError, match="unknown voice"):
         hub.default_repo(4, "moshiku")
@@ -89,8 +94,12 @@ def test_q_picks_the_kyutai_repo_and_the_file(fake) -> None:
 
 
 def test_quantization_detected_from_the_listing(fake) -> None:
-    fake({"me/bf16": {"model.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE},
-          "me/both": {"model.q8.safetensors", "model.q4.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE}})  # fmt: skip
+    fake(
+        {
+            "me/bf16": {"model.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE},
+            "me/both": {"model.q8.safetensors", "model.q4.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE},
+        }
+    )
     assert hub.resolve_model_files("me/bf16").quant is None
     assert hub.resolve_model_files("me/both").quant == 4
     assert hub.resolve_model_files("me/both", quant=8).moshi.name == "model.q8.safetensors"
@@ -119,8 +128,11 @@ def test_offline_without_cache_names_files_and_flags(fake, monkeypatch) -> None:
 
 def test_offline_with_cache_uses_it(fake) -> None:
     repo = "kyutai/moshiko-mlx-q4"
-    f = fake({repo: Q4}, online=False,
-             cached={(repo, "model.q4.safetensors"), (repo, hub.MIMI_FILE), (repo, hub.TOKENIZER_FILE)})
+    f = fake(
+        {repo: Q4},
+        online=False,
+        cached={(repo, "model.q4.safetensors"), (repo, hub.MIMI_FILE), (repo, hub.TOKENIZER_FILE)},
+    )
     files = hub.resolve_model_files()
     assert files.quant == 4 and all(offline for _, _, offline in f.downloads)
     # partly cached: the message names only what is missing
@@ -136,8 +148,12 @@ def test_local_folder_from_the_quantizer(tmp_path: Path, fake) -> None:
     for name in ("model.q8.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE, hub.CONFIG_FILE):
         (folder / name).write_text("{}" if name == hub.CONFIG_FILE else "x")
     files = hub.resolve_model_files(str(folder))
-    assert (files.quant, files.moshi, files.config, files.source) == (8, folder / "model.q8.safetensors",
-                                                                      folder / "config.json", str(folder))
+    assert (files.quant, files.moshi, files.config, files.source) == (
+        8,
+        folder / "model.q8.safetensors",
+        folder / "config.json",
+        str(folder),
+    )
     with pytest.raises(CheckpointError, match="has no 4-bit model"):
         hub.resolve_model_files(folder, quant=4)
     (folder / hub.MIMI_FILE).unlink()
@@ -149,8 +165,11 @@ def test_local_folder_from_the_quantizer(tmp_path: Path, fake) -> None:
 def test_explicit_files_need_no_hub(tmp_path: Path, fake, monkeypatch) -> None:
     f = fake({}, online=False)
     paths = {}
-    for key, name in (("moshi_weight", "model.q8.safetensors"), ("mimi_weight", "mimi.safetensors"),
-                      ("tokenizer", "tok.model")):
+    for key, name in (
+        ("moshi_weight", "model.q8.safetensors"),
+        ("mimi_weight", "mimi.safetensors"),
+        ("tokenizer", "tok.model"),
+    ):
         paths[key] = tmp_path / name
         paths[key].write_text("x")
     files = hub.resolve_model_files(**paths)
@@ -177,14 +196,25 @@ def test_repo_config_names_are_followed(fake, monkeypatch) -> None:
     def download(repo_id, filename, **kw):
         path = real_download(repo_id, filename, **kw)
         if filename == hub.CONFIG_FILE:
-            Path(path).write_text(json.dumps({"dim": 8, "mimi_name": "mimi.safetensors", "tokenizer_name": "tok.model",
-                                              "mimi_config_name": "mimi.json"}))
+            Path(path).write_text(
+                json.dumps(
+                    {
+                        "dim": 8,
+                        "mimi_name": "mimi.safetensors",
+                        "tokenizer_name": "tok.model",
+                        "mimi_config_name": "mimi.json",
+                    }
+                )
+            )
         return path
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
     files = hub.resolve_model_files(repo)
-    assert (files.mimi.name, files.tokenizer.name, files.mimi_config.name) == ("mimi.safetensors", "tok.model",
-                                                                               "mimi.json")
+    assert (files.mimi.name, files.tokenizer.name, files.mimi_config.name) == (
+        "mimi.safetensors",
+        "tok.model",
+        "mimi.json",
+    )
 
 
 def test_malformed_config_json_is_a_clear_error(tmp_path: Path, fake) -> None:
@@ -229,8 +259,7 @@ def test_before_download_can_stop_the_lm_download_but_is_not_asked_for_cached_fi
     with pytest.raises(MemoryBudgetError):
         hub.resolve_model_files(repo, before_download=refuse)
     assert asked == [(None, None)] and f.downloads == []  # nothing fetched
-    fake({repo: {"model.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE}},
-         cached={(repo, "model.safetensors")})  # fmt: skip
+    fake({repo: {"model.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE}}, cached={(repo, "model.safetensors")})
     asked.clear()
     hub.resolve_model_files(repo, before_download=refuse)
     assert asked == []  # already here: load_lm checks memory itself

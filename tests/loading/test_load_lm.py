@@ -60,8 +60,12 @@ def test_7b_preset_sizes():
 
 @pytest.mark.parametrize(
     "name,fmt",
-    [("torch", CheckpointFormat.LM_KYUTAI_TORCH), ("mlx_bf16", CheckpointFormat.LM_KYUTAI_MLX),
-     ("mlx_q8", CheckpointFormat.LM_KYUTAI_MLX), ("mlx_q4", CheckpointFormat.LM_KYUTAI_MLX)],
+    [
+        ("torch", CheckpointFormat.LM_KYUTAI_TORCH),
+        ("mlx_bf16", CheckpointFormat.LM_KYUTAI_MLX),
+        ("mlx_q8", CheckpointFormat.LM_KYUTAI_MLX),
+        ("mlx_q4", CheckpointFormat.LM_KYUTAI_MLX),
+    ],
 )
 def test_detect_format(name, fmt):
     assert detect_format(read_header(FILES[name])) is fmt
@@ -187,7 +191,7 @@ def test_scaled_embedding_zero_token_survives_quantization():
     for layer in (emb, emb.to_quantized(group_size=32, bits=4)):
         y = layer(ids)
         assert (y[0, 1] == 0).all() and not (y[0, 0] == 0).all()
-        assert mx.allclose(y[0, 3], y[0, 0]).item()       # other negatives read row 0, as the reference
+        assert mx.allclose(y[0, 3], y[0, 0]).item()  # other negatives read row 0, as the reference
     assert isinstance(emb.to_quantized(group_size=64, bits=8), QuantizedScaledEmbedding)
 
 
@@ -201,9 +205,12 @@ def test_config_unknown_keys_warn_and_unsupported_refused():
     with pytest.raises(ConfigError, match="conditioners"):
         LmConfig.from_kyutai(raw | {"conditioners": {"x": {}}})
     # keys of Kyutai's hub repositories (moshi.models.loaders): other model kinds, LoRA adapters
-    for extra, match in (({"model_type": "stt"}, "model_type 'stt' is not a Moshi dialogue model"),
-                         ({"model_type": "hibiki"}, "'hibiki'"), ({"lora_name": "lora.safetensors"}, "lora_name"),
-                         ({"tts_config": {"audio_delay": 2}}, "tts_config")):  # fmt: skip
+    for extra, match in (
+        ({"model_type": "stt"}, "model_type 'stt' is not a Moshi dialogue model"),
+        ({"model_type": "hibiki"}, "'hibiki'"),
+        ({"lora_name": "lora.safetensors"}, "lora_name"),
+        ({"tts_config": {"audio_delay": 2}}, "tts_config"),
+    ):
         with pytest.raises(ConfigError, match=match):
             LmConfig.from_kyutai(raw | extra)
     with warnings.catch_warnings():
@@ -216,19 +223,29 @@ def test_config_unknown_keys_warn_and_unsupported_refused():
     assert np.isclose(LmConfig.from_kyutai(raw).transformer.dim_feedforward, 192)
 
 
-@pytest.mark.parametrize("change,words", [
-    ({"delays": [0, 10**9] + [1] * 15}, "delays entry = 1000000000 is out of range: use a value from 0 to 1000"),
-    ({"num_heads": 0}, "num_heads = 0 is out of range"), ({"num_heads": 3}, "not a multiple of num_heads 3"),
-    ({"context": 0}, "context = 0"), ({"context": None}, "context must be an integer"),
-    ({"hidden_scale": 0}, "hidden_scale = 0 is out of range: use a value above 0"),
-    ({"dim": 128.5}, "dim must be an integer"),
-    ({"dep_q": 0}, "dep_q = 0"), ({"n_q": 10**6}, "n_q = 1000000"), ({"card": 0}, "card = 0"),
-    ({"causal": "yes"}, "causal must be true or false"), ({"depformer_multi_linear": 1}, "true or false"),
-    ({"norm": "batch"}, "norm = 'batch' is not supported: use one of layer_norm"),
-    ({"depformer_gating": "none"}, "depformer_gating = 'none'"), ({"layer_scale": -1.0}, "layer_scale = -1.0"),
-    ({"max_period": 0}, "max_period = 0"), ({"depformer_num_heads": 5}, "depformer transformer"),
-    ({"existing_text_padding_id": 48}, "existing_text_padding_id = 48"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "change,words",
+    [
+        ({"delays": [0, 10**9] + [1] * 15}, "delays entry = 1000000000 is out of range: use a value from 0 to 1000"),
+        ({"num_heads": 0}, "num_heads = 0 is out of range"),
+        ({"num_heads": 3}, "not a multiple of num_heads 3"),
+        ({"context": 0}, "context = 0"),
+        ({"context": None}, "context must be an integer"),
+        ({"hidden_scale": 0}, "hidden_scale = 0 is out of range: use a value above 0"),
+        ({"dim": 128.5}, "dim must be an integer"),
+        ({"dep_q": 0}, "dep_q = 0"),
+        ({"n_q": 10**6}, "n_q = 1000000"),
+        ({"card": 0}, "card = 0"),
+        ({"causal": "yes"}, "causal must be true or false"),
+        ({"depformer_multi_linear": 1}, "true or false"),
+        ({"norm": "batch"}, "norm = 'batch' is not supported: use one of layer_norm"),
+        ({"depformer_gating": "none"}, "depformer_gating = 'none'"),
+        ({"layer_scale": -1.0}, "layer_scale = -1.0"),
+        ({"max_period": 0}, "max_period = 0"),
+        ({"depformer_num_heads": 5}, "depformer transformer"),
+        ({"existing_text_padding_id": 48}, "existing_text_padding_id = 48"),
+    ],
+)
 def test_config_values_are_checked_when_read(change, words):
     """Each absurd value: one ConfigError naming the key, the value and what is allowed, before any build."""
     with pytest.raises(ConfigError, match=re.escape(words)):
@@ -236,8 +253,11 @@ def test_config_values_are_checked_when_read(change, words):
 
 
 def test_json_that_no_config_holds_is_refused(tmp_path):
-    for text, words in (("[" * 100_000 + "]" * 100_000, "nested too deeply"), ('{"dim": NaN}', "NaN"),
-                        ("{", "not valid")):
+    for text, words in (
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"dim": NaN}', "NaN"),
+        ("{", "not valid"),
+    ):
         (tmp_path / "c.json").write_text(text)
         with pytest.raises(ConfigError, match=words):
             LmConfig.from_json(tmp_path / "c.json")
@@ -260,6 +280,7 @@ def test_describe_precision_from_headers_alone():
     from moshi_mlx.weights.formats import describe_precision
     from moshi_mlx.weights.safetensors_io import read_header
     from support.lm import LM as lm
+
     assert describe_precision(read_header(lm / "lm_small_mlx_q4.safetensors")) == "4-bit"
     assert describe_precision(read_header(lm / "lm_small_mlx_q8.safetensors")) == "8-bit"
     assert describe_precision(read_header(lm / "lm_small_mlx_bf16.safetensors")) == "bf16"
@@ -301,8 +322,9 @@ def test_an_8_gib_mac_holds_the_4_bit_7b_with_an_8_bit_cache(monkeypatch):
     assert resolve_kv_bits(KV_AUTO, q4, cfg, None, available) == 8
     check_memory_fits(estimate_bytes(q4, cfg, None, kv_bits=8), "7B q4", "", available)
     with pytest.raises(MemoryBudgetError, match="8 bits"):
-        check_memory_fits(estimate_bytes(q4, cfg, None), "7B q4", "It would fit with its attention cache stored at 8 bits.",
-                   available)  # fmt: skip
+        check_memory_fits(
+            estimate_bytes(q4, cfg, None), "7B q4", "It would fit with its attention cache stored at 8 bits.", available
+        )
     fake_mac(monkeypatch, 16)
     available = memory.available_bytes()
     assert resolve_kv_bits(KV_AUTO, q4, cfg, None, available) is None  # as the reference
@@ -350,8 +372,9 @@ def test_a_release_that_cannot_fit_is_refused_before_its_download(monkeypatch, t
         assert abs(predicted / estimate_bytes(header_7b(precision), cfg, None) - 1) < 1e-3
     fake_mac(monkeypatch, 16)
     check_download_fits(8)  # 9.1 GiB fits in 14
-    with pytest.raises(MemoryBudgetError,
-                       match="The bf16 Moshi model needs about 15.1 GiB.*4-bit.*Nothing was downloaded"):
+    with pytest.raises(
+        MemoryBudgetError, match="The bf16 Moshi model needs about 15.1 GiB.*4-bit.*Nothing was downloaded"
+    ):
         check_download_fits(None)
     fake_mac(monkeypatch, 8)
     check_download_fits(4)  # with the 8-bit cache it fits in 6 GiB

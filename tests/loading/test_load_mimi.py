@@ -32,19 +32,19 @@ def test_real_checkpoint_layout_maps_onto_real_model() -> None:
     check_tensors_match(model, mapped, "mimi_202407 key listing")
     params = dict(tree_flatten(model.parameters()))
     assert set(params) == set(mapped)
-    assert len(mapped) == len(listing) - 32          # only the 32 `_initialized` flags are dropped
-    assert mapped["upsample.convtr.weight"].shape == (1, 4, 512)           # depthwise [C_in/g, K, C_out]
-    assert mapped["downsample.conv.weight"].shape == (4, 512, 512)         # [K, C_in, C_out]
-    assert mapped["decoder.model.2.weight"].shape == (1024, 16, 512)       # transposed [C_in, K, C_out]
+    assert len(mapped) == len(listing) - 32  # only the 32 `_initialized` flags are dropped
+    assert mapped["upsample.convtr.weight"].shape == (1, 4, 512)  # depthwise [C_in/g, K, C_out]
+    assert mapped["downsample.conv.weight"].shape == (4, 512, 512)  # [K, C_in, C_out]
+    assert mapped["decoder.model.2.weight"].shape == (1024, 16, 512)  # transposed [C_in, K, C_out]
     assert mapped["quantizer.rvq_rest.input_proj.weight"].shape == (256, 512)
     assert model.total_codebooks == 32 and model.frame_size == 1920
 
 
 def test_mapping_layouts_on_values() -> None:
     w = {
-        "encoder.model.0.conv.conv.weight": mx.arange(2 * 3 * 4).reshape(2, 3, 4),     # [out, in, K]
+        "encoder.model.0.conv.conv.weight": mx.arange(2 * 3 * 4).reshape(2, 3, 4),  # [out, in, K]
         "decoder.model.2.convtr.convtr.weight": mx.arange(3 * 2 * 4).reshape(3, 2, 4),  # [in, out, K]
-        "upsample.convtr.convtr.convtr.weight": mx.arange(5 * 4).reshape(5, 1, 4),    # depthwise
+        "upsample.convtr.convtr.convtr.weight": mx.arange(5 * 4).reshape(5, 1, 4),  # depthwise
         "quantizer.rvq_first.input_proj.weight": mx.arange(6).reshape(3, 2, 1),
         "quantizer.rvq_first.vq.layers.0._codebook._initialized": mx.ones((1,)),
         "quantizer.rvq_first.vq.layers.0._codebook.embedding_sum": mx.ones((4, 2)),
@@ -53,12 +53,16 @@ def test_mapping_layouts_on_values() -> None:
     before = {k: to_numpy(v).copy() for k, v in w.items()}
     m = map_mimi_torch(w)
     assert set(m) == {
-        "encoder.model.0.weight", "decoder.model.2.weight", "upsample.convtr.weight",
-        "quantizer.rvq_first.input_proj.weight", "quantizer.rvq_first.vq.layers.0.codebook.embedding_sum",
+        "encoder.model.0.weight",
+        "decoder.model.2.weight",
+        "upsample.convtr.weight",
+        "quantizer.rvq_first.input_proj.weight",
+        "quantizer.rvq_first.vq.layers.0.codebook.embedding_sum",
         "encoder_transformer.transformer.layers.0.self_attn.in_proj.weight",
     }
-    np.testing.assert_array_equal(to_numpy(m["encoder.model.0.weight"]),
-                                  before["encoder.model.0.conv.conv.weight"].transpose(2, 1, 0))
+    np.testing.assert_array_equal(
+        to_numpy(m["encoder.model.0.weight"]), before["encoder.model.0.conv.conv.weight"].transpose(2, 1, 0)
+    )
     np.testing.assert_array_equal(
         to_numpy(m["decoder.model.2.weight"]), before["decoder.model.2.convtr.convtr.weight"].transpose(0, 2, 1)
     )
@@ -66,7 +70,7 @@ def test_mapping_layouts_on_values() -> None:
         to_numpy(m["upsample.convtr.weight"]), before["upsample.convtr.convtr.convtr.weight"].transpose(1, 2, 0)
     )
     assert m["quantizer.rvq_first.input_proj.weight"].shape == (3, 2)
-    for k, v in w.items():                            # pure: inputs untouched
+    for k, v in w.items():  # pure: inputs untouched
         np.testing.assert_array_equal(to_numpy(v), before[k])
 
 
@@ -76,7 +80,7 @@ def test_centroids_divide_by_clamped_usage() -> None:
     for name, rvq, k in (("rvq_first", mimi.quantizer.rvq_first, 0), ("rvq_rest", mimi.quantizer.rvq_rest, 3)):
         prefix = f"quantizer.{name}.vq.layers.{k}._codebook."
         usage = to_numpy(raw[prefix + "cluster_usage"])
-        assert usage.min() < 1e-5 and not np.allclose(usage, 1)   # the fixture exercises the clamp
+        assert usage.min() < 1e-5 and not np.allclose(usage, 1)  # the fixture exercises the clamp
         want = to_numpy(raw[prefix + "embedding_sum"]) / np.maximum(usage, 1e-5)[:, None]
         np.testing.assert_allclose(to_numpy(rvq.vq.layers[k].codebook.centroids), want, rtol=1e-6)
     assert "_centroids" not in dict(tree_flatten(mimi.parameters()))
@@ -104,7 +108,7 @@ def test_mismatched_checkpoint_names_tensors(tmp_path) -> None:
 
 def test_checkpoint_for_another_config_is_rejected(tmp_path) -> None:
     with pytest.raises(CheckpointError, match="does not fit"):
-        load_mimi(TINY)                               # tiny weights, real config
+        load_mimi(TINY)  # tiny weights, real config
 
 
 def test_not_a_checkpoint(tmp_path) -> None:
@@ -153,7 +157,7 @@ def test_config_errors() -> None:
         MimiConfig.from_kyutai({k: v for k, v in raw.items() if k != "quantizer"})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        MimiConfig.from_kyutai(raw)                   # the shipped schema has no unknown keys
+        MimiConfig.from_kyutai(raw)  # the shipped schema has no unknown keys
 
 
 def test_seanet_keys_left_out_take_the_released_mimi_values() -> None:
@@ -167,11 +171,15 @@ def test_seanet_keys_left_out_take_the_released_mimi_values() -> None:
 def test_config_values_are_checked_when_read() -> None:
     raw = json.loads(TINY_CONFIG.read_text())
     for section, key, value, words in [
-        ("seanet", "ratios", [8, 0], "ratios entry = 0"), ("seanet", "kernel_size", 10**6, "kernel_size = 1000000"),
-        ("seanet", "n_filters", "64", "must be an integer"), ("quantizer", "bins", 0, "bins = 0"),
-        ("transformer", "num_heads", 0, "num_heads = 0"), ("transformer", "context", 0, "context = 0"),
-        ("transformer", "causal", "yes", "true or false"), ("transformer", "norm", "batch_norm", "layer_norm"),
-    ]:  # fmt: skip
+        ("seanet", "ratios", [8, 0], "ratios entry = 0"),
+        ("seanet", "kernel_size", 10**6, "kernel_size = 1000000"),
+        ("seanet", "n_filters", "64", "must be an integer"),
+        ("quantizer", "bins", 0, "bins = 0"),
+        ("transformer", "num_heads", 0, "num_heads = 0"),
+        ("transformer", "context", 0, "context = 0"),
+        ("transformer", "causal", "yes", "true or false"),
+        ("transformer", "norm", "batch_norm", "layer_norm"),
+    ]:
         with pytest.raises(ConfigError, match=words):
             MimiConfig.from_kyutai({**raw, section: {**raw[section], key: value}})
     with pytest.raises(ConfigError, match="frame_rate = 0"):

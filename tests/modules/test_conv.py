@@ -24,12 +24,15 @@ TENSORS, CASES = _cases()
 
 
 def _build(name: str):
-    c = {k: (v if k in ("kind", "pad") else (v == "True" if v in ("True", "False") else int(v)))
-         for k, v in CASES[name].items()}
+    c = {
+        k: (v if k in ("kind", "pad") else (v == "True" if v in ("True", "False") else int(v)))
+        for k, v in CASES[name].items()
+    }
     t = TENSORS
     if c["kind"] == "conv":
-        m = StreamingConv1d(c["cin"], c["cout"], c["k"], c["s"], dilation=c["d"], groups=c["groups"],
-                            bias=c["bias"], pad_mode=c["pad"])
+        m = StreamingConv1d(
+            c["cin"], c["cout"], c["k"], c["s"], dilation=c["d"], groups=c["groups"], bias=c["bias"], pad_mode=c["pad"]
+        )
         m.weight = conv_weight_from_torch(t[f"{name}.weight"])
     else:
         m = StreamingConvTranspose1d(c["cin"], c["cout"], c["k"], c["s"], groups=c["groups"], bias=c["bias"])
@@ -68,8 +71,16 @@ def test_streaming_matches_reference_and_batch(name: str, chunk: int) -> None:
 
 @pytest.mark.parametrize(
     "cin,cout,k,s,d,groups",
-    [(3, 5, 7, 1, 1, 1), (4, 6, 8, 4, 1, 1), (4, 4, 3, 1, 2, 1), (2, 3, 5, 3, 1, 1), (6, 6, 4, 2, 1, 6),
-     (8, 4, 10, 5, 1, 1), (3, 3, 1, 1, 1, 1), (5, 5, 3, 1, 2, 5)],
+    [
+        (3, 5, 7, 1, 1, 1),
+        (4, 6, 8, 4, 1, 1),
+        (4, 4, 3, 1, 2, 1),
+        (2, 3, 5, 3, 1, 1),
+        (6, 6, 4, 2, 1, 6),
+        (8, 4, 10, 5, 1, 1),
+        (3, 3, 1, 1, 1, 1),
+        (5, 5, 3, 1, 2, 5),
+    ],
 )
 def test_conv_matches_mlx_conv1d(cin: int, cout: int, k: int, s: int, d: int, groups: int) -> None:
     """Our unfold + matmul equals MLX's own conv1d on the zero-padded input."""
@@ -77,7 +88,7 @@ def test_conv_matches_mlx_conv1d(cin: int, cout: int, k: int, s: int, d: int, gr
     m.bias = mx.random.normal((cout,))
     x = mx.random.normal((2, 6 * s, cin))
     padded = mx.pad(x, [(0, 0), (m.left_context, 0), (0, 0)])
-    mlx_layout = m.weight.transpose(2, 0, 1)                 # ours [K, C_in/g, C_out] -> [C_out, K, C_in/g]
+    mlx_layout = m.weight.transpose(2, 0, 1)  # ours [K, C_in/g, C_out] -> [C_out, K, C_in/g]
     want = mx.conv1d(padded, mlx_layout, stride=s, dilation=d, groups=groups) + m.bias
     assert_close(m(x), want, atol=1e-5, rtol=1e-5)
 
@@ -90,7 +101,7 @@ def test_convtr_matches_mlx_conv_transpose1d(cin: int, cout: int, k: int, s: int
     m = StreamingConvTranspose1d(cin, cout, k, s, groups=groups)
     m.bias = mx.random.normal((cout,))
     x = mx.random.normal((2, 7, cin))
-    mlx_layout = m.weight.transpose(2, 1, 0)                 # ours [C_in/g, K, C_out] -> [C_out, K, C_in/g]
+    mlx_layout = m.weight.transpose(2, 1, 0)  # ours [C_in/g, K, C_out] -> [C_out, K, C_in/g]
     full = mx.conv_transpose1d(x, mlx_layout, stride=s, groups=groups) + m.bias
     assert_close(m(x), full[:, : 7 * s], atol=1e-5, rtol=1e-5)
 
@@ -100,8 +111,8 @@ def test_replicate_padding_uses_first_sample_once() -> None:
     m.weight = mx.ones((4, 1, 1))
     x = mx.full((1, 4, 1), 3.0)
     y, state = m.step(x, m.init_state(1))
-    assert np.allclose(np.array(y)[0, :, 0], 12.0)   # padding replicates 3.0, not zeros
-    y2, _ = m.step(mx.zeros((1, 2, 1)), state)        # second chunk: real history, no replication
+    assert np.allclose(np.array(y)[0, :, 0], 12.0)  # padding replicates 3.0, not zeros
+    y2, _ = m.step(mx.zeros((1, 2, 1)), state)  # second chunk: real history, no replication
     assert np.allclose(np.array(y2)[0, :, 0], 6.0)
 
 

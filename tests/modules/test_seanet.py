@@ -15,10 +15,14 @@ def _exact_elu(x: np.ndarray) -> np.ndarray:
 
 def test_elu_within_one_ulp_of_exact() -> None:
     # tiny negatives (where exp(x) - 1 would lose everything), every range-reduction branch, saturation
-    x = np.concatenate([
-        -np.logspace(-30, 2.3, 100_000), np.linspace(-100, 10, 100_000), np.logspace(-30, 3, 1000),
-        np.array([0.0, -0.0, -87.0, -88.0, -1e4]),
-    ]).astype(np.float32)
+    x = np.concatenate(
+        [
+            -np.logspace(-30, 2.3, 100_000),
+            np.linspace(-100, 10, 100_000),
+            np.logspace(-30, 3, 1000),
+            np.array([0.0, -0.0, -87.0, -88.0, -1e4]),
+        ]
+    ).astype(np.float32)
     got = np.array(elu(mx.array(x)))
     exact = _exact_elu(x)
     ulp = np.spacing(np.abs(exact).astype(np.float32))

@@ -53,8 +53,11 @@ def test_writes_the_three_files_and_a_config(converted):
     raw = json.loads((out / "config.json").read_text())
     assert raw["moshi_name"] == Q4
     assert raw["quantization"] == {"bits": 4, "group_size": 32, "mode": "affine"}
-    assert raw["model_files"] == {FLOAT: None, Q8: {"bits": 8, "group_size": 64, "mode": "affine"},
-                                  Q4: {"bits": 4, "group_size": 32, "mode": "affine"}}
+    assert raw["model_files"] == {
+        FLOAT: None,
+        Q8: {"bits": 8, "group_size": 64, "mode": "affine"},
+        Q4: {"bits": 4, "group_size": 32, "mode": "affine"},
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # every key is known to LmConfig.from_kyutai
         assert LmConfig.from_json(out / "config.json") == LmConfig.from_json(CONFIG)
@@ -133,8 +136,8 @@ def test_kyutai_files_pass_the_recorded_quantization_check(converted, tmp_path):
 def test_a_file_that_disagrees_with_the_config_is_refused(converted, tmp_path):
     out, _ = converted
     shutil.copyfile(out / "config.json", tmp_path / "config.json")
-    shutil.copyfile(out / Q8, tmp_path / Q4)          # the 8-bit file under the 4-bit name
-    shutil.copyfile(out / FLOAT, tmp_path / Q8)       # a float file where the config records 8 bits
+    shutil.copyfile(out / Q8, tmp_path / Q4)  # the 8-bit file under the 4-bit name
+    shutil.copyfile(out / FLOAT, tmp_path / Q8)  # a float file where the config records 8 bits
     with pytest.raises(CheckpointError, match=r"text_emb: config 4-bit, group 32, file 8-bit, group 64"):
         load_lm(tmp_path / Q4, tmp_path / "config.json")
     with pytest.raises(CheckpointError, match=r"82 modules differ(.|\n)*text_emb: config 8-bit, group 64, file float"):
@@ -150,11 +153,17 @@ def test_source_in_kyutai_mlx_float_layout_converts_too(tmp_path):
 
 def test_float32_dtype_and_group_size(tmp_path):
     out = tmp_path / "o"
-    result = run(str(FILES["torch"]), out, str(CONFIG), Options(bits=4, group_size=64, dtype="float32",
-                                                                progress=False), report_steps=4, echo=_quiet)
+    result = run(
+        str(FILES["torch"]),
+        out,
+        str(CONFIG),
+        Options(bits=4, group_size=64, dtype="float32", progress=False),
+        report_steps=4,
+        echo=_quiet,
+    )
     w = mx.load(str(out / Q4))
     assert w["text_emb.scales"].dtype == mx.float32 and w["out_norm.weight"].dtype == mx.float32
-    assert w["text_emb.scales"].shape == (49, 2)   # 128 / 64 groups
+    assert w["text_emb.scales"].shape == (49, 2)  # 128 / 64 groups
     assert json.loads((out / "config.json").read_text())["quantization"]["group_size"] == 64
     assert result.reports[0].agreement is not None  # reference: the source, cast to float32
     assert np.isfinite(result.reports[0].agreement.text_kl)
@@ -184,7 +193,8 @@ def test_output_folder_runs_in_the_dialog_pipeline(tmp_path):
     out = tmp_path / "mlx"
     run(str(src), out, opts=Options(bits=4, progress=False), report_steps=0, echo=_quiet)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["config.json", "model.q4.safetensors", raw["mimi_name"], raw["tokenizer_name"], raw["mimi_config_name"]])
+        ["config.json", "model.q4.safetensors", raw["mimi_name"], raw["tokenizer_name"], raw["mimi_config_name"]]
+    )
 
     greedy = Sampling(temp=0.0, text_temp=0.0)
     ours, released = (MoshiPipeline.from_files(resolve_model_files(d), greedy) for d in (out, e2e))
@@ -212,13 +222,18 @@ def test_quantization_record_parsing():
     from moshi_mlx.errors import ConfigError
     from moshi_mlx.weights.quant_config import NO_CLAIM, recipe_from_json
 
-    r = recipe_from_json({"bits": 4, "group_size": 32, "mode": "affine", "text_emb": False,
-                          "text_linear": {"bits": 8, "group_size": 64}})
+    r = recipe_from_json(
+        {"bits": 4, "group_size": 32, "mode": "affine", "text_emb": False, "text_linear": {"bits": 8, "group_size": 64}}
+    )
     assert r.overrides == {"text_emb": None, "text_linear": quant.QuantSpec(8, 64)}
     assert recipe_from_json(r.to_json()) == r
-    for bad, message in [({"bits": 3.5, "group_size": 32}, "no MLX affine"), ({"bits": 4, "group_size": 48}, "no MLX"),
-                         ({"bits": 4, "group_size": 32, "mode": "mxfp4"}, "mode 'mxfp4'"),
-                         ({"bits": 4, "group_size": 32, "x": 7}, r"\['x'\]"), ([4, 32], "must be an object")]:
+    for bad, message in [
+        ({"bits": 3.5, "group_size": 32}, "no MLX affine"),
+        ({"bits": 4, "group_size": 48}, "no MLX"),
+        ({"bits": 4, "group_size": 32, "mode": "mxfp4"}, "mode 'mxfp4'"),
+        ({"bits": 4, "group_size": 32, "x": 7}, r"\['x'\]"),
+        ([4, 32], "must be an object"),
+    ]:
         with pytest.raises(ConfigError, match=message):
             recipe_from_json(bad)
     # Kyutai's own configs record nothing: no claim, nothing checked.

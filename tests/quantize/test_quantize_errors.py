@@ -42,8 +42,18 @@ def test_cli_success(tmp_path, capsys):
 def test_help_documents_every_flag(capsys):
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
-    for flag in ("--out", "--config", "--q-bits", "--q-group-size", "--dtype", "--mixed", "--force",
-                 "--report-steps", "SOURCE", "--hf-repo"):
+    for flag in (
+        "--out",
+        "--config",
+        "--q-bits",
+        "--q-group-size",
+        "--dtype",
+        "--mixed",
+        "--force",
+        "--report-steps",
+        "SOURCE",
+        "--hf-repo",
+    ):
         assert flag in text
 
 

@@ -61,7 +61,8 @@ def main() -> None:
         dest = ASSETS / f"kyutai_mlx_keys_{name}.json"
         lines = [
             f"{json.dumps(p)}: {{\n"
-            + ",\n".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(t.items())) + "}"
+            + ",\n".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(t.items()))
+            + "}"
             for p, t in out.items()
         ]
         dest.write_text("{\n" + ",\n".join(lines) + "\n}\n")

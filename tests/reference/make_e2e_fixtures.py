@@ -48,14 +48,26 @@ def main() -> None:
     mx.save_safetensors(str(OUT / "tokenizer-e351c8d8-checkpoint125.safetensors"), mimi)
 
     shutil.copyfile(ASSETS / "lm" / "lm_small_mlx_q4.safetensors", OUT / "model.q4.safetensors")
-    config = dict(lm_cfg, moshi_name="model.q4.safetensors", mimi_name="tokenizer-e351c8d8-checkpoint125.safetensors",
-                  tokenizer_name="tokenizer_spm_32k_3.model", mimi_config_name="mimi_config.json")
+    config = dict(
+        lm_cfg,
+        moshi_name="model.q4.safetensors",
+        mimi_name="tokenizer-e351c8d8-checkpoint125.safetensors",
+        tokenizer_name="tokenizer_spm_32k_3.model",
+        mimi_config_name="mimi_config.json",
+    )
     (OUT / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
     sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(SENTENCES), model_prefix=str(OUT / "tokenizer_spm_32k_3"),
-        vocab_size=lm_cfg["text_card"], model_type="unigram", hard_vocab_limit=False, pad_id=3, unk_id=0,
-        bos_id=1, eos_id=2, minloglevel=2,
+        sentence_iterator=iter(SENTENCES),
+        model_prefix=str(OUT / "tokenizer_spm_32k_3"),
+        vocab_size=lm_cfg["text_card"],
+        model_type="unigram",
+        hard_vocab_limit=False,
+        pad_id=3,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        minloglevel=2,
     )
     (OUT / "tokenizer_spm_32k_3.vocab").unlink()
     print("wrote", sorted(p.name for p in OUT.iterdir()))

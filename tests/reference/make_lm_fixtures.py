@@ -161,10 +161,15 @@ def main() -> None:
     print("text tokens:", tok[:, 0].tolist())
     print("distinct audio tokens per codebook:", [len(set(tok[1:, k].tolist())) for k in range(1, 9)])
     print("steps where ctx16 differs:", (tok != ctx_tok).any(dim=1).nonzero().flatten().tolist())
-    print(f"min relative top-2 gap: text {min_relative_gap(goldens['gen_text_logits']):.2e}, "
-          f"audio {min_relative_gap(goldens['gen_audio_logits']):.2e}")
-    save_file({k: v.contiguous() for k, v in goldens.items()}, str(ASSETS / "lm_small_goldens.safetensors"),
-              metadata={"reference": "moshi 0.2.13", "seed": str(SEED), "steps": str(STEPS)})
+    print(
+        f"min relative top-2 gap: text {min_relative_gap(goldens['gen_text_logits']):.2e}, "
+        f"audio {min_relative_gap(goldens['gen_audio_logits']):.2e}"
+    )
+    save_file(
+        {k: v.contiguous() for k, v in goldens.items()},
+        str(ASSETS / "lm_small_goldens.safetensors"),
+        metadata={"reference": "moshi 0.2.13", "seed": str(SEED), "steps": str(STEPS)},
+    )
     print(f"wrote {path.name} ({path.stat().st_size} B) and lm_small_goldens.safetensors")
 
 

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ROOT / "tests" / "assets"
 PRESET = ROOT / "moshi_mlx" / "presets" / "mimi_202407.json"
 SEED = 20240917
-FRAMES_STREAM = 7            # test signal covers 7 full frames and part of an 8th
+FRAMES_STREAM = 7  # test signal covers 7 full frames and part of an 8th
 TEST_LEN = 1920 * FRAMES_STREAM + 777
 
 TINY_CONFIG = {
@@ -40,17 +40,39 @@ TINY_CONFIG = {
     "channels": 1,
     "frame_rate": 12.5,
     "seanet": {
-        "channels": 1, "dimension": 32, "causal": True, "n_filters": 4, "n_residual_layers": 1,
-        "activation": "ELU", "compress": 2, "dilation_base": 2, "disable_norm_outer_blocks": 0,
-        "kernel_size": 7, "residual_kernel_size": 3, "last_kernel_size": 3, "norm": "none",
-        "pad_mode": "constant", "ratios": [8, 6, 5, 4], "true_skip": True,
+        "channels": 1,
+        "dimension": 32,
+        "causal": True,
+        "n_filters": 4,
+        "n_residual_layers": 1,
+        "activation": "ELU",
+        "compress": 2,
+        "dilation_base": 2,
+        "disable_norm_outer_blocks": 0,
+        "kernel_size": 7,
+        "residual_kernel_size": 3,
+        "last_kernel_size": 3,
+        "norm": "none",
+        "pad_mode": "constant",
+        "ratios": [8, 6, 5, 4],
+        "true_skip": True,
     },
     "quantizer": {"dimension": 16, "n_q": 10, "bins": 64, "input_dimension": 32, "output_dimension": 32},
     "transformer": {
-        "d_model": 32, "num_heads": 4, "num_layers": 2, "causal": True, "layer_scale": 0.01,
+        "d_model": 32,
+        "num_heads": 4,
+        "num_layers": 2,
+        "causal": True,
+        "layer_scale": 0.01,
         # context 8 steps (4 frames): the 16-step test signal wraps the ring cache
-        "context": 8, "conv_layout": True, "max_period": 10000, "gating": "none", "norm": "layer_norm",
-        "positional_embedding": "rope", "dim_feedforward": 64, "input_dimension": 32,
+        "context": 8,
+        "conv_layout": True,
+        "max_period": 10000,
+        "gating": "none",
+        "norm": "layer_norm",
+        "positional_embedding": "rope",
+        "dim_feedforward": 64,
+        "input_dimension": 32,
         "output_dimensions": [32],
     },
 }
@@ -120,15 +142,15 @@ def perturb_transformers(model, gen: torch.Generator) -> None:
         elif ".norm" in name and name.endswith(".bias"):
             p.copy_(0.1 * torch.randn(p.shape, generator=gen))
         elif name.endswith("linear1.weight"):
-            p.mul_(4.0)      # GELU inputs of std ~2, where exact and tanh GELU clearly differ
+            p.mul_(4.0)  # GELU inputs of std ~2, where exact and tanh GELU clearly differ
 
 
 @torch.no_grad()
 def fit_codebooks(model, latent: torch.Tensor, gen: torch.Generator) -> None:
     """Codebooks from residuals of a calibration latent [B, D, T]; non-unit cluster usage."""
     for rvq in (model.quantizer.rvq_first, model.quantizer.rvq_rest):
-        x = rvq.input_proj(latent)                               # [B, d, T]
-        residual = x.transpose(1, 2).reshape(-1, x.shape[1])     # [N, d]
+        x = rvq.input_proj(latent)  # [B, d, T]
+        residual = x.transpose(1, 2).reshape(-1, x.shape[1])  # [N, d]
         for layer in rvq.vq.layers:
             cb = layer._codebook
             n = cb.codebook_size
@@ -137,7 +159,7 @@ def fit_codebooks(model, latent: torch.Tensor, gen: torch.Generator) -> None:
             mean, spread = residual.mean(dim=0, keepdim=True), residual.std(dim=0, keepdim=True)
             centroids = mean + spread * torch.randn(n, residual.shape[1], generator=gen)
             usage = 0.2 + 3.0 * torch.rand(n, generator=gen)
-            usage[:3] = torch.tensor([1e-7, 0.5, 7.0])           # exercise the clamp at 1e-5
+            usage[:3] = torch.tensor([1e-7, 0.5, 7.0])  # exercise the clamp at 1e-5
             cb.embedding_sum.copy_(centroids * usage.clamp(min=cb.epsilon)[:, None])
             cb.cluster_usage.copy_(usage)
             cb._initialized.fill_(1.0)
@@ -166,14 +188,14 @@ def build_tiny() -> tuple[object, dict[str, torch.Tensor]]:
     gen = torch.Generator().manual_seed(SEED)
     model = loaders.get_mimi(None, TINY_CONFIG, num_codebooks=NUM_CODEBOOKS)
     model.eval()
-    calib = signal(gen, 8, 1920 * 12)                            # 8 x 12 frames, other seed than the test
+    calib = signal(gen, 8, 1920 * 12)  # 8 x 12 frames, other seed than the test
     perturb_transformers(model, gen)
 
     def run_encoder():
         model.set_num_codebooks(NUM_CODEBOOKS)
         return model._encode_to_unquantized_latent(calib)
 
-    rescale_convs(model, run_encoder)                            # encoder convs + downsample
+    rescale_convs(model, run_encoder)  # encoder convs + downsample
     latent = run_encoder()
     model.set_num_codebooks(TINY_CONFIG["quantizer"]["n_q"])
     fit_codebooks(model, latent, gen)
@@ -182,7 +204,8 @@ def build_tiny() -> tuple[object, dict[str, torch.Tensor]]:
 
     def run_decoder():
         return model.decode(codes)
-    rescale_convs(model, run_decoder)                            # decode runs upsample + decoder only
+
+    rescale_convs(model, run_decoder)  # decode runs upsample + decoder only
     return model, {"calib_latent": latent}
 
 
@@ -190,30 +213,35 @@ def build_tiny() -> tuple[object, dict[str, torch.Tensor]]:
 def reference_outputs(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
     fs = model.frame_size
     model.set_num_codebooks(NUM_CODEBOOKS)
-    latent = model._encode_to_unquantized_latent(x)             # [B, D, F] at 12.5 Hz
-    codes = model.encode(x)                                      # batch: pads the end to a whole frame
+    latent = model._encode_to_unquantized_latent(x)  # [B, D, F] at 12.5 Hz
+    codes = model.encode(x)  # batch: pads the end to a whole frame
     n_frames = codes.shape[-1]
     assert n_frames == math.ceil(TEST_LEN / fs), (n_frames, TEST_LEN)
     padded = torch.nn.functional.pad(x, (0, n_frames * fs - TEST_LEN))
     stream_latent = []
     with model.streaming(batch_size=2):
         for i in range(n_frames):
-            stream_latent.append(model._encode_to_unquantized_latent(padded[..., i * fs:(i + 1) * fs]))
+            stream_latent.append(model._encode_to_unquantized_latent(padded[..., i * fs : (i + 1) * fs]))
     stream_latent = torch.cat(stream_latent, dim=-1)
-    stream_codes = model.quantizer.encode(stream_latent)       # what encode() does per frame
+    stream_codes = model.quantizer.encode(stream_latent)  # what encode() does per frame
     audio = model.decode(codes)
     stream_audio = []
     with model.streaming(batch_size=2):
         for i in range(n_frames):
-            stream_audio.append(model.decode(codes[..., i:i + 1]))
+            stream_audio.append(model.decode(codes[..., i : i + 1]))
     stream_audio = torch.cat(stream_audio, dim=-1)
     model.set_num_codebooks(TINY_CONFIG["quantizer"]["n_q"])
     codes_all = model.encode(x)
     model.set_num_codebooks(NUM_CODEBOOKS)
     return {
-        "input": x, "latent": latent, "stream_latent": stream_latent, "codes": codes.to(torch.int32),
+        "input": x,
+        "latent": latent,
+        "stream_latent": stream_latent,
+        "codes": codes.to(torch.int32),
         "stream_codes": stream_codes.to(torch.int32),
-        "audio": audio, "stream_audio": stream_audio, "codes_all": codes_all.to(torch.int32),
+        "audio": audio,
+        "stream_audio": stream_audio,
+        "codes_all": codes_all.to(torch.int32),
     }
 
 
@@ -236,7 +264,7 @@ def check_sensitivity(model, ref: dict[str, torch.Tensor]) -> None:
         before = float((out[0, 0, : 3 * fs] - base[0, 0, : 3 * fs]).abs().max())
         print(f"changing code q{k} at frame 3: relative change {rel:.3f} in frames 3-4, {before:.1e} before")
         assert rel > 0.02, rel
-        assert before == 0.0, before                              # causal decoder
+        assert before == 0.0, before  # causal decoder
     diff = (ref["codes"] != ref["stream_codes"]).float().mean()
     print(f"reference streaming vs batch codes differ in {float(diff) * 100:.1f} % of entries (ring wrap)")
     snr = 10 * torch.log10(base.pow(2).sum() / (base - ref["stream_audio"]).pow(2).sum().clamp(min=1e-30))
@@ -252,8 +280,7 @@ def conv_references(gen: torch.Generator) -> dict[str, torch.Tensor]:
         "conv_k8s4": dict(kind="conv", cin=4, cout=6, k=8, s=4, d=1, groups=1, pad="constant", bias=True),
         "conv_k3d2": dict(kind="conv", cin=4, cout=4, k=3, s=1, d=2, groups=1, pad="constant", bias=True),
         "conv_k5s3": dict(kind="conv", cin=2, cout=3, k=5, s=3, d=1, groups=1, pad="constant", bias=True),
-        "conv_k4s2_replicate": dict(kind="conv", cin=4, cout=4, k=4, s=2, d=1, groups=1, pad="replicate",
-                                    bias=False),
+        "conv_k4s2_replicate": dict(kind="conv", cin=4, cout=4, k=4, s=2, d=1, groups=1, pad="replicate", bias=False),
         "convtr_k8s4": dict(kind="convtr", cin=6, cout=3, k=8, s=4, groups=1, bias=True),
         "convtr_k5s3": dict(kind="convtr", cin=3, cout=2, k=5, s=3, groups=1, bias=True),
         "convtr_k4s2_depthwise": dict(kind="convtr", cin=5, cout=5, k=4, s=2, groups=5, bias=False),
@@ -261,16 +288,26 @@ def conv_references(gen: torch.Generator) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     meta = {}
     for name, c in cases.items():
-        steps, chunk = 12, 3                                  # 12 conv output steps, streamed 3 at a time
+        steps, chunk = 12, 3  # 12 conv output steps, streamed 3 at a time
         if c["kind"] == "conv":
-            m = StreamingConv1d(c["cin"], c["cout"], c["k"], c["s"], dilation=c["d"], groups=c["groups"],
-                                bias=c["bias"], causal=True, pad_mode=c["pad"])
+            m = StreamingConv1d(
+                c["cin"],
+                c["cout"],
+                c["k"],
+                c["s"],
+                dilation=c["d"],
+                groups=c["groups"],
+                bias=c["bias"],
+                causal=True,
+                pad_mode=c["pad"],
+            )
             inner = m.conv.conv
             length = steps * c["s"]
             piece = chunk * c["s"]
         else:
-            m = StreamingConvTranspose1d(c["cin"], c["cout"], c["k"], c["s"], groups=c["groups"],
-                                         bias=c["bias"], causal=True)
+            m = StreamingConvTranspose1d(
+                c["cin"], c["cout"], c["k"], c["s"], groups=c["groups"], bias=c["bias"], causal=True
+            )
             inner = m.convtr.convtr
             length = steps
             piece = chunk
@@ -278,13 +315,13 @@ def conv_references(gen: torch.Generator) -> dict[str, torch.Tensor]:
             inner.weight.copy_(torch.randn(inner.weight.shape, generator=gen))
             if inner.bias is not None:
                 inner.bias.copy_(torch.randn(inner.bias.shape, generator=gen))
-        x = torch.randn(2, c["cin"], length, generator=gen) + 1.5   # offset: replicate padding shows
+        x = torch.randn(2, c["cin"], length, generator=gen) + 1.5  # offset: replicate padding shows
         with torch.no_grad():
             y = m(x)
             ys = []
             with m.streaming(batch_size=2):
                 for i in range(0, length, piece):
-                    ys.append(m(x[..., i:i + piece]))
+                    ys.append(m(x[..., i : i + piece]))
             ys = torch.cat(ys, dim=-1)
         out[f"{name}.weight"] = inner.weight.detach().clone()
         if inner.bias is not None:
@@ -328,18 +365,25 @@ def main() -> None:
     print(f"test signal seed {signal_seed}: smallest relative centroid gap {margin:.2e}")
     check_sensitivity(model, ref)
 
-    meta = {"reference": f"moshi {moshi.__version__}, torch {torch.__version__}", "seed": str(SEED),
-            "signal_seed": str(signal_seed),
-            "num_codebooks": str(NUM_CODEBOOKS), "test_length": str(TEST_LEN)}
+    meta = {
+        "reference": f"moshi {moshi.__version__}, torch {torch.__version__}",
+        "seed": str(SEED),
+        "signal_seed": str(signal_seed),
+        "num_codebooks": str(NUM_CODEBOOKS),
+        "test_length": str(TEST_LEN),
+    }
     save_file(released_layout(model.state_dict()), str(ASSETS / "mimi_tiny.safetensors"), metadata=meta)
     (ASSETS / "mimi_tiny_config.json").write_text(json.dumps(TINY_CONFIG, indent=2) + "\n")
     save_file({k: v.contiguous() for k, v in ref.items()}, str(ASSETS / "mimi_tiny_ref.safetensors"), metadata=meta)
 
     conv, conv_meta = conv_references(torch.Generator().manual_seed(SEED + 3))
-    save_file({k: v.contiguous() for k, v in conv.items()}, str(ASSETS / "conv_ref.safetensors"),
-              metadata={**meta, "cases": json.dumps(conv_meta)})
+    save_file(
+        {k: v.contiguous() for k, v in conv.items()},
+        str(ASSETS / "conv_ref.safetensors"),
+        metadata={**meta, "cases": json.dumps(conv_meta)},
+    )
 
-    listing = real_key_listing()                                 # one tensor per line: diffs stay readable
+    listing = real_key_listing()  # one tensor per line: diffs stay readable
     lines = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in listing.items()]
     (ASSETS / "mimi_202407_keys.json").write_text("{\n" + ",\n".join(lines) + "\n}\n")
     PRESET.parent.mkdir(parents=True, exist_ok=True)

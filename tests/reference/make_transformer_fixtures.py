@@ -21,16 +21,40 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CASES = {
     # Mimi-like: LayerNorm, GELU MLP, LayerScale, context 6, streamed two steps at a time.
     "mimi_like": dict(
-        cfg=dict(d_model=32, num_heads=4, num_layers=2, dim_feedforward=64, causal=True, context=6,
-                 max_period=10000, norm="layer_norm", gating="none", positional_embedding="rope",
-                 layer_scale=0.5),
-        steps=20, chunk=2),
+        cfg=dict(
+            d_model=32,
+            num_heads=4,
+            num_layers=2,
+            dim_feedforward=64,
+            causal=True,
+            context=6,
+            max_period=10000,
+            norm="layer_norm",
+            gating="none",
+            positional_embedding="rope",
+            layer_scale=0.5,
+        ),
+        steps=20,
+        chunk=2,
+    ),
     # Helium-like: float32 RMSNorm, gated SiLU, no LayerScale, context 8, one step at a time.
     "lm_like": dict(
-        cfg=dict(d_model=64, num_heads=4, num_layers=2, dim_feedforward=int(4.125 * 64), causal=True,
-                 context=8, max_period=10000, norm="rms_norm_f32", gating="silu",
-                 positional_embedding="rope", layer_scale=None),
-        steps=21, chunk=1),
+        cfg=dict(
+            d_model=64,
+            num_heads=4,
+            num_layers=2,
+            dim_feedforward=int(4.125 * 64),
+            causal=True,
+            context=8,
+            max_period=10000,
+            norm="rms_norm_f32",
+            gating="silu",
+            positional_embedding="rope",
+            layer_scale=None,
+        ),
+        steps=21,
+        chunk=1,
+    ),
 }
 
 
@@ -51,7 +75,8 @@ def perturb(model: torch.nn.Module, gen: torch.Generator) -> None:
 def released_name(name: str) -> str:
     """The live module splits projections per step; released checkpoints keep the fused legacy names."""
     return name.replace("self_attn.in_projs.0.weight", "self_attn.in_proj_weight").replace(
-        "self_attn.out_projs.0.weight", "self_attn.out_proj.weight")
+        "self_attn.out_projs.0.weight", "self_attn.out_proj.weight"
+    )
 
 
 def main() -> None:

@@ -38,8 +38,15 @@ def main(tmp: Path) -> int:
     window = MainWindow()
     ctl = c.Controller(audio_backend=LiveFakeBackend(speed=1.0), parent=window)  # recordings in a temporary folder
     dialogs = Dialogs(window)
-    presenter = Presenter(window, ctl, settings, dialogs, model_factory=lambda f, t: lambda: ConversationModel(
-        ["Hello, I'm Moshi. How are you doing today?"], every=2), resolver=resolver, device_poll_ms=0)  # fmt: skip
+    presenter = Presenter(
+        window,
+        ctl,
+        settings,
+        dialogs,
+        model_factory=lambda f, t: lambda: ConversationModel(["Hello, I'm Moshi. How are you doing today?"], every=2),
+        resolver=resolver,
+        device_poll_ms=0,
+    )
     window.show()
     window.start_button.click()
     deadline = time.monotonic() + 30

@@ -33,8 +33,15 @@ class App:
         self.dialogs = Dialogs(self.window)
         self.ctl = c.Controller(audio_backend=self.backend, recordings=tmp_path / "recordings", parent=self.window)
         kw = {"resolver": resolver} if resolver else {}
-        self.presenter = Presenter(self.window, self.ctl, self.settings, self.dialogs,
-                                   model_factory=factory or self.factory, device_poll_ms=0, **kw)  # fmt: skip
+        self.presenter = Presenter(
+            self.window,
+            self.ctl,
+            self.settings,
+            self.dialogs,
+            model_factory=factory or self.factory,
+            device_poll_ms=0,
+            **kw,
+        )
         self.qtbot = qtbot
         self.window.show()
 

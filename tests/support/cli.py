@@ -34,20 +34,42 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_module(module: str, *args: str, env: dict[str, str] | None = None, cwd: str | Path | None = None,
-               timeout: float = 120.0, stdin: str | None = None) -> Ran:  # fmt: skip
+def run_module(
+    module: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+    timeout: float = 120.0,
+    stdin: str | None = None,
+) -> Ran:
     """`python -m module args...`; returns its exit code and output (a hang fails the test by timeout)."""
     argv = (sys.executable, "-m", module, *map(str, args))
-    p = subprocess.run(argv, env=env or cli_env(), cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout,
-                       input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)  # fmt: skip
+    p = subprocess.run(
+        argv,
+        env=env or cli_env(),
+        cwd=cwd or REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+    )
     return Ran(argv, p.returncode, p.stdout, p.stderr)
 
 
 def start_python(*argv: object, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
     """`python argv...` started and not waited for (to signal it, or watch the files it writes); its stdout
     and stderr are pipes (read them with `finished`)."""
-    return subprocess.Popen((sys.executable, *map(str, argv)), env=env or cli_env(), cwd=REPO, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)  # fmt: skip
+    return subprocess.Popen(
+        (sys.executable, *map(str, argv)),
+        env=env or cli_env(),
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 def finished(p: subprocess.Popen, timeout: float = 120.0) -> Ran:

@@ -16,8 +16,12 @@ def small_disk(folder: Path, size: str, read_only: bool = False, folders: tuple[
     """Mounts a `size` tmpfs ("200k") on `folder` (created) for the block, holding the empty `folders` (made
     before a `read_only` disk turns read-only); skips the test where not permitted."""
     folder.mkdir(parents=True, exist_ok=True)
-    if getattr(os, "geteuid", lambda: -1)() != 0 or subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True).returncode:
+    if (
+        getattr(os, "geteuid", lambda: -1)() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
+        ).returncode
+    ):
         pytest.skip("cannot mount a small tmpfs here (needs root on Linux)")
     try:
         for name in folders:

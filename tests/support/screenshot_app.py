@@ -44,11 +44,19 @@ def main(out: Path) -> int:
 
     def resolver(choice, progress, cancelled):  # as if already downloaded: the status shows the release
         return hub.ModelFiles(*(weights / n for n in choice.files), None, choice.quant, choice.repo)
+
     model = ConversationModel(SCRIPTS, every=2)
     window = MainWindow()
     ctl = c.Controller(audio_backend=LiveFakeBackend(speed=1.0), recordings=tmp / "rec", parent=window)
-    presenter = Presenter(window, ctl, settings, Dialogs(window), model_factory=lambda f, t: lambda: model,
-                          resolver=resolver, device_poll_ms=0)  # fmt: skip
+    presenter = Presenter(
+        window,
+        ctl,
+        settings,
+        Dialogs(window),
+        model_factory=lambda f, t: lambda: model,
+        resolver=resolver,
+        device_poll_ms=0,
+    )
     window.show()
 
     def pump_until(cond, timeout: float = 30.0) -> None:

@@ -7,14 +7,24 @@ import numpy as np
 SR = 24000
 
 
-def hum(n: int, rate: int = SR, seed: int = 0, pitch: float = 180.0, drift: float = 40.0, drift_rate: float = 1.0,
-        syllables_hz: float = 3.0, noise: float = 0.02) -> np.ndarray:  # fmt: skip
+def hum(
+    n: int,
+    rate: int = SR,
+    seed: int = 0,
+    pitch: float = 180.0,
+    drift: float = 40.0,
+    drift_rate: float = 1.0,
+    syllables_hz: float = 3.0,
+    noise: float = 0.02,
+) -> np.ndarray:
     """n samples at `rate`: 0.3 * a syllable envelope * a sine whose pitch drifts by `drift` Hz, plus noise."""
     rng = np.random.default_rng(seed)
     t = np.arange(n) / rate
     env = 0.5 + 0.5 * np.sin(2 * np.pi * syllables_hz * t)
-    return (0.3 * env * np.sin(2 * np.pi * (pitch + drift * np.sin(drift_rate * t)) * t)
-            + noise * rng.standard_normal(t.size)).astype(np.float32)  # fmt: skip
+    return (
+        0.3 * env * np.sin(2 * np.pi * (pitch + drift * np.sin(drift_rate * t)) * t)
+        + noise * rng.standard_normal(t.size)
+    ).astype(np.float32)
 
 
 def speechlike(seconds, seed, f0=(110, 180), sr=SR):
@@ -43,6 +53,7 @@ def speechlike(seconds, seed, f0=(110, 180), sr=SR):
     x = x * env * gate
     return (x / (np.max(np.abs(x)) + 1e-9) * 0.5).astype(np.float32)
 
+
 def room_ir(seed, delay_ms=40, rt60=0.25, length_ms=150, sr=SR):
     rng = np.random.default_rng(seed)
     n = int(length_ms * sr / 1000)
@@ -51,7 +62,8 @@ def room_ir(seed, delay_ms=40, rt60=0.25, length_ms=150, sr=SR):
     tail = rng.standard_normal(n) * np.exp(-6.9 * np.arange(n) / (rt60 * sr))
     tail[0] = 3.0
     h[d:] = tail
-    return h / np.sqrt(np.sum(h ** 2)) * 0.5
+    return h / np.sqrt(np.sum(h**2)) * 0.5
+
 
 def erle_db(mic_echo, residual):
     return 10 * np.log10(np.sum(mic_echo.astype(np.float64) ** 2) / np.sum(residual.astype(np.float64) ** 2))
