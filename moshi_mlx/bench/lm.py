@@ -167,15 +167,9 @@ def _kyutai_timer(python: str | None, precision: str, steps: int):
     if python is None:
         return None
     spec = _PRECISIONS[precision]
+    bits, group = (0, 0) if spec is None else (spec.bits, spec.group_size)  # kyutai_lm.py: --bits 0 is bf16
     return KyutaiTimer(
-        python,
-        "kyutai_lm.py",
-        "--bits",
-        str(spec.bits),
-        "--group-size",
-        str(spec.group_size),
-        "--max-steps",
-        str(steps + 16),
+        python, "kyutai_lm.py", "--bits", str(bits), "--group-size", str(group), "--max-steps", str(steps + 16)
     )
 
 
