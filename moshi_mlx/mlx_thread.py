@@ -27,6 +27,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import signal
 import sys
 import threading
 import time
@@ -102,6 +103,9 @@ def exit_process(code: int) -> NoReturn:
         done, code = False, 130
     if not done:
         _exit_now(code)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # the status is decided: a late Ctrl-C must not change it
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     sys.exit(code)
 
 
@@ -116,8 +120,8 @@ def _exit_now(code: int) -> NoReturn:
 def _at_exit() -> None:  # anyone else's process (the test suite, a script using ModelLoop)
     try:
         done = join_owner_threads(EXIT_WAIT_S)
-    except KeyboardInterrupt:
-        done = False
+    except KeyboardInterrupt:  # Ctrl-C while waiting: quit at once, as a Ctrl-C does
+        _exit_now(130)
     if not done:
         print("moshi_mlx: an MLX thread did not end; exiting without the interpreter's cleanup", file=sys.stderr)
         _exit_now(1)
