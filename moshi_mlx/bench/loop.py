@@ -18,11 +18,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..audio import FRAME
+from ..audio import MODEL_RATE as RATE
 from ..audio.devices import AudioIO
 from ..audio.fake import FakeClock, FakeStreamFactory
 from ..cli.args import number
 from ..dialog.events import FrameResult, SessionStarted
-from ..dialog.loop import FRAME, RATE, ModelLoop
+from ..dialog.loop import ModelLoop
 
 CLICK_AT = FRAME - 40  # click position inside its frame: 40 samples (1.7 ms) before the frame is full
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,19 +99,3 @@ def load_tensors(path: str | os.PathLike) -> dict[str, mx.array]:
         return dict(mx.load(str(path)))  # type: ignore[arg-type]
     except Exception as e:  # mlx raises bare RuntimeError/ValueError on corrupt data
         raise CheckpointError(f"{path}: could not read tensors ({e}).") from None
-
-
-def save_atomic(path: str | os.PathLike, tensors: dict[str, mx.array], metadata: dict[str, str] | None = None) -> None:
-    """Write a safetensors file to a temporary name in the same folder, rename only when complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial.safetensors", dir=path.parent)
-    os.close(fd)
-    try:
-        mx.save_safetensors(tmp, tensors, metadata=metadata or {})
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
