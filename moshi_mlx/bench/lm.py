@@ -210,9 +210,12 @@ def bench(
         f"bandwidth bound {bound * 1e3:.0f} ms at {bandwidth_gbs:g} GB/s -> {bound / step_s:.0%} of bound, "
         f"peak MLX memory {peak / 2**30:.2f} GiB, peak RSS {rss / 2**30:.2f} GiB, build {build_s:.0f} s"
     )
+    waits = (
+        ", which evaluates the temporal pass itself here: quantized weights, float32 activations" * gen._wait_temporal
+    )
     print(
         f"host build and dispatch per step: {advance_s * 1e3:.1f} ms median of {steps} (LmGen.advance until it "
-        f"returns, before the step's evaluation; the graph build alone, evaluations held back: "
+        f"returns, before the step's evaluation{waits}; the graph build alone, evaluations held back: "
         f"{build_step_s * 1e3:.1f} ms); primitives evaluated per step: {primitives} (nodes of the step's graph, "
         f"counted in mx.export_to_dot)"
     )
