@@ -211,7 +211,7 @@ def bench(
         f"peak MLX memory {peak / 2**30:.2f} GiB, peak RSS {rss / 2**30:.2f} GiB, build {build_s:.0f} s"
     )
     waits = (
-        ", which evaluates the temporal pass itself here: quantized weights, float32 activations" * gen._wait_temporal
+        "; advance evaluates the temporal pass itself here: quantized weights, float32 activations" * gen._wait_temporal
     )
     print(
         f"host build and dispatch per step: {advance_s * 1e3:.1f} ms median of {steps} (LmGen.advance until it "
