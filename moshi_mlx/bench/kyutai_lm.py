@@ -1,4 +1,5 @@
-"""Times Kyutai's MLX Moshi LM (the `moshi_mlx` package on PyPI) at the 7B config with random weights.
+"""Times Kyutai's MLX Moshi LM (the `moshi_mlx` package on PyPI) at the 7B config, or at our bench's skinny
+shape of it (`--dim`, `--context`, `--float32`), with random weights.
 
 Started by `python -m moshi_mlx.bench lm --kyutai-python PY` as `PY -I <this file>` in another interpreter,
 where Kyutai's package is installed (see kyutai.py for the protocol). A standalone script: it imports
@@ -12,6 +13,7 @@ the 7B never sits in memory whole. For each line "N" on stdin, N more `LmGen.ste
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -24,7 +26,10 @@ def _say(obj: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--bits", type=int, default=4, help="0: bf16, else 4 or 8")
+    parser.add_argument("--bits", type=int, default=4, help="0: bf16 (float32 with --float32), else 4 or 8")
+    parser.add_argument("--float32", action="store_true", help="with --bits 0: float32 weights")
+    parser.add_argument("--dim", type=int, default=None, help="width of both stacks (feed-forwards scaled alike)")
+    parser.add_argument("--context", type=int, default=None, help="temporal context (default the 7B's)")
     parser.add_argument("--group-size", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--max-steps", type=int, default=64)
@@ -49,8 +54,17 @@ def main(argv: list[str] | None = None) -> int:
 
     mx.random.seed(args.seed)
     cfg = models.config_v0_1()
+    if args.dim is not None or args.context is not None:  # our bench's skinny shape (bench/lm.py `skinny`)
+
+        def resized(t, **kw):
+            dim = args.dim or t.d_model
+            return dataclasses.replace(t, d_model=dim, dim_feedforward=t.dim_feedforward * dim // t.d_model, **kw)
+
+        dep = dataclasses.replace(cfg.depformer, transformer=resized(cfg.depformer.transformer))
+        temporal = resized(cfg.transformer, context=args.context or cfg.transformer.context)
+        cfg = dataclasses.replace(cfg, transformer=temporal, depformer=dep)
     model = models.Lm(cfg)
-    model.set_dtype(mx.bfloat16)
+    model.set_dtype(mx.float32 if args.float32 else mx.bfloat16)
     if args.bits:
         nn.quantize(model, bits=args.bits, group_size=args.group_size)
     for _, p in tree_flatten(model.parameters()):

@@ -1,5 +1,9 @@
 """`python -m moshi_mlx.bench lm`: speed and memory of one Moshi LM step at the released 7B size.
 
+`--shape skinny` keeps the 7B's layers, codebooks and vocabularies at width 256, float32, with a short
+context (`skinny`): compute is then small and the cost per operation dominates, as on a GPU. Each
+configuration also prints the host time to build one step's graph and the primitives it evaluates.
+
 Random weights (the numbers do not depend on them) built directly in the requested precision, one
 module at a time, so a 4-bit model never exists in bf16 first. Prints figures; asserts nothing.
 """
@@ -7,16 +11,20 @@ module at a time, so a 4-bit model never exists in bf16 first. Prints figures; a
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import io
 import platform
 import resource
 import statistics
 import sys
 import time
+from unittest import mock
 
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from .. import lm_gen as lm_gen_module
 from ..audio import FRAME_S
 from ..cli.args import name, number
 from ..config import LmConfig
@@ -31,12 +39,26 @@ from . import faster_or_slower
 from .kyutai import KyutaiTimer, program
 
 _PRECISIONS = {name: None if b is None else quant.QuantSpec(b, GROUP_SIZE[b]) for name, b in PRECISIONS.items()}
+_PRECISIONS["f32"] = None  # float32 weights (the skinny shape's default; not a release)
+SKINNY_DIM, SKINNY_CONTEXT = 256, 64
+
+
+def skinny(cfg: LmConfig, dim: int = SKINNY_DIM, context: int = SKINNY_CONTEXT) -> LmConfig:
+    """`cfg` (the 7B preset) at width `dim` for both stacks, feed-forward widths scaled alike, and `context`
+    steps: the same layers, heads, codebooks, delays and vocabularies, so the same graph per step."""
+    t, d = cfg.transformer, cfg.depformer.transformer
+    temporal = dataclasses.replace(
+        t, d_model=dim, dim_feedforward=t.dim_feedforward * dim // t.d_model, context=context
+    )
+    dep = dataclasses.replace(d, d_model=dim, dim_feedforward=d.dim_feedforward * dim // d.d_model)
+    return dataclasses.replace(cfg, transformer=temporal, depformer=dataclasses.replace(cfg.depformer, transformer=dep))
 
 
 def random_model(cfg: LmConfig, precision: str, seed: int = 0) -> Lm:
     """An Lm of `cfg` with random weights, quantized as Kyutai's releases, materialised module by module."""
     model = Lm(cfg)
     spec = _PRECISIONS[precision]
+    dtype = mx.float32 if precision == "f32" else mx.bfloat16
     if spec is not None:
         quant.apply(
             model, {p: spec for p, m in quant.quantizable_modules(model).items() if quant.should_quantize(m, spec)}
@@ -54,9 +76,9 @@ def random_model(cfg: LmConfig, precision: str, seed: int = 0) -> Lm:
             module.weight = mx.random.randint(-(2**31), 2**31 - 1, w.shape, key=sub).view(mx.uint32)
             module.scales, module.biases = scale, (-scale * (levels / 2)).astype(mx.bfloat16)
         elif module.weight.ndim == 1:  # norms
-            module.weight = mx.ones(module.weight.shape, mx.bfloat16)
+            module.weight = mx.ones(module.weight.shape, dtype)
         else:
-            module.weight = (0.02 * mx.random.normal(module.weight.shape, key=sub)).astype(mx.bfloat16)
+            module.weight = (0.02 * mx.random.normal(module.weight.shape, key=sub)).astype(dtype)
         mx.eval(module.parameters())
     use_cpu_variants(model)  # as load_lm does
     return model
@@ -91,6 +113,47 @@ def timed_step(gen: LmGen, state, user: mx.array):
     return t1 - t0, t2 - t1
 
 
+class _HeldEval:
+    """`mlx.core` as lm_gen sees it while a step's graph is built for measuring: its evaluations (the
+    temporal pass it starts early) are held back, so the build is timed alone and the graph is whole."""
+
+    def __getattr__(self, name: str):
+        return getattr(mx, name)
+
+    @staticmethod
+    def eval(*_args) -> None:
+        pass
+
+    async_eval = eval
+
+
+def count_primitives(*outputs: mx.array) -> int:
+    """Primitives that evaluating `outputs` runs: the nodes of their graph (`mx.export_to_dot`)."""
+    dot = io.StringIO()
+    mx.export_to_dot(dot, *outputs)
+    return dot.getvalue().count("shape=rectangle")
+
+
+def built_steps(gen: LmGen, frames: list[mx.array]) -> tuple[float, float, int]:
+    """Two steps per frame of `frames`, timing `LmGen.advance` (which returns before the step's single
+    evaluation): one as it runs (it dispatches the temporal pass early, the rest of its graph is built while
+    that runs), one with its evaluations held back (the graph build alone, the graph whole to count).
+    Median seconds of each and the primitives of the last step."""
+    running, alone, primitives = [], [], 0
+    for f in frames:
+        for held in (False, True):
+            with mock.patch.object(lm_gen_module, "mx", _HeldEval() if held else mx):
+                t = time.perf_counter()
+                _, out, state = gen.advance(gen._state, f)
+                (alone if held else running).append(time.perf_counter() - t)
+            arrays = ([] if out is None else [out]) + gen.state_arrays(state)
+            if held:
+                primitives = count_primitives(*arrays)
+            mx.eval(arrays)
+            gen._state = state
+    return statistics.median(running), statistics.median(alone), primitives
+
+
 def bench(
     precision: str,
     steps: int,
@@ -110,7 +173,7 @@ def bench(
     frames = [mx.array(rng.integers(0, cfg.card, (1, cfg.user_codebooks))) for _ in range(steps + 2)]
     gen.step(frames[0])
     gen.step(frames[1])  # warm-up
-    kyutai = _kyutai_timer(kyutai_python, precision, steps)
+    kyutai = _kyutai_timer(kyutai_python, precision, steps, cfg)
     n_lanes = len(lanes.lane_streams()) if mx.default_device() == mx.cpu else 1
     total, cpu, theirs, one_lane = [], [], [], []
     for f in frames[2:]:
@@ -135,6 +198,8 @@ def bench(
     step_s = statistics.median(total)
     bound = (nbytes + cache_bytes) / (bandwidth_gbs * 1e9)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = mx.get_peak_memory()  # before the steps built whole (their graph would raise it a little)
+    advance_s, build_step_s, primitives = built_steps(gen, frames[:steps])
     print(
         f"lm {cfg.dim}-dim {cfg.transformer.num_layers}-layer {precision:>4} ({model.compute_dtype} activations, "
         f"{model.cache_dtype if kv_bits is None else f'{kv_bits}-bit'} KV cache): "
@@ -143,7 +208,16 @@ def bench(
         f"real-time factor {step_s / FRAME_S:.1f}x (1 = real time), "
         f"read/step {nbytes / 1e9:.2f} GB weights + {cache_bytes / 1e9:.2f} GB KV cache, "
         f"bandwidth bound {bound * 1e3:.0f} ms at {bandwidth_gbs:g} GB/s -> {bound / step_s:.0%} of bound, "
-        f"peak MLX memory {mx.get_peak_memory() / 2**30:.2f} GiB, peak RSS {rss / 2**30:.2f} GiB, build {build_s:.0f} s"
+        f"peak MLX memory {peak / 2**30:.2f} GiB, peak RSS {rss / 2**30:.2f} GiB, build {build_s:.0f} s"
+    )
+    waits = (
+        "; advance evaluates the temporal pass itself here: quantized weights, float32 activations" * gen._wait_temporal
+    )
+    print(
+        f"host build and dispatch per step: {advance_s * 1e3:.1f} ms median of {steps} (LmGen.advance until it "
+        f"returns, before the step's evaluation{waits}; the graph build alone, evaluations held back: "
+        f"{build_step_s * 1e3:.1f} ms); primitives evaluated per step: {primitives} (nodes of the step's graph, "
+        f"counted in mx.export_to_dot)"
     )
     if one_lane:
         one = statistics.median(one_lane)
@@ -162,15 +236,18 @@ def bench(
     mx.clear_cache()
 
 
-def _kyutai_timer(python: str | None, precision: str, steps: int):
-    """Kyutai's MLX LM at the same precision, timing itself in its own interpreter (kyutai_lm.py)."""
+def _kyutai_timer(python: str | None, precision: str, steps: int, cfg: LmConfig):
+    """Kyutai's MLX LM at the same precision and width, timing itself in its own interpreter (kyutai_lm.py)."""
     if python is None:
         return None
     spec = _PRECISIONS[precision]
     bits, group = (0, 0) if spec is None else (spec.bits, spec.group_size)  # kyutai_lm.py: --bits 0 is bf16
-    return KyutaiTimer(
-        python, "kyutai_lm.py", "--bits", str(bits), "--group-size", str(group), "--max-steps", str(steps + 16)
-    )
+    args = ["--bits", str(bits), "--group-size", str(group), "--max-steps", str(steps + 16)]
+    if precision == "f32":
+        args.append("--float32")
+    if cfg != LmConfig.preset():  # the skinny shape (run() refuses other configs)
+        args += ["--dim", str(cfg.dim), "--context", str(cfg.transformer.context)]
+    return KyutaiTimer(python, "kyutai_lm.py", *args)
 
 
 def _precisions(text: str) -> list[str]:
@@ -184,7 +261,12 @@ def _precisions(text: str) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--precision", default=["q4"], type=_precisions, help="comma list of bf16,q8,q4 (default q4)")
+    parser.add_argument(
+        "--precision",
+        default=None,
+        type=_precisions,
+        help="comma list of bf16,q8,q4,f32 (default q4; f32 with --shape skinny)",
+    )
     parser.add_argument("--steps", type=number(int, 1, 100_000), default=5, help="timed steps per precision")
     parser.add_argument(
         "--bandwidth-gbs",
@@ -192,7 +274,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=24.0,
         help="memory bandwidth of this machine for the roofline (default 24: one core here)",
     )
-    parser.add_argument("--config", default=None, type=name, help="Kyutai-schema JSON (default: the 7B preset)")
+    shape = parser.add_mutually_exclusive_group()
+    shape.add_argument("--config", default=None, type=name, help="Kyutai-schema JSON (default: the 7B preset)")
+    shape.add_argument(
+        "--shape",
+        choices=("7b", "skinny"),
+        default="7b",
+        help=f"skinny: the 7B preset at width {SKINNY_DIM}, context {SKINNY_CONTEXT}, where the cost per "
+        "operation dominates as on a GPU (default 7b)",
+    )
     parser.add_argument(
         "--kv-bits",
         type=int,
@@ -205,15 +295,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PY",
         type=program,
         help="also time Kyutai's moshi_mlx LM (installed for interpreter PY), step by step "
-        "alternating with ours; 7B config, q4/q8 only (two bf16 7B models need ~30 GB)",
+        "alternating with ours; 7B preset at q4/q8 (two bf16 7B models need ~30 GB) or --shape skinny",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = LmConfig.preset() if args.config is None else LmConfig.from_json(args.config)
-    precisions = args.precision
-    if args.kyutai_python and ("bf16" in precisions or args.config is not None):
-        print("error: --kyutai-python compares the 7B preset at q4 or q8", file=sys.stderr)
+    if args.shape == "skinny":
+        cfg = skinny(cfg)
+    precisions = args.precision or (["f32"] if args.shape == "skinny" else ["q4"])
+    big_float = args.shape == "7b" and {"bf16", "f32"} & set(precisions)
+    if args.kyutai_python and (big_float or args.config is not None):
+        print("error: --kyutai-python compares the 7B preset at q4 or q8, or --shape skinny", file=sys.stderr)
         return 2
     version = mx.__version__  # pyright: ignore[reportAttributeAccessIssue]  (mlx's stubs omit __version__)
     print(f"LM benchmark: mlx {version}, device {mx.default_device()}, {platform.machine()}, {platform.system()}")

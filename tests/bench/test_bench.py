@@ -111,3 +111,32 @@ def test_bench_loop_latency_is_never_negative_when_the_machine_stalls(monkeypatc
     r = measure_latency(compute_s=0.0, rate_in=48_000, rate_out=44_100, seconds=1.5)
     assert r.clicks_heard == r.clicks_sent >= 4
     assert min(r.added_ms) >= 0, r.added_ms
+
+
+def test_bench_lm_skinny_prints_step_host_build_and_primitives(capsys) -> None:
+    """The skinny shape (a small config here, made skinny) prints the three figures of issue 12 as numbers."""
+    import re
+
+    from moshi_mlx.bench.lm import bench, skinny
+    from moshi_mlx.config import LmConfig
+    from support.lm import LM
+
+    bench("f32", 2, 24.0, skinny(LmConfig.from_json(LM / "lm_small.json"), dim=32, context=8))
+    out = capsys.readouterr().out
+    assert re.search(r"32-dim 2-layer  f32 .*: step \d+ ms median of 2", out), out
+    host = re.search(r"host build and dispatch per step: ([\d.]+) ms .*held back: ([\d.]+) ms", out)
+    assert host and float(host[1]) > 0 and float(host[2]) > 0, out
+    primitives = re.search(r"primitives evaluated per step: (\d+) ", out)
+    assert primitives and int(primitives[1]) > 100, out  # 2 + 8 x 1 layers: hundreds of operations
+
+
+def test_the_skinny_shape_is_the_7b_at_width_256() -> None:
+    from moshi_mlx.bench.lm import skinny
+    from moshi_mlx.config import LmConfig
+
+    big = LmConfig.preset()
+    cfg = skinny(big)
+    assert (cfg.transformer.num_layers, cfg.depformer.transformer.num_layers, cfg.dep_q) == (32, 6, 8)
+    assert (cfg.dim, cfg.depformer.transformer.d_model, cfg.transformer.context) == (256, 256, 64)
+    assert cfg.transformer.gating_hidden == 704 and cfg.depformer.transformer.gating_hidden == 704  # 2.75 x 256
+    assert (cfg.text_card, cfg.card, cfg.delays) == (big.text_card, big.card, big.delays)
