@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import platform
 import resource
 import statistics
@@ -35,7 +34,7 @@ from ..lm_gen import LmGen
 from ..release import GROUP_SIZE, PRECISIONS
 from ..weights import quant
 from ..weights.tree import flatten
-from . import faster_or_slower
+from . import count_primitives, faster_or_slower
 from .kyutai import KyutaiTimer, program
 
 _PRECISIONS = {name: None if b is None else quant.QuantSpec(b, GROUP_SIZE[b]) for name, b in PRECISIONS.items()}
@@ -127,13 +126,6 @@ class _HeldEval:
         pass
 
     async_eval = eval
-
-
-def count_primitives(*outputs: mx.array) -> int:
-    """Primitives that evaluating `outputs` runs: the nodes of their graph (`mx.export_to_dot`)."""
-    dot = io.StringIO()
-    mx.export_to_dot(dot, *outputs)
-    return dot.getvalue().count("shape=rectangle")
 
 
 def built_steps(gen: LmGen, frames: list[mx.array]) -> tuple[float, float, int]:

@@ -171,7 +171,7 @@ class Attention(nn.Module):
         if rope is not None:
             qk = apply_rope(qk, rope)  # queries and keys in one go
         q, k = mx.split(qk, 2, axis=0)
-        q, k, v = q[0], k[0], v[0]  # [B, H, T, Dh]
+        q, k, v = q.squeeze(0), k.squeeze(0), v.squeeze(0)  # [B, H, T, Dh] (indexing would gather)
         scale = 1.0 / math.sqrt(self.head_dim)
         if cache is not None:  # `mask` is the cache's, computed once for all layers (RingKVCache.mask)
             cache = cache.update(k, v)
