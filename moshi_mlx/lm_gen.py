@@ -16,8 +16,7 @@ the audio sampling and the ring update) are compiled with `mx.compile` once per 
 shapes, the step counter, ring slots and cache offset as int32 arrays, the RoPE table made on the host and
 passed in, caches passed in and returned. `MOSHI_MLX_COMPILE=0` (or `compile=False`) runs the same
 functions op by op, for debugging and for the benchmark's comparison. A step reads values on the host
-once; its graph is evaluated in one go (on CPU with quantized weights, the temporal pass is evaluated
-first to bound memory, see `advance`).
+once; its graph is evaluated in one go.
 """
 
 from __future__ import annotations
@@ -101,10 +100,6 @@ class LmGen:
         self._halves_key: tuple | None = None
         self.reset()
 
-    @property
-    def _wait_temporal(self) -> bool:  # asked at each step: the model may be cast after this LmGen was made
-        return self.lm.is_quantized and self.lm.compute_dtype == mx.float32
-
     # ---- explicit state ----
 
     def init_state(self, batch: int | None = None, seed: int | None = None) -> LmGenState:
@@ -122,8 +117,9 @@ class LmGen:
         return codes[:, :n_user]
 
     def advance(self, state: LmGenState, user_codes) -> tuple[StepOutput, mx.array | None, LmGenState]:
-        """One step; `state` is left unchanged. Outputs and state are lazy (at most the temporal pass is
-        evaluated, without reading values; see `_wait_temporal`): evaluate them together, as `step` does.
+        """One step; `state` is left unchanged. Outputs and the next state are lazy: evaluate them together,
+        in one evaluation, as `step` does. Drop `state` before that evaluation (as `step` does) and the
+        caches are written in place; a state kept past it is copied once (what replaying it costs).
 
         Args:
             user_codes: [B, user_codebooks] int, the user's Mimi codes of this step (-1: no input).
@@ -146,15 +142,8 @@ class LmGen:
             [] if rope is None else [rope.cos, rope.sin],
             state.lm.arrays(),
         )
-        if self._wait_temporal:
-            # Quantized weights under float32 activations: each matmul makes float32 copies of its bf16
-            # scales. Dispatched together, the text head's and depformer's copies would be allocated while
-            # the temporal pass still runs (+20 MB; 7B q4 then peaks just above 6 GiB). No values are read.
-            mx.eval(context)
-        elif not self.compiled:
-            mx.async_eval(context)  # start the temporal pass; the depformer's graph is built while it runs
-        # Compiled, the whole step is dispatched in one evaluation: its graph takes ~5 ms to replay, and a
-        # second evaluation mid-step measured slower (skinny 7B: 129 vs 86 ms per step).
+        # No evaluation here: one per step, after the caller has let go of `state`. An evaluation while
+        # `state` is still held cannot reuse its cache buffers: it copies the whole cache (7B: +1.46 GiB).
         audio, audio_logits, tokens, frame = depformer(context, text_token, keys, tokens, t_arr)
         lm_state = LmState.from_arrays(caches, offset + 1, self._layers)
         out = frame if t + 1 > self.cfg.max_delay else None

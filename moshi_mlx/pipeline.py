@@ -142,13 +142,14 @@ class MoshiPipeline:
         user = codes[:, : self.lm.cfg.user_codebooks, 0]
         _, out, self._gen_state = self.gen.advance(self._gen_state, user)
         self.frames += 1
+        # the old states are let go before the one evaluation, so that their buffers are written in place
         if out is None:  # the acoustic delays are still filling
-            mx.eval(state, self.gen.state_arrays(self._gen_state))
             self._mimi_state = state
+            mx.eval(state, self.gen.state_arrays(self._gen_state))
             return FrameResult(None)
-        audio, state = self.mimi.stream_decode(out[:, 1 : 1 + self.lm.cfg.dep_q, None], state)
-        mx.eval(out, audio, state, self.gen.state_arrays(self._gen_state))
-        self._mimi_state = state
+        audio, self._mimi_state = self.mimi.stream_decode(out[:, 1 : 1 + self.lm.cfg.dep_q, None], state)
+        del state
+        mx.eval(out, audio, self._mimi_state, self.gen.state_arrays(self._gen_state))
         token = int(np.array(out)[0, 0])
         shown, word, starts = self.text.push(token)
         return FrameResult(np.array(audio).reshape(-1), shown or None, token, word, starts)

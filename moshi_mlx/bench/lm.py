@@ -17,13 +17,11 @@ import resource
 import statistics
 import sys
 import time
-from unittest import mock
 
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from .. import lm_gen as lm_gen_module
 from ..audio import FRAME_S
 from ..cli.args import name, number
 from ..config import LmConfig
@@ -114,38 +112,25 @@ def timed_step(gen: LmGen, state, user: mx.array):
     return t1 - t0, t2 - t1
 
 
-class _HeldEval:
-    """`mlx.core` as lm_gen sees it while a step's graph is built for measuring: its evaluations (the
-    temporal pass it starts early) are held back, so the build is timed alone and the graph is whole."""
-
-    def __getattr__(self, name: str):
-        return getattr(mx, name)
-
-    @staticmethod
-    def eval(*_args) -> None:
-        pass
-
-    async_eval = eval
-
-
 def built_steps(gen: LmGen, frames: list[mx.array]) -> tuple[float, float, int]:
-    """Two steps per frame of `frames`, timing `LmGen.advance` (which returns before the step's single
-    evaluation): one as it runs (it dispatches the temporal pass early, the rest of its graph is built while
-    that runs), one with its evaluations held back (the graph build alone, the graph whole to count).
-    Median seconds of each and the primitives of the last step."""
-    running, alone, primitives = [], [], 0
+    """One step per frame of `frames`, timing the host's part: `LmGen.advance` building the step's graph
+    (it evaluates nothing), then `mx.async_eval` dispatching it (returning once every operation is queued).
+    Median seconds of each and the primitives of the last step's graph."""
+    build, dispatch, primitives = [], [], 0
     for f in frames:
-        for held in (False, True):
-            with mock.patch.object(lm_gen_module, "mx", _HeldEval() if held else mx):
-                t = time.perf_counter()
-                _, out, state = gen.advance(gen._state, f)
-                (alone if held else running).append(time.perf_counter() - t)
-            arrays = ([] if out is None else [out]) + gen.state_arrays(state)
-            if held:
-                primitives = count_primitives(*arrays)
-            mx.eval(arrays)
-            gen._state = state
-    return statistics.median(running), statistics.median(alone), primitives
+        t = time.perf_counter()
+        _, out, state = gen.advance(gen._state, f)
+        t1 = time.perf_counter()
+        gen._state = state  # let go of the old state, as a conversation does
+        arrays = ([] if out is None else [out]) + gen.state_arrays(state)
+        primitives = count_primitives(*arrays)
+        t2 = time.perf_counter()
+        mx.async_eval(arrays)
+        t3 = time.perf_counter()
+        mx.eval(arrays)
+        build.append(t1 - t)
+        dispatch.append(t3 - t2)
+    return statistics.median(build), statistics.median(dispatch), primitives
 
 
 def bench(
@@ -225,15 +210,12 @@ def bench(
         f"bandwidth bound {bound * 1e3:.0f} ms at {bandwidth_gbs:g} GB/s -> {bound / step_s:.0%} of bound, "
         f"peak MLX memory {peak / 2**30:.2f} GiB, peak RSS {rss / 2**30:.2f} GiB, build {build_s:.0f} s"
     )
-    waits = "; advance evaluates the temporal pass itself here: quantized weights, float32 activations" * (
-        gen._wait_temporal
-    )
-    for compiled, (advance_s, build_step_s, primitives) in sorted(built.items(), reverse=True):
+    for compiled, (build_step_s, dispatch_s, primitives) in sorted(built.items(), reverse=True):
         print(
-            f"host build and dispatch per step, {'compiled' if compiled else 'op by op'}: {advance_s * 1e3:.1f} ms "
-            f"median of {steps} (LmGen.advance until it returns, before the step's evaluation{waits}; the graph "
-            f"build alone, evaluations held back: {build_step_s * 1e3:.1f} ms); primitives evaluated per step: "
-            f"{primitives} (nodes of the step's graph, counted in mx.export_to_dot)"
+            f"host build and dispatch per step, {'compiled' if compiled else 'op by op'}: "
+            f"{(build_step_s + dispatch_s) * 1e3:.1f} ms median of {steps} (LmGen.advance building the graph "
+            f"{build_step_s * 1e3:.1f} ms, mx.async_eval queueing it {dispatch_s * 1e3:.1f} ms); primitives "
+            f"evaluated per step: {primitives} (nodes of the step's graph, counted in mx.export_to_dot)"
         )
     if whole_ring:
         ws = statistics.median(whole_ring)

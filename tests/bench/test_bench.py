@@ -137,8 +137,8 @@ def test_bench_lm_skinny_prints_step_host_build_and_primitives(capsys) -> None:
     assert step, out
     found = {}
     for way in ("compiled", "op by op"):
-        host = re.search(rf"host build and dispatch per step, {way}: ([\d.]+) ms .*held back: ([\d.]+) ms", out)
-        assert host and float(host[1]) > 0 and float(host[2]) > 0, out
+        host = re.search(rf"host build and dispatch per step, {way}: ([\d.]+) ms .*building the graph ([\d.]+) ms", out)
+        assert host and float(host[1]) >= float(host[2]) > 0, out
         primitives = re.search(rf"{way}: .*primitives evaluated per step: (\d+) ", out)
         assert primitives and int(primitives[1]) > 100, out  # 2 + 8 x 1 layers: hundreds of operations
         found[way] = int(primitives[1])
