@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from . import family
 from .common import (
     MAX_CARD,
     MAX_CONTEXT,
@@ -126,6 +127,16 @@ _LM_USED_KEYS = {
 }
 
 
+def model_kind(raw: dict, source: str) -> str:
+    """The model_type of a config this port runs; ConfigError naming another member of the family, or
+    keys this reader does not know (they may change the architecture: refused, never ignored)."""
+    kind = family.member(raw, source)
+    family.refuse_unknown_keys(
+        sorted(set(raw) - _LM_USED_KEYS - set(_LM_IGNORED_KEYS) - set(_LM_UNSUPPORTED)), kind, source
+    )
+    return kind
+
+
 @dataclass(frozen=True)
 class LmConfig:
     """Moshi's language model: temporal transformer over text + audio streams, depformer per frame.
@@ -187,12 +198,13 @@ class LmConfig:
 
     @classmethod
     def from_kyutai(cls, raw: dict, source: str = "LM config") -> LmConfig:
-        """Read Kyutai's JSON schema (`configs/moshi_7b_202409.json`); warn on keys it does not know.
+        """Read Kyutai's JSON schema (`configs/moshi_7b_202409.json`); a key it does not know is refused
+        (it may describe another model of the family, see `family`).
 
         Every value is checked for type and range here, before anything is built (ConfigError naming it).
         """
         f = Fields(raw, source)
-        f.check_keys(_LM_USED_KEYS, set(_LM_IGNORED_KEYS) | set(_LM_UNSUPPORTED))
+        model_kind(raw, source)
         for key, inactive in _LM_UNSUPPORTED.items():
             if raw.get(key, inactive) not in (inactive, {}, []):
                 raise ConfigError(
@@ -200,12 +212,6 @@ class LmConfig:
                     f"without it are); remove the key or use Kyutai's PyTorch package for this model."
                 )
 
-        kind = raw.get("model_type", "moshi")
-        if kind != "moshi":
-            raise ConfigError(
-                f"{source}: model_type {show_value(kind)} is not a Moshi dialogue model (model_type 'moshi'), the only "
-                "kind this port runs; use Kyutai's own packages for it."
-            )
         if not f.flag("causal", True):
             raise ConfigError(f"{source}: causal=false cannot stream; Moshi's LM is causal")
         if not f.flag("depformer_weights_per_step", True):
