@@ -16,7 +16,9 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .config import LmConfig
+from .config.conditioner import CONDITIONS
 from .dtypes import FLOATS
+from .modules.conditioner import ConditionProvider
 from .modules.embedding import ScaledEmbedding
 from .modules.transformer import Transformer, TransformerState, make_norm
 
@@ -97,6 +99,8 @@ class Lm(nn.Module):
         self.out_norm = make_norm(cfg.transformer.norm, dim)
         self.text_linear = nn.Linear(dim, cfg.text_card, bias=False)
         self.depformer = Depformer(cfg)
+        if cfg.conditioners:  # Hibiki's "description"
+            self.condition_provider = ConditionProvider(cfg.conditioners, dim)
         self._compute_dtype: mx.Dtype | None = None  # None: follow the parameters (set_compute_dtype)
         self._kv_bits: int | None = None
 
@@ -148,21 +152,36 @@ class Lm(nn.Module):
         dtype = self.out_norm.weight.dtype
         return dtype if dtype in FLOATS.values() else mx.float32
 
-    def embed(self, tokens: mx.array) -> mx.array:
-        """tokens [B, 1 + n_q, T] int (text first) -> summed embeddings [B, T, dim]."""
+    def embed(self, tokens: mx.array, condition: mx.array | None = None) -> mx.array:
+        """tokens [B, 1 + n_q, T] int (text first) -> summed embeddings [B, T, dim]; plus `condition`
+        [B, dim] (see `condition`) at every step, cast to the weights' dtype first as the reference does."""
         dt = self.compute_dtype
         x = self.audio_embs[0](tokens[:, 1]).astype(dt)
         for i in range(1, self.cfg.n_q):
             x = x + self.audio_embs[i](tokens[:, i + 1]).astype(dt)
-        return x + self.text_emb(tokens[:, 0]).astype(dt)
+        x = x + self.text_emb(tokens[:, 0]).astype(dt)
+        return x if condition is None else x + condition[:, None].astype(self.cache_dtype).astype(dt)
 
-    def forward_text(self, tokens: mx.array, state: LmState | None = None) -> tuple[mx.array, mx.array]:
-        """Temporal transformer over tokens [B, 1 + n_q, T].
+    def condition(self, values: dict[str, list[str]] | None = None) -> mx.array | None:
+        """{conditioner: one value per batch row} -> the condition [B, dim] float32 to pass to forward_text;
+        None: the values the reference runs this model with (Hibiki: "very_good"), one row. None for a
+        model without conditioners."""
+        if "condition_provider" not in self:
+            return None
+        if values is None:
+            values = {k: [v] for k, v in CONDITIONS[self.cfg.model_type][0].items()}
+        return self.condition_provider(values)
+
+    def forward_text(
+        self, tokens: mx.array, state: LmState | None = None, condition: mx.array | None = None
+    ) -> tuple[mx.array, mx.array]:
+        """Temporal transformer over tokens [B, 1 + n_q, T] (and a condition [B, dim], see `embed`).
 
         Returns:
             context: [B, T, dim] normed output (the depformer's input); text_logits: [B, T, text_card].
         """
-        out = self.out_norm(self.transformer(self.embed(tokens), None if state is None else state.temporal))
+        x = self.embed(tokens, condition)
+        out = self.out_norm(self.transformer(x, None if state is None else state.temporal))
         return out, self.text_linear(out)
 
     def depformer_logits(self, context: mx.array, tokens: mx.array) -> mx.array:
@@ -173,13 +192,16 @@ class Lm(nn.Module):
         state = self.depformer.init_state(context.shape[0], self.compute_dtype)
         return mx.stack([self.depformer.step(k, context, tokens[:, k], state) for k in range(self.cfg.dep_q)], axis=1)
 
-    def teacher_forced(self, codes: mx.array, state: LmState | None = None) -> tuple[mx.array, mx.array]:
+    def teacher_forced(
+        self, codes: mx.array, state: LmState | None = None, condition: mx.array | None = None
+    ) -> tuple[mx.array, mx.array]:
         """Logits for a whole code sequence, aligned with it, as the reference's `LMModel.forward`.
 
         Args:
             codes: [B, 1 + n_q, T] int, undelayed (text first).
             state: stream the sequence through this state's KV caches (one chunk of T <= context steps)
                 instead of batch attention: what generation sees, e.g. with a quantized cache.
+            condition: [B, dim] from `condition` for a conditioned model (Hibiki), else None.
 
         Returns:
             text_logits [B, 1, T, text_card] and audio_logits [B, dep_q, T, card] in float32; positions a
@@ -195,7 +217,7 @@ class Lm(nn.Module):
             rows.append(row if head is None else mx.concatenate([head, row], axis=1))
         delayed = mx.stack(rows, axis=1)  # [B, K, T]
         inputs = mx.concatenate([mx.broadcast_to(initial[None, :, None], (b, k, 1)), delayed[:, :, :-1]], axis=2)
-        context, text_logits = self.forward_text(inputs, state)
+        context, text_logits = self.forward_text(inputs, state, condition)
         flat = context.reshape(b * t, 1, -1)
         targets = delayed[:, : cfg.dep_q + 1].transpose(0, 2, 1).reshape(b * t, cfg.dep_q + 1)
         audio = self.depformer_logits(flat, targets).reshape(b, t, cfg.dep_q, -1).transpose(0, 2, 1, 3)

@@ -25,6 +25,7 @@ from .common import (
     read_json_object,
     show_value,
 )
+from .conditioner import LutConditionerConfig, read_conditioners
 from .transformer import GATINGS, NORMS, POSITIONAL, TransformerConfig
 
 _LM_GATINGS = tuple(g for g in GATINGS if g != "none")  # the LM's MLPs are gated
@@ -78,8 +79,6 @@ _LM_IGNORED_KEYS = {
 }
 # Features of the reference this port does not implement: accepted only at their inactive value.
 _LM_UNSUPPORTED = {
-    "conditioners": None,
-    "fuser": None,
     "demux_second_stream": False,
     "demux_second_text_stream": False,
     "depformer_weights_per_step_schedule": None,
@@ -124,6 +123,8 @@ _LM_USED_KEYS = {
     "depformer_pos_emb",
     "depformer_weights_per_step",
     "model_type",
+    "conditioners",
+    "fuser",
 }
 
 
@@ -151,6 +152,8 @@ class LmConfig:
     n_q: int  # audio streams fed to the model (Moshi's + the user's)
     delays: tuple[int, ...]  # per stream, text first: steps a stream lags behind the text
     existing_text_padding_id: int = 3
+    model_type: str = "moshi"  # "hibiki": translation (see family.RUNS)
+    conditioners: tuple[LutConditionerConfig, ...] = ()  # summed into the input at every step (Hibiki's)
 
     def __post_init__(self) -> None:
         if len(self.delays) != self.n_q + 1:
@@ -204,7 +207,7 @@ class LmConfig:
         Every value is checked for type and range here, before anything is built (ConfigError naming it).
         """
         f = Fields(raw, source)
-        model_kind(raw, source)
+        kind = model_kind(raw, source)
         for key, inactive in _LM_UNSUPPORTED.items():
             if raw.get(key, inactive) not in (inactive, {}, []):
                 raise ConfigError(
@@ -286,6 +289,8 @@ class LmConfig:
             n_q=n_q,
             delays=f.ints("delays", 0, MAX_DELAY),
             existing_text_padding_id=f.int("existing_text_padding_id", 0, text_card - 1, 3),
+            model_type=kind,
+            conditioners=read_conditioners(raw, source),
         )
         try:
             return cls(**fields)

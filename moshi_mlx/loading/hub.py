@@ -367,9 +367,16 @@ def resolve_model_files(
         for k, v in _names(cfg).items()
     }
     mimi_file, tokenizer_file = names.get("mimi_name", MIMI_FILE), names.get("tokenizer_name", TOKENIZER_FILE)
-    if explicit["moshi"] is None:
+    named = repo_file(repo, str(names["moshi_name"]), "moshi_name") if "moshi_name" in names else None
+    if named and not any(f in listing for f in MOSHI_FILES.values()) and (named in listing or _cached(repo, named)):
+        listing.add(named)  # a repository naming its LM file (Hibiki's hibiki-mlx-dc2cf5a5@80.safetensors)
+    if explicit["moshi"] is None and named in listing and not any(f in listing for f in MOSHI_FILES.values()):
+        name, q = str(named), quant
+        if before_download is not None and reason is None and _cached(repo, name) is None:
+            before_download(q, cfg)
+    elif explicit["moshi"] is None:
         if reason is not None and not any(f in listing for f in MOSHI_FILES.values()):
-            want = MOSHI_FILES[quant] if quant_given else MOSHI_FILES[DEFAULT_BITS]
+            want = named or (MOSHI_FILES[quant] if quant_given else MOSHI_FILES[DEFAULT_BITS])
             needed = [want, mimi_file, tokenizer_file]
             raise OfflineError(
                 f"cannot get {', '.join(needed)} from {repo}: {reason}, and they are not in the Hugging Face "

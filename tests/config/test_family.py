@@ -12,7 +12,7 @@ import soundfile as sf
 from moshi_mlx.config import LmConfig
 from moshi_mlx.config.family import member
 from moshi_mlx.errors import ConfigError
-from tests.support.cli import E2E, assert_one_line_error, run_module
+from support.cli import E2E, assert_one_line_error, run_module
 
 MOSHI = json.loads((E2E / "config.json").read_text())
 
@@ -52,6 +52,6 @@ def test_run_refuses_a_folder_of_another_member_before_looking_for_weights(tmp_p
     (folder / "config.json").write_text(json.dumps(MOSHI | extra))
     wav = tmp_path / "in.wav"
     sf.write(wav, np.zeros(4800, np.float32), 24000)
-    r = run_module("moshi_mlx.run", "--hf-repo", folder, "--input", wav, "--output", tmp_path / "o.wav")
+    r = run_module("moshi_mlx.run", "--hf-repo", str(folder), "--input", str(wav), "--output", str(tmp_path / "o.wav"))
     assert_one_line_error(r, 2, words)
     assert not (tmp_path / "o.wav").exists()
