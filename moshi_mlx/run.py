@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Literal
+from functools import partial
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from . import release
 from .cli.args import CliParser, name, number, print_error
 from .cli.signals import exit_code
 from .cli.tempdir import check_temp_folder
 from .cli.wording import for_cli
-from .errors import MoshiError, NoAudioDeviceError
+from .errors import ConfigError, MoshiError, NoAudioDeviceError
+
+if TYPE_CHECKING:
+    from .loading.hub import ModelFiles
 
 # numpy and MLX are imported where used, inside main(): a Ctrl-C while they load stops the program quietly
 
@@ -35,6 +39,7 @@ def kv_bits_choices() -> dict[str, int | Literal["auto"] | None]:
 
 def build_parser() -> argparse.ArgumentParser:
     from .dialog.live import KEYS
+    from .guidance import DEFAULT_CFG_COEF, MAX_CFG_COEF
     from .loading.memory import KV_AUTO
     from .sampling import SEED_RANGE, TEMP_RANGE, TOP_K_RANGE
 
@@ -80,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--text-temp", type=temp, default=0.7, help="text temperature (0: greedy; default 0.7)")
     s.add_argument("--top-k", type=top_k, default=250, help="audio top-k (default 250)")
     s.add_argument("--text-top-k", type=top_k, default=25, help="text top-k (default 25)")
+    s.add_argument(
+        "--cfg-coef",
+        type=number(float, 0.0, MAX_CFG_COEF),
+        default=DEFAULT_CFG_COEF,
+        help="Hibiki: classifier-free guidance, higher keeps more of the speaker's voice (default "
+        f"{DEFAULT_CFG_COEF:g}: none, as the reference; Kyutai suggests 3)",
+    )
     s.add_argument(
         "--seed",
         type=number(int, *SEED_RANGE),
@@ -151,11 +163,20 @@ def _check_paths(args: argparse.Namespace) -> None:
             check_new_file(path, "recording file", protect)
 
 
-def _factory(args: argparse.Namespace, files):
+def _factory(args: argparse.Namespace, files: _Resolved, source_end=None):
+    """The model of the run: Moshi, or Hibiki (model_type hibiki) translating until `source_end` says."""
     from .pipeline import MoshiPipeline, Sampling
 
     sampling = Sampling(args.temp, args.text_temp, args.top_k, args.text_top_k, args.seed)
-    return lambda: MoshiPipeline.from_files(files, sampling, kv_bits=kv_bits_choices()[args.kv_bits])
+    kv_bits = kv_bits_choices()[args.kv_bits]
+    if files.kind == "hibiki":
+        from .translation import TranslationPipeline
+
+        extra = {"cfg_coef": args.cfg_coef, "source_end": source_end}
+        return lambda: TranslationPipeline.from_files(files.files, sampling, kv_bits=kv_bits, **extra)
+    if args.cfg_coef != 1.0:
+        raise ConfigError(f"--cfg-coef is for a conditioned model such as Hibiki; {files.files.source} is Moshi")
+    return lambda: MoshiPipeline.from_files(files.files, sampling, kv_bits=kv_bits)
 
 
 def _resolve(args: argparse.Namespace):
@@ -175,8 +196,13 @@ def _resolve(args: argparse.Namespace):
         tqdm_class=tqdm,
         before_download=check_download_fits,
     )
-    check_configs(files)  # a bad value fails now, before minutes of loading (or a crash building the model)
-    return files
+    cfg = check_configs(files)  # a bad value fails now, before minutes of loading (or a crash building the model)
+    return _Resolved(files, cfg.model_type)
+
+
+class _Resolved(NamedTuple):
+    files: ModelFiles  # what to load
+    kind: str  # the config's model_type: "moshi" or "hibiki"
 
 
 def _echo(args: argparse.Namespace):
@@ -188,11 +214,11 @@ def _echo(args: argparse.Namespace):
     return EchoCanceller()
 
 
-def _record_meta(args: argparse.Namespace, files) -> dict:
+def _record_meta(args: argparse.Namespace, files: _Resolved) -> dict:
     """What a recording's metadata says about the run."""
     return {
-        "model": files.source,
-        "moshi": str(files.moshi),
+        "model": files.files.source,
+        "moshi": str(files.files.moshi),
         "temp": args.temp,
         "text_temp": args.text_temp,
         "seed": args.seed,
@@ -225,8 +251,14 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
 
             pcm = read_audio(args.input)  # a bad file fails now, before minutes of loading
             files = _resolve(args)
+            source_end, new_port = None, None
+            if files.kind == "hibiki":  # translation: the source's end is told to the model, which says when done
+                from .translation import SourceEnd, TranslationFilePort
+
+                source_end = SourceEnd()
+                new_port = partial(TranslationFilePort, source_end=source_end)
             return run_file(
-                _factory(args, files),
+                _factory(args, files, source_end),
                 pcm,
                 args.output,
                 source=args.input,
@@ -234,6 +266,7 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
                 max_lag_frames=args.max_lag,
                 record=args.record,
                 record_meta=_record_meta(args, files),
+                new_port=new_port,
             )
         from .audio.devices import AudioIO
         from .dialog.live import run_live
