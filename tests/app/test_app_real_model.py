@@ -91,3 +91,35 @@ def test_folder_with_a_broken_config_gives_a_dialog(qtbot, tmp_path: Path) -> No
     assert "--" not in box.informativeText(), "the window's words, not the command line's"
     qtbot.waitUntil(lambda: ctl.state == c.IDLE, timeout=10_000)
     assert presenter.shutdown()
+
+
+def test_a_hibiki_folder_runs_in_translate_mode_and_shows_the_english_as_spoken(qtbot, tmp_path: Path) -> None:
+    from support.hibiki import make_hibiki_folder
+
+    folder = make_hibiki_folder(tmp_path / "hibiki-1b-mlx-bf16")
+    settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    settings.local_folder = str(folder)
+    window = MainWindow()
+    qtbot.addWidget(window, before_close_func=lambda _w: presenter.shutdown())
+    dialogs = Dialogs(window)
+    ctl = c.Controller(audio_backend=LiveFakeBackend(speed=2.0), recordings=tmp_path / "rec", parent=window)
+    built = []
+
+    def factory(files, temperature):
+        build = frame_model_factory(files, temperature)  # the app's own factory
+        return lambda: built.append(build()) or built[-1]
+
+    presenter = Presenter(window, ctl, settings, dialogs, model_factory=factory, device_poll_ms=0)
+    texts = []
+    ctl.text.connect(texts.append)
+    window.show()
+    window.start_button.click()
+    qtbot.waitUntil(lambda: ctl.state == c.RUNNING, timeout=60_000)
+    assert window.status.model_label.toolTip() == "Model: hibiki-1b-mlx-bf16 · translates French to English"
+    qtbot.waitUntil(lambda: len("".join(texts).split()) > 3, timeout=60_000)
+    window.start_button.click()
+    qtbot.waitUntil(lambda: ctl.state == c.READY, timeout=30_000)
+    assert not dialogs.open_boxes, [b.informativeText() for b in dialogs.open_boxes]
+    assert type(built[0]).__name__ == "TranslationPipeline" and built[0].lm.cfg.model_type == "hibiki"
+    assert "".join(texts).replace(" ", "") in window.transcript.transcript_text().replace(" ", "").replace("\n", "")
+    assert presenter.shutdown()
