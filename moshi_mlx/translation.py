@@ -13,13 +13,13 @@ pipeline (which knows when the model is done); both run on the model loop's thre
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import mlx.core as mx
 import numpy as np
 
-from .audio import FRAME
+from .audio import FRAME, FRAME_S
+from .audio.file_port import FileAudioPort, Sink
 from .dialog.events import FrameResult
 from .guidance import DEFAULT_CFG_COEF, GuidedLm
 from .lm import Lm
@@ -89,59 +89,34 @@ class TranslationPipeline(MoshiPipeline):
         return result
 
 
-class TranslationFilePort:
-    """An AudioPort over a source file for translation: its whole frames, then silence until the translation
-    ends (at most MAX_TAIL_S); the translation goes to `sink` as it comes, from its first frame (no leading
-    silence, as the reference writes it) and as long as it is."""
+class TranslationFilePort(FileAudioPort):
+    """FileAudioPort for translation: the source's whole frames, then silence until the translation ends (at
+    most MAX_TAIL_S); the translation goes to the sink from its first frame (no leading silence, as the
+    reference writes it) and as long as the model speaks, not cut at the source's length."""
 
-    def __init__(self, pcm: np.ndarray, sink, source_end: SourceEnd) -> None:
-        pcm = np.asarray(pcm, np.float32).reshape(-1)
-        self._pcm, self._sink, self.source_end = pcm, sink, source_end
-        self.frames = pcm.size // FRAME  # the reference keeps whole frames only
+    def __init__(self, pcm: np.ndarray, sink: Sink, source_end: SourceEnd) -> None:
+        super().__init__(pcm, sink)
+        self.source_end = source_end
+        self.frames = self.length // FRAME  # the reference keeps whole frames only
         self.length = self.frames * FRAME
-        self.tail_frames = round(MAX_TAIL_S * 12.5)
-        self._next = 0
-        self.written = 0
-        self._closed = False
-        self._lock = threading.Lock()  # the loop thread writes, the caller's thread closes
-        self.exhausted = threading.Event()  # set once the translation (or the tail) is done
+        self.tail_frames = round(MAX_TAIL_S / FRAME_S)
 
     @property
     def frames_read(self) -> int:
         return min(self._next, self.frames)
 
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def check(self) -> None: ...
-
     def read_input(self) -> np.ndarray:
         if self.source_end.translation_ended or self._next >= self.frames + self.tail_frames:
             self.exhausted.set()
             return np.zeros(0, np.float32)
-        if self._next >= self.frames:
-            self.source_end.source_ended = True
-            self._next += 1
-            return np.zeros(FRAME, np.float32)
-        frame = self._pcm[self._next * FRAME : (self._next + 1) * FRAME]
         self._next += 1
-        return frame
+        if self._next > self.frames:
+            self.source_end.source_ended = True
+            return np.zeros(FRAME, np.float32)
+        return self._pcm[(self._next - 1) * FRAME : self._next * FRAME]
 
-    def write_output(self, pcm: np.ndarray) -> int:
-        pcm = np.asarray(pcm, np.float32).reshape(-1)
+    def _put(self, pcm: np.ndarray) -> None:
         with self._lock:
             if not self._closed and pcm.size:
                 self._sink.write(pcm)
                 self.written += pcm.size
-        return pcm.size
-
-    def read_reference(self) -> np.ndarray:
-        return np.zeros(0, np.float32)
-
-    def output_queued_s(self) -> float:
-        return 0.0
-
-    def close(self, complete: bool) -> None:
-        with self._lock:
-            self._closed = True

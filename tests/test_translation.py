@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from moshi_mlx.audio import FRAME, MODEL_RATE
+from moshi_mlx.audio import FRAME, FRAME_S, MODEL_RATE
 from moshi_mlx.loading.hub import resolve_model_files
 from moshi_mlx.loading.lm import TEXT_EOS
 from moshi_mlx.pipeline import Sampling
@@ -71,7 +71,7 @@ def test_the_reference_driver_first_frame_twice_source_end_then_silence_until_en
     assert (pipe.fed[FRAMES] == card).all() and not (pipe.fed[FRAMES - 1] == card).any()  # the source's end
     assert not (np.stack(pipe.fed[FRAMES + 1 :]) == card).any()  # then encoded silence
     ended = tokens.index(TEXT_EOS, FRAMES)  # the model said the end of text after the source's end...
-    assert end.translation_ended and len(tokens) == ended + 1 < FRAMES + MAX_TAIL_S * 12.5
+    assert end.translation_ended and len(tokens) == ended + 1 < FRAMES + MAX_TAIL_S / FRAME_S
     assert TEXT_EOS in tokens[:FRAMES]  # ...and before it, which ended nothing (the reference ignores it)
     assert port.written == sum(p.size for p in sink.pcm) > port.length - 4 * FRAME
     assert not port.read_input().size and port.exhausted.is_set()
