@@ -202,7 +202,7 @@ def test_config_unknown_keys_and_unsupported_refused():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         LmConfig.from_kyutai(raw | {"depformer_causal": True, "existing_text_end_padding_id": 0})
-    with pytest.raises(ConfigError, match="conditioners"):
+    with pytest.raises(ConfigError, match="fuser sum .* must name each conditioner"):  # conditioners need a fuser
         LmConfig.from_kyutai(raw | {"conditioners": {"x": {}}})
     # keys of Kyutai's hub repositories (moshi.models.loaders): other model kinds, LoRA adapters
     for extra, match in (
