@@ -18,7 +18,7 @@ from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .lm import Lm, LmState
-    from .modules.transformer import TransformerState
+    from .modules.transformer import RotaryTable, TransformerState
 
 DEFAULT_CFG_COEF = 1.0  # the reference's run_inference default (Hibiki's README: "a typical value is 3")
 MAX_CFG_COEF = 20.0
@@ -62,7 +62,8 @@ class GuidedLm:
         return 2 * batch if self.guided else batch
 
     def condition(self, batch: int) -> mx.array | None:
-        """[rows(batch), dim] float32: the positive condition per conversation, then the negative ones."""
+        """[rows(batch), dim] float32: the positive condition per conversation, then the negative ones.
+        Made (and evaluated) by `init_state`, outside any compiled step, which then reads it as a constant."""
         if batch not in self._conditions:
             if not self.cfg.conditioners:
                 self._conditions[batch] = None
@@ -70,7 +71,10 @@ class GuidedLm:
                 pos, neg = CONDITIONS[self.cfg.model_type]
                 halves = (pos, neg) if self.guided else (pos,)
                 values = {name: [h[name] for h in halves for _ in range(batch)] for name in pos}
-                self._conditions[batch] = self.lm.condition(values)
+                c = self.lm.condition(values)
+                assert c is not None
+                mx.eval(c)
+                self._conditions[batch] = c
         return self._conditions[batch]
 
     def guide(self, logits: mx.array) -> mx.array:
@@ -84,12 +88,19 @@ class GuidedLm:
         return mx.concatenate([x, x], axis=0) if self.guided else x
 
     def init_state(self, batch: int = 1) -> LmState:
+        self.condition(batch)
         return self.lm.init_state(self.rows(batch))
 
-    def forward_text(self, tokens: mx.array, state: LmState | None = None) -> tuple[mx.array, mx.array]:
-        """tokens [B, 1 + n_q, T] -> (context [rows(B), T, dim] for the depformer, guided text logits [B, T, V])."""
-        context, text_logits = self.lm.forward_text(self.double(tokens), state, self.condition(tokens.shape[0]))
-        return context, self.guide(text_logits)
+    def step_text(
+        self, tokens: mx.array, state: LmState, rope: RotaryTable | None = None
+    ) -> tuple[mx.array, mx.array, LmState]:
+        """tokens [B, 1 + n_q, T] -> (context [rows(B), T, dim] for the depformer, guided text logits
+        [B, T, V], the next state of both rows)."""
+        batch = tokens.shape[0]
+        if batch not in self._conditions:
+            raise RuntimeError("GuidedLm.init_state(batch) makes the condition before the first step")
+        context, text_logits, state = self.lm.step_text(self.double(tokens), state, rope, self._conditions[batch])
+        return context, self.guide(text_logits), state
 
 
 class _GuidedDepformer:
@@ -97,9 +108,14 @@ class _GuidedDepformer:
         self.owner = owner
 
     def init_state(self, batch: int, dtype: mx.Dtype) -> TransformerState:
-        return self.owner.lm.depformer.init_state(self.owner.rows(batch), dtype)
+        """`batch`: the rows of the context (both halves under guidance), as LmGen passes it."""
+        return self.owner.lm.depformer.init_state(batch, dtype)
 
-    def step(self, k: int, context: mx.array, prev_token: mx.array, state: TransformerState) -> mx.array:
-        """Guided logits [B, card] of codebook k; `context` has both rows, `prev_token` one per conversation."""
+    def step(
+        self, k: int, context: mx.array, prev_token: mx.array, state: TransformerState
+    ) -> tuple[mx.array, TransformerState]:
+        """(Guided logits [B, card] of codebook k, the next state); `context` has both rows, `prev_token` one
+        per conversation (fed to both)."""
         o = self.owner
-        return o.guide(o.lm.depformer.step(k, context, o.double(prev_token), state))
+        logits, state = o.lm.depformer.step(k, context, o.double(prev_token), state)
+        return o.guide(logits), state

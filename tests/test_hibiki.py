@@ -72,9 +72,9 @@ def test_the_description_conditioner_matches_the_reference():
 def test_greedy_generation_with_guidance_gives_the_reference_tokens(coef):
     g = goldens()
     lm = model()
-    np.testing.assert_array_equal(
-        greedy_run(GuidedLm(lm, float(coef)).as_lm(), g["user_codes"]), g[f"cfg{coef}_tokens"]
-    )
+    for compiled in (True, False):  # LmGen's compiled step, and op by op
+        tokens = greedy_run(GuidedLm(lm, float(coef)).as_lm(), g["user_codes"], compile=compiled)
+        np.testing.assert_array_equal(tokens, g[f"cfg{coef}_tokens"])
     logits = text_logits_run(lm, float(coef), g["user_codes"][:6])
     np.testing.assert_allclose(logits, g[f"cfg{coef}_text_logits"][:6], atol=2e-4, rtol=1e-4)
 
