@@ -81,10 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s = p.add_argument_group("sampling")
     temp, top_k = number(float, *TEMP_RANGE), number(int, *TOP_K_RANGE)
-    s.add_argument("--temp", type=temp, default=0.8, help="audio temperature (0: greedy; default 0.8)")
-    s.add_argument("--text-temp", type=temp, default=0.7, help="text temperature (0: greedy; default 0.7)")
-    s.add_argument("--top-k", type=top_k, default=250, help="audio top-k (default 250)")
-    s.add_argument("--text-top-k", type=top_k, default=25, help="text top-k (default 25)")
+    hibiki = " (Hibiki: the release's lm_gen_config first, as Kyutai's run_inference)"
+    s.add_argument("--temp", type=temp, default=None, help=f"audio temperature (0: greedy; default 0.8{hibiki})")
+    s.add_argument("--text-temp", type=temp, default=None, help=f"text temperature (0: greedy; default 0.7{hibiki})")
+    s.add_argument("--top-k", type=top_k, default=None, help=f"audio top-k (default 250{hibiki})")
+    s.add_argument("--text-top-k", type=top_k, default=None, help=f"text top-k (default 25{hibiki})")
     s.add_argument(
         "--cfg-coef",
         type=number(float, 0.0, MAX_CFG_COEF),
@@ -163,11 +164,28 @@ def _check_paths(args: argparse.Namespace) -> None:
             check_new_file(path, "recording file", protect)
 
 
+# the sampling flags -> the names of the reference's LMGen arguments, as a release's lm_gen_config gives them
+_GEN_CONFIG_KEYS = {"temp": "temp", "text_temp": "temp_text", "top_k": "top_k", "text_top_k": "top_k_text"}
+
+
+def _sampling(args: argparse.Namespace, files: _Resolved):
+    """Each sampling setting: the flag when given, else (Hibiki) the release's lm_gen_config, else the default."""
+    from .pipeline import Sampling
+
+    defaults = Sampling()
+    released = files.gen_config if files.kind == "hibiki" else {}
+    values = {}
+    for flag, key in _GEN_CONFIG_KEYS.items():
+        given = getattr(args, flag)
+        values[flag] = given if given is not None else released.get(key, getattr(defaults, flag))
+    return Sampling(**values, seed=args.seed)
+
+
 def _factory(args: argparse.Namespace, files: _Resolved, source_end=None):
     """The model of the run: Moshi, or Hibiki (model_type hibiki) translating until `source_end` says."""
-    from .pipeline import MoshiPipeline, Sampling
+    from .pipeline import MoshiPipeline
 
-    sampling = Sampling(args.temp, args.text_temp, args.top_k, args.text_top_k, args.seed)
+    sampling = _sampling(args, files)
     kv_bits = kv_bits_choices()[args.kv_bits]
     if files.kind == "hibiki":
         from .translation import TranslationPipeline
@@ -182,7 +200,7 @@ def _factory(args: argparse.Namespace, files: _Resolved, source_end=None):
 def _resolve(args: argparse.Namespace):
     from tqdm.auto import tqdm
 
-    from .loading.hub import resolve_model_files
+    from .loading.hub import read_repo_config, resolve_model_files
     from .loading.memory import check_download_fits
     from .pipeline import check_configs
 
@@ -197,12 +215,16 @@ def _resolve(args: argparse.Namespace):
         before_download=check_download_fits,
     )
     cfg = check_configs(files)  # a bad value fails now, before minutes of loading (or a crash building the model)
-    return _Resolved(files, cfg.model_type)
+    gen_config = read_repo_config(files.config)[0].get("lm_gen_config") if files.config is not None else None
+    resolved = _Resolved(files, cfg.model_type, gen_config if isinstance(gen_config, dict) else {})
+    _sampling(args, resolved)  # a release's sampling value out of range is said now
+    return resolved
 
 
 class _Resolved(NamedTuple):
     files: ModelFiles  # what to load
     kind: str  # the config's model_type: "moshi" or "hibiki"
+    gen_config: dict  # the release's lm_gen_config (sampling defaults of Kyutai's run_inference)
 
 
 def _echo(args: argparse.Namespace):
@@ -219,8 +241,8 @@ def _record_meta(args: argparse.Namespace, files: _Resolved) -> dict:
     return {
         "model": files.files.source,
         "moshi": str(files.files.moshi),
-        "temp": args.temp,
-        "text_temp": args.text_temp,
+        "temp": _sampling(args, files).temp,
+        "text_temp": _sampling(args, files).text_temp,
         "seed": args.seed,
     }
 

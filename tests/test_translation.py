@@ -124,3 +124,13 @@ def test_guidance_on_a_moshi_model_is_refused(tmp_path):
     assert_one_line_error(r, 2, "--cfg-coef", "Hibiki")
     assert not (tmp_path / "o.wav").exists()
     assert NAMES["moshi_name"].startswith("hibiki-mlx")
+
+
+def test_sampling_is_the_flag_then_the_release_lm_gen_config_then_the_default(hibiki):
+    from moshi_mlx import run
+
+    files = resolve_model_files(hibiki)
+    args = run.build_parser().parse_args(["--hf-repo", str(hibiki), "--text-temp", "0.2", "--seed", "3"])
+    release = {"temp": 0.6, "temp_text": 0.4, "top_k": 100}  # as a release's config.json names them
+    assert run._sampling(args, run._Resolved(files, "hibiki", release)) == Sampling(0.6, 0.2, 100, 25, 3)
+    assert run._sampling(args, run._Resolved(files, "moshi", release)) == Sampling(0.8, 0.2, 250, 25, 3)
