@@ -92,14 +92,15 @@ class GuidedLm:
         return self.lm.init_state(self.rows(batch))
 
     def step_text(
-        self, tokens: mx.array, state: LmState, rope: RotaryTable | None = None
+        self, tokens: mx.array, state: LmState, rope: RotaryTable | None = None, window: int | None = None
     ) -> tuple[mx.array, mx.array, LmState]:
         """tokens [B, 1 + n_q, T] -> (context [rows(B), T, dim] for the depformer, guided text logits
         [B, T, V], the next state of both rows)."""
         batch = tokens.shape[0]
         if batch not in self._conditions:
             raise RuntimeError("GuidedLm.init_state(batch) makes the condition before the first step")
-        context, text_logits, state = self.lm.step_text(self.double(tokens), state, rope, self._conditions[batch])
+        condition = self._conditions[batch]
+        context, text_logits, state = self.lm.step_text(self.double(tokens), state, rope, window, condition)
         return context, self.guide(text_logits), state
 
 

@@ -193,11 +193,17 @@ class Lm(nn.Module):
         return out, self.text_linear(out)
 
     def step_text(
-        self, tokens: mx.array, state: LmState, rope: RotaryTable | None = None, condition: mx.array | None = None
+        self,
+        tokens: mx.array,
+        state: LmState,
+        rope: RotaryTable | None = None,
+        window: int | None = None,
+        condition: mx.array | None = None,
     ) -> tuple[mx.array, mx.array, LmState]:
         """Temporal transformer streaming the next tokens [B, 1 + n_q, T] -> (context, text_logits, as
-        `forward_text`, and the next state). `rope`: see `Transformer.step` (needed in a compiled step)."""
-        out, temporal = self.transformer.step(self.embed(tokens, condition), state.temporal, rope)
+        `forward_text`, and the next state). `rope` and `window`: see `Transformer.step` (a compiled step
+        passes its RoPE table); `condition`: see `embed`."""
+        out, temporal = self.transformer.step(self.embed(tokens, condition), state.temporal, rope, window)
         out = self.out_norm(out)
         return out, self.text_linear(out), LmState(temporal)
 

@@ -86,6 +86,29 @@ def test_a_kept_state_replays_the_same_steps(compiled):
         np.testing.assert_array_equal(a, np.array(b))
 
 
+@pytest.mark.parametrize("config", ["lm_small.json", "lm_small_ctx16.json"])
+def test_attending_over_the_written_slots_gives_the_full_rings_values(config):
+    """Until the ring wraps, a step attends only over the slots written so far (windows of 4 here: 4, 8,
+    12, then the whole ring of 16 once it is needed, then past the wrap); logits bit for bit as when
+    attending over the whole ring, greedy and sampled tokens alike."""
+    g = goldens()
+    lm = model("torch", config)
+    runs = []
+    for bucket in (4, None):
+        gen = LmGen(lm, seed=2, window_bucket=bucket)
+        state, logits = gen.init_state(), []
+        for frame in g["user_codes"]:
+            step, _, state = gen.advance(state, mx.array(frame[None]))
+            mx.eval(step, LmGen.state_arrays(state))
+            logits.append((np.array(step.text_logits), np.array(step.audio_logits), np.array(step.audio_codes)))
+        runs.append(logits)
+        if bucket:  # the windows used: 4, 8, ... up to the ring's size, then the whole ring
+            assert {4, 8, 12} <= set(gen._temporal), set(gen._temporal)
+    for a, b in zip(*runs):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+
+
 def test_compiled_and_op_by_op_steps_give_identical_samples():
     """Same seed, sampling on: the compiled step and the same functions run op by op draw the same tokens
     and codes (and greedy runs agree with the reference's goldens either way, above)."""

@@ -180,9 +180,14 @@ def bench(
     plain = LmGen(model, seed=0, compile=False)
     plain.step(frames[0])
     plain.step(frames[1])
+    # and over the whole ring, as the reference, where ours attends only over the written slots
+    whole = LmGen(model, seed=0, window_bucket=None) if gen.window(gen._state) is not None else None
+    if whole is not None:
+        whole.step(frames[0])
+        whole.step(frames[1])
     kyutai = _kyutai_timer(kyutai_python, precision, steps, cfg)
     n_lanes = len(lanes.lane_streams()) if mx.default_device() == mx.cpu else 1
-    total, cpu, theirs, one_lane, op_by_op = [], [], [], [], []
+    total, cpu, theirs, one_lane, op_by_op, whole_ring = [], [], [], [], [], []
     for f in frames[2:]:
         t, c = time.perf_counter(), time.process_time()
         gen.step(f)
@@ -191,6 +196,10 @@ def bench(
         t = time.perf_counter()  # the same step op by op (MOSHI_MLX_COMPILE=0), interleaved
         plain.step(f)
         op_by_op.append(time.perf_counter() - t)
+        if whole is not None:
+            t = time.perf_counter()
+            whole.step(f)
+            whole_ring.append(time.perf_counter() - t)
         if kyutai is not None:  # alternate single steps: all models see the same machine load
             theirs += kyutai.request(1)["step_ms"]
         if n_lanes > 1:  # and the same step on one core, as MLX alone runs it
@@ -200,8 +209,10 @@ def bench(
             one_lane.append(time.perf_counter() - t)
             lanes.limit_lanes(None)
     state = gen._state  # continue the same conversation (a second KV cache would distort peak memory)
-    # every step attends over the whole ring (masked while it fills), so it reads the whole cache too
-    cache_bytes = sum(a.nbytes for a in state.lm.arrays())
+    # a step reads the slots it attends over: the written ones (rounded up) until the ring wraps, then all
+    window = gen.window(state)
+    capacity = cfg.transformer.context or 1
+    cache_bytes = sum(a.nbytes for a in state.lm.arrays()) * (window or capacity) // capacity
     split = [timed_step(gen, state._replace(step=state.step + i), f) for i, f in enumerate(frames[:steps])]
     temporal = statistics.median(s[0] for s in split)
     depth = statistics.median(s[1] for s in split)
@@ -232,6 +243,13 @@ def bench(
             f"build alone, evaluations held back: {build_step_s * 1e3:.1f} ms); primitives evaluated per step: "
             f"{primitives} (nodes of the step's graph, counted in mx.export_to_dot)"
         )
+    if whole_ring:
+        ws = statistics.median(whole_ring)
+        print(
+            f"attention over the {window} slots written so far (rounded up to {gen.window_bucket}) of the "
+            f"{capacity}-slot ring, against the whole ring as the reference (window_bucket=None), interleaved: "
+            f"{ws * 1e3:.0f} ms -> the window makes the step {faster_or_slower(ws, step_s)} (same values)"
+        )
     if one_lane:
         one = statistics.median(one_lane)
         print(
@@ -245,7 +263,7 @@ def bench(
             f"Kyutai's moshi_mlx {kyutai.version} (mlx {kyutai.mlx}), same weights' sizes and precision, "
             f"interleaved: step {ks * 1e3:.0f} ms median of {len(theirs)} -> ours is {faster_or_slower(ks, step_s)}"
         )
-    del gen, plain, model, state
+    del gen, plain, whole, model, state
     mx.clear_cache()
 
 

@@ -16,7 +16,7 @@ import mlx.nn as nn
 import numpy as np
 
 from ..config import TransformerConfig
-from .kv_cache import KV_BITS, Offset, RingKVCache
+from .kv_cache import KV_BITS, Offset, RingKVCache, first_slots
 
 _ACTIVATIONS: dict[str, Callable[[mx.array], mx.array]] = {
     "silu": nn.silu,
@@ -176,6 +176,9 @@ class Attention(nn.Module):
         if cache is not None:  # `mask` is the cache's, computed once for all layers (RingKVCache.mask)
             cache = cache.update(k, v)
             k, v = cache.keys, cache.values
+            assert mask is not None  # a streaming step always has its cache's mask
+            if mask.shape[-1] < cache.capacity:  # the written part of a ring that has not wrapped yet
+                k, v = first_slots(k, mask.shape[-1]), first_slots(v, mask.shape[-1])
             if isinstance(k, tuple):
                 assert mask is not None and isinstance(v, tuple)  # a quantized cache and its mask
                 y = quantized_attention(q, k, v, mask, scale, cache.group_size, KV_BITS)
@@ -278,12 +281,14 @@ class Transformer(nn.Module):
         return out.astype(x.dtype)
 
     def step(
-        self, x: mx.array, state: TransformerState, rope: RotaryTable | None = None
+        self, x: mx.array, state: TransformerState, rope: RotaryTable | None = None, window: int | None = None
     ) -> tuple[mx.array, TransformerState]:
         """Streaming: the next chunk x [B, T, D] -> (output [B, T, D] in x's dtype, the next state).
 
         `rope`: the rotation table of this chunk's positions, required when the state's offset is a traced
         array (a compiled step: the table is made on the host, see `rope_table`); else made here.
+        `window`: attend over the first `window` slots only, which must hold every position written so far
+        (the ring has not wrapped: see `RingKVCache.window`); the slots left out are masked anyway.
         """
         t = x.shape[1]
         if rope is None and self.cfg.positional_embedding == "rope":
@@ -291,6 +296,8 @@ class Transformer(nn.Module):
                 raise ValueError("a traced streaming offset needs the chunk's rotation table (rope=...)")
             rope = self.rope(state.offset, t)
         mask = state.caches[0].mask(t)  # every layer's cache is at the same offset
+        if window is not None:
+            mask = mask[:, :window]  # its width tells each layer how many slots to read
         out, caches = x, []
         for layer, cache in zip(self.layers, state.caches):
             out, cache = layer(out, rope, cache, mask)
