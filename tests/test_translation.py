@@ -16,6 +16,7 @@ from moshi_mlx.loading.hub import resolve_model_files
 from moshi_mlx.loading.lm import TEXT_EOS
 from moshi_mlx.pipeline import Sampling
 from moshi_mlx.translation import MAX_TAIL_S, SourceEnd, TranslationFilePort, TranslationPipeline
+from support import ASSETS
 from support.cli import E2E, assert_one_line_error, run_module
 from support.hibiki import NAMES, make_hibiki_folder
 
@@ -134,3 +135,26 @@ def test_sampling_is_the_flag_then_the_release_lm_gen_config_then_the_default(hi
     release = {"temp": 0.6, "temp_text": 0.4, "top_k": 100}  # as a release's config.json names them
     assert run._sampling(args, run._Resolved(files, "hibiki", release)) == Sampling(0.6, 0.2, 100, 25, 3)
     assert run._sampling(args, run._Resolved(files, "moshi", release)) == Sampling(0.8, 0.2, 250, 25, 3)
+
+
+def test_a_file_translates_as_the_reference_driver_does(hibiki):
+    """Greedy float32, cfg_coef 3: the same text tokens frame by frame as Kyutai's run_inference over the same
+    source (first frame twice, the source's end, silence, the end of text), and the same speech."""
+    import mlx.core as mx
+
+    from moshi_mlx.weights.safetensors_io import load_tensors
+
+    g = {k: np.array(v) for k, v in load_tensors(ASSETS / "hibiki" / "hibiki_small_goldens.safetensors").items()}
+    end = SourceEnd()
+    pipe = TranslationPipeline.from_files(
+        resolve_model_files(hibiki), Sampling(0.0, 0.0), dtype=mx.float32, cfg_coef=3.0, source_end=end
+    )
+    port = TranslationFilePort(g["file_source"], _Sink(), end)
+    text, pcm = [], []
+    while (frame := port.read_input()).size:
+        result = pipe.step(frame)
+        if result.token is not None:
+            text.append(result.token)
+            pcm.append(result.pcm)
+    np.testing.assert_array_equal(text, g["file_text"])
+    np.testing.assert_allclose(np.concatenate(pcm), g["file_pcm"], atol=2e-4)

@@ -21,6 +21,7 @@ Writes under tests/assets/hibiki/:
     user_codes [S, 8]               source frames fed to LMGen, one per step
     cfg{c}_tokens [S, 9]            LMGen.step output per step for cfg_coef c in CFGS; -100 while None
     cfg{c}_text_logits [S, 48]      the text logits it sampled from (after guidance)
+    file_source [N], file_text [F], file_pcm [F * 1920]   run_inference's file driver (see `file_mode`)
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ import json
 import sys
 from pathlib import Path
 
+import sentencepiece
 import torch
 from moshi.models.lm import LMGen
-from moshi.models.loaders import CheckpointInfo, get_moshi_lm
-from moshi.run_inference import get_condition_tensors
+from moshi.models.loaders import CheckpointInfo, get_mimi, get_moshi_lm
+from moshi.run_inference import InferenceState, get_condition_tensors
 from safetensors.torch import save_file
 
 HERE = Path(__file__).resolve().parent
@@ -44,7 +46,10 @@ ASSETS = ROOT / "tests" / "assets" / "hibiki"
 CONFIG = ASSETS / "hibiki_small.json"
 SEED = 20250205
 STEPS = 24
-CFGS = {"1": 1.0, "3": 3.0}  # the release's default (no guidance) and Hibiki's "typical" value
+CFGS = {"1": 1.0, "3": 3.0}
+FILE_FRAMES = 14
+EOS_GAIN = 64.0
+E2E = ROOT / "tests" / "assets" / "e2e"  # the release's default (no guidance) and Hibiki's "typical" value
 
 
 def build(raw: dict, weights: Path | None) -> torch.nn.Module:
@@ -76,6 +81,33 @@ def generate(model: torch.nn.Module, user_codes: torch.Tensor, cfg_coef: float) 
             if out is not None:
                 tokens[step] = out[0, :, 0].to(torch.int32)
     return {"tokens": tokens, "text_logits": torch.stack(text_logits)}
+
+
+@torch.no_grad()
+def file_mode(raw: dict, weights: Path) -> dict[str, torch.Tensor]:
+    """The reference's own file driver (run_inference.InferenceState.run, model_type hibiki, cfg_coef 3,
+    greedy) over a source of FILE_FRAMES frames and a partial one, with the tiny Mimi and tokenizer of
+    tests/assets/e2e. The LM says the end of text when told the source ended: the embedding rows of `card`
+    on the source's streams are EOS_GAIN times the text head's EOS row (tests/support/hibiki.py, the same
+    edit), as random weights otherwise never end a translation (and the reference would loop forever)."""
+    lm = build(raw, weights)
+    for i in range(raw["dep_q"], raw["n_q"]):
+        lm.emb[i].weight[raw["card"]] = EOS_GAIN * lm.text_linear.weight[2]
+    mimi_config = json.loads((E2E / "mimi_config.json").read_text())
+    mimi = get_mimi(E2E / "tokenizer-e351c8d8-checkpoint125.safetensors", mimi_config)
+    mimi.set_num_codebooks(max(raw["dep_q"], raw["n_q"] - raw["dep_q"]))
+    tokenizer = sentencepiece.SentencePieceProcessor(str(E2E / "tokenizer_spm_32k_3.model"))  # type: ignore
+    info = CheckpointInfo(weights, weights, weights, lm_config=raw, model_type="hibiki")
+    state = InferenceState(info, mimi, tokenizer, lm, 1, 3.0, "cpu", use_sampling=False)
+    pcm = source_pcm()
+    ((text, out_pcm),) = state.run(torch.from_numpy(pcm)[None, None])
+    return {"file_source": torch.from_numpy(pcm), "file_text": text.to(torch.int32), "file_pcm": out_pcm[0].float()}
+
+
+def source_pcm():
+    import numpy as np
+
+    return (0.1 * np.random.default_rng(5).standard_normal(FILE_FRAMES * 1920 + 700)).astype(np.float32)
 
 
 def main() -> None:
@@ -126,6 +158,9 @@ def main() -> None:
     print("steps where cfg 3 differs from cfg 1:", (t1 != t3).any(dim=1).nonzero().flatten().tolist())
     for name in CFGS:
         print(f"cfg {name}: min relative top-2 text gap {min_relative_gap(goldens[f'cfg{name}_text_logits']):.2e}")
+    goldens.update(file_mode(raw, path))
+    text = goldens["file_text"].tolist()
+    print(f"file mode: {len(text)} output frames for {FILE_FRAMES} source frames, text {text}")
     save_file(
         {k: v.contiguous() for k, v in goldens.items()},
         str(ASSETS / "hibiki_small_goldens.safetensors"),
