@@ -168,10 +168,11 @@ class Attention(nn.Module):
         without a cache)."""
         b, t = batch, x.shape[0] // batch
         qkv = self.in_proj(x).reshape(b, t, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
-        qk, v = mx.split(qkv, [2], axis=0)  # [2, B, H, T, Dh] and [1, B, H, T, Dh]
-        if rope is not None:
-            qk = apply_rope(qk, rope)  # queries and keys in one go
-        q, k = mx.split(qk, 2, axis=0)
+        if rope is None:
+            q, k, v = mx.split(qkv, 3, axis=0)
+        else:
+            qk, v = mx.split(qkv, [2], axis=0)  # [2, B, H, T, Dh] and [1, B, H, T, Dh]
+            q, k = mx.split(apply_rope(qk, rope), 2, axis=0)  # queries and keys rotated in one go
         q, k, v = q.squeeze(0), k.squeeze(0), v.squeeze(0)  # [B, H, T, Dh] (indexing would gather)
         scale = 1.0 / math.sqrt(self.head_dim)
         if cache is not None:  # `mask` is the cache's, computed once for all layers (RingKVCache.mask)
