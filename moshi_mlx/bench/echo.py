@@ -5,6 +5,7 @@ the echo alone, the time until 10 dB is removed (from the start, and after the e
 during double talk the user's gain in the output and the intelligibility (STOI) of the output against
 the clean user (the microphone's own STOI beside it), and the CPU time per second of audio. The
 ceiling is what removing the exact linear echo path would leave (loudspeaker distortion and noise).
+"+suppressor" is the same canceller with its residual echo suppressor on (`--echo-suppressor`).
 WebRTC's AEC3 (`pywebrtc-audio`, run at 48 kHz) is measured on the same scenes when it is installed.
 Prints figures; asserts nothing.
 """
@@ -61,7 +62,7 @@ def ours(**options) -> Canceller:
         for i in range(0, mic.size - FRAME + 1, FRAME):  # as the model loop: the reference, then the mic frame
             ec.push_reference(far[i : i + FRAME])
             out[i : i + FRAME] = ec.process(mic[i : i + FRAME])
-        return out
+        return np.concatenate([out[ec.latency :], np.zeros(ec.latency, np.float32)])
 
     return run
 
@@ -137,7 +138,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cancellers: list[tuple[str, Canceller]] = [("moshi_mlx", ours())]
+    cancellers: list[tuple[str, Canceller]] = [("moshi_mlx", ours()), ("+suppressor", ours(suppress=1.0))]
     aec3 = None if args.no_webrtc else webrtc_aec3()
     if aec3 is not None:
         cancellers.append(("webrtc aec3", aec3))

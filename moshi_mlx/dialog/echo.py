@@ -43,6 +43,7 @@ _PHASES = 512  # fractional positions tabulated
 _NEVER = -(1 << 62)
 # Kalman noise weights (see _Kalman): the main filter waits for proof, the shadow adapts boldly
 MAIN_NOISE, SHADOW_NOISE = 64.0, 0.5
+REOPEN = 0.5
 
 
 def _sinc_table() -> np.ndarray:
@@ -149,7 +150,7 @@ class EchoCanceller:
         self._near_hist = np.zeros(self._est_frame, np.float32)
         self._main = _Kalman(self._prior, bins, self.B, MAIN_NOISE)  # cautious: the output
         self._shadow = _Kalman(self._prior, bins, self.B, SHADOW_NOISE)  # bold: proposes taps
-        self._sm = self._ss = 1e-6  # smoothed error energies of both filters
+        self._sm = self._ss = self._sd = 1e-6  # smoothed error energies of both filters, and of the mic
         self._use = 0.0  # the output's share from the shadow filter
         self._d0 = 0  # far lag (samples) of partition 0, a multiple of B
         self._cross = np.zeros(self._est_fft // 2 + 1, np.complex128)
@@ -204,6 +205,11 @@ class EchoCanceller:
     @property
     def delay_ms(self) -> float:
         return 1000.0 * self._d0 / self.rate
+
+    @property
+    def latency(self) -> int:
+        """Samples the output lags the microphone (the suppressor's overlap-add), 0 without it."""
+        return self.B if self.suppress else 0
 
     @property
     def drift_ppm(self) -> float:
@@ -271,6 +277,11 @@ class EchoCanceller:
             self._active_since += 1
             self._mic_e = 0.99 * self._mic_e + 0.01 * float(np.dot(d, d))
             self._out_e = 0.99 * self._out_e + 0.01 * float(np.dot(em, em))
+            self._sd = a * self._sd + (1 - a) * float(np.dot(d, d))
+            if self._ss > REOPEN * self._sd and self._mic_e > 10 * self._out_e:
+                # the shadow, which cancelled well, removes little now: the room changed, or the user
+                # speaks. Re-open its uncertainty; if it was the user, it is put back soon anyway
+                self._shadow.pk = np.maximum(self._shadow.pk, self._prior)
             ax2 = np.abs(X) ** 2
             self._main.update(X, ax2, em)
             self._shadow.update(X, ax2, es)
@@ -279,10 +290,10 @@ class EchoCanceller:
         if self._ss < 0.5 * self._sm:
             self._main.take(self._shadow)
             self._sm = self._ss
-            self._h_then = None
         elif self._ss > 4.0 * self._sm:
             self._shadow.take(self._main)
             self._ss = self._sm
+            self._h_then = None  # the drift tracker watches the shadow
         # the output: the main filter's, or the shadow's while it cancels clearly better (start-up, a
         # changed room); cross-faded over the block
         use = 1.0 if self._ss < 0.7 * self._sm else 0.0
@@ -308,10 +319,11 @@ class EchoCanceller:
         F = np.fft.rfft(frame * win)
         if Y is not None and self._far_active:
             echo_pow = np.abs(Y) ** 2 / B  # echo estimate's spectrum, on the scale of F
-            erle = max(self._mic_e / self._out_e, 1.0)
+            # what this filter leaves of the echo, assumed no better than 20 dB in any bin
+            erle = min(max(self._mic_e / self._out_e, 1.0), 100.0)
             resid = echo_pow / erle
             out_pow = np.abs(F) ** 2 + 1e-12
-            g = 1.0 - self.suppress * 2.0 * resid / out_pow
+            g = 1.0 - self.suppress * 4.0 * resid / out_pow
             target = np.clip(g, self.floor, 1.0)
         else:
             target = np.ones(B + 1)
@@ -325,30 +337,32 @@ class EchoCanceller:
     # -- clock drift -----------------------------------------------------------------------------
     def _response(self) -> np.ndarray:
         """The main filter's impulse response over its whole span (partitions joined)."""
-        return np.fft.irfft(self._main.w, axis=1)[:, : self.B].reshape(-1)
+        return np.fft.irfft(self._shadow.w, axis=1)[:, : self.B].reshape(-1)
 
     def _track_drift(self) -> None:
         """Every ~0.25 s of far speech with the filter converged: how far did its impulse response slide
-        since the last look? The peak of its correlation with the response then (interpolated between
-        lags -1, 0, 1) gives the shift; the resampling ratio absorbs its rate."""
+        since the last look? The peak of its correlation with the response then (lags -4..4, parabolic
+        between the neighbours of the best) gives the shift; the resampling ratio absorbs its rate."""
         if self._active_since < 50:  # 0.25 s of far activity since the last look
             return
-        converged = self._mic_e / self._out_e > 10 ** (1.2)  # 12 dB
+        converged = self._mic_e / self._out_e > 10.0  # 10 dB
         if not converged:
             self._h_then, self._active_since = None, 0
             return
         h = self._response()
         if self._h_then is not None:
+            lags = range(-4, 5)
             r = [
                 float(np.dot(h[max(k, 0) : h.size + min(k, 0)], self._h_then[max(-k, 0) : h.size - max(k, 0)]))
-                for k in (-1, 0, 1)
+                for k in lags
             ]
-            den = r[0] - 2 * r[1] + r[2]
-            if r[1] > max(r[0], r[2]) and den < 0:
-                tau = 0.5 * (r[0] - r[2]) / den  # samples, > 0: the echo came later
+            i = int(np.argmax(r))
+            if 0 < i < len(r) - 1 and r[i - 1] - 2 * r[i] + r[i + 1] < 0:
+                # samples, > 0: the echo came later
+                tau = lags[i] + 0.5 * (r[i - 1] - r[i + 1]) / (r[i - 1] - 2 * r[i] + r[i + 1])
                 rate_err = tau / (self._near_count - self._n_then)
                 # the far timeline runs ahead when the echo comes later: slow it down
-                step = float(np.clip(0.5 * rate_err, -20e-6, 20e-6))
+                step = float(np.clip(0.7 * rate_err, -40e-6, 40e-6))
                 self._ratio = float(np.clip(self._ratio - step, 1 - 1e-3, 1 + 1e-3))
         self._h_then, self._n_then, self._active_since = h, self._near_count, 0
 
@@ -366,7 +380,7 @@ class EchoCanceller:
         F = np.fft.rfft(far, self._est_fft)
         self._cross = 0.85 * self._cross + 0.15 * np.conj(N) * F
         self._est_frames += 1
-        if self._est_frames < 4 or self._est_frames % 2:
+        if self._est_frames < 2:
             return
         g = np.fft.irfft(self._cross / (np.abs(self._cross) + 1e-12), self._est_fft)[: self.max_delay + 1]
         s = int(np.argmax(g))
