@@ -83,6 +83,12 @@ MOVED_MIC = (2.7, 1.12, 1.16)
 USER_MOUTH = (2.0, 2.1, 1.20)
 
 
+def _conv(x: np.ndarray, h: np.ndarray, n: int) -> np.ndarray:
+    """The first n samples of x * h (by FFT: a 0.45 s response over seconds of audio)."""
+    size = 1 << int(np.ceil(np.log2(x.size + h.size)))
+    return np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(h, size), size)[:n]
+
+
 def loudspeaker(x: np.ndarray) -> np.ndarray:
     """A small loudspeaker driven near its limit: soft saturation of the peaks (harmonics ~ -30 dB)."""
     k = 0.6
@@ -129,14 +135,15 @@ def make_scene(
     lag = int(round((DEVICE_LATENCY_MS + extra_delay_ms) * SR / 1000))
     played = np.concatenate([np.zeros(lag, np.float32), played])[:n]
     h1 = room_ir(LAPTOP_SPEAKER, LAPTOP_MIC)
-    echo = np.convolve(played, h1)[:n]
-    linear = np.convolve(np.concatenate([np.zeros(lag), _drifted(far, drift_ppm)])[:n], h1)[:n]
+    echo = _conv(played, h1, n)
+    linear_in = np.concatenate([np.zeros(lag), _drifted(far, drift_ppm)])[:n]
+    linear = _conv(linear_in, h1, n)
     c = None
     if change_at is not None:
         c = int(change_at * SR)
         h2 = room_ir(MOVED_SPEAKER, MOVED_MIC)
-        echo[c:] = np.convolve(played, h2)[c:n]
-        linear[c:] = np.convolve(np.concatenate([np.zeros(lag), _drifted(far, drift_ppm)])[:n], h2)[c:n]
+        echo[c:] = _conv(played, h2, n)[c:]
+        linear[c:] = _conv(linear_in, h2, n)[c:]
     scale = 0.1 / _level(echo)  # echo at -20 dBFS speech level
     echo, linear = echo * scale, linear * scale
     user = np.zeros(n)
@@ -144,7 +151,7 @@ def make_scene(
     if user_db is not None:
         u0 = int(user_from * SR)
         dry = _tile(voice("user"), n, 0.5, u0)
-        user = np.convolve(dry, room_ir(USER_MOUTH, LAPTOP_MIC))[:n]
+        user = _conv(dry, room_ir(USER_MOUTH, LAPTOP_MIC), n)
         user *= 10 ** (user_db / 20) * _level(echo) / _level(user[u0:])
         dt = slice(u0, n)
     noise = rng.standard_normal(n) * _level(echo) * 10 ** (NOISE_DB / 20)

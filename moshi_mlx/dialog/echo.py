@@ -63,16 +63,16 @@ class _Kalman:
 
     def __init__(self, prior: np.ndarray, bins: int, block: int, noise: float) -> None:
         self.prior, self.B, self.noise = prior, block, noise
-        self.w = np.zeros((prior.shape[0], bins), np.complex128)
-        self.pk = np.repeat(prior, bins, axis=1)  # uncertainty of every tap (partition x bin)
-        self.psi = np.zeros(bins)  # smoothed error spectrum
+        self.w = np.zeros((prior.shape[0], bins), np.complex64)
+        self.pk = np.repeat(prior, bins, axis=1).astype(np.float32)  # uncertainty of every tap (partition x bin)
+        self.psi = np.zeros(bins, np.float32)  # smoothed error spectrum
 
     def take(self, other: _Kalman) -> None:
         self.w[:] = other.w
         self.pk = other.pk.copy()
 
     def update(self, X: np.ndarray, ax2: np.ndarray, e: np.ndarray) -> None:
-        E = np.fft.rfft(np.concatenate([np.zeros(self.B), e]))
+        E = np.fft.rfft(np.concatenate([np.zeros(self.B, np.float32), e]))
         self.psi = 0.5 * self.psi + 0.5 * np.abs(E) ** 2
         A2 = 0.9995**2  # state transition: the room keeps changing a little
         pk = self.pk
@@ -134,7 +134,7 @@ class EchoCanceller:
         # Kalman prior: the variance of partition p's taps decays like a room's energy (RT60 ~ 0.4 s),
         # from 2 partitions before the bulk delay on
         t = np.maximum(np.arange(self.P) - 2, 0) * block / rate
-        self._prior = (0.05 * 10 ** (-6 * t / 0.4))[:, None]
+        self._prior = (0.05 * 10 ** (-6 * t / 0.4))[:, None].astype(np.float32)
         self.reset()
 
     def reset(self) -> None:
@@ -159,7 +159,7 @@ class EchoCanceller:
         self._mic_e = self._out_e = 1e-9
         self._far_active = False
         self._cache_j = np.full(self.P + 8, _NEVER, np.int64)  # window end / B of each cached spectrum
-        self._cache_x = np.zeros((self.P + 8, bins), np.complex128)
+        self._cache_x = np.zeros((self.P + 8, bins), np.complex64)
         # drift tracking: the main filter's response at the last look, and far activity since
         self._h_then: np.ndarray | None = None
         self._n_then = self._active_since = 0
