@@ -9,18 +9,21 @@ its estimate. The user's voice is not in the reference and passes through linear
 - Clocks: a separate speaker (Bluetooth, USB) runs on its own clock, tens of ppm away from the
   microphone's, so the echo slides along the reference and a fixed filter falls behind. The
   reference is resampled onto the microphone's timeline (windowed-sinc interpolation) at a ratio
-  that a loop keeps tracking: the filter's impulse response is compared with itself a moment ago,
-  and the ratio moves until it stops sliding (`_track_drift`).
-- Filter: partitioned-block frequency-domain, overlap-save, 5 ms blocks, after a bulk delay that a
-  GCC-PHAT estimator finds (a Bluetooth speaker adds 150-300 ms). The main filter adapts with a
-  Kalman gain per partition and frequency bin (Enzner and Vary's frequency-domain Kalman filter):
-  its step is large while it is uncertain (start, after a change) and shrinks with what the error
-  holds that the far signal cannot explain, the user's voice in double talk. The uncertainty starts
-  from a room-shaped prior (early taps matter most), which is what makes it converge fast.
-- Echo path changes and double talk look alike to one filter (the error suddenly grows). A shadow
-  filter (plain normalised LMS, fast, never trusted directly) keeps adapting; when it cancels clearly
-  better than the main filter the main one takes its taps and re-opens its uncertainty, and when it
-  diverges (double talk) it is put back onto the main filter.
+  that a loop keeps tracking: the shadow filter's impulse response (it follows a sliding echo at
+  once) is compared with itself 0.25 s earlier, and the ratio moves until it stops sliding
+  (`_track_drift`).
+- Filters: partitioned-block frequency-domain, overlap-save, 5 ms blocks, after a bulk delay that a
+  GCC-PHAT estimator finds (a Bluetooth speaker adds 150-300 ms). They adapt with a Kalman gain per
+  partition and frequency bin (Enzner and Vary's frequency-domain Kalman filter): the step is large
+  while a filter is uncertain and shrinks with what the error holds that the far signal cannot
+  explain (noise, the user's voice in double talk). The uncertainty starts from a room-shaped prior
+  (early taps first), which is what makes it converge in a fraction of a second.
+- Echo path changes and double talk look alike to one filter (the error suddenly grows). So there are
+  two: the main filter weighs the error heavily (it waits for proof: double talk barely moves it), the
+  shadow lightly (bold: start-up, a changed room, a drifting clock). The main filter takes the
+  shadow's taps when the shadow cancels 3 dB better, the shadow is put back onto the main filter
+  when it falls 6 dB behind (it diverged in double talk), and the output cross-fades to the shadow's
+  while it is 1.5 dB better.
 - Optional residual echo suppression (`suppress`, off by default): a gentle spectral gain that dims
   what the linear filter leaves where the microphone holds only Moshi's echo, with a gain floor,
   held open wherever the microphone holds more than the echo estimate explains (the user).
@@ -43,7 +46,6 @@ _PHASES = 512  # fractional positions tabulated
 _NEVER = -(1 << 62)
 # Kalman noise weights (see _Kalman): the main filter waits for proof, the shadow adapts boldly
 MAIN_NOISE, SHADOW_NOISE = 64.0, 0.5
-REOPEN = 0.5
 
 
 def _sinc_table() -> np.ndarray:
@@ -150,7 +152,7 @@ class EchoCanceller:
         self._near_hist = np.zeros(self._est_frame, np.float32)
         self._main = _Kalman(self._prior, bins, self.B, MAIN_NOISE)  # cautious: the output
         self._shadow = _Kalman(self._prior, bins, self.B, SHADOW_NOISE)  # bold: proposes taps
-        self._sm = self._ss = self._sd = 1e-6  # smoothed error energies of both filters, and of the mic
+        self._sm = self._ss = 1e-6  # smoothed error energies of both filters
         self._use = 0.0  # the output's share from the shadow filter
         self._d0 = 0  # far lag (samples) of partition 0, a multiple of B
         self._cross = np.zeros(self._est_fft // 2 + 1, np.complex128)
@@ -277,11 +279,6 @@ class EchoCanceller:
             self._active_since += 1
             self._mic_e = 0.99 * self._mic_e + 0.01 * float(np.dot(d, d))
             self._out_e = 0.99 * self._out_e + 0.01 * float(np.dot(em, em))
-            self._sd = a * self._sd + (1 - a) * float(np.dot(d, d))
-            if self._ss > REOPEN * self._sd and self._mic_e > 10 * self._out_e:
-                # the shadow, which cancelled well, removes little now: the room changed, or the user
-                # speaks. Re-open its uncertainty; if it was the user, it is put back soon anyway
-                self._shadow.pk = np.maximum(self._shadow.pk, self._prior)
             ax2 = np.abs(X) ** 2
             self._main.update(X, ax2, em)
             self._shadow.update(X, ax2, es)
