@@ -55,8 +55,18 @@ class Sampling:
 def check_configs(files: ModelFiles) -> None:
     """Read and check the LM and Mimi configs of `files` (ConfigError naming the bad value), before any
     weights load: an absurd value would otherwise surface minutes later, or crash the model's build."""
-    LmConfig.preset() if files.config is None else LmConfig.from_json(files.config)
+    cfg = LmConfig.preset() if files.config is None else LmConfig.from_json(files.config)
+    check_dialog_model(cfg, str(files.config))
     mimi_config(files.mimi_config)
+
+
+def check_dialog_model(cfg: LmConfig, source: str = "the model") -> None:
+    """ConfigError unless `cfg` is a dialogue model (a speech-to-text model cannot answer)."""
+    if cfg.is_stt:
+        raise ConfigError(
+            f"{source}: this is a speech-to-text model (model_type 'stt'), which transcribes but cannot answer; "
+            "transcribe with `python -m moshi_mlx.transcribe`, or pick a Moshi model for the dialogue."
+        )
 
 
 class MoshiPipeline:
@@ -71,6 +81,7 @@ class MoshiPipeline:
 
     def __init__(self, mimi: Mimi, lm: Lm, text: TextStream, sampling: Sampling = Sampling()):
         cfg = lm.cfg
+        check_dialog_model(cfg)
         if mimi.cardinality != cfg.card:
             raise ConfigError(
                 f"the Mimi codec has {mimi.cardinality} entries per codebook but the LM expects {cfg.card}: "
