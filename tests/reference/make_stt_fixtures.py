@@ -100,10 +100,26 @@ def lm_kwargs() -> dict:
     return {k: v for k, v in CONFIG.items() if k not in _NOT_LM}
 
 
+def speech_like_text_head(model: torch.nn.Module) -> None:
+    """Longer text-head rows for padding (3) and end of padding (0), so that greedy decoding pads most
+    steps and marks word boundaries as a trained STT model does: the word timestamps then have words."""
+    gen = torch.Generator().manual_seed(SEED + 2)
+    with torch.no_grad():
+        w = model.text_linear.weight
+        for token, scale in ((3, 2.2), (0, 1.8)):
+            w[token] = (
+                scale
+                * w.norm(dim=1).mean()
+                * torch.nn.functional.normalize(torch.randn(w.shape[1], generator=gen), dim=0)
+            )
+        w.copy_(w.to(torch.bfloat16).to(torch.float32))
+
+
 def build_lm() -> torch.nn.Module:
     torch.manual_seed(SEED)
     model = loaders.get_moshi_lm(None, lm_kwargs=lm_kwargs(), dtype=torch.float32).eval()
     lmfix.randomize(model)
+    speech_like_text_head(model)
     assert model.depformer is None and len(model.extra_heads) == 4
     return model
 
