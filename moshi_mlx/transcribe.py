@@ -120,6 +120,7 @@ def _resolve(args: argparse.Namespace):
 
     from .config import LmConfig
     from .loading.hub import resolve_model_files
+    from .loading.memory import check_download_fits
 
     files = resolve_model_files(
         args.hf_repo,
@@ -128,6 +129,7 @@ def _resolve(args: argparse.Namespace):
         tokenizer=args.tokenizer,
         config=args.config,
         tqdm_class=tqdm,
+        before_download=check_download_fits,  # a model too big for this machine is refused before the download
     )
     if files.config is None:
         raise ConfigError(f"{files.source} has no config.json: a speech-to-text model is described by its config")

@@ -133,7 +133,8 @@ def check_download_fits(bits: int | None, config: str | os.PathLike | None = Non
     needed = estimate_bytes(release_header(bits, cfg), cfg, None, kv_bits=8)
     label = precision_label(bits)
     advice, setting = _advice(bits == 4, cast=False)
-    check_memory_fits(needed, f"The {label} Moshi model", advice + " Nothing was downloaded.", setting=setting)
+    kind = "speech-to-text" if cfg.is_stt else "Moshi"
+    check_memory_fits(needed, f"The {label} {kind} model", advice + " Nothing was downloaded.", setting=setting)
 
 
 def resolve_kv_bits(

@@ -263,3 +263,32 @@ def test_before_download_can_stop_the_lm_download_but_is_not_asked_for_cached_fi
     asked.clear()
     hub.resolve_model_files(repo, before_download=refuse)
     assert asked == []  # already here: load_lm checks memory itself
+
+
+def test_an_stt_release_resolves_by_its_config_names_online_and_from_the_cache(fake, monkeypatch) -> None:
+    """kyutai/stt-1b-en_fr: its config.json names its Mimi and tokenizer files (Kyutai's loaders read them)."""
+    repo = "kyutai/stt-1b-en_fr"
+    names = {"model.safetensors", "mimi-pytorch-e351c8d8@125.safetensors", "tokenizer_en_fr_audio_8000.model"}
+    config = {
+        "model_type": "stt",
+        "mimi_name": "mimi-pytorch-e351c8d8@125.safetensors",
+        "tokenizer_name": "tokenizer_en_fr_audio_8000.model",
+    }
+    for online in (True, False):
+        f = fake({repo: names | {hub.CONFIG_FILE}}, online=online, cached={(repo, n) for n in names | {hub.CONFIG_FILE}})
+        real_download = f.hf_hub_download
+
+        def download(repo_id, filename, _real=real_download, **kw):
+            path = _real(repo_id, filename, **kw)
+            if filename == hub.CONFIG_FILE:
+                Path(path).write_text(json.dumps(config))
+            return path
+
+        monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+        files = hub.resolve_model_files(repo)
+        assert (files.moshi.name, files.mimi.name, files.tokenizer.name) == (
+            "model.safetensors",
+            "mimi-pytorch-e351c8d8@125.safetensors",
+            "tokenizer_en_fr_audio_8000.model",
+        )
+        assert files.quant is None
