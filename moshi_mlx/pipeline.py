@@ -26,6 +26,7 @@ from .loading.memory import KV_AUTO, keep_resident
 from .loading.mimi import load_mimi, mimi_config
 from .mimi import Mimi
 from .sampling import SEED_RANGE, TEMP_RANGE, TOP_K_RANGE
+from .stt.user import UserTranscriber
 from .text import TextStream
 from .weights.tree import flatten
 
@@ -77,9 +78,12 @@ class MoshiPipeline:
         lm: the language model.
         text: detokenizer for Moshi's text stream.
         sampling: sampling settings.
+        user: transcribes the user too, from the same Mimi codes (stt/user.py), when given.
     """
 
-    def __init__(self, mimi: Mimi, lm: Lm, text: TextStream, sampling: Sampling = Sampling()):
+    def __init__(
+        self, mimi: Mimi, lm: Lm, text: TextStream, sampling: Sampling = Sampling(), user: UserTranscriber | None = None
+    ):
         cfg = lm.cfg
         check_dialog_model(cfg)
         if mimi.cardinality != cfg.card:
@@ -90,6 +94,10 @@ class MoshiPipeline:
         needed = max(cfg.dep_q, cfg.user_codebooks)
         if mimi.num_codebooks < needed:
             mimi.set_num_codebooks(needed)
+        if user is not None:
+            user.check_mimi(mimi)  # 32 codebooks: Moshi reads the first 8, the STT model all of them
+        self.user = user
+        self.user_lag_s = 0.0 if user is None else user.lag_s  # read by the model loop to time the user's words
         self.mimi, self.lm, self.text, self.sampling = mimi, lm, text, sampling
         self.gen = LmGen(
             lm,
@@ -112,18 +120,22 @@ class MoshiPipeline:
         sampling: Sampling = Sampling(),
         dtype: mx.Dtype | None = None,
         kv_bits: int | Literal["auto"] | None = KV_AUTO,
+        user_files: ModelFiles | None = None,
     ) -> MoshiPipeline:
         """Load everything from local files (call on the thread that will run the steps).
 
         kv_bits: as `load_lm`; by default the LM's attention cache is stored at 8 bits only where the
         unquantized one would not fit in memory (a note then says so).
+        user_files: an STT model's files (its LM and tokenizer) to transcribe the user live.
         """
         mimi = load_mimi(files.mimi, config=files.mimi_config)
         # a config path: the quantization it records is checked against the file
         lm = load_lm(files.moshi, config=files.config, dtype=dtype, kv_bits=kv_bits)
         text = TextStream(files.tokenizer, padding_ids=(0, lm.cfg.existing_text_padding_id))
-        pipe = cls(mimi, lm, text, sampling)
-        resident = keep_resident(sum(x.nbytes for _, x in flatten([mimi.parameters(), lm.parameters()])))
+        user = None if user_files is None else UserTranscriber.from_files(user_files)
+        pipe = cls(mimi, lm, text, sampling, user)
+        models = [mimi.parameters(), lm.parameters()] + ([] if user is None else [user.stt.lm.parameters()])
+        resident = keep_resident(sum(x.nbytes for _, x in flatten(models)))
         if resident:
             pipe.notes.append(resident)
         if kv_bits == KV_AUTO and lm.kv_bits is not None:
@@ -138,11 +150,17 @@ class MoshiPipeline:
         self._mimi_state = self.mimi.init_state(1)
         self._gen_state = self.gen.init_state(1)
         self.text.flush()
+        if self.user is not None:
+            self.user.reset()
         self.frames = 0
 
     def flush_word(self) -> str | None:
         """The word being spelled (the last of a turn), before a reset or at the end of a session."""
         return self.text.flush()
+
+    def flush_user_word(self) -> str | None:
+        """The same for the user's transcript."""
+        return None if self.user is None else self.user.flush_word()
 
     def step(self, pcm: np.ndarray) -> FrameResult:
         """One frame of the user's audio [1920] float32 at 24 kHz -> Moshi's answer for this step."""
@@ -152,14 +170,22 @@ class MoshiPipeline:
         codes, state = self.mimi.stream_encode(mx.array(pcm).reshape(1, 1, -1), self._mimi_state)
         user = codes[:, : self.lm.cfg.user_codebooks, 0]
         _, out, self._gen_state = self.gen.advance(self._gen_state, user)
+        heard, heard_arrays = (None, []) if self.user is None else self.user.advance(codes[:, :, 0])
         self.frames += 1
         if out is None:  # the acoustic delays are still filling
-            mx.eval(state, self.gen.state_arrays(self._gen_state))
+            mx.eval(state, self.gen.state_arrays(self._gen_state), heard_arrays)
             self._mimi_state = state
-            return FrameResult(None)
+            return self._with_user(FrameResult(None), heard)
         audio, state = self.mimi.stream_decode(out[:, 1 : 1 + self.lm.cfg.dep_q, None], state)
-        mx.eval(out, audio, state, self.gen.state_arrays(self._gen_state))
+        mx.eval(out, audio, state, self.gen.state_arrays(self._gen_state), heard_arrays)
         self._mimi_state = state
         token = int(np.array(out)[0, 0])
         shown, word, starts = self.text.push(token)
-        return FrameResult(np.array(audio).reshape(-1), shown or None, token, word, starts)
+        return self._with_user(FrameResult(np.array(audio).reshape(-1), shown or None, token, word, starts), heard)
+
+    def _with_user(self, result: FrameResult, heard: mx.array | None) -> FrameResult:
+        """The user's transcript of this frame (`heard`: the STT token, already evaluated) added to `result`."""
+        if heard is None or self.user is None:
+            return result
+        shown, word, starts = self.user.push(int(heard[0]))
+        return result._replace(user_text=shown or None, user_word=word, user_word_start=starts)

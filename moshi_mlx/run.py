@@ -74,6 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
         "1.46 GiB for the 7B (4-bit 7B: 5.35 instead of 5.99 GiB) at ~1%% error in attention "
         "scores; auto (default): 16 where it fits in memory, else 8",
     )
+    m.add_argument(
+        "--transcribe-user",
+        nargs="?",
+        const=release.STT_REPO,
+        metavar="REPO",
+        type=name,
+        help="also transcribe what you say, with a Kyutai speech-to-text model (default "
+        f"{release.STT_REPO}; a repo id or local folder): your words are shown and recorded with their times. "
+        "It reuses the dialog's Mimi codes; memory for both models is checked first",
+    )
     s = p.add_argument_group("sampling")
     temp, top_k = number(float, *TEMP_RANGE), number(int, *TOP_K_RANGE)
     s.add_argument("--temp", type=temp, default=0.8, help="audio temperature (0: greedy; default 0.8)")
@@ -151,11 +161,12 @@ def _check_paths(args: argparse.Namespace) -> None:
             check_new_file(path, "recording file", protect)
 
 
-def _factory(args: argparse.Namespace, files):
+def _factory(args: argparse.Namespace, files, user_files=None):
     from .pipeline import MoshiPipeline, Sampling
 
     sampling = Sampling(args.temp, args.text_temp, args.top_k, args.text_top_k, args.seed)
-    return lambda: MoshiPipeline.from_files(files, sampling, kv_bits=kv_bits_choices()[args.kv_bits])
+    kv_bits = kv_bits_choices()[args.kv_bits]
+    return lambda: MoshiPipeline.from_files(files, sampling, kv_bits=kv_bits, user_files=user_files)
 
 
 def _resolve(args: argparse.Namespace):
@@ -179,6 +190,28 @@ def _resolve(args: argparse.Namespace):
     return files
 
 
+def _resolve_user_model(args: argparse.Namespace, files):
+    """The STT model of --transcribe-user (None without it), checked to be one and to fit in memory with Moshi."""
+    if args.transcribe_user is None:
+        return None
+    from tqdm.auto import tqdm
+
+    from .config import LmConfig
+    from .errors import ConfigError
+    from .loading.hub import resolve_model_files
+    from .loading.memory import check_download_fits
+    from .stt.user import check_dialog_fits
+
+    user = resolve_model_files(args.transcribe_user, tqdm_class=tqdm, before_download=check_download_fits)
+    if user.config is None or not LmConfig.from_json(user.config).is_stt:
+        raise ConfigError(
+            f"--transcribe-user {args.transcribe_user}: not a speech-to-text model (model_type 'stt'); "
+            f"name one such as {release.STT_REPO}"
+        )
+    check_dialog_fits(files, user)
+    return user
+
+
 def _echo(args: argparse.Namespace):
     """The echo canceller of a live run, unless --no-echo-cancel."""
     if args.no_echo_cancel:
@@ -188,15 +221,18 @@ def _echo(args: argparse.Namespace):
     return EchoCanceller()
 
 
-def _record_meta(args: argparse.Namespace, files) -> dict:
+def _record_meta(args: argparse.Namespace, files, user_files=None) -> dict:
     """What a recording's metadata says about the run."""
-    return {
+    meta = {
         "model": files.source,
         "moshi": str(files.moshi),
         "temp": args.temp,
         "text_temp": args.text_temp,
         "seed": args.seed,
     }
+    if user_files is not None:  # the user's words are in the transcript too (speaker "user")
+        meta["user_transcript_model"] = user_files.source
+    return meta
 
 
 def list_devices_main(audio_backend=None) -> int:
@@ -225,28 +261,30 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
 
             pcm = read_audio(args.input)  # a bad file fails now, before minutes of loading
             files = _resolve(args)
+            user_files = _resolve_user_model(args, files)
             return run_file(
-                _factory(args, files),
+                _factory(args, files, user_files),
                 pcm,
                 args.output,
                 source=args.input,
                 transcript=args.transcript,
                 max_lag_frames=args.max_lag,
                 record=args.record,
-                record_meta=_record_meta(args, files),
+                record_meta=_record_meta(args, files, user_files),
             )
         from .audio.devices import AudioIO
         from .dialog.live import run_live
 
         audio = AudioIO(args.input_device, args.output_device, backend=audio_backend)  # a missing sound card is
         files = _resolve(args)  # said before the model is fetched (4.5 GB on a first run)
+        user_files = _resolve_user_model(args, files)
         return run_live(
-            _factory(args, files),
+            _factory(args, files, user_files),
             audio,
             max_lag_frames=args.max_lag,
             echo=_echo(args),
             record=args.record,
-            record_meta=_record_meta(args, files),
+            record_meta=_record_meta(args, files, user_files),
         )
     except MoshiError as e:
         msg = for_cli(e)

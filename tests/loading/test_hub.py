@@ -275,7 +275,9 @@ def test_an_stt_release_resolves_by_its_config_names_online_and_from_the_cache(f
         "tokenizer_name": "tokenizer_en_fr_audio_8000.model",
     }
     for online in (True, False):
-        f = fake({repo: names | {hub.CONFIG_FILE}}, online=online, cached={(repo, n) for n in names | {hub.CONFIG_FILE}})
+        f = fake(
+            {repo: names | {hub.CONFIG_FILE}}, online=online, cached={(repo, n) for n in names | {hub.CONFIG_FILE}}
+        )
         real_download = f.hf_hub_download
 
         def download(repo_id, filename, _real=real_download, **kw):

@@ -31,3 +31,14 @@ def make_repo(folder: Path) -> Path:
     for src in (CONFIG, WEIGHTS, MIMI, MIMI_CONFIG, TOKENIZER):
         shutil.copyfile(src, folder / src.name)
     return folder
+
+
+def make_moshi_repo(folder: Path) -> Path:
+    """The tiny e2e Moshi (tests/assets/e2e) with the STT fixture's Mimi: the same 32-entry codebooks, and the
+    32 of them the STT model reads (the released Mimi holds 32 too; the e2e one only 10)."""
+    from .cli import E2E
+
+    shutil.copytree(E2E, folder)
+    shutil.copyfile(MIMI, folder / "tokenizer-e351c8d8-checkpoint125.safetensors")
+    shutil.copyfile(MIMI_CONFIG, folder / "mimi_config.json")
+    return folder
