@@ -10,15 +10,14 @@ MLX) over MoshiPipeline (the model), AudioIO / FileAudioPort (sound) and Recorde
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Literal
 
 from . import release
-from .cli.args import CliParser, name, number, print_error
-from .cli.signals import exit_code
+from .cli.args import CliParser, name, number
+from .cli.signals import stopped
 from .cli.tempdir import check_temp_folder
-from .cli.wording import for_cli
-from .errors import MoshiError, NoAudioDeviceError
+from .cli.wording import refused
+from .errors import MoshiError
 
 # numpy and MLX are imported where used, inside main(): a Ctrl-C while they load stops the program quietly
 
@@ -287,14 +286,9 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
             record_meta=_record_meta(args, files, user_files),
         )
     except MoshiError as e:
-        msg = for_cli(e)
-        if isinstance(e, NoAudioDeviceError):
-            msg = f"{msg.rstrip('.')}. Or {FILE_MODE}."
-        print_error(msg)
-        return 2
+        return refused(e, FILE_MODE)
     except KeyboardInterrupt as e:  # Ctrl-C (130); SIGTERM (143), SIGHUP (129) under run_cli
-        print("\nstopped", file=sys.stderr)
-        return exit_code(e)
+        return stopped(e)
 
 
 def cli() -> None:

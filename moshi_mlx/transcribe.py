@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 
 from . import release
 from .cli.args import CliParser, name, print_error
-from .cli.signals import exit_code
-from .cli.wording import for_cli
-from .errors import ConfigError, MoshiError, NoAudioDeviceError, OutputError
+from .cli.signals import stopped
+from .cli.wording import for_cli, refused
+from .errors import ConfigError, MoshiError, OutputError
 from .stt.formats import FORMATS
 
 # numpy and MLX are imported where used, inside main(): a Ctrl-C while they load stops the program quietly
@@ -299,14 +299,9 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
         inputs = [(f, read_audio(f)) for f in args.files]  # a bad file fails now, before the model loads
         return run_files(args, _resolve(args), inputs, outputs)
     except MoshiError as e:
-        msg = for_cli(e)
-        if isinstance(e, NoAudioDeviceError):
-            msg = f"{msg.rstrip('.')}. Or transcribe audio files instead of --mic."
-        print_error(msg)
-        return 2
+        return refused(e, "transcribe audio FILEs instead of --mic")
     except KeyboardInterrupt as e:  # Ctrl-C (130); SIGTERM (143), SIGHUP (129) under run_cli
-        print("\nstopped", file=sys.stderr)
-        return exit_code(e)
+        return stopped(e)
 
 
 def cli() -> None:

@@ -16,6 +16,10 @@ from ..errors import MoshiError
 _BENCHES = {
     "mimi": ("moshi_mlx.bench.mimi", "Mimi codec: streaming ms per 80 ms frame, batch throughput, memory"),
     "lm": ("moshi_mlx.bench.lm", "Moshi LM: ms per generation step (temporal vs depth), real-time factor, memory"),
+    "stt": (
+        "moshi_mlx.bench.stt",
+        "the user's live transcript (run --transcribe-user): what it adds per frame",
+    ),
     "loop": ("moshi_mlx.bench.loop", "dialog loop: latency it adds itself (fake devices, real time, simulated model)"),
 }
 
