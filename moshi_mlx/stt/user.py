@@ -86,6 +86,6 @@ def check_dialog_fits(moshi: ModelFiles, stt: ModelFiles) -> None:
     check_memory_fits(
         total,
         "Moshi with the user's live transcript",
-        "Leave out the user's transcript (--transcribe-user), or use 4-bit weights for both models.",
+        "Turn the user's transcript off, or use 4-bit weights for both models.",
         setting=Setting.PRECISION,
     )

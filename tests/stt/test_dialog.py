@@ -51,7 +51,9 @@ def test_moshi_and_the_stt_model_must_fit_in_memory_together(repos, monkeypatch)
     moshi, stt = (resolve_model_files(r) for r in repos)
     check_dialog_fits(moshi, stt)
     monkeypatch.setattr(memory, "available_bytes", lambda: 100_000)
-    with pytest.raises(MemoryBudgetError, match="Moshi with the user's live transcript needs about .* Leave out"):
+    with pytest.raises(
+        MemoryBudgetError, match="Moshi with the user's live transcript needs about .* Turn the user's transcript off"
+    ):
         check_dialog_fits(moshi, stt)
 
 
