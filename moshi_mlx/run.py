@@ -195,19 +195,18 @@ def _resolve_user_model(args: argparse.Namespace, files):
         return None
     from tqdm.auto import tqdm
 
-    from .config import LmConfig
     from .errors import ConfigError
     from .loading.hub import resolve_model_files
     from .loading.memory import check_download_fits
-    from .stt.user import check_dialog_fits
+    from .stt.user import check_dialog_model
 
     user = resolve_model_files(args.transcribe_user, tqdm_class=tqdm, before_download=check_download_fits)
-    if user.config is None or not LmConfig.from_json(user.config).is_stt:
+    try:
+        check_dialog_model(files, user)
+    except ConfigError as e:
         raise ConfigError(
-            f"--transcribe-user {args.transcribe_user}: not a speech-to-text model (model_type 'stt'); "
-            f"name one such as {release.STT_REPO}"
-        )
-    check_dialog_fits(files, user)
+            f"--transcribe-user {args.transcribe_user}: {e}; name one such as {release.STT_REPO}"
+        ) from None
     return user
 
 

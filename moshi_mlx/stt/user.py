@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
+from ..config import LmConfig
 from ..errors import ConfigError, Setting
 from ..lm import Lm
 from ..loading.hub import ModelFiles
@@ -49,12 +50,7 @@ class UserTranscriber:
     def check_mimi(self, mimi: Mimi) -> None:
         """The dialog's Mimi must give this model's codes; it is set to encode as many codebooks as it needs."""
         cfg = self.stt.cfg
-        if mimi.cardinality != cfg.card or mimi.total_codebooks < cfg.n_q:
-            raise ConfigError(
-                f"the user's transcript needs {cfg.n_q} Mimi codebooks of {cfg.card} entries, but the dialog's Mimi "
-                f"has {mimi.total_codebooks} of {mimi.cardinality}: this STT model does not fit this Moshi's codec",
-                hint=Setting.MODEL_FILES,
-            )
+        check_codec(cfg, mimi.total_codebooks, mimi.cardinality)
         if mimi.num_codebooks < cfg.n_q:
             mimi.set_num_codebooks(cfg.n_q)
 
@@ -74,11 +70,32 @@ class UserTranscriber:
         return self.text.flush()
 
 
+def check_codec(cfg: LmConfig, codebooks: int, cardinality: int) -> None:
+    """ConfigError unless a Mimi of `codebooks` codebooks of `cardinality` entries gives the STT model's codes."""
+    if cardinality != cfg.card or codebooks < cfg.n_q:
+        raise ConfigError(
+            f"the user's transcript needs {cfg.n_q} Mimi codebooks of {cfg.card} entries, but the dialog's Mimi has "
+            f"{codebooks} of {cardinality}: this speech-to-text model does not fit this Moshi's codec (Kyutai's "
+            "released Mimi holds 32 codebooks of 2048)"
+        )
+
+
+def check_dialog_model(moshi: ModelFiles, stt: ModelFiles) -> None:
+    """Before anything loads: `stt` is a speech-to-text model whose codes the dialog's Mimi gives, and Moshi and it
+    fit in memory together (ConfigError / MemoryBudgetError saying why not)."""
+    from ..loading.mimi import mimi_config
+
+    cfg = LmConfig.from_json(stt.config) if stt.config is not None else None
+    if cfg is None or not cfg.is_stt:
+        raise ConfigError(f"{stt.source} is not a speech-to-text model (model_type 'stt')")
+    quantizer = mimi_config(moshi.mimi_config).quantizer
+    check_codec(cfg, quantizer.n_q, quantizer.bins)
+    check_dialog_fits(moshi, stt)
+
+
 def check_dialog_fits(moshi: ModelFiles, stt: ModelFiles) -> None:
     """Moshi and the STT model together must fit in memory (MemoryBudgetError naming the way out), checked
     from the files' headers before either loads; each one's own check comes again as it loads."""
-    from ..config import LmConfig
-
     total = 0
     for files in (moshi, stt):
         cfg = LmConfig.preset() if files.config is None else LmConfig.from_json(files.config)

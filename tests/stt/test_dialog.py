@@ -89,16 +89,25 @@ def test_run_records_the_users_words_with_their_times(repos, tmp_path):
     assert lines[0]["user_transcript_model"] == str(stt)  # the header says which model heard the user
 
 
-def test_a_moshi_model_is_refused_as_the_users_transcriber(repos, tmp_path):
-    from support.cli import assert_one_line_error
+@pytest.mark.parametrize(
+    "case,words",
+    [("moshi-as-stt", "is not a speech-to-text model"), ("mimi-of-10-codebooks", "needs 32 Mimi codebooks of 32")],
+)
+def test_a_transcriber_that_does_not_fit_is_refused_before_loading(repos, tmp_path, case, words):
+    from support.cli import E2E, assert_one_line_error
 
-    moshi, _ = repos
+    moshi, stt = repos
+    if case == "moshi-as-stt":
+        stt = moshi
+    else:
+        moshi = E2E  # its tiny Mimi holds 10 codebooks
     wav = tmp_path / "user.wav"
     sf.write(wav, speechlike(0.5, 3), 24_000)
     r = run_module(
-        "moshi_mlx.run", "--hf-repo", moshi, "--transcribe-user", moshi, "--input", wav, "--output", tmp_path / "o.wav"
+        "moshi_mlx.run", "--hf-repo", moshi, "--transcribe-user", stt, "--input", wav, "--output", tmp_path / "o.wav"
     )
-    assert_one_line_error(r, 2, "not a speech-to-text model")
+    assert_one_line_error(r, 2, words)
+    assert "loading the model" not in r.err
 
 
 def test_the_console_gives_each_side_its_labelled_lines_once_the_user_is_transcribed():
