@@ -20,7 +20,7 @@ HEARD = {1: "hello", 3: " there"}  # the user's words, by frame (the model's tex
 class TwoSidedModel(ScriptModel):
     """ScriptModel (Moshi says a word every 2 frames) whose STT side hears "hello there" at frames 1 and 3."""
 
-    user_lag_s = 0.16  # the STT model's delay: its words come two frames after they were said
+    user_lag_s = 0.03  # the STT model's delay: its words come this long after they were said
 
     def step(self, pcm) -> FrameResult:
         k = self.steps
@@ -50,7 +50,11 @@ def test_the_users_words_show_as_their_own_turns_and_are_saved_with_their_times(
         assert dest is not None
         lines = [json.loads(x) for x in (dest / "transcript.jsonl").read_text().splitlines()]
         said = [(x["word"], x["t"]) for x in lines if x.get("speaker") == "user"]
-        # timed back by the model's lag: "hello" began at frame 1 (0.08 s, clamped to 0), "there" at frame 3
-        assert said == [("hello", 0.0), ("there", pytest.approx(3 * 0.08 - 0.16))]
+        # timed back by the model's lag: a frame's time less 0.03 s ("hello" at model step 1, "there" at step 3;
+        # a loaded machine may skip frames before them, which moves both along the timeline)
+        assert [word for word, _ in said] == ["hello", "there"]
+        for _, t in said:
+            assert (t + 0.03) / 0.08 == pytest.approx(round((t + 0.03) / 0.08), abs=1e-6) and t >= 0.05
+        assert said[1][1] - said[0][1] >= 2 * 0.08 - 1e-6
     finally:
         a.close()
