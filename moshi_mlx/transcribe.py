@@ -171,7 +171,7 @@ class _Job:
                     self.events.put(("frame", i))
                 t = session.transcript(tokens, turns)
                 pad = session.cfg.existing_text_padding_id
-                text = session.text.sp.DecodeIds([x for x in tokens if x > pad]).strip()
+                text = " ".join(session.text.sp.DecodeIds([x for x in tokens if x > pad]).split())
                 meta = {"file": path, "model": self.files.source}
                 body = render(self.fmt, text, t.words, meta, t.turn_ends if session.has_end_of_turn else None)
                 self.events.put(("done", i, body))
