@@ -4,8 +4,9 @@ Parameter names are those of Kyutai's MLX release (`text_emb`, `audio_embs.{i}`,
 `out_norm`, `text_linear`, `depformer.slices.{k}.{emb, linear_in, linear_out, transformer.*}`), so those
 files load unrenamed. Streams: 0 is text, 1..dep_q Moshi's audio codebooks, the rest the user's.
 
-The temporal transformer streams through caller-owned RingKVCaches (`LmState`); the depformer runs
-dep_q steps inside one frame, each with its own slice of weights and one cache shared by all slices.
+The temporal transformer streams through RingKVCaches held in an `LmState` value (each step returns the
+next state); the depformer runs dep_q steps inside one frame, each with its own slice of weights and one
+cache shared by all slices.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .config import LmConfig
+from .config.conditioner import CONDITIONS
 from .dtypes import FLOATS
+from .modules.conditioner import ConditionProvider
 from .modules.embedding import ScaledEmbedding
-from .modules.transformer import Transformer, TransformerState, make_norm
+from .modules.kv_cache import Offset
+from .modules.transformer import RotaryTable, Transformer, TransformerState, make_norm
 
 
 def check_kv_bits(bits: int | None) -> None:
@@ -33,11 +37,16 @@ class LmState(NamedTuple):
     temporal: TransformerState
 
     @property
-    def offset(self) -> int:
+    def offset(self) -> Offset:
         return self.temporal.offset
 
     def arrays(self) -> list[mx.array]:
         return self.temporal.arrays()
+
+    @classmethod
+    def from_arrays(cls, arrays: list[mx.array], offset: Offset, layers: int) -> LmState:
+        """The state of a `layers`-layer temporal transformer holding `arrays` (as `arrays()` lists them)."""
+        return cls(TransformerState.from_arrays(arrays, offset, layers))
 
 
 class DepformerSlice(nn.Module):
@@ -63,8 +72,10 @@ class Depformer(nn.Module):
         """Fresh cache for one frame (dep_q steps), shared by all slices."""
         return self.slices[0].transformer.init_state(batch, dtype)
 
-    def step(self, k: int, context: mx.array, prev_token: mx.array, state: TransformerState) -> mx.array:
-        """Logits [B, card] of codebook k.
+    def step(
+        self, k: int, context: mx.array, prev_token: mx.array, state: TransformerState
+    ) -> tuple[mx.array, TransformerState]:
+        """(Logits [B, card] of codebook k, the state for codebook k + 1).
 
         Args:
             k: slice (codebook) index; steps must come in order 0..dep_q-1 over one state.
@@ -73,7 +84,8 @@ class Depformer(nn.Module):
         """
         s = self.slices[k]
         x = s.linear_in(context) + s.emb(prev_token[:, None]).astype(context.dtype)
-        return s.linear_out(s.transformer(x, state))[:, 0]
+        y, state = s.transformer.step(x, state)
+        return s.linear_out(y)[:, 0], state
 
 
 def default_compute_dtype(quantized: bool, param_dtype: mx.Dtype) -> mx.Dtype:
@@ -98,6 +110,8 @@ class Lm(nn.Module):
         self.out_norm = make_norm(cfg.transformer.norm, dim)
         self.text_linear = nn.Linear(dim, cfg.text_card, bias=False)
         self.depformer = Depformer(cfg)  # no slices when dep_q is 0 (speech-to-text)
+        if cfg.conditioners:  # Hibiki's "description"
+            self.condition_provider = ConditionProvider(cfg.conditioners, dim)
         # the reference's extra heads (STT 1B: voice activity / end of turn), read by stt.py off the normed output
         self.extra_heads = [nn.Linear(dim, cfg.extra_heads_dim, bias=False) for _ in range(cfg.extra_heads_num_heads)]
         self._compute_dtype: mx.Dtype | None = None  # None: follow the parameters (set_compute_dtype)
@@ -151,22 +165,50 @@ class Lm(nn.Module):
         dtype = self.out_norm.weight.dtype
         return dtype if dtype in FLOATS.values() else mx.float32
 
-    def embed(self, tokens: mx.array) -> mx.array:
-        """tokens [B, 1 + n_q, T] int (text first) -> summed embeddings [B, T, dim]."""
+    def embed(self, tokens: mx.array, condition: mx.array | None = None) -> mx.array:
+        """tokens [B, 1 + n_q, T] int (text first) -> summed embeddings [B, T, dim]; plus `condition`
+        [B, dim] (see `condition`) at every step, cast to the weights' dtype first as the reference does."""
         dt = self.compute_dtype
         x = self.audio_embs[0](tokens[:, 1]).astype(dt)
         for i in range(1, self.cfg.n_q):
             x = x + self.audio_embs[i](tokens[:, i + 1]).astype(dt)
-        return x + self.text_emb(tokens[:, 0]).astype(dt)
+        x = x + self.text_emb(tokens[:, 0]).astype(dt)
+        return x if condition is None else x + condition[:, None].astype(self.cache_dtype).astype(dt)
 
-    def forward_text(self, tokens: mx.array, state: LmState | None = None) -> tuple[mx.array, mx.array]:
-        """Temporal transformer over tokens [B, 1 + n_q, T].
+    def condition(self, values: dict[str, list[str]] | None = None) -> mx.array | None:
+        """{conditioner: one value per batch row} -> the condition [B, dim] float32 to pass to forward_text
+        and step_text; None: the values the reference runs this model with (Hibiki: "very_good"), one row.
+        None for a model without conditioners."""
+        if "condition_provider" not in self:
+            return None
+        if values is None:
+            values = {k: [v] for k, v in CONDITIONS[self.cfg.model_type][0].items()}
+        return self.condition_provider(values)
+
+    def forward_text(self, tokens: mx.array, condition: mx.array | None = None) -> tuple[mx.array, mx.array]:
+        """Temporal transformer over a whole sequence of tokens [B, 1 + n_q, T] (batch mode), and a
+        condition [B, dim] (see `embed`).
 
         Returns:
             context: [B, T, dim] normed output (the depformer's input); text_logits: [B, T, text_card].
         """
-        out = self.out_norm(self.transformer(self.embed(tokens), None if state is None else state.temporal))
+        out = self.out_norm(self.transformer(self.embed(tokens, condition)))
         return out, self.text_linear(out)
+
+    def step_text(
+        self,
+        tokens: mx.array,
+        state: LmState,
+        rope: RotaryTable | None = None,
+        window: int | None = None,
+        condition: mx.array | None = None,
+    ) -> tuple[mx.array, mx.array, LmState]:
+        """Temporal transformer streaming the next tokens [B, 1 + n_q, T] -> (context, text_logits, as
+        `forward_text`, and the next state). `rope` and `window`: see `Transformer.step` (a compiled step
+        passes its RoPE table); `condition`: see `embed`."""
+        out, temporal = self.transformer.step(self.embed(tokens, condition), state.temporal, rope, window)
+        out = self.out_norm(out)
+        return out, self.text_linear(out), LmState(temporal)
 
     def depformer_logits(self, context: mx.array, tokens: mx.array) -> mx.array:
         """Teacher-forced depformer: context [B, 1, dim], tokens [B, 1 + dep_q] -> logits [B, dep_q, card].
@@ -174,15 +216,22 @@ class Lm(nn.Module):
         Codebook k sees tokens[:, k] (the text token for k = 0) as its previous token.
         """
         state = self.depformer.init_state(context.shape[0], self.compute_dtype)
-        return mx.stack([self.depformer.step(k, context, tokens[:, k], state) for k in range(self.cfg.dep_q)], axis=1)
+        logits = []
+        for k in range(self.cfg.dep_q):
+            lk, state = self.depformer.step(k, context, tokens[:, k], state)
+            logits.append(lk)
+        return mx.stack(logits, axis=1)
 
-    def teacher_forced(self, codes: mx.array, state: LmState | None = None) -> tuple[mx.array, mx.array]:
+    def teacher_forced(
+        self, codes: mx.array, state: LmState | None = None, condition: mx.array | None = None
+    ) -> tuple[mx.array, mx.array]:
         """Logits for a whole code sequence, aligned with it, as the reference's `LMModel.forward`.
 
         Args:
             codes: [B, 1 + n_q, T] int, undelayed (text first).
             state: stream the sequence through this state's KV caches (one chunk of T <= context steps)
                 instead of batch attention: what generation sees, e.g. with a quantized cache.
+            condition: [B, dim] from `condition` for a conditioned model (Hibiki), else None.
 
         Returns:
             text_logits [B, 1, T, text_card] and audio_logits [B, dep_q, T, card] in float32; positions a
@@ -198,7 +247,10 @@ class Lm(nn.Module):
             rows.append(row if head is None else mx.concatenate([head, row], axis=1))
         delayed = mx.stack(rows, axis=1)  # [B, K, T]
         inputs = mx.concatenate([mx.broadcast_to(initial[None, :, None], (b, k, 1)), delayed[:, :, :-1]], axis=2)
-        context, text_logits = self.forward_text(inputs, state)
+        if state is None:
+            context, text_logits = self.forward_text(inputs, condition)
+        else:
+            context, text_logits, _ = self.step_text(inputs, state, condition=condition)
         if cfg.dep_q == 0:  # speech-to-text: no depformer, no audio logits
             return _undelay(text_logits.astype(mx.float32)[:, None], cfg.delays[:1]), mx.zeros((b, 0, t, cfg.card))
         flat = context.reshape(b * t, 1, -1)

@@ -24,7 +24,7 @@ from .loading.hub import ModelFiles
 from .loading.lm import load_lm
 from .loading.memory import KV_AUTO, keep_resident
 from .loading.mimi import load_mimi, mimi_config
-from .mimi import Mimi
+from .mimi import Mimi, MimiState
 from .sampling import SEED_RANGE, TEMP_RANGE, TOP_K_RANGE
 from .stt.user import UserTranscriber
 from .text import TextStream
@@ -53,12 +53,13 @@ class Sampling:
                 raise ConfigError(f"sampling {name} {value!r} is out of range: use {lo:g} to {hi}")
 
 
-def check_configs(files: ModelFiles) -> None:
+def check_configs(files: ModelFiles) -> LmConfig:
     """Read and check the LM and Mimi configs of `files` (ConfigError naming the bad value), before any
     weights load: an absurd value would otherwise surface minutes later, or crash the model's build."""
     cfg = LmConfig.preset() if files.config is None else LmConfig.from_json(files.config)
     check_dialog_model(cfg, str(files.config))
     mimi_config(files.mimi_config)
+    return cfg
 
 
 def check_dialog_model(cfg: LmConfig, source: str = "the model") -> None:
@@ -100,7 +101,7 @@ class MoshiPipeline:
         self.user_lag_s = 0.0 if user is None else user.lag_s  # read by the model loop to time the user's words
         self.mimi, self.lm, self.text, self.sampling = mimi, lm, text, sampling
         self.gen = LmGen(
-            lm,
+            self._generating(lm),
             temp=sampling.temp,
             text_temp=sampling.text_temp,
             top_k=sampling.top_k,
@@ -121,20 +122,23 @@ class MoshiPipeline:
         dtype: mx.Dtype | None = None,
         kv_bits: int | Literal["auto"] | None = KV_AUTO,
         user_files: ModelFiles | None = None,
+        **extra,
     ) -> MoshiPipeline:
         """Load everything from local files (call on the thread that will run the steps).
 
         kv_bits: as `load_lm`; by default the LM's attention cache is stored at 8 bits only where the
         unquantized one would not fit in memory (a note then says so).
         user_files: an STT model's files (its LM and tokenizer) to transcribe the user live.
+        `extra`: a subclass's arguments.
         """
         mimi = load_mimi(files.mimi, config=files.mimi_config)
         # a config path: the quantization it records is checked against the file
         lm = load_lm(files.moshi, config=files.config, dtype=dtype, kv_bits=kv_bits)
         text = TextStream(files.tokenizer, padding_ids=(0, lm.cfg.existing_text_padding_id))
-        user = None if user_files is None else UserTranscriber.from_files(user_files)
-        pipe = cls(mimi, lm, text, sampling, user)
-        models = [mimi.parameters(), lm.parameters()] + ([] if user is None else [user.stt.lm.parameters()])
+        if user_files is not None:
+            extra["user"] = UserTranscriber.from_files(user_files)
+        pipe = cls(mimi, lm, text, sampling, **extra)
+        models = [mimi.parameters(), lm.parameters()] + ([] if pipe.user is None else [pipe.user.stt.lm.parameters()])
         resident = keep_resident(sum(x.nbytes for _, x in flatten(models)))
         if resident:
             pipe.notes.append(resident)
@@ -167,18 +171,18 @@ class MoshiPipeline:
         pcm = np.asarray(pcm, dtype=np.float32)
         if pcm.shape != (self.frame_size,):
             raise ValueError(f"a frame is {self.frame_size} mono samples, got shape {pcm.shape}")
-        codes, state = self.mimi.stream_encode(mx.array(pcm).reshape(1, 1, -1), self._mimi_state)
-        user = codes[:, : self.lm.cfg.user_codebooks, 0]
-        _, out, self._gen_state = self.gen.advance(self._gen_state, user)
-        heard, heard_arrays = (None, []) if self.user is None else self.user.advance(codes[:, :, 0])
+        codes, state = self._user_codes(pcm)
+        out = self._advance(codes[:, : self.lm.cfg.user_codebooks])
+        heard, heard_arrays = (None, []) if self.user is None else self.user.advance(codes)
         self.frames += 1
+        # the old states are let go before the one evaluation, so that their buffers are written in place
         if out is None:  # the acoustic delays are still filling
-            mx.eval(state, self.gen.state_arrays(self._gen_state), heard_arrays)
             self._mimi_state = state
+            mx.eval(state, self.gen.state_arrays(self._gen_state), heard_arrays)
             return self._with_user(FrameResult(None), heard)
-        audio, state = self.mimi.stream_decode(out[:, 1 : 1 + self.lm.cfg.dep_q, None], state)
-        mx.eval(out, audio, state, self.gen.state_arrays(self._gen_state), heard_arrays)
-        self._mimi_state = state
+        audio, self._mimi_state = self.mimi.stream_decode(out[:, 1 : 1 + self.lm.cfg.dep_q, None], state)
+        del state
+        mx.eval(out, audio, self._mimi_state, self.gen.state_arrays(self._gen_state), heard_arrays)
         token = int(np.array(out)[0, 0])
         shown, word, starts = self.text.push(token)
         return self._with_user(FrameResult(np.array(audio).reshape(-1), shown or None, token, word, starts), heard)
@@ -189,3 +193,18 @@ class MoshiPipeline:
             return result
         shown, word, starts = self.user.push(int(heard[0]))
         return result._replace(user_text=shown or None, user_word=word, user_word_start=starts)
+
+    def _generating(self, lm: Lm) -> Lm:
+        """The model LmGen steps (a subclass may wrap it, e.g. with guidance)."""
+        return lm
+
+    def _user_codes(self, pcm: np.ndarray) -> tuple[mx.array, MimiState]:
+        """The user's codes [1, >= user_codebooks] of this frame (every codebook Mimi encodes: 32 when the user
+        is transcribed too), and the codec state after encoding it."""
+        codes, state = self.mimi.stream_encode(mx.array(pcm).reshape(1, 1, -1), self._mimi_state)
+        return codes[:, :, 0], state
+
+    def _advance(self, user: mx.array) -> mx.array | None:
+        """One LM step (lazy): the output frame [1, 1 + dep_q], None while the delays fill."""
+        _, out, self._gen_state = self.gen.advance(self._gen_state, user)
+        return out

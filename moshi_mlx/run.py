@@ -10,14 +10,18 @@ MLX) over MoshiPipeline (the model), AudioIO / FileAudioPort (sound) and Recorde
 from __future__ import annotations
 
 import argparse
-from typing import Literal
+from functools import partial
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from . import release
 from .cli.args import CliParser, name, number
 from .cli.signals import stopped
 from .cli.tempdir import check_temp_folder
 from .cli.wording import refused
-from .errors import MoshiError
+from .errors import ConfigError, MoshiError
+
+if TYPE_CHECKING:
+    from .loading.hub import ModelFiles
 
 # numpy and MLX are imported where used, inside main(): a Ctrl-C while they load stops the program quietly
 
@@ -34,6 +38,7 @@ def kv_bits_choices() -> dict[str, int | Literal["auto"] | None]:
 
 def build_parser() -> argparse.ArgumentParser:
     from .dialog.live import KEYS
+    from .guidance import DEFAULT_CFG_COEF, MAX_CFG_COEF
     from .loading.memory import KV_AUTO
     from .sampling import SEED_RANGE, TEMP_RANGE, TOP_K_RANGE
 
@@ -85,10 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s = p.add_argument_group("sampling")
     temp, top_k = number(float, *TEMP_RANGE), number(int, *TOP_K_RANGE)
-    s.add_argument("--temp", type=temp, default=0.8, help="audio temperature (0: greedy; default 0.8)")
-    s.add_argument("--text-temp", type=temp, default=0.7, help="text temperature (0: greedy; default 0.7)")
-    s.add_argument("--top-k", type=top_k, default=250, help="audio top-k (default 250)")
-    s.add_argument("--text-top-k", type=top_k, default=25, help="text top-k (default 25)")
+    hibiki = " (Hibiki: the release's lm_gen_config first, as Kyutai's run_inference)"
+    s.add_argument("--temp", type=temp, default=None, help=f"audio temperature (0: greedy; default 0.8{hibiki})")
+    s.add_argument("--text-temp", type=temp, default=None, help=f"text temperature (0: greedy; default 0.7{hibiki})")
+    s.add_argument("--top-k", type=top_k, default=None, help=f"audio top-k (default 250{hibiki})")
+    s.add_argument("--text-top-k", type=top_k, default=None, help=f"text top-k (default 25{hibiki})")
+    s.add_argument(
+        "--cfg-coef",
+        type=number(float, 0.0, MAX_CFG_COEF),
+        default=DEFAULT_CFG_COEF,
+        help="Hibiki: classifier-free guidance, higher keeps more of the speaker's voice (default "
+        f"{DEFAULT_CFG_COEF:g}: none, as the reference; Kyutai suggests 3)",
+    )
     s.add_argument(
         "--seed",
         type=number(int, *SEED_RANGE),
@@ -160,18 +173,44 @@ def _check_paths(args: argparse.Namespace) -> None:
             check_new_file(path, "recording file", protect)
 
 
-def _factory(args: argparse.Namespace, files, user_files=None):
-    from .pipeline import MoshiPipeline, Sampling
+# the sampling flags -> the names of the reference's LMGen arguments, as a release's lm_gen_config gives them
+_GEN_CONFIG_KEYS = {"temp": "temp", "text_temp": "temp_text", "top_k": "top_k", "text_top_k": "top_k_text"}
 
-    sampling = Sampling(args.temp, args.text_temp, args.top_k, args.text_top_k, args.seed)
+
+def _sampling(args: argparse.Namespace, files: _Resolved):
+    """Each sampling setting: the flag when given, else (Hibiki) the release's lm_gen_config, else the default."""
+    from .pipeline import Sampling
+
+    defaults = Sampling()
+    released = files.gen_config if files.kind == "hibiki" else {}
+    values = {}
+    for flag, key in _GEN_CONFIG_KEYS.items():
+        given = getattr(args, flag)
+        values[flag] = given if given is not None else released.get(key, getattr(defaults, flag))
+    return Sampling(**values, seed=args.seed)
+
+
+def _factory(args: argparse.Namespace, files: _Resolved, source_end=None, user_files: ModelFiles | None = None):
+    """The model of the run: Moshi (with `user_files`: an STT model transcribing the user too), or Hibiki
+    (model_type hibiki) translating until `source_end` says."""
+    from .pipeline import MoshiPipeline
+
+    sampling = _sampling(args, files)
     kv_bits = kv_bits_choices()[args.kv_bits]
-    return lambda: MoshiPipeline.from_files(files, sampling, kv_bits=kv_bits, user_files=user_files)
+    if files.kind == "hibiki":
+        from .translation import TranslationPipeline
+
+        extra = {"cfg_coef": args.cfg_coef, "source_end": source_end}
+        return lambda: TranslationPipeline.from_files(files.files, sampling, kv_bits=kv_bits, **extra)
+    if args.cfg_coef != 1.0:
+        raise ConfigError(f"--cfg-coef is for a conditioned model such as Hibiki; {files.files.source} is Moshi")
+    return lambda: MoshiPipeline.from_files(files.files, sampling, kv_bits=kv_bits, user_files=user_files)
 
 
 def _resolve(args: argparse.Namespace):
     from tqdm.auto import tqdm
 
-    from .loading.hub import resolve_model_files
+    from .loading.hub import read_repo_config, resolve_model_files
     from .loading.memory import check_download_fits
     from .pipeline import check_configs
 
@@ -185,24 +224,34 @@ def _resolve(args: argparse.Namespace):
         tqdm_class=tqdm,
         before_download=check_download_fits,
     )
-    check_configs(files)  # a bad value fails now, before minutes of loading (or a crash building the model)
-    return files
+    cfg = check_configs(files)  # a bad value fails now, before minutes of loading (or a crash building the model)
+    gen_config = read_repo_config(files.config)[0].get("lm_gen_config") if files.config is not None else None
+    resolved = _Resolved(files, cfg.model_type, gen_config if isinstance(gen_config, dict) else {})
+    _sampling(args, resolved)  # a release's sampling value out of range is said now
+    return resolved
 
 
-def _resolve_user_model(args: argparse.Namespace, files):
+class _Resolved(NamedTuple):
+    files: ModelFiles  # what to load
+    kind: str  # the config's model_type: "moshi" or "hibiki"
+    gen_config: dict  # the release's lm_gen_config (sampling defaults of Kyutai's run_inference)
+
+
+def _resolve_user_model(args: argparse.Namespace, files: _Resolved) -> ModelFiles | None:
     """The STT model of --transcribe-user (None without it), checked to be one and to fit in memory with Moshi."""
     if args.transcribe_user is None:
         return None
+    if files.kind != "moshi":
+        raise ConfigError(f"--transcribe-user is for a conversation with Moshi; {files.files.source} is {files.kind}")
     from tqdm.auto import tqdm
 
-    from .errors import ConfigError
     from .loading.hub import resolve_model_files
     from .loading.memory import check_download_fits
     from .stt.user import check_dialog_model
 
     user = resolve_model_files(args.transcribe_user, tqdm_class=tqdm, before_download=check_download_fits)
     try:
-        check_dialog_model(files, user)
+        check_dialog_model(files.files, user)
     except ConfigError as e:
         raise ConfigError(
             f"--transcribe-user {args.transcribe_user}: {e}; name one such as {release.STT_REPO}"
@@ -219,13 +268,13 @@ def _echo(args: argparse.Namespace):
     return EchoCanceller()
 
 
-def _record_meta(args: argparse.Namespace, files, user_files=None) -> dict:
+def _record_meta(args: argparse.Namespace, files: _Resolved, user_files: ModelFiles | None = None) -> dict:
     """What a recording's metadata says about the run."""
     meta = {
-        "model": files.source,
-        "moshi": str(files.moshi),
-        "temp": args.temp,
-        "text_temp": args.text_temp,
+        "model": files.files.source,
+        "moshi": str(files.files.moshi),
+        "temp": _sampling(args, files).temp,
+        "text_temp": _sampling(args, files).text_temp,
         "seed": args.seed,
     }
     if user_files is not None:  # the user's words are in the transcript too (speaker "user")
@@ -260,8 +309,14 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
             pcm = read_audio(args.input)  # a bad file fails now, before minutes of loading
             files = _resolve(args)
             user_files = _resolve_user_model(args, files)
+            source_end, new_port = None, None
+            if files.kind == "hibiki":  # translation: the source's end is told to the model, which says when done
+                from .translation import SourceEnd, TranslationFilePort
+
+                source_end = SourceEnd()
+                new_port = partial(TranslationFilePort, source_end=source_end)
             return run_file(
-                _factory(args, files, user_files),
+                _factory(args, files, source_end, user_files),
                 pcm,
                 args.output,
                 source=args.input,
@@ -269,6 +324,7 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
                 max_lag_frames=args.max_lag,
                 record=args.record,
                 record_meta=_record_meta(args, files, user_files),
+                new_port=new_port,
             )
         from .audio.devices import AudioIO
         from .dialog.live import run_live
@@ -277,7 +333,7 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
         files = _resolve(args)  # said before the model is fetched (4.5 GB on a first run)
         user_files = _resolve_user_model(args, files)
         return run_live(
-            _factory(args, files, user_files),
+            _factory(args, files, None, user_files),
             audio,
             max_lag_frames=args.max_lag,
             echo=_echo(args),

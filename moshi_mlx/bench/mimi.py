@@ -23,7 +23,8 @@ from ..cpu import blas
 from ..cpu.swap import use_cpu_variants
 from ..dtypes import FLOATS
 from ..mimi import Mimi, MimiState
-from . import faster_or_slower
+from ..modules.state_tree import arrays_of
+from . import count_primitives, faster_or_slower
 from .kyutai import KyutaiTimer, program
 
 
@@ -90,6 +91,28 @@ def _stream_frames(mimi: Mimi, state: MimiState, audio: mx.array) -> tuple[MimiS
     return state, enc_t, dec_t
 
 
+def _built_frames(mimi: Mimi, state: MimiState, compiled: bool, batch: int, frames: int = 5) -> tuple[float, int]:
+    """Median seconds to build one streamed frame's graph (encode then decode, nothing evaluated) and the
+    primitives that graph evaluates."""
+    mimi.compiled = compiled
+    times, primitives = [], 0
+    try:
+        for _ in range(frames):
+            frame = 0.1 * mx.random.normal((batch, 1, mimi.frame_size))
+            mx.eval(frame)
+            t = time.perf_counter()
+            codes, new = mimi.stream_encode(frame, state)
+            pcm, new = mimi.stream_decode(codes, new)
+            times.append(time.perf_counter() - t)
+            arrays = [pcm, *arrays_of(new)]
+            primitives = count_primitives(*arrays)
+            mx.eval(arrays)
+            state = new
+    finally:
+        mimi.compiled = True
+    return statistics.median(times), primitives
+
+
 def _print_streaming(who: str, enc_t: list[float], dec_t: list[float], budget: float) -> float:
     both = [e + d for e, d in zip(enc_t, dec_t)]
     print(f"{who}streaming encode_step  median {_median_ms(enc_t)}")
@@ -131,17 +154,22 @@ def run(args: argparse.Namespace) -> int:
     rounds = args.rounds or (4 if kyutai else 1)
     per_round = max(1, -(-args.frames // rounds))
 
-    state = mimi.init_state(b)
+    state = plain_state = mimi.init_state(b)
     warm = 0.1 * mx.random.normal((b, 1, max(args.warmup, 0) * fs))
     mx.eval(warm)
     state, _, _ = _stream_frames(mimi, state, warm)
-    enc_t, dec_t, k_enc, k_dec = [], [], [], []
+    enc_t, dec_t, k_enc, k_dec, p_enc, p_dec = [], [], [], [], [], []
     for _ in range(rounds):
         audio = 0.1 * mx.random.normal((b, 1, per_round * fs))
         mx.eval(audio)
         state, e, d = _stream_frames(mimi, state, audio)
         enc_t += e
         dec_t += d
+        mimi.compiled = False  # the same frames op by op (MOSHI_MLX_COMPILE=0), interleaved by rounds
+        plain_state, e, d = _stream_frames(mimi, plain_state, audio)
+        mimi.compiled = True
+        p_enc += e
+        p_dec += d
         if kyutai:
             reply = kyutai.request(per_round)
             e, d = [t / 1e3 for t in reply["encode_ms"]], [t / 1e3 for t in reply["decode_ms"]]
@@ -149,6 +177,15 @@ def run(args: argparse.Namespace) -> int:
             k_dec += d
     budget = fs / cfg.sample_rate
     ours = _print_streaming("", enc_t, dec_t, budget)
+    plain = _print_streaming("op by op: ", p_enc, p_dec, budget)
+    print(f"compiling makes the streamed frame {faster_or_slower(plain, ours)} (enc + dec medians, same run)")
+    for compiled, frame_state in ((True, state), (False, plain_state)):
+        build_s, primitives = _built_frames(mimi, frame_state, compiled, b)
+        print(
+            f"host build and dispatch per frame, {'compiled' if compiled else 'op by op'}: {build_s * 1e3:.1f} ms "
+            f"(stream_encode + stream_decode until they return, nothing evaluated); primitives evaluated per "
+            f"frame: {primitives} (nodes of the frame's graph, counted in mx.export_to_dot)"
+        )
     if kyutai:
         kyutai.close()
         theirs = _print_streaming("Kyutai ", k_enc, k_dec, budget)

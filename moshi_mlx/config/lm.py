@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from . import family
 from .common import (
     MAX_CARD,
     MAX_CONTEXT,
@@ -24,11 +25,11 @@ from .common import (
     read_json_object,
     show_value,
 )
+from .conditioner import LutConditionerConfig, read_conditioners
 from .transformer import GATINGS, NORMS, POSITIONAL, TransformerConfig
 
 _LM_GATINGS = tuple(g for g in GATINGS if g != "none")  # the LM's MLPs are gated
 DEFAULT_PRESET = "moshi_7b_202409"  # Kyutai's released Moshi 7B, the config when a model has none
-MODEL_TYPES = ("moshi", "stt")  # Kyutai's `model_type`s this port runs: the dialogue model, speech-to-text
 MAX_SECONDS = 60.0  # bound of an STT model's audio delay and silence prefix (the releases: 0.5 / 2.5 s, 0 / 1 s)
 
 
@@ -78,8 +79,6 @@ _LM_IGNORED_KEYS = {
 }
 # Features of the reference this port does not implement: accepted only at their inactive value.
 _LM_UNSUPPORTED = {
-    "conditioners": None,
-    "fuser": None,
     "demux_second_stream": False,
     "demux_second_text_stream": False,
     "depformer_weights_per_step_schedule": None,
@@ -125,7 +124,19 @@ _LM_USED_KEYS = {
     "stt_config",
     "extra_heads_num_heads",
     "extra_heads_dim",
+    "conditioners",
+    "fuser",
 }
+
+
+def model_kind(raw: dict, source: str) -> str:
+    """The model_type of a config this port runs; ConfigError naming another member of the family, or
+    keys this reader does not know (they may change the architecture: refused, never ignored)."""
+    kind = family.member(raw, source)
+    family.refuse_unknown_keys(
+        sorted(set(raw) - _LM_USED_KEYS - set(_LM_IGNORED_KEYS) - set(_LM_UNSUPPORTED)), kind, source
+    )
+    return kind
 
 
 @dataclass(frozen=True)
@@ -165,7 +176,8 @@ class LmConfig:
     n_q: int  # audio streams fed to the model (Moshi's + the user's)
     delays: tuple[int, ...]  # per stream, text first: steps a stream lags behind the text
     existing_text_padding_id: int = 3
-    model_type: str = "moshi"  # one of MODEL_TYPES
+    model_type: str = "moshi"  # "hibiki": translation, "stt": speech-to-text (see family.RUNS)
+    conditioners: tuple[LutConditionerConfig, ...] = ()  # summed into the input at every step (Hibiki's)
     stt: SttConfig | None = None  # speech-to-text models only
     extra_heads_num_heads: int = 0  # small heads on the temporal output (the STT 1B's voice activity)
     extra_heads_dim: int = 6
@@ -175,8 +187,8 @@ class LmConfig:
             raise ConfigError(f"delays has {len(self.delays)} entries; expected n_q + 1 = {self.n_q + 1}")
         if any(d < 0 for d in self.delays):
             raise ConfigError(f"delays must be non-negative, got {list(self.delays)}")
-        if self.model_type not in MODEL_TYPES:
-            raise ConfigError(f"model_type {self.model_type!r} is not one of {MODEL_TYPES}")
+        if self.model_type not in family.RUNS:
+            raise ConfigError(f"model_type {self.model_type!r} is not one of {tuple(family.RUNS)}")
         if self.is_stt:
             if self.dep_q != 0:
                 raise ConfigError(f"a speech-to-text model generates no audio: dep_q must be 0, got {self.dep_q}")
@@ -232,12 +244,13 @@ class LmConfig:
 
     @classmethod
     def from_kyutai(cls, raw: dict, source: str = "LM config") -> LmConfig:
-        """Read Kyutai's JSON schema (`configs/moshi_7b_202409.json`); warn on keys it does not know.
+        """Read Kyutai's JSON schema (`configs/moshi_7b_202409.json`); a key it does not know is refused
+        (it may describe another model of the family, see `family`).
 
         Every value is checked for type and range here, before anything is built (ConfigError naming it).
         """
         f = Fields(raw, source)
-        f.check_keys(_LM_USED_KEYS, set(_LM_IGNORED_KEYS) | set(_LM_UNSUPPORTED))
+        kind = model_kind(raw, source)
         for key, inactive in _LM_UNSUPPORTED.items():
             if raw.get(key, inactive) not in (inactive, {}, []):
                 raise ConfigError(
@@ -245,14 +258,6 @@ class LmConfig:
                     f"without it are); remove the key or use Kyutai's PyTorch package for this model."
                 )
 
-        kind = raw.get("model_type", "moshi")
-        if kind not in MODEL_TYPES:
-            raise ConfigError(
-                f"{source}: model_type {show_value(kind)} is neither a Moshi dialogue model (model_type 'moshi') nor "
-                "a speech-to-text model ('stt'), the kinds this port runs; use Kyutai's own packages for it."
-            )
-        if kind != "stt" and raw.get("stt_config") not in (None, {}):
-            raise ConfigError(f"{source}: stt_config belongs to speech-to-text models (model_type 'stt') only")
         if not f.flag("causal", True):
             raise ConfigError(f"{source}: causal=false cannot stream; Moshi's LM is causal")
         if not f.flag("depformer_weights_per_step", True):
@@ -294,6 +299,7 @@ class LmConfig:
             delays=f.ints("delays", 0, MAX_DELAY),
             existing_text_padding_id=f.int("existing_text_padding_id", 0, text_card - 1, 3),
             model_type=kind,
+            conditioners=read_conditioners(raw, source),
             stt=SttConfig.from_kyutai(raw.get("stt_config") or {}, source) if kind == "stt" else None,
             extra_heads_num_heads=f.int("extra_heads_num_heads", 0, MAX_STREAMS, 0),
             extra_heads_dim=f.int("extra_heads_dim", 1, MAX_WIDTH, 6),

@@ -103,9 +103,9 @@ class SttSession:
             raise ValueError(f"a frame is {self.frame_size} mono samples, got shape {pcm.shape}")
         codes, mimi_state = self.mimi.stream_encode(mx.array(pcm).reshape(1, 1, -1), self._mimi_state)
         out, state = self.stt.advance(self._state, codes[:, :, 0])
+        self._mimi_state, self._state = mimi_state, state  # the old states go before evaluation (written in place)
         turn = None if not self.has_end_of_turn or out.extra_heads is None else out.extra_heads[0, END_OF_TURN_HEAD, 0]
         mx.eval(out.text_token, turn, mimi_state, Stt.state_arrays(state))
-        self._mimi_state, self._state = mimi_state, state
         self.frames += 1
         return SttFrame(int(out.text_token[0]), None if turn is None else float(turn))
 

@@ -1,5 +1,8 @@
 """Stt: streaming transcription over an `Lm` without depformer, with the timing of the reference's `LMGen`.
 
+A step is functional like `LmGen`'s: `advance` leaves the state it is given unchanged and returns the next one
+(`Lm.step_text`); let the old state go before evaluating, so that the caches are written in place.
+
 The reference runs STT models through `LMGen` with dep_q 0 and every delay 0. Its schedule then reduces to:
 step 0 feeds the initial tokens only (its audio frame is never seen: `offset <= delay` for every stream);
 step t > 0 feeds the text token sampled at step t - 1 and the audio codes given at step t; each step
@@ -77,14 +80,14 @@ class Stt:
         else:
             inputs = mx.concatenate([state.text[:, None], codes[:, : self.cfg.n_q]], axis=1)
         key, sub = mx.random.split(state.key)
-        context, text_logits = self.lm.forward_text(inputs[:, :, None], state.lm)
+        context, text_logits, lm_state = self.lm.step_text(inputs[:, :, None], state.lm)
         text_logits = text_logits[:, 0]
         token = sample(text_logits, self.text_temp, self.text_top_k, sub)
         heads = None
         if self.lm.extra_heads:
             out = context[:, 0]
             heads = mx.softmax(mx.stack([h(out) for h in self.lm.extra_heads], axis=1).astype(mx.float32), axis=-1)
-        return SttStep(token, text_logits, heads), SttState(state.lm, token, state.step + 1, key)
+        return SttStep(token, text_logits, heads), SttState(lm_state, token, state.step + 1, key)
 
     @staticmethod
     def state_arrays(state: SttState) -> list[mx.array]:

@@ -55,7 +55,7 @@ def test_the_released_config_reads_as_stt():
     [
         ({"dep_q": 8}, "speech-to-text model generates no audio: dep_q must be 0"),
         ({"delays": [1] * 33}, "stream delays"),
-        ({"model_type": "hibiki"}, "model_type 'hibiki' is neither"),
+        ({"model_type": "tts"}, "model_type 'tts' makes it Kyutai's TTS"),
         ({"model_type": "moshi"}, "stt_config belongs to speech-to-text models"),
         ({"stt_config": {"audio_delay_seconds": -1}}, "audio_delay_seconds = -1 is out of range"),
         ({"stt_config": [1]}, "stt_config: expected a JSON object"),
