@@ -305,3 +305,14 @@ def test_a_step_writes_its_caches_in_place(compiled):
     for _ in range(3):
         gen.step(frame)
     assert mx.get_peak_memory() - before < cache / 2, (mx.get_peak_memory() - before, cache)
+
+
+@pytest.mark.parametrize("value,compiled", [("0", False), ("off", False), ("1", True), ("", True)])
+def test_moshi_mlx_compile_chooses_the_step(value, compiled, monkeypatch):
+    from moshi_mlx import load_mimi
+    from support import ASSETS
+
+    monkeypatch.setenv("MOSHI_MLX_COMPILE", value)
+    assert LmGen(model("torch")).compiled is compiled
+    mimi = load_mimi(ASSETS / "mimi_tiny.safetensors", config=ASSETS / "mimi_tiny_config.json")
+    assert mimi.compiled is compiled
