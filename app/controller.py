@@ -69,6 +69,7 @@ class Controller(QObject):
     state_changed = Signal(str)
     model_loaded = Signal(float)  # seconds it took
     text = Signal(str)  # transcript text to append, when Moshi says it
+    user_text = Signal(str)  # the user's words, when the model transcribes them (they come already late)
     stats = Signal(object)  # loop.Stats
     input_level = Signal(float)  # dBFS of the frame just heard
     output_level = Signal(float)  # dBFS of Moshi's frame now playing
@@ -268,6 +269,8 @@ class Controller(QObject):
             self.stats.emit(ev)
             self._hold(None, ev.output_db)
             self.input_level.emit(ev.input_db)
+        elif isinstance(ev, Text) and ev.speaker == "user":
+            self.user_text.emit(ev.text)
         elif isinstance(ev, Text):
             self._hold(ev.text, None)
         elif isinstance(ev, Skipped):

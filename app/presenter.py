@@ -144,6 +144,7 @@ class Presenter(QObject):
         ctl.state_changed.connect(self._on_state)
         ctl.model_loaded.connect(self._on_loaded)
         ctl.text.connect(w.transcript.append_text)
+        ctl.user_text.connect(lambda text: w.transcript.append_text(text, "user"))
         ctl.input_level.connect(w.meters.input.set_level)
         ctl.output_level.connect(w.meters.output.set_level)
         ctl.stats.connect(self._on_stats)

@@ -54,6 +54,7 @@ class DepformerSlice(nn.Module):
 
     def __init__(self, cfg: LmConfig, in_vocab: int):
         super().__init__()
+        assert cfg.depformer is not None  # slices exist only for dep_q > 0
         dep = cfg.depformer.transformer
         self.emb = ScaledEmbedding(in_vocab, dep.d_model)
         self.linear_in = nn.Linear(cfg.dim, dep.d_model, bias=False)
@@ -108,9 +109,11 @@ class Lm(nn.Module):
         self.transformer = Transformer(cfg.transformer)
         self.out_norm = make_norm(cfg.transformer.norm, dim)
         self.text_linear = nn.Linear(dim, cfg.text_card, bias=False)
-        self.depformer = Depformer(cfg)
+        self.depformer = Depformer(cfg)  # no slices when dep_q is 0 (speech-to-text)
         if cfg.conditioners:  # Hibiki's "description"
             self.condition_provider = ConditionProvider(cfg.conditioners, dim)
+        # the reference's extra heads (STT 1B: voice activity / end of turn), read by stt.py off the normed output
+        self.extra_heads = [nn.Linear(dim, cfg.extra_heads_dim, bias=False) for _ in range(cfg.extra_heads_num_heads)]
         self._compute_dtype: mx.Dtype | None = None  # None: follow the parameters (set_compute_dtype)
         self._kv_bits: int | None = None
 
@@ -248,6 +251,8 @@ class Lm(nn.Module):
             context, text_logits = self.forward_text(inputs, condition)
         else:
             context, text_logits, _ = self.step_text(inputs, state, condition=condition)
+        if cfg.dep_q == 0:  # speech-to-text: no depformer, no audio logits
+            return _undelay(text_logits.astype(mx.float32)[:, None], cfg.delays[:1]), mx.zeros((b, 0, t, cfg.card))
         flat = context.reshape(b * t, 1, -1)
         targets = delayed[:, : cfg.dep_q + 1].transpose(0, 2, 1).reshape(b * t, cfg.dep_q + 1)
         audio = self.depformer_logits(flat, targets).reshape(b, t, cfg.dep_q, -1).transpose(0, 2, 1, 3)

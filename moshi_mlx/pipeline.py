@@ -26,6 +26,7 @@ from .loading.memory import KV_AUTO, keep_resident
 from .loading.mimi import load_mimi, mimi_config
 from .mimi import Mimi, MimiState
 from .sampling import SEED_RANGE, TEMP_RANGE, TOP_K_RANGE
+from .stt.user import UserTranscriber
 from .text import TextStream
 from .weights.tree import flatten
 
@@ -56,8 +57,18 @@ def check_configs(files: ModelFiles) -> LmConfig:
     """Read and check the LM and Mimi configs of `files` (ConfigError naming the bad value), before any
     weights load: an absurd value would otherwise surface minutes later, or crash the model's build."""
     cfg = LmConfig.preset() if files.config is None else LmConfig.from_json(files.config)
+    check_dialog_model(cfg, str(files.config))
     mimi_config(files.mimi_config)
     return cfg
+
+
+def check_dialog_model(cfg: LmConfig, source: str = "the model") -> None:
+    """ConfigError unless `cfg` is a dialogue model (a speech-to-text model cannot answer)."""
+    if cfg.is_stt:
+        raise ConfigError(
+            f"{source}: this is a speech-to-text model (model_type 'stt'), which transcribes but cannot answer; "
+            "transcribe with `python -m moshi_mlx.transcribe`, or pick a Moshi model for the dialogue."
+        )
 
 
 class MoshiPipeline:
@@ -68,10 +79,14 @@ class MoshiPipeline:
         lm: the language model.
         text: detokenizer for Moshi's text stream.
         sampling: sampling settings.
+        user: transcribes the user too, from the same Mimi codes (stt/user.py), when given.
     """
 
-    def __init__(self, mimi: Mimi, lm: Lm, text: TextStream, sampling: Sampling = Sampling()):
+    def __init__(
+        self, mimi: Mimi, lm: Lm, text: TextStream, sampling: Sampling = Sampling(), user: UserTranscriber | None = None
+    ):
         cfg = lm.cfg
+        check_dialog_model(cfg)
         if mimi.cardinality != cfg.card:
             raise ConfigError(
                 f"the Mimi codec has {mimi.cardinality} entries per codebook but the LM expects {cfg.card}: "
@@ -80,6 +95,10 @@ class MoshiPipeline:
         needed = max(cfg.dep_q, cfg.user_codebooks)
         if mimi.num_codebooks < needed:
             mimi.set_num_codebooks(needed)
+        if user is not None:
+            user.check_mimi(mimi)  # 32 codebooks: Moshi reads the first 8, the STT model all of them
+        self.user = user
+        self.user_lag_s = 0.0 if user is None else user.lag_s  # read by the model loop to time the user's words
         self.mimi, self.lm, self.text, self.sampling = mimi, lm, text, sampling
         self.gen = LmGen(
             self._generating(lm),
@@ -102,19 +121,25 @@ class MoshiPipeline:
         sampling: Sampling = Sampling(),
         dtype: mx.Dtype | None = None,
         kv_bits: int | Literal["auto"] | None = KV_AUTO,
+        user_files: ModelFiles | None = None,
         **extra,
     ) -> MoshiPipeline:
         """Load everything from local files (call on the thread that will run the steps).
 
         kv_bits: as `load_lm`; by default the LM's attention cache is stored at 8 bits only where the
-        unquantized one would not fit in memory (a note then says so). `extra`: a subclass's arguments.
+        unquantized one would not fit in memory (a note then says so).
+        user_files: an STT model's files (its LM and tokenizer) to transcribe the user live.
+        `extra`: a subclass's arguments.
         """
         mimi = load_mimi(files.mimi, config=files.mimi_config)
         # a config path: the quantization it records is checked against the file
         lm = load_lm(files.moshi, config=files.config, dtype=dtype, kv_bits=kv_bits)
         text = TextStream(files.tokenizer, padding_ids=(0, lm.cfg.existing_text_padding_id))
+        if user_files is not None:
+            extra["user"] = UserTranscriber.from_files(user_files)
         pipe = cls(mimi, lm, text, sampling, **extra)
-        resident = keep_resident(sum(x.nbytes for _, x in flatten([mimi.parameters(), lm.parameters()])))
+        models = [mimi.parameters(), lm.parameters()] + ([] if pipe.user is None else [pipe.user.stt.lm.parameters()])
+        resident = keep_resident(sum(x.nbytes for _, x in flatten(models)))
         if resident:
             pipe.notes.append(resident)
         if kv_bits == KV_AUTO and lm.kv_bits is not None:
@@ -129,40 +154,55 @@ class MoshiPipeline:
         self._mimi_state = self.mimi.init_state(1)
         self._gen_state = self.gen.init_state(1)
         self.text.flush()
+        if self.user is not None:
+            self.user.reset()
         self.frames = 0
 
     def flush_word(self) -> str | None:
         """The word being spelled (the last of a turn), before a reset or at the end of a session."""
         return self.text.flush()
 
+    def flush_user_word(self) -> str | None:
+        """The same for the user's transcript."""
+        return None if self.user is None else self.user.flush_word()
+
     def step(self, pcm: np.ndarray) -> FrameResult:
         """One frame of the user's audio [1920] float32 at 24 kHz -> Moshi's answer for this step."""
         pcm = np.asarray(pcm, dtype=np.float32)
         if pcm.shape != (self.frame_size,):
             raise ValueError(f"a frame is {self.frame_size} mono samples, got shape {pcm.shape}")
-        user, state = self._user_codes(pcm)
-        out = self._advance(user)
+        codes, state = self._user_codes(pcm)
+        out = self._advance(codes[:, : self.lm.cfg.user_codebooks])
+        heard, heard_arrays = (None, []) if self.user is None else self.user.advance(codes)
         self.frames += 1
         # the old states are let go before the one evaluation, so that their buffers are written in place
         if out is None:  # the acoustic delays are still filling
             self._mimi_state = state
-            mx.eval(state, self.gen.state_arrays(self._gen_state))
-            return FrameResult(None)
+            mx.eval(state, self.gen.state_arrays(self._gen_state), heard_arrays)
+            return self._with_user(FrameResult(None), heard)
         audio, self._mimi_state = self.mimi.stream_decode(out[:, 1 : 1 + self.lm.cfg.dep_q, None], state)
         del state
-        mx.eval(out, audio, self._mimi_state, self.gen.state_arrays(self._gen_state))
+        mx.eval(out, audio, self._mimi_state, self.gen.state_arrays(self._gen_state), heard_arrays)
         token = int(np.array(out)[0, 0])
         shown, word, starts = self.text.push(token)
-        return FrameResult(np.array(audio).reshape(-1), shown or None, token, word, starts)
+        return self._with_user(FrameResult(np.array(audio).reshape(-1), shown or None, token, word, starts), heard)
+
+    def _with_user(self, result: FrameResult, heard: mx.array | None) -> FrameResult:
+        """The user's transcript of this frame (`heard`: the STT token, already evaluated) added to `result`."""
+        if heard is None or self.user is None:
+            return result
+        shown, word, starts = self.user.push(int(heard[0]))
+        return result._replace(user_text=shown or None, user_word=word, user_word_start=starts)
 
     def _generating(self, lm: Lm) -> Lm:
         """The model LmGen steps (a subclass may wrap it, e.g. with guidance)."""
         return lm
 
     def _user_codes(self, pcm: np.ndarray) -> tuple[mx.array, MimiState]:
-        """The user's codes [1, user_codebooks] of this frame, and the codec state after encoding it."""
+        """The user's codes [1, >= user_codebooks] of this frame (every codebook Mimi encodes: 32 when the user
+        is transcribed too), and the codec state after encoding it."""
         codes, state = self.mimi.stream_encode(mx.array(pcm).reshape(1, 1, -1), self._mimi_state)
-        return codes[:, : self.lm.cfg.user_codebooks, 0], state
+        return codes[:, :, 0], state
 
     def _advance(self, user: mx.array) -> mx.array | None:
         """One LM step (lazy): the output frame [1, 1 + dep_q], None while the delays fill."""

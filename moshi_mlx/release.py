@@ -22,6 +22,10 @@ MIMI_FILE = "tokenizer-e351c8d8-checkpoint125.safetensors"
 TOKENIZER_FILE = "tokenizer_spm_32k_3.model"
 CONFIG_FILE = "config.json"
 TORCH_REPO = "kyutai/moshiko-pytorch-bf16"
+# Kyutai's speech-to-text models (`python -m moshi_mlx.transcribe`): MLX layout; the 1B's PyTorch layout repository
+# `-candle` also holds its end-of-turn heads (extra_heads); kyutai/stt-2.6b-en-mlx is English only, 2.5 s delay
+STT_REPO = "kyutai/stt-1b-en_fr-mlx"
+STT_REPO_VAD = "kyutai/stt-1b-en_fr-candle"
 
 
 def precision_name(bits: int | None) -> str:

@@ -10,16 +10,15 @@ MLX) over MoshiPipeline (the model), AudioIO / FileAudioPort (sound) and Recorde
 from __future__ import annotations
 
 import argparse
-import sys
 from functools import partial
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from . import release
-from .cli.args import CliParser, name, number, print_error
-from .cli.signals import exit_code
+from .cli.args import CliParser, name, number
+from .cli.signals import stopped
 from .cli.tempdir import check_temp_folder
-from .cli.wording import for_cli
-from .errors import ConfigError, MoshiError, NoAudioDeviceError
+from .cli.wording import refused
+from .errors import ConfigError, MoshiError
 
 if TYPE_CHECKING:
     from .loading.hub import ModelFiles
@@ -78,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="bits of the LM's attention cache: 16 keeps it as the reference does; 8 takes 0.82 instead of "
         "1.46 GiB for the 7B (4-bit 7B: 5.35 instead of 5.99 GiB) at ~1%% error in attention "
         "scores; auto (default): 16 where it fits in memory, else 8",
+    )
+    m.add_argument(
+        "--transcribe-user",
+        nargs="?",
+        const=release.STT_REPO,
+        metavar="REPO",
+        type=name,
+        help="also transcribe what you say, with a Kyutai speech-to-text model (default "
+        f"{release.STT_REPO}; a repo id or local folder): your words are shown and recorded with their times. "
+        "It reuses the dialog's Mimi codes; memory for both models is checked first",
     )
     s = p.add_argument_group("sampling")
     temp, top_k = number(float, *TEMP_RANGE), number(int, *TOP_K_RANGE)
@@ -194,8 +203,9 @@ def _sampling(args: argparse.Namespace, files: _Resolved):
     return Sampling(**values, seed=args.seed)
 
 
-def _factory(args: argparse.Namespace, files: _Resolved, source_end=None):
-    """The model of the run: Moshi, or Hibiki (model_type hibiki) translating until `source_end` says."""
+def _factory(args: argparse.Namespace, files: _Resolved, source_end=None, user_files: ModelFiles | None = None):
+    """The model of the run: Moshi (with `user_files`: an STT model transcribing the user too), or Hibiki
+    (model_type hibiki) translating until `source_end` says."""
     from .pipeline import MoshiPipeline
 
     sampling = _sampling(args, files)
@@ -207,7 +217,7 @@ def _factory(args: argparse.Namespace, files: _Resolved, source_end=None):
         return lambda: TranslationPipeline.from_files(files.files, sampling, kv_bits=kv_bits, **extra)
     if args.cfg_coef != 1.0:
         raise ConfigError(f"--cfg-coef is for a conditioned model such as Hibiki; {files.files.source} is Moshi")
-    return lambda: MoshiPipeline.from_files(files.files, sampling, kv_bits=kv_bits)
+    return lambda: MoshiPipeline.from_files(files.files, sampling, kv_bits=kv_bits, user_files=user_files)
 
 
 def _resolve(args: argparse.Namespace):
@@ -240,6 +250,28 @@ class _Resolved(NamedTuple):
     gen_config: dict  # the release's lm_gen_config (sampling defaults of Kyutai's run_inference)
 
 
+def _resolve_user_model(args: argparse.Namespace, files: _Resolved) -> ModelFiles | None:
+    """The STT model of --transcribe-user (None without it), checked to be one and to fit in memory with Moshi."""
+    if args.transcribe_user is None:
+        return None
+    if files.kind != "moshi":
+        raise ConfigError(f"--transcribe-user is for a conversation with Moshi; {files.files.source} is {files.kind}")
+    from tqdm.auto import tqdm
+
+    from .loading.hub import resolve_model_files
+    from .loading.memory import check_download_fits
+    from .stt.user import check_dialog_model
+
+    user = resolve_model_files(args.transcribe_user, tqdm_class=tqdm, before_download=check_download_fits)
+    try:
+        check_dialog_model(files.files, user)
+    except ConfigError as e:
+        raise ConfigError(
+            f"--transcribe-user {args.transcribe_user}: {e}; name one such as {release.STT_REPO}"
+        ) from None
+    return user
+
+
 def _echo(args: argparse.Namespace):
     """The echo canceller of a live run, unless --no-echo-cancel; its residual suppressor with --echo-suppressor."""
     if args.no_echo_cancel:
@@ -249,15 +281,18 @@ def _echo(args: argparse.Namespace):
     return EchoCanceller(suppress=1.0 if args.echo_suppressor else 0.0)
 
 
-def _record_meta(args: argparse.Namespace, files: _Resolved) -> dict:
+def _record_meta(args: argparse.Namespace, files: _Resolved, user_files: ModelFiles | None = None) -> dict:
     """What a recording's metadata says about the run."""
-    return {
+    meta = {
         "model": files.files.source,
         "moshi": str(files.files.moshi),
         "temp": _sampling(args, files).temp,
         "text_temp": _sampling(args, files).text_temp,
         "seed": args.seed,
     }
+    if user_files is not None:  # the user's words are in the transcript too (speaker "user")
+        meta["user_transcript_model"] = user_files.source
+    return meta
 
 
 def list_devices_main(audio_backend=None) -> int:
@@ -286,6 +321,7 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
 
             pcm = read_audio(args.input)  # a bad file fails now, before minutes of loading
             files = _resolve(args)
+            user_files = _resolve_user_model(args, files)
             source_end, new_port = None, None
             if files.kind == "hibiki":  # translation: the source's end is told to the model, which says when done
                 from .translation import SourceEnd, TranslationFilePort
@@ -293,14 +329,14 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
                 source_end = SourceEnd()
                 new_port = partial(TranslationFilePort, source_end=source_end)
             return run_file(
-                _factory(args, files, source_end),
+                _factory(args, files, source_end, user_files),
                 pcm,
                 args.output,
                 source=args.input,
                 transcript=args.transcript,
                 max_lag_frames=args.max_lag,
                 record=args.record,
-                record_meta=_record_meta(args, files),
+                record_meta=_record_meta(args, files, user_files),
                 new_port=new_port,
             )
         from .audio.devices import AudioIO
@@ -308,23 +344,19 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
 
         audio = AudioIO(args.input_device, args.output_device, backend=audio_backend)  # a missing sound card is
         files = _resolve(args)  # said before the model is fetched (4.5 GB on a first run)
+        user_files = _resolve_user_model(args, files)
         return run_live(
-            _factory(args, files),
+            _factory(args, files, None, user_files),
             audio,
             max_lag_frames=args.max_lag,
             echo=_echo(args),
             record=args.record,
-            record_meta=_record_meta(args, files),
+            record_meta=_record_meta(args, files, user_files),
         )
     except MoshiError as e:
-        msg = for_cli(e)
-        if isinstance(e, NoAudioDeviceError):
-            msg = f"{msg.rstrip('.')}. Or {FILE_MODE}."
-        print_error(msg)
-        return 2
+        return refused(e, FILE_MODE)
     except KeyboardInterrupt as e:  # Ctrl-C (130); SIGTERM (143), SIGHUP (129) under run_cli
-        print("\nstopped", file=sys.stderr)
-        return exit_code(e)
+        return stopped(e)
 
 
 def cli() -> None:

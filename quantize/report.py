@@ -81,6 +81,8 @@ def _compare(ref: np.ndarray, got: np.ndarray) -> tuple[float, float]:
     """Top-1 agreement and mean KL(ref || got) over rows [N, V] (rows with NaN skipped)."""
     keep = ~np.isnan(ref).any(-1) & ~np.isnan(got).any(-1)
     ref, got = ref[keep], got[keep]
+    if not ref.size:  # no audio logits: a speech-to-text model
+        return float("nan"), float("nan")
     lp, lq = _log_softmax(ref), _log_softmax(got)
     kl = (np.exp(lp) * (lp - lq)).sum(-1)
     return float((ref.argmax(-1) == got.argmax(-1)).mean()), float(kl.mean())
@@ -96,6 +98,8 @@ def agreement(ref: Logits, got: Logits) -> Agreement:
 def step_check(lm: Lm, where: str) -> None:
     """Greedy LmGen steps until the model yields a frame; CheckpointError if it is not sane."""
     cfg = lm.cfg
+    if cfg.is_stt:
+        return _stt_step_check(lm, where)
     gen = LmGen(lm, temp=0.0, text_temp=0.0)
     state = gen.init_state()
     user = mx.zeros((1, cfg.user_codebooks), mx.int32)
@@ -109,6 +113,23 @@ def step_check(lm: Lm, where: str) -> None:
     if not finite or not 0 <= frame[0] < cfg.text_card or not ((frame[1:] >= 0) & (frame[1:] < cfg.card)).all():
         raise CheckpointError(
             f"{where}: the converted model does not run sanely (frame {frame.tolist()}, finite logits: {finite})."
+        )
+
+
+def _stt_step_check(lm: Lm, where: str) -> None:
+    """Two greedy steps of a speech-to-text model (the first one reads only its initial tokens)."""
+    from moshi_mlx.stt.stream import Stt
+
+    stt = Stt(lm)
+    state = stt.init_state()
+    for _ in range(2):
+        out, state = stt.advance(state, mx.zeros((1, lm.cfg.n_q), mx.int32))
+        mx.eval(out, Stt.state_arrays(state))
+    token = int(out.text_token[0])
+    finite = bool(mx.isfinite(out.text_logits).all())
+    if not finite or not 0 <= token < lm.cfg.text_card:
+        raise CheckpointError(
+            f"{where}: the converted model does not run sanely (token {token}, finite logits: {finite})."
         )
 
 
@@ -179,7 +200,8 @@ def format_report(reports: list[FileReport], steps: int) -> str:
     for r in reports:
         a = r.agreement
         figures = (
-            f"{a.text_top1:>10.3f} {a.text_kl:>9.2e}  {a.audio_top1:>11.3f} {a.audio_kl:>9.2e}"
+            f"{a.text_top1:>10.3f} {a.text_kl:>9.2e}  "
+            + (f"{'-':>11} {'-':>9}" if np.isnan(a.audio_top1) else f"{a.audio_top1:>11.3f} {a.audio_kl:>9.2e}")
             if a
             else f"{'':>10} {'':>9}  {'':>11} {'':>9}"
         )

@@ -1,15 +1,21 @@
-"""Moshi's live transcript (its Inner Monologue text), kept as a scrollable list of conversations."""
+"""Moshi's live transcript (its Inner Monologue text), kept as a scrollable list of conversations.
+
+When the user is transcribed too (an STT model, `run --transcribe-user`), each side's turn is a paragraph of
+its own, headed "You" or "Moshi", the user's words in another colour; copied text keeps the labels.
+"""
 
 from __future__ import annotations
 
 import html
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QFont, QPainter, QTextCursor
+from PySide6.QtGui import QColor, QFont, QPainter, QTextCursor
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 _HEAD_STYLE = "color:#6b7280; font-size:small; font-weight:600; letter-spacing:0.5px;"
 _NOTE_STYLE = "color:#9ca3af; font-size:small; font-style:italic;"
+_USER_COLOR = "#2563eb"  # the user's words (Moshi's keep the palette's text colour)
+SPEAKERS = {"user": "You", "moshi": "Moshi"}
 
 
 class TranscriptView(QTextBrowser):
@@ -29,6 +35,7 @@ class TranscriptView(QTextBrowser):
         self.hint = "Press Start and say hello. Moshi's words appear here as it speaks them."
         self._conversations: list[list[str]] = []  # text pieces per conversation, for copying
         self._open = False
+        self._speaker: str | None = None  # whose turn the last paragraph holds, once both sides are shown
 
     # -- content ---------------------------------------------------------------------------------
     def begin_conversation(self, title: str) -> int:
@@ -42,18 +49,33 @@ class TranscriptView(QTextBrowser):
         cur.setCharFormat(self._text_format())
         self._conversations.append([])
         self._open = True
+        self._speaker = None
         self._follow(follow)
         return len(self._conversations) - 1
 
-    def append_text(self, text: str) -> None:
-        """Appends a piece of Moshi's speech as it arrives (it carries its own leading space)."""
+    def append_text(self, text: str, speaker: str = "moshi") -> None:
+        """Appends a piece of speech as it arrives (it carries its own leading space): Moshi's, or the
+        user's (`speaker` "user") when the user is transcribed too."""
         if not self._open:
             self.begin_conversation("Conversation")
-        if self._conversations[-1] == [] and text.startswith(" "):
-            text = text.lstrip()
         follow = self._at_bottom()
         cur = self._end_cursor()
-        cur.setCharFormat(self._text_format())
+        if speaker == "user" and self._speaker is None:
+            self._speaker = "moshi"  # both sides from here on: turns as labelled paragraphs
+        if self._speaker is not None and speaker != self._speaker:
+            self._speaker = speaker
+            if self._conversations[-1]:
+                cur.insertBlock()
+                self._conversations[-1].append("\n")
+            cur.insertHtml(f'<span style="{_HEAD_STYLE}">{SPEAKERS[speaker].upper()}</span> ')
+            self._conversations[-1].append(f"{SPEAKERS[speaker]}: ")
+            text = text.lstrip()
+        if (not self._conversations[-1] or self._conversations[-1][-1].endswith(("\n", ": "))) and text.startswith(" "):
+            text = text.lstrip()
+        fmt = self._text_format()
+        if speaker == "user":
+            fmt.setForeground(QColor(_USER_COLOR))
+        cur.setCharFormat(fmt)
         cur.insertText(text)
         self._conversations[-1].append(text)
         self._follow(follow)

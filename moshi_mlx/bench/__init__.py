@@ -9,16 +9,19 @@ from __future__ import annotations
 import importlib
 import io
 import sys
-
-import mlx.core as mx
+from typing import TYPE_CHECKING
 
 from ..cli.args import CliParser
 from ..errors import MoshiError
+
+if TYPE_CHECKING:  # MLX is imported inside main(): a Ctrl-C while it loads stops the program quietly
+    import mlx.core as mx
 
 # subcommand -> (module, one-line help)
 _BENCHES = {
     "mimi": ("moshi_mlx.bench.mimi", "Mimi codec: streaming ms per 80 ms frame, batch throughput, memory"),
     "lm": ("moshi_mlx.bench.lm", "Moshi LM: ms per generation step (temporal vs depth), real-time factor, memory"),
+    "stt": ("moshi_mlx.bench.stt", "the user's live transcript (run --transcribe-user): what it adds per frame"),
     "echo": ("moshi_mlx.bench.echo", "echo canceller: echo removed, convergence, the user kept (simulated rooms)"),
     "loop": ("moshi_mlx.bench.loop", "dialog loop: latency it adds itself (fake devices, real time, simulated model)"),
 }
@@ -26,6 +29,8 @@ _BENCHES = {
 
 def count_primitives(*outputs: mx.array) -> int:
     """Primitives that evaluating `outputs` runs: the nodes of their graph (`mx.export_to_dot`)."""
+    import mlx.core as mx
+
     dot = io.StringIO()
     mx.export_to_dot(dot, *outputs)
     return dot.getvalue().count("shape=rectangle")

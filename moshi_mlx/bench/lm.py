@@ -43,6 +43,7 @@ SKINNY_DIM, SKINNY_CONTEXT = 256, 64
 def skinny(cfg: LmConfig, dim: int = SKINNY_DIM, context: int = SKINNY_CONTEXT) -> LmConfig:
     """`cfg` (the 7B preset) at width `dim` for both stacks, feed-forward widths scaled alike, and `context`
     steps: the same layers, heads, codebooks, delays and vocabularies, so the same graph per step."""
+    assert cfg.depformer is not None  # a Moshi preset
     t, d = cfg.transformer, cfg.depformer.transformer
     temporal = dataclasses.replace(
         t, d_model=dim, dim_feedforward=t.dim_feedforward * dim // t.d_model, context=context

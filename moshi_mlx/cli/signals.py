@@ -12,6 +12,7 @@ for the caller to act on once the files are safe.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,12 @@ def signal_status(signum: int) -> int:
 def exit_code(stop: KeyboardInterrupt) -> int:
     """The exit status after `stop` (a Ctrl-C, or `Interrupted` by another signal)."""
     return signal_status(getattr(stop, "signum", signal.SIGINT))
+
+
+def stopped(stop: KeyboardInterrupt) -> int:
+    """Says that a stop (Ctrl-C, SIGTERM, SIGHUP) ended the run; returns its exit status."""
+    print("\nstopped", file=sys.stderr)
+    return exit_code(stop)
 
 
 @contextmanager

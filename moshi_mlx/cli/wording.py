@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import MoshiError, Setting
+from ..errors import MoshiError, NoAudioDeviceError, Setting
 from ..release import DEFAULT_BITS, DEFAULT_REPO, MOSHI_FILES
 
 LIST_DEVICES = "python -m moshi_mlx.run --list-devices"
@@ -29,3 +29,15 @@ def worded(message: str, hint: Setting | None, advice: dict[Setting, str] = RUN_
 def for_cli(error: MoshiError, advice: dict[Setting, str] = RUN_ADVICE) -> str:
     """A library error as one command line says it: its message and its hint in flags."""
     return worded(str(error), error.hint, advice)
+
+
+def refused(error: MoshiError, without_device: str) -> int:
+    """Says, in one `error:` line, the MoshiError that stopped a run before its work (a missing sound card
+    followed by `without_device`, what works instead); returns the exit status, 2."""
+    from .args import print_error
+
+    msg = for_cli(error)
+    if isinstance(error, NoAudioDeviceError):
+        msg = f"{msg.rstrip('.')}. Or {without_device}."
+    print_error(msg)
+    return 2

@@ -6,7 +6,7 @@ Derived numbers are properties, not literals. One module per model: `transformer
 """
 
 from .common import PRESETS, read_json_object
-from .lm import DEFAULT_PRESET, DepformerConfig, LmConfig, preset_path
+from .lm import DEFAULT_PRESET, DepformerConfig, LmConfig, SttConfig, preset_path
 from .mimi import MimiConfig, QuantizerConfig, SeanetConfig
 from .transformer import GATINGS, NORMS, TransformerConfig
 
@@ -20,6 +20,7 @@ __all__ = [
     "MimiConfig",
     "QuantizerConfig",
     "SeanetConfig",
+    "SttConfig",
     "TransformerConfig",
     "preset_path",
     "read_json_object",

@@ -13,12 +13,15 @@ from ..errors import ConfigError
 from .common import show_value
 
 # model_type -> what it is, for the kinds this port runs
-RUNS = {"moshi": "Moshi (speech dialogue)", "hibiki": "Hibiki (French to English speech translation)"}
+RUNS = {
+    "moshi": "Moshi (speech dialogue)",
+    "hibiki": "Hibiki (French to English speech translation)",
+    "stt": "Kyutai's STT (speech-to-text)",
+}
 
 # model_type -> the member's name, for the kinds of Kyutai's loaders this port does not run
 NOT_RUN = {
     "tts": "Kyutai's TTS (text-to-speech)",
-    "stt": "Kyutai's STT (speech-to-text)",
     "moshivis": "MoshiVis (Moshi talking about an image)",
 }
 
@@ -32,15 +35,15 @@ def _refuse(source: str, name: str, why: str) -> ConfigError:
 
 
 def member(raw: dict, source: str) -> str:
-    """The model_type of a config this port runs ("moshi" or "hibiki"); ConfigError naming any other member.
+    """The model_type of a config this port runs (one of RUNS); ConfigError naming any other member.
 
     Checked before any other key, so that a TTS config is called a TTS model, not a bad Moshi config.
     """
     kind = raw.get("model_type", "moshi")
     if raw.get("tts_config") or kind == "tts":
         raise _refuse(source, NOT_RUN["tts"], "its tts_config" if raw.get("tts_config") else "model_type 'tts'")
-    if raw.get("stt_config") or kind == "stt":
-        raise _refuse(source, NOT_RUN["stt"], "its stt_config" if raw.get("stt_config") else "model_type 'stt'")
+    if raw.get("stt_config") and kind != "stt":
+        raise ConfigError(f"{source}: stt_config belongs to speech-to-text models (model_type 'stt') only")
     if raw.get("cross_attention") or kind == "moshivis":
         raise _refuse(
             source,

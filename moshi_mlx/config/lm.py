@@ -30,6 +30,7 @@ from .transformer import GATINGS, NORMS, POSITIONAL, TransformerConfig
 
 _LM_GATINGS = tuple(g for g in GATINGS if g != "none")  # the LM's MLPs are gated
 DEFAULT_PRESET = "moshi_7b_202409"  # Kyutai's released Moshi 7B, the config when a model has none
+MAX_SECONDS = 60.0  # bound of an STT model's audio delay and silence prefix (the releases: 0.5 / 2.5 s, 0 / 1 s)
 
 
 def preset_path(name: str = DEFAULT_PRESET) -> Path:
@@ -67,7 +68,6 @@ _LM_IGNORED_KEYS = {
     "depformer_causal": "deprecated; the reference drops it (the depformer is always causal)",
     "depformer_context": "the reference overrides it: the depformer attends over one frame (dep_q steps)",
     "existing_text_end_padding_id": "only used in training",
-    "extra_heads_dim": "only meaningful with extra heads, which must be absent (extra_heads_num_heads 0)",
     "lm_gen_config": "sampling defaults of Kyutai's server; ours are pipeline.Sampling's (the reference's)",
     "mimi_name": "hub metadata",
     "moshi_name": "hub metadata",
@@ -84,14 +84,12 @@ _LM_UNSUPPORTED = {
     "depformer_weights_per_step_schedule": None,
     "depformer_low_rank_embeddings": None,
     "depformer_norm": None,
-    "extra_heads_num_heads": 0,
     "norm_emb": False,
     "bias_proj": False,
     "kv_repeat": 1,
     "cross_attention": False,
     "lora_name": None,  # LoRA adapters to merge: the model is not the file alone
     "tts_config": None,  # Kyutai's text-to-speech models
-    "stt_config": None,  # and speech-to-text ones
 }
 _LM_USED_KEYS = {
     "dim",
@@ -123,6 +121,9 @@ _LM_USED_KEYS = {
     "depformer_pos_emb",
     "depformer_weights_per_step",
     "model_type",
+    "stt_config",
+    "extra_heads_num_heads",
+    "extra_heads_dim",
     "conditioners",
     "fuser",
 }
@@ -139,29 +140,67 @@ def model_kind(raw: dict, source: str) -> str:
 
 
 @dataclass(frozen=True)
+class SttConfig:
+    """How Kyutai's speech-to-text models (`model_type: stt`) are fed (their JSON's `stt_config`).
+
+    The text stream lags the audio by `audio_delay_seconds` (learnt, not a stream delay): the reference
+    appends that much silence to flush the last words and subtracts it (with the prefix) from word times.
+    """
+
+    audio_delay_seconds: float = 5.0  # defaults: those of Kyutai's scripts/stt_from_file_pytorch.py
+    audio_silence_prefix_seconds: float = 1.0  # silence fed before the audio
+
+    @classmethod
+    def from_kyutai(cls, raw: object, source: str) -> SttConfig:
+        f = Fields(raw, f"{source}: stt_config")
+        f.check_keys({"audio_delay_seconds", "audio_silence_prefix_seconds"}, ())
+        return cls(
+            f.float("audio_delay_seconds", 0.0, MAX_SECONDS, cls.audio_delay_seconds),
+            f.float("audio_silence_prefix_seconds", 0.0, MAX_SECONDS, cls.audio_silence_prefix_seconds),
+        )
+
+
+@dataclass(frozen=True)
 class LmConfig:
     """Moshi's language model: temporal transformer over text + audio streams, depformer per frame.
 
     Streams: index 0 is text; 1..dep_q are Moshi's audio codebooks (generated); dep_q+1..n_q the user's.
+    A speech-to-text model (`model_type` "stt") has no depformer (dep_q 0): all n_q streams are the input
+    audio, and the text stream is its transcript.
     """
 
     transformer: TransformerConfig  # the temporal (main) transformer
-    depformer: DepformerConfig
+    depformer: DepformerConfig | None  # None: dep_q 0 (speech-to-text)
     text_card: int  # text vocabulary; text_card itself is the initial text token
     card: int  # audio codebook size; card itself is the initial audio token
     n_q: int  # audio streams fed to the model (Moshi's + the user's)
     delays: tuple[int, ...]  # per stream, text first: steps a stream lags behind the text
     existing_text_padding_id: int = 3
-    model_type: str = "moshi"  # "hibiki": translation (see family.RUNS)
+    model_type: str = "moshi"  # "hibiki": translation, "stt": speech-to-text (see family.RUNS)
     conditioners: tuple[LutConditionerConfig, ...] = ()  # summed into the input at every step (Hibiki's)
+    stt: SttConfig | None = None  # speech-to-text models only
+    extra_heads_num_heads: int = 0  # small heads on the temporal output (the STT 1B's voice activity)
+    extra_heads_dim: int = 6
 
     def __post_init__(self) -> None:
         if len(self.delays) != self.n_q + 1:
             raise ConfigError(f"delays has {len(self.delays)} entries; expected n_q + 1 = {self.n_q + 1}")
         if any(d < 0 for d in self.delays):
             raise ConfigError(f"delays must be non-negative, got {list(self.delays)}")
-        if not 0 < self.dep_q <= self.n_q:
+        if self.model_type not in family.RUNS:
+            raise ConfigError(f"model_type {self.model_type!r} is not one of {tuple(family.RUNS)}")
+        if self.is_stt:
+            if self.dep_q != 0:
+                raise ConfigError(f"a speech-to-text model generates no audio: dep_q must be 0, got {self.dep_q}")
+            if any(self.delays):
+                raise ConfigError(
+                    f"a speech-to-text model with stream delays ({list(self.delays)}) is not supported: Kyutai's "
+                    "have none (their text lags by stt_config.audio_delay_seconds)"
+                )
+        elif not 0 < self.dep_q <= self.n_q:
             raise ConfigError(f"dep_q {self.dep_q} must be in 1..n_q ({self.n_q})")
+        if (self.stt is not None) != self.is_stt:
+            raise ConfigError("stt_config belongs to speech-to-text models (model_type 'stt') only")
         if self.transformer.context is None:
             raise ConfigError("the temporal transformer needs a finite `context` to stream")
 
@@ -171,7 +210,11 @@ class LmConfig:
 
     @property
     def dep_q(self) -> int:
-        return self.depformer.num_slices
+        return 0 if self.depformer is None else self.depformer.num_slices
+
+    @property
+    def is_stt(self) -> bool:
+        return self.model_type == "stt"
 
     @property
     def num_codebooks(self) -> int:
@@ -228,7 +271,7 @@ class LmConfig:
             raise ConfigError(f"{source}: text_card_out different from text_card is not supported")
         hidden_scale = f.float("hidden_scale", 0.0, MAX_HIDDEN_SCALE, lo_open=True)
         n_q = f.int("n_q", 1, MAX_STREAMS)
-        dep_q = f.int("dep_q", 1, n_q)
+        dep_q = f.int("dep_q", 0 if kind == "stt" else 1, n_q)  # checked against model_type by __post_init__
         layer_scale = f.float("layer_scale", 0.0, MAX_LAYER_SCALE, None, lo_open=True, nullable=True)
         temporal = _stack(
             source,
@@ -247,43 +290,9 @@ class LmConfig:
                 layer_scale=layer_scale,
             ),
         )
-        dep_dim = f.int("depformer_dim", 1, MAX_WIDTH)
-        dep_ff = raw.get("depformer_dim_feedforward")
-        if isinstance(dep_ff, list):
-            sizes = f.ints("depformer_dim_feedforward", 1, MAX_FEEDFORWARD, max_len=MAX_STREAMS)
-            if len(set(sizes)) != 1:
-                raise ConfigError(f"{source}: per-step depformer_dim_feedforward lists are not supported")
-            dep_ff = sizes[0]
-        elif dep_ff is None:
-            dep_ff = int(hidden_scale * dep_dim)
-        else:
-            dep_ff = f.int("depformer_dim_feedforward", 1, MAX_FEEDFORWARD)
-        depformer = DepformerConfig(
-            transformer=_stack(
-                source,
-                "depformer ",
-                dict(
-                    d_model=dep_dim,
-                    num_heads=f.int("depformer_num_heads", 1, dep_dim),
-                    num_layers=f.int("depformer_num_layers", 1, MAX_LAYERS, temporal.num_layers),
-                    dim_feedforward=dep_ff,
-                    causal=True,
-                    context=dep_q,
-                    max_period=f.float("depformer_max_period", 0.0, MAX_PERIOD, temporal.max_period, lo_open=True),
-                    norm=temporal.norm,
-                    gating=f.choice("depformer_gating", _LM_GATINGS, temporal.gating),
-                    positional_embedding=f.choice("depformer_pos_emb", POSITIONAL, "sin"),
-                    layer_scale=f.float(
-                        "depformer_layer_scale", 0.0, MAX_LAYER_SCALE, layer_scale, lo_open=True, nullable=True
-                    ),
-                ),
-            ),
-            num_slices=dep_q,
-            multi_linear=f.flag("depformer_multi_linear", False),
-        )
         fields: dict[str, Any] = dict(
             transformer=temporal,
-            depformer=depformer,
+            depformer=None if dep_q == 0 else _depformer(f, source, temporal, dep_q, hidden_scale, layer_scale),
             text_card=text_card,
             card=f.int("card", 1, MAX_CARD),
             n_q=n_q,
@@ -291,6 +300,9 @@ class LmConfig:
             existing_text_padding_id=f.int("existing_text_padding_id", 0, text_card - 1, 3),
             model_type=kind,
             conditioners=read_conditioners(raw, source),
+            stt=SttConfig.from_kyutai(raw.get("stt_config") or {}, source) if kind == "stt" else None,
+            extra_heads_num_heads=f.int("extra_heads_num_heads", 0, MAX_STREAMS, 0),
+            extra_heads_dim=f.int("extra_heads_dim", 1, MAX_WIDTH, 6),
         )
         try:
             return cls(**fields)
@@ -304,3 +316,44 @@ class LmConfig:
     @classmethod
     def preset(cls, name: str = DEFAULT_PRESET) -> LmConfig:
         return cls.from_json(preset_path(name))
+
+
+def _depformer(
+    f: Fields, source: str, temporal: TransformerConfig, dep_q: int, hidden_scale: float, layer_scale: float | None
+) -> DepformerConfig:
+    """The depformer_* keys of Kyutai's schema (a model with dep_q 0 has no depformer: they are not read)."""
+    raw = f.raw
+    dep_dim = f.int("depformer_dim", 1, MAX_WIDTH)
+    dep_ff = raw.get("depformer_dim_feedforward")
+    if isinstance(dep_ff, list):
+        sizes = f.ints("depformer_dim_feedforward", 1, MAX_FEEDFORWARD, max_len=MAX_STREAMS)
+        if len(set(sizes)) != 1:
+            raise ConfigError(f"{source}: per-step depformer_dim_feedforward lists are not supported")
+        dep_ff = sizes[0]
+    elif dep_ff is None:
+        dep_ff = int(hidden_scale * dep_dim)
+    else:
+        dep_ff = f.int("depformer_dim_feedforward", 1, MAX_FEEDFORWARD)
+    return DepformerConfig(
+        transformer=_stack(
+            source,
+            "depformer ",
+            dict(
+                d_model=dep_dim,
+                num_heads=f.int("depformer_num_heads", 1, dep_dim),
+                num_layers=f.int("depformer_num_layers", 1, MAX_LAYERS, temporal.num_layers),
+                dim_feedforward=dep_ff,
+                causal=True,
+                context=dep_q,
+                max_period=f.float("depformer_max_period", 0.0, MAX_PERIOD, temporal.max_period, lo_open=True),
+                norm=temporal.norm,
+                gating=f.choice("depformer_gating", _LM_GATINGS, temporal.gating),
+                positional_embedding=f.choice("depformer_pos_emb", POSITIONAL, "sin"),
+                layer_scale=f.float(
+                    "depformer_layer_scale", 0.0, MAX_LAYER_SCALE, layer_scale, lo_open=True, nullable=True
+                ),
+            ),
+        ),
+        num_slices=dep_q,
+        multi_linear=f.flag("depformer_multi_linear", False),
+    )

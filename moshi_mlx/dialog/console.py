@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .loop import ModelLoop
 
 _STATUS_EVERY_S = 5.0  # non-terminal status cadence, in model time
+SPEAKER_LABELS = {"user": "you: ", "moshi": "moshi: "}  # when both sides are transcribed
 
 
 def format_stats(s: Stats) -> str:
@@ -46,6 +47,7 @@ class ConsoleView:
         self.status = ""
         self._last_status_t = -_STATUS_EVERY_S
         self._said_too_slow = False
+        self.speaker: str | None = None  # whose text the current line holds, once the user is transcribed too
 
     def _width(self) -> int:
         return max(40, shutil.get_terminal_size((100, 24)).columns - 1)
@@ -56,7 +58,15 @@ class ConsoleView:
         self.out.write("\r\x1b[K" + self.line + status)
         self.out.flush()
 
-    def text(self, text: str) -> None:
+    def text(self, text: str, speaker: str = "moshi") -> None:
+        if speaker == "user" and self.speaker is None:
+            self.speaker = "moshi"  # both sides from now on: each turn on a line of its own, labelled
+        if self.speaker is not None and speaker != self.speaker:
+            self.speaker = speaker
+            if self.line:
+                self.out.write("\r\x1b[K" + self.line + "\n" if self.live else "\n")
+            self.line = ""
+            text = SPEAKER_LABELS[speaker] + text.lstrip()
         if not self.live:
             self.line += text
             self.out.write(text)
@@ -82,7 +92,7 @@ class ConsoleView:
 
     def handle(self, ev) -> None:
         if isinstance(ev, Text):
-            self.text(ev.text)
+            self.text(ev.text, ev.speaker)
         elif isinstance(ev, Stats):
             self.status = format_stats(ev)
             slow = None if self._said_too_slow else too_slow(ev)

@@ -19,6 +19,10 @@ class FrameResult(NamedTuple):
     token: int | None = None  # the raw text token behind it (for transcripts and tests)
     word: str | None = None  # the word this step completed (started at an earlier step), if any
     word_start: bool = False  # this step's text is the first piece of a new word
+    # the user's side, when the model transcribes it (`user_lag_s` on the model: how late its words come)
+    user_text: str | None = None
+    user_word: str | None = None
+    user_word_start: bool = False
 
 
 class FrameModel(Protocol):
@@ -59,13 +63,15 @@ class Text(NamedTuple):
     text: str  # to append to what is shown (a new word comes with its space)
     t: float  # seconds since the session started, on the model's timeline
     frame: int
+    speaker: str = "moshi"  # or "user", when the user is transcribed too (then `t` is when it was said)
 
 
 class Word(NamedTuple):
-    """A whole word of Moshi's, once complete (the next word began, or the turn ended)."""
+    """A whole word of Moshi's (or the user's), once complete (the next word began, or the turn ended)."""
 
     word: str
-    t: float  # when its first piece came, seconds since the session started
+    t: float  # when its first piece came (a user's word: when it was said), seconds since the session started
+    speaker: str = "moshi"
 
 
 class RecordingStopped(NamedTuple):

@@ -97,7 +97,7 @@ def _finish(
 
     def write_transcript() -> None:
         assert transcript is not None
-        write_text(transcript, transcript_json(source, got.pieces, got.words))
+        write_text(transcript, transcript_json(source, got.pieces, got.words, got.user_words))
 
     written, failed = [], []
     for path, write in ((output, writer.commit), (transcript, write_transcript)):
@@ -135,14 +135,17 @@ class _Collected:
     def __init__(self) -> None:
         self.pieces: list[tuple[float, str]] = []
         self.words: list[tuple[float, str]] = []
+        self.user_words: list[tuple[float, str]] | None = None  # when the user is transcribed too
         self.error: str | None = None
         self.recording_error: str | None = None
 
     def drain(self, loop: ModelLoop, port) -> None:
         while not loop.events.empty():
             ev = loop.events.get()
-            if isinstance(ev, Text):
+            if isinstance(ev, Text) and ev.speaker == "moshi":
                 self.pieces.append((ev.t, ev.text))
+            elif isinstance(ev, Word) and ev.speaker == "user":
+                self.user_words = (self.user_words or []) + [(ev.t, ev.word)]
             elif isinstance(ev, Word):
                 self.words.append((ev.t, ev.word))
             elif isinstance(ev, Error):
@@ -159,13 +162,21 @@ def transcript_text(pieces: list[tuple[float, str]]) -> str:
     return " ".join("".join(p for _, p in pieces).split())
 
 
-def transcript_json(source: str, pieces: list[tuple[float, str]], words: list[tuple[float, str]]) -> str:
-    """The --transcript document: the text as shown, its words with start times, the pieces as they came."""
-    doc = {
+def transcript_json(
+    source: str,
+    pieces: list[tuple[float, str]],
+    words: list[tuple[float, str]],
+    user_words: list[tuple[float, str]] | None = None,
+) -> str:
+    """The --transcript document: the text as shown, its words with start times, the pieces as they came;
+    with --transcribe-user, the user's words with the times they were said."""
+    doc: dict = {
         "input": str(source),
         "frame_s": FRAME_S,
         "text": transcript_text(pieces),
         "words": [{"t": round(t, 3), "word": w} for t, w in words],
         "pieces": [{"t": round(t, 3), "text": p} for t, p in pieces],
     }
+    if user_words is not None:
+        doc["user_words"] = [{"t": round(t, 3), "word": w} for t, w in user_words]
     return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"

@@ -215,6 +215,7 @@ class _Session:
         self.recent_steps: deque[float] = deque(maxlen=_SUSTAINED_STEPS)  # seconds, warm-up steps left out
         self.muted = False
         self.word_t: float | None = None  # when the word being spelled began
+        self.user_word_t: float | None = None  # the same for the user's transcript, when there is one
         self.non_finite = 0  # input samples that were NaN or infinite (replaced with 0)
 
     @property
@@ -345,6 +346,12 @@ class _Session:
             self.word_t = t
         if result.text:
             self.emit(Text(result.text, t, self.frame))
+        if result.user_word:
+            self._word(result.user_word, t, "user")
+        if result.user_word_start:
+            self.user_word_t = t
+        if result.user_text:
+            self.emit(Text(result.user_text, self._said(t), self.frame, "user"))
         if self.recorder is not None:
             self.recorder.add_audio(pcm_in, pcm_out)
             self._check_recorder()
@@ -378,18 +385,25 @@ class _Session:
                 )
             )
 
-    def _word(self, word: str, now: float) -> None:
-        t = now if self.word_t is None else self.word_t
-        self.word_t = None
-        self.emit(Word(word, t))
+    def _word(self, word: str, now: float, speaker: str = "moshi") -> None:
+        if speaker == "user":
+            t, self.user_word_t = self._said(now if self.user_word_t is None else self.user_word_t), None
+        else:
+            t, self.word_t = now if self.word_t is None else self.word_t, None
+        self.emit(Word(word, t, speaker))
         if self.recorder is not None:
-            self.recorder.add_word(word, t)
+            self.recorder.add_word(word, t, speaker)
+
+    def _said(self, t: float) -> float:
+        """When the user said what the transcript gives at `t` (the STT model lags the audio)."""
+        return max(0.0, t - getattr(self.model, "user_lag_s", 0.0))
 
     def _flush_word(self) -> None:
-        flush = getattr(self.model, "flush_word", None)
-        word = flush() if flush is not None else None
-        if word:
-            self._word(word, self.t)
+        for name, speaker in (("flush_word", "moshi"), ("flush_user_word", "user")):
+            flush = getattr(self.model, name, None)
+            word = flush() if flush is not None else None
+            if word:
+                self._word(word, self.t, speaker)
 
     def _check_recorder(self) -> None:
         """A recorder whose disk failed is closed (keeping what it wrote) and reported once."""

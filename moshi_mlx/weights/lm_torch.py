@@ -9,6 +9,7 @@ Differences from ours (which are Kyutai's MLX release names):
   depformer.layers.{l}.self_attn.{in_proj_weight, out_proj.weight}: the dep_q per-step projections
       concatenated along dim 0 -> chunk k goes to slice k
   depformer.layers.{l}.gating.{k}.* -> slice k; depformer norms are shared: copied into every slice.
+A speech-to-text model (dep_q 0) has no depformer; its `extra_heads.{i}` keep their names.
 Tensors this function does not know are passed through under their own name, so strict loading names them.
 """
 
@@ -50,13 +51,17 @@ def map_lm_torch(tensors: dict[str, mx.array], cfg: LmConfig, source: str = "che
             move(key, f"transformer.layers.{layer}.{rest.replace('in_proj_weight', 'in_proj.weight')}")
 
     dep_q = cfg.dep_q
+    multi_linear = cfg.depformer is not None and cfg.depformer.multi_linear
     for k in range(dep_q):
         s = f"depformer.slices.{k}"
-        src_in = k if cfg.depformer.multi_linear else 0
+        src_in = k if multi_linear else 0
         if f"depformer_in.{src_in}.weight" in w:
             out[f"{s}.linear_in.weight"] = w[f"depformer_in.{src_in}.weight"]
         move(f"linears.{k}.weight", f"{s}.linear_out.weight")
         move("depformer_text_emb.weight" if k == 0 else f"depformer_emb.{k - 1}.weight", f"{s}.emb.weight")
+    if cfg.depformer is None:  # dep_q 0: without multi_linear the reference still makes (and saves) one input
+        w.pop("depformer_in.0.weight", None)
+        return _pass_unknown(out, w)
     for i in range(dep_q if cfg.depformer.multi_linear else 1):
         w.pop(f"depformer_in.{i}.weight", None)
 
@@ -85,7 +90,13 @@ def map_lm_torch(tensors: dict[str, mx.array], cfg: LmConfig, source: str = "che
             for lin in ("linear_in", "linear_out"):
                 move(f"{p}.gating.{k}.{lin}.weight", f"{q}.gating.{lin}.weight")
 
-    for key, v in w.items():  # unknown: keep the name so the strict check reports it
+    return _pass_unknown(out, w)
+
+
+def _pass_unknown(out: dict[str, mx.array], rest: dict[str, mx.array]) -> dict[str, mx.array]:
+    """Tensors not renamed keep their name: those our names share (`extra_heads.{i}`), and unknown ones,
+    which the strict check then reports."""
+    for key, v in rest.items():
         out.setdefault(key, v)
     return out
 
@@ -93,13 +104,13 @@ def map_lm_torch(tensors: dict[str, mx.array], cfg: LmConfig, source: str = "che
 def torch_layout_shapes(cfg: LmConfig) -> dict[str, tuple[int, ...]]:
     """Names and shapes of a checkpoint in Kyutai's PyTorch release layout for `cfg`."""
     dim, t = cfg.dim, cfg.transformer
-    dep = cfg.depformer.transformer
     shapes: dict[str, tuple[int, ...]] = {
         "text_emb.weight": (cfg.text_card + 1, dim),
         "text_linear.weight": (cfg.text_card, dim),
         "out_norm.alpha": (1, 1, dim),
-        "depformer_text_emb.weight": (cfg.text_card + 1, dep.d_model),
     }
+    for i in range(cfg.extra_heads_num_heads):
+        shapes[f"extra_heads.{i}.weight"] = (cfg.extra_heads_dim, dim)
     for i in range(cfg.n_q):
         shapes[f"emb.{i}.weight"] = (cfg.card + 1, dim)
     for c in cfg.conditioners:  # same names in both layouts
@@ -117,6 +128,10 @@ def torch_layout_shapes(cfg: LmConfig) -> dict[str, tuple[int, ...]]:
             f"{p}.gating.linear_in.weight": (2 * t.gating_hidden, dim),
             f"{p}.gating.linear_out.weight": (dim, t.gating_hidden),
         }
+    if cfg.depformer is None:
+        return shapes
+    dep = cfg.depformer.transformer
+    shapes["depformer_text_emb.weight"] = (cfg.text_card + 1, dep.d_model)
     for k in range(cfg.dep_q if cfg.depformer.multi_linear else 1):
         shapes[f"depformer_in.{k}.weight"] = (dep.d_model, dim)
     for k in range(cfg.dep_q):

@@ -808,7 +808,7 @@ def test_the_library_names_no_command_line_flag() -> None:
     root = Path(__file__).resolve().parents[2] / "moshi_mlx"
     flag = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
     install = re.compile(r"`(?:pip|sudo|apt-get|brew) [^`]*`")
-    cli_only = ("run.py", "dialog/console.py", "__main__.py")
+    cli_only = ("run.py", "transcribe.py", "dialog/console.py", "__main__.py")
     left = []
     for path in sorted(root.rglob("*.py")):
         if path.relative_to(root).as_posix() in cli_only or path.relative_to(root).parts[0] in ("bench", "cli"):

@@ -1,4 +1,5 @@
-"""Models of the Moshi family this port does not run are refused by name, never run as plain Moshi."""
+"""Models of the Moshi family this port does not run are refused by name, never run as plain Moshi (those it
+runs: Moshi, Hibiki, and STT through `python -m moshi_mlx.transcribe`)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ MEMBERS = [
     ({"model_type": "moshivis"}, "MoshiVis"),
     ({"cross_attention": True}, "cross-attention (to image tokens) makes it MoshiVis"),
     ({"model_type": "hibiki", "kv_repeat": 2}, "grouped-query attention (kv_repeat 2) makes it Hibiki-Zero"),
-    ({"model_type": "stt"}, "Kyutai's STT (speech-to-text)"),
     ({"model_type": "helium"}, "model_type 'helium' is not a model this port knows"),
     ({"model_type": 3}, "model_type 3 is not a model this port knows"),
     ({"image_encoder": "paligemma"}, "unknown keys ['image_encoder']: not a moshi config"),
@@ -41,10 +41,13 @@ def test_each_member_is_refused_by_name_in_one_sentence(extra, words):
 
 def test_the_kinds_it_runs_pass_the_family_check():
     assert member({}, "x") == "moshi" and member({"model_type": "hibiki"}, "x") == "hibiki"
+    assert member({"model_type": "stt", "stt_config": {"audio_delay_seconds": 0.5}}, "x") == "stt"  # transcribe
+    with pytest.raises(ConfigError, match="stt_config belongs to speech-to-text models"):
+        member({"stt_config": {"audio_delay_seconds": 0.5}}, "x")
     assert member({"tts_config": {}, "stt_config": None, "kv_repeat": 1, "cross_attention": False}, "x") == "moshi"
 
 
-@pytest.mark.parametrize("extra,words", [MEMBERS[1], MEMBERS[4], MEMBERS[8]])
+@pytest.mark.parametrize("extra,words", [MEMBERS[1], MEMBERS[4], MEMBERS[7]])
 def test_run_refuses_a_folder_of_another_member_before_looking_for_weights(tmp_path: Path, extra, words):
     """A folder with only a config.json: the refusal comes first (exit 2, one line), not 'no weights here'."""
     folder = tmp_path / "model"

@@ -23,6 +23,7 @@ class FakeHub:
     ):
         self.tmp, self.repos, self.online, self.cached = tmp, repos, online, set(cached)
         self.downloads: list[tuple[str, str, bool]] = []
+        self.configs: dict[str, dict] = {}  # repo -> what its config.json holds ({} unless set)
 
     def list_repo_files(self, repo_id: str, **kw) -> list[str]:
         if not self.online:
@@ -40,7 +41,7 @@ class FakeHub:
             raise errors.EntryNotFoundError(f"{filename} not found")
         p = self.tmp / repo_id.replace("/", "--") / filename
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text("{}" if filename == hub.CONFIG_FILE else "x")
+        p.write_text(json.dumps(self.configs.get(repo_id, {})) if filename == hub.CONFIG_FILE else "x")
         return str(p)
 
     def try_to_load_from_cache(self, repo_id: str, filename: str, **kw):
@@ -187,28 +188,12 @@ def test_hf_uri_for_one_file_and_override(fake) -> None:
         hub.resolve_model_files(tokenizer="hf://justrepo")
 
 
-def test_repo_config_names_are_followed(fake, monkeypatch) -> None:
+def test_repo_config_names_are_followed(fake) -> None:
     """A config.json naming other files (as Kyutai's loaders allow) decides what is downloaded."""
     repo = "someone/moshi-finetune"
     f = fake({repo: {"model.q4.safetensors", "mimi.safetensors", "tok.model", "mimi.json", hub.CONFIG_FILE}})
-    real_download = f.hf_hub_download
-
-    def download(repo_id, filename, **kw):
-        path = real_download(repo_id, filename, **kw)
-        if filename == hub.CONFIG_FILE:
-            Path(path).write_text(
-                json.dumps(
-                    {
-                        "dim": 8,
-                        "mimi_name": "mimi.safetensors",
-                        "tokenizer_name": "tok.model",
-                        "mimi_config_name": "mimi.json",
-                    }
-                )
-            )
-        return path
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    f.configs[repo] = {"dim": 8, "mimi_name": "mimi.safetensors", "tokenizer_name": "tok.model"}
+    f.configs[repo]["mimi_config_name"] = "mimi.json"
     files = hub.resolve_model_files(repo)
     assert (files.mimi.name, files.tokenizer.name, files.mimi_config.name) == (
         "mimi.safetensors",
@@ -279,15 +264,7 @@ def _hibiki_hub(fake, monkeypatch, config: dict, **kw) -> FakeHub:
     repo = "kyutai/hibiki-1b-mlx-bf16"
     names = {config.get(k) for k in ("moshi_name", "mimi_name", "tokenizer_name")} - {None}
     f = fake({repo: {hub.CONFIG_FILE, "README.md", *names}}, **kw)
-    real_download = f.hf_hub_download
-
-    def download(repo_id, filename, **kw):
-        path = real_download(repo_id, filename, **kw)
-        if filename == hub.CONFIG_FILE:
-            Path(path).write_text(json.dumps(config))
-        return path
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    f.configs[repo] = config
     return f
 
 
@@ -321,3 +298,26 @@ def test_a_repository_of_another_member_is_refused_before_its_weights_are_downlo
     with pytest.raises(ConfigError, match="its tts_config makes it Kyutai's TTS"):
         hub.resolve_model_files("kyutai/hibiki-1b-mlx-bf16")
     assert [n for _, n, _ in f.downloads] == [hub.CONFIG_FILE]
+
+
+def test_an_stt_release_resolves_by_its_config_names_online_and_from_the_cache(fake) -> None:
+    """kyutai/stt-1b-en_fr: its config.json names its Mimi and tokenizer files (Kyutai's loaders read them)."""
+    repo = "kyutai/stt-1b-en_fr"
+    names = {"model.safetensors", "mimi-pytorch-e351c8d8@125.safetensors", "tokenizer_en_fr_audio_8000.model"}
+    config = {
+        "model_type": "stt",
+        "mimi_name": "mimi-pytorch-e351c8d8@125.safetensors",
+        "tokenizer_name": "tokenizer_en_fr_audio_8000.model",
+    }
+    for online in (True, False):
+        f = fake(
+            {repo: names | {hub.CONFIG_FILE}}, online=online, cached={(repo, n) for n in names | {hub.CONFIG_FILE}}
+        )
+        f.configs[repo] = config
+        files = hub.resolve_model_files(repo)
+        assert (files.moshi.name, files.mimi.name, files.tokenizer.name) == (
+            "model.safetensors",
+            "mimi-pytorch-e351c8d8@125.safetensors",
+            "tokenizer_en_fr_audio_8000.model",
+        )
+        assert files.quant is None

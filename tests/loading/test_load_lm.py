@@ -206,7 +206,7 @@ def test_config_unknown_keys_and_unsupported_refused():
         LmConfig.from_kyutai(raw | {"conditioners": {"x": {}}})
     # keys of Kyutai's hub repositories (moshi.models.loaders): other model kinds, LoRA adapters
     for extra, match in (
-        ({"model_type": "stt"}, "model_type 'stt' makes it Kyutai's STT"),
+        ({"model_type": "stt"}, "a speech-to-text model generates no audio: dep_q must be 0"),
         ({"lora_name": "lora.safetensors"}, "lora_name"),
         ({"tts_config": {"audio_delay": 2}}, "tts_config"),
     ):

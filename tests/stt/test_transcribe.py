@@ -1,0 +1,106 @@
+"""`python -m moshi_mlx.transcribe` as a person runs it, on the tiny STT model (tests/assets/stt)."""
+
+from __future__ import annotations
+
+import _thread
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from moshi_mlx.loading.hub import resolve_model_files
+from moshi_mlx.stt.session import SttSession
+from support.cli import E2E, assert_one_line_error, run_module
+from support.signals import speechlike
+from support.stt import goldens, make_repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    return make_repo(tmp_path_factory.mktemp("stt") / "model")
+
+
+@pytest.fixture(scope="module")
+def wav(tmp_path_factory):
+    path = tmp_path_factory.mktemp("audio") / "talk.wav"
+    sf.write(path, goldens()["file_pcm"], 24_000)
+    return path
+
+
+def library_words(repo, pcm: np.ndarray) -> list[list]:
+    """The library's transcript of `pcm` at the files' own precision (what the command runs)."""
+    session = SttSession.from_files(resolve_model_files(repo))
+    tokens = [session.encode_step(f).token for f in session.frames_of(pcm)]
+    return [[w.text, round(w.start, 3), round(w.end, 3)] for w in session.transcript(tokens, []).words]
+
+
+def test_a_file_becomes_json_with_the_words_timed(repo, wav, tmp_path):
+    out = tmp_path / "talk.json"
+    r = run_module("moshi_mlx.transcribe", wav, "--hf-repo", repo, "--format", "json", "--output", out)
+    assert r.code == 0, r.why()
+    assert "error" not in r.err and "27/27" in r.err  # the progress bar: prefix, audio, end padding
+    got = json.loads(out.read_text())
+    words = [[w["word"], w["start"], w["end"]] for w in got["words"]]
+    assert words == library_words(repo, sf.read(wav, dtype="float32")[0])
+    assert len(words) >= 3 and all(0 <= a <= b <= 27 / 12.5 - 0.24 for _, a, b in words)
+    assert got["text"] and got["file"] == str(wav) and got["end_of_turn"] is not None  # the model has the head
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["talk.json"]  # written under a temporary name
+
+
+def test_several_files_become_subtitles_in_a_folder_and_text_on_stdout(repo, wav, tmp_path):
+    other = tmp_path / "other.flac"
+    sf.write(other, sf.read(wav)[0][: 24_000 // 2], 24_000)
+    r = run_module("moshi_mlx.transcribe", wav, other, "--hf-repo", repo, "--format", "srt", "-o", tmp_path / "subs")
+    assert r.code == 0, r.why()
+    srt = (tmp_path / "subs" / "talk.srt").read_text()
+    assert srt.startswith("1\n00:00:0") and " --> " in srt.splitlines()[1]
+    assert (tmp_path / "subs" / "other.srt").exists()
+    r = run_module("moshi_mlx.transcribe", wav, "--hf-repo", repo, "--format", "vtt", "--no-progress")
+    assert r.code == 0 and r.out.startswith("WEBVTT\n\n00:00:0") and r.err.strip() == "loading the model...", r.why()
+
+
+@pytest.mark.parametrize(
+    "args,code,words",
+    [
+        (["missing.wav"], 2, ["missing.wav"]),
+        (["{wav}", "--hf-repo", str(E2E)], 2, ["not a speech-to-text model"]),
+        (["{wav}", "--output", "{wav}"], 2, ["same file"]),
+        (["{wav}", "--mic"], 2, ["--mic"]),
+        ([], 2, ["name the audio FILEs"]),
+    ],
+    ids=["missing-file", "moshi-model", "output-is-input", "mic-and-file", "nothing"],
+)
+def test_bad_input_is_one_line_and_exit_2(repo, wav, args, code, words):
+    argv = [a.format(wav=wav) for a in args]
+    if "--hf-repo" not in argv and argv:
+        argv += ["--hf-repo", str(repo)]
+    assert_one_line_error(run_module("moshi_mlx.transcribe", *argv), code, *words)
+
+
+def test_the_microphone_is_transcribed_live_until_ctrl_c(repo, capsys):
+    # a sound card is needed: in process, on the fake one
+    from moshi_mlx.audio.fake import FakeClock, FakeStreamFactory
+    from moshi_mlx.transcribe import main
+
+    backend = FakeStreamFactory(input_rate=48_000, output_rate=48_000)
+
+    def drive() -> None:
+        deadline = time.monotonic() + 60
+        while not any(s.kind == "output" for s in backend.streams) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        backend.input.push_input(speechlike(1.5, 7, sr=48_000))
+        with FakeClock([backend.input, backend.output], speed=2.0):
+            while backend.input.pending_input() > 0:
+                time.sleep(0.02)
+            time.sleep(0.3)
+            _thread.interrupt_main()
+
+    threading.Thread(target=drive, daemon=True).start()
+    assert main(["--mic", "--hf-repo", str(repo)], audio_backend=backend) == 130
+    out, err = capsys.readouterr()
+    assert "listening on Fake Microphone" in err and "stopped" in err and "Traceback" not in err
+    assert out.strip()  # the transcript as it came
+    assert all(s.closed for s in backend.streams)
