@@ -23,6 +23,16 @@ TOKENIZER_FILE = "tokenizer_spm_32k_3.model"
 CONFIG_FILE = "config.json"
 TORCH_REPO = "kyutai/moshiko-pytorch-bf16"
 
+# The rest of the family this port runs, released in the PyTorch layout (bf16 `model.safetensors`, loaded as it is
+# or converted with `python -m quantize`). All three are gated: the licence must be accepted on the model page.
+PERSONAPLEX_REPO = "nvidia/personaplex-7b-v1"  # its config.json names only the model_type
+FAMILY_REPOS = {
+    "kyutai/moshika-rl-seamless": "Moshi (female voice) tuned by RL for pauses and turn-taking; CC BY-NC 4.0",
+    "kyutai/personaplex-rl-seamless": "PersonaPlex tuned by RL for pauses and turn-taking; CC BY-NC 4.0 + NVIDIA OML",
+    PERSONAPLEX_REPO: "PersonaPlex 7B: Moshi with a voice prompt and a role; NVIDIA Open Model License",
+}
+VOICES_ARCHIVE = "voices.tgz"  # PersonaPlex's voice presets (`voices/NAME.pt`), in the PersonaPlex repositories
+
 
 def precision_name(bits: int | None) -> str:
     """'q4', 'q8', 'bf16': how the releases name a precision."""

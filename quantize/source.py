@@ -13,7 +13,7 @@ from pathlib import Path
 
 from moshi_mlx.config import DEFAULT_PRESET, read_json_object
 from moshi_mlx.errors import CheckpointError, ConfigError, OfflineError
-from moshi_mlx.loading.hub import folder_file, hub_unavailable, is_repo_id, repo_file
+from moshi_mlx.loading.hub import folder_file, gated_message, hub_unavailable, is_repo_id, repo_file
 from moshi_mlx.release import CONFIG_FILE, MIMI_FILE, MOSHI_FILES, TOKENIZER_FILE
 
 _WEIGHT_NAMES = (MOSHI_FILES[None], "consolidated.safetensors")  # Kyutai's release; moshi-finetune
@@ -94,6 +94,7 @@ def resolve_hub(repo: str, config_path: str | None, download: Callable[..., str]
     def fetch(name: str, required: bool, key: str | None = None) -> Path | None:
         from huggingface_hub.errors import (
             EntryNotFoundError,
+            GatedRepoError,
             LocalEntryNotFoundError,
             OfflineModeIsEnabled,
             RepositoryNotFoundError,
@@ -109,6 +110,8 @@ def resolve_hub(repo: str, config_path: str | None, download: Callable[..., str]
                 "yourself and pass its local folder as SOURCE.",
                 why,
             ) from None
+        except GatedRepoError:
+            raise CheckpointError(gated_message(repo)) from None
         except RepositoryNotFoundError:
             raise CheckpointError(
                 f"{repo}: no such Hugging Face repo (or it is private/gated: log in with `hf auth login`). "

@@ -28,6 +28,12 @@ from .transformer import GATINGS, NORMS, POSITIONAL, TransformerConfig
 
 _LM_GATINGS = tuple(g for g in GATINGS if g != "none")  # the LM's MLPs are gated
 DEFAULT_PRESET = "moshi_7b_202409"  # Kyutai's released Moshi 7B, the config when a model has none
+# model_type -> the preset a config naming only its type (and hub metadata) stands for: NVIDIA's reference
+# builds PersonaPlex from constants and its config.json carries little more than the type.
+MODEL_PRESETS = {"moshi": DEFAULT_PRESET, "personaplex": "personaplex_7b_v1"}
+# PersonaPlex's depformer holds dep_q = 16 slices: 0-7 generate Moshi's voice, 8-15 predict the user's stream,
+# which generation always provides (the reference's AUDIO_TOKENS_PER_STREAM = 8), so they never change an output.
+PERSONAPLEX_AGENT_CODEBOOKS = 8
 
 
 def preset_path(name: str = DEFAULT_PRESET) -> Path:
@@ -56,7 +62,7 @@ class DepformerConfig:
     """
 
     transformer: TransformerConfig  # one slice's stack; context = num_slices (one frame)
-    num_slices: int  # dep_q: codebooks generated per frame
+    num_slices: int  # dep_q of the JSON: slices the checkpoint holds (PersonaPlex: 16, of which 8 generate)
     multi_linear: bool = True  # False: the reference shares one depformer_in across slices
 
 
@@ -74,6 +80,9 @@ _LM_IGNORED_KEYS = {
     "model_id": "hub metadata",
     "quantization": "read by load_lm (weights.quant_config) and checked against the weight file",
     "model_files": "read by load_lm (weights.quant_config): the quantization of each file of the folder",
+    "version": "hub metadata (NVIDIA's PersonaPlex config.json)",
+    "lora_rank": "only meaningful with lora, which must be false",
+    "lora_scaling": "only meaningful with lora, which must be false",
 }
 # Features of the reference this port does not implement: accepted only at their inactive value.
 _LM_UNSUPPORTED = {
@@ -90,6 +99,7 @@ _LM_UNSUPPORTED = {
     "kv_repeat": 1,
     "cross_attention": False,
     "lora_name": None,  # LoRA adapters to merge: the model is not the file alone
+    "lora": False,  # the same, adapters inside the file (moshi-finetune)
     "tts_config": None,  # Kyutai's text-to-speech models
     "stt_config": None,  # and speech-to-text ones
 }
@@ -126,6 +136,15 @@ _LM_USED_KEYS = {
 }
 
 
+def _preset_of_sparse(raw: dict) -> dict:
+    """A config holding only a known model_type and hub metadata (NVIDIA's PersonaPlex ships such a config.json;
+    its reference builds the model from constants) stands for that type's preset, its own keys on top."""
+    kind = raw.get("model_type", "moshi")
+    if kind not in MODEL_PRESETS or set(raw) - {"model_type"} - set(_LM_IGNORED_KEYS) or "model_type" not in raw:
+        return raw
+    return read_json_object(preset_path(MODEL_PRESETS[kind])) | raw
+
+
 @dataclass(frozen=True)
 class LmConfig:
     """Moshi's language model: temporal transformer over text + audio streams, depformer per frame.
@@ -140,8 +159,14 @@ class LmConfig:
     n_q: int  # audio streams fed to the model (Moshi's + the user's)
     delays: tuple[int, ...]  # per stream, text first: steps a stream lags behind the text
     existing_text_padding_id: int = 3
+    model_type: str = "moshi"  # "personaplex": 16 depformer slices, voice and role prompts (see dep_q)
 
     def __post_init__(self) -> None:
+        if self.is_personaplex and not PERSONAPLEX_AGENT_CODEBOOKS < self.depformer.num_slices == self.n_q:
+            raise ConfigError(
+                f"PersonaPlex's depformer predicts both voices: dep_q must equal n_q and exceed "
+                f"{PERSONAPLEX_AGENT_CODEBOOKS} (got dep_q {self.depformer.num_slices}, n_q {self.n_q})"
+            )
         if len(self.delays) != self.n_q + 1:
             raise ConfigError(f"delays has {len(self.delays)} entries; expected n_q + 1 = {self.n_q + 1}")
         if any(d < 0 for d in self.delays):
@@ -156,8 +181,13 @@ class LmConfig:
         return self.transformer.d_model
 
     @property
+    def is_personaplex(self) -> bool:
+        return self.model_type == "personaplex"
+
+    @property
     def dep_q(self) -> int:
-        return self.depformer.num_slices
+        """Moshi's audio codebooks generated per frame: the depformer slices generation runs."""
+        return PERSONAPLEX_AGENT_CODEBOOKS if self.is_personaplex else self.depformer.num_slices
 
     @property
     def num_codebooks(self) -> int:
@@ -191,6 +221,7 @@ class LmConfig:
 
         Every value is checked for type and range here, before anything is built (ConfigError naming it).
         """
+        raw = _preset_of_sparse(raw)
         f = Fields(raw, source)
         f.check_keys(_LM_USED_KEYS, set(_LM_IGNORED_KEYS) | set(_LM_UNSUPPORTED))
         for key, inactive in _LM_UNSUPPORTED.items():
@@ -201,10 +232,10 @@ class LmConfig:
                 )
 
         kind = raw.get("model_type", "moshi")
-        if kind != "moshi":
+        if kind not in MODEL_PRESETS:
             raise ConfigError(
-                f"{source}: model_type {show_value(kind)} is not a Moshi dialogue model (model_type 'moshi'), the only "
-                "kind this port runs; use Kyutai's own packages for it."
+                f"{source}: model_type {show_value(kind)} is not a Moshi dialogue model (model_type "
+                f"{' or '.join(map(repr, MODEL_PRESETS))}), the kinds this port runs; use Kyutai's own packages for it."
             )
         if not f.flag("causal", True):
             raise ConfigError(f"{source}: causal=false cannot stream; Moshi's LM is causal")
@@ -280,6 +311,7 @@ class LmConfig:
             n_q=n_q,
             delays=f.ints("delays", 0, MAX_DELAY),
             existing_text_padding_id=f.int("existing_text_padding_id", 0, text_card - 1, 3),
+            model_type=kind,
         )
         try:
             return cls(**fields)

@@ -173,6 +173,14 @@ def _is_network_error(e: BaseException) -> bool:
     )
 
 
+def gated_message(repo: str) -> str:
+    """What to do about a gated repository (the hub refuses its files until the licence is accepted)."""
+    return (
+        f"{repo} is a gated repository: accept its licence on https://huggingface.co/{repo} while logged in, "
+        "then log in here with `hf auth login` (or set HF_TOKEN) and try again"
+    )
+
+
 def _cached(repo: str, filename: str) -> str | None:
     from huggingface_hub import try_to_load_from_cache
 
@@ -189,6 +197,8 @@ def _repo_listing(repo: str, local_only: bool = False) -> tuple[set[str], str | 
     if reason is None:
         try:
             return set(huggingface_hub.list_repo_files(repo)), None
+        except errors.GatedRepoError:
+            raise CheckpointError(gated_message(repo), hint=Setting.MODEL_FILES) from None
         except (errors.RepositoryNotFoundError, errors.HFValidationError) as e:
             raise CheckpointError(
                 f"model repository {repo!r} not found on Hugging Face ({type(e).__name__}); check the name, "
@@ -247,6 +257,8 @@ def _download(repo: str, filename: str, tqdm_class, reason: str | None, needed: 
         return Path(huggingface_hub.hf_hub_download(repo, filename, local_files_only=offline, **kw))
     except Exception as e:  # noqa: BLE001 (sorted below into our errors)
         if not (offline or _is_network_error(e)):
+            if isinstance(e, errors.GatedRepoError):
+                raise CheckpointError(gated_message(repo), hint=Setting.MODEL_FILES) from None
             if isinstance(e, errors.EntryNotFoundError):
                 raise CheckpointError(f"{repo} has no file {filename}") from None
             if isinstance(e, errors.HfHubHTTPError):

@@ -263,3 +263,20 @@ def test_before_download_can_stop_the_lm_download_but_is_not_asked_for_cached_fi
     asked.clear()
     hub.resolve_model_files(repo, before_download=refuse)
     assert asked == []  # already here: load_lm checks memory itself
+
+
+def test_a_gated_repository_says_to_accept_its_licence(fake, monkeypatch) -> None:
+    """kyutai/*-rl-seamless and nvidia/personaplex-7b-v1 are gated: the hub answers 401/403 until accepted."""
+    import httpx2
+
+    def gated(repo_id: str, **kw):
+        raise errors.GatedRepoError("403 gated", response=httpx2.Response(403, request=httpx2.Request("GET", "u")))
+
+    fake({})
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", gated)
+    for repo in ("kyutai/moshika-rl-seamless", "nvidia/personaplex-7b-v1"):
+        with pytest.raises(
+            CheckpointError,
+            match=f"{repo} is a gated repository: accept its licence on https://huggingface.co/{repo}.*hf auth login",
+        ):
+            hub.resolve_model_files(repo)

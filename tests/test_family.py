@@ -1,0 +1,92 @@
+"""The rest of the Moshi family: the RL-tuned checkpoints and PersonaPlex, on tiny repositories in their layouts."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from moshi_mlx.config import LmConfig
+from moshi_mlx.errors import ConfigError
+from moshi_mlx.loading.memory import estimate_bytes, release_header
+from moshi_mlx.release import FAMILY_REPOS, PERSONAPLEX_REPO
+from support.cli import run_module
+from support.family import make_repo, tiny_lm_config
+
+
+@pytest.fixture(scope="module")
+def wav(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("in") / "in.wav"
+    t = np.arange(24_000) / 24_000
+    sf.write(str(path), (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), 24_000)
+    return path
+
+
+def test_an_rl_checkpoint_config_is_read_as_released(tmp_path: Path) -> None:
+    """Kyutai's loader keys (file names, model_type, lm_gen_config, model_id) are all known: no warning."""
+    repo = make_repo(tmp_path / "moshika-rl-seamless")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cfg = LmConfig.from_json(repo / "config.json")
+    assert (cfg.model_type, cfg.dep_q, cfg.user_codebooks) == ("moshi", 8, 8)
+    assert "kyutai/moshika-rl-seamless" in FAMILY_REPOS and "kyutai/personaplex-rl-seamless" in FAMILY_REPOS
+
+
+def test_a_config_naming_only_its_type_is_that_types_release() -> None:
+    # nvidia/personaplex-7b-v1's config.json: NVIDIA's reference builds the model from constants
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cfg = LmConfig.from_kyutai({"model_type": "personaplex", "version": "7b-v1"})
+    assert cfg == LmConfig.preset("personaplex_7b_v1")
+    assert (cfg.depformer.num_slices, cfg.dep_q, cfg.user_codebooks, cfg.dim) == (16, 8, 8, 4096)
+    assert LmConfig.from_kyutai({"model_type": "moshi"}) == LmConfig.preset()
+    with pytest.raises(ConfigError, match="missing required key 'dim'"), pytest.warns(UserWarning, match="seanet"):
+        LmConfig.from_kyutai({"model_type": "moshi", "seanet": {}})  # a key it does not know: not a stand-in
+
+
+def test_lora_adapters_are_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match="lora=True is not supported"):
+        LmConfig.from_kyutai(tiny_lm_config() | {"lora": True, "lora_rank": 128, "lora_scaling": 2.0})
+
+
+def test_personaplex_needs_its_depformer_to_cover_both_voices() -> None:
+    with pytest.raises(ConfigError, match="dep_q must equal n_q"):
+        LmConfig.from_kyutai(tiny_lm_config() | {"model_type": "personaplex"})
+
+
+def test_the_release_sizes_are_known_before_download() -> None:
+    """The preflight's estimate counts PersonaPlex's 16 depformer slices: 8 more than Moshi's (2 bytes each in bf16)."""
+    moshi, plex = LmConfig.preset(), LmConfig.preset("personaplex_7b_v1")
+    header = release_header(None, plex)
+    assert sum(k.startswith("linears.") for k in header) == 16
+    dep, dim = 1024, 4096  # depformer width, temporal width
+    # linear_in, linear_out, previous-token embedding, and per layer: attention + gated MLP (2816 hidden)
+    per_slice = dep * dim + 2048 * dep + 2049 * dep + 6 * (4 * dep * dep + 3 * dep * 2816)
+    extra = estimate_bytes(header, plex, None) - estimate_bytes(release_header(None, moshi), moshi, None)
+    assert extra == 2 * 8 * per_slice
+    q4 = estimate_bytes(release_header(4, plex), plex, None) - estimate_bytes(release_header(4, moshi), moshi, None)
+    assert 0 < q4 < extra / 3  # quantized slices cost about a quarter
+    assert PERSONAPLEX_REPO in FAMILY_REPOS
+
+
+@pytest.mark.parametrize("personaplex", [False, True], ids=["moshika-rl-seamless", "personaplex-rl-seamless"])
+def test_an_rl_checkpoint_converts_and_runs_like_moshi(tmp_path: Path, wav: Path, personaplex: bool) -> None:
+    repo = make_repo(tmp_path / "repo", personaplex=personaplex)
+    q = run_module("quantize", str(repo), "--out", str(tmp_path / "q4"), "--q-bits", "4", "--no-progress")
+    assert q.code == 0, q.why()
+    assert "model.q4.safetensors" in q.out
+    written = json.loads((tmp_path / "q4" / "config.json").read_text())
+    assert written["model_type"] == ("personaplex" if personaplex else "moshi") and written["moshi_name"].endswith(
+        "q4.safetensors"
+    )
+    for model in (repo, tmp_path / "q4"):  # the PyTorch release as it is, and converted
+        ran = run_module(
+            "moshi_mlx.run", "--hf-repo", str(model), "--input", str(wav), "--output", str(tmp_path / "o.wav")
+        )
+        assert ran.code == 0, ran.why()
+        out, rate = sf.read(str(tmp_path / "o.wav"))
+        assert rate == 24_000 and len(out) > 0
