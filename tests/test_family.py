@@ -90,3 +90,19 @@ def test_an_rl_checkpoint_converts_and_runs_like_moshi(tmp_path: Path, wav: Path
         assert ran.code == 0, ran.why()
         out, rate = sf.read(str(tmp_path / "o.wav"))
         assert rate == 24_000 and len(out) > 0
+
+
+def test_personaplex_loads_the_16_slices_its_file_holds(tmp_path: Path) -> None:
+    import mlx.core as mx
+
+    from moshi_mlx.loading.lm import load_lm
+
+    repo = make_repo(tmp_path / "plex", personaplex=True)
+    lm = load_lm(repo / "model.safetensors", repo / "config.json")
+    assert len(lm.depformer.slices) == 16 and lm.cfg.dep_q == 8
+    file = mx.load(str(repo / "model.safetensors"))
+    fused = file["depformer.layers.0.self_attn.in_proj_weight"]  # [16 * 3 * D, D]: step k's rows are chunk k
+    rows = fused.shape[0] // 16
+    got = lm.depformer.slices[12].transformer.layers[0].self_attn.in_proj.weight
+    assert mx.array_equal(got, fused[12 * rows : 13 * rows]).item()
+    assert mx.array_equal(lm.depformer.slices[15].emb.weight, file["depformer_emb.14.weight"]).item()
