@@ -69,7 +69,7 @@ class MoshiPipeline:
         sampling: sampling settings.
     """
 
-    def __init__(self, mimi: Mimi, lm: Lm, text: TextStream, sampling: Sampling = Sampling()):
+    def __init__(self, mimi: Mimi, lm: Lm, text: TextStream, sampling: Sampling = Sampling(), prompt=None):
         cfg = lm.cfg
         if mimi.cardinality != cfg.card:
             raise ConfigError(
@@ -80,6 +80,7 @@ class MoshiPipeline:
         if mimi.num_codebooks < needed:
             mimi.set_num_codebooks(needed)
         self.mimi, self.lm, self.text, self.sampling = mimi, lm, text, sampling
+        self.prompt = prompt  # PersonaPlex: the voice and role fed before each conversation (persona.prompt)
         self.gen = LmGen(
             lm,
             temp=sampling.temp,
@@ -101,17 +102,24 @@ class MoshiPipeline:
         sampling: Sampling = Sampling(),
         dtype: mx.Dtype | None = None,
         kv_bits: int | Literal["auto"] | None = KV_AUTO,
+        persona=None,
     ) -> MoshiPipeline:
         """Load everything from local files (call on the thread that will run the steps).
 
         kv_bits: as `load_lm`; by default the LM's attention cache is stored at 8 bits only where the
         unquantized one would not fit in memory (a note then says so).
+        persona: a PersonaPlex model's (voice, role) (`persona.resolve_persona`), fed before each conversation.
         """
         mimi = load_mimi(files.mimi, config=files.mimi_config)
         # a config path: the quantization it records is checked against the file
         lm = load_lm(files.moshi, config=files.config, dtype=dtype, kv_bits=kv_bits)
         text = TextStream(files.tokenizer, padding_ids=(0, lm.cfg.existing_text_padding_id))
-        pipe = cls(mimi, lm, text, sampling)
+        prompt = None
+        if persona is not None:
+            from .persona.prompt import build_prompt
+
+            prompt = build_prompt(mimi, lm.cfg, files.tokenizer, *persona)
+        pipe = cls(mimi, lm, text, sampling, prompt)
         resident = keep_resident(sum(x.nbytes for _, x in flatten([mimi.parameters(), lm.parameters()])))
         if resident:
             pipe.notes.append(resident)
@@ -126,6 +134,10 @@ class MoshiPipeline:
         """A new conversation: fresh codec and LM states and text stream, same weights."""
         self._mimi_state = self.mimi.init_state(1)
         self._gen_state = self.gen.init_state(1)
+        if self.prompt is not None:  # its one output frame is all prompt (silence): not played
+            from .persona.prompt import run_prompt
+
+            self._gen_state, _ = run_prompt(self.gen, self._gen_state, self.prompt)
         self.text.flush()
         self.frames = 0
 

@@ -74,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
         "1.46 GiB for the 7B (4-bit 7B: 5.35 instead of 5.99 GiB) at ~1%% error in attention "
         "scores; auto (default): 16 where it fits in memory, else 8",
     )
+    v = p.add_argument_group("persona (PersonaPlex models)")
+    v.add_argument(
+        "--voice",
+        type=name,
+        metavar="NAME|FILE",
+        help="the voice: a preset of the model (NATF0-3, NATM0-3, VARF0-4, VARM0-4; default NATF2), a preset .pt "
+        "file, or a short recording of the voice (.wav, .flac)",
+    )
+    v.add_argument(
+        "--role", metavar="TEXT", help='who Moshi is, e.g. "You are a wise and friendly teacher." (the default)'
+    )
     s = p.add_argument_group("sampling")
     temp, top_k = number(float, *TEMP_RANGE), number(int, *TOP_K_RANGE)
     s.add_argument("--temp", type=temp, default=0.8, help="audio temperature (0: greedy; default 0.8)")
@@ -151,11 +162,23 @@ def _check_paths(args: argparse.Namespace) -> None:
             check_new_file(path, "recording file", protect)
 
 
-def _factory(args: argparse.Namespace, files):
+def _factory(args: argparse.Namespace, files, persona=None):
     from .pipeline import MoshiPipeline, Sampling
 
     sampling = Sampling(args.temp, args.text_temp, args.top_k, args.text_top_k, args.seed)
-    return lambda: MoshiPipeline.from_files(files, sampling, kv_bits=kv_bits_choices()[args.kv_bits])
+    kv_bits = kv_bits_choices()[args.kv_bits]
+    return lambda: MoshiPipeline.from_files(files, sampling, kv_bits=kv_bits, persona=persona)
+
+
+def _persona(args: argparse.Namespace, files):
+    """A PersonaPlex model's voice and role, read before the model loads (a bad voice is said at once)."""
+    from .config import LmConfig
+    from .loading.hub import voices_folder
+    from .persona.voices import resolve_persona
+
+    cfg = LmConfig.preset() if files.config is None else LmConfig.from_json(files.config)
+    voices = voices_folder(files) if cfg.is_personaplex else None
+    return resolve_persona(args.voice, args.role, cfg, voices)
 
 
 def _resolve(args: argparse.Namespace):
@@ -188,15 +211,19 @@ def _echo(args: argparse.Namespace):
     return EchoCanceller()
 
 
-def _record_meta(args: argparse.Namespace, files) -> dict:
+def _record_meta(args: argparse.Namespace, files, persona=None) -> dict:
     """What a recording's metadata says about the run."""
-    return {
+    meta = {
         "model": files.source,
         "moshi": str(files.moshi),
         "temp": args.temp,
         "text_temp": args.text_temp,
         "seed": args.seed,
     }
+    if persona is not None:
+        voice, role = persona
+        meta |= {"voice": None if voice is None else voice.name, "role": role}
+    return meta
 
 
 def list_devices_main(audio_backend=None) -> int:
@@ -225,28 +252,30 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
 
             pcm = read_audio(args.input)  # a bad file fails now, before minutes of loading
             files = _resolve(args)
+            persona = _persona(args, files)
             return run_file(
-                _factory(args, files),
+                _factory(args, files, persona),
                 pcm,
                 args.output,
                 source=args.input,
                 transcript=args.transcript,
                 max_lag_frames=args.max_lag,
                 record=args.record,
-                record_meta=_record_meta(args, files),
+                record_meta=_record_meta(args, files, persona),
             )
         from .audio.devices import AudioIO
         from .dialog.live import run_live
 
         audio = AudioIO(args.input_device, args.output_device, backend=audio_backend)  # a missing sound card is
         files = _resolve(args)  # said before the model is fetched (4.5 GB on a first run)
+        persona = _persona(args, files)
         return run_live(
-            _factory(args, files),
+            _factory(args, files, persona),
             audio,
             max_lag_frames=args.max_lag,
             echo=_echo(args),
             record=args.record,
-            record_meta=_record_meta(args, files),
+            record_meta=_record_meta(args, files, persona),
         )
     except MoshiError as e:
         msg = for_cli(e)

@@ -24,6 +24,7 @@ from ..release import (
     MOSHI_FILES,
     TOKENIZER_FILE,
     VOICES,
+    VOICES_ARCHIVE,
     mlx_repo,
     precision_label,
 )
@@ -405,3 +406,23 @@ def resolve_model_files(
         repo,
         _download(repo, mimi_config, tqdm_class, reason) if mimi_config else None,
     )
+
+
+def voices_folder(files: ModelFiles, tqdm_class: Callable | None = None) -> Path | None:
+    """PersonaPlex's voice presets for the model `files` came from: its `voices/` folder, or its `voices.tgz`
+    (downloaded from the repository when needed, extracted once beside it); None when it has none (or the hub
+    cannot be reached and the archive is not cached: a voice can still come from a file)."""
+    from ..persona.voices import extract_voices
+
+    folder = Path(files.source)
+    if folder.is_dir():
+        if (folder / "voices").is_dir():
+            return folder / "voices"
+        return extract_voices(folder / VOICES_ARCHIVE) if (folder / VOICES_ARCHIVE).is_file() else None
+    if not is_repo_id(files.source):
+        return None
+    try:
+        archive = _download(files.source, VOICES_ARCHIVE, tqdm_class, hub_unavailable())
+    except (CheckpointError, OfflineError):
+        return None
+    return extract_voices(archive)

@@ -126,3 +126,29 @@ def resolve_voice(spec: str, voices: Path | None) -> VoicePrompt:
     known = ", ".join(preset_names(voices))
     where = f" in {voices}" if voices is not None else " (this model has no voice presets)"
     raise ConfigError(f"unknown voice {spec!r}{where}: use one of {known}, or a .wav file of the voice")
+
+
+def resolve_persona(
+    voice: str | None, role: str | None, cfg, voices: Path | None
+) -> tuple[VoicePrompt | None, str] | None:
+    """The (voice, role) of a conversation with `cfg`'s model, checked before anything loads; None for Moshi.
+
+    A PersonaPlex model gets the release's default voice when it ships presets and `voice` is None (no voice
+    prompt otherwise), and the reference's default role when `role` is None.
+
+    Raises:
+        ConfigError: a voice or role given for a model that takes none, an unknown voice, an unreadable file.
+    """
+    from .prompt import DEFAULT_ROLE
+
+    if not cfg.is_personaplex:
+        if voice is not None or role is not None:
+            given = " and ".join(f for f, v in (("--voice", voice), ("--role", role)) if v is not None)
+            raise ConfigError(
+                f"{given}: this is a Moshi model, whose voice and role are fixed; a voice and a role need a "
+                "PersonaPlex model (model_type 'personaplex', e.g. nvidia/personaplex-7b-v1)"
+            )
+        return None
+    if voice is None and voices is not None and (voices / f"{DEFAULT_VOICE}.pt").is_file():
+        voice = DEFAULT_VOICE
+    return (None if voice is None else resolve_voice(voice, voices)), (DEFAULT_ROLE if role is None else role)
