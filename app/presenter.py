@@ -15,14 +15,25 @@ from PySide6.QtGui import QGuiApplication
 
 from moshi_mlx.dialog.events import too_slow
 from moshi_mlx.errors import MoshiError
+from moshi_mlx.release import DEFAULT_ROLE, PERSONA_VOICES
 
 from . import controller as c
 from .dialogs import Dialogs
 from .download import DownloadDialog, DownloadTask, Resolver, cached_files, hub_resolver
-from .models import ModelChoice, ResolvedModel, frame_model_factory, from_hub, resolve_folder
+from .models import (
+    ModelChoice,
+    ResolvedModel,
+    folder_is_personaplex,
+    frame_model_factory,
+    from_hub,
+    is_personaplex,
+    resolve_folder,
+    resolve_persona,
+)
 from .saving import Conversation, save_copy
 from .settings import AppSettings
 from .window import MainWindow
+from .wording import for_window
 
 _BUTTON = {
     c.IDLE: ("Start", True, False),
@@ -91,6 +102,11 @@ class Presenter(QObject):
         w.voice_combo.setCurrentIndex(max(0, w.voice_combo.findData(s.voice)))
         w.precision_combo.setCurrentIndex(max(0, w.precision_combo.findData(s.precision)))
         w.folder_edit.setText(s.local_folder)
+        for name in PERSONA_VOICES:
+            w.persona_voice_combo.addItem(name, name)
+        self._show_persona_voice(s.persona_voice)
+        w.role_edit.setPlaceholderText(DEFAULT_ROLE)
+        w.role_edit.setText(s.role)
         w.temperature_spin.setValue(s.temperature)
         w.echo_check.setChecked(s.echo_suppression and self.ctl.echo_available)
         w.echo_check.setEnabled(self.ctl.echo_available)
@@ -105,7 +121,21 @@ class Presenter(QObject):
         self.w.voice_combo.setEnabled(not from_folder)
         self.w.precision_combo.setEnabled(not from_folder)
         self.w.folder_clear.setEnabled(from_folder)
+        self.w.persona_box.setEnabled(folder_is_personaplex(self.settings.local_folder))
         self._update_model_status()
+
+    def _show_persona_voice(self, voice: str) -> None:
+        combo = self.w.persona_voice_combo
+        if combo.findData(voice) < 0:  # a recording or preset file chosen before
+            combo.addItem(Path(voice).name, voice)
+        combo.setCurrentIndex(combo.findData(voice))
+
+    def choose_persona_voice(self) -> None:
+        path = self.dialogs.choose_file(
+            "A recording of the voice (a few seconds of one speaker)", "", "Voices (*.wav *.flac *.ogg *.mp3 *.pt)"
+        )
+        if path:
+            self._show_persona_voice(path)  # the combo's signal remembers it
 
     def _update_model_status(self) -> None:
         if self.ctl.loaded or self.ctl.state == c.LOADING:
@@ -129,6 +159,11 @@ class Presenter(QObject):
         w.echo_check.toggled.connect(lambda on: self._set("echo_suppression", bool(on)))
         w.input_combo.activated.connect(lambda _: self._set("input_device", w.input_combo.currentData() or ""))
         w.output_combo.activated.connect(lambda _: self._set("output_device", w.output_combo.currentData() or ""))
+        w.persona_voice_combo.currentIndexChanged.connect(
+            lambda _: self._set("persona_voice", w.persona_voice_combo.currentData() or "")
+        )
+        w.persona_voice_file.clicked.connect(self.choose_persona_voice)
+        w.role_edit.editingFinished.connect(lambda: self._set("role", w.role_edit.text().strip()))
         w.folder_button.clicked.connect(self.choose_folder)
         w.folder_clear.clicked.connect(lambda: self.set_folder(""))
         w.start_button.clicked.connect(self.toggle)
@@ -156,7 +191,7 @@ class Presenter(QObject):
 
     def _set(self, key: str, value) -> None:
         setattr(self.settings, key, value)
-        if key in ("voice", "precision", "temperature"):
+        if key in ("voice", "precision", "temperature", "persona_voice", "role"):
             self._model_choice_changed()
 
     def _model_choice_changed(self) -> None:
@@ -167,7 +202,8 @@ class Presenter(QObject):
         self._update_model_status()
 
     def _key(self) -> tuple:
-        return (self.choice(), round(self.settings.temperature, 4))
+        s = self.settings
+        return (self.choice(), round(s.temperature, 4), s.persona_voice, s.role)
 
     def choose_folder(self) -> None:
         folder = self.dialogs.choose_folder("Folder with Moshi weights", self.settings.local_folder)
@@ -289,7 +325,15 @@ class Presenter(QObject):
             self.w.status.showMessage("Download cancelled; it resumes where it stopped next time", 6000)
 
     def _load(self, files: ResolvedModel) -> None:
-        factory = self.model_factory(files, self.settings.temperature)
+        if is_personaplex(files.files):  # its voice and role, read before loading
+            try:
+                persona = resolve_persona(files, self.settings.persona_voice, self.settings.role)
+            except MoshiError as e:
+                self.dialogs.error("Voice problem", for_window(e))
+                return
+            factory = self.model_factory(files, self.settings.temperature, persona)
+        else:
+            factory = self.model_factory(files, self.settings.temperature)
         self._loaded_key = self._key()
         self.ctl.load(factory, files.label, files.quantization, start_after=self._audio_args())
         self._update_model_status()

@@ -36,6 +36,7 @@ START_COLOR, STOP_COLOR = "#2563eb", "#dc2626"
 # The settings' labels: messages name these places (app/wording.py)
 MODEL_BOX, PRECISION_ROW, WEIGHTS_ROW = "Model", "Precision", "Weights folder"
 AUDIO_BOX, INPUT_ROW, OUTPUT_ROW = "Audio", "Microphone", "Speaker"
+PERSONA_BOX, PERSONA_VOICE_ROW, ROLE_ROW = "Persona (PersonaPlex)", "Voice", "Role"
 
 
 class MainWindow(QMainWindow):
@@ -131,18 +132,36 @@ class MainWindow(QMainWindow):
             "Remove Moshi's own voice from the microphone (for speakers, not needed with headphones)"
         )
 
+        self.persona_voice_combo = QComboBox()  # preset names, then recordings the user picked (data: name or path)
+        self.persona_voice_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.persona_voice_combo.setMinimumContentsLength(10)
+        self.persona_voice_file = QToolButton()
+        self.persona_voice_file.setText("…")
+        self.persona_voice_file.setToolTip("Use a short recording of a voice (.wav, .flac) or a voice preset (.pt)")
+        persona_voice_row = QHBoxLayout()
+        persona_voice_row.setSpacing(4)
+        persona_voice_row.addWidget(self.persona_voice_combo, 1)
+        persona_voice_row.addWidget(self.persona_voice_file)
+        self.role_edit = QLineEdit()
+        self.role_edit.setToolTip("Who Moshi is, e.g. a teacher, a customer-service agent with a name and a shop")
+
         model_box = QGroupBox(MODEL_BOX)
         mf = QFormLayout(model_box)
         mf.addRow("Voice", self.voice_combo)
         mf.addRow(PRECISION_ROW, self.precision_combo)
         mf.addRow(WEIGHTS_ROW, folder_row)
         mf.addRow("Temperature", self.temperature_spin)
+        self.persona_box = QGroupBox(PERSONA_BOX)
+        self.persona_box.setToolTip("Models whose config says model_type 'personaplex' take a voice and a role")
+        pf = QFormLayout(self.persona_box)
+        pf.addRow(PERSONA_VOICE_ROW, persona_voice_row)
+        pf.addRow(ROLE_ROW, self.role_edit)
         audio_box = QGroupBox(AUDIO_BOX)
         af = QFormLayout(audio_box)
         af.addRow(INPUT_ROW, self.input_combo)
         af.addRow(OUTPUT_ROW, self.output_combo)
         af.addRow(self.echo_check)
-        for f in (mf, af):
+        for f in (mf, pf, af):
             f.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
             f.setVerticalSpacing(10)
         self.settings_panel = QWidget()
@@ -151,6 +170,7 @@ class MainWindow(QMainWindow):
         side.setContentsMargins(0, 0, 0, 0)
         side.setSpacing(14)
         side.addWidget(model_box)
+        side.addWidget(self.persona_box)
         side.addWidget(audio_box)
         side.addStretch(1)
 

@@ -32,6 +32,12 @@ FAMILY_REPOS = {
     PERSONAPLEX_REPO: "PersonaPlex 7B: Moshi with a voice prompt and a role; NVIDIA Open Model License",
 }
 VOICES_ARCHIVE = "voices.tgz"  # PersonaPlex's voice presets (`voices/NAME.pt`), in the PersonaPlex repositories
+# NVIDIA's README: natural (NAT) and varied (VAR) voices, female (F) and male (M)
+PERSONA_VOICES = tuple(f"NAT{g}{i}" for g in "FM" for i in range(4)) + tuple(
+    f"VAR{g}{i}" for g in "FM" for i in range(5)
+)
+DEFAULT_PERSONA_VOICE = "NATF2"  # the voice of NVIDIA's README examples
+DEFAULT_ROLE = "You are a wise and friendly teacher. Answer questions or provide advice in a clear and engaging way."
 
 
 def precision_name(bits: int | None) -> str:

@@ -32,7 +32,6 @@ SILENCE_TOKENS = (948, 243, 1178, 546, 1736, 1030, 1978, 2008)
 SINE_TOKENS = (430, 1268, 381, 1611, 1095, 1495, 56, 472)
 PROMPT_TEXT_TOKEN = 3  # the reference's zero_text_code: Moshi's text during the voice and the silences
 SILENCE_FRAMES = 6  # int(0.5 s * 12.5 Hz): the spacer after the voice and after the role
-DEFAULT_ROLE = "You are a wise and friendly teacher. Answer questions or provide advice in a clear and engaging way."
 _CHUNK = 64  # temporal steps per forward pass of the prompt
 
 

@@ -22,17 +22,12 @@ import numpy as np
 from ..audio import MODEL_RATE
 from ..audio.files import read_audio
 from ..audio.loudness import normalize_loudness
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, Setting
+from ..release import DEFAULT_PERSONA_VOICE, DEFAULT_ROLE, PERSONA_VOICES
 from ..weights.torch_pickle import load_torch_file
 
 VOICE_LUFS = -24.0  # the reference's load_voice_prompt normalizes to this
-PRESET_NAMES = tuple(
-    [f"NATF{i}" for i in range(4)]
-    + [f"NATM{i}" for i in range(4)]
-    + [f"VARF{i}" for i in range(5)]
-    + [f"VARM{i}" for i in range(5)]
-)  # NVIDIA's README: natural (NAT) and varied (VAR) voices, female (F) and male (M)
-DEFAULT_VOICE = "NATF2"  # the first voice of NVIDIA's README examples
+PRESET_NAMES, DEFAULT_VOICE = PERSONA_VOICES, DEFAULT_PERSONA_VOICE
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
@@ -114,18 +109,21 @@ def resolve_voice(spec: str, voices: Path | None) -> VoicePrompt:
         ConfigError: an unknown name or a missing file, naming what exists.
     """
     path = Path(spec).expanduser()
+    is_file = path.suffix.lower() in AUDIO_SUFFIXES or (path.suffix.lower() == ".pt" and len(path.parts) > 1)
+    if is_file and not path.is_file():
+        raise ConfigError(f"voice {spec}: no such file (a recording of the voice, or a preset)", hint=Setting.PERSONA)
     if path.suffix.lower() in AUDIO_SUFFIXES:
         return voice_from_audio(path)
-    if path.suffix.lower() == ".pt" and (path.is_file() or len(path.parts) > 1):
-        if not path.is_file():
-            raise ConfigError(f"voice {spec}: no such file")
+    if path.suffix.lower() == ".pt" and path.is_file():
         return read_voice_preset(path)
     name = path.stem if path.suffix.lower() == ".pt" else spec
     if voices is not None and (voices / f"{name}.pt").is_file():
         return read_voice_preset(voices / f"{name}.pt")
     known = ", ".join(preset_names(voices))
     where = f" in {voices}" if voices is not None else " (this model has no voice presets)"
-    raise ConfigError(f"unknown voice {spec!r}{where}: use one of {known}, or a .wav file of the voice")
+    raise ConfigError(
+        f"unknown voice {spec!r}{where}: use one of {known}, or a .wav file of the voice", hint=Setting.PERSONA
+    )
 
 
 def resolve_persona(
@@ -139,14 +137,12 @@ def resolve_persona(
     Raises:
         ConfigError: a voice or role given for a model that takes none, an unknown voice, an unreadable file.
     """
-    from .prompt import DEFAULT_ROLE
-
     if not cfg.is_personaplex:
         if voice is not None or role is not None:
-            given = " and ".join(f for f, v in (("--voice", voice), ("--role", role)) if v is not None)
             raise ConfigError(
-                f"{given}: this is a Moshi model, whose voice and role are fixed; a voice and a role need a "
-                "PersonaPlex model (model_type 'personaplex', e.g. nvidia/personaplex-7b-v1)"
+                "this is a Moshi model, whose voice and role are fixed: a chosen voice or role needs a PersonaPlex "
+                "model (model_type 'personaplex', e.g. nvidia/personaplex-7b-v1)",
+                hint=Setting.PERSONA,
             )
         return None
     if voice is None and voices is not None and (voices / f"{DEFAULT_VOICE}.pt").is_file():

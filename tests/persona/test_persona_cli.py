@@ -88,4 +88,4 @@ def test_moshi_refuses_a_voice_and_a_role(tmp_path: Path) -> None:
     r = run_module(
         "moshi_mlx.run", "--hf-repo", str(E2E), "--input", str(ASSETS / "user.wav"), "--output", out, "--role", "x"
     )
-    assert_one_line_error(r, 2, "--role", "Moshi model", "PersonaPlex")
+    assert_one_line_error(r, 2, "Moshi model", "PersonaPlex", "--role")
