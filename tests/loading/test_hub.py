@@ -280,3 +280,28 @@ def test_a_gated_repository_says_to_accept_its_licence(fake, monkeypatch) -> Non
             match=f"{repo} is a gated repository: accept its licence on https://huggingface.co/{repo}.*hf auth login",
         ):
             hub.resolve_model_files(repo)
+
+
+def test_personaplex_voices_come_from_the_repositorys_archive(fake, monkeypatch, tmp_path: Path) -> None:
+    import tarfile
+
+    from moshi_mlx.release import VOICES_ARCHIVE
+
+    preset = Path(__file__).resolve().parents[1] / "assets" / "personaplex" / "voice.pt"
+    f = fake({"nvidia/personaplex-7b-v1": {"model.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE, VOICES_ARCHIVE}})
+    plain = f.hf_hub_download
+
+    def download(repo_id: str, filename: str, **kw) -> str:
+        path = Path(plain(repo_id, filename, **kw))
+        if filename == VOICES_ARCHIVE:
+            with tarfile.open(path, "w:gz") as tar:
+                tar.add(preset, arcname="voices/VARM3.pt")
+        return str(path)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    files = hub.resolve_model_files("nvidia/personaplex-7b-v1")
+    assert files.quant is None and files.moshi.name == "model.safetensors"
+    folder = hub.voices_folder(files)
+    assert folder is not None and sorted(p.name for p in folder.iterdir()) == ["VARM3.pt"]
+    fake({"kyutai/moshiko-mlx-q4": Q4})  # a repository without presets
+    assert hub.voices_folder(hub.resolve_model_files("kyutai/moshiko-mlx-q4")) is None

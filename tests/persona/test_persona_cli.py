@@ -89,3 +89,18 @@ def test_moshi_refuses_a_voice_and_a_role(tmp_path: Path) -> None:
         "moshi_mlx.run", "--hf-repo", str(E2E), "--input", str(ASSETS / "user.wav"), "--output", out, "--role", "x"
     )
     assert_one_line_error(r, 2, "Moshi model", "PersonaPlex", "--role")
+
+
+def test_quantize_keeps_the_voices_and_the_result_runs_with_a_preset(tmp_path: Path) -> None:
+    import tarfile
+
+    src = personaplex_folder(tmp_path / "src", voices=False)
+    with tarfile.open(src / "voices.tgz", "w:gz") as tar:  # as nvidia/personaplex-7b-v1 ships them
+        tar.add(ASSETS / "voice.pt", arcname="voices/NATM1.pt")
+    q = run_module("quantize", str(src), "--out", str(tmp_path / "q8"), "--q-bits", "8", "--no-progress")
+    assert q.code == 0, q.why()
+    assert (tmp_path / "q8" / "voices.tgz").is_file()
+    assert "voices" not in json.loads((tmp_path / "q8" / "config.json").read_text())
+    ran = _run(tmp_path / "q8", tmp_path / "o.wav", "--voice", "NATM1", "--role", "You are a pirate.")
+    assert ran.code == 0, ran.why()
+    assert (tmp_path / "q8" / "voices" / "NATM1.pt").is_file()  # extracted once, beside the archive
