@@ -87,10 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s = p.add_argument_group("sampling")
     temp, top_k = number(float, *TEMP_RANGE), number(int, *TOP_K_RANGE)
-    s.add_argument("--temp", type=temp, default=0.8, help="audio temperature (0: greedy; default 0.8)")
-    s.add_argument("--text-temp", type=temp, default=0.7, help="text temperature (0: greedy; default 0.7)")
-    s.add_argument("--top-k", type=top_k, default=250, help="audio top-k (default 250)")
-    s.add_argument("--text-top-k", type=top_k, default=25, help="text top-k (default 25)")
+    given_by = "the model's lm_gen_config, else"  # an RL-tuned release may ship its own
+    s.add_argument("--temp", type=temp, help=f"audio temperature (0: greedy; default: {given_by} 0.8)")
+    s.add_argument("--text-temp", type=temp, help=f"text temperature (0: greedy; default: {given_by} 0.7)")
+    s.add_argument("--top-k", type=top_k, help=f"audio top-k (default: {given_by} 250)")
+    s.add_argument("--text-top-k", type=top_k, help=f"text top-k (default: {given_by} 25)")
     s.add_argument(
         "--seed",
         type=number(int, *SEED_RANGE),
@@ -163,11 +164,20 @@ def _check_paths(args: argparse.Namespace) -> None:
 
 
 def _factory(args: argparse.Namespace, files, persona=None):
-    from .pipeline import MoshiPipeline, Sampling
+    from .pipeline import MoshiPipeline
 
-    sampling = Sampling(args.temp, args.text_temp, args.top_k, args.text_top_k, args.seed)
+    sampling = _sampling(args, files)
     kv_bits = kv_bits_choices()[args.kv_bits]
     return lambda: MoshiPipeline.from_files(files, sampling, kv_bits=kv_bits, persona=persona)
+
+
+def _sampling(args: argparse.Namespace, files):
+    """The flags given, else the model's own defaults (its config's lm_gen_config), else the reference's."""
+    from .config.generation import release_sampling
+    from .pipeline import Sampling
+
+    given = {k: getattr(args, k) for k in ("temp", "text_temp", "top_k", "text_top_k") if getattr(args, k) is not None}
+    return Sampling(**(release_sampling(files.config) | given), seed=args.seed)
 
 
 def _persona(args: argparse.Namespace, files):
@@ -216,8 +226,8 @@ def _record_meta(args: argparse.Namespace, files, persona=None) -> dict:
     meta = {
         "model": files.source,
         "moshi": str(files.moshi),
-        "temp": args.temp,
-        "text_temp": args.text_temp,
+        "temp": _sampling(args, files).temp,
+        "text_temp": _sampling(args, files).text_temp,
         "seed": args.seed,
     }
     if persona is not None:

@@ -106,3 +106,25 @@ def test_personaplex_loads_the_16_slices_its_file_holds(tmp_path: Path) -> None:
     got = lm.depformer.slices[12].transformer.layers[0].self_attn.in_proj.weight
     assert mx.array_equal(got, fused[12 * rows : 13 * rows]).item()
     assert mx.array_equal(lm.depformer.slices[15].emb.weight, file["depformer_emb.14.weight"]).item()
+
+
+def test_a_releases_sampling_defaults_apply_unless_flags_say_otherwise(tmp_path: Path) -> None:
+    """Kyutai's server passes config.json's lm_gen_config to LMGen: an RL-tuned release may ship its own."""
+    from moshi_mlx.loading.hub import ModelFiles
+    from moshi_mlx.pipeline import Sampling
+    from moshi_mlx.run import _sampling, build_parser
+
+    repo = make_repo(tmp_path / "rl")
+    config = json.loads((repo / "config.json").read_text())
+    config["lm_gen_config"] = {"temp": 0.6, "temp_text": 0.5, "top_k": 100, "top_k_text": 10}
+    (repo / "config.json").write_text(json.dumps(config))
+    files = ModelFiles(repo / "model.safetensors", repo, repo, repo / "config.json", None, str(repo))
+    parse = build_parser().parse_args
+    assert _sampling(parse([]), files) == Sampling(0.6, 0.5, 100, 10)
+    assert _sampling(parse(["--temp", "0.9", "--seed", "3"]), files) == Sampling(0.9, 0.5, 100, 10, seed=3)
+    no_config = ModelFiles(files.moshi, files.mimi, files.tokenizer, None, None, str(repo))
+    assert _sampling(parse([]), no_config) == Sampling()
+    config["lm_gen_config"] = {"temp": -1}
+    (repo / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="lm_gen_config: temp = -1 is out of range"):
+        _sampling(parse([]), files)
