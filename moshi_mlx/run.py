@@ -177,7 +177,8 @@ def _sampling(args: argparse.Namespace, files):
     from .pipeline import Sampling
 
     given = {k: getattr(args, k) for k in ("temp", "text_temp", "top_k", "text_top_k") if getattr(args, k) is not None}
-    return Sampling(**(release_sampling(files.config) | given), seed=args.seed)
+    values: dict = release_sampling(files.config) | given
+    return Sampling(**values, seed=args.seed)
 
 
 def _persona(args: argparse.Namespace, files):
