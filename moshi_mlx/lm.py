@@ -4,8 +4,9 @@ Parameter names are those of Kyutai's MLX release (`text_emb`, `audio_embs.{i}`,
 `out_norm`, `text_linear`, `depformer.slices.{k}.{emb, linear_in, linear_out, transformer.*}`), so those
 files load unrenamed. Streams: 0 is text, 1..dep_q Moshi's audio codebooks, the rest the user's.
 
-The temporal transformer streams through caller-owned RingKVCaches (`LmState`); the depformer runs
-dep_q steps inside one frame, each with its own slice of weights and one cache shared by all slices.
+The temporal transformer streams through RingKVCaches held in an `LmState` value (each step returns the
+next state); the depformer runs dep_q steps inside one frame, each with its own slice of weights and one
+cache shared by all slices.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import mlx.nn as nn
 from .config import LmConfig
 from .dtypes import FLOATS
 from .modules.embedding import ScaledEmbedding
-from .modules.transformer import Transformer, TransformerState, make_norm
+from .modules.kv_cache import Offset
+from .modules.transformer import RotaryTable, Transformer, TransformerState, make_norm
 
 
 def check_kv_bits(bits: int | None) -> None:
@@ -33,11 +35,16 @@ class LmState(NamedTuple):
     temporal: TransformerState
 
     @property
-    def offset(self) -> int:
+    def offset(self) -> Offset:
         return self.temporal.offset
 
     def arrays(self) -> list[mx.array]:
         return self.temporal.arrays()
+
+    @classmethod
+    def from_arrays(cls, arrays: list[mx.array], offset: Offset, layers: int) -> LmState:
+        """The state of a `layers`-layer temporal transformer holding `arrays` (as `arrays()` lists them)."""
+        return cls(TransformerState.from_arrays(arrays, offset, layers))
 
 
 class DepformerSlice(nn.Module):
@@ -64,8 +71,10 @@ class Depformer(nn.Module):
         """Fresh cache for one frame (dep_q steps), shared by all slices."""
         return self.slices[0].transformer.init_state(batch, dtype)
 
-    def step(self, k: int, context: mx.array, prev_token: mx.array, state: TransformerState) -> mx.array:
-        """Logits [B, card] of codebook k.
+    def step(
+        self, k: int, context: mx.array, prev_token: mx.array, state: TransformerState
+    ) -> tuple[mx.array, TransformerState]:
+        """(Logits [B, card] of codebook k, the state for codebook k + 1).
 
         Args:
             k: slice (codebook) index; steps must come in order 0..dep_q-1 over one state.
@@ -74,7 +83,8 @@ class Depformer(nn.Module):
         """
         s = self.slices[k]
         x = s.linear_in(context) + s.emb(prev_token[:, None]).astype(context.dtype)
-        return s.linear_out(s.transformer(x, state))[:, 0]
+        y, state = s.transformer.step(x, state)
+        return s.linear_out(y)[:, 0], state
 
 
 def default_compute_dtype(quantized: bool, param_dtype: mx.Dtype) -> mx.Dtype:
@@ -158,14 +168,23 @@ class Lm(nn.Module):
             x = x + self.audio_embs[i](tokens[:, i + 1]).astype(dt)
         return x + self.text_emb(tokens[:, 0]).astype(dt)
 
-    def forward_text(self, tokens: mx.array, state: LmState | None = None) -> tuple[mx.array, mx.array]:
-        """Temporal transformer over tokens [B, 1 + n_q, T].
+    def forward_text(self, tokens: mx.array) -> tuple[mx.array, mx.array]:
+        """Temporal transformer over a whole sequence of tokens [B, 1 + n_q, T] (batch mode).
 
         Returns:
             context: [B, T, dim] normed output (the depformer's input); text_logits: [B, T, text_card].
         """
-        out = self.out_norm(self.transformer(self.embed(tokens), None if state is None else state.temporal))
+        out = self.out_norm(self.transformer(self.embed(tokens)))
         return out, self.text_linear(out)
+
+    def step_text(
+        self, tokens: mx.array, state: LmState, rope: RotaryTable | None = None
+    ) -> tuple[mx.array, mx.array, LmState]:
+        """Temporal transformer streaming the next tokens [B, 1 + n_q, T] -> (context, text_logits, as
+        `forward_text`, and the next state). `rope`: see `Transformer.step` (needed in a compiled step)."""
+        out, temporal = self.transformer.step(self.embed(tokens), state.temporal, rope)
+        out = self.out_norm(out)
+        return out, self.text_linear(out), LmState(temporal)
 
     def depformer_logits(self, context: mx.array, tokens: mx.array) -> mx.array:
         """Teacher-forced depformer: context [B, 1, dim], tokens [B, 1 + dep_q] -> logits [B, dep_q, card].
@@ -173,7 +192,11 @@ class Lm(nn.Module):
         Codebook k sees tokens[:, k] (the text token for k = 0) as its previous token.
         """
         state = self.depformer.init_state(context.shape[0], self.compute_dtype)
-        return mx.stack([self.depformer.step(k, context, tokens[:, k], state) for k in range(self.cfg.dep_q)], axis=1)
+        logits = []
+        for k in range(self.cfg.dep_q):
+            lk, state = self.depformer.step(k, context, tokens[:, k], state)
+            logits.append(lk)
+        return mx.stack(logits, axis=1)
 
     def teacher_forced(self, codes: mx.array, state: LmState | None = None) -> tuple[mx.array, mx.array]:
         """Logits for a whole code sequence, aligned with it, as the reference's `LMModel.forward`.
@@ -197,7 +220,10 @@ class Lm(nn.Module):
             rows.append(row if head is None else mx.concatenate([head, row], axis=1))
         delayed = mx.stack(rows, axis=1)  # [B, K, T]
         inputs = mx.concatenate([mx.broadcast_to(initial[None, :, None], (b, k, 1)), delayed[:, :, :-1]], axis=2)
-        context, text_logits = self.forward_text(inputs, state)
+        if state is None:
+            context, text_logits = self.forward_text(inputs)
+        else:
+            context, text_logits, _ = self.step_text(inputs, state)
         flat = context.reshape(b * t, 1, -1)
         targets = delayed[:, : cfg.dep_q + 1].transpose(0, 2, 1).reshape(b * t, cfg.dep_q + 1)
         audio = self.depformer_logits(flat, targets).reshape(b, t, cfg.dep_q, -1).transpose(0, 2, 1, 3)

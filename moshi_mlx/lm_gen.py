@@ -10,20 +10,29 @@ the text by their delay; a small ring of the last max_delay + 2 token frames re-
 * step t returns the text token of step t - max_delay and the audio codebooks delayed to match it (with
   delays [0, 1, ...]: semantic code from t - 1, acoustic codes from t); nothing while t < max_delay.
 
-A step reads values on the host once; its graph is evaluated in one go (on CPU with quantized weights,
-the temporal pass is evaluated first to bound memory, see `advance`).
+A step is a value function: `advance(state, codes)` returns the next state and leaves `state` unchanged,
+so a kept state replays the same step. Its two halves (temporal pass with the text sampling; depformer with
+the audio sampling and the ring update) are compiled with `mx.compile` once per model setting: fixed
+shapes, the step counter, ring slots and cache offset as int32 arrays, the RoPE table made on the host and
+passed in, caches passed in and returned. `MOSHI_MLX_COMPILE=0` (or `compile=False`) runs the same
+functions op by op, for debugging and for the benchmark's comparison. A step reads values on the host
+once; its graph is evaluated in one go (on CPU with quantized weights, the temporal pass is evaluated
+first to bound memory, see `advance`).
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import NamedTuple
 
 import mlx.core as mx
 import numpy as np
 
+from .compiled import compile_by_default
 from .errors import ConfigError
 from .lm import Lm, LmState
+from .modules.transformer import RotaryTable
 from .sampling import sample
 
 UNGENERATED = -2  # a slot nothing was written to yet (never read: the initial token replaces it)
@@ -52,6 +61,7 @@ class LmGen:
         text_temp, text_top_k: the same for text.
         seed: makes sampling repeatable; None draws a fresh seed.
         batch: conversations generated in parallel.
+        compile: compile the step (None: `compile_by_default()`).
     """
 
     def __init__(
@@ -63,6 +73,7 @@ class LmGen:
         text_top_k: int = 25,
         seed: int | None = None,
         batch: int = 1,
+        compile: bool | None = None,
     ):
         self.lm = lm
         self.cfg = lm.cfg
@@ -73,6 +84,11 @@ class LmGen:
         self._delays = cfg.delays
         self._ring = cfg.max_delay + 2
         self._initial = mx.array([cfg.text_initial_token_id] + [cfg.initial_token_id] * cfg.n_q, mx.int32)
+        self._delays_arr = mx.array(cfg.delays, mx.int32)
+        self._layers = cfg.transformer.num_layers
+        self.compiled = compile_by_default() if compile is None else compile
+        self._halves: tuple[Callable, Callable] | None = None
+        self._halves_key: tuple | None = None
         self.reset()
 
     @property
@@ -87,23 +103,17 @@ class LmGen:
         tokens = mx.full((batch, self.cfg.num_codebooks, self._ring), UNGENERATED, mx.int32)
         return LmGenState(self.lm.init_state(batch), tokens, 0, mx.random.key(seed))
 
-    def write_step_inputs(self, state: LmGenState, user_codes: mx.array) -> mx.array:
-        """Write the user's codes of this step into the token ring (their streams enter it already
-        delayed) and return the temporal transformer's input tokens [B, 1 + n_q] for step `state.step`."""
-        cfg, t, ring = self.cfg, state.step, self._ring
-        user_codes = mx.array(user_codes).astype(mx.int32)
-        n_user = cfg.user_codebooks
-        if user_codes.ndim != 2 or user_codes.shape[1] < n_user:
-            raise ConfigError(f"user codes must have shape [batch, {n_user}], got {tuple(user_codes.shape)}")
-        for i in range(n_user):
-            row = cfg.dep_q + 1 + i
-            state.tokens[:, row, (t + self._delays[row]) % ring] = user_codes[:, i]
-        is_init = mx.array([t <= d for d in self._delays])[None, :]
-        return mx.where(is_init, self._initial[None, :], state.tokens[:, :, t % ring])
+    def check_user_codes(self, user_codes) -> mx.array:
+        """The user's codes of a step as int32 [B, user_codebooks] (extra codebooks dropped)."""
+        n_user = self.cfg.user_codebooks
+        codes = mx.array(user_codes).astype(mx.int32)
+        if codes.ndim != 2 or codes.shape[1] < n_user:
+            raise ConfigError(f"user codes must have shape [batch, {n_user}], got {tuple(codes.shape)}")
+        return codes[:, :n_user]
 
-    def advance(self, state: LmGenState, user_codes: mx.array) -> tuple[StepOutput, mx.array | None, LmGenState]:
-        """One step. Outputs and state are lazy (at most the temporal pass is evaluated, without reading
-        values; see `_wait_temporal`): evaluate them together, as `step` does.
+    def advance(self, state: LmGenState, user_codes) -> tuple[StepOutput, mx.array | None, LmGenState]:
+        """One step; `state` is left unchanged. Outputs and state are lazy (at most the temporal pass is
+        evaluated, without reading values; see `_wait_temporal`): evaluate them together, as `step` does.
 
         Args:
             user_codes: [B, user_codebooks] int, the user's Mimi codes of this step (-1: no input).
@@ -112,38 +122,107 @@ class LmGen:
             (this step's samples and logits, the output frame [B, 1 + dep_q] or None while the delays
             fill, the next state).
         """
-        cfg, t, ring = self.cfg, state.step, self._ring
-        tokens = state.tokens
-        inputs = self.write_step_inputs(state, user_codes)
-
-        keys = mx.random.split(state.key, 2 + cfg.dep_q)
-        context, text_logits = self.lm.forward_text(inputs[:, :, None], state.lm)
+        temporal, depformer = self._step_halves()
+        t, offset = state.step, state.lm.offset
+        assert isinstance(offset, int)  # a traced offset lives only inside the compiled halves
+        rope = self.lm.transformer.rope(offset, 1)
+        t_arr = mx.array(t, mx.int32)
+        context, text_logits, text_token, tokens, keys, *caches = temporal(
+            state.tokens,
+            state.key,
+            self.check_user_codes(user_codes),
+            t_arr,
+            mx.array(offset, mx.int32),
+            [] if rope is None else [rope.cos, rope.sin],
+            state.lm.arrays(),
+        )
         if self._wait_temporal:
             # Quantized weights under float32 activations: each matmul makes float32 copies of its bf16
             # scales. Dispatched together, the text head's and depformer's copies would be allocated while
             # the temporal pass still runs (+20 MB; 7B q4 then peaks just above 6 GiB). No values are read.
             mx.eval(context)
-        else:
-            mx.async_eval(context)  # start the temporal pass; the depformer graph is built while it runs
+        elif not self.compiled:
+            mx.async_eval(context)  # start the temporal pass; the depformer's graph is built while it runs
+        # Compiled, the whole step is dispatched in one evaluation: its graph takes ~5 ms to replay, and a
+        # second evaluation mid-step measured slower (skinny 7B: 129 vs 86 ms per step).
+        audio, audio_logits, tokens, frame = depformer(context, text_token, keys, tokens, t_arr)
+        lm_state = LmState.from_arrays(caches, offset + 1, self._layers)
+        out = frame if t + 1 > self.cfg.max_delay else None
+        step = StepOutput(text_token, audio, text_logits, audio_logits)
+        return step, out, LmGenState(lm_state, tokens, t + 1, keys[0])
+
+    # ---- the two halves of a step: pure functions of arrays, compiled ----
+
+    def _step_halves(self) -> tuple[Callable, Callable]:
+        """The step's halves, compiled for the model's current setting (re-made after a cast, a new
+        compute dtype or KV width, new sampling settings); a model whose modules were swapped after this
+        LmGen's first step needs `recompile()`."""
+        lm = self.lm
+        key = (
+            self.compiled,
+            lm.compute_dtype,
+            lm.cache_dtype,
+            lm.kv_bits,
+            lm.is_quantized,
+            id(lm.text_linear),
+            id(lm.out_norm.weight),
+            self.temp,
+            self.text_temp,
+            self.top_k,
+            self.text_top_k,
+        )
+        if self._halves is None or key != self._halves_key:
+            halves = (self._temporal_half, self._depformer_half)
+            self._halves = tuple(mx.compile(f) for f in halves) if self.compiled else halves  # type: ignore[assignment]
+            self._halves_key = key
+        assert self._halves is not None
+        return self._halves
+
+    def recompile(self) -> None:
+        """Trace the step again at the next call (after the model's modules or weights were replaced)."""
+        self._halves = None
+
+    def _temporal_half(self, tokens, key, user, t, offset, rope, caches):
+        """Write the user's codes into the token ring (their streams enter it already delayed), run the
+        temporal transformer on this step's inputs and sample the text token."""
+        cfg, ring = self.cfg, self._ring
+        user_rows = cfg.dep_q + 1
+        slots = (t + self._delays_arr[user_rows:]) % ring  # [n_user]
+        index = mx.broadcast_to(slots[None, :, None], (user.shape[0], slots.shape[0], 1))
+        user_part = mx.put_along_axis(tokens[:, user_rows:], index, user[:, :, None], axis=2)
+        tokens = mx.concatenate([tokens[:, :user_rows], user_part], axis=1)
+        current = mx.take(tokens, t % ring, axis=2)  # [B, 1 + n_q]
+        inputs = mx.where((t <= self._delays_arr)[None, :], self._initial[None, :], current)
+
+        keys = mx.random.split(key, 2 + cfg.dep_q)
+        table = RotaryTable(*rope) if rope else None
+        lm_state = LmState.from_arrays(list(caches), offset, self._layers)
+        context, text_logits, lm_state = self.lm.step_text(inputs[:, :, None], lm_state, table)
         text_logits = text_logits[:, 0]
         text_token = sample(text_logits, self.text_temp, self.text_top_k, keys[1])
-        dep_state = self.lm.depformer.init_state(inputs.shape[0], self.lm.compute_dtype)
+        return [context, text_logits, text_token, tokens, keys, *lm_state.arrays()]
+
+    def _depformer_half(self, context, text_token, keys, tokens, t):
+        """Sample Moshi's dep_q codebooks one after the other, write this step's samples into the token
+        ring and read the output frame the delays have completed."""
+        cfg, ring = self.cfg, self._ring
+        dep_state = self.lm.depformer.init_state(context.shape[0], self.lm.compute_dtype)
         prev, codes, logits = text_token, [], []
         for k in range(cfg.dep_q):
-            lk = self.lm.depformer.step(k, context, prev, dep_state)
+            lk, dep_state = self.lm.depformer.step(k, context, prev, dep_state)
             prev = sample(lk, self.temp, self.top_k, keys[2 + k])
             codes.append(prev)
             logits.append(lk)
         audio = mx.stack(codes, axis=1)
-
-        t += 1
-        tokens[:, : cfg.dep_q + 1, t % ring] = mx.concatenate([text_token[:, None], audio], axis=1)
-        out = None
-        if t > cfg.max_delay:
-            slots = [(t - cfg.max_delay + d) % ring for d in self._delays[: cfg.dep_q + 1]]
-            out = mx.stack([tokens[:, k, s] for k, s in enumerate(slots)], axis=1)
-        step = StepOutput(text_token, audio, text_logits, mx.stack(logits, axis=1))
-        return step, out, LmGenState(state.lm, tokens, t, keys[0])
+        rows = cfg.dep_q + 1
+        b = tokens.shape[0]
+        written = mx.broadcast_to(((t + 1) % ring).reshape(1, 1, 1), (b, rows, 1))
+        sampled = mx.concatenate([text_token[:, None], audio], axis=1)[:, :, None]
+        head = mx.put_along_axis(tokens[:, :rows], written, sampled, axis=2)
+        tokens = mx.concatenate([head, tokens[:, rows:]], axis=1)
+        slots = (t + 1 - cfg.max_delay + self._delays_arr[:rows]) % ring
+        frame = mx.take_along_axis(head, mx.broadcast_to(slots[None, :, None], (b, rows, 1)), axis=2)[:, :, 0]
+        return audio, mx.stack(logits, axis=1), tokens, frame
 
     @staticmethod
     def state_arrays(state: LmGenState) -> list[mx.array]:

@@ -7,16 +7,19 @@ channels-last [B, T, C]. Streaming state is explicit (`init_state`, `stream_enco
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import mlx.core as mx
 import mlx.nn as nn
 
+from .compiled import compile_by_default
 from .config import MimiConfig
 from .modules.conv import ConvState, ConvTrState, StreamingConv1d, StreamingConvTranspose1d
 from .modules.quantizer import SplitResidualVectorQuantizer
 from .modules.seanet import SeanetDecoder, SeanetEncoder, SeanetState
-from .modules.transformer import ProjectedTransformer, TransformerState
+from .modules.state_tree import arrays_of, rebuild
+from .modules.transformer import ProjectedTransformer, RotaryTable, TransformerState
 
 
 class MimiState(NamedTuple):
@@ -65,6 +68,8 @@ def _check_pcm(pcm: mx.array, what: str, multiple: int | None) -> None:
 class Mimi(nn.Module):
     """The codec. Build with a MimiConfig, load with `load_mimi`, which also calls `post_load()`."""
 
+    _steps: dict[tuple, Callable]
+
     def __init__(self, cfg: MimiConfig):
         super().__init__()
         self._cfg = cfg
@@ -78,6 +83,9 @@ class Mimi(nn.Module):
         self.upsample = ConvTrUpsample(dim, cfg.resample_stride)
         self._num_codebooks = cfg.num_codebooks
         self._state: MimiState | None = None
+        self.compiled = compile_by_default()  # streaming steps compiled (MOSHI_MLX_COMPILE=0: op by op)
+        # compiled steps by setting; set as a plain attribute (nn.Module would adopt a dict as a child)
+        object.__setattr__(self, "_steps", {})
 
     # ---- configuration ----
     @property
@@ -143,26 +151,75 @@ class Mimi(nn.Module):
     def stream_encode(self, pcm: mx.array, state: MimiState) -> tuple[mx.array, MimiState]:
         """Encode the next whole frames of audio [B, 1, k * frame_size] -> (codes [B, K, k], new state).
 
-        The encoder transformer's ring caches in `state` are written in place; the rest is returned.
+        `state` is left unchanged.
         """
         _check_pcm(pcm, "stream_encode", self.frame_size)
         self._check_batch(state, pcm.shape[0])
-        x = pcm.astype(self._dtype).transpose(0, 2, 1)  # [B, T, 1]
-        emb, enc = self.encoder.step(x, state.encoder)
-        (emb,) = self.encoder_transformer(emb, state.encoder_transformer)
-        emb, down = self.downsample.conv.step(emb, state.downsample)  # [B, k, D]
-        codes = self.quantizer.encode(emb, self._num_codebooks)
-        return codes.transpose(0, 2, 1), state._replace(encoder=enc, downsample=down)
+        part = (state.encoder, state.encoder_transformer, state.downsample)
+        steps = pcm.shape[2] // self._cfg.seanet.hop_length  # transformer steps
+        codes, (enc, tr, down) = self._run_step("encode", self._encode_part, pcm, part, steps)
+        return codes, state._replace(encoder=enc, encoder_transformer=tr, downsample=down)
 
     def stream_decode(self, codes: mx.array, state: MimiState) -> tuple[mx.array, MimiState]:
-        """Decode the next frames of codes [B, K, k] -> (audio [B, 1, k * frame_size] float32, new state)."""
+        """Decode the next frames of codes [B, K, k] -> (audio [B, 1, k * frame_size] float32, new state);
+        `state` is left unchanged."""
         self._check_codes(codes, "stream_decode")
         self._check_batch(state, codes.shape[0])
+        part = (state.upsample, state.decoder_transformer, state.decoder)
+        steps = codes.shape[2] * self._cfg.resample_stride
+        pcm, (up, tr, dec) = self._run_step("decode", self._decode_part, codes, part, steps)
+        return pcm, state._replace(upsample=up, decoder_transformer=tr, decoder=dec)
+
+    def _encode_part(self, pcm: mx.array, part: tuple, rope: RotaryTable | None) -> tuple[mx.array, tuple]:
+        enc_state, tr_state, down_state = part
+        x = pcm.astype(self._dtype).transpose(0, 2, 1)  # [B, T, 1]
+        emb, enc = self.encoder.step(x, enc_state)
+        emb = self.encoder_transformer.input_step(emb)
+        emb, tr = self.encoder_transformer.transformer.step(emb, tr_state, rope)
+        (emb,) = self.encoder_transformer.output_step(emb)
+        emb, down = self.downsample.conv.step(emb, down_state)  # [B, k, D]
+        codes = self.quantizer.encode(emb, self._num_codebooks)
+        return codes.transpose(0, 2, 1), (enc, tr, down)
+
+    def _decode_part(self, codes: mx.array, part: tuple, rope: RotaryTable | None) -> tuple[mx.array, tuple]:
+        up_state, tr_state, dec_state = part
         emb = self.quantizer.decode(codes.transpose(0, 2, 1))  # [B, k, D]
-        emb, up = self.upsample.convtr.step(emb, state.upsample)
-        (emb,) = self.decoder_transformer(emb, state.decoder_transformer)
-        out, dec = self.decoder.step(emb, state.decoder)
-        return out.transpose(0, 2, 1).astype(mx.float32), state._replace(upsample=up, decoder=dec)
+        emb, up = self.upsample.convtr.step(emb, up_state)
+        emb = self.decoder_transformer.input_step(emb)
+        emb, tr = self.decoder_transformer.transformer.step(emb, tr_state, rope)
+        (emb,) = self.decoder_transformer.output_step(emb)
+        out, dec = self.decoder.step(emb, dec_state)
+        return out.transpose(0, 2, 1).astype(mx.float32), (up, tr, dec)
+
+    def _run_step(self, kind: str, fn: Callable, x: mx.array, part: tuple, steps: int) -> tuple[mx.array, tuple]:
+        """Run one streaming half (`_encode_part` / `_decode_part`), compiled unless `self.compiled` is off:
+        its state as a flat list of arrays, the transformer's offset as an int32 array and its RoPE table made
+        on the host, so that one trace serves every frame."""
+        offset = part[1].offset
+        assert isinstance(offset, int)  # a traced offset lives only inside the compiled step
+        transformer = (self.encoder_transformer if kind == "encode" else self.decoder_transformer).transformer
+        rope = transformer.rope(offset, steps)
+        if not self.compiled:
+            return fn(x, part, rope)
+        key = (kind, self._num_codebooks, self._dtype)
+        if key not in self._steps:
+
+            def arrays_step(x, offset, table, arrays):
+                layout = self._layout(kind)
+                y, new = fn(x, rebuild(layout, arrays, offset), RotaryTable(*table) if table else None)
+                return y, arrays_of(new)
+
+            self._steps[key] = mx.compile(arrays_step)
+        table = [] if rope is None else list(rope)
+        y, arrays = self._steps[key](x, mx.array(offset, mx.int32), table, arrays_of(part))
+        return y, rebuild(part, arrays, offset + steps)
+
+    def _layout(self, kind: str) -> tuple:
+        """The structure of one half's state (any state of this Mimi has it; its arrays are not used)."""
+        s = self.init_state(1)
+        if kind == "encode":
+            return (s.encoder, s.encoder_transformer, s.downsample)
+        return (s.upsample, s.decoder_transformer, s.decoder)
 
     # ---- batch ----
     def encode_latent(self, pcm: mx.array) -> mx.array:

@@ -8,6 +8,7 @@ import pytest
 
 from moshi_mlx import Mimi, load_mimi
 from moshi_mlx.cpu import blocked
+from moshi_mlx.modules.state_tree import arrays_of
 from support import ASSETS
 from support.arrays import assert_close, snr_db, to_numpy
 
@@ -195,3 +196,38 @@ def test_bad_inputs(mimi: Mimi) -> None:
         mimi.decode_step(mx.zeros((8, 1), dtype=mx.int32))
     with pytest.raises(ValueError, match="batch 1"):
         mimi.stream_encode(mx.zeros((2, 1, FRAME)), mimi.init_state(1))
+
+
+def test_compiled_streaming_equals_op_by_op_and_keeps_its_states(mimi: Mimi, ref: dict[str, mx.array]) -> None:
+    """The compiled streaming steps give the op-by-op steps' codes and audio, bit for bit, past the
+    transformers' ring wrap; a state passed to a step is left unchanged, so a kept state replays."""
+    x = _padded(ref)
+    frames = x.shape[2] // FRAME
+    assert frames > CONTEXT_FRAMES, "the input must wrap the transformers' ring caches"
+    runs = []
+    for compiled in (True, False):
+        mimi.compiled = compiled
+        try:
+            state, got, kept = mimi.init_state(x.shape[0]), [], None
+            for i in range(frames):
+                if i == frames - 3:
+                    kept = state
+                before = [to_numpy(a) for a in arrays_of(state)]
+                codes, new = mimi.stream_encode(x[..., i * FRAME : (i + 1) * FRAME], state)
+                pcm, new = mimi.stream_decode(codes, new)
+                mx.eval(codes, pcm, arrays_of(new))
+                for a, b in zip(before, arrays_of(state)):
+                    np.testing.assert_array_equal(a, to_numpy(b))
+                got.append((to_numpy(codes), to_numpy(pcm)))
+                state = new
+            assert kept is not None
+            codes, kept = mimi.stream_encode(x[..., (frames - 3) * FRAME : (frames - 2) * FRAME], kept)
+            pcm, _ = mimi.stream_decode(codes, kept)
+            np.testing.assert_array_equal(to_numpy(codes), got[frames - 3][0])
+            np.testing.assert_array_equal(to_numpy(pcm), got[frames - 3][1])
+            runs.append(got)
+        finally:
+            mimi.compiled = True
+    for (c1, p1), (c2, p2) in zip(*runs):
+        np.testing.assert_array_equal(c1, c2)
+        np.testing.assert_array_equal(p1, p2)

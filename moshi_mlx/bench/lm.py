@@ -95,19 +95,21 @@ def weight_bytes(model: Lm) -> int:
 
 def timed_step(gen: LmGen, state, user: mx.array):
     """One greedy step evaluated in two parts to split the time: temporal transformer, then text head +
-    depformer; returns both durations."""
+    depformer (op by op, as written); returns both durations."""
     lm = gen.lm
     t0 = time.perf_counter()
     cfg = lm.cfg
-    inputs = gen.write_step_inputs(state, user)
-    context, text_logits = lm.forward_text(inputs[:, :, None], state.lm)
-    mx.eval(context, state.lm.arrays())
+    user = gen.check_user_codes(user)
+    inputs = mx.concatenate([mx.zeros((1, 1 + cfg.dep_q), mx.int32), user], axis=1)
+    context, text_logits, lm_state = lm.step_text(inputs[:, :, None], state.lm)
+    mx.eval(context, lm_state.arrays())
     t1 = time.perf_counter()
     text = mx.argmax(text_logits[:, 0], axis=-1).astype(mx.int32)  # the text head counts as depth here
     dep_state = lm.depformer.init_state(1, lm.compute_dtype)
     prev = text
     for k in range(cfg.dep_q):
-        prev = mx.argmax(lm.depformer.step(k, context, prev, dep_state), axis=-1).astype(mx.int32)
+        logits, dep_state = lm.depformer.step(k, context, prev, dep_state)
+        prev = mx.argmax(logits, axis=-1).astype(mx.int32)
     mx.eval(prev)
     t2 = time.perf_counter()
     return t1 - t0, t2 - t1
@@ -168,20 +170,28 @@ def bench(
     model.set_kv_bits(kv_bits)
     build_s = time.perf_counter() - t0
     nbytes = weight_bytes(model)
-    gen = LmGen(model, seed=0)
+    gen = LmGen(model, seed=0, compile=True)
     rng = np.random.default_rng(0)
     frames = [mx.array(rng.integers(0, cfg.card, (1, cfg.user_codebooks))) for _ in range(steps + 2)]
     gen.step(frames[0])
-    gen.step(frames[1])  # warm-up
+    gen.step(frames[1])  # warm-up (and the compiled step's trace)
+    # peak memory of our conversation alone: the op-by-op comparison below holds a second KV cache
+    peak = mx.get_peak_memory()
+    plain = LmGen(model, seed=0, compile=False)
+    plain.step(frames[0])
+    plain.step(frames[1])
     kyutai = _kyutai_timer(kyutai_python, precision, steps, cfg)
     n_lanes = len(lanes.lane_streams()) if mx.default_device() == mx.cpu else 1
-    total, cpu, theirs, one_lane = [], [], [], []
+    total, cpu, theirs, one_lane, op_by_op = [], [], [], [], []
     for f in frames[2:]:
         t, c = time.perf_counter(), time.process_time()
         gen.step(f)
         total.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
-        if kyutai is not None:  # alternate single steps: both models see the same machine load
+        t = time.perf_counter()  # the same step op by op (MOSHI_MLX_COMPILE=0), interleaved
+        plain.step(f)
+        op_by_op.append(time.perf_counter() - t)
+        if kyutai is not None:  # alternate single steps: all models see the same machine load
             theirs += kyutai.request(1)["step_ms"]
         if n_lanes > 1:  # and the same step on one core, as MLX alone runs it
             lanes.limit_lanes(1)
@@ -196,29 +206,32 @@ def bench(
     temporal = statistics.median(s[0] for s in split)
     depth = statistics.median(s[1] for s in split)
     step_s = statistics.median(total)
+    plain_s = statistics.median(op_by_op)
     bound = (nbytes + cache_bytes) / (bandwidth_gbs * 1e9)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    peak = mx.get_peak_memory()  # before the steps built whole (their graph would raise it a little)
-    advance_s, build_step_s, primitives = built_steps(gen, frames[:steps])
+    built = {g.compiled: built_steps(g, frames[:steps]) for g in (gen, plain)}
     print(
         f"lm {cfg.dim}-dim {cfg.transformer.num_layers}-layer {precision:>4} ({model.compute_dtype} activations, "
         f"{model.cache_dtype if kv_bits is None else f'{kv_bits}-bit'} KV cache): "
-        f"step {step_s * 1e3:.0f} ms median of {steps} (process CPU time {statistics.median(cpu) * 1e3:.0f} ms; "
-        f"temporal {temporal * 1e3:.0f} ms, text head + depth {depth * 1e3:.0f} ms), "
+        f"step {step_s * 1e3:.0f} ms median of {steps} compiled (process CPU time "
+        f"{statistics.median(cpu) * 1e3:.0f} ms; op by op, interleaved: {plain_s * 1e3:.0f} ms -> compiling makes "
+        f"the step {faster_or_slower(plain_s, step_s)}; temporal {temporal * 1e3:.0f} ms, text head + depth "
+        f"{depth * 1e3:.0f} ms op by op), "
         f"real-time factor {step_s / FRAME_S:.1f}x (1 = real time), "
         f"read/step {nbytes / 1e9:.2f} GB weights + {cache_bytes / 1e9:.2f} GB KV cache, "
         f"bandwidth bound {bound * 1e3:.0f} ms at {bandwidth_gbs:g} GB/s -> {bound / step_s:.0%} of bound, "
         f"peak MLX memory {peak / 2**30:.2f} GiB, peak RSS {rss / 2**30:.2f} GiB, build {build_s:.0f} s"
     )
-    waits = (
-        "; advance evaluates the temporal pass itself here: quantized weights, float32 activations" * gen._wait_temporal
+    waits = "; advance evaluates the temporal pass itself here: quantized weights, float32 activations" * (
+        gen._wait_temporal
     )
-    print(
-        f"host build and dispatch per step: {advance_s * 1e3:.1f} ms median of {steps} (LmGen.advance until it "
-        f"returns, before the step's evaluation{waits}; the graph build alone, evaluations held back: "
-        f"{build_step_s * 1e3:.1f} ms); primitives evaluated per step: {primitives} (nodes of the step's graph, "
-        f"counted in mx.export_to_dot)"
-    )
+    for compiled, (advance_s, build_step_s, primitives) in sorted(built.items(), reverse=True):
+        print(
+            f"host build and dispatch per step, {'compiled' if compiled else 'op by op'}: {advance_s * 1e3:.1f} ms "
+            f"median of {steps} (LmGen.advance until it returns, before the step's evaluation{waits}; the graph "
+            f"build alone, evaluations held back: {build_step_s * 1e3:.1f} ms); primitives evaluated per step: "
+            f"{primitives} (nodes of the step's graph, counted in mx.export_to_dot)"
+        )
     if one_lane:
         one = statistics.median(one_lane)
         print(
@@ -232,7 +245,7 @@ def bench(
             f"Kyutai's moshi_mlx {kyutai.version} (mlx {kyutai.mlx}), same weights' sizes and precision, "
             f"interleaved: step {ks * 1e3:.0f} ms median of {len(theirs)} -> ours is {faster_or_slower(ks, step_s)}"
         )
-    del gen, model, state
+    del gen, plain, model, state
     mx.clear_cache()
 
 

@@ -131,17 +131,22 @@ def run(args: argparse.Namespace) -> int:
     rounds = args.rounds or (4 if kyutai else 1)
     per_round = max(1, -(-args.frames // rounds))
 
-    state = mimi.init_state(b)
+    state = plain_state = mimi.init_state(b)
     warm = 0.1 * mx.random.normal((b, 1, max(args.warmup, 0) * fs))
     mx.eval(warm)
     state, _, _ = _stream_frames(mimi, state, warm)
-    enc_t, dec_t, k_enc, k_dec = [], [], [], []
+    enc_t, dec_t, k_enc, k_dec, p_enc, p_dec = [], [], [], [], [], []
     for _ in range(rounds):
         audio = 0.1 * mx.random.normal((b, 1, per_round * fs))
         mx.eval(audio)
         state, e, d = _stream_frames(mimi, state, audio)
         enc_t += e
         dec_t += d
+        mimi.compiled = False  # the same frames op by op (MOSHI_MLX_COMPILE=0), interleaved by rounds
+        plain_state, e, d = _stream_frames(mimi, plain_state, audio)
+        mimi.compiled = True
+        p_enc += e
+        p_dec += d
         if kyutai:
             reply = kyutai.request(per_round)
             e, d = [t / 1e3 for t in reply["encode_ms"]], [t / 1e3 for t in reply["decode_ms"]]
@@ -149,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
             k_dec += d
     budget = fs / cfg.sample_rate
     ours = _print_streaming("", enc_t, dec_t, budget)
+    plain = _print_streaming("op by op: ", p_enc, p_dec, budget)
+    print(f"compiling makes the streamed frame {faster_or_slower(plain, ours)} (enc + dec medians, same run)")
     if kyutai:
         kyutai.close()
         theirs = _print_streaming("Kyutai ", k_enc, k_dec, budget)

@@ -1,9 +1,15 @@
 """RingKVCache: the only code that knows ring arithmetic.
 
 A ring of exactly `capacity` steps, as the reference's streaming attention keeps: a conversation can
-go on forever in constant memory. Entries are written in place (no per-step copy of the cache), and
-each call returns which slots a query may attend to, following the reference's rules: a slot holds the
-key of absolute position p; query position q attends to it when 0 <= q - p < capacity.
+go on forever in constant memory. A cache is a value: `update` returns a new cache and leaves the one it
+was given unchanged (a state kept to replay a step stays valid). MLX reuses the old buffer for the new
+one when nothing else holds it, so the loop that drops its old state writes in place, without a copy.
+
+Each call says which slots a query may attend to, following the reference's rules: a slot holds the key
+of absolute position p; query position q attends to it when 0 <= q - p < capacity.
+
+`offset` (steps written so far) is a Python int, or a scalar int32 mx.array inside a compiled step, where
+a changing int would retrace the step every call; the arithmetic is the same for both.
 
 With a chunk of T > 1 steps the oldest of those the first query would see has already been overwritten
 by the chunk itself, so it sees one key fewer than in batch mode; the reference behaves the same way,
@@ -17,7 +23,14 @@ the attention scores. Off by default.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import mlx.core as mx
+
+Stored = mx.array | tuple[mx.array, mx.array, mx.array]  # plain, or (packed, scales, biases) at 8 bits
+Offset = int | mx.array
+
+KV_BITS = 8  # the only quantized width offered: 4 bits fell to 0.82 (text) / 0.70 (audio) greedy agreement
 
 
 def kv_group_size(head_dim: int) -> int:
@@ -25,78 +38,66 @@ def kv_group_size(head_dim: int) -> int:
     return 64 if head_dim % 64 == 0 else 32
 
 
-class RingKVCache:
-    """Keys and values of the last `capacity` steps for one attention layer.
+class RingKVCache(NamedTuple):
+    """Keys and values of the last `capacity` steps for one attention layer: [B, H, capacity, D] each, or
+    (packed, scales, biases) at 8 bits."""
 
-    Args:
-        batch: batch size.
-        heads: number of key/value heads.
-        capacity: steps kept (the attention context).
-        head_dim: dimension of one head.
-        dtype: storage dtype (the compute dtype of the layer).
-    """
+    keys: Stored
+    values: Stored
+    offset: Offset  # steps written so far = absolute position of the next step
 
-    keys: mx.array | tuple[mx.array, ...]  # [B, H, capacity, D], or (packed, scales, biases) at 8 bits
-    values: mx.array | tuple[mx.array, ...]
-
-    def __init__(
-        self,
+    @classmethod
+    def empty(
+        cls,
         batch: int,
         heads: int,
         capacity: int,
         head_dim: int,
         dtype: mx.Dtype = mx.float32,
         bits: int | None = None,
-    ):
+    ) -> RingKVCache:
+        """A cache with nothing written; `dtype` is the storage dtype (of the scales at 8 bits)."""
         if capacity <= 0:
             raise ValueError(f"RingKVCache capacity must be positive, got {capacity}")
-        group_size = kv_group_size(head_dim)
-        if bits is not None and (bits != 8 or head_dim % group_size):
-            # 4 bits were measured too coarse: greedy agreement with the float cache fell to 0.82 text, 0.70 audio
+        if bits is not None and (bits != KV_BITS or head_dim % kv_group_size(head_dim)):
             raise ValueError(
-                f"a quantized KV cache needs 8 bits and a head dimension divisible by 32; "
+                f"a quantized KV cache needs {KV_BITS} bits and a head dimension divisible by 32; "
                 f"got {bits} bits, head dimension {head_dim}"
             )
-        self.capacity = capacity
-        self.dtype, self.bits, self.group_size = dtype, bits, group_size
         shape = (batch, heads, capacity, head_dim)
-        self.keys, self.values = self._zeros(shape), self._zeros(shape)
-        self.offset = 0  # absolute number of steps written = position of the next step
+        return cls(_zeros(shape, dtype, bits), _zeros(shape, dtype, bits), 0)
 
-    def _zeros(self, shape: tuple[int, ...]) -> mx.array | tuple[mx.array, ...]:
-        if self.bits is None:
-            return mx.zeros(shape, self.dtype)
-        *lead, d = shape
-        return (
-            mx.zeros((*lead, d * self.bits // 32), mx.uint32),
-            mx.zeros((*lead, d // self.group_size), self.dtype),
-            mx.zeros((*lead, d // self.group_size), self.dtype),
-        )
+    # ---- what the arrays say ----
 
-    def _store(self, x: mx.array) -> mx.array | tuple[mx.array, ...]:
-        x = x.astype(self.dtype)
-        return x if self.bits is None else tuple(mx.quantize(x, group_size=self.group_size, bits=self.bits))
+    @property
+    def capacity(self) -> int:
+        return _lead(self.keys).shape[2]
 
-    def _write(self, dst, src) -> mx.array | tuple[mx.array, ...]:
-        if isinstance(dst, tuple):  # quantized: packed weights, scales and biases alike
-            return tuple(self._write_one(d, x) for d, x in zip(dst, src))
-        return self._write_one(dst, src)
+    @property
+    def bits(self) -> int | None:
+        return KV_BITS if isinstance(self.keys, tuple) else None
 
-    def _write_one(self, dst: mx.array, src: mx.array) -> mx.array:
-        t = src.shape[2]
-        start = self.offset % self.capacity
-        first = min(t, self.capacity - start)
-        dst[:, :, start : start + first] = src[:, :, :first]
-        if first < t:  # wraps around the end of the ring
-            dst[:, :, : t - first] = src[:, :, first:]
-        return dst
+    @property
+    def dtype(self) -> mx.Dtype:
+        """Storage dtype (of the scales and biases at 8 bits)."""
+        return self.keys[1].dtype if isinstance(self.keys, tuple) else self.keys.dtype
 
-    def slot_positions(self, end: int) -> mx.array:
+    @property
+    def group_size(self) -> int:
+        if not isinstance(self.keys, tuple):
+            raise ValueError("an unquantized cache has no quantization group")
+        packed, scales, _ = self.keys
+        return packed.shape[-1] * 32 // KV_BITS // scales.shape[-1]
+
+    # ---- ring arithmetic ----
+
+    def slot_positions(self, end: Offset) -> mx.array:
         """Absolute position held by each slot once `end` steps have been written; -1 for empty slots."""
-        slots = mx.arange(self.capacity)
+        capacity = self.capacity
+        slots = mx.arange(capacity)
         last = end - 1
-        delta = slots - (last % self.capacity)
-        pos = mx.where(delta <= 0, last + delta, last + delta - self.capacity)
+        delta = slots - (last % capacity)
+        pos = mx.where(delta <= 0, last + delta, last + delta - capacity)
         return mx.where(slots < end, pos, -1)
 
     def mask(self, t: int) -> mx.array:
@@ -105,29 +106,86 @@ class RingKVCache:
         It depends only on the offset and capacity, so caches that advance together (the layers of one
         transformer) share one mask.
         """
-        if t > self.capacity:
-            raise ValueError(f"a streaming chunk of {t} steps does not fit a cache of {self.capacity} steps")
+        self._check_chunk(t)
         pos_k = self.slot_positions(self.offset + t)[None, :]  # [1, C]
         pos_q = (self.offset + mx.arange(t))[:, None]  # [T, 1]
         delta = pos_q - pos_k
         return (pos_k >= 0) & (delta >= 0) & (delta < self.capacity)
 
-    def update(self, k: mx.array, v: mx.array) -> tuple:
-        """Append T steps (k, v: [B, H, T, D], rotated at positions offset .. offset + T - 1) and return
-        the whole (keys, values): [B, H, capacity, D] each, or (packed, scales, biases) tuples with `bits`."""
-        t = k.shape[2]
+    def update(self, k: mx.array, v: mx.array) -> RingKVCache:
+        """The cache with T more steps (k, v: [B, H, T, D], rotated at positions offset .. offset + T - 1)."""
+        self._check_chunk(k.shape[2])
+        keys = _map(self.keys, self._store(k), self._write)
+        values = _map(self.values, self._store(v), self._write)
+        return RingKVCache(keys, values, self.offset + k.shape[2])
+
+    def update_and_fetch(self, k: mx.array, v: mx.array) -> tuple[RingKVCache, Stored, Stored, mx.array]:
+        """`mask` for these T steps, then `update`: (new cache, its keys, its values, mask)."""
+        mask = self.mask(k.shape[2])
+        new = self.update(k, v)
+        return new, new.keys, new.values, mask
+
+    def arrays(self) -> list[mx.array]:
+        """The stored arrays (what an evaluation must reach; mx.eval does not walk this object's offset)."""
+        return [a for x in (self.keys, self.values) for a in (x if isinstance(x, tuple) else (x,))]
+
+    @classmethod
+    def from_arrays(cls, arrays: list[mx.array], offset: Offset) -> RingKVCache:
+        """The cache holding `arrays` (as `arrays()` lists them: 2 plain, 6 quantized) at `offset`."""
+        if len(arrays) == 2:
+            return cls(arrays[0], arrays[1], offset)
+        k0, k1, k2, v0, v1, v2 = arrays
+        return cls((k0, k1, k2), (v0, v1, v2), offset)
+
+    # ---- internals ----
+
+    def _check_chunk(self, t: int) -> None:
         if t > self.capacity:
             raise ValueError(f"a streaming chunk of {t} steps does not fit a cache of {self.capacity} steps")
-        self.keys = self._write(self.keys, self._store(k))
-        self.values = self._write(self.values, self._store(v))
-        self.offset += t
-        return self.keys, self.values
 
-    def update_and_fetch(self, k: mx.array, v: mx.array) -> tuple:
-        """`mask` for these T steps, then `update`: (keys, values, mask)."""
-        mask = self.mask(k.shape[2])
-        return (*self.update(k, v), mask)
+    def _store(self, x: mx.array) -> Stored:
+        x = x.astype(self.dtype)
+        if self.bits is None:
+            return x
+        packed, scales, biases = mx.quantize(x, group_size=self.group_size, bits=KV_BITS)
+        return packed, scales, biases
 
-    def state_arrays(self) -> list[mx.array]:
-        """Arrays to evaluate when the caller syncs (mx.eval does not walk this object)."""
-        return [a for x in (self.keys, self.values) for a in (x if isinstance(x, tuple) else (x,))]
+    def _write(self, dst: mx.array, src: mx.array) -> mx.array:
+        t, capacity = src.shape[2], dst.shape[2]
+        if isinstance(self.offset, int):
+            start = self.offset % capacity
+            first = min(t, capacity - start)
+            dst = mx.slice_update(dst, src[:, :, :first], mx.array([start]), axes=(2,))
+            if first < t:  # wraps around the end of the ring
+                dst = mx.slice_update(dst, src[:, :, first:], mx.array([0]), axes=(2,))
+            return dst
+        if t == 1:  # a traced offset: one step never straddles the end
+            return mx.slice_update(dst, src, (self.offset % capacity).reshape(1), axes=(2,))
+        slots = (self.offset + mx.arange(t)) % capacity
+        index = mx.broadcast_to(slots[None, None, :, None], src.shape).astype(mx.int32)
+        return mx.put_along_axis(dst, index, src, axis=2)
+
+
+def _zeros(shape: tuple[int, ...], dtype: mx.Dtype, bits: int | None) -> Stored:
+    if bits is None:
+        return mx.zeros(shape, dtype)
+    *lead, d = shape
+    group = kv_group_size(d)
+    return (
+        mx.zeros((*lead, d * bits // 32), mx.uint32),
+        mx.zeros((*lead, d // group), dtype),
+        mx.zeros((*lead, d // group), dtype),
+    )
+
+
+def _lead(x: Stored) -> mx.array:
+    return x[0] if isinstance(x, tuple) else x
+
+
+def _map(dst: Stored, src: Stored, fn) -> Stored:
+    if isinstance(dst, tuple):  # quantized: packed weights, scales and biases alike
+        assert isinstance(src, tuple)
+        a, b, c = (fn(d, s) for d, s in zip(dst, src))
+        return a, b, c
+    assert not isinstance(src, tuple)
+    return fn(dst, src)

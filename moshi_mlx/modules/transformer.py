@@ -16,7 +16,7 @@ import mlx.nn as nn
 import numpy as np
 
 from ..config import TransformerConfig
-from .kv_cache import RingKVCache
+from .kv_cache import KV_BITS, Offset, RingKVCache
 
 _ACTIVATIONS: dict[str, Callable[[mx.array], mx.array]] = {
     "silu": nn.silu,
@@ -33,17 +33,23 @@ _ACTIVATIONS: dict[str, Callable[[mx.array], mx.array]] = {
 
 
 class TransformerState(NamedTuple):
-    """Streaming state of one transformer stack: one ring cache per layer."""
+    """Streaming state of one transformer stack: one ring cache per layer, all at the same offset."""
 
     caches: tuple[RingKVCache, ...]
 
     @property
-    def offset(self) -> int:
+    def offset(self) -> Offset:
         """Steps consumed so far (the RoPE position of the next step)."""
         return self.caches[0].offset
 
     def arrays(self) -> list[mx.array]:
-        return [a for c in self.caches for a in c.state_arrays()]
+        return [a for c in self.caches for a in c.arrays()]
+
+    @classmethod
+    def from_arrays(cls, arrays: list[mx.array], offset: Offset, layers: int) -> TransformerState:
+        """The state of `layers` caches holding `arrays` (as `arrays()` lists them) at `offset`."""
+        n = len(arrays) // layers
+        return cls(tuple(RingKVCache.from_arrays(arrays[i * n : (i + 1) * n], offset) for i in range(layers)))
 
 
 class RMSNorm(nn.Module):
@@ -98,7 +104,7 @@ class LayerScale(nn.Module):
 
 
 class RotaryTable(NamedTuple):
-    cos: mx.array  # [T, D/2] float32
+    cos: mx.array  # [T, D/2, 1] float32 (the trailing 1 broadcasts over a pair's two halves' split)
     sin: mx.array
 
 
@@ -111,17 +117,19 @@ def rope_table(offset: int, steps: int, head_dim: int, max_period: float) -> Rot
     half = head_dim // 2
     freqs = np.exp(np.arange(half, dtype=np.float32) * np.float32(-math.log(max_period) * 2 / head_dim))
     ts = np.float32(offset) + np.arange(steps, dtype=np.float32)
-    angles = (ts[:, None] * freqs[None, :]).astype(np.float64)
+    angles = (ts[:, None] * freqs[None, :]).astype(np.float64)[..., None]
     return RotaryTable(mx.array(np.cos(angles).astype(np.float32)), mx.array(np.sin(angles).astype(np.float32)))
 
 
 def apply_rope(x: mx.array, table: RotaryTable) -> mx.array:
-    """Rotate interleaved pairs (x0, x1), (x2, x3), ... of x [B, H, T, D], computing in float32."""
-    b, h, t, d = x.shape
-    pairs = x.astype(mx.float32).reshape(b, h, t, d // 2, 2)
-    re, im = pairs[..., 0], pairs[..., 1]
-    out = mx.stack([re * table.cos - im * table.sin, re * table.sin + im * table.cos], axis=-1)
-    return out.reshape(b, h, t, d).astype(x.dtype)
+    """Rotate interleaved pairs (x0, x1), (x2, x3), ... of x [..., T, D], computing in float32.
+
+    Written for few operations (a compiled step pays per operation): one split, one fused rotation, one
+    concatenation; the arithmetic is the reference's (re cos - im sin, re sin + im cos)."""
+    *lead, t, d = x.shape
+    re, im = mx.split(x.astype(mx.float32).reshape(*lead, t, d // 2, 2), 2, axis=-1)
+    out = mx.concatenate([re * table.cos - im * table.sin, re * table.sin + im * table.cos], axis=-1)
+    return out.reshape(*lead, t, d).astype(x.dtype)
 
 
 def batch_mask(steps: int, context: int | None) -> mx.array:
@@ -155,24 +163,29 @@ class Attention(nn.Module):
 
     def __call__(
         self, x: mx.array, rope: RotaryTable | None, cache: RingKVCache | None, mask: mx.array | None
-    ) -> mx.array:
+    ) -> tuple[mx.array, RingKVCache | None]:
+        """-> (output, the cache with this chunk written; None without a cache)."""
         b, t, _ = x.shape
         qkv = self.in_proj(x).reshape(b, t, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # [B, H, T, Dh]
+        qk, v = mx.split(qkv, [2], axis=0)  # [2, B, H, T, Dh] and [1, B, H, T, Dh]
         if rope is not None:
-            q, k = apply_rope(q, rope), apply_rope(k, rope)
+            qk = apply_rope(qk, rope)  # queries and keys in one go
+        q, k = mx.split(qk, 2, axis=0)
+        q, k, v = q[0], k[0], v[0]  # [B, H, T, Dh]
         scale = 1.0 / math.sqrt(self.head_dim)
         if cache is not None:  # `mask` is the cache's, computed once for all layers (RingKVCache.mask)
-            k, v = cache.update(k, v)
+            cache = cache.update(k, v)
+            k, v = cache.keys, cache.values
             if isinstance(k, tuple):
-                assert mask is not None and cache.bits is not None  # a quantized cache: its mask, 8 bits
-                y = quantized_attention(q, k, v, mask, scale, cache.group_size, cache.bits)
-                return self.out_proj(y.astype(x.dtype).transpose(0, 2, 1, 3).reshape(b, t, -1))
+                assert mask is not None and isinstance(v, tuple)  # a quantized cache and its mask
+                y = quantized_attention(q, k, v, mask, scale, cache.group_size, KV_BITS)
+                return self.out_proj(y.astype(x.dtype).transpose(0, 2, 1, 3).reshape(b, t, -1)), cache
+            assert not isinstance(v, tuple)
             # A cache stored narrower than the activations (bf16 under float32 compute: the quantized LM on
             # CPU) is attended in its own dtype: no float32 copy of the whole cache per step (3x faster).
             q = q.astype(k.dtype)
         y = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
-        return self.out_proj(y.astype(x.dtype).transpose(0, 2, 1, 3).reshape(b, t, -1))
+        return self.out_proj(y.astype(x.dtype).transpose(0, 2, 1, 3).reshape(b, t, -1)), cache
 
 
 class Gating(nn.Module):
@@ -214,15 +227,15 @@ class TransformerLayer(nn.Module):
 
     def __call__(
         self, x: mx.array, rope: RotaryTable | None, cache: RingKVCache | None, mask: mx.array | None
-    ) -> mx.array:
-        update = self.self_attn(self.norm1(x), rope, cache, mask)
+    ) -> tuple[mx.array, RingKVCache | None]:
+        update, cache = self.self_attn(self.norm1(x), rope, cache, mask)
         if "layer_scale_1" in self:
             update = self.layer_scale_1(update)
         x = x + update
         update = self._feed_forward(self.norm2(x))
         if "layer_scale_2" in self:
             update = self.layer_scale_2(update)
-        return x + update
+        return x + update, cache
 
 
 class Transformer(nn.Module):
@@ -244,26 +257,46 @@ class Transformer(nn.Module):
                 dtype = mx.float32
         heads, head_dim = self.cfg.num_heads, self.cfg.head_dim
         return TransformerState(
-            tuple(RingKVCache(batch, heads, self.cfg.context, head_dim, dtype, kv_bits) for _ in self.layers)
+            tuple(RingKVCache.empty(batch, heads, self.cfg.context, head_dim, dtype, kv_bits) for _ in self.layers)
         )
 
-    def __call__(self, x: mx.array, state: TransformerState | None = None) -> mx.array:
-        """x: [B, T, D] -> [B, T, D] in x's dtype."""
+    def rope(self, offset: int, steps: int) -> RotaryTable | None:
+        """The rotation table of positions offset .. offset + steps - 1 (None without RoPE)."""
+        if self.cfg.positional_embedding != "rope":
+            return None
+        return rope_table(offset, steps, self.cfg.head_dim, self.cfg.max_period)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        """Batch mode: x [B, T, D] at positions 0..T-1 -> [B, T, D] in x's dtype."""
         t = x.shape[1]
-        offset = 0 if state is None else state.offset
-        rope = None
-        if self.cfg.positional_embedding == "rope":
-            rope = rope_table(offset, t, self.cfg.head_dim, self.cfg.max_period)
-        if state is not None:
-            mask = state.caches[0].mask(t)  # every layer's cache is at the same offset
-        elif self.cfg.causal or self.cfg.context is not None:
+        mask = None
+        if self.cfg.causal or self.cfg.context is not None:
             mask = batch_mask(t, self.cfg.context if self.cfg.causal else None)
-        else:
-            mask = None
-        out = x
-        for i, layer in enumerate(self.layers):
-            out = layer(out, rope, None if state is None else state.caches[i], mask)
+        out, rope = x, self.rope(0, t)
+        for layer in self.layers:
+            out, _ = layer(out, rope, None, mask)
         return out.astype(x.dtype)
+
+    def step(
+        self, x: mx.array, state: TransformerState, rope: RotaryTable | None = None
+    ) -> tuple[mx.array, TransformerState]:
+        """Streaming: the next chunk x [B, T, D] -> (output [B, T, D] in x's dtype, the next state).
+
+        `rope`: the rotation table of this chunk's positions, required when the state's offset is a traced
+        array (a compiled step: the table is made on the host, see `rope_table`); else made here.
+        """
+        t = x.shape[1]
+        if rope is None and self.cfg.positional_embedding == "rope":
+            if not isinstance(state.offset, int):
+                raise ValueError("a traced streaming offset needs the chunk's rotation table (rope=...)")
+            rope = self.rope(state.offset, t)
+        mask = state.caches[0].mask(t)  # every layer's cache is at the same offset
+        out, caches = x, []
+        for layer, cache in zip(self.layers, state.caches):
+            out, cache = layer(out, rope, cache, mask)
+            assert cache is not None
+            caches.append(cache)
+        return out.astype(x.dtype), TransformerState(tuple(caches))
 
 
 class ProjectedTransformer(nn.Module):
@@ -281,9 +314,22 @@ class ProjectedTransformer(nn.Module):
     def init_state(self, batch: int = 1, dtype: mx.Dtype | None = None) -> TransformerState:
         return self.transformer.init_state(batch, dtype)
 
-    def __call__(self, x: mx.array, state: TransformerState | None = None) -> list[mx.array]:
-        """x: [B, T, input_dim] -> one [B, T, d] per output dim."""
+    def __call__(self, x: mx.array) -> list[mx.array]:
+        """Batch mode: x [B, T, input_dim] -> one [B, T, d] per output dim."""
         if "input_proj" in self:
             x = self.input_proj(x)
-        z = self.transformer(x, state)
+        z = self.transformer(x)
+        return [proj(z) for proj in self.output_projs]
+
+    def step(self, x: mx.array, state: TransformerState) -> tuple[list[mx.array], TransformerState]:
+        """Streaming: the next chunk -> (one [B, T, d] per output dim, the next state)."""
+        z, state = self.transformer.step(self.input_step(x), state)
+        return self.output_step(z), state
+
+    def input_step(self, x: mx.array) -> mx.array:
+        """The input projection alone (a caller streaming the inner transformer itself)."""
+        return self.input_proj(x) if "input_proj" in self else x
+
+    def output_step(self, z: mx.array) -> list[mx.array]:
+        """The output projections alone."""
         return [proj(z) for proj in self.output_projs]

@@ -123,11 +123,16 @@ def test_bench_lm_skinny_prints_step_host_build_and_primitives(capsys) -> None:
 
     bench("f32", 2, 24.0, skinny(LmConfig.from_json(LM / "lm_small.json"), dim=32, context=8))
     out = capsys.readouterr().out
-    assert re.search(r"32-dim 2-layer  f32 .*: step \d+ ms median of 2", out), out
-    host = re.search(r"host build and dispatch per step: ([\d.]+) ms .*held back: ([\d.]+) ms", out)
-    assert host and float(host[1]) > 0 and float(host[2]) > 0, out
-    primitives = re.search(r"primitives evaluated per step: (\d+) ", out)
-    assert primitives and int(primitives[1]) > 100, out  # 2 + 8 x 1 layers: hundreds of operations
+    step = re.search(r"32-dim 2-layer  f32 .*: step \d+ ms median of 2 compiled .*op by op, interleaved: \d+ ms", out)
+    assert step, out
+    found = {}
+    for way in ("compiled", "op by op"):
+        host = re.search(rf"host build and dispatch per step, {way}: ([\d.]+) ms .*held back: ([\d.]+) ms", out)
+        assert host and float(host[1]) > 0 and float(host[2]) > 0, out
+        primitives = re.search(rf"{way}: .*primitives evaluated per step: (\d+) ", out)
+        assert primitives and int(primitives[1]) > 100, out  # 2 + 8 x 1 layers: hundreds of operations
+        found[way] = int(primitives[1])
+    assert found["compiled"] < found["op by op"], found  # compiling fuses elementwise operations
 
 
 def test_the_skinny_shape_is_the_7b_at_width_256() -> None:

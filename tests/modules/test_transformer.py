@@ -10,7 +10,13 @@ import pytest
 
 from moshi_mlx.config import TransformerConfig
 from moshi_mlx.modules.kv_cache import RingKVCache
-from moshi_mlx.modules.transformer import ProjectedTransformer, Transformer, rope_table
+from moshi_mlx.modules.transformer import (
+    ProjectedTransformer,
+    RotaryTable,
+    Transformer,
+    TransformerState,
+    rope_table,
+)
 from moshi_mlx.weights.strict import load_strict
 from support import ASSETS
 from support.arrays import assert_close
@@ -48,16 +54,60 @@ def test_streaming_matches_reference_past_cache_wrap(name):
     steps = t["x"].shape[1]
     assert steps > 2 * model.cfg.context, "the fixture must wrap the ring cache"
     state = model.init_state(batch=1)
-    outs = [model(t["x"][:, i : i + chunk], state) for i in range(0, steps, chunk)]
+    outs = []
+    for i in range(0, steps, chunk):
+        y, state = model.step(t["x"][:, i : i + chunk], state)
+        outs.append(y)
     assert state.offset == steps
     assert_close(mx.concatenate(outs, axis=1), t["stream"], atol=2e-5, what=name)
+
+
+@pytest.mark.parametrize("name", ["mimi_like", "lm_like"])
+def test_a_compiled_step_with_a_traced_offset_equals_the_plain_step(name):
+    """What a compiled frame does: the offset an int32 array, the RoPE table made on the host and passed
+    in; one trace serves every step, past the ring's wrap, and gives the plain step's values."""
+    model, t, chunk = load_case(name)
+    steps = t["x"].shape[1]
+
+    def step(x, offset, rope, arrays):
+        state = TransformerState.from_arrays(arrays, offset, len(model.layers))
+        y, state = model.step(x, state, RotaryTable(*rope) if rope else None)
+        return y, state.arrays()
+
+    compiled = mx.compile(step)
+    plain = traced = model.init_state(batch=1)
+    for i in range(0, steps, chunk):
+        x = t["x"][:, i : i + chunk]
+        table = model.rope(i, chunk)
+        y, arrays = compiled(x, mx.array(i, mx.int32), [] if table is None else list(table), traced.arrays())
+        traced = TransformerState.from_arrays(arrays, i + chunk, len(model.layers))
+        want, plain = model.step(x, plain)
+        np.testing.assert_array_equal(np.array(y), np.array(want))
+    for a, b in zip(traced.arrays(), plain.arrays()):
+        np.testing.assert_array_equal(np.array(a), np.array(b))
+
+
+def test_a_streaming_step_leaves_its_state_unchanged():
+    model, t, _ = load_case("lm_like")
+    state = model.init_state()
+    y, state = model.step(t["x"][:, :3], state)
+    kept = [np.array(a) for a in state.arrays()]
+    again, after = model.step(t["x"][:, 3:4], state)
+    for a, b in zip(kept, state.arrays()):
+        np.testing.assert_array_equal(a, np.array(b))
+    assert state.offset == 3 and after.offset == 4
+    replay, _ = model.step(t["x"][:, 3:4], state)
+    np.testing.assert_array_equal(np.array(again), np.array(replay))
 
 
 def test_streaming_one_step_equals_batch_within_context():
     model, t, _ = load_case("lm_like")
     x = t["x"][:, : model.cfg.context]
     state = model.init_state()
-    outs = [model(x[:, i : i + 1], state) for i in range(x.shape[1])]
+    outs = []
+    for i in range(x.shape[1]):
+        y, state = model.step(x[:, i : i + 1], state)
+        outs.append(y)
     assert_close(mx.concatenate(outs, axis=1), model(x), atol=2e-5)
 
 
@@ -72,10 +122,10 @@ def test_dtype_preserved_and_bf16_close():
 
 
 def test_ring_cache_positions_and_mask():
-    cache = RingKVCache(1, 1, 4, 2)
+    cache = RingKVCache.empty(1, 1, 4, 2)
     for step in range(10):
         k = mx.full((1, 1, 1, 2), float(step))
-        keys, _, mask = cache.update_and_fetch(k, k)
+        cache, keys, _, mask = cache.update_and_fetch(k, k)
         held = sorted(int(v) for v in np.array(keys[0, 0, :, 0])[np.array(mask[0])])
         assert held == list(range(max(0, step - 3), step + 1))
     assert cache.offset == 10
@@ -83,17 +133,21 @@ def test_ring_cache_positions_and_mask():
 
 
 def test_ring_cache_chunk_wrapping_end():
-    cache = RingKVCache(1, 1, 4, 1)
-    cache.update_and_fetch(mx.zeros((1, 1, 3, 1)), mx.zeros((1, 1, 3, 1)))
+    cache = RingKVCache.empty(1, 1, 4, 1)
+    cache = cache.update(mx.zeros((1, 1, 3, 1)), mx.zeros((1, 1, 3, 1)))
     k = mx.array([3.0, 4.0]).reshape(1, 1, 2, 1)
-    keys, _, mask = cache.update_and_fetch(k, k)  # writes slots 3 and 0
+    traced = cache._replace(offset=mx.array(cache.offset, mx.int32))
+    cache, keys, _, mask = cache.update_and_fetch(k, k)  # writes slots 3 and 0
+    _, traced_keys, _, traced_mask = traced.update_and_fetch(k, k)  # the same with a traced offset
+    assert np.array(traced_keys).tolist() == np.array(keys).tolist()
+    assert np.array(traced_mask).tolist() == np.array(mask).tolist()
     assert np.array(keys[0, 0, :, 0]).tolist() == [4.0, 0.0, 0.0, 3.0]
     # query at position 3 sees 0..3 except the slot overwritten by position 4: slots 1, 2, 3
     assert np.array(mask).tolist() == [[False, True, True, True], [True, True, True, True]]
 
 
 def test_chunk_larger_than_cache_is_an_error():
-    cache = RingKVCache(1, 1, 2, 1)
+    cache = RingKVCache.empty(1, 1, 2, 1)
     with pytest.raises(ValueError, match="does not fit"):
         cache.update_and_fetch(mx.zeros((1, 1, 3, 1)), mx.zeros((1, 1, 3, 1)))
 
@@ -102,7 +156,7 @@ def test_rope_table_is_exact_at_long_positions():
     table = rope_table(100_000, 1, 8, 10_000.0)
     freqs = np.exp(np.arange(4, dtype=np.float32) * np.float32(-np.log(10_000.0) * 2 / 8))
     angles = (np.float32(100_000) * freqs).astype(np.float64)
-    np.testing.assert_array_equal(np.array(table.cos[0]), np.cos(angles).astype(np.float32))
+    np.testing.assert_array_equal(np.array(table.cos[0, :, 0]), np.cos(angles).astype(np.float32))
 
 
 def test_projected_transformer_projections():
@@ -117,21 +171,21 @@ def test_projected_transformer_projections():
 
 def test_quantized_ring_cache_keeps_positions_and_values():
     """An 8-bit cache holds the same slots as the float one, each value within one quantization step."""
-    plain, quant = RingKVCache(1, 2, 4, 32), RingKVCache(1, 2, 4, 32, bits=8)
+    plain, quant = RingKVCache.empty(1, 2, 4, 32), RingKVCache.empty(1, 2, 4, 32, bits=8)
     for _ in range(7):  # wraps
         k, v = mx.random.normal((1, 2, 1, 32)), mx.random.normal((1, 2, 1, 32))
-        kf, vf, mask_f = plain.update_and_fetch(k, v)
-        kq, vq, mask_q = quant.update_and_fetch(k, v)
+        plain, kf, vf, mask_f = plain.update_and_fetch(k, v)
+        quant, kq, vq, mask_q = quant.update_and_fetch(k, v)
         assert np.array_equal(np.array(mask_f), np.array(mask_q))
         for full, packed in ((kf, kq), (vf, vq)):
             back = mx.dequantize(*packed, group_size=quant.group_size, bits=8)
             step = (mx.max(full, axis=-1, keepdims=True) - mx.min(full, axis=-1, keepdims=True)) / 255
             assert mx.all(mx.abs(back - full) <= step + 1e-6).item()  # MLX rounds within one step
-    assert len(quant.state_arrays()) == 6
+    assert len(quant.arrays()) == 6
 
 
 def test_quantized_ring_cache_refuses_what_it_cannot_store():
     with pytest.raises(ValueError, match="8 bits"):
-        RingKVCache(1, 1, 4, 32, bits=4)
+        RingKVCache.empty(1, 1, 4, 32, bits=4)
     with pytest.raises(ValueError, match="divisible by 32"):
-        RingKVCache(1, 1, 4, 16, bits=8)
+        RingKVCache.empty(1, 1, 4, 16, bits=8)

@@ -28,9 +28,9 @@ def model(name: str, config: str = "lm_small.json", float32: bool = True):
     return load_lm(FILES[name], LM / config, dtype=mx.float32 if float32 else None)
 
 
-def greedy_run(lm, user_codes: np.ndarray) -> np.ndarray:
+def greedy_run(lm, user_codes: np.ndarray, compile: bool = True) -> np.ndarray:
     """LmGen greedy over the user frames -> [S, 1 + dep_q] tokens, -100 where step() gives nothing."""
-    gen = LmGen(lm, temp=0.0, text_temp=0.0)
+    gen = LmGen(lm, temp=0.0, text_temp=0.0, compile=compile)
     rows = []
     for frame in user_codes:
         text, audio = gen.step(frame[None])
