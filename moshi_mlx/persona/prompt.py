@@ -24,6 +24,7 @@ import numpy as np
 
 from ..config import LmConfig
 from ..errors import ConfigError
+from ..lm import LmState
 from ..lm_gen import LmGen, LmGenState
 from .voices import VoicePrompt
 
@@ -130,29 +131,36 @@ def run_prompt(gen: LmGen, state: LmGenState, prompt: Prompt) -> tuple[LmGenStat
     if first:
         emb = mx.array(v.embeddings)[None].astype(lm.compute_dtype)  # type: ignore[union-attr]
         for i in range(0, emb.shape[1], _CHUNK):
-            lm.transformer(emb[:, i : i + _CHUNK], lm_state.temporal)
+            _, temporal = lm.transformer.step(emb[:, i : i + _CHUNK], lm_state.temporal)
+            lm_state = LmState(temporal)
             mx.eval(lm_state.arrays())
     start = max(first - 1, 0)
     tokens = mx.broadcast_to(mx.array(ring, mx.int32)[None], (batch, *ring.shape))
     for i in range(start, total - 1, _CHUNK):
-        lm.forward_text(tokens[:, :, i : min(i + _CHUNK, total - 1)], lm_state)
+        _, _, lm_state = lm.step_text(tokens[:, :, i : min(i + _CHUNK, total - 1)], lm_state)
         mx.eval(lm_state.arrays())
 
+    # our ring holds the reference's positions total - 1 (this step's input) and total (delayed streams)
     size = state.tokens.shape[2]
-    ours = mx.full(state.tokens.shape, -2, mx.int32)
+    slots = np.full((cfg.num_codebooks, size), -2, np.int64)
     for p in (total - 1, total):
-        ours[:, :, p % size] = tokens[:, :, p]
-    state = LmGenState(lm_state, ours, total - 1, state.key)
+        slots[:, p % size] = ring[:, p]
+    state = LmGenState(
+        lm_state, mx.broadcast_to(mx.array(slots, mx.int32)[None], state.tokens.shape), total - 1, state.key
+    )
     user_frame = tokens[:, 1 + cfg.dep_q :, total - 1]  # the last prompt frame's user codes (the sine)
     _, out, state = gen.advance(state, user_frame)
     # Moshi's delayed codebooks of the next frame were given by the last prompt call (the silence's)
     delayed = [1 + k for k in range(cfg.dep_q) if cfg.delays[1 + k] > 0]
-    slot = total % size
-    given = mx.array(ring[delayed, total], mx.int32)
-    for j, row in enumerate(delayed):
-        state.tokens[:, row, slot] = given[j]
+    given = np.full(cfg.num_codebooks, -1, np.int64)
+    given[delayed] = ring[delayed, total]
+    replace = np.zeros((cfg.num_codebooks, size), bool)
+    replace[delayed, total % size] = True
+    tokens = mx.where(mx.array(replace)[None], mx.array(given, mx.int32)[None, :, None], state.tokens)
+    state = state._replace(tokens=tokens)
     assert out is not None  # the prompt is longer than the delays
-    out = mx.concatenate([out[:, : delayed[0]], mx.broadcast_to(given[None], (batch, len(delayed)))], axis=1)
+    head = given[: out.shape[1]]
+    out = mx.where(mx.array((head >= 0).tolist())[None], mx.array(head, mx.int32)[None], out)
     mx.eval(out, gen.state_arrays(state))
     return state, out
 

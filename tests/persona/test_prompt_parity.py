@@ -37,14 +37,19 @@ def lm():
 
 
 @pytest.fixture(scope="module")
+def gen(lm) -> LmGen:
+    """One generator for every conversation here (states are explicit): compiled once."""
+    return LmGen(lm, temp=0.0, text_temp=0.0, seed=0)
+
+
+@pytest.fixture(scope="module")
 def mimi():
     codec = load_mimi(E2E / "tokenizer-e351c8d8-checkpoint125.safetensors", config=E2E / "mimi_config.json")
     codec.set_num_codebooks(8)
     return codec
 
 
-def _conversation(lm, goldens, voice: VoicePrompt, role: list[int], voice_codes=None) -> np.ndarray:
-    gen = LmGen(lm, temp=0.0, text_temp=0.0, seed=0)
+def _conversation(gen: LmGen, goldens, voice: VoicePrompt, role: list[int], voice_codes=None) -> np.ndarray:
     prompt = Prompt(voice, role, voice_codes, tuple(goldens["silence_tokens"]), tuple(goldens["sine_tokens"]))
     state, first = run_prompt(gen, gen.init_state(), prompt)
     frames = [np.array(first)[0]]
@@ -64,25 +69,25 @@ def test_the_silence_and_sine_codes_are_the_codecs(mimi, goldens) -> None:
     assert prompt_codes(mimi) == (tuple(goldens["silence_tokens"]), tuple(goldens["sine_tokens"]))
 
 
-def test_a_preset_voice_and_a_role_generate_the_references_tokens(lm, goldens) -> None:
+def test_a_preset_voice_and_a_role_generate_the_references_tokens(gen, goldens) -> None:
     voice = read_voice_preset(ASSETS / "voice.pt")
-    ours = _conversation(lm, goldens, voice, goldens["role_tokens"].tolist())
+    ours = _conversation(gen, goldens, voice, goldens["role_tokens"].tolist())
     ref = goldens["tokens_preset"][:, :9]  # text + Moshi's 8 codebooks
     assert (ref >= 0).all()
     np.testing.assert_array_equal(ours, ref)
 
 
-def test_a_voice_from_audio_generates_the_references_tokens(lm, goldens) -> None:
+def test_a_voice_from_audio_generates_the_references_tokens(gen, goldens) -> None:
     """Fed the reference's Mimi codes of the normalized voice: the LM side is exact."""
     voice = voice_from_audio(ASSETS / "voice.wav")
-    ours = _conversation(lm, goldens, voice, goldens["role_tokens"].tolist(), goldens["voice_codes"])
+    ours = _conversation(gen, goldens, voice, goldens["role_tokens"].tolist(), goldens["voice_codes"])
     np.testing.assert_array_equal(ours, goldens["tokens_audio"][:, :9])
 
 
-def test_another_role_changes_the_answer_as_in_the_reference(lm, goldens) -> None:
+def test_another_role_changes_the_answer_as_in_the_reference(gen, goldens) -> None:
     voice = read_voice_preset(ASSETS / "voice.pt")
     other = role_tokens(E2E / "tokenizer_spm_32k_3.model", OTHER_ROLE)
-    ours = _conversation(lm, goldens, voice, other)
+    ours = _conversation(gen, goldens, voice, other)
     np.testing.assert_array_equal(ours, goldens["tokens_other_role"][:, :9])
     assert not np.array_equal(ours, goldens["tokens_preset"][:, :9])
 
