@@ -106,17 +106,9 @@ class MainWindow(QMainWindow):
         self.folder_edit = QLineEdit()
         self.folder_edit.setReadOnly(True)
         self.folder_edit.setPlaceholderText("(downloaded)")
-        self.folder_button = QToolButton()
-        self.folder_button.setText("…")
-        self.folder_button.setToolTip("Use a folder of weights on this computer (e.g. made by quantize)")
-        self.folder_clear = QToolButton()
-        self.folder_clear.setText("×")
-        self.folder_clear.setToolTip("Download Kyutai's weights instead")
-        folder_row = QHBoxLayout()
-        folder_row.setSpacing(4)
-        folder_row.addWidget(self.folder_edit, 1)
-        folder_row.addWidget(self.folder_button)
-        folder_row.addWidget(self.folder_clear)
+        self.folder_button = _tool_button("…", "Use a folder of weights on this computer (e.g. made by quantize)")
+        self.folder_clear = _tool_button("×", "Download Kyutai's weights instead")
+        folder_row = _row(self.folder_edit, self.folder_button, self.folder_clear)
         self.input_combo = QComboBox()
         self.output_combo = QComboBox()
         for c in (self.input_combo, self.output_combo, self.voice_combo, self.precision_combo):
@@ -135,13 +127,10 @@ class MainWindow(QMainWindow):
         self.persona_voice_combo = QComboBox()  # preset names, then recordings the user picked (data: name or path)
         self.persona_voice_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.persona_voice_combo.setMinimumContentsLength(10)
-        self.persona_voice_file = QToolButton()
-        self.persona_voice_file.setText("…")
-        self.persona_voice_file.setToolTip("Use a short recording of a voice (.wav, .flac) or a voice preset (.pt)")
-        persona_voice_row = QHBoxLayout()
-        persona_voice_row.setSpacing(4)
-        persona_voice_row.addWidget(self.persona_voice_combo, 1)
-        persona_voice_row.addWidget(self.persona_voice_file)
+        self.persona_voice_file = _tool_button(
+            "…", "Use a short recording of a voice (.wav, .flac) or a voice preset (.pt)"
+        )
+        persona_voice_row = _row(self.persona_voice_combo, self.persona_voice_file)
         self.role_edit = QLineEdit()
         self.role_edit.setToolTip("Who Moshi is, e.g. a teacher, a customer-service agent with a name and a shop")
 
@@ -210,3 +199,20 @@ class MainWindow(QMainWindow):
 
     def set_start_style(self, running: bool) -> None:
         self.start_button.setStyleSheet(START_STYLE % (STOP_COLOR if running else START_COLOR))
+
+
+def _tool_button(text: str, tip: str) -> QToolButton:
+    button = QToolButton()
+    button.setText(text)
+    button.setToolTip(tip)
+    return button
+
+
+def _row(field: QWidget, *buttons: QToolButton) -> QHBoxLayout:
+    """A settings row: a field that takes the width, then its small buttons."""
+    row = QHBoxLayout()
+    row.setSpacing(4)
+    row.addWidget(field, 1)
+    for b in buttons:
+        row.addWidget(b)
+    return row

@@ -73,23 +73,27 @@ def test_the_release_sizes_are_known_before_download() -> None:
     assert PERSONAPLEX_REPO in FAMILY_REPOS
 
 
-@pytest.mark.parametrize("personaplex", [False, True], ids=["moshika-rl-seamless", "personaplex-rl-seamless"])
-def test_an_rl_checkpoint_converts_and_runs_like_moshi(tmp_path: Path, wav: Path, personaplex: bool) -> None:
-    repo = make_repo(tmp_path / "repo", personaplex=personaplex)
+def test_an_rl_checkpoint_converts_and_runs_like_moshi(tmp_path: Path, wav: Path) -> None:
+    repo = make_repo(tmp_path / "moshika-rl-seamless")
     q = run_module("quantize", str(repo), "--out", str(tmp_path / "q4"), "--q-bits", "4", "--no-progress")
     assert q.code == 0, q.why()
     assert "model.q4.safetensors" in q.out
     written = json.loads((tmp_path / "q4" / "config.json").read_text())
-    assert written["model_type"] == ("personaplex" if personaplex else "moshi") and written["moshi_name"].endswith(
-        "q4.safetensors"
-    )
-    for model in (repo, tmp_path / "q4"):  # the PyTorch release as it is, and converted
-        ran = run_module(
-            "moshi_mlx.run", "--hf-repo", str(model), "--input", str(wav), "--output", str(tmp_path / "o.wav")
-        )
-        assert ran.code == 0, ran.why()
-        out, rate = sf.read(str(tmp_path / "o.wav"))
-        assert rate == 24_000 and len(out) > 0
+    assert written["model_type"] == "moshi" and written["moshi_name"] == "model.q4.safetensors"
+    assert written["lm_gen_config"] == json.loads((repo / "config.json").read_text())["lm_gen_config"]
+    _runs(tmp_path / "q4", wav, tmp_path / "o.wav")
+
+
+def test_a_personaplex_release_runs_as_published(tmp_path: Path, wav: Path) -> None:
+    """The PyTorch layout loaded as it is (tests/persona/test_persona_cli.py converts one with quantize)."""
+    _runs(make_repo(tmp_path / "personaplex-rl-seamless", personaplex=True), wav, tmp_path / "o.wav")
+
+
+def _runs(model: Path, wav: Path, out: Path) -> None:
+    ran = run_module("moshi_mlx.run", "--hf-repo", str(model), "--input", str(wav), "--output", str(out))
+    assert ran.code == 0, ran.why()
+    pcm, rate = sf.read(str(out))
+    assert rate == 24_000 and len(pcm) > 0
 
 
 def test_personaplex_loads_the_16_slices_its_file_holds(tmp_path: Path) -> None:
