@@ -118,6 +118,19 @@ def folder_is_personaplex(folder: str) -> bool:
     )
 
 
+def persona_presets(folder: str) -> list[str]:
+    """The voice presets a PersonaPlex weights folder offers (none for another model, or when it has none)."""
+    from moshi_mlx.persona.voices import preset_names
+
+    if not folder_is_personaplex(folder):
+        return []
+    try:
+        found = hub.local_voices(Path(folder).expanduser())
+    except MoshiError:  # an unreadable voices.tgz: said when the conversation starts
+        return []
+    return preset_names(found) if found is not None else []
+
+
 def resolve_persona(model: ResolvedModel, voice: str, role: str):
     """A PersonaPlex model's (voice, role) for the factory, read now (a bad voice is said before loading)."""
     from moshi_mlx.config import LmConfig
@@ -125,7 +138,9 @@ def resolve_persona(model: ResolvedModel, voice: str, role: str):
 
     assert model.files.config is not None
     cfg = LmConfig.from_json(model.files.config)
-    return resolve(voice or None, role or None, cfg, hub.voices_folder(model.files))
+    if not voice:  # "No voice prompt" chosen
+        return resolve(None, role or None, cfg, None)
+    return resolve(voice, role or None, cfg, hub.voices_folder(model.files))
 
 
 def frame_model_factory(model: ResolvedModel, temperature: float, persona=None) -> Callable[[], FrameModel]:

@@ -15,7 +15,7 @@ from PySide6.QtGui import QGuiApplication
 
 from moshi_mlx.dialog.events import too_slow
 from moshi_mlx.errors import MoshiError
-from moshi_mlx.release import DEFAULT_ROLE, PERSONA_VOICES
+from moshi_mlx.release import DEFAULT_PERSONA_VOICE, DEFAULT_ROLE
 
 from . import controller as c
 from .dialogs import Dialogs
@@ -27,6 +27,7 @@ from .models import (
     frame_model_factory,
     from_hub,
     is_personaplex,
+    persona_presets,
     resolve_folder,
     resolve_persona,
 )
@@ -52,6 +53,7 @@ _STATE_TEXT = {
     c.STOPPING: "Stopping…",
 }
 ENDED, ENDED_BY_ERROR = "Conversation ended", "Conversation stopped by an error"
+NO_VOICE = "No voice prompt"
 
 
 class Presenter(QObject):
@@ -102,9 +104,6 @@ class Presenter(QObject):
         w.voice_combo.setCurrentIndex(max(0, w.voice_combo.findData(s.voice)))
         w.precision_combo.setCurrentIndex(max(0, w.precision_combo.findData(s.precision)))
         w.folder_edit.setText(s.local_folder)
-        for name in PERSONA_VOICES:
-            w.persona_voice_combo.addItem(name, name)
-        self._show_persona_voice(s.persona_voice)
         w.role_edit.setPlaceholderText(DEFAULT_ROLE)
         w.role_edit.setText(s.role)
         w.temperature_spin.setValue(s.temperature)
@@ -121,8 +120,28 @@ class Presenter(QObject):
         self.w.voice_combo.setEnabled(not from_folder)
         self.w.precision_combo.setEnabled(not from_folder)
         self.w.folder_clear.setEnabled(from_folder)
-        self.w.persona_box.setEnabled(folder_is_personaplex(self.settings.local_folder))
+        plex = folder_is_personaplex(self.settings.local_folder)
+        self.w.persona_box.setEnabled(plex)
+        if plex:
+            self._fill_persona_voices()
         self._update_model_status()
+
+    def _fill_persona_voices(self) -> None:
+        """The folder's presets, 'No voice prompt', and a recording chosen before; the remembered one selected
+        (else the release's default voice, else the first preset)."""
+        combo, saved = self.w.persona_voice_combo, self.settings.persona_voice
+        presets = persona_presets(self.settings.local_folder)
+        combo.blockSignals(True)
+        combo.clear()
+        for name in presets:
+            combo.addItem(name, name)
+        combo.addItem(NO_VOICE, "")
+        if saved and saved not in presets and Path(saved).suffix:
+            combo.addItem(Path(saved).name, saved)
+        fallback = DEFAULT_PERSONA_VOICE if DEFAULT_PERSONA_VOICE in presets else (presets[0] if presets else "")
+        combo.setCurrentIndex(combo.findData(saved) if combo.findData(saved) >= 0 else combo.findData(fallback))
+        combo.blockSignals(False)
+        self.settings.persona_voice = combo.currentData()
 
     def _show_persona_voice(self, voice: str) -> None:
         combo = self.w.persona_voice_combo

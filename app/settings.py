@@ -96,11 +96,12 @@ class AppSettings:
     @property
     def persona_voice(self) -> str:
         """A PersonaPlex voice: a preset name (NATF2...) or the path of a recording or .pt preset."""
-        return self._str("persona/voice", PERSONA_VOICE) or PERSONA_VOICE
+        return self._str("persona/voice", PERSONA_VOICE)
 
     @persona_voice.setter
     def persona_voice(self, v: str) -> None:
-        self._set("persona/voice", v or PERSONA_VOICE)
+        """'' = no voice prompt."""
+        self._set("persona/voice", v or "")
 
     @property
     def role(self) -> str:

@@ -408,17 +408,23 @@ def resolve_model_files(
     )
 
 
+def local_voices(folder: Path) -> Path | None:
+    """A model folder's voice presets: its `voices/`, else its `voices.tgz` extracted once; None if neither."""
+    from ..persona.voices import extract_voices
+
+    if (folder / "voices").is_dir():
+        return folder / "voices"
+    return extract_voices(folder / VOICES_ARCHIVE) if (folder / VOICES_ARCHIVE).is_file() else None
+
+
 def voices_folder(files: ModelFiles, tqdm_class: Callable | None = None) -> Path | None:
     """PersonaPlex's voice presets for the model `files` came from: its `voices/` folder, or its `voices.tgz`
     (downloaded from the repository when needed, extracted once beside it); None when it has none (or the hub
     cannot be reached and the archive is not cached: a voice can still come from a file)."""
     from ..persona.voices import extract_voices
 
-    folder = Path(files.source)
-    if folder.is_dir():
-        if (folder / "voices").is_dir():
-            return folder / "voices"
-        return extract_voices(folder / VOICES_ARCHIVE) if (folder / VOICES_ARCHIVE).is_file() else None
+    if Path(files.source).is_dir():
+        return local_voices(Path(files.source))
     if not is_repo_id(files.source):
         return None
     try:

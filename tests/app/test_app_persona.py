@@ -103,3 +103,16 @@ def test_a_voice_that_is_gone_says_so_in_a_dialog(qtbot, tmp_path: Path) -> None
     assert box.text() == "Voice problem" and "gone.wav" in box.informativeText()
     assert "Persona (PersonaPlex) → Voice" in box.informativeText()
     assert a.personas == [] and a.ctl.state != c.LOADING
+
+
+def test_a_folder_without_presets_offers_no_voice_prompt(qtbot, tmp_path: Path) -> None:
+    from moshi_mlx.release import DEFAULT_ROLE
+
+    a = _Window(qtbot, _settings(tmp_path, personaplex_folder(tmp_path / "bare", voices=False)), tmp_path)
+    combo = a.window.persona_voice_combo
+    assert [combo.itemText(i) for i in range(combo.count())] == ["No voice prompt"]
+    a.window.start_button.click()
+    qtbot.waitUntil(lambda: a.ctl.state == c.RUNNING, timeout=60_000)
+    a.window.start_button.click()
+    qtbot.waitUntil(lambda: a.ctl.state == c.READY, timeout=30_000)
+    assert a.personas == [(None, DEFAULT_ROLE)] and not a.dialogs.open_boxes
