@@ -1,4 +1,4 @@
-"""Kyutai's release facts: repositories, file names, voices, precisions, group sizes. The only copy.
+"""Kyutai's and NVIDIA's release facts: repositories, file names, voices, precisions, group sizes. The only copy.
 
 Kyutai publishes Moshi for MLX as one Hugging Face repository per voice and precision
 (`kyutai/moshiko-mlx-q4`, `kyutai/moshika-mlx-bf16`, ...), each holding:
@@ -6,7 +6,8 @@ Kyutai publishes Moshi for MLX as one Hugging Face repository per voice and prec
     tokenizer-e351c8d8-checkpoint125.safetensors                      Mimi
     tokenizer_spm_32k_3.model                                        the text tokenizer
     config.json                                                      optional LM config
-and the PyTorch weights our quantizer converts as `kyutai/moshiko-pytorch-bf16`.
+and the PyTorch weights our quantizer converts as `kyutai/moshiko-pytorch-bf16`. The rest of the family
+(FAMILY_REPOS) holds the same files in the PyTorch layout; PersonaPlex's add `voices.tgz` (voice presets).
 """
 
 from __future__ import annotations
