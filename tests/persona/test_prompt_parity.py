@@ -84,6 +84,13 @@ def test_a_voice_from_audio_generates_the_references_tokens(gen, goldens) -> Non
     np.testing.assert_array_equal(ours, goldens["tokens_audio"][:, :9])
 
 
+def test_op_by_op_the_same_tokens(lm, goldens) -> None:
+    """The prompt and the steps after it uncompiled (MOSHI_MLX_COMPILE=0) give the same tokens."""
+    plain = LmGen(lm, temp=0.0, text_temp=0.0, seed=0, compile=False)
+    ours = _conversation(plain, goldens, read_voice_preset(ASSETS / "voice.pt"), goldens["role_tokens"].tolist())
+    np.testing.assert_array_equal(ours, goldens["tokens_preset"][:, :9])
+
+
 def test_another_role_changes_the_answer_as_in_the_reference(gen, goldens) -> None:
     voice = read_voice_preset(ASSETS / "voice.pt")
     other = role_tokens(E2E / "tokenizer_spm_32k_3.model", OTHER_ROLE)
