@@ -29,6 +29,7 @@ from ..weights.torch_pickle import load_torch_file
 VOICE_LUFS = -24.0  # the reference's load_voice_prompt normalizes to this
 PRESET_NAMES, DEFAULT_VOICE = PERSONA_VOICES, DEFAULT_PERSONA_VOICE
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+MAX_PRESET_BYTES = 64 << 20  # a preset is a few MB at most (embeddings of a few seconds at width 4096, bf16)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,11 @@ def extract_voices(archive: str | os.PathLike) -> Path:
     try:
         with tarfile.open(archive, "r:gz") as tar:
             members = [
-                m for m in tar.getmembers() if m.isfile() and re.fullmatch(r"(\./)?voices/[A-Za-z0-9_.-]+\.pt", m.name)
+                m
+                for m in tar.getmembers()
+                if m.isfile()
+                and m.size <= MAX_PRESET_BYTES
+                and re.fullmatch(r"(\./)?voices/[A-Za-z0-9_.-]+\.pt", m.name)
             ]
             folder.mkdir(exist_ok=True)
             for m in members:
