@@ -37,6 +37,7 @@ _STORAGES: dict[str, object] = {
     "BoolStorage": np.bool_,
 }
 MAX_PICKLE_BYTES = 1 << 20  # the pickle only describes tensors: a voice preset's is a few hundred bytes
+MAX_STORAGE_BYTES = 1 << 30  # one tensor's bytes (a preset's are a few MB): a bigger one is refused unread
 
 
 class _StorageType:
@@ -91,8 +92,11 @@ class _Unpickler(pickle.Unpickler):
             raise UnsafePickle(f"the persistent object {str(pid)[:60]}")
         kind, key, numel = pid[1], str(pid[2]), int(pid[4])
         if key not in self.storages:
+            name = f"{self.prefix}/data/{key}"
             try:
-                raw = self.archive.read(f"{self.prefix}/data/{key}")
+                if self.archive.getinfo(name).file_size > MAX_STORAGE_BYTES:
+                    raise UnsafePickle(f"a storage of {self.archive.getinfo(name).file_size} bytes")
+                raw = self.archive.read(name)
             except KeyError:
                 raise UnsafePickle(f"storage {key!r}, which the file lacks") from None
             dtype = np.dtype(np.uint16 if kind.dtype == "bf16" else kind.dtype)  # type: ignore[arg-type]
