@@ -14,12 +14,13 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from urllib.parse import urlparse
 
 from ..config import read_json_object
-from ..errors import CheckpointError, ConfigError, OfflineError, Setting, require_file
+from ..errors import CheckpointError, ConfigError, MemoryBudgetError, OfflineError, Setting, require_file
 from ..release import (
     CONFIG_FILE,
     DEFAULT_BITS,
     DEFAULT_REPO,
     DEFAULT_VOICE,
+    FAMILY_REPOS,
     MIMI_FILE,
     MOSHI_FILES,
     TOKENIZER_FILE,
@@ -172,6 +173,20 @@ def _is_network_error(e: BaseException) -> bool:
     return bool(
         names & {"ConnectError", "ConnectTimeout", "ReadTimeout", "TimeoutException", "NetworkError", "TransportError"}
     )
+
+
+def _check_download(check: Callable, repo: str, bits: int | None, config: Path | None) -> None:
+    """`check(bits, config)`; for a family release that has only bf16 PyTorch weights (no 4-bit repository to
+    switch to), a refusal says how to make the 4-bit weights instead of naming another repository."""
+    try:
+        check(bits, config)
+    except MemoryBudgetError as e:
+        if repo not in FAMILY_REPOS:
+            raise
+        raise MemoryBudgetError(
+            f"{e} {repo} holds only bf16 PyTorch weights: make 4-bit ones on a machine with the disk space, "
+            "with the quantize tool (it reads one tensor at a time), and run the folder it writes."
+        ) from None
 
 
 def gated_message(repo: str) -> str:
@@ -383,7 +398,7 @@ def resolve_model_files(
             )
         name, q = _pick_moshi(listing, quant, quant_given, repo)
         if before_download is not None and reason is None and _cached(repo, name) is None:
-            before_download(q, cfg)
+            _check_download(before_download, repo, q, cfg)
     else:
         name, q = "", quant
     needed = [

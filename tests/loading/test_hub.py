@@ -305,3 +305,20 @@ def test_personaplex_voices_come_from_the_repositorys_archive(fake, monkeypatch,
     assert folder is not None and sorted(p.name for p in folder.iterdir()) == ["VARM3.pt"]
     fake({"kyutai/moshiko-mlx-q4": Q4})  # a repository without presets
     assert hub.voices_folder(hub.resolve_model_files("kyutai/moshiko-mlx-q4")) is None
+
+
+def test_a_family_release_too_big_to_download_says_how_to_make_the_4_bit_weights(fake) -> None:
+    from moshi_mlx.errors import MemoryBudgetError
+
+    repo = "kyutai/moshika-rl-seamless"
+    f = fake({repo: {"model.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE, hub.CONFIG_FILE}})
+
+    def refuse(bits, config):
+        raise MemoryBudgetError(
+            "The bf16 Moshi model needs about 15.8 GiB. Use the 4-bit weights.", hint=Setting.PRECISION
+        )
+
+    with pytest.raises(MemoryBudgetError, match="holds only bf16 PyTorch weights: make 4-bit ones.*quantize") as e:
+        hub.resolve_model_files(repo, before_download=refuse)
+    assert e.value.hint is None  # not "-q 4": there is no 4-bit repository of it
+    assert [d for d in f.downloads if d[1] == "model.safetensors"] == []
