@@ -66,6 +66,7 @@ class ResolvedModel:
     files: hub.ModelFiles
     label: str  # "Moshiko", or the folder name
     quantization: str  # "4-bit", "8-bit", "bf16", ...
+    kind: str = "moshi"  # the config's model_type; "hibiki": Translate mode (French in, English out)
 
 
 def resolve_folder(folder: str | Path) -> ResolvedModel:
@@ -81,7 +82,21 @@ def resolve_folder(folder: str | Path) -> ResolvedModel:
         files = hub.resolve_model_files(d)  # a folder: never the network
     except MoshiError as e:
         raise type(e)(other_folder(e)) from None
-    return ResolvedModel(files, d.name or str(d), describe_precision(files.moshi))
+    kind = model_kind(files)
+    label = d.name or str(d)
+    return ResolvedModel(
+        files, f"{label} · {TRANSLATE}" if kind == "hibiki" else label, describe_precision(files.moshi), kind
+    )
+
+
+TRANSLATE = "translates French to English"  # what the status bar adds for Hibiki
+
+
+def model_kind(files: hub.ModelFiles) -> str:
+    """The model_type of the files' config ("moshi" without one); the hub already refused other kinds."""
+    if files.config is None:
+        return "moshi"
+    return str(hub.read_repo_config(files.config)[0].get("model_type", "moshi"))
 
 
 def from_hub(choice: ModelChoice, files: hub.ModelFiles) -> ResolvedModel:
@@ -152,6 +167,10 @@ def frame_model_factory(model: ResolvedModel, temperature: float, persona=None) 
         from moshi_mlx import pipeline  # MLX work starts here, on the loop thread
 
         sampling = pipeline.Sampling(temp=temperature, text_temp=temperature * TEXT_TEMP_RATIO)
+        if model.kind == "hibiki":  # Translate mode: the microphone is the French source, never ending
+            from moshi_mlx.translation import TranslationPipeline
+
+            return TranslationPipeline.from_files(model.files, sampling)
         return pipeline.MoshiPipeline.from_files(model.files, sampling, persona=persona)
 
     return build

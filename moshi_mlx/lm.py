@@ -17,7 +17,9 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .config import LmConfig
+from .config.conditioner import CONDITIONS
 from .dtypes import FLOATS
+from .modules.conditioner import ConditionProvider
 from .modules.embedding import ScaledEmbedding
 from .modules.kv_cache import Offset
 from .modules.transformer import RotaryTable, Transformer, TransformerState, make_norm
@@ -109,6 +111,8 @@ class Lm(nn.Module):
         self.out_norm = make_norm(cfg.transformer.norm, dim)
         self.text_linear = nn.Linear(dim, cfg.text_card, bias=False)
         self.depformer = Depformer(cfg)
+        if cfg.conditioners:  # Hibiki's "description"
+            self.condition_provider = ConditionProvider(cfg.conditioners, dim)
         self._compute_dtype: mx.Dtype | None = None  # None: follow the parameters (set_compute_dtype)
         self._kv_bits: int | None = None
 
@@ -160,29 +164,48 @@ class Lm(nn.Module):
         dtype = self.out_norm.weight.dtype
         return dtype if dtype in FLOATS.values() else mx.float32
 
-    def embed(self, tokens: mx.array) -> mx.array:
-        """tokens [B, 1 + n_q, T] int (text first) -> summed embeddings [B, T, dim]."""
+    def embed(self, tokens: mx.array, condition: mx.array | None = None) -> mx.array:
+        """tokens [B, 1 + n_q, T] int (text first) -> summed embeddings [B, T, dim]; plus `condition`
+        [B, dim] (see `condition`) at every step, cast to the weights' dtype first as the reference does."""
         dt = self.compute_dtype
         x = self.audio_embs[0](tokens[:, 1]).astype(dt)
         for i in range(1, self.cfg.n_q):
             x = x + self.audio_embs[i](tokens[:, i + 1]).astype(dt)
-        return x + self.text_emb(tokens[:, 0]).astype(dt)
+        x = x + self.text_emb(tokens[:, 0]).astype(dt)
+        return x if condition is None else x + condition[:, None].astype(self.cache_dtype).astype(dt)
 
-    def forward_text(self, tokens: mx.array) -> tuple[mx.array, mx.array]:
-        """Temporal transformer over a whole sequence of tokens [B, 1 + n_q, T] (batch mode).
+    def condition(self, values: dict[str, list[str]] | None = None) -> mx.array | None:
+        """{conditioner: one value per batch row} -> the condition [B, dim] float32 to pass to forward_text
+        and step_text; None: the values the reference runs this model with (Hibiki: "very_good"), one row.
+        None for a model without conditioners."""
+        if "condition_provider" not in self:
+            return None
+        if values is None:
+            values = {k: [v] for k, v in CONDITIONS[self.cfg.model_type][0].items()}
+        return self.condition_provider(values)
+
+    def forward_text(self, tokens: mx.array, condition: mx.array | None = None) -> tuple[mx.array, mx.array]:
+        """Temporal transformer over a whole sequence of tokens [B, 1 + n_q, T] (batch mode), and a
+        condition [B, dim] (see `embed`).
 
         Returns:
             context: [B, T, dim] normed output (the depformer's input); text_logits: [B, T, text_card].
         """
-        out = self.out_norm(self.transformer(self.embed(tokens)))
+        out = self.out_norm(self.transformer(self.embed(tokens, condition)))
         return out, self.text_linear(out)
 
     def step_text(
-        self, tokens: mx.array, state: LmState, rope: RotaryTable | None = None
+        self,
+        tokens: mx.array,
+        state: LmState,
+        rope: RotaryTable | None = None,
+        window: int | None = None,
+        condition: mx.array | None = None,
     ) -> tuple[mx.array, mx.array, LmState]:
         """Temporal transformer streaming the next tokens [B, 1 + n_q, T] -> (context, text_logits, as
-        `forward_text`, and the next state). `rope`: see `Transformer.step` (needed in a compiled step)."""
-        out, temporal = self.transformer.step(self.embed(tokens), state.temporal, rope)
+        `forward_text`, and the next state). `rope` and `window`: see `Transformer.step` (a compiled step
+        passes its RoPE table); `condition`: see `embed`."""
+        out, temporal = self.transformer.step(self.embed(tokens, condition), state.temporal, rope, window)
         out = self.out_norm(out)
         return out, self.text_linear(out), LmState(temporal)
 
@@ -198,13 +221,16 @@ class Lm(nn.Module):
             logits.append(lk)
         return mx.stack(logits, axis=1)
 
-    def teacher_forced(self, codes: mx.array, state: LmState | None = None) -> tuple[mx.array, mx.array]:
+    def teacher_forced(
+        self, codes: mx.array, state: LmState | None = None, condition: mx.array | None = None
+    ) -> tuple[mx.array, mx.array]:
         """Logits for a whole code sequence, aligned with it, as the reference's `LMModel.forward`.
 
         Args:
             codes: [B, 1 + n_q, T] int, undelayed (text first).
             state: stream the sequence through this state's KV caches (one chunk of T <= context steps)
                 instead of batch attention: what generation sees, e.g. with a quantized cache.
+            condition: [B, dim] from `condition` for a conditioned model (Hibiki), else None.
 
         Returns:
             text_logits [B, 1, T, text_card] and audio_logits [B, dep_q, T, card] in float32; positions a
@@ -221,9 +247,9 @@ class Lm(nn.Module):
         delayed = mx.stack(rows, axis=1)  # [B, K, T]
         inputs = mx.concatenate([mx.broadcast_to(initial[None, :, None], (b, k, 1)), delayed[:, :, :-1]], axis=2)
         if state is None:
-            context, text_logits = self.forward_text(inputs)
+            context, text_logits = self.forward_text(inputs, condition)
         else:
-            context, text_logits, _ = self.step_text(inputs, state)
+            context, text_logits, _ = self.step_text(inputs, state, condition=condition)
         flat = context.reshape(b * t, 1, -1)
         targets = delayed[:, : cfg.dep_q + 1].transpose(0, 2, 1).reshape(b * t, cfg.dep_q + 1)
         audio = self.depformer_logits(flat, targets).reshape(b, t, cfg.dep_q, -1).transpose(0, 2, 1, 3)

@@ -16,12 +16,12 @@ the audio sampling and the ring update) are compiled with `mx.compile` once per 
 shapes, the step counter, ring slots and cache offset as int32 arrays, the RoPE table made on the host and
 passed in, caches passed in and returned. `MOSHI_MLX_COMPILE=0` (or `compile=False`) runs the same
 functions op by op, for debugging and for the benchmark's comparison. A step reads values on the host
-once; its graph is evaluated in one go (on CPU with quantized weights, the temporal pass is evaluated
-first to bound memory, see `advance`).
+once; its graph is evaluated in one go.
 """
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable
 from typing import NamedTuple
@@ -36,6 +36,9 @@ from .modules.transformer import RotaryTable
 from .sampling import sample
 
 UNGENERATED = -2  # a slot nothing was written to yet (never read: the initial token replaces it)
+# Attention windows grow by this many slots until the ring wraps: the 7B's 3000-slot ring takes 12 widths
+# (a trace each, the first time) and a step in its first 20 s reads 256 slots of cache, not 3000.
+WINDOW_BUCKET = 256
 
 
 class LmGenState(NamedTuple):
@@ -62,6 +65,9 @@ class LmGen:
         seed: makes sampling repeatable; None draws a fresh seed.
         batch: conversations generated in parallel.
         compile: compile the step (None: `compile_by_default()`).
+        window_bucket: until the temporal ring cache wraps, attend only over its written slots, rounded up
+            to a multiple of this many (each width is one more trace of the compiled step); None: always
+            over the whole ring, as the reference. Both give the same values (tests/test_lm.py).
     """
 
     def __init__(
@@ -74,6 +80,7 @@ class LmGen:
         seed: int | None = None,
         batch: int = 1,
         compile: bool | None = None,
+        window_bucket: int | None = WINDOW_BUCKET,
     ):
         self.lm = lm
         self.cfg = lm.cfg
@@ -87,13 +94,11 @@ class LmGen:
         self._delays_arr = mx.array(cfg.delays, mx.int32)
         self._layers = cfg.transformer.num_layers
         self.compiled = compile_by_default() if compile is None else compile
-        self._halves: tuple[Callable, Callable] | None = None
+        self.window_bucket = window_bucket
+        self._temporal: dict[int | None, Callable] = {}  # by attention window (see `advance`)
+        self._depformer: Callable | None = None
         self._halves_key: tuple | None = None
         self.reset()
-
-    @property
-    def _wait_temporal(self) -> bool:  # asked at each step: the model may be cast after this LmGen was made
-        return self.lm.is_quantized and self.lm.compute_dtype == mx.float32
 
     # ---- explicit state ----
 
@@ -112,8 +117,9 @@ class LmGen:
         return codes[:, :n_user]
 
     def advance(self, state: LmGenState, user_codes) -> tuple[StepOutput, mx.array | None, LmGenState]:
-        """One step; `state` is left unchanged. Outputs and state are lazy (at most the temporal pass is
-        evaluated, without reading values; see `_wait_temporal`): evaluate them together, as `step` does.
+        """One step; `state` is left unchanged. Outputs and the next state are lazy: evaluate them together,
+        in one evaluation, as `step` does. Drop `state` before that evaluation (as `step` does) and the
+        caches are written in place; a state kept past it is copied once (what replaying it costs).
 
         Args:
             user_codes: [B, user_codebooks] int, the user's Mimi codes of this step (-1: no input).
@@ -122,9 +128,9 @@ class LmGen:
             (this step's samples and logits, the output frame [B, 1 + dep_q] or None while the delays
             fill, the next state).
         """
-        temporal, depformer = self._step_halves()
         t, offset = state.step, state.lm.offset
         assert isinstance(offset, int)  # a traced offset lives only inside the compiled halves
+        temporal, depformer = self._step_halves(self.window(state))
         rope = self.lm.transformer.rope(offset, 1)
         t_arr = mx.array(t, mx.int32)
         context, text_logits, text_token, tokens, keys, *caches = temporal(
@@ -136,15 +142,8 @@ class LmGen:
             [] if rope is None else [rope.cos, rope.sin],
             state.lm.arrays(),
         )
-        if self._wait_temporal:
-            # Quantized weights under float32 activations: each matmul makes float32 copies of its bf16
-            # scales. Dispatched together, the text head's and depformer's copies would be allocated while
-            # the temporal pass still runs (+20 MB; 7B q4 then peaks just above 6 GiB). No values are read.
-            mx.eval(context)
-        elif not self.compiled:
-            mx.async_eval(context)  # start the temporal pass; the depformer's graph is built while it runs
-        # Compiled, the whole step is dispatched in one evaluation: its graph takes ~5 ms to replay, and a
-        # second evaluation mid-step measured slower (skinny 7B: 129 vs 86 ms per step).
+        # No evaluation here: one per step, after the caller has let go of `state`. An evaluation while
+        # `state` is still held cannot reuse its cache buffers: it copies the whole cache (7B: +1.46 GiB).
         audio, audio_logits, tokens, frame = depformer(context, text_token, keys, tokens, t_arr)
         lm_state = LmState.from_arrays(caches, offset + 1, self._layers)
         out = frame if t + 1 > self.cfg.max_delay else None
@@ -153,10 +152,16 @@ class LmGen:
 
     # ---- the two halves of a step: pure functions of arrays, compiled ----
 
-    def _step_halves(self) -> tuple[Callable, Callable]:
-        """The step's halves, compiled for the model's current setting (re-made after a cast, a new
-        compute dtype or KV width, new sampling settings); a model whose modules were swapped after this
-        LmGen's first step needs `recompile()`."""
+    def window(self, state: LmGenState) -> int | None:
+        """The slots of the temporal ring the next step attends over (None: all of them)."""
+        if self.window_bucket is None:
+            return None
+        return state.lm.temporal.caches[0].window(1, self.window_bucket)
+
+    def _step_halves(self, window: int | None) -> tuple[Callable, Callable]:
+        """The step's halves for an attention `window`, compiled for the model's current setting (made
+        again after a cast, a new compute dtype or KV width, new sampling settings); a model whose modules
+        were swapped after this LmGen's first step needs `recompile()`."""
         lm = self.lm
         key = (
             self.compiled,
@@ -171,18 +176,22 @@ class LmGen:
             self.top_k,
             self.text_top_k,
         )
-        if self._halves is None or key != self._halves_key:
-            halves = (self._temporal_half, self._depformer_half)
-            self._halves = tuple(mx.compile(f) for f in halves) if self.compiled else halves  # type: ignore[assignment]
+        if key != self._halves_key:
+            self.recompile()
             self._halves_key = key
-        assert self._halves is not None
-        return self._halves
+        if self._depformer is None:
+            self._depformer = mx.compile(self._depformer_half) if self.compiled else self._depformer_half
+        if window not in self._temporal:
+            half = functools.partial(self._temporal_half, window=window)
+            self._temporal[window] = mx.compile(half) if self.compiled else half
+        return self._temporal[window], self._depformer
 
     def recompile(self) -> None:
         """Trace the step again at the next call (after the model's modules or weights were replaced)."""
-        self._halves = None
+        self._temporal.clear()
+        self._depformer = None
 
-    def _temporal_half(self, tokens, key, user, t, offset, rope, caches):
+    def _temporal_half(self, tokens, key, user, t, offset, rope, caches, window: int | None = None):
         """Write the user's codes into the token ring (their streams enter it already delayed), run the
         temporal transformer on this step's inputs and sample the text token."""
         cfg, ring = self.cfg, self._ring
@@ -197,7 +206,7 @@ class LmGen:
         keys = mx.random.split(key, 2 + cfg.dep_q)
         table = RotaryTable(*rope) if rope else None
         lm_state = LmState.from_arrays(list(caches), offset, self._layers)
-        context, text_logits, lm_state = self.lm.step_text(inputs[:, :, None], lm_state, table)
+        context, text_logits, lm_state = self.lm.step_text(inputs[:, :, None], lm_state, table, window)
         text_logits = text_logits[:, 0]
         text_token = sample(text_logits, self.text_temp, self.text_top_k, keys[1])
         return [context, text_logits, text_token, tokens, keys, *lm_state.arrays()]

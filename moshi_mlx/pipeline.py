@@ -24,7 +24,7 @@ from .loading.hub import ModelFiles
 from .loading.lm import load_lm
 from .loading.memory import KV_AUTO, keep_resident
 from .loading.mimi import load_mimi, mimi_config
-from .mimi import Mimi
+from .mimi import Mimi, MimiState
 from .sampling import SEED_RANGE, TEMP_RANGE, TOP_K_RANGE
 from .text import TextStream
 from .weights.tree import flatten
@@ -52,11 +52,12 @@ class Sampling:
                 raise ConfigError(f"sampling {name} {value!r} is out of range: use {lo:g} to {hi}")
 
 
-def check_configs(files: ModelFiles) -> None:
+def check_configs(files: ModelFiles) -> LmConfig:
     """Read and check the LM and Mimi configs of `files` (ConfigError naming the bad value), before any
     weights load: an absurd value would otherwise surface minutes later, or crash the model's build."""
-    LmConfig.preset() if files.config is None else LmConfig.from_json(files.config)
+    cfg = LmConfig.preset() if files.config is None else LmConfig.from_json(files.config)
     mimi_config(files.mimi_config)
+    return cfg
 
 
 class MoshiPipeline:
@@ -82,7 +83,7 @@ class MoshiPipeline:
         self.mimi, self.lm, self.text, self.sampling = mimi, lm, text, sampling
         self.prompt = prompt  # PersonaPlex: the voice and role fed before each conversation (persona.prompt)
         self.gen = LmGen(
-            lm,
+            self._generating(lm),
             temp=sampling.temp,
             text_temp=sampling.text_temp,
             top_k=sampling.top_k,
@@ -103,11 +104,12 @@ class MoshiPipeline:
         dtype: mx.Dtype | None = None,
         kv_bits: int | Literal["auto"] | None = KV_AUTO,
         persona=None,
+        **extra,
     ) -> MoshiPipeline:
         """Load everything from local files (call on the thread that will run the steps).
 
         kv_bits: as `load_lm`; by default the LM's attention cache is stored at 8 bits only where the
-        unquantized one would not fit in memory (a note then says so).
+        unquantized one would not fit in memory (a note then says so). `extra`: a subclass's arguments.
         persona: a PersonaPlex model's (voice, role) (`persona.resolve_persona`), fed before each conversation.
         """
         mimi = load_mimi(files.mimi, config=files.mimi_config)
@@ -119,7 +121,7 @@ class MoshiPipeline:
             from .persona.prompt import build_prompt
 
             prompt = build_prompt(mimi, lm.cfg, files.tokenizer, *persona)
-        pipe = cls(mimi, lm, text, sampling, prompt)
+        pipe = cls(mimi, lm, text, sampling, **extra) if prompt is None else cls(mimi, lm, text, sampling, prompt)
         resident = keep_resident(sum(x.nbytes for _, x in flatten([mimi.parameters(), lm.parameters()])))
         if resident:
             pipe.notes.append(resident)
@@ -150,17 +152,31 @@ class MoshiPipeline:
         pcm = np.asarray(pcm, dtype=np.float32)
         if pcm.shape != (self.frame_size,):
             raise ValueError(f"a frame is {self.frame_size} mono samples, got shape {pcm.shape}")
-        codes, state = self.mimi.stream_encode(mx.array(pcm).reshape(1, 1, -1), self._mimi_state)
-        user = codes[:, : self.lm.cfg.user_codebooks, 0]
-        _, out, self._gen_state = self.gen.advance(self._gen_state, user)
+        user, state = self._user_codes(pcm)
+        out = self._advance(user)
         self.frames += 1
+        # the old states are let go before the one evaluation, so that their buffers are written in place
         if out is None:  # the acoustic delays are still filling
-            mx.eval(state, self.gen.state_arrays(self._gen_state))
             self._mimi_state = state
+            mx.eval(state, self.gen.state_arrays(self._gen_state))
             return FrameResult(None)
-        audio, state = self.mimi.stream_decode(out[:, 1 : 1 + self.lm.cfg.dep_q, None], state)
-        mx.eval(out, audio, state, self.gen.state_arrays(self._gen_state))
-        self._mimi_state = state
+        audio, self._mimi_state = self.mimi.stream_decode(out[:, 1 : 1 + self.lm.cfg.dep_q, None], state)
+        del state
+        mx.eval(out, audio, self._mimi_state, self.gen.state_arrays(self._gen_state))
         token = int(np.array(out)[0, 0])
         shown, word, starts = self.text.push(token)
         return FrameResult(np.array(audio).reshape(-1), shown or None, token, word, starts)
+
+    def _generating(self, lm: Lm) -> Lm:
+        """The model LmGen steps (a subclass may wrap it, e.g. with guidance)."""
+        return lm
+
+    def _user_codes(self, pcm: np.ndarray) -> tuple[mx.array, MimiState]:
+        """The user's codes [1, user_codebooks] of this frame, and the codec state after encoding it."""
+        codes, state = self.mimi.stream_encode(mx.array(pcm).reshape(1, 1, -1), self._mimi_state)
+        return codes[:, : self.lm.cfg.user_codebooks, 0], state
+
+    def _advance(self, user: mx.array) -> mx.array | None:
+        """One LM step (lazy): the output frame [1, 1 + dep_q], None while the delays fill."""
+        _, out, self._gen_state = self.gen.advance(self._gen_state, user)
+        return out

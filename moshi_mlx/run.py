@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Literal
+from functools import partial
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from . import release
 from .cli.args import CliParser, name, number, print_error
 from .cli.signals import exit_code
 from .cli.tempdir import check_temp_folder
 from .cli.wording import for_cli
-from .errors import MoshiError, NoAudioDeviceError
+from .errors import ConfigError, MoshiError, NoAudioDeviceError
+
+if TYPE_CHECKING:
+    from .loading.hub import ModelFiles
 
 # numpy and MLX are imported where used, inside main(): a Ctrl-C while they load stops the program quietly
 
@@ -35,6 +39,7 @@ def kv_bits_choices() -> dict[str, int | Literal["auto"] | None]:
 
 def build_parser() -> argparse.ArgumentParser:
     from .dialog.live import KEYS
+    from .guidance import DEFAULT_CFG_COEF, MAX_CFG_COEF
     from .loading.memory import KV_AUTO
     from .sampling import SEED_RANGE, TEMP_RANGE, TOP_K_RANGE
 
@@ -87,11 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s = p.add_argument_group("sampling")
     temp, top_k = number(float, *TEMP_RANGE), number(int, *TOP_K_RANGE)
-    given_by = "the model's lm_gen_config, else"  # an RL-tuned release may ship its own
-    s.add_argument("--temp", type=temp, help=f"audio temperature (0: greedy; default: {given_by} 0.8)")
-    s.add_argument("--text-temp", type=temp, help=f"text temperature (0: greedy; default: {given_by} 0.7)")
-    s.add_argument("--top-k", type=top_k, help=f"audio top-k (default: {given_by} 250)")
-    s.add_argument("--text-top-k", type=top_k, help=f"text top-k (default: {given_by} 25)")
+    hibiki = " (a release's lm_gen_config first, as Kyutai's server and run_inference: Hibiki, the RL-tuned ones)"
+    s.add_argument("--temp", type=temp, default=None, help=f"audio temperature (0: greedy; default 0.8{hibiki})")
+    s.add_argument("--text-temp", type=temp, default=None, help=f"text temperature (0: greedy; default 0.7{hibiki})")
+    s.add_argument("--top-k", type=top_k, default=None, help=f"audio top-k (default 250{hibiki})")
+    s.add_argument("--text-top-k", type=top_k, default=None, help=f"text top-k (default 25{hibiki})")
+    s.add_argument(
+        "--cfg-coef",
+        type=number(float, 0.0, MAX_CFG_COEF),
+        default=DEFAULT_CFG_COEF,
+        help="Hibiki: classifier-free guidance, higher keeps more of the speaker's voice (default "
+        f"{DEFAULT_CFG_COEF:g}: none, as the reference; Kyutai suggests 3)",
+    )
     s.add_argument(
         "--seed",
         type=number(int, *SEED_RANGE),
@@ -163,39 +175,56 @@ def _check_paths(args: argparse.Namespace) -> None:
             check_new_file(path, "recording file", protect)
 
 
-def _factory(args: argparse.Namespace, files, persona=None):
+# the sampling flags -> the names of the reference's LMGen arguments, as a release's lm_gen_config gives them
+_GEN_CONFIG_KEYS = {"temp": "temp", "text_temp": "temp_text", "top_k": "top_k", "text_top_k": "top_k_text"}
+
+
+def _sampling(args: argparse.Namespace, files: _Resolved):
+    """Each sampling setting: the flag when given, else the release's lm_gen_config (Hibiki's, an RL-tuned
+    checkpoint's: Kyutai's server and run_inference pass it to LMGen for every model), else the default."""
+    from .pipeline import Sampling
+
+    defaults = Sampling()
+    released = files.gen_config
+    values = {}
+    for flag, key in _GEN_CONFIG_KEYS.items():
+        given = getattr(args, flag)
+        values[flag] = given if given is not None else released.get(key, getattr(defaults, flag))
+    return Sampling(**values, seed=args.seed)
+
+
+def _factory(args: argparse.Namespace, files: _Resolved, source_end=None, persona=None):
+    """The model of the run: Moshi (PersonaPlex with its `persona`: voice and role), or Hibiki (model_type
+    hibiki) translating until `source_end` says."""
     from .pipeline import MoshiPipeline
 
     sampling = _sampling(args, files)
     kv_bits = kv_bits_choices()[args.kv_bits]
-    return lambda: MoshiPipeline.from_files(files, sampling, kv_bits=kv_bits, persona=persona)
+    if files.kind == "hibiki":
+        from .translation import TranslationPipeline
+
+        extra = {"cfg_coef": args.cfg_coef, "source_end": source_end}
+        return lambda: TranslationPipeline.from_files(files.files, sampling, kv_bits=kv_bits, **extra)
+    if args.cfg_coef != 1.0:
+        raise ConfigError(f"--cfg-coef is for a conditioned model such as Hibiki; {files.files.source} is Moshi")
+    return lambda: MoshiPipeline.from_files(files.files, sampling, kv_bits=kv_bits, persona=persona)
 
 
-def _sampling(args: argparse.Namespace, files):
-    """The flags given, else the model's own defaults (its config's lm_gen_config), else the reference's."""
-    from .config.generation import release_sampling
-    from .pipeline import Sampling
-
-    given = {k: getattr(args, k) for k in ("temp", "text_temp", "top_k", "text_top_k") if getattr(args, k) is not None}
-    values: dict = release_sampling(files.config) | given
-    return Sampling(**values, seed=args.seed)
-
-
-def _persona(args: argparse.Namespace, files):
+def _persona(args: argparse.Namespace, files: _Resolved):
     """A PersonaPlex model's voice and role, read before the model loads (a bad voice is said at once)."""
     from .config import LmConfig
     from .loading.hub import voices_folder
     from .persona.voices import resolve_persona
 
-    cfg = LmConfig.preset() if files.config is None else LmConfig.from_json(files.config)
-    voices = voices_folder(files) if cfg.is_personaplex else None
+    cfg = LmConfig.preset() if files.files.config is None else LmConfig.from_json(files.files.config)
+    voices = voices_folder(files.files) if cfg.is_personaplex else None
     return resolve_persona(args.voice, args.role, cfg, voices)
 
 
 def _resolve(args: argparse.Namespace):
     from tqdm.auto import tqdm
 
-    from .loading.hub import resolve_model_files
+    from .loading.hub import read_repo_config, resolve_model_files
     from .loading.memory import check_download_fits
     from .pipeline import check_configs
 
@@ -209,8 +238,17 @@ def _resolve(args: argparse.Namespace):
         tqdm_class=tqdm,
         before_download=check_download_fits,
     )
-    check_configs(files)  # a bad value fails now, before minutes of loading (or a crash building the model)
-    return files
+    cfg = check_configs(files)  # a bad value fails now, before minutes of loading (or a crash building the model)
+    gen_config = read_repo_config(files.config)[0].get("lm_gen_config") if files.config is not None else None
+    resolved = _Resolved(files, cfg.model_type, gen_config if isinstance(gen_config, dict) else {})
+    _sampling(args, resolved)  # a release's sampling value out of range is said now
+    return resolved
+
+
+class _Resolved(NamedTuple):
+    files: ModelFiles  # what to load
+    kind: str  # the config's model_type: "moshi", "hibiki" or "personaplex"
+    gen_config: dict  # the release's lm_gen_config (sampling defaults of Kyutai's run_inference)
 
 
 def _echo(args: argparse.Namespace):
@@ -222,11 +260,11 @@ def _echo(args: argparse.Namespace):
     return EchoCanceller()
 
 
-def _record_meta(args: argparse.Namespace, files, persona=None) -> dict:
+def _record_meta(args: argparse.Namespace, files: _Resolved, persona=None) -> dict:
     """What a recording's metadata says about the run."""
     meta = {
-        "model": files.source,
-        "moshi": str(files.moshi),
+        "model": files.files.source,
+        "moshi": str(files.files.moshi),
         "temp": _sampling(args, files).temp,
         "text_temp": _sampling(args, files).text_temp,
         "seed": args.seed,
@@ -264,8 +302,14 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
             pcm = read_audio(args.input)  # a bad file fails now, before minutes of loading
             files = _resolve(args)
             persona = _persona(args, files)
+            source_end, new_port = None, None
+            if files.kind == "hibiki":  # translation: the source's end is told to the model, which says when done
+                from .translation import SourceEnd, TranslationFilePort
+
+                source_end = SourceEnd()
+                new_port = partial(TranslationFilePort, source_end=source_end)
             return run_file(
-                _factory(args, files, persona),
+                _factory(args, files, source_end, persona),
                 pcm,
                 args.output,
                 source=args.input,
@@ -273,6 +317,7 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
                 max_lag_frames=args.max_lag,
                 record=args.record,
                 record_meta=_record_meta(args, files, persona),
+                new_port=new_port,
             )
         from .audio.devices import AudioIO
         from .dialog.live import run_live
@@ -281,7 +326,7 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
         files = _resolve(args)  # said before the model is fetched (4.5 GB on a first run)
         persona = _persona(args, files)
         return run_live(
-            _factory(args, files, persona),
+            _factory(args, files, persona=persona),
             audio,
             max_lag_frames=args.max_lag,
             echo=_echo(args),

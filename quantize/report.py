@@ -68,7 +68,7 @@ def fixed_codes(cfg: LmConfig, steps: int, seed: int = SEED) -> mx.array:
 
 
 def teacher_logits(lm: Lm, codes: mx.array) -> Logits:
-    text, audio = lm.teacher_forced(codes)
+    text, audio = lm.teacher_forced(codes, condition=lm.condition())  # a conditioned model as it runs
     return Logits(np.array(text[0, 0]).astype(np.float64), np.array(audio[0]).astype(np.float64))
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from support.cli import ABORT, E2E, assert_one_line_error, run_module, start_python
+from support.cli import ABORT, E2E, assert_one_line_error, cli_env, run_module, start_python
 from support.disk import small_disk
 
 NO_MODEL = "/nonexistent/model-folder"  # reached only if a check comes too late
@@ -321,3 +321,24 @@ def test_a_recording_that_cannot_start_leaves_nothing_behind(tmp_path: Path, cap
         code, err = _in_process(*argv, capsys=capsys)  # room again: the same command now records
         assert code == 0, err
         assert sf.info(str(disk / "rec" / "user.wav")).frames > 0
+
+
+def test_the_op_by_op_step_writes_the_same_answer_as_the_compiled_one(tmp_path: Path) -> None:
+    """MOSHI_MLX_COMPILE=0, the debugging path, runs the same frames op by op: with the same seed the
+    answer and the transcript are the compiled run's, sample for sample."""
+    sf.write(str(tmp_path / "in.wav"), _tone(1.5), 24_000)
+    outputs = []
+    for flag in ("1", "0"):
+        out, text = tmp_path / f"o{flag}.wav", tmp_path / f"t{flag}.json"
+        r = run_module(
+            "moshi_mlx.run",
+            *("--hf-repo", E2E, "--input", tmp_path / "in.wav", "--output", out, "--transcript", text),
+            *("--seed", "5"),
+            env=cli_env(MOSHI_MLX_COMPILE=flag),
+        )
+        assert r.code == 0, r.why()
+        outputs.append((sf.read(str(out))[0], json.loads(text.read_text())))
+    (a, ta), (b, tb) = outputs
+    assert a.size > 24_000 and np.abs(a).max() > 0
+    np.testing.assert_array_equal(a, b)
+    assert ta == tb

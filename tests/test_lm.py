@@ -86,6 +86,29 @@ def test_a_kept_state_replays_the_same_steps(compiled):
         np.testing.assert_array_equal(a, np.array(b))
 
 
+@pytest.mark.parametrize("config", ["lm_small.json", "lm_small_ctx16.json"])
+def test_attending_over_the_written_slots_gives_the_full_rings_values(config):
+    """Until the ring wraps, a step attends only over the slots written so far (windows of 4 here: 4, 8,
+    12, then the whole ring of 16 once it is needed, then past the wrap); logits bit for bit as when
+    attending over the whole ring, greedy and sampled tokens alike."""
+    g = goldens()
+    lm = model("torch", config)
+    runs = []
+    for bucket in (4, None):
+        gen = LmGen(lm, seed=2, window_bucket=bucket)
+        state, logits = gen.init_state(), []
+        for frame in g["user_codes"]:
+            step, _, state = gen.advance(state, mx.array(frame[None]))
+            mx.eval(step, LmGen.state_arrays(state))
+            logits.append((np.array(step.text_logits), np.array(step.audio_logits), np.array(step.audio_codes)))
+        runs.append(logits)
+        if bucket:  # the windows used: 4, 8, ... up to the ring's size, then the whole ring
+            assert {4, 8, 12} <= set(gen._temporal), set(gen._temporal)
+    for a, b in zip(*runs):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+
+
 def test_compiled_and_op_by_op_steps_give_identical_samples():
     """Same seed, sampling on: the compiled step and the same functions run op by op draw the same tokens
     and codes (and greedy runs agree with the reference's goldens either way, above)."""
@@ -237,8 +260,7 @@ def test_the_gpu_compute_dtype_agrees_with_the_reference(name, floor, monkeypatc
     agree_text = (text[0, 0].argmax(-1) == codes[0, 0]).mean()
     agree_audio = (audio[0].argmax(-1) == codes[0, 1:9])[valid].mean()
     assert agree_text >= floor and agree_audio >= floor, (agree_text, agree_audio)
-    gen = LmGen(lm, seed=3)  # generation runs its asynchronous path (no float32 quantized-matmul wait)
-    assert not gen._wait_temporal
+    gen = LmGen(lm, seed=3)
     for frame in goldens()["user_codes"][:6]:
         text_token, audio_codes = gen.step(frame[None])
     assert 0 <= text_token[0] < lm.cfg.text_card and ((audio_codes >= 0) & (audio_codes < lm.cfg.card)).all()
@@ -256,3 +278,41 @@ def test_set_dtype_float32_upcasts_the_arithmetic_too():
     got = greedy_run(lm, g["user_codes"])
     mismatch = np.nonzero((got != g["gen_tokens"]).any(axis=1))[0]
     assert mismatch.size == 0, f"first differing steps {mismatch[:5]}"  # bf16 arithmetic: from step 2
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "op-by-op"])
+def test_a_step_writes_its_caches_in_place(compiled):
+    """A conversation that lets go of its old state gets its caches written in place: a step's memory
+    peaks well under one more copy of the caches (an evaluation while the old state was still held copied
+    them all: the 7B q4 peaked 1.46 GiB higher)."""
+    import dataclasses
+
+    from moshi_mlx.bench.lm import random_model, skinny
+    from moshi_mlx.config import LmConfig
+
+    cfg = skinny(LmConfig.preset(), dim=256, context=3000)
+    cfg = dataclasses.replace(cfg, transformer=dataclasses.replace(cfg.transformer, num_layers=4))
+    lm = random_model(cfg, "q4")  # quantized weights, float32 activations on this CPU
+    gen = LmGen(lm, seed=0, compile=compiled)
+    frame = np.zeros((1, cfg.user_codebooks), np.int32)
+    for _ in range(2):
+        gen.step(frame)
+    cache = sum(a.nbytes for a in gen._state.lm.arrays())
+    assert cache > 10 * 2**20  # 4 layers x 3000 slots x 256 x 2 (keys, values) x 2 bytes (bfloat16)
+    mx.eval(gen._state.lm.arrays())
+    mx.reset_peak_memory()
+    before = mx.get_active_memory()
+    for _ in range(3):
+        gen.step(frame)
+    assert mx.get_peak_memory() - before < cache / 2, (mx.get_peak_memory() - before, cache)
+
+
+@pytest.mark.parametrize("value,compiled", [("0", False), ("off", False), ("1", True), ("", True)])
+def test_moshi_mlx_compile_chooses_the_step(value, compiled, monkeypatch):
+    from moshi_mlx import load_mimi
+    from support import ASSETS
+
+    monkeypatch.setenv("MOSHI_MLX_COMPILE", value)
+    assert LmGen(model("torch")).compiled is compiled
+    mimi = load_mimi(ASSETS / "mimi_tiny.safetensors", config=ASSETS / "mimi_tiny_config.json")
+    assert mimi.compiled is compiled

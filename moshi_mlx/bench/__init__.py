@@ -7,7 +7,10 @@ and `run(args) -> int`; this file dispatches, and words the comparisons they pri
 from __future__ import annotations
 
 import importlib
+import io
 import sys
+
+import mlx.core as mx
 
 from ..cli.args import CliParser
 from ..errors import MoshiError
@@ -18,6 +21,13 @@ _BENCHES = {
     "lm": ("moshi_mlx.bench.lm", "Moshi LM: ms per generation step (temporal vs depth), real-time factor, memory"),
     "loop": ("moshi_mlx.bench.loop", "dialog loop: latency it adds itself (fake devices, real time, simulated model)"),
 }
+
+
+def count_primitives(*outputs: mx.array) -> int:
+    """Primitives that evaluating `outputs` runs: the nodes of their graph (`mx.export_to_dot`)."""
+    dot = io.StringIO()
+    mx.export_to_dot(dot, *outputs)
+    return dot.getvalue().count("shape=rectangle")
 
 
 def faster_or_slower(before_s: float, after_s: float) -> str:

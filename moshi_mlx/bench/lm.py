@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import platform
 import resource
 import statistics
 import sys
 import time
-from unittest import mock
 
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from .. import lm_gen as lm_gen_module
 from ..audio import FRAME_S
 from ..cli.args import name, number
 from ..config import LmConfig
@@ -35,7 +32,7 @@ from ..lm_gen import LmGen
 from ..release import GROUP_SIZE, PRECISIONS
 from ..weights import quant
 from ..weights.tree import flatten
-from . import faster_or_slower
+from . import count_primitives, faster_or_slower
 from .kyutai import KyutaiTimer, program
 
 _PRECISIONS = {name: None if b is None else quant.QuantSpec(b, GROUP_SIZE[b]) for name, b in PRECISIONS.items()}
@@ -115,45 +112,25 @@ def timed_step(gen: LmGen, state, user: mx.array):
     return t1 - t0, t2 - t1
 
 
-class _HeldEval:
-    """`mlx.core` as lm_gen sees it while a step's graph is built for measuring: its evaluations (the
-    temporal pass it starts early) are held back, so the build is timed alone and the graph is whole."""
-
-    def __getattr__(self, name: str):
-        return getattr(mx, name)
-
-    @staticmethod
-    def eval(*_args) -> None:
-        pass
-
-    async_eval = eval
-
-
-def count_primitives(*outputs: mx.array) -> int:
-    """Primitives that evaluating `outputs` runs: the nodes of their graph (`mx.export_to_dot`)."""
-    dot = io.StringIO()
-    mx.export_to_dot(dot, *outputs)
-    return dot.getvalue().count("shape=rectangle")
-
-
 def built_steps(gen: LmGen, frames: list[mx.array]) -> tuple[float, float, int]:
-    """Two steps per frame of `frames`, timing `LmGen.advance` (which returns before the step's single
-    evaluation): one as it runs (it dispatches the temporal pass early, the rest of its graph is built while
-    that runs), one with its evaluations held back (the graph build alone, the graph whole to count).
-    Median seconds of each and the primitives of the last step."""
-    running, alone, primitives = [], [], 0
+    """One step per frame of `frames`, timing the host's part: `LmGen.advance` building the step's graph
+    (it evaluates nothing), then `mx.async_eval` dispatching it (returning once every operation is queued).
+    Median seconds of each and the primitives of the last step's graph."""
+    build, dispatch, primitives = [], [], 0
     for f in frames:
-        for held in (False, True):
-            with mock.patch.object(lm_gen_module, "mx", _HeldEval() if held else mx):
-                t = time.perf_counter()
-                _, out, state = gen.advance(gen._state, f)
-                (alone if held else running).append(time.perf_counter() - t)
-            arrays = ([] if out is None else [out]) + gen.state_arrays(state)
-            if held:
-                primitives = count_primitives(*arrays)
-            mx.eval(arrays)
-            gen._state = state
-    return statistics.median(running), statistics.median(alone), primitives
+        t = time.perf_counter()
+        _, out, state = gen.advance(gen._state, f)
+        t1 = time.perf_counter()
+        gen._state = state  # let go of the old state, as a conversation does
+        arrays = ([] if out is None else [out]) + gen.state_arrays(state)
+        primitives = count_primitives(*arrays)
+        t2 = time.perf_counter()
+        mx.async_eval(arrays)
+        t3 = time.perf_counter()
+        mx.eval(arrays)
+        build.append(t1 - t)
+        dispatch.append(t3 - t2)
+    return statistics.median(build), statistics.median(dispatch), primitives
 
 
 def bench(
@@ -180,9 +157,14 @@ def bench(
     plain = LmGen(model, seed=0, compile=False)
     plain.step(frames[0])
     plain.step(frames[1])
+    # and over the whole ring, as the reference, where ours attends only over the written slots
+    whole = LmGen(model, seed=0, window_bucket=None) if gen.window(gen._state) is not None else None
+    if whole is not None:
+        whole.step(frames[0])
+        whole.step(frames[1])
     kyutai = _kyutai_timer(kyutai_python, precision, steps, cfg)
     n_lanes = len(lanes.lane_streams()) if mx.default_device() == mx.cpu else 1
-    total, cpu, theirs, one_lane, op_by_op = [], [], [], [], []
+    total, cpu, theirs, one_lane, op_by_op, whole_ring = [], [], [], [], [], []
     for f in frames[2:]:
         t, c = time.perf_counter(), time.process_time()
         gen.step(f)
@@ -191,6 +173,10 @@ def bench(
         t = time.perf_counter()  # the same step op by op (MOSHI_MLX_COMPILE=0), interleaved
         plain.step(f)
         op_by_op.append(time.perf_counter() - t)
+        if whole is not None:
+            t = time.perf_counter()
+            whole.step(f)
+            whole_ring.append(time.perf_counter() - t)
         if kyutai is not None:  # alternate single steps: all models see the same machine load
             theirs += kyutai.request(1)["step_ms"]
         if n_lanes > 1:  # and the same step on one core, as MLX alone runs it
@@ -200,8 +186,10 @@ def bench(
             one_lane.append(time.perf_counter() - t)
             lanes.limit_lanes(None)
     state = gen._state  # continue the same conversation (a second KV cache would distort peak memory)
-    # every step attends over the whole ring (masked while it fills), so it reads the whole cache too
-    cache_bytes = sum(a.nbytes for a in state.lm.arrays())
+    # a step reads the slots it attends over: the written ones (rounded up) until the ring wraps, then all
+    window = gen.window(state)
+    capacity = cfg.transformer.context or 1
+    cache_bytes = sum(a.nbytes for a in state.lm.arrays()) * (window or capacity) // capacity
     split = [timed_step(gen, state._replace(step=state.step + i), f) for i, f in enumerate(frames[:steps])]
     temporal = statistics.median(s[0] for s in split)
     depth = statistics.median(s[1] for s in split)
@@ -222,15 +210,19 @@ def bench(
         f"bandwidth bound {bound * 1e3:.0f} ms at {bandwidth_gbs:g} GB/s -> {bound / step_s:.0%} of bound, "
         f"peak MLX memory {peak / 2**30:.2f} GiB, peak RSS {rss / 2**30:.2f} GiB, build {build_s:.0f} s"
     )
-    waits = "; advance evaluates the temporal pass itself here: quantized weights, float32 activations" * (
-        gen._wait_temporal
-    )
-    for compiled, (advance_s, build_step_s, primitives) in sorted(built.items(), reverse=True):
+    for compiled, (build_step_s, dispatch_s, primitives) in sorted(built.items(), reverse=True):
         print(
-            f"host build and dispatch per step, {'compiled' if compiled else 'op by op'}: {advance_s * 1e3:.1f} ms "
-            f"median of {steps} (LmGen.advance until it returns, before the step's evaluation{waits}; the graph "
-            f"build alone, evaluations held back: {build_step_s * 1e3:.1f} ms); primitives evaluated per step: "
-            f"{primitives} (nodes of the step's graph, counted in mx.export_to_dot)"
+            f"host build and dispatch per step, {'compiled' if compiled else 'op by op'}: "
+            f"{(build_step_s + dispatch_s) * 1e3:.1f} ms median of {steps} (LmGen.advance building the graph "
+            f"{build_step_s * 1e3:.1f} ms, mx.async_eval queueing it {dispatch_s * 1e3:.1f} ms); primitives "
+            f"evaluated per step: {primitives} (nodes of the step's graph, counted in mx.export_to_dot)"
+        )
+    if whole_ring:
+        ws = statistics.median(whole_ring)
+        print(
+            f"attention over the {window} slots written so far (rounded up to {gen.window_bucket}) of the "
+            f"{capacity}-slot ring, against the whole ring as the reference (window_bucket=None), interleaved: "
+            f"{ws * 1e3:.0f} ms -> the window makes the step {faster_or_slower(ws, step_s)} (same values)"
         )
     if one_lane:
         one = statistics.median(one_lane)
@@ -245,7 +237,7 @@ def bench(
             f"Kyutai's moshi_mlx {kyutai.version} (mlx {kyutai.mlx}), same weights' sizes and precision, "
             f"interleaved: step {ks * 1e3:.0f} ms median of {len(theirs)} -> ours is {faster_or_slower(ks, step_s)}"
         )
-    del gen, plain, model, state
+    del gen, plain, whole, model, state
     mx.clear_cache()
 
 

@@ -23,7 +23,8 @@ from ..cpu import blas
 from ..cpu.swap import use_cpu_variants
 from ..dtypes import FLOATS
 from ..mimi import Mimi, MimiState
-from . import faster_or_slower
+from ..modules.state_tree import arrays_of
+from . import count_primitives, faster_or_slower
 from .kyutai import KyutaiTimer, program
 
 
@@ -88,6 +89,28 @@ def _stream_frames(mimi: Mimi, state: MimiState, audio: mx.array) -> tuple[MimiS
         enc_t.append(t1 - t0)
         dec_t.append(t2 - t1)
     return state, enc_t, dec_t
+
+
+def _built_frames(mimi: Mimi, state: MimiState, compiled: bool, batch: int, frames: int = 5) -> tuple[float, int]:
+    """Median seconds to build one streamed frame's graph (encode then decode, nothing evaluated) and the
+    primitives that graph evaluates."""
+    mimi.compiled = compiled
+    times, primitives = [], 0
+    try:
+        for _ in range(frames):
+            frame = 0.1 * mx.random.normal((batch, 1, mimi.frame_size))
+            mx.eval(frame)
+            t = time.perf_counter()
+            codes, new = mimi.stream_encode(frame, state)
+            pcm, new = mimi.stream_decode(codes, new)
+            times.append(time.perf_counter() - t)
+            arrays = [pcm, *arrays_of(new)]
+            primitives = count_primitives(*arrays)
+            mx.eval(arrays)
+            state = new
+    finally:
+        mimi.compiled = True
+    return statistics.median(times), primitives
 
 
 def _print_streaming(who: str, enc_t: list[float], dec_t: list[float], budget: float) -> float:
@@ -156,6 +179,13 @@ def run(args: argparse.Namespace) -> int:
     ours = _print_streaming("", enc_t, dec_t, budget)
     plain = _print_streaming("op by op: ", p_enc, p_dec, budget)
     print(f"compiling makes the streamed frame {faster_or_slower(plain, ours)} (enc + dec medians, same run)")
+    for compiled, frame_state in ((True, state), (False, plain_state)):
+        build_s, primitives = _built_frames(mimi, frame_state, compiled, b)
+        print(
+            f"host build and dispatch per frame, {'compiled' if compiled else 'op by op'}: {build_s * 1e3:.1f} ms "
+            f"(stream_encode + stream_decode until they return, nothing evaluated); primitives evaluated per "
+            f"frame: {primitives} (nodes of the frame's graph, counted in mx.export_to_dot)"
+        )
     if kyutai:
         kyutai.close()
         theirs = _print_streaming("Kyutai ", k_enc, k_dec, budget)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from . import family
 from .common import (
     MAX_CARD,
     MAX_CONTEXT,
@@ -24,6 +25,7 @@ from .common import (
     read_json_object,
     show_value,
 )
+from .conditioner import LutConditionerConfig, read_conditioners
 from .transformer import GATINGS, NORMS, POSITIONAL, TransformerConfig
 
 _LM_GATINGS = tuple(g for g in GATINGS if g != "none")  # the LM's MLPs are gated
@@ -86,8 +88,6 @@ _LM_IGNORED_KEYS = {
 }
 # Features of the reference this port does not implement: accepted only at their inactive value.
 _LM_UNSUPPORTED = {
-    "conditioners": None,
-    "fuser": None,
     "demux_second_stream": False,
     "demux_second_text_stream": False,
     "depformer_weights_per_step_schedule": None,
@@ -133,6 +133,8 @@ _LM_USED_KEYS = {
     "depformer_pos_emb",
     "depformer_weights_per_step",
     "model_type",
+    "conditioners",
+    "fuser",
 }
 
 
@@ -143,6 +145,16 @@ def _preset_of_sparse(raw: dict) -> dict:
     if kind not in MODEL_PRESETS or set(raw) - {"model_type"} - set(_LM_IGNORED_KEYS) or "model_type" not in raw:
         return raw
     return read_json_object(preset_path(MODEL_PRESETS[kind])) | raw
+
+
+def model_kind(raw: dict, source: str) -> str:
+    """The model_type of a config this port runs; ConfigError naming another member of the family, or
+    keys this reader does not know (they may change the architecture: refused, never ignored)."""
+    kind = family.member(raw, source)
+    family.refuse_unknown_keys(
+        sorted(set(raw) - _LM_USED_KEYS - set(_LM_IGNORED_KEYS) - set(_LM_UNSUPPORTED)), kind, source
+    )
+    return kind
 
 
 @dataclass(frozen=True)
@@ -159,7 +171,8 @@ class LmConfig:
     n_q: int  # audio streams fed to the model (Moshi's + the user's)
     delays: tuple[int, ...]  # per stream, text first: steps a stream lags behind the text
     existing_text_padding_id: int = 3
-    model_type: str = "moshi"  # "personaplex": 16 depformer slices, voice and role prompts (see dep_q)
+    model_type: str = "moshi"  # "hibiki": translation; "personaplex": 16 depformer slices, prompts (see family.RUNS)
+    conditioners: tuple[LutConditionerConfig, ...] = ()  # summed into the input at every step (Hibiki's)
 
     def __post_init__(self) -> None:
         if self.is_personaplex and not PERSONAPLEX_AGENT_CODEBOOKS < self.depformer.num_slices == self.n_q:
@@ -217,13 +230,14 @@ class LmConfig:
 
     @classmethod
     def from_kyutai(cls, raw: dict, source: str = "LM config") -> LmConfig:
-        """Read Kyutai's JSON schema (`configs/moshi_7b_202409.json`); warn on keys it does not know.
+        """Read Kyutai's JSON schema (`configs/moshi_7b_202409.json`); a key it does not know is refused
+        (it may describe another model of the family, see `family`).
 
         Every value is checked for type and range here, before anything is built (ConfigError naming it).
         """
         raw = _preset_of_sparse(raw)
         f = Fields(raw, source)
-        f.check_keys(_LM_USED_KEYS, set(_LM_IGNORED_KEYS) | set(_LM_UNSUPPORTED))
+        kind = model_kind(raw, source)
         for key, inactive in _LM_UNSUPPORTED.items():
             if raw.get(key, inactive) not in (inactive, {}, []):
                 raise ConfigError(
@@ -231,12 +245,6 @@ class LmConfig:
                     f"without it are); remove the key or use Kyutai's PyTorch package for this model."
                 )
 
-        kind = raw.get("model_type", "moshi")
-        if kind not in MODEL_PRESETS:
-            raise ConfigError(
-                f"{source}: model_type {show_value(kind)} is not a Moshi dialogue model (model_type "
-                f"{' or '.join(map(repr, MODEL_PRESETS))}), the kinds this port runs; use Kyutai's own packages for it."
-            )
         if not f.flag("causal", True):
             raise ConfigError(f"{source}: causal=false cannot stream; Moshi's LM is causal")
         if not f.flag("depformer_weights_per_step", True):
@@ -312,6 +320,7 @@ class LmConfig:
             delays=f.ints("delays", 0, MAX_DELAY),
             existing_text_padding_id=f.int("existing_text_padding_id", 0, text_card - 1, 3),
             model_type=kind,
+            conditioners=read_conditioners(raw, source),
         )
         try:
             return cls(**fields)

@@ -33,10 +33,11 @@ def run_file(
     max_lag_frames: int,
     record: str | None = None,
     record_meta: dict | None = None,
+    new_port: Callable | None = None,
 ) -> int:
     """Runs the model over `pcm` (read from `source`); the answer streams to `output`. On an error or a stop
     (Ctrl-C, SIGTERM, SIGHUP) the answer and transcript so far are written, and said so once. Returns the exit
-    status."""
+    status. `new_port(pcm, writer)`: the port over the input (default FileAudioPort; translation has its own)."""
     loop = ModelLoop(new_model, max_lag_frames=max_lag_frames, stats_every=25)
     got = _Collected()
     loop.start()
@@ -47,7 +48,7 @@ def run_file(
             return 1
         writer = AudioWriter(output)
         try:
-            port = FileAudioPort(pcm, writer)
+            port = (new_port or FileAudioPort)(pcm, writer)
             loop.begin_session(port, Recorder(record, meta=record_meta) if record else None, None)
             interrupted = _follow(loop, port, got)
             with stops_deferred() as later:  # a Ctrl-C now (or another one) would lose the answer

@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from urllib.parse import urlparse
 
 from ..config import read_json_object
+from ..config.lm import model_kind
 from ..errors import CheckpointError, ConfigError, MemoryBudgetError, OfflineError, Setting, require_file
 from ..release import (
     CONFIG_FILE,
@@ -53,7 +54,13 @@ def read_repo_config(path: str | os.PathLike) -> tuple[dict, dict]:
 
 
 def _names(config: Path | None) -> dict:
-    return {} if config is None else read_repo_config(config)[1]
+    """The file names a repository's config gives; a model of the family this port does not run is refused
+    here, before its weights are looked for or downloaded."""
+    if config is None:
+        return {}
+    raw, names = read_repo_config(config)
+    model_kind(raw, str(config))
+    return names
 
 
 MODEL_SOURCE_HELP = (
@@ -342,8 +349,6 @@ def resolve_model_files(
     folder = Path(hf_repo).expanduser() if hf_repo is not None else None
     if folder is not None and folder.is_dir():
         listing = {p.name for p in folder.iterdir() if p.is_file()}
-        name, q = _pick_moshi(listing, quant, quant_given, str(folder)) if explicit["moshi"] is None else ("", quant)
-
         names: dict = {}
 
         def found(f: str, key: str | None = None) -> Path | None:
@@ -364,6 +369,10 @@ def resolve_model_files(
         names = _names(cfg)
         if explicit["moshi"] is None and not any(f in listing for f in MOSHI_FILES.values()) and "moshi_name" in names:
             name, q = names["moshi_name"], quant
+        elif explicit["moshi"] is None:
+            name, q = _pick_moshi(listing, quant, quant_given, str(folder))
+        else:
+            name, q = "", quant
         return ModelFiles(
             explicit["moshi"] or local(name, key="moshi_name"),
             explicit["mimi"] or local(names.get("mimi_name", MIMI_FILE), key="mimi_name"),
@@ -386,9 +395,16 @@ def resolve_model_files(
         for k, v in _names(cfg).items()
     }
     mimi_file, tokenizer_file = names.get("mimi_name", MIMI_FILE), names.get("tokenizer_name", TOKENIZER_FILE)
-    if explicit["moshi"] is None:
+    named = repo_file(repo, str(names["moshi_name"]), "moshi_name") if "moshi_name" in names else None
+    if named and not any(f in listing for f in MOSHI_FILES.values()) and (named in listing or _cached(repo, named)):
+        listing.add(named)  # a repository naming its LM file (Hibiki's hibiki-mlx-dc2cf5a5@80.safetensors)
+    if explicit["moshi"] is None and named in listing and not any(f in listing for f in MOSHI_FILES.values()):
+        name, q = str(named), quant
+        if before_download is not None and reason is None and _cached(repo, name) is None:
+            before_download(q, cfg)
+    elif explicit["moshi"] is None:
         if reason is not None and not any(f in listing for f in MOSHI_FILES.values()):
-            want = MOSHI_FILES[quant] if quant_given else MOSHI_FILES[DEFAULT_BITS]
+            want = named or (MOSHI_FILES[quant] if quant_given else MOSHI_FILES[DEFAULT_BITS])
             needed = [want, mimi_file, tokenizer_file]
             raise OfflineError(
                 f"cannot get {', '.join(needed)} from {repo}: {reason}, and they are not in the Hugging Face "

@@ -70,9 +70,24 @@ def load_lm(
     quant.apply(model, specs)
     tensors = _MAPPINGS[fmt](load_tensors(path), cfg, source)
     load_strict(model, tensors, f"{source} ({fmt.value})")
+    if cfg.model_type == "hibiki":
+        read_text_eos_as_padding(model)
     if dtype is not None:
         model.set_dtype(dtype)
     model.set_kv_bits(kv_bits)
     use_cpu_variants(model)
     mx.eval(model.parameters())
     return model
+
+
+TEXT_EOS = 2  # the end-of-text token of Kyutai's tokenizers (sentencepiece eos_id)
+
+
+def read_text_eos_as_padding(model: Lm) -> None:
+    """Hibiki, as the reference loads it (CheckpointInfo.get_moshi): the text embedding of the end-of-text
+    token becomes that of padding, "sometimes the model samples the EOS too early ... a way to implicitly
+    replace early EOS with PAD". Row by row, so a quantized embedding (weight, scales, biases) too."""
+    pad = model.cfg.text_padding_token_id
+    for name, rows in model.text_emb.parameters().items():
+        rows[TEXT_EOS] = rows[pad]
+        model.text_emb[name] = rows

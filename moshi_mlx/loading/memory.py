@@ -10,6 +10,7 @@ from typing import Final, Literal
 import mlx.core as mx
 
 from ..config import LmConfig
+from ..config.family import RUNS
 from ..dtypes import SAFETENSORS_FLOATS
 from ..errors import ConfigError, MemoryBudgetError, Setting
 from ..modules.kv_cache import kv_group_size
@@ -86,9 +87,15 @@ def keep_resident(model_bytes: int) -> str | None:
 
 
 def estimate_bytes(
-    header: dict[str, TensorInfo], cfg: LmConfig, dtype: mx.Dtype | None, batch: int = 1, kv_bits: int | None = None
+    header: dict[str, TensorInfo],
+    cfg: LmConfig,
+    dtype: mx.Dtype | None,
+    batch: int | None = None,
+    kv_bits: int | None = None,
 ) -> int:
-    """Weights as they will sit in memory plus the full temporal KV cache."""
+    """Weights as they will sit in memory plus the full temporal KV cache (batch None: one conversation,
+    two rows for a conditioned model, whose classifier-free guidance runs a negative row beside it)."""
+    batch = (2 if cfg.conditioners else 1) if batch is None else batch
     total = 0
     for info in header.values():
         total += _count(info) * dtype.size if dtype is not None and info.dtype in SAFETENSORS_FLOATS else info.nbytes
@@ -133,7 +140,8 @@ def check_download_fits(bits: int | None, config: str | os.PathLike | None = Non
     needed = estimate_bytes(release_header(bits, cfg), cfg, None, kv_bits=8)
     label = precision_label(bits)
     advice, setting = _advice(bits == 4, cast=False)
-    check_memory_fits(needed, f"The {label} Moshi model", advice + " Nothing was downloaded.", setting=setting)
+    name = RUNS[cfg.model_type].split(" (")[0]
+    check_memory_fits(needed, f"The {label} {name} model", advice + " Nothing was downloaded.", setting=setting)
 
 
 def resolve_kv_bits(

@@ -91,6 +91,15 @@ class RingKVCache(NamedTuple):
 
     # ---- ring arithmetic ----
 
+    def window(self, t: int, bucket: int) -> int | None:
+        """Slots the next `t` steps need to attend over while the ring has not wrapped: the written ones,
+        rounded up to a multiple of `bucket` (few distinct shapes, each a compiled step's trace); None once
+        every slot is needed. Attending over them gives the full masked attention's values."""
+        offset = self.offset
+        assert isinstance(offset, int)  # a host decision: the window's width is a shape
+        needed = -(-(offset + t) // bucket) * bucket
+        return needed if needed < self.capacity else None
+
     def slot_positions(self, end: Offset) -> mx.array:
         """Absolute position held by each slot once `end` steps have been written; -1 for empty slots."""
         capacity = self.capacity
@@ -164,6 +173,14 @@ class RingKVCache(NamedTuple):
         slots = (self.offset + mx.arange(t)) % capacity
         index = mx.broadcast_to(slots[None, None, :, None], src.shape).astype(mx.int32)
         return mx.put_along_axis(dst, index, src, axis=2)
+
+
+def first_slots(x: Stored, n: int) -> Stored:
+    """The first `n` slots of stored keys or values (all three arrays of a quantized cache)."""
+    if isinstance(x, tuple):
+        a, b, c = (y[:, :, :n] for y in x)
+        return a, b, c
+    return x[:, :, :n]
 
 
 def _zeros(shape: tuple[int, ...], dtype: mx.Dtype, bits: int | None) -> Stored:

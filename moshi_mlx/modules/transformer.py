@@ -16,7 +16,7 @@ import mlx.nn as nn
 import numpy as np
 
 from ..config import TransformerConfig
-from .kv_cache import KV_BITS, Offset, RingKVCache
+from .kv_cache import KV_BITS, Offset, RingKVCache, first_slots
 
 _ACTIVATIONS: dict[str, Callable[[mx.array], mx.array]] = {
     "silu": nn.silu,
@@ -162,30 +162,35 @@ class Attention(nn.Module):
         self.out_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
     def __call__(
-        self, x: mx.array, rope: RotaryTable | None, cache: RingKVCache | None, mask: mx.array | None
+        self, x: mx.array, batch: int, rope: RotaryTable | None, cache: RingKVCache | None, mask: mx.array | None
     ) -> tuple[mx.array, RingKVCache | None]:
-        """-> (output, the cache with this chunk written; None without a cache)."""
-        b, t, _ = x.shape
+        """x [B * T, D] (rows batch-major) -> (output [B * T, D], the cache with this chunk written; None
+        without a cache)."""
+        b, t = batch, x.shape[0] // batch
         qkv = self.in_proj(x).reshape(b, t, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
-        qk, v = mx.split(qkv, [2], axis=0)  # [2, B, H, T, Dh] and [1, B, H, T, Dh]
-        if rope is not None:
-            qk = apply_rope(qk, rope)  # queries and keys in one go
-        q, k = mx.split(qk, 2, axis=0)
-        q, k, v = q[0], k[0], v[0]  # [B, H, T, Dh]
+        if rope is None:
+            q, k, v = mx.split(qkv, 3, axis=0)
+        else:
+            qk, v = mx.split(qkv, [2], axis=0)  # [2, B, H, T, Dh] and [1, B, H, T, Dh]
+            q, k = mx.split(apply_rope(qk, rope), 2, axis=0)  # queries and keys rotated in one go
+        q, k, v = q.squeeze(0), k.squeeze(0), v.squeeze(0)  # [B, H, T, Dh] (indexing would gather)
         scale = 1.0 / math.sqrt(self.head_dim)
         if cache is not None:  # `mask` is the cache's, computed once for all layers (RingKVCache.mask)
             cache = cache.update(k, v)
             k, v = cache.keys, cache.values
+            assert mask is not None  # a streaming step always has its cache's mask
+            if mask.shape[-1] < cache.capacity:  # the written part of a ring that has not wrapped yet
+                k, v = first_slots(k, mask.shape[-1]), first_slots(v, mask.shape[-1])
             if isinstance(k, tuple):
                 assert mask is not None and isinstance(v, tuple)  # a quantized cache and its mask
                 y = quantized_attention(q, k, v, mask, scale, cache.group_size, KV_BITS)
-                return self.out_proj(y.astype(x.dtype).transpose(0, 2, 1, 3).reshape(b, t, -1)), cache
+                return self.out_proj(y.astype(x.dtype).transpose(0, 2, 1, 3).reshape(b * t, -1)), cache
             assert not isinstance(v, tuple)
             # A cache stored narrower than the activations (bf16 under float32 compute: the quantized LM on
             # CPU) is attended in its own dtype: no float32 copy of the whole cache per step (3x faster).
             q = q.astype(k.dtype)
         y = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
-        return self.out_proj(y.astype(x.dtype).transpose(0, 2, 1, 3).reshape(b, t, -1)), cache
+        return self.out_proj(y.astype(x.dtype).transpose(0, 2, 1, 3).reshape(b * t, -1)), cache
 
 
 class Gating(nn.Module):
@@ -226,9 +231,10 @@ class TransformerLayer(nn.Module):
         return self.linear2(nn.gelu(self.linear1(x)))
 
     def __call__(
-        self, x: mx.array, rope: RotaryTable | None, cache: RingKVCache | None, mask: mx.array | None
+        self, x: mx.array, batch: int, rope: RotaryTable | None, cache: RingKVCache | None, mask: mx.array | None
     ) -> tuple[mx.array, RingKVCache | None]:
-        update, cache = self.self_attn(self.norm1(x), rope, cache, mask)
+        """x [B * T, D]: the layers see 2-D activations (a 3-D matmul adds two reshaping operations)."""
+        update, cache = self.self_attn(self.norm1(x), batch, rope, cache, mask)
         if "layer_scale_1" in self:
             update = self.layer_scale_1(update)
         x = x + update
@@ -272,18 +278,21 @@ class Transformer(nn.Module):
         mask = None
         if self.cfg.causal or self.cfg.context is not None:
             mask = batch_mask(t, self.cfg.context if self.cfg.causal else None)
-        out, rope = x, self.rope(0, t)
+        b, _, d = x.shape
+        out, rope = x.reshape(b * t, d), self.rope(0, t)
         for layer in self.layers:
-            out, _ = layer(out, rope, None, mask)
-        return out.astype(x.dtype)
+            out, _ = layer(out, b, rope, None, mask)
+        return out.reshape(b, t, d).astype(x.dtype)
 
     def step(
-        self, x: mx.array, state: TransformerState, rope: RotaryTable | None = None
+        self, x: mx.array, state: TransformerState, rope: RotaryTable | None = None, window: int | None = None
     ) -> tuple[mx.array, TransformerState]:
         """Streaming: the next chunk x [B, T, D] -> (output [B, T, D] in x's dtype, the next state).
 
         `rope`: the rotation table of this chunk's positions, required when the state's offset is a traced
         array (a compiled step: the table is made on the host, see `rope_table`); else made here.
+        `window`: attend over the first `window` slots only, which must hold every position written so far
+        (the ring has not wrapped: see `RingKVCache.window`); the slots left out are masked anyway.
         """
         t = x.shape[1]
         if rope is None and self.cfg.positional_embedding == "rope":
@@ -291,12 +300,15 @@ class Transformer(nn.Module):
                 raise ValueError("a traced streaming offset needs the chunk's rotation table (rope=...)")
             rope = self.rope(state.offset, t)
         mask = state.caches[0].mask(t)  # every layer's cache is at the same offset
-        out, caches = x, []
+        if window is not None:
+            mask = mask[:, :window]  # its width tells each layer how many slots to read
+        b, _, d = x.shape
+        out, caches = x.reshape(b * t, d), []
         for layer, cache in zip(self.layers, state.caches):
-            out, cache = layer(out, rope, cache, mask)
+            out, cache = layer(out, b, rope, cache, mask)
             assert cache is not None
             caches.append(cache)
-        return out.astype(x.dtype), TransformerState(tuple(caches))
+        return out.reshape(b, t, d).astype(x.dtype), TransformerState(tuple(caches))
 
 
 class ProjectedTransformer(nn.Module):

@@ -102,6 +102,11 @@ def torch_layout_shapes(cfg: LmConfig) -> dict[str, tuple[int, ...]]:
     }
     for i in range(cfg.n_q):
         shapes[f"emb.{i}.weight"] = (cfg.card + 1, dim)
+    for c in cfg.conditioners:  # same names in both layouts
+        p = f"condition_provider.conditioners.{c.name}"
+        shapes |= {f"{p}.embed.weight": (c.n_bins + 1, c.dim), f"{p}.output_proj.weight": (dim, c.dim)}
+        if c.learn_padding:
+            shapes[f"{p}.learnt_padding"] = (1, 1, dim)
     for layer in range(t.num_layers):
         p = f"transformer.layers.{layer}"
         shapes |= {

@@ -25,21 +25,28 @@ from support.app_fakes import LiveFakeBackend  # noqa: E402
 E2E = ASSETS / "e2e"
 
 
+def _open(qtbot, tmp_path: Path, folder: Path, backend, model_factory=None):
+    """The window over a local folder, with the real controller and presenter (as the app starts)."""
+    settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    settings.local_folder = str(folder)
+    window = MainWindow()
+    dialogs = Dialogs(window)
+    ctl = c.Controller(audio_backend=backend, recordings=tmp_path / "rec", parent=window)
+    kw = {} if model_factory is None else {"model_factory": model_factory}
+    presenter = Presenter(window, ctl, settings, dialogs, device_poll_ms=0, **kw)
+    qtbot.addWidget(window, before_close_func=lambda _w: presenter.shutdown())
+    return window, dialogs, ctl, presenter
+
+
 def test_real_pipeline_talks_through_the_window(qtbot, tmp_path: Path) -> None:
     before = sorted(t.name for t in threading.enumerate())
-    settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
-    settings.local_folder = str(E2E)
-    window = MainWindow()
-    qtbot.addWidget(window, before_close_func=lambda _w: presenter.shutdown())
-    dialogs = Dialogs(window)
-    ctl = c.Controller(audio_backend=LiveFakeBackend(speed=2.0), recordings=tmp_path / "rec", parent=window)
     built_on: list[str] = []
 
     def factory(files, temperature):
         build = frame_model_factory(files, temperature)  # the app's own factory: MoshiPipeline.from_files
         return lambda: built_on.append(threading.current_thread().name) or build()
 
-    presenter = Presenter(window, ctl, settings, dialogs, model_factory=factory, device_poll_ms=0)
+    window, dialogs, ctl, presenter = _open(qtbot, tmp_path, E2E, LiveFakeBackend(speed=2.0), factory)
     stats = []
     ctl.stats.connect(stats.append)
     texts = []
@@ -76,13 +83,7 @@ def test_folder_with_a_broken_config_gives_a_dialog(qtbot, tmp_path: Path) -> No
     cfg["dim"] = 96  # the weights are 128 wide
     (folder / "config.json").write_text(json.dumps(cfg))
     assert resolve_folder(folder).files.config == folder / "config.json"
-    settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
-    settings.local_folder = str(folder)
-    window = MainWindow()
-    qtbot.addWidget(window, before_close_func=lambda _w: presenter.shutdown())
-    dialogs = Dialogs(window)
-    ctl = c.Controller(audio_backend=LiveFakeBackend(), recordings=tmp_path / "rec", parent=window)
-    presenter = Presenter(window, ctl, settings, dialogs, device_poll_ms=0)
+    window, dialogs, ctl, presenter = _open(qtbot, tmp_path, folder, LiveFakeBackend())
     window.start_button.click()
     qtbot.waitUntil(lambda: bool(dialogs.open_boxes), timeout=60_000)
     box = dialogs.open_boxes[-1]
@@ -90,4 +91,30 @@ def test_folder_with_a_broken_config_gives_a_dialog(qtbot, tmp_path: Path) -> No
     assert len(box.informativeText()) > 20, box.informativeText()
     assert "--" not in box.informativeText(), "the window's words, not the command line's"
     qtbot.waitUntil(lambda: ctl.state == c.IDLE, timeout=10_000)
+    assert presenter.shutdown()
+
+
+def test_a_hibiki_folder_runs_in_translate_mode_and_shows_the_english_as_spoken(qtbot, tmp_path: Path) -> None:
+    from support.hibiki import make_hibiki_folder
+
+    folder = make_hibiki_folder(tmp_path / "hibiki-1b-mlx-bf16")
+    built = []
+
+    def factory(files, temperature):
+        build = frame_model_factory(files, temperature)  # the app's own factory
+        return lambda: built.append(build()) or built[-1]
+
+    window, dialogs, ctl, presenter = _open(qtbot, tmp_path, folder, LiveFakeBackend(speed=2.0), factory)
+    texts = []
+    ctl.text.connect(texts.append)
+    window.show()
+    window.start_button.click()
+    qtbot.waitUntil(lambda: ctl.state == c.RUNNING, timeout=60_000)
+    assert window.status.model_label.toolTip() == "Model: hibiki-1b-mlx-bf16 · translates French to English"
+    qtbot.waitUntil(lambda: len("".join(texts).split()) > 3, timeout=60_000)
+    window.start_button.click()
+    qtbot.waitUntil(lambda: ctl.state == c.READY, timeout=30_000)
+    assert not dialogs.open_boxes, [b.informativeText() for b in dialogs.open_boxes]
+    assert type(built[0]).__name__ == "TranslationPipeline" and built[0].lm.cfg.model_type == "hibiki"
+    assert "".join(texts).replace(" ", "") in window.transcript.transcript_text().replace(" ", "").replace("\n", "")
     assert presenter.shutdown()

@@ -322,3 +322,61 @@ def test_a_family_release_too_big_to_download_says_how_to_make_the_4_bit_weights
         hub.resolve_model_files(repo, before_download=refuse)
     assert e.value.hint is None  # not "-q 4": there is no 4-bit repository of it
     assert [d for d in f.downloads if d[1] == "model.safetensors"] == []
+
+
+HIBIKI = {  # kyutai/hibiki-1b-mlx-bf16 as published: the config names every file
+    hub.CONFIG_FILE: {
+        "model_type": "hibiki",
+        "moshi_name": "hibiki-mlx-dc2cf5a5@80.safetensors",
+        "mimi_name": "mimi-dbaa9758@125.safetensors",
+        "tokenizer_name": "tokenizer_spm_48k_multi6_2.model",
+    },
+}
+
+
+def _hibiki_hub(fake, monkeypatch, config: dict, **kw) -> FakeHub:
+    repo = "kyutai/hibiki-1b-mlx-bf16"
+    names = {config.get(k) for k in ("moshi_name", "mimi_name", "tokenizer_name")} - {None}
+    f = fake({repo: {hub.CONFIG_FILE, "README.md", *names}}, **kw)
+    real_download = f.hf_hub_download
+
+    def download(repo_id, filename, **kw):
+        path = real_download(repo_id, filename, **kw)
+        if filename == hub.CONFIG_FILE:
+            Path(path).write_text(json.dumps(config))
+        return path
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    return f
+
+
+def test_a_repository_naming_its_lm_file_is_followed_online_and_offline(fake, monkeypatch) -> None:
+    config = HIBIKI[hub.CONFIG_FILE]
+    f = _hibiki_hub(fake, monkeypatch, config)
+    asked = []
+    files = hub.resolve_model_files("kyutai/hibiki-1b-mlx-bf16", before_download=lambda b, c: asked.append(c))
+    assert (files.moshi.name, files.mimi.name, files.tokenizer.name) == tuple(
+        config[k] for k in ("moshi_name", "mimi_name", "tokenizer_name")
+    )
+    assert asked and asked[0].name == hub.CONFIG_FILE  # the memory check saw the config before the LM download
+    assert [n for _, n, _ in f.downloads][0] == hub.CONFIG_FILE
+    repo = "kyutai/hibiki-1b-mlx-bf16"
+    cached = {(repo, hub.CONFIG_FILE)}
+    _hibiki_hub(fake, monkeypatch, config, online=False, cached=cached)
+    with pytest.raises(OfflineError, match="hibiki-mlx-dc2cf5a5@80.safetensors, mimi-dbaa9758@125"):
+        hub.resolve_model_files(repo)
+    _hibiki_hub(
+        fake,
+        monkeypatch,
+        config,
+        online=False,
+        cached=cached | {(repo, config[k]) for k in ("moshi_name", "mimi_name", "tokenizer_name")},
+    )
+    assert hub.resolve_model_files(repo).moshi.name == config["moshi_name"]
+
+
+def test_a_repository_of_another_member_is_refused_before_its_weights_are_downloaded(fake, monkeypatch) -> None:
+    f = _hibiki_hub(fake, monkeypatch, {"tts_config": {"audio_delay": 1.28}, "moshi_name": "dsm_tts.safetensors"})
+    with pytest.raises(ConfigError, match="its tts_config makes it Kyutai's TTS"):
+        hub.resolve_model_files("kyutai/hibiki-1b-mlx-bf16")
+    assert [n for _, n, _ in f.downloads] == [hub.CONFIG_FILE]

@@ -195,19 +195,18 @@ def test_scaled_embedding_zero_token_survives_quantization():
     assert isinstance(emb.to_quantized(group_size=64, bits=8), QuantizedScaledEmbedding)
 
 
-def test_config_unknown_keys_warn_and_unsupported_refused():
+def test_config_unknown_keys_and_unsupported_refused():
     raw = json.loads(CONFIG.read_text())
-    with pytest.warns(UserWarning, match="frobnicate"):
+    with pytest.raises(ConfigError, match=r"unknown keys \['frobnicate'\]: not a moshi config"):
         LmConfig.from_kyutai(raw | {"frobnicate": 1})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         LmConfig.from_kyutai(raw | {"depformer_causal": True, "existing_text_end_padding_id": 0})
-    with pytest.raises(ConfigError, match="conditioners"):
+    with pytest.raises(ConfigError, match="fuser sum .* must name each conditioner"):  # conditioners need a fuser
         LmConfig.from_kyutai(raw | {"conditioners": {"x": {}}})
     # keys of Kyutai's hub repositories (moshi.models.loaders): other model kinds, LoRA adapters
     for extra, match in (
-        ({"model_type": "stt"}, "model_type 'stt' is not a Moshi dialogue model"),
-        ({"model_type": "hibiki"}, "'hibiki'"),
+        ({"model_type": "stt"}, "model_type 'stt' makes it Kyutai's STT"),
         ({"lora_name": "lora.safetensors"}, "lora_name"),
         ({"tts_config": {"audio_delay": 2}}, "tts_config"),
     ):

@@ -1,0 +1,72 @@
+"""Which member of the Moshi family a config describes; those this port does not run are refused by name.
+
+Kyutai's repositories share one `config.json` schema (moshi.models.loaders): `model_type` says the kind
+("moshi" when absent), and a few keys mark models built on the same transformers with something more (a
+TTS or STT configuration, cross-attention to an image, grouped-query attention). Running such a model
+as plain Moshi would load, or nearly, and then produce nonsense: each is refused with one sentence that
+names it.
+"""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from .common import show_value
+
+# model_type -> what it is, for the kinds this port runs
+RUNS = {
+    "moshi": "Moshi (speech dialogue)",
+    "hibiki": "Hibiki (French to English speech translation)",
+    "personaplex": "PersonaPlex (speech dialogue with a voice and a role)",
+}
+
+# model_type -> the member's name, for the kinds of Kyutai's loaders this port does not run
+NOT_RUN = {
+    "tts": "Kyutai's TTS (text-to-speech)",
+    "stt": "Kyutai's STT (speech-to-text)",
+    "moshivis": "MoshiVis (Moshi talking about an image)",
+}
+
+_ADVICE = "use Kyutai's own `moshi` package for it"
+
+
+def _refuse(source: str, name: str, why: str) -> ConfigError:
+    return ConfigError(
+        f"{source}: {why} makes it {name}, a model of the Moshi family this port does not run; {_ADVICE}."
+    )
+
+
+def member(raw: dict, source: str) -> str:
+    """The model_type of a config this port runs (RUNS); ConfigError naming any other member.
+
+    Checked before any other key, so that a TTS config is called a TTS model, not a bad Moshi config.
+    """
+    kind = raw.get("model_type", "moshi")
+    if raw.get("tts_config") or kind == "tts":
+        raise _refuse(source, NOT_RUN["tts"], "its tts_config" if raw.get("tts_config") else "model_type 'tts'")
+    if raw.get("stt_config") or kind == "stt":
+        raise _refuse(source, NOT_RUN["stt"], "its stt_config" if raw.get("stt_config") else "model_type 'stt'")
+    if raw.get("cross_attention") or kind == "moshivis":
+        raise _refuse(
+            source,
+            NOT_RUN["moshivis"],
+            "cross-attention (to image tokens)" if raw.get("cross_attention") else "model_type 'moshivis'",
+        )
+    kv_repeat = raw.get("kv_repeat", 1)
+    if kv_repeat not in (1, None):
+        name = "Hibiki-Zero" if kind == "hibiki" else f"a {kind} model"
+        raise _refuse(source, name, f"grouped-query attention (kv_repeat {show_value(kv_repeat)})")
+    if not isinstance(kind, str) or kind not in RUNS:
+        known = ", ".join(repr(k) for k in RUNS)
+        raise ConfigError(
+            f"{source}: model_type {show_value(kind)} is not a model this port knows (it runs {known}); {_ADVICE}."
+        )
+    return kind
+
+
+def refuse_unknown_keys(unknown: list[str], kind: str, source: str) -> None:
+    """A key the reader does not know may change the architecture: refused, never ignored."""
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown keys {unknown}: not a {kind} config this port knows (they may change the model, "
+            f"such as another member of the Moshi family), so it is not run; {_ADVICE}."
+        )
