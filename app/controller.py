@@ -61,7 +61,7 @@ class Controller(QObject):
 
     Args:
         audio_backend: None for the sound card (sounddevice), or a fake backend in tests.
-        echo_factory: builds an echo canceller (None: echo suppression unavailable).
+        echo_factory: builds an echo canceller (None: echo cancellation unavailable).
         recordings: folder for the per-conversation recordings (default: a temporary folder removed
             at shutdown); `Save conversation` copies from there.
     """

@@ -33,7 +33,7 @@ from .models import (
 )
 from .saving import Conversation, save_copy
 from .settings import AppSettings
-from .window import MainWindow
+from .window import ECHO_CHECK, MainWindow
 from .wording import for_window
 
 _BUTTON = {
@@ -107,10 +107,10 @@ class Presenter(QObject):
         w.role_edit.setPlaceholderText(DEFAULT_ROLE)
         w.role_edit.setText(s.role)
         w.temperature_spin.setValue(s.temperature)
-        w.echo_check.setChecked(s.echo_suppression and self.ctl.echo_available)
+        w.echo_check.setChecked(s.echo_cancellation and self.ctl.echo_available)
         w.echo_check.setEnabled(self.ctl.echo_available)
         if not self.ctl.echo_available:
-            w.echo_check.setToolTip("Echo suppression is not available in this installation")
+            w.echo_check.setToolTip(f"{ECHO_CHECK} is not available in this installation")
         self._sync_model_widgets()
         if s.geometry is not None:
             w.restoreGeometry(s.geometry)
@@ -175,7 +175,7 @@ class Presenter(QObject):
         w.voice_combo.currentIndexChanged.connect(lambda _: self._set("voice", w.voice_combo.currentData()))
         w.precision_combo.currentIndexChanged.connect(lambda _: self._set("precision", w.precision_combo.currentData()))
         w.temperature_spin.valueChanged.connect(lambda v: self._set("temperature", float(v)))
-        w.echo_check.toggled.connect(lambda on: self._set("echo_suppression", bool(on)))
+        w.echo_check.toggled.connect(lambda on: self._set("echo_cancellation", bool(on)))
         w.input_combo.activated.connect(lambda _: self._set("input_device", w.input_combo.currentData() or ""))
         w.output_combo.activated.connect(lambda _: self._set("output_device", w.output_combo.currentData() or ""))
         w.persona_voice_combo.currentIndexChanged.connect(

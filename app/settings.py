@@ -12,6 +12,7 @@ from moshi_mlx import release
 
 VOICES = {v: f"{v.capitalize()} ({words})" for v, words in release.VOICES.items()}
 PRECISIONS = {p: release.precision_label(bits) for p, bits in release.PRECISIONS.items()}
+_ECHO_KEY = "audio/echo_suppression"  # the option's first name: choices saved under it are kept
 DEFAULT_VOICE, DEFAULT_PRECISION = release.DEFAULT_VOICE, release.precision_name(release.DEFAULT_BITS)
 PERSONA_VOICE = release.DEFAULT_PERSONA_VOICE
 
@@ -131,12 +132,12 @@ class AppSettings:
         self._set("audio/output_device", v or "")
 
     @property
-    def echo_suppression(self) -> bool:
-        return self._bool("audio/echo_suppression", True)
+    def echo_cancellation(self) -> bool:
+        return self._bool(_ECHO_KEY, True)
 
-    @echo_suppression.setter
-    def echo_suppression(self, v: bool) -> None:
-        self._set("audio/echo_suppression", bool(v))
+    @echo_cancellation.setter
+    def echo_cancellation(self, v: bool) -> None:
+        self._set(_ECHO_KEY, bool(v))
 
     # -- sampling --------------------------------------------------------------------------------
     @property

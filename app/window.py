@@ -37,6 +37,11 @@ START_COLOR, STOP_COLOR = "#2563eb", "#dc2626"
 MODEL_BOX, PRECISION_ROW, WEIGHTS_ROW = "Model", "Precision", "Weights folder"
 AUDIO_BOX, INPUT_ROW, OUTPUT_ROW = "Audio", "Microphone", "Speaker"
 PERSONA_BOX, PERSONA_VOICE_ROW, ROLE_ROW = "Persona (PersonaPlex)", "Voice", "Role"
+ECHO_CHECK = "Echo cancellation"
+ECHO_TIP = (
+    "Removes Moshi's own voice from the microphone, so that through speakers it does not hear and answer "
+    "itself, while your voice passes at its full level: you can still interrupt it. Not needed with headphones."
+)
 
 
 class MainWindow(QMainWindow):
@@ -119,10 +124,8 @@ class MainWindow(QMainWindow):
         self.temperature_spin.setSingleStep(0.05)
         self.temperature_spin.setDecimals(2)
         self.temperature_spin.setToolTip("Higher is more varied, lower more predictable (0 = always the likeliest)")
-        self.echo_check = QCheckBox("Echo suppression")
-        self.echo_check.setToolTip(
-            "Remove Moshi's own voice from the microphone (for speakers, not needed with headphones)"
-        )
+        self.echo_check = QCheckBox(ECHO_CHECK)
+        self.echo_check.setToolTip(ECHO_TIP)
 
         self.persona_voice_combo = QComboBox()  # preset names, then recordings the user picked (data: name or path)
         self.persona_voice_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)

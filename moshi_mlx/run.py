@@ -114,7 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     a.add_argument("--input-device", type=name, help="microphone: index or part of its name (default: system default)")
     a.add_argument("--output-device", type=name, help="speaker: index or part of its name (default: system default)")
-    a.add_argument("--no-echo-cancel", action="store_true", help="turn off echo cancellation (fine with headphones)")
+    a.add_argument(
+        "--no-echo-cancel",
+        action="store_true",
+        help="turn off echo cancellation, which removes Moshi's own voice from the microphone so that it does "
+        "not answer itself through the speakers (fine with headphones)",
+    )
+    a.add_argument(
+        "--echo-suppressor",
+        action="store_true",
+        help="also dim what echo cancellation leaves of Moshi's voice (about 1 dB more removed; while you "
+        "both talk your own voice may lose up to 1 dB in places)",
+    )
     a.add_argument(
         "--max-lag",
         type=number(int, 0, MAX_LAG),
@@ -149,6 +160,8 @@ def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--output and --transcript go with --input FILE (file mode)")
     if args.input is not None and args.output is None:
         p.error("file mode needs --output FILE for Moshi's answer")
+    if args.no_echo_cancel and args.echo_suppressor:
+        p.error("--echo-suppressor works on echo cancellation's output: leave out --no-echo-cancel")
 
 
 def _check_paths(args: argparse.Namespace) -> None:
@@ -252,12 +265,12 @@ class _Resolved(NamedTuple):
 
 
 def _echo(args: argparse.Namespace):
-    """The echo canceller of a live run, unless --no-echo-cancel."""
+    """The echo canceller of a live run, unless --no-echo-cancel; its residual suppressor with --echo-suppressor."""
     if args.no_echo_cancel:
         return None
     from .dialog.echo import EchoCanceller
 
-    return EchoCanceller()
+    return EchoCanceller(suppress=1.0 if args.echo_suppressor else 0.0)
 
 
 def _record_meta(args: argparse.Namespace, files: _Resolved, persona=None) -> dict:

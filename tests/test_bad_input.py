@@ -134,6 +134,9 @@ CASES = [
     Case("run-text-top-k-huge", RUN, (*FILE_MODE, "--text-top-k", str(10**12)), 2, ("--text-top-k",)),
     Case("run-max-lag-negative", RUN, (*FILE_MODE, "--max-lag", "-1"), 2, ("--max-lag",)),
     Case("run-max-lag-huge", RUN, (*FILE_MODE, "--max-lag", "1000000"), 2, ("--max-lag", "250")),
+    Case(
+        "run-echo-suppressor-without-cancel", RUN, ("--no-echo-cancel", "--echo-suppressor"), 2, ("--no-echo-cancel",)
+    ),
     Case("run-unknown-flag", RUN, (*FILE_MODE, "--tmep", "0.5"), 2, ("unrecognized", "--tmep")),
     Case("run-output-without-input", RUN, ("--output", "{tmp}/out.wav"), 2, ("--input",)),
     Case("run-kv-bits-4", RUN, (*FILE_MODE, "--kv-bits", "4"), 2, ("--kv-bits",)),

@@ -19,6 +19,7 @@ from ..errors import MoshiError
 _BENCHES = {
     "mimi": ("moshi_mlx.bench.mimi", "Mimi codec: streaming ms per 80 ms frame, batch throughput, memory"),
     "lm": ("moshi_mlx.bench.lm", "Moshi LM: ms per generation step (temporal vs depth), real-time factor, memory"),
+    "echo": ("moshi_mlx.bench.echo", "echo canceller: echo removed, convergence, the user kept (simulated rooms)"),
     "loop": ("moshi_mlx.bench.loop", "dialog loop: latency it adds itself (fake devices, real time, simulated model)"),
 }
 

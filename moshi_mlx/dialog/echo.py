@@ -3,20 +3,34 @@
 Moshi hears the microphone while it speaks; through laptop speakers it hears itself and answers
 its own echo. Muting the microphone while Moshi talks would stop the user from interrupting, so
 the echo is subtracted instead: an adaptive filter learns the path speaker -> room -> microphone
-from the signal that was actually played (the "reference", count-aligned with the microphone by
-the model loop) and removes its estimate. The user's voice is not in the reference and passes
-through linearly, untouched.
+from the signal that was actually played (the "reference", pushed by the model loop) and removes
+its estimate. The user's voice is not in the reference and passes through linearly, untouched.
 
-The filter is a partitioned-block frequency-domain adaptive filter (overlap-save, normalised per
-frequency bin), placed after a bulk delay that a GCC-PHAT cross-correlation estimator finds (a
-Bluetooth speaker adds 150-300 ms). Double talk (user and Moshi at once) would make a single
-adaptive filter diverge; two filters guard against it: a background filter always adapts, the
-foreground filter that produces the output only copies it while the background cancels better,
-and the background is put back when it falls far behind.
+- Clocks: a separate speaker (Bluetooth, USB) runs on its own clock, tens of ppm away from the
+  microphone's, so the echo slides along the reference and a fixed filter falls behind. The
+  reference is resampled onto the microphone's timeline (windowed-sinc interpolation) at a ratio
+  that a loop keeps tracking: the shadow filter's impulse response (it follows a sliding echo at
+  once) is compared with itself 0.25 s earlier, and the ratio moves until it stops sliding
+  (`_track_drift`).
+- Filters: partitioned-block frequency-domain, overlap-save, 5 ms blocks, after a bulk delay that a
+  GCC-PHAT estimator finds (a Bluetooth speaker adds 150-300 ms). They adapt with a Kalman gain per
+  partition and frequency bin (Enzner and Vary's frequency-domain Kalman filter): the step is large
+  while a filter is uncertain and shrinks with what the error holds that the far signal cannot
+  explain (noise, the user's voice in double talk). The uncertainty starts from a room-shaped prior
+  (early taps first), which is what makes it converge in a fraction of a second.
+- Echo path changes and double talk look alike to one filter (the error suddenly grows). So there are
+  two: the main filter weighs the error heavily (it waits for proof: double talk barely moves it), the
+  shadow lightly (bold: start-up, a changed room, a drifting clock). The main filter takes the
+  shadow's taps when the shadow cancels 3 dB better, the shadow is put back onto the main filter
+  when it falls 6 dB behind (it diverged in double talk), and the output cross-fades to the shadow's
+  while it is 1.5 dB better.
+- Optional residual echo suppression (`suppress`, off by default): a gentle spectral gain that dims
+  what the linear filter leaves where the microphone holds only Moshi's echo, with a gain floor,
+  held open wherever the microphone holds more than the echo estimate explains (the user).
 
-We measured the WebRTC AEC3 binding on PyPI (`pywebrtc-audio` 0.2.0, a first release) on the
-same synthetic room: 18 dB echo reduction alone, but its suppressor attenuated the user by 10 dB
-during double talk and delays the output by ~9 ms, so it is not used.
+We measured WebRTC's AEC3 (`pywebrtc-audio`) on the same simulated rooms (`python -m
+moshi_mlx.bench echo`): more echo removed, but its suppressor cuts the user by 7-10 dB during double
+talk, which turns a full-duplex dialog back into a half-duplex one, so it is not used.
 """
 
 from __future__ import annotations
@@ -27,11 +41,56 @@ import numpy as np
 
 from ..audio import FRAME, MODEL_RATE
 
+_HALF = 8  # interpolation kernel: 2 * _HALF taps
+_PHASES = 512  # fractional positions tabulated
+_NEVER = -(1 << 62)
+# Kalman noise weights (see _Kalman): the main filter waits for proof, the shadow adapts boldly
+MAIN_NOISE, SHADOW_NOISE = 64.0, 0.5
+
+
+def _sinc_table() -> np.ndarray:
+    """Kaiser-windowed sinc kernels, [_PHASES + 1, 2 * _HALF]: row q interpolates at fraction q / _PHASES."""
+    frac = np.arange(_PHASES + 1)[:, None] / _PHASES
+    t = np.arange(-_HALF + 1, _HALF + 1)[None, :] - frac  # tap offsets from the wanted position
+    k = np.sinc(t * 0.95) * 0.95 * np.kaiser(2 * _HALF, 8.0)[None, :]  # cut-off at 0.95 Nyquist
+    return k / k.sum(axis=1, keepdims=True)
+
+
+class _Kalman:
+    """One partitioned frequency-domain filter adapted by a diagonal Kalman gain (per partition and bin).
+
+    `noise` weighs the error spectrum (what the far signal does not explain: noise, the user, what is
+    not learned yet) against the filter's own uncertainty: small adapts boldly, large waits for proof.
+    """
+
+    def __init__(self, prior: np.ndarray, bins: int, block: int, noise: float) -> None:
+        self.prior, self.B, self.noise = prior, block, noise
+        self.w = np.zeros((prior.shape[0], bins), np.complex64)
+        self.pk = np.repeat(prior, bins, axis=1).astype(np.float32)  # uncertainty of every tap (partition x bin)
+        self.psi = np.zeros(bins, np.float32)  # smoothed error spectrum
+
+    def take(self, other: _Kalman) -> None:
+        self.w[:] = other.w
+        self.pk = other.pk.copy()
+
+    def update(self, X: np.ndarray, ax2: np.ndarray, e: np.ndarray) -> None:
+        E = np.fft.rfft(np.concatenate([np.zeros(self.B, np.float32), e]))
+        self.psi = 0.5 * self.psi + 0.5 * np.abs(E) ** 2
+        A2 = 0.9995**2  # state transition: the room keeps changing a little
+        pk = self.pk
+        mu = pk / (np.sum(ax2 * pk, axis=0) + self.noise * self.psi / pk.shape[0] + 1e-12)
+        self.pk = A2 * (1 - 0.5 * mu * ax2) * pk + (1 - A2) * np.abs(self.w) ** 2
+        # the gradient with each partition's taps cut to B (overlap-save: the last B are circular)
+        g = np.fft.irfft(mu * np.conj(X) * E, axis=1)
+        g[:, self.B :] = 0.0
+        self.w += np.fft.rfft(g, axis=1)
+
 
 class EchoStats(NamedTuple):
     delay_ms: float  # bulk delay in use (speaker reference -> microphone)
     erle_db: float  # recent echo reduction estimate while Moshi speaks (mic energy / output energy)
     far_active: bool
+    drift_ppm: float  # speaker clock against the microphone's, as tracked
 
 
 class EchoCanceller:
@@ -45,7 +104,10 @@ class EchoCanceller:
         filter_ms: echo tail the filter models after the bulk delay (room reverberation).
         max_delay_ms: largest bulk delay the estimator searches.
         block: samples per adaptation block (5 ms at 24 kHz: more updates per second converge faster on speech).
-        mu: background filter step size (0 < mu <= 1).
+        drift: follow the speaker's clock when it differs from the microphone's (separate devices).
+        suppress: residual echo suppression strength (0 = off, 1 = full); dims what the linear filter
+            leaves where only the echo is heard, never below `floor_db`.
+        floor_db: the suppressor's lowest gain.
     """
 
     def __init__(
@@ -54,11 +116,14 @@ class EchoCanceller:
         filter_ms: float = 160.0,
         max_delay_ms: float = 400.0,
         block: int = 120,
-        mu: float = 1.0,
-        reg: float = 0.5,
+        drift: bool = True,
+        suppress: float = 0.0,
+        floor_db: float = -12.0,
     ) -> None:
-        self.rate, self.B, self.mu, self.reg = rate, block, mu, reg
-
+        if not 0.0 <= suppress <= 1.0:
+            raise ValueError(f"suppress must be between 0 and 1, not {suppress}")
+        self.rate, self.B, self.drift, self.suppress = rate, block, drift, suppress
+        self.floor = 10 ** (floor_db / 20)
         self.P = max(1, int(round(filter_ms * rate / 1000 / block)))
         self.max_delay = int(max_delay_ms * rate / 1000) // block * block
         self._pre = 2 * block  # filter taps kept before the estimated peak
@@ -66,37 +131,74 @@ class EchoCanceller:
         n = self._est_frame + self.max_delay + self._est_frame
         self._est_fft = 1 << int(np.ceil(np.log2(n)))
         self._hist_len = self.max_delay + (self.P + 2) * block + 2 * self._est_frame
+        self._raw_len = self._hist_len + 4 * _HALF
+        self._kernels = _sinc_table()
+        # Kalman prior: the variance of partition p's taps decays like a room's energy (RT60 ~ 0.4 s),
+        # from 2 partitions before the bulk delay on
+        t = np.maximum(np.arange(self.P) - 2, 0) * block / rate
+        self._prior = (0.05 * 10 ** (-6 * t / 0.4))[:, None].astype(np.float32)
         self.reset()
 
     def reset(self) -> None:
         bins = self.B + 1
+        # the played signal as pushed (raw), and resampled onto the microphone's clock (far)
+        self._raw = np.zeros(self._raw_len, np.float32)
+        self._raw_count = 0
+        self._pos = 0.0  # raw position of the next far sample
+        self._ratio = 1.0  # raw samples per microphone sample
         self._far = np.zeros(self._hist_len, np.float32)  # far[abs index % len]
-        self._far_count = 0  # far samples received (absolute index of the next one)
+        self._far_count = 0  # far samples made (absolute index of the next one)
         self._near_count = 0  # near samples processed
         self._near_hist = np.zeros(self._est_frame, np.float32)
-        self._wf = np.zeros((self.P, bins), np.complex128)  # foreground (output) filter
-        self._wb = np.zeros((self.P, bins), np.complex128)  # background (adapting) filter
-        self._pxx = np.full(bins, 1e-3)
-        self._sf = self._sb = 1e-6  # smoothed error energies of both filters
+        self._main = _Kalman(self._prior, bins, self.B, MAIN_NOISE)  # cautious: the output
+        self._shadow = _Kalman(self._prior, bins, self.B, SHADOW_NOISE)  # bold: proposes taps
+        self._sm = self._ss = 1e-6  # smoothed error energies of both filters
+        self._use = 0.0  # the output's share from the shadow filter
         self._d0 = 0  # far lag (samples) of partition 0, a multiple of B
         self._cross = np.zeros(self._est_fft // 2 + 1, np.complex128)
         self._est_frames = 0
         self._delay_votes: list[int] = []
         self._mic_e = self._out_e = 1e-9
         self._far_active = False
-        self._cache_j = np.full(self.P + 8, -(1 << 62), np.int64)  # window end / B of each cached spectrum
-        self._cache_x = np.zeros((self.P + 8, bins), np.complex128)
+        self._cache_j = np.full(self.P + 8, _NEVER, np.int64)  # window end / B of each cached spectrum
+        self._cache_x = np.zeros((self.P + 8, bins), np.complex64)
+        # drift tracking: the main filter's response at the last look, and far activity since
+        self._h_then: np.ndarray | None = None
+        self._n_then = self._active_since = 0
+        # residual suppressor: overlap-add synthesis state and smoothed spectra
+        self._res_tail = np.zeros(self.B, np.float32)
+        self._res_prev = np.zeros(self.B, np.float32)
+        self._res_gain = np.ones(bins)
 
     # -- inputs ----------------------------------------------------------------------------------
     def push_reference(self, far: np.ndarray) -> None:
         """Appends what the speaker played (24 kHz), in order, as it becomes known."""
         far = np.asarray(far, np.float32)
-        if far.size > self._hist_len:
-            self._far_count += far.size - self._hist_len
-            far = far[-self._hist_len :]
-        idx = (self._far_count + np.arange(far.size)) % self._hist_len
-        self._far[idx] = far
-        self._far_count += far.size
+        if far.size > self._raw_len:
+            self._raw_count += far.size - self._raw_len
+            self._pos = max(self._pos, self._raw_count - self._raw_len / 2)
+            far = far[-self._raw_len :]
+        idx = (self._raw_count + np.arange(far.size)) % self._raw_len
+        self._raw[idx] = far
+        self._raw_count += far.size
+        self._resample()
+
+    def _resample(self) -> None:
+        """Makes every far sample (the microphone's clock) that the raw samples received allow."""
+        k = int(np.floor((self._raw_count - 1 - _HALF - self._pos) / self._ratio)) + 1
+        if k <= 0:
+            return
+        pos = self._pos + self._ratio * np.arange(k)
+        i0 = np.floor(pos).astype(np.int64)
+        q = np.rint((pos - i0) * _PHASES).astype(np.int64)
+        taps = i0[:, None] + np.arange(-_HALF + 1, _HALF + 1)[None, :]
+        vals = self._raw[taps % self._raw_len]
+        vals[(taps < 0) | (taps < self._raw_count - self._raw_len)] = 0.0
+        out = np.einsum("nk,nk->n", vals, self._kernels[q]).astype(np.float32)
+        idx = (self._far_count + np.arange(k)) % self._hist_len
+        self._far[idx] = out
+        self._far_count += k
+        self._pos += self._ratio * k
 
     def skip(self, n: int) -> None:
         """The loop dropped `n` microphone samples: keep the two timelines aligned."""
@@ -106,12 +208,21 @@ class EchoCanceller:
     def delay_ms(self) -> float:
         return 1000.0 * self._d0 / self.rate
 
+    @property
+    def latency(self) -> int:
+        """Samples the output lags the microphone (the suppressor's overlap-add), 0 without it."""
+        return self.B if self.suppress else 0
+
+    @property
+    def drift_ppm(self) -> float:
+        return 1e6 * (self._ratio - 1.0)
+
     def stats(self) -> EchoStats:
-        return EchoStats(self.delay_ms, 10 * np.log10(self._mic_e / self._out_e), self._far_active)
+        return EchoStats(self.delay_ms, 10 * np.log10(self._mic_e / self._out_e), self._far_active, self.drift_ppm)
 
     # -- processing --------------------------------------------------------------------------------
     def _far_window(self, end: int, length: int) -> np.ndarray:
-        """far[end - length : end] by absolute index; samples not received (yet or ever) read as 0."""
+        """far[end - length : end] by absolute index; samples not made (yet or ever) read as 0."""
         idx = np.arange(end - length, end)
         out = self._far[idx % self._hist_len]
         out[(idx < 0) | (idx >= self._far_count) | (idx < self._far_count - self._hist_len)] = 0.0
@@ -128,13 +239,15 @@ class EchoCanceller:
         for b in range(0, near.size, self.B):
             out[b : b + self.B] = self._block(near[b : b + self.B], start + b)
         self._near_count += near.size
+        if self.drift:
+            self._track_drift()
         return out
 
     def _far_spectra(self, n: int) -> np.ndarray:
         """X[k]: spectrum of the 2B far samples ending d0 + k*B before this block's end. [P, B+1]
 
         Windows recur block after block (partition k now is partition k-1 of the last block), so
-        spectra are cached by window end; a window that held samples not yet received is redone.
+        spectra are cached by window end; a window that held samples not yet made is redone.
         """
         B, P = self.B, self.P
         j0 = (n + B - self._d0) // B  # window ends are multiples of B: j * B
@@ -145,7 +258,7 @@ class EchoCanceller:
             frames = np.stack([self._far_window(int(js[k]) * B, 2 * B) for k in stale])
             self._cache_x[slots[stale]] = np.fft.rfft(frames, axis=1)
             complete = js[stale] * B <= self._far_count
-            self._cache_j[slots[stale]] = np.where(complete, js[stale], -(1 << 62))
+            self._cache_j[slots[stale]] = np.where(complete, js[stale], _NEVER)
         return self._cache_x[slots]
 
     def _block(self, d: np.ndarray, n: int) -> np.ndarray:
@@ -153,38 +266,102 @@ class EchoCanceller:
         X = self._far_spectra(n)  # [P, B+1]
         last = self._far_window(n + B - self._d0, B)
         self._far_active = float(np.dot(last, last)) / B > 1e-8
-        if not self._far_active and not self._wf.any():
-            return d.copy()
-        yf = np.fft.irfft(np.sum(self._wf * X, axis=0))[B:]
-        yb = np.fft.irfft(np.sum(self._wb * X, axis=0))[B:]
-        ef, eb = d - yf, d - yb
+        if not self._far_active and not self._main.w.any():
+            return self._suppress(d.copy(), None, d) if self.suppress else d.copy()
+        Ym = np.sum(self._main.w * X, axis=0)
+        ym = np.fft.irfft(Ym)[B:]
+        ys = np.fft.irfft(np.sum(self._shadow.w * X, axis=0))[B:]
+        em, es = d - ym, d - ys
         a = 0.9  # error energies over ~50 ms
-        self._sf = a * self._sf + (1 - a) * float(np.dot(ef, ef))
-        self._sb = a * self._sb + (1 - a) * float(np.dot(eb, eb))
+        self._sm = a * self._sm + (1 - a) * float(np.dot(em, em))
+        self._ss = a * self._ss + (1 - a) * float(np.dot(es, es))
         if self._far_active:
+            self._active_since += 1
             self._mic_e = 0.99 * self._mic_e + 0.01 * float(np.dot(d, d))
-            self._out_e = 0.99 * self._out_e + 0.01 * float(np.dot(ef, ef))
-            # background: normalised frequency-domain LMS with the gradient constrained to B taps
-            # per-bin far power over the filter span; rises at once (a word's onset after a pause
-            # would otherwise meet a stale small normaliser and overshoot), decays smoothly
-            p_now = np.sum(np.abs(X) ** 2, axis=0)
-            self._pxx = np.maximum(p_now, 0.8 * self._pxx + 0.2 * p_now)
-            E = np.fft.rfft(np.concatenate([np.zeros(B), eb]))
-            # regularised by a share of the mean power: bins the far signal barely excites (between
-            # pitch harmonics) learn slowly instead of amplifying noise into the filter
-            reg = self.reg * float(np.mean(self._pxx)) + 2 * B * 1e-6
-            grad = np.conj(X) * (self.mu * E / (self._pxx + reg))
-            g = np.fft.irfft(grad, axis=1)
-            g[:, B:] = 0.0
-            self._wb += np.fft.rfft(g, axis=1)
-        # two-path control: adopt a better background, restore a diverged one
-        if self._sb < 0.5 * self._sf:
-            self._wf[:] = self._wb
-            self._sf = self._sb
-        elif self._sb > 1.5 * self._sf:
-            self._wb[:] = self._wf
-            self._sb = self._sf
-        return ef.astype(np.float32)
+            self._out_e = 0.99 * self._out_e + 0.01 * float(np.dot(em, em))
+            ax2 = np.abs(X) ** 2
+            self._main.update(X, ax2, em)
+            self._shadow.update(X, ax2, es)
+        # two-path control: the main filter takes a clearly better shadow (a path change), a shadow
+        # that fell far behind (double talk) is put back
+        if self._ss < 0.5 * self._sm:
+            self._main.take(self._shadow)
+            self._sm = self._ss
+        elif self._ss > 4.0 * self._sm:
+            self._shadow.take(self._main)
+            self._ss = self._sm
+            self._h_then = None  # the drift tracker watches the shadow
+        # the output: the main filter's, or the shadow's while it cancels clearly better (start-up, a
+        # changed room); cross-faded over the block
+        use = 1.0 if self._ss < 0.7 * self._sm else 0.0
+        ramp = np.linspace(self._use, use, B, endpoint=False) if use != self._use else use
+        self._use = use
+        out = (em + ramp * (es - em)).astype(np.float32)
+        if self.suppress:
+            out = self._suppress(out, Ym, d)
+        return out
+
+    # -- residual echo suppression --------------------------------------------------------------------
+    def _suppress(self, e: np.ndarray, Y: np.ndarray | None, d: np.ndarray) -> np.ndarray:
+        """Spectral gain on the filter's output (sqrt-Hann overlap-add, one block of delay).
+
+        The residual is taken as a share of the echo estimate's spectrum (what a linear filter at this
+        echo removal leaves) and dimmed only where it dominates the output; where the output holds
+        more than the echo explains (the user), the gain stays near 1.
+        """
+        B = self.B
+        frame = np.concatenate([self._res_prev, e])
+        self._res_prev = e.copy()
+        win = np.sqrt(np.hanning(2 * B + 1)[:-1])
+        F = np.fft.rfft(frame * win)
+        if Y is not None and self._far_active:
+            echo_pow = np.abs(Y) ** 2 / B  # echo estimate's spectrum, on the scale of F
+            # what this filter leaves of the echo, assumed no better than 20 dB in any bin
+            erle = min(max(self._mic_e / self._out_e, 1.0), 100.0)
+            resid = echo_pow / erle
+            out_pow = np.abs(F) ** 2 + 1e-12
+            g = 1.0 - self.suppress * 4.0 * resid / out_pow
+            target = np.clip(g, self.floor, 1.0)
+        else:
+            target = np.ones(B + 1)
+        # fast to open (the user starts), slower to close
+        self._res_gain = np.where(target > self._res_gain, target, 0.6 * self._res_gain + 0.4 * target)
+        y = np.fft.irfft(F * self._res_gain) * win
+        out = (self._res_tail + y[:B]).astype(np.float32)
+        self._res_tail = y[B:].astype(np.float32)
+        return out
+
+    # -- clock drift -----------------------------------------------------------------------------
+    def _response(self) -> np.ndarray:
+        """The main filter's impulse response over its whole span (partitions joined)."""
+        return np.fft.irfft(self._shadow.w, axis=1)[:, : self.B].reshape(-1)
+
+    def _track_drift(self) -> None:
+        """Every ~0.25 s of far speech with the filter converged: how far did its impulse response slide
+        since the last look? The peak of its correlation with the response then (lags -4..4, parabolic
+        between the neighbours of the best) gives the shift; the resampling ratio absorbs its rate."""
+        if self._active_since < 50:  # 0.25 s of far activity since the last look
+            return
+        converged = self._mic_e / self._out_e > 10.0  # 10 dB
+        if not converged:
+            self._h_then, self._active_since = None, 0
+            return
+        h = self._response()
+        if self._h_then is not None:
+            lags = range(-4, 5)
+            r = [
+                float(np.dot(h[max(k, 0) : h.size + min(k, 0)], self._h_then[max(-k, 0) : h.size - max(k, 0)]))
+                for k in lags
+            ]
+            i = int(np.argmax(r))
+            if 0 < i < len(r) - 1 and r[i - 1] - 2 * r[i] + r[i + 1] < 0:
+                # samples, > 0: the echo came later
+                tau = lags[i] + 0.5 * (r[i - 1] - r[i + 1]) / (r[i - 1] - 2 * r[i] + r[i + 1])
+                rate_err = tau / (self._near_count - self._n_then)
+                # the far timeline runs ahead when the echo comes later: slow it down
+                step = float(np.clip(0.7 * rate_err, -40e-6, 40e-6))
+                self._ratio = float(np.clip(self._ratio - step, 1 - 1e-3, 1 + 1e-3))
+        self._h_then, self._n_then, self._active_since = h, self._near_count, 0
 
     # -- bulk delay ------------------------------------------------------------------------------
     def _estimate_delay(self, near: np.ndarray, start: int) -> None:
@@ -200,7 +377,7 @@ class EchoCanceller:
         F = np.fft.rfft(far, self._est_fft)
         self._cross = 0.85 * self._cross + 0.15 * np.conj(N) * F
         self._est_frames += 1
-        if self._est_frames < 4 or self._est_frames % 2:
+        if self._est_frames < 2:
             return
         g = np.fft.irfft(self._cross / (np.abs(self._cross) + 1e-12), self._est_fft)[: self.max_delay + 1]
         s = int(np.argmax(g))
@@ -213,11 +390,13 @@ class EchoCanceller:
             if d0 != self._d0:
                 self._shift_filters((d0 - self._d0) // self.B)
                 self._d0 = d0
-                self._cache_j[:] = -(1 << 62)
+                self._cache_j[:] = _NEVER
+                self._h_then = None
 
     def _shift_filters(self, k: int) -> None:
         """Partition p of the new filter is partition p + k of the old one (same absolute lag)."""
-        for w in (self._wf, self._wb):
+        for f in (self._main, self._shadow):
+            w = f.w
             old = w.copy()
             w[:] = 0
             if k >= 0:
@@ -225,3 +404,4 @@ class EchoCanceller:
                     w[: self.P - k] = old[k:]
             elif -k < self.P:
                 w[-k:] = old[: self.P + k]
+            f.pk = np.repeat(self._prior, self.B + 1, axis=1)

@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import mlx.core as mx
+import numpy as np
 
 Stored = mx.array | tuple[mx.array, mx.array, mx.array]  # plain, or (packed, scales, biases) at 8 bits
 Offset = int | mx.array
@@ -102,24 +103,19 @@ class RingKVCache(NamedTuple):
 
     def slot_positions(self, end: Offset) -> mx.array:
         """Absolute position held by each slot once `end` steps have been written; -1 for empty slots."""
-        capacity = self.capacity
-        slots = mx.arange(capacity)
-        last = end - 1
-        delta = slots - (last % capacity)
-        pos = mx.where(delta <= 0, last + delta, last + delta - capacity)
-        return mx.where(slots < end, pos, -1)
+        return _slot_positions(mx, self.capacity, end)
 
     def mask(self, t: int) -> mx.array:
         """Which slots the next `t` steps may attend to once they are written: bool [T, capacity].
 
         It depends only on the offset and capacity, so caches that advance together (the layers of one
-        transformer) share one mask.
+        transformer) share one mask. With an int offset it is made on the host: a constant of a compiled
+        step (the depformer's), not operations evaluated at every call.
         """
         self._check_chunk(t)
-        pos_k = self.slot_positions(self.offset + t)[None, :]  # [1, C]
-        pos_q = (self.offset + mx.arange(t))[:, None]  # [T, 1]
-        delta = pos_q - pos_k
-        return (pos_k >= 0) & (delta >= 0) & (delta < self.capacity)
+        if isinstance(self.offset, int):
+            return mx.array(_mask(np, self.capacity, self.offset, t))
+        return _mask(mx, self.capacity, self.offset, t)
 
     def update(self, k: mx.array, v: mx.array) -> RingKVCache:
         """The cache with T more steps (k, v: [B, H, T, D], rotated at positions offset .. offset + T - 1)."""
@@ -173,6 +169,23 @@ class RingKVCache(NamedTuple):
         slots = (self.offset + mx.arange(t)) % capacity
         index = mx.broadcast_to(slots[None, None, :, None], src.shape).astype(mx.int32)
         return mx.put_along_axis(dst, index, src, axis=2)
+
+
+def _slot_positions(xp, capacity: int, end: Offset):
+    """RingKVCache.slot_positions in numpy (xp = np, an int end) or MLX (xp = mx)."""
+    slots = xp.arange(capacity)
+    last = end - 1
+    delta = slots - (last % capacity)
+    pos = xp.where(delta <= 0, last + delta, last + delta - capacity)
+    return xp.where(slots < end, pos, -1)
+
+
+def _mask(xp, capacity: int, offset: Offset, t: int):
+    """RingKVCache.mask in numpy or MLX, as `_slot_positions`."""
+    pos_k = _slot_positions(xp, capacity, offset + t)[None, :]  # [1, C]
+    pos_q = (offset + xp.arange(t))[:, None]  # [T, 1]
+    delta = pos_q - pos_k
+    return (pos_k >= 0) & (delta >= 0) & (delta < capacity)
 
 
 def first_slots(x: Stored, n: int) -> Stored:

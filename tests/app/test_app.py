@@ -395,12 +395,18 @@ def test_real_hub_client_offline_is_quick_and_clear(monkeypatch, tmp_path: Path)
 def test_settings_are_remembered_and_typed(qtbot, tmp_path: Path) -> None:
     path = str(tmp_path / "s.ini")
     s = AppSettings(QSettings(path, QSettings.Format.IniFormat))
-    assert (s.voice, s.precision, s.local_folder, s.temperature, s.echo_suppression) == ("moshiko", "q4", "", 0.8, True)
-    s.voice, s.precision, s.temperature, s.echo_suppression = "moshika", "bf16", 0.6, False
+    assert (s.voice, s.precision, s.local_folder, s.temperature, s.echo_cancellation) == (
+        "moshiko",
+        "q4",
+        "",
+        0.8,
+        True,
+    )
+    s.voice, s.precision, s.temperature, s.echo_cancellation = "moshika", "bf16", 0.6, False
     s.input_device, s.output_device, s.local_folder = "USB Mic", "Speakers", "/w"
     s.sync()
     r = AppSettings(QSettings(path, QSettings.Format.IniFormat))  # an INI file stores strings: types come back
-    assert (r.voice, r.precision, r.temperature, r.echo_suppression) == ("moshika", "bf16", 0.6, False)
+    assert (r.voice, r.precision, r.temperature, r.echo_cancellation) == ("moshika", "bf16", 0.6, False)
     assert (r.input_device, r.output_device, r.local_folder) == ("USB Mic", "Speakers", "/w")
     raw = QSettings(path, QSettings.Format.IniFormat)
     raw.setValue("model/voice", "nobody")
@@ -408,6 +414,8 @@ def test_settings_are_remembered_and_typed(qtbot, tmp_path: Path) -> None:
     raw.sync()
     r = AppSettings(QSettings(path, QSettings.Format.IniFormat))
     assert r.voice == "moshiko" and r.temperature == 0.8
+    # the echo option was first saved as "echo suppression": a choice saved then is kept
+    assert raw.value("audio/echo_suppression") in ("false", False) and not r.echo_cancellation
     with pytest.raises(ValueError):
         r.precision = "q3"
 
@@ -530,7 +538,7 @@ class _CountingEcho:
         pass
 
 
-def test_echo_suppression_setting_reaches_the_loop(qtbot, tmp_path: Path) -> None:
+def test_echo_cancellation_setting_reaches_the_loop(qtbot, tmp_path: Path) -> None:
     settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     settings.local_folder = str(write_fake_weights(tmp_path / "weights"))
     window = MainWindow()
@@ -540,10 +548,13 @@ def test_echo_suppression_setting_reaches_the_loop(qtbot, tmp_path: Path) -> Non
     )
     p = Presenter(window, ctl, settings, Dialogs(window), model_factory=lambda f, t: ScriptModel, device_poll_ms=0)
     assert window.echo_check.isEnabled() and window.echo_check.isChecked()  # on by default
+    # named for what it does (cancels Moshi's echo; the user's voice is not suppressed), explained on hover
+    assert window.echo_check.text() == "Echo cancellation"
+    assert "Moshi's own voice" in window.echo_check.toolTip() and "interrupt" in window.echo_check.toolTip()
     _CountingEcho.made.clear()
     for on in (True, False):
         window.echo_check.setChecked(on)
-        assert settings.echo_suppression is on
+        assert settings.echo_cancellation is on
         window.start_button.click()
         qtbot.waitUntil(lambda: ctl.state == c.RUNNING, timeout=WAIT_MS)
         qtbot.waitUntil(lambda: bool(window.transcript.last_conversation_text()), timeout=WAIT_MS)
@@ -559,6 +570,7 @@ def test_echo_suppression_setting_reaches_the_loop(qtbot, tmp_path: Path) -> Non
     ctl2 = c.Controller(audio_backend=LiveFakeBackend(), echo_factory=None, recordings=tmp_path / "rec2", parent=w2)
     p2 = Presenter(w2, ctl2, settings, Dialogs(w2), device_poll_ms=0)
     assert not w2.echo_check.isEnabled() and not w2.echo_check.isChecked()
+    assert w2.echo_check.toolTip() == "Echo cancellation is not available in this installation"
     assert p2.shutdown()
 
 

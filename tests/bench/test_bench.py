@@ -155,3 +155,13 @@ def test_the_skinny_shape_is_the_7b_at_width_256() -> None:
     assert (cfg.dim, cfg.depformer.transformer.d_model, cfg.transformer.context) == (256, 256, 64)
     assert cfg.transformer.gating_hidden == 704 and cfg.depformer.transformer.gating_hidden == 704  # 2.75 x 256
     assert (cfg.text_card, cfg.card, cfg.delays) == (big.text_card, big.card, big.delays)
+
+
+def test_bench_echo_prints_a_row_per_canceller(capsys) -> None:
+    assert main(["echo", "--case", "echo only", "--no-webrtc"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["case", "canceller", "ERLE", "dB"]
+    rows = {ln[25:37].strip(): ln[37:].split() for ln in lines[1:]}  # canceller -> figures
+    assert set(rows) == {"moshi_mlx", "+suppressor"}
+    erle, ceiling = float(rows["moshi_mlx"][0]), float(rows["moshi_mlx"][1])
+    assert 10 < erle < ceiling  # a figure was measured, under what an exact linear copy would leave

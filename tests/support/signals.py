@@ -1,6 +1,7 @@
 """Test audio: `speechlike` (voiced, formant-coloured bursts with pauses: what an echo canceller must
 tell apart), `hum` (a cheap pitch-drifting tone under a syllable envelope: input for a model to hear),
-and the room and echo measures of the echo tests."""
+and `room_ir` (a noise-tail room response for the loop's echo test; the echo canceller's own scenes are
+moshi_mlx/bench/echo_scenes.py)."""
 
 import numpy as np
 
@@ -63,7 +64,3 @@ def room_ir(seed, delay_ms=40, rt60=0.25, length_ms=150, sr=SR):
     tail[0] = 3.0
     h[d:] = tail
     return h / np.sqrt(np.sum(h**2)) * 0.5
-
-
-def erle_db(mic_echo, residual):
-    return 10 * np.log10(np.sum(mic_echo.astype(np.float64) ** 2) / np.sum(residual.astype(np.float64) ** 2))
