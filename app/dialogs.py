@@ -47,6 +47,10 @@ class Dialogs:
         box.deleteLater()
         return {b.AcceptRole: "save", b.DestructiveRole: "discard"}.get(role, "cancel")
 
+    def choose_file(self, title: str, start: str = "", filters: str = "") -> str:
+        """A file picked by the user, '' if cancelled (blocking: tests replace this method)."""
+        return QFileDialog.getOpenFileName(self.parent, title, start, filters)[0]
+
     def choose_folder(self, title: str, start: str = "") -> str:
         """A folder picked by the user, '' if cancelled (blocking: tests replace this method)."""
         return QFileDialog.getExistingDirectory(self.parent, title, start)

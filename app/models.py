@@ -111,9 +111,57 @@ def describe_precision(path: Path) -> str:
         return "unknown"
 
 
-def frame_model_factory(model: ResolvedModel, temperature: float) -> Callable[[], FrameModel]:
+def is_personaplex(files: hub.ModelFiles) -> bool:
+    """Whether the model takes a voice and a role (its config says model_type 'personaplex'); False if unreadable."""
+    from moshi_mlx.config import LmConfig
+
+    if files.config is None:
+        return False
+    try:
+        return LmConfig.from_json(files.config).is_personaplex
+    except MoshiError:
+        return False
+
+
+def folder_is_personaplex(folder: str) -> bool:
+    """The same for a local folder (its config.json only; False when there is none)."""
+    config = Path(folder).expanduser() / release.CONFIG_FILE
+    return (
+        bool(folder)
+        and config.is_file()
+        and is_personaplex(hub.ModelFiles(config, config, config, config, None, folder))
+    )
+
+
+def persona_presets(folder: str) -> list[str]:
+    """The voice presets a PersonaPlex weights folder offers (none for another model, or when it has none)."""
+    from moshi_mlx.persona.voices import preset_names
+
+    if not folder_is_personaplex(folder):
+        return []
+    try:
+        found = hub.local_voices(Path(folder).expanduser())
+    except MoshiError:  # an unreadable voices.tgz: said when the conversation starts
+        return []
+    return preset_names(found) if found is not None else []
+
+
+def resolve_persona(model: ResolvedModel, voice: str, role: str):
+    """A PersonaPlex model's (voice, role) for the factory, read now (a bad voice is said before loading)."""
+    from moshi_mlx.config import LmConfig
+    from moshi_mlx.persona.voices import resolve_persona as resolve
+
+    assert model.files.config is not None
+    cfg = LmConfig.from_json(model.files.config)
+    if not voice:  # "No voice prompt" chosen
+        return resolve(None, role or None, cfg, None)
+    return resolve(voice, role or None, cfg, hub.voices_folder(model.files))
+
+
+def frame_model_factory(model: ResolvedModel, temperature: float, persona=None) -> Callable[[], FrameModel]:
     """A factory for the ModelLoop: called on the loop thread, it builds the real FrameModel
-    (Mimi encode -> LM step -> Mimi decode, with text detokenization)."""
+    (Mimi encode -> LM step -> Mimi decode, with text detokenization); `persona`: a PersonaPlex model's
+    (voice, role) from `resolve_persona`."""
 
     def build() -> FrameModel:
         from moshi_mlx import pipeline  # MLX work starts here, on the loop thread
@@ -123,6 +171,6 @@ def frame_model_factory(model: ResolvedModel, temperature: float) -> Callable[[]
             from moshi_mlx.translation import TranslationPipeline
 
             return TranslationPipeline.from_files(model.files, sampling)
-        return pipeline.MoshiPipeline.from_files(model.files, sampling)
+        return pipeline.MoshiPipeline.from_files(model.files, sampling, persona=persona)
 
     return build

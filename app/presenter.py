@@ -15,14 +15,26 @@ from PySide6.QtGui import QGuiApplication
 
 from moshi_mlx.dialog.events import too_slow
 from moshi_mlx.errors import MoshiError
+from moshi_mlx.release import DEFAULT_PERSONA_VOICE, DEFAULT_ROLE
 
 from . import controller as c
 from .dialogs import Dialogs
 from .download import DownloadDialog, DownloadTask, Resolver, cached_files, hub_resolver
-from .models import ModelChoice, ResolvedModel, frame_model_factory, from_hub, resolve_folder
+from .models import (
+    ModelChoice,
+    ResolvedModel,
+    folder_is_personaplex,
+    frame_model_factory,
+    from_hub,
+    is_personaplex,
+    persona_presets,
+    resolve_folder,
+    resolve_persona,
+)
 from .saving import Conversation, save_copy
 from .settings import AppSettings
 from .window import ECHO_CHECK, MainWindow
+from .wording import for_window
 
 _BUTTON = {
     c.IDLE: ("Start", True, False),
@@ -41,6 +53,7 @@ _STATE_TEXT = {
     c.STOPPING: "Stopping…",
 }
 ENDED, ENDED_BY_ERROR = "Conversation ended", "Conversation stopped by an error"
+NO_VOICE = "No voice prompt"
 
 
 class Presenter(QObject):
@@ -91,6 +104,8 @@ class Presenter(QObject):
         w.voice_combo.setCurrentIndex(max(0, w.voice_combo.findData(s.voice)))
         w.precision_combo.setCurrentIndex(max(0, w.precision_combo.findData(s.precision)))
         w.folder_edit.setText(s.local_folder)
+        w.role_edit.setPlaceholderText(DEFAULT_ROLE)
+        w.role_edit.setText(s.role)
         w.temperature_spin.setValue(s.temperature)
         w.echo_check.setChecked(s.echo_cancellation and self.ctl.echo_available)
         w.echo_check.setEnabled(self.ctl.echo_available)
@@ -105,7 +120,41 @@ class Presenter(QObject):
         self.w.voice_combo.setEnabled(not from_folder)
         self.w.precision_combo.setEnabled(not from_folder)
         self.w.folder_clear.setEnabled(from_folder)
+        plex = folder_is_personaplex(self.settings.local_folder)
+        self.w.persona_box.setEnabled(plex)
+        if plex:
+            self._fill_persona_voices()
         self._update_model_status()
+
+    def _fill_persona_voices(self) -> None:
+        """The folder's presets, 'No voice prompt', and a recording chosen before; the remembered one selected
+        (else the release's default voice, else the first preset)."""
+        combo, saved = self.w.persona_voice_combo, self.settings.persona_voice
+        presets = persona_presets(self.settings.local_folder)
+        combo.blockSignals(True)
+        combo.clear()
+        for name in presets:
+            combo.addItem(name, name)
+        combo.addItem(NO_VOICE, "")
+        if saved and saved not in presets and Path(saved).suffix:
+            combo.addItem(Path(saved).name, saved)
+        fallback = DEFAULT_PERSONA_VOICE if DEFAULT_PERSONA_VOICE in presets else (presets[0] if presets else "")
+        combo.setCurrentIndex(combo.findData(saved) if combo.findData(saved) >= 0 else combo.findData(fallback))
+        combo.blockSignals(False)
+        self.settings.persona_voice = combo.currentData()
+
+    def _show_persona_voice(self, voice: str) -> None:
+        combo = self.w.persona_voice_combo
+        if combo.findData(voice) < 0:  # a recording or preset file chosen before
+            combo.addItem(Path(voice).name, voice)
+        combo.setCurrentIndex(combo.findData(voice))
+
+    def choose_persona_voice(self) -> None:
+        path = self.dialogs.choose_file(
+            "A recording of the voice (a few seconds of one speaker)", "", "Voices (*.wav *.flac *.ogg *.mp3 *.pt)"
+        )
+        if path:
+            self._show_persona_voice(path)  # the combo's signal remembers it
 
     def _update_model_status(self) -> None:
         if self.ctl.loaded or self.ctl.state == c.LOADING:
@@ -129,6 +178,11 @@ class Presenter(QObject):
         w.echo_check.toggled.connect(lambda on: self._set("echo_cancellation", bool(on)))
         w.input_combo.activated.connect(lambda _: self._set("input_device", w.input_combo.currentData() or ""))
         w.output_combo.activated.connect(lambda _: self._set("output_device", w.output_combo.currentData() or ""))
+        w.persona_voice_combo.currentIndexChanged.connect(
+            lambda _: self._set("persona_voice", w.persona_voice_combo.currentData() or "")
+        )
+        w.persona_voice_file.clicked.connect(self.choose_persona_voice)
+        w.role_edit.editingFinished.connect(lambda: self._set("role", w.role_edit.text().strip()))
         w.folder_button.clicked.connect(self.choose_folder)
         w.folder_clear.clicked.connect(lambda: self.set_folder(""))
         w.start_button.clicked.connect(self.toggle)
@@ -157,7 +211,7 @@ class Presenter(QObject):
 
     def _set(self, key: str, value) -> None:
         setattr(self.settings, key, value)
-        if key in ("voice", "precision", "temperature"):
+        if key in ("voice", "precision", "temperature", "persona_voice", "role"):
             self._model_choice_changed()
 
     def _model_choice_changed(self) -> None:
@@ -168,7 +222,8 @@ class Presenter(QObject):
         self._update_model_status()
 
     def _key(self) -> tuple:
-        return (self.choice(), round(self.settings.temperature, 4))
+        s = self.settings
+        return (self.choice(), round(s.temperature, 4), s.persona_voice, s.role)
 
     def choose_folder(self) -> None:
         folder = self.dialogs.choose_folder("Folder with Moshi weights", self.settings.local_folder)
@@ -290,7 +345,15 @@ class Presenter(QObject):
             self.w.status.showMessage("Download cancelled; it resumes where it stopped next time", 6000)
 
     def _load(self, files: ResolvedModel) -> None:
-        factory = self.model_factory(files, self.settings.temperature)
+        if is_personaplex(files.files):  # its voice and role, read before loading
+            try:
+                persona = resolve_persona(files, self.settings.persona_voice, self.settings.role)
+            except MoshiError as e:
+                self.dialogs.error("Voice problem", for_window(e))
+                return
+            factory = self.model_factory(files, self.settings.temperature, persona)
+        else:
+            factory = self.model_factory(files, self.settings.temperature)
         self._loaded_key = self._key()
         self.ctl.load(factory, files.label, files.quantization, start_after=self._audio_args())
         self._update_model_status()

@@ -14,6 +14,7 @@ VOICES = {v: f"{v.capitalize()} ({words})" for v, words in release.VOICES.items(
 PRECISIONS = {p: release.precision_label(bits) for p, bits in release.PRECISIONS.items()}
 _ECHO_KEY = "audio/echo_suppression"  # the option's first name: choices saved under it are kept
 DEFAULT_VOICE, DEFAULT_PRECISION = release.DEFAULT_VOICE, release.precision_name(release.DEFAULT_BITS)
+PERSONA_VOICE = release.DEFAULT_PERSONA_VOICE
 
 
 class AppSettings:
@@ -91,6 +92,26 @@ class AppSettings:
     @local_folder.setter
     def local_folder(self, v: str) -> None:
         self._set("model/local_folder", v or "")
+
+    # -- persona (PersonaPlex models) ------------------------------------------------------------
+    @property
+    def persona_voice(self) -> str:
+        """A PersonaPlex voice: a preset name (NATF2...) or the path of a recording or .pt preset."""
+        return self._str("persona/voice", PERSONA_VOICE)
+
+    @persona_voice.setter
+    def persona_voice(self, v: str) -> None:
+        """'' = no voice prompt."""
+        self._set("persona/voice", v or "")
+
+    @property
+    def role(self) -> str:
+        """Who a PersonaPlex model is ('' = the reference's default role)."""
+        return self._str("persona/role", "")
+
+    @role.setter
+    def role(self, v: str) -> None:
+        self._set("persona/role", v or "")
 
     # -- audio -----------------------------------------------------------------------------------
     @property

@@ -36,6 +36,7 @@ START_COLOR, STOP_COLOR = "#2563eb", "#dc2626"
 # The settings' labels: messages name these places (app/wording.py)
 MODEL_BOX, PRECISION_ROW, WEIGHTS_ROW = "Model", "Precision", "Weights folder"
 AUDIO_BOX, INPUT_ROW, OUTPUT_ROW = "Audio", "Microphone", "Speaker"
+PERSONA_BOX, PERSONA_VOICE_ROW, ROLE_ROW = "Persona (PersonaPlex)", "Voice", "Role"
 ECHO_CHECK = "Echo cancellation"
 ECHO_TIP = (
     "Removes Moshi's own voice from the microphone, so that through speakers it does not hear and answer "
@@ -110,17 +111,9 @@ class MainWindow(QMainWindow):
         self.folder_edit = QLineEdit()
         self.folder_edit.setReadOnly(True)
         self.folder_edit.setPlaceholderText("(downloaded)")
-        self.folder_button = QToolButton()
-        self.folder_button.setText("…")
-        self.folder_button.setToolTip("Use a folder of weights on this computer (e.g. made by quantize)")
-        self.folder_clear = QToolButton()
-        self.folder_clear.setText("×")
-        self.folder_clear.setToolTip("Download Kyutai's weights instead")
-        folder_row = QHBoxLayout()
-        folder_row.setSpacing(4)
-        folder_row.addWidget(self.folder_edit, 1)
-        folder_row.addWidget(self.folder_button)
-        folder_row.addWidget(self.folder_clear)
+        self.folder_button = _tool_button("…", "Use a folder of weights on this computer (e.g. made by quantize)")
+        self.folder_clear = _tool_button("×", "Download Kyutai's weights instead")
+        folder_row = _row(self.folder_edit, self.folder_button, self.folder_clear)
         self.input_combo = QComboBox()
         self.output_combo = QComboBox()
         for c in (self.input_combo, self.output_combo, self.voice_combo, self.precision_combo):
@@ -134,18 +127,33 @@ class MainWindow(QMainWindow):
         self.echo_check = QCheckBox(ECHO_CHECK)
         self.echo_check.setToolTip(ECHO_TIP)
 
+        self.persona_voice_combo = QComboBox()  # preset names, then recordings the user picked (data: name or path)
+        self.persona_voice_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.persona_voice_combo.setMinimumContentsLength(10)
+        self.persona_voice_file = _tool_button(
+            "…", "Use a short recording of a voice (.wav, .flac) or a voice preset (.pt)"
+        )
+        persona_voice_row = _row(self.persona_voice_combo, self.persona_voice_file)
+        self.role_edit = QLineEdit()
+        self.role_edit.setToolTip("Who Moshi is, e.g. a teacher, a customer-service agent with a name and a shop")
+
         model_box = QGroupBox(MODEL_BOX)
         mf = QFormLayout(model_box)
         mf.addRow("Voice", self.voice_combo)
         mf.addRow(PRECISION_ROW, self.precision_combo)
         mf.addRow(WEIGHTS_ROW, folder_row)
         mf.addRow("Temperature", self.temperature_spin)
+        self.persona_box = QGroupBox(PERSONA_BOX)
+        self.persona_box.setToolTip("Models whose config says model_type 'personaplex' take a voice and a role")
+        pf = QFormLayout(self.persona_box)
+        pf.addRow(PERSONA_VOICE_ROW, persona_voice_row)
+        pf.addRow(ROLE_ROW, self.role_edit)
         audio_box = QGroupBox(AUDIO_BOX)
         af = QFormLayout(audio_box)
         af.addRow(INPUT_ROW, self.input_combo)
         af.addRow(OUTPUT_ROW, self.output_combo)
         af.addRow(self.echo_check)
-        for f in (mf, af):
+        for f in (mf, pf, af):
             f.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
             f.setVerticalSpacing(10)
         self.settings_panel = QWidget()
@@ -154,6 +162,7 @@ class MainWindow(QMainWindow):
         side.setContentsMargins(0, 0, 0, 0)
         side.setSpacing(14)
         side.addWidget(model_box)
+        side.addWidget(self.persona_box)
         side.addWidget(audio_box)
         side.addStretch(1)
 
@@ -193,3 +202,20 @@ class MainWindow(QMainWindow):
 
     def set_start_style(self, running: bool) -> None:
         self.start_button.setStyleSheet(START_STYLE % (STOP_COLOR if running else START_COLOR))
+
+
+def _tool_button(text: str, tip: str) -> QToolButton:
+    button = QToolButton()
+    button.setText(text)
+    button.setToolTip(tip)
+    return button
+
+
+def _row(field: QWidget, *buttons: QToolButton) -> QHBoxLayout:
+    """A settings row: a field that takes the width, then its small buttons."""
+    row = QHBoxLayout()
+    row.setSpacing(4)
+    row.addWidget(field, 1)
+    for b in buttons:
+        row.addWidget(b)
+    return row

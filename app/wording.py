@@ -9,7 +9,17 @@ from __future__ import annotations
 from moshi_mlx.audio.devices import DeviceInfo
 from moshi_mlx.errors import MoshiError, Setting
 
-from .window import AUDIO_BOX, INPUT_ROW, MODEL_BOX, OUTPUT_ROW, PRECISION_ROW, WEIGHTS_ROW
+from .window import (
+    AUDIO_BOX,
+    INPUT_ROW,
+    MODEL_BOX,
+    OUTPUT_ROW,
+    PERSONA_BOX,
+    PERSONA_VOICE_ROW,
+    PRECISION_ROW,
+    ROLE_ROW,
+    WEIGHTS_ROW,
+)
 
 WEIGHTS_FOLDER = f"{MODEL_BOX} → {WEIGHTS_ROW}"
 PRECISION = f"{MODEL_BOX} → {PRECISION_ROW}"
@@ -22,6 +32,8 @@ ADVICE = {
     Setting.MODEL_FILES: f"Or choose a folder of weights you already have under {WEIGHTS_FOLDER}.",
     Setting.PRECISION: f"Choose 4-bit under {PRECISION}.",
     Setting.CONFIG: f"The config is the config.json in the folder chosen under {WEIGHTS_FOLDER}.",
+    Setting.PERSONA: f"Choose the voice under {PERSONA_BOX} → {PERSONA_VOICE_ROW}, the role under "
+    f"{PERSONA_BOX} → {ROLE_ROW}.",
 }
 
 

@@ -19,6 +19,7 @@ class Setting(Enum):
     MODEL_FILES = "model files"  # name the model files one by one (a local folder), not a repository
     PRECISION = "precision"  # the 4-bit weights
     CONFIG = "config"  # the LM config that belongs to the weights
+    PERSONA = "persona"  # a PersonaPlex model's voice and role
 
 
 class MoshiError(Exception):

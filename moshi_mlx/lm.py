@@ -66,7 +66,8 @@ class Depformer(nn.Module):
     def __init__(self, cfg: LmConfig):
         super().__init__()
         # Slice 0 embeds the text token just sampled; slice k > 0 the audio token of codebook k - 1.
-        self.slices = [DepformerSlice(cfg, cfg.text_card + 1 if k == 0 else cfg.card + 1) for k in range(cfg.dep_q)]
+        slices = 0 if cfg.depformer is None else cfg.depformer.num_slices  # the file's (PersonaPlex: 16; STT: 0)
+        self.slices = [DepformerSlice(cfg, cfg.text_card + 1 if k == 0 else cfg.card + 1) for k in range(slices)]
 
     def init_state(self, batch: int, dtype: mx.Dtype) -> TransformerState:
         """Fresh cache for one frame (dep_q steps), shared by all slices."""

@@ -83,7 +83,13 @@ class MoshiPipeline:
     """
 
     def __init__(
-        self, mimi: Mimi, lm: Lm, text: TextStream, sampling: Sampling = Sampling(), user: UserTranscriber | None = None
+        self,
+        mimi: Mimi,
+        lm: Lm,
+        text: TextStream,
+        sampling: Sampling = Sampling(),
+        user: UserTranscriber | None = None,
+        prompt=None,
     ):
         cfg = lm.cfg
         check_dialog_model(cfg)
@@ -100,6 +106,7 @@ class MoshiPipeline:
         self.user = user
         self.user_lag_s = 0.0 if user is None else user.lag_s  # read by the model loop to time the user's words
         self.mimi, self.lm, self.text, self.sampling = mimi, lm, text, sampling
+        self.prompt = prompt  # PersonaPlex: the voice and role fed before each conversation (persona.prompt)
         self.gen = LmGen(
             self._generating(lm),
             temp=sampling.temp,
@@ -122,6 +129,7 @@ class MoshiPipeline:
         dtype: mx.Dtype | None = None,
         kv_bits: int | Literal["auto"] | None = KV_AUTO,
         user_files: ModelFiles | None = None,
+        persona=None,
         **extra,
     ) -> MoshiPipeline:
         """Load everything from local files (call on the thread that will run the steps).
@@ -129,6 +137,7 @@ class MoshiPipeline:
         kv_bits: as `load_lm`; by default the LM's attention cache is stored at 8 bits only where the
         unquantized one would not fit in memory (a note then says so).
         user_files: an STT model's files (its LM and tokenizer) to transcribe the user live.
+        persona: a PersonaPlex model's (voice, role) (`persona.resolve_persona`), fed before each conversation.
         `extra`: a subclass's arguments.
         """
         mimi = load_mimi(files.mimi, config=files.mimi_config)
@@ -137,6 +146,10 @@ class MoshiPipeline:
         text = TextStream(files.tokenizer, padding_ids=(0, lm.cfg.existing_text_padding_id))
         if user_files is not None:
             extra["user"] = UserTranscriber.from_files(user_files)
+        if persona is not None:
+            from .persona.prompt import build_prompt
+
+            extra["prompt"] = build_prompt(mimi, lm.cfg, files.tokenizer, *persona)
         pipe = cls(mimi, lm, text, sampling, **extra)
         models = [mimi.parameters(), lm.parameters()] + ([] if pipe.user is None else [pipe.user.stt.lm.parameters()])
         resident = keep_resident(sum(x.nbytes for _, x in flatten(models)))
@@ -153,6 +166,10 @@ class MoshiPipeline:
         """A new conversation: fresh codec and LM states and text stream, same weights."""
         self._mimi_state = self.mimi.init_state(1)
         self._gen_state = self.gen.init_state(1)
+        if self.prompt is not None:  # its one output frame is all prompt (silence): not played
+            from .persona.prompt import run_prompt
+
+            self._gen_state, _ = run_prompt(self.gen, self._gen_state, self.prompt)
         self.text.flush()
         if self.user is not None:
             self.user.reset()

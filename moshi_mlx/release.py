@@ -1,4 +1,4 @@
-"""Kyutai's release facts: repositories, file names, voices, precisions, group sizes. The only copy.
+"""Kyutai's and NVIDIA's release facts: repositories, file names, voices, precisions, group sizes. The only copy.
 
 Kyutai publishes Moshi for MLX as one Hugging Face repository per voice and precision
 (`kyutai/moshiko-mlx-q4`, `kyutai/moshika-mlx-bf16`, ...), each holding:
@@ -6,7 +6,8 @@ Kyutai publishes Moshi for MLX as one Hugging Face repository per voice and prec
     tokenizer-e351c8d8-checkpoint125.safetensors                      Mimi
     tokenizer_spm_32k_3.model                                        the text tokenizer
     config.json                                                      optional LM config
-and the PyTorch weights our quantizer converts as `kyutai/moshiko-pytorch-bf16`.
+and the PyTorch weights our quantizer converts as `kyutai/moshiko-pytorch-bf16`. The rest of the family
+(FAMILY_REPOS) holds the same files in the PyTorch layout; PersonaPlex's add `voices.tgz` (voice presets).
 """
 
 from __future__ import annotations
@@ -26,6 +27,22 @@ TORCH_REPO = "kyutai/moshiko-pytorch-bf16"
 # `-candle` also holds its end-of-turn heads (extra_heads); kyutai/stt-2.6b-en-mlx is English only, 2.5 s delay
 STT_REPO = "kyutai/stt-1b-en_fr-mlx"
 STT_REPO_VAD = "kyutai/stt-1b-en_fr-candle"
+
+# The rest of the family this port runs, released in the PyTorch layout (bf16 `model.safetensors`, loaded as it is
+# or converted with `python -m quantize`). All three are gated: the licence must be accepted on the model page.
+PERSONAPLEX_REPO = "nvidia/personaplex-7b-v1"  # its config.json names only the model_type
+FAMILY_REPOS = {
+    "kyutai/moshika-rl-seamless": "Moshi (female voice) tuned by RL for pauses and turn-taking; CC BY-NC 4.0",
+    "kyutai/personaplex-rl-seamless": "PersonaPlex tuned by RL for pauses and turn-taking; CC BY-NC 4.0 + NVIDIA OML",
+    PERSONAPLEX_REPO: "PersonaPlex 7B: Moshi with a voice prompt and a role; NVIDIA Open Model License",
+}
+VOICES_ARCHIVE = "voices.tgz"  # PersonaPlex's voice presets (`voices/NAME.pt`), in the PersonaPlex repositories
+# NVIDIA's README: natural (NAT) and varied (VAR) voices, female (F) and male (M)
+PERSONA_VOICES = tuple(f"NAT{g}{i}" for g in "FM" for i in range(4)) + tuple(
+    f"VAR{g}{i}" for g in "FM" for i in range(5)
+)
+DEFAULT_PERSONA_VOICE = "NATF2"  # the voice of NVIDIA's README examples
+DEFAULT_ROLE = "You are a wise and friendly teacher. Answer questions or provide advice in a clear and engaging way."
 
 
 def precision_name(bits: int | None) -> str:

@@ -88,9 +88,20 @@ def build_parser() -> argparse.ArgumentParser:
         f"{release.STT_REPO}; a repo id or local folder): your words are shown and recorded with their times. "
         "It reuses the dialog's Mimi codes; memory for both models is checked first",
     )
+    v = p.add_argument_group("persona (PersonaPlex models)")
+    v.add_argument(
+        "--voice",
+        type=name,
+        metavar="NAME|FILE",
+        help="the voice: a preset of the model (NATF0-3, NATM0-3, VARF0-4, VARM0-4; default NATF2), a preset .pt "
+        "file, or a short recording of the voice (.wav, .flac)",
+    )
+    v.add_argument(
+        "--role", metavar="TEXT", help='who Moshi is, e.g. "You are a wise and friendly teacher." (the default)'
+    )
     s = p.add_argument_group("sampling")
     temp, top_k = number(float, *TEMP_RANGE), number(int, *TOP_K_RANGE)
-    hibiki = " (Hibiki: the release's lm_gen_config first, as Kyutai's run_inference)"
+    hibiki = " (a release's lm_gen_config first, as Kyutai's server and run_inference: Hibiki, the RL-tuned ones)"
     s.add_argument("--temp", type=temp, default=None, help=f"audio temperature (0: greedy; default 0.8{hibiki})")
     s.add_argument("--text-temp", type=temp, default=None, help=f"text temperature (0: greedy; default 0.7{hibiki})")
     s.add_argument("--top-k", type=top_k, default=None, help=f"audio top-k (default 250{hibiki})")
@@ -191,11 +202,12 @@ _GEN_CONFIG_KEYS = {"temp": "temp", "text_temp": "temp_text", "top_k": "top_k", 
 
 
 def _sampling(args: argparse.Namespace, files: _Resolved):
-    """Each sampling setting: the flag when given, else (Hibiki) the release's lm_gen_config, else the default."""
+    """Each sampling setting: the flag when given, else the release's lm_gen_config (Hibiki's, an RL-tuned
+    checkpoint's: Kyutai's server and run_inference pass it to LMGen for every model), else the default."""
     from .pipeline import Sampling
 
     defaults = Sampling()
-    released = files.gen_config if files.kind == "hibiki" else {}
+    released = files.gen_config
     values = {}
     for flag, key in _GEN_CONFIG_KEYS.items():
         given = getattr(args, flag)
@@ -203,9 +215,15 @@ def _sampling(args: argparse.Namespace, files: _Resolved):
     return Sampling(**values, seed=args.seed)
 
 
-def _factory(args: argparse.Namespace, files: _Resolved, source_end=None, user_files: ModelFiles | None = None):
-    """The model of the run: Moshi (with `user_files`: an STT model transcribing the user too), or Hibiki
-    (model_type hibiki) translating until `source_end` says."""
+def _factory(
+    args: argparse.Namespace,
+    files: _Resolved,
+    source_end=None,
+    user_files: ModelFiles | None = None,
+    persona=None,
+):
+    """The model of the run: Moshi (with `user_files`: an STT model transcribing the user too; PersonaPlex
+    with its `persona`: voice and role), or Hibiki (model_type hibiki) translating until `source_end` says."""
     from .pipeline import MoshiPipeline
 
     sampling = _sampling(args, files)
@@ -217,7 +235,20 @@ def _factory(args: argparse.Namespace, files: _Resolved, source_end=None, user_f
         return lambda: TranslationPipeline.from_files(files.files, sampling, kv_bits=kv_bits, **extra)
     if args.cfg_coef != 1.0:
         raise ConfigError(f"--cfg-coef is for a conditioned model such as Hibiki; {files.files.source} is Moshi")
-    return lambda: MoshiPipeline.from_files(files.files, sampling, kv_bits=kv_bits, user_files=user_files)
+    return lambda: MoshiPipeline.from_files(
+        files.files, sampling, kv_bits=kv_bits, user_files=user_files, persona=persona
+    )
+
+
+def _persona(args: argparse.Namespace, files: _Resolved):
+    """A PersonaPlex model's voice and role, read before the model loads (a bad voice is said at once)."""
+    from .config import LmConfig
+    from .loading.hub import voices_folder
+    from .persona.voices import resolve_persona
+
+    cfg = LmConfig.preset() if files.files.config is None else LmConfig.from_json(files.files.config)
+    voices = voices_folder(files.files) if cfg.is_personaplex else None
+    return resolve_persona(args.voice, args.role, cfg, voices)
 
 
 def _resolve(args: argparse.Namespace):
@@ -246,7 +277,7 @@ def _resolve(args: argparse.Namespace):
 
 class _Resolved(NamedTuple):
     files: ModelFiles  # what to load
-    kind: str  # the config's model_type: "moshi" or "hibiki"
+    kind: str  # the config's model_type: "moshi", "hibiki" or "personaplex"
     gen_config: dict  # the release's lm_gen_config (sampling defaults of Kyutai's run_inference)
 
 
@@ -281,7 +312,9 @@ def _echo(args: argparse.Namespace):
     return EchoCanceller(suppress=1.0 if args.echo_suppressor else 0.0)
 
 
-def _record_meta(args: argparse.Namespace, files: _Resolved, user_files: ModelFiles | None = None) -> dict:
+def _record_meta(
+    args: argparse.Namespace, files: _Resolved, user_files: ModelFiles | None = None, persona=None
+) -> dict:
     """What a recording's metadata says about the run."""
     meta = {
         "model": files.files.source,
@@ -292,6 +325,9 @@ def _record_meta(args: argparse.Namespace, files: _Resolved, user_files: ModelFi
     }
     if user_files is not None:  # the user's words are in the transcript too (speaker "user")
         meta["user_transcript_model"] = user_files.source
+    if persona is not None:
+        voice, role = persona
+        meta |= {"voice": None if voice is None else voice.name, "role": role}
     return meta
 
 
@@ -322,6 +358,7 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
             pcm = read_audio(args.input)  # a bad file fails now, before minutes of loading
             files = _resolve(args)
             user_files = _resolve_user_model(args, files)
+            persona = _persona(args, files)
             source_end, new_port = None, None
             if files.kind == "hibiki":  # translation: the source's end is told to the model, which says when done
                 from .translation import SourceEnd, TranslationFilePort
@@ -329,14 +366,14 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
                 source_end = SourceEnd()
                 new_port = partial(TranslationFilePort, source_end=source_end)
             return run_file(
-                _factory(args, files, source_end, user_files),
+                _factory(args, files, source_end, user_files, persona),
                 pcm,
                 args.output,
                 source=args.input,
                 transcript=args.transcript,
                 max_lag_frames=args.max_lag,
                 record=args.record,
-                record_meta=_record_meta(args, files, user_files),
+                record_meta=_record_meta(args, files, user_files, persona),
                 new_port=new_port,
             )
         from .audio.devices import AudioIO
@@ -345,13 +382,14 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
         audio = AudioIO(args.input_device, args.output_device, backend=audio_backend)  # a missing sound card is
         files = _resolve(args)  # said before the model is fetched (4.5 GB on a first run)
         user_files = _resolve_user_model(args, files)
+        persona = _persona(args, files)
         return run_live(
-            _factory(args, files, None, user_files),
+            _factory(args, files, None, user_files, persona),
             audio,
             max_lag_frames=args.max_lag,
             echo=_echo(args),
             record=args.record,
-            record_meta=_record_meta(args, files, user_files),
+            record_meta=_record_meta(args, files, user_files, persona),
         )
     except MoshiError as e:
         return refused(e, FILE_MODE)

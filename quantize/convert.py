@@ -35,7 +35,7 @@ from moshi_mlx.weights.strict import check_tensors_match
 from moshi_mlx.weights.tree import flatten
 
 from .recipes import Output, plan_outputs
-from .source import Source
+from .source import VOICES_KEY, Source
 from .writer import Entry, StreamingSafetensors, check_space, file_size
 
 DTYPES = FLOATS
@@ -208,7 +208,7 @@ def config_for_folder(raw: dict, outputs: list[Output], extras: dict[str, str]) 
     }
     primary = outputs[-1]
     out["moshi_name"] = primary.file_name
-    out.update(extras)
+    out.update({k: v for k, v in extras.items() if k != VOICES_KEY})
     if primary.recipe is not None:
         out["quantization"] = primary.recipe.to_json()
     out["model_files"] = {o.file_name: None if o.recipe is None else o.recipe.to_json() for o in outputs}

@@ -13,10 +13,11 @@ from pathlib import Path
 
 from moshi_mlx.config import DEFAULT_PRESET, read_json_object
 from moshi_mlx.errors import CheckpointError, ConfigError, OfflineError
-from moshi_mlx.loading.hub import folder_file, hub_unavailable, is_repo_id, repo_file
-from moshi_mlx.release import CONFIG_FILE, MIMI_FILE, MOSHI_FILES, TOKENIZER_FILE
+from moshi_mlx.loading.hub import folder_file, gated_message, hub_unavailable, is_repo_id, repo_file
+from moshi_mlx.release import CONFIG_FILE, MIMI_FILE, MOSHI_FILES, TOKENIZER_FILE, VOICES_ARCHIVE
 
 _WEIGHT_NAMES = (MOSHI_FILES[None], "consolidated.safetensors")  # Kyutai's release; moshi-finetune
+VOICES_KEY = "voices"  # the extra that is PersonaPlex's voices.tgz: copied, not named in the config
 
 
 @dataclass
@@ -44,6 +45,8 @@ def _extra_names(config: dict | None) -> dict[str, str]:
     }
     if config.get("mimi_config_name"):
         names["mimi_config_name"] = str(config["mimi_config_name"])
+    if config.get("model_type") == "personaplex":  # its voice presets go along (not a config key)
+        names[VOICES_KEY] = VOICES_ARCHIVE
     return names
 
 
@@ -94,6 +97,7 @@ def resolve_hub(repo: str, config_path: str | None, download: Callable[..., str]
     def fetch(name: str, required: bool, key: str | None = None) -> Path | None:
         from huggingface_hub.errors import (
             EntryNotFoundError,
+            GatedRepoError,
             LocalEntryNotFoundError,
             OfflineModeIsEnabled,
             RepositoryNotFoundError,
@@ -109,6 +113,8 @@ def resolve_hub(repo: str, config_path: str | None, download: Callable[..., str]
                 "yourself and pass its local folder as SOURCE.",
                 why,
             ) from None
+        except GatedRepoError:
+            raise CheckpointError(gated_message(repo)) from None
         except RepositoryNotFoundError:
             raise CheckpointError(
                 f"{repo}: no such Hugging Face repo (or it is private/gated: log in with `hf auth login`). "

@@ -134,7 +134,9 @@ def test_sampling_is_the_flag_then_the_release_lm_gen_config_then_the_default(hi
     args = run.build_parser().parse_args(["--hf-repo", str(hibiki), "--text-temp", "0.2", "--seed", "3"])
     release = {"temp": 0.6, "temp_text": 0.4, "top_k": 100}  # as a release's config.json names them
     assert run._sampling(args, run._Resolved(files, "hibiki", release)) == Sampling(0.6, 0.2, 100, 25, 3)
-    assert run._sampling(args, run._Resolved(files, "moshi", release)) == Sampling(0.8, 0.2, 250, 25, 3)
+    # Kyutai's server and run_inference pass lm_gen_config to LMGen for every model (an RL-tuned Moshi's too)
+    assert run._sampling(args, run._Resolved(files, "moshi", release)) == Sampling(0.6, 0.2, 100, 25, 3)
+    assert run._sampling(args, run._Resolved(files, "moshi", {})) == Sampling(0.8, 0.2, 250, 25, 3)
 
 
 def test_a_file_translates_as_the_reference_driver_does(hibiki):

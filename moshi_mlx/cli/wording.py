@@ -16,6 +16,7 @@ RUN_ADVICE = {
     Setting.PRECISION: f"The {DEFAULT_BITS}-bit weights: -q {DEFAULT_BITS} ({DEFAULT_REPO}, file "
     f"{MOSHI_FILES[DEFAULT_BITS]}).",
     Setting.CONFIG: CONFIG_ADVICE,
+    Setting.PERSONA: "A PersonaPlex model's voice is --voice (a preset name or a recording), its role --role.",
 }
 QUANTIZE_ADVICE = {Setting.CONFIG: CONFIG_ADVICE}
 

@@ -17,6 +17,7 @@ RUNS = {
     "moshi": "Moshi (speech dialogue)",
     "hibiki": "Hibiki (French to English speech translation)",
     "stt": "Kyutai's STT (speech-to-text)",
+    "personaplex": "PersonaPlex (speech dialogue with a voice and a role)",
 }
 
 # model_type -> the member's name, for the kinds of Kyutai's loaders this port does not run

@@ -31,6 +31,12 @@ from .transformer import GATINGS, NORMS, POSITIONAL, TransformerConfig
 _LM_GATINGS = tuple(g for g in GATINGS if g != "none")  # the LM's MLPs are gated
 DEFAULT_PRESET = "moshi_7b_202409"  # Kyutai's released Moshi 7B, the config when a model has none
 MAX_SECONDS = 60.0  # bound of an STT model's audio delay and silence prefix (the releases: 0.5 / 2.5 s, 0 / 1 s)
+# model_type -> the preset a config naming only its type (and hub metadata) stands for: NVIDIA's reference
+# builds PersonaPlex from constants and its config.json carries little more than the type.
+MODEL_PRESETS = {"moshi": DEFAULT_PRESET, "personaplex": "personaplex_7b_v1"}
+# PersonaPlex's depformer holds dep_q = 16 slices: 0-7 generate Moshi's voice, 8-15 predict the user's stream,
+# which generation always provides (the reference's AUDIO_TOKENS_PER_STREAM = 8), so they never change an output.
+PERSONAPLEX_AGENT_CODEBOOKS = 8
 
 
 def preset_path(name: str = DEFAULT_PRESET) -> Path:
@@ -59,7 +65,7 @@ class DepformerConfig:
     """
 
     transformer: TransformerConfig  # one slice's stack; context = num_slices (one frame)
-    num_slices: int  # dep_q: codebooks generated per frame
+    num_slices: int  # dep_q of the JSON: slices the checkpoint holds (PersonaPlex: 16, of which 8 generate)
     multi_linear: bool = True  # False: the reference shares one depformer_in across slices
 
 
@@ -76,6 +82,9 @@ _LM_IGNORED_KEYS = {
     "model_id": "hub metadata",
     "quantization": "read by load_lm (weights.quant_config) and checked against the weight file",
     "model_files": "read by load_lm (weights.quant_config): the quantization of each file of the folder",
+    "version": "hub metadata (NVIDIA's PersonaPlex config.json)",
+    "lora_rank": "only meaningful with lora, which must be false",
+    "lora_scaling": "only meaningful with lora, which must be false",
 }
 # Features of the reference this port does not implement: accepted only at their inactive value.
 _LM_UNSUPPORTED = {
@@ -89,6 +98,7 @@ _LM_UNSUPPORTED = {
     "kv_repeat": 1,
     "cross_attention": False,
     "lora_name": None,  # LoRA adapters to merge: the model is not the file alone
+    "lora": False,  # the same, adapters inside the file (moshi-finetune)
     "tts_config": None,  # Kyutai's text-to-speech models
 }
 _LM_USED_KEYS = {
@@ -127,6 +137,15 @@ _LM_USED_KEYS = {
     "conditioners",
     "fuser",
 }
+
+
+def _preset_of_sparse(raw: dict) -> dict:
+    """A config holding only a known model_type and hub metadata (NVIDIA's PersonaPlex ships such a config.json;
+    its reference builds the model from constants) stands for that type's preset, its own keys on top."""
+    kind = raw.get("model_type", "moshi")
+    if kind not in MODEL_PRESETS or set(raw) - {"model_type"} - set(_LM_IGNORED_KEYS) or "model_type" not in raw:
+        return raw
+    return read_json_object(preset_path(MODEL_PRESETS[kind])) | raw
 
 
 def model_kind(raw: dict, source: str) -> str:
@@ -176,13 +195,21 @@ class LmConfig:
     n_q: int  # audio streams fed to the model (Moshi's + the user's)
     delays: tuple[int, ...]  # per stream, text first: steps a stream lags behind the text
     existing_text_padding_id: int = 3
-    model_type: str = "moshi"  # "hibiki": translation, "stt": speech-to-text (see family.RUNS)
+    # "hibiki": translation; "stt": speech-to-text; "personaplex": 16 depformer slices, prompts (see family.RUNS)
+    model_type: str = "moshi"
     conditioners: tuple[LutConditionerConfig, ...] = ()  # summed into the input at every step (Hibiki's)
     stt: SttConfig | None = None  # speech-to-text models only
     extra_heads_num_heads: int = 0  # small heads on the temporal output (the STT 1B's voice activity)
     extra_heads_dim: int = 6
 
     def __post_init__(self) -> None:
+        if self.is_personaplex and not (
+            self.depformer is not None and PERSONAPLEX_AGENT_CODEBOOKS < self.depformer.num_slices == self.n_q
+        ):
+            raise ConfigError(
+                f"PersonaPlex's depformer predicts both voices: dep_q must equal n_q and exceed "
+                f"{PERSONAPLEX_AGENT_CODEBOOKS} (got dep_q {self.dep_q}, n_q {self.n_q})"
+            )
         if len(self.delays) != self.n_q + 1:
             raise ConfigError(f"delays has {len(self.delays)} entries; expected n_q + 1 = {self.n_q + 1}")
         if any(d < 0 for d in self.delays):
@@ -209,8 +236,15 @@ class LmConfig:
         return self.transformer.d_model
 
     @property
+    def is_personaplex(self) -> bool:
+        return self.model_type == "personaplex"
+
+    @property
     def dep_q(self) -> int:
-        return 0 if self.depformer is None else self.depformer.num_slices
+        """Moshi's audio codebooks generated per frame: the depformer slices generation runs (none for STT)."""
+        if self.depformer is None:
+            return 0
+        return PERSONAPLEX_AGENT_CODEBOOKS if self.is_personaplex else self.depformer.num_slices
 
     @property
     def is_stt(self) -> bool:
@@ -249,6 +283,7 @@ class LmConfig:
 
         Every value is checked for type and range here, before anything is built (ConfigError naming it).
         """
+        raw = _preset_of_sparse(raw)
         f = Fields(raw, source)
         kind = model_kind(raw, source)
         for key, inactive in _LM_UNSUPPORTED.items():

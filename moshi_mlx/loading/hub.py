@@ -15,16 +15,18 @@ from urllib.parse import urlparse
 
 from ..config import read_json_object
 from ..config.lm import model_kind
-from ..errors import CheckpointError, ConfigError, OfflineError, Setting, require_file
+from ..errors import CheckpointError, ConfigError, MemoryBudgetError, OfflineError, Setting, require_file
 from ..release import (
     CONFIG_FILE,
     DEFAULT_BITS,
     DEFAULT_REPO,
     DEFAULT_VOICE,
+    FAMILY_REPOS,
     MIMI_FILE,
     MOSHI_FILES,
     TOKENIZER_FILE,
     VOICES,
+    VOICES_ARCHIVE,
     mlx_repo,
     precision_label,
 )
@@ -180,6 +182,28 @@ def _is_network_error(e: BaseException) -> bool:
     )
 
 
+def _check_download(check: Callable, repo: str, bits: int | None, config: Path | None) -> None:
+    """`check(bits, config)`; for a family release that has only bf16 PyTorch weights (no 4-bit repository to
+    switch to), a refusal says how to make the 4-bit weights instead of naming another repository."""
+    try:
+        check(bits, config)
+    except MemoryBudgetError as e:
+        if repo not in FAMILY_REPOS:
+            raise
+        raise MemoryBudgetError(
+            f"{e} {repo} holds only bf16 PyTorch weights: make 4-bit ones on a machine with the disk space, "
+            "with the quantize tool (it reads one tensor at a time), and run the folder it writes."
+        ) from None
+
+
+def gated_message(repo: str) -> str:
+    """What to do about a gated repository (the hub refuses its files until the licence is accepted)."""
+    return (
+        f"{repo} is a gated repository: accept its licence on https://huggingface.co/{repo} while logged in, "
+        "then log in here with `hf auth login` (or set HF_TOKEN) and try again"
+    )
+
+
 def _cached(repo: str, filename: str) -> str | None:
     from huggingface_hub import try_to_load_from_cache
 
@@ -196,6 +220,8 @@ def _repo_listing(repo: str, local_only: bool = False) -> tuple[set[str], str | 
     if reason is None:
         try:
             return set(huggingface_hub.list_repo_files(repo)), None
+        except errors.GatedRepoError:
+            raise CheckpointError(gated_message(repo), hint=Setting.MODEL_FILES) from None
         except (errors.RepositoryNotFoundError, errors.HFValidationError) as e:
             raise CheckpointError(
                 f"model repository {repo!r} not found on Hugging Face ({type(e).__name__}); check the name, "
@@ -254,6 +280,8 @@ def _download(repo: str, filename: str, tqdm_class, reason: str | None, needed: 
         return Path(huggingface_hub.hf_hub_download(repo, filename, local_files_only=offline, **kw))
     except Exception as e:  # noqa: BLE001 (sorted below into our errors)
         if not (offline or _is_network_error(e)):
+            if isinstance(e, errors.GatedRepoError):
+                raise CheckpointError(gated_message(repo), hint=Setting.MODEL_FILES) from None
             if isinstance(e, errors.EntryNotFoundError):
                 raise CheckpointError(f"{repo} has no file {filename}") from None
             if isinstance(e, errors.HfHubHTTPError):
@@ -386,7 +414,7 @@ def resolve_model_files(
             )
         name, q = _pick_moshi(listing, quant, quant_given, repo)
         if before_download is not None and reason is None and _cached(repo, name) is None:
-            before_download(q, cfg)
+            _check_download(before_download, repo, q, cfg)
     else:
         name, q = "", quant
     needed = [
@@ -409,3 +437,29 @@ def resolve_model_files(
         repo,
         _download(repo, mimi_config, tqdm_class, reason) if mimi_config else None,
     )
+
+
+def local_voices(folder: Path) -> Path | None:
+    """A model folder's voice presets: its `voices/`, else its `voices.tgz` extracted once; None if neither."""
+    from ..persona.voices import extract_voices
+
+    if (folder / "voices").is_dir():
+        return folder / "voices"
+    return extract_voices(folder / VOICES_ARCHIVE) if (folder / VOICES_ARCHIVE).is_file() else None
+
+
+def voices_folder(files: ModelFiles, tqdm_class: Callable | None = None) -> Path | None:
+    """PersonaPlex's voice presets for the model `files` came from: its `voices/` folder, or its `voices.tgz`
+    (downloaded from the repository when needed, extracted once beside it); None when it has none (or the hub
+    cannot be reached and the archive is not cached: a voice can still come from a file)."""
+    from ..persona.voices import extract_voices
+
+    if Path(files.source).is_dir():
+        return local_voices(Path(files.source))
+    if not is_repo_id(files.source):
+        return None
+    try:
+        archive = _download(files.source, VOICES_ARCHIVE, tqdm_class, hub_unavailable())
+    except (CheckpointError, OfflineError):
+        return None
+    return extract_voices(archive)

@@ -50,7 +50,8 @@ def map_lm_torch(tensors: dict[str, mx.array], cfg: LmConfig, source: str = "che
         else:
             move(key, f"transformer.layers.{layer}.{rest.replace('in_proj_weight', 'in_proj.weight')}")
 
-    dep_q = cfg.dep_q
+    # slices the file holds (PersonaPlex: 16, more than it generates; STT: none)
+    dep_q = 0 if cfg.depformer is None else cfg.depformer.num_slices
     multi_linear = cfg.depformer is not None and cfg.depformer.multi_linear
     for k in range(dep_q):
         s = f"depformer.slices.{k}"
@@ -132,21 +133,21 @@ def torch_layout_shapes(cfg: LmConfig) -> dict[str, tuple[int, ...]]:
         return shapes
     dep = cfg.depformer.transformer
     shapes["depformer_text_emb.weight"] = (cfg.text_card + 1, dep.d_model)
-    for k in range(cfg.dep_q if cfg.depformer.multi_linear else 1):
+    for k in range(cfg.depformer.num_slices if cfg.depformer.multi_linear else 1):
         shapes[f"depformer_in.{k}.weight"] = (dep.d_model, dim)
-    for k in range(cfg.dep_q):
+    for k in range(cfg.depformer.num_slices):
         shapes[f"linears.{k}.weight"] = (cfg.card, dep.d_model)
         if k:
             shapes[f"depformer_emb.{k - 1}.weight"] = (cfg.card + 1, dep.d_model)
     for layer in range(dep.num_layers):
         p = f"depformer.layers.{layer}"
         shapes |= {
-            f"{p}.self_attn.in_proj_weight": (cfg.dep_q * 3 * dep.d_model, dep.d_model),
-            f"{p}.self_attn.out_proj.weight": (cfg.dep_q * dep.d_model, dep.d_model),
+            f"{p}.self_attn.in_proj_weight": (cfg.depformer.num_slices * 3 * dep.d_model, dep.d_model),
+            f"{p}.self_attn.out_proj.weight": (cfg.depformer.num_slices * dep.d_model, dep.d_model),
             f"{p}.norm1.alpha": (1, 1, dep.d_model),
             f"{p}.norm2.alpha": (1, 1, dep.d_model),
         }
-        for k in range(cfg.dep_q):
+        for k in range(cfg.depformer.num_slices):
             shapes[f"{p}.gating.{k}.linear_in.weight"] = (2 * dep.gating_hidden, dep.d_model)
             shapes[f"{p}.gating.{k}.linear_out.weight"] = (dep.d_model, dep.gating_hidden)
     return shapes

@@ -250,6 +250,65 @@ def test_before_download_can_stop_the_lm_download_but_is_not_asked_for_cached_fi
     assert asked == []  # already here: load_lm checks memory itself
 
 
+def test_a_gated_repository_says_to_accept_its_licence(fake, monkeypatch) -> None:
+    """kyutai/*-rl-seamless and nvidia/personaplex-7b-v1 are gated: the hub answers 401/403 until accepted."""
+    import httpx2
+
+    def gated(repo_id: str, **kw):
+        raise errors.GatedRepoError("403 gated", response=httpx2.Response(403, request=httpx2.Request("GET", "u")))
+
+    fake({})
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", gated)
+    for repo in ("kyutai/moshika-rl-seamless", "nvidia/personaplex-7b-v1"):
+        with pytest.raises(
+            CheckpointError,
+            match=f"{repo} is a gated repository: accept its licence on https://huggingface.co/{repo}.*hf auth login",
+        ):
+            hub.resolve_model_files(repo)
+
+
+def test_personaplex_voices_come_from_the_repositorys_archive(fake, monkeypatch, tmp_path: Path) -> None:
+    import tarfile
+
+    from moshi_mlx.release import VOICES_ARCHIVE
+
+    preset = Path(__file__).resolve().parents[1] / "assets" / "personaplex" / "voice.pt"
+    f = fake({"nvidia/personaplex-7b-v1": {"model.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE, VOICES_ARCHIVE}})
+    plain = f.hf_hub_download
+
+    def download(repo_id: str, filename: str, **kw) -> str:
+        path = Path(plain(repo_id, filename, **kw))
+        if filename == VOICES_ARCHIVE:
+            with tarfile.open(path, "w:gz") as tar:
+                tar.add(preset, arcname="voices/VARM3.pt")
+        return str(path)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    files = hub.resolve_model_files("nvidia/personaplex-7b-v1")
+    assert files.quant is None and files.moshi.name == "model.safetensors"
+    folder = hub.voices_folder(files)
+    assert folder is not None and sorted(p.name for p in folder.iterdir()) == ["VARM3.pt"]
+    fake({"kyutai/moshiko-mlx-q4": Q4})  # a repository without presets
+    assert hub.voices_folder(hub.resolve_model_files("kyutai/moshiko-mlx-q4")) is None
+
+
+def test_a_family_release_too_big_to_download_says_how_to_make_the_4_bit_weights(fake) -> None:
+    from moshi_mlx.errors import MemoryBudgetError
+
+    repo = "kyutai/moshika-rl-seamless"
+    f = fake({repo: {"model.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE, hub.CONFIG_FILE}})
+
+    def refuse(bits, config):
+        raise MemoryBudgetError(
+            "The bf16 Moshi model needs about 15.8 GiB. Use the 4-bit weights.", hint=Setting.PRECISION
+        )
+
+    with pytest.raises(MemoryBudgetError, match="holds only bf16 PyTorch weights: make 4-bit ones.*quantize") as e:
+        hub.resolve_model_files(repo, before_download=refuse)
+    assert e.value.hint is None  # not "-q 4": there is no 4-bit repository of it
+    assert [d for d in f.downloads if d[1] == "model.safetensors"] == []
+
+
 HIBIKI = {  # kyutai/hibiki-1b-mlx-bf16 as published: the config names every file
     hub.CONFIG_FILE: {
         "model_type": "hibiki",
