@@ -70,7 +70,7 @@ def ours(**options) -> Canceller:
 def webrtc_aec3() -> Canceller | None:
     """WebRTC AEC3 through `pywebrtc-audio` (48 kHz, 10 ms frames), its output delay taken out; None if absent."""
     try:
-        import pywebrtc_audio
+        import pywebrtc_audio  # pyright: ignore[reportMissingImports]  (the optional bench extra)
     except ImportError:
         return None
     import soxr
