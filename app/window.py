@@ -41,6 +41,11 @@ ECHO_TIP = (
     "Removes Moshi's own voice from the microphone, so that through speakers it does not hear and answer "
     "itself, while your voice passes at its full level: you can still interrupt it. Not needed with headphones."
 )
+SUPPRESSOR_CHECK = "Also dim leftover echo"
+SUPPRESSOR_TIP = (
+    "Residual echo suppressor: after echo cancellation, softens what is left of Moshi's voice where only Moshi "
+    "is heard. While you and Moshi talk at once it may dull your voice slightly. Off by default."
+)
 
 
 class MainWindow(QMainWindow):
@@ -133,6 +138,9 @@ class MainWindow(QMainWindow):
         self.temperature_spin.setToolTip("Higher is more varied, lower more predictable (0 = always the likeliest)")
         self.echo_check = QCheckBox(ECHO_CHECK)
         self.echo_check.setToolTip(ECHO_TIP)
+        self.suppressor_check = QCheckBox(SUPPRESSOR_CHECK)
+        self.suppressor_check.setToolTip(SUPPRESSOR_TIP)
+        self.suppressor_check.setStyleSheet("QCheckBox { margin-left: 20px; }")  # under the option it refines
 
         model_box = QGroupBox(MODEL_BOX)
         mf = QFormLayout(model_box)
@@ -145,6 +153,7 @@ class MainWindow(QMainWindow):
         af.addRow(INPUT_ROW, self.input_combo)
         af.addRow(OUTPUT_ROW, self.output_combo)
         af.addRow(self.echo_check)
+        af.addRow(self.suppressor_check)
         for f in (mf, af):
             f.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
             f.setVerticalSpacing(10)
