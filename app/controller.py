@@ -127,7 +127,7 @@ class Controller(QObject):
     ) -> None:
         """Replaces the current model (if any) with one built by `factory` on a new loop thread.
 
-        `start_after`: (input, output, echo) to start a conversation as soon as it is loaded.
+        `start_after`: (input, output, echo, suppressor) to start a conversation as soon as it is loaded.
         """
         self.unload()
         self._gen += 1
@@ -169,8 +169,15 @@ class Controller(QObject):
         return self._loop is not None and self.state in (READY, STARTING, RUNNING, STOPPING)
 
     # -- conversations ---------------------------------------------------------------------------
-    def start(self, input_device: str | None = None, output_device: str | None = None, echo: bool = False) -> bool:
-        """Starts a conversation on the loaded model; False (and an `error`) if the devices are unusable."""
+    def start(
+        self,
+        input_device: str | None = None,
+        output_device: str | None = None,
+        echo: bool = False,
+        suppressor: bool = False,
+    ) -> bool:
+        """Starts a conversation on the loaded model; False (and an `error`) if the devices are unusable.
+        `echo`: with echo cancellation; `suppressor`: and its residual echo suppressor (as --echo-suppressor)."""
         if self._loop is None or self.state != READY:
             return False
         picked = self.pick_devices(input_device, output_device, rescan=False)  # PortAudio's list as it is now
@@ -190,7 +197,9 @@ class Controller(QObject):
         except MoshiError as e:
             self.error.emit("Cannot record", f"{for_window(e)} The conversation runs without a recording.")
             recorder, folder = None, None
-        echo_obj = self._echo_cls() if echo and self._echo_cls is not None else None
+        echo_obj = None
+        if echo and self._echo_cls is not None:
+            echo_obj = self._echo_cls(suppress=1.0 if suppressor else 0.0)
         self.last_recording = folder
         self._speaker_ms = 0.0
         self._loop.begin_session(audio, recorder=recorder, echo=echo_obj)

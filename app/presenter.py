@@ -109,11 +109,17 @@ class Presenter(QObject):
         w.temperature_spin.setValue(s.temperature)
         w.echo_check.setChecked(s.echo_cancellation and self.ctl.echo_available)
         w.echo_check.setEnabled(self.ctl.echo_available)
+        w.suppressor_check.setChecked(s.echo_suppressor and self.ctl.echo_available)
+        self._sync_suppressor()
         if not self.ctl.echo_available:
             w.echo_check.setToolTip(f"{ECHO_CHECK} is not available in this installation")
         self._sync_model_widgets()
         if s.geometry is not None:
             w.restoreGeometry(s.geometry)
+
+    def _sync_suppressor(self) -> None:
+        """The suppressor works on echo cancellation's output: it is offered only while that is on."""
+        self.w.suppressor_check.setEnabled(self.ctl.echo_available and self.w.echo_check.isChecked())
 
     def _sync_model_widgets(self) -> None:
         from_folder = bool(self.settings.local_folder)
@@ -176,6 +182,8 @@ class Presenter(QObject):
         w.precision_combo.currentIndexChanged.connect(lambda _: self._set("precision", w.precision_combo.currentData()))
         w.temperature_spin.valueChanged.connect(lambda v: self._set("temperature", float(v)))
         w.echo_check.toggled.connect(lambda on: self._set("echo_cancellation", bool(on)))
+        w.echo_check.toggled.connect(lambda _: self._sync_suppressor())
+        w.suppressor_check.toggled.connect(lambda on: self._set("echo_suppressor", bool(on)))
         w.input_combo.activated.connect(lambda _: self._set("input_device", w.input_combo.currentData() or ""))
         w.output_combo.activated.connect(lambda _: self._set("output_device", w.output_combo.currentData() or ""))
         w.persona_voice_combo.currentIndexChanged.connect(
@@ -283,7 +291,8 @@ class Presenter(QObject):
 
     def _audio_args(self) -> tuple:
         echo = self.w.echo_check.isChecked() and self.ctl.echo_available
-        return self.settings.input_device, self.settings.output_device, echo
+        suppressor = echo and self.w.suppressor_check.isChecked()
+        return self.settings.input_device, self.settings.output_device, echo, suppressor
 
     def prepare_and_start(self) -> None:
         """Checks the microphone and speaker, finds the weights (local folder, cache, or a download
@@ -375,11 +384,13 @@ class Presenter(QObject):
             w.input_combo,
             w.output_combo,
             w.echo_check,
+            w.suppressor_check,
         ):
             widget.setEnabled(not busy)
         if not busy:
             self._sync_model_widgets()
             w.echo_check.setEnabled(self.ctl.echo_available)
+            self._sync_suppressor()
         if state == c.IDLE:
             self._loaded_key = None
         w.save_action.setEnabled(not running and bool(self.conversations))

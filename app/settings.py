@@ -13,6 +13,7 @@ from moshi_mlx import release
 VOICES = {v: f"{v.capitalize()} ({words})" for v, words in release.VOICES.items()}
 PRECISIONS = {p: release.precision_label(bits) for p, bits in release.PRECISIONS.items()}
 _ECHO_KEY = "audio/echo_suppression"  # the option's first name: choices saved under it are kept
+_SUPPRESSOR_KEY = "audio/residual_echo_suppressor"
 DEFAULT_VOICE, DEFAULT_PRECISION = release.DEFAULT_VOICE, release.precision_name(release.DEFAULT_BITS)
 PERSONA_VOICE = release.DEFAULT_PERSONA_VOICE
 
@@ -138,6 +139,15 @@ class AppSettings:
     @echo_cancellation.setter
     def echo_cancellation(self, v: bool) -> None:
         self._set(_ECHO_KEY, bool(v))
+
+    @property
+    def echo_suppressor(self) -> bool:
+        """The residual echo suppressor after echo cancellation (the CLI's --echo-suppressor), off by default."""
+        return self._bool(_SUPPRESSOR_KEY, False)
+
+    @echo_suppressor.setter
+    def echo_suppressor(self, v: bool) -> None:
+        self._set(_SUPPRESSOR_KEY, bool(v))
 
     # -- sampling --------------------------------------------------------------------------------
     @property

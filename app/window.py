@@ -42,6 +42,11 @@ ECHO_TIP = (
     "Removes Moshi's own voice from the microphone, so that through speakers it does not hear and answer "
     "itself, while your voice passes at its full level: you can still interrupt it. Not needed with headphones."
 )
+SUPPRESSOR_CHECK = "Also dim leftover echo"
+SUPPRESSOR_TIP = (
+    "Residual echo suppressor: after echo cancellation, softens what is left of Moshi's voice where only Moshi "
+    "is heard. While you and Moshi talk at once it may dull your voice slightly. Off by default."
+)
 
 
 class MainWindow(QMainWindow):
@@ -126,6 +131,8 @@ class MainWindow(QMainWindow):
         self.temperature_spin.setToolTip("Higher is more varied, lower more predictable (0 = always the likeliest)")
         self.echo_check = QCheckBox(ECHO_CHECK)
         self.echo_check.setToolTip(ECHO_TIP)
+        self.suppressor_check = QCheckBox(SUPPRESSOR_CHECK)
+        self.suppressor_check.setToolTip(SUPPRESSOR_TIP)
 
         self.persona_voice_combo = QComboBox()  # preset names, then recordings the user picked (data: name or path)
         self.persona_voice_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -152,7 +159,10 @@ class MainWindow(QMainWindow):
         af = QFormLayout(audio_box)
         af.addRow(INPUT_ROW, self.input_combo)
         af.addRow(OUTPUT_ROW, self.output_combo)
-        af.addRow(self.echo_check)
+        echo_row = QHBoxLayout()  # the refinement beside the option it refines: the window stays short
+        echo_row.addWidget(self.echo_check)
+        echo_row.addWidget(self.suppressor_check, 1)
+        af.addRow(echo_row)
         for f in (mf, pf, af):
             f.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
             f.setVerticalSpacing(10)

@@ -132,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument(
         "--echo-suppressor",
         action="store_true",
-        help="also dim what echo cancellation leaves of Moshi's voice (about 1 dB more removed; while you "
-        "both talk your own voice may lose up to 1 dB in places)",
+        help="also dim what echo cancellation leaves of Moshi's voice (about 2 dB more removed; while you "
+        "both talk your own voice may lose up to 2 dB in places)",
     )
     a.add_argument(
         "--max-lag",

@@ -12,7 +12,7 @@ its estimate. The user's voice is not in the reference and passes through linear
   that a loop keeps tracking: the shadow filter's impulse response (it follows a sliding echo at
   once) is compared with itself 0.25 s earlier, and the ratio moves until it stops sliding
   (`_track_drift`).
-- Filters: partitioned-block frequency-domain, overlap-save, 5 ms blocks, after a bulk delay that a
+- Filters: partitioned-block frequency-domain, overlap-save, 3.3 ms blocks, after a bulk delay that a
   GCC-PHAT estimator finds (a Bluetooth speaker adds 150-300 ms). They adapt with a Kalman gain per
   partition and frequency bin (Enzner and Vary's frequency-domain Kalman filter): the step is large
   while a filter is uncertain and shrinks with what the error holds that the far signal cannot
@@ -20,10 +20,13 @@ its estimate. The user's voice is not in the reference and passes through linear
   (early taps first), which is what makes it converge in a fraction of a second.
 - Echo path changes and double talk look alike to one filter (the error suddenly grows). So there are
   two: the main filter weighs the error heavily (it waits for proof: double talk barely moves it), the
-  shadow lightly (bold: start-up, a changed room, a drifting clock). The main filter takes the
-  shadow's taps when the shadow cancels 3 dB better, the shadow is put back onto the main filter
-  when it falls 6 dB behind (it diverged in double talk), and the output cross-fades to the shadow's
-  while it is 1.5 dB better.
+  shadow lightly and steps 1.5 times its Kalman gain (bold: start-up, a changed room, a drifting
+  clock). The main filter takes the shadow's taps when the shadow cancels 3 dB better, the shadow
+  is put back onto the main filter when it falls 6 dB behind (it diverged in double talk), and the
+  output cross-fades to the shadow's while it cancels better.
+- A changed room is told from double talk by what the microphone holds of the main filter's echo
+  estimate (the projection of one on the other): the user adds to the echo and leaves it whole, a
+  moved laptop takes it away (`CHANGED`). The shadow then forgets its old reverberation tail.
 - Optional residual echo suppression (`suppress`, off by default): a gentle spectral gain that dims
   what the linear filter leaves where the microphone holds only Moshi's echo, with a gain floor,
   held open wherever the microphone holds more than the echo estimate explains (the user).
@@ -46,6 +49,12 @@ _PHASES = 512  # fractional positions tabulated
 _NEVER = -(1 << 62)
 # Kalman noise weights (see _Kalman): the main filter waits for proof, the shadow adapts boldly
 MAIN_NOISE, SHADOW_NOISE = 64.0, 0.5
+# the shadow's steps beyond the Kalman gain: it overshoots a little, which follows a new room sooner
+SHADOW_STEP = 1.5
+# a path change: the microphone holds less than this share of the echo the main filter predicts (in
+# double talk it holds all of it, the user besides: >= 0.9 on the bench's scenes with the user 6 dB above
+# to 6 dB below the echo; it falls under 0.75 within 80 ms of the laptop moving while Moshi speaks)
+CHANGED = 0.75
 
 
 def _sinc_table() -> np.ndarray:
@@ -63,8 +72,8 @@ class _Kalman:
     not learned yet) against the filter's own uncertainty: small adapts boldly, large waits for proof.
     """
 
-    def __init__(self, prior: np.ndarray, bins: int, block: int, noise: float) -> None:
-        self.prior, self.B, self.noise = prior, block, noise
+    def __init__(self, prior: np.ndarray, bins: int, block: int, noise: float, step: float = 1.0) -> None:
+        self.prior, self.B, self.noise, self.step = prior, block, noise, step
         self.w = np.zeros((prior.shape[0], bins), np.complex64)
         self.pk = np.repeat(prior, bins, axis=1).astype(np.float32)  # uncertainty of every tap (partition x bin)
         self.psi = np.zeros(bins, np.float32)  # smoothed error spectrum
@@ -78,8 +87,9 @@ class _Kalman:
         self.psi = 0.5 * self.psi + 0.5 * np.abs(E) ** 2
         A2 = 0.9995**2  # state transition: the room keeps changing a little
         pk = self.pk
-        mu = pk / (np.sum(ax2 * pk, axis=0) + self.noise * self.psi / pk.shape[0] + 1e-12)
-        self.pk = A2 * (1 - 0.5 * mu * ax2) * pk + (1 - A2) * np.abs(self.w) ** 2
+        mu = self.step * pk / (np.sum(ax2 * pk, axis=0) + self.noise * self.psi / pk.shape[0] + 1e-12)
+        # (a step beyond the gain must not make the uncertainty negative)
+        self.pk = A2 * np.maximum(1 - 0.5 * mu * ax2, 0.05) * pk + (1 - A2) * np.abs(self.w) ** 2
         # the gradient with each partition's taps cut to B (overlap-save: the last B are circular)
         g = np.fft.irfft(mu * np.conj(X) * E, axis=1)
         g[:, self.B :] = 0.0
@@ -103,7 +113,7 @@ class EchoCanceller:
         rate: sample rate of both signals.
         filter_ms: echo tail the filter models after the bulk delay (room reverberation).
         max_delay_ms: largest bulk delay the estimator searches.
-        block: samples per adaptation block (5 ms at 24 kHz: more updates per second converge faster on speech).
+        block: samples per adaptation block (3.3 ms at 24 kHz: more updates per second converge faster on speech).
         drift: follow the speaker's clock when it differs from the microphone's (separate devices).
         suppress: residual echo suppression strength (0 = off, 1 = full); dims what the linear filter
             leaves where only the echo is heard, never below `floor_db`.
@@ -115,7 +125,7 @@ class EchoCanceller:
         rate: int = MODEL_RATE,
         filter_ms: float = 160.0,
         max_delay_ms: float = 400.0,
-        block: int = 120,
+        block: int = 80,
         drift: bool = True,
         suppress: float = 0.0,
         floor_db: float = -12.0,
@@ -151,8 +161,9 @@ class EchoCanceller:
         self._near_count = 0  # near samples processed
         self._near_hist = np.zeros(self._est_frame, np.float32)
         self._main = _Kalman(self._prior, bins, self.B, MAIN_NOISE)  # cautious: the output
-        self._shadow = _Kalman(self._prior, bins, self.B, SHADOW_NOISE)  # bold: proposes taps
+        self._shadow = _Kalman(self._prior, bins, self.B, SHADOW_NOISE, SHADOW_STEP)  # bold: proposes taps
         self._sm = self._ss = 1e-6  # smoothed error energies of both filters
+        self._dy = self._yy = 1e-9  # smoothed mic . main echo estimate, and its energy (path change test)
         self._use = 0.0  # the output's share from the shadow filter
         self._d0 = 0  # far lag (samples) of partition 0, a multiple of B
         self._cross = np.zeros(self._est_fft // 2 + 1, np.complex128)
@@ -272,10 +283,14 @@ class EchoCanceller:
         ym = np.fft.irfft(Ym)[B:]
         ys = np.fft.irfft(np.sum(self._shadow.w * X, axis=0))[B:]
         em, es = d - ym, d - ys
-        a = 0.9  # error energies over ~50 ms
+        a = 0.9  # error energies over ~30 ms
         self._sm = a * self._sm + (1 - a) * float(np.dot(em, em))
         self._ss = a * self._ss + (1 - a) * float(np.dot(es, es))
         if self._far_active:
+            self._dy = a * self._dy + (1 - a) * float(np.dot(d, ym))
+            self._yy = a * self._yy + (1 - a) * float(np.dot(ym, ym))
+            if self._dy < CHANGED * self._yy and self._mic_e > 10.0 * self._out_e:
+                self._path_changed()
             self._active_since += 1
             self._mic_e = 0.99 * self._mic_e + 0.01 * float(np.dot(d, d))
             self._out_e = 0.99 * self._out_e + 0.01 * float(np.dot(em, em))
@@ -291,15 +306,24 @@ class EchoCanceller:
             self._shadow.take(self._main)
             self._ss = self._sm
             self._h_then = None  # the drift tracker watches the shadow
-        # the output: the main filter's, or the shadow's while it cancels clearly better (start-up, a
-        # changed room); cross-faded over the block
-        use = 1.0 if self._ss < 0.7 * self._sm else 0.0
+        # the output: the main filter's, or the shadow's while it cancels better (start-up, a changed
+        # room); cross-faded over the block
+        use = 1.0 if self._ss < self._sm else 0.0
         ramp = np.linspace(self._use, use, B, endpoint=False) if use != self._use else use
         self._use = use
         out = (em + ramp * (es - em)).astype(np.float32)
         if self.suppress:
             out = self._suppress(out, Ym, d)
         return out
+
+    def _path_changed(self) -> None:
+        """The echo no longer follows the main filter's estimate: the laptop moved. The user cannot cause
+        this (their voice adds to the microphone without taking the echo away). The shadow forgets its
+        reverberation tail (20 ms after the strongest partition on): a tail of the old room added to the
+        new one's doubles the echo it leaves while it learns the new one."""
+        strongest = int(np.argmax(np.sum(np.abs(self._main.w) ** 2, axis=1)))
+        self._shadow.w[strongest + 1 + int(np.ceil(0.02 * self.rate / self.B)) :] = 0.0
+        self._dy = self._yy = 1e-9
 
     # -- residual echo suppression --------------------------------------------------------------------
     def _suppress(self, e: np.ndarray, Y: np.ndarray | None, d: np.ndarray) -> np.ndarray:
@@ -340,7 +364,7 @@ class EchoCanceller:
         """Every ~0.25 s of far speech with the filter converged: how far did its impulse response slide
         since the last look? The peak of its correlation with the response then (lags -4..4, parabolic
         between the neighbours of the best) gives the shift; the resampling ratio absorbs its rate."""
-        if self._active_since < 50:  # 0.25 s of far activity since the last look
+        if self._active_since < 0.25 * self.rate / self.B:  # 0.25 s of far activity since the last look
             return
         converged = self._mic_e / self._out_e > 10.0  # 10 dB
         if not converged:

@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtCore import QSettings, Qt  # noqa: E402
 from PySide6.QtGui import QGuiApplication  # noqa: E402
 
 from app import controller as c  # noqa: E402
@@ -520,7 +520,8 @@ class _CountingEcho:
 
     made: list[_CountingEcho] = []
 
-    def __init__(self) -> None:
+    def __init__(self, suppress: float = 0.0) -> None:
+        self.suppress = suppress
         self.processed = self.resets = self.reference = 0
         _CountingEcho.made.append(self)
 
@@ -538,7 +539,8 @@ class _CountingEcho:
         pass
 
 
-def test_echo_cancellation_setting_reaches_the_loop(qtbot, tmp_path: Path) -> None:
+def _counting_echo_app(qtbot, tmp_path: Path) -> tuple[AppSettings, MainWindow, c.Controller, Presenter]:
+    """A window on the scripted model and fake devices whose echo cancellers are _CountingEcho."""
     settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     settings.local_folder = str(write_fake_weights(tmp_path / "weights"))
     window = MainWindow()
@@ -547,6 +549,20 @@ def test_echo_cancellation_setting_reaches_the_loop(qtbot, tmp_path: Path) -> No
         audio_backend=LiveFakeBackend(), echo_factory=lambda: _CountingEcho, recordings=tmp_path / "rec", parent=window
     )
     p = Presenter(window, ctl, settings, Dialogs(window), model_factory=lambda f, t: ScriptModel, device_poll_ms=0)
+    return settings, window, ctl, p
+
+
+def _converse(qtbot, window: MainWindow, ctl: c.Controller) -> None:
+    """Start, until Moshi has said something, then Stop."""
+    window.start_button.click()
+    qtbot.waitUntil(lambda: ctl.state == c.RUNNING, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: bool(window.transcript.last_conversation_text()), timeout=WAIT_MS)
+    window.start_button.click()
+    qtbot.waitUntil(lambda: ctl.state == c.READY, timeout=WAIT_MS)
+
+
+def test_echo_cancellation_setting_reaches_the_loop(qtbot, tmp_path: Path) -> None:
+    settings, window, ctl, p = _counting_echo_app(qtbot, tmp_path)
     assert window.echo_check.isEnabled() and window.echo_check.isChecked()  # on by default
     # named for what it does (cancels Moshi's echo; the user's voice is not suppressed), explained on hover
     assert window.echo_check.text() == "Echo cancellation"
@@ -555,11 +571,7 @@ def test_echo_cancellation_setting_reaches_the_loop(qtbot, tmp_path: Path) -> No
     for on in (True, False):
         window.echo_check.setChecked(on)
         assert settings.echo_cancellation is on
-        window.start_button.click()
-        qtbot.waitUntil(lambda: ctl.state == c.RUNNING, timeout=WAIT_MS)
-        qtbot.waitUntil(lambda: bool(window.transcript.last_conversation_text()), timeout=WAIT_MS)
-        window.start_button.click()
-        qtbot.waitUntil(lambda: ctl.state == c.READY, timeout=WAIT_MS)
+        _converse(qtbot, window, ctl)
     assert len(_CountingEcho.made) == 1  # only the first conversation had one
     echo = _CountingEcho.made[0]
     assert echo.processed >= 1 and echo.resets == 1 and echo.reference > 0
@@ -571,6 +583,38 @@ def test_echo_cancellation_setting_reaches_the_loop(qtbot, tmp_path: Path) -> No
     p2 = Presenter(w2, ctl2, settings, Dialogs(w2), device_poll_ms=0)
     assert not w2.echo_check.isEnabled() and not w2.echo_check.isChecked()
     assert w2.echo_check.toolTip() == "Echo cancellation is not available in this installation"
+    assert p2.shutdown()
+
+
+def test_residual_echo_suppressor_checkbox_reaches_the_loop(qtbot, tmp_path: Path) -> None:
+    settings, window, ctl, p = _counting_echo_app(qtbot, tmp_path)
+    window.show()
+    qtbot.waitExposed(window)
+    box = window.suppressor_check
+    # off by default, under echo cancellation, and says what it costs
+    assert box.isEnabled() and not box.isChecked()
+    assert "leftover echo" in box.text() and "dull your voice" in box.toolTip()
+    _CountingEcho.made.clear()
+    _converse(qtbot, window, ctl)
+    qtbot.mouseClick(box, Qt.MouseButton.LeftButton)  # the real checkbox, clicked
+    assert box.isChecked() and settings.echo_suppressor
+    _converse(qtbot, window, ctl)
+    # the loop's echo canceller was built without, then with its suppressor (as --echo-suppressor does)
+    assert [e.suppress for e in _CountingEcho.made] == [0.0, 1.0]
+    assert all(e.processed >= 1 for e in _CountingEcho.made)
+    # it works on echo cancellation's output: without that it is greyed out
+    window.echo_check.setChecked(False)
+    assert not box.isEnabled()
+    window.echo_check.setChecked(True)
+    assert box.isEnabled() and box.isChecked()
+    assert p.shutdown()
+    # remembered for the next run
+    w2 = MainWindow()
+    qtbot.addWidget(w2, before_close_func=lambda _w: p2.shutdown())
+    ctl2 = c.Controller(audio_backend=LiveFakeBackend(), echo_factory=lambda: _CountingEcho, parent=w2)
+    s2 = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    p2 = Presenter(w2, ctl2, s2, Dialogs(w2), device_poll_ms=0)
+    assert w2.suppressor_check.isChecked()
     assert p2.shutdown()
 
 

@@ -40,11 +40,13 @@ def test_separate_devices_50_ppm_apart_and_a_fast_start() -> None:
 
 
 def test_re_converges_after_the_echo_path_changes() -> None:
-    s = sc.make_scene(6.0, change_at=3.0)  # the laptop moved, its lid opened wider
+    # the laptop moved, its lid opened wider, 4 s into Moshi's speech: the canceller before the path
+    # change test (3.3 ms blocks, a bolder shadow followed at once, its old tail forgotten) took 0.98 s
+    s = sc.make_scene(6.0, change_at=4.0)
     out = _run(EchoCanceller(), s.far, s.mic)
     t = sc.time_to_db(s.mic, out, s.echo, s.change_at)
     print(f"path change: 10 dB again after {t:.2f} s")
-    assert t <= 0.7  # measured 0.58 s (the target is 0.5 s)
+    assert t <= 0.5  # the target (measured 0.24 s)
 
 
 @pytest.mark.parametrize("suppress", [0.0, 1.0])
