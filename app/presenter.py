@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, QTimer
@@ -15,7 +16,8 @@ from PySide6.QtGui import QGuiApplication
 
 from moshi_mlx.dialog.events import too_slow
 from moshi_mlx.errors import MoshiError
-from moshi_mlx.release import DEFAULT_PERSONA_VOICE, DEFAULT_ROLE
+from moshi_mlx.loading import hub
+from moshi_mlx.release import DEFAULT_PERSONA_VOICE, DEFAULT_ROLE, STT_REPO
 
 from . import controller as c
 from .dialogs import Dialogs
@@ -33,7 +35,7 @@ from .models import (
 )
 from .saving import Conversation, save_copy
 from .settings import AppSettings
-from .window import ECHO_CHECK, MainWindow
+from .window import ECHO_CHECK, USER_NOT_HERE, USER_TIP, MainWindow
 from .wording import for_window
 
 _BUTTON = {
@@ -54,6 +56,7 @@ _STATE_TEXT = {
 }
 ENDED, ENDED_BY_ERROR = "Conversation ended", "Conversation stopped by an error"
 NO_VOICE = "No voice prompt"
+USER_PROBLEM = "Cannot show what you say"
 
 
 class Presenter(QObject):
@@ -63,6 +66,7 @@ class Presenter(QObject):
         model_factory: (ResolvedModel, temperature) -> factory the ModelLoop calls on its thread.
         resolver: finds or downloads a released model's files (tests pass a fake).
         device_poll_ms: how often the device lists are refreshed while no conversation runs (0: never).
+        user_model: the speech-to-text model of "Show what I say" (a repository or a local folder).
     """
 
     def __init__(
@@ -74,11 +78,13 @@ class Presenter(QObject):
         model_factory: Callable = frame_model_factory,
         resolver: Resolver = hub_resolver,
         device_poll_ms: int = 3000,
+        user_model: str = STT_REPO,
     ) -> None:
         super().__init__(window)
         self.w, self.ctl, self.settings = window, controller, settings
         self.dialogs = dialogs or Dialogs(window)
-        self.model_factory, self.resolver = model_factory, resolver
+        self.model_factory, self.resolver, self.user_model = model_factory, resolver, user_model
+        self._moshi_waiting: ResolvedModel | None = None  # Moshi's files, while the STT model downloads
         self.download: DownloadTask | None = None
         self.download_dialog: DownloadDialog | None = None
         self._loaded_key: tuple | None = None  # (choice, temperature) of the model in the controller
@@ -109,6 +115,7 @@ class Presenter(QObject):
         w.temperature_spin.setValue(s.temperature)
         w.echo_check.setChecked(s.echo_cancellation and self.ctl.echo_available)
         w.echo_check.setEnabled(self.ctl.echo_available)
+        w.user_check.setChecked(s.transcribe_user)
         if not self.ctl.echo_available:
             w.echo_check.setToolTip(f"{ECHO_CHECK} is not available in this installation")
         self._sync_model_widgets()
@@ -124,7 +131,20 @@ class Presenter(QObject):
         self.w.persona_box.setEnabled(plex)
         if plex:
             self._fill_persona_voices()
+        moshi = self._chosen_kind() == "moshi"
+        self.w.user_check.setEnabled(moshi)
+        self.w.user_check.setToolTip(USER_TIP if moshi else USER_NOT_HERE)
         self._update_model_status()
+
+    def _chosen_kind(self) -> str:
+        """The chosen model's model_type as far as it is known before its files are fetched ("moshi" if unknown)."""
+        folder = self.settings.local_folder
+        if folder:
+            try:
+                return resolve_folder(folder).kind
+            except MoshiError:  # said at Start
+                return "moshi"
+        return "moshi"
 
     def _fill_persona_voices(self) -> None:
         """The folder's presets, 'No voice prompt', and a recording chosen before; the remembered one selected
@@ -176,6 +196,7 @@ class Presenter(QObject):
         w.precision_combo.currentIndexChanged.connect(lambda _: self._set("precision", w.precision_combo.currentData()))
         w.temperature_spin.valueChanged.connect(lambda v: self._set("temperature", float(v)))
         w.echo_check.toggled.connect(lambda on: self._set("echo_cancellation", bool(on)))
+        w.user_check.toggled.connect(self.set_transcribe_user)
         w.input_combo.activated.connect(lambda _: self._set("input_device", w.input_combo.currentData() or ""))
         w.output_combo.activated.connect(lambda _: self._set("output_device", w.output_combo.currentData() or ""))
         w.persona_voice_combo.currentIndexChanged.connect(
@@ -211,7 +232,7 @@ class Presenter(QObject):
 
     def _set(self, key: str, value) -> None:
         setattr(self.settings, key, value)
-        if key in ("voice", "precision", "temperature", "persona_voice", "role"):
+        if key in ("voice", "precision", "temperature", "persona_voice", "role", "transcribe_user"):
             self._model_choice_changed()
 
     def _model_choice_changed(self) -> None:
@@ -223,7 +244,7 @@ class Presenter(QObject):
 
     def _key(self) -> tuple:
         s = self.settings
-        return (self.choice(), round(s.temperature, 4), s.persona_voice, s.role)
+        return (self.choice(), round(s.temperature, 4), s.persona_voice, s.role, s.transcribe_user)
 
     def choose_folder(self) -> None:
         folder = self.dialogs.choose_folder("Folder with Moshi weights", self.settings.local_folder)
@@ -297,13 +318,75 @@ class Presenter(QObject):
             except MoshiError as e:
                 self.dialogs.error("Model files problem", str(e))
                 return
-            self._load(files)
+            self._moshi_found(files)
             return
         cached = cached_files(choice) if self.resolver is hub_resolver else None
         if cached:
-            self._load(from_hub(choice, cached))
+            self._moshi_found(from_hub(choice, cached))
             return
         self._start_download(choice)
+
+    def _moshi_found(self, model: ResolvedModel) -> None:
+        """Moshi's files are here: load them, after finding (or downloading) the STT model when it is wanted."""
+        if not (self.settings.transcribe_user and model.kind == "moshi"):
+            self._load(model)
+            return
+        try:
+            user = self._local_user_files()
+        except MoshiError as e:
+            self.dialogs.error(USER_PROBLEM, for_window(e))
+            return
+        if user is not None:
+            self._load(model, user)
+            return
+        self._moshi_waiting = model
+        self._start_download(ModelChoice(hub_repo=self.user_model))
+
+    def _local_user_files(self) -> hub.ModelFiles | None:
+        """The STT model's files when they are on this computer (its folder, or the Hugging Face cache), else None."""
+        if Path(self.user_model).expanduser().is_dir():
+            return hub.resolve_model_files(self.user_model)
+        choice = ModelChoice(hub_repo=self.user_model)
+        return cached_files(choice) if self.resolver is hub_resolver else None
+
+    def _user_model_problem(self, model: ResolvedModel, user: hub.ModelFiles) -> str | None:
+        """Why Moshi cannot transcribe the user with this STT model (not one, or both do not fit in memory):
+        the preflight of `run --transcribe-user`, read from the files' headers before anything loads."""
+        from moshi_mlx.stt.user import check_dialog_model
+
+        try:
+            check_dialog_model(model.files, user)
+        except MoshiError as e:
+            return for_window(e)
+        return None
+
+    def set_transcribe_user(self, on: bool) -> None:
+        """The "Show what I say" switch. Turned on where both models' files are on this computer already, it is
+        refused at once (one dialog, the switch back off) when they do not fit together; else at Start."""
+        problem = self._user_problem_now() if on else None
+        if problem:
+            check = self.w.user_check
+            check.blockSignals(True)
+            check.setChecked(False)
+            check.blockSignals(False)
+            self.dialogs.error(USER_PROBLEM, problem)
+            return
+        self._set("transcribe_user", bool(on))
+
+    def _user_problem_now(self) -> str | None:
+        choice = self.choice()
+        try:
+            if choice.folder:
+                model = resolve_folder(choice.folder)
+            else:
+                cached = cached_files(choice) if self.resolver is hub_resolver else None
+                model = from_hub(choice, cached) if cached else None
+            user = self._local_user_files()
+        except MoshiError:  # said at Start
+            return None
+        if model is None or user is None or model.kind != "moshi":
+            return None
+        return self._user_model_problem(model, user)
 
     def _start_download(self, choice: ModelChoice) -> None:
         task = DownloadTask(choice, self.resolver, self)
@@ -330,21 +413,33 @@ class Presenter(QObject):
 
     def _download_finished(self, files: ResolvedModel) -> None:
         if self.sender() is self.download and self._end_download() is not None:
-            self._load(files)
+            moshi, self._moshi_waiting = self._moshi_waiting, None
+            if moshi is None:
+                self._moshi_found(files)
+            else:  # the STT model came after Moshi
+                self._load(moshi, files.files)
 
     def _download_failed(self, message: str) -> None:
         if self.sender() is self.download:
             self._end_download()
+            self._moshi_waiting = None
             self.dialogs.error("Could not download Moshi", message)
 
     def _download_cancelled(self) -> None:
         task = self.download
+        self._moshi_waiting = None
         if task is not None:
             task.cancel()
             self._end_download()
             self.w.status.showMessage("Download cancelled; it resumes where it stopped next time", 6000)
 
-    def _load(self, files: ResolvedModel) -> None:
+    def _load(self, files: ResolvedModel, user: hub.ModelFiles | None = None) -> None:
+        if user is not None:
+            problem = self._user_model_problem(files, user)
+            if problem:
+                self.dialogs.error(USER_PROBLEM, problem)
+                return
+            files = replace(files, user=user)
         if is_personaplex(files.files):  # its voice and role, read before loading
             try:
                 persona = resolve_persona(files, self.settings.persona_voice, self.settings.role)
@@ -375,6 +470,7 @@ class Presenter(QObject):
             w.input_combo,
             w.output_combo,
             w.echo_check,
+            w.user_check,
         ):
             widget.setEnabled(not busy)
         if not busy:

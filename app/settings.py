@@ -93,6 +93,15 @@ class AppSettings:
     def local_folder(self, v: str) -> None:
         self._set("model/local_folder", v or "")
 
+    @property
+    def transcribe_user(self) -> bool:
+        """Whether a speech-to-text model shows what the person says (off by default: it takes memory)."""
+        return self._bool("model/transcribe_user", False)
+
+    @transcribe_user.setter
+    def transcribe_user(self, v: bool) -> None:
+        self._set("model/transcribe_user", bool(v))
+
     # -- persona (PersonaPlex models) ------------------------------------------------------------
     @property
     def persona_voice(self) -> str:

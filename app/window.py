@@ -22,6 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from moshi_mlx.release import STT_REPO
+
 from .settings import PRECISIONS, VOICES
 from .widgets.meters import MeterRow
 from .widgets.status import StatusPanel
@@ -42,6 +44,13 @@ ECHO_TIP = (
     "Removes Moshi's own voice from the microphone, so that through speakers it does not hear and answer "
     "itself, while your voice passes at its full level: you can still interrupt it. Not needed with headphones."
 )
+USER_CHECK = "Show what I say"
+USER_TIP = (
+    f"Transcribes what you say, shown in the conversation beside Moshi's words and saved with it, with Kyutai's "
+    f"speech-to-text model {STT_REPO} (downloaded once; it needs memory beside Moshi's). "
+    "Only for a conversation with Moshi."
+)
+USER_NOT_HERE = f"{USER_CHECK} is for a conversation with Moshi: Hibiki and PersonaPlex do not take it"
 
 
 class MainWindow(QMainWindow):
@@ -74,6 +83,9 @@ class MainWindow(QMainWindow):
         self.save_button.setText("Save…")
         self.save_button.setToolTip("Save the last conversation: both voices and the transcript (Ctrl+S)")
 
+        self.user_check = QCheckBox(USER_CHECK)
+        self.user_check.setToolTip(USER_TIP)
+
         title = QLabel("Moshi")
         tf = QFont(title.font())
         tf.setPointSizeF(tf.pointSizeF() * 1.6)
@@ -86,6 +98,7 @@ class MainWindow(QMainWindow):
         head.addWidget(title)
         head.addSpacing(12)
         head.addWidget(self.subtitle, 1, Qt.AlignmentFlag.AlignBottom)
+        head.addWidget(self.user_check)  # the transcript's other side: beside it, not among the model's settings
         head.addWidget(self.copy_button)
         head.addWidget(self.save_button)
 

@@ -58,3 +58,120 @@ def test_the_users_words_show_as_their_own_turns_and_are_saved_with_their_times(
         assert said[1][1] - said[0][1] >= 2 * 0.08 - 1e-6
     finally:
         a.close()
+
+
+# -- the "Show what I say" switch: the STT model loaded with Moshi (run --transcribe-user's model and preflight) ---
+class _RealWindow:
+    """A window wired as the app wires it, with the real model factory (keeping what it built) and the tiny Moshi
+    and STT models of tests/support/stt.py (the STT model from a folder, as `user_model` allows)."""
+
+    def __init__(self, qtbot, tmp_path: Path, moshi: Path, stt: Path) -> None:
+        from PySide6.QtCore import QSettings
+
+        from app.dialogs import Dialogs
+        from app.models import frame_model_factory
+        from app.presenter import Presenter
+        from app.settings import AppSettings
+        from app.window import MainWindow
+        from support.app_fakes import LiveFakeBackend
+
+        self.settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+        self.settings.local_folder = str(moshi)
+        self.window = MainWindow()
+        qtbot.addWidget(self.window, before_close_func=lambda _w: self.presenter.shutdown())
+        self.dialogs = Dialogs(self.window)
+        self.ctl = c.Controller(
+            audio_backend=LiveFakeBackend(speed=2.0), recordings=tmp_path / "rec", parent=self.window
+        )
+        self.built: list = []
+
+        def factory(files, temperature, persona=None):
+            build = frame_model_factory(files, temperature, persona)
+
+            def keep():
+                self.built.append(build())
+                return self.built[-1]
+
+            return keep
+
+        self.presenter = Presenter(
+            self.window,
+            self.ctl,
+            self.settings,
+            self.dialogs,
+            model_factory=factory,
+            device_poll_ms=0,
+            user_model=str(stt),
+        )
+        self.window.show()
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    from support.stt import make_moshi_repo, make_repo
+
+    root = tmp_path_factory.mktemp("models")
+    return make_moshi_repo(root / "moshi"), make_repo(root / "stt")
+
+
+def test_show_what_i_say_loads_the_stt_model_with_moshi_and_is_remembered(qtbot, tmp_path: Path, tiny_models) -> None:
+    from PySide6.QtCore import QSettings
+
+    from app.settings import AppSettings
+
+    a = _RealWindow(qtbot, tmp_path, *tiny_models)
+    w = a.window
+    assert w.user_check.isEnabled() and not w.user_check.isChecked(), "off by default"
+    assert "kyutai/stt-1b-en_fr-mlx" in w.user_check.toolTip() and "downloaded once" in w.user_check.toolTip()
+    w.user_check.click()
+    assert a.settings.transcribe_user
+    w.start_button.click()
+    qtbot.waitUntil(lambda: a.ctl.state == c.RUNNING, timeout=60_000)
+    w.start_button.click()
+    qtbot.waitUntil(lambda: a.ctl.state == c.READY, timeout=30_000)
+    assert not a.dialogs.open_boxes, [b.informativeText() for b in a.dialogs.open_boxes]
+    (pipe,) = a.built
+    assert pipe.user is not None and pipe.user_lag_s == pytest.approx(0.24), "the loop's pipeline transcribes the user"
+    assert pipe.mimi.num_codebooks == 32  # the dialog's own Mimi codes, all the STT model reads
+    a.settings.sync()
+    assert AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)).transcribe_user
+    w.user_check.click()  # off again: the loaded model no longer matches and goes
+    assert not a.settings.transcribe_user and a.ctl.state == c.IDLE
+    assert a.presenter.shutdown()
+
+
+def test_show_what_i_say_is_refused_in_one_dialog_where_both_models_do_not_fit(
+    qtbot, tmp_path: Path, tiny_models, monkeypatch
+) -> None:
+    from moshi_mlx.loading import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 100_000)  # what the preflight reads
+    a = _RealWindow(qtbot, tmp_path, *tiny_models)
+    w = a.window
+    w.user_check.click()  # both models are on this computer: refused at once
+    assert len(a.dialogs.open_boxes) == 1 and not w.user_check.isChecked() and not a.settings.transcribe_user
+    box = a.dialogs.open_boxes[0]
+    assert box.text() == "Cannot show what you say"
+    assert "Moshi with the user's live transcript needs about" in box.informativeText()
+    box.accept()
+    qtbot.waitUntil(lambda: not a.dialogs.open_boxes, timeout=5000)
+
+    a.settings.transcribe_user = True  # remembered from a roomier machine: refused at Start, nothing loads
+    w.start_button.click()
+    assert len(a.dialogs.open_boxes) == 1 and a.ctl.state == c.IDLE and not a.built
+    assert "needs about" in a.dialogs.open_boxes[0].informativeText()
+    assert a.presenter.shutdown()
+
+
+def test_show_what_i_say_is_not_offered_for_hibiki_or_personaplex(qtbot, tmp_path: Path, tiny_models) -> None:
+    from support.hibiki import make_hibiki_folder
+    from support.personaplex import personaplex_folder
+
+    a = _RealWindow(qtbot, tmp_path, *tiny_models)
+    for folder in (make_hibiki_folder(tmp_path / "hibiki"), personaplex_folder(tmp_path / "plex", voices=False)):
+        a.presenter.set_folder(str(folder))
+        assert not a.window.user_check.isEnabled()
+        assert a.window.user_check.toolTip().startswith("Show what I say is for a conversation with Moshi")
+    a.presenter.set_folder(str(tiny_models[0]))
+    assert a.window.user_check.isEnabled()
+    assert a.presenter.shutdown()
