@@ -175,3 +175,28 @@ def test_show_what_i_say_is_not_offered_for_hibiki_or_personaplex(qtbot, tmp_pat
     a.presenter.set_folder(str(tiny_models[0]))
     assert a.window.user_check.isEnabled()
     assert a.presenter.shutdown()
+
+
+def test_show_what_i_say_downloads_the_stt_model_after_moshi_with_progress(qtbot, tmp_path: Path, tiny_models) -> None:
+    from moshi_mlx.loading.hub import resolve_model_files
+    from moshi_mlx.release import STT_REPO
+
+    moshi, stt = tiny_models
+    asked: list[str] = []
+
+    def resolver(choice, progress, cancelled):  # the hub: each repository's files, with progress
+        asked.append(choice.repo)
+        progress(1, 2, "model.safetensors")
+        return resolve_model_files(stt if choice.repo == STT_REPO else moshi)
+
+    a = _RealWindow(qtbot, tmp_path, moshi, Path(STT_REPO))
+    a.presenter.resolver = resolver
+    a.presenter.set_folder("")  # Kyutai's release, downloaded
+    a.window.user_check.click()  # nothing here yet: checked at Start
+    a.window.start_button.click()
+    qtbot.waitUntil(lambda: a.ctl.state == c.RUNNING, timeout=60_000)
+    assert asked == ["kyutai/moshiko-mlx-q4", STT_REPO]
+    assert not a.dialogs.open_boxes and a.built[0].user is not None
+    a.window.start_button.click()
+    qtbot.waitUntil(lambda: a.ctl.state == c.READY, timeout=30_000)
+    assert a.presenter.shutdown()
