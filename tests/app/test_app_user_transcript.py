@@ -42,6 +42,7 @@ def test_the_users_words_show_as_their_own_turns_and_are_saved_with_their_times(
         a.wait_state(c.RUNNING)
         a.qtbot.waitUntil(lambda: "YOU" in w.transcript.toPlainText(), timeout=WAIT_MS)
         a.qtbot.waitUntil(lambda: "MOSHI" in w.transcript.toPlainText(), timeout=WAIT_MS)
+        a.qtbot.waitUntil(lambda: "there" in w.transcript.toPlainText(), timeout=WAIT_MS)  # frame 3 (Moshi's: 1)
         w.start_button.click()
         a.wait_state(c.READY)
         text = a.presenter.copy_transcript()
