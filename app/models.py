@@ -163,7 +163,8 @@ def resolve_persona(model: ResolvedModel, voice: str, role: str):
     cfg = LmConfig.from_json(model.files.config)
     if not voice:  # "No voice prompt" chosen
         return resolve(None, role or None, cfg, None)
-    return resolve(voice, role or None, cfg, hub.voices_folder(model.files))
+    # a release's presets were fetched with its weights (download.hub_resolver): no network on the GUI thread here
+    return resolve(voice, role or None, cfg, hub.voices_folder(model.files, local_only=True))
 
 
 def frame_model_factory(model: ResolvedModel, temperature: float, persona=None) -> Callable[[], FrameModel]:

@@ -17,7 +17,15 @@ from PySide6.QtGui import QGuiApplication
 from moshi_mlx.dialog.events import too_slow
 from moshi_mlx.errors import MoshiError
 from moshi_mlx.loading import hub
-from moshi_mlx.release import DEFAULT_PERSONA_VOICE, DEFAULT_ROLE, STT_REPO
+from moshi_mlx.release import (
+    DEFAULT_PERSONA_VOICE,
+    DEFAULT_ROLE,
+    HIBIKI_REPO,
+    PERSONA_VOICES,
+    PERSONAPLEX_REPOS,
+    STT_REPO,
+    precision_label,
+)
 
 from . import controller as c
 from .dialogs import Dialogs
@@ -34,7 +42,7 @@ from .models import (
     resolve_persona,
 )
 from .saving import Conversation, save_copy
-from .settings import AppSettings
+from .settings import VOICES, AppSettings
 from .window import ECHO_CHECK, USER_NOT_HERE, USER_TIP, MainWindow
 from .wording import for_window
 
@@ -107,7 +115,7 @@ class Presenter(QObject):
     # -- settings <-> widgets --------------------------------------------------------------------
     def _load_settings(self) -> None:
         s, w = self.settings, self.w
-        w.voice_combo.setCurrentIndex(max(0, w.voice_combo.findData(s.voice)))
+        w.voice_combo.setCurrentIndex(max(0, w.voice_combo.findData(s.hub_repo or s.voice)))
         w.precision_combo.setCurrentIndex(max(0, w.precision_combo.findData(s.precision)))
         w.folder_edit.setText(s.local_folder)
         w.role_edit.setPlaceholderText(DEFAULT_ROLE)
@@ -125,9 +133,9 @@ class Presenter(QObject):
     def _sync_model_widgets(self) -> None:
         from_folder = bool(self.settings.local_folder)
         self.w.voice_combo.setEnabled(not from_folder)
-        self.w.precision_combo.setEnabled(not from_folder)
+        self.w.precision_combo.setEnabled(not from_folder and not self.settings.hub_repo)  # one precision: bf16
         self.w.folder_clear.setEnabled(from_folder)
-        plex = folder_is_personaplex(self.settings.local_folder)
+        plex = self._chosen_kind() == "personaplex"
         self.w.persona_box.setEnabled(plex)
         if plex:
             self._fill_persona_voices()
@@ -138,19 +146,24 @@ class Presenter(QObject):
 
     def _chosen_kind(self) -> str:
         """The chosen model's model_type as far as it is known before its files are fetched ("moshi" if unknown)."""
-        folder = self.settings.local_folder
+        folder, repo = self.settings.local_folder, self.settings.hub_repo
         if folder:
             try:
-                return resolve_folder(folder).kind
+                return "personaplex" if folder_is_personaplex(folder) else resolve_folder(folder).kind
             except MoshiError:  # said at Start
                 return "moshi"
-        return "moshi"
+        return "hibiki" if repo == HIBIKI_REPO else "personaplex" if repo in PERSONAPLEX_REPOS else "moshi"
+
+    def _persona_presets(self) -> list[str]:
+        """The chosen PersonaPlex model's voice presets: a folder's own, a release's as NVIDIA publishes them."""
+        folder = self.settings.local_folder
+        return persona_presets(folder) if folder else list(PERSONA_VOICES)
 
     def _fill_persona_voices(self) -> None:
         """The folder's presets, 'No voice prompt', and a recording chosen before; the remembered one selected
         (else the release's default voice, else the first preset)."""
         combo, saved = self.w.persona_voice_combo, self.settings.persona_voice
-        presets = persona_presets(self.settings.local_folder)
+        presets = self._persona_presets()
         combo.blockSignals(True)
         combo.clear()
         for name in presets:
@@ -183,16 +196,18 @@ class Presenter(QObject):
         ch = self.choice()
         if ch.folder:
             self.w.status.set_model(ch.label(), "from folder")
+        elif ch.hub_repo:
+            self.w.status.set_model(ch.label(), precision_label(None))
         else:
             self.w.status.set_model(ch.label(), self.w.precision_combo.currentText())
 
     def choice(self) -> ModelChoice:
         s = self.settings
-        return ModelChoice(s.voice, s.precision, s.local_folder)
+        return ModelChoice(s.voice, s.precision, s.local_folder, s.hub_repo)
 
     def _connect(self) -> None:
         w, ctl = self.w, self.ctl
-        w.voice_combo.currentIndexChanged.connect(lambda _: self._set("voice", w.voice_combo.currentData()))
+        w.voice_combo.currentIndexChanged.connect(lambda _: self.pick_model(w.voice_combo.currentData()))
         w.precision_combo.currentIndexChanged.connect(lambda _: self._set("precision", w.precision_combo.currentData()))
         w.temperature_spin.valueChanged.connect(lambda v: self._set("temperature", float(v)))
         w.echo_check.toggled.connect(lambda on: self._set("echo_cancellation", bool(on)))
@@ -234,6 +249,18 @@ class Presenter(QObject):
         setattr(self.settings, key, value)
         if key in ("voice", "precision", "temperature", "persona_voice", "role", "transcribe_user"):
             self._model_choice_changed()
+
+    def pick_model(self, key: str | None) -> None:
+        """The model picker: one of Moshi's voices (its precision chosen beside it), or a family repository."""
+        if not key:  # the separator
+            return
+        if key in VOICES:
+            self.settings.hub_repo = ""
+            self._set("voice", key)
+        else:
+            self.settings.hub_repo = key
+        self._sync_model_widgets()  # Translate mode, the Persona box, the precision
+        self._model_choice_changed()
 
     def _model_choice_changed(self) -> None:
         # a loaded model that no longer matches is released now (memory back at once), not at Start

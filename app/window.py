@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from moshi_mlx.release import STT_REPO
 
-from .settings import PRECISIONS, VOICES
+from .settings import FAMILY, PRECISIONS, VOICES
 from .widgets.meters import MeterRow
 from .widgets.status import StatusPanel
 from .widgets.transcript import TranscriptView
@@ -118,6 +118,10 @@ class MainWindow(QMainWindow):
         self.voice_combo = QComboBox()
         for key, text in VOICES.items():
             self.voice_combo.addItem(text, key)
+        self.voice_combo.insertSeparator(len(VOICES))
+        for repo, text in FAMILY.items():  # the family's releases, downloaded as Moshi's (data: the repository)
+            self.voice_combo.addItem(text, repo)
+            self.voice_combo.setItemData(self.voice_combo.count() - 1, repo, Qt.ItemDataRole.ToolTipRole)
         self.precision_combo = QComboBox()
         for key, text in PRECISIONS.items():
             self.precision_combo.addItem(text, key)
