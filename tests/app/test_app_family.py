@@ -102,3 +102,48 @@ def test_personaplex_from_the_picker_opens_the_persona_box_and_a_gated_repositor
     assert f"{repo} is a gated repository: accept its licence on https://huggingface.co/{repo}" in box.informativeText()
     assert "hf auth login" in box.informativeText()
     a.close()
+
+
+def test_personaplex_from_the_hub_starts_with_a_released_voice_preset(qtbot, tmp_path: Path, monkeypatch) -> None:
+    """The weights and voices.tgz come through the hub code (the download thread); Start reads the preset offline."""
+    import tarfile
+
+    from support.personaplex import ASSETS as PLEX
+    from support.personaplex import personaplex_folder
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: None)
+    repo_files = personaplex_folder(tmp_path / "published", voices=False)
+    with tarfile.open(repo_files / release.VOICES_ARCHIVE, "w:gz") as tar:
+        tar.add(PLEX / "voice.pt", arcname="voices/NATF2.pt")
+    fake = install_fake_hub(monkeypatch, tmp_path / "cache", {})
+    got: list[tuple[str, bool]] = []
+
+    def listing(repo_id: str, **kw) -> list[str]:
+        assert repo_id == release.PERSONAPLEX_REPO
+        return sorted(p.name for p in repo_files.iterdir())
+
+    def download(repo_id: str, filename: str, local_files_only: bool = False, **kw) -> str:
+        got.append((filename, local_files_only))
+        if local_files_only and (filename, False) not in got:  # the cache: only what was downloaded before
+            raise errors.LocalEntryNotFoundError("not cached")
+        return str(repo_files / filename)
+
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", listing)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(fake, "try_to_load_from_cache", lambda *a, **k: None)
+    a = _Recorded(qtbot, tmp_path)
+    _pick(a, release.PERSONAPLEX_REPO)
+    personas: list = []
+    factory = a.presenter.model_factory
+    a.presenter.model_factory = lambda files, temperature, persona=None: (
+        personas.append(persona) or factory(files, temperature, persona)
+    )
+    a.window.start_button.click()
+    a.wait_state(c.RUNNING, timeout=WAIT_MS)
+    assert not a.dialogs.open_boxes, [b.informativeText() for b in a.dialogs.open_boxes]
+    ((voice, role),) = personas
+    assert voice.name == "NATF2" and release.DEFAULT_ROLE in repr(role), role
+    assert (release.VOICES_ARCHIVE, False) in got  # fetched with the weights, on the download thread
+    a.window.start_button.click()
+    a.wait_state(c.READY)
+    a.close()
