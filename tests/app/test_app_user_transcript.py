@@ -12,7 +12,7 @@ pytest.importorskip("PySide6")
 from app import controller as c  # noqa: E402
 from moshi_mlx.dialog.events import FrameResult  # noqa: E402
 from support.app_fakes import ScriptModel  # noqa: E402
-from support.app_window import WAIT_MS, App  # noqa: E402
+from support.app_window import WAIT_MS, App, RealModelApp  # noqa: E402
 
 HEARD = {1: "hello", 3: " there"}  # the user's words, by frame (the model's text stream: a space starts a word)
 
@@ -62,49 +62,16 @@ def test_the_users_words_show_as_their_own_turns_and_are_saved_with_their_times(
 
 
 # -- the "Show what I say" switch: the STT model loaded with Moshi (run --transcribe-user's model and preflight) ---
-class _RealWindow:
-    """A window wired as the app wires it, with the real model factory (keeping what it built) and the tiny Moshi
-    and STT models of tests/support/stt.py (the STT model from a folder, as `user_model` allows)."""
+def _real_app(qtbot, tmp_path: Path, moshi: Path, stt: Path) -> RealModelApp:
+    """The real model factory over the tiny Moshi and STT models of tests/support/stt.py (the STT model from a
+    folder, as the Presenter's `user_model` allows)."""
+    from PySide6.QtCore import QSettings
 
-    def __init__(self, qtbot, tmp_path: Path, moshi: Path, stt: Path) -> None:
-        from PySide6.QtCore import QSettings
+    from app.settings import AppSettings
 
-        from app.dialogs import Dialogs
-        from app.models import frame_model_factory
-        from app.presenter import Presenter
-        from app.settings import AppSettings
-        from app.window import MainWindow
-        from support.app_fakes import LiveFakeBackend
-
-        self.settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
-        self.settings.local_folder = str(moshi)
-        self.window = MainWindow()
-        qtbot.addWidget(self.window, before_close_func=lambda _w: self.presenter.shutdown())
-        self.dialogs = Dialogs(self.window)
-        self.ctl = c.Controller(
-            audio_backend=LiveFakeBackend(speed=2.0), recordings=tmp_path / "rec", parent=self.window
-        )
-        self.built: list = []
-
-        def factory(files, temperature, persona=None):
-            build = frame_model_factory(files, temperature, persona)
-
-            def keep():
-                self.built.append(build())
-                return self.built[-1]
-
-            return keep
-
-        self.presenter = Presenter(
-            self.window,
-            self.ctl,
-            self.settings,
-            self.dialogs,
-            model_factory=factory,
-            device_poll_ms=0,
-            user_model=str(stt),
-        )
-        self.window.show()
+    settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    settings.local_folder = str(moshi)
+    return RealModelApp(qtbot, settings, tmp_path, user_model=str(stt))
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +87,7 @@ def test_show_what_i_say_loads_the_stt_model_with_moshi_and_is_remembered(qtbot,
 
     from app.settings import AppSettings
 
-    a = _RealWindow(qtbot, tmp_path, *tiny_models)
+    a = _real_app(qtbot, tmp_path, *tiny_models)
     w = a.window
     assert w.user_check.isEnabled() and not w.user_check.isChecked(), "off by default"
     assert "kyutai/stt-1b-en_fr-mlx" in w.user_check.toolTip() and "downloaded once" in w.user_check.toolTip()
@@ -147,7 +114,7 @@ def test_show_what_i_say_is_refused_in_one_dialog_where_both_models_do_not_fit(
     from moshi_mlx.loading import memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda: 100_000)  # what the preflight reads
-    a = _RealWindow(qtbot, tmp_path, *tiny_models)
+    a = _real_app(qtbot, tmp_path, *tiny_models)
     w = a.window
     w.user_check.click()  # both models are on this computer: refused at once
     assert len(a.dialogs.open_boxes) == 1 and not w.user_check.isChecked() and not a.settings.transcribe_user
@@ -168,7 +135,7 @@ def test_show_what_i_say_is_not_offered_for_hibiki_or_personaplex(qtbot, tmp_pat
     from support.hibiki import make_hibiki_folder
     from support.personaplex import personaplex_folder
 
-    a = _RealWindow(qtbot, tmp_path, *tiny_models)
+    a = _real_app(qtbot, tmp_path, *tiny_models)
     for folder in (make_hibiki_folder(tmp_path / "hibiki"), personaplex_folder(tmp_path / "plex", voices=False)):
         a.presenter.set_folder(str(folder))
         assert not a.window.user_check.isEnabled()
@@ -190,7 +157,7 @@ def test_show_what_i_say_downloads_the_stt_model_after_moshi_with_progress(qtbot
         progress(1, 2, "model.safetensors")
         return resolve_model_files(stt if choice.repo == STT_REPO else moshi)
 
-    a = _RealWindow(qtbot, tmp_path, moshi, Path(STT_REPO))
+    a = _real_app(qtbot, tmp_path, moshi, Path(STT_REPO))
     a.presenter.resolver = resolver
     a.presenter.set_folder("")  # Kyutai's release, downloaded
     a.window.user_check.click()  # nothing here yet: checked at Start
