@@ -43,7 +43,7 @@ from .models import (
 )
 from .saving import Conversation, save_copy
 from .settings import VOICES, AppSettings
-from .window import ECHO_CHECK, USER_NOT_HERE, USER_TIP, MainWindow
+from .window import ECHO_CHECK, USER_CHECK, USER_NOT_HERE, USER_TIP, MainWindow
 from .wording import for_window
 
 _BUTTON = {
@@ -65,6 +65,7 @@ _STATE_TEXT = {
 ENDED, ENDED_BY_ERROR = "Conversation ended", "Conversation stopped by an error"
 NO_VOICE = "No voice prompt"
 USER_PROBLEM = "Cannot show what you say"
+USER_DOWNLOAD = "Could not download the speech-to-text model"
 
 
 class Presenter(QObject):
@@ -449,8 +450,11 @@ class Presenter(QObject):
     def _download_failed(self, message: str) -> None:
         if self.sender() is self.download:
             self._end_download()
-            self._moshi_waiting = None
-            self.dialogs.error("Could not download Moshi", message)
+            if self._moshi_waiting is not None:  # the speech-to-text model, after Moshi's
+                self._moshi_waiting = None
+                self.dialogs.error(USER_DOWNLOAD, f"{message.rstrip('.')}. Or turn off {USER_CHECK}.")
+            else:
+                self.dialogs.error("Could not download Moshi", message)
 
     def _download_cancelled(self) -> None:
         task = self.download

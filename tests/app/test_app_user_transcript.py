@@ -168,3 +168,30 @@ def test_show_what_i_say_downloads_the_stt_model_after_moshi_with_progress(qtbot
     a.window.start_button.click()
     qtbot.waitUntil(lambda: a.ctl.state == c.READY, timeout=30_000)
     assert a.presenter.shutdown()
+
+
+def test_an_stt_download_that_fails_is_said_once_and_nothing_loads(qtbot, tmp_path: Path, tiny_models) -> None:
+    from moshi_mlx.errors import OfflineError
+    from moshi_mlx.loading.hub import resolve_model_files
+    from moshi_mlx.release import STT_REPO
+
+    moshi, _ = tiny_models
+
+    def resolver(choice, progress, cancelled):  # Moshi's files are here; the STT model's host cannot be reached
+        if choice.repo == STT_REPO:
+            raise OfflineError(f"cannot get model.safetensors from {STT_REPO}: the hub cannot be reached")
+        return resolve_model_files(moshi)
+
+    a = _real_app(qtbot, tmp_path, moshi, Path(STT_REPO))
+    a.presenter.resolver = resolver
+    a.presenter.set_folder("")
+    a.window.user_check.click()
+    a.window.start_button.click()
+    qtbot.waitUntil(lambda: bool(a.dialogs.open_boxes), timeout=WAIT_MS)
+    (box,) = a.dialogs.open_boxes
+    assert box.text() == "Could not download the speech-to-text model"
+    assert (
+        box.informativeText().endswith("Or turn off Show what I say.") and "cannot be reached" in box.informativeText()
+    )
+    assert a.ctl.state == c.IDLE and not a.built and a.presenter.download is None
+    assert a.presenter.shutdown()
