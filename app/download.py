@@ -14,6 +14,7 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QProgressDialog, QWidget
 
+from moshi_mlx import release
 from moshi_mlx.errors import MoshiError, OfflineError
 from moshi_mlx.loading import hub
 
@@ -60,7 +61,10 @@ def hub_resolver(choice: ModelChoice, progress: Progress, cancelled: threading.E
     try:
         from moshi_mlx.loading.memory import check_download_fits
 
-        return hub.resolve_model_files(choice.repo, choice.quant, tqdm_class=_Bar, before_download=check_download_fits)
+        files = hub.resolve_model_files(choice.repo, choice.quant, tqdm_class=_Bar, before_download=check_download_fits)
+        if choice.hub_repo in release.PERSONAPLEX_REPOS:
+            hub.voices_folder(files, tqdm_class=_Bar)  # its voice presets (voices.tgz), read when a conversation starts
+        return files
     except OfflineError as e:
         raise OfflineError(_offline_message(choice.repo, e.reason), e.reason) from None
 
@@ -68,7 +72,7 @@ def hub_resolver(choice: ModelChoice, progress: Progress, cancelled: threading.E
 def _offline_message(what: str, why: str = "") -> str:
     why = f" ({why})" if why else ""
     return (
-        f"Moshi's weights are not on this computer yet, and {what} cannot be reached to download them{why}. "
+        f"The weights of {what} are not on this computer yet, and the hub cannot be reached to download them{why}. "
         "Connect to the internet and press Start again, or choose a folder of weights you already have "
         f"under {WEIGHTS_FOLDER}."
     )

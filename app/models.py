@@ -32,6 +32,7 @@ class ModelChoice:
     voice: str = DEFAULT_VOICE
     precision: str = DEFAULT_PRECISION
     folder: str = ""  # a local folder of weights replaces the download when set
+    hub_repo: str = ""  # a repository of its own (the family's, the STT model's) replaces voice x precision
 
     def __post_init__(self) -> None:
         if self.voice not in VOICES:
@@ -41,12 +42,13 @@ class ModelChoice:
 
     @property
     def quant(self) -> int | None:
-        return release.PRECISIONS[self.precision]
+        """The precision to pick; None for a repository of its own (what it holds: the best it has)."""
+        return None if self.hub_repo else release.PRECISIONS[self.precision]
 
     @property
     def repo(self) -> str:
-        """Kyutai's MLX release for this voice and precision, e.g. kyutai/moshiko-mlx-q4."""
-        return hub.default_repo(self.quant, self.voice)
+        """Kyutai's MLX release for this voice and precision, e.g. kyutai/moshiko-mlx-q4, or `hub_repo`."""
+        return self.hub_repo or hub.default_repo(self.quant, self.voice)
 
     @property
     def files(self) -> tuple[str, str, str]:
@@ -56,6 +58,8 @@ class ModelChoice:
     def label(self) -> str:
         if self.folder:
             return Path(self.folder).name or self.folder
+        if self.hub_repo:
+            return self.hub_repo.rsplit("/", 1)[-1]
         return self.voice.capitalize()
 
 
@@ -67,6 +71,7 @@ class ResolvedModel:
     label: str  # "Moshiko", or the folder name
     quantization: str  # "4-bit", "8-bit", "bf16", ...
     kind: str = "moshi"  # the config's model_type; "hibiki": Translate mode (French in, English out)
+    user: hub.ModelFiles | None = None  # a speech-to-text model's files: the user's words are shown too
 
 
 def resolve_folder(folder: str | Path) -> ResolvedModel:
@@ -82,11 +87,12 @@ def resolve_folder(folder: str | Path) -> ResolvedModel:
         files = hub.resolve_model_files(d)  # a folder: never the network
     except MoshiError as e:
         raise type(e)(other_folder(e)) from None
+    return _resolved(files, d.name or str(d), describe_precision(files.moshi))
+
+
+def _resolved(files: hub.ModelFiles, label: str, quantization: str) -> ResolvedModel:
     kind = model_kind(files)
-    label = d.name or str(d)
-    return ResolvedModel(
-        files, f"{label} · {TRANSLATE}" if kind == "hibiki" else label, describe_precision(files.moshi), kind
-    )
+    return ResolvedModel(files, f"{label} · {TRANSLATE}" if kind == "hibiki" else label, quantization, kind)
 
 
 TRANSLATE = "translates French to English"  # what the status bar adds for Hibiki
@@ -100,7 +106,9 @@ def model_kind(files: hub.ModelFiles) -> str:
 
 
 def from_hub(choice: ModelChoice, files: hub.ModelFiles) -> ResolvedModel:
-    return ResolvedModel(files, choice.label(), PRECISIONS[choice.precision])
+    """A downloaded model (its kind read from its config: Hibiki translates)."""
+    quantization = describe_precision(files.moshi) if choice.hub_repo else PRECISIONS[choice.precision]
+    return _resolved(files, choice.label(), quantization)
 
 
 def describe_precision(path: Path) -> str:
@@ -155,13 +163,14 @@ def resolve_persona(model: ResolvedModel, voice: str, role: str):
     cfg = LmConfig.from_json(model.files.config)
     if not voice:  # "No voice prompt" chosen
         return resolve(None, role or None, cfg, None)
-    return resolve(voice, role or None, cfg, hub.voices_folder(model.files))
+    # a release's presets were fetched with its weights (download.hub_resolver): no network on the GUI thread here
+    return resolve(voice, role or None, cfg, hub.voices_folder(model.files, local_only=True))
 
 
 def frame_model_factory(model: ResolvedModel, temperature: float, persona=None) -> Callable[[], FrameModel]:
     """A factory for the ModelLoop: called on the loop thread, it builds the real FrameModel
     (Mimi encode -> LM step -> Mimi decode, with text detokenization); `persona`: a PersonaPlex model's
-    (voice, role) from `resolve_persona`."""
+    (voice, role) from `resolve_persona`; `model.user`: the STT model that transcribes the user too."""
 
     def build() -> FrameModel:
         from moshi_mlx import pipeline  # MLX work starts here, on the loop thread
@@ -171,6 +180,6 @@ def frame_model_factory(model: ResolvedModel, temperature: float, persona=None) 
             from moshi_mlx.translation import TranslationPipeline
 
             return TranslationPipeline.from_files(model.files, sampling)
-        return pipeline.MoshiPipeline.from_files(model.files, sampling, persona=persona)
+        return pipeline.MoshiPipeline.from_files(model.files, sampling, persona=persona, user_files=model.user)
 
     return build

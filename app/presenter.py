@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, QTimer
@@ -15,7 +16,16 @@ from PySide6.QtGui import QGuiApplication
 
 from moshi_mlx.dialog.events import too_slow
 from moshi_mlx.errors import MoshiError
-from moshi_mlx.release import DEFAULT_PERSONA_VOICE, DEFAULT_ROLE
+from moshi_mlx.loading import hub
+from moshi_mlx.release import (
+    DEFAULT_PERSONA_VOICE,
+    DEFAULT_ROLE,
+    HIBIKI_REPO,
+    PERSONA_VOICES,
+    PERSONAPLEX_REPOS,
+    STT_REPO,
+    precision_label,
+)
 
 from . import controller as c
 from .dialogs import Dialogs
@@ -32,8 +42,8 @@ from .models import (
     resolve_persona,
 )
 from .saving import Conversation, save_copy
-from .settings import AppSettings
-from .window import ECHO_CHECK, MainWindow
+from .settings import VOICES, AppSettings
+from .window import ECHO_CHECK, USER_CHECK, USER_NOT_HERE, USER_TIP, MainWindow
 from .wording import for_window
 
 _BUTTON = {
@@ -54,6 +64,8 @@ _STATE_TEXT = {
 }
 ENDED, ENDED_BY_ERROR = "Conversation ended", "Conversation stopped by an error"
 NO_VOICE = "No voice prompt"
+USER_PROBLEM = "Cannot show what you say"
+USER_DOWNLOAD = "Could not download the speech-to-text model"
 
 
 class Presenter(QObject):
@@ -63,6 +75,7 @@ class Presenter(QObject):
         model_factory: (ResolvedModel, temperature) -> factory the ModelLoop calls on its thread.
         resolver: finds or downloads a released model's files (tests pass a fake).
         device_poll_ms: how often the device lists are refreshed while no conversation runs (0: never).
+        user_model: the speech-to-text model of "Show what I say" (a repository or a local folder).
     """
 
     def __init__(
@@ -74,11 +87,13 @@ class Presenter(QObject):
         model_factory: Callable = frame_model_factory,
         resolver: Resolver = hub_resolver,
         device_poll_ms: int = 3000,
+        user_model: str = STT_REPO,
     ) -> None:
         super().__init__(window)
         self.w, self.ctl, self.settings = window, controller, settings
         self.dialogs = dialogs or Dialogs(window)
-        self.model_factory, self.resolver = model_factory, resolver
+        self.model_factory, self.resolver, self.user_model = model_factory, resolver, user_model
+        self._moshi_waiting: ResolvedModel | None = None  # Moshi's files, while the STT model downloads
         self.download: DownloadTask | None = None
         self.download_dialog: DownloadDialog | None = None
         self._loaded_key: tuple | None = None  # (choice, temperature) of the model in the controller
@@ -101,7 +116,7 @@ class Presenter(QObject):
     # -- settings <-> widgets --------------------------------------------------------------------
     def _load_settings(self) -> None:
         s, w = self.settings, self.w
-        w.voice_combo.setCurrentIndex(max(0, w.voice_combo.findData(s.voice)))
+        w.voice_combo.setCurrentIndex(max(0, w.voice_combo.findData(s.hub_repo or s.voice)))
         w.precision_combo.setCurrentIndex(max(0, w.precision_combo.findData(s.precision)))
         w.folder_edit.setText(s.local_folder)
         w.role_edit.setPlaceholderText(DEFAULT_ROLE)
@@ -111,6 +126,7 @@ class Presenter(QObject):
         w.echo_check.setEnabled(self.ctl.echo_available)
         w.suppressor_check.setChecked(s.echo_suppressor and self.ctl.echo_available)
         self._sync_suppressor()
+        w.user_check.setChecked(s.transcribe_user)
         if not self.ctl.echo_available:
             w.echo_check.setToolTip(f"{ECHO_CHECK} is not available in this installation")
         self._sync_model_widgets()
@@ -124,19 +140,37 @@ class Presenter(QObject):
     def _sync_model_widgets(self) -> None:
         from_folder = bool(self.settings.local_folder)
         self.w.voice_combo.setEnabled(not from_folder)
-        self.w.precision_combo.setEnabled(not from_folder)
+        self.w.precision_combo.setEnabled(not from_folder and not self.settings.hub_repo)  # one precision: bf16
         self.w.folder_clear.setEnabled(from_folder)
-        plex = folder_is_personaplex(self.settings.local_folder)
+        plex = self._chosen_kind() == "personaplex"
         self.w.persona_box.setEnabled(plex)
         if plex:
             self._fill_persona_voices()
+        moshi = self._chosen_kind() == "moshi"
+        self.w.user_check.setEnabled(moshi)
+        self.w.user_check.setToolTip(USER_TIP if moshi else USER_NOT_HERE)
         self._update_model_status()
+
+    def _chosen_kind(self) -> str:
+        """The chosen model's model_type as far as it is known before its files are fetched ("moshi" if unknown)."""
+        folder, repo = self.settings.local_folder, self.settings.hub_repo
+        if folder:
+            try:
+                return "personaplex" if folder_is_personaplex(folder) else resolve_folder(folder).kind
+            except MoshiError:  # said at Start
+                return "moshi"
+        return "hibiki" if repo == HIBIKI_REPO else "personaplex" if repo in PERSONAPLEX_REPOS else "moshi"
+
+    def _persona_presets(self) -> list[str]:
+        """The chosen PersonaPlex model's voice presets: a folder's own, a release's as NVIDIA publishes them."""
+        folder = self.settings.local_folder
+        return persona_presets(folder) if folder else list(PERSONA_VOICES)
 
     def _fill_persona_voices(self) -> None:
         """The folder's presets, 'No voice prompt', and a recording chosen before; the remembered one selected
         (else the release's default voice, else the first preset)."""
         combo, saved = self.w.persona_voice_combo, self.settings.persona_voice
-        presets = persona_presets(self.settings.local_folder)
+        presets = self._persona_presets()
         combo.blockSignals(True)
         combo.clear()
         for name in presets:
@@ -169,21 +203,24 @@ class Presenter(QObject):
         ch = self.choice()
         if ch.folder:
             self.w.status.set_model(ch.label(), "from folder")
+        elif ch.hub_repo:
+            self.w.status.set_model(ch.label(), precision_label(None))
         else:
             self.w.status.set_model(ch.label(), self.w.precision_combo.currentText())
 
     def choice(self) -> ModelChoice:
         s = self.settings
-        return ModelChoice(s.voice, s.precision, s.local_folder)
+        return ModelChoice(s.voice, s.precision, s.local_folder, s.hub_repo)
 
     def _connect(self) -> None:
         w, ctl = self.w, self.ctl
-        w.voice_combo.currentIndexChanged.connect(lambda _: self._set("voice", w.voice_combo.currentData()))
+        w.voice_combo.currentIndexChanged.connect(lambda _: self.pick_model(w.voice_combo.currentData()))
         w.precision_combo.currentIndexChanged.connect(lambda _: self._set("precision", w.precision_combo.currentData()))
         w.temperature_spin.valueChanged.connect(lambda v: self._set("temperature", float(v)))
         w.echo_check.toggled.connect(lambda on: self._set("echo_cancellation", bool(on)))
         w.echo_check.toggled.connect(lambda _: self._sync_suppressor())
         w.suppressor_check.toggled.connect(lambda on: self._set("echo_suppressor", bool(on)))
+        w.user_check.toggled.connect(self.set_transcribe_user)
         w.input_combo.activated.connect(lambda _: self._set("input_device", w.input_combo.currentData() or ""))
         w.output_combo.activated.connect(lambda _: self._set("output_device", w.output_combo.currentData() or ""))
         w.persona_voice_combo.currentIndexChanged.connect(
@@ -219,8 +256,20 @@ class Presenter(QObject):
 
     def _set(self, key: str, value) -> None:
         setattr(self.settings, key, value)
-        if key in ("voice", "precision", "temperature", "persona_voice", "role"):
+        if key in ("voice", "precision", "temperature", "persona_voice", "role", "transcribe_user"):
             self._model_choice_changed()
+
+    def pick_model(self, key: str | None) -> None:
+        """The model picker: one of Moshi's voices (its precision chosen beside it), or a family repository."""
+        if not key:  # the separator
+            return
+        if key in VOICES:
+            self.settings.hub_repo = ""
+            self._set("voice", key)
+        else:
+            self.settings.hub_repo = key
+        self._sync_model_widgets()  # Translate mode, the Persona box, the precision
+        self._model_choice_changed()
 
     def _model_choice_changed(self) -> None:
         # a loaded model that no longer matches is released now (memory back at once), not at Start
@@ -231,7 +280,7 @@ class Presenter(QObject):
 
     def _key(self) -> tuple:
         s = self.settings
-        return (self.choice(), round(s.temperature, 4), s.persona_voice, s.role)
+        return (self.choice(), round(s.temperature, 4), s.persona_voice, s.role, s.transcribe_user)
 
     def choose_folder(self) -> None:
         folder = self.dialogs.choose_folder("Folder with Moshi weights", self.settings.local_folder)
@@ -306,13 +355,75 @@ class Presenter(QObject):
             except MoshiError as e:
                 self.dialogs.error("Model files problem", str(e))
                 return
-            self._load(files)
+            self._moshi_found(files)
             return
         cached = cached_files(choice) if self.resolver is hub_resolver else None
         if cached:
-            self._load(from_hub(choice, cached))
+            self._moshi_found(from_hub(choice, cached))
             return
         self._start_download(choice)
+
+    def _moshi_found(self, model: ResolvedModel) -> None:
+        """Moshi's files are here: load them, after finding (or downloading) the STT model when it is wanted."""
+        if not (self.settings.transcribe_user and model.kind == "moshi"):
+            self._load(model)
+            return
+        try:
+            user = self._local_user_files()
+        except MoshiError as e:
+            self.dialogs.error(USER_PROBLEM, for_window(e))
+            return
+        if user is not None:
+            self._load(model, user)
+            return
+        self._moshi_waiting = model
+        self._start_download(ModelChoice(hub_repo=self.user_model))
+
+    def _local_user_files(self) -> hub.ModelFiles | None:
+        """The STT model's files when they are on this computer (its folder, or the Hugging Face cache), else None."""
+        if Path(self.user_model).expanduser().is_dir():
+            return hub.resolve_model_files(self.user_model)
+        choice = ModelChoice(hub_repo=self.user_model)
+        return cached_files(choice) if self.resolver is hub_resolver else None
+
+    def _user_model_problem(self, model: ResolvedModel, user: hub.ModelFiles) -> str | None:
+        """Why Moshi cannot transcribe the user with this STT model (not one, or both do not fit in memory):
+        the preflight of `run --transcribe-user`, read from the files' headers before anything loads."""
+        from moshi_mlx.stt.user import check_dialog_model
+
+        try:
+            check_dialog_model(model.files, user)
+        except MoshiError as e:
+            return for_window(e)
+        return None
+
+    def set_transcribe_user(self, on: bool) -> None:
+        """The "Show what I say" switch. Turned on where both models' files are on this computer already, it is
+        refused at once (one dialog, the switch back off) when they do not fit together; else at Start."""
+        problem = self._user_problem_now() if on else None
+        if problem:
+            check = self.w.user_check
+            check.blockSignals(True)
+            check.setChecked(False)
+            check.blockSignals(False)
+            self.dialogs.error(USER_PROBLEM, problem)
+            return
+        self._set("transcribe_user", bool(on))
+
+    def _user_problem_now(self) -> str | None:
+        choice = self.choice()
+        try:
+            if choice.folder:
+                model = resolve_folder(choice.folder)
+            else:
+                cached = cached_files(choice) if self.resolver is hub_resolver else None
+                model = from_hub(choice, cached) if cached else None
+            user = self._local_user_files()
+        except MoshiError:  # said at Start
+            return None
+        if model is None or user is None or model.kind != "moshi":
+            return None
+        return self._user_model_problem(model, user)
 
     def _start_download(self, choice: ModelChoice) -> None:
         task = DownloadTask(choice, self.resolver, self)
@@ -339,21 +450,36 @@ class Presenter(QObject):
 
     def _download_finished(self, files: ResolvedModel) -> None:
         if self.sender() is self.download and self._end_download() is not None:
-            self._load(files)
+            moshi, self._moshi_waiting = self._moshi_waiting, None
+            if moshi is None:
+                self._moshi_found(files)
+            else:  # the STT model came after Moshi
+                self._load(moshi, files.files)
 
     def _download_failed(self, message: str) -> None:
         if self.sender() is self.download:
             self._end_download()
-            self.dialogs.error("Could not download Moshi", message)
+            if self._moshi_waiting is not None:  # the speech-to-text model, after Moshi's
+                self._moshi_waiting = None
+                self.dialogs.error(USER_DOWNLOAD, f"{message.rstrip('.')}. Or turn off {USER_CHECK}.")
+            else:
+                self.dialogs.error("Could not download Moshi", message)
 
     def _download_cancelled(self) -> None:
         task = self.download
+        self._moshi_waiting = None
         if task is not None:
             task.cancel()
             self._end_download()
             self.w.status.showMessage("Download cancelled; it resumes where it stopped next time", 6000)
 
-    def _load(self, files: ResolvedModel) -> None:
+    def _load(self, files: ResolvedModel, user: hub.ModelFiles | None = None) -> None:
+        if user is not None:
+            problem = self._user_model_problem(files, user)
+            if problem:
+                self.dialogs.error(USER_PROBLEM, problem)
+                return
+            files = replace(files, user=user)
         if is_personaplex(files.files):  # its voice and role, read before loading
             try:
                 persona = resolve_persona(files, self.settings.persona_voice, self.settings.role)
@@ -385,6 +511,7 @@ class Presenter(QObject):
             w.output_combo,
             w.echo_check,
             w.suppressor_check,
+            w.user_check,
         ):
             widget.setEnabled(not busy)
         if not busy:

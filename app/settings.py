@@ -12,6 +12,13 @@ from moshi_mlx import release
 
 VOICES = {v: f"{v.capitalize()} ({words})" for v, words in release.VOICES.items()}
 PRECISIONS = {p: release.precision_label(bits) for p, bits in release.PRECISIONS.items()}
+# the rest of the family on the hub, each one repository of its own (one precision: bf16), as the model picker says them
+FAMILY = {
+    release.HIBIKI_REPO: "Hibiki (translates French to English)",
+    release.MOSHIKA_RL_REPO: "Moshika RL (better turn-taking)",
+    release.PERSONAPLEX_REPO: "PersonaPlex (voice and role)",
+    release.PERSONAPLEX_RL_REPO: "PersonaPlex RL (voice and role)",
+}
 _ECHO_KEY = "audio/echo_suppression"  # the option's first name: choices saved under it are kept
 _SUPPRESSOR_KEY = "audio/residual_echo_suppressor"
 DEFAULT_VOICE, DEFAULT_PRECISION = release.DEFAULT_VOICE, release.precision_name(release.DEFAULT_BITS)
@@ -86,6 +93,17 @@ class AppSettings:
         self._set("model/precision", v)
 
     @property
+    def hub_repo(self) -> str:
+        """One of the family's repositories (FAMILY) chosen instead of Moshi's voice x precision ('' for Moshi)."""
+        return self._choice("model/hub_repo", {"": "", **FAMILY}, "")
+
+    @hub_repo.setter
+    def hub_repo(self, v: str) -> None:
+        if v and v not in FAMILY:
+            raise ValueError(f"repository must be one of {list(FAMILY)}, got {v!r}")
+        self._set("model/hub_repo", v or "")
+
+    @property
     def local_folder(self) -> str:
         """A folder of weights used instead of a download ('' for none)."""
         return self._str("model/local_folder", "")
@@ -93,6 +111,15 @@ class AppSettings:
     @local_folder.setter
     def local_folder(self, v: str) -> None:
         self._set("model/local_folder", v or "")
+
+    @property
+    def transcribe_user(self) -> bool:
+        """Whether a speech-to-text model shows what the person says (off by default: it takes memory)."""
+        return self._bool("model/transcribe_user", False)
+
+    @transcribe_user.setter
+    def transcribe_user(self, v: bool) -> None:
+        self._set("model/transcribe_user", bool(v))
 
     # -- persona (PersonaPlex models) ------------------------------------------------------------
     @property

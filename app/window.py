@@ -22,7 +22,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .settings import PRECISIONS, VOICES
+from moshi_mlx.release import STT_REPO
+
+from .settings import FAMILY, PRECISIONS, VOICES
 from .widgets.meters import MeterRow
 from .widgets.status import StatusPanel
 from .widgets.transcript import TranscriptView
@@ -47,6 +49,13 @@ SUPPRESSOR_TIP = (
     "Residual echo suppressor: after echo cancellation, softens what is left of Moshi's voice where only Moshi "
     "is heard. While you and Moshi talk at once it may dull your voice slightly. Off by default."
 )
+USER_CHECK = "Show what I say"
+USER_TIP = (
+    f"Transcribes what you say, shown in the conversation beside Moshi's words and saved with it, with Kyutai's "
+    f"speech-to-text model {STT_REPO} (downloaded once; it needs memory beside Moshi's). "
+    "Only for a conversation with Moshi."
+)
+USER_NOT_HERE = f"{USER_CHECK} is for a conversation with Moshi: Hibiki and PersonaPlex do not take it"
 
 
 class MainWindow(QMainWindow):
@@ -79,6 +88,9 @@ class MainWindow(QMainWindow):
         self.save_button.setText("Save…")
         self.save_button.setToolTip("Save the last conversation: both voices and the transcript (Ctrl+S)")
 
+        self.user_check = QCheckBox(USER_CHECK)
+        self.user_check.setToolTip(USER_TIP)
+
         title = QLabel("Moshi")
         tf = QFont(title.font())
         tf.setPointSizeF(tf.pointSizeF() * 1.6)
@@ -91,6 +103,7 @@ class MainWindow(QMainWindow):
         head.addWidget(title)
         head.addSpacing(12)
         head.addWidget(self.subtitle, 1, Qt.AlignmentFlag.AlignBottom)
+        head.addWidget(self.user_check)  # the transcript's other side: beside it, not among the model's settings
         head.addWidget(self.copy_button)
         head.addWidget(self.save_button)
 
@@ -110,6 +123,10 @@ class MainWindow(QMainWindow):
         self.voice_combo = QComboBox()
         for key, text in VOICES.items():
             self.voice_combo.addItem(text, key)
+        self.voice_combo.insertSeparator(len(VOICES))
+        for repo, text in FAMILY.items():  # the family's releases, downloaded as Moshi's (data: the repository)
+            self.voice_combo.addItem(text, repo)
+            self.voice_combo.setItemData(self.voice_combo.count() - 1, repo, Qt.ItemDataRole.ToolTipRole)
         self.precision_combo = QComboBox()
         for key, text in PRECISIONS.items():
             self.precision_combo.addItem(text, key)

@@ -31,11 +31,14 @@ STT_REPO_VAD = "kyutai/stt-1b-en_fr-candle"
 # The rest of the family this port runs, released in the PyTorch layout (bf16 `model.safetensors`, loaded as it is
 # or converted with `python -m quantize`). All three are gated: the licence must be accepted on the model page.
 PERSONAPLEX_REPO = "nvidia/personaplex-7b-v1"  # its config.json names only the model_type
+MOSHIKA_RL_REPO, PERSONAPLEX_RL_REPO = "kyutai/moshika-rl-seamless", "kyutai/personaplex-rl-seamless"
 FAMILY_REPOS = {
-    "kyutai/moshika-rl-seamless": "Moshi (female voice) tuned by RL for pauses and turn-taking; CC BY-NC 4.0",
-    "kyutai/personaplex-rl-seamless": "PersonaPlex tuned by RL for pauses and turn-taking; CC BY-NC 4.0 + NVIDIA OML",
+    MOSHIKA_RL_REPO: "Moshi (female voice) tuned by RL for pauses and turn-taking; CC BY-NC 4.0",
+    PERSONAPLEX_RL_REPO: "PersonaPlex tuned by RL for pauses and turn-taking; CC BY-NC 4.0 + NVIDIA OML",
     PERSONAPLEX_REPO: "PersonaPlex 7B: Moshi with a voice prompt and a role; NVIDIA Open Model License",
 }
+PERSONAPLEX_REPOS = (PERSONAPLEX_REPO, PERSONAPLEX_RL_REPO)  # the ones that take a voice and a role
+HIBIKI_REPO = "kyutai/hibiki-1b-mlx-bf16"  # Hibiki 1B for MLX: French speech in, English speech and text out; CC-BY 4.0
 VOICES_ARCHIVE = "voices.tgz"  # PersonaPlex's voice presets (`voices/NAME.pt`), in the PersonaPlex repositories
 # NVIDIA's README: natural (NAT) and varied (VAR) voices, female (F) and male (M)
 PERSONA_VOICES = tuple(f"NAT{g}{i}" for g in "FM" for i in range(4)) + tuple(

@@ -448,10 +448,11 @@ def local_voices(folder: Path) -> Path | None:
     return extract_voices(folder / VOICES_ARCHIVE) if (folder / VOICES_ARCHIVE).is_file() else None
 
 
-def voices_folder(files: ModelFiles, tqdm_class: Callable | None = None) -> Path | None:
+def voices_folder(files: ModelFiles, tqdm_class: Callable | None = None, local_only: bool = False) -> Path | None:
     """PersonaPlex's voice presets for the model `files` came from: its `voices/` folder, or its `voices.tgz`
     (downloaded from the repository when needed, extracted once beside it); None when it has none (or the hub
-    cannot be reached and the archive is not cached: a voice can still come from a file)."""
+    cannot be reached and the archive is not cached: a voice can still come from a file).
+    `local_only`: only an archive already in the Hugging Face cache (no network: the app fetched it before)."""
     from ..persona.voices import extract_voices
 
     if Path(files.source).is_dir():
@@ -459,7 +460,7 @@ def voices_folder(files: ModelFiles, tqdm_class: Callable | None = None) -> Path
     if not is_repo_id(files.source):
         return None
     try:
-        archive = _download(files.source, VOICES_ARCHIVE, tqdm_class, hub_unavailable())
+        archive = _download(files.source, VOICES_ARCHIVE, tqdm_class, hub_unavailable(local_only))
     except (CheckpointError, OfflineError):
         return None
     return extract_voices(archive)

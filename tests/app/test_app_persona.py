@@ -11,39 +11,13 @@ pytest.importorskip("PySide6")
 from PySide6.QtCore import QSettings, Qt  # noqa: E402
 
 from app import controller as c  # noqa: E402
-from app.dialogs import Dialogs  # noqa: E402
-from app.models import frame_model_factory  # noqa: E402
-from app.presenter import Presenter  # noqa: E402
 from app.settings import AppSettings  # noqa: E402
-from app.window import MainWindow  # noqa: E402
 from support import ASSETS  # noqa: E402
-from support.app_fakes import LiveFakeBackend  # noqa: E402
+from support.app_window import RealModelApp  # noqa: E402
 from support.personaplex import ASSETS as PLEX  # noqa: E402
 from support.personaplex import personaplex_folder  # noqa: E402
 
 ROLE = "You are a pirate who sells boats."
-
-
-class _Window:
-    """A window wired as the app wires it, with the real model factory (recording what it was given)."""
-
-    def __init__(self, qtbot, settings: AppSettings, tmp_path: Path) -> None:
-        self.window = MainWindow()
-        qtbot.addWidget(self.window, before_close_func=lambda _w: self.presenter.shutdown())
-        self.dialogs = Dialogs(self.window)
-        self.ctl = c.Controller(
-            audio_backend=LiveFakeBackend(speed=2.0), recordings=tmp_path / "rec", parent=self.window
-        )
-        self.personas: list = []
-
-        def factory(files, temperature, persona=None):
-            self.personas.append(persona)
-            return frame_model_factory(files, temperature, persona)
-
-        self.presenter = Presenter(
-            self.window, self.ctl, settings, self.dialogs, model_factory=factory, device_poll_ms=0
-        )
-        self.window.show()
 
 
 def _settings(tmp_path: Path, folder: Path) -> AppSettings:
@@ -55,7 +29,7 @@ def _settings(tmp_path: Path, folder: Path) -> AppSettings:
 def test_a_voice_and_a_role_are_chosen_fed_and_remembered(qtbot, tmp_path: Path) -> None:
     folder = personaplex_folder(tmp_path / "personaplex")
     settings = _settings(tmp_path, folder)
-    a = _Window(qtbot, settings, tmp_path)
+    a = RealModelApp(qtbot, settings, tmp_path)
     w = a.window
     assert w.persona_box.isEnabled() and w.persona_voice_combo.currentData() == "NATF2"
     a.dialogs.choose_file = lambda *_a, **_k: str(PLEX / "voice.wav")  # the file dialog: a person picks voice.wav
@@ -81,7 +55,7 @@ def test_a_voice_and_a_role_are_chosen_fed_and_remembered(qtbot, tmp_path: Path)
     w.close()
 
     settings.sync()
-    again = _Window(qtbot, _settings(tmp_path, folder), tmp_path)  # the next run of the app
+    again = RealModelApp(qtbot, _settings(tmp_path, folder), tmp_path)  # the next run of the app
     assert again.window.persona_voice_combo.currentData() == str(PLEX / "voice.wav")
     assert again.window.role_edit.text() == ROLE
     again.window.persona_voice_combo.setCurrentIndex(again.window.persona_voice_combo.findData("NATF2"))
@@ -89,14 +63,14 @@ def test_a_voice_and_a_role_are_chosen_fed_and_remembered(qtbot, tmp_path: Path)
 
 
 def test_a_moshi_model_has_no_persona_box(qtbot, tmp_path: Path) -> None:
-    a = _Window(qtbot, _settings(tmp_path, ASSETS / "e2e"), tmp_path)
+    a = RealModelApp(qtbot, _settings(tmp_path, ASSETS / "e2e"), tmp_path)
     assert not a.window.persona_box.isEnabled()
 
 
 def test_a_voice_that_is_gone_says_so_in_a_dialog(qtbot, tmp_path: Path) -> None:
     settings = _settings(tmp_path, personaplex_folder(tmp_path / "personaplex"))
     settings.persona_voice = str(tmp_path / "gone.wav")
-    a = _Window(qtbot, settings, tmp_path)
+    a = RealModelApp(qtbot, settings, tmp_path)
     a.window.start_button.click()
     qtbot.waitUntil(lambda: bool(a.dialogs.open_boxes), timeout=30_000)
     box = a.dialogs.open_boxes[-1]
@@ -108,7 +82,7 @@ def test_a_voice_that_is_gone_says_so_in_a_dialog(qtbot, tmp_path: Path) -> None
 def test_a_folder_without_presets_offers_no_voice_prompt(qtbot, tmp_path: Path) -> None:
     from moshi_mlx.release import DEFAULT_ROLE
 
-    a = _Window(qtbot, _settings(tmp_path, personaplex_folder(tmp_path / "bare", voices=False)), tmp_path)
+    a = RealModelApp(qtbot, _settings(tmp_path, personaplex_folder(tmp_path / "bare", voices=False)), tmp_path)
     combo = a.window.persona_voice_combo
     assert [combo.itemText(i) for i in range(combo.count())] == ["No voice prompt"]
     a.window.start_button.click()

@@ -12,7 +12,7 @@ pytest.importorskip("PySide6")
 from app import controller as c  # noqa: E402
 from moshi_mlx.dialog.events import FrameResult  # noqa: E402
 from support.app_fakes import ScriptModel  # noqa: E402
-from support.app_window import WAIT_MS, App  # noqa: E402
+from support.app_window import WAIT_MS, App, RealModelApp  # noqa: E402
 
 HEARD = {1: "hello", 3: " there"}  # the user's words, by frame (the model's text stream: a space starts a word)
 
@@ -42,6 +42,7 @@ def test_the_users_words_show_as_their_own_turns_and_are_saved_with_their_times(
         a.wait_state(c.RUNNING)
         a.qtbot.waitUntil(lambda: "YOU" in w.transcript.toPlainText(), timeout=WAIT_MS)
         a.qtbot.waitUntil(lambda: "MOSHI" in w.transcript.toPlainText(), timeout=WAIT_MS)
+        a.qtbot.waitUntil(lambda: "there" in w.transcript.toPlainText(), timeout=WAIT_MS)  # frame 3 (Moshi's: 1)
         w.start_button.click()
         a.wait_state(c.READY)
         text = a.presenter.copy_transcript()
@@ -58,3 +59,139 @@ def test_the_users_words_show_as_their_own_turns_and_are_saved_with_their_times(
         assert said[1][1] - said[0][1] >= 2 * 0.08 - 1e-6
     finally:
         a.close()
+
+
+# -- the "Show what I say" switch: the STT model loaded with Moshi (run --transcribe-user's model and preflight) ---
+def _real_app(qtbot, tmp_path: Path, moshi: Path, stt: Path) -> RealModelApp:
+    """The real model factory over the tiny Moshi and STT models of tests/support/stt.py (the STT model from a
+    folder, as the Presenter's `user_model` allows)."""
+    from PySide6.QtCore import QSettings
+
+    from app.settings import AppSettings
+
+    settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    settings.local_folder = str(moshi)
+    return RealModelApp(qtbot, settings, tmp_path, user_model=str(stt))
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    from support.stt import make_moshi_repo, make_repo
+
+    root = tmp_path_factory.mktemp("models")
+    return make_moshi_repo(root / "moshi"), make_repo(root / "stt")
+
+
+def test_show_what_i_say_loads_the_stt_model_with_moshi_and_is_remembered(qtbot, tmp_path: Path, tiny_models) -> None:
+    from PySide6.QtCore import QSettings
+
+    from app.settings import AppSettings
+
+    a = _real_app(qtbot, tmp_path, *tiny_models)
+    w = a.window
+    assert w.user_check.isEnabled() and not w.user_check.isChecked(), "off by default"
+    assert "kyutai/stt-1b-en_fr-mlx" in w.user_check.toolTip() and "downloaded once" in w.user_check.toolTip()
+    w.user_check.click()
+    assert a.settings.transcribe_user
+    w.start_button.click()
+    qtbot.waitUntil(lambda: a.ctl.state == c.RUNNING, timeout=60_000)
+    w.start_button.click()
+    qtbot.waitUntil(lambda: a.ctl.state == c.READY, timeout=30_000)
+    assert not a.dialogs.open_boxes, [b.informativeText() for b in a.dialogs.open_boxes]
+    (pipe,) = a.built
+    assert pipe.user is not None and pipe.user_lag_s == pytest.approx(0.24), "the loop's pipeline transcribes the user"
+    assert pipe.mimi.num_codebooks == 32  # the dialog's own Mimi codes, all the STT model reads
+    a.settings.sync()
+    assert AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)).transcribe_user
+    w.user_check.click()  # off again: the loaded model no longer matches and goes
+    assert not a.settings.transcribe_user and a.ctl.state == c.IDLE
+    assert a.presenter.shutdown()
+
+
+def test_show_what_i_say_is_refused_in_one_dialog_where_both_models_do_not_fit(
+    qtbot, tmp_path: Path, tiny_models, monkeypatch
+) -> None:
+    from moshi_mlx.loading import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 100_000)  # what the preflight reads
+    a = _real_app(qtbot, tmp_path, *tiny_models)
+    w = a.window
+    w.user_check.click()  # both models are on this computer: refused at once
+    assert len(a.dialogs.open_boxes) == 1 and not w.user_check.isChecked() and not a.settings.transcribe_user
+    box = a.dialogs.open_boxes[0]
+    assert box.text() == "Cannot show what you say"
+    assert "Moshi with the user's live transcript needs about" in box.informativeText()
+    box.accept()
+    qtbot.waitUntil(lambda: not a.dialogs.open_boxes, timeout=5000)
+
+    a.settings.transcribe_user = True  # remembered from a roomier machine: refused at Start, nothing loads
+    w.start_button.click()
+    assert len(a.dialogs.open_boxes) == 1 and a.ctl.state == c.IDLE and not a.built
+    assert "needs about" in a.dialogs.open_boxes[0].informativeText()
+    assert a.presenter.shutdown()
+
+
+def test_show_what_i_say_is_not_offered_for_hibiki_or_personaplex(qtbot, tmp_path: Path, tiny_models) -> None:
+    from support.hibiki import make_hibiki_folder
+    from support.personaplex import personaplex_folder
+
+    a = _real_app(qtbot, tmp_path, *tiny_models)
+    for folder in (make_hibiki_folder(tmp_path / "hibiki"), personaplex_folder(tmp_path / "plex", voices=False)):
+        a.presenter.set_folder(str(folder))
+        assert not a.window.user_check.isEnabled()
+        assert a.window.user_check.toolTip().startswith("Show what I say is for a conversation with Moshi")
+    a.presenter.set_folder(str(tiny_models[0]))
+    assert a.window.user_check.isEnabled()
+    assert a.presenter.shutdown()
+
+
+def test_show_what_i_say_downloads_the_stt_model_after_moshi_with_progress(qtbot, tmp_path: Path, tiny_models) -> None:
+    from moshi_mlx.loading.hub import resolve_model_files
+    from moshi_mlx.release import STT_REPO
+
+    moshi, stt = tiny_models
+    asked: list[str] = []
+
+    def resolver(choice, progress, cancelled):  # the hub: each repository's files, with progress
+        asked.append(choice.repo)
+        progress(1, 2, "model.safetensors")
+        return resolve_model_files(stt if choice.repo == STT_REPO else moshi)
+
+    a = _real_app(qtbot, tmp_path, moshi, Path(STT_REPO))
+    a.presenter.resolver = resolver
+    a.presenter.set_folder("")  # Kyutai's release, downloaded
+    a.window.user_check.click()  # nothing here yet: checked at Start
+    a.window.start_button.click()
+    qtbot.waitUntil(lambda: a.ctl.state == c.RUNNING, timeout=60_000)
+    assert asked == ["kyutai/moshiko-mlx-q4", STT_REPO]
+    assert not a.dialogs.open_boxes and a.built[0].user is not None
+    a.window.start_button.click()
+    qtbot.waitUntil(lambda: a.ctl.state == c.READY, timeout=30_000)
+    assert a.presenter.shutdown()
+
+
+def test_an_stt_download_that_fails_is_said_once_and_nothing_loads(qtbot, tmp_path: Path, tiny_models) -> None:
+    from moshi_mlx.errors import OfflineError
+    from moshi_mlx.loading.hub import resolve_model_files
+    from moshi_mlx.release import STT_REPO
+
+    moshi, _ = tiny_models
+
+    def resolver(choice, progress, cancelled):  # Moshi's files are here; the STT model's host cannot be reached
+        if choice.repo == STT_REPO:
+            raise OfflineError(f"cannot get model.safetensors from {STT_REPO}: the hub cannot be reached")
+        return resolve_model_files(moshi)
+
+    a = _real_app(qtbot, tmp_path, moshi, Path(STT_REPO))
+    a.presenter.resolver = resolver
+    a.presenter.set_folder("")
+    a.window.user_check.click()
+    a.window.start_button.click()
+    qtbot.waitUntil(lambda: bool(a.dialogs.open_boxes), timeout=WAIT_MS)
+    (box,) = a.dialogs.open_boxes
+    assert box.text() == "Could not download the speech-to-text model"
+    assert (
+        box.informativeText().endswith("Or turn off Show what I say.") and "cannot be reached" in box.informativeText()
+    )
+    assert a.ctl.state == c.IDLE and not a.built and a.presenter.download is None
+    assert a.presenter.shutdown()

@@ -61,3 +61,36 @@ class App:
 
     def close(self) -> None:
         assert self.presenter.shutdown()
+
+
+class RealModelApp:
+    """A window wired as the app wires it, with the real model factory, keeping the personas it is given and the
+    models it builds. `presenter_kw`: the Presenter's other arguments (user_model...)."""
+
+    def __init__(self, qtbot, settings: AppSettings, tmp_path: Path, **presenter_kw) -> None:
+        from app.models import frame_model_factory
+
+        self.settings = settings
+        self.window = MainWindow()
+        qtbot.addWidget(self.window, before_close_func=lambda _w: self.presenter.shutdown())
+        self.dialogs = Dialogs(self.window)
+        self.ctl = c.Controller(
+            audio_backend=LiveFakeBackend(speed=2.0), recordings=tmp_path / "rec", parent=self.window
+        )
+        self.personas: list = []
+        self.built: list = []
+
+        def factory(files, temperature, persona=None):
+            self.personas.append(persona)
+            build = frame_model_factory(files, temperature, persona)
+
+            def keep():
+                self.built.append(build())
+                return self.built[-1]
+
+            return keep
+
+        self.presenter = Presenter(
+            self.window, self.ctl, settings, self.dialogs, model_factory=factory, device_poll_ms=0, **presenter_kw
+        )
+        self.window.show()
