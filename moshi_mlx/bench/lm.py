@@ -91,15 +91,16 @@ def weight_bytes(model: Lm) -> int:
     return total
 
 
-def timed_step(gen: LmGen, state, user: mx.array):
+def timed_step(gen: LmGen, lm_state, user: mx.array):
     """One greedy step evaluated in two parts to split the time: temporal transformer, then text head +
-    depformer (op by op, as written); returns both durations."""
+    depformer (op by op, as written); returns both durations and the next temporal state (pass it on and
+    drop this one: a state still held when the step is evaluated has its caches copied)."""
     lm = gen.lm
     t0 = time.perf_counter()
     cfg = lm.cfg
     user = gen.check_user_codes(user)
     inputs = mx.concatenate([mx.zeros((1, 1 + cfg.dep_q), mx.int32), user], axis=1)
-    context, text_logits, lm_state = lm.step_text(inputs[:, :, None], state.lm)
+    context, text_logits, lm_state = lm.step_text(inputs[:, :, None], lm_state)
     mx.eval(context, lm_state.arrays())
     t1 = time.perf_counter()
     text = mx.argmax(text_logits[:, 0], axis=-1).astype(mx.int32)  # the text head counts as depth here
@@ -110,7 +111,7 @@ def timed_step(gen: LmGen, state, user: mx.array):
         prev = mx.argmax(logits, axis=-1).astype(mx.int32)
     mx.eval(prev)
     t2 = time.perf_counter()
-    return t1 - t0, t2 - t1
+    return t1 - t0, t2 - t1, lm_state
 
 
 def built_steps(gen: LmGen, frames: list[mx.array]) -> tuple[float, float, int]:
@@ -180,10 +181,10 @@ def bench(
             whole_ring.append(time.perf_counter() - t)
         if kyutai is not None:  # alternate single steps: all models see the same machine load
             theirs += kyutai.request(1)["step_ms"]
-        if n_lanes > 1:  # and the same step on one core, as MLX alone runs it
-            lanes.limit_lanes(1)
+        if n_lanes > 1:  # and the same step on one core, as MLX alone runs it (op by op: a compiled step
+            lanes.limit_lanes(1)  # keeps the lanes it was traced with)
             t = time.perf_counter()
-            gen.step(f)
+            plain.step(f)
             one_lane.append(time.perf_counter() - t)
             lanes.limit_lanes(None)
     state = gen._state  # continue the same conversation (a second KV cache would distort peak memory)
@@ -191,7 +192,11 @@ def bench(
     window = gen.window(state)
     capacity = cfg.transformer.context or 1
     cache_bytes = sum(a.nbytes for a in state.lm.arrays()) * (window or capacity) // capacity
-    split = [timed_step(gen, state._replace(step=state.step + i), f) for i, f in enumerate(frames[:steps])]
+    split, lm_state = [], state.lm
+    for f in frames[:steps]:
+        t_temporal, t_depth, lm_state = timed_step(gen, lm_state, f)
+        split.append((t_temporal, t_depth))
+    del lm_state
     temporal = statistics.median(s[0] for s in split)
     depth = statistics.median(s[1] for s in split)
     step_s = statistics.median(total)
@@ -228,8 +233,8 @@ def bench(
     if one_lane:
         one = statistics.median(one_lane)
         print(
-            f"CPU lanes: {n_lanes} (cpu/lanes.py; {lanes.ENV}=1 for one); the same steps on one lane, "
-            f"interleaved: {one * 1e3:.0f} ms -> lanes make the step {faster_or_slower(one, step_s)}"
+            f"CPU lanes: {n_lanes} (cpu/lanes.py; {lanes.ENV}=1 for one); the same steps op by op on one lane, "
+            f"interleaved: {one * 1e3:.0f} ms -> lanes make the op-by-op step {faster_or_slower(one, plain_s)}"
         )
     if kyutai is not None:
         kyutai.close()
