@@ -20,7 +20,7 @@ from .config import LmConfig
 from .config.conditioner import CONDITIONS
 from .dtypes import FLOATS
 from .modules.conditioner import ConditionProvider
-from .modules.embedding import ScaledEmbedding
+from .modules.embedding import ScaledEmbedding, mask_zero_tokens, zero_tokens
 from .modules.kv_cache import Offset
 from .modules.transformer import RotaryTable, Transformer, TransformerState, make_norm
 
@@ -84,9 +84,10 @@ class Depformer(nn.Module):
             prev_token: [B] int, the text token (k = 0) or the audio token of codebook k - 1.
         """
         s = self.slices[k]
-        x = s.linear_in(context) + s.emb(prev_token[:, None]).astype(context.dtype)
-        y, state = s.transformer.step(x, state)
-        return s.linear_out(y)[:, 0], state
+        rows = context.reshape(-1, context.shape[-1])  # [B, dim]: the slices compute on 2-D rows
+        x = s.linear_in(rows) + s.emb(prev_token).astype(context.dtype)
+        y, state = s.transformer.step_rows(x, rows.shape[0], state)
+        return s.linear_out(y), state
 
 
 def default_compute_dtype(quantized: bool, param_dtype: mx.Dtype) -> mx.Dtype:
@@ -170,10 +171,20 @@ class Lm(nn.Module):
         """tokens [B, 1 + n_q, T] int (text first) -> summed embeddings [B, T, dim]; plus `condition`
         [B, dim] (see `condition`) at every step, cast to the weights' dtype first as the reference does."""
         dt = self.compute_dtype
-        x = self.audio_embs[0](tokens[:, 1]).astype(dt)
+        # every stream's ids clamped and tested for the zero token at once, then cut by stream: a compiled step
+        # pays per operation (the sum is the same: audio streams in order, then the text, each row zeroed at -1)
+        b, k, t = tokens.shape
+        flat = tokens.transpose(1, 0, 2).reshape(k, b * t)
+        ids = mx.split(mx.maximum(flat, 0), k, axis=0)  # [1, B*T] each
+        zero = mx.split(zero_tokens(flat), k, axis=0)
+
+        def row(emb, i: int) -> mx.array:
+            return mask_zero_tokens(zero[i], emb.rows(ids[i])).astype(dt)  # [1, B*T, dim]
+
+        x = row(self.audio_embs[0], 1)
         for i in range(1, self.cfg.n_q):
-            x = x + self.audio_embs[i](tokens[:, i + 1]).astype(dt)
-        x = x + self.text_emb(tokens[:, 0]).astype(dt)
+            x = x + row(self.audio_embs[i], i + 1)
+        x = (x + row(self.text_emb, 0)).reshape(b, t, -1)
         return x if condition is None else x + condition[:, None].astype(self.cache_dtype).astype(dt)
 
     def condition(self, values: dict[str, list[str]] | None = None) -> mx.array | None:

@@ -14,14 +14,29 @@ ZERO_TOKEN = -1
 
 
 def _masked(ids: mx.array, rows: mx.array) -> mx.array:
-    return mx.where((ids == ZERO_TOKEN)[..., None], mx.zeros((1,), rows.dtype), rows)
+    return mask_zero_tokens(zero_tokens(ids), rows)
+
+
+def zero_tokens(ids: mx.array) -> mx.array:
+    """Where ids [...] say "no input": bool [..., 1], as `mask_zero_tokens` takes it."""
+    return (ids == ZERO_TOKEN)[..., None]
+
+
+def mask_zero_tokens(is_zero: mx.array, rows: mx.array) -> mx.array:
+    """`rows` [..., dims] with those where `is_zero` [..., 1] holds set to exactly zero."""
+    return mx.where(is_zero, mx.zeros((1,), rows.dtype), rows)
 
 
 class ScaledEmbedding(nn.Embedding):
     """Token ids [...] -> [..., dims]; id -1 gives zeros."""
 
     def __call__(self, ids: mx.array) -> mx.array:
-        return _masked(ids, self.weight[mx.maximum(ids, 0)])
+        return _masked(ids, self.rows(mx.maximum(ids, 0)))
+
+    def rows(self, ids: mx.array) -> mx.array:
+        """The rows of ids that are all >= 0 (no zero-token rule: a caller embedding many streams applies it
+        once for all of them, see `Lm.embed`)."""
+        return self.weight[ids]
 
     def to_quantized(self, group_size: int = 64, bits: int = 4, mode: str = "affine", **_: object):
         return QuantizedScaledEmbedding.from_embedding(self, group_size, bits, mode=mode)
@@ -31,4 +46,8 @@ class QuantizedScaledEmbedding(nn.QuantizedEmbedding):
     """ScaledEmbedding with affine-quantized rows (`weight`, `scales`, `biases`, as Kyutai's files)."""
 
     def __call__(self, ids: mx.array) -> mx.array:
-        return _masked(ids, super().__call__(mx.maximum(ids, 0)))
+        return _masked(ids, self.rows(mx.maximum(ids, 0)))
+
+    def rows(self, ids: mx.array) -> mx.array:
+        """As ScaledEmbedding.rows."""
+        return super().__call__(ids)

@@ -295,7 +295,21 @@ class Transformer(nn.Module):
         `window`: attend over the first `window` slots only, which must hold every position written so far
         (the ring has not wrapped: see `RingKVCache.window`); the slots left out are masked anyway.
         """
-        t = x.shape[1]
+        b, t, d = x.shape
+        out, state = self.step_rows(x.reshape(b * t, d), b, state, rope, window)
+        return out.reshape(b, t, d), state
+
+    def step_rows(
+        self,
+        x: mx.array,
+        batch: int,
+        state: TransformerState,
+        rope: RotaryTable | None = None,
+        window: int | None = None,
+    ) -> tuple[mx.array, TransformerState]:
+        """`step` on the rows [B * T, D] the layers compute on (batch-major): for a caller whose activations
+        are 2-D already (the depformer), no reshaping around the stack."""
+        t = x.shape[0] // batch
         if rope is None and self.cfg.positional_embedding == "rope":
             if not isinstance(state.offset, int):
                 raise ValueError("a traced streaming offset needs the chunk's rotation table (rope=...)")
@@ -303,13 +317,12 @@ class Transformer(nn.Module):
         mask = state.caches[0].mask(t)  # every layer's cache is at the same offset
         if window is not None:
             mask = mask[:, :window]  # its width tells each layer how many slots to read
-        b, _, d = x.shape
-        out, caches = x.reshape(b * t, d), []
+        out, caches = x, []
         for layer, cache in zip(self.layers, state.caches):
-            out, cache = layer(out, b, rope, cache, mask)
+            out, cache = layer(out, batch, rope, cache, mask)
             assert cache is not None
             caches.append(cache)
-        return out.reshape(b, t, d).astype(x.dtype), TransformerState(tuple(caches))
+        return out.astype(x.dtype), TransformerState(tuple(caches))
 
 
 class ProjectedTransformer(nn.Module):
