@@ -11,18 +11,19 @@ from ..modules.conv import StreamingConv1d, StreamingConvTranspose1d
 from ..modules.seanet import SeanetResnetBlock
 from . import lanes
 from .blocked import blocked_variant
+from .contiguous import ContiguousLinear
 
 
 def use_cpu_variants(model: nn.Module) -> None:
     """On the CPU backend, swap `model`'s modules for their CPU variants, in place; elsewhere nothing.
 
     Mimi: weights laid out for the few rows each streamed frame multiplies (blocked.py). Any other
-    model (the LM): its matmuls spread over one stream per core (lanes.py).
+    model (the LM): its matmuls spread over one stream per core (lanes.py). Both: the float Linears that go
+    to BLAS multiply by their weight's contiguous transpose (contiguous.py).
     """
     if mx.default_device() != mx.cpu:
         return
     if isinstance(model, Mimi):
-        _contiguous_transposes(model)
         variants = {path: blocked_variant(module, rows) for path, module, rows in _streaming_rows(model)}
     else:
         lanes.lane_count()  # a malformed MOSHI_MLX_CPU_LANES is reported now, not at the first step
@@ -30,29 +31,28 @@ def use_cpu_variants(model: nn.Module) -> None:
     for path, new in variants.items():
         if new is not _get(model, path):
             _set(model, path, new)
-    if not isinstance(model, Mimi):  # float32 matmuls go to BLAS (Mimi's are blocked above)
-        _contiguous_float32_transposes(model)
-
-
-def _contiguous_transposes(mimi: Mimi) -> None:
-    """Store each float Linear weight of Mimi's transformers and quantizer as a view of a contiguous
-    [in, out] array: nn.Linear computes x @ W.T, and the CPU BLAS that MLX ships multiplies a contiguous
-    operand ~2.4x faster than a transposed one. Values, shape and name are unchanged."""
-    for module in (mimi.encoder_transformer, mimi.decoder_transformer, mimi.quantizer):
-        for _, leaf in module.named_modules():
-            if type(leaf) is nn.Linear:
-                leaf.weight = mx.contiguous(leaf.weight.T).T
-    mx.eval(mimi.parameters())
-
-
-def _contiguous_float32_transposes(model: nn.Module) -> None:
-    """The same layout for the float32 Linears of any other model (the LM cast to float32): a streamed
-    step multiplies one row by each weight, and BLAS's matrix-vector product over a transposed operand
-    took 69 instead of 34 us for a 256 x 256 weight here, twice per layer and depformer slice."""
-    for _, leaf in model.named_modules():
-        if isinstance(leaf, nn.Linear) and leaf.weight.dtype == mx.float32:
-            leaf.weight = mx.contiguous(leaf.weight.T).T
+    for path, module in _contiguous_candidates(model):
+        _set(model, path, ContiguousLinear.like(module))
     mx.eval(model.parameters())
+
+
+def _contiguous_candidates(model: nn.Module) -> list[tuple[str, nn.Linear]]:
+    """The float Linears whose matmul goes to BLAS: those of Mimi's transformers and quantizer that blocking
+    left alone, and the float32 Linears of any other model (the LM cast to float32: lanes spread only
+    bfloat16 and quantized matmuls)."""
+    if isinstance(model, Mimi):
+        parts = ("encoder_transformer", "decoder_transformer", "quantizer")
+        return [
+            (f"{name}.{path}", m)
+            for name in parts
+            for path, m in getattr(model, name).named_modules()
+            if type(m) is nn.Linear
+        ]
+    return [
+        (path, m)
+        for path, m in model.named_modules()
+        if type(m) in (nn.Linear, lanes.SpreadLinear) and m.weight.dtype == mx.float32
+    ]
 
 
 def _streaming_rows(mimi: Mimi) -> list[tuple[str, nn.Module, int]]:

@@ -107,13 +107,21 @@ def test_spread_bf16_linear_is_bit_identical_and_float32_goes_to_blas_whole(thre
 
 
 def test_the_cpu_swap_spreads_only_plain_linears():
+    from moshi_mlx.cpu.contiguous import ContiguousLinear
     from moshi_mlx.modules.embedding import ScaledEmbedding
 
+    bf16 = nn.Linear(64, 512)
+    bf16.set_dtype(mx.bfloat16)
     model = nn.Sequential(
-        nn.Linear(64, 512), nn.QuantizedLinear(64, 512, group_size=32, bits=4), ScaledEmbedding(10, 64), nn.RMSNorm(64)
+        bf16,
+        nn.QuantizedLinear(64, 512, group_size=32, bits=4),
+        ScaledEmbedding(10, 64),
+        nn.RMSNorm(64),
+        nn.Linear(64, 512),  # float32: BLAS, by the weight's contiguous transpose (not spread)
     )
     use_cpu_variants(model)
-    assert [type(m) for m in model.layers] == [SpreadLinear, SpreadQuantizedLinear, ScaledEmbedding, nn.RMSNorm]
+    kinds = [SpreadLinear, SpreadQuantizedLinear, ScaledEmbedding, nn.RMSNorm, ContiguousLinear]
+    assert [type(m) for m in model.layers] == kinds
 
 
 def test_a_bf16_lm_spreads_too_with_identical_logits(three_lanes, monkeypatch):
