@@ -61,6 +61,56 @@ def test_the_users_words_show_as_their_own_turns_and_are_saved_with_their_times(
         a.close()
 
 
+class LateHearingModel(ScriptModel):
+    """Moshi says a word every 2 frames (frames 0, 2, 4...); the user said "hello" at frame 1 and "there" at
+    frame 3, which the STT side gives 6 frames late (at frames 7 and 9), after Moshi's later words."""
+
+    user_lag_s = 6 * 0.08
+
+    def step(self, pcm) -> FrameResult:
+        k = self.steps
+        result = super().step(pcm)
+        if k == 7:
+            return result._replace(user_text="hel", user_word_start=True)
+        if k == 8:  # the rest of the word, after Moshi's next word
+            return result._replace(user_text="lo")
+        if k == 9:
+            return result._replace(user_text=" there", user_word="hello", user_word_start=True)
+        return result
+
+    def flush_user_word(self) -> str | None:
+        return "there" if self.steps > 9 else None
+
+
+def test_the_users_late_words_go_among_moshis_by_when_they_were_said(qtbot, tmp_path: Path) -> None:
+    from support.app_fakes import SCRIPT
+
+    a = App(qtbot, tmp_path, factory=lambda files, temperature: LateHearingModel)
+    try:
+        w = a.window
+        w.start_button.click()
+        a.wait_state(c.RUNNING)
+        a.qtbot.waitUntil(lambda: "there" in w.transcript.toPlainText(), timeout=WAIT_MS)
+        a.qtbot.waitUntil(lambda: SCRIPT[6] in w.transcript.toPlainText(), timeout=WAIT_MS)
+        w.start_button.click()
+        a.wait_state(c.READY)
+        # the words shown come in the order they were said (frames 0, 1, 2, 3, 4...), not the order they came;
+        # a loaded machine may skip input frames, which moves all words along the timeline together
+        want = f"{SCRIPT[0]}\nYou: hello\nMoshi: {SCRIPT[1]}\nYou: there\nMoshi: {' '.join(SCRIPT[2:7])}"
+        assert a.presenter.copy_transcript().startswith(want)
+        assert f"{SCRIPT[0]}\nYOU hello\nMOSHI {SCRIPT[1]}\nYOU there\nMOSHI {SCRIPT[2]}" in w.transcript.toPlainText()
+        dest = a.presenter.save_conversation(str(tmp_path / "saved"))
+        assert dest is not None
+        assert (dest / "transcript.txt").read_text().startswith(want)
+        lines = [json.loads(x) for x in (dest / "transcript.jsonl").read_text().splitlines()]
+        times = [x["t"] for x in lines if "t" in x]
+        assert times == sorted(times), "the saved transcript's lines in order of time"
+        said = [(x.get("speaker"), x["word"]) for x in lines if "word" in x][:4]
+        assert said == [("moshi", SCRIPT[0]), ("user", "hello"), ("moshi", SCRIPT[1]), ("user", "there")]
+    finally:
+        a.close()
+
+
 # -- the "Show what I say" switch: the STT model loaded with Moshi (run --transcribe-user's model and preflight) ---
 def _real_app(qtbot, tmp_path: Path, moshi: Path, stt: Path) -> RealModelApp:
     """The real model factory over the tiny Moshi and STT models of tests/support/stt.py (the STT model from a
