@@ -19,7 +19,14 @@ if TYPE_CHECKING:
     from .loop import ModelLoop
 
 _STATUS_EVERY_S = 5.0  # non-terminal status cadence, in model time
-SPEAKER_LABELS = {"user": "you: ", "moshi": "moshi: "}  # when both sides are transcribed
+SPEAKER_LABELS = {"user": "you", "moshi": "moshi"}  # when both sides are transcribed
+
+
+def turn_label(speaker: str, t: float | None) -> str:
+    """A turn's label once both sides are shown. A terminal cannot put a late line back among those printed
+    before: the user's words come late (the STT model's delay), so their turn says when it was said."""
+    said = f" ({t:.1f} s)" if speaker == "user" and t is not None else ""
+    return f"{SPEAKER_LABELS[speaker]}{said}: "
 
 
 def format_stats(s: Stats) -> str:
@@ -58,7 +65,9 @@ class ConsoleView:
         self.out.write("\r\x1b[K" + self.line + status)
         self.out.flush()
 
-    def text(self, text: str, speaker: str = "moshi") -> None:
+    def text(self, text: str, speaker: str = "moshi", t: float | None = None) -> None:
+        """Prints a piece of speech as it comes (Moshi's is never held back); `t`, the time of a user's piece
+        (when it was said), labels the user's turn."""
         if speaker == "user" and self.speaker is None:
             self.speaker = "moshi"  # both sides from now on: each turn on a line of its own, labelled
         if self.speaker is not None and speaker != self.speaker:
@@ -66,7 +75,7 @@ class ConsoleView:
             if self.line:
                 self.out.write("\r\x1b[K" + self.line + "\n" if self.live else "\n")
             self.line = ""
-            text = SPEAKER_LABELS[speaker] + text.lstrip()
+            text = turn_label(speaker, t) + text.lstrip()
         if not self.live:
             self.line += text
             self.out.write(text)
@@ -92,7 +101,7 @@ class ConsoleView:
 
     def handle(self, ev) -> None:
         if isinstance(ev, Text):
-            self.text(ev.text, ev.speaker)
+            self.text(ev.text, ev.speaker, ev.t)
         elif isinstance(ev, Stats):
             self.status = format_stats(ev)
             slow = None if self._said_too_slow else too_slow(ev)
