@@ -87,6 +87,15 @@ def test_run_records_the_users_words_with_their_times(repos, tmp_path):
     said = [x for x in lines if x.get("speaker") == "user"]
     assert [x["word"] for x in said] == [w["word"] for w in doc["user_words"]]
     assert lines[0]["user_transcript_model"] == str(stt)  # the header says which model heard the user
+    # both sides in order of time: the file's lines, and the document's `conversation`
+    times = [x["t"] for x in lines[1:]]
+    assert times == sorted(times)
+    both = doc["conversation"]
+    assert [x["t"] for x in both] == sorted(x["t"] for x in both)
+    assert sorted((x["t"], x["word"]) for x in both if x["speaker"] == "user") == [
+        (w["t"], w["word"]) for w in doc["user_words"]
+    ]
+    assert len(both) == len(doc["words"]) + len(doc["user_words"])
 
 
 @pytest.mark.parametrize(
