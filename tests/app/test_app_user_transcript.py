@@ -245,3 +245,37 @@ def test_an_stt_download_that_fails_is_said_once_and_nothing_loads(qtbot, tmp_pa
     )
     assert a.ctl.state == c.IDLE and not a.built and a.presenter.download is None
     assert a.presenter.shutdown()
+
+
+def test_the_transcript_view_places_each_word_by_time_keeping_a_words_pieces_together(qtbot) -> None:
+    from PySide6.QtGui import QColor, QTextCursor
+
+    from app.widgets.transcript import TranscriptView
+
+    view = TranscriptView()
+    qtbot.addWidget(view)
+    view.begin_conversation("Conversation 1")
+    view.append_text("Fine", "moshi", 0.0)
+    view.append_text(" thanks", "moshi", 0.1)
+    view.begin_conversation("Conversation 2")
+    for text, speaker, t in (
+        ("Hi", "moshi", 0.5),
+        ("yo", "user", 0.1),  # said before Moshi's first word: the conversation opens with the user's turn
+        (" there", "moshi", 0.66),
+        (" friend", "moshi", 0.82),
+        (" hel", "user", 0.7),  # between "there" and "friend": Moshi's turn splits
+        (" how", "moshi", 0.98),
+        ("lo", "user", 0.78),  # the rest of "hello", come after Moshi's next word: it stays with its word
+    ):
+        view.append_text(text, speaker, t)
+    assert view.conversation_text(0) == "Fine thanks", "the conversation before is left as it was"
+    assert view.conversation_text(1) == "You: yo\nMoshi: Hi there\nYou: hello\nMoshi: friend how"
+    plain = view.toPlainText()
+    assert plain.endswith("YOU yo\nMOSHI Hi there\nYOU hello\nMOSHI friend how")
+    colours = {}
+    for word in ("yo", "there", "hello", "friend"):
+        cur = QTextCursor(view.document())
+        cur.setPosition(plain.rindex(word) + 1)
+        colours[word] = cur.charFormat().foreground().color()
+    assert colours["yo"] == colours["hello"] == QColor("#2563eb"), "the user's words keep their colour"
+    assert colours["there"] == colours["friend"] != QColor("#2563eb")
