@@ -14,37 +14,41 @@ from moshi_mlx.dialog.events import FrameResult  # noqa: E402
 from support.app_fakes import ScriptModel  # noqa: E402
 from support.app_window import WAIT_MS, App, RealModelApp  # noqa: E402
 
-HEARD = {1: "hello", 3: " there"}  # the user's words, by frame (the model's text stream: a space starts a word)
-
 
 class TwoSidedModel(ScriptModel):
     """ScriptModel (Moshi says a word every 2 frames) whose STT side hears "hello there" at frames 1 and 3."""
 
     user_lag_s = 0.03  # the STT model's delay: its words come this long after they were said
+    # the user's side by frame: (text, the word it completed, whether it starts a word); a space starts a word
+    heard: dict[int, tuple[str, str | None, bool]] = {1: ("hello", None, True), 3: (" there", "hello", True)}
 
     def step(self, pcm) -> FrameResult:
         k = self.steps
         result = super().step(pcm)
-        if k in HEARD:
-            done = "hello" if k == 3 else None
-            return result._replace(user_text=HEARD[k], user_word=done, user_word_start=True)
+        if k in self.heard:
+            text, done, start = self.heard[k]
+            return result._replace(user_text=text, user_word=done, user_word_start=start)
         return result
 
     def flush_user_word(self) -> str | None:
-        return "there" if self.steps > 3 else None
+        return "there" if self.steps > max(self.heard) else None
+
+
+def _talk(a: App, *shown: str) -> None:
+    """Starts a conversation, waits until the transcript shows each of `shown`, stops it."""
+    w = a.window
+    w.start_button.click()
+    a.wait_state(c.RUNNING)
+    for text in shown:
+        a.qtbot.waitUntil(lambda text=text: text in w.transcript.toPlainText(), timeout=WAIT_MS)
+    w.start_button.click()
+    a.wait_state(c.READY)
 
 
 def test_the_users_words_show_as_their_own_turns_and_are_saved_with_their_times(qtbot, tmp_path: Path) -> None:
     a = App(qtbot, tmp_path, factory=lambda files, temperature: TwoSidedModel)
     try:
-        w = a.window
-        w.start_button.click()
-        a.wait_state(c.RUNNING)
-        a.qtbot.waitUntil(lambda: "YOU" in w.transcript.toPlainText(), timeout=WAIT_MS)
-        a.qtbot.waitUntil(lambda: "MOSHI" in w.transcript.toPlainText(), timeout=WAIT_MS)
-        a.qtbot.waitUntil(lambda: "there" in w.transcript.toPlainText(), timeout=WAIT_MS)  # frame 3 (Moshi's: 1)
-        w.start_button.click()
-        a.wait_state(c.READY)
+        _talk(a, "YOU", "MOSHI", "there")  # "there": frame 3 (Moshi's: 1)
         text = a.presenter.copy_transcript()
         assert "You: hello" in text and "there" in text and "Moshi: " in text
         dest = a.presenter.save_conversation(str(tmp_path / "saved"))
@@ -61,25 +65,12 @@ def test_the_users_words_show_as_their_own_turns_and_are_saved_with_their_times(
         a.close()
 
 
-class LateHearingModel(ScriptModel):
+class LateHearingModel(TwoSidedModel):
     """Moshi says a word every 2 frames (frames 0, 2, 4...); the user said "hello" at frame 1 and "there" at
     frame 3, which the STT side gives 6 frames late (at frames 7 and 9), after Moshi's later words."""
 
     user_lag_s = 6 * 0.08
-
-    def step(self, pcm) -> FrameResult:
-        k = self.steps
-        result = super().step(pcm)
-        if k == 7:
-            return result._replace(user_text="hel", user_word_start=True)
-        if k == 8:  # the rest of the word, after Moshi's next word
-            return result._replace(user_text="lo")
-        if k == 9:
-            return result._replace(user_text=" there", user_word="hello", user_word_start=True)
-        return result
-
-    def flush_user_word(self) -> str | None:
-        return "there" if self.steps > 9 else None
+    heard = {7: ("hel", None, True), 8: ("lo", None, False), 9: (" there", "hello", True)}  # "lo": after Moshi's
 
 
 def test_the_users_late_words_go_among_moshis_by_when_they_were_said(qtbot, tmp_path: Path) -> None:
@@ -88,12 +79,7 @@ def test_the_users_late_words_go_among_moshis_by_when_they_were_said(qtbot, tmp_
     a = App(qtbot, tmp_path, factory=lambda files, temperature: LateHearingModel)
     try:
         w = a.window
-        w.start_button.click()
-        a.wait_state(c.RUNNING)
-        a.qtbot.waitUntil(lambda: "there" in w.transcript.toPlainText(), timeout=WAIT_MS)
-        a.qtbot.waitUntil(lambda: SCRIPT[6] in w.transcript.toPlainText(), timeout=WAIT_MS)
-        w.start_button.click()
-        a.wait_state(c.READY)
+        _talk(a, "there", SCRIPT[6])
         # the words shown come in the order they were said (frames 0, 1, 2, 3, 4...), not the order they came;
         # a loaded machine may skip input frames, which moves all words along the timeline together
         want = f"{SCRIPT[0]}\nYou: hello\nMoshi: {SCRIPT[1]}\nYou: there\nMoshi: {' '.join(SCRIPT[2:7])}"
