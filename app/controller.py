@@ -70,6 +70,9 @@ class Controller(QObject):
     model_loaded = Signal(float)  # seconds it took
     text = Signal(str)  # transcript text to append, when Moshi says it
     user_text = Signal(str)  # the user's words, when the model transcribes them (they come already late)
+    # either side's text with its time (seconds on the conversation's timeline; the user's: when it was said)
+    # and speaker ("moshi" | "user"), for a view that places each side's words by time
+    timed_text = Signal(str, float, str)
     stats = Signal(object)  # loop.Stats
     input_level = Signal(float)  # dBFS of the frame just heard
     output_level = Signal(float)  # dBFS of Moshi's frame now playing
@@ -106,7 +109,8 @@ class Controller(QObject):
         self.conversations = 0
         self.last_recording: Path | None = None
         self._speaker_ms = 0.0
-        self._held: deque[tuple[float, str | None, float | None]] = deque()  # (due, text, output dB)
+        # (due, text, its time, output dB)
+        self._held: deque[tuple[float, str | None, float, float | None]] = deque()
         self._release = QTimer(self)
         self._release.setInterval(15)
         self._release.timeout.connect(self._release_due)
@@ -276,12 +280,13 @@ class Controller(QObject):
         if isinstance(ev, Stats):
             self._speaker_ms = ev.output_queued_ms
             self.stats.emit(ev)
-            self._hold(None, ev.output_db)
+            self._hold(None, 0.0, ev.output_db)
             self.input_level.emit(ev.input_db)
         elif isinstance(ev, Text) and ev.speaker == "user":
             self.user_text.emit(ev.text)
+            self.timed_text.emit(ev.text, ev.t, "user")
         elif isinstance(ev, Text):
-            self._hold(ev.text, None)
+            self._hold(ev.text, ev.t, None)
         elif isinstance(ev, Skipped):
             self.skipped.emit(ev.frames, ev.total)
         elif isinstance(ev, Notice):
@@ -317,8 +322,8 @@ class Controller(QObject):
                 title = "Could not start the conversation" if self.state == STARTING else "The conversation stopped"
                 self.error.emit(title, message)
 
-    def _hold(self, text: str | None, out_db: float | None) -> None:
-        self._held.append((time.monotonic() + self._speaker_ms / 1000.0, text, out_db))
+    def _hold(self, text: str | None, t: float, out_db: float | None) -> None:
+        self._held.append((time.monotonic() + self._speaker_ms / 1000.0, text, t, out_db))
         if not self._release.isActive():
             self._release.start()
 
@@ -334,9 +339,10 @@ class Controller(QObject):
             self._emit_held(self._held.popleft())
 
     def _emit_held(self, item: tuple) -> None:
-        _, text, out_db = item
+        _, text, t, out_db = item
         if text:
             self.text.emit(text)
+            self.timed_text.emit(text, t, "moshi")
         if out_db is not None:
             self.output_level.emit(out_db)
 

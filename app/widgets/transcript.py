@@ -1,12 +1,15 @@
 """Moshi's live transcript (its Inner Monologue text), kept as a scrollable list of conversations.
 
 When the user is transcribed too (an STT model, `run --transcribe-user`), each side's turn is a paragraph of
-its own, headed "You" or "Moshi", the user's words in another colour; copied text keeps the labels.
+its own, headed "You" or "Moshi", the user's words in another colour; copied text keeps the labels. Each word
+takes its place by when it was said: the user's come late (the STT model's delay) and go before Moshi's words
+said after them, splitting Moshi's turn.
 """
 
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QTextCursor
@@ -16,6 +19,18 @@ _HEAD_STYLE = "color:#6b7280; font-size:small; font-weight:600; letter-spacing:0
 _NOTE_STYLE = "color:#9ca3af; font-size:small; font-style:italic;"
 _USER_COLOR = "#2563eb"  # the user's words (Moshi's keep the palette's text colour)
 SPEAKERS = {"user": "You", "moshi": "Moshi"}
+
+
+@dataclass
+class _Word:
+    """A word shown in the open conversation, and where it begins (to write again what follows a late word)."""
+
+    t: float  # seconds on the conversation's timeline (a user's word: when it was said)
+    speaker: str
+    text: str  # its pieces as they came (a leading space unless it was the first)
+    pos: int = 0  # its place in the document
+    pieces: int = 0  # the copied text's pieces before it
+    turn: str | None = None  # whose turn was open before it
 
 
 class TranscriptView(QTextBrowser):
@@ -36,6 +51,10 @@ class TranscriptView(QTextBrowser):
         self._conversations: list[list[str]] = []  # text pieces per conversation, for copying
         self._open = False
         self._speaker: str | None = None  # whose turn the last paragraph holds, once both sides are shown
+        # the open conversation's words in their order by time; each speaker's last word (its next piece may
+        # continue it)
+        self._words: list[_Word] = []
+        self._last_word: dict[str, _Word] = {}
 
     # -- content ---------------------------------------------------------------------------------
     def begin_conversation(self, title: str) -> int:
@@ -48,16 +67,49 @@ class TranscriptView(QTextBrowser):
         cur.insertBlock()
         cur.setCharFormat(self._text_format())
         self._conversations.append([])
+        self._words = []
+        self._last_word = {}
         self._open = True
         self._speaker = None
         self._follow(follow)
         return len(self._conversations) - 1
 
-    def append_text(self, text: str, speaker: str = "moshi") -> None:
+    def append_text(self, text: str, speaker: str = "moshi", t: float | None = None) -> None:
         """Appends a piece of speech as it arrives (it carries its own leading space): Moshi's, or the
-        user's (`speaker` "user") when the user is transcribed too."""
+        user's (`speaker` "user") when the user is transcribed too.
+
+        `t` (seconds on the conversation's timeline; a user's word: when it was said) places a new word among
+        the words already shown: the user's words come late (the STT model's delay), so one said before Moshi's
+        last words goes before them, splitting Moshi's turn. A piece without a leading space continues its
+        speaker's last word (the first word of a conversation starts one). Without `t` a piece goes at the end."""
         if not self._open:
             self.begin_conversation("Conversation")
+        words = self._words
+        last = self._last_word.get(speaker)
+        if last is not None and not text.startswith(" "):  # the rest of a word already placed
+            last.text += text
+            if last is words[-1]:
+                self._show(text, speaker)
+            else:
+                self._rewrite_from(words.index(last), last)
+            return
+        when = t if t is not None else (words[-1].t if words else 0.0)
+        word = _Word(when, speaker, text)
+        self._last_word[speaker] = word
+        at = len(words)
+        while at > 0 and words[at - 1].t > when:  # the words said after this one
+            at -= 1
+        if at == len(words):
+            words.append(word)
+            self._mark(word)
+            self._show(text, speaker)
+        else:
+            after = words[at]  # where it goes: the document as it was before that word
+            words.insert(at, word)
+            self._rewrite_from(at, after)
+
+    def _show(self, text: str, speaker: str) -> None:
+        """Writes a piece at the end of the open conversation: a new turn's label when the speaker changes."""
         follow = self._at_bottom()
         cur = self._end_cursor()
         if speaker == "user" and self._speaker is None:
@@ -79,6 +131,26 @@ class TranscriptView(QTextBrowser):
         cur.insertText(text)
         self._conversations[-1].append(text)
         self._follow(follow)
+
+    def _mark(self, word: _Word) -> None:
+        """Notes where `word` begins: the document's end, the copied pieces, whose turn was open."""
+        word.pos, word.pieces, word.turn = self._end_cursor().position(), len(self._conversations[-1]), self._speaker
+
+    def _rewrite_from(self, index: int, mark: _Word) -> None:
+        """Writes the open conversation's words again from `index` on (a late word was placed among them), from
+        where `mark` began; the text before stays as it is."""
+        follow = self._at_bottom()
+        value = self.verticalScrollBar().value()
+        cur = self._end_cursor()
+        cur.setPosition(mark.pos, QTextCursor.MoveMode.KeepAnchor)
+        cur.removeSelectedText()
+        del self._conversations[-1][mark.pieces :]
+        self._speaker = mark.turn
+        for word in self._words[index:]:
+            self._mark(word)
+            self._show(word.text, word.speaker)
+        if not follow:
+            self.verticalScrollBar().setValue(value)
 
     def end_conversation(self, note: str = "") -> None:
         if not self._open:

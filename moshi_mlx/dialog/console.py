@@ -13,13 +13,21 @@ from typing import TYPE_CHECKING, TextIO
 
 from ..audio import FRAME_S
 from ..errors import Setting
-from .events import Error, Loaded, Notice, RecordingStopped, SessionEnded, Skipped, Stats, Text, too_slow
+from .events import Error, Loaded, Notice, RecordingStopped, SessionEnded, Skipped, Stats, Text, TurnEnded, too_slow
 
 if TYPE_CHECKING:
     from .loop import ModelLoop
 
 _STATUS_EVERY_S = 5.0  # non-terminal status cadence, in model time
-SPEAKER_LABELS = {"user": "you: ", "moshi": "moshi: "}  # when both sides are transcribed
+TURN_END = " [end of turn]"  # ends the line where a speech-to-text model heard the speaker finish
+SPEAKER_LABELS = {"user": "you", "moshi": "moshi"}  # when both sides are transcribed
+
+
+def turn_label(speaker: str, t: float | None) -> str:
+    """A turn's label once both sides are shown. A terminal cannot put a late line back among those printed
+    before: the user's words come late (the STT model's delay), so their turn says when it was said."""
+    said = f" ({t:.1f} s)" if speaker == "user" and t is not None else ""
+    return f"{SPEAKER_LABELS[speaker]}{said}: "
 
 
 def format_stats(s: Stats) -> str:
@@ -48,6 +56,7 @@ class ConsoleView:
         self._last_status_t = -_STATUS_EVERY_S
         self._said_too_slow = False
         self.speaker: str | None = None  # whose text the current line holds, once the user is transcribed too
+        self._new_line = False  # a turn's end closed the last line: the next words start without their space
 
     def _width(self) -> int:
         return max(40, shutil.get_terminal_size((100, 24)).columns - 1)
@@ -58,7 +67,9 @@ class ConsoleView:
         self.out.write("\r\x1b[K" + self.line + status)
         self.out.flush()
 
-    def text(self, text: str, speaker: str = "moshi") -> None:
+    def text(self, text: str, speaker: str = "moshi", t: float | None = None) -> None:
+        """Prints a piece of speech as it comes (Moshi's is never held back); `t`, the time of a user's piece
+        (when it was said), labels the user's turn."""
         if speaker == "user" and self.speaker is None:
             self.speaker = "moshi"  # both sides from now on: each turn on a line of its own, labelled
         if self.speaker is not None and speaker != self.speaker:
@@ -66,7 +77,10 @@ class ConsoleView:
             if self.line:
                 self.out.write("\r\x1b[K" + self.line + "\n" if self.live else "\n")
             self.line = ""
-            text = SPEAKER_LABELS[speaker] + text.lstrip()
+            text = turn_label(speaker, t) + text.lstrip()
+        if self._new_line:
+            self._new_line = False
+            text = text.lstrip()
         if not self.live:
             self.line += text
             self.out.write(text)
@@ -78,6 +92,16 @@ class ConsoleView:
         else:
             self.line += text
         self._redraw()
+
+    def turn_end(self) -> None:
+        """Ends the line with TURN_END: the next words start a line of their own."""
+        if self.live:
+            self.out.write("\r\x1b[K" + self.line + TURN_END + "\n")
+        else:
+            self.out.write(TURN_END + "\n")
+        self.out.flush()
+        self.line = ""
+        self._new_line = True
 
     def note(self, message: str) -> None:
         """A line of its own (skips, errors), keeping the transcript line intact."""
@@ -92,7 +116,9 @@ class ConsoleView:
 
     def handle(self, ev) -> None:
         if isinstance(ev, Text):
-            self.text(ev.text, ev.speaker)
+            self.text(ev.text, ev.speaker, ev.t)
+        elif isinstance(ev, TurnEnded):
+            self.turn_end()
         elif isinstance(ev, Stats):
             self.status = format_stats(ev)
             slow = None if self._said_too_slow else too_slow(ev)

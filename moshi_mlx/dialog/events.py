@@ -23,6 +23,8 @@ class FrameResult(NamedTuple):
     user_text: str | None = None
     user_word: str | None = None
     user_word_start: bool = False
+    # a speech-to-text model's end-of-turn head says the speaker finished a turn (`transcribe --mic`)
+    turn_end: bool = False
 
 
 class FrameModel(Protocol):
@@ -72,6 +74,12 @@ class Word(NamedTuple):
     word: str
     t: float  # when its first piece came (a user's word: when it was said), seconds since the session started
     speaker: str = "moshi"
+
+
+class TurnEnded(NamedTuple):
+    """The speaker finished a turn (a speech-to-text model's end-of-turn head rose past 0.5 after some words)."""
+
+    t: float  # seconds since the session started, on the model's timeline
 
 
 class RecordingStopped(NamedTuple):
@@ -138,5 +146,16 @@ class Closed(NamedTuple):
 
 
 Event = (
-    Loaded | SessionStarted | Text | Word | Skipped | Stats | Error | Notice | RecordingStopped | SessionEnded | Closed
+    Loaded
+    | SessionStarted
+    | Text
+    | Word
+    | TurnEnded
+    | Skipped
+    | Stats
+    | Error
+    | Notice
+    | RecordingStopped
+    | SessionEnded
+    | Closed
 )

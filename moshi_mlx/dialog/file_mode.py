@@ -169,7 +169,8 @@ def transcript_json(
     user_words: list[tuple[float, str]] | None = None,
 ) -> str:
     """The --transcript document: the text as shown, its words with start times, the pieces as they came;
-    with --transcribe-user, the user's words with the times they were said."""
+    with --transcribe-user, the user's words with the times they were said, and both sides' words in one list
+    in order of time (`conversation`: the user's words come late, so in the order they were said, not heard)."""
     doc: dict = {
         "input": str(source),
         "frame_s": FRAME_S,
@@ -179,4 +180,8 @@ def transcript_json(
     }
     if user_words is not None:
         doc["user_words"] = [{"t": round(t, 3), "word": w} for t, w in user_words]
+        both = [(t, "moshi", w) for t, w in words] + [(t, "user", w) for t, w in user_words]
+        doc["conversation"] = [
+            {"t": round(t, 3), "speaker": who, "word": w} for t, who, w in sorted(both, key=lambda x: x[0])
+        ]
     return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"

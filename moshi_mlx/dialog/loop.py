@@ -42,6 +42,7 @@ from .events import (
     Skipped,
     Stats,
     Text,
+    TurnEnded,
     Word,
 )
 from .pacing import OutputPacer, level_db
@@ -344,6 +345,8 @@ class _Session:
             self._word(result.word, t)
         if result.word_start:
             self.word_t = t
+        if result.turn_end:  # before this step's text, which begins the next turn
+            self.emit(TurnEnded(t))
         if result.text:
             self.emit(Text(result.text, t, self.frame))
         if result.user_word:

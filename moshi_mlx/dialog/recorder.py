@@ -3,7 +3,8 @@
 Files in the output folder:
     user.wav          what the microphone gave the model (24 kHz mono, 16-bit)
     moshi.wav         what Moshi said, on the same timeline
-    transcript.jsonl  one JSON object per line: a header, then {"t": seconds, "word": ...} per word
+    transcript.jsonl  one JSON object per line: a header, then {"t": seconds, "word": ...} per word, in order of
+                      time once closed (written as they come; the user's words come late)
 
 Disk work happens on a writer thread of its own (the model loop only enqueues numpy arrays).
 Every `sync_every_s` seconds the writer states the length so far in the wav headers and syncs the
@@ -29,7 +30,7 @@ from ..audio import FRAME
 from ..audio import MODEL_RATE as RATE
 from ..audio.wav import AppendFile, WavTrack
 from ..errors import OutputError, RecordingExistsError
-from ..outputs import write_failure
+from ..outputs import write_failure, write_text
 
 _STOP = object()
 
@@ -229,12 +230,30 @@ class Recorder:
 
     def _finish(self) -> None:
         """Closes the files with what was written (headers updated, a half-written line dropped), frees the queue."""
-        for close in (self._user.close, self._moshi.close, self._cut_text, self._text.sync, self._text.close):
+        steps = (self._user.close, self._moshi.close, self._cut_text, self._text.sync, self._text.close, self._in_order)
+        for close in steps:
             with contextlib.suppress(Exception):  # the disk may fail again: close the others regardless
                 close()
         while not self._queue.empty():
             self._queue.get_nowait()
 
+    def _in_order(self) -> None:
+        """Puts the closed transcript's lines in order of time: the user's words come late (the STT model's
+        delay) and were written when they came, after Moshi's words said later. Rewritten whole (renamed into
+        place when complete); while recording the file holds them in the order they came."""
+        sort_by_time(self.paths.transcript)
+
     def _cut_text(self) -> None:
         if self._text.size != self._text_lines:
             self._text.cut(self._text_lines)
+
+
+def sort_by_time(transcript: Path) -> None:
+    """Sorts a transcript.jsonl's timed lines by their time (stable: a tie keeps the order written), the header
+    first; a file already in order is left as it is."""
+    lines = transcript.read_text(encoding="utf-8").splitlines()
+    timed = [json.loads(line).get("t", -1.0) for line in lines]
+    if all(a <= b for a, b in zip(timed, timed[1:], strict=False)):
+        return
+    order = sorted(range(len(lines)), key=lambda i: timed[i])
+    write_text(transcript, "".join(lines[i] + "\n" for i in order))

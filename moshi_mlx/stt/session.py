@@ -92,6 +92,7 @@ class SttSession:
         self._state = self.stt.init_state(1)
         self.text.flush()
         self.frames = 0
+        self._spoke = False  # words came since the last end of turn said
 
     def flush_word(self) -> str | None:
         return self.text.flush()
@@ -110,10 +111,14 @@ class SttSession:
         return SttFrame(int(out.text_token[0]), None if turn is None else float(turn))
 
     def step(self, pcm: np.ndarray) -> FrameResult:
-        """The model loop's step: no audio out, the transcript's text."""
+        """The model loop's step: no audio out, the transcript's text, and the end of a turn as Kyutai's live
+        script tells it (`stt_from_mic_mlx.py --vad`: once the end-of-turn head passes 0.5, again only after
+        more words; here not before the first words either)."""
         frame = self.encode_step(pcm)
         shown, word, starts = self.text.push(frame.token)
-        return FrameResult(None, shown or None, frame.token, word, starts)
+        turn_end = frame.end_of_turn is not None and frame.end_of_turn > 0.5 and self._spoke
+        self._spoke = bool(shown) or (self._spoke and not turn_end)
+        return FrameResult(None, shown or None, frame.token, word, starts, turn_end=turn_end)
 
     # -- files ---------------------------------------------------------------------------------------
     def frames_of(self, pcm: np.ndarray) -> np.ndarray:

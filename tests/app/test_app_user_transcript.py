@@ -14,37 +14,41 @@ from moshi_mlx.dialog.events import FrameResult  # noqa: E402
 from support.app_fakes import ScriptModel  # noqa: E402
 from support.app_window import WAIT_MS, App, RealModelApp  # noqa: E402
 
-HEARD = {1: "hello", 3: " there"}  # the user's words, by frame (the model's text stream: a space starts a word)
-
 
 class TwoSidedModel(ScriptModel):
     """ScriptModel (Moshi says a word every 2 frames) whose STT side hears "hello there" at frames 1 and 3."""
 
     user_lag_s = 0.03  # the STT model's delay: its words come this long after they were said
+    # the user's side by frame: (text, the word it completed, whether it starts a word); a space starts a word
+    heard: dict[int, tuple[str, str | None, bool]] = {1: ("hello", None, True), 3: (" there", "hello", True)}
 
     def step(self, pcm) -> FrameResult:
         k = self.steps
         result = super().step(pcm)
-        if k in HEARD:
-            done = "hello" if k == 3 else None
-            return result._replace(user_text=HEARD[k], user_word=done, user_word_start=True)
+        if k in self.heard:
+            text, done, start = self.heard[k]
+            return result._replace(user_text=text, user_word=done, user_word_start=start)
         return result
 
     def flush_user_word(self) -> str | None:
-        return "there" if self.steps > 3 else None
+        return "there" if self.steps > max(self.heard) else None
+
+
+def _talk(a: App, *shown: str) -> None:
+    """Starts a conversation, waits until the transcript shows each of `shown`, stops it."""
+    w = a.window
+    w.start_button.click()
+    a.wait_state(c.RUNNING)
+    for text in shown:
+        a.qtbot.waitUntil(lambda text=text: text in w.transcript.toPlainText(), timeout=WAIT_MS)
+    w.start_button.click()
+    a.wait_state(c.READY)
 
 
 def test_the_users_words_show_as_their_own_turns_and_are_saved_with_their_times(qtbot, tmp_path: Path) -> None:
     a = App(qtbot, tmp_path, factory=lambda files, temperature: TwoSidedModel)
     try:
-        w = a.window
-        w.start_button.click()
-        a.wait_state(c.RUNNING)
-        a.qtbot.waitUntil(lambda: "YOU" in w.transcript.toPlainText(), timeout=WAIT_MS)
-        a.qtbot.waitUntil(lambda: "MOSHI" in w.transcript.toPlainText(), timeout=WAIT_MS)
-        a.qtbot.waitUntil(lambda: "there" in w.transcript.toPlainText(), timeout=WAIT_MS)  # frame 3 (Moshi's: 1)
-        w.start_button.click()
-        a.wait_state(c.READY)
+        _talk(a, "YOU", "MOSHI", "there")  # "there": frame 3 (Moshi's: 1)
         text = a.presenter.copy_transcript()
         assert "You: hello" in text and "there" in text and "Moshi: " in text
         dest = a.presenter.save_conversation(str(tmp_path / "saved"))
@@ -57,6 +61,38 @@ def test_the_users_words_show_as_their_own_turns_and_are_saved_with_their_times(
         for _, t in said:
             assert (t + 0.03) / 0.08 == pytest.approx(round((t + 0.03) / 0.08), abs=1e-6) and t >= 0.05
         assert said[1][1] - said[0][1] >= 2 * 0.08 - 1e-6
+    finally:
+        a.close()
+
+
+class LateHearingModel(TwoSidedModel):
+    """Moshi says a word every 2 frames (frames 0, 2, 4...); the user said "hello" at frame 1 and "there" at
+    frame 3, which the STT side gives 6 frames late (at frames 7 and 9), after Moshi's later words."""
+
+    user_lag_s = 6 * 0.08
+    heard = {7: ("hel", None, True), 8: ("lo", None, False), 9: (" there", "hello", True)}  # "lo": after Moshi's
+
+
+def test_the_users_late_words_go_among_moshis_by_when_they_were_said(qtbot, tmp_path: Path) -> None:
+    from support.app_fakes import SCRIPT
+
+    a = App(qtbot, tmp_path, factory=lambda files, temperature: LateHearingModel)
+    try:
+        w = a.window
+        _talk(a, "there", SCRIPT[6])
+        # the words shown come in the order they were said (frames 0, 1, 2, 3, 4...), not the order they came;
+        # a loaded machine may skip input frames, which moves all words along the timeline together
+        want = f"{SCRIPT[0]}\nYou: hello\nMoshi: {SCRIPT[1]}\nYou: there\nMoshi: {' '.join(SCRIPT[2:7])}"
+        assert a.presenter.copy_transcript().startswith(want)
+        assert f"{SCRIPT[0]}\nYOU hello\nMOSHI {SCRIPT[1]}\nYOU there\nMOSHI {SCRIPT[2]}" in w.transcript.toPlainText()
+        dest = a.presenter.save_conversation(str(tmp_path / "saved"))
+        assert dest is not None
+        assert (dest / "transcript.txt").read_text().startswith(want)
+        lines = [json.loads(x) for x in (dest / "transcript.jsonl").read_text().splitlines()]
+        times = [x["t"] for x in lines if "t" in x]
+        assert times == sorted(times), "the saved transcript's lines in order of time"
+        said = [(x.get("speaker"), x["word"]) for x in lines if "word" in x][:4]
+        assert said == [("moshi", SCRIPT[0]), ("user", "hello"), ("moshi", SCRIPT[1]), ("user", "there")]
     finally:
         a.close()
 
@@ -195,3 +231,37 @@ def test_an_stt_download_that_fails_is_said_once_and_nothing_loads(qtbot, tmp_pa
     )
     assert a.ctl.state == c.IDLE and not a.built and a.presenter.download is None
     assert a.presenter.shutdown()
+
+
+def test_the_transcript_view_places_each_word_by_time_keeping_a_words_pieces_together(qtbot) -> None:
+    from PySide6.QtGui import QColor, QTextCursor
+
+    from app.widgets.transcript import TranscriptView
+
+    view = TranscriptView()
+    qtbot.addWidget(view)
+    view.begin_conversation("Conversation 1")
+    view.append_text("Fine", "moshi", 0.0)
+    view.append_text(" thanks", "moshi", 0.1)
+    view.begin_conversation("Conversation 2")
+    for text, speaker, t in (
+        ("Hi", "moshi", 0.5),
+        ("yo", "user", 0.1),  # said before Moshi's first word: the conversation opens with the user's turn
+        (" there", "moshi", 0.66),
+        (" friend", "moshi", 0.82),
+        (" hel", "user", 0.7),  # between "there" and "friend": Moshi's turn splits
+        (" how", "moshi", 0.98),
+        ("lo", "user", 0.78),  # the rest of "hello", come after Moshi's next word: it stays with its word
+    ):
+        view.append_text(text, speaker, t)
+    assert view.conversation_text(0) == "Fine thanks", "the conversation before is left as it was"
+    assert view.conversation_text(1) == "You: yo\nMoshi: Hi there\nYou: hello\nMoshi: friend how"
+    plain = view.toPlainText()
+    assert plain.endswith("YOU yo\nMOSHI Hi there\nYOU hello\nMOSHI friend how")
+    colours = {}
+    for word in ("yo", "there", "hello", "friend"):
+        cur = QTextCursor(view.document())
+        cur.setPosition(plain.rindex(word) + 1)
+        colours[word] = cur.charFormat().foreground().color()
+    assert colours["yo"] == colours["hello"] == QColor("#2563eb"), "the user's words keep their colour"
+    assert colours["there"] == colours["friend"] != QColor("#2563eb")

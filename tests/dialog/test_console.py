@@ -52,6 +52,16 @@ def test_terminal_redraws_status_after_the_transcript_line():
     assert "\n" in out.getvalue() and len(v.line) < 200
 
 
+def test_a_turns_end_closes_the_terminal_line_and_the_next_words_start_a_new_one():
+    from moshi_mlx.dialog.events import TurnEnded
+
+    out = io.StringIO()
+    v = ConsoleView(out, io.StringIO(), live=True)
+    for ev in (Text("Hello", 0.0, 0), TurnEnded(0.08), Text(" again", 0.16, 2)):
+        v.handle(ev)
+    assert "Hello [end of turn]\n" in out.getvalue() and v.line == "again"
+
+
 def test_the_models_notes_are_shown_when_it_has_loaded():
     out, err = io.StringIO(), io.StringIO()
     v = ConsoleView(out, err, live=False)

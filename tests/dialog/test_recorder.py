@@ -36,6 +36,7 @@ def test_round_trip(tmp_path: Path) -> None:
             rec.add_audio(u, m if i % 3 else None)
             rec.add_word(f"w{i}", i * 0.08)
         rec.add_event("skip", 0.5, frames=2)
+        rec.add_word("hello", 0.3, "user")  # the STT model's word, come late: written when it came
     paths = recording_paths(tmp_path / "rec")
     got_u, rate = sf.read(paths.user_wav, dtype="float32")
     got_m, _ = sf.read(paths.moshi_wav, dtype="float32")
@@ -45,9 +46,11 @@ def test_round_trip(tmp_path: Path) -> None:
     np.testing.assert_allclose(got_m, np.clip(want_m, -1, 1), atol=1 / 16000)
     lines = [json.loads(x) for x in paths.transcript.read_text().splitlines()]
     assert lines[0]["type"] == "header" and lines[0]["repo"] == "kyutai/test"
-    assert [x["word"] for x in lines[1:] if "word" in x] == [f"w{i}" for i in range(10)]
-    assert lines[5]["t"] == pytest.approx(4 * 0.08)
-    assert lines[-1] == {"t": 0.5, "type": "skip", "frames": 2}
+    assert [x["word"] for x in lines[1:] if x.get("speaker") == "moshi"] == [f"w{i}" for i in range(10)]
+    # once closed, every line in order of time: the late user's word and the skip among Moshi's words
+    assert [x["t"] for x in lines[1:]] == sorted(x["t"] for x in lines[1:])
+    assert lines[5:7] == [{"t": 0.3, "speaker": "user", "word": "hello"}, {"t": 0.32, "speaker": "moshi", "word": "w4"}]
+    assert lines[9] == {"t": 0.5, "type": "skip", "frames": 2}  # after w6 (0.48 s)
 
 
 def test_readable_while_still_open(tmp_path: Path) -> None:

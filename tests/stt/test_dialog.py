@@ -87,6 +87,15 @@ def test_run_records_the_users_words_with_their_times(repos, tmp_path):
     said = [x for x in lines if x.get("speaker") == "user"]
     assert [x["word"] for x in said] == [w["word"] for w in doc["user_words"]]
     assert lines[0]["user_transcript_model"] == str(stt)  # the header says which model heard the user
+    # both sides in order of time: the file's lines, and the document's `conversation`
+    times = [x["t"] for x in lines[1:]]
+    assert times == sorted(times)
+    both = doc["conversation"]
+    assert [x["t"] for x in both] == sorted(x["t"] for x in both)
+    assert sorted((x["t"], x["word"]) for x in both if x["speaker"] == "user") == [
+        (w["t"], w["word"]) for w in doc["user_words"]
+    ]
+    assert len(both) == len(doc["words"]) + len(doc["user_words"])
 
 
 @pytest.mark.parametrize(
@@ -110,7 +119,7 @@ def test_a_transcriber_that_does_not_fit_is_refused_before_loading(repos, tmp_pa
     assert "loading the model" not in r.err
 
 
-def test_the_console_gives_each_side_its_labelled_lines_once_the_user_is_transcribed():
+def test_the_console_gives_each_side_its_labelled_lines_once_the_user_is_transcribed_with_when_it_was_said():
     import io
 
     from moshi_mlx.dialog.console import ConsoleView
@@ -118,6 +127,8 @@ def test_the_console_gives_each_side_its_labelled_lines_once_the_user_is_transcr
 
     out = io.StringIO()
     view = ConsoleView(out, io.StringIO(), live=False)
-    for text, who in (("hello", "moshi"), (" there", "moshi"), (" hi", "user"), (" you", "user"), (" yes", "moshi")):
-        view.handle(Text(text, 0.0, 0, who))
-    assert out.getvalue() == "hello there\nyou: hi you\nmoshi: yes"
+    pieces = (("hello", 0.0, "moshi"), (" there", 0.08, "moshi"), (" hi", 0.04, "user"), (" you", 0.16, "user"))
+    for text, t, who in (*pieces, (" yes", 0.64, "moshi"), (" ok", 12.34, "user")):
+        view.handle(Text(text, t, round(t / 0.08), who))
+    # a user's turn says when it was said (its words come late: the terminal cannot put them back among Moshi's)
+    assert out.getvalue() == "hello there\nyou (0.0 s): hi you\nmoshi: yes\nyou (12.3 s): ok"

@@ -52,3 +52,42 @@ def test_the_mimi_must_hold_the_models_codebooks(session):
     )
     with pytest.raises(ConfigError, match="reads 32 Mimi codebooks but this Mimi holds 10"):
         SttSession(small, session.lm, session.text.sp)
+
+
+def test_the_end_of_a_turn_is_said_live_after_words_as_kyutais_live_script_says_it(session, tmp_path):
+    """`transcribe --mic` over a model with the end-of-turn head: the loop reports the turn's end (before that
+    step's text, which begins the next turn) and the terminal ends the line there."""
+    import io
+
+    from moshi_mlx.audio.file_port import FileAudioPort
+    from moshi_mlx.dialog.console import ConsoleView
+    from moshi_mlx.dialog.events import Text, TurnEnded
+    from moshi_mlx.dialog.loop import FRAME, ModelLoop
+    from support.signals import speechlike
+
+    pcm = speechlike(3.0, 3)  # the tiny model's head passes 0.5 twice in it
+    files = resolve_model_files(make_repo(tmp_path / "stt"))
+    loop = ModelLoop(lambda: SttSession.from_files(files, dtype=mx.float32)).start()
+    port = FileAudioPort(pcm, type("Sink", (), {"write": lambda self, x: None})())
+    loop.begin_session(port)
+    assert port.exhausted.wait(60) and loop.end_session(10)
+    loop.close()
+    events = []
+    while not loop.events.empty():
+        events.append(loop.events.get())
+    out = io.StringIO()
+    view = ConsoleView(out, io.StringIO(), live=False)
+    for ev in events:
+        view.handle(ev)
+
+    session.reset()
+    p = [session.encode_step(pcm[i * FRAME : (i + 1) * FRAME]).end_of_turn for i in range(len(pcm) // FRAME)]
+    said = {round(ev.t / 0.08) for ev in events if isinstance(ev, Text)}
+    ends = [round(ev.t / 0.08) for ev in events if isinstance(ev, TurnEnded)]
+    assert ends and all(p[i] > 0.5 for i in ends), "said where the head passes 0.5"
+    for i, prob in enumerate(p):  # once words came since the last end (its own step's words come after it)
+        since = max([e for e in ends if e < i], default=0)
+        assert (i in ends) == (prob > 0.5 and any(since <= k < i for k in said)), i
+    lines = out.getvalue().rstrip("\n").split("\n")  # the last turn goes on after the last end
+    assert len(lines) == len(ends) + 1 and all(line.endswith(" [end of turn]") for line in lines[:-1])
+    assert not any(line.startswith(" ") for line in lines), "a line after a turn's end starts with its word"
