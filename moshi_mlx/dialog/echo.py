@@ -13,11 +13,11 @@ its estimate. The user's voice is not in the reference and passes through linear
   once) is compared with itself 0.25 s earlier, and the ratio moves until it stops sliding
   (`_track_drift`).
 - Filters: partitioned-block frequency-domain, overlap-save, 3.3 ms blocks, after a bulk delay that a
-  GCC-PHAT estimator finds (a Bluetooth speaker adds 150-300 ms), from the echo's first speech frame. They adapt with a Kalman gain per
-  partition and frequency bin (Enzner and Vary's frequency-domain Kalman filter): the step is large
-  while a filter is uncertain and shrinks with what the error holds that the far signal cannot
-  explain (noise, the user's voice in double talk). The uncertainty starts from a room-shaped prior
-  (early taps first), which is what makes it converge in a fraction of a second.
+  GCC-PHAT estimator finds (a Bluetooth speaker adds 150-300 ms) from the echo's first speech frame.
+  They adapt with a Kalman gain per partition and frequency bin (Enzner and Vary's frequency-domain
+  Kalman filter): the step is large while a filter is uncertain and shrinks with what the error holds
+  that the far signal cannot explain (noise, the user's voice in double talk). The uncertainty starts
+  from a room-shaped prior (early taps first), which is what makes it converge in a fraction of a second.
 - Echo path changes and double talk look alike to one filter (the error suddenly grows). So there are
   two: the main filter weighs the error heavily (it waits for proof: double talk barely moves it), the
   shadow lightly and steps 1.5 times its Kalman gain (bold: start-up, a changed room, a drifting
