@@ -28,28 +28,33 @@ def use_cpu_variants(model: nn.Module) -> None:
     else:
         lanes.lane_count()  # a malformed MOSHI_MLX_CPU_LANES is reported now, not at the first step
         variants = {path: lanes.spread_variant(module) for path, module in model.named_modules() if path}
-    for path, new in variants.items():
+    for path in list(variants):
+        new = variants.pop(path)  # let go of it: the weights are freed below as their contiguous copies replace them
         if new is not _get(model, path):
             _set(model, path, new)
-    for path, module in _contiguous_candidates(model):
-        _set(model, path, ContiguousLinear.like(module))
+    new = None
+    for path in _contiguous_candidates(model):  # one at a time, so that memory never holds two copies
+        linear = _get(model, path)
+        assert isinstance(linear, nn.Linear)
+        _set(model, path, ContiguousLinear.like(linear))
+        del linear
     mx.eval(model.parameters())
 
 
-def _contiguous_candidates(model: nn.Module) -> list[tuple[str, nn.Linear]]:
+def _contiguous_candidates(model: nn.Module) -> list[str]:
     """The float Linears whose matmul goes to BLAS: those of Mimi's transformers and quantizer that blocking
     left alone, and the float32 Linears of any other model (the LM cast to float32: lanes spread only
     bfloat16 and quantized matmuls)."""
     if isinstance(model, Mimi):
         parts = ("encoder_transformer", "decoder_transformer", "quantizer")
         return [
-            (f"{name}.{path}", m)
+            f"{name}.{path}"
             for name in parts
             for path, m in getattr(model, name).named_modules()
             if type(m) is nn.Linear
         ]
     return [
-        (path, m)
+        path
         for path, m in model.named_modules()
         if type(m) in (nn.Linear, lanes.SpreadLinear) and m.weight.dtype == mx.float32
     ]

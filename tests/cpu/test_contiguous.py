@@ -41,3 +41,18 @@ def test_a_replaced_weight_is_used_as_nn_linear_uses_it():
         np.array(fast(x).astype(mx.float32)), np.array((x @ fast.weight.T).astype(mx.float32))
     )
     assert fast(x).dtype == mx.bfloat16
+
+
+def test_the_swap_never_holds_two_copies_of_the_weights():
+    """Loading swaps every float32 Linear of the LM for a ContiguousLinear (a copy of its weight): one at
+    a time, so that a float32 7B (28 GB) does not need twice its size while it loads."""
+    from moshi_mlx.cpu.swap import use_cpu_variants
+
+    model = nn.Sequential(*[nn.Linear(1024, 1024, bias=False) for _ in range(12)])  # 48 MiB of weights
+    mx.eval(model.parameters())
+    weights = sum(w.nbytes for _, w in nn.utils.tree_flatten(model.parameters()))
+    mx.reset_peak_memory()
+    before = mx.get_active_memory()
+    use_cpu_variants(model)
+    assert all(type(m) is ContiguousLinear for m in model.layers)
+    assert mx.get_peak_memory() - before < weights / 4, (mx.get_peak_memory() - before, weights)
