@@ -91,27 +91,29 @@ def weight_bytes(model: Lm) -> int:
     return total
 
 
-def timed_step(gen: LmGen, lm_state, user: mx.array):
-    """One greedy step evaluated in two parts to split the time: temporal transformer, then text head +
-    depformer (op by op, as written); returns both durations and the next temporal state (pass it on and
-    drop this one: a state still held when the step is evaluated has its caches copied)."""
+def timed_steps(gen: LmGen, lm_state, frames: list[mx.array]) -> list[tuple[float, float]]:
+    """Greedy steps evaluated in two parts to split the time: temporal transformer, then text head +
+    depformer (op by op, as written); both durations per frame. The temporal state is threaded here, so
+    that each step lets go of the previous one before its evaluation (a state still held is copied)."""
     lm = gen.lm
-    t0 = time.perf_counter()
     cfg = lm.cfg
-    user = gen.check_user_codes(user)
-    inputs = mx.concatenate([mx.zeros((1, 1 + cfg.dep_q), mx.int32), user], axis=1)
-    context, text_logits, lm_state = lm.step_text(inputs[:, :, None], lm_state)
-    mx.eval(context, lm_state.arrays())
-    t1 = time.perf_counter()
-    text = mx.argmax(text_logits[:, 0], axis=-1).astype(mx.int32)  # the text head counts as depth here
-    dep_state = lm.depformer.init_state(1, lm.compute_dtype)
-    prev = text
-    for k in range(cfg.dep_q):
-        logits, dep_state = lm.depformer.step(k, context, prev, dep_state)
-        prev = mx.argmax(logits, axis=-1).astype(mx.int32)
-    mx.eval(prev)
-    t2 = time.perf_counter()
-    return t1 - t0, t2 - t1, lm_state
+    times = []
+    for f in frames:
+        t0 = time.perf_counter()
+        user = gen.check_user_codes(f)
+        inputs = mx.concatenate([mx.zeros((1, 1 + cfg.dep_q), mx.int32), user], axis=1)
+        context, text_logits, lm_state = lm.step_text(inputs[:, :, None], lm_state)
+        mx.eval(context, lm_state.arrays())
+        t1 = time.perf_counter()
+        text = mx.argmax(text_logits[:, 0], axis=-1).astype(mx.int32)  # the text head counts as depth here
+        dep_state = lm.depformer.init_state(1, lm.compute_dtype)
+        prev = text
+        for k in range(cfg.dep_q):
+            logits, dep_state = lm.depformer.step(k, context, prev, dep_state)
+            prev = mx.argmax(logits, axis=-1).astype(mx.int32)
+        mx.eval(prev)
+        times.append((t1 - t0, time.perf_counter() - t1))
+    return times
 
 
 def built_steps(gen: LmGen, frames: list[mx.array]) -> tuple[float, float, int]:
@@ -192,11 +194,7 @@ def bench(
     window = gen.window(state)
     capacity = cfg.transformer.context or 1
     cache_bytes = sum(a.nbytes for a in state.lm.arrays()) * (window or capacity) // capacity
-    split, lm_state = [], state.lm
-    for f in frames[:steps]:
-        t_temporal, t_depth, lm_state = timed_step(gen, lm_state, f)
-        split.append((t_temporal, t_depth))
-    del lm_state
+    split = timed_steps(gen, state.lm, frames[:steps])
     temporal = statistics.median(s[0] for s in split)
     depth = statistics.median(s[1] for s in split)
     step_s = statistics.median(total)
