@@ -150,6 +150,21 @@ class LmGen:
         step = StepOutput(text_token, audio, text_logits, audio_logits)
         return step, out, LmGenState(lm_state, tokens, t + 1, keys[0])
 
+    def prepare(self, batch: int | None = None) -> None:
+        """Trace the compiled step now for every attention window a conversation will meet, rather than
+        during it (the first trace of the skinny 7B took ~160 ms, each later window ~25 ms: a stall the
+        listener hears). Steps over throwaway states that are never evaluated: nothing is computed."""
+        if not self.compiled:
+            return
+        state = self.init_state(batch, seed=0)
+        user = mx.zeros((state.tokens.shape[0], self.cfg.user_codebooks), mx.int32)
+        capacity = self.cfg.transformer.context or 1
+        bucket = self.window_bucket or capacity
+        # a step at offset w - 1 attends over w slots; at capacity - 1, over the whole ring
+        for offset in [*range(bucket - 1, capacity - 1, bucket), capacity - 1]:
+            lm = LmState.from_arrays(state.lm.arrays(), offset, self._layers)
+            self.advance(state._replace(lm=lm, step=offset), user)
+
     # ---- the two halves of a step: pure functions of arrays, compiled ----
 
     def window(self, state: LmGenState) -> int | None:

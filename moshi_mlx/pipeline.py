@@ -119,6 +119,7 @@ class MoshiPipeline:
         self.frame_size = mimi.frame_size
         if self.frame_size != FRAME:
             raise ConfigError(f"Mimi frames of {self.frame_size} samples are not supported (expected {FRAME})")
+        self._trace_steps()
         self.reset()
 
     @classmethod
@@ -161,6 +162,13 @@ class MoshiPipeline:
                 "(about half its size, ~1% error in attention scores)"
             )
         return pipe
+
+    def _trace_steps(self) -> None:
+        """Trace the compiled frame (Mimi's encode and decode, the LM's step for every attention window)
+        while loading, not in the conversation's first frames; nothing is evaluated."""
+        self.gen.prepare(1)
+        codes, state = self.mimi.stream_encode(mx.zeros((1, 1, self.frame_size)), self.mimi.init_state(1))
+        self.mimi.stream_decode(codes[:, : self.lm.cfg.dep_q], state)
 
     def reset(self) -> None:
         """A new conversation: fresh codec and LM states and text stream, same weights."""

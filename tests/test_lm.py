@@ -316,3 +316,23 @@ def test_moshi_mlx_compile_chooses_the_step(value, compiled, monkeypatch):
     assert LmGen(model("torch")).compiled is compiled
     mimi = load_mimi(ASSETS / "mimi_tiny.safetensors", config=ASSETS / "mimi_tiny_config.json")
     assert mimi.compiled is compiled
+
+
+def test_prepare_traces_every_attention_window_before_the_conversation(monkeypatch):
+    """After `prepare`, a conversation crossing every window of its ring (4, 8, 12, then the whole ring of 16
+    and past its wrap) runs the traced functions no more: no stall at a window's first step."""
+    runs = {"n": 0}
+    original = LmGen._temporal_half
+
+    def counting(self, *args, **kwargs):
+        runs["n"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LmGen, "_temporal_half", counting)
+    gen = LmGen(model("torch", "lm_small_ctx16.json"), seed=1, window_bucket=4)
+    gen.prepare()
+    traced = runs["n"]
+    assert traced == 4  # windows 4, 8, 12 and the whole ring
+    for frame in goldens()["user_codes"][:24]:
+        gen.step(frame[None])
+    assert runs["n"] == traced

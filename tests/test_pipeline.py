@@ -195,3 +195,32 @@ def test_sampling_refuses_what_the_command_line_refuses(field: str, value: float
     for edge in RANGES[field]:  # both ends of the range are allowed, by both
         Sampling(**{field: edge})
         assert getattr(build_parser().parse_args([flag, str(edge)]), field) == edge
+
+
+def test_a_conversation_traces_nothing_the_pipeline_did_not_trace_while_loading(monkeypatch):
+    """The compiled frame (Mimi's encode and decode, the LM's step for each attention window) is traced
+    while loading: a trace takes the skinny 7B ~45 ms the first time, a stall in the conversation's first
+    frame. Counted by how often the traced Python functions run."""
+    from moshi_mlx.lm_gen import LmGen
+    from moshi_mlx.mimi import Mimi
+
+    runs: dict[str, int] = {}
+    for cls, name in (
+        (LmGen, "_temporal_half"),
+        (LmGen, "_depformer_half"),
+        (Mimi, "_encode_part"),
+        (Mimi, "_decode_part"),
+    ):
+        original = getattr(cls, name)
+
+        def counting(self, *args, _original=original, _name=name, **kwargs):
+            runs[_name] = runs.get(_name, 0) + 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, counting)
+    p = MoshiPipeline.from_files(e2e_files(), GREEDY)
+    assert p.gen.compiled and p.mimi.compiled
+    loaded = dict(runs)
+    assert loaded["_temporal_half"] >= 12  # the 3000-slot ring: 11 windows of 256, then the whole ring
+    run(p, speechlike(6))
+    assert runs == loaded, (runs, loaded)
