@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import mlx.core as mx
 
-from ..compiled import compile_by_default
+from ..compiled import compile_by_default, lm_setting
 from ..errors import ConfigError
 from ..lm import Lm, LmState
 from ..lm_gen import WINDOW_BUCKET
@@ -126,18 +126,7 @@ class Stt:
     def _step_fn(self, window: int | None) -> Callable:
         """The step for an attention `window`, compiled for the model's current setting (made again after a
         cast, a new compute dtype or KV width, new sampling settings); `recompile()` after swapping modules."""
-        lm = self.lm
-        key = (
-            self.compiled,
-            lm.compute_dtype,
-            lm.cache_dtype,
-            lm.kv_bits,
-            lm.is_quantized,
-            id(lm.text_linear),
-            id(lm.out_norm.weight),
-            self.text_temp,
-            self.text_top_k,
-        )
+        key = (self.compiled, lm_setting(self.lm), self.text_temp, self.text_top_k)
         if key != self._steps_key:
             self.recompile()
             self._steps_key = key
