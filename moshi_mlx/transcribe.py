@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
         if args.mic:
             from .audio.devices import AudioIO
 
-            audio = AudioIO(args.input_device, None, backend=audio_backend, keep_reference=False)
+            audio = AudioIO(args.input_device, backend=audio_backend, output=False)  # a transcript plays nothing
             return run_mic(args, audio, _resolve(args))
         from .audio.files import read_audio
 

@@ -214,7 +214,8 @@ class StreamResampler:
 
 
 class AudioIO:
-    """Microphone and speaker streams with device-rate rings; the 24 kHz side belongs to one thread.
+    """Microphone and speaker streams (or the microphone alone) with device-rate rings; the 24 kHz side belongs
+    to one thread.
 
     The loop thread calls `read_input`, `write_output`, `read_reference` (what the speaker actually
     played: the far-end signal for echo cancellation) and `check` (raises if a device died).
@@ -227,6 +228,8 @@ class AudioIO:
         prebuffer_ms: after running dry the speaker waits for this much audio before playing again,
             so that jitter in model step time does not chop the voice into clicks.
         keep_reference: record the played signal for echo cancellation.
+        output: open a speaker; False: the microphone only (a transcript plays nothing): no output device
+            is looked up or opened, `read_reference` is empty and `write_output` refuses audio.
     """
 
     def __init__(
@@ -238,14 +241,19 @@ class AudioIO:
         ring_s: float = 4.0,
         prebuffer_ms: float = 40.0,
         keep_reference: bool = True,
+        output: bool = True,
     ) -> None:
+        if not output and output_device is not None:
+            raise ValueError("an output device was named for input-only audio")
         self._backend = _backend(backend)
         self.input_info = find_device(input_device, "input", self._backend)
-        find_device(output_device, "output", self._backend)  # a missing speaker fails now, not after loading
+        self.has_output = output
+        if output:
+            find_device(output_device, "output", self._backend)  # a missing speaker fails now, not after loading
         self._output_spec = output_device
         self.output_info: DeviceInfo | None = None
         self._block_ms, self._ring_s, self._prebuffer_ms = block_ms, ring_s, prebuffer_ms
-        self._keep_reference = keep_reference
+        self._keep_reference = keep_reference and output
         self._in_stream = self._out_stream = None
         self._finished: str | None = None  # set from PortAudio's thread when a stream ends
         self.in_callbacks = self.out_callbacks = 0  # callback-owned counters
@@ -257,6 +265,11 @@ class AudioIO:
         rate_in = self.input_info.default_rate
         self.mic = RingBuffer(int(rate_in * self._ring_s))
         self._in_stream = self._open("input", self.input_info, rate_in, self._input_cb)
+        self._to_model = StreamResampler(rate_in, MODEL_RATE)
+        self._last_progress = (time.monotonic(), 0, 0)
+        if not self.has_output:
+            self._in_stream.start()
+            return
         # Re-read the output device now: opening a headset's mic can change its output rate.
         self.output_info = find_device(self._output_spec, "output", self._backend)
         rate_out = self.output_info.default_rate
@@ -266,10 +279,8 @@ class AudioIO:
         self._scratch = np.zeros(int(rate_out), np.float32)  # 1 s: larger than any callback block
         self._out_channels = min(2, self.output_info.outputs)
         self._out_stream = self._open("output", self.output_info, rate_out, self._output_cb)
-        self._to_model = StreamResampler(rate_in, MODEL_RATE)
         self._to_speaker = StreamResampler(MODEL_RATE, rate_out)
         self._ref_to_model = StreamResampler(rate_out, MODEL_RATE)
-        self._last_progress = (time.monotonic(), 0, 0)
         self._in_stream.start()
         self._out_stream.start()
 
@@ -295,7 +306,7 @@ class AudioIO:
             ) from None
 
     def stop(self) -> None:
-        """Stops and closes both streams (idempotent, never raises)."""
+        """Stops and closes the streams (idempotent, never raises)."""
         for s in (self._in_stream, self._out_stream):
             if s is None:
                 continue
@@ -345,6 +356,8 @@ class AudioIO:
 
     def write_output(self, pcm: np.ndarray) -> int:
         """Queues 24 kHz audio for the speaker; returns device-rate samples dropped (ring full)."""
+        if not self.has_output:
+            raise RuntimeError("this AudioIO has no speaker (opened with output=False)")
         x = self._to_speaker(pcm)
         return len(x) - self.speaker.write(x)
 
@@ -353,7 +366,9 @@ class AudioIO:
         return self._ref_to_model(self.played.read_all()) if self._keep_reference else np.zeros(0, np.float32)
 
     def output_queued_s(self) -> float:
-        """Audio written but not yet played, in seconds (speaker ring plus resampler)."""
+        """Audio written but not yet played, in seconds (speaker ring plus resampler); 0 without a speaker."""
+        if not self.has_output:
+            return 0.0
         assert self.output_info is not None
         return self.speaker.available() / self.output_info.default_rate + self._to_speaker.delay_s()
 
@@ -368,7 +383,7 @@ class AudioIO:
             )
         now = time.monotonic()
         t0, n_in, n_out = self._last_progress
-        if self.in_callbacks != n_in and self.out_callbacks != n_out:
+        if self.in_callbacks != n_in and (self.out_callbacks != n_out or not self.has_output):
             self._last_progress = (now, self.in_callbacks, self.out_callbacks)
         elif now - t0 > stall_s:
             which = "input" if self.in_callbacks == n_in else "output"

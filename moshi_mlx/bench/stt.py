@@ -46,18 +46,22 @@ def _timed(step, steps: int) -> list[float]:
     return out
 
 
-def stt_step_ms(precision: str, steps: int) -> float:
-    """Median ms of one STT 1B step (its model is gone when this returns)."""
+def stt_step_ms(precision: str, steps: int) -> tuple[float, float]:
+    """Median ms of one STT 1B step, compiled and op by op (its model is gone when this returns)."""
     cfg = LmConfig.preset(STT_PRESET)
-    stt = Stt(random_model(cfg, precision))
-    state = [stt.init_state(1)]
+    lm = random_model(cfg, precision)
     codes = mx.random.randint(0, cfg.card, (1, cfg.n_q))
 
-    def step() -> None:
-        out, state[0] = stt.advance(state[0], codes)
-        mx.eval(out.text_token, Stt.state_arrays(state[0]))
+    def median(stt: Stt) -> float:
+        state = [stt.init_state(1)]
 
-    return _median_ms(_timed(step, steps))
+        def step() -> None:
+            out, state[0] = stt.advance(state[0], codes)
+            mx.eval(out.text_token, Stt.state_arrays(state[0]))
+
+        return _median_ms(_timed(step, steps))
+
+    return median(Stt(lm, compile=True)), median(Stt(lm, compile=False))
 
 
 def encode_ms(codebooks: int, steps: int) -> float:
@@ -75,8 +79,11 @@ def encode_ms(codebooks: int, steps: int) -> float:
 
 def run(args: argparse.Namespace) -> int:
     frame_ms = 1000 * FRAME_S
-    stt_ms = stt_step_ms(args.precision, args.steps)
-    print(f"STT 1B {args.precision}: {stt_ms:.1f} ms per step (median of {args.steps}), RTF {stt_ms / frame_ms:.2f}")
+    stt_ms, op_by_op_ms = stt_step_ms(args.precision, args.steps)
+    print(
+        f"STT 1B {args.precision}: {stt_ms:.1f} ms per step compiled (median of {args.steps}), RTF "
+        f"{stt_ms / frame_ms:.2f}; op by op {op_by_op_ms:.1f} ms: compiled takes {stt_ms / op_by_op_ms:.2f}x as long"
+    )
     enc = {n: encode_ms(n, args.steps) for n in (8, 32)}
     extra = enc[32] - enc[8]
     print(f"Mimi streaming encode: {enc[8]:.1f} ms at 8 codebooks, {enc[32]:.1f} ms at 32 (+{extra:.1f} ms)")

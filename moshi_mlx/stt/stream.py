@@ -8,17 +8,27 @@ step 0 feeds the initial tokens only (its audio frame is never seen: `offset <= 
 step t > 0 feeds the text token sampled at step t - 1 and the audio codes given at step t; each step
 returns the text token it sampled. `step_with_extra_heads` adds the softmax of each extra head over the
 normed temporal output of the same step.
+
+The step is a pure function of arrays compiled with `mx.compile` once per model setting, as `LmGen`'s
+halves: the step counter and cache offset go in as int32 arrays, the RoPE table is made on the host and passed
+in, caches are passed in and returned, and the attention spans only the written slots of the ring until it
+wraps (`window_bucket`). `MOSHI_MLX_COMPILE=0` (or `compile=False`) runs the same function op by op.
 """
 
 from __future__ import annotations
 
+import functools
 import secrets
+from collections.abc import Callable
 from typing import NamedTuple
 
 import mlx.core as mx
 
+from ..compiled import compile_by_default, lm_setting
 from ..errors import ConfigError
 from ..lm import Lm, LmState
+from ..lm_gen import WINDOW_BUCKET
+from ..modules.transformer import RotaryTable
 from ..sampling import sample
 
 
@@ -42,9 +52,19 @@ class Stt:
         lm: the loaded model (dep_q 0).
         text_temp, text_top_k: text sampling; temperature 0 (Kyutai's setting for these models) is greedy.
         seed: makes sampling repeatable; None draws a fresh seed.
+        compile: compile the step (None: `compile_by_default()`).
+        window_bucket: as `LmGen`'s (None: always attend over the whole ring, as the reference).
     """
 
-    def __init__(self, lm: Lm, text_temp: float = 0.0, text_top_k: int = 50, seed: int | None = None):
+    def __init__(
+        self,
+        lm: Lm,
+        text_temp: float = 0.0,
+        text_top_k: int = 50,
+        seed: int | None = None,
+        compile: bool | None = None,
+        window_bucket: int | None = WINDOW_BUCKET,
+    ):
         cfg = lm.cfg
         if not cfg.is_stt:
             raise ConfigError(
@@ -54,6 +74,11 @@ class Stt:
         self.lm, self.cfg = lm, cfg
         self.text_temp, self.text_top_k, self.seed = text_temp, text_top_k, seed
         self._initial = mx.array([cfg.text_initial_token_id] + [cfg.initial_token_id] * cfg.n_q, mx.int32)
+        self._layers = cfg.transformer.num_layers
+        self.compiled = compile_by_default() if compile is None else compile
+        self.window_bucket = window_bucket
+        self._steps: dict[int | None, Callable] = {}  # by attention window
+        self._steps_key: tuple | None = None
 
     @property
     def codebooks(self) -> int:
@@ -74,20 +99,67 @@ class Stt:
         codes = codes.astype(mx.int32)
         if codes.ndim != 2 or codes.shape[1] < self.cfg.n_q:
             raise ConfigError(f"audio codes must have shape [batch, {self.cfg.n_q}], got {tuple(codes.shape)}")
-        b = codes.shape[0]
-        if state.step == 0:
-            inputs = mx.broadcast_to(self._initial[None], (b, self._initial.shape[0]))
-        else:
-            inputs = mx.concatenate([state.text[:, None], codes[:, : self.cfg.n_q]], axis=1)
-        key, sub = mx.random.split(state.key)
-        context, text_logits, lm_state = self.lm.step_text(inputs[:, :, None], state.lm)
+        offset = state.lm.offset
+        assert isinstance(offset, int)  # a traced offset lives only inside the compiled step
+        rope = self.lm.transformer.rope(offset, 1)
+        token, logits, key, *rest = self._step_fn(self.window(state))(
+            state.text,
+            state.key,
+            codes[:, : self.cfg.n_q],
+            mx.array(state.step, mx.int32),
+            mx.array(offset, mx.int32),
+            [] if rope is None else [rope.cos, rope.sin],
+            state.lm.arrays(),
+        )
+        heads, caches = (rest[0], rest[1:]) if self.lm.extra_heads else (None, rest)
+        lm_state = LmState.from_arrays(caches, offset + 1, self._layers)
+        return SttStep(token, logits, heads), SttState(lm_state, token, state.step + 1, key)
+
+    # ---- the step: a pure function of arrays, compiled ----
+
+    def window(self, state: SttState) -> int | None:
+        """The slots of the temporal ring the next step attends over (None: all of them)."""
+        if self.window_bucket is None:
+            return None
+        return state.lm.temporal.caches[0].window(1, self.window_bucket)
+
+    def _step_fn(self, window: int | None) -> Callable:
+        """The step for an attention `window`, compiled for the model's current setting (made again after a
+        cast, a new compute dtype or KV width, new sampling settings); `recompile()` after swapping modules."""
+        key = (self.compiled, lm_setting(self.lm), self.text_temp, self.text_top_k)
+        if key != self._steps_key:
+            self.recompile()
+            self._steps_key = key
+        if window not in self._steps:
+            step = functools.partial(self._step, window=window)
+            self._steps[window] = mx.compile(step) if self.compiled else step
+        return self._steps[window]
+
+    def recompile(self) -> None:
+        """Trace the step again at the next call (after the model's modules or weights were replaced)."""
+        self._steps.clear()
+
+    def _step(self, text, key, codes, t, offset, rope, caches, window: int | None = None) -> list[mx.array]:
+        """Step 0 feeds the initial tokens, later steps the previous text token and this step's codes; run the
+        temporal transformer, sample the text token and apply the extra heads.
+
+        Returns:
+            [text token, text logits, next PRNG key, extra heads (only with heads), *caches].
+        """
+        fed = mx.concatenate([text[:, None], codes], axis=1)
+        inputs = mx.where(t == 0, mx.broadcast_to(self._initial[None], fed.shape), fed)
+        key, sub = mx.random.split(key)
+        table = RotaryTable(*rope) if rope else None
+        lm_state = LmState.from_arrays(list(caches), offset, self._layers)
+        context, text_logits, lm_state = self.lm.step_text(inputs[:, :, None], lm_state, table, window)
         text_logits = text_logits[:, 0]
         token = sample(text_logits, self.text_temp, self.text_top_k, sub)
-        heads = None
+        heads = []
         if self.lm.extra_heads:
             out = context[:, 0]
-            heads = mx.softmax(mx.stack([h(out) for h in self.lm.extra_heads], axis=1).astype(mx.float32), axis=-1)
-        return SttStep(token, text_logits, heads), SttState(lm_state, token, state.step + 1, key)
+            stacked = mx.stack([h(out) for h in self.lm.extra_heads], axis=1).astype(mx.float32)
+            heads = [mx.softmax(stacked, axis=-1)]
+        return [token, text_logits, key, *heads, *lm_state.arrays()]
 
     @staticmethod
     def state_arrays(state: SttState) -> list[mx.array]:

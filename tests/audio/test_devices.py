@@ -178,6 +178,30 @@ def test_callback_abort_and_stall_are_reported() -> None:
         io2.check(stall_s=0.05)
 
 
+def test_input_only_audio_needs_and_opens_no_speaker() -> None:
+    import time
+
+    b = FakeStreamFactory(devices=DEVICES[:1])  # a microphone, no output device at all
+    b.default = (0, -1)
+    io = AudioIO(backend=b, output=False)
+    io.start()
+    assert [s.kind for s in b.streams] == ["input"] and io.output_info is None
+    b.input.push_input(_tone(440, 48000, 4800))
+    for _ in range(10):
+        b.input.process(480)
+        io.check(stall_s=0.05)  # the microphone's callbacks are progress enough
+        time.sleep(0.01)
+    assert abs(len(io.read_input()) - 2400) < 60  # 100 ms at 24 kHz, less the resampler's look-ahead
+    assert io.output_queued_s() == 0.0 and io.read_reference().size == 0
+    with pytest.raises(RuntimeError, match="no speaker"):
+        io.write_output(np.zeros(240, np.float32))
+    time.sleep(0.1)
+    with pytest.raises(AudioDeviceError, match="input device delivered no audio"):
+        io.check(stall_s=0.05)
+    io.stop()
+    assert b.input.closed
+
+
 def test_open_failure_names_device_and_rate() -> None:
     class Failing(FakeStreamFactory):
         def open(self, kind: str, **kw) -> FakeStream:

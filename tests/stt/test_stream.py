@@ -18,8 +18,8 @@ from moshi_mlx.stt.words import timed_words
 from support.stt import CONFIG, STT, TOKENIZER, WEIGHTS, goldens
 
 
-def run(lm, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    stt = Stt(lm)
+def run(stt: Stt, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Text tokens, text logits and extra heads of each step."""
     state = stt.init_state()
     tokens, logits, heads = [], [], []
     for frame in codes:
@@ -32,14 +32,40 @@ def run(lm, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.array(tokens), np.stack(logits), np.stack(heads)
 
 
-def test_greedy_text_tokens_and_extra_heads_equal_the_reference_in_float32():
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "op-by-op"])
+def test_greedy_text_tokens_and_extra_heads_equal_the_reference_in_float32(compiled):
     g = goldens()
     lm = load_lm(WEIGHTS, CONFIG, dtype=mx.float32)
     assert lm.cfg.dep_q == 0 and lm.cfg.n_q == 32 and not lm.depformer.slices
-    tokens, logits, heads = run(lm, g["codes"])
+    tokens, logits, heads = run(Stt(lm, compile=compiled), g["codes"])
     np.testing.assert_array_equal(tokens, g["text_tokens"])  # 40 steps, the 16-step ring wraps twice
     np.testing.assert_allclose(logits, g["text_logits"], atol=2e-5, rtol=1e-4)
     np.testing.assert_allclose(heads, g["extra_heads"], atol=1e-5)
+
+
+def test_a_compiled_step_gives_the_op_by_op_tokens_and_extra_heads(monkeypatch):
+    g = goldens()
+    lm = load_lm(WEIGHTS, CONFIG, dtype=mx.float32)
+    monkeypatch.delenv("MOSHI_MLX_COMPILE", raising=False)
+    assert Stt(lm).compiled  # the default
+    monkeypatch.setenv("MOSHI_MLX_COMPILE", "0")
+    assert not Stt(lm).compiled
+    fast = run(Stt(lm, compile=True, window_bucket=4), g["codes"])  # the 16-slot ring: windows of 4, 8, 12, then all 16
+    slow = run(Stt(lm, compile=False, window_bucket=None), g["codes"])  # op by op over the whole ring, as the reference
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_new_compute_dtype_traces_the_compiled_step_again():
+    g = goldens()
+    lm = load_lm(WEIGHTS, CONFIG, dtype=mx.float32)
+    stt, op_by_op = Stt(lm), Stt(lm, compile=False)
+    frames = g["codes"][:3]
+    before = run(stt, frames)[1]
+    lm.set_compute_dtype(mx.bfloat16)  # the step's inputs keep their shapes and dtypes: only the key sees it
+    after = run(stt, frames)[1]
+    assert not np.array_equal(before, after)
+    np.testing.assert_array_equal(after, run(op_by_op, frames)[1])
 
 
 def test_the_released_config_reads_as_stt():

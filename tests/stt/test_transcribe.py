@@ -80,19 +80,27 @@ def test_bad_input_is_one_line_and_exit_2(repo, wav, args, code, words):
     assert_one_line_error(run_module("moshi_mlx.transcribe", *argv), code, *words)
 
 
-def test_the_microphone_is_transcribed_live_until_ctrl_c(repo, capsys):
-    # a sound card is needed: in process, on the fake one
+MIC_ONLY = [
+    {"name": "Fake Microphone", "max_input_channels": 1, "max_output_channels": 0, "default_samplerate": 48_000.0}
+]
+
+
+@pytest.mark.parametrize("speaker", [True, False], ids=["with-speaker", "mic-only"])
+def test_the_microphone_is_transcribed_live_until_ctrl_c(repo, capsys, speaker):
+    # a sound card is needed: in process, on the fake one; a transcript plays nothing, so no speaker is opened
     from moshi_mlx.audio.fake import FakeClock, FakeStreamFactory
     from moshi_mlx.transcribe import main
 
-    backend = FakeStreamFactory(input_rate=48_000, output_rate=48_000)
+    backend = FakeStreamFactory(input_rate=48_000, output_rate=48_000, devices=None if speaker else MIC_ONLY)
+    if not speaker:
+        backend.default = (0, -1)  # a machine with a microphone and no output device
 
     def drive() -> None:
         deadline = time.monotonic() + 60
-        while not any(s.kind == "output" for s in backend.streams) and time.monotonic() < deadline:
+        while not backend.streams and time.monotonic() < deadline:
             time.sleep(0.02)
         backend.input.push_input(speechlike(1.5, 7, sr=48_000))
-        with FakeClock([backend.input, backend.output], speed=2.0):
+        with FakeClock([backend.input], speed=2.0):
             while backend.input.pending_input() > 0:
                 time.sleep(0.02)
             time.sleep(0.3)
@@ -103,4 +111,4 @@ def test_the_microphone_is_transcribed_live_until_ctrl_c(repo, capsys):
     out, err = capsys.readouterr()
     assert "listening on Fake Microphone" in err and "stopped" in err and "Traceback" not in err
     assert out.strip()  # the transcript as it came
-    assert all(s.closed for s in backend.streams)
+    assert [s.kind for s in backend.streams] == ["input"] and all(s.closed for s in backend.streams)
