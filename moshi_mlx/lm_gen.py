@@ -29,7 +29,7 @@ from typing import NamedTuple
 import mlx.core as mx
 import numpy as np
 
-from .compiled import compile_by_default
+from .compiled import compile_by_default, lm_setting
 from .errors import ConfigError
 from .lm import Lm, LmState
 from .modules.transformer import RotaryTable
@@ -177,20 +177,7 @@ class LmGen:
         """The step's halves for an attention `window`, compiled for the model's current setting (made
         again after a cast, a new compute dtype or KV width, new sampling settings); a model whose modules
         were swapped after this LmGen's first step needs `recompile()`."""
-        lm = self.lm
-        key = (
-            self.compiled,
-            lm.compute_dtype,
-            lm.cache_dtype,
-            lm.kv_bits,
-            lm.is_quantized,
-            id(lm.text_linear),
-            id(lm.out_norm.weight),
-            self.temp,
-            self.text_temp,
-            self.top_k,
-            self.text_top_k,
-        )
+        key = (self.compiled, *lm_setting(self.lm), self.temp, self.text_temp, self.top_k, self.text_top_k)
         if key != self._halves_key:
             self.recompile()
             self._halves_key = key

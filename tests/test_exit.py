@@ -318,3 +318,32 @@ def test_ctrl_c_while_a_program_starts_is_no_traceback():
         (sys.executable, "-c", code), env=cli_env(), cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert p.returncode == 0 and p.stdout.strip() == "", p.stdout + p.stderr
+
+
+def test_a_reader_that_stops_early_is_no_traceback(tmp_path):
+    """`python -m moshi_mlx.transcribe --list-devices | head -1` or `bench ... | head`: the reader closes the
+    pipe while the program still prints. It ends quietly (no traceback) with the SIGPIPE status a shell
+    expects (141)."""
+    import subprocess
+    import sys
+
+    from support.cli import REPO, cli_env
+
+    script = (
+        "import sys\n"
+        "from moshi_mlx.cli.entry import run_cli\n"
+        "def main():\n"
+        "    for i in range(100000):\n"
+        "        print('a line of output', i)\n"
+        "    return 0\n"
+        "run_cli(main)\n"
+    )
+    p = subprocess.Popen(
+        (sys.executable, "-c", script), cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.readline()
+    p.stdout.close()  # the reader goes away
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import traceback
 from collections.abc import Callable
 from typing import NoReturn
@@ -10,6 +13,8 @@ from typing import NoReturn
 from ..cpu.blas import maybe_reexec
 from ..mlx_thread import exit_process
 from .signals import exit_code, stop_on_signals
+
+SIGPIPE_EXIT = 128 + 13  # what a shell reports for a program its pipe's reader stopped
 
 
 def run_cli(main: Callable[[], int]) -> NoReturn:
@@ -22,7 +27,18 @@ def run_cli(main: Callable[[], int]) -> NoReturn:
             code = main()
     except KeyboardInterrupt as e:  # one that main() did not handle (while importing, say)
         code = exit_code(e)
+    except BrokenPipeError:  # the reader of our output went away (`... | head`): end quietly, as on SIGPIPE
+        _drop_stdout()
+        code = SIGPIPE_EXIT
     except Exception:  # a bug: reported as Python would, then the process ends as cleanly as any other
         traceback.print_exc()
         code = 1
     exit_process(code)
+
+
+def _drop_stdout() -> None:
+    """Point standard output at /dev/null: what is still buffered would fail again when Python flushes it
+    at exit (the documented way out of a broken pipe)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
