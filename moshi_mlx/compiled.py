@@ -1,4 +1,5 @@
-"""Whether streaming steps are compiled: the one switch for LmGen's and Mimi's steps.
+"""Whether streaming steps are compiled (the one switch for LmGen's, Stt's and Mimi's steps), and what
+they are traced for.
 
 Steps are compiled with `mx.compile` by default; MOSHI_MLX_COMPILE=0 runs the same functions op by op,
 for debugging and for the benchmarks' comparison.
@@ -6,8 +7,12 @@ for debugging and for the benchmarks' comparison.
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
+
+import mlx.core as mx
 
 if TYPE_CHECKING:
     from .lm import Lm
@@ -32,3 +37,32 @@ def lm_setting(lm: Lm) -> tuple:
         id(lm.text_linear),
         id(lm.out_norm.weight),
     )
+
+
+class WindowedSteps:
+    """A temporal step `fn(..., window=w)` compiled once per attention window `w` (LmGen's and Stt's: see
+    `LmState.window`), or run op by op; all traced again when the setting they were made for changes."""
+
+    def __init__(self, fn: Callable):
+        self._fn = fn
+        self._by_window: dict[int | None, Callable] = {}
+        self._setting: tuple | None = None
+
+    def get(self, window: int | None, compiled: bool, setting: tuple) -> Callable:
+        """The step for `window`; `setting`: what it is traced for (`lm_setting`, sampling, ...)."""
+        setting = (compiled, *setting)
+        if setting != self._setting:
+            self.clear()
+            self._setting = setting
+        if window not in self._by_window:
+            step = functools.partial(self._fn, window=window)
+            self._by_window[window] = mx.compile(step) if compiled else step
+        return self._by_window[window]
+
+    def clear(self) -> None:
+        """Trace again at the next call (after the model's modules or weights were replaced)."""
+        self._by_window.clear()
+
+    def __iter__(self) -> Iterator[int | None]:
+        """The windows made so far."""
+        return iter(self._by_window)

@@ -43,6 +43,11 @@ class LmState(NamedTuple):
     def arrays(self) -> list[mx.array]:
         return self.temporal.arrays()
 
+    def window(self, bucket: int | None) -> int | None:
+        """The slots of the temporal ring the next step attends over: the written ones rounded up to a
+        multiple of `bucket` until the ring wraps (`RingKVCache.window`); None: all of them."""
+        return None if bucket is None else self.temporal.caches[0].window(1, bucket)
+
     @classmethod
     def from_arrays(cls, arrays: list[mx.array], offset: Offset, layers: int) -> LmState:
         """The state of a `layers`-layer temporal transformer holding `arrays` (as `arrays()` lists them)."""

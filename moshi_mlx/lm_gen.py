@@ -21,7 +21,6 @@ once; its graph is evaluated in one go.
 
 from __future__ import annotations
 
-import functools
 import secrets
 from collections.abc import Callable
 from typing import NamedTuple
@@ -29,7 +28,7 @@ from typing import NamedTuple
 import mlx.core as mx
 import numpy as np
 
-from .compiled import compile_by_default, lm_setting
+from .compiled import WindowedSteps, compile_by_default, lm_setting
 from .errors import ConfigError
 from .lm import Lm, LmState
 from .modules.transformer import RotaryTable
@@ -88,16 +87,15 @@ class LmGen:
         self.seed = seed
         self.batch = batch
         cfg = self.cfg
-        self._delays = cfg.delays
         self._ring = cfg.max_delay + 2
         self._initial = mx.array([cfg.text_initial_token_id] + [cfg.initial_token_id] * cfg.n_q, mx.int32)
         self._delays_arr = mx.array(cfg.delays, mx.int32)
         self._layers = cfg.transformer.num_layers
         self.compiled = compile_by_default() if compile is None else compile
         self.window_bucket = window_bucket
-        self._temporal: dict[int | None, Callable] = {}  # by attention window (see `advance`)
+        self._temporal = WindowedSteps(self._temporal_half)
         self._depformer: Callable | None = None
-        self._halves_key: tuple | None = None
+        self._depformer_setting: tuple | None = None
         self.reset()
 
     # ---- explicit state ----
@@ -152,8 +150,8 @@ class LmGen:
 
     def prepare(self, batch: int | None = None) -> None:
         """Trace the compiled step now for every attention window a conversation will meet, rather than
-        during it (the first trace of the skinny 7B took ~160 ms, each later window ~25 ms: a stall the
-        listener hears). Steps over throwaway states that are never evaluated: nothing is computed."""
+        during it (the skinny 7B's first step took 118 ms traced, 73 ms prepared; each later window ~25 ms:
+        a stall the listener hears). Steps over throwaway states that are never evaluated: nothing is computed."""
         if not self.compiled:
             return
         state = self.init_state(batch, seed=0)
@@ -169,24 +167,18 @@ class LmGen:
 
     def window(self, state: LmGenState) -> int | None:
         """The slots of the temporal ring the next step attends over (None: all of them)."""
-        if self.window_bucket is None:
-            return None
-        return state.lm.temporal.caches[0].window(1, self.window_bucket)
+        return state.lm.window(self.window_bucket)
 
     def _step_halves(self, window: int | None) -> tuple[Callable, Callable]:
         """The step's halves for an attention `window`, compiled for the model's current setting (made
         again after a cast, a new compute dtype or KV width, new sampling settings); a model whose modules
         were swapped after this LmGen's first step needs `recompile()`."""
-        key = (self.compiled, *lm_setting(self.lm), self.temp, self.text_temp, self.top_k, self.text_top_k)
-        if key != self._halves_key:
-            self.recompile()
-            self._halves_key = key
-        if self._depformer is None:
+        setting = (*lm_setting(self.lm), self.temp, self.text_temp, self.top_k, self.text_top_k)
+        temporal = self._temporal.get(window, self.compiled, setting)
+        if self._depformer is None or self._depformer_setting != (self.compiled, *setting):
             self._depformer = mx.compile(self._depformer_half) if self.compiled else self._depformer_half
-        if window not in self._temporal:
-            half = functools.partial(self._temporal_half, window=window)
-            self._temporal[window] = mx.compile(half) if self.compiled else half
-        return self._temporal[window], self._depformer
+            self._depformer_setting = (self.compiled, *setting)
+        return temporal, self._depformer
 
     def recompile(self) -> None:
         """Trace the step again at the next call (after the model's modules or weights were replaced)."""

@@ -17,14 +17,13 @@ wraps (`window_bucket`). `MOSHI_MLX_COMPILE=0` (or `compile=False`) runs the sam
 
 from __future__ import annotations
 
-import functools
 import secrets
 from collections.abc import Callable
 from typing import NamedTuple
 
 import mlx.core as mx
 
-from ..compiled import compile_by_default, lm_setting
+from ..compiled import WindowedSteps, compile_by_default, lm_setting
 from ..errors import ConfigError
 from ..lm import Lm, LmState
 from ..lm_gen import WINDOW_BUCKET
@@ -77,8 +76,7 @@ class Stt:
         self._layers = cfg.transformer.num_layers
         self.compiled = compile_by_default() if compile is None else compile
         self.window_bucket = window_bucket
-        self._steps: dict[int | None, Callable] = {}  # by attention window
-        self._steps_key: tuple | None = None
+        self._steps = WindowedSteps(self._step)
 
     @property
     def codebooks(self) -> int:
@@ -119,21 +117,12 @@ class Stt:
 
     def window(self, state: SttState) -> int | None:
         """The slots of the temporal ring the next step attends over (None: all of them)."""
-        if self.window_bucket is None:
-            return None
-        return state.lm.temporal.caches[0].window(1, self.window_bucket)
+        return state.lm.window(self.window_bucket)
 
     def _step_fn(self, window: int | None) -> Callable:
         """The step for an attention `window`, compiled for the model's current setting (made again after a
         cast, a new compute dtype or KV width, new sampling settings); `recompile()` after swapping modules."""
-        key = (self.compiled, lm_setting(self.lm), self.text_temp, self.text_top_k)
-        if key != self._steps_key:
-            self.recompile()
-            self._steps_key = key
-        if window not in self._steps:
-            step = functools.partial(self._step, window=window)
-            self._steps[window] = mx.compile(step) if self.compiled else step
-        return self._steps[window]
+        return self._steps.get(window, self.compiled, (*lm_setting(self.lm), self.text_temp, self.text_top_k))
 
     def recompile(self) -> None:
         """Trace the step again at the next call (after the model's modules or weights were replaced)."""
