@@ -24,21 +24,24 @@ def use_cpu_variants(model: nn.Module) -> None:
     if mx.default_device() != mx.cpu:
         return
     if isinstance(model, Mimi):
-        variants = {path: blocked_variant(module, rows) for path, module, rows in _streaming_rows(model)}
+        _install(model, {path: blocked_variant(module, rows) for path, module, rows in _streaming_rows(model)})
     else:
         lanes.lane_count()  # a malformed MOSHI_MLX_CPU_LANES is reported now, not at the first step
-        variants = {path: lanes.spread_variant(module) for path, module in model.named_modules() if path}
-    for path in list(variants):
-        new = variants.pop(path)  # let go of it: the weights are freed below as their contiguous copies replace them
-        if new is not _get(model, path):
-            _set(model, path, new)
-    new = None
+        _install(model, {path: lanes.spread_variant(module) for path, module in model.named_modules() if path})
     for path in _contiguous_candidates(model):  # one at a time, so that memory never holds two copies
         linear = _get(model, path)
         assert isinstance(linear, nn.Linear)
         _set(model, path, ContiguousLinear.like(linear))
         del linear
     mx.eval(model.parameters())
+
+
+def _install(model: nn.Module, variants: dict[str, nn.Module]) -> None:
+    """Put each variant at its path. Nothing else holds them once this returns, so the contiguous copies made
+    next replace weights that are then freed, one by one."""
+    for path, new in variants.items():
+        if new is not _get(model, path):
+            _set(model, path, new)
 
 
 def _contiguous_candidates(model: nn.Module) -> list[str]:
