@@ -32,3 +32,9 @@ class ContiguousLinear(nn.Linear):
             return super().__call__(x)
         wt = self["_wt"]
         return mx.addmm(self["bias"], x, wt) if "bias" in self else x @ wt
+
+    def add_to(self, c: mx.array, x: mx.array) -> mx.array:
+        """c + self(x) in one addmm (a bias-free layer: the residual sums of modules/transformer.py)."""
+        if self.weight is not self._view or "bias" in self:
+            return c + self(x)
+        return mx.addmm(c, x, self["_wt"])

@@ -104,8 +104,12 @@ class LayerScale(nn.Module):
 
 
 class RotaryTable(NamedTuple):
-    cos: mx.array  # [T, D/2, 1] float32 (the trailing 1 broadcasts over a pair's two halves' split)
-    sin: mx.array
+    """A chunk's rotation as two per-element factors of x [..., T, D] (interleaved pairs (x0, x1), ...):
+    rotated = x * cos + swap(x) * sin, where swap exchanges each pair's two members and `sin` carries the
+    sign (-sin on a pair's first member, +sin on its second)."""
+
+    cos: mx.array  # [T, D] float32: each pair's cosine, twice
+    sin: mx.array  # [T, D] float32: -sin, +sin
 
 
 def rope_table(offset: int, steps: int, head_dim: int, max_period: float) -> RotaryTable:
@@ -117,19 +121,29 @@ def rope_table(offset: int, steps: int, head_dim: int, max_period: float) -> Rot
     half = head_dim // 2
     freqs = np.exp(np.arange(half, dtype=np.float32) * np.float32(-math.log(max_period) * 2 / head_dim))
     ts = np.float32(offset) + np.arange(steps, dtype=np.float32)
-    angles = (ts[:, None] * freqs[None, :]).astype(np.float64)[..., None]
-    return RotaryTable(mx.array(np.cos(angles).astype(np.float32)), mx.array(np.sin(angles).astype(np.float32)))
+    angles = (ts[:, None] * freqs[None, :]).astype(np.float64)
+    cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+    return RotaryTable(
+        mx.array(np.repeat(cos, 2, axis=-1)), mx.array(np.stack([-sin, sin], axis=-1).reshape(steps, -1))
+    )
+
+
+def _pair_swap(shape: tuple[int, ...]) -> mx.array:
+    """Indices along the last axis of an array of `shape` exchanging each interleaved pair (1, 0, 3, 2, ...),
+    made whole on the host: one gather, no broadcast, in the step's graph."""
+    swap = np.arange(shape[-1], dtype=np.int32).reshape(-1, 2)[:, ::-1].reshape(-1)
+    return mx.array(np.ascontiguousarray(np.broadcast_to(swap, shape)))
 
 
 def apply_rope(x: mx.array, table: RotaryTable) -> mx.array:
     """Rotate interleaved pairs (x0, x1), (x2, x3), ... of x [..., T, D], computing in float32.
 
-    Written for few operations (a compiled step pays per operation): one split, one fused rotation, one
-    concatenation; the arithmetic is the reference's (re cos - im sin, re sin + im cos)."""
-    *lead, t, d = x.shape
-    re, im = mx.split(x.astype(mx.float32).reshape(*lead, t, d // 2, 2), 2, axis=-1)
-    out = mx.concatenate([re * table.cos - im * table.sin, re * table.sin + im * table.cos], axis=-1)
-    return out.reshape(*lead, t, d).astype(x.dtype)
+    Written for few operations (a compiled step pays per operation): one gather and one fused elementwise
+    operation. The values are the reference's: re cos - im sin = re cos + im (-sin) and re sin + im cos, each
+    the same two products, added in IEEE arithmetic (exact sign flip, commutative sum)."""
+    f = x.astype(mx.float32)
+    swapped = mx.take_along_axis(f, _pair_swap(x.shape), axis=-1)
+    return (f * table.cos + swapped * table.sin).astype(x.dtype)
 
 
 def batch_mask(steps: int, context: int | None) -> mx.array:
@@ -166,10 +180,21 @@ class Attention(nn.Module):
     ) -> tuple[mx.array, RingKVCache | None]:
         """x [B * T, D] (rows batch-major) -> (output [B * T, D], the cache with this chunk written; None
         without a cache)."""
+        y, cache = self.attend(x, batch, rope, cache, mask)
+        return self.out_proj(y), cache
+
+    def attend(
+        self, x: mx.array, batch: int, rope: RotaryTable | None, cache: RingKVCache | None, mask: mx.array | None
+    ) -> tuple[mx.array, RingKVCache | None]:
+        """`__call__` up to the output projection: the heads' values as rows [B * T, D] in x's dtype."""
         b, t, h = batch, x.shape[0] // batch, self.num_heads
         # [B, 3H, T, Dh]: the heads of q, then k, then v (in_proj's rows), split along the heads without a
         # leading axis to squeeze away (fewer operations for a compiled step, the same values)
-        qkv = self.in_proj(x).reshape(b, t, 3 * h, self.head_dim).transpose(0, 2, 1, 3)
+        qkv = self.in_proj(x)
+        if t == 1:  # [B, 1, 3H, Dh] and [B, 3H, 1, Dh] are the same layout: a reshape alone, no transpose
+            qkv = qkv.reshape(b, 3 * h, 1, self.head_dim)
+        else:
+            qkv = qkv.reshape(b, t, 3 * h, self.head_dim).transpose(0, 2, 1, 3)
         if rope is None:
             q, k, v = mx.split(qkv, 3, axis=1)
         else:
@@ -185,13 +210,30 @@ class Attention(nn.Module):
             if isinstance(k, tuple):
                 assert mask is not None and isinstance(v, tuple)  # a quantized cache and its mask
                 y = quantized_attention(q, k, v, mask, scale, cache.group_size, KV_BITS)
-                return self.out_proj(y.astype(x.dtype).transpose(0, 2, 1, 3).reshape(b * t, -1)), cache
+                return _rows(y.astype(x.dtype)), cache
             assert not isinstance(v, tuple)
             # A cache stored narrower than the activations (bf16 under float32 compute: the quantized LM on
             # CPU) is attended in its own dtype: no float32 copy of the whole cache per step (3x faster).
             q = q.astype(k.dtype)
         y = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
-        return self.out_proj(y.astype(x.dtype).transpose(0, 2, 1, 3).reshape(b * t, -1)), cache
+        return _rows(y.astype(x.dtype)), cache
+
+
+def add_projection(x: mx.array, linear: nn.Module, h: mx.array) -> mx.array:
+    """x + linear(h) for a bias-free projection: one addmm for a float Linear (or the layer's own `add_to`,
+    as a CPU variant keeps), an addition after the matmul otherwise (quantized weights)."""
+    add_to = getattr(linear, "add_to", None)
+    if add_to is not None:
+        return add_to(x, h)
+    if type(linear) is nn.Linear and "bias" not in linear:
+        return mx.addmm(x, h, linear.weight.T)
+    return x + linear(h)
+
+
+def _rows(y: mx.array) -> mx.array:
+    """Attention's output [B, H, T, Dh] as the layers' rows [B * T, H * Dh] (a reshape alone for one step)."""
+    b, h, t, d = y.shape
+    return y.reshape(b, h * d) if t == 1 else y.transpose(0, 2, 1, 3).reshape(b * t, h * d)
 
 
 class Gating(nn.Module):
@@ -204,9 +246,12 @@ class Gating(nn.Module):
         self._act = _ACTIVATIONS[activation]
 
     def __call__(self, x: mx.array) -> mx.array:
-        h = self.linear_in(x)
-        a, g = mx.split(h, 2, axis=-1)
-        return self.linear_out(self._act(a) * g)
+        return self.linear_out(self.hidden(x))
+
+    def hidden(self, x: mx.array) -> mx.array:
+        """act(x W_a) * (x W_b): what linear_out projects."""
+        a, g = mx.split(self.linear_in(x), 2, axis=-1)
+        return self._act(a) * g
 
 
 class TransformerLayer(nn.Module):
@@ -226,23 +271,26 @@ class TransformerLayer(nn.Module):
             self.layer_scale_1 = LayerScale(cfg.d_model, cfg.layer_scale)
             self.layer_scale_2 = LayerScale(cfg.d_model, cfg.layer_scale)
 
-    def _feed_forward(self, x: mx.array) -> mx.array:
+    def _feed_forward(self, x: mx.array) -> tuple[nn.Module, mx.array]:
+        """(the feed-forward's output projection, what it projects)."""
         if self.mlp_kind == "gating":
-            return self.gating(x)
-        return self.linear2(nn.gelu(self.linear1(x)))
+            return self.gating.linear_out, self.gating.hidden(x)
+        return self.linear2, nn.gelu(self.linear1(x))
 
     def __call__(
         self, x: mx.array, batch: int, rope: RotaryTable | None, cache: RingKVCache | None, mask: mx.array | None
     ) -> tuple[mx.array, RingKVCache | None]:
-        """x [B * T, D]: the layers see 2-D activations (a 3-D matmul adds two reshaping operations)."""
-        update, cache = self.self_attn(self.norm1(x), batch, rope, cache, mask)
-        if "layer_scale_1" in self:
-            update = self.layer_scale_1(update)
-        x = x + update
-        update = self._feed_forward(self.norm2(x))
-        if "layer_scale_2" in self:
-            update = self.layer_scale_2(update)
-        return x + update, cache
+        """x [B * T, D]: the layers see 2-D activations (a 3-D matmul adds two reshaping operations). Without
+        layer scales each residual sum is one addmm with its output projection (`add_projection`)."""
+        attended, cache = self.self_attn.attend(self.norm1(x), batch, rope, cache, mask)
+        x = self._residual(x, self.self_attn.out_proj, attended, "layer_scale_1")
+        proj, hidden = self._feed_forward(self.norm2(x))
+        return self._residual(x, proj, hidden, "layer_scale_2"), cache
+
+    def _residual(self, x: mx.array, proj: nn.Module, h: mx.array, scale: str) -> mx.array:
+        if scale in self:
+            return x + self[scale](proj(h))
+        return add_projection(x, proj, h)
 
 
 class Transformer(nn.Module):

@@ -15,6 +15,7 @@ from moshi_mlx.modules.transformer import (
     RotaryTable,
     Transformer,
     TransformerState,
+    apply_rope,
     rope_table,
 )
 from moshi_mlx.weights.strict import load_strict
@@ -156,7 +157,23 @@ def test_rope_table_is_exact_at_long_positions():
     table = rope_table(100_000, 1, 8, 10_000.0)
     freqs = np.exp(np.arange(4, dtype=np.float32) * np.float32(-np.log(10_000.0) * 2 / 8))
     angles = (np.float32(100_000) * freqs).astype(np.float64)
-    np.testing.assert_array_equal(np.array(table.cos[0, :, 0]), np.cos(angles).astype(np.float32))
+    cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+    # each pair's factors: (cos, cos) and (-sin, +sin), interleaved as the pairs are
+    np.testing.assert_array_equal(np.array(table.cos[0]), np.repeat(cos, 2))
+    np.testing.assert_array_equal(np.array(table.sin[0]), np.stack([-sin, sin], axis=-1).reshape(-1))
+
+
+def test_rope_rotates_interleaved_pairs_as_the_reference_computes_them():
+    """re cos - im sin, re sin + im cos in float32, bit for bit (the reference's complex rotation)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 3, 5, 8)).astype(np.float32)
+    table = rope_table(2999, 5, 8, 10_000.0)
+    freqs = np.exp(np.arange(4, dtype=np.float32) * np.float32(-np.log(10_000.0) * 2 / 8))
+    angles = ((np.float32(2999) + np.arange(5, dtype=np.float32))[:, None] * freqs).astype(np.float64)
+    cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+    re, im = x[..., 0::2], x[..., 1::2]
+    expected = np.stack([re * cos - im * sin, re * sin + im * cos], axis=-1).reshape(x.shape)
+    np.testing.assert_array_equal(np.array(apply_rope(mx.array(x), table)), expected)
 
 
 def test_projected_transformer_projections():
