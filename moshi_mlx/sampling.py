@@ -15,14 +15,20 @@ def sample(logits: mx.array, temp: float, top_k: int, key: mx.array | None) -> m
     """Draw one token per row of logits [B, V] -> int32 [B].
 
     temp <= 0 is greedy (argmax, first index on ties, as the reference). top_k <= 0 or >= V samples
-    from the whole distribution; otherwise only from the k largest logits.
+    from the whole distribution; otherwise only from the k largest logits (and any tied with the k-th).
+
+    Sampling is the Gumbel-max trick: the argmax of logits / temp plus Gumbel noise is distributed as
+    softmax(logits / temp). It is exact, and few operations for a compiled step (a step samples 9 times):
+    the k-th largest logit (one partition), the noise, one fused select-and-add, one argmax; the inverse-CDF
+    draw that mx.random.categorical makes for a single row took 22 operations with its top-k gather.
     """
     if temp <= 0.0:
         return mx.argmax(logits, axis=-1).astype(mx.int32)
-    scaled = logits.astype(mx.float32) / temp
-    vocab = scaled.shape[-1]
-    if 0 < top_k < vocab:
-        idx = mx.argpartition(-scaled, kth=top_k - 1, axis=-1)[..., :top_k]  # [B, k], unordered
-        choice = mx.random.categorical(mx.take_along_axis(scaled, idx, axis=-1), key=key)
-        return mx.take_along_axis(idx, choice[..., None], axis=-1)[..., 0].astype(mx.int32)
-    return mx.random.categorical(scaled, key=key).astype(mx.int32)
+    x = logits.astype(mx.float32)
+    vocab = x.shape[-1]
+    noise = mx.random.gumbel(x.shape, key=key)
+    scored = x / temp + noise
+    if 0 < top_k < vocab:  # the ranking of logits / temp is that of the logits
+        kth = mx.partition(x, vocab - top_k, axis=-1)[..., vocab - top_k : vocab - top_k + 1]
+        scored = mx.where(x >= kth, scored, -mx.inf)
+    return mx.argmax(scored, axis=-1).astype(mx.int32)

@@ -34,6 +34,15 @@ def test_frequencies_follow_softmax_of_scaled_logits():
     np.testing.assert_allclose(freq, p / p.sum(), atol=0.03)
 
 
+def test_top_k_frequencies_follow_the_softmax_of_the_k_best():
+    logits = mx.array([[3.0, -1.0, 0.0, 2.0, 1.0, -2.0]] * 6000)
+    draws = np.array(sample(logits, 1.5, 3, mx.random.key(4)))
+    freq = np.bincount(draws, minlength=6) / draws.size
+    p = np.zeros(6)
+    p[[0, 3, 4]] = np.exp(np.array([3.0, 2.0, 1.0]) / 1.5)
+    np.testing.assert_allclose(freq, p / p.sum(), atol=0.02)
+
+
 def test_same_key_same_draw():
     logits = mx.array(np.random.default_rng(1).normal(size=(8, 100)).astype(np.float32))
     a = sample(logits, 0.8, 25, mx.random.key(9))
