@@ -31,6 +31,7 @@ from ..lm import Lm
 from ..lm_gen import LmGen
 from ..release import GROUP_SIZE, PRECISIONS
 from ..weights import quant
+from ..weights.formats import unpacked_columns
 from ..weights.tree import flatten
 from . import count_primitives, faster_or_slower
 from .kyutai import KyutaiTimer, program
@@ -89,6 +90,31 @@ def weight_bytes(model: Lm) -> int:
         if not (key.startswith(("text_emb.", "audio_embs.")) or ".emb." in key):
             total += p.nbytes
     return total
+
+
+def matmul_floor(model: Lm, dtype: mx.Dtype, rounds: int) -> tuple[float, int]:
+    """Median seconds to multiply one row by every Linear of `model` (each temporal layer's and each
+    depformer slice's, the text head: the matrix products of one step), compiled and evaluated at once, and
+    how many products that is. What a step could not go below with these weights and this BLAS or kernel."""
+    linears = [m for _, m in model.named_modules() if isinstance(m, (nn.Linear, nn.QuantizedLinear))]
+    rows = [mx.zeros((1, _in_dims(m)), dtype) for m in linears]
+
+    def products(xs: list[mx.array]) -> list[mx.array]:
+        return [m(x) for m, x in zip(linears, xs)]
+
+    fn = mx.compile(products)
+    mx.eval(fn(rows))
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        mx.eval(fn(rows))
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), len(linears)
+
+
+def _in_dims(m: nn.Module) -> int:
+    columns = m["weight"].shape[1]
+    return unpacked_columns(columns, m.bits) if isinstance(m, nn.QuantizedLinear) else columns
 
 
 def timed_steps(gen: LmGen, lm_state, frames: list[mx.array]) -> list[tuple[float, float]]:
@@ -202,6 +228,7 @@ def bench(
     bound = (nbytes + cache_bytes) / (bandwidth_gbs * 1e9)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     built = {g.compiled: built_steps(g, frames[:steps]) for g in (gen, plain)}
+    floor_s, products = matmul_floor(model, model.compute_dtype, steps)
     print(
         f"lm {cfg.dim}-dim {cfg.transformer.num_layers}-layer {precision:>4} ({model.compute_dtype} activations, "
         f"{model.cache_dtype if kv_bits is None else f'{kv_bits}-bit'} KV cache): "
@@ -221,6 +248,12 @@ def bench(
             f"{build_step_s * 1e3:.1f} ms, mx.async_eval queueing it {dispatch_s * 1e3:.1f} ms); primitives "
             f"evaluated per step: {primitives} (nodes of the step's graph, counted in mx.export_to_dot)"
         )
+    print(
+        f"matrix products alone: the step's {products} Linears, one row each, compiled and evaluated at once: "
+        f"{floor_s * 1e3:.1f} ms ({floor_s / step_s:.0%} of the compiled step; the other "
+        f"{max(step_s - floor_s, 0) * 1e3:.1f} ms is everything else: attention, norms, sampling, the cost per "
+        f"operation)"
+    )
     if whole_ring:
         ws = statistics.median(whole_ring)
         print(

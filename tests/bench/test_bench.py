@@ -143,6 +143,9 @@ def test_bench_lm_skinny_prints_step_host_build_and_primitives(capsys) -> None:
         assert primitives and int(primitives[1]) > 100, out  # 2 + 8 x 1 layers: hundreds of operations
         found[way] = int(primitives[1])
     assert found["compiled"] < found["op by op"], found  # compiling fuses elementwise operations
+    # every matrix product of a step once: 4 per temporal layer, the text head, 2 + 4 per layer for each slice
+    floor = re.search(r"matrix products alone: the step's (\d+) Linears, .*: ([\d.]+) ms \((\d+)% of the compiled", out)
+    assert floor and int(floor[1]) == 4 * 2 + 1 + 8 * (2 + 4 * 1) and float(floor[2]) > 0, out
 
 
 def test_the_skinny_shape_is_the_7b_at_width_256() -> None:
