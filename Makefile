@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+FORWARDER := $(VENV)/lib/libmoshi_mlx_gemv.so
 UNAME := $(shell uname -s)
 ARGS ?=
 
@@ -11,13 +12,20 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml | $(BIN)/python $(FORWARDER)
 	$(BIN)/python -m pip install --quiet -e ".[app]"
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python $(FORWARDER)
 	$(BIN)/python -m pip install --quiet -e ".[app,test]"
 	touch $@
+
+# Linux: one-row float32 products through sgemv (moshi_mlx/cpu/gemv_forward.c, preloaded by cpu/blas.py).
+# Optional: without a C compiler (or off Linux) the file is not made and nothing changes.
+$(FORWARDER): moshi_mlx/cpu/gemv_forward.c | $(BIN)/python
+	@if [ "$(UNAME)" = Linux ] && command -v cc >/dev/null 2>&1; then \
+		cc -O2 -shared -fPIC -o $@ $< -ldl || echo "note: the one-row BLAS forwarder was not built (optional)"; \
+	fi
 
 run: $(VENV)/.installed
 	$(BIN)/python -m moshi_mlx.run $(ARGS)

@@ -14,6 +14,10 @@ Fedora: `openblas`). It does nothing when:
 
 `OPENBLAS_NUM_THREADS` defaults to 1 in the re-executed process (unless set): MLX runs its CPU work on
 one thread, and extra BLAS threads only compete with the audio and other work on small machines.
+
+Where `make` built the one-row forwarder (`gemv_forward.c`, into the environment's lib folder), it is
+preloaded first: MLX multiplies a streamed step's single row through cblas_sgemm, which OpenBLAS before
+0.3.27 runs 2.8x slower than its matrix-vector routine; the forwarder sends those products there.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 
 OPT_OUT_ENV = "MOSHI_MLX_NO_OPENBLAS"
 _REEXEC_MARK = "MOSHI_MLX_OPENBLAS_REEXEC"
+FORWARDER = "libmoshi_mlx_gemv.so"  # what the Makefile builds from gemv_forward.c into $(VENV)/lib
 
 
 def mlx_bundles_reference_blas() -> bool:
@@ -46,21 +51,32 @@ def find_openblas() -> str | None:
     return ctypes.util.find_library("openblas")
 
 
+def find_forwarder() -> str | None:
+    """The one-row forwarder `make` built for this environment, or None."""
+    path = Path(sys.prefix) / "lib" / FORWARDER
+    return str(path) if path.is_file() else None
+
+
 def _opted_out(environ: Mapping[str, str]) -> bool:
     return environ.get(OPT_OUT_ENV, "") not in ("", "0")
 
 
 def preload_decision(
-    platform: str, environ: Mapping[str, str], reference_blas: bool, openblas: str | None
+    platform: str,
+    environ: Mapping[str, str],
+    reference_blas: bool,
+    openblas: str | None,
+    forwarder: str | None = None,
 ) -> str | None:
-    """The library to preload in a re-executed process, or None to run as is (pure: unit-tested)."""
+    """The LD_PRELOAD of a re-executed process (the forwarder, when built, before OpenBLAS), or None to run
+    as is (pure: unit-tested)."""
     if not platform.startswith("linux") or _opted_out(environ):
         return None
     if environ.get("LD_PRELOAD") or environ.get(_REEXEC_MARK):
         return None
     if not reference_blas or not openblas:
         return None
-    return openblas
+    return openblas if forwarder is None else f"{forwarder}:{openblas}"
 
 
 def reexec_env(environ: Mapping[str, str], library: str) -> dict[str, str]:
@@ -78,7 +94,9 @@ def maybe_reexec() -> None:
     Call it at the very start of a command-line entry point, never from library code: on success it does
     not return (the process image is replaced). Any failure to re-execute leaves the process running as is.
     """
-    library = preload_decision(sys.platform, os.environ, mlx_bundles_reference_blas(), find_openblas())
+    library = preload_decision(
+        sys.platform, os.environ, mlx_bundles_reference_blas(), find_openblas(), find_forwarder()
+    )
     if library is None:
         return
     argv = [sys.executable, *sys.orig_argv[1:]]
@@ -95,10 +113,12 @@ def describe() -> str:
     if not sys.platform.startswith("linux"):
         return "platform BLAS"
     # a preloaded library's cblas_sgemm interposes on the bundled one
-    preloaded = [p for p in os.environ.get("LD_PRELOAD", "").replace(":", " ").split() if "openblas" in p]
+    libraries = os.environ.get("LD_PRELOAD", "").replace(":", " ").split()
+    preloaded = [p for p in libraries if "openblas" in p]
     if preloaded:
         threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
-        return f"OpenBLAS, preloaded ({preloaded[0]}, threads {threads})"
+        rows = ", one-row products by sgemv" if any(Path(p).name == FORWARDER for p in libraries) else ""
+        return f"OpenBLAS, preloaded ({preloaded[0]}, threads {threads}{rows})"
     if mlx_bundles_reference_blas():
         return "reference BLAS bundled with mlx (slow: install OpenBLAS, e.g. apt install libopenblas0-pthread)"
     return "the BLAS mlx was built with"
