@@ -88,6 +88,20 @@ class Stt:
         text = mx.full((batch,), self.cfg.text_initial_token_id, mx.int32)
         return SttState(self.lm.init_state(batch), text, 0, mx.random.key(seed))
 
+    def prepare(self, batch: int = 1) -> None:
+        """Trace the compiled step now for every attention window a stream will meet (as `LmGen.prepare`), on
+        throwaway states that are never evaluated: the first frames of a live transcript pay no trace."""
+        if not self.compiled:
+            return
+        state = self.init_state(batch, seed=0)
+        codes = mx.zeros((batch, self.cfg.n_q), mx.int32)
+        capacity = self.cfg.transformer.context or 1
+        bucket = self.window_bucket or capacity
+        # a step at offset w - 1 attends over w slots; at capacity - 1, over the whole ring
+        for offset in [*range(bucket - 1, capacity - 1, bucket), capacity - 1]:
+            lm = LmState.from_arrays(state.lm.arrays(), offset, self._layers)
+            self.advance(state._replace(lm=lm, step=offset), codes)
+
     def advance(self, state: SttState, codes: mx.array) -> tuple[SttStep, SttState]:
         """One step; outputs and state are lazy (evaluate them together).
 
