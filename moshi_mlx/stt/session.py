@@ -68,7 +68,8 @@ class SttSession:
         self.text = TextStream(tokenizer, padding_ids=(0, cfg.existing_text_padding_id))
         self.frame_size = mimi.frame_size
         self.frame_rate = MODEL_RATE / self.frame_size
-        self.offset = time_offset(cfg.stt, self.frame_rate)
+        # a model with stream delays returns each token `output_lag` steps after it sampled it: timed from then
+        self.offset = time_offset(cfg.stt, self.frame_rate) + self.stt.output_lag / self.frame_rate
         self.notes: list[str] = []
         self.reset()
 
@@ -121,7 +122,7 @@ class SttSession:
     def frames_of(self, pcm: np.ndarray) -> np.ndarray:
         """What the reference feeds for a whole file [F, frame_size] (silence prefix, audio, end padding)."""
         assert self.cfg.stt is not None
-        return file_frames(pcm, self.cfg.stt, self.frame_size, self.frame_rate)
+        return file_frames(pcm, self.cfg.stt, self.frame_size, self.frame_rate, self.stt.output_lag)
 
     def transcript(self, tokens: list[int], turn_probs: list[float | None] | None = None) -> Transcript:
         """Words timed as the reference times them, and the ends of turns as said live (stt/turns.py), timed

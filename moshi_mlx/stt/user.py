@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import mlx.core as mx
 
+from ..audio import FRAME_S
 from ..config import LmConfig
 from ..errors import ConfigError, Setting
 from ..lm import Lm
@@ -48,7 +49,7 @@ class UserTranscriber:
     def __init__(self, lm: Lm, tokenizer) -> None:
         self.stt = Stt(lm)
         assert lm.cfg.stt is not None
-        self.lag_s = lm.cfg.stt.audio_delay_seconds
+        self.lag_s = lm.cfg.stt.audio_delay_seconds + self.stt.output_lag * FRAME_S  # the stream delays' steps too
         self.codebooks = lm.cfg.n_q
         self.text = TextStream(tokenizer, padding_ids=(0, lm.cfg.existing_text_padding_id))
         self.reset()
