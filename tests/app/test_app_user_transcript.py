@@ -110,6 +110,13 @@ def _real_app(qtbot, tmp_path: Path, moshi: Path, stt: Path) -> RealModelApp:
     return RealModelApp(qtbot, settings, tmp_path, user_model=str(stt))
 
 
+@pytest.fixture(autouse=True)
+def keeps_up(monkeypatch):
+    """The live preflight times the tiny models against the step budget (stt/speed.py): a loaded test machine
+    must not turn the user's transcript off where a test does not ask it to."""
+    monkeypatch.setenv("MOSHI_MLX_STEP_BUDGET_MS", "100000")
+
+
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
     from support.stt import make_moshi_repo, make_repo
@@ -118,14 +125,11 @@ def tiny_models(tmp_path_factory):
     return make_moshi_repo(root / "moshi"), make_repo(root / "stt")
 
 
-def test_show_what_i_say_loads_the_stt_model_with_moshi_and_is_remembered(
-    qtbot, tmp_path: Path, tiny_models, monkeypatch
-) -> None:
+def test_show_what_i_say_loads_the_stt_model_with_moshi_and_is_remembered(qtbot, tmp_path: Path, tiny_models) -> None:
     from PySide6.QtCore import QSettings
 
     from app.settings import AppSettings
 
-    monkeypatch.setenv("MOSHI_MLX_STEP_BUDGET_MS", "100000")  # it keeps up, whatever else loads this machine
     a = _real_app(qtbot, tmp_path, *tiny_models)
     w = a.window
     assert w.user_check.isEnabled() and not w.user_check.isChecked(), "off by default"
