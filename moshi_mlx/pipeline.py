@@ -176,9 +176,6 @@ class MoshiPipeline:
         self.gen.prepare(1)
         if self.user is not None:
             self.user.stt.prepare(1)
-        self._trace_mimi()
-
-    def _trace_mimi(self) -> None:
         codes, state = self.mimi.stream_encode(mx.zeros((1, 1, self.frame_size)), self.mimi.init_state(1))
         self.mimi.stream_decode(codes[:, : self.lm.cfg.dep_q], state)
 
@@ -193,13 +190,16 @@ class MoshiPipeline:
             return None
         budget = step_budget_ms() if budget_ms is None else budget_ms
         silence = np.zeros(self.frame_size, np.float32)
+        moshi_codebooks, all_codebooks = max(self.lm.cfg.dep_q, self.lm.cfg.user_codebooks), self.mimi.num_codebooks
 
-        def alone() -> None:
+        def alone() -> None:  # Moshi as it runs without the transcript: Mimi encodes only Moshi's codebooks
             self.user = None
+            self.mimi.set_num_codebooks(moshi_codebooks)
             try:
                 self.step(silence)
             finally:
                 self.user = user
+                self.mimi.set_num_codebooks(all_codebooks)
 
         cost = time_frames(alone, lambda: self.step(silence), budget)
         if cost.fits:
@@ -207,8 +207,7 @@ class MoshiPipeline:
         else:
             self.alerts.append(cost.refusal())
             self.user, self.user_lag_s = None, 0.0  # its weights go with it
-            self.mimi.set_num_codebooks(max(self.lm.cfg.dep_q, self.lm.cfg.user_codebooks))
-            self._trace_mimi()
+            self.mimi.set_num_codebooks(moshi_codebooks)
         self.reset()
         return cost
 
