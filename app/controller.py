@@ -37,6 +37,7 @@ from moshi_mlx.dialog.events import (
     Skipped,
     Stats,
     Text,
+    TurnEnded,
 )
 from moshi_mlx.dialog.loop import ModelLoop
 from moshi_mlx.dialog.recorder import Recorder
@@ -73,6 +74,7 @@ class Controller(QObject):
     # either side's text with its time (seconds on the conversation's timeline; the user's: when it was said)
     # and speaker ("moshi" | "user"), for a view that places each side's words by time
     timed_text = Signal(str, float, str)
+    turn_ended = Signal(float, str)  # the user finished a turn (when it was said), "user"; an STT model's head
     stats = Signal(object)  # loop.Stats
     input_level = Signal(float)  # dBFS of the frame just heard
     output_level = Signal(float)  # dBFS of Moshi's frame now playing
@@ -101,6 +103,7 @@ class Controller(QObject):
         self.model_label = ""
         self.quantization = ""
         self.model_notes: tuple[str, ...] = ()  # the loaded model's notes on its set-up (loop.Loaded)
+        self.model_alerts: tuple[str, ...] = ()  # what was asked for and is off (loop.Loaded)
         self.muted = False  # the microphone, for this model and the next
         self._loop: ModelLoop | None = None
         self._gen = 0
@@ -136,7 +139,7 @@ class Controller(QObject):
         self.unload()
         self._gen += 1
         gen = self._gen
-        self.model_label, self.quantization, self.model_notes = label, quantization, ()
+        self.model_label, self.quantization, self.model_notes, self.model_alerts = label, quantization, (), ()
         self._start_when_loaded = start_after
         releasing = [t for t in self._closers if t.is_alive()]
 
@@ -287,12 +290,14 @@ class Controller(QObject):
             self.timed_text.emit(ev.text, ev.t, "user")
         elif isinstance(ev, Text):
             self._hold(ev.text, ev.t, None)
+        elif isinstance(ev, TurnEnded) and ev.speaker is not None:
+            self.turn_ended.emit(ev.t, ev.speaker)
         elif isinstance(ev, Skipped):
             self.skipped.emit(ev.frames, ev.total)
         elif isinstance(ev, Notice):
             self.notice.emit(ev.message)
         elif isinstance(ev, Loaded):
-            self.model_notes = ev.notes
+            self.model_notes, self.model_alerts = ev.notes, ev.alerts
             self._set_state(READY)
             self.model_loaded.emit(ev.seconds)
             start, self._start_when_loaded = self._start_when_loaded, None

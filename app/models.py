@@ -180,6 +180,9 @@ def frame_model_factory(model: ResolvedModel, temperature: float, persona=None) 
             from moshi_mlx.translation import TranslationPipeline
 
             return TranslationPipeline.from_files(model.files, sampling)
-        return pipeline.MoshiPipeline.from_files(model.files, sampling, persona=persona, user_files=model.user)
+        # a live dialog: the user's transcript is kept where it keeps up on this machine
+        return pipeline.MoshiPipeline.from_files(
+            model.files, sampling, persona=persona, user_files=model.user, live=True
+        )
 
     return build

@@ -243,6 +243,7 @@ class Presenter(QObject):
         ctl.state_changed.connect(self._on_state)
         ctl.model_loaded.connect(self._on_loaded)
         ctl.timed_text.connect(lambda text, t, speaker: w.transcript.append_text(text, speaker, t))
+        ctl.turn_ended.connect(lambda t, speaker: w.transcript.end_turn(speaker, t))
         ctl.input_level.connect(w.meters.input.set_level)
         ctl.output_level.connect(w.meters.output.set_level)
         ctl.stats.connect(self._on_stats)
@@ -526,6 +527,10 @@ class Presenter(QObject):
 
     def _on_loaded(self, _seconds: float) -> None:
         self.w.status.set_notes(" ".join(self.ctl.model_notes))
+        for alert in self.ctl.model_alerts:  # the user's transcript cannot keep up here (stt/speed.py)
+            self.dialogs.error(
+                USER_PROBLEM, f"{alert.rstrip('.')}. “{USER_CHECK}” stays on: it is timed again at the next load."
+            )
 
     def _on_stats(self, st) -> None:
         self.w.status.set_stats(st.rtf, st.lag_ms + st.step_ms + st.output_queued_ms, st.frames_skipped)

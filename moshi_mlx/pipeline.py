@@ -26,6 +26,7 @@ from .loading.memory import KV_AUTO, keep_resident
 from .loading.mimi import load_mimi, mimi_config
 from .mimi import Mimi, MimiState
 from .sampling import SEED_RANGE, TEMP_RANGE, TOP_K_RANGE
+from .stt.speed import TranscriptCost, time_frames
 from .stt.user import UserTranscriber
 from .text import TextStream
 from .weights.tree import flatten
@@ -116,6 +117,7 @@ class MoshiPipeline:
             seed=sampling.seed,
         )
         self.notes: list[str] = []  # what a person should know about how the model was set up
+        self.alerts: list[str] = []  # what a person must be told (the app opens a dialog): a feature turned off
         self.frame_size = mimi.frame_size
         if self.frame_size != FRAME:
             raise ConfigError(f"Mimi frames of {self.frame_size} samples are not supported (expected {FRAME})")
@@ -131,6 +133,7 @@ class MoshiPipeline:
         kv_bits: int | Literal["auto"] | None = KV_AUTO,
         user_files: ModelFiles | None = None,
         persona=None,
+        live: bool = False,
         **extra,
     ) -> MoshiPipeline:
         """Load everything from local files (call on the thread that will run the steps).
@@ -138,6 +141,8 @@ class MoshiPipeline:
         kv_bits: as `load_lm`; by default the LM's attention cache is stored at 8 bits only where the
         unquantized one would not fit in memory (a note then says so).
         user_files: an STT model's files (its LM and tokenizer) to transcribe the user live.
+        live: a live dialog: the user's transcript is timed on this machine and kept only where it keeps up
+            (`check_user_speed`); file mode runs at any speed.
         persona: a PersonaPlex model's (voice, role) (`persona.resolve_persona`), fed before each conversation.
         `extra`: a subclass's arguments.
         """
@@ -161,14 +166,50 @@ class MoshiPipeline:
                 f"Memory is tight: the attention cache is stored at {lm.kv_bits} bits "
                 "(about half its size, ~1% error in attention scores)"
             )
+        if live and pipe.user is not None:
+            pipe.check_user_speed()
         return pipe
 
     def _trace_steps(self) -> None:
         """Trace the compiled frame (Mimi's encode and decode, the LM's step for every attention window)
         while loading, not in the conversation's first frames; nothing is evaluated."""
         self.gen.prepare(1)
+        if self.user is not None:
+            self.user.stt.prepare(1)
         codes, state = self.mimi.stream_encode(mx.zeros((1, 1, self.frame_size)), self.mimi.init_state(1))
         self.mimi.stream_decode(codes[:, : self.lm.cfg.dep_q], state)
+
+    def check_user_speed(self, budget_ms: float | None = None) -> TranscriptCost | None:
+        """Times real frames with and without the user's transcript on this machine (stt/speed.py) and keeps
+        it only where the frame stays within the live step budget (`dialog.pacing.step_budget_ms`): a note says
+        its cost, or an alert why the dialog goes on without it. Starts the conversation afresh afterwards."""
+        from .dialog.pacing import step_budget_ms
+
+        user = self.user
+        if user is None:
+            return None
+        budget = step_budget_ms() if budget_ms is None else budget_ms
+        silence = np.zeros(self.frame_size, np.float32)
+        moshi_codebooks, all_codebooks = max(self.lm.cfg.dep_q, self.lm.cfg.user_codebooks), self.mimi.num_codebooks
+
+        def alone() -> None:  # Moshi as it runs without the transcript: Mimi encodes only Moshi's codebooks
+            self.user = None
+            self.mimi.set_num_codebooks(moshi_codebooks)
+            try:
+                self.step(silence)
+            finally:
+                self.user = user
+                self.mimi.set_num_codebooks(all_codebooks)
+
+        cost = time_frames(alone, lambda: self.step(silence), budget)
+        if cost.fits:
+            self.notes.append(cost.note())
+        else:
+            self.alerts.append(cost.refusal())
+            self.user, self.user_lag_s = None, 0.0  # its weights go with it
+            self.mimi.set_num_codebooks(moshi_codebooks)
+        self.reset()
+        return cost
 
     def reset(self) -> None:
         """A new conversation: fresh codec and LM states and text stream, same weights."""
@@ -212,12 +253,14 @@ class MoshiPipeline:
         shown, word, starts = self.text.push(token)
         return self._with_user(FrameResult(np.array(audio).reshape(-1), shown or None, token, word, starts), heard)
 
-    def _with_user(self, result: FrameResult, heard: mx.array | None) -> FrameResult:
-        """The user's transcript of this frame (`heard`: the STT token, already evaluated) added to `result`."""
+    def _with_user(self, result: FrameResult, heard: list[mx.array] | None) -> FrameResult:
+        """The user's transcript of this frame (`heard`: the STT outputs, already evaluated) added to `result`."""
         if heard is None or self.user is None:
             return result
-        shown, word, starts = self.user.push(int(heard[0]))
-        return result._replace(user_text=shown or None, user_word=word, user_word_start=starts)
+        (shown, word, starts), turn_end, last = self.user.push(heard)
+        return result._replace(
+            user_text=shown or None, user_word=last or word, user_word_start=starts, user_turn_end=turn_end
+        )
 
     def _generating(self, lm: Lm) -> Lm:
         """The model LmGen steps (a subclass may wrap it, e.g. with guidance)."""

@@ -24,7 +24,10 @@ TOKENIZER_FILE = "tokenizer_spm_32k_3.model"
 CONFIG_FILE = "config.json"
 TORCH_REPO = "kyutai/moshiko-pytorch-bf16"
 # Kyutai's speech-to-text models (`python -m moshi_mlx.transcribe`): MLX layout; the 1B's PyTorch layout repository
-# `-candle` also holds its end-of-turn heads (extra_heads); kyutai/stt-2.6b-en-mlx is English only, 2.5 s delay
+# `-candle` also holds its end-of-turn heads (extra_heads); kyutai/stt-2.6b-en-mlx is English only, 2.5 s delay.
+# As delayed-streams-modeling's scripts/stt_from_mic_mlx.py reads them: config.json names `mimi_name` and
+# `tokenizer_name` (the LM: `moshi_name`, else model.safetensors), the Mimi file is in the PyTorch layout, and
+# --vad takes the heads from `-candle`; Kyutai's MLX Lm names them `extra_heads.{i}` in both layouts.
 STT_REPO = "kyutai/stt-1b-en_fr-mlx"
 STT_REPO_VAD = "kyutai/stt-1b-en_fr-candle"
 

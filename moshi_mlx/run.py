@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=name,
         help="also transcribe what you say, with a Kyutai speech-to-text model (default "
         f"{release.STT_REPO}; a repo id or local folder): your words are shown and recorded with their times. "
-        "It reuses the dialog's Mimi codes; memory for both models is checked first",
+        "It reuses the dialog's Mimi codes; memory for both models is checked first and, live, its speed once "
+        "they load (where Moshi with it cannot keep up, the dialog goes on without it)",
     )
     v = p.add_argument_group("persona (PersonaPlex models)")
     v.add_argument(
@@ -235,8 +236,9 @@ def _factory(
         return lambda: TranslationPipeline.from_files(files.files, sampling, kv_bits=kv_bits, **extra)
     if args.cfg_coef != 1.0:
         raise ConfigError(f"--cfg-coef is for a conditioned model such as Hibiki; {files.files.source} is Moshi")
+    live = args.input is None  # the user's transcript is kept live only where it keeps up (stt/speed.py)
     return lambda: MoshiPipeline.from_files(
-        files.files, sampling, kv_bits=kv_bits, user_files=user_files, persona=persona
+        files.files, sampling, kv_bits=kv_bits, user_files=user_files, persona=persona, live=live
     )
 
 
@@ -293,6 +295,10 @@ def _resolve_user_model(args: argparse.Namespace, files: _Resolved) -> ModelFile
     from .loading.memory import check_download_fits
     from .stt.user import check_dialog_model
 
+    if args.input is None:  # live: its speed is checked against this budget once both load
+        from .dialog.pacing import step_budget_ms
+
+        step_budget_ms()
     user = resolve_model_files(args.transcribe_user, tqdm_class=tqdm, before_download=check_download_fits)
     try:
         check_dialog_model(files.files, user)

@@ -3,7 +3,8 @@
 When the user is transcribed too (an STT model, `run --transcribe-user`), each side's turn is a paragraph of
 its own, headed "You" or "Moshi", the user's words in another colour; copied text keeps the labels. Each word
 takes its place by when it was said: the user's come late (the STT model's delay) and go before Moshi's words
-said after them, splitting Moshi's turn.
+said after them, splitting Moshi's turn. Where the STT model says the user finished a turn, the user's paragraph
+closes there: their next words start a new one.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class _Word:
     pos: int = 0  # its place in the document
     pieces: int = 0  # the copied text's pieces before it
     turn: str | None = None  # whose turn was open before it
+    ends_turn: bool = False  # not a word: the speaker finished a turn here
 
 
 class TranscriptView(QTextBrowser):
@@ -108,6 +110,28 @@ class TranscriptView(QTextBrowser):
             words.insert(at, word)
             self._rewrite_from(at, after)
 
+    def end_turn(self, speaker: str, t: float) -> None:
+        """`speaker` finished a turn at `t` (seconds on the conversation's timeline, when it was said): their
+        paragraph closes there, and their next words start a new one."""
+        if not self._open:
+            return
+        words = self._words
+        mark = _Word(t, speaker, "", ends_turn=True)
+        self._last_word.pop(speaker, None)  # a piece after it never continues the word before it
+        at = len(words)
+        while at > 0 and words[at - 1].t > t:
+            at -= 1
+        words.insert(at, mark)
+        if at == len(words) - 1:
+            self._mark(mark)
+            self._close(speaker)
+        else:
+            self._rewrite_from(at, words[at + 1])
+
+    def _close(self, speaker: str) -> None:
+        if self._speaker == speaker:
+            self._speaker = ""  # whoever speaks next starts a labelled paragraph
+
     def _show(self, text: str, speaker: str) -> None:
         """Writes a piece at the end of the open conversation: a new turn's label when the speaker changes."""
         follow = self._at_bottom()
@@ -148,7 +172,10 @@ class TranscriptView(QTextBrowser):
         self._speaker = mark.turn
         for word in self._words[index:]:
             self._mark(word)
-            self._show(word.text, word.speaker)
+            if word.ends_turn:
+                self._close(word.speaker)
+            else:
+                self._show(word.text, word.speaker)
         if not follow:
             self.verticalScrollBar().setValue(value)
 

@@ -18,6 +18,7 @@ import mlx.core as mx
 from ..audio import FRAME, FRAME_S
 from ..cli.args import number
 from ..config import LmConfig, MimiConfig
+from ..dialog.pacing import step_budget_ms
 from ..lm_gen import LmGen
 from ..stt.stream import Stt
 from .lm import random_model
@@ -88,7 +89,10 @@ def run(args: argparse.Namespace) -> int:
     extra = enc[32] - enc[8]
     print(f"Mimi streaming encode: {enc[8]:.1f} ms at 8 codebooks, {enc[32]:.1f} ms at 32 (+{extra:.1f} ms)")
     added = stt_ms + extra
-    print(f"--transcribe-user adds {added:.1f} ms per 80 ms frame (STT step + 24 more codebooks)")
+    print(
+        f"--transcribe-user adds {added:.1f} ms per 80 ms frame ({added / frame_ms:.0%} of the frame; STT step + 24 "
+        f"more codebooks); a live dialog's step may take {step_budget_ms():.0f} ms (dialog/pacing.py)"
+    )
     if args.no_moshi:
         return 0
     gen = LmGen(random_model(LmConfig.preset(), args.precision), temp=0.0, text_temp=0.0)

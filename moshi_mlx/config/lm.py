@@ -219,11 +219,6 @@ class LmConfig:
         if self.is_stt:
             if self.dep_q != 0:
                 raise ConfigError(f"a speech-to-text model generates no audio: dep_q must be 0, got {self.dep_q}")
-            if any(self.delays):
-                raise ConfigError(
-                    f"a speech-to-text model with stream delays ({list(self.delays)}) is not supported: Kyutai's "
-                    "have none (their text lags by stt_config.audio_delay_seconds)"
-                )
         elif not 0 < self.dep_q <= self.n_q:
             raise ConfigError(f"dep_q {self.dep_q} must be in 1..n_q ({self.n_q})")
         if (self.stt is not None) != self.is_stt:

@@ -93,8 +93,18 @@ class ConsoleView:
             self.line += text
         self._redraw()
 
-    def turn_end(self) -> None:
-        """Ends the line with TURN_END: the next words start a line of their own."""
+    def turn_end(self, speaker: str | None = None, t: float | None = None) -> None:
+        """Ends the line with TURN_END: the next words start a line of their own. In a dialog (`speaker` "user",
+        `t` when the user's turn ended) the user's next words start a labelled turn; where Moshi's line came
+        in between, the end goes on a labelled line of its own."""
+        if speaker is not None and self.speaker is not None and self.speaker != speaker:
+            if self.line:
+                self.out.write("\r\x1b[K" + self.line + "\n" if self.live else "\n")
+            self.line = turn_label(speaker, t).rstrip()
+            if not self.live:
+                self.out.write(self.line)
+        if speaker is not None and self.speaker is not None:
+            self.speaker = ""  # whoever speaks next starts a labelled line
         if self.live:
             self.out.write("\r\x1b[K" + self.line + TURN_END + "\n")
         else:
@@ -118,7 +128,7 @@ class ConsoleView:
         if isinstance(ev, Text):
             self.text(ev.text, ev.speaker, ev.t)
         elif isinstance(ev, TurnEnded):
-            self.turn_end()
+            self.turn_end(ev.speaker, ev.t)
         elif isinstance(ev, Stats):
             self.status = format_stats(ev)
             slow = None if self._said_too_slow else too_slow(ev)
@@ -146,7 +156,7 @@ class ConsoleView:
             self.note(f"note: {ev.message}")
         elif isinstance(ev, Loaded):
             self.note(f"model loaded in {ev.seconds:.1f} s")
-            for note in ev.notes:
+            for note in (*ev.notes, *ev.alerts):
                 self.note(note)
         elif isinstance(ev, SessionEnded):
             self.finish()

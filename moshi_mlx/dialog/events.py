@@ -25,6 +25,7 @@ class FrameResult(NamedTuple):
     user_word_start: bool = False
     # a speech-to-text model's end-of-turn head says the speaker finished a turn (`transcribe --mic`)
     turn_end: bool = False
+    user_turn_end: bool = False  # the same for the user's side of a dialog (before this step's user text)
 
 
 class FrameModel(Protocol):
@@ -34,7 +35,8 @@ class FrameModel(Protocol):
 
     def reset(self) -> None: ...  # new conversation: fresh streaming state, same weights
 
-    # optional: `notes`, a list of sentences on how the model was set up, reported with `Loaded`;
+    # optional: `notes`, a list of sentences on how the model was set up, and `alerts`, what was asked for and
+    # is off (the user's transcript where it cannot keep up), reported with `Loaded`;
     # `flush_word() -> str | None`, the word still being spelled (called before a reset and at the end)
 
 
@@ -54,6 +56,7 @@ class AudioPort(Protocol):
 class Loaded(NamedTuple):
     seconds: float
     notes: tuple[str, ...] = ()  # the model's notes on how it was set up (e.g. a compressed cache)
+    alerts: tuple[str, ...] = ()  # what a person must be told: something asked for is off (the app opens a dialog)
 
 
 class SessionStarted(NamedTuple):
@@ -79,7 +82,8 @@ class Word(NamedTuple):
 class TurnEnded(NamedTuple):
     """The speaker finished a turn (a speech-to-text model's end-of-turn head rose past 0.5 after some words)."""
 
-    t: float  # seconds since the session started, on the model's timeline
+    t: float  # seconds since the session started, on the model's timeline (the user's in a dialog: when said)
+    speaker: str | None = None  # "user" in a dialog that transcribes the user; None: the one voice transcribed
 
 
 class RecordingStopped(NamedTuple):

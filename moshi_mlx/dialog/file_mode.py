@@ -18,7 +18,7 @@ from ..cli.wording import worded
 from ..errors import MoshiError
 from ..outputs import write_failure, write_text
 from .console import ConsoleView, wait_loaded
-from .events import Error, FrameModel, Notice, RecordingStopped, SessionEnded, Text, Word
+from .events import Error, FrameModel, Notice, RecordingStopped, SessionEnded, Text, TurnEnded, Word
 from .loop import ModelLoop
 from .recorder import Recorder
 
@@ -97,7 +97,7 @@ def _finish(
 
     def write_transcript() -> None:
         assert transcript is not None
-        write_text(transcript, transcript_json(source, got.pieces, got.words, got.user_words))
+        write_text(transcript, transcript_json(source, got.pieces, got.words, got.user_words, got.user_turn_ends))
 
     written, failed = [], []
     for path, write in ((output, writer.commit), (transcript, write_transcript)):
@@ -136,6 +136,7 @@ class _Collected:
         self.pieces: list[tuple[float, str]] = []
         self.words: list[tuple[float, str]] = []
         self.user_words: list[tuple[float, str]] | None = None  # when the user is transcribed too
+        self.user_turn_ends: list[float] = []  # when the user finished a turn (a model with the end-of-turn head)
         self.error: str | None = None
         self.recording_error: str | None = None
 
@@ -148,6 +149,8 @@ class _Collected:
                 self.user_words = (self.user_words or []) + [(ev.t, ev.word)]
             elif isinstance(ev, Word):
                 self.words.append((ev.t, ev.word))
+            elif isinstance(ev, TurnEnded) and ev.speaker == "user":
+                self.user_turn_ends.append(ev.t)
             elif isinstance(ev, Error):
                 self.error = worded(ev.message, ev.hint)
             elif isinstance(ev, RecordingStopped):
@@ -167,10 +170,13 @@ def transcript_json(
     pieces: list[tuple[float, str]],
     words: list[tuple[float, str]],
     user_words: list[tuple[float, str]] | None = None,
+    user_turn_ends: list[float] | None = None,
 ) -> str:
     """The --transcript document: the text as shown, its words with start times, the pieces as they came;
-    with --transcribe-user, the user's words with the times they were said, and both sides' words in one list
-    in order of time (`conversation`: the user's words come late, so in the order they were said, not heard)."""
+    with --transcribe-user, the user's words with the times they were said, the times the user finished a turn
+    (`user_end_of_turn`: a model with the end-of-turn head), and both sides' words in one list in order of time
+    (`conversation`: the user's words come late, so in the order they were said, not heard; the user's turn
+    ends in it as {"t", "speaker": "user", "end_of_turn": true})."""
     doc: dict = {
         "input": str(source),
         "frame_s": FRAME_S,
@@ -179,9 +185,13 @@ def transcript_json(
         "pieces": [{"t": round(t, 3), "text": p} for t, p in pieces],
     }
     if user_words is not None:
+        ends = user_turn_ends or []
         doc["user_words"] = [{"t": round(t, 3), "word": w} for t, w in user_words]
+        doc["user_end_of_turn"] = [round(t, 3) for t in ends]
         both = [(t, "moshi", w) for t, w in words] + [(t, "user", w) for t, w in user_words]
+        both += [(t, "user", None) for t in ends]
         doc["conversation"] = [
-            {"t": round(t, 3), "speaker": who, "word": w} for t, who, w in sorted(both, key=lambda x: x[0])
+            {"t": round(t, 3), "speaker": who, **({"word": w} if w is not None else {"end_of_turn": True})}
+            for t, who, w in sorted(both, key=lambda x: x[0])
         ]
     return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"

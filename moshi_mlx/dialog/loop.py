@@ -167,7 +167,8 @@ class ModelLoop:
             self.load_error = str(e) if isinstance(e, MoshiError) else f"could not build the model: {e!r}"
             self._emit(Error(self.load_error, e.hint if isinstance(e, MoshiError) else None))
         else:
-            self._emit(Loaded(time.perf_counter() - t0, tuple(getattr(model, "notes", ()))))
+            notes, alerts = tuple(getattr(model, "notes", ())), tuple(getattr(model, "alerts", ()))
+            self._emit(Loaded(time.perf_counter() - t0, notes, alerts))
         finally:
             self.loaded.set()
         while True:
@@ -351,6 +352,8 @@ class _Session:
             self.emit(Text(result.text, t, self.frame))
         if result.user_word:
             self._word(result.user_word, t, "user")
+        if result.user_turn_end:  # before this step's user text, which begins the user's next turn
+            self._user_turn_end(t)
         if result.user_word_start:
             self.user_word_t = t
         if result.user_text:
@@ -396,6 +399,13 @@ class _Session:
         self.emit(Word(word, t, speaker))
         if self.recorder is not None:
             self.recorder.add_word(word, t, speaker)
+
+    def _user_turn_end(self, now: float) -> None:
+        """The user finished a turn (its last word came with it): said, and recorded with when it was said."""
+        t = self._said(now)
+        self.emit(TurnEnded(t, "user"))
+        if self.recorder is not None:
+            self.recorder.add_event("end_of_turn", t, speaker="user")
 
     def _said(self, t: float) -> float:
         """When the user said what the transcript gives at `t` (the STT model lags the audio)."""

@@ -9,12 +9,41 @@ hiccups do not add up to a growing delay.
 
 from __future__ import annotations
 
+import math
+import os
+
 import numpy as np
 
-from ..audio import MODEL_RATE
+from ..audio import FRAME_S, MODEL_RATE
+from ..errors import ConfigError
 
 QUIET_DB = -40.0  # an answer frame below this level may be trimmed
 _FRAMES_OVER = 3  # frames the queue must stay over the target before trimming starts
+
+# A live dialog keeps up while a model step takes at most this share of the 80 ms frame: the rest goes to the
+# loop's own work around the step (the echo canceller: 90-120 ms of CPU per second of audio on the 2-core test
+# machine, 7-10 ms a frame; microphone and speaker) and to jitter. Steadily above it, the lag grows until the
+# loop skips input (--max-lag).
+STEP_SHARE = 0.85
+STEP_BUDGET_ENV = "MOSHI_MLX_STEP_BUDGET_MS"  # another budget in milliseconds (tests force both outcomes)
+
+
+def step_budget_ms() -> float:
+    """Milliseconds a live dialog's model step may take (STEP_SHARE of the frame, or MOSHI_MLX_STEP_BUDGET_MS).
+
+    Raises:
+        ConfigError: MOSHI_MLX_STEP_BUDGET_MS is not a positive number.
+    """
+    raw = os.environ.get(STEP_BUDGET_ENV, "").strip()
+    if not raw:
+        return STEP_SHARE * FRAME_S * 1000.0
+    try:
+        ms = float(raw)
+    except ValueError:
+        ms = math.nan
+    if not (math.isfinite(ms) and ms > 0):
+        raise ConfigError(f"{STEP_BUDGET_ENV}={raw!r} is not a number of milliseconds above 0: unset it, or e.g. 68")
+    return ms
 
 
 def level_db(x: np.ndarray | None) -> float:

@@ -33,11 +33,13 @@ def time_offset(stt: SttConfig, frame_rate: float) -> float:
     return int(prefix_frames(stt, frame_rate) / frame_rate) + stt.audio_delay_seconds
 
 
-def file_frames(pcm: np.ndarray, stt: SttConfig, frame_size: int, frame_rate: float) -> np.ndarray:
-    """Mono audio [N] -> the frames the reference feeds [F, frame_size] float32 (prefix, audio, padding)."""
+def file_frames(pcm: np.ndarray, stt: SttConfig, frame_size: int, frame_rate: float, lag: int = 0) -> np.ndarray:
+    """Mono audio [N] -> the frames the reference feeds [F, frame_size] float32 (prefix, audio, padding; `lag`
+    more frames of padding for a model with stream delays, whose tokens come out that many steps late)."""
     pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
     n = -(-pcm.shape[0] // frame_size) * frame_size
-    before, after = prefix_frames(stt, frame_rate) * frame_size, suffix_frames(stt, frame_rate) * frame_size
+    before = prefix_frames(stt, frame_rate) * frame_size
+    after = (suffix_frames(stt, frame_rate) + lag) * frame_size
     out = np.zeros(before + n + after, dtype=np.float32)
     out[before : before + pcm.shape[0]] = pcm
     return out.reshape(-1, frame_size)

@@ -25,9 +25,8 @@ from ..mimi import Mimi
 from ..text import TextStream
 from .feed import file_frames, time_offset
 from .stream import Stt
+from .turns import TurnEnds, end_of_turn_prob, has_end_of_turn
 from .words import TimedWord, timed_words
-
-END_OF_TURN_HEAD = 2  # the extra head Kyutai's scripts read as "end of turn" (its class 0), when there is one
 
 
 class SttFrame(NamedTuple):
@@ -38,7 +37,7 @@ class SttFrame(NamedTuple):
 class Transcript(NamedTuple):
     words: list[TimedWord]
     tokens: list[int]  # one per step fed, the silence prefix and end padding included
-    turn_ends: list[float]  # seconds into the audio where the end-of-turn probability rose past 0.5
+    turn_ends: list[float]  # seconds into the audio where the speaker finished a turn (stt/turns.py)
 
 
 class SttSession:
@@ -69,7 +68,8 @@ class SttSession:
         self.text = TextStream(tokenizer, padding_ids=(0, cfg.existing_text_padding_id))
         self.frame_size = mimi.frame_size
         self.frame_rate = MODEL_RATE / self.frame_size
-        self.offset = time_offset(cfg.stt, self.frame_rate)
+        # a model with stream delays returns each token `output_lag` steps after it sampled it: timed from then
+        self.offset = time_offset(cfg.stt, self.frame_rate) + self.stt.output_lag / self.frame_rate
         self.notes: list[str] = []
         self.reset()
 
@@ -85,14 +85,14 @@ class SttSession:
 
     @property
     def has_end_of_turn(self) -> bool:
-        return self.cfg.extra_heads_num_heads > END_OF_TURN_HEAD
+        return has_end_of_turn(self.cfg)
 
     def reset(self) -> None:
         self._mimi_state = self.mimi.init_state(1)
         self._state = self.stt.init_state(1)
         self.text.flush()
         self.frames = 0
-        self._spoke = False  # words came since the last end of turn said
+        self.turns = TurnEnds()
 
     def flush_word(self) -> str | None:
         return self.text.flush()
@@ -105,33 +105,32 @@ class SttSession:
         codes, mimi_state = self.mimi.stream_encode(mx.array(pcm).reshape(1, 1, -1), self._mimi_state)
         out, state = self.stt.advance(self._state, codes[:, :, 0])
         self._mimi_state, self._state = mimi_state, state  # the old states go before evaluation (written in place)
-        turn = None if not self.has_end_of_turn or out.extra_heads is None else out.extra_heads[0, END_OF_TURN_HEAD, 0]
+        turn = end_of_turn_prob(out.extra_heads)
         mx.eval(out.text_token, turn, mimi_state, Stt.state_arrays(state))
         self.frames += 1
         return SttFrame(int(out.text_token[0]), None if turn is None else float(turn))
 
     def step(self, pcm: np.ndarray) -> FrameResult:
-        """The model loop's step: no audio out, the transcript's text, and the end of a turn as Kyutai's live
-        script tells it (`stt_from_mic_mlx.py --vad`: once the end-of-turn head passes 0.5, again only after
-        more words; here not before the first words either)."""
+        """The model loop's step: no audio out, the transcript's text, and the end of a turn (stt/turns.py)."""
         frame = self.encode_step(pcm)
+        turn_end = self.turns.ended(frame.end_of_turn)
         shown, word, starts = self.text.push(frame.token)
-        turn_end = frame.end_of_turn is not None and frame.end_of_turn > 0.5 and self._spoke
-        self._spoke = bool(shown) or (self._spoke and not turn_end)
+        self.turns.heard(bool(shown))
         return FrameResult(None, shown or None, frame.token, word, starts, turn_end=turn_end)
 
     # -- files ---------------------------------------------------------------------------------------
     def frames_of(self, pcm: np.ndarray) -> np.ndarray:
         """What the reference feeds for a whole file [F, frame_size] (silence prefix, audio, end padding)."""
         assert self.cfg.stt is not None
-        return file_frames(pcm, self.cfg.stt, self.frame_size, self.frame_rate)
+        return file_frames(pcm, self.cfg.stt, self.frame_size, self.frame_rate, self.stt.output_lag)
 
-    def transcript(self, tokens: list[int], turn_probs: list[float | None]) -> Transcript:
-        """Words timed as the reference times them, and the rising edges of the end-of-turn head."""
+    def transcript(self, tokens: list[int], turn_probs: list[float | None] | None = None) -> Transcript:
+        """Words timed as the reference times them, and the ends of turns as said live (stt/turns.py), timed
+        as the words are (the model's delay taken off)."""
         words = timed_words(tokens, self.text.sp, self.frame_rate, self.offset, self.cfg.existing_text_padding_id)
-        turns, above = [], False
-        for step, p in enumerate(turn_probs):
-            if p is not None and p > 0.5 and not above:
+        text, ends, turns = TextStream(self.text.sp, tuple(self.text.padding_ids)), TurnEnds(), []
+        for step, (token, p) in enumerate(zip(tokens, turn_probs or [None] * len(tokens), strict=True)):
+            if ends.ended(p):
                 turns.append(max(0.0, step / self.frame_rate - self.offset))
-            above = p is not None and p > 0.5
+            ends.heard(bool(text.push(token).shown))
         return Transcript(words, tokens, turns)

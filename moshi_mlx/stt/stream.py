@@ -3,11 +3,18 @@
 A step is functional like `LmGen`'s: `advance` leaves the state it is given unchanged and returns the next one
 (`Lm.step_text`); let the old state go before evaluating, so that the caches are written in place.
 
-The reference runs STT models through `LMGen` with dep_q 0 and every delay 0. Its schedule then reduces to:
-step 0 feeds the initial tokens only (its audio frame is never seen: `offset <= delay` for every stream);
-step t > 0 feeds the text token sampled at step t - 1 and the audio codes given at step t; each step
+The reference runs STT models through `LMGen` with dep_q 0. With every delay 0 (Kyutai's releases) its schedule
+reduces to: step 0 feeds the initial tokens only (its audio frame is never seen: `offset <= delay` for every
+stream); step t > 0 feeds the text token sampled at step t - 1 and the audio codes given at step t; each step
 returns the text token it sampled. `step_with_extra_heads` adds the softmax of each extra head over the
 normed temporal output of the same step.
+
+With per-stream delays (`delays`: text first, then each codebook; d = max of them), as `LMGen._step` does: at
+step t a stream of delay d_k is fed its initial token while t <= d_k; after, audio codebook k is fed the code
+given at step t - d_k, the text the token sampled at step t - 1. The first d steps return nothing (`ready`
+False: the token given is then the padding id), and step t >= d returns the token sampled at step
+t - d + d_text; the extra heads are those of the step itself. Rings of the last codes and sampled tokens in
+the state hold what is still to be fed or returned.
 
 The step is a pure function of arrays compiled with `mx.compile` once per model setting, as `LmGen`'s
 halves: the step counter and cache offset go in as int32 arrays, the RoPE table is made on the host and passed
@@ -36,12 +43,16 @@ class SttState(NamedTuple):
     text: mx.array  # [B] int32: the text token of the previous step, this step's text input
     step: int  # steps taken (host counter)
     key: mx.array  # PRNG key of the next step (used only when sampling with a temperature)
+    # with stream delays only (else empty): [B, n_q, max audio delay + 1] the last codes given, and
+    # [B, max delay - text delay + 1] the last tokens sampled (rings indexed by step)
+    delayed: tuple[mx.array, ...] = ()
 
 
 class SttStep(NamedTuple):
-    text_token: mx.array  # [B] int32
-    text_logits: mx.array  # [B, text_card]
+    text_token: mx.array  # [B] int32: the token this step returns (the padding id until `ready`)
+    text_logits: mx.array  # [B, text_card] of the token sampled at this step
     extra_heads: mx.array | None  # [B, heads, extra_heads_dim] softmax of each extra head; None without heads
+    ready: bool = True  # False for the first max(delays) steps, where the reference's LMGen returns nothing
 
 
 class Stt:
@@ -73,6 +84,10 @@ class Stt:
         self.lm, self.cfg = lm, cfg
         self.text_temp, self.text_top_k, self.seed = text_temp, text_top_k, seed
         self._initial = mx.array([cfg.text_initial_token_id] + [cfg.initial_token_id] * cfg.n_q, mx.int32)
+        self._delays = mx.array(cfg.delays, mx.int32)  # [1 + n_q]: text first
+        self.max_delay = max(cfg.delays)
+        self._rings = (max(cfg.delays[1:]) + 1, self.max_delay - cfg.delays[0] + 1) if self.max_delay else ()
+        self.output_lag = self.max_delay - cfg.delays[0]  # steps between sampling a token and returning it
         self._layers = cfg.transformer.num_layers
         self.compiled = compile_by_default() if compile is None else compile
         self.window_bucket = window_bucket
@@ -86,7 +101,26 @@ class Stt:
     def init_state(self, batch: int = 1, seed: int | None = None) -> SttState:
         seed = (self.seed if self.seed is not None else secrets.randbits(63)) if seed is None else seed
         text = mx.full((batch,), self.cfg.text_initial_token_id, mx.int32)
-        return SttState(self.lm.init_state(batch), text, 0, mx.random.key(seed))
+        delayed = ()
+        if self._rings:
+            codes, tokens = self._rings
+            pad = self.cfg.existing_text_padding_id
+            delayed = (mx.zeros((batch, self.cfg.n_q, codes), mx.int32), mx.full((batch, tokens), pad, mx.int32))
+        return SttState(self.lm.init_state(batch), text, 0, mx.random.key(seed), delayed)
+
+    def prepare(self, batch: int = 1) -> None:
+        """Trace the compiled step now for every attention window a stream will meet (as `LmGen.prepare`), on
+        throwaway states that are never evaluated: the first frames of a live transcript pay no trace."""
+        if not self.compiled:
+            return
+        state = self.init_state(batch, seed=0)
+        codes = mx.zeros((batch, self.cfg.n_q), mx.int32)
+        capacity = self.cfg.transformer.context or 1
+        bucket = self.window_bucket or capacity
+        # a step at offset w - 1 attends over w slots; at capacity - 1, over the whole ring
+        for offset in [*range(bucket - 1, capacity - 1, bucket), capacity - 1]:
+            lm = LmState.from_arrays(state.lm.arrays(), offset, self._layers)
+            self.advance(state._replace(lm=lm, step=offset), codes)
 
     def advance(self, state: SttState, codes: mx.array) -> tuple[SttStep, SttState]:
         """One step; outputs and state are lazy (evaluate them together).
@@ -100,18 +134,21 @@ class Stt:
         offset = state.lm.offset
         assert isinstance(offset, int)  # a traced offset lives only inside the compiled step
         rope = self.lm.transformer.rope(offset, 1)
-        token, logits, key, *rest = self._step_fn(self.window(state))(
+        sampled, token, logits, key, *rest = self._step_fn(self.window(state))(
             state.text,
             state.key,
             codes[:, : self.cfg.n_q],
             mx.array(state.step, mx.int32),
             mx.array(offset, mx.int32),
             [] if rope is None else [rope.cos, rope.sin],
+            list(state.delayed),
             state.lm.arrays(),
         )
-        heads, caches = (rest[0], rest[1:]) if self.lm.extra_heads else (None, rest)
+        heads = rest.pop(0) if self.lm.extra_heads else None
+        delayed, caches = tuple(rest[: len(self._rings)]), rest[len(self._rings) :]
         lm_state = LmState.from_arrays(caches, offset + 1, self._layers)
-        return SttStep(token, logits, heads), SttState(lm_state, token, state.step + 1, key)
+        out = SttStep(token, logits, heads, state.step >= self.max_delay)
+        return out, SttState(lm_state, sampled, state.step + 1, key, delayed)
 
     # ---- the step: a pure function of arrays, compiled ----
 
@@ -128,28 +165,43 @@ class Stt:
         """Trace the step again at the next call (after the model's modules or weights were replaced)."""
         self._steps.clear()
 
-    def _step(self, text, key, codes, t, offset, rope, caches, window: int | None = None) -> list[mx.array]:
-        """Step 0 feeds the initial tokens, later steps the previous text token and this step's codes; run the
-        temporal transformer, sample the text token and apply the extra heads.
+    def _step(self, text, key, codes, t, offset, rope, delayed, caches, window: int | None = None) -> list[mx.array]:
+        """A stream is fed its initial token while t <= its delay, then the previous text token and the codes
+        given `delay` steps ago; run the temporal transformer, sample the text token and apply the extra heads.
 
         Returns:
-            [text token, text logits, next PRNG key, extra heads (only with heads), *caches].
+            [token sampled, token returned, text logits, next PRNG key, extra heads (only with heads),
+            *delay rings (only with delays), *caches].
         """
+        if delayed:  # the codes given at step t - d_k, from the ring of the last ones
+            ring, sampled = delayed
+            size = ring.shape[2]
+            ring = mx.where(mx.arange(size) == t % size, codes[:, :, None], ring)
+            at = (t - self._delays[1:] + size) % size  # [n_q]; a stream still at its initial token reads any slot
+            codes = mx.take_along_axis(ring, mx.broadcast_to(at[None, :, None], (ring.shape[0], at.shape[0], 1)), 2)
+            codes = codes[:, :, 0]
         fed = mx.concatenate([text[:, None], codes], axis=1)
-        inputs = mx.where(t == 0, mx.broadcast_to(self._initial[None], fed.shape), fed)
+        inputs = mx.where(t <= self._delays[None], mx.broadcast_to(self._initial[None], fed.shape), fed)
         key, sub = mx.random.split(key)
         table = RotaryTable(*rope) if rope else None
         lm_state = LmState.from_arrays(list(caches), offset, self._layers)
         context, text_logits, lm_state = self.lm.step_text(inputs[:, :, None], lm_state, table, window)
         text_logits = text_logits[:, 0]
         token = sample(text_logits, self.text_temp, self.text_top_k, sub)
+        returned, rings = token, []
+        if delayed:  # the token sampled at step t - (max delay - text delay); the padding id until step max delay
+            size = sampled.shape[1]
+            sampled = mx.where(mx.arange(size)[None] == t % size, token[:, None], sampled)
+            oldest = mx.take(sampled, ((t + 1) % size)[None], axis=1)[:, 0]
+            returned = mx.where(t >= self.max_delay, oldest, self.cfg.existing_text_padding_id)
+            rings = [ring, sampled]
         heads = []
         if self.lm.extra_heads:
             out = context[:, 0]
             stacked = mx.stack([h(out) for h in self.lm.extra_heads], axis=1).astype(mx.float32)
             heads = [mx.softmax(stacked, axis=-1)]
-        return [token, text_logits, key, *heads, *lm_state.arrays()]
+        return [token, returned, text_logits, key, *heads, *rings, *lm_state.arrays()]
 
     @staticmethod
     def state_arrays(state: SttState) -> list[mx.array]:
-        return [state.text, state.key, *state.lm.arrays()]
+        return [state.text, state.key, *state.delayed, *state.lm.arrays()]

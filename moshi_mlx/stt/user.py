@@ -7,13 +7,17 @@ lookups are added): Moshi takes the first 8, the STT model all 32. The STT repos
 loaded (it is the same codec: same cardinality and codebooks, checked).
 
 A user word appears `lag_s` (the model's audio delay: 0.5 s for the 1B) after it was said; its time is
-taken back by that much, as the reference's timestamps are.
+taken back by that much, as the reference's timestamps are. A model with the end-of-turn head (the 1B's PyTorch
+and candle releases) also says where the user finished a turn (stt/turns.py), as late.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import mlx.core as mx
 
+from ..audio import FRAME_S
 from ..config import LmConfig
 from ..errors import ConfigError, Setting
 from ..lm import Lm
@@ -23,6 +27,15 @@ from ..mimi import Mimi
 from ..text import TextStep, TextStream
 from ..weights.safetensors_io import read_header
 from .stream import Stt, SttState
+from .turns import TurnEnds, end_of_turn_prob
+
+
+class Heard(NamedTuple):
+    """The user's side of one frame."""
+
+    text: TextStep
+    turn_end: bool  # the user finished a turn here (before this frame's text)
+    last_word: str | None  # the turn's last word, complete at its end (else it completes with the next word)
 
 
 class UserTranscriber:
@@ -36,7 +49,7 @@ class UserTranscriber:
     def __init__(self, lm: Lm, tokenizer) -> None:
         self.stt = Stt(lm)
         assert lm.cfg.stt is not None
-        self.lag_s = lm.cfg.stt.audio_delay_seconds
+        self.lag_s = lm.cfg.stt.audio_delay_seconds + self.stt.output_lag * FRAME_S  # the stream delays' steps too
         self.codebooks = lm.cfg.n_q
         self.text = TextStream(tokenizer, padding_ids=(0, lm.cfg.existing_text_padding_id))
         self.reset()
@@ -57,14 +70,23 @@ class UserTranscriber:
     def reset(self) -> None:
         self._state: SttState = self.stt.init_state(1)
         self.text.flush()
+        self.turns = TurnEnds()
 
-    def advance(self, codes: mx.array) -> tuple[mx.array, list[mx.array]]:
-        """This frame's codes [1, >= 32] -> the lazy text token [1] and the arrays to evaluate with it."""
+    def advance(self, codes: mx.array) -> tuple[list[mx.array], list[mx.array]]:
+        """This frame's codes [1, >= 32] -> the lazy outputs to `push` once evaluated (the text token [1], and the
+        end-of-turn probability where the model has that head) and every array to evaluate with them."""
         out, self._state = self.stt.advance(self._state, codes)
-        return out.text_token, [out.text_token, *Stt.state_arrays(self._state)]
+        prob = end_of_turn_prob(out.extra_heads)
+        outputs = [out.text_token] if prob is None else [out.text_token, prob]
+        return outputs, [*outputs, *Stt.state_arrays(self._state)]
 
-    def push(self, token: int) -> TextStep:
-        return self.text.push(token)
+    def push(self, outputs: list[mx.array]) -> Heard:
+        """The evaluated outputs of `advance` -> this frame's text and whether the user's turn ended."""
+        ended = self.turns.ended(float(outputs[1]) if len(outputs) > 1 else None)
+        last = self.text.flush() if ended else None
+        text = self.text.push(int(outputs[0][0]))
+        self.turns.heard(bool(text.shown))
+        return Heard(text, ended, last)
 
     def flush_word(self) -> str | None:
         return self.text.flush()

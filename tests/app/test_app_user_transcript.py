@@ -110,6 +110,13 @@ def _real_app(qtbot, tmp_path: Path, moshi: Path, stt: Path) -> RealModelApp:
     return RealModelApp(qtbot, settings, tmp_path, user_model=str(stt))
 
 
+@pytest.fixture(autouse=True)
+def keeps_up(monkeypatch):
+    """The live preflight times the tiny models against the step budget (stt/speed.py): a loaded test machine
+    must not turn the user's transcript off where a test does not ask it to."""
+    monkeypatch.setenv("MOSHI_MLX_STEP_BUDGET_MS", "100000")
+
+
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
     from support.stt import make_moshi_repo, make_repo
@@ -134,6 +141,8 @@ def test_show_what_i_say_loads_the_stt_model_with_moshi_and_is_remembered(qtbot,
     w.start_button.click()
     qtbot.waitUntil(lambda: a.ctl.state == c.READY, timeout=30_000)
     assert not a.dialogs.open_boxes, [b.informativeText() for b in a.dialogs.open_boxes]
+    # its cost per frame, measured once loaded, where the precision's notes are kept
+    assert "Your words are transcribed live: the speech-to-text step adds" in w.status.quant_label.toolTip()
     (pipe,) = a.built
     assert pipe.user is not None and pipe.user_lag_s == pytest.approx(0.24), "the loop's pipeline transcribes the user"
     assert pipe.mimi.num_codebooks == 32  # the dialog's own Mimi codes, all the STT model reads
@@ -165,6 +174,65 @@ def test_show_what_i_say_is_refused_in_one_dialog_where_both_models_do_not_fit(
     assert len(a.dialogs.open_boxes) == 1 and a.ctl.state == c.IDLE and not a.built
     assert "needs about" in a.dialogs.open_boxes[0].informativeText()
     assert a.presenter.shutdown()
+
+
+def test_show_what_i_say_where_it_cannot_keep_up_is_said_in_one_dialog_and_the_talk_goes_on_without_it(
+    qtbot, tmp_path: Path, tiny_models, monkeypatch
+) -> None:
+    monkeypatch.setenv("MOSHI_MLX_STEP_BUDGET_MS", "1")  # no frame takes under 1 ms: Moshi with it cannot keep up
+    a = _real_app(qtbot, tmp_path, *tiny_models)
+    w = a.window
+    w.user_check.click()
+    w.start_button.click()
+    qtbot.waitUntil(lambda: a.ctl.state == c.RUNNING, timeout=60_000)
+    assert len(a.dialogs.open_boxes) == 1
+    box = a.dialogs.open_boxes[0]
+    assert box.text() == "Cannot show what you say"
+    assert box.informativeText().startswith("Your words are not transcribed: on this machine the speech-to-text step")
+    assert "“Show what I say” stays on" in box.informativeText()
+    (pipe,) = a.built
+    assert pipe.user is None and pipe.user_lag_s == 0.0 and pipe.mimi.num_codebooks == 8, "the dialog goes on alone"
+    assert w.user_check.isChecked() and a.settings.transcribe_user
+    w.start_button.click()
+    qtbot.waitUntil(lambda: a.ctl.state == c.READY, timeout=30_000)
+    box.accept()
+    assert a.presenter.shutdown()
+
+
+class TurnTakingModel(TwoSidedModel):
+    """Moshi says one word (frame 0); the user says "hello" (frame 1), finishes the turn (frame 3) and starts
+    another, "again" (frame 5)."""
+
+    heard = {1: ("hello", None, True), 5: (" again", None, True)}
+
+    def __init__(self) -> None:
+        from support.app_fakes import SCRIPT
+
+        super().__init__(words=SCRIPT[:1])
+
+    def step(self, pcm) -> FrameResult:
+        k = self.steps
+        result = super().step(pcm)
+        return result._replace(user_turn_end=True, user_word="hello") if k == 3 else result
+
+
+def test_the_users_turn_closes_where_the_model_says_it_ended(qtbot, tmp_path: Path) -> None:
+    from support.app_fakes import SCRIPT
+
+    a = App(qtbot, tmp_path, factory=lambda files, temperature: TurnTakingModel)
+    try:
+        _talk(a, "again")
+        assert a.presenter.copy_transcript() == f"{SCRIPT[0]}\nYou: hello\nYou: again"
+        assert a.window.transcript.toPlainText().endswith(f"{SCRIPT[0]}\nYOU hello\nYOU again")
+        dest = a.presenter.save_conversation(str(tmp_path / "saved"))
+        assert dest is not None
+        lines = [json.loads(x) for x in (dest / "transcript.jsonl").read_text().splitlines()]
+        (end,) = [x for x in lines if x.get("type") == "end_of_turn"]
+        hello = next(x for x in lines if x.get("word") == "hello")
+        assert end["speaker"] == "user" and hello["t"] < end["t"] == pytest.approx(end["t"])
+        assert (end["t"] + 0.03) / 0.08 == pytest.approx(round((end["t"] + 0.03) / 0.08), abs=1e-6)
+    finally:
+        a.close()
 
 
 def test_show_what_i_say_is_not_offered_for_hibiki_or_personaplex(qtbot, tmp_path: Path, tiny_models) -> None:
@@ -265,3 +333,17 @@ def test_the_transcript_view_places_each_word_by_time_keeping_a_words_pieces_tog
         colours[word] = cur.charFormat().foreground().color()
     assert colours["yo"] == colours["hello"] == QColor("#2563eb"), "the user's words keep their colour"
     assert colours["there"] == colours["friend"] != QColor("#2563eb")
+
+
+def test_a_late_end_of_turn_closes_the_users_paragraph_where_it_was_said(qtbot) -> None:
+    from app.widgets.transcript import TranscriptView
+
+    view = TranscriptView()
+    qtbot.addWidget(view)
+    view.begin_conversation("Conversation 1")
+    for text, speaker, t in (("Hi", "moshi", 0.0), ("one", "user", 0.2), (" two", "user", 0.9), (" so", "moshi", 1.2)):
+        view.append_text(text, speaker, t)
+    view.end_turn("user", 0.5)  # come late: between "one" and "two"
+    assert view.conversation_text(0) == "Hi\nYou: one\nYou: two\nMoshi: so"
+    view.append_text(" three", "user", 1.0)  # after "two", before Moshi's "so": the turn "two" began goes on
+    assert view.conversation_text(0) == "Hi\nYou: one\nYou: two three\nMoshi: so"

@@ -21,6 +21,9 @@ Writes under tests/assets/stt/:
     text_tokens [S]                LMGen.step_with_extra_heads greedy text token of each step
     text_logits [S, 48]            the text logits of each step
     extra_heads [S, 4, 6]          the extra heads' softmax of each step
+    delayed_text_tokens [S]        the same codes through LMGen with per-stream delays DELAYS (text 1, audio
+                                   0..3): -1 where LMGen.step returns nothing (its first max(delays) steps)
+    delayed_extra_heads [S, 4, 6]  their extra heads (NaN where it returns nothing)
     file_pcm [N]                   a 1.3 s test signal (24 kHz)
     file_codes [F, 32], file_tokens [F], file_heads [F, 4, 6]
                                    the reference's file transcription of it (scripts/stt_from_file_pytorch.py):
@@ -91,6 +94,8 @@ CONFIG = {
     "mimi_config_name": "mimi_config.json",
     "tokenizer_name": "tokenizer_spm_32k_3.model",
 }
+# per-stream delays for the delayed goldens: text 1, the 32 audio codebooks 0, 1, 2, 3, 0, 1, ... (the same weights)
+DELAYS = [1] + [k % 4 for k in range(32)]
 # keys CheckpointInfo.from_hf_repo pops before building the LM
 _NOT_LM = ("moshi_name", "mimi_name", "mimi_config_name", "tokenizer_name", "lora_name", "model_type")
 _NOT_LM += ("lm_gen_config", "tts_config", "stt_config", "model_id")
@@ -161,6 +166,27 @@ def run_codes(model, codes: torch.Tensor) -> dict[str, torch.Tensor]:
         "text_logits": torch.stack(logits).float(),
         "extra_heads": torch.stack(heads).float(),
     }
+
+
+@torch.no_grad()
+def run_delayed(model, codes: torch.Tensor) -> dict[str, torch.Tensor]:
+    """LMGen over codes [S, 32] with the model's delays set to DELAYS (LMGen reads them from the model)."""
+    saved, model.delays = model.delays, list(DELAYS)
+    try:
+        gen = LMGen(model, temp=0, temp_text=0.0)
+        tokens, heads = [], []
+        with gen.streaming(1):
+            for frame in codes:
+                out = gen.step_with_extra_heads(frame[None, :, None])
+                if out is None:  # the first max(DELAYS) steps
+                    tokens.append(-1)
+                    heads.append(torch.full((4, 6), float("nan")))
+                    continue
+                tokens.append(int(out[0][0, 0, 0]))
+                heads.append(torch.stack([h[0, 0] for h in out[1]]))
+    finally:
+        model.delays = saved
+    return {"delayed_text_tokens": torch.tensor(tokens, dtype=torch.int32), "delayed_extra_heads": torch.stack(heads)}
 
 
 @torch.no_grad()
@@ -280,7 +306,10 @@ def main() -> None:
 
     gen = torch.Generator().manual_seed(SEED + 1)
     codes = torch.randint(0, CARD, (STEPS, 32), generator=gen)
-    goldens = {"codes": codes.to(torch.int32), **run_codes(model, codes)}
+    goldens = {"codes": codes.to(torch.int32), **run_codes(model, codes), **run_delayed(model, codes)}
+    delayed = goldens["delayed_text_tokens"]
+    assert (delayed[:3] == -1).all() and not torch.equal(delayed[3:], goldens["text_tokens"][1:-2])
+    print("delayed text tokens:", delayed.tolist())
     pcm = mimifix.signal(gen, 1, int(24000 * 1.3))[0, 0]
     file_goldens, offset = transcribe_file(model, mimi, pcm)
     goldens |= {"file_pcm": pcm, **file_goldens}

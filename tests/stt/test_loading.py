@@ -57,3 +57,31 @@ def test_each_converted_precision_loads_and_agrees_with_the_reference(converted,
     agree = float((greedy_tokens(lm, g["codes"]) == g["text_tokens"]).mean())
     print(f"{name}: greedy text agreement with the float32 reference over 40 steps: {agree:.3f}")
     assert agree >= floor
+
+
+def test_the_mlx_layout_names_the_extra_heads_as_kyutais_moshi_mlx_and_gives_the_references(converted, tmp_path):
+    """Kyutai's MLX Lm (kyutai-labs/moshi moshi_mlx/models/lm.py) holds `extra_heads` as a list of bias-free Linears
+    counted by the config's extra_heads_num_heads / extra_heads_dim, loaded strictly: `extra_heads.{i}.weight`
+    [dim_out, dim] in an MLX release, as in the PyTorch one (its load_pytorch_weights copies them unrenamed)."""
+    import json
+
+    from moshi_mlx.errors import CheckpointError
+
+    header = read_header(converted / "model.safetensors")
+    assert {k: tuple(v.shape) for k, v in header.items() if k.startswith("extra_heads.")} == {
+        f"extra_heads.{i}.weight": (6, 64) for i in range(4)
+    }
+    g = goldens()
+    stt = Stt(load_lm(converted / "model.safetensors", converted / "config.json", dtype=mx.float32))
+    state, heads = stt.init_state(), []
+    for frame in g["codes"]:
+        out, state = stt.advance(state, mx.array(frame[None]))
+        mx.eval(out, Stt.state_arrays(state))
+        heads.append(np.array(out.extra_heads[0]))
+    np.testing.assert_allclose(np.array(heads), g["extra_heads"], atol=1e-5)  # the bf16 weights are the reference's
+    # a config that counts no heads (as the -mlx release's, whose heads Kyutai's --vad scripts take from -candle)
+    # does not take a file that has them: strict, as Kyutai's load_weights(strict=True)
+    raw = json.loads((converted / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({k: v for k, v in raw.items() if not k.startswith("extra_heads")}))
+    with pytest.raises(CheckpointError, match="extra_heads.0.weight"):
+        load_lm(converted / "model.safetensors", tmp_path / "config.json")

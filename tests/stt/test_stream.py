@@ -80,7 +80,6 @@ def test_the_released_config_reads_as_stt():
     "change,words",
     [
         ({"dep_q": 8}, "speech-to-text model generates no audio: dep_q must be 0"),
-        ({"delays": [1] * 33}, "stream delays"),
         ({"model_type": "tts"}, "model_type 'tts' makes it Kyutai's TTS"),
         ({"model_type": "moshi"}, "stt_config belongs to speech-to-text models"),
         ({"stt_config": {"audio_delay_seconds": -1}}, "audio_delay_seconds = -1 is out of range"),
@@ -113,3 +112,23 @@ def test_word_timestamps_are_the_references():
         assert [w[0] for w in got] == [w[0] for w in case["words"]]
         times = np.reshape([w[1:] for w in got], (-1, 2))
         np.testing.assert_allclose(times, np.reshape([w[1:] for w in case["words"]], (-1, 2)), atol=1e-12)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "op-by-op"])
+def test_stream_delays_give_the_references_tokens_and_extra_heads(tmp_path, compiled):
+    """Per-stream delays (text 1, audio 0..3), as the reference's LMGen runs them with dep_q 0: nothing for the
+    first max(delays) steps, then the token sampled max(delays) - 1 steps before; greedy float32, exact."""
+    g = goldens()
+    raw = json.loads(CONFIG.read_text()) | {"delays": [1] + [k % 4 for k in range(32)]}
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    stt = Stt(load_lm(WEIGHTS, tmp_path / "config.json", dtype=mx.float32), compile=compiled)
+    assert stt.output_lag == 2
+    state, tokens, heads = stt.init_state(), [], []
+    for frame in g["codes"]:
+        out, state = stt.advance(state, mx.array(frame[None]))
+        mx.eval(out, Stt.state_arrays(state))
+        tokens.append(int(out.text_token[0]) if out.ready else -1)
+        heads.append(np.array(out.extra_heads[0]))
+    np.testing.assert_array_equal(tokens, g["delayed_text_tokens"])
+    ready = g["delayed_text_tokens"] >= 0
+    np.testing.assert_allclose(np.array(heads)[ready], g["delayed_extra_heads"][ready], atol=1e-5)
