@@ -39,6 +39,14 @@ def lm_setting(lm: Lm) -> tuple:
     )
 
 
+def window_offsets(capacity: int, bucket: int | None) -> list[int]:
+    """An offset at which a step meets each attention window a stream will use (see `LmState.window`), to
+    trace them all before a conversation: at w - 1 a step attends over w slots; at capacity - 1, over the
+    whole ring."""
+    bucket = bucket or capacity
+    return [*range(bucket - 1, capacity - 1, bucket), capacity - 1]
+
+
 class WindowedSteps:
     """A temporal step `fn(..., window=w)` compiled once per attention window `w` (LmGen's and Stt's: see
     `LmState.window`), or run op by op; all traced again when the setting they were made for changes."""

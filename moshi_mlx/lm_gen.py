@@ -28,7 +28,7 @@ from typing import NamedTuple
 import mlx.core as mx
 import numpy as np
 
-from .compiled import WindowedSteps, compile_by_default, lm_setting
+from .compiled import WindowedSteps, compile_by_default, lm_setting, window_offsets
 from .errors import ConfigError
 from .lm import Lm, LmState
 from .modules.transformer import RotaryTable
@@ -156,10 +156,7 @@ class LmGen:
             return
         state = self.init_state(batch, seed=0)
         user = mx.zeros((state.tokens.shape[0], self.cfg.user_codebooks), mx.int32)
-        capacity = self.cfg.transformer.context or 1
-        bucket = self.window_bucket or capacity
-        # a step at offset w - 1 attends over w slots; at capacity - 1, over the whole ring
-        for offset in [*range(bucket - 1, capacity - 1, bucket), capacity - 1]:
+        for offset in window_offsets(self.cfg.transformer.context or 1, self.window_bucket):
             lm = LmState.from_arrays(state.lm.arrays(), offset, self._layers)
             self.advance(state._replace(lm=lm, step=offset), user)
 
