@@ -47,7 +47,7 @@ from ..audio import FRAME, MODEL_RATE
 _HALF = 8  # interpolation kernel: 2 * _HALF taps
 _PHASES = 512  # fractional positions tabulated
 _NEVER = -(1 << 62)
-# Kalman noise weights (see _Kalman): the main filter waits for proof, the shadow adapts boldly
+# Kalman noise weights (see _Filters): the main filter waits for proof, the shadow adapts boldly
 MAIN_NOISE, SHADOW_NOISE = 64.0, 0.5
 # the shadow's steps beyond the Kalman gain: it overshoots a little, which follows a new room sooner
 SHADOW_STEP = 1.5
@@ -71,35 +71,54 @@ def _sinc_table() -> np.ndarray:
     return k / k.sum(axis=1, keepdims=True)
 
 
-class _Kalman:
-    """One partitioned frequency-domain filter adapted by a diagonal Kalman gain (per partition and bin).
+MAIN, SHADOW = 0, 1  # the two filters' rows in _Filters
+
+
+class _Filters:
+    """The main and the shadow filter: partitioned frequency-domain filters, each adapted by a diagonal
+    Kalman gain (per partition and bin), kept in one array (row MAIN, row SHADOW) so that both are updated
+    by the same few vectorised operations.
 
     `noise` weighs the error spectrum (what the far signal does not explain: noise, the user, what is
-    not learned yet) against the filter's own uncertainty: small adapts boldly, large waits for proof.
+    not learned yet) against a filter's own uncertainty: small adapts boldly, large waits for proof.
     """
 
-    def __init__(self, prior: np.ndarray, bins: int, block: int, noise: float, step: float = 1.0) -> None:
-        self.prior, self.B, self.noise, self.step = prior, block, noise, step
-        self.w = np.zeros((prior.shape[0], bins), np.complex64)
-        self.pk = np.repeat(prior, bins, axis=1).astype(np.float32)  # uncertainty of every tap (partition x bin)
-        self.psi = np.zeros(bins, np.float32)  # smoothed error spectrum
+    def __init__(self, prior: np.ndarray, bins: int, block: int) -> None:
+        self.prior, self.B = prior, block
+        self.noise = np.array([MAIN_NOISE, SHADOW_NOISE], np.float32)[:, None, None] / prior.shape[0]
+        self.step = np.array([1.0, SHADOW_STEP], np.float32)[:, None, None]
+        self.w = np.zeros((2, prior.shape[0], bins), np.complex64)
+        self.pk = np.zeros((2, prior.shape[0], bins), np.float32)  # uncertainty of every tap (partition x bin)
+        self.renew()
+        self.psi = np.zeros((2, 1, bins), np.float32)  # smoothed error spectra
+        self._zeros = np.zeros((2, block), np.float32)
 
-    def take(self, other: _Kalman) -> None:
-        self.w[:] = other.w
-        self.pk = other.pk.copy()
+    def renew(self) -> None:
+        """Both filters' uncertainty back to the prior."""
+        self.pk[:] = self.prior[None]
+
+    def take(self, dst: int, src: int) -> None:
+        self.w[dst] = self.w[src]
+        self.pk[dst] = self.pk[src]
+
+    def echo(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both filters' echo spectra [2, bins] and their last B samples in time [2, B]."""
+        Y = np.einsum("fpk,pk->fk", self.w, X)
+        return Y, np.fft.irfft(Y, axis=1)[:, self.B :]
 
     def update(self, X: np.ndarray, ax2: np.ndarray, e: np.ndarray) -> None:
-        E = np.fft.rfft(np.concatenate([np.zeros(self.B, np.float32), e]))
-        self.psi = 0.5 * self.psi + 0.5 * np.abs(E) ** 2
+        """One Kalman step of both filters from the far spectra X [P, bins] (ax2 = |X|^2) and errors e [2, B]."""
+        E = np.fft.rfft(np.concatenate([self._zeros, e], axis=1), axis=1)[:, None, :]
+        self.psi = 0.5 * self.psi + 0.5 * (E.real**2 + E.imag**2)
         A2 = 0.9995**2  # state transition: the room keeps changing a little
         pk = self.pk
-        mu = self.step * pk / (np.sum(ax2 * pk, axis=0) + self.noise * self.psi / pk.shape[0] + 1e-12)
+        mu = self.step * pk / (np.sum(ax2 * pk, axis=1, keepdims=True) + self.noise * self.psi + 1e-12)
         # (a step beyond the gain must not make the uncertainty negative)
-        self.pk = A2 * np.maximum(1 - 0.5 * mu * ax2, 0.05) * pk + (1 - A2) * np.abs(self.w) ** 2
+        w2 = self.w.real**2 + self.w.imag**2
+        self.pk = A2 * np.maximum(1 - 0.5 * mu * ax2, 0.05) * pk + (1 - A2) * w2
         # the gradient with each partition's taps cut to B (overlap-save: the last B are circular)
-        g = np.fft.irfft(mu * np.conj(X) * E, axis=1)
-        g[:, self.B :] = 0.0
-        self.w += np.fft.rfft(g, axis=1)
+        g = np.fft.irfft(mu * np.conj(X) * E, axis=2)
+        self.w += np.fft.rfft(g[..., : self.B], n=2 * self.B, axis=2)
 
 
 class EchoStats(NamedTuple):
@@ -166,8 +185,7 @@ class EchoCanceller:
         self._far_count = 0  # far samples made (absolute index of the next one)
         self._near_count = 0  # near samples processed
         self._near_hist = np.zeros(self._est_frame, np.float32)
-        self._main = _Kalman(self._prior, bins, self.B, MAIN_NOISE)  # cautious: the output
-        self._shadow = _Kalman(self._prior, bins, self.B, SHADOW_NOISE, SHADOW_STEP)  # bold: proposes taps
+        self._f = _Filters(self._prior, bins, self.B)  # MAIN cautious: the output; SHADOW bold: proposes taps
         self._sm = self._ss = 1e-6  # smoothed error energies of both filters
         self._dy = self._yy = 1e-9  # smoothed mic . main echo estimate, and its energy (path change test)
         self._use = 0.0  # the output's share from the shadow filter
@@ -285,12 +303,12 @@ class EchoCanceller:
         X = self._far_spectra(n)  # [P, B+1]
         last = self._far_window(n + B - self._d0, B)
         self._far_active = float(np.dot(last, last)) / B > 1e-8
-        if not self._far_active and not self._main.w.any():
+        f = self._f
+        if not self._far_active and not f.w[MAIN].any():
             return self._suppress(d.copy(), None, d) if self.suppress else d.copy()
-        Ym = np.sum(self._main.w * X, axis=0)
-        ym = np.fft.irfft(Ym)[B:]
-        ys = np.fft.irfft(np.sum(self._shadow.w * X, axis=0))[B:]
-        em, es = d - ym, d - ys
+        Y, y = f.echo(X)
+        e = d - y
+        Ym, ym, em, es = Y[MAIN], y[MAIN], e[MAIN], e[SHADOW]
         a = 0.9  # error energies over ~30 ms
         self._sm = a * self._sm + (1 - a) * float(np.dot(em, em))
         self._ss = a * self._ss + (1 - a) * float(np.dot(es, es))
@@ -305,16 +323,14 @@ class EchoCanceller:
                 self._relook()
             self._mic_e = 0.99 * self._mic_e + 0.01 * float(np.dot(d, d))
             self._out_e = 0.99 * self._out_e + 0.01 * float(np.dot(em, em))
-            ax2 = np.abs(X) ** 2
-            self._main.update(X, ax2, em)
-            self._shadow.update(X, ax2, es)
+            f.update(X, X.real**2 + X.imag**2, e)
         # two-path control: the main filter takes a clearly better shadow (a path change), a shadow
         # that fell far behind (double talk) is put back
         if self._ss < 0.5 * self._sm:
-            self._main.take(self._shadow)
+            f.take(MAIN, SHADOW)
             self._sm = self._ss
         elif self._ss > 4.0 * self._sm:
-            self._shadow.take(self._main)
+            f.take(SHADOW, MAIN)
             self._ss = self._sm
             self._h_then = None  # the drift tracker watches the shadow
         # the output: the main filter's, or the shadow's while it cancels better (start-up, a changed
@@ -331,16 +347,15 @@ class EchoCanceller:
         """The filters' uncertainty shrinks faster than their error in the first fraction of a second (the
         Kalman gain is diagonal: it ignores how the taps' errors correlate), which leaves them slow to
         finish. Once, RELOOK_S of far speech after the bulk delay is found, it is put back to the prior."""
-        for f in (self._main, self._shadow):
-            f.pk = np.repeat(self._prior, self.B + 1, axis=1)
+        self._f.renew()
 
     def _path_changed(self) -> None:
         """The echo no longer follows the main filter's estimate: the laptop moved. The user cannot cause
         this (their voice adds to the microphone without taking the echo away). The shadow forgets its
         reverberation tail (20 ms after the strongest partition on): a tail of the old room added to the
         new one's doubles the echo it leaves while it learns the new one."""
-        strongest = int(np.argmax(np.sum(np.abs(self._main.w) ** 2, axis=1)))
-        self._shadow.w[strongest + 1 + int(np.ceil(0.02 * self.rate / self.B)) :] = 0.0
+        strongest = int(np.argmax(np.sum(np.abs(self._f.w[MAIN]) ** 2, axis=1)))
+        self._f.w[SHADOW, strongest + 1 + int(np.ceil(0.02 * self.rate / self.B)) :] = 0.0
         self._dy = self._yy = 1e-9
 
     # -- residual echo suppression --------------------------------------------------------------------
@@ -376,7 +391,7 @@ class EchoCanceller:
     # -- clock drift -----------------------------------------------------------------------------
     def _response(self) -> np.ndarray:
         """The main filter's impulse response over its whole span (partitions joined)."""
-        return np.fft.irfft(self._shadow.w, axis=1)[:, : self.B].reshape(-1)
+        return np.fft.irfft(self._f.w[SHADOW], axis=1)[:, : self.B].reshape(-1)
 
     def _track_drift(self) -> None:
         """Every ~0.25 s of far speech with the filter converged: how far did its impulse response slide
@@ -445,13 +460,12 @@ class EchoCanceller:
 
     def _shift_filters(self, k: int) -> None:
         """Partition p of the new filter is partition p + k of the old one (same absolute lag)."""
-        for f in (self._main, self._shadow):
-            w = f.w
-            old = w.copy()
-            w[:] = 0
-            if k >= 0:
-                if k < self.P:
-                    w[: self.P - k] = old[k:]
-            elif -k < self.P:
-                w[-k:] = old[: self.P + k]
-            f.pk = np.repeat(self._prior, self.B + 1, axis=1)
+        w = self._f.w
+        old = w.copy()
+        w[:] = 0
+        if k >= 0:
+            if k < self.P:
+                w[:, : self.P - k] = old[:, k:]
+        elif -k < self.P:
+            w[:, -k:] = old[:, : self.P + k]
+        self._f.renew()
