@@ -43,6 +43,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..audio import FRAME, MODEL_RATE
+from .echo_fit import fit_response
 
 _HALF = 8  # interpolation kernel: 2 * _HALF taps
 _PHASES = 512  # fractional positions tabulated
@@ -61,6 +62,17 @@ FIRST_PEAK = 20.0
 # seconds of far speech after the first bulk delay at which the filters' uncertainty is renewed (`_relook`):
 # 28.5 dB removed in the bench's echo-only stretch (28.4 with the speaker 250 ms late) against 27.4 (27.2) without
 RELOOK_S = 0.24
+# the least-squares refit (`_refit`): a window opens when the main filter leaves more than FIT_WHEN of the echo
+# it predicts (a-priori, under 10 dB removed: a moved laptop, the user talking, the start) or a path change is
+# detected; once FIT_MIN_S of audio is there, a fit on the last FIT_MAX_S of it is made at the end of every frame,
+# until FIT_UNTIL_S, or FIT_PROVE_S if no fit left the shadow with under FIT_BETTER of the main filter's error
+# over the next frame (double talk); no window opens for FIT_REST_S after one that helped, FIT_IDLE_S otherwise
+FIT_WHEN = 0.1
+FIT_MIN_S, FIT_UNTIL_S, FIT_MAX_S, FIT_PROVE_S = 0.06, 0.6, 0.5, 0.25
+FIT_REST_S, FIT_IDLE_S = 0.5, 1.0
+FIT_BETTER = 0.5
+# the fit's ridge weight on the first taps (it grows as the room prior falls)
+FIT_RIDGE = 1e-2
 
 
 def _sinc_table() -> np.ndarray:
@@ -165,7 +177,8 @@ class EchoCanceller:
         self._est_frame = FRAME
         n = self._est_frame + self.max_delay + self._est_frame
         self._est_fft = 1 << int(np.ceil(np.log2(n)))
-        self._hist_len = self.max_delay + (self.P + 2) * block + 2 * self._est_frame
+        self._fit_max = int(FIT_MAX_S * rate)
+        self._hist_len = self.max_delay + (self.P + 2) * block + 2 * self._est_frame + self._fit_max
         self._raw_len = self._hist_len + 4 * _HALF
         self._kernels = _sinc_table()
         # Kalman prior: the variance of partition p's taps decays like a room's energy (RT60 ~ 0.4 s),
@@ -185,6 +198,11 @@ class EchoCanceller:
         self._far_count = 0  # far samples made (absolute index of the next one)
         self._near_count = 0  # near samples processed
         self._near_hist = np.zeros(self._est_frame, np.float32)
+        self._mic = np.zeros(self._hist_len, np.float32)  # mic[abs index % len]
+        self._fit_from: int | None = None  # where the least-squares fit's window starts (`_refit`)
+        self._fit_rest = 0  # no fit window opens before this sample
+        self._fit_made = self._fit_helped = False  # a fit was made in this window; one cancelled better
+        self._frame_err = np.zeros(2)  # each filter's a-priori error energy over the current frame
         self._f = _Filters(self._prior, bins, self.B)  # MAIN cautious: the output; SHADOW bold: proposes taps
         self._sm = self._ss = 1e-6  # smoothed error energies of both filters
         self._dy = self._yy = 1e-9  # smoothed mic . main echo estimate, and its energy (path change test)
@@ -240,6 +258,7 @@ class EchoCanceller:
     def skip(self, n: int) -> None:
         """The loop dropped `n` microphone samples: keep the two timelines aligned."""
         self._near_count += n
+        self._fit_from = None
 
     @property
     def delay_ms(self) -> float:
@@ -271,11 +290,15 @@ class EchoCanceller:
         if near.size % self.B:
             raise ValueError(f"frame of {near.size} samples is not a multiple of the {self.B}-sample block")
         start = self._near_count
+        self._mic[(start + np.arange(near.size)) % self._hist_len] = near
         self._estimate_delay(near, start)
         out = np.empty_like(near)
+        self._frame_err[:] = 0.0
         for b in range(0, near.size, self.B):
             out[b : b + self.B] = self._block(near[b : b + self.B], start + b)
         self._near_count += near.size
+        if self._fit_from is not None:
+            self._refit()
         if self.drift:
             self._track_drift()
         return out
@@ -310,13 +333,17 @@ class EchoCanceller:
         e = d - y
         Ym, ym, em, es = Y[MAIN], y[MAIN], e[MAIN], e[SHADOW]
         a = 0.9  # error energies over ~30 ms
-        self._sm = a * self._sm + (1 - a) * float(np.dot(em, em))
-        self._ss = a * self._ss + (1 - a) * float(np.dot(es, es))
+        err = np.einsum("fb,fb->f", e, e)
+        self._frame_err += err
+        self._sm = a * self._sm + (1 - a) * float(err[MAIN])
+        self._ss = a * self._ss + (1 - a) * float(err[SHADOW])
         if self._far_active:
             self._dy = a * self._dy + (1 - a) * float(np.dot(d, ym))
             self._yy = a * self._yy + (1 - a) * float(np.dot(ym, ym))
             if self._dy < CHANGED * self._yy and self._mic_e > 10.0 * self._out_e:
-                self._path_changed()
+                self._path_changed(n)
+            elif self._sm > FIT_WHEN * self._yy and self._fit_from is None and n >= self._fit_rest and self._locked:
+                self._open_fit(n)
             self._active_since += 1
             self._since_lock += 1
             if self._since_lock == int(RELOOK_S * self.rate / self.B):
@@ -349,7 +376,7 @@ class EchoCanceller:
         finish. Once, RELOOK_S of far speech after the bulk delay is found, it is put back to the prior."""
         self._f.renew()
 
-    def _path_changed(self) -> None:
+    def _path_changed(self, n: int) -> None:
         """The echo no longer follows the main filter's estimate: the laptop moved. The user cannot cause
         this (their voice adds to the microphone without taking the echo away). The shadow forgets its
         reverberation tail (20 ms after the strongest partition on): a tail of the old room added to the
@@ -357,6 +384,39 @@ class EchoCanceller:
         strongest = int(np.argmax(np.sum(np.abs(self._f.w[MAIN]) ** 2, axis=1)))
         self._f.w[SHADOW, strongest + 1 + int(np.ceil(0.02 * self.rate / self.B)) :] = 0.0
         self._dy = self._yy = 1e-9
+        if self._fit_from is None:
+            self._open_fit(n)
+
+    def _open_fit(self, n: int) -> None:
+        self._fit_from, self._fit_made, self._fit_helped = n, False, False
+
+    def _refit(self) -> None:
+        """The echo path fitted by least squares (echo_fit) on the audio since the fit's window opened becomes
+        the shadow's taps, at the end of every frame; the output follows the shadow while it cancels better
+        than the main filter, which takes its taps once it cancels much better. A fit cannot cancel the user
+        (the user is not in the reference, and a fit is only ever applied to audio after its window), so
+        in double talk it only leaves the shadow worse than the main filter: the window then closes early,
+        and rests longer (it costs CPU)."""
+        assert self._fit_from is not None
+        end = self._near_count
+        age = end - self._fit_from
+        if self._fit_made and self._frame_err[SHADOW] < FIT_BETTER * self._frame_err[MAIN]:
+            self._fit_helped = True
+        closing = age > FIT_UNTIL_S * self.rate or (age > FIT_PROVE_S * self.rate and not self._fit_helped)
+        if closing or end > self._far_count + self._d0:
+            rest = FIT_REST_S if self._fit_helped else FIT_IDLE_S
+            self._fit_from, self._fit_rest = None, end + int(rest * self.rate)
+            return
+        if age < FIT_MIN_S * self.rate:
+            return
+        L = self.P * self.B
+        start = max(self._fit_from, end - self._fit_max)
+        x = self._far_window(end - self._d0, end - start + L - 1)
+        d = self._mic[np.arange(start, end) % self._hist_len]
+        lam = FIT_RIDGE * np.repeat(self._prior[0, 0] / self._prior[:, 0], self.B)
+        h = fit_response(x, d, lam, self._response())
+        self._f.w[SHADOW] = np.fft.rfft(h.reshape(self.P, self.B), n=2 * self.B, axis=1)
+        self._fit_made = True
 
     # -- residual echo suppression --------------------------------------------------------------------
     def _suppress(self, e: np.ndarray, Y: np.ndarray | None, d: np.ndarray) -> np.ndarray:
@@ -390,7 +450,7 @@ class EchoCanceller:
 
     # -- clock drift -----------------------------------------------------------------------------
     def _response(self) -> np.ndarray:
-        """The main filter's impulse response over its whole span (partitions joined)."""
+        """The shadow filter's impulse response over its whole span (partitions joined)."""
         return np.fft.irfft(self._f.w[SHADOW], axis=1)[:, : self.B].reshape(-1)
 
     def _track_drift(self) -> None:
