@@ -83,6 +83,7 @@ def _sinc_table() -> np.ndarray:
     return k / k.sum(axis=1, keepdims=True)
 
 
+CONSTRAIN_EVERY = 2
 MAIN, SHADOW = 0, 1  # the two filters' rows in _Filters
 
 
@@ -104,6 +105,7 @@ class _Filters:
         self.renew()
         self.psi = np.zeros((2, 1, bins), np.float32)  # smoothed error spectra
         self._zeros = np.zeros((2, block), np.float32)
+        self._turn = 0
 
     def renew(self) -> None:
         """Both filters' uncertainty back to the prior."""
@@ -123,14 +125,26 @@ class _Filters:
         E = np.fft.rfft(np.concatenate([self._zeros, e], axis=1), axis=1)[:, None, :]
         self.psi = 0.5 * self.psi + 0.5 * (E.real**2 + E.imag**2)
         A2 = 0.9995**2  # state transition: the room keeps changing a little
-        pk = self.pk
-        mu = self.step * pk / (np.sum(ax2 * pk, axis=1, keepdims=True) + self.noise * self.psi + 1e-12)
-        # (a step beyond the gain must not make the uncertainty negative)
-        w2 = self.w.real**2 + self.w.imag**2
-        self.pk = A2 * np.maximum(1 - 0.5 * mu * ax2, 0.05) * pk + (1 - A2) * w2
-        # the gradient with each partition's taps cut to B (overlap-save: the last B are circular)
-        g = np.fft.irfft(mu * np.conj(X) * E, axis=2)
-        self.w += np.fft.rfft(g[..., : self.B], n=2 * self.B, axis=2)
+        pk, w = self.pk, self.w
+        mu = pk * (self.step / (np.einsum("pk,fpk->fk", ax2, pk)[:, None, :] + self.noise * self.psi + 1e-12))
+        # pk <- A2 * max(1 - mu |X|^2 / 2, 0.05) * pk + (1 - A2) |w|^2 (a step beyond the gain must not make
+        # the uncertainty negative), in place
+        t = mu * ax2
+        t *= -0.5 * A2
+        t += A2
+        np.maximum(t, 0.05 * A2, out=t)
+        pk *= t
+        w2 = np.square(w.real)
+        w2 += np.square(w.imag)
+        w2 *= 1 - A2
+        pk += w2
+        w += mu * (np.conj(X) * E)
+        # each partition's taps cut to B (overlap-save: the last B are circular), a share of them per block
+        K = CONSTRAIN_EVERY
+        rows = slice(self._turn % K, None, K)
+        self._turn += 1
+        g = np.fft.irfft(self.w[:, rows], axis=2)
+        self.w[:, rows] = np.fft.rfft(g[..., : self.B], n=2 * self.B, axis=2)
 
 
 class EchoStats(NamedTuple):
@@ -279,6 +293,10 @@ class EchoCanceller:
     # -- processing --------------------------------------------------------------------------------
     def _far_window(self, end: int, length: int) -> np.ndarray:
         """far[end - length : end] by absolute index; samples not made (yet or ever) read as 0."""
+        start, a = end - length, (end - length) % self._hist_len
+        made = max(0, self._far_count - self._hist_len) <= start and end <= self._far_count
+        if made and a + length <= self._hist_len:
+            return self._far[a : a + length].copy()  # all made, in one piece of the ring
         idx = np.arange(end - length, end)
         out = self._far[idx % self._hist_len]
         out[(idx < 0) | (idx >= self._far_count) | (idx < self._far_count - self._hist_len)] = 0.0
