@@ -27,6 +27,14 @@ its estimate. The user's voice is not in the reference and passes through linear
 - A changed room is told from double talk by what the microphone holds of the main filter's echo
   estimate (the projection of one on the other): the user adds to the echo and leaves it whole, a
   moved laptop takes it away (`CHANGED`). The shadow then forgets its old reverberation tail.
+- A faster learner for a new room (`_refit`): the Kalman gains are diagonal (they ignore how neighbouring
+  taps' errors go together, which speech makes strong), so a new room's reverberation, which cancelling the
+  decay after an utterance needs out to ~100 ms, comes slowly. When the main filter falls under 10 dB (a moved
+  laptop, the start, or the user talking) or a path change is detected, the whole response is fitted by
+  least squares on the audio since (`echo_fit`) at the end of every frame for up to 0.6 s and becomes the
+  shadow's taps. A fit cannot learn to cancel the user: the user is not in the reference, and a fit only
+  meets audio after its window. In double talk it just leaves the shadow worse than the main filter, so the
+  window closes early and rests longer.
 - Optional residual echo suppression (`suppress`, off by default): a gentle spectral gain that dims
   what the linear filter leaves where the microphone holds only Moshi's echo, with a gain floor,
   held open wherever the microphone holds more than the echo estimate explains (the user).
@@ -85,6 +93,8 @@ def _sinc_table() -> np.ndarray:
     return k / k.sum(axis=1, keepdims=True)
 
 
+# each partition's taps are cut back to one block (the overlap-save constraint: two FFTs) every this many blocks,
+# in turn; every other block costs nothing measurable in echo removal and saves a third of the update's time
 CONSTRAIN_EVERY = 2
 MAIN, SHADOW = 0, 1  # the two filters' rows in _Filters
 
@@ -420,9 +430,11 @@ class EchoCanceller:
         and rests longer (it costs CPU)."""
         assert self._fit_from is not None
         age = self._near_count - self._fit_from
+        worse = self._fit_made and self._frame_err[SHADOW] > self._frame_err[MAIN]
         if self._fit_made and self._frame_err[SHADOW] < FIT_BETTER * self._frame_err[MAIN]:
             self._fit_helped = True
         closing = age > FIT_UNTIL_S * self.rate or (age > FIT_PROVE_S * self.rate and not self._fit_helped)
+        closing = closing or (self._fit_helped and worse)
         if closing:
             rest = FIT_REST_S if self._fit_helped else self._fit_idle
             self._fit_idle = FIT_IDLE_S if self._fit_helped else min(2 * self._fit_idle, FIT_IDLE_MAX_S)
