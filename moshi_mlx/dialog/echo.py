@@ -31,7 +31,7 @@ its estimate. The user's voice is not in the reference and passes through linear
   taps' errors go together, which speech makes strong), so a new room's reverberation, which cancelling the
   decay after an utterance needs out to ~100 ms, comes slowly. When the main filter falls under 10 dB (a moved
   laptop, the start, or the user talking) or a path change is detected, the whole response is fitted by
-  least squares on the audio since (`echo_fit`) at the end of every frame for up to 0.6 s and becomes the
+  least squares on the audio since (`echo_fit`) at the end of every frame for up to 1 s and becomes the
   shadow's taps. A fit cannot learn to cancel the user: the user is not in the reference, and a fit only
   meets audio after its window. In double talk it just leaves the shadow worse than the main filter, so the
   window closes early and rests longer.
@@ -73,12 +73,13 @@ RELOOK_S = 0.24
 # the least-squares refit (`_refit`): a window opens when the main filter leaves more than FIT_WHEN of the echo
 # it predicts (a-priori, under 10 dB removed: a moved laptop, the user talking, the start) or a path change is
 # detected; once FIT_MIN_S of audio is there, a fit on the last FIT_MAX_S of it is made at the end of every frame,
-# until FIT_UNTIL_S, or FIT_PROVE_S if no fit left the shadow with under FIT_BETTER of the main filter's error
-# over the next frame (double talk); no window opens for FIT_REST_S after one that helped, and after one that did
-# not for FIT_IDLE_S, doubled after each further one up to FIT_IDLE_MAX_S (a long double talk costs little CPU;
-# a detected path change opens a window at any time)
+# until FIT_UNTIL_S; it closes earlier, at FIT_PROVE_S, if no fit left the shadow with under FIT_BETTER of the
+# main filter's error over the next frame (double talk), or as soon as a fit left it worse than the main filter.
+# No window opens for FIT_REST_S after one that helped, and after one that did not for FIT_IDLE_S, doubled after
+# each further one up to FIT_IDLE_MAX_S (a long double talk costs little CPU; a detected path change opens a window
+# at any time)
 FIT_WHEN = 0.1
-FIT_MIN_S, FIT_UNTIL_S, FIT_MAX_S, FIT_PROVE_S = 0.06, 0.6, 0.5, 0.25
+FIT_MIN_S, FIT_UNTIL_S, FIT_MAX_S, FIT_PROVE_S = 0.06, 1.0, 0.5, 0.25
 FIT_REST_S, FIT_IDLE_S, FIT_IDLE_MAX_S = 0.5, 1.0, 4.0
 FIT_BETTER = 0.5
 # the fit's ridge weight on the first taps (it grows as the room prior falls)

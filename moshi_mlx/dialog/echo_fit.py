@@ -9,7 +9,10 @@ a second of reference and microphone does not have that problem: `fit_response` 
 
 (the ridge weights `lam` grow where a room's response is weak: the late taps) by conjugate gradients, with
 every product by the convolution matrix done by FFT and the spectrum of `x` as preconditioner (the circulant
-approximation of its correlation matrix), so a 160 ms response on 0.5 s of audio takes a few tens of FFTs.
+approximation of its correlation matrix), so a 160 ms response on 0.5 s of audio takes about a hundred FFTs.
+The canceller refits at every frame starting from the last fit, so the iterations add up across frames: 15 per
+fit cost half of 30 and cancel as well on the bench's scenes (echo removal 31.8 against 30.3 dB with the echo
+alone, 31.2 against 29.6 dB in double talk).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ def _fast_size(n: int) -> int:
     return best
 
 
-def fit_response(x: np.ndarray, d: np.ndarray, lam: np.ndarray, h0: np.ndarray, iters: int = 30) -> np.ndarray:
+def fit_response(x: np.ndarray, d: np.ndarray, lam: np.ndarray, h0: np.ndarray, iters: int = 15) -> np.ndarray:
     """The response h (len(lam) taps) that best explains d[i] = sum_l h[l] x[i + L - 1 - l].
 
     x: the reference, L - 1 samples before d's first sample on (len(d) + L - 1 samples); d: the microphone;
