@@ -244,7 +244,8 @@ class EchoCanceller:
         self._mic_e = self._out_e = 1e-9
         self._far_active = False
         self._cache_j = np.full(self.P + 8, _NEVER, np.int64)  # window end / B of each cached spectrum
-        self._cache_x = np.zeros((self.P + 8, bins), np.complex64)
+        self._cache_x = np.zeros((2 * (self.P + 8), bins), np.complex64)  # twice: see _far_spectra
+        self._cache_a2 = np.zeros((2 * (self.P + 8), bins), np.float32)
         # drift tracking: the main filter's response at the last look, and far activity since
         self._h_then: np.ndarray | None = None
         self._n_then = self._active_since = 0
@@ -335,27 +336,32 @@ class EchoCanceller:
             self._track_drift()
         return out
 
-    def _far_spectra(self, n: int) -> np.ndarray:
-        """X[k]: spectrum of the 2B far samples ending d0 + k*B before this block's end. [P, B+1]
+    def _far_spectra(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """X[k]: spectrum of the 2B far samples ending d0 + k*B before this block's end, and |X[k]|^2. [P, B+1]
 
         Windows recur block after block (partition k now is partition k-1 of the last block), so
-        spectra are cached by window end; a window that held samples not yet made is redone.
+        spectra are cached by window end; a window that held samples not yet made is redone. Window j
+        is kept at slot -j (mod C) and again C slots on, so the P partitions are one slice of the cache.
         """
-        B, P = self.B, self.P
+        B, P, C = self.B, self.P, self._cache_j.shape[0]
         j0 = (n + B - self._d0) // B  # window ends are multiples of B: j * B
+        q0 = -j0 % C
         js = j0 - np.arange(P)
-        slots = js % self._cache_j.shape[0]
+        slots = (q0 + np.arange(P)) % C
         stale = np.nonzero(self._cache_j[slots] != js)[0]
         if stale.size:
             frames = np.stack([self._far_window(int(js[k]) * B, 2 * B) for k in stale])
-            self._cache_x[slots[stale]] = np.fft.rfft(frames, axis=1)
+            X = np.fft.rfft(frames, axis=1)
+            for q in (slots[stale], slots[stale] + C):
+                self._cache_x[q] = X
+                self._cache_a2[q] = X.real**2 + X.imag**2
             complete = js[stale] * B <= self._far_count
             self._cache_j[slots[stale]] = np.where(complete, js[stale], _NEVER)
-        return self._cache_x[slots]
+        return self._cache_x[q0 : q0 + P], self._cache_a2[q0 : q0 + P]
 
     def _block(self, d: np.ndarray, n: int) -> np.ndarray:
         B = self.B
-        X = self._far_spectra(n)  # [P, B+1]
+        X, ax2 = self._far_spectra(n)  # [P, B+1]
         last = self._far_window(n + B - self._d0, B)
         self._far_active = float(np.dot(last, last)) / B > 1e-8
         f = self._f
@@ -382,7 +388,7 @@ class EchoCanceller:
                 self._relook()
             self._mic_e = 0.99 * self._mic_e + 0.01 * float(np.dot(d, d))
             self._out_e = 0.99 * self._out_e + 0.01 * float(np.dot(em, em))
-            f.update(X, X.real**2 + X.imag**2, e)
+            f.update(X, ax2, e)
         # two-path control: the main filter takes a clearly better shadow (a path change), a shadow
         # that fell far behind (double talk) is put back
         if self._ss < 0.5 * self._sm:
