@@ -3,7 +3,8 @@
 Per case: echo removal (ERLE, mic energy / output energy while Moshi's echo speaks) in a stretch with
 the echo alone, the time until 10 dB is removed (from the start, and after the echo path changes),
 during double talk the user's gain in the output and the intelligibility (STOI) of the output against
-the clean user (the microphone's own STOI beside it), and the CPU time per second of audio. The
+the clean user (the microphone's own STOI beside it), and the CPU time per second of audio; then the
+time to re-converge when the laptop moves at other moments of Moshi's speech (MOVES: worst and median). The
 ceiling is what removing the exact linear echo path would leave (loudspeaker distortion and noise).
 "+suppressor" is the same canceller with its residual echo suppressor on (`--echo-suppressor`).
 WebRTC's AEC3 (`pywebrtc-audio`, run at 48 kHz) is measured on the same scenes when it is installed.
@@ -40,6 +41,10 @@ CASES = [
     Case("drift 20 ppm", {"drift_ppm": 20.0, "seconds": 12.0}),
     Case("drift 50 ppm", {"drift_ppm": 50.0, "seconds": 12.0}),
 ]
+# the laptop moved at these moments of the 10 s path-change scene (re-convergence depends on what Moshi is
+# saying then: a move just before an utterance ends leaves its reverberation to cancel in the new room)
+MOVES = (3.5, 4.0, 4.5, 5.0, 5.5, 6.0)
+MOVES_CASE = "path change at 3.5-6 s"
 
 
 class Row(NamedTuple):
@@ -133,7 +138,11 @@ def format_row(case: str, who: str, ceiling: float, r: Row) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-webrtc", action="store_true", help="skip WebRTC AEC3 even when pywebrtc-audio is installed")
     p.add_argument(
-        "--case", nargs="+", choices=[c.name for c in CASES], metavar="CASE", help="only these cases (default: all)"
+        "--case",
+        nargs="+",
+        choices=[c.name for c in CASES] + [MOVES_CASE],
+        metavar="CASE",
+        help="only these cases (default: all)",
     )
 
 
@@ -151,4 +160,21 @@ def run(args: argparse.Namespace) -> int:
         scene = sc.make_scene(**case.kwargs)
         for who, c in cancellers:
             print(format_row(case.name, who, scene.ceiling_db, measure(c, scene)), flush=True)
+    if not args.case or MOVES_CASE in args.case:
+        print(f"\nre-convergence (to 10 dB), the laptop moved at {', '.join(f'{m:g}' for m in MOVES)} s:")
+        for who, c in cancellers:
+            times = reconvergence(c)
+            each = " ".join(_f(t, ".2f", 5) for t in times)
+            worst = _f(max(times), ".2f", 5, " s")
+            print(f"{who:<12} {each}   worst {worst}, median {np.median(times):.2f} s", flush=True)
     return 0
+
+
+def reconvergence(canceller: Canceller) -> list[float]:
+    """Seconds to 10 dB after the laptop moves, for each moment in MOVES (10 s scenes)."""
+    times = []
+    for m in MOVES:
+        scene = sc.make_scene(10.0, change_at=m)
+        assert scene.change_at is not None
+        times.append(sc.time_to_db(scene.mic, canceller(scene.far, scene.mic), scene.echo, scene.change_at))
+    return times

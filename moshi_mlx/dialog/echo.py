@@ -27,6 +27,14 @@ its estimate. The user's voice is not in the reference and passes through linear
 - A changed room is told from double talk by what the microphone holds of the main filter's echo
   estimate (the projection of one on the other): the user adds to the echo and leaves it whole, a
   moved laptop takes it away (`CHANGED`). The shadow then forgets its old reverberation tail.
+- A faster learner for a new room (`_refit`): the Kalman gains are diagonal (they ignore how neighbouring
+  taps' errors go together, which speech makes strong), so a new room's reverberation, which cancelling the
+  decay after an utterance needs out to ~100 ms, comes slowly. When the main filter falls under 10 dB (a moved
+  laptop, the start, or the user talking) or a path change is detected, the whole response is fitted by
+  least squares on the audio since (`echo_fit`) at the end of every frame for up to 1 s and becomes the
+  shadow's taps. A fit cannot learn to cancel the user: the user is not in the reference, and a fit only
+  meets audio after its window. In double talk it just leaves the shadow worse than the main filter, so the
+  window closes early and rests longer.
 - Optional residual echo suppression (`suppress`, off by default): a gentle spectral gain that dims
   what the linear filter leaves where the microphone holds only Moshi's echo, with a gain floor,
   held open wherever the microphone holds more than the echo estimate explains (the user).
@@ -43,11 +51,12 @@ from typing import NamedTuple
 import numpy as np
 
 from ..audio import FRAME, MODEL_RATE
+from .echo_fit import fit_response
 
 _HALF = 8  # interpolation kernel: 2 * _HALF taps
 _PHASES = 512  # fractional positions tabulated
 _NEVER = -(1 << 62)
-# Kalman noise weights (see _Kalman): the main filter waits for proof, the shadow adapts boldly
+# Kalman noise weights (see _Filters): the main filter waits for proof, the shadow adapts boldly
 MAIN_NOISE, SHADOW_NOISE = 64.0, 0.5
 # the shadow's steps beyond the Kalman gain: it overshoots a little, which follows a new room sooner
 SHADOW_STEP = 1.5
@@ -61,6 +70,20 @@ FIRST_PEAK = 20.0
 # seconds of far speech after the first bulk delay at which the filters' uncertainty is renewed (`_relook`):
 # 28.5 dB removed in the bench's echo-only stretch (28.4 with the speaker 250 ms late) against 27.4 (27.2) without
 RELOOK_S = 0.24
+# the least-squares refit (`_refit`): a window opens when the main filter leaves more than FIT_WHEN of the echo
+# it predicts (a-priori, under 10 dB removed: a moved laptop, the user talking, the start) or a path change is
+# detected; once FIT_MIN_S of audio is there, a fit on the last FIT_MAX_S of it is made at the end of every frame,
+# until FIT_UNTIL_S; it closes earlier, at FIT_PROVE_S, if no fit left the shadow with under FIT_BETTER of the
+# main filter's error over the next frame (double talk), or as soon as a fit left it worse than the main filter.
+# No window opens for FIT_REST_S after one that helped, and after one that did not for FIT_IDLE_S, doubled after
+# each further one up to FIT_IDLE_MAX_S (a long double talk costs little CPU; a detected path change opens a window
+# at any time)
+FIT_WHEN = 0.1
+FIT_MIN_S, FIT_UNTIL_S, FIT_MAX_S, FIT_PROVE_S = 0.06, 1.0, 0.5, 0.25
+FIT_REST_S, FIT_IDLE_S, FIT_IDLE_MAX_S = 0.5, 1.0, 4.0
+FIT_BETTER = 0.5
+# the fit's ridge weight on the first taps (it grows as the room prior falls)
+FIT_RIDGE = 1e-2
 
 
 def _sinc_table() -> np.ndarray:
@@ -71,35 +94,70 @@ def _sinc_table() -> np.ndarray:
     return k / k.sum(axis=1, keepdims=True)
 
 
-class _Kalman:
-    """One partitioned frequency-domain filter adapted by a diagonal Kalman gain (per partition and bin).
+# each partition's taps are cut back to one block (the overlap-save constraint: two FFTs) every this many blocks,
+# in turn; every other block costs nothing measurable in echo removal and saves a third of the update's time
+CONSTRAIN_EVERY = 2
+MAIN, SHADOW = 0, 1  # the two filters' rows in _Filters
+
+
+class _Filters:
+    """The main and the shadow filter: partitioned frequency-domain filters, each adapted by a diagonal
+    Kalman gain (per partition and bin), kept in one array (row MAIN, row SHADOW) so that both are updated
+    by the same few vectorised operations.
 
     `noise` weighs the error spectrum (what the far signal does not explain: noise, the user, what is
-    not learned yet) against the filter's own uncertainty: small adapts boldly, large waits for proof.
+    not learned yet) against a filter's own uncertainty: small adapts boldly, large waits for proof.
     """
 
-    def __init__(self, prior: np.ndarray, bins: int, block: int, noise: float, step: float = 1.0) -> None:
-        self.prior, self.B, self.noise, self.step = prior, block, noise, step
-        self.w = np.zeros((prior.shape[0], bins), np.complex64)
-        self.pk = np.repeat(prior, bins, axis=1).astype(np.float32)  # uncertainty of every tap (partition x bin)
-        self.psi = np.zeros(bins, np.float32)  # smoothed error spectrum
+    def __init__(self, prior: np.ndarray, bins: int, block: int) -> None:
+        self.prior, self.B = prior, block
+        self.noise = np.array([MAIN_NOISE, SHADOW_NOISE], np.float32)[:, None, None] / prior.shape[0]
+        self.step = np.array([1.0, SHADOW_STEP], np.float32)[:, None, None]
+        self.w = np.zeros((2, prior.shape[0], bins), np.complex64)
+        self.pk = np.zeros((2, prior.shape[0], bins), np.float32)  # uncertainty of every tap (partition x bin)
+        self.renew()
+        self.psi = np.zeros((2, 1, bins), np.float32)  # smoothed error spectra
+        self._zeros = np.zeros((2, block), np.float32)
+        self._turn = 0
 
-    def take(self, other: _Kalman) -> None:
-        self.w[:] = other.w
-        self.pk = other.pk.copy()
+    def renew(self) -> None:
+        """Both filters' uncertainty back to the prior."""
+        self.pk[:] = self.prior[None]
+
+    def take(self, dst: int, src: int) -> None:
+        self.w[dst] = self.w[src]
+        self.pk[dst] = self.pk[src]
+
+    def echo(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both filters' echo spectra [2, bins] and their last B samples in time [2, B]."""
+        Y = (self.w * X).sum(axis=1)  # (einsum takes 4x as long here)
+        return Y, np.fft.irfft(Y, axis=1)[:, self.B :]
 
     def update(self, X: np.ndarray, ax2: np.ndarray, e: np.ndarray) -> None:
-        E = np.fft.rfft(np.concatenate([np.zeros(self.B, np.float32), e]))
-        self.psi = 0.5 * self.psi + 0.5 * np.abs(E) ** 2
+        """One Kalman step of both filters from the far spectra X [P, bins] (ax2 = |X|^2) and errors e [2, B]."""
+        E = np.fft.rfft(np.concatenate([self._zeros, e], axis=1), axis=1)[:, None, :]
+        self.psi = 0.5 * self.psi + 0.5 * (E.real**2 + E.imag**2)
         A2 = 0.9995**2  # state transition: the room keeps changing a little
-        pk = self.pk
-        mu = self.step * pk / (np.sum(ax2 * pk, axis=0) + self.noise * self.psi / pk.shape[0] + 1e-12)
-        # (a step beyond the gain must not make the uncertainty negative)
-        self.pk = A2 * np.maximum(1 - 0.5 * mu * ax2, 0.05) * pk + (1 - A2) * np.abs(self.w) ** 2
-        # the gradient with each partition's taps cut to B (overlap-save: the last B are circular)
-        g = np.fft.irfft(mu * np.conj(X) * E, axis=1)
-        g[:, self.B :] = 0.0
-        self.w += np.fft.rfft(g, axis=1)
+        pk, w = self.pk, self.w
+        mu = pk * (self.step / (np.einsum("pk,fpk->fk", ax2, pk)[:, None, :] + self.noise * self.psi + 1e-12))
+        # pk <- A2 * max(1 - mu |X|^2 / 2, 0.05) * pk + (1 - A2) |w|^2 (a step beyond the gain must not make
+        # the uncertainty negative), in place
+        t = mu * ax2
+        t *= -0.5 * A2
+        t += A2
+        np.maximum(t, 0.05 * A2, out=t)
+        pk *= t
+        w2 = np.square(w.real)
+        w2 += np.square(w.imag)
+        w2 *= 1 - A2
+        pk += w2
+        w += mu * (np.conj(X) * E)
+        # each partition's taps cut to B (overlap-save: the last B are circular), a share of them per block
+        K = CONSTRAIN_EVERY
+        rows = slice(self._turn % K, None, K)
+        self._turn += 1
+        g = np.fft.irfft(self.w[:, rows], axis=2)
+        self.w[:, rows] = np.fft.rfft(g[..., : self.B], n=2 * self.B, axis=2)
 
 
 class EchoStats(NamedTuple):
@@ -146,7 +204,8 @@ class EchoCanceller:
         self._est_frame = FRAME
         n = self._est_frame + self.max_delay + self._est_frame
         self._est_fft = 1 << int(np.ceil(np.log2(n)))
-        self._hist_len = self.max_delay + (self.P + 2) * block + 2 * self._est_frame
+        self._fit_max = int(FIT_MAX_S * rate)
+        self._hist_len = self.max_delay + (self.P + 2) * block + 2 * self._est_frame + self._fit_max
         self._raw_len = self._hist_len + 4 * _HALF
         self._kernels = _sinc_table()
         # Kalman prior: the variance of partition p's taps decays like a room's energy (RT60 ~ 0.4 s),
@@ -166,8 +225,13 @@ class EchoCanceller:
         self._far_count = 0  # far samples made (absolute index of the next one)
         self._near_count = 0  # near samples processed
         self._near_hist = np.zeros(self._est_frame, np.float32)
-        self._main = _Kalman(self._prior, bins, self.B, MAIN_NOISE)  # cautious: the output
-        self._shadow = _Kalman(self._prior, bins, self.B, SHADOW_NOISE, SHADOW_STEP)  # bold: proposes taps
+        self._mic = np.zeros(self._hist_len, np.float32)  # mic[abs index % len]
+        self._fit_from: int | None = None  # where the least-squares fit's window starts (`_refit`)
+        self._fit_rest = 0  # no fit window opens before this sample
+        self._fit_idle = FIT_IDLE_S  # the rest after a window whose fits did not help
+        self._fit_made = self._fit_helped = False  # a fit was made in this window; one cancelled better
+        self._frame_err = np.zeros(2)  # each filter's a-priori error energy over the current frame
+        self._f = _Filters(self._prior, bins, self.B)  # MAIN cautious: the output; SHADOW bold: proposes taps
         self._sm = self._ss = 1e-6  # smoothed error energies of both filters
         self._dy = self._yy = 1e-9  # smoothed mic . main echo estimate, and its energy (path change test)
         self._use = 0.0  # the output's share from the shadow filter
@@ -180,7 +244,8 @@ class EchoCanceller:
         self._mic_e = self._out_e = 1e-9
         self._far_active = False
         self._cache_j = np.full(self.P + 8, _NEVER, np.int64)  # window end / B of each cached spectrum
-        self._cache_x = np.zeros((self.P + 8, bins), np.complex64)
+        self._cache_x = np.zeros((2 * (self.P + 8), bins), np.complex64)  # twice: see _far_spectra
+        self._cache_a2 = np.zeros((2 * (self.P + 8), bins), np.float32)
         # drift tracking: the main filter's response at the last look, and far activity since
         self._h_then: np.ndarray | None = None
         self._n_then = self._active_since = 0
@@ -222,6 +287,7 @@ class EchoCanceller:
     def skip(self, n: int) -> None:
         """The loop dropped `n` microphone samples: keep the two timelines aligned."""
         self._near_count += n
+        self._fit_from = None
 
     @property
     def delay_ms(self) -> float:
@@ -242,6 +308,10 @@ class EchoCanceller:
     # -- processing --------------------------------------------------------------------------------
     def _far_window(self, end: int, length: int) -> np.ndarray:
         """far[end - length : end] by absolute index; samples not made (yet or ever) read as 0."""
+        start, a = end - length, (end - length) % self._hist_len
+        made = max(0, self._far_count - self._hist_len) <= start and end <= self._far_count
+        if made and a + length <= self._hist_len:
+            return self._far[a : a + length].copy()  # all made, in one piece of the ring
         idx = np.arange(end - length, end)
         out = self._far[idx % self._hist_len]
         out[(idx < 0) | (idx >= self._far_count) | (idx < self._far_count - self._hist_len)] = 0.0
@@ -253,68 +323,79 @@ class EchoCanceller:
         if near.size % self.B:
             raise ValueError(f"frame of {near.size} samples is not a multiple of the {self.B}-sample block")
         start = self._near_count
+        self._mic[(start + np.arange(near.size)) % self._hist_len] = near
         self._estimate_delay(near, start)
         out = np.empty_like(near)
+        self._frame_err[:] = 0.0
         for b in range(0, near.size, self.B):
             out[b : b + self.B] = self._block(near[b : b + self.B], start + b)
         self._near_count += near.size
+        if self._fit_from is not None:
+            self._refit()
         if self.drift:
             self._track_drift()
         return out
 
-    def _far_spectra(self, n: int) -> np.ndarray:
-        """X[k]: spectrum of the 2B far samples ending d0 + k*B before this block's end. [P, B+1]
+    def _far_spectra(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """X[k]: spectrum of the 2B far samples ending d0 + k*B before this block's end, and |X[k]|^2. [P, B+1]
 
         Windows recur block after block (partition k now is partition k-1 of the last block), so
-        spectra are cached by window end; a window that held samples not yet made is redone.
+        spectra are cached by window end; a window that held samples not yet made is redone. Window j
+        is kept at slot -j (mod C) and again C slots on, so the P partitions are one slice of the cache.
         """
-        B, P = self.B, self.P
+        B, P, C = self.B, self.P, self._cache_j.shape[0]
         j0 = (n + B - self._d0) // B  # window ends are multiples of B: j * B
+        q0 = -j0 % C
         js = j0 - np.arange(P)
-        slots = js % self._cache_j.shape[0]
+        slots = (q0 + np.arange(P)) % C
         stale = np.nonzero(self._cache_j[slots] != js)[0]
         if stale.size:
             frames = np.stack([self._far_window(int(js[k]) * B, 2 * B) for k in stale])
-            self._cache_x[slots[stale]] = np.fft.rfft(frames, axis=1)
+            X = np.fft.rfft(frames, axis=1)
+            for q in (slots[stale], slots[stale] + C):
+                self._cache_x[q] = X
+                self._cache_a2[q] = X.real**2 + X.imag**2
             complete = js[stale] * B <= self._far_count
             self._cache_j[slots[stale]] = np.where(complete, js[stale], _NEVER)
-        return self._cache_x[slots]
+        return self._cache_x[q0 : q0 + P], self._cache_a2[q0 : q0 + P]
 
     def _block(self, d: np.ndarray, n: int) -> np.ndarray:
         B = self.B
-        X = self._far_spectra(n)  # [P, B+1]
+        X, ax2 = self._far_spectra(n)  # [P, B+1]
         last = self._far_window(n + B - self._d0, B)
         self._far_active = float(np.dot(last, last)) / B > 1e-8
-        if not self._far_active and not self._main.w.any():
+        f = self._f
+        if not self._far_active and not f.w[MAIN].any():
             return self._suppress(d.copy(), None, d) if self.suppress else d.copy()
-        Ym = np.sum(self._main.w * X, axis=0)
-        ym = np.fft.irfft(Ym)[B:]
-        ys = np.fft.irfft(np.sum(self._shadow.w * X, axis=0))[B:]
-        em, es = d - ym, d - ys
+        Y, y = f.echo(X)
+        e = d - y
+        Ym, ym, em, es = Y[MAIN], y[MAIN], e[MAIN], e[SHADOW]
         a = 0.9  # error energies over ~30 ms
-        self._sm = a * self._sm + (1 - a) * float(np.dot(em, em))
-        self._ss = a * self._ss + (1 - a) * float(np.dot(es, es))
+        err = np.einsum("fb,fb->f", e, e)
+        self._frame_err += err
+        self._sm = a * self._sm + (1 - a) * float(err[MAIN])
+        self._ss = a * self._ss + (1 - a) * float(err[SHADOW])
         if self._far_active:
             self._dy = a * self._dy + (1 - a) * float(np.dot(d, ym))
             self._yy = a * self._yy + (1 - a) * float(np.dot(ym, ym))
             if self._dy < CHANGED * self._yy and self._mic_e > 10.0 * self._out_e:
-                self._path_changed()
+                self._path_changed(n)
+            elif self._sm > FIT_WHEN * self._yy and self._fit_from is None and n >= self._fit_rest and self._locked:
+                self._open_fit(n)
             self._active_since += 1
             self._since_lock += 1
             if self._since_lock == int(RELOOK_S * self.rate / self.B):
                 self._relook()
             self._mic_e = 0.99 * self._mic_e + 0.01 * float(np.dot(d, d))
             self._out_e = 0.99 * self._out_e + 0.01 * float(np.dot(em, em))
-            ax2 = np.abs(X) ** 2
-            self._main.update(X, ax2, em)
-            self._shadow.update(X, ax2, es)
+            f.update(X, ax2, e)
         # two-path control: the main filter takes a clearly better shadow (a path change), a shadow
         # that fell far behind (double talk) is put back
         if self._ss < 0.5 * self._sm:
-            self._main.take(self._shadow)
+            f.take(MAIN, SHADOW)
             self._sm = self._ss
         elif self._ss > 4.0 * self._sm:
-            self._shadow.take(self._main)
+            f.take(SHADOW, MAIN)
             self._ss = self._sm
             self._h_then = None  # the drift tracker watches the shadow
         # the output: the main filter's, or the shadow's while it cancels better (start-up, a changed
@@ -331,17 +412,52 @@ class EchoCanceller:
         """The filters' uncertainty shrinks faster than their error in the first fraction of a second (the
         Kalman gain is diagonal: it ignores how the taps' errors correlate), which leaves them slow to
         finish. Once, RELOOK_S of far speech after the bulk delay is found, it is put back to the prior."""
-        for f in (self._main, self._shadow):
-            f.pk = np.repeat(self._prior, self.B + 1, axis=1)
+        self._f.renew()
 
-    def _path_changed(self) -> None:
+    def _path_changed(self, n: int) -> None:
         """The echo no longer follows the main filter's estimate: the laptop moved. The user cannot cause
         this (their voice adds to the microphone without taking the echo away). The shadow forgets its
         reverberation tail (20 ms after the strongest partition on): a tail of the old room added to the
         new one's doubles the echo it leaves while it learns the new one."""
-        strongest = int(np.argmax(np.sum(np.abs(self._main.w) ** 2, axis=1)))
-        self._shadow.w[strongest + 1 + int(np.ceil(0.02 * self.rate / self.B)) :] = 0.0
+        strongest = int(np.argmax(np.sum(np.abs(self._f.w[MAIN]) ** 2, axis=1)))
+        self._f.w[SHADOW, strongest + 1 + int(np.ceil(0.02 * self.rate / self.B)) :] = 0.0
         self._dy = self._yy = 1e-9
+        if self._fit_from is None:
+            self._open_fit(n)
+
+    def _open_fit(self, n: int) -> None:
+        self._fit_from, self._fit_made, self._fit_helped = n, False, False
+
+    def _refit(self) -> None:
+        """The echo path fitted by least squares (echo_fit) on the audio since the fit's window opened becomes
+        the shadow's taps, at the end of every frame; the output follows the shadow while it cancels better
+        than the main filter, which takes its taps once it cancels much better. A fit cannot cancel the user
+        (the user is not in the reference, and a fit is only ever applied to audio after its window), so
+        in double talk it only leaves the shadow worse than the main filter: the window then closes early,
+        and rests longer (it costs CPU)."""
+        assert self._fit_from is not None
+        age = self._near_count - self._fit_from
+        worse = self._fit_made and self._frame_err[SHADOW] > self._frame_err[MAIN]
+        if self._fit_made and self._frame_err[SHADOW] < FIT_BETTER * self._frame_err[MAIN]:
+            self._fit_helped = True
+        closing = age > FIT_UNTIL_S * self.rate or (age > FIT_PROVE_S * self.rate and not self._fit_helped)
+        closing = closing or (self._fit_helped and worse)
+        if closing:
+            rest = FIT_REST_S if self._fit_helped else self._fit_idle
+            self._fit_idle = FIT_IDLE_S if self._fit_helped else min(2 * self._fit_idle, FIT_IDLE_MAX_S)
+            self._fit_from, self._fit_rest = None, self._near_count + int(rest * self.rate)
+            return
+        end = min(self._near_count, self._far_count + self._d0)  # the microphone the far signal made so far explains
+        if end - self._fit_from < FIT_MIN_S * self.rate:
+            return
+        L = self.P * self.B
+        start = max(self._fit_from, end - self._fit_max)
+        x = self._far_window(end - self._d0, end - start + L - 1)
+        d = self._mic[np.arange(start, end) % self._hist_len]
+        lam = FIT_RIDGE * np.repeat(self._prior[0, 0] / self._prior[:, 0], self.B)
+        h = fit_response(x, d, lam, self._response())
+        self._f.w[SHADOW] = np.fft.rfft(h.reshape(self.P, self.B), n=2 * self.B, axis=1)
+        self._fit_made = True
 
     # -- residual echo suppression --------------------------------------------------------------------
     def _suppress(self, e: np.ndarray, Y: np.ndarray | None, d: np.ndarray) -> np.ndarray:
@@ -375,8 +491,8 @@ class EchoCanceller:
 
     # -- clock drift -----------------------------------------------------------------------------
     def _response(self) -> np.ndarray:
-        """The main filter's impulse response over its whole span (partitions joined)."""
-        return np.fft.irfft(self._shadow.w, axis=1)[:, : self.B].reshape(-1)
+        """The shadow filter's impulse response over its whole span (partitions joined)."""
+        return np.fft.irfft(self._f.w[SHADOW], axis=1)[:, : self.B].reshape(-1)
 
     def _track_drift(self) -> None:
         """Every ~0.25 s of far speech with the filter converged: how far did its impulse response slide
@@ -445,13 +561,12 @@ class EchoCanceller:
 
     def _shift_filters(self, k: int) -> None:
         """Partition p of the new filter is partition p + k of the old one (same absolute lag)."""
-        for f in (self._main, self._shadow):
-            w = f.w
-            old = w.copy()
-            w[:] = 0
-            if k >= 0:
-                if k < self.P:
-                    w[: self.P - k] = old[k:]
-            elif -k < self.P:
-                w[-k:] = old[: self.P + k]
-            f.pk = np.repeat(self._prior, self.B + 1, axis=1)
+        w = self._f.w
+        old = w.copy()
+        w[:] = 0
+        if k >= 0:
+            if k < self.P:
+                w[:, : self.P - k] = old[:, k:]
+        elif -k < self.P:
+            w[:, -k:] = old[:, : self.P + k]
+        self._f.renew()
