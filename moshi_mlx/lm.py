@@ -21,7 +21,7 @@ from .config.conditioner import CONDITIONS
 from .dtypes import FLOATS
 from .modules.conditioner import ConditionProvider
 from .modules.embedding import ScaledEmbedding, mask_zero_tokens, zero_tokens
-from .modules.kv_cache import Offset
+from .modules.kv_cache import Offset, RingKVCache
 from .modules.transformer import RotaryTable, Transformer, TransformerState, make_norm
 
 
@@ -46,7 +46,9 @@ class LmState(NamedTuple):
     def window(self, bucket: int | None) -> int | None:
         """The slots of the temporal ring the next step attends over: the written ones rounded up to a
         multiple of `bucket` until the ring wraps (`RingKVCache.window`); None: all of them."""
-        return None if bucket is None else self.temporal.caches[0].window(1, bucket)
+        cache = self.temporal.caches[0]
+        assert isinstance(cache, RingKVCache)  # the temporal transformer streams through rings
+        return None if bucket is None else cache.window(1, bucket)
 
     @classmethod
     def from_arrays(cls, arrays: list[mx.array], offset: Offset, layers: int) -> LmState:
@@ -75,8 +77,9 @@ class Depformer(nn.Module):
         self.slices = [DepformerSlice(cfg, cfg.text_card + 1 if k == 0 else cfg.card + 1) for k in range(slices)]
 
     def init_state(self, batch: int, dtype: mx.Dtype) -> TransformerState:
-        """Fresh cache for one frame (dep_q steps), shared by all slices."""
-        return self.slices[0].transformer.init_state(batch, dtype)
+        """Fresh caches for one frame (dep_q steps, within the depformer's context of dep_q), shared by all
+        slices: frame caches (`FrameKVCache`), which grow one step at a time and need no mask."""
+        return self.slices[0].transformer.init_state(batch, dtype, frame=True)
 
     def step(
         self, k: int, context: mx.array, prev_token: mx.array, state: TransformerState

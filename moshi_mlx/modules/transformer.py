@@ -16,7 +16,7 @@ import mlx.nn as nn
 import numpy as np
 
 from ..config import TransformerConfig
-from .kv_cache import KV_BITS, Offset, RingKVCache, first_slots
+from .kv_cache import KV_BITS, FrameKVCache, Offset, RingKVCache, first_slots
 
 _ACTIVATIONS: dict[str, Callable[[mx.array], mx.array]] = {
     "silu": nn.silu,
@@ -32,10 +32,14 @@ _ACTIVATIONS: dict[str, Callable[[mx.array], mx.array]] = {
 }
 
 
-class TransformerState(NamedTuple):
-    """Streaming state of one transformer stack: one ring cache per layer, all at the same offset."""
+Cache = RingKVCache | FrameKVCache
 
-    caches: tuple[RingKVCache, ...]
+
+class TransformerState(NamedTuple):
+    """Streaming state of one transformer stack: one cache per layer (rings, or the depformer's frame
+    caches), all at the same offset."""
+
+    caches: tuple[RingKVCache, ...] | tuple[FrameKVCache, ...]
 
     @property
     def offset(self) -> Offset:
@@ -176,16 +180,16 @@ class Attention(nn.Module):
         self.out_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
     def __call__(
-        self, x: mx.array, batch: int, rope: RotaryTable | None, cache: RingKVCache | None, mask: mx.array | None
-    ) -> tuple[mx.array, RingKVCache | None]:
+        self, x: mx.array, batch: int, rope: RotaryTable | None, cache: Cache | None, mask: mx.array | None
+    ) -> tuple[mx.array, Cache | None]:
         """x [B * T, D] (rows batch-major) -> (output [B * T, D], the cache with this chunk written; None
         without a cache)."""
         y, cache = self.attend(x, batch, rope, cache, mask)
         return self.out_proj(y), cache
 
     def attend(
-        self, x: mx.array, batch: int, rope: RotaryTable | None, cache: RingKVCache | None, mask: mx.array | None
-    ) -> tuple[mx.array, RingKVCache | None]:
+        self, x: mx.array, batch: int, rope: RotaryTable | None, cache: Cache | None, mask: mx.array | None
+    ) -> tuple[mx.array, Cache | None]:
         """`__call__` up to the output projection: the heads' values as rows [B * T, D] in x's dtype."""
         b, t, h = batch, x.shape[0] // batch, self.num_heads
         # [B, 3H, T, Dh]: the heads of q, then k, then v (in_proj's rows), split along the heads without a
@@ -201,14 +205,18 @@ class Attention(nn.Module):
             qk, v = mx.split(qkv, [2 * h], axis=1)
             q, k = mx.split(apply_rope(qk, rope), 2, axis=1)  # queries and keys rotated in one go
         scale = 1.0 / math.sqrt(self.head_dim)
-        if cache is not None:  # `mask` is the cache's, computed once for all layers (RingKVCache.mask)
+        if isinstance(cache, FrameKVCache):  # every key it holds is visible: no mask
+            cache = cache.update(k, v)
+            assert cache.keys is not None and cache.values is not None
+            k, v = cache.keys, cache.values
+        elif cache is not None:  # `mask` is the ring's, computed once for all layers (RingKVCache.mask)
             cache = cache.update(k, v)
             k, v = cache.keys, cache.values
-            assert mask is not None  # a streaming step always has its cache's mask
+            assert mask is not None  # a ring's streaming step always has its mask
             if mask.shape[-1] < cache.capacity:  # the written part of a ring that has not wrapped yet
                 k, v = first_slots(k, mask.shape[-1]), first_slots(v, mask.shape[-1])
             if isinstance(k, tuple):
-                assert mask is not None and isinstance(v, tuple)  # a quantized cache and its mask
+                assert isinstance(v, tuple)  # a quantized cache
                 y = quantized_attention(q, k, v, mask, scale, cache.group_size, KV_BITS)
                 return _rows(y.astype(x.dtype)), cache
             assert not isinstance(v, tuple)
@@ -278,8 +286,8 @@ class TransformerLayer(nn.Module):
         return self.linear2, nn.gelu(self.linear1(x))
 
     def __call__(
-        self, x: mx.array, batch: int, rope: RotaryTable | None, cache: RingKVCache | None, mask: mx.array | None
-    ) -> tuple[mx.array, RingKVCache | None]:
+        self, x: mx.array, batch: int, rope: RotaryTable | None, cache: Cache | None, mask: mx.array | None
+    ) -> tuple[mx.array, Cache | None]:
         """x [B * T, D]: the layers see 2-D activations (a 3-D matmul adds two reshaping operations). Without
         layer scales each residual sum is one addmm with its output projection (`add_projection`)."""
         attended, cache = self.self_attn.attend(self.norm1(x), batch, rope, cache, mask)
@@ -301,9 +309,12 @@ class Transformer(nn.Module):
         self.cfg = cfg
         self.layers = [TransformerLayer(cfg) for _ in range(cfg.num_layers)]
 
-    def init_state(self, batch: int = 1, dtype: mx.Dtype | None = None, kv_bits: int | None = None) -> TransformerState:
+    def init_state(
+        self, batch: int = 1, dtype: mx.Dtype | None = None, kv_bits: int | None = None, frame: bool = False
+    ) -> TransformerState:
         """Fresh streaming state; the cache dtype follows the layers' weights unless given; `kv_bits`
-        stores the caches quantized (see RingKVCache)."""
+        stores the caches quantized (see RingKVCache); `frame`: FrameKVCaches, for a stream of at most
+        `context` one-step updates (the depformer's frame)."""
         if self.cfg.context is None:
             raise ValueError("streaming needs a finite attention context (config `context`)")
         if dtype is None:
@@ -311,6 +322,8 @@ class Transformer(nn.Module):
             if dtype not in (mx.float32, mx.float16, mx.bfloat16):
                 dtype = mx.float32
         heads, head_dim = self.cfg.num_heads, self.cfg.head_dim
+        if frame:
+            return TransformerState(tuple(FrameKVCache(None, None, 0) for _ in self.layers))
         return TransformerState(
             tuple(RingKVCache.empty(batch, heads, self.cfg.context, head_dim, dtype, kv_bits) for _ in self.layers)
         )
@@ -362,8 +375,8 @@ class Transformer(nn.Module):
             if not isinstance(state.offset, int):
                 raise ValueError("a traced streaming offset needs the chunk's rotation table (rope=...)")
             rope = self.rope(state.offset, t)
-        mask = state.caches[0].mask(t)  # every layer's cache is at the same offset
-        if window is not None:
+        mask = state.caches[0].mask(t)  # every layer's cache is at the same offset (a frame cache: None)
+        if window is not None and mask is not None:
             mask = mask[:, :window]  # its width tells each layer how many slots to read
         out, caches = x, []
         for layer, cache in zip(self.layers, state.caches):

@@ -112,6 +112,21 @@ def test_streaming_one_step_equals_batch_within_context():
     assert_close(mx.concatenate(outs, axis=1), model(x), atol=2e-5)
 
 
+def test_a_frame_cache_streams_as_the_ring_within_its_context():
+    """The depformer's FrameKVCache (keys appended, no mask) gives the ring's values for `context` one-step
+    updates, and refuses a chunk."""
+    model, t, _ = load_case("lm_like")
+    x = t["x"][:, : model.cfg.context]
+    ring, frame = model.init_state(), model.init_state(frame=True)
+    for i in range(x.shape[1]):
+        want, ring = model.step(x[:, i : i + 1], ring)
+        got, frame = model.step(x[:, i : i + 1], frame)
+        assert_close(got, want, atol=1e-6, what=f"step {i}")
+    assert frame.offset == x.shape[1] and frame.caches[0].keys.shape[2] == x.shape[1]
+    with pytest.raises(ValueError, match="one step at a time"):
+        model.step(x[:, :2], model.init_state(frame=True))
+
+
 def test_dtype_preserved_and_bf16_close():
     model, t, _ = load_case("lm_like")
     model.set_dtype(mx.bfloat16)
