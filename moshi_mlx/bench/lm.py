@@ -79,7 +79,8 @@ def random_model(cfg: LmConfig, precision: str, seed: int = 0) -> Lm:
         else:
             module.weight = (0.02 * mx.random.normal(module.weight.shape, key=sub)).astype(dtype)
         mx.eval(module.parameters())
-    use_cpu_variants(model)  # as load_lm does
+    model.stack_embeddings()  # as load_lm does
+    use_cpu_variants(model)
     return model
 
 

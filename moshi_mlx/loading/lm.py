@@ -75,6 +75,7 @@ def load_lm(
     if dtype is not None:
         model.set_dtype(dtype)
     model.set_kv_bits(kv_bits)
+    model.stack_embeddings()
     use_cpu_variants(model)
     mx.eval(model.parameters())
     return model
