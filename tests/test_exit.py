@@ -347,3 +347,28 @@ def test_a_reader_that_stops_early_is_no_traceback(tmp_path):
     err = p.stderr.read().decode()
     assert p.wait(timeout=60) == 141, err
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_error_a_stop_signal_caused_ends_as_the_stop_does(sig):
+    """A Ctrl-C while numpy's C extension imports (in main(), about 1 s after `python -m quantize` starts)
+    comes out as numpy's ImportError: it printed that traceback and exited 1. An error raised after a stop
+    signal is the stop's doing: the program says "stopped" and exits 130 (143 for SIGTERM)."""
+    script = (
+        "import os, time\n"
+        "from moshi_mlx.cli.entry import run_cli\n"
+        "def main():\n"
+        "    try:\n"
+        f"        os.kill(os.getpid(), {int(sig)})\n"
+        "        time.sleep(30)\n"
+        "    except KeyboardInterrupt:  # as numpy's __init__ turns it into an ImportError\n"
+        "        raise ImportError('Importing the numpy C-extensions failed.') from None\n"
+        "    return 0\n"
+        "run_cli(main)\n"
+    )
+    p = subprocess.run(
+        (sys.executable, "-c", script), env=cli_env(), cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    r = Ran(("python", "-c", "..."), p.returncode, p.stdout, p.stderr)
+    assert_clean_exit(r, 128 + sig)
+    assert r.err.strip() == "stopped", r.why()

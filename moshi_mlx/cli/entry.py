@@ -12,7 +12,7 @@ from typing import NoReturn
 
 from ..cpu.blas import maybe_reexec
 from ..mlx_thread import exit_process
-from .signals import exit_code, stop_on_signals
+from .signals import Interrupted, exit_code, stop_came, stop_on_signals, stopped
 
 SIGPIPE_EXIT = 128 + 13  # what a shell reports for a program its pipe's reader stopped
 
@@ -30,9 +30,12 @@ def run_cli(main: Callable[[], int]) -> NoReturn:
     except BrokenPipeError:  # the reader of our output went away (`... | head`): end quietly, as on SIGPIPE
         _drop_stdout()
         code = SIGPIPE_EXIT
-    except Exception:  # a bug: reported as Python would, then the process ends as cleanly as any other
-        traceback.print_exc()
-        code = 1
+    except Exception:
+        if (signum := stop_came()) is not None:  # the stop's doing (numpy makes a Ctrl-C in its import an ImportError)
+            code = stopped(Interrupted(signum))
+        else:  # a bug: reported as Python would, then the process ends as cleanly as any other
+            traceback.print_exc()
+            code = 1
     exit_process(code)
 
 
