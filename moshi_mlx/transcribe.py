@@ -279,6 +279,16 @@ def run_mic(args: argparse.Namespace, audio, files) -> int:
         loop.close()
 
 
+def _read(path: str) -> np.ndarray:
+    """An input FILE at the model's rate; NaN or infinite samples (a broken file) silenced, and said."""
+    from .audio.files import read_audio, silence_non_finite
+
+    pcm, bad = silence_non_finite(read_audio(path))
+    if bad:
+        print(f"note: {path} holds {bad} NaN or infinite samples (a broken file): transcribed as silence", file=sys.stderr)
+    return pcm
+
+
 def main(argv: list[str] | None = None, audio_backend=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -293,10 +303,8 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
 
             audio = AudioIO(args.input_device, backend=audio_backend, output=False)  # a transcript plays nothing
             return run_mic(args, audio, _resolve(args))
-        from .audio.files import read_audio
-
         outputs = output_paths(args)  # before minutes of loading and work
-        inputs = [(f, read_audio(f)) for f in args.files]  # a bad file fails now, before the model loads
+        inputs = [(f, _read(f)) for f in args.files]  # a bad file fails now, before the model loads
         return run_files(args, _resolve(args), inputs, outputs)
     except MoshiError as e:
         return refused(e, "transcribe audio FILEs instead of --mic")

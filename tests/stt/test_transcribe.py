@@ -62,6 +62,21 @@ def test_several_files_become_subtitles_in_a_folder_and_text_on_stdout(repo, wav
     assert r.code == 0 and r.out.startswith("WEBVTT\n\n00:00:0") and r.err.strip() == "loading the model...", r.why()
 
 
+def test_nan_samples_in_a_file_are_transcribed_as_silence_and_said(repo, wav, tmp_path):
+    """A broken file's NaN samples went into Mimi, which carried them through its states: a silent wrong
+    transcript. They are silenced, as `run` does, and said once."""
+    pcm = sf.read(wav, dtype="float32")[0]
+    pcm[4000:6000] = np.nan
+    pcm[9000] = np.inf
+    sf.write(tmp_path / "broken.wav", pcm, 24_000, subtype="FLOAT")
+    r = run_module("moshi_mlx.transcribe", tmp_path / "broken.wav", "--hf-repo", repo, "--format", "json")
+    assert r.code == 0, r.why()
+    notes = [ln for ln in r.err.splitlines() if "NaN or infinite" in ln]
+    assert len(notes) == 1 and "broken.wav" in notes[0] and "2001" in notes[0], r.why()
+    words = [[w["word"], w["start"], w["end"]] for w in json.loads(r.out)["words"]]
+    assert words == library_words(repo, np.nan_to_num(pcm, nan=0.0, posinf=0.0))
+
+
 @pytest.mark.parametrize(
     "args,code,words",
     [
