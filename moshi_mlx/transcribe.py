@@ -285,7 +285,8 @@ def _read(path: str) -> np.ndarray:
 
     pcm, bad = silence_non_finite(read_audio(path))
     if bad:
-        print(f"note: {path} holds {bad} NaN or infinite samples (a broken file): transcribed as silence", file=sys.stderr)
+        note = f"note: {path} holds {bad} NaN or infinite samples (a broken file): transcribed as silence"
+        print(note, file=sys.stderr)
     return pcm
 
 
