@@ -164,11 +164,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# flags of a live conversation, which file mode would silently ignore -> whether the command line gives each
+LIVE_ONLY = {
+    "--input-device": lambda a: a.input_device is not None,
+    "--output-device": lambda a: a.output_device is not None,
+    "--no-echo-cancel": lambda a: a.no_echo_cancel,
+    "--echo-suppressor": lambda a: a.echo_suppressor,
+}
+
+
 def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.input is None and (args.output or args.transcript):
         p.error("--output and --transcript go with --input FILE (file mode)")
     if args.input is not None and args.output is None:
         p.error("file mode needs --output FILE for Moshi's answer")
+    if args.input is not None:
+        live = [f for f, on in LIVE_ONLY.items() if on(args)]
+        if live:
+            p.error(f"{live[0]} is for a live conversation; file mode (--input) uses no sound card: leave it out")
     if args.no_echo_cancel and args.echo_suppressor:
         p.error("--echo-suppressor works on echo cancellation's output: leave out --no-echo-cancel")
 

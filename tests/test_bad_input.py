@@ -137,6 +137,11 @@ CASES = [
     Case(
         "run-echo-suppressor-without-cancel", RUN, ("--no-echo-cancel", "--echo-suppressor"), 2, ("--no-echo-cancel",)
     ),
+    # -- run: live-audio flags in file mode were silently ignored
+    *(
+        Case(f"run{flag}-in-file-mode", RUN, (*FILE_MODE, *([flag, "1"] if "device" in flag else [flag])), 2, (flag,))
+        for flag in ("--input-device", "--output-device", "--no-echo-cancel", "--echo-suppressor")
+    ),
     Case("run-unknown-flag", RUN, (*FILE_MODE, "--tmep", "0.5"), 2, ("unrecognized", "--tmep")),
     Case("run-output-without-input", RUN, ("--output", "{tmp}/out.wav"), 2, ("--input",)),
     Case("run-kv-bits-4", RUN, (*FILE_MODE, "--kv-bits", "4"), 2, ("--kv-bits",)),
@@ -229,6 +234,14 @@ CASES = [
         2,
         ("gating", "silu"),
         lm_config(gating="swish"),
+    ),
+    Case(
+        "run-config-unknown-model-type-with-stt-config",  # was "stt_config belongs to speech-to-text models only"
+        RUN,
+        (*FILE_MODE, "--config", "{tmp}/bad.json"),
+        2,
+        ("model_type 'whisper'", "not a model this port knows"),
+        lm_config(model_type="whisper", stt_config={"audio_delay_seconds": 0.5}),
     ),
     Case("run-config-card-0", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("card = 0",), lm_config(card=0)),
     Case(

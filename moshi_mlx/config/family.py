@@ -43,8 +43,11 @@ def member(raw: dict, source: str) -> str:
     kind = raw.get("model_type", "moshi")
     if raw.get("tts_config") or kind == "tts":
         raise _refuse(source, NOT_RUN["tts"], "its tts_config" if raw.get("tts_config") else "model_type 'tts'")
-    if raw.get("stt_config") and kind != "stt":
-        raise ConfigError(f"{source}: stt_config belongs to speech-to-text models (model_type 'stt') only")
+    if raw.get("stt_config") and kind != "stt" and kind in RUNS:  # an unknown model_type is said as such below
+        raise ConfigError(
+            f"{source}: stt_config belongs to speech-to-text models only: set model_type to 'stt' "
+            f"(not {show_value(kind)}) or remove stt_config"
+        )
     if raw.get("cross_attention") or kind == "moshivis":
         raise _refuse(
             source,
