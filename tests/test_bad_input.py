@@ -6,8 +6,8 @@ checkpoint with a wrong tensor). Every case also checks that no traceback appear
 that existed before the run is unchanged (nothing lost or overwritten) and that no file appeared.
 
 Placeholders in the arguments (and in `env`): {tmp} is the case's folder, {e2e} the tiny real model (Kyutai's MLX
-layout), {lm} the small PyTorch-layout checkpoint folder; {tmp}/in.wav and {tmp}/out.wav exist before
-every case (out.wav holds a previous answer that must survive).
+layout), {lm} the small PyTorch-layout checkpoint folder, {stt} the tiny STT model's; {tmp}/in.wav and
+{tmp}/out.wav exist before every case (out.wav holds a previous answer that must survive).
 
 Cases run in-process through `main(argv)` (cheap; stderr and the exit code are what a person sees)
 unless `subprocess=True`, which runs `python -m ...` for real: use it for a few cases per kind, as each
@@ -32,7 +32,8 @@ import soundfile as sf
 from support.cli import E2E, REPO, Ran, assert_one_line_error, cli_env, run_module
 
 LM = REPO / "tests" / "assets" / "lm"
-PLACES = {"e2e": str(E2E), "lm": str(LM)}
+STT = REPO / "tests" / "assets" / "stt"
+PLACES = {"e2e": str(E2E), "lm": str(LM), "stt": str(STT)}
 RUN, QUANTIZE, BENCH = "moshi_mlx.run", "quantize", "moshi_mlx.bench"
 FILE_MODE = ("--hf-repo", "{e2e}", "--input", "{tmp}/in.wav", "--output", "{tmp}/out.wav")
 QUANT = (
@@ -401,6 +402,13 @@ CASES = [
     Case("bench-lm-precision-unknown", BENCH, ("lm", "--precision", "q4,q3"), 2, ("--precision", "q3", "bf16")),
     Case("bench-lm-config-missing", BENCH, ("lm", "--config", "{tmp}/nope.json"), 2, ("nope.json", "does not exist")),
     Case("bench-lm-config-not-lm", BENCH, ("lm", "--config", "{e2e}/mimi_config.json"), 2, ("unknown keys", "seanet")),
+    Case(  # an IndexError traceback from building a depformer it has not
+        "bench-lm-config-stt",
+        BENCH,
+        ("lm", "--config", "{stt}/config.json", "--steps", "1"),
+        2,
+        ("speech-to-text", "bench stt"),
+    ),
     Case("bench-loop-seconds-0", BENCH, ("loop", "--seconds", "0"), 2, ("--seconds",)),
     Case("bench-loop-compute-negative", BENCH, ("loop", "--compute-ms", "-5"), 2, ("--compute-ms",)),
     Case("bench-loop-compute-nan", BENCH, ("loop", "--compute-ms", "nan"), 2, ("--compute-ms",)),
