@@ -372,3 +372,33 @@ def test_an_error_a_stop_signal_caused_ends_as_the_stop_does(sig):
     r = Ran(("python", "-c", "..."), p.returncode, p.stdout, p.stderr)
     assert_clean_exit(r, 128 + sig)
     assert r.err.strip() == "stopped", r.why()
+
+
+def test_standard_output_on_a_full_disk_or_closed_is_one_line_not_a_traceback(tmp_path):
+    """`transcribe talk.wav > notes.txt` on a full disk (/dev/full here) printed an OSError traceback; with
+    standard output closed (`>&-`, or `2>&-`) every front end died in an AttributeError before main()."""
+    from support.cli import E2E
+
+    argv = (sys.executable, "-m", "moshi_mlx.run", "--list-devices")  # prints on stdout, loads no model
+    env = cli_env()
+    with open("/dev/full", "w") as full:
+        p = subprocess.run(argv, env=env, cwd=REPO, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    r = Ran(argv, p.returncode, "", p.stderr)
+    assert_one_line_error(r, 1, "standard output", "no space left")
+    for closed in (1, 2):
+        p = subprocess.run(
+            (*argv[:3], "--hf-repo", str(E2E), "--input", str(tmp_path / "none.wav"), "--output", "o.wav"),
+            env=env,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if closed == 2 else None,
+            stderr=subprocess.PIPE if closed == 1 else None,
+            text=True,
+            timeout=60,
+            preexec_fn=lambda fd=closed: os.close(fd),
+        )
+        r = Ran(argv, p.returncode, p.stdout or "", p.stderr or "")
+        if closed == 1:
+            assert_one_line_error(r, 2, "none.wav", "does not exist")  # the program ran, said why on stderr
+        else:
+            assert r.code == 2 and not r.out, r.why()
