@@ -24,7 +24,7 @@ from moshi_mlx.config import LmConfig, preset_path, read_json_object
 from moshi_mlx.dtypes import FLOATS, SAFETENSORS_FLOATS
 from moshi_mlx.errors import CheckpointError, ConfigError
 from moshi_mlx.lm import Lm
-from moshi_mlx.outputs import same_file
+from moshi_mlx.outputs import check_new_file, same_file
 from moshi_mlx.release import CONFIG_FILE
 from moshi_mlx.weights.formats import CheckpointFormat, detect_format, is_quantized, quantized_columns
 from moshi_mlx.weights.lm_mlx import map_lm_mlx
@@ -230,6 +230,7 @@ def check_destination(out: Path, names: list[str], source: Source, force: bool) 
         raise ConfigError(
             f"{out} already holds {', '.join(existing)}: pass --force to replace them, or choose another --out."
         )
+    check_new_file(out / CONFIG_FILE, "--out", {})  # a read-only disk, a broken link: refused before any work
 
 
 def remove_stale_staging(out: Path) -> list[Path]:
