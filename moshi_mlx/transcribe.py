@@ -107,12 +107,12 @@ def output_paths(args: argparse.Namespace) -> list[Path | None]:
         for f, path in zip(args.files, paths):
             if path in seen:
                 raise OutputError(f"{seen[path]} and {f} would both be transcribed to {path}: transcribe them apart")
+            check_new_file(path, "--output", protect)
             if path.exists():  # files the person did not name one by one are never replaced
                 raise OutputError(f"{path} exists already: remove it or pick another --output folder")
             seen[path] = f
-    for path in paths:
-        check_new_file(path, "--output", protect)
-    return list(paths)
+        return list(paths)
+    return [check_new_file(paths[0], "--output", protect)]
 
 
 def _resolve(args: argparse.Namespace):

@@ -155,6 +155,13 @@ CASES = [
         Case(f"run{flag}-empty", RUN, (*FILE_MODE, flag, ""), 2, (flag, "empty"))
         for flag in ("--output", "--transcript", "--record", "--input", "--hf-repo", "--moshi-weight", "--config")
     ),
+    # -- a name longer than the file system takes (255 bytes a part): an OSError traceback wherever it was looked at
+    *(
+        Case(f"run{flag}-name-too-long", RUN, (*FILE_MODE, flag, "{tmp}/" + "a" * 300 + ".wav"), 2, (flag, "too long"))
+        for flag in ("--input", "--output", "--record", "--config", "--hf-repo")
+    ),
+    Case("quantize-source-name-too-long", QUANTIZE, ("{tmp}/" + "a" * 300, *QUANT[1:]), 2, ("SOURCE", "too long")),
+    Case("bench-lm-config-name-too-long", BENCH, ("lm", "--config", "a" * 300), 2, ("--config", "too long")),
     Case(
         "run-input-begins-with-dash",
         RUN,

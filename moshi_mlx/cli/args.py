@@ -53,9 +53,14 @@ def number(kind: type[int] | type[float], lo: int | float, hi: int | float) -> C
 
 
 def name(text: str) -> str:
-    """An argparse `type` for a file, folder or repository name: not empty (a path would read "" as ".")."""
+    """An argparse `type` for a file, folder or repository name: not empty (a path would read "" as "."), and
+    not longer than the file system takes (every look at it would raise an OSError)."""
     if not text.strip():
         raise argparse.ArgumentTypeError(f"an empty name ({text!r}): name a file or folder")
+    from ..outputs import too_long
+
+    if (why := too_long(text)) is not None:
+        raise argparse.ArgumentTypeError(f"{why}: shorten it")
     return text
 
 

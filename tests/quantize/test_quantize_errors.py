@@ -117,16 +117,6 @@ def test_existing_output_needs_force(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.q4.safetensors", "notes.txt"]
 
 
-def test_a_read_only_out_is_refused_before_any_work(tmp_path, capsys):
-    """It was found when the conversion began writing: exit 1, as a failed conversion, where `run` and
-    `transcribe` refuse a read-only output before any work (2)."""
-    from support.disk import small_disk
-
-    with small_disk(tmp_path / "ro", "64k", read_only=True, folders=("models",)) as disk:
-        err = error_of(capsys, cli(TORCH, "--config", CFG, "--out", str(disk / "models" / "q")))
-    assert "--out" in err and "read-only" in err
-
-
 def test_output_must_not_replace_the_source(tmp_path, capsys):
     shutil.copyfile(TORCH, tmp_path / "model.safetensors")
     err = error_of(capsys, cli(str(tmp_path), "--config", CFG, "--out", str(tmp_path), "--force"))

@@ -85,14 +85,26 @@ def test_nan_samples_in_a_file_are_transcribed_as_silence_and_said(repo, wav, tm
         (["{wav}", "--output", "{wav}"], 2, ["same file"]),
         (["{wav}", "--mic"], 2, ["--mic"]),
         ([], 2, ["name the audio FILEs"]),
+        (["{wav}", "-o", "a" * 300 + ".txt"], 2, ["--output", "too long"]),  # was an OSError traceback
     ],
-    ids=["missing-file", "moshi-model", "output-is-input", "mic-and-file", "nothing"],
+    ids=["missing-file", "moshi-model", "output-is-input", "mic-and-file", "nothing", "name-too-long"],
 )
 def test_bad_input_is_one_line_and_exit_2(repo, wav, args, code, words):
     argv = [a.format(wav=wav) for a in args]
     if "--hf-repo" not in argv and argv:
         argv += ["--hf-repo", str(repo)]
     assert_one_line_error(run_module("moshi_mlx.transcribe", *argv), code, *words)
+
+
+def test_a_transcript_name_too_long_is_refused_before_the_model_loads(repo, wav, tmp_path):
+    """A 251-character FILE name is fine, its .json transcript's name (256 bytes) is not: an OSError traceback
+    when the --output folder existed, a failure after the work when not."""
+    (tmp_path / "out").mkdir()
+    long = tmp_path / ("c" * 251 + ".wav")
+    long.write_bytes(wav.read_bytes())
+    r = run_module("moshi_mlx.transcribe", long, wav, "--hf-repo", repo, "--format", "json", "-o", tmp_path / "out")
+    assert_one_line_error(r, 2, "--output", "too long")
+    assert not list((tmp_path / "out").iterdir())
 
 
 MIC_ONLY = [
