@@ -104,6 +104,8 @@ def read_audio(path: str | Path, rate: int = MODEL_RATE) -> np.ndarray:
     """
     import soundfile as sf
 
+    if str(path) == "-":
+        raise AudioFormatError("standard input is read as /dev/stdin (a pipe or `< talk.wav`): name /dev/stdin")
     path = require_file(Path(path), "audio input", AudioFormatError, "a .wav or .flac file", pipe_ok=True)
     if path.is_file() and path.stat().st_size == 0:
         raise AudioFormatError(f"the audio input file {path} is empty (0 bytes): record or pick another file")

@@ -117,6 +117,8 @@ def test_unreadable_missing_and_empty_files_say_what_to_do(tmp_path: Path) -> No
     sf.write(str(tmp_path / "empty.wav"), np.zeros(0, np.float32), 16_000)
     with pytest.raises(AudioFormatError, match="no samples"):
         read_audio(tmp_path / "empty.wav")
+    with pytest.raises(AudioFormatError, match=r"^standard input is read as /dev/stdin"):  # was "file - does not exist"
+        read_audio("-")
     (tmp_path / "zero.wav").write_bytes(b"")  # an aborted download or copy: libsndfile said "Format not recognised.."
     with pytest.raises(AudioFormatError, match=r"^the audio input file \S*zero.wav is empty \(0 bytes\)"):
         read_audio(tmp_path / "zero.wav")
