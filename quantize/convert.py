@@ -20,6 +20,7 @@ from pathlib import Path
 
 import mlx.core as mx
 
+from moshi_mlx.cli.signals import stops_deferred
 from moshi_mlx.config import LmConfig, preset_path, read_json_object
 from moshi_mlx.dtypes import FLOATS, SAFETENSORS_FLOATS
 from moshi_mlx.errors import CheckpointError, ConfigError
@@ -299,11 +300,14 @@ def stage(job: Plan, progress: bool = True) -> Staged:
 
 
 def commit(staged: Staged, out: Path) -> list[Path]:
-    """Move every staged file into `out` (each rename atomic) and remove the staging folder."""
+    """Move every staged file into `out` (each rename atomic) and remove the staging folder. The files are
+    verified: a stop (Ctrl-C, SIGTERM) now would leave some of them in place, so it waits, and changes nothing
+    (as one that comes once a program's exit status is decided)."""
     moved = []
-    for name in staged.names:
-        os.replace(staged.folder / name, out / name)
-        moved.append(out / name)
+    with stops_deferred():
+        for name in staged.names:
+            os.replace(staged.folder / name, out / name)
+            moved.append(out / name)
     shutil.rmtree(staged.folder, ignore_errors=True)
     return moved
 

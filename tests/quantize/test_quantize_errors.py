@@ -179,6 +179,30 @@ def test_a_stop_just_after_the_staging_folder_is_made_leaves_nothing(tmp_path, m
     assert not (tmp_path / "new").exists()  # created by this run, and removed again
 
 
+def test_a_stop_while_the_files_move_into_place_leaves_them_whole(tmp_path, monkeypatch, capsys):
+    """A real SIGINT between two of the final renames: the files were verified, and --out held the float file
+    without the config.json that names it (or, with --force, a mix of new and old files). The move finishes;
+    the stop changes nothing, as one after the exit status is decided."""
+    import signal
+
+    from quantize import convert
+
+    real = convert.os.replace
+    moved = []
+
+    def replace_then_ctrl_c(src, dst):
+        real(src, dst)
+        moved.append(dst)
+        if len(moved) == 1:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(convert.os, "replace", replace_then_ctrl_c)
+    out = tmp_path / "o"
+    assert main(cli(TORCH, "--config", CFG, "--out", str(out), "--q-bits", "4")) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.q4.safetensors"]
+    assert len(moved) == 2
+
+
 def test_failed_verification_leaves_nothing(tmp_path, monkeypatch, capsys):
     import quantize.report as report
     from moshi_mlx.errors import CheckpointError
