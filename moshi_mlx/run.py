@@ -344,14 +344,15 @@ def _record_meta(
     return meta
 
 
-def list_devices_main(audio_backend=None) -> int:
+def list_devices_main(audio_backend=None, without_device: str = FILE_MODE) -> int:
+    """Prints the audio devices (`--list-devices`); with none, what works without one (`without_device`)."""
     from .audio.devices import list_devices
 
     devices = list_devices(audio_backend)
     for d in devices:
         print(d.describe())
     if not devices:
-        print(f"no audio device found (no sound card, or none PortAudio can use); {FILE_MODE}")
+        print(f"no audio device found (no sound card, or none PortAudio can use); {without_device}")
     return 0
 
 

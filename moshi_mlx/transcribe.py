@@ -39,9 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         "from the Hugging Face hub (cached after the first download) or a local folder.",
     )
     p.add_argument("files", nargs="*", metavar="FILE", type=name, help="audio files (WAV, FLAC, OGG, MP3, ...)")
-    p.add_argument(
-        "--format", choices=FORMATS, default="txt", help="txt (default), json (words with times), srt or vtt"
-    )
+    p.add_argument("--format", choices=FORMATS, help="txt (default), json (words with times), srt or vtt")
     p.add_argument(
         "-o",
         "--output",
@@ -69,9 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+WITHOUT_MIC = "transcribe audio FILEs instead of --mic"  # what works without a sound card
+
+
 def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.list_devices:
+        if args.files or args.mic or args.output:
+            p.error("--list-devices lists the sound cards and exits: leave out the FILEs, --mic and --output")
         return
+    if args.mic and args.format:
+        p.error("--format goes with FILEs; --mic shows the transcript in the terminal")
+    args.format = args.format or "txt"
     if args.mic and args.files:
         p.error("--mic transcribes the microphone: leave out the FILEs, or --mic")
     if not args.mic and not args.files:
@@ -298,7 +304,7 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
         if args.list_devices:
             from .run import list_devices_main
 
-            return list_devices_main(audio_backend)
+            return list_devices_main(audio_backend, WITHOUT_MIC)
         if args.mic:
             from .audio.devices import AudioIO
 
@@ -308,7 +314,7 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
         inputs = [(f, _read(f)) for f in args.files]  # a bad file fails now, before the model loads
         return run_files(args, _resolve(args), inputs, outputs)
     except MoshiError as e:
-        return refused(e, "transcribe audio FILEs instead of --mic")
+        return refused(e, WITHOUT_MIC)
     except KeyboardInterrupt as e:  # Ctrl-C (130); SIGTERM (143), SIGHUP (129) under run_cli
         return stopped(e)
 

@@ -86,8 +86,19 @@ def test_nan_samples_in_a_file_are_transcribed_as_silence_and_said(repo, wav, tm
         (["{wav}", "--mic"], 2, ["--mic"]),
         ([], 2, ["name the audio FILEs"]),
         (["{wav}", "-o", "a" * 300 + ".txt"], 2, ["--output", "too long"]),  # was an OSError traceback
+        (["--mic", "--format", "json"], 2, ["--format", "FILEs"]),  # the format was silently ignored
+        (["--list-devices", "{wav}"], 2, ["--list-devices", "FILE"]),  # the files were silently ignored
     ],
-    ids=["missing-file", "moshi-model", "output-is-input", "mic-and-file", "nothing", "name-too-long"],
+    ids=[
+        "missing-file",
+        "moshi-model",
+        "output-is-input",
+        "mic-and-file",
+        "nothing",
+        "name-too-long",
+        "mic-format",
+        "list-devices-and-file",
+    ],
 )
 def test_bad_input_is_one_line_and_exit_2(repo, wav, args, code, words):
     argv = [a.format(wav=wav) for a in args]
@@ -105,6 +116,16 @@ def test_a_transcript_name_too_long_is_refused_before_the_model_loads(repo, wav,
     r = run_module("moshi_mlx.transcribe", long, wav, "--hf-repo", repo, "--format", "json", "-o", tmp_path / "out")
     assert_one_line_error(r, 2, "--output", "too long")
     assert not list((tmp_path / "out").iterdir())
+
+
+def test_no_sound_card_advice_is_transcribes_own(capsys):
+    """`transcribe --list-devices` on a machine without sound card advised run's `--input FILE --output FILE`."""
+    from moshi_mlx.audio.fake import FakeStreamFactory
+    from moshi_mlx.transcribe import main
+
+    assert main(["--list-devices"], audio_backend=FakeStreamFactory(devices=[])) == 0
+    out = capsys.readouterr().out
+    assert "no audio device found" in out and "--input" not in out and "FILEs" in out, out
 
 
 MIC_ONLY = [
