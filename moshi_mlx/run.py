@@ -14,7 +14,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from . import release
-from .cli.args import CliParser, name, number
+from .cli.args import CliParser, model_files, name, number
 from .cli.signals import stopped
 from .cli.tempdir import check_temp_folder
 from .cli.wording import refused
@@ -197,7 +197,7 @@ def _check_paths(args: argparse.Namespace) -> None:
     from .dialog.recorder import check_free
     from .outputs import check_new_file
 
-    protect = {"--input": args.input}
+    protect = {"--input": args.input} | model_files(args)
     if args.output:
         audio_format(args.output)
         check_new_file(args.output, "--output", protect, probe=probe_audio)

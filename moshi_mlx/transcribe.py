@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import release
-from .cli.args import CliParser, name, print_error
+from .cli.args import CliParser, model_files, name, print_error
 from .cli.signals import stopped
 from .cli.wording import for_cli, refused
 from .errors import ConfigError, MoshiError, OutputError
@@ -98,7 +98,8 @@ def output_paths(args: argparse.Namespace) -> list[Path | None]:
 
     if args.output is None:
         return [None] * len(args.files)
-    protect = {f"FILE {f}": f for f in args.files}
+    several = len(args.files) > 1
+    protect = {(f"FILE {i}" if several else "FILE"): f for i, f in enumerate(args.files, 1)} | model_files(args)
     if len(args.files) == 1:
         if Path(args.output).is_dir():
             paths = [Path(args.output) / f"{Path(args.files[0]).stem}.{args.format}"]

@@ -149,6 +149,23 @@ CASES = [
     # -- run: outputs that are not files (a file named "-" used to appear in the current folder)
     Case("run-output-dash", RUN, (*FILE_MODE[:4], "--output", "-"), 2, ("--output -", "standard output")),
     Case("run-transcript-dash", RUN, (*FILE_MODE, "--transcript", "-"), 2, ("--transcript -", "standard output")),
+    # -- outputs over the model's own files: the run read its config, then replaced it with the transcript
+    Case(
+        "run-transcript-over-the-config",
+        RUN,
+        (*FILE_MODE, "--config", "{tmp}/c.json", "--transcript", "{tmp}/c.json"),
+        2,
+        ("--transcript", "same file as --config"),
+        text_file("c.json", "{}"),
+    ),
+    Case(
+        "run-transcript-over-the-models-config",
+        RUN,
+        ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:], "--transcript", "{tmp}/repo/config.json"),
+        2,
+        ("--transcript", "same file as", "--hf-repo"),
+        repo_copy,
+    ),
     # -- empty names: read as "." (the current folder) they were silently ignored (--transcript, --record),
     # failed after the work (--output) or gave riddles ("the audio input . is a folder")
     *(

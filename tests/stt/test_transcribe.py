@@ -88,6 +88,7 @@ def test_nan_samples_in_a_file_are_transcribed_as_silence_and_said(repo, wav, tm
         (["{wav}", "-o", "a" * 300 + ".txt"], 2, ["--output", "too long"]),  # was an OSError traceback
         (["--mic", "--format", "json"], 2, ["--format", "FILEs"]),  # the format was silently ignored
         (["--list-devices", "{wav}"], 2, ["--list-devices", "FILE"]),  # the files were silently ignored
+        (["{wav}", "-o", "{repo}/config.json"], 2, ["same file as", "--hf-repo"]),  # it replaced the model's config
     ],
     ids=[
         "missing-file",
@@ -98,10 +99,11 @@ def test_nan_samples_in_a_file_are_transcribed_as_silence_and_said(repo, wav, tm
         "name-too-long",
         "mic-format",
         "list-devices-and-file",
+        "output-over-the-models-config",
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(repo, wav, args, code, words):
-    argv = [a.format(wav=wav) for a in args]
+    argv = [a.format(wav=wav, repo=repo) for a in args]
     if "--hf-repo" not in argv and argv:
         argv += ["--hf-repo", str(repo)]
     assert_one_line_error(run_module("moshi_mlx.transcribe", *argv), code, *words)
