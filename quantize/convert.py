@@ -224,7 +224,8 @@ def check_destination(out: Path, names: list[str], source: Source, force: bool) 
     """ConfigError if --out cannot take these files (or would need --force)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder (it is created if missing).")
-    if any(same_file(out / n, p) for n in names for p in [source.weights, *source.extras.values()]):
+    inputs = [source.weights, *source.extras.values(), *filter(None, [source.config_file])]
+    if any(same_file(out / n, p) for n in names for p in inputs):
         raise ConfigError(f"--out {out} holds the source files, which the output would replace: choose another folder.")
     existing = [n for n in names if (out / n).exists()]
     if existing and not force:

@@ -123,6 +123,17 @@ def test_output_must_not_replace_the_source(tmp_path, capsys):
     assert "holds the source files" in err
 
 
+def test_output_must_not_replace_the_source_config(tmp_path, capsys):
+    """--force replaced the config the source was read with (--config, or config.json beside it)."""
+    shutil.copyfile(TORCH, tmp_path / "consolidated.safetensors")
+    shutil.copyfile(CFG, tmp_path / "config.json")
+    source = str(tmp_path / "consolidated.safetensors")
+    for given in (["--config", str(tmp_path / "config.json")], []):
+        err = error_of(capsys, cli(source, *given, "--out", str(tmp_path), "--force"))
+        assert "holds the source files" in err
+    assert (tmp_path / "config.json").read_bytes() == CONFIG.read_bytes()
+
+
 @pytest.mark.parametrize("exc", [RuntimeError("disk full"), KeyboardInterrupt()])
 def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch, exc, capsys):
     out = tmp_path / "o"
