@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from support.cli import ABORT, REPO, Ran, assert_one_line_error, cli_env, finished, start_python
+from support.cli import ABORT, REPO, Ran, assert_one_line_error, cli_env, finished, run_module, start_python
 from support.models import make_lanes_repo
 
 
@@ -402,3 +402,17 @@ def test_standard_output_on_a_full_disk_or_closed_is_one_line_not_a_traceback(tm
             assert_one_line_error(r, 2, "none.wav", "does not exist")  # the program ran, said why on stderr
         else:
             assert r.code == 2 and not r.out, r.why()
+
+
+def test_a_warning_is_one_line(tmp_path):
+    """A config's unknown keys are warned about: Python printed the library's file and line, then its source
+    line, two lines of code to a person. Every front end says `warning: ...` in one line."""
+    import json
+
+    raw = json.loads((REPO / "tests" / "assets" / "stt" / "config.json").read_text())
+    raw["stt_config"]["new_key"] = 1
+    (tmp_path / "c.json").write_text(json.dumps(raw))
+    r = run_module("moshi_mlx.bench", "lm", "--config", str(tmp_path / "c.json"))
+    assert_one_line_error(r, 2, "speech-to-text")
+    warned = [ln for ln in r.err.splitlines() if ln.startswith("warning:")]
+    assert len(warned) == 1 and "new_key" in warned[0] and ".py:" not in r.err, r.why()

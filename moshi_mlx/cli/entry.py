@@ -7,6 +7,7 @@ import contextlib
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -24,6 +25,7 @@ def run_cli(main: Callable[[], int]) -> NoReturn:
     OpenBLAS when that helps, run `main()` with SIGTERM / SIGHUP stopping it as Ctrl-C does
     (signals.py), then exit with its status once every MLX thread has ended (moshi_mlx.mlx_thread)."""
     _open_closed_std_streams()
+    warnings.showwarning = _warn
     maybe_reexec()
     sys.stdout = _Stdout(sys.stdout)
     try:
@@ -46,6 +48,11 @@ def run_cli(main: Callable[[], int]) -> NoReturn:
             traceback.print_exc()
             code = 1
     exit_process(code)
+
+
+def _warn(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as a person reads it: `warning: ...`, one line (not the library's file, line and source)."""
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
 
 
 class StdoutError(OSError):
