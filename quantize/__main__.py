@@ -146,9 +146,11 @@ def prepare(
     src = resolve(source, config, download)
     echo(f"source: {src.description}\nconfig: {src.config_origin}")
     try:
-        return plan(src, out, opts)
+        job = plan(src, out, opts)
     except OSError as e:  # a file that cannot be read (or --out that cannot be looked into)
         raise output_error(e, Path(out)) from None
+    check_report_steps(report_steps, job.cfg)
+    return job
 
 
 def execute(job: Plan, report_steps: int = 32, progress: bool = True, echo: Callable[[str], object] = print) -> Result:

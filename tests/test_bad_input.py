@@ -6,8 +6,9 @@ checkpoint with a wrong tensor). Every case also checks that no traceback appear
 that existed before the run is unchanged (nothing lost or overwritten) and that no file appeared.
 
 Placeholders in the arguments (and in `env`): {tmp} is the case's folder, {e2e} the tiny real model (Kyutai's MLX
-layout), {lm} the small PyTorch-layout checkpoint folder, {stt} the tiny STT model's; {tmp}/in.wav and
-{tmp}/out.wav exist before every case (out.wav holds a previous answer that must survive).
+layout), {lm} the small PyTorch-layout checkpoint folder, {stt} and {hibiki} the tiny STT and Hibiki models'
+folders; {tmp}/in.wav and {tmp}/out.wav exist before every case (out.wav holds a previous answer that must
+survive).
 
 Cases run in-process through `main(argv)` (cheap; stderr and the exit code are what a person sees)
 unless `subprocess=True`, which runs `python -m ...` for real: use it for a few cases per kind, as each
@@ -33,7 +34,8 @@ from support.cli import E2E, REPO, Ran, assert_one_line_error, cli_env, run_modu
 
 LM = REPO / "tests" / "assets" / "lm"
 STT = REPO / "tests" / "assets" / "stt"
-PLACES = {"e2e": str(E2E), "lm": str(LM), "stt": str(STT)}
+HIBIKI = REPO / "tests" / "assets" / "hibiki"
+PLACES = {"e2e": str(E2E), "lm": str(LM), "stt": str(STT), "hibiki": str(HIBIKI)}
 RUN, QUANTIZE, BENCH = "moshi_mlx.run", "quantize", "moshi_mlx.bench"
 FILE_MODE = ("--hf-repo", "{e2e}", "--input", "{tmp}/in.wav", "--output", "{tmp}/out.wav")
 QUANT = (
@@ -370,6 +372,13 @@ CASES = [
         2,
         ("--report-steps", "1000"),
         subprocess=True,
+    ),
+    Case(  # fewer steps than the longest delay: a ValueError traceback from the report, after the conversion
+        "quantize-report-steps-below-the-delays",
+        QUANTIZE,
+        ("{hibiki}/hibiki_small_torch.safetensors", "--config", "{hibiki}/hibiki_small.json", *QUANT[3:]),
+        2,
+        ("--report-steps 2", "at least 3"),
     ),
     Case("quantize-report-steps-negative", QUANTIZE, (*QUANT, "--report-steps", "-1"), 2, ("--report-steps",)),
     Case("quantize-q-bits-3", QUANTIZE, (*QUANT, "--q-bits", "3"), 2, ("unsupported bit width 3",)),
