@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -86,6 +87,15 @@ def test_a_bad_voice_is_refused_before_the_model_loads(model: Path, tmp_path: Pa
     (tmp_path / "takes.wav").mkdir()
     line = _refused(model, tmp_path / "o.wav", capsys, *(f.format(tmp=tmp_path) for f in flags))
     assert all(n in line for n in needles), line
+
+
+def test_a_role_longer_than_the_models_context_is_refused(model: Path, tmp_path: Path) -> None:
+    """The prompt (voice, role) is fed before the conversation: one longer than the model attends to pushed its
+    start, the voice, out of the window before anyone spoke, and the run went on as if it were there."""
+    r = _run(model, tmp_path / "o.wav", "--role", "teacher " * 3200)
+    r = dataclasses.replace(r, argv=r.argv[:-1])  # a message without the 25 kB role
+    assert_one_line_error(r, 1, "role", "3000 frames", "shorter")
+    assert not (tmp_path / "o.wav").exists()
 
 
 class _Evil:
