@@ -283,8 +283,13 @@ def _resolve(args: argparse.Namespace):
     )
     cfg = check_configs(files)  # a bad value fails now, before minutes of loading (or a crash building the model)
     gen_config = read_repo_config(files.config)[0].get("lm_gen_config") if files.config is not None else None
-    resolved = _Resolved(files, cfg.model_type, gen_config if isinstance(gen_config, dict) else {})
-    _sampling(args, resolved)  # a release's sampling value out of range is said now
+    if gen_config is not None and not isinstance(gen_config, dict):
+        raise ConfigError(f"{files.config}: lm_gen_config must be a JSON object of sampling settings")
+    resolved = _Resolved(files, cfg.model_type, gen_config or {})
+    try:
+        _sampling(args, resolved)  # a release's sampling value out of range is said now (the flags are checked)
+    except ConfigError as e:
+        raise ConfigError(f"{files.config}: lm_gen_config: {e}") from None
     return resolved
 
 

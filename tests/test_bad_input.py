@@ -270,6 +270,22 @@ CASES = [
         ("model_type 'whisper'", "not a model this port knows"),
         lm_config(model_type="whisper", stt_config={"audio_delay_seconds": 0.5}),
     ),
+    Case(  # was "sampling temp -1 is out of range", with no --temp given
+        "run-config-gen-config-temp-negative",
+        RUN,
+        (*FILE_MODE, "--config", "{tmp}/bad.json"),
+        2,
+        ("bad.json", "lm_gen_config", "temp -1"),
+        lm_config(lm_gen_config={"temp": -1}),
+    ),
+    Case(  # was ignored
+        "run-config-gen-config-not-an-object",
+        RUN,
+        (*FILE_MODE, "--config", "{tmp}/bad.json"),
+        2,
+        ("bad.json", "lm_gen_config", "object"),
+        lm_config(lm_gen_config=3),
+    ),
     Case("run-config-card-0", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("card = 0",), lm_config(card=0)),
     Case(
         "run-config-dep-q-above-n-q",
