@@ -68,6 +68,11 @@ def member(raw: dict, source: str) -> str:
 
 def refuse_unknown_keys(unknown: list[str], kind: str, source: str) -> None:
     """A key the reader does not know may change the architecture: refused, never ignored."""
+    if {"seanet", "quantizer"} <= set(unknown):  # mimi_config.json, given for the model's config.json
+        raise ConfigError(
+            f"{source} is the config of Mimi (the audio codec), not a language model's: name the model's own "
+            "config (config.json)"
+        )
     if unknown:
         raise ConfigError(
             f"{source}: unknown keys {unknown}: not a {kind} config this port knows (they may change the model, "
