@@ -94,14 +94,14 @@ def output_paths(args: argparse.Namespace) -> list[Path | None]:
     Raises:
         MoshiError: an output that cannot be written, or would be an input or another output.
     """
-    from .outputs import check_new_file
+    from .outputs import check_new_file, names_folder
 
     if args.output is None:
         return [None] * len(args.files)
     several = len(args.files) > 1
     protect = {(f"FILE {i}" if several else "FILE"): f for i, f in enumerate(args.files, 1)} | model_files(args)
     if len(args.files) == 1:
-        if Path(args.output).is_dir():
+        if Path(args.output).is_dir() or names_folder(args.output):
             paths = [Path(args.output) / f"{Path(args.files[0]).stem}.{args.format}"]
         else:
             paths = [Path(args.output)]

@@ -150,6 +150,9 @@ CASES = [
     Case("run-kv-bits-4", RUN, (*FILE_MODE, "--kv-bits", "4"), 2, ("--kv-bits",)),
     # -- run: outputs that are not files (a file named "-" used to appear in the current folder)
     Case("run-output-dash", RUN, (*FILE_MODE[:4], "--output", "-"), 2, ("--output -", "standard output")),
+    Case(  # a folder meant, a file named "answers" written
+        "run-output-ends-in-a-slash", RUN, (*FILE_MODE[:4], "--output", "{tmp}/answers/"), 2, ("--output", "a folder")
+    ),
     Case("run-transcript-dash", RUN, (*FILE_MODE, "--transcript", "-"), 2, ("--transcript -", "standard output")),
     # -- outputs over the model's own files: the run read its config, then replaced it with the transcript
     Case(

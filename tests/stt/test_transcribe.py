@@ -109,6 +109,16 @@ def test_bad_input_is_one_line_and_exit_2(repo, wav, args, code, words):
     assert_one_line_error(run_module("moshi_mlx.transcribe", *argv), code, *words)
 
 
+def test_an_output_ending_in_a_slash_is_a_folder(wav, tmp_path):
+    """`-o subs/` with one FILE wrote a file named subs; it is the folder, created, as with several FILEs."""
+    from moshi_mlx.transcribe import _check_args, build_parser, output_paths
+
+    p = build_parser()
+    args = p.parse_args([str(wav), "-o", f"{tmp_path / 'subs'}/", "--format", "srt"])
+    _check_args(p, args)
+    assert output_paths(args) == [tmp_path / "subs" / "talk.srt"]
+
+
 def test_a_transcript_name_too_long_is_refused_before_the_model_loads(repo, wav, tmp_path):
     """A 251-character FILE name is fine, its .json transcript's name (256 bytes) is not: an OSError traceback
     when the --output folder existed, a failure after the work when not."""
