@@ -36,7 +36,7 @@ LM = REPO / "tests" / "assets" / "lm"
 STT = REPO / "tests" / "assets" / "stt"
 HIBIKI = REPO / "tests" / "assets" / "hibiki"
 PLACES = {"e2e": str(E2E), "lm": str(LM), "stt": str(STT), "hibiki": str(HIBIKI)}
-RUN, QUANTIZE, BENCH = "moshi_mlx.run", "quantize", "moshi_mlx.bench"
+RUN, QUANTIZE, BENCH, MEMCHECK = "moshi_mlx.run", "quantize", "moshi_mlx.bench", "quantize.memcheck"
 FILE_MODE = ("--hf-repo", "{e2e}", "--input", "{tmp}/in.wav", "--output", "{tmp}/out.wav")
 QUANT = (
     "{lm}/lm_small_torch.safetensors",
@@ -115,7 +115,7 @@ def nested_header(tmp: Path) -> None:
 @dataclass(frozen=True)
 class Case:
     id: str
-    module: str  # RUN, QUANTIZE or BENCH
+    module: str  # RUN, QUANTIZE, BENCH or MEMCHECK
     argv: tuple[str, ...]
     code: int  # expected exit status
     needles: tuple[str, ...] = ()  # words the error line holds (case-insensitive)
@@ -406,8 +406,12 @@ CASES = [
     Case("quantize-dtype-int8", QUANTIZE, (*QUANT, "--dtype", "int8"), 2, ("--dtype", "int8")),
     Case("quantize-source-a-device", QUANTIZE, ("/dev/null", *QUANT[1:]), 2, ("/dev/null", "not a regular file")),
     Case("quantize-no-out", QUANTIZE, ("{lm}/lm_small_torch.safetensors",), 2, ("--out",)),
-    Case("quantize-memcheck-dim-0", "quantize.memcheck", ("--dim", "0"), 2, ("--dim",), subprocess=True),
-    Case("quantize-memcheck-dim-odd", "quantize.memcheck", ("--dim", "200"), 2, ("--dim",), subprocess=True),
+    Case("quantize-memcheck-dim-0", MEMCHECK, ("--dim", "0"), 2, ("--dim",), subprocess=True),
+    Case("quantize-memcheck-dim-odd", MEMCHECK, ("--dim", "200"), 2, ("--dim",), subprocess=True),
+    *(  # a FileNotFoundError / NotADirectoryError traceback from mkdtemp
+        Case(f"quantize-memcheck-workdir-{kind}", MEMCHECK, ("--workdir", where), 2, ("--workdir", "folder"))
+        for kind, where in (("missing", "{tmp}/nope"), ("a-file", "{tmp}/in.wav"))
+    ),
     # -- quantize: configs (read before converting: refused before any work, as run does)
     Case(
         "quantize-config-delay-1e9",
@@ -497,6 +501,8 @@ def _in_process(module: str, argv: list[str], capsys) -> Ran:
         from moshi_mlx.run import main
     elif module == BENCH:
         from moshi_mlx.bench import main
+    elif module == MEMCHECK:
+        from quantize.memcheck import main
     else:
         from quantize.__main__ import main
     capsys.readouterr()
