@@ -83,6 +83,9 @@ class _Stdout:
         return getattr(self._stream, name)
 
 
+STDOUT_ERRORS = (BrokenPipeError, StdoutError)  # what a print to standard output raises when it cannot be written
+
+
 def _open_closed_std_streams() -> None:
     """A standard stream the shell closed (`>&-`, `2>&-`, `<&-`) reads and writes /dev/null, as Python's own
     print() treats a closed stream (sys.stdout is None); code that flushes or reads one would fail."""

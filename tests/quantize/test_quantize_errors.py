@@ -117,6 +117,32 @@ def test_existing_output_needs_force(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.q4.safetensors", "notes.txt"]
 
 
+def test_a_closed_or_full_standard_output_is_not_blamed_on_out(tmp_path):
+    """`quantize ... | head -1` said "cannot write --out o: Broken pipe (choose another --out)", exit 1; with
+    standard output on a full disk, that --out's disk was full. Nothing is left in --out either way."""
+    import subprocess
+    import sys
+
+    from support.cli import REPO, Ran, assert_one_line_error, cli_env
+
+    argv = (sys.executable, "-m", "quantize", TORCH, "--config", CFG, "--q-bits", "4", "--no-progress")
+    env = cli_env(PYTHONUNBUFFERED="1")  # each line written as printed: the report's fails, during the work
+    out = str(tmp_path / "a")
+    p = subprocess.Popen((*argv, "--out", out), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    assert p.stdout.readline().startswith(b"source:") and p.stdout.readline().startswith(b"config:")
+    p.stdout.close()  # `| head -2`
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 141 and "error" not in err and "Traceback" not in err, err
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            (*argv, "--out", str(tmp_path / "b")), cwd=REPO, env=cli_env(), stdout=full, stderr=subprocess.PIPE
+        )
+    r = Ran(argv, done.returncode, "", done.stderr.decode())
+    assert "--out" not in assert_one_line_error(r, 1, "standard output", "no space left")
+    assert not list(tmp_path.iterdir())
+
+
 def test_output_must_not_replace_the_source(tmp_path, capsys):
     shutil.copyfile(TORCH, tmp_path / "model.safetensors")
     err = error_of(capsys, cli(str(tmp_path), "--config", CFG, "--out", str(tmp_path), "--force"))
