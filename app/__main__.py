@@ -57,7 +57,13 @@ def main(argv: list[str] | None = None) -> int:
         from .settings import AppSettings
         from .window import MainWindow
 
-        app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
+        app = QApplication.instance()
+        if app is None:
+            app = QApplication([sys.argv[0], *qt_args])
+            unknown = app.arguments()[1:]  # Qt took its own options (-style, -platform...); it ignores the rest
+            if unknown:
+                print_error(f"unrecognized arguments: {' '.join(unknown)} (see --help)")
+                return 2
         app.setOrganizationName("moshi-mlx")
         app.setApplicationName("Moshi")
         settings = AppSettings()

@@ -39,6 +39,22 @@ def write_failure(e: OSError, instead: str = "") -> str:
     return f"{e.strerror or e}" + (f" ({advice})" if advice else "")
 
 
+NAME_MAX = 255  # bytes in one file or folder name: ext4, btrfs, tmpfs, APFS (NTFS: 255 characters)
+
+
+def too_long(path: str | os.PathLike) -> str | None:
+    """Why `path` has a part longer than a file system takes (every look at it raises an OSError); None if not."""
+    part = next((p for p in Path(path).parts if len(os.fsencode(p)) > NAME_MAX), None)
+    if part is None:
+        return None
+    return f"a name too long for the file system ({len(os.fsencode(part))} bytes, at most {NAME_MAX}: {part[:40]}...)"
+
+
+def names_folder(path: str) -> bool:
+    """Does the name end in a separator (`answers/`), a folder however it is spelled (Path drops the slash)?"""
+    return path.endswith(("/", os.sep))
+
+
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """Do two spellings name one file (`./x`, `d/../x`, a symlink, a hard link)? Either may not exist yet."""
     try:
@@ -111,12 +127,15 @@ def check_new_file(
     """
     if str(path) == "-":
         raise OutputError(f"{what} -: writing to standard output is not supported; name a file")
-    path = Path(path)
+    if (why := too_long(path)) is not None:
+        raise OutputError(f"cannot write {what} {str(path)[:60]}...: {why}: shorten it")
+    said, path = str(path), Path(path)
     for name, other in protect.items():
         if other is not None and same_file(path, other):
             raise OutputError(f"{what} {path} is the same file as {name} {other}: name another file")
-    if path.is_dir():
-        raise OutputError(f"{what} {path} is a folder: name a file in it, e.g. {path / 'moshi.wav'}")
+    if path.is_dir() or names_folder(said):
+        what_it_is = "is a folder" if path.is_dir() else "names a folder (it ends in a slash)"
+        raise OutputError(f"{what} {said} {what_it_is}: name a file in it, e.g. {path / 'moshi.wav'}")
     if is_null_device(path):
         return path
     if path.is_symlink() and not path.exists():

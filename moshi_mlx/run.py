@@ -14,7 +14,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from . import release
-from .cli.args import CliParser, name, number
+from .cli.args import CliParser, model_files, name, number
 from .cli.signals import stopped
 from .cli.tempdir import check_temp_folder
 from .cli.wording import refused
@@ -165,11 +165,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# flags of a live conversation, which file mode would silently ignore -> whether the command line gives each
+LIVE_ONLY = {
+    "--input-device": lambda a: a.input_device is not None,
+    "--output-device": lambda a: a.output_device is not None,
+    "--no-echo-cancel": lambda a: a.no_echo_cancel,
+    "--echo-suppressor": lambda a: a.echo_suppressor,
+}
+
+
 def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.input is None and (args.output or args.transcript):
         p.error("--output and --transcript go with --input FILE (file mode)")
     if args.input is not None and args.output is None:
         p.error("file mode needs --output FILE for Moshi's answer")
+    if args.input is not None:
+        live = [f for f, on in LIVE_ONLY.items() if on(args)]
+        if live:
+            p.error(f"{live[0]} is for a live conversation; file mode (--input) uses no sound card: leave it out")
     if args.no_echo_cancel and args.echo_suppressor:
         p.error("--echo-suppressor works on echo cancellation's output: leave out --no-echo-cancel")
 
@@ -185,7 +198,7 @@ def _check_paths(args: argparse.Namespace) -> None:
     from .dialog.recorder import check_free
     from .outputs import check_new_file
 
-    protect = {"--input": args.input}
+    protect = {"--input": args.input} | model_files(args)
     if args.output:
         audio_format(args.output)
         check_new_file(args.output, "--output", protect, probe=probe_audio)
@@ -272,8 +285,13 @@ def _resolve(args: argparse.Namespace):
     )
     cfg = check_configs(files)  # a bad value fails now, before minutes of loading (or a crash building the model)
     gen_config = read_repo_config(files.config)[0].get("lm_gen_config") if files.config is not None else None
-    resolved = _Resolved(files, cfg.model_type, gen_config if isinstance(gen_config, dict) else {})
-    _sampling(args, resolved)  # a release's sampling value out of range is said now
+    if gen_config is not None and not isinstance(gen_config, dict):
+        raise ConfigError(f"{files.config}: lm_gen_config must be a JSON object of sampling settings")
+    resolved = _Resolved(files, cfg.model_type, gen_config or {})
+    try:
+        _sampling(args, resolved)  # a release's sampling value out of range is said now (the flags are checked)
+    except ConfigError as e:
+        raise ConfigError(f"{files.config}: lm_gen_config: {e}") from None
     return resolved
 
 
@@ -337,14 +355,15 @@ def _record_meta(
     return meta
 
 
-def list_devices_main(audio_backend=None) -> int:
+def list_devices_main(audio_backend=None, without_device: str = FILE_MODE) -> int:
+    """Prints the audio devices (`--list-devices`); with none, what works without one (`without_device`)."""
     from .audio.devices import list_devices
 
     devices = list_devices(audio_backend)
     for d in devices:
         print(d.describe())
     if not devices:
-        print(f"no audio device found (no sound card, or none PortAudio can use); {FILE_MODE}")
+        print(f"no audio device found (no sound card, or none PortAudio can use); {without_device}")
     return 0
 
 

@@ -9,13 +9,16 @@ import mlx.core as mx
 TEMP_RANGE = (0.0, 100.0)  # 0: greedy; far past any useful temperature: catches typos, not taste
 TOP_K_RANGE = (1, 2**20)  # past any vocabulary: a k at least the vocabulary samples from every token
 SEED_RANGE = (0, 2**64 - 1)  # mx.random.key takes an unsigned 64-bit seed
+# a temperature this small draws the argmax but for logits within ~1e-5 of it; below it, logits / temp may
+# overflow float32 (1e-40: every logit infinite) and the draw would be uniform among them: greedy instead
+GREEDY_BELOW = 1e-6
 
 
 def sample(logits: mx.array, temp: float, top_k: int, key: mx.array | None) -> mx.array:
     """Draw one token per row of logits [B, V] -> int32 [B].
 
-    temp <= 0 is greedy (argmax, first index on ties, as the reference). top_k <= 0 or >= V samples
-    from the whole distribution; otherwise only from the k largest logits.
+    temp <= 0 (or below GREEDY_BELOW) is greedy (argmax, first index on ties, as the reference). top_k <= 0 or
+    >= V samples from the whole distribution; otherwise only from the k largest logits.
 
     Sampling is the Gumbel-max trick: the argmax of logits / temp plus Gumbel noise is distributed as
     softmax(logits / temp). It is exact, and few operations for a compiled step (a step samples 9 times):
@@ -23,7 +26,7 @@ def sample(logits: mx.array, temp: float, top_k: int, key: mx.array | None) -> m
     operations here with the gather of the k best (its inverse-CDF path for a single row); noise over the
     whole vocabulary instead of the k best took twice as long for the text's 32000 tokens (938 vs 543 us).
     """
-    if temp <= 0.0:
+    if temp <= GREEDY_BELOW:
         return mx.argmax(logits, axis=-1).astype(mx.int32)
     scaled = logits.astype(mx.float32) / temp
     vocab = scaled.shape[-1]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import release
-from .cli.args import CliParser, name, print_error
+from .cli.args import CliParser, model_files, name, print_error
 from .cli.signals import stopped
 from .cli.wording import for_cli, refused
 from .errors import ConfigError, MoshiError, OutputError
@@ -39,9 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         "from the Hugging Face hub (cached after the first download) or a local folder.",
     )
     p.add_argument("files", nargs="*", metavar="FILE", type=name, help="audio files (WAV, FLAC, OGG, MP3, ...)")
-    p.add_argument(
-        "--format", choices=FORMATS, default="txt", help="txt (default), json (words with times), srt or vtt"
-    )
+    p.add_argument("--format", choices=FORMATS, help="txt (default), json (words with times), srt or vtt")
     p.add_argument(
         "-o",
         "--output",
@@ -69,9 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+WITHOUT_MIC = "transcribe audio FILEs instead of --mic"  # what works without a sound card
+
+
 def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.list_devices:
+        if args.files or args.mic or args.output:
+            p.error("--list-devices lists the sound cards and exits: leave out the FILEs, --mic and --output")
         return
+    if args.mic and args.format:
+        p.error("--format goes with FILEs; --mic shows the transcript in the terminal")
+    args.format = args.format or "txt"
     if args.mic and args.files:
         p.error("--mic transcribes the microphone: leave out the FILEs, or --mic")
     if not args.mic and not args.files:
@@ -88,13 +94,14 @@ def output_paths(args: argparse.Namespace) -> list[Path | None]:
     Raises:
         MoshiError: an output that cannot be written, or would be an input or another output.
     """
-    from .outputs import check_new_file
+    from .outputs import check_new_file, names_folder
 
     if args.output is None:
         return [None] * len(args.files)
-    protect = {f"FILE {f}": f for f in args.files}
+    several = len(args.files) > 1
+    protect = {(f"FILE {i}" if several else "FILE"): f for i, f in enumerate(args.files, 1)} | model_files(args)
     if len(args.files) == 1:
-        if Path(args.output).is_dir():
+        if Path(args.output).is_dir() or names_folder(args.output):
             paths = [Path(args.output) / f"{Path(args.files[0]).stem}.{args.format}"]
         else:
             paths = [Path(args.output)]
@@ -107,12 +114,12 @@ def output_paths(args: argparse.Namespace) -> list[Path | None]:
         for f, path in zip(args.files, paths):
             if path in seen:
                 raise OutputError(f"{seen[path]} and {f} would both be transcribed to {path}: transcribe them apart")
+            check_new_file(path, "--output", protect)
             if path.exists():  # files the person did not name one by one are never replaced
                 raise OutputError(f"{path} exists already: remove it or pick another --output folder")
             seen[path] = f
-    for path in paths:
-        check_new_file(path, "--output", protect)
-    return list(paths)
+        return list(paths)
+    return [check_new_file(paths[0], "--output", protect)]
 
 
 def _resolve(args: argparse.Namespace):
@@ -279,6 +286,17 @@ def run_mic(args: argparse.Namespace, audio, files) -> int:
         loop.close()
 
 
+def _read(path: str) -> np.ndarray:
+    """An input FILE at the model's rate; NaN or infinite samples (a broken file) silenced, and said."""
+    from .audio.files import read_audio, silence_non_finite
+
+    pcm, bad = silence_non_finite(read_audio(path))
+    if bad:
+        note = f"note: {path} holds {bad} NaN or infinite samples (a broken file): transcribed as silence"
+        print(note, file=sys.stderr)
+    return pcm
+
+
 def main(argv: list[str] | None = None, audio_backend=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -287,19 +305,17 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
         if args.list_devices:
             from .run import list_devices_main
 
-            return list_devices_main(audio_backend)
+            return list_devices_main(audio_backend, WITHOUT_MIC)
         if args.mic:
             from .audio.devices import AudioIO
 
             audio = AudioIO(args.input_device, backend=audio_backend, output=False)  # a transcript plays nothing
             return run_mic(args, audio, _resolve(args))
-        from .audio.files import read_audio
-
         outputs = output_paths(args)  # before minutes of loading and work
-        inputs = [(f, read_audio(f)) for f in args.files]  # a bad file fails now, before the model loads
+        inputs = [(f, _read(f)) for f in args.files]  # a bad file fails now, before the model loads
         return run_files(args, _resolve(args), inputs, outputs)
     except MoshiError as e:
-        return refused(e, "transcribe audio FILEs instead of --mic")
+        return refused(e, WITHOUT_MIC)
     except KeyboardInterrupt as e:  # Ctrl-C (130); SIGTERM (143), SIGHUP (129) under run_cli
         return stopped(e)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from moshi_mlx.cli.args import CliParser, name, number, print_error
+from moshi_mlx.cli.entry import STDOUT_ERRORS
 from moshi_mlx.cli.signals import exit_code
 from moshi_mlx.cli.tempdir import check_temp_folder
 from moshi_mlx.cli.wording import QUANTIZE_ADVICE, for_cli
@@ -146,9 +147,13 @@ def prepare(
     src = resolve(source, config, download)
     echo(f"source: {src.description}\nconfig: {src.config_origin}")
     try:
-        return plan(src, out, opts)
+        job = plan(src, out, opts)
+    except STDOUT_ERRORS:
+        raise
     except OSError as e:  # a file that cannot be read (or --out that cannot be looked into)
         raise output_error(e, Path(out)) from None
+    check_report_steps(report_steps, job.cfg)
+    return job
 
 
 def execute(job: Plan, report_steps: int = 32, progress: bool = True, echo: Callable[[str], object] = print) -> Result:
@@ -172,6 +177,8 @@ def execute(job: Plan, report_steps: int = 32, progress: bool = True, echo: Call
 
     try:
         files = convert(job, verify, progress)
+    except STDOUT_ERRORS:  # the report could not be printed (run_cli says why): not --out's fault
+        raise
     except OSError as e:  # a read-only or full file system: the staging folder is already gone
         raise output_error(e, job.out) from None
     echo(f"wrote {job.out}: " + ", ".join(f.name for f in files))

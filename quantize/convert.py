@@ -20,11 +20,12 @@ from pathlib import Path
 
 import mlx.core as mx
 
+from moshi_mlx.cli.signals import stops_deferred
 from moshi_mlx.config import LmConfig, preset_path, read_json_object
 from moshi_mlx.dtypes import FLOATS, SAFETENSORS_FLOATS
 from moshi_mlx.errors import CheckpointError, ConfigError
 from moshi_mlx.lm import Lm
-from moshi_mlx.outputs import same_file
+from moshi_mlx.outputs import check_new_file, same_file
 from moshi_mlx.release import CONFIG_FILE
 from moshi_mlx.weights.formats import CheckpointFormat, detect_format, is_quantized, quantized_columns
 from moshi_mlx.weights.lm_mlx import map_lm_mlx
@@ -223,13 +224,15 @@ def check_destination(out: Path, names: list[str], source: Source, force: bool) 
     """ConfigError if --out cannot take these files (or would need --force)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder (it is created if missing).")
-    if any(same_file(out / n, p) for n in names for p in [source.weights, *source.extras.values()]):
+    inputs = [source.weights, *source.extras.values(), *filter(None, [source.config_file])]
+    if any(same_file(out / n, p) for n in names for p in inputs):
         raise ConfigError(f"--out {out} holds the source files, which the output would replace: choose another folder.")
     existing = [n for n in names if (out / n).exists()]
     if existing and not force:
         raise ConfigError(
             f"{out} already holds {', '.join(existing)}: pass --force to replace them, or choose another --out."
         )
+    check_new_file(out / CONFIG_FILE, "--out", {})  # a read-only disk, a broken link: refused before any work
 
 
 def remove_stale_staging(out: Path) -> list[Path]:
@@ -298,11 +301,14 @@ def stage(job: Plan, progress: bool = True) -> Staged:
 
 
 def commit(staged: Staged, out: Path) -> list[Path]:
-    """Move every staged file into `out` (each rename atomic) and remove the staging folder."""
+    """Move every staged file into `out` (each rename atomic) and remove the staging folder. The files are
+    verified: a stop (Ctrl-C, SIGTERM) now would leave some of them in place, so it waits, and changes nothing
+    (as one that comes once a program's exit status is decided)."""
     moved = []
-    for name in staged.names:
-        os.replace(staged.folder / name, out / name)
-        moved.append(out / name)
+    with stops_deferred():
+        for name in staged.names:
+            os.replace(staged.folder / name, out / name)
+            moved.append(out / name)
     shutil.rmtree(staged.folder, ignore_errors=True)
     return moved
 

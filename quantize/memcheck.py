@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from pathlib import Path
 import mlx.core as mx
 
 from moshi_mlx.cli.args import CliParser, number
+from moshi_mlx.cli.args import name as name_type
 from moshi_mlx.config import LmConfig, preset_path, read_json_object
 from moshi_mlx.weights.lm_torch import torch_layout_shapes
 
@@ -94,10 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         help=f"temporal transformer width, a multiple of {HEAD_DIM} up to 8192 (default 2048)",
     )
     p.add_argument("--layers", type=number(int, 1, 64), default=16, help="temporal transformer layers (default 16)")
-    p.add_argument("--workdir", default=None, help="where to put the temporary files (default: the system's)")
+    p.add_argument(
+        "--workdir", default=None, type=name_type, help="where to put the temporary files (default: the system's)"
+    )
     args = p.parse_args(argv)
     if args.dim % HEAD_DIM:
         p.error(f"--dim must be a multiple of {HEAD_DIM} (the 7B's head width), got {args.dim}")
+    if args.workdir is not None and not os.path.isdir(args.workdir):
+        p.error(f"--workdir {args.workdir} is not a folder: name an existing folder")
     raw = read_json_object(preset_path())
     raw |= {"dim": args.dim, "num_layers": args.layers, "num_heads": args.dim // HEAD_DIM}
     cfg = LmConfig.from_kyutai(raw)

@@ -30,9 +30,17 @@ SEED = 20240917
 MAX_REPORT_STEPS = 1000
 
 
-def check_report_steps(steps: int) -> None:
+def check_report_steps(steps: int, cfg: LmConfig | None = None) -> None:
+    """ConfigError for a number of report steps out of range, or (given the model's `cfg`) too few for every
+    stream to be predicted once: more than its longest delay."""
     if not (isinstance(steps, int) and 0 <= steps <= MAX_REPORT_STEPS):
         raise ConfigError(f"report steps {steps!r} out of range: use 0 to {MAX_REPORT_STEPS}")
+    fewest = max(cfg.delays) + 1 if cfg is not None else 1
+    if 0 < steps < fewest:
+        raise ConfigError(
+            f"--report-steps {steps}: this model's streams are delayed up to {fewest - 1} steps, so the report "
+            f"needs at least {fewest} (or 0: only check that each file loads and runs)"
+        )
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ class Source:
     config_origin: str  # where it came from, for messages
     extras: dict[str, Path] = field(default_factory=dict)  # tokenizer / Mimi: output name -> path
     description: str = ""
+    config_file: Path | None = None  # the file the config was read from (None: the preset)
 
 
 def _extra_names(config: dict | None) -> dict[str, str]:
@@ -70,17 +71,18 @@ def _weights_in_folder(folder: Path, config: dict | None) -> Path:
 def resolve_local(path: Path, config_path: str | None) -> Source:
     folder = path if path.is_dir() else path.parent
     config, origin = None, f"released 7B config ({DEFAULT_PRESET})"
-    if config_path is not None:
-        config, origin = read_json_object(Path(config_path)), str(config_path)
-    elif (folder / CONFIG_FILE).is_file():
-        config, origin = read_json_object(folder / CONFIG_FILE), str(folder / CONFIG_FILE)
+    config_file = Path(config_path) if config_path is not None else folder / CONFIG_FILE
+    if config_path is not None or config_file.is_file():
+        config, origin = read_json_object(config_file), str(config_file)
+    else:
+        config_file = None
     weights = _weights_in_folder(path, config) if path.is_dir() else path
     extras = {
         key: path
         for key, name in _extra_names(config).items()
         if (path := folder_file(folder, name, key if config and key in config else None)).is_file()
     }
-    return Source(weights, config, origin, extras, str(weights))
+    return Source(weights, config, origin, extras, str(weights), config_file)
 
 
 def looks_like_repo_id(source: str) -> bool:
@@ -125,13 +127,14 @@ def resolve_hub(repo: str, config_path: str | None, download: Callable[..., str]
                 raise CheckpointError(f"{repo}: the repo has no {name}. Pass the checkpoint file explicitly.") from None
             return None
 
-    config, origin = None, f"released 7B config ({DEFAULT_PRESET})"
+    config, origin, config_file = None, f"released 7B config ({DEFAULT_PRESET})", None
     if config_path is not None:
-        config, origin = read_json_object(Path(config_path)), str(config_path)
+        config_file = Path(config_path)
+        config, origin = read_json_object(config_file), str(config_path)
     else:
-        found = fetch(CONFIG_FILE, required=False)
-        if found is not None:
-            config, origin = read_json_object(found), f"{repo}/config.json"
+        config_file = fetch(CONFIG_FILE, required=False)
+        if config_file is not None:
+            config, origin = read_json_object(config_file), f"{repo}/config.json"
     name = str(config["moshi_name"]) if config and "moshi_name" in config else MOSHI_FILES[None]
     weights = fetch(name, required=True, key="moshi_name")
     assert weights is not None
@@ -140,7 +143,7 @@ def resolve_hub(repo: str, config_path: str | None, download: Callable[..., str]
         got = fetch(extra, required=False, key=key)
         if got is not None:
             extras[key] = got
-    return Source(weights, config, origin, extras, f"{repo} ({name})")
+    return Source(weights, config, origin, extras, f"{repo} ({name})", config_file)
 
 
 def resolve(source: str, config_path: str | None = None, download: Callable[..., str] | None = None) -> Source:

@@ -6,8 +6,9 @@ checkpoint with a wrong tensor). Every case also checks that no traceback appear
 that existed before the run is unchanged (nothing lost or overwritten) and that no file appeared.
 
 Placeholders in the arguments (and in `env`): {tmp} is the case's folder, {e2e} the tiny real model (Kyutai's MLX
-layout), {lm} the small PyTorch-layout checkpoint folder; {tmp}/in.wav and {tmp}/out.wav exist before
-every case (out.wav holds a previous answer that must survive).
+layout), {lm} the small PyTorch-layout checkpoint folder, {stt} and {hibiki} the tiny STT and Hibiki models'
+folders; {tmp}/in.wav and {tmp}/out.wav exist before every case (out.wav holds a previous answer that must
+survive).
 
 Cases run in-process through `main(argv)` (cheap; stderr and the exit code are what a person sees)
 unless `subprocess=True`, which runs `python -m ...` for real: use it for a few cases per kind, as each
@@ -32,8 +33,10 @@ import soundfile as sf
 from support.cli import E2E, REPO, Ran, assert_one_line_error, cli_env, run_module
 
 LM = REPO / "tests" / "assets" / "lm"
-PLACES = {"e2e": str(E2E), "lm": str(LM)}
-RUN, QUANTIZE, BENCH = "moshi_mlx.run", "quantize", "moshi_mlx.bench"
+STT = REPO / "tests" / "assets" / "stt"
+HIBIKI = REPO / "tests" / "assets" / "hibiki"
+PLACES = {"e2e": str(E2E), "lm": str(LM), "stt": str(STT), "hibiki": str(HIBIKI)}
+RUN, QUANTIZE, BENCH, MEMCHECK = "moshi_mlx.run", "quantize", "moshi_mlx.bench", "quantize.memcheck"
 FILE_MODE = ("--hf-repo", "{e2e}", "--input", "{tmp}/in.wav", "--output", "{tmp}/out.wav")
 QUANT = (
     "{lm}/lm_small_torch.safetensors",
@@ -112,7 +115,7 @@ def nested_header(tmp: Path) -> None:
 @dataclass(frozen=True)
 class Case:
     id: str
-    module: str  # RUN, QUANTIZE or BENCH
+    module: str  # RUN, QUANTIZE, BENCH or MEMCHECK
     argv: tuple[str, ...]
     code: int  # expected exit status
     needles: tuple[str, ...] = ()  # words the error line holds (case-insensitive)
@@ -137,18 +140,50 @@ CASES = [
     Case(
         "run-echo-suppressor-without-cancel", RUN, ("--no-echo-cancel", "--echo-suppressor"), 2, ("--no-echo-cancel",)
     ),
+    # -- run: live-audio flags in file mode were silently ignored
+    *(
+        Case(f"run{flag}-in-file-mode", RUN, (*FILE_MODE, *([flag, "1"] if "device" in flag else [flag])), 2, (flag,))
+        for flag in ("--input-device", "--output-device", "--no-echo-cancel", "--echo-suppressor")
+    ),
     Case("run-unknown-flag", RUN, (*FILE_MODE, "--tmep", "0.5"), 2, ("unrecognized", "--tmep")),
     Case("run-output-without-input", RUN, ("--output", "{tmp}/out.wav"), 2, ("--input",)),
     Case("run-kv-bits-4", RUN, (*FILE_MODE, "--kv-bits", "4"), 2, ("--kv-bits",)),
     # -- run: outputs that are not files (a file named "-" used to appear in the current folder)
     Case("run-output-dash", RUN, (*FILE_MODE[:4], "--output", "-"), 2, ("--output -", "standard output")),
+    Case(  # a folder meant, a file named "answers" written
+        "run-output-ends-in-a-slash", RUN, (*FILE_MODE[:4], "--output", "{tmp}/answers/"), 2, ("--output", "a folder")
+    ),
     Case("run-transcript-dash", RUN, (*FILE_MODE, "--transcript", "-"), 2, ("--transcript -", "standard output")),
+    # -- outputs over the model's own files: the run read its config, then replaced it with the transcript
+    Case(
+        "run-transcript-over-the-config",
+        RUN,
+        (*FILE_MODE, "--config", "{tmp}/c.json", "--transcript", "{tmp}/c.json"),
+        2,
+        ("--transcript", "same file as --config"),
+        text_file("c.json", "{}"),
+    ),
+    Case(
+        "run-transcript-over-the-models-config",
+        RUN,
+        ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:], "--transcript", "{tmp}/repo/config.json"),
+        2,
+        ("--transcript", "same file as", "--hf-repo"),
+        repo_copy,
+    ),
     # -- empty names: read as "." (the current folder) they were silently ignored (--transcript, --record),
     # failed after the work (--output) or gave riddles ("the audio input . is a folder")
     *(
         Case(f"run{flag}-empty", RUN, (*FILE_MODE, flag, ""), 2, (flag, "empty"))
         for flag in ("--output", "--transcript", "--record", "--input", "--hf-repo", "--moshi-weight", "--config")
     ),
+    # -- a name longer than the file system takes (255 bytes a part): an OSError traceback wherever it was looked at
+    *(
+        Case(f"run{flag}-name-too-long", RUN, (*FILE_MODE, flag, "{tmp}/" + "a" * 300 + ".wav"), 2, (flag, "too long"))
+        for flag in ("--input", "--output", "--record", "--config", "--hf-repo")
+    ),
+    Case("quantize-source-name-too-long", QUANTIZE, ("{tmp}/" + "a" * 300, *QUANT[1:]), 2, ("SOURCE", "too long")),
+    Case("bench-lm-config-name-too-long", BENCH, ("lm", "--config", "a" * 300), 2, ("--config", "too long")),
     Case(
         "run-input-begins-with-dash",
         RUN,
@@ -229,6 +264,30 @@ CASES = [
         2,
         ("gating", "silu"),
         lm_config(gating="swish"),
+    ),
+    Case(
+        "run-config-unknown-model-type-with-stt-config",  # was "stt_config belongs to speech-to-text models only"
+        RUN,
+        (*FILE_MODE, "--config", "{tmp}/bad.json"),
+        2,
+        ("model_type 'whisper'", "not a model this port knows"),
+        lm_config(model_type="whisper", stt_config={"audio_delay_seconds": 0.5}),
+    ),
+    Case(  # was "sampling temp -1 is out of range", with no --temp given
+        "run-config-gen-config-temp-negative",
+        RUN,
+        (*FILE_MODE, "--config", "{tmp}/bad.json"),
+        2,
+        ("bad.json", "lm_gen_config", "temp -1"),
+        lm_config(lm_gen_config={"temp": -1}),
+    ),
+    Case(  # was ignored
+        "run-config-gen-config-not-an-object",
+        RUN,
+        (*FILE_MODE, "--config", "{tmp}/bad.json"),
+        2,
+        ("bad.json", "lm_gen_config", "object"),
+        lm_config(lm_gen_config=3),
     ),
     Case("run-config-card-0", RUN, (*FILE_MODE, "--config", "{tmp}/bad.json"), 2, ("card = 0",), lm_config(card=0)),
     Case(
@@ -333,6 +392,13 @@ CASES = [
         ("--report-steps", "1000"),
         subprocess=True,
     ),
+    Case(  # fewer steps than the longest delay: a ValueError traceback from the report, after the conversion
+        "quantize-report-steps-below-the-delays",
+        QUANTIZE,
+        ("{hibiki}/hibiki_small_torch.safetensors", "--config", "{hibiki}/hibiki_small.json", *QUANT[3:]),
+        2,
+        ("--report-steps 2", "at least 3"),
+    ),
     Case("quantize-report-steps-negative", QUANTIZE, (*QUANT, "--report-steps", "-1"), 2, ("--report-steps",)),
     Case("quantize-q-bits-3", QUANTIZE, (*QUANT, "--q-bits", "3"), 2, ("unsupported bit width 3",)),
     Case("quantize-group-48", QUANTIZE, (*QUANT, "--q-group-size", "48"), 2, ("unsupported group size 48",)),
@@ -340,8 +406,12 @@ CASES = [
     Case("quantize-dtype-int8", QUANTIZE, (*QUANT, "--dtype", "int8"), 2, ("--dtype", "int8")),
     Case("quantize-source-a-device", QUANTIZE, ("/dev/null", *QUANT[1:]), 2, ("/dev/null", "not a regular file")),
     Case("quantize-no-out", QUANTIZE, ("{lm}/lm_small_torch.safetensors",), 2, ("--out",)),
-    Case("quantize-memcheck-dim-0", "quantize.memcheck", ("--dim", "0"), 2, ("--dim",), subprocess=True),
-    Case("quantize-memcheck-dim-odd", "quantize.memcheck", ("--dim", "200"), 2, ("--dim",), subprocess=True),
+    Case("quantize-memcheck-dim-0", MEMCHECK, ("--dim", "0"), 2, ("--dim",), subprocess=True),
+    Case("quantize-memcheck-dim-odd", MEMCHECK, ("--dim", "200"), 2, ("--dim",), subprocess=True),
+    *(  # a FileNotFoundError / NotADirectoryError traceback from mkdtemp
+        Case(f"quantize-memcheck-workdir-{kind}", MEMCHECK, ("--workdir", where), 2, ("--workdir", "folder"))
+        for kind, where in (("missing", "{tmp}/nope"), ("a-file", "{tmp}/in.wav"))
+    ),
     # -- quantize: configs (read before converting: refused before any work, as run does)
     Case(
         "quantize-config-delay-1e9",
@@ -387,7 +457,20 @@ CASES = [
     Case("bench-lm-bandwidth-nan", BENCH, ("lm", "--bandwidth-gbs", "nan"), 2, ("--bandwidth-gbs",)),
     Case("bench-lm-precision-unknown", BENCH, ("lm", "--precision", "q4,q3"), 2, ("--precision", "q3", "bf16")),
     Case("bench-lm-config-missing", BENCH, ("lm", "--config", "{tmp}/nope.json"), 2, ("nope.json", "does not exist")),
-    Case("bench-lm-config-not-lm", BENCH, ("lm", "--config", "{e2e}/mimi_config.json"), 2, ("unknown keys", "seanet")),
+    Case(  # was "unknown keys [...]: use Kyutai's own `moshi` package for it"
+        "bench-lm-config-is-mimis",
+        BENCH,
+        ("lm", "--config", "{e2e}/mimi_config.json"),
+        2,
+        ("mimi_config.json", "Mimi", "not a language model's"),
+    ),
+    Case(  # an IndexError traceback from building a depformer it has not
+        "bench-lm-config-stt",
+        BENCH,
+        ("lm", "--config", "{stt}/config.json", "--steps", "1"),
+        2,
+        ("speech-to-text", "bench stt"),
+    ),
     Case("bench-loop-seconds-0", BENCH, ("loop", "--seconds", "0"), 2, ("--seconds",)),
     Case("bench-loop-compute-negative", BENCH, ("loop", "--compute-ms", "-5"), 2, ("--compute-ms",)),
     Case("bench-loop-compute-nan", BENCH, ("loop", "--compute-ms", "nan"), 2, ("--compute-ms",)),
@@ -418,6 +501,8 @@ def _in_process(module: str, argv: list[str], capsys) -> Ran:
         from moshi_mlx.run import main
     elif module == BENCH:
         from moshi_mlx.bench import main
+    elif module == MEMCHECK:
+        from quantize.memcheck import main
     else:
         from quantize.__main__ import main
     capsys.readouterr()

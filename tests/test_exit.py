@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from support.cli import ABORT, REPO, Ran, assert_one_line_error, cli_env, finished, start_python
+from support.cli import ABORT, REPO, Ran, assert_one_line_error, cli_env, finished, run_module, start_python
 from support.models import make_lanes_repo
 
 
@@ -347,3 +347,72 @@ def test_a_reader_that_stops_early_is_no_traceback(tmp_path):
     err = p.stderr.read().decode()
     assert p.wait(timeout=60) == 141, err
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_error_a_stop_signal_caused_ends_as_the_stop_does(sig):
+    """A Ctrl-C while numpy's C extension imports (in main(), about 1 s after `python -m quantize` starts)
+    comes out as numpy's ImportError: it printed that traceback and exited 1. An error raised after a stop
+    signal is the stop's doing: the program says "stopped" and exits 130 (143 for SIGTERM)."""
+    script = (
+        "import os, time\n"
+        "from moshi_mlx.cli.entry import run_cli\n"
+        "def main():\n"
+        "    try:\n"
+        f"        os.kill(os.getpid(), {int(sig)})\n"
+        "        time.sleep(30)\n"
+        "    except KeyboardInterrupt:  # as numpy's __init__ turns it into an ImportError\n"
+        "        raise ImportError('Importing the numpy C-extensions failed.') from None\n"
+        "    return 0\n"
+        "run_cli(main)\n"
+    )
+    p = subprocess.run(
+        (sys.executable, "-c", script), env=cli_env(), cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    r = Ran(("python", "-c", "..."), p.returncode, p.stdout, p.stderr)
+    assert_clean_exit(r, 128 + sig)
+    assert r.err.strip() == "stopped", r.why()
+
+
+def test_standard_output_on_a_full_disk_or_closed_is_one_line_not_a_traceback(tmp_path):
+    """`transcribe talk.wav > notes.txt` on a full disk (/dev/full here) printed an OSError traceback; with
+    standard output closed (`>&-`, or `2>&-`) every front end died in an AttributeError before main()."""
+    from support.cli import E2E
+
+    argv = (sys.executable, "-m", "moshi_mlx.run", "--list-devices")  # prints on stdout, loads no model
+    env = cli_env()
+    with open("/dev/full", "w") as full:
+        p = subprocess.run(argv, env=env, cwd=REPO, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    r = Ran(argv, p.returncode, "", p.stderr)
+    assert_one_line_error(r, 1, "standard output", "no space left")
+    for closed in (1, 2):
+        p = subprocess.run(
+            (*argv[:3], "--hf-repo", str(E2E), "--input", str(tmp_path / "none.wav"), "--output", "o.wav"),
+            env=env,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if closed == 2 else None,
+            stderr=subprocess.PIPE if closed == 1 else None,
+            text=True,
+            timeout=60,
+            preexec_fn=lambda fd=closed: os.close(fd),
+        )
+        r = Ran(argv, p.returncode, p.stdout or "", p.stderr or "")
+        if closed == 1:
+            assert_one_line_error(r, 2, "none.wav", "does not exist")  # the program ran, said why on stderr
+        else:
+            assert r.code == 2 and not r.out, r.why()
+
+
+def test_a_warning_is_one_line(tmp_path):
+    """A config's unknown keys are warned about: Python printed the library's file and line, then its source
+    line, two lines of code to a person. Every front end says `warning: ...` in one line."""
+    import json
+
+    raw = json.loads((REPO / "tests" / "assets" / "stt" / "config.json").read_text())
+    raw["stt_config"]["new_key"] = 1
+    (tmp_path / "c.json").write_text(json.dumps(raw))
+    r = run_module("moshi_mlx.bench", "lm", "--config", str(tmp_path / "c.json"))
+    assert_one_line_error(r, 2, "speech-to-text")
+    warned = [ln for ln in r.err.splitlines() if ln.startswith("warning:")]
+    assert len(warned) == 1 and "new_key" in warned[0] and ".py:" not in r.err, r.why()

@@ -279,19 +279,19 @@ def test_one_clear_line(case: Case, world: dict[str, str], tmp_path: Path) -> No
 
 # -- quantize into a read-only or full --out: one line, and nothing left behind ---------------------------
 @pytest.mark.parametrize(
-    "size,read_only,out,needles",
-    [
-        ("1m", True, "out", ("read-only",)),  # --out exists on a read-only file system
-        ("1m", True, "new/out", ("read-only",)),  # --out must be created there
-        ("96k", False, "out", ("free", "KB")),
+    "size,read_only,out,code,needles",
+    [  # a read-only --out is refused before any work (2), as run and transcribe refuse theirs
+        ("1m", True, "out", 2, ("read-only",)),  # --out exists on a read-only file system
+        ("1m", True, "new/out", 2, ("read-only",)),  # --out must be created there
+        ("96k", False, "out", 1, ("free", "KB")),
     ],  # a full disk: the files cannot fit
     ids=["read-only", "read-only-new", "full"],
 )
-def test_quantize_unwritable_out(tmp_path: Path, size: str, read_only: bool, out: str, needles) -> None:
+def test_quantize_unwritable_out(tmp_path: Path, size: str, read_only: bool, out: str, code: int, needles) -> None:
     with small_disk(tmp_path / "fs", size, read_only, folders=("out",)) as fs:
         r = run_module(QUANTIZE, str(LM_FILES["torch"]), "--config", str(LM_CONFIG), "--out", str(fs / out), *Q)
         listing = sorted(p.name for p in fs.rglob("*"))
-    line = assert_one_line_error(r, 1, str(fs / out), *needles)
+    line = assert_one_line_error(r, code, str(fs / out), *needles)
     assert "--out" in line
     assert listing == ["out"]  # no staging folder, no partial file
 

@@ -117,6 +117,11 @@ def test_offline_without_cached_files_says_what_to_do(user_wav, tmp_path, monkey
         "--tokenizer",
     ):
         assert needed in err
+    # only the tokenizer and Mimi missing (the LM named): they were said to be "about 4.5 GB for q4"
+    lm = str(E2E / "model.q4.safetensors")
+    assert main(["--moshi-weight", lm, "--input", str(user_wav), "--output", str(tmp_path / "o.wav")]) == 2
+    err = capsys.readouterr().err
+    assert "tokenizer_spm_32k_3.model" in err and "GB" not in err, err
 
 
 def test_flag_errors(capsys):

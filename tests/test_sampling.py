@@ -13,6 +13,16 @@ def test_greedy_is_argmax():
     assert sample(logits, 0.0, 0, None).tolist() == [1, 0]  # ties: first index, as torch.argmax
 
 
+def test_a_vanishing_temperature_is_greedy_not_random():
+    """`run --temp 1e-300` is accepted (0 to 100): logits / temp overflowed float32 to infinities, and the draw
+    was uniform among them, where a temperature that small is argmax."""
+    logits = mx.array([[1.0, 3.0, 2.0, -1.0], [-30.0, -2.0, -40.0, -1.0]])
+    for temp in (1e-300, 1e-40, 1e-9):
+        for top_k in (0, 2):
+            draws = {tuple(sample(logits, temp, top_k, mx.random.key(i)).tolist()) for i in range(16)}
+            assert draws == {(1, 3)}, (temp, top_k, draws)
+
+
 def test_top_k_restricts_to_the_k_best():
     rng = np.random.default_rng(0)
     logits = mx.array(rng.normal(size=(64, 50)).astype(np.float32))

@@ -23,6 +23,18 @@ def to_mono(pcm: np.ndarray) -> np.ndarray:
     return pcm.mean(axis=1, dtype=np.float32)
 
 
+def silence_non_finite(pcm: np.ndarray) -> tuple[np.ndarray, int]:
+    """`pcm` with its NaN or infinite samples (a broken file or sound card) made 0, and how many there were.
+
+    Mimi would carry a NaN through its states for its whole context (and the echo canceller for good).
+    """
+    bad = ~np.isfinite(pcm)
+    count = int(bad.sum())
+    if not count:
+        return pcm, 0
+    return np.where(bad, np.float32(0.0), pcm).astype(np.float32, copy=False), count
+
+
 def resample(pcm: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """Whole-signal band-limited resampling (soxr, high quality). [T] -> [T * to / from]."""
     if from_rate == to_rate:
@@ -92,7 +104,11 @@ def read_audio(path: str | Path, rate: int = MODEL_RATE) -> np.ndarray:
     """
     import soundfile as sf
 
+    if str(path) == "-":
+        raise AudioFormatError("standard input is read as /dev/stdin (a pipe or `< talk.wav`): name /dev/stdin")
     path = require_file(Path(path), "audio input", AudioFormatError, "a .wav or .flac file", pipe_ok=True)
+    if path.is_file() and path.stat().st_size == 0:
+        raise AudioFormatError(f"the audio input file {path} is empty (0 bytes): record or pick another file")
     try:
         pcm, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
@@ -100,11 +116,11 @@ def read_audio(path: str | Path, rate: int = MODEL_RATE) -> np.ndarray:
         what = (
             f"{NOT_READABLE[ext]} ({path.name}) is not a format libsndfile reads"
             if ext in NOT_READABLE
-            else (f"cannot read audio file {path}: {str(e).replace(chr(10), ' ')}")
+            else (f"cannot read audio file {path}: {str(e).replace(chr(10), ' ').rstrip('. ')}")
         )
+        wav = f"{path.stem}-converted.wav" if ext == "wav" else f"{path.stem}.wav"  # never the input's own name
         raise AudioFormatError(
-            f"{what}. Readable formats: {readable_formats()}. "
-            f"Convert it first, e.g. `ffmpeg -i {path.name} {path.stem}.wav`."
+            f"{what}. Readable formats: {readable_formats()}. Convert it first, e.g. `ffmpeg -i {path.name} {wav}`."
         ) from None
     if pcm.shape[0] == 0:
         raise AudioFormatError(f"audio file {path} holds no samples: record or pick another file")

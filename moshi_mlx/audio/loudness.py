@@ -68,9 +68,10 @@ def integrated_loudness(pcm: np.ndarray, rate: int, block_s: float = 0.4, overla
         return float(-0.691 + 10.0 * np.log10(mean))
 
 
-def normalize_loudness(pcm: np.ndarray, rate: int, target_lufs: float) -> np.ndarray:
-    """`pcm` scaled to `target_lufs` (computed in float64, as pyloudnorm under NumPy 2); silence is returned as is."""
-    loudness = integrated_loudness(pcm, rate)
+def normalize_loudness(pcm: np.ndarray, rate: int, target_lufs: float, loudness: float | None = None) -> np.ndarray:
+    """`pcm` scaled to `target_lufs` (computed in float64, as pyloudnorm under NumPy 2); silence is returned as is.
+    `loudness`: pcm's integrated_loudness, when the caller has it already."""
+    loudness = integrated_loudness(pcm, rate) if loudness is None else loudness
     if not math.isfinite(loudness):
         return np.array(pcm, np.float64)
     return np.power(10.0, (target_lufs - loudness) / 20.0) * np.asarray(pcm, np.float64)

@@ -27,6 +27,7 @@ from ..cli.args import name, number
 from ..config import LmConfig
 from ..cpu import lanes
 from ..cpu.swap import use_cpu_variants
+from ..errors import ConfigError
 from ..lm import Lm
 from ..lm_gen import LmGen
 from ..release import GROUP_SIZE, PRECISIONS
@@ -344,6 +345,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = LmConfig.preset() if args.config is None else LmConfig.from_json(args.config)
+    if cfg.is_stt:  # no depformer: this benchmark's step does not exist for it
+        raise ConfigError(
+            f"{args.config} describes a speech-to-text model: time it with `python -m moshi_mlx.bench stt`"
+        )
     if args.shape == "skinny":
         cfg = skinny(cfg)
     precisions = args.precision or (["f32"] if args.shape == "skinny" else ["q4"])

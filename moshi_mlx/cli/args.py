@@ -11,9 +11,12 @@ values out of range (and NaN or infinity) while the command line is read, before
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
 
@@ -53,10 +56,30 @@ def number(kind: type[int] | type[float], lo: int | float, hi: int | float) -> C
 
 
 def name(text: str) -> str:
-    """An argparse `type` for a file, folder or repository name: not empty (a path would read "" as ".")."""
+    """An argparse `type` for a file, folder or repository name: not empty (a path would read "" as "."), and
+    not longer than the file system takes (every look at it would raise an OSError)."""
     if not text.strip():
         raise argparse.ArgumentTypeError(f"an empty name ({text!r}): name a file or folder")
+    from ..outputs import too_long
+
+    if (why := too_long(text)) is not None:
+        raise argparse.ArgumentTypeError(f"{why}: shorten it")
     return text
+
+
+def model_files(args: argparse.Namespace) -> dict[str, str]:
+    """The files a run reads its model from (the flags naming them, and the files of a local --hf-repo folder),
+    by how to name each in a message: an output must be none of them (outputs.check_new_file's `protect`)."""
+    files = {
+        f"--{key.replace('_', '-')}": value
+        for key in ("moshi_weight", "mimi_weight", "tokenizer", "config", "voice")
+        if (value := getattr(args, key, None))
+    }
+    repo = getattr(args, "hf_repo", None)
+    if repo and os.path.isdir(repo):
+        with contextlib.suppress(OSError):
+            files |= {f"the model's {p.name} (--hf-repo)": str(p) for p in sorted(Path(repo).iterdir()) if p.is_file()}
+    return files
 
 
 def _show(x: int | float) -> str:

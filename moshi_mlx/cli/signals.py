@@ -7,6 +7,8 @@ staging folder) serves them too. Later ones are ignored while that stop runs. Th
 the shell's convention, 128 + the signal's number: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP.
 Inside `stops_deferred()` (saving what a stopped run produced) no stop interrupts: they are collected,
 for the caller to act on once the files are safe.
+`stop_came()` says whether a stop signal has come: an error raised after one is its consequence (numpy turns a
+Ctrl-C during its import into an ImportError), and ends the program as the stop does.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+_came: list[int] = []  # the stop signals received inside stop_on_signals(), in order
 
 
 class Interrupted(KeyboardInterrupt):
@@ -44,21 +47,35 @@ def stopped(stop: KeyboardInterrupt) -> int:
     return exit_code(stop)
 
 
+def stop_came() -> int | None:
+    """The first stop signal received inside `stop_on_signals()` (None: none came)."""
+    return _came[0] if _came else None
+
+
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """SIGTERM / SIGHUP raise `Interrupted` in the main thread while inside (nothing elsewhere)."""
+    """SIGTERM / SIGHUP raise `Interrupted` in the main thread while inside (nothing elsewhere); Ctrl-C
+    raises KeyboardInterrupt as always. Each is noted for `stop_came()`."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+
     raised = False
 
     def handler(signum, _frame) -> None:
         nonlocal raised
+        _came.append(signum)
         if not raised:
             raised = True
             raise Interrupted(signum)
 
+    def ctrl_c(signum, frame) -> None:
+        _came.append(signum)
+        signal.default_int_handler(signum, frame)
+
     previous = {s: signal.signal(s, handler) for s in SIGNALS}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, ctrl_c)
     try:
         yield
     finally:

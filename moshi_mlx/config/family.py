@@ -43,8 +43,11 @@ def member(raw: dict, source: str) -> str:
     kind = raw.get("model_type", "moshi")
     if raw.get("tts_config") or kind == "tts":
         raise _refuse(source, NOT_RUN["tts"], "its tts_config" if raw.get("tts_config") else "model_type 'tts'")
-    if raw.get("stt_config") and kind != "stt":
-        raise ConfigError(f"{source}: stt_config belongs to speech-to-text models (model_type 'stt') only")
+    if raw.get("stt_config") and kind != "stt" and kind in RUNS:  # an unknown model_type is said as such below
+        raise ConfigError(
+            f"{source}: stt_config belongs to speech-to-text models only: set model_type to 'stt' "
+            f"(not {show_value(kind)}) or remove stt_config"
+        )
     if raw.get("cross_attention") or kind == "moshivis":
         raise _refuse(
             source,
@@ -65,6 +68,11 @@ def member(raw: dict, source: str) -> str:
 
 def refuse_unknown_keys(unknown: list[str], kind: str, source: str) -> None:
     """A key the reader does not know may change the architecture: refused, never ignored."""
+    if {"seanet", "quantizer"} <= set(unknown):  # mimi_config.json, given for the model's config.json
+        raise ConfigError(
+            f"{source} is the config of Mimi (the audio codec), not a language model's: name the model's own "
+            "config (config.json)"
+        )
     if unknown:
         raise ConfigError(
             f"{source}: unknown keys {unknown}: not a {kind} config this port knows (they may change the model, "

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..audio import FRAME
 from ..audio import MODEL_RATE as RATE
+from ..audio.files import silence_non_finite
 from ..errors import MoshiError
 from ..mlx_thread import start_owner_thread
 from .events import (
@@ -294,19 +295,14 @@ class _Session:
             self._step()
 
     def _finite(self, pcm: np.ndarray) -> np.ndarray:
-        """The one entry of every input (file, microphone, app): NaN or infinite samples become 0, said once.
-
-        Mimi would carry a NaN through its states for its whole context, and the echo canceller for good.
-        """
-        if np.isfinite(pcm).all():
-            return pcm
-        bad = ~np.isfinite(pcm)
-        if not self.non_finite:
+        """The one entry of every input (file, microphone, app): NaN or infinite samples become 0, said once."""
+        pcm, bad = silence_non_finite(pcm)
+        if bad and not self.non_finite:
             self.emit(Notice(NON_FINITE_NOTE))
             if self.recorder is not None:
                 self.recorder.add_event("non_finite_input", self.t)
-        self.non_finite += int(bad.sum())
-        return np.where(bad, np.float32(0.0), pcm).astype(np.float32, copy=False)
+        self.non_finite += bad
+        return pcm
 
     def _skip(self, frames: int) -> None:
         lag_s = (self.pending.size - FRAME) / RATE

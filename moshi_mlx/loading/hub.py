@@ -288,13 +288,17 @@ def _download(repo: str, filename: str, tqdm_class, reason: str | None, needed: 
                 raise CheckpointError(f"downloading {filename} from {repo} failed: {e}") from None
             raise
         why = reason or f"the hub cannot be reached ({type(e).__name__})"
-        files = ", ".join(needed or [filename])
-        raise OfflineError(
-            f"cannot get {files} from {repo}: {why}, and they are not in the Hugging Face cache. "
-            "Connect once to download them (about 4.5 GB for q4).",
-            why,
-            hint=Setting.MODEL_FILES,
-        ) from None
+        raise not_cached(repo, needed or [filename], why) from None
+
+
+def not_cached(repo: str, needed: list[str], why: str) -> OfflineError:
+    """The files of `repo` this run needs cannot be downloaded (`why`), and the cache lacks them."""
+    return OfflineError(
+        f"cannot get {', '.join(needed)} from {repo}: {why}, and they are not in the Hugging Face cache. "
+        "Connect once to download them.",
+        why,
+        hint=Setting.MODEL_FILES,
+    )
 
 
 def resolve_model_files(
@@ -405,13 +409,7 @@ def resolve_model_files(
     elif explicit["moshi"] is None:
         if reason is not None and not any(f in listing for f in MOSHI_FILES.values()):
             want = named or (MOSHI_FILES[quant] if quant_given else MOSHI_FILES[DEFAULT_BITS])
-            needed = [want, mimi_file, tokenizer_file]
-            raise OfflineError(
-                f"cannot get {', '.join(needed)} from {repo}: {reason}, and they are not in the Hugging Face "
-                "cache. Connect once to download them.",
-                reason,
-                hint=Setting.MODEL_FILES,
-            )
+            raise not_cached(repo, [want, mimi_file, tokenizer_file], reason)
         name, q = _pick_moshi(listing, quant, quant_given, repo)
         if before_download is not None and reason is None and _cached(repo, name) is None:
             _check_download(before_download, repo, q, cfg)

@@ -23,7 +23,7 @@ import mlx.core as mx
 import numpy as np
 
 from ..config import LmConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, Setting
 from ..lm import LmState
 from ..lm_gen import LmGen, LmGenState
 from .voices import VoicePrompt
@@ -76,6 +76,14 @@ def check_prompt(cfg: LmConfig, prompt: Prompt) -> None:
             raise ConfigError(f"voice {v.name!r}: its token ring does not fit this model ({cfg.num_codebooks} streams)")
     if v is not None and v.embeddings is None and prompt.voice_codes is None:
         raise ConfigError(f"voice {v.name!r} from audio needs its Mimi codes")
+    calls, voice_calls = _frames(cfg, prompt)
+    frames, context = voice_calls + len(calls), cfg.transformer.context or 0
+    if context and frames > context:  # its start, the voice, would leave the window before the conversation
+        raise ConfigError(
+            f"the voice and role take {frames} frames ({len(prompt.role_tokens)} of them the role's tokens), more "
+            f"than the {context} frames the model attends to: give a shorter role or voice recording",
+            hint=Setting.PERSONA,
+        )
 
 
 def _frames(cfg: LmConfig, prompt: Prompt) -> tuple[list[tuple[int, Sequence[int]]], int]:

@@ -11,6 +11,7 @@ A voice from audio is the recording itself (mono, 24 kHz, loudness-normalized to
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tarfile
@@ -20,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import MODEL_RATE
-from ..audio.files import read_audio
-from ..audio.loudness import normalize_loudness
+from ..audio.files import read_audio, silence_non_finite
+from ..audio.loudness import integrated_loudness, normalize_loudness
 from ..errors import CheckpointError, ConfigError, Setting
 from ..release import DEFAULT_PERSONA_VOICE, DEFAULT_ROLE, PERSONA_VOICES
 from ..weights.torch_pickle import load_torch_file
@@ -63,10 +64,16 @@ def read_voice_preset(path: str | os.PathLike) -> VoicePrompt:
 def voice_from_audio(path: str | os.PathLike) -> VoicePrompt:
     """A voice from a short recording (a few seconds of one speaker), normalized as the reference does."""
     pcm = read_audio(Path(path), MODEL_RATE)
+    _, bad = silence_non_finite(pcm)
+    if bad:
+        raise ConfigError(f"voice {path}: {bad} NaN or infinite samples (a broken file); record the voice again")
     try:
-        audio = normalize_loudness(pcm, MODEL_RATE, VOICE_LUFS)
+        loudness = integrated_loudness(pcm, MODEL_RATE)
     except ValueError as e:
         raise ConfigError(f"voice {path}: {e}; record a few seconds of the voice") from None
+    if not math.isfinite(loudness):  # every 400 ms block below -70 LUFS: there is no voice to take
+        raise ConfigError(f"voice {path} is silent: record a few seconds of the voice")
+    audio = normalize_loudness(pcm, MODEL_RATE, VOICE_LUFS, loudness)
     return VoicePrompt(Path(path).stem, audio=audio.astype(np.float32))
 
 
@@ -115,6 +122,8 @@ def resolve_voice(spec: str, voices: Path | None) -> VoicePrompt:
     """
     path = Path(spec).expanduser()
     is_file = path.suffix.lower() in AUDIO_SUFFIXES or (path.suffix.lower() == ".pt" and len(path.parts) > 1)
+    if is_file and path.is_dir():
+        raise ConfigError(f"voice {spec} is a folder: name a recording of the voice, or a preset", hint=Setting.PERSONA)
     if is_file and not path.is_file():
         raise ConfigError(f"voice {spec}: no such file (a recording of the voice, or a preset)", hint=Setting.PERSONA)
     if path.suffix.lower() in AUDIO_SUFFIXES:
@@ -144,8 +153,9 @@ def resolve_persona(
     """
     if not cfg.is_personaplex:
         if voice is not None or role is not None:
+            kind = "Hibiki" if cfg.model_type == "hibiki" else "Moshi"
             raise ConfigError(
-                "this is a Moshi model, whose voice and role are fixed: a chosen voice or role needs a PersonaPlex "
+                f"this is a {kind} model, whose voice and role are fixed: a chosen voice or role needs a PersonaPlex "
                 "model (model_type 'personaplex', e.g. nvidia/personaplex-7b-v1)",
                 hint=Setting.PERSONA,
             )

@@ -1012,3 +1012,12 @@ def test_memory_advice_names_the_precision_setting(monkeypatch) -> None:
     with pytest.raises(MemoryBudgetError) as e:
         memory.check_download_fits(None)
     assert for_window(e.value).endswith("Nothing was downloaded. Choose 4-bit under Model → Precision.")
+
+
+def test_an_argument_neither_the_app_nor_qt_knows_is_refused() -> None:
+    """`python -m app --rest-settings` (a typo) opened the window, the settings kept: anything argparse did not
+    take went to Qt, which takes its own options (-style, -platform...) and ignores what it does not know."""
+    from support.cli import assert_one_line_error, run_module
+
+    r = run_module("app", "--rest-settings", "-style", "fusion", "extra", timeout=60)
+    assert_one_line_error(r, 2, "unrecognized arguments: --rest-settings extra")

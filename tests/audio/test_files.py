@@ -117,6 +117,14 @@ def test_unreadable_missing_and_empty_files_say_what_to_do(tmp_path: Path) -> No
     sf.write(str(tmp_path / "empty.wav"), np.zeros(0, np.float32), 16_000)
     with pytest.raises(AudioFormatError, match="no samples"):
         read_audio(tmp_path / "empty.wav")
+    with pytest.raises(AudioFormatError, match=r"^standard input is read as /dev/stdin"):  # was "file - does not exist"
+        read_audio("-")
+    (tmp_path / "zero.wav").write_bytes(b"")  # an aborted download or copy: libsndfile said "Format not recognised.."
+    with pytest.raises(AudioFormatError, match=r"^the audio input file \S*zero.wav is empty \(0 bytes\)"):
+        read_audio(tmp_path / "zero.wav")
+    (tmp_path / "text.wav").write_text("not audio")  # the advice converted it onto itself: ffmpeg -i text.wav text.wav
+    with pytest.raises(AudioFormatError, match=r"recognised\. Readable.*`ffmpeg -i text.wav text-converted.wav`"):
+        read_audio(tmp_path / "text.wav")
 
 
 def test_a_long_answer_takes_no_memory(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -71,12 +72,30 @@ def _refused(model: Path, out: Path, capsys, *flags: str) -> str:
         (("--voice", "NATX9"), ("unknown voice 'NATX9'", "NATF2", "--voice")),
         (("--voice", "missing.wav"), ("missing.wav", "no such file")),
         (("--voice", "/nonexistent/NATF2.pt"), ("no such file",)),
+        # these three were taken: a prompt of silence, of NaN (carried through Mimi's states), "no such file"
+        (("--voice", "{tmp}/silence.wav"), ("silence.wav", "silent", "record")),
+        (("--voice", "{tmp}/broken.wav"), ("broken.wav", "NaN or infinite", "record")),
+        (("--voice", "{tmp}/takes.wav"), ("takes.wav", "is a folder")),
     ],
-    ids=["unknown-name", "missing-recording", "missing-preset-file"],
+    ids=["unknown-name", "missing-recording", "missing-preset-file", "silence", "nan", "folder"],
 )
 def test_a_bad_voice_is_refused_before_the_model_loads(model: Path, tmp_path: Path, capsys, flags, needles) -> None:
-    line = _refused(model, tmp_path / "o.wav", capsys, *flags)
+    sf.write(str(tmp_path / "silence.wav"), np.zeros(48_000, np.float32), 24_000)
+    voice = np.sin(np.arange(48_000, dtype=np.float32) / 10) * 0.3
+    voice[1000] = np.nan
+    sf.write(str(tmp_path / "broken.wav"), voice, 24_000, subtype="FLOAT")
+    (tmp_path / "takes.wav").mkdir()
+    line = _refused(model, tmp_path / "o.wav", capsys, *(f.format(tmp=tmp_path) for f in flags))
     assert all(n in line for n in needles), line
+
+
+def test_a_role_longer_than_the_models_context_is_refused(model: Path, tmp_path: Path) -> None:
+    """The prompt (voice, role) is fed before the conversation: one longer than the model attends to pushed its
+    start, the voice, out of the window before anyone spoke, and the run went on as if it were there."""
+    r = _run(model, tmp_path / "o.wav", "--role", "teacher " * 3200)
+    r = dataclasses.replace(r, argv=r.argv[:-1])  # a message without the 25 kB role
+    assert_one_line_error(r, 1, "role", "3000 frames", "shorter")
+    assert not (tmp_path / "o.wav").exists()
 
 
 class _Evil:
@@ -101,6 +120,16 @@ def test_a_malicious_preset_is_refused_in_one_line_and_nothing_runs(model: Path,
 def test_moshi_refuses_a_voice_and_a_role(tmp_path: Path, capsys) -> None:
     line = _refused(E2E, tmp_path / "o.wav", capsys, "--role", "You are a pirate.")
     assert "Moshi model" in line and "PersonaPlex" in line and "--role" in line
+
+
+def test_hibiki_refuses_a_voice_calling_itself_hibiki(tmp_path: Path, capsys) -> None:
+    """It was called "a Moshi model"."""
+    from support.hibiki import CONFIG
+
+    cfg = json.loads(CONFIG.read_text())
+    (tmp_path / "hibiki.json").write_text(json.dumps(cfg))
+    line = _refused(E2E, tmp_path / "o.wav", capsys, "--config", str(tmp_path / "hibiki.json"), "--voice", "NATF2")
+    assert "Hibiki model" in line and "Moshi model" not in line, line
 
 
 def test_quantize_keeps_the_voices_and_the_result_runs_with_a_preset(tmp_path: Path) -> None:

@@ -117,10 +117,47 @@ def test_existing_output_needs_force(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.q4.safetensors", "notes.txt"]
 
 
+def test_a_closed_or_full_standard_output_is_not_blamed_on_out(tmp_path):
+    """`quantize ... | head -1` said "cannot write --out o: Broken pipe (choose another --out)", exit 1; with
+    standard output on a full disk, that --out's disk was full. Nothing is left in --out either way."""
+    import subprocess
+    import sys
+
+    from support.cli import REPO, Ran, assert_one_line_error, cli_env
+
+    argv = (sys.executable, "-m", "quantize", TORCH, "--config", CFG, "--q-bits", "4", "--no-progress")
+    env = cli_env(PYTHONUNBUFFERED="1")  # each line written as printed: the report's fails, during the work
+    out = str(tmp_path / "a")
+    p = subprocess.Popen((*argv, "--out", out), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    assert p.stdout.readline().startswith(b"source:") and p.stdout.readline().startswith(b"config:")
+    p.stdout.close()  # `| head -2`
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 141 and "error" not in err and "Traceback" not in err, err
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            (*argv, "--out", str(tmp_path / "b")), cwd=REPO, env=cli_env(), stdout=full, stderr=subprocess.PIPE
+        )
+    r = Ran(argv, done.returncode, "", done.stderr.decode())
+    assert "--out" not in assert_one_line_error(r, 1, "standard output", "no space left")
+    assert not list(tmp_path.iterdir())
+
+
 def test_output_must_not_replace_the_source(tmp_path, capsys):
     shutil.copyfile(TORCH, tmp_path / "model.safetensors")
     err = error_of(capsys, cli(str(tmp_path), "--config", CFG, "--out", str(tmp_path), "--force"))
     assert "holds the source files" in err
+
+
+def test_output_must_not_replace_the_source_config(tmp_path, capsys):
+    """--force replaced the config the source was read with (--config, or config.json beside it)."""
+    shutil.copyfile(TORCH, tmp_path / "consolidated.safetensors")
+    shutil.copyfile(CFG, tmp_path / "config.json")
+    source = str(tmp_path / "consolidated.safetensors")
+    for given in (["--config", str(tmp_path / "config.json")], []):
+        err = error_of(capsys, cli(source, *given, "--out", str(tmp_path), "--force"))
+        assert "holds the source files" in err
+    assert (tmp_path / "config.json").read_bytes() == CONFIG.read_bytes()
 
 
 @pytest.mark.parametrize("exc", [RuntimeError("disk full"), KeyboardInterrupt()])
@@ -177,6 +214,30 @@ def test_a_stop_just_after_the_staging_folder_is_made_leaves_nothing(tmp_path, m
     assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
     assert main(cli(TORCH, "--config", CFG, "--out", str(tmp_path / "new"))) == 130
     assert not (tmp_path / "new").exists()  # created by this run, and removed again
+
+
+def test_a_stop_while_the_files_move_into_place_leaves_them_whole(tmp_path, monkeypatch, capsys):
+    """A real SIGINT between two of the final renames: the files were verified, and --out held the float file
+    without the config.json that names it (or, with --force, a mix of new and old files). The move finishes;
+    the stop changes nothing, as one after the exit status is decided."""
+    import signal
+
+    from quantize import convert
+
+    real = convert.os.replace
+    moved = []
+
+    def replace_then_ctrl_c(src, dst):
+        real(src, dst)
+        moved.append(dst)
+        if len(moved) == 1:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(convert.os, "replace", replace_then_ctrl_c)
+    out = tmp_path / "o"
+    assert main(cli(TORCH, "--config", CFG, "--out", str(out), "--q-bits", "4")) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.q4.safetensors"]
+    assert len(moved) == 2
 
 
 def test_failed_verification_leaves_nothing(tmp_path, monkeypatch, capsys):

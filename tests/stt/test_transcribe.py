@@ -62,6 +62,21 @@ def test_several_files_become_subtitles_in_a_folder_and_text_on_stdout(repo, wav
     assert r.code == 0 and r.out.startswith("WEBVTT\n\n00:00:0") and r.err.strip() == "loading the model...", r.why()
 
 
+def test_nan_samples_in_a_file_are_transcribed_as_silence_and_said(repo, wav, tmp_path):
+    """A broken file's NaN samples went into Mimi, which carried them through its states: a silent wrong
+    transcript. They are silenced, as `run` does, and said once."""
+    pcm = sf.read(wav, dtype="float32")[0]
+    pcm[4000:6000] = np.nan
+    pcm[9000] = np.inf
+    sf.write(tmp_path / "broken.wav", pcm, 24_000, subtype="FLOAT")
+    r = run_module("moshi_mlx.transcribe", tmp_path / "broken.wav", "--hf-repo", repo, "--format", "json")
+    assert r.code == 0, r.why()
+    notes = [ln for ln in r.err.splitlines() if "NaN or infinite" in ln]
+    assert len(notes) == 1 and "broken.wav" in notes[0] and "2001" in notes[0], r.why()
+    words = [[w["word"], w["start"], w["end"]] for w in json.loads(r.out)["words"]]
+    assert words == library_words(repo, np.nan_to_num(pcm, nan=0.0, posinf=0.0))
+
+
 @pytest.mark.parametrize(
     "args,code,words",
     [
@@ -70,14 +85,59 @@ def test_several_files_become_subtitles_in_a_folder_and_text_on_stdout(repo, wav
         (["{wav}", "--output", "{wav}"], 2, ["same file"]),
         (["{wav}", "--mic"], 2, ["--mic"]),
         ([], 2, ["name the audio FILEs"]),
+        (["{wav}", "-o", "a" * 300 + ".txt"], 2, ["--output", "too long"]),  # was an OSError traceback
+        (["--mic", "--format", "json"], 2, ["--format", "FILEs"]),  # the format was silently ignored
+        (["--list-devices", "{wav}"], 2, ["--list-devices", "FILE"]),  # the files were silently ignored
+        (["{wav}", "-o", "{repo}/config.json"], 2, ["same file as", "--hf-repo"]),  # it replaced the model's config
     ],
-    ids=["missing-file", "moshi-model", "output-is-input", "mic-and-file", "nothing"],
+    ids=[
+        "missing-file",
+        "moshi-model",
+        "output-is-input",
+        "mic-and-file",
+        "nothing",
+        "name-too-long",
+        "mic-format",
+        "list-devices-and-file",
+        "output-over-the-models-config",
+    ],
 )
 def test_bad_input_is_one_line_and_exit_2(repo, wav, args, code, words):
-    argv = [a.format(wav=wav) for a in args]
+    argv = [a.format(wav=wav, repo=repo) for a in args]
     if "--hf-repo" not in argv and argv:
         argv += ["--hf-repo", str(repo)]
     assert_one_line_error(run_module("moshi_mlx.transcribe", *argv), code, *words)
+
+
+def test_an_output_ending_in_a_slash_is_a_folder(wav, tmp_path):
+    """`-o subs/` with one FILE wrote a file named subs; it is the folder, created, as with several FILEs."""
+    from moshi_mlx.transcribe import _check_args, build_parser, output_paths
+
+    p = build_parser()
+    args = p.parse_args([str(wav), "-o", f"{tmp_path / 'subs'}/", "--format", "srt"])
+    _check_args(p, args)
+    assert output_paths(args) == [tmp_path / "subs" / "talk.srt"]
+
+
+def test_a_transcript_name_too_long_is_refused_before_the_model_loads(repo, wav, tmp_path):
+    """A 251-character FILE name is fine, its .json transcript's name (256 bytes) is not: an OSError traceback
+    when the --output folder existed, a failure after the work when not."""
+    (tmp_path / "out").mkdir()
+    long = tmp_path / ("c" * 251 + ".wav")
+    long.write_bytes(wav.read_bytes())
+    r = run_module("moshi_mlx.transcribe", long, wav, "--hf-repo", repo, "--format", "json", "-o", tmp_path / "out")
+    assert_one_line_error(r, 2, "--output", "too long")
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_no_sound_card_advice_is_transcribes_own(capsys):
+    """`transcribe --list-devices` on a machine without sound card advised run's `--input FILE --output FILE`."""
+    from moshi_mlx.audio.fake import FakeStreamFactory
+    from moshi_mlx.transcribe import main
+
+    assert main(["--list-devices"], audio_backend=FakeStreamFactory(devices=[])) == 0
+    out = capsys.readouterr().out
+    assert "no audio device found" in out and "--input" not in out and "FILEs" in out, out
 
 
 MIC_ONLY = [
