@@ -10,6 +10,7 @@ MLX) over MoshiPipeline (the model), AudioIO / FileAudioPort (sound) and Recorde
 from __future__ import annotations
 
 import argparse
+import sys
 from functools import partial
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
@@ -377,10 +378,12 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
         _check_paths(args)  # before minutes of loading and work
         check_temp_folder()
         if args.input is not None:
-            from .audio.files import read_audio
+            from .audio.files import fit_full_scale, past_full_scale_note, read_audio
             from .dialog.file_mode import run_file
 
-            pcm = read_audio(args.input)  # a bad file fails now, before minutes of loading
+            pcm, peak = fit_full_scale(read_audio(args.input))  # a bad file fails now, before minutes of loading
+            if peak:
+                print(past_full_scale_note(args.input, peak), file=sys.stderr)
             files = _resolve(args)
             user_files = _resolve_user_model(args, files)
             persona = _persona(args, files)

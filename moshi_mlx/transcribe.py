@@ -287,13 +287,17 @@ def run_mic(args: argparse.Namespace, audio, files) -> int:
 
 
 def _read(path: str) -> np.ndarray:
-    """An input FILE at the model's rate; NaN or infinite samples (a broken file) silenced, and said."""
-    from .audio.files import read_audio, silence_non_finite
+    """An input FILE at the model's rate; NaN or infinite samples (a broken file) silenced, a file far past full
+    scale scaled down, each said."""
+    from .audio.files import fit_full_scale, past_full_scale_note, read_audio, silence_non_finite
 
     pcm, bad = silence_non_finite(read_audio(path))
     if bad:
         note = f"note: {path} holds {bad} NaN or infinite samples (a broken file): transcribed as silence"
         print(note, file=sys.stderr)
+    pcm, peak = fit_full_scale(pcm)
+    if peak:
+        print(past_full_scale_note(path, peak), file=sys.stderr)
     return pcm
 
 

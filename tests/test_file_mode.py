@@ -342,3 +342,23 @@ def test_the_op_by_op_step_writes_the_same_answer_as_the_compiled_one(tmp_path: 
     assert a.size > 24_000 and np.abs(a).max() > 0
     np.testing.assert_array_equal(a, b)
     assert ta == tb
+
+
+def test_a_float_input_past_full_scale_is_scaled_to_fit_and_said(tmp_path: Path) -> None:
+    """A float WAV written at 16-bit scale (peaks of ~30000) went into Mimi as it was: Moshi heard noise and
+    nothing said so. It is scaled down by its peak, said once, and answered as the same file at full scale."""
+    tone = _tone(1.5)
+    peak = float(np.abs(tone).max())
+    sf.write(str(tmp_path / "loud.wav"), tone * np.float32(32767.0 / peak), 24_000, subtype="FLOAT")
+    sf.write(str(tmp_path / "fit.wav"), tone / np.float32(peak), 24_000, subtype="FLOAT")
+    answers = []
+    for name in ("loud", "fit"):
+        out = tmp_path / f"{name}-answer.wav"
+        r = run_module(
+            "moshi_mlx.run", *("--hf-repo", E2E, "--input", tmp_path / f"{name}.wav", "--output", out, "--seed", "5")
+        )
+        assert r.code == 0, r.why()
+        notes = [ln for ln in r.err.splitlines() if "full scale" in ln]
+        assert len(notes) == (name == "loud") and all("loud.wav" in n and "32767" in n for n in notes), r.why()
+        answers.append(sf.read(str(out))[0])
+    np.testing.assert_allclose(answers[0], answers[1], atol=1e-4)

@@ -35,6 +35,28 @@ def silence_non_finite(pcm: np.ndarray) -> tuple[np.ndarray, int]:
     return np.where(bad, np.float32(0.0), pcm).astype(np.float32, copy=False), count
 
 
+PAST_FULL_SCALE = 2.0  # a peak above this is no resampling overshoot: the file was written at another scale
+
+
+def fit_full_scale(pcm: np.ndarray) -> tuple[np.ndarray, float]:
+    """`pcm` divided by its peak where that is far past full scale (a float file written at 16-bit scale, peaks
+    of ~30000: Mimi would hear noise), and that peak; (pcm, 0.0) where it is within. NaN and infinite samples
+    are left for `silence_non_finite`."""
+    finite = np.abs(pcm[np.isfinite(pcm)])
+    peak = float(finite.max()) if finite.size else 0.0
+    if peak <= PAST_FULL_SCALE:
+        return pcm, 0.0
+    return (pcm / np.float32(peak)).astype(np.float32), peak
+
+
+def past_full_scale_note(source: str | Path, peak: float) -> str:
+    """What a front end says when `fit_full_scale` scaled an input down."""
+    return (
+        f"note: {source} goes far past full scale (peak {peak:.0f}; a float file written at another scale?): "
+        "scaled down by its peak"
+    )
+
+
 def resample(pcm: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """Whole-signal band-limited resampling (soxr, high quality). [T] -> [T * to / from]."""
     if from_rate == to_rate:

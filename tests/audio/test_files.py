@@ -146,3 +146,18 @@ def test_a_long_answer_takes_no_memory(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert peak < 2e6, f"{peak / 1e6:.0f} MB"
     assert sf.info(str(tmp_path / "a.wav")).frames == pcm.size
+
+
+def test_only_a_peak_far_past_full_scale_is_scaled_down():
+    """A resampled full-scale file overshoots a little and is left alone; a float file at 16-bit scale is
+    divided by its peak; NaN or infinite samples are left for silence_non_finite."""
+    from moshi_mlx.audio.files import fit_full_scale
+
+    overshoot = np.array([0.5, -1.05, 0.2], np.float32)
+    same, peak = fit_full_scale(overshoot)
+    assert same is overshoot and peak == 0.0
+    loud = np.array([16000.0, -32000.0, np.nan, np.inf], np.float32)
+    scaled, peak = fit_full_scale(loud)
+    assert peak == 32000.0 and scaled.dtype == np.float32
+    np.testing.assert_array_equal(scaled[:2], [0.5, -1.0])
+    assert np.isnan(scaled[2]) and np.isinf(scaled[3])

@@ -77,6 +77,20 @@ def test_nan_samples_in_a_file_are_transcribed_as_silence_and_said(repo, wav, tm
     assert words == library_words(repo, np.nan_to_num(pcm, nan=0.0, posinf=0.0))
 
 
+def test_a_float_file_past_full_scale_is_scaled_to_fit_and_said(repo, wav, tmp_path):
+    """A float WAV written at 16-bit scale (peaks of ~30000, as some tools do) went into Mimi as it was: a
+    silent wrong transcript. It is scaled down by its peak, and said once."""
+    pcm = sf.read(wav, dtype="float32")[0]
+    peak = float(np.abs(pcm).max())
+    sf.write(tmp_path / "loud.wav", pcm * np.float32(32767.0 / peak), 24_000, subtype="FLOAT")
+    r = run_module("moshi_mlx.transcribe", tmp_path / "loud.wav", "--hf-repo", repo, "--format", "json")
+    assert r.code == 0, r.why()
+    notes = [ln for ln in r.err.splitlines() if "full scale" in ln]
+    assert len(notes) == 1 and "loud.wav" in notes[0] and "32767" in notes[0], r.why()
+    words = [[w["word"], w["start"], w["end"]] for w in json.loads(r.out)["words"]]
+    assert words == library_words(repo, pcm / np.float32(peak))
+
+
 @pytest.mark.parametrize(
     "args,code,words",
     [
