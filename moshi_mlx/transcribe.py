@@ -200,7 +200,7 @@ def run_files(args: argparse.Namespace, files, inputs: list[tuple[str, np.ndarra
     job = _Job(files, inputs, args.format)
     start_owner_thread(job.run, "transcribe", stop=lambda: job.stop.set() or True)
     print("loading the model...", file=sys.stderr, flush=True)
-    bar, started, failed = None, False, False
+    bar, failed = None, False
     try:
         while True:
             ev = job.events.get()
@@ -211,7 +211,6 @@ def run_files(args: argparse.Namespace, files, inputs: list[tuple[str, np.ndarra
                 for note in ev[1]:
                     print(f"note: {note}", file=sys.stderr)
             elif kind == "file":
-                started = True
                 if bar is not None:
                     bar.close()
                 desc = Path(inputs[ev[1]][0]).name
@@ -240,7 +239,7 @@ def run_files(args: argparse.Namespace, files, inputs: list[tuple[str, np.ndarra
                     bar.close()
                     bar = None
                 print_error(ev[1])
-                return 1 if started else 2  # a model that would not load is bad input, refused before work
+                return 1  # the work failed: loading the model is work, as in run (a damaged file found there)
     except KeyboardInterrupt:
         job.stop.set()
         if bar is not None:

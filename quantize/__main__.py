@@ -172,7 +172,8 @@ def execute(job: Plan, report_steps: int = 32, progress: bool = True, echo: Call
         reference = None
         if all(o.recipe is not None for o in staged.outputs):
             reference = (job.source.weights, job.cfg, job.dtype)
-        reports.extend(verify_and_report(staged.folder, staged.config, staged.outputs, reference, report_steps))
+        named = (job.out, job.source.description)
+        reports.extend(verify_and_report(staged.folder, staged.config, staged.outputs, reference, report_steps, named))
         echo(format_report(reports, report_steps))
 
     try:

@@ -147,12 +147,19 @@ def _free() -> None:
 
 
 def verify_and_report(
-    folder: Path, config: Path, outputs, reference: tuple[Path, LmConfig, mx.Dtype] | None, steps: int = 32
+    folder: Path,
+    config: Path,
+    outputs,
+    reference: tuple[Path, LmConfig, mx.Dtype] | None,
+    steps: int = 32,
+    named: tuple[Path, str] | None = None,
 ) -> list[FileReport]:
     """Load every output file from `folder`, step it, and (steps > 0) measure its agreement.
 
     Args:
         outputs: the `recipes.Output`s written; a float one is the reference.
+        named: (the folder the files go to, the source's description): what an error names a file by, when
+            `folder` is a staging folder the user never sees (default: its path in `folder`).
         reference: (weights, config, dtype) to load as the float reference when no float file was written.
         steps: length of the teacher-forced code sequence (0: verification only).
     """
@@ -182,7 +189,7 @@ def verify_and_report(
         except MemoryBudgetError as e:
             reports.append(FileReport(o.file_name, o.label, size, False, None, f"not verified here: {e}"))
             continue
-        step_check(lm, str(path))
+        step_check(lm, str(path) if named is None else f"{named[0] / o.file_name} (converted from {named[1]})")
         got = None
         if ref_logits is not None and codes is not None and o.recipe is not None:
             lm.set_compute_dtype(mx.float32)

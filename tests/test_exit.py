@@ -306,6 +306,17 @@ def test_a_stop_signal_keeps_the_conversations_not_saved(start, tmp_path, sig, c
         assert w.getnframes() > 0
 
 
+def test_ctrl_c_stops_a_benchmark_and_says_so(start):
+    """`python -m moshi_mlx.bench` stopped by Ctrl-C exited 130 saying nothing, where run, transcribe and
+    quantize say "stopped": a Ctrl-C that main() does not handle is said by run_cli for every front end."""
+    p = start("-m", "moshi_mlx.bench", "loop", "--seconds", "60", "--compute-ms", "0", PYTHONUNBUFFERED="1")
+    assert p.stdout is not None and p.stdout.readline().startswith("rates"), finished(p).why()
+    p.send_signal(signal.SIGINT)
+    r = finished(p)
+    assert_clean_exit(r, 130)
+    assert r.err.strip().endswith("stopped"), r.why()
+
+
 def test_ctrl_c_while_a_program_starts_is_no_traceback():
     """What `python -m` imports before main() runs is outside every handler: a Ctrl-C there printed a
     KeyboardInterrupt traceback (0.3 s of numpy and MLX imports, longer on a busy machine). Those imports now

@@ -161,6 +161,14 @@ CASES = [
         after=nothing_leaked,
     ),
     Case(
+        "run: tokenizer_name empty",  # was "points outside the model folder"
+        RUN,
+        _wav_out("--hf-repo", "{tmp}/model"),
+        2,
+        ("tokenizer_name", "is empty"),
+        prep=lambda t: e2e_copy(t, tokenizer_name=""),
+    ),
+    Case(
         "run: mimi_config_name ../",
         RUN,
         _wav_out("--hf-repo", "{tmp}/model"),

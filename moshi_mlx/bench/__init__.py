@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ..cli.args import CliParser
 from ..errors import MoshiError
 
-if TYPE_CHECKING:  # MLX is imported inside main(): a Ctrl-C while it loads stops the program quietly
+if TYPE_CHECKING:  # MLX is imported inside main(): a Ctrl-C while it loads stops the program (run_cli)
     import mlx.core as mx
 
 # subcommand -> (module, one-line help)

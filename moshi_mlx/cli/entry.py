@@ -15,7 +15,7 @@ from ..cpu.blas import maybe_reexec
 from ..mlx_thread import exit_process
 from ..outputs import write_failure
 from .args import print_error
-from .signals import Interrupted, exit_code, stop_came, stop_on_signals, stopped
+from .signals import Interrupted, stop_came, stop_on_signals, stopped
 
 SIGPIPE_EXIT = 128 + 13  # what a shell reports for a program its pipe's reader stopped
 
@@ -32,8 +32,8 @@ def run_cli(main: Callable[[], int]) -> NoReturn:
         with stop_on_signals():
             code = main()
             sys.stdout.flush()  # what is still buffered fails here, not in the interpreter's exit
-    except KeyboardInterrupt as e:  # one that main() did not handle (while importing, say)
-        code = exit_code(e)
+    except KeyboardInterrupt as e:  # one that main() did not handle (a benchmark's, or while importing)
+        code = stopped(e)
     except BrokenPipeError:  # the reader of our output went away (`... | head`): end quietly, as on SIGPIPE
         _drop_stdout()
         code = SIGPIPE_EXIT

@@ -100,6 +100,11 @@ def climbs_out(name: str) -> bool:
 
 
 def _outside(name: str, key: str | None, where: str, container: str = "model folder") -> CheckpointError:
+    if not name:  # what climbs_out also refuses, but it leaves nothing: say so
+        return CheckpointError(
+            f"{where}: {key or 'a file name'} is empty; name a file in the {container}, or leave the key out "
+            "for the usual file."
+        )
     named = f"{key} {name!r}" if key else repr(name)
     return CheckpointError(
         f"{where}: {named} points outside the {container}; only files inside it are read (a model may come from "

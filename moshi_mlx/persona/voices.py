@@ -115,7 +115,8 @@ def preset_names(folder: Path | None) -> list[str]:
 
 
 def resolve_voice(spec: str, voices: Path | None) -> VoicePrompt:
-    """`--voice`: a preset name (NATF2, or NATF2.pt as the reference writes it), a .pt file, or an audio file.
+    """`--voice`: a preset name (NATF2, or NATF2.pt as the reference writes it; natf2 when only one preset is
+    named so in any case), a .pt file, or an audio file.
 
     Raises:
         ConfigError: an unknown name or a missing file, naming what exists.
@@ -131,8 +132,11 @@ def resolve_voice(spec: str, voices: Path | None) -> VoicePrompt:
     if path.suffix.lower() == ".pt" and path.is_file():
         return read_voice_preset(path)
     name = path.stem if path.suffix.lower() == ".pt" else spec
-    if voices is not None and (voices / f"{name}.pt").is_file():
-        return read_voice_preset(voices / f"{name}.pt")
+    if voices is not None and voices.is_dir():  # the name as written, else the one preset it is in any case
+        names = preset_names(voices)
+        same = [n for n in names if n == name] or [n for n in names if n.lower() == name.lower()]
+        if len(same) == 1:
+            return read_voice_preset(voices / f"{same[0]}.pt")
     known = ", ".join(preset_names(voices))
     where = f" in {voices}" if voices is not None else " (this model has no voice presets)"
     raise ConfigError(

@@ -89,6 +89,23 @@ def test_a_bad_voice_is_refused_before_the_model_loads(model: Path, tmp_path: Pa
     assert all(n in line for n in needles), line
 
 
+def test_a_preset_name_is_taken_in_any_case_when_only_one_matches(tmp_path: Path) -> None:
+    """`--voice natf2` was an unknown voice where the model ships NATF2: a name in another case is that preset
+    when it matches one; when it matches several (natf2.pt beside NATF2.pt), it is refused naming them."""
+    from moshi_mlx.errors import ConfigError
+    from moshi_mlx.persona.voices import resolve_voice
+
+    folder = personaplex_folder(tmp_path / "plex") / "voices"
+    exact = resolve_voice("NATF2", folder)
+    for spec in ("natf2", "Natf2.pt"):
+        got = resolve_voice(spec, folder)
+        assert got.name == "NATF2" and got.embeddings is not None and exact.embeddings is not None
+        assert np.array_equal(got.embeddings, exact.embeddings)
+    (folder / "natf2.pt").write_bytes((folder / "NATF2.pt").read_bytes())
+    with pytest.raises(ConfigError, match="unknown voice 'Natf2'.*NATF2, natf2"):
+        resolve_voice("Natf2", folder)
+
+
 def test_a_role_longer_than_the_models_context_is_refused(model: Path, tmp_path: Path) -> None:
     """The prompt (voice, role) is fed before the conversation: one longer than the model attends to pushed its
     start, the voice, out of the window before anyone spoke, and the run went on as if it were there."""

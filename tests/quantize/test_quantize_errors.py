@@ -252,6 +252,19 @@ def test_failed_verification_leaves_nothing(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_nan_weights_are_named_by_the_source_and_out_not_the_staging_folder(tmp_path, capsys):
+    """A checkpoint with NaN weights converts to a model that does not run sanely: the error named the file in
+    the staging folder, gone by the time the user reads it. It names --out's file and the source."""
+    w = dict(mx.load(TORCH))
+    w["text_linear.weight"] = mx.full(w["text_linear.weight"].shape, float("nan"), mx.bfloat16)
+    src = tmp_path / "model.safetensors"
+    mx.save_safetensors(str(src), w)
+    out = tmp_path / "o"
+    err = error_of(capsys, cli(str(src), "--config", CFG, "--out", str(out), "--q-bits", "8"), code=1)
+    assert "does not run sanely" in err and str(out / "model.q8.safetensors") in err and str(src) in err, err
+    assert ".partial" not in err and not out.exists(), err
+
+
 def test_writer_refuses_what_was_not_planned(tmp_path):
     path = tmp_path / "x.safetensors"
     w = writer.StreamingSafetensors(path, [writer.Entry("a", mx.float32, (2,))])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _thread
 import json
+import shutil
 import threading
 import time
 
@@ -121,6 +122,16 @@ def test_bad_input_is_one_line_and_exit_2(repo, wav, args, code, words):
     if "--hf-repo" not in argv and argv:
         argv += ["--hf-repo", str(repo)]
     assert_one_line_error(run_module("moshi_mlx.transcribe", *argv), code, *words)
+
+
+def test_a_damaged_model_found_while_loading_is_a_failure_exit_1_as_in_run(repo, wav, tmp_path):
+    """Truncated weights are found while the model loads, the work begun: `run` exits 1 (test_exit.py), the
+    README's "1 when the work failed"; transcribe exited 2, as if refused before any work."""
+    broken = tmp_path / "broken"
+    shutil.copytree(repo, broken)
+    data = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[:-1000])
+    assert_one_line_error(run_module("moshi_mlx.transcribe", wav, "--hf-repo", broken), 1, "truncated")
 
 
 def test_an_output_ending_in_a_slash_is_a_folder(wav, tmp_path):
