@@ -34,5 +34,5 @@ def sample(logits: mx.array, temp: float, top_k: int, key: mx.array | None) -> m
         return mx.argmax(scaled + mx.random.gumbel(scaled.shape, key=key), axis=-1).astype(mx.int32)
     idx = mx.argpartition(scaled, kth=vocab - top_k, axis=-1)[..., vocab - top_k :]  # [B, k], unordered
     best = mx.take_along_axis(scaled, idx, axis=-1)
-    choice = mx.argmax(best + mx.random.gumbel(best.shape, key=key), axis=-1)
-    return mx.take_along_axis(idx, choice[..., None], axis=-1)[..., 0].astype(mx.int32)
+    choice = mx.argmax(best + mx.random.gumbel(best.shape, key=key), axis=-1, keepdims=True)  # [B, 1]
+    return mx.take_along_axis(idx, choice, axis=-1)[..., 0].astype(mx.int32)

@@ -206,6 +206,8 @@ class Attention(nn.Module):
             q, k = mx.split(apply_rope(qk, rope), 2, axis=1)  # queries and keys rotated in one go
         scale = 1.0 / math.sqrt(self.head_dim)
         if isinstance(cache, FrameKVCache):  # every key it holds is visible: no mask
+            if cache.keys is None:  # the first step attends to its own key alone: softmax 1.0, the output is v
+                return _rows(v.astype(x.dtype)), cache.update(k, v)
             cache = cache.update(k, v)
             assert cache.keys is not None and cache.values is not None
             k, v = cache.keys, cache.values

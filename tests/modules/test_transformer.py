@@ -122,6 +122,8 @@ def test_a_frame_cache_streams_as_the_ring_within_its_context():
         want, ring = model.step(x[:, i : i + 1], ring)
         got, frame = model.step(x[:, i : i + 1], frame)
         assert_close(got, want, atol=1e-6, what=f"step {i}")
+        if i == 0:  # its own key alone: the values as they are, no attention computed (exactly the ring's)
+            np.testing.assert_array_equal(np.array(got), np.array(want))
     assert frame.offset == x.shape[1] and frame.caches[0].keys.shape[2] == x.shape[1]
     with pytest.raises(ValueError, match="one step at a time"):
         model.step(x[:, :2], model.init_state(frame=True))
