@@ -182,10 +182,6 @@ class FrameKVCache(NamedTuple):
     values: mx.array | None
     offset: int
 
-    @property
-    def capacity(self) -> int:
-        return self.offset
-
     def mask(self, t: int) -> None:
         """No mask: a one-step query sees every key stored so far, its own included."""
         if t != 1:
