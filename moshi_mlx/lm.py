@@ -144,11 +144,11 @@ class Lm(nn.Module):
     def set_dtype(self, dtype: mx.Dtype, *args, **kwargs) -> None:
         """nn.Module.set_dtype; the activations follow the cast parameters (a chosen compute dtype is dropped);
         stacked embeddings are stacked again in the new dtype."""
-        stacked, self._stacked = self._stacked, None
+        restack = self._stacked is not None
+        self._stacked = None  # the old dtype's table goes before the cast makes the new one
         super().set_dtype(dtype, *args, **kwargs)
         self._compute_dtype = None
-        if stacked is not None:
-            del stacked
+        if restack:
             self.stack_embeddings()
 
     @property
