@@ -110,14 +110,18 @@ class LayerScale(nn.Module):
 class RotaryTable(NamedTuple):
     """A chunk's rotation as two per-element factors of x [..., T, D] (interleaved pairs (x0, x1), ...):
     rotated = x * cos + swap(x) * sin, where swap exchanges each pair's two members and `sin` carries the
-    sign (-sin on a pair's first member, +sin on its second)."""
+    sign (-sin on a pair's first member, +sin on its second).
 
-    cos: mx.array  # [T, D] float32: each pair's cosine, twice
-    sin: mx.array  # [T, D] float32: -sin, +sin
+    A table over heads ([3H, T, D], `rope_table(heads=H)`) rotates a step's q, k and v heads at once: the
+    factors of v's heads are 1 and 0, which leave every finite value as it is (v * 1 + swap(v) * 0 = v)."""
+
+    cos: mx.array  # [T, D] (or [3H, T, D]) float32: each pair's cosine, twice
+    sin: mx.array  # the same shape: -sin, +sin
 
 
-def rope_table(offset: int, steps: int, head_dim: int, max_period: float) -> RotaryTable:
-    """Rotation angles exactly as the reference forms them (float32 freqs times float32 positions).
+def rope_table(offset: int, steps: int, head_dim: int, max_period: float, heads: int | None = None) -> RotaryTable:
+    """Rotation angles exactly as the reference forms them (float32 freqs times float32 positions);
+    `heads`: a table over the q, k and v heads of that many heads each (see `RotaryTable`).
 
     The cosine and sine are taken on the host in float64 and rounded: MLX's float32 cos/sin drift from
     the correctly rounded values by up to ~1e-4 at position 3000, enough to flip close greedy choices.
@@ -127,9 +131,11 @@ def rope_table(offset: int, steps: int, head_dim: int, max_period: float) -> Rot
     ts = np.float32(offset) + np.arange(steps, dtype=np.float32)
     angles = (ts[:, None] * freqs[None, :]).astype(np.float64)
     cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
-    return RotaryTable(
-        mx.array(np.repeat(cos, 2, axis=-1)), mx.array(np.stack([-sin, sin], axis=-1).reshape(steps, -1))
-    )
+    cos, sin = np.repeat(cos, 2, axis=-1), np.stack([-sin, sin], axis=-1).reshape(steps, -1)
+    if heads is not None:  # q's and k's heads rotate; v's are left as they are
+        cos = np.concatenate([np.broadcast_to(cos, (2 * heads, *cos.shape)), np.ones((heads, *cos.shape), np.float32)])
+        sin = np.concatenate([np.broadcast_to(sin, (2 * heads, *sin.shape)), np.zeros((heads, *sin.shape), np.float32)])
+    return RotaryTable(mx.array(cos), mx.array(sin))
 
 
 def _pair_swap(shape: tuple[int, ...]) -> mx.array:
@@ -201,6 +207,8 @@ class Attention(nn.Module):
             qkv = qkv.reshape(b, t, 3 * h, self.head_dim).transpose(0, 2, 1, 3)
         if rope is None:
             q, k, v = mx.split(qkv, 3, axis=1)
+        elif rope.cos.ndim == 3:  # a table over the q, k and v heads: one rotation, one split
+            q, k, v = mx.split(apply_rope(qkv, rope), 3, axis=1)
         else:
             qk, v = mx.split(qkv, [2 * h], axis=1)
             q, k = mx.split(apply_rope(qk, rope), 2, axis=1)  # queries and keys rotated in one go
@@ -331,10 +339,12 @@ class Transformer(nn.Module):
         )
 
     def rope(self, offset: int, steps: int) -> RotaryTable | None:
-        """The rotation table of positions offset .. offset + steps - 1 (None without RoPE)."""
+        """The rotation table of positions offset .. offset + steps - 1 (None without RoPE); for one step, a
+        table over the heads of q, k and v (one rotation and one split per layer, see `RotaryTable`)."""
         if self.cfg.positional_embedding != "rope":
             return None
-        return rope_table(offset, steps, self.cfg.head_dim, self.cfg.max_period)
+        heads = self.cfg.num_heads if steps == 1 else None
+        return rope_table(offset, steps, self.cfg.head_dim, self.cfg.max_period, heads)
 
     def __call__(self, x: mx.array) -> mx.array:
         """Batch mode: x [B, T, D] at positions 0..T-1 -> [B, T, D] in x's dtype."""

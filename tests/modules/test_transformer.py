@@ -193,6 +193,29 @@ def test_rope_rotates_interleaved_pairs_as_the_reference_computes_them():
     np.testing.assert_array_equal(np.array(apply_rope(mx.array(x), table)), expected)
 
 
+def test_a_table_over_heads_rotates_q_and_k_and_leaves_v_as_it_is():
+    """A one-step table over the q, k and v heads (one rotation and one split per layer) gives q and k bit
+    for bit as the per-position table does, and v untouched; a streaming step with it (what `rope` makes
+    for one step) equals the step with the per-position table, bit for bit."""
+    rng = np.random.default_rng(1)
+    heads, dim = 3, 8
+    x = mx.array(rng.standard_normal((2, 3 * heads, 1, dim)).astype(np.float32))
+    over_heads, per_position = rope_table(41, 1, dim, 10_000.0, heads), rope_table(41, 1, dim, 10_000.0)
+    assert over_heads.cos.shape == (3 * heads, 1, dim)
+    rotated = np.array(apply_rope(x, over_heads))
+    np.testing.assert_array_equal(rotated[:, : 2 * heads], np.array(apply_rope(x[:, : 2 * heads], per_position)))
+    np.testing.assert_array_equal(rotated[:, 2 * heads :], np.array(x[:, 2 * heads :]))
+
+    model, t, _ = load_case("lm_like")
+    assert model.rope(5, 1).cos.ndim == 3 and model.rope(5, 2).cos.ndim == 2  # one step: over the heads
+    state = model.init_state()
+    for i in range(6):
+        x_i = t["x"][:, i : i + 1]
+        want, _ = model.step(x_i, state, rope_table(i, 1, model.cfg.head_dim, model.cfg.max_period))
+        got, state = model.step(x_i, state)
+        np.testing.assert_array_equal(np.array(got), np.array(want))
+
+
 def test_projected_transformer_projections():
     cfg = TransformerConfig(d_model=16, num_heads=2, num_layers=1, dim_feedforward=32, context=4)
     pt = ProjectedTransformer(cfg, input_dim=8, output_dims=(16, 12))
