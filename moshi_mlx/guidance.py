@@ -113,10 +113,10 @@ class _GuidedDepformer:
         return self.owner.lm.depformer.init_state(batch, dtype)
 
     def step(
-        self, k: int, context: mx.array, prev_token: mx.array, state: TransformerState
+        self, k: int, context: mx.array, prev_token: mx.array, state: TransformerState, sampled: bool = False
     ) -> tuple[mx.array, TransformerState]:
         """(Guided logits [B, card] of codebook k, the next state); `context` has both rows, `prev_token` one
-        per conversation (fed to both)."""
+        per conversation (fed to both); `sampled` as `Depformer.step`."""
         o = self.owner
-        logits, state = o.lm.depformer.step(k, context, o.double(prev_token), state)
+        logits, state = o.lm.depformer.step(k, context, o.double(prev_token), state, sampled)
         return o.guide(logits), state

@@ -22,7 +22,7 @@ from .dtypes import FLOATS
 from .modules.conditioner import ConditionProvider
 from .modules.embedding import ScaledEmbedding, StackedRows, mask_zero_tokens, zero_tokens
 from .modules.kv_cache import Offset, RingKVCache
-from .modules.transformer import RotaryTable, Transformer, TransformerState, make_norm
+from .modules.transformer import RotaryTable, Transformer, TransformerState, add_projection, make_norm
 
 
 def check_kv_bits(bits: int | None) -> None:
@@ -82,7 +82,7 @@ class Depformer(nn.Module):
         return self.slices[0].transformer.init_state(batch, dtype, frame=True)
 
     def step(
-        self, k: int, context: mx.array, prev_token: mx.array, state: TransformerState
+        self, k: int, context: mx.array, prev_token: mx.array, state: TransformerState, sampled: bool = False
     ) -> tuple[mx.array, TransformerState]:
         """(Logits [B, card] of codebook k, the state for codebook k + 1).
 
@@ -90,10 +90,16 @@ class Depformer(nn.Module):
             k: slice (codebook) index; steps must come in order 0..dep_q-1 over one state.
             context: [B, 1, dim] normed temporal transformer output of this frame.
             prev_token: [B] int, the text token (k = 0) or the audio token of codebook k - 1.
+            sampled: `prev_token` was just drawn, so it is never the "no input" id (-1): its embedding row
+                is taken as it is and added by the input projection's addmm (3 operations fewer per
+                codebook in a compiled step; the sum rounds as an addmm does, about 1e-7 relative).
         """
         s = self.slices[k]
         rows = context.reshape(-1, context.shape[-1])  # [B, dim]: the slices compute on 2-D rows
-        x = s.linear_in(rows) + s.emb(prev_token).astype(context.dtype)
+        if sampled:
+            x = add_projection(s.emb.rows(prev_token).astype(context.dtype), s.linear_in, rows)
+        else:
+            x = s.linear_in(rows) + s.emb(prev_token).astype(context.dtype)
         y, state = s.transformer.step_rows(x, rows.shape[0], state)
         return s.linear_out(y), state
 

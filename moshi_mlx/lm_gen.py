@@ -32,7 +32,7 @@ from .compiled import WindowedSteps, compile_by_default, lm_setting, window_offs
 from .errors import ConfigError
 from .lm import Lm, LmState
 from .modules.transformer import RotaryTable
-from .sampling import sample
+from .sampling import draw, noise_width, step_noise
 
 UNGENERATED = -2  # a slot nothing was written to yet (never read: the initial token replaces it)
 # Attention windows grow by this many slots until the ring wraps: the 7B's 3000-slot ring takes 12 widths
@@ -131,7 +131,7 @@ class LmGen:
         temporal, depformer = self._step_halves(self.window(state))
         rope = self.lm.transformer.rope(offset, 1)
         t_arr = mx.array(t, mx.int32)
-        context, text_logits, text_token, tokens, keys, *caches = temporal(
+        context, text_logits, text_token, tokens, key, *rest = temporal(
             state.tokens,
             state.key,
             self.check_user_codes(user_codes),
@@ -140,13 +140,14 @@ class LmGen:
             [] if rope is None else [rope.cos, rope.sin],
             state.lm.arrays(),
         )
+        noise, caches = rest[: self.cfg.dep_q], rest[self.cfg.dep_q :]
         # No evaluation here: one per step, after the caller has let go of `state`. An evaluation while
         # `state` is still held cannot reuse its cache buffers: it copies the whole cache (7B: +1.46 GiB).
-        audio, audio_logits, tokens, frame = depformer(context, text_token, keys, tokens, t_arr)
+        audio, audio_logits, tokens, frame = depformer(context, text_token, noise, tokens, t_arr)
         lm_state = LmState.from_arrays(caches, offset + 1, self._layers)
         out = frame if t + 1 > self.cfg.max_delay else None
         step = StepOutput(text_token, audio, text_logits, audio_logits)
-        return step, out, LmGenState(lm_state, tokens, t + 1, keys[0])
+        return step, out, LmGenState(lm_state, tokens, t + 1, key)
 
     def prepare(self, batch: int | None = None) -> None:
         """Trace the compiled step now for every attention window a conversation will meet, rather than
@@ -194,23 +195,25 @@ class LmGen:
         current = mx.take(tokens, t % ring, axis=2)  # [B, 1 + n_q]
         inputs = mx.where((t <= self._delays_arr)[None, :], self._initial[None, :], current)
 
-        keys = mx.random.split(key, 2 + cfg.dep_q)
+        widths = [noise_width(self.text_temp, self.text_top_k, cfg.text_card)]
+        widths += [noise_width(self.temp, self.top_k, cfg.card)] * cfg.dep_q
+        key, noise = step_noise(key, user.shape[0], widths)
         table = RotaryTable(*rope) if rope else None
         lm_state = LmState.from_arrays(list(caches), offset, self._layers)
         context, text_logits, lm_state = self.lm.step_text(inputs[:, :, None], lm_state, table, window)
         text_logits = text_logits[:, 0]
-        text_token = sample(text_logits, self.text_temp, self.text_top_k, keys[1])
-        return [context, text_logits, text_token, tokens, keys, *lm_state.arrays()]
+        text_token = draw(text_logits, self.text_temp, self.text_top_k, noise[0])
+        return [context, text_logits, text_token, tokens, key, *noise[1:], *lm_state.arrays()]
 
-    def _depformer_half(self, context, text_token, keys, tokens, t):
+    def _depformer_half(self, context, text_token, noise, tokens, t):
         """Sample Moshi's dep_q codebooks one after the other, write this step's samples into the token
         ring and read the output frame the delays have completed."""
         cfg, ring = self.cfg, self._ring
         dep_state = self.lm.depformer.init_state(context.shape[0], self.lm.compute_dtype)
         prev, codes, logits = text_token, [], []
         for k in range(cfg.dep_q):
-            lk, dep_state = self.lm.depformer.step(k, context, prev, dep_state)
-            prev = sample(lk, self.temp, self.top_k, keys[2 + k])
+            lk, dep_state = self.lm.depformer.step(k, context, prev, dep_state, sampled=True)
+            prev = draw(lk, self.temp, self.top_k, noise[k])
             codes.append(prev)
             logits.append(lk)
         audio = mx.stack(codes, axis=1)

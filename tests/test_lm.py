@@ -336,3 +336,18 @@ def test_prepare_traces_every_attention_window_before_the_conversation(monkeypat
     for frame in goldens()["user_codes"][:24]:
         gen.step(frame[None])
     assert runs["n"] == traced
+
+
+def test_a_sampled_previous_token_is_embedded_as_the_general_rule_does():
+    """Depformer.step(sampled=True) (a drawn token: no "no input" rule, the row added by the input
+    projection's addmm) gives the general path's logits to float32 rounding, for every codebook."""
+    lm = model("torch")
+    rng = np.random.default_rng(3)
+    context = mx.array(rng.standard_normal((2, 1, lm.cfg.dim)).astype(np.float32))
+    fast, general = lm.depformer.init_state(2, mx.float32), lm.depformer.init_state(2, mx.float32)
+    for k in range(lm.cfg.dep_q):
+        vocab = lm.cfg.text_card if k == 0 else lm.cfg.card
+        prev = mx.array(rng.integers(0, vocab, 2).astype(np.int32))
+        got, fast = lm.depformer.step(k, context, prev, fast, sampled=True)
+        want, general = lm.depformer.step(k, context, prev, general)
+        assert_close(got, want, atol=2e-5, what=f"codebook {k}")

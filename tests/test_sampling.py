@@ -5,7 +5,7 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
-from moshi_mlx.sampling import sample
+from moshi_mlx.sampling import draw, noise_width, sample, step_noise
 
 
 def test_greedy_is_argmax():
@@ -59,3 +59,30 @@ def test_same_key_same_draw():
     b = sample(logits, 0.8, 25, mx.random.key(9))
     c = sample(logits, 0.8, 25, mx.random.key(10))
     assert mx.array_equal(a, b).item() and not mx.array_equal(a, c).item()
+
+
+def test_a_steps_noise_is_one_generation_cut_for_each_draw():
+    """`step_noise`: one piece [B, w] per draw, a next key unlike the key, the same pieces from the same key,
+    different ones from the next key; a greedy draw (width 0) takes none."""
+    key = mx.random.key(5)
+    next_key, pieces = step_noise(key, 3, [25, 0, 250, 250])
+    assert [p.shape for p in pieces] == [(3, 25), (3, 0), (3, 250), (3, 250)]
+    assert next_key.shape == key.shape and next_key.dtype == key.dtype
+    assert not mx.array_equal(next_key, key).item()
+    again_key, again = step_noise(key, 3, [25, 0, 250, 250])
+    assert mx.array_equal(again_key, next_key).item()
+    assert all(mx.array_equal(a, b).item() for a, b in zip(pieces, again))
+    _, later = step_noise(next_key, 3, [25, 0, 250, 250])
+    assert not mx.array_equal(later[0], pieces[0]).item()
+    assert not mx.array_equal(pieces[2], pieces[3]).item()  # two draws never share their noise
+    assert noise_width(0.0, 25, 100) == 0 and noise_width(0.7, 25, 100) == 25 and noise_width(0.7, 0, 100) == 100
+
+
+def test_the_extreme_random_words_give_finite_noise():
+    """Words 0 and 2^32 - 1 are uniforms strictly inside (0, 1): finite Gumbel noise, a token among the
+    candidates (a uniform of 0 or 1 would make an infinite score that wins whatever the logits)."""
+    logits = mx.array([[0.0, 50.0, -3.0, 1.0]])
+    for word in (0, 2**32 - 1):
+        bits = mx.full((1, 4), word, mx.uint32)
+        assert draw(logits, 1.0, 0, bits).item() == 1  # equal noise everywhere: the best logit wins
+        assert draw(logits, 1.0, 2, bits[:, :2]).item() == 1

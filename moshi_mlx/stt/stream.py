@@ -35,7 +35,7 @@ from ..errors import ConfigError
 from ..lm import Lm, LmState
 from ..lm_gen import WINDOW_BUCKET
 from ..modules.transformer import RotaryTable
-from ..sampling import sample
+from ..sampling import draw, noise_width, step_noise
 
 
 class SttState(NamedTuple):
@@ -179,12 +179,13 @@ class Stt:
             codes = codes[:, :, 0]
         fed = mx.concatenate([text[:, None], codes], axis=1)
         inputs = mx.where(t <= self._delays[None], mx.broadcast_to(self._initial[None], fed.shape), fed)
-        key, sub = mx.random.split(key)
+        width = noise_width(self.text_temp, self.text_top_k, self.cfg.text_card)
+        key, (bits,) = step_noise(key, inputs.shape[0], [width])
         table = RotaryTable(*rope) if rope else None
         lm_state = LmState.from_arrays(list(caches), offset, self._layers)
         context, text_logits, lm_state = self.lm.step_text(inputs[:, :, None], lm_state, table, window)
         text_logits = text_logits[:, 0]
-        token = sample(text_logits, self.text_temp, self.text_top_k, sub)
+        token = draw(text_logits, self.text_temp, self.text_top_k, bits)
         returned, rings = token, []
         if delayed:  # the token sampled at step t - (max delay - text delay); the padding id until step max delay
             size = sampled.shape[1]
