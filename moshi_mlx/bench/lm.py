@@ -30,6 +30,7 @@ from ..cpu.swap import use_cpu_variants
 from ..errors import ConfigError
 from ..lm import Lm
 from ..lm_gen import LmGen
+from ..loading.memory import GiB, available_bytes, estimate_bytes, fits, release_header
 from ..release import GROUP_SIZE, PRECISIONS
 from ..weights import quant
 from ..weights.formats import unpacked_columns
@@ -294,6 +295,13 @@ def _kyutai_timer(python: str | None, precision: str, steps: int, cfg: LmConfig)
     return KyutaiTimer(python, "kyutai_lm.py", *args)
 
 
+def _model_bytes(precision: str, cfg: LmConfig) -> int:
+    """What a model of `cfg` at `precision` holds in memory with its KV cache (Kyutai's release layout)."""
+    spec = _PRECISIONS[precision]
+    header = release_header(None if spec is None else spec.bits, cfg)
+    return estimate_bytes(header, cfg, mx.float32 if precision == "f32" else None)
+
+
 def _precisions(text: str) -> list[str]:
     """--precision: a comma list of known precisions."""
     precisions = text.split(",")
@@ -339,7 +347,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PY",
         type=program,
         help="also time Kyutai's moshi_mlx LM (installed for interpreter PY), step by step "
-        "alternating with ours; 7B preset at q4/q8 (two bf16 7B models need ~30 GB) or --shape skinny",
+        "alternating with ours: the 7B preset (where two such models fit in memory: q4 or q8 here, bf16 on a "
+        "large GPU) or --shape skinny",
     )
 
 
@@ -352,10 +361,21 @@ def run(args: argparse.Namespace) -> int:
     if args.shape == "skinny":
         cfg = skinny(cfg)
     precisions = args.precision or (["f32"] if args.shape == "skinny" else ["q4"])
-    big_float = args.shape == "7b" and {"bf16", "f32"} & set(precisions)
-    if args.kyutai_python and (big_float or args.config is not None):
-        print("error: --kyutai-python compares the 7B preset at q4 or q8, or --shape skinny", file=sys.stderr)
+    if args.kyutai_python and args.config is not None:
+        print("error: --kyutai-python compares the 7B preset or --shape skinny, not --config", file=sys.stderr)
         return 2
+    if args.kyutai_python and args.shape == "7b":  # ours and Kyutai's side by side, the largest precision asked
+        need = max(2 * _model_bytes(p, cfg) for p in precisions)
+        have = available_bytes()
+        if not fits(need, have):
+            have = have or 0
+            print(
+                f"error: --kyutai-python with {','.join(precisions)} holds two 7B models side by side, about "
+                f"{need / GiB:.0f} GiB, and {have / GiB:.0f} GiB is available: compare at q4 or q8 here, or on "
+                "a machine with more memory",
+                file=sys.stderr,
+            )
+            return 2
     version = mx.__version__  # pyright: ignore[reportAttributeAccessIssue]  (mlx's stubs omit __version__)
     print(f"LM benchmark: mlx {version}, device {mx.default_device()}, {platform.machine()}, {platform.system()}")
     for p in precisions:

@@ -96,9 +96,19 @@ def test_a_ratio_below_one_reads_slower() -> None:
     assert faster_or_slower(0.010, 0.010) == "1.00x faster"
 
 
-def test_bench_lm_refuses_a_kyutai_comparison_it_cannot_make(capsys) -> None:
+def test_bench_lm_refuses_a_kyutai_comparison_it_cannot_make(capsys, monkeypatch) -> None:
+    """Two bf16 7B models side by side (about 32 GiB) where 24 GiB is available: refused in one line that says
+    what it needs (a GPU machine with the memory runs it); a --config is never compared."""
+    import moshi_mlx.bench.lm as bench_lm
+    from support.lm import LM
+
+    monkeypatch.setattr(bench_lm, "available_bytes", lambda: 24 * 2**30)
     assert main(["lm", "--precision", "bf16", "--kyutai-python", "python3"]) == 2
-    assert "q4 or q8" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("error: --kyutai-python with bf16 holds two 7B models") and "q4 or q8" in err
+    assert "about 32 GiB, and 24 GiB is available" in err and err.count("\n") == 1
+    assert main(["lm", "--config", str(LM / "lm_small.json"), "--kyutai-python", "python3"]) == 2
+    assert "not --config" in capsys.readouterr().err
 
 
 def test_bench_loop_latency_is_never_negative_when_the_machine_stalls(monkeypatch) -> None:
