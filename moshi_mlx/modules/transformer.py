@@ -107,6 +107,9 @@ class LayerScale(nn.Module):
         return self.scale * x
 
 
+HEAD_TABLE_STEPS = 2  # chunks of at most this many steps rotate q, k and v at once (`Transformer.rope`)
+
+
 class RotaryTable(NamedTuple):
     """A chunk's rotation as two per-element factors of x [..., T, D] (interleaved pairs (x0, x1), ...):
     rotated = x * cos + swap(x) * sin, where swap exchanges each pair's two members and `sin` carries the
@@ -207,7 +210,7 @@ class Attention(nn.Module):
             qkv = qkv.reshape(b, t, 3 * h, self.head_dim).transpose(0, 2, 1, 3)
         if rope is None:
             q, k, v = mx.split(qkv, 3, axis=1)
-        elif rope.cos.ndim == 3:  # a table over the q, k and v heads: one rotation, one split
+        elif rope.cos.ndim == 3:  # a table over the q, k and v heads [3H, T, Dh]: one rotation, one split
             q, k, v = mx.split(apply_rope(qkv, rope), 3, axis=1)
         else:
             qk, v = mx.split(qkv, [2 * h], axis=1)
@@ -339,11 +342,12 @@ class Transformer(nn.Module):
         )
 
     def rope(self, offset: int, steps: int) -> RotaryTable | None:
-        """The rotation table of positions offset .. offset + steps - 1 (None without RoPE); for one step, a
-        table over the heads of q, k and v (one rotation and one split per layer, see `RotaryTable`)."""
+        """The rotation table of positions offset .. offset + steps - 1 (None without RoPE); for a streaming
+        chunk of a few steps (the LM's one, Mimi's two), a table over the heads of q, k and v (one rotation
+        and one split per layer, see `RotaryTable`); a longer chunk's would be three times as large as q."""
         if self.cfg.positional_embedding != "rope":
             return None
-        heads = self.cfg.num_heads if steps == 1 else None
+        heads = self.cfg.num_heads if steps <= HEAD_TABLE_STEPS else None
         return rope_table(offset, steps, self.cfg.head_dim, self.cfg.max_period, heads)
 
     def __call__(self, x: mx.array) -> mx.array:

@@ -207,13 +207,14 @@ def test_a_table_over_heads_rotates_q_and_k_and_leaves_v_as_it_is():
     np.testing.assert_array_equal(rotated[:, 2 * heads :], np.array(x[:, 2 * heads :]))
 
     model, t, _ = load_case("lm_like")
-    assert model.rope(5, 1).cos.ndim == 3 and model.rope(5, 2).cos.ndim == 2  # one step: over the heads
-    state = model.init_state()
-    for i in range(6):
-        x_i = t["x"][:, i : i + 1]
-        want, _ = model.step(x_i, state, rope_table(i, 1, model.cfg.head_dim, model.cfg.max_period))
-        got, state = model.step(x_i, state)
-        np.testing.assert_array_equal(np.array(got), np.array(want))
+    assert model.rope(5, 2).cos.ndim == 3 and model.rope(5, 3).cos.ndim == 2  # a chunk of two: over the heads
+    for chunk in (1, 2):
+        state = model.init_state()
+        for i in range(0, 6, chunk):
+            x_i = t["x"][:, i : i + chunk]
+            want, _ = model.step(x_i, state, rope_table(i, chunk, model.cfg.head_dim, model.cfg.max_period))
+            got, state = model.step(x_i, state)
+            np.testing.assert_array_equal(np.array(got), np.array(want))
 
 
 def test_projected_transformer_projections():
