@@ -351,3 +351,17 @@ def test_a_sampled_previous_token_is_embedded_as_the_general_rule_does():
         got, fast = lm.depformer.step(k, context, prev, fast, sampled=True)
         want, general = lm.depformer.step(k, context, prev, general)
         assert_close(got, want, atol=2e-5, what=f"codebook {k}")
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "op-by-op"])
+def test_the_modules_a_gpu_runs_generate_the_reference_tokens(compiled, monkeypatch):
+    """Metal and CUDA run the model code without any CPU variant (no contiguous Linears, no lanes): loaded
+    as on a GPU and computed here, greedy float32 generation gives the reference's tokens."""
+    from moshi_mlx.cpu.contiguous import ContiguousLinear
+
+    monkeypatch.setattr(mx, "default_device", lambda: mx.Device(mx.gpu))
+    lm = load_lm(FILES["torch"], CONFIG, dtype=mx.float32)
+    monkeypatch.undo()
+    assert not any(isinstance(m, ContiguousLinear) for _, m in lm.named_modules())
+    got = greedy_run(lm, goldens()["user_codes"], compile=compiled)
+    assert (got == goldens()["gen_tokens"]).all()

@@ -8,6 +8,7 @@ import pytest
 
 from moshi_mlx import Mimi, load_mimi
 from moshi_mlx.cpu import blocked
+from moshi_mlx.cpu.contiguous import ContiguousLinear
 from moshi_mlx.modules.state_tree import arrays_of
 from support import ASSETS
 from support.arrays import assert_close, snr_db, to_numpy
@@ -20,13 +21,16 @@ def _force_blocks(rows: int, k: int, n: int) -> int | None:
     return next((b for b in (8, 4, 2) if b < n and n % b == 0), None)
 
 
-@pytest.fixture(scope="module", params=["plain", "blocked"])
+@pytest.fixture(scope="module", params=["plain", "blocked", "gpu"])
 def mimi(request) -> Mimi:
     """The tiny Mimi, with its weights laid out as loading chooses for the tiny sizes ("plain": no
-    blocking), and with every matmul weight column-blocked ("blocked", as the real size on the CPU)."""
+    blocking), with every matmul weight column-blocked ("blocked", as the real size on the CPU), and with
+    the modules Metal and CUDA run ("gpu": loaded as on a GPU, no CPU variant at all; computed here)."""
     with pytest.MonkeyPatch.context() as mp:
         if request.param == "blocked":
             mp.setattr(blocked, "choose_block", _force_blocks)
+        if request.param == "gpu":
+            mp.setattr(mx, "default_device", lambda: mx.Device(mx.gpu))
         model = load_mimi(ASSETS / "mimi_tiny.safetensors", config=ASSETS / "mimi_tiny_config.json")
     n_linear = sum(isinstance(m, blocked.BlockedLinear) for _, m in model.named_modules())
     n_conv = sum(getattr(m, "_blocks", None) is not None for _, m in model.named_modules())
@@ -34,6 +38,8 @@ def mimi(request) -> Mimi:
         assert n_linear >= 8 and n_conv >= 10, (n_linear, n_conv)
     else:
         assert n_linear == n_conv == 0
+    if request.param == "gpu":
+        assert not any(isinstance(m, ContiguousLinear) for _, m in model.named_modules())
     return model
 
 
