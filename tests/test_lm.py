@@ -243,16 +243,16 @@ def test_an_8_bit_kv_cache_agrees_with_the_float_one():
     [("mlx_bf16", 0.9), ("mlx_q8", 0.85), ("mlx_q4", 0.5)],
 )
 def test_the_gpu_compute_dtype_agrees_with_the_reference(name, floor, monkeypatch):
-    """On Metal or CUDA the activations are bfloat16 (the weights' dtype): the path Macs run, checked here
-    on the CPU with the same dtypes."""
+    """On Metal or CUDA the activations are bfloat16 (the weights' dtype): the path Macs run, its modules
+    and dtypes, computed here on the CPU."""
     from moshi_mlx.lm import default_compute_dtype
 
     monkeypatch.setattr(mx, "default_device", lambda: mx.Device(mx.gpu))
     assert default_compute_dtype(True, mx.bfloat16) == mx.bfloat16
     assert default_compute_dtype(False, mx.bfloat16) == mx.bfloat16
+    lm = load_lm(FILES[name], CONFIG)  # the modules a GPU runs: no CPU variant (no lanes)
     monkeypatch.undo()
     assert default_compute_dtype(True, mx.bfloat16) == mx.float32  # on CPU
-    lm = load_lm(FILES[name], CONFIG)
     lm.set_compute_dtype(mx.bfloat16)
     codes = teacher_codes()
     text, audio = (np.array(x) for x in lm.teacher_forced(mx.array(codes)))
