@@ -275,13 +275,27 @@ def _explicit(path: str | os.PathLike | None, what: str, tqdm_class, expected: s
     return require_file(Path(s).expanduser(), what, CheckpointError, expected)
 
 
+def _takes_tqdm_class() -> bool:
+    """Whether this huggingface_hub's hf_hub_download takes a progress bar class (1.1 and later): before, it
+    shows its own bar, and the argument would fail every download with a TypeError."""
+    import inspect
+
+    import huggingface_hub
+
+    try:
+        params = inspect.signature(huggingface_hub.hf_hub_download).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "tqdm_class" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
 def _download(repo: str, filename: str, tqdm_class, reason: str | None, needed: list[str] | None = None) -> Path:
     import huggingface_hub
     from huggingface_hub import errors
 
     offline = reason is not None
     try:
-        kw = {"tqdm_class": tqdm_class} if tqdm_class is not None else {}
+        kw = {"tqdm_class": tqdm_class} if tqdm_class is not None and _takes_tqdm_class() else {}
         return Path(huggingface_hub.hf_hub_download(repo, filename, local_files_only=offline, **kw))
     except Exception as e:  # noqa: BLE001 (sorted below into our errors)
         if not (offline or _is_network_error(e)):

@@ -334,3 +334,28 @@ def test_an_stt_release_resolves_by_its_config_names_online_and_from_the_cache(f
             "tokenizer_en_fr_audio_8000.model",
         )
         assert files.quant is None
+
+
+def test_a_huggingface_hub_without_progress_bar_classes_still_downloads(fake, monkeypatch) -> None:
+    """huggingface_hub before 1.1 (the 0.x line Kyutai's `moshi` pins) has no tqdm_class in hf_hub_download:
+    the progress bar the CLI and the app hand over must not turn every download into a TypeError. Where it
+    is taken, it is handed over."""
+    from tqdm.auto import tqdm
+
+    f = fake({"kyutai/moshiko-mlx-q4": Q4})
+
+    def hf_hub_download_0x(repo_id, filename, *, revision=None, cache_dir=None, local_files_only=False, token=None):
+        return f.hf_hub_download(repo_id, filename, local_files_only=local_files_only)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download_0x)
+    files = hub.resolve_model_files("kyutai/moshiko-mlx-q4", tqdm_class=tqdm)
+    assert files.moshi.name == "model.q4.safetensors" and len(f.downloads) == 3
+    bars = []
+
+    def hf_hub_download_1x(repo_id, filename, *, local_files_only=False, tqdm_class=None):
+        bars.append(tqdm_class)
+        return f.hf_hub_download(repo_id, filename, local_files_only=local_files_only)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download_1x)
+    hub.resolve_model_files("kyutai/moshiko-mlx-q4", tqdm_class=tqdm)
+    assert bars == [tqdm] * 3
