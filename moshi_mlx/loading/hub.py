@@ -29,6 +29,7 @@ from ..release import (
     VOICES_ARCHIVE,
     mlx_repo,
     precision_label,
+    usual_lm_file,
 )
 
 # Keys of a repository's config.json that name files rather than describe the LM (Kyutai's loaders read them).
@@ -427,8 +428,9 @@ def resolve_model_files(
             before_download(q, cfg)
     elif explicit["moshi"] is None:
         if reason is not None and not any(f in listing for f in MOSHI_FILES.values()):
-            want = named or (MOSHI_FILES[quant] if quant_given else MOSHI_FILES[DEFAULT_BITS])
-            raise not_cached(repo, [want, mimi_file, tokenizer_file], reason)
+            lm = named or (MOSHI_FILES[quant] if quant_given else MOSHI_FILES[None] if cfg else usual_lm_file(repo))
+            needed = [lm, mimi_file, tokenizer_file] if lm else [f"{CONFIG_FILE} and the model files it names"]
+            raise not_cached(repo, needed, reason)
         name, q = _pick_moshi(listing, quant, quant_given, repo)
         if before_download is not None and reason is None and _cached(repo, name) is None:
             _check_download(before_download, repo, q, cfg)

@@ -359,3 +359,31 @@ def test_a_huggingface_hub_without_progress_bar_classes_still_downloads(fake, mo
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download_1x)
     hub.resolve_model_files("kyutai/moshiko-mlx-q4", tqdm_class=tqdm)
     assert bars == [tqdm] * 3
+
+
+def test_offline_and_not_cached_names_the_files_the_release_has(fake) -> None:
+    """A release not in the cache, offline: the files named are those of that repository (what a user would
+    fetch or pass), never the default repository's model.q4.safetensors."""
+    moshi = {hub.MIMI_FILE, hub.TOKENIZER_FILE}
+    for repo, lm in (
+        ("kyutai/moshika-mlx-q8", "model.q8.safetensors"),
+        ("kyutai/moshiko-mlx-bf16", "model.safetensors"),
+        ("kyutai/moshiko-pytorch-bf16", "model.safetensors"),
+    ):
+        fake({repo: moshi | {lm}}, online=False)
+        with pytest.raises(OfflineError) as e:
+            hub.resolve_model_files(repo)
+        assert f"cannot get {lm}, {hub.MIMI_FILE}, {hub.TOKENIZER_FILE} from {repo}" in str(e.value), repo
+    # a release whose config.json names its files (Hibiki, STT, PersonaPlex): that file comes first
+    for repo in ("kyutai/hibiki-1b-mlx-bf16", "kyutai/stt-1b-en_fr-mlx", "nvidia/personaplex-7b-v1"):
+        fake({repo: {hub.CONFIG_FILE, "model.safetensors"}}, online=False)
+        with pytest.raises(OfflineError) as e:
+            hub.resolve_model_files(repo)
+        assert f"cannot get {hub.CONFIG_FILE} and the model files it names from {repo}" in str(e.value), repo
+        assert "model.q4" not in str(e.value)
+    # its config.json cached (it names the files): they are named
+    repo, mimi = "kyutai/stt-1b-en_fr-mlx", "mimi-pytorch-e351c8d8@125.safetensors"
+    f = fake({repo: {hub.CONFIG_FILE}}, online=False, cached={(repo, hub.CONFIG_FILE)})
+    f.configs[repo] = {"model_type": "stt", "mimi_name": mimi, "tokenizer_name": "t.model"}
+    with pytest.raises(OfflineError, match=f"cannot get model.safetensors, {mimi}, t.model from {repo}"):
+        hub.resolve_model_files(repo)
