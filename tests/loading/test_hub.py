@@ -219,6 +219,14 @@ def test_a_gated_repository_says_to_accept_its_licence(fake, monkeypatch) -> Non
             match=f"{repo} is a gated repository: accept its licence on https://huggingface.co/{repo}.*hf auth login",
         ):
             hub.resolve_model_files(repo)
+    # as the hub gates them: the file list is public, the files are refused (config.json comes first)
+    family = {"model.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE, hub.CONFIG_FILE}
+    fake({repo: family for repo in ("kyutai/personaplex-rl-seamless", "nvidia/personaplex-7b-v1")})
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo_id, filename, **kw: gated(repo_id))
+    for repo in ("kyutai/personaplex-rl-seamless", "nvidia/personaplex-7b-v1"):
+        with pytest.raises(CheckpointError, match=f"^{repo} is a gated repository: accept its licence") as e:
+            hub.resolve_model_files(repo)
+        assert "\n" not in str(e.value)
 
 
 def test_personaplex_voices_come_from_the_repositorys_archive(fake, monkeypatch, tmp_path: Path) -> None:
