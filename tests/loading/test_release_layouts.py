@@ -28,6 +28,7 @@ import pytest
 
 from moshi_mlx.config import LmConfig
 from moshi_mlx.loading import hub
+from moshi_mlx.loading.memory import release_header
 from moshi_mlx.release import MIMI_FILE, PERSONAPLEX_REPO, STT_REPO, STT_REPO_VAD, TOKENIZER_FILE, mlx_repo
 
 STT_MIMI = "mimi-pytorch-e351c8d8@125.safetensors"
@@ -188,3 +189,18 @@ def test_the_stt_configs_as_released_give_the_published_shapes() -> None:
     assert (one.extra_heads_num_heads, one.transformer.num_layers, one.stt.audio_delay_seconds) == (4, 16, 0.5)
     hibiki = LmConfig.from_kyutai(HIBIKI_CONFIG)
     assert (hibiki.depformer.transformer.gating_hidden, hibiki.transformer.context, hibiki.max_delay) == (2816, 500, 2)
+
+
+def test_the_published_file_sizes_are_what_the_configs_and_quantization_facts_predict() -> None:
+    """The hub's sizes (GB as it rounds them) against release_header: q4 in groups of 32 and q8 in groups of 64,
+    embeddings quantized too (release.GROUP_SIZE), bf16 otherwise; PersonaPlex's file holds 16 depformer
+    slices; kyutai/stt-2.6b-en's exact size, less its safetensors header (tens of kB)."""
+
+    def gb(bits, cfg: LmConfig) -> float:
+        return round(sum(t.nbytes for t in release_header(bits, cfg).values()) / 1e9, 2)
+
+    moshi = LmConfig.preset()
+    assert (gb(4, moshi), gb(8, moshi), round(gb(None, moshi), 1)) == (4.81, 8.17, 15.4)  # kyutai/moshiko-mlx-*
+    assert round(gb(None, LmConfig.preset("personaplex_7b_v1")), 1) == 16.7  # nvidia/personaplex-7b-v1
+    stt = release_header(None, LmConfig.from_kyutai(STT_2_6B_CONFIG))
+    assert len(stt) == 323 and 0 < 5_234_275_128 - sum(t.nbytes for t in stt.values()) < 64 * 1024
