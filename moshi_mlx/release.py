@@ -67,3 +67,11 @@ def mlx_repo(bits: int | None = DEFAULT_BITS, voice: str = DEFAULT_VOICE) -> str
 
 
 DEFAULT_REPO = mlx_repo()
+
+
+def usual_lm_file(repo: str) -> str | None:
+    """The LM file of a Kyutai Moshi release that has no config.json (the MLX repositories by voice and
+    precision, the PyTorch one); None for any other repository (its config.json names its files, if any)."""
+    if repo == TORCH_REPO:
+        return MOSHI_FILES[None]
+    return next((MOSHI_FILES[b] for v in VOICES for b in PRECISIONS.values() if repo == mlx_repo(b, v)), None)

@@ -29,6 +29,7 @@ from ..release import (
     VOICES_ARCHIVE,
     mlx_repo,
     precision_label,
+    usual_lm_file,
 )
 
 # Keys of a repository's config.json that name files rather than describe the LM (Kyutai's loaders read them).
@@ -275,13 +276,27 @@ def _explicit(path: str | os.PathLike | None, what: str, tqdm_class, expected: s
     return require_file(Path(s).expanduser(), what, CheckpointError, expected)
 
 
+def _takes_tqdm_class() -> bool:
+    """Whether this huggingface_hub's hf_hub_download takes a progress bar class (1.1 and later): before, it
+    shows its own bar, and the argument would fail every download with a TypeError."""
+    import inspect
+
+    import huggingface_hub
+
+    try:
+        params = inspect.signature(huggingface_hub.hf_hub_download).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "tqdm_class" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
 def _download(repo: str, filename: str, tqdm_class, reason: str | None, needed: list[str] | None = None) -> Path:
     import huggingface_hub
     from huggingface_hub import errors
 
     offline = reason is not None
     try:
-        kw = {"tqdm_class": tqdm_class} if tqdm_class is not None else {}
+        kw = {"tqdm_class": tqdm_class} if tqdm_class is not None and _takes_tqdm_class() else {}
         return Path(huggingface_hub.hf_hub_download(repo, filename, local_files_only=offline, **kw))
     except Exception as e:  # noqa: BLE001 (sorted below into our errors)
         if not (offline or _is_network_error(e)):
@@ -413,8 +428,9 @@ def resolve_model_files(
             before_download(q, cfg)
     elif explicit["moshi"] is None:
         if reason is not None and not any(f in listing for f in MOSHI_FILES.values()):
-            want = named or (MOSHI_FILES[quant] if quant_given else MOSHI_FILES[DEFAULT_BITS])
-            raise not_cached(repo, [want, mimi_file, tokenizer_file], reason)
+            lm = named or (MOSHI_FILES[quant] if quant_given else MOSHI_FILES[None] if cfg else usual_lm_file(repo))
+            needed = [lm, mimi_file, tokenizer_file] if lm else [f"{CONFIG_FILE} and the model files it names"]
+            raise not_cached(repo, needed, reason)
         name, q = _pick_moshi(listing, quant, quant_given, repo)
         if before_download is not None and reason is None and _cached(repo, name) is None:
             _check_download(before_download, repo, q, cfg)

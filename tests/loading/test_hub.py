@@ -219,6 +219,14 @@ def test_a_gated_repository_says_to_accept_its_licence(fake, monkeypatch) -> Non
             match=f"{repo} is a gated repository: accept its licence on https://huggingface.co/{repo}.*hf auth login",
         ):
             hub.resolve_model_files(repo)
+    # as the hub gates them: the file list is public, the files are refused (config.json comes first)
+    family = {"model.safetensors", hub.MIMI_FILE, hub.TOKENIZER_FILE, hub.CONFIG_FILE}
+    fake({repo: family for repo in ("kyutai/personaplex-rl-seamless", "nvidia/personaplex-7b-v1")})
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo_id, filename, **kw: gated(repo_id))
+    for repo in ("kyutai/personaplex-rl-seamless", "nvidia/personaplex-7b-v1"):
+        with pytest.raises(CheckpointError, match=f"^{repo} is a gated repository: accept its licence") as e:
+            hub.resolve_model_files(repo)
+        assert "\n" not in str(e.value)
 
 
 def test_personaplex_voices_come_from_the_repositorys_archive(fake, monkeypatch, tmp_path: Path) -> None:
@@ -334,3 +342,56 @@ def test_an_stt_release_resolves_by_its_config_names_online_and_from_the_cache(f
             "tokenizer_en_fr_audio_8000.model",
         )
         assert files.quant is None
+
+
+def test_a_huggingface_hub_without_progress_bar_classes_still_downloads(fake, monkeypatch) -> None:
+    """huggingface_hub before 1.1 (the 0.x line Kyutai's `moshi` pins) has no tqdm_class in hf_hub_download:
+    the progress bar the CLI and the app hand over must not turn every download into a TypeError. Where it
+    is taken, it is handed over."""
+    from tqdm.auto import tqdm
+
+    f = fake({"kyutai/moshiko-mlx-q4": Q4})
+
+    def hf_hub_download_0x(repo_id, filename, *, revision=None, cache_dir=None, local_files_only=False, token=None):
+        return f.hf_hub_download(repo_id, filename, local_files_only=local_files_only)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download_0x)
+    files = hub.resolve_model_files("kyutai/moshiko-mlx-q4", tqdm_class=tqdm)
+    assert files.moshi.name == "model.q4.safetensors" and len(f.downloads) == 3
+    bars = []
+
+    def hf_hub_download_1x(repo_id, filename, *, local_files_only=False, tqdm_class=None):
+        bars.append(tqdm_class)
+        return f.hf_hub_download(repo_id, filename, local_files_only=local_files_only)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download_1x)
+    hub.resolve_model_files("kyutai/moshiko-mlx-q4", tqdm_class=tqdm)
+    assert bars == [tqdm] * 3
+
+
+def test_offline_and_not_cached_names_the_files_the_release_has(fake) -> None:
+    """A release not in the cache, offline: the files named are those of that repository (what a user would
+    fetch or pass), never the default repository's model.q4.safetensors."""
+    moshi = {hub.MIMI_FILE, hub.TOKENIZER_FILE}
+    for repo, lm in (
+        ("kyutai/moshika-mlx-q8", "model.q8.safetensors"),
+        ("kyutai/moshiko-mlx-bf16", "model.safetensors"),
+        ("kyutai/moshiko-pytorch-bf16", "model.safetensors"),
+    ):
+        fake({repo: moshi | {lm}}, online=False)
+        with pytest.raises(OfflineError) as e:
+            hub.resolve_model_files(repo)
+        assert f"cannot get {lm}, {hub.MIMI_FILE}, {hub.TOKENIZER_FILE} from {repo}" in str(e.value), repo
+    # a release whose config.json names its files (Hibiki, STT, PersonaPlex): that file comes first
+    for repo in ("kyutai/hibiki-1b-mlx-bf16", "kyutai/stt-1b-en_fr-mlx", "nvidia/personaplex-7b-v1"):
+        fake({repo: {hub.CONFIG_FILE, "model.safetensors"}}, online=False)
+        with pytest.raises(OfflineError) as e:
+            hub.resolve_model_files(repo)
+        assert f"cannot get {hub.CONFIG_FILE} and the model files it names from {repo}" in str(e.value), repo
+        assert "model.q4" not in str(e.value)
+    # its config.json cached (it names the files): they are named
+    repo, mimi = "kyutai/stt-1b-en_fr-mlx", "mimi-pytorch-e351c8d8@125.safetensors"
+    f = fake({repo: {hub.CONFIG_FILE}}, online=False, cached={(repo, hub.CONFIG_FILE)})
+    f.configs[repo] = {"model_type": "stt", "mimi_name": mimi, "tokenizer_name": "t.model"}
+    with pytest.raises(OfflineError, match=f"cannot get model.safetensors, {mimi}, t.model from {repo}"):
+        hub.resolve_model_files(repo)
