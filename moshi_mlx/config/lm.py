@@ -221,6 +221,12 @@ class LmConfig:
                 raise ConfigError(f"a speech-to-text model generates no audio: dep_q must be 0, got {self.dep_q}")
         elif not 0 < self.dep_q <= self.n_q:
             raise ConfigError(f"dep_q {self.dep_q} must be in 1..n_q ({self.n_q})")
+        elif self.user_codebooks < 1 and not self.is_personaplex:  # a dialog or translation model hears the user
+            raise ConfigError(
+                f"a {self.model_type} model hears the user's codebooks, n_q - dep_q of them, but n_q and dep_q are "
+                f"both {self.n_q}; a depformer predicting both voices is PersonaPlex's: its config.json says "
+                '"model_type": "personaplex"'
+            )
         if (self.stt is not None) != self.is_stt:
             raise ConfigError("stt_config belongs to speech-to-text models (model_type 'stt') only")
         if self.transformer.context is None:

@@ -4,6 +4,7 @@ runs: Moshi, Hibiki, and STT through `python -m moshi_mlx.transcribe`)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -57,4 +58,21 @@ def test_run_refuses_a_folder_of_another_member_before_looking_for_weights(tmp_p
     sf.write(wav, np.zeros(4800, np.float32), 24000)
     r = run_module("moshi_mlx.run", "--hf-repo", str(folder), "--input", str(wav), "--output", str(tmp_path / "o.wav"))
     assert_one_line_error(r, 2, words)
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_a_dialog_config_whose_depformer_predicts_every_stream_is_refused_with_the_personaplex_hint(tmp_path: Path):
+    """dep_q = n_q leaves the user no codebook: a Moshi config so shaped (PersonaPlex's weights with Kyutai's
+    config and no model_type) ran a model that never heard the user, or failed later in Mimi's codebook
+    count; refused at once (exit 2, one line) naming the model_type it likely needs."""
+    shaped = MOSHI | {"dep_q": MOSHI["n_q"]}
+    with pytest.raises(ConfigError, match='n_q and dep_q are both .*"model_type": "personaplex"'):
+        LmConfig.from_kyutai(shaped, source="config.json")
+    folder = tmp_path / "model"
+    shutil.copytree(E2E, folder)  # the weights are there: the config is what is wrong
+    (folder / "config.json").write_text(json.dumps(shaped))
+    wav = tmp_path / "in.wav"
+    sf.write(wav, np.zeros(4800, np.float32), 24000)
+    r = run_module("moshi_mlx.run", "--hf-repo", str(folder), "--input", str(wav), "--output", str(tmp_path / "o.wav"))
+    assert_one_line_error(r, 2, '"model_type": "personaplex"')
     assert not (tmp_path / "o.wav").exists()
