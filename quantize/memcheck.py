@@ -58,21 +58,23 @@ def write_random_checkpoint(path: Path, cfg: LmConfig, seed: int = 0) -> int:
 
 # Each child prints its own wall time and peak RSS last (RUSAGE_CHILDREN would mix the two runs).
 _STAGE_ONLY = """
-import resource, sys, time
+import sys, time
 from pathlib import Path
+from moshi_mlx.bench import peak_rss_bytes
 from quantize.convert import Options, discard, plan, stage
 from quantize.source import resolve
 t = time.perf_counter()
 staged = stage(plan(resolve(sys.argv[1], sys.argv[2]), Path(sys.argv[3])), progress=False)
-print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+print(time.perf_counter() - t, peak_rss_bytes())
 discard(staged)
 """
 _WHOLE = """
-import resource, sys, time
+import sys, time
+from moshi_mlx.bench import peak_rss_bytes
 from quantize.__main__ import main
 t = time.perf_counter()
 rc = main(sys.argv[1:])
-print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+print(time.perf_counter() - t, peak_rss_bytes())
 sys.exit(rc)
 """
 

@@ -27,6 +27,14 @@ _BENCHES = {
 }
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory in bytes (getrusage counts KiB on Linux, bytes on macOS)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
 def count_primitives(*outputs: mx.array) -> int:
     """Primitives that evaluating `outputs` runs: the nodes of their graph (`mx.export_to_dot`)."""
     import mlx.core as mx

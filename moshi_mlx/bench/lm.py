@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -35,7 +34,7 @@ from ..release import GROUP_SIZE, PRECISIONS
 from ..weights import quant
 from ..weights.formats import unpacked_columns
 from ..weights.tree import flatten
-from . import count_primitives, faster_or_slower
+from . import count_primitives, faster_or_slower, peak_rss_bytes
 from .kyutai import KyutaiTimer, program
 
 _PRECISIONS = {name: None if b is None else quant.QuantSpec(b, GROUP_SIZE[b]) for name, b in PRECISIONS.items()}
@@ -229,7 +228,7 @@ def bench(
     step_s = statistics.median(total)
     plain_s = statistics.median(op_by_op)
     bound = (nbytes + cache_bytes) / (bandwidth_gbs * 1e9)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss = peak_rss_bytes()
     built = {g.compiled: built_steps(g, frames[:steps]) for g in (gen, plain)}
     floor_s, products = matmul_floor(model, model.compute_dtype, steps)
     print(

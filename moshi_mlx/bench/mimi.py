@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import resource
 import statistics
 import time
 from typing import cast
@@ -24,7 +23,7 @@ from ..cpu.swap import use_cpu_variants
 from ..dtypes import FLOATS
 from ..mimi import Mimi, MimiState
 from ..modules.state_tree import arrays_of
-from . import count_primitives, faster_or_slower
+from . import count_primitives, faster_or_slower, peak_rss_bytes
 from .kyutai import KyutaiTimer, program
 
 
@@ -210,8 +209,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"batch encode {seconds:.0f} s audio: {t1 - t0:6.2f} s = {b * seconds / (t1 - t0):6.1f} s audio / s")
     print(f"batch decode {seconds:.0f} s audio: {t2 - t1:6.2f} s = {b * seconds / (t2 - t1):6.1f} s audio / s")
 
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    if platform.system() == "Darwin":
-        rss /= 1024
-    print(f"peak MLX memory {mx.get_peak_memory() / 2**20:.0f} MiB, peak RSS {rss:.0f} MiB")
+    print(f"peak MLX memory {mx.get_peak_memory() / 2**20:.0f} MiB, peak RSS {peak_rss_bytes() / 2**20:.0f} MiB")
     return 0

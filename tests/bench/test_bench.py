@@ -178,3 +178,20 @@ def test_bench_echo_prints_a_row_per_canceller(capsys) -> None:
     assert set(rows) == {"moshi_mlx", "+suppressor"}
     erle, ceiling = float(rows["moshi_mlx"][0]), float(rows["moshi_mlx"][1])
     assert 10 < erle < ceiling  # a figure was measured, under what an exact linear copy would leave
+
+
+def test_peak_rss_is_counted_in_bytes_on_every_platform(monkeypatch) -> None:
+    """getrusage's ru_maxrss is KiB on Linux and bytes on macOS: `bench lm` multiplied by 1024 everywhere, so a
+    Mac's peak RSS read 1024 times too large."""
+    import resource
+    import types
+
+    from moshi_mlx.bench import peak_rss_bytes
+
+    if sys.platform.startswith("linux"):  # the kernel's own high-water mark, in kB
+        with open("/proc/self/status") as f:
+            hwm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+        assert abs(peak_rss_bytes() - hwm) <= 0.02 * hwm, (peak_rss_bytes(), hwm)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(resource, "getrusage", lambda who: types.SimpleNamespace(ru_maxrss=123_456_789))
+    assert peak_rss_bytes() == 123_456_789
