@@ -42,6 +42,46 @@ _PRECISIONS["f32"] = None  # float32 weights (the skinny shape's default; not a 
 SKINNY_DIM, SKINNY_CONTEXT = 256, 64
 
 
+# Published memory bandwidths, GB/s, by the device name MLX reports (the lower figure where a chip comes in
+# two: M3 Max 300/400, M4 Max 410/546); a CPU's is this repository's 2-core test machine's, one core reading.
+DEVICE_BANDWIDTH_GBS = {
+    "M1": 68,
+    "M1 Pro": 200,
+    "M1 Max": 400,
+    "M1 Ultra": 800,
+    "M2": 100,
+    "M2 Pro": 200,
+    "M2 Max": 400,
+    "M2 Ultra": 800,
+    "M3": 100,
+    "M3 Pro": 150,
+    "M3 Max": 300,
+    "M3 Ultra": 800,
+    "M4": 120,
+    "M4 Pro": 273,
+    "M4 Max": 410,
+    "H100": 3350,
+    "H100 PCIe": 2000,
+    "H200": 4800,
+    "A100": 1555,
+}
+CPU_BANDWIDTH_GBS = 24.0
+
+
+def default_bandwidth_gbs(info: dict | None = None) -> tuple[float, str]:
+    """(GB/s, what it is) for the roofline: the published figure of the device MLX runs on where its name is
+    known (the longest name in DEVICE_BANDWIDTH_GBS that its name holds as whole words), else the CPU's."""
+    if info is None:
+        info = mx.device_info() if hasattr(mx, "device_info") else {}
+    name = str(info.get("device_name", ""))
+    words = f" {name.replace('-', ' ')} "
+    known = [k for k in DEVICE_BANDWIDTH_GBS if f" {k} " in words]
+    if known:
+        key = max(known, key=len)
+        return float(DEVICE_BANDWIDTH_GBS[key]), f"{name}, published"
+    return CPU_BANDWIDTH_GBS, f"{name or 'this device'}: no published figure known, one core of our test machine's"
+
+
 def skinny(cfg: LmConfig, dim: int = SKINNY_DIM, context: int = SKINNY_CONTEXT) -> LmConfig:
     """`cfg` (the 7B preset) at width `dim` for both stacks, feed-forward widths scaled alike, and `context`
     steps: the same layers, heads, codebooks, delays and vocabularies, so the same graph per step."""
@@ -322,8 +362,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bandwidth-gbs",
         type=number(float, 0.1, 100_000),
-        default=24.0,
-        help="memory bandwidth of this machine for the roofline (default 24: one core here)",
+        default=None,
+        help="memory bandwidth of this machine for the roofline (default: the GPU's published figure where "
+        f"its name is known, else {CPU_BANDWIDTH_GBS:g}: what one core of our 2-core test machine reads)",
     )
     shape = parser.add_mutually_exclusive_group()
     shape.add_argument("--config", default=None, type=name, help="Kyutai-schema JSON (default: the 7B preset)")
@@ -377,6 +418,10 @@ def run(args: argparse.Namespace) -> int:
             return 2
     version = mx.__version__  # pyright: ignore[reportAttributeAccessIssue]  (mlx's stubs omit __version__)
     print(f"LM benchmark: mlx {version}, device {mx.default_device()}, {platform.machine()}, {platform.system()}")
+    bandwidth = args.bandwidth_gbs
+    if bandwidth is None:
+        bandwidth, device = default_bandwidth_gbs()
+        print(f"memory bandwidth for the roofline: {bandwidth:g} GB/s ({device}; --bandwidth-gbs sets it)")
     for p in precisions:
-        bench(p, args.steps, args.bandwidth_gbs, cfg, args.kyutai_python, args.kv_bits)
+        bench(p, args.steps, bandwidth, cfg, args.kyutai_python, args.kv_bits)
     return 0

@@ -195,3 +195,24 @@ def test_peak_rss_is_counted_in_bytes_on_every_platform(monkeypatch) -> None:
     monkeypatch.setattr(sys, "platform", "darwin")
     monkeypatch.setattr(resource, "getrusage", lambda who: types.SimpleNamespace(ru_maxrss=123_456_789))
     assert peak_rss_bytes() == 123_456_789
+
+
+def test_the_roofline_takes_the_published_bandwidth_of_the_device_it_runs_on() -> None:
+    """`bench lm` without --bandwidth-gbs divided by 24 GB/s (one core of our test machine) on a Mac too, where
+    an M2 reads 100 GB/s: its "% of bound" was 4x off. Names MLX reports pick their chip's published figure
+    (the longest name that matches as whole words); an unknown device keeps the CPU figure and says so."""
+    from moshi_mlx.bench.lm import CPU_BANDWIDTH_GBS, default_bandwidth_gbs
+
+    for name, gbs in [
+        ("Apple M2", 100),
+        ("Apple M2 Pro", 200),
+        ("Apple M1 Ultra", 800),
+        ("Apple M3 Max", 300),
+        ("NVIDIA H200", 4800),
+        ("NVIDIA H100 PCIe", 2000),
+        ("NVIDIA H100 80GB HBM3", 3350),
+    ]:
+        assert default_bandwidth_gbs({"device_name": name}) == (gbs, f"{name}, published")
+    for unknown in ({"device_name": "AMD EPYC"}, {"device_name": "Apple M12"}, {}):
+        gbs, what = default_bandwidth_gbs(unknown)
+        assert gbs == CPU_BANDWIDTH_GBS and "no published figure known" in what
