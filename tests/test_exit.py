@@ -331,6 +331,49 @@ def test_ctrl_c_while_a_program_starts_is_no_traceback():
     assert p.returncode == 0 and p.stdout.strip() == "", p.stdout + p.stderr
 
 
+_STARTS = {  # a command of each front end that soon ends by itself (exit 0), its imports and re-execution done
+    "run": ("moshi_mlx.run", "--list-devices"),
+    "transcribe": ("moshi_mlx.transcribe", "--list-devices"),
+    "quantize": ("quantize", "--help"),
+    "bench": ("moshi_mlx.bench", "--help"),
+    "app": ("app", "--help"),
+}
+_OURS = {"moshi_mlx", "quantize", "app"}
+
+
+def _ctrl_c_while_starting(command: tuple[str, ...], delay: float) -> Ran:
+    """`python -m command` given a Ctrl-C `delay` s after the first of our packages has loaded (as Python's
+    import times on stderr tell), or none if it ended before."""
+    p = start_python("-m", *command, env=cli_env(PYTHONPROFILEIMPORTTIME="1"))
+    assert p.stderr is not None
+    head = []
+    for line in p.stderr:
+        head.append(line)
+        if line.rsplit("|", 1)[-1].strip() in _OURS:
+            break
+    time.sleep(delay)
+    if p.poll() is None:
+        p.send_signal(signal.SIGINT)
+    r = finished(p)
+    return Ran(r.argv, r.code, r.out, "".join(head) + r.err)
+
+
+@pytest.mark.parametrize("front_end", list(_STARTS))
+def test_ctrl_c_at_any_moment_of_a_start_ends_quietly(front_end):
+    """From our first line on, a Ctrl-C ends every front end with 130 and no traceback, also in the imports
+    before main() (standard library and our own light modules, ~0.1 s) and while the program re-executes itself
+    on OpenBLAS (moshi_mlx.cpu.blas): both printed a KeyboardInterrupt traceback (exit 1, or killed by SIGINT)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    delays = (0.02, 0.05, 0.1, 0.15, 0.25)
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda d: _ctrl_c_while_starting(_STARTS[front_end], d), delays))
+    stopped = (130, -signal.SIGINT)  # -SIGINT: Python's own way out after a Ctrl-C (a shell says 130 for both)
+    for r in runs:
+        assert r.code in (0, *stopped) and "Traceback" not in r.err and ABORT not in r.err, r.why()
+    assert any(r.code in stopped for r in runs), [r.code for r in runs]
+
+
 def test_a_reader_that_stops_early_is_no_traceback(tmp_path):
     """`python -m moshi_mlx.transcribe --list-devices | head -1` or `bench ... | head`: the reader closes the
     pipe while the program still prints. It ends quietly (no traceback) with the SIGPIPE status a shell

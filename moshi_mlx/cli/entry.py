@@ -15,7 +15,7 @@ from ..cpu.blas import maybe_reexec
 from ..mlx_thread import exit_process
 from ..outputs import write_failure
 from .args import print_error
-from .signals import Interrupted, stop_came, stop_on_signals, stopped
+from .signals import Interrupted, blocked_across_exec, stop_came, stop_on_signals, stopped
 
 SIGPIPE_EXIT = 128 + 13  # what a shell reports for a program its pipe's reader stopped
 
@@ -26,7 +26,8 @@ def run_cli(main: Callable[[], int]) -> NoReturn:
     (signals.py), then exit with its status once every MLX thread has ended (moshi_mlx.mlx_thread)."""
     _open_closed_std_streams()
     warnings.showwarning = _warn
-    maybe_reexec()
+    with blocked_across_exec():
+        maybe_reexec()
     sys.stdout = _Stdout(sys.stdout)
     try:
         with stop_on_signals():
