@@ -27,7 +27,7 @@ from .stt.formats import FORMATS
 
 # numpy and MLX are imported where used, inside main(): a Ctrl-C while they load stops the program quietly
 if TYPE_CHECKING:
-    import numpy as np
+    from .audio.files import AudioInput
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,7 +152,7 @@ def _resolve(args: argparse.Namespace):
 class _Job:
     """The MLX thread's side of a file run: loads the model, transcribes each file, reports on a queue."""
 
-    def __init__(self, files, inputs: list[tuple[str, np.ndarray]], fmt: str) -> None:
+    def __init__(self, files, inputs: list[tuple[str, AudioInput]], fmt: str) -> None:
         self.files, self.inputs, self.fmt = files, inputs, fmt
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.stop = threading.Event()
@@ -164,8 +164,8 @@ class _Job:
         try:
             session = SttSession.from_files(self.files)
             self.events.put(("loaded", session.notes))
-            for i, (path, pcm) in enumerate(self.inputs):
-                frames = session.frames_of(pcm)
+            for i, (path, audio) in enumerate(self.inputs):
+                frames = session.frames_of(audio)
                 self.events.put(("file", i, len(frames)))
                 session.reset()
                 tokens, turns = [], []
@@ -190,7 +190,7 @@ class _Job:
             self.events.put(("end",))
 
 
-def run_files(args: argparse.Namespace, files, inputs: list[tuple[str, np.ndarray]], outputs: list[Path | None]) -> int:
+def run_files(args: argparse.Namespace, files, inputs: list[tuple[str, AudioInput]], outputs: list[Path | None]) -> int:
     """Transcribes every input on an MLX thread; writes each transcript as it completes. Returns the status."""
     from tqdm.auto import tqdm
 
@@ -285,19 +285,19 @@ def run_mic(args: argparse.Namespace, audio, files) -> int:
         loop.close()
 
 
-def _read(path: str) -> np.ndarray:
-    """An input FILE at the model's rate; NaN or infinite samples (a broken file) silenced, a file far past full
-    scale scaled down, each said."""
-    from .audio.files import fit_full_scale, past_full_scale_note, read_audio, silence_non_finite
+def _read(path: str) -> AudioInput:
+    """An input FILE at the model's rate, read as it is transcribed; NaN or infinite samples (a broken file)
+    silenced, a file far past full scale scaled down, each said."""
+    from .audio.files import open_audio, past_full_scale_note
 
-    pcm, bad = silence_non_finite(read_audio(path))
-    if bad:
-        note = f"note: {path} holds {bad} NaN or infinite samples (a broken file): transcribed as silence"
+    audio = open_audio(path)
+    audio.silence_non_finite = True
+    if audio.non_finite:
+        note = f"note: {path} holds {audio.non_finite} NaN or infinite samples (a broken file): transcribed as silence"
         print(note, file=sys.stderr)
-    pcm, peak = fit_full_scale(pcm)
-    if peak:
+    if peak := audio.fit_full_scale():
         print(past_full_scale_note(path, peak), file=sys.stderr)
-    return pcm
+    return audio
 
 
 def main(argv: list[str] | None = None, audio_backend=None) -> int:
