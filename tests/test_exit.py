@@ -470,3 +470,18 @@ def test_a_warning_is_one_line(tmp_path):
     assert_one_line_error(r, 2, "speech-to-text")
     warned = [ln for ln in r.err.splitlines() if ln.startswith("warning:")]
     assert len(warned) == 1 and "new_key" in warned[0] and ".py:" not in r.err, r.why()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_messages_that_cannot_be_written_lose_no_work(tmp_path):
+    """`run --input ... --output answer.wav 2> log` with the log's disk full (/dev/full here): the first
+    message ("loading the model...") raised OSError, and the run ended with 1 before writing the answer. Now
+    the messages are lost, not the work: the answer is written whole and the status says success."""
+    from support.cli import E2E
+
+    sf.write(str(tmp_path / "in.wav"), np.zeros(24_000, np.float32), 24_000)
+    argv = (sys.executable, "-m", "moshi_mlx.run", "--hf-repo", str(E2E), "--input", "in.wav", "--output", "a.wav")
+    with open("/dev/full", "w") as full:
+        p = subprocess.run(argv, env=cli_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=full, timeout=120)
+    assert p.returncode == 0, p.stdout
+    assert sf.info(str(tmp_path / "a.wav")).frames == 24_000

@@ -29,6 +29,7 @@ def run_cli(main: Callable[[], int]) -> NoReturn:
     with blocked_across_exec():
         maybe_reexec()
     sys.stdout = _Stdout(sys.stdout)
+    sys.stderr = _Stderr(sys.stderr)
     try:
         with stop_on_signals():
             code = main()
@@ -103,6 +104,41 @@ def _open_closed_std_streams() -> None:
 def _drop_stdout() -> None:
     """Point standard output at /dev/null: what is still buffered would fail again when Python flushes it
     at exit (the documented way out of a broken pipe)."""
+    _to_devnull(sys.stdout)
+
+
+def _to_devnull(stream) -> None:
     with contextlib.suppress(OSError, ValueError):
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+
+
+class _Stderr:
+    """sys.stderr, whose failed writes (`2> log` on a full disk, a reader gone) lose the messages, not the
+    work: a message raised OSError, and the first one ("loading the model...") ended a run before its answer
+    was written. The first failure points the stream at /dev/null; the exit status still tells how it went."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError:
+            self._drop()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError:
+            self._drop()
+
+    def _drop(self) -> None:
+        _to_devnull(self._stream)
+        with contextlib.suppress(OSError, ValueError):  # what is buffered goes there too
+            self._stream.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
