@@ -22,7 +22,7 @@ from . import release
 from .cli.args import CliParser, model_files, name, print_error
 from .cli.signals import stopped
 from .cli.wording import for_cli, refused
-from .errors import ConfigError, MoshiError, OutputError
+from .errors import AudioFormatError, ConfigError, MoshiError, OutputError
 from .stt.formats import FORMATS
 
 # numpy and MLX are imported where used, inside main(): a Ctrl-C while they load stops the program quietly
@@ -158,29 +158,19 @@ class _Job:
         self.stop = threading.Event()
 
     def run(self) -> None:
-        from .stt.formats import render
         from .stt.session import SttSession
 
         try:
             session = SttSession.from_files(self.files)
             self.events.put(("loaded", session.notes))
             for i, (path, audio) in enumerate(self.inputs):
-                frames = session.frames_of(audio)
-                self.events.put(("file", i, len(frames)))
-                session.reset()
-                tokens, turns = [], []
-                for frame in frames:
-                    if self.stop.is_set():
-                        return
-                    out = session.encode_step(frame)
-                    tokens.append(out.token)
-                    turns.append(out.end_of_turn)
-                    self.events.put(("frame", i))
-                t = session.transcript(tokens, turns)
-                pad = session.cfg.existing_text_padding_id
-                text = " ".join(session.text.sp.DecodeIds([x for x in tokens if x > pad]).split())
-                meta = {"file": path, "model": self.files.source}
-                body = render(self.fmt, text, t.words, meta, t.turn_ends if session.has_end_of_turn else None)
+                try:
+                    body = self._transcribe(session, i, path, audio)
+                except AudioFormatError as e:  # changed or removed since it was checked: said, the others go on
+                    self.events.put(("failed", i, for_cli(e)))
+                    continue
+                if body is None:
+                    return
                 self.events.put(("done", i, body))
         except MoshiError as e:
             self.events.put(("error", for_cli(e)))
@@ -188,6 +178,27 @@ class _Job:
             self.events.put(("error", f"transcription failed: {type(e).__name__}: {e}"))
         finally:
             self.events.put(("end",))
+
+    def _transcribe(self, session, i: int, path: str, audio: AudioInput) -> str | None:
+        """File `i` as the format asks (None: stopped)."""
+        from .stt.formats import render
+
+        frames = session.frames_of(audio)
+        self.events.put(("file", i, len(frames)))
+        session.reset()
+        tokens, turns = [], []
+        for frame in frames:
+            if self.stop.is_set():
+                return None
+            out = session.encode_step(frame)
+            tokens.append(out.token)
+            turns.append(out.end_of_turn)
+            self.events.put(("frame", i))
+        t = session.transcript(tokens, turns)
+        pad = session.cfg.existing_text_padding_id
+        text = " ".join(session.text.sp.DecodeIds([x for x in tokens if x > pad]).split())
+        meta = {"file": path, "model": self.files.source}
+        return render(self.fmt, text, t.words, meta, t.turn_ends if session.has_end_of_turn else None)
 
 
 def run_files(args: argparse.Namespace, files, inputs: list[tuple[str, AudioInput]], outputs: list[Path | None]) -> int:
@@ -234,6 +245,12 @@ def run_files(args: argparse.Namespace, files, inputs: list[tuple[str, AudioInpu
                         print_error(f"cannot write {path}: {write_failure(e, 'pick another --output')}")
                         job.stop.set()
                         failed = True
+            elif kind == "failed":  # this file only
+                if bar is not None:
+                    bar.close()
+                    bar = None
+                print_error(ev[2])
+                failed = True
             elif kind == "error":
                 if bar is not None:
                     bar.close()
