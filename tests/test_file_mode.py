@@ -179,6 +179,33 @@ def test_a_full_disk_under_the_output_keeps_the_answer_so_far(tmp_path: Path) ->
         assert [p.name for p in disk.iterdir()] == ["o.wav"]
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="sets a file-size limit in the child (POSIX)")
+def test_a_file_size_limit_is_named_and_keeps_the_answer_so_far(tmp_path: Path) -> None:
+    """Under `ulimit -f` (a shared machine's limits), libsndfile's "System error." was the whole reason given
+    (and the recorder's "File too large" blamed the file system): the limit is named."""
+    import resource
+    import subprocess
+    import sys
+
+    from support.cli import Ran
+
+    sf.write(str(tmp_path / "in.wav"), _tone(3.0), 24_000)  # 144 kB of answer
+    argv = (sys.executable, "-m", "moshi_mlx.run", "--hf-repo", str(E2E), "--input", "in.wav", "--output", "o.wav")
+    p = subprocess.run(
+        argv,
+        env=cli_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, resource.RLIM_INFINITY)),
+    )
+    r = Ran(argv, p.returncode, p.stdout, p.stderr)
+    assert_one_line_error(r, 1, "limit on file size", "ulimit -f", "o.wav holds the answer up to")
+    with wave.open(str(tmp_path / "o.wav")) as w:  # what fitted, with a header that says so
+        assert 0 < w.getnframes() < 3 * 24_000
+
+
 # -- outputs that are not plain files: never replaced -------------------------------------------
 def _in_process(*argv: str | Path, capsys) -> tuple[int, str]:
     from moshi_mlx.run import main

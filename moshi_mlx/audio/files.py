@@ -4,6 +4,8 @@ format libsndfile writes, as the audio comes."""
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -12,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AudioFormatError, OutputError, require_file
-from ..outputs import Staged
+from ..outputs import Staged, file_size_limit, write_failure
 from . import FRAME, MODEL_RATE
 
 
@@ -318,7 +320,7 @@ class AudioWriter:
         try:
             self._f.write(np.clip(np.asarray(pcm, np.float32).reshape(-1), -1.0, 1.0))
         except (sf.LibsndfileError, RuntimeError, OSError) as e:  # disk full, disk gone...
-            raise OutputError(f"cannot write {self.path}: {_disk_full(self.tmp.parent) or e}") from None
+            raise OutputError(f"cannot write {self.path}: {_write_failure(self.tmp, e)}") from None
         self.samples += pcm.size
 
     def commit(self) -> Path:
@@ -337,12 +339,18 @@ class AudioWriter:
         self._out.discard()
 
 
-def _disk_full(folder: Path) -> str | None:
-    """libsndfile reports a full disk as "System error.": say what it is."""
+def _write_failure(tmp: Path, e: Exception) -> str:
+    """libsndfile reports any failed write as "System error.": say what it was where that can be told (a full
+    disk, the limit on file size)."""
     try:
-        return "no space left on device" if shutil.disk_usage(folder).free < 1 << 20 else None
+        if shutil.disk_usage(tmp.parent).free < 1 << 20:
+            return write_failure(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+        limit = file_size_limit()
+        if limit is not None and tmp.stat().st_size + (1 << 16) >= limit:
+            return write_failure(OSError(errno.EFBIG, os.strerror(errno.EFBIG)))
     except OSError:
-        return None
+        pass
+    return str(e)
 
 
 def probe_audio(path: Path) -> None:
