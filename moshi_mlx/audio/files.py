@@ -151,15 +151,22 @@ def open_audio(path: str | Path, rate: int = MODEL_RATE, block: int = BLOCK) -> 
         raise AudioFormatError(f"the audio input file {path} is empty (0 bytes): record or pick another file")
     try:
         with sf.SoundFile(str(path)) as f:
-            if f.seekable():
+            if f.seekable() and _opens_anew(path):
                 audio = AudioInput(str(path), partial(_decode, path, rate, block))
-            else:  # a pipe is read once: held in memory, as it comes
+            else:  # a pipe, or a stream named by a device path, is read once: held in memory, as it comes
                 audio = AudioInput.of(np.concatenate([np.zeros(0, np.float32), *_blocks(f, rate, block)]), str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         raise _unreadable(path, e) from None
     if audio.length == 0:
         raise AudioFormatError(f"audio file {path} holds no samples: record or pick another file")
     return audio
+
+
+def _opens_anew(path: Path) -> bool:
+    """Whether opening `path` again starts a new read of the same file: a regular file, not a descriptor's
+    device path (on macOS /dev/stdin or /dev/fd/0 opened again shares the first reader's position)."""
+    real = path.resolve()
+    return real.is_file() and not str(real).startswith(("/dev/", "/proc/"))
 
 
 def _decode(path: Path, rate: int, block: int) -> Iterator[np.ndarray]:
