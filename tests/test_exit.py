@@ -485,3 +485,17 @@ def test_messages_that_cannot_be_written_lose_no_work(tmp_path):
         p = subprocess.run(argv, env=cli_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=full, timeout=120)
     assert p.returncode == 0, p.stdout
     assert sf.info(str(tmp_path / "a.wav")).frames == 24_000
+
+
+def test_standard_output_that_cannot_encode_the_text_is_one_line(tmp_path):
+    """A transcript naming `ü.wav` printed where standard output's encoding has no ü (PYTHONIOENCODING=ascii
+    here; a Windows console's code page) ended in a UnicodeEncodeError traceback."""
+    from support.stt import make_repo
+
+    sf.write(str(tmp_path / "ü.wav"), np.zeros(24_000, np.float32), 24_000)
+    repo = make_repo(tmp_path / "stt")
+    r = run_module(
+        "moshi_mlx.transcribe", tmp_path / "ü.wav", "--hf-repo", repo, "--format", "json", "--no-progress",
+        env=cli_env(PYTHONIOENCODING="ascii"),
+    )  # fmt: skip
+    assert_one_line_error(r, 1, "standard output", "ascii", "PYTHONIOENCODING=utf-8")

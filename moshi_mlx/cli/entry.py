@@ -80,6 +80,12 @@ class _Stdout:
             raise
         except OSError as e:
             raise StdoutError(e.errno, e.strerror) from None
+        except UnicodeEncodeError as e:  # nothing of the text was written (it is encoded whole first)
+            char = e.object[e.start : e.start + 1]
+            raise StdoutError(
+                None,
+                f"its encoding ({e.encoding}) has no {char!r}: set PYTHONIOENCODING=utf-8, or write to a file",
+            ) from None
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
