@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from . import release
 from .cli.args import CliParser, model_files, name, print_error
 from .cli.signals import stopped
+from .cli.tempdir import check_temp_folder
 from .cli.wording import for_cli, refused
 from .errors import AudioFormatError, ConfigError, MoshiError, OutputError
 from .stt.formats import FORMATS
@@ -326,6 +327,7 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
             from .run import list_devices_main
 
             return list_devices_main(audio_backend, WITHOUT_MIC)
+        check_temp_folder()  # where MLX compiles at the first step: refused now, not after loading
         if args.mic:
             from .audio.devices import AudioIO
 

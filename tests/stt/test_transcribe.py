@@ -14,7 +14,7 @@ import soundfile as sf
 
 from moshi_mlx.loading.hub import resolve_model_files
 from moshi_mlx.stt.session import SttSession
-from support.cli import E2E, assert_one_line_error, run_module
+from support.cli import E2E, assert_one_line_error, cli_env, run_module
 from support.signals import speechlike
 from support.stt import goldens, make_repo
 
@@ -230,3 +230,12 @@ def test_a_file_gone_before_its_turn_is_said_and_the_others_are_transcribed(repo
         ln for ln in r.err.splitlines() if "error:" in ln and "gone.wav" in ln
     ], r.why()
     assert sorted(f.name for f in (tmp_path / "out").iterdir()) == ["last.txt", "long.txt"], r.why()
+
+
+def test_a_temporary_folder_mlx_cannot_use_is_refused_before_the_model_loads(repo, wav, tmp_path):
+    """MLX compiles its CPU kernels in TMPDIR at the first step: a TMPDIR that is a file (or read-only, full)
+    failed there, after loading, with "transcription failed: RuntimeError: filesystem error", as `run` and
+    `quantize` no longer do."""
+    (tmp_path / "a-file").write_text("")
+    r = run_module("moshi_mlx.transcribe", wav, "--hf-repo", repo, env=cli_env(TMPDIR=str(tmp_path / "a-file")))
+    assert_one_line_error(r, 2, "TMPDIR", "not a folder")
