@@ -77,7 +77,7 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
             return True
     except OSError:  # one of them does not exist yet
         pass
-    return Path(a).resolve() == Path(b).resolve()
+    return os.path.realpath(a) == os.path.realpath(b)  # Path.resolve raises on a link to itself, realpath not
 
 
 def temp_name(path: Path) -> Path:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -102,6 +103,10 @@ def int32_tensor(file: str, name: str) -> Callable[[Path], None]:
         mx.save_safetensors(str(repo / file), tensors)
 
     return setup
+
+
+def link_loop(tmp: Path) -> None:
+    os.symlink(tmp / "loop", tmp / "loop")
 
 
 def nested_header(tmp: Path) -> None:
@@ -483,6 +488,16 @@ CASES = [
         ("TMPDIR=",),
         env=(("TMPDIR", "{tmp}/gone"),),
     ),
+    # a link that points at itself (ELOOP): Path.resolve raised RuntimeError("Symlink loop"), a traceback
+    *(
+        Case(f"{module}-{flag[2:]}-link-loop", module, (*argv, flag, "{tmp}/loop"), 2, ("loop",), setup=link_loop)
+        for module, argv, flag in (
+            (RUN, FILE_MODE[:4] + ("--output", "{tmp}/answer.wav"), "--output"),
+            (RUN, FILE_MODE, "--record"),
+            (RUN, FILE_MODE, "--transcript"),
+            (QUANTIZE, QUANT[:3], "--out"),
+        )
+    ),
 ]
 
 
@@ -492,7 +507,10 @@ def _snapshot(root: Path) -> dict[str, str]:
     out = {}
     for p in sorted(root.rglob("*")):
         rel = str(p.relative_to(root))
-        out[rel] = "dir" if p.is_dir() and not p.is_symlink() else hashlib.sha256(p.read_bytes()).hexdigest()
+        if p.is_symlink():  # its target, never followed (a link may point at itself)
+            out[rel] = f"link to {os.readlink(p)}"
+        else:
+            out[rel] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
 
