@@ -109,6 +109,16 @@ def link_loop(tmp: Path) -> None:
     os.symlink(tmp / "loop", tmp / "loop")
 
 
+def repo_link_loop(name: str) -> Callable[[Path], None]:
+    """{tmp}/repo whose `name` is a link that points at itself."""
+
+    def setup(tmp: Path) -> None:
+        (repo_copy(tmp) / name).unlink()
+        os.symlink(name, tmp / "repo" / name)
+
+    return setup
+
+
 def nested_header(tmp: Path) -> None:
     """{tmp}/repo whose LM file has a safetensors header nested 100000 levels deep."""
     header = b'{"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
@@ -497,6 +507,17 @@ CASES = [
             (RUN, FILE_MODE, "--transcript"),
             (QUANTIZE, QUANT[:3], "--out"),
         )
+    ),
+    *(  # was a traceback (the model file), or read as missing: the default config, then a baffling Mimi error
+        Case(
+            f"run-repo-{name}-link-loop",
+            RUN,
+            ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]),
+            2,
+            (name, "broken link"),
+            setup=repo_link_loop(name),
+        )
+        for name in ("config.json", "model.q4.safetensors")
     ),
 ]
 

@@ -119,7 +119,7 @@ def folder_file(folder: Path, name: str, key: str | None = None) -> Path:
     if climbs_out(name):
         raise _outside(name, key, str(folder))
     path = folder / name
-    real, base = path.resolve(), folder.resolve()
+    real, base = Path(os.path.realpath(path)), Path(os.path.realpath(folder))  # Path.resolve raises on a link loop
     in_cache = real.parent.name == "blobs" and real.parent.parent in base.parents
     if base not in real.parents and not in_cache:
         raise _outside(name, key, f"{folder} ({name} links to {real})")
@@ -364,6 +364,11 @@ def resolve_model_files(
             path = folder_file(folder, f, key if key in names else None)
             if path.is_file():
                 return path
+            if path.is_symlink() and not path.exists():  # never read as "missing" either (a default config)
+                raise CheckpointError(
+                    f"{path} is a broken link (to {os.readlink(path)}): put the file itself there",
+                    hint=Setting.MODEL_FILES,
+                )
             if path.exists():  # a folder or pipe where a file belongs: never read as "missing"
                 raise CheckpointError(f"{path} is not a file: put the file itself there", hint=Setting.MODEL_FILES)
             return None
