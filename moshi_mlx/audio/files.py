@@ -165,8 +165,8 @@ def open_audio(path: str | Path, rate: int = MODEL_RATE, block: int = BLOCK) -> 
 def _opens_anew(path: Path) -> bool:
     """Whether opening `path` again starts a new read of the same file: a regular file, not a descriptor's
     device path (on macOS /dev/stdin or /dev/fd/0 opened again shares the first reader's position)."""
-    real = path.resolve()
-    return real.is_file() and not str(real).startswith(("/dev/", "/proc/"))
+    real = os.path.realpath(path)  # Path.resolve raises on a link to itself
+    return os.path.isfile(real) and not real.startswith(("/dev/", "/proc/"))
 
 
 def _decode(path: Path, rate: int, block: int) -> Iterator[np.ndarray]:
