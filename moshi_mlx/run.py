@@ -377,6 +377,9 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
             return list_devices_main(audio_backend)
         _check_paths(args)  # before minutes of loading and work
         check_temp_folder()
+        from .cpu.lanes import lane_count
+
+        lane_count()  # a malformed MOSHI_MLX_CPU_LANES is said now, not once the model has loaded
         if args.input is not None:
             from .audio.files import open_audio, past_full_scale_note
             from .dialog.file_mode import run_file

@@ -328,6 +328,9 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
 
             return list_devices_main(audio_backend, WITHOUT_MIC)
         check_temp_folder()  # where MLX compiles at the first step: refused now, not after loading
+        from .cpu.lanes import lane_count
+
+        lane_count()  # a malformed MOSHI_MLX_CPU_LANES likewise
         if args.mic:
             from .audio.devices import AudioIO
 

@@ -214,6 +214,10 @@ CASES = [
     ),
     Case("run-tmpdir-a-file", RUN, FILE_MODE, 2, ("TMPDIR=",), env=(("TMPDIR", "{tmp}/in.wav"),)),
     Case("quantize-tmpdir-missing", QUANTIZE, QUANT, 2, ("TMPDIR=",), env=(("TMPDIR", "{tmp}/gone"),)),
+    # a malformed MOSHI_MLX_CPU_LANES was said once the model had loaded (the 7B: after reading 4 GB), exit 1
+    Case(
+        "run-cpu-lanes-word", RUN, FILE_MODE, 2, ("MOSHI_MLX_CPU_LANES", "'two'"), env=(("MOSHI_MLX_CPU_LANES", "two"),)
+    ),
     # -- run: LM configs with absurd values, refused when read (a delay of 1e9 used to segfault)
     Case(
         "run-config-delay-1e9",

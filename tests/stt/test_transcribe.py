@@ -232,6 +232,13 @@ def test_a_file_gone_before_its_turn_is_said_and_the_others_are_transcribed(repo
     assert sorted(f.name for f in (tmp_path / "out").iterdir()) == ["last.txt", "long.txt"], r.why()
 
 
+def test_a_malformed_cpu_lanes_setting_is_refused_before_the_model_loads(repo, wav):
+    """It was said once the model had loaded, as a failure (exit 1)."""
+    r = run_module("moshi_mlx.transcribe", wav, "--hf-repo", repo, env=cli_env(MOSHI_MLX_CPU_LANES="two"))
+    assert_one_line_error(r, 2, "MOSHI_MLX_CPU_LANES", "'two'")
+    assert "loading the model" not in r.err
+
+
 def test_a_temporary_folder_mlx_cannot_use_is_refused_before_the_model_loads(repo, wav, tmp_path):
     """MLX compiles its CPU kernels in TMPDIR at the first step: a TMPDIR that is a file (or read-only, full)
     failed there, after loading, with "transcription failed: RuntimeError: filesystem error", as `run` and
