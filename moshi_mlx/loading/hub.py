@@ -162,8 +162,11 @@ def hub_unavailable(local_only: bool = False) -> str | None:
 def _hub_unreachable(timeout_s: float = 5.0) -> str | None:
     """Why the hub's host cannot be reached, or None. One TCP connection: the hub client itself
     retries for ~25 s (printing each retry) before giving up on a machine without network."""
-    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    url = urlparse(endpoint)
+    if not url.hostname or url.scheme not in ("http", "https"):  # the hub client would fail on it too, less clearly
+        return f"HF_ENDPOINT={endpoint} is not a web address (e.g. https://huggingface.co): correct it or unset it"
+    host, port = url.hostname, url.port or (80 if url.scheme == "http" else 443)
     try:
         with socket.create_connection((host, port), timeout=timeout_s):
             return None
