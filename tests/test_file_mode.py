@@ -426,3 +426,13 @@ def test_a_long_input_is_read_as_it_is_stepped_not_whole(tmp_path: Path, front_e
             args = (wav, "--output", tmp_path / f"{name}.txt")
         peaks[name] = _peak_rss_once_stepping(f"moshi_mlx.{front_end}", "--hf-repo", model, *args)
     assert peaks["long"] - peaks["short"] < 20_000, peaks
+
+
+def test_a_sample_rate_too_low_for_sound_is_refused_not_a_crash(tmp_path: Path) -> None:
+    """A header giving 1 Hz (a damaged file): resampling its 200000 samples to 24 kHz made soxr crash the
+    process (segmentation fault, exit 139), whole or streamed."""
+    sf.write(str(tmp_path / "in.wav"), np.zeros(200_000, np.int16), 1, subtype="PCM_16")
+    r = run_module(
+        "moshi_mlx.run", "--hf-repo", NO_MODEL, "--input", tmp_path / "in.wav", "--output", tmp_path / "o.wav"
+    )
+    assert_one_line_error(r, 2, "in.wav", "1 Hz")

@@ -122,6 +122,7 @@ def audio_format(path: str | Path) -> str:
     return ext.upper()
 
 
+MIN_FILE_RATE = 1000  # Hz: below, no sound worth hearing (telephone audio is 8000), and a ratio past 24 to resample
 BLOCK = 1 << 16  # frames of a file decoded at once (1.4 s at 48 kHz): what an input holds in memory
 
 
@@ -151,6 +152,11 @@ def open_audio(path: str | Path, rate: int = MODEL_RATE, block: int = BLOCK) -> 
         raise AudioFormatError(f"the audio input file {path} is empty (0 bytes): record or pick another file")
     try:
         with sf.SoundFile(str(path)) as f:
+            if f.samplerate < MIN_FILE_RATE:  # soxr crashed the process resampling such a file (1 Hz to 24 kHz)
+                raise AudioFormatError(
+                    f"{path} gives its sample rate as {f.samplerate} Hz, too low for sound (a damaged header?): "
+                    f"record or convert it again, e.g. `ffmpeg -i {path.name} -ar 24000 {path.stem}-24k.wav`"
+                )
             if f.seekable() and _opens_anew(path):
                 audio = AudioInput(str(path), partial(_decode, path, rate, block))
             else:  # a pipe, or a stream named by a device path, is read once: held in memory, as it comes
