@@ -26,6 +26,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from moshi_mlx.audio.devices import AudioIO, DeviceInfo, list_devices
+from moshi_mlx.cli.tempdir import check_temp_folder
 from moshi_mlx.dialog.events import (
     Error,
     FrameModel,
@@ -146,6 +147,7 @@ class Controller(QObject):
         def build():  # on the new loop thread: the old model's memory is back before the new one is measured
             for t in releasing:
                 t.join()
+            check_temp_folder()  # MLX compiles there at the first step: a failure said now, in words, not then
             return factory()
 
         self._loop = ModelLoop(build, on_event=lambda ev: self._loop_event.emit(gen, ev)).start()

@@ -1,7 +1,9 @@
 """Kyutai's Moshi and its Mimi codec, in MLX.
 
 The public names are imported on first use (PEP 562), so that `python -m moshi_mlx.run` reaches its own
-Ctrl-C handling before the 0.3 s of numpy and MLX imports (a Ctrl-C during those printed a traceback).
+Ctrl-C handling before the 0.3 s of numpy and MLX imports (a Ctrl-C during those printed a traceback); and
+the first import here is cli/start.py, which makes a Ctrl-C before that quiet in a program of ours (and does
+nothing in any other process).
 
 The top level holds the models and what every layer shares; each folder's `__init__.py` says what it owns.
   mimi.py, lm.py, lm_gen.py, sampling.py, text.py  the models, their sampling, text pieces -> words
@@ -14,6 +16,9 @@ The top level holds the models and what every layer shares; each folder's `__ini
 
 from __future__ import annotations
 
+from .cli import start as _start  # noqa: F401 (first: a Ctrl-C while a program of ours starts ends it quietly)
+
+# isort: split
 import importlib
 from typing import TYPE_CHECKING
 

@@ -34,9 +34,24 @@ def write_failure(e: OSError, instead: str = "") -> str:
     forbidden disk and what to do, `instead` being the other way out: "No space left on device (the disk
     is full: free some space or choose another --out)"."""
     meaning, action = _MEANING.get(e.errno, ("", ""))
+    if e.errno == errno.EFBIG and (limit := file_size_limit()) is not None:  # not the file system's doing
+        meaning, action = (
+            f"it reached the limit on file size set for this program ({limit} bytes, `ulimit -f`)",
+            "raise it",
+        )
     todo = " or ".join(filter(None, (action, instead)))
     advice = ": ".join(filter(None, (meaning, todo)))
     return f"{e.strerror or e}" + (f" ({advice})" if advice else "")
+
+
+def file_size_limit() -> int | None:
+    """This process's limit on the size of a file it writes, in bytes (`ulimit -f`); None where there is none."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
 
 
 NAME_MAX = 255  # bytes in one file or folder name: ext4, btrfs, tmpfs, APFS (NTFS: 255 characters)
@@ -62,7 +77,7 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
             return True
     except OSError:  # one of them does not exist yet
         pass
-    return Path(a).resolve() == Path(b).resolve()
+    return os.path.realpath(a) == os.path.realpath(b)  # Path.resolve raises on a link to itself, realpath not
 
 
 def temp_name(path: Path) -> Path:

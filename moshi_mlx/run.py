@@ -377,12 +377,15 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
             return list_devices_main(audio_backend)
         _check_paths(args)  # before minutes of loading and work
         check_temp_folder()
+        from .cpu.lanes import lane_count
+
+        lane_count()  # a malformed MOSHI_MLX_CPU_LANES is said now, not once the model has loaded
         if args.input is not None:
-            from .audio.files import fit_full_scale, past_full_scale_note, read_audio
+            from .audio.files import open_audio, past_full_scale_note
             from .dialog.file_mode import run_file
 
-            pcm, peak = fit_full_scale(read_audio(args.input))  # a bad file fails now, before minutes of loading
-            if peak:
+            audio = open_audio(args.input)  # a bad file fails now, before minutes of loading; read as it is stepped
+            if peak := audio.fit_full_scale():
                 print(past_full_scale_note(args.input, peak), file=sys.stderr)
             files = _resolve(args)
             user_files = _resolve_user_model(args, files)
@@ -395,7 +398,7 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
                 new_port = partial(TranslationFilePort, source_end=source_end)
             return run_file(
                 _factory(args, files, source_end, user_files, persona),
-                pcm,
+                audio,
                 args.output,
                 source=args.input,
                 transcript=args.transcript,

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING
 from . import release
 from .cli.args import CliParser, model_files, name, print_error
 from .cli.signals import stopped
+from .cli.tempdir import check_temp_folder
 from .cli.wording import for_cli, refused
-from .errors import ConfigError, MoshiError, OutputError
+from .errors import AudioFormatError, ConfigError, MoshiError, OutputError
 from .stt.formats import FORMATS
 
 # numpy and MLX are imported where used, inside main(): a Ctrl-C while they load stops the program quietly
 if TYPE_CHECKING:
-    import numpy as np
+    from .audio.files import AudioInput
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,35 +153,25 @@ def _resolve(args: argparse.Namespace):
 class _Job:
     """The MLX thread's side of a file run: loads the model, transcribes each file, reports on a queue."""
 
-    def __init__(self, files, inputs: list[tuple[str, np.ndarray]], fmt: str) -> None:
+    def __init__(self, files, inputs: list[tuple[str, AudioInput]], fmt: str) -> None:
         self.files, self.inputs, self.fmt = files, inputs, fmt
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.stop = threading.Event()
 
     def run(self) -> None:
-        from .stt.formats import render
         from .stt.session import SttSession
 
         try:
             session = SttSession.from_files(self.files)
             self.events.put(("loaded", session.notes))
-            for i, (path, pcm) in enumerate(self.inputs):
-                frames = session.frames_of(pcm)
-                self.events.put(("file", i, len(frames)))
-                session.reset()
-                tokens, turns = [], []
-                for frame in frames:
-                    if self.stop.is_set():
-                        return
-                    out = session.encode_step(frame)
-                    tokens.append(out.token)
-                    turns.append(out.end_of_turn)
-                    self.events.put(("frame", i))
-                t = session.transcript(tokens, turns)
-                pad = session.cfg.existing_text_padding_id
-                text = " ".join(session.text.sp.DecodeIds([x for x in tokens if x > pad]).split())
-                meta = {"file": path, "model": self.files.source}
-                body = render(self.fmt, text, t.words, meta, t.turn_ends if session.has_end_of_turn else None)
+            for i, (path, audio) in enumerate(self.inputs):
+                try:
+                    body = self._transcribe(session, i, path, audio)
+                except AudioFormatError as e:  # changed or removed since it was checked: said, the others go on
+                    self.events.put(("failed", i, for_cli(e)))
+                    continue
+                if body is None:
+                    return
                 self.events.put(("done", i, body))
         except MoshiError as e:
             self.events.put(("error", for_cli(e)))
@@ -189,8 +180,29 @@ class _Job:
         finally:
             self.events.put(("end",))
 
+    def _transcribe(self, session, i: int, path: str, audio: AudioInput) -> str | None:
+        """File `i` as the format asks (None: stopped)."""
+        from .stt.formats import render
 
-def run_files(args: argparse.Namespace, files, inputs: list[tuple[str, np.ndarray]], outputs: list[Path | None]) -> int:
+        frames = session.frames_of(audio)
+        self.events.put(("file", i, len(frames)))
+        session.reset()
+        tokens, turns = [], []
+        for frame in frames:
+            if self.stop.is_set():
+                return None
+            out = session.encode_step(frame)
+            tokens.append(out.token)
+            turns.append(out.end_of_turn)
+            self.events.put(("frame", i))
+        t = session.transcript(tokens, turns)
+        pad = session.cfg.existing_text_padding_id
+        text = " ".join(session.text.sp.DecodeIds([x for x in tokens if x > pad]).split())
+        meta = {"file": path, "model": self.files.source}
+        return render(self.fmt, text, t.words, meta, t.turn_ends if session.has_end_of_turn else None)
+
+
+def run_files(args: argparse.Namespace, files, inputs: list[tuple[str, AudioInput]], outputs: list[Path | None]) -> int:
     """Transcribes every input on an MLX thread; writes each transcript as it completes. Returns the status."""
     from tqdm.auto import tqdm
 
@@ -234,6 +246,12 @@ def run_files(args: argparse.Namespace, files, inputs: list[tuple[str, np.ndarra
                         print_error(f"cannot write {path}: {write_failure(e, 'pick another --output')}")
                         job.stop.set()
                         failed = True
+            elif kind == "failed":  # this file only
+                if bar is not None:
+                    bar.close()
+                    bar = None
+                print_error(ev[2])
+                failed = True
             elif kind == "error":
                 if bar is not None:
                     bar.close()
@@ -285,19 +303,19 @@ def run_mic(args: argparse.Namespace, audio, files) -> int:
         loop.close()
 
 
-def _read(path: str) -> np.ndarray:
-    """An input FILE at the model's rate; NaN or infinite samples (a broken file) silenced, a file far past full
-    scale scaled down, each said."""
-    from .audio.files import fit_full_scale, past_full_scale_note, read_audio, silence_non_finite
+def _read(path: str) -> AudioInput:
+    """An input FILE at the model's rate, read as it is transcribed; NaN or infinite samples (a broken file)
+    silenced, a file far past full scale scaled down, each said."""
+    from .audio.files import open_audio, past_full_scale_note
 
-    pcm, bad = silence_non_finite(read_audio(path))
-    if bad:
-        note = f"note: {path} holds {bad} NaN or infinite samples (a broken file): transcribed as silence"
+    audio = open_audio(path)
+    audio.silence_non_finite = True
+    if audio.non_finite:
+        note = f"note: {path} holds {audio.non_finite} NaN or infinite samples (a broken file): transcribed as silence"
         print(note, file=sys.stderr)
-    pcm, peak = fit_full_scale(pcm)
-    if peak:
+    if peak := audio.fit_full_scale():
         print(past_full_scale_note(path, peak), file=sys.stderr)
-    return pcm
+    return audio
 
 
 def main(argv: list[str] | None = None, audio_backend=None) -> int:
@@ -309,6 +327,10 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
             from .run import list_devices_main
 
             return list_devices_main(audio_backend, WITHOUT_MIC)
+        check_temp_folder()  # where MLX compiles at the first step: refused now, not after loading
+        from .cpu.lanes import lane_count
+
+        lane_count()  # a malformed MOSHI_MLX_CPU_LANES likewise
         if args.mic:
             from .audio.devices import AudioIO
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from .audio import FRAME, FRAME_S
 from .audio.file_port import FileAudioPort, Sink
+from .audio.files import AudioInput
 from .dialog.events import FrameResult
 from .guidance import DEFAULT_CFG_COEF, GuidedLm
 from .lm import Lm
@@ -94,8 +95,8 @@ class TranslationFilePort(FileAudioPort):
     most MAX_TAIL_S); the translation goes to the sink from its first frame (no leading silence, as the
     reference writes it) and as long as the model speaks, not cut at the source's length."""
 
-    def __init__(self, pcm: np.ndarray, sink: Sink, source_end: SourceEnd) -> None:
-        super().__init__(pcm, sink)
+    def __init__(self, source: AudioInput | np.ndarray, sink: Sink, source_end: SourceEnd) -> None:
+        super().__init__(source, sink)
         self.source_end = source_end
         self.frames = self.length // FRAME  # the reference keeps whole frames only
         self.length = self.frames * FRAME
@@ -113,7 +114,7 @@ class TranslationFilePort(FileAudioPort):
         if self._next > self.frames:
             self.source_end.source_ended = True
             return np.zeros(FRAME, np.float32)
-        return self._pcm[(self._next - 1) * FRAME : self._next * FRAME]
+        return self._source.read(FRAME)
 
     def _put(self, pcm: np.ndarray) -> None:
         with self._lock:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -100,6 +101,20 @@ def int32_tensor(file: str, name: str) -> Callable[[Path], None]:
         tensors[name] = tensors[name].astype(mx.int32)
         (repo / file).unlink()
         mx.save_safetensors(str(repo / file), tensors)
+
+    return setup
+
+
+def link_loop(tmp: Path) -> None:
+    os.symlink(tmp / "loop", tmp / "loop")
+
+
+def repo_link_loop(name: str) -> Callable[[Path], None]:
+    """{tmp}/repo whose `name` is a link that points at itself."""
+
+    def setup(tmp: Path) -> None:
+        (repo_copy(tmp) / name).unlink()
+        os.symlink(name, tmp / "repo" / name)
 
     return setup
 
@@ -199,6 +214,10 @@ CASES = [
     ),
     Case("run-tmpdir-a-file", RUN, FILE_MODE, 2, ("TMPDIR=",), env=(("TMPDIR", "{tmp}/in.wav"),)),
     Case("quantize-tmpdir-missing", QUANTIZE, QUANT, 2, ("TMPDIR=",), env=(("TMPDIR", "{tmp}/gone"),)),
+    # a malformed MOSHI_MLX_CPU_LANES was said once the model had loaded (the 7B: after reading 4 GB), exit 1
+    Case(
+        "run-cpu-lanes-word", RUN, FILE_MODE, 2, ("MOSHI_MLX_CPU_LANES", "'two'"), env=(("MOSHI_MLX_CPU_LANES", "two"),)
+    ),
     # -- run: LM configs with absurd values, refused when read (a delay of 1e9 used to segfault)
     Case(
         "run-config-delay-1e9",
@@ -483,6 +502,27 @@ CASES = [
         ("TMPDIR=",),
         env=(("TMPDIR", "{tmp}/gone"),),
     ),
+    # a link that points at itself (ELOOP): Path.resolve raised RuntimeError("Symlink loop"), a traceback
+    *(
+        Case(f"{module}-{flag[2:]}-link-loop", module, (*argv, flag, "{tmp}/loop"), 2, ("loop",), setup=link_loop)
+        for module, argv, flag in (
+            (RUN, FILE_MODE[:4] + ("--output", "{tmp}/answer.wav"), "--output"),
+            (RUN, FILE_MODE, "--record"),
+            (RUN, FILE_MODE, "--transcript"),
+            (QUANTIZE, QUANT[:3], "--out"),
+        )
+    ),
+    *(  # was a traceback (the model file), or read as missing: the default config, then a baffling Mimi error
+        Case(
+            f"run-repo-{name}-link-loop",
+            RUN,
+            ("--hf-repo", "{tmp}/repo", *FILE_MODE[2:]),
+            2,
+            (name, "broken link"),
+            setup=repo_link_loop(name),
+        )
+        for name in ("config.json", "model.q4.safetensors")
+    ),
 ]
 
 
@@ -492,7 +532,10 @@ def _snapshot(root: Path) -> dict[str, str]:
     out = {}
     for p in sorted(root.rglob("*")):
         rel = str(p.relative_to(root))
-        out[rel] = "dir" if p.is_dir() and not p.is_symlink() else hashlib.sha256(p.read_bytes()).hexdigest()
+        if p.is_symlink():  # its target, never followed (a link may point at itself)
+            out[rel] = f"link to {os.readlink(p)}"
+        else:
+            out[rel] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
 

@@ -331,6 +331,49 @@ def test_ctrl_c_while_a_program_starts_is_no_traceback():
     assert p.returncode == 0 and p.stdout.strip() == "", p.stdout + p.stderr
 
 
+_STARTS = {  # a command of each front end that soon ends by itself (exit 0), its imports and re-execution done
+    "run": ("moshi_mlx.run", "--list-devices"),
+    "transcribe": ("moshi_mlx.transcribe", "--list-devices"),
+    "quantize": ("quantize", "--help"),
+    "bench": ("moshi_mlx.bench", "--help"),
+    "app": ("app", "--help"),
+}
+_OURS = {"moshi_mlx", "quantize", "app"}
+
+
+def _ctrl_c_while_starting(command: tuple[str, ...], delay: float) -> Ran:
+    """`python -m command` given a Ctrl-C `delay` s after the first of our packages has loaded (as Python's
+    import times on stderr tell), or none if it ended before."""
+    p = start_python("-m", *command, env=cli_env(PYTHONPROFILEIMPORTTIME="1"))
+    assert p.stderr is not None
+    head = []
+    for line in p.stderr:
+        head.append(line)
+        if line.rsplit("|", 1)[-1].strip() in _OURS:
+            break
+    time.sleep(delay)
+    if p.poll() is None:
+        p.send_signal(signal.SIGINT)
+    r = finished(p)
+    return Ran(r.argv, r.code, r.out, "".join(head) + r.err)
+
+
+@pytest.mark.parametrize("front_end", list(_STARTS))
+def test_ctrl_c_at_any_moment_of_a_start_ends_quietly(front_end):
+    """From our first line on, a Ctrl-C ends every front end with 130 and no traceback, also in the imports
+    before main() (standard library and our own light modules, ~0.1 s) and while the program re-executes itself
+    on OpenBLAS (moshi_mlx.cpu.blas): both printed a KeyboardInterrupt traceback (exit 1, or killed by SIGINT)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    delays = (0.02, 0.05, 0.1, 0.15, 0.25)
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda d: _ctrl_c_while_starting(_STARTS[front_end], d), delays))
+    stopped = (130, -signal.SIGINT)  # -SIGINT: Python's own way out after a Ctrl-C (a shell says 130 for both)
+    for r in runs:
+        assert r.code in (0, *stopped) and "Traceback" not in r.err and ABORT not in r.err, r.why()
+    assert any(r.code in stopped for r in runs), [r.code for r in runs]
+
+
 def test_a_reader_that_stops_early_is_no_traceback(tmp_path):
     """`python -m moshi_mlx.transcribe --list-devices | head -1` or `bench ... | head`: the reader closes the
     pipe while the program still prints. It ends quietly (no traceback) with the SIGPIPE status a shell
@@ -427,3 +470,32 @@ def test_a_warning_is_one_line(tmp_path):
     assert_one_line_error(r, 2, "speech-to-text")
     warned = [ln for ln in r.err.splitlines() if ln.startswith("warning:")]
     assert len(warned) == 1 and "new_key" in warned[0] and ".py:" not in r.err, r.why()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_messages_that_cannot_be_written_lose_no_work(tmp_path):
+    """`run --input ... --output answer.wav 2> log` with the log's disk full (/dev/full here): the first
+    message ("loading the model...") raised OSError, and the run ended with 1 before writing the answer. Now
+    the messages are lost, not the work: the answer is written whole and the status says success."""
+    from support.cli import E2E
+
+    sf.write(str(tmp_path / "in.wav"), np.zeros(24_000, np.float32), 24_000)
+    argv = (sys.executable, "-m", "moshi_mlx.run", "--hf-repo", str(E2E), "--input", "in.wav", "--output", "a.wav")
+    with open("/dev/full", "w") as full:
+        p = subprocess.run(argv, env=cli_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=full, timeout=120)
+    assert p.returncode == 0, p.stdout
+    assert sf.info(str(tmp_path / "a.wav")).frames == 24_000
+
+
+def test_standard_output_that_cannot_encode_the_text_is_one_line(tmp_path):
+    """A transcript naming `ü.wav` printed where standard output's encoding has no ü (PYTHONIOENCODING=ascii
+    here; a Windows console's code page) ended in a UnicodeEncodeError traceback."""
+    from support.stt import make_repo
+
+    sf.write(str(tmp_path / "ü.wav"), np.zeros(24_000, np.float32), 24_000)
+    repo = make_repo(tmp_path / "stt")
+    r = run_module(
+        "moshi_mlx.transcribe", tmp_path / "ü.wav", "--hf-repo", repo, "--format", "json", "--no-progress",
+        env=cli_env(PYTHONIOENCODING="ascii"),
+    )  # fmt: skip
+    assert_one_line_error(r, 1, "standard output", "ascii", "PYTHONIOENCODING=utf-8")

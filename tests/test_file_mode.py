@@ -179,6 +179,33 @@ def test_a_full_disk_under_the_output_keeps_the_answer_so_far(tmp_path: Path) ->
         assert [p.name for p in disk.iterdir()] == ["o.wav"]
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="sets a file-size limit in the child (POSIX)")
+def test_a_file_size_limit_is_named_and_keeps_the_answer_so_far(tmp_path: Path) -> None:
+    """Under `ulimit -f` (a shared machine's limits), libsndfile's "System error." was the whole reason given
+    (and the recorder's "File too large" blamed the file system): the limit is named."""
+    import resource
+    import subprocess
+    import sys
+
+    from support.cli import Ran
+
+    sf.write(str(tmp_path / "in.wav"), _tone(3.0), 24_000)  # 144 kB of answer
+    argv = (sys.executable, "-m", "moshi_mlx.run", "--hf-repo", str(E2E), "--input", "in.wav", "--output", "o.wav")
+    p = subprocess.run(
+        argv,
+        env=cli_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, resource.RLIM_INFINITY)),
+    )
+    r = Ran(argv, p.returncode, p.stdout, p.stderr)
+    assert_one_line_error(r, 1, "limit on file size", "ulimit -f", "o.wav holds the answer up to")
+    with wave.open(str(tmp_path / "o.wav")) as w:  # what fitted, with a header that says so
+        assert 0 < w.getnframes() < 3 * 24_000
+
+
 # -- outputs that are not plain files: never replaced -------------------------------------------
 def _in_process(*argv: str | Path, capsys) -> tuple[int, str]:
     from moshi_mlx.run import main
@@ -362,3 +389,50 @@ def test_a_float_input_past_full_scale_is_scaled_to_fit_and_said(tmp_path: Path)
         assert len(notes) == (name == "loud") and all("loud.wav" in n and "32767" in n for n in notes), r.why()
         answers.append(sf.read(str(out))[0])
     np.testing.assert_allclose(answers[0], answers[1], atol=1e-4)
+
+
+def _peak_rss_once_stepping(*command: object) -> int:
+    """The peak memory (kB, VmHWM) of `python -m command` once its progress bar shows the first frames going
+    through the model: the input has been opened and checked by then, and the model loaded. Then SIGTERM."""
+    p = start_python("-m", *command, env=cli_env(PYTHONUNBUFFERED="1"))
+    assert p.stderr is not None
+    seen = ""
+    while "frame" not in seen:
+        c = p.stderr.read(1)
+        assert c, seen
+        seen += c
+    status = Path(f"/proc/{p.pid}/status").read_text()
+    p.send_signal(signal.SIGTERM)
+    p.communicate(timeout=60)
+    return int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmHWM:")))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads a process's peak memory in /proc")
+@pytest.mark.parametrize("front_end", ["run", "transcribe"])
+def test_a_long_input_is_read_as_it_is_stepped_not_whole(tmp_path: Path, front_end: str) -> None:
+    """3 minutes at 48 kHz stereo (35 MB of 16-bit WAV) take no more memory than 1 second: the input is decoded
+    block by block as the model steps through it. Before, the whole file was read (69 MB as float32), mixed to
+    mono and resampled at once (5 minutes: +166 MB for `run`, +161 MB for `transcribe`)."""
+    from support.stt import make_repo
+
+    model = E2E if front_end == "run" else make_repo(tmp_path / "stt")
+    peaks = {}
+    for name, seconds in (("short", 1), ("long", 180)):
+        wav = tmp_path / f"{name}.wav"
+        sf.write(str(wav), np.zeros((48_000 * seconds, 2), np.int16), 48_000, subtype="PCM_16")
+        if front_end == "run":
+            args = ("--input", wav, "--output", tmp_path / f"{name}-out.wav")
+        else:
+            args = (wav, "--output", tmp_path / f"{name}.txt")
+        peaks[name] = _peak_rss_once_stepping(f"moshi_mlx.{front_end}", "--hf-repo", model, *args)
+    assert peaks["long"] - peaks["short"] < 20_000, peaks
+
+
+def test_a_sample_rate_too_low_for_sound_is_refused_not_a_crash(tmp_path: Path) -> None:
+    """A header giving 1 Hz (a damaged file): resampling its 200000 samples to 24 kHz made soxr crash the
+    process (segmentation fault, exit 139), whole or streamed."""
+    sf.write(str(tmp_path / "in.wav"), np.zeros(200_000, np.int16), 1, subtype="PCM_16")
+    r = run_module(
+        "moshi_mlx.run", "--hf-repo", NO_MODEL, "--input", tmp_path / "in.wav", "--output", tmp_path / "o.wav"
+    )
+    assert_one_line_error(r, 2, "in.wav", "1 Hz")

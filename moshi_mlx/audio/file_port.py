@@ -3,7 +3,8 @@
 `python -m moshi_mlx.run --input` drives the same ModelLoop as the live dialog through this port. It
 hands out one 80 ms frame per read, so the loop never sees a backlog and never skips; the answer is
 laid on the input's timeline (silence while the acoustic delays fill), so it is as long as the input,
-and goes to its sink (an `AudioWriter`: straight to disk) as it is produced.
+and goes to its sink (an `AudioWriter`: straight to disk) as it is produced. The input is read as it is
+stepped (an `AudioInput` over the file): memory stays flat however long the input.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from . import FRAME
+from .files import AudioInput
 
 
 class Sink(Protocol):
@@ -21,18 +23,17 @@ class Sink(Protocol):
 
 
 class FileAudioPort:
-    """Feeds `pcm` [T] float32 (24 kHz mono) frame by frame; writes the answer to `sink` as it comes.
+    """Feeds `source` (24 kHz mono) frame by frame; writes the answer to `sink` as it comes.
 
     Args:
-        pcm: the user's audio at 24 kHz.
+        source: the user's audio at 24 kHz: an `AudioInput` (read as it is stepped) or the samples [T] float32.
         sink: receives Moshi's answer on the input's timeline, never more than the input's length.
     """
 
-    def __init__(self, pcm: np.ndarray, sink: Sink) -> None:
-        pcm = np.asarray(pcm, np.float32).reshape(-1)
-        self.length = pcm.size
-        self._pcm = pcm  # not copied: an hour of input is 345 MB
-        self.frames = -(-pcm.size // FRAME)
+    def __init__(self, source: AudioInput | np.ndarray, sink: Sink) -> None:
+        self._source = source if isinstance(source, AudioInput) else AudioInput.of(source)
+        self.length = self._source.length
+        self.frames = -(-self.length // FRAME)
         self._next = 0
         self._sink = sink
         self._lock = threading.Lock()  # the loop thread writes, the caller's thread closes
@@ -58,7 +59,7 @@ class FileAudioPort:
             # the loop asks again only after stepping the frame before: all frames are done
             self.exhausted.set()
             return np.zeros(0, np.float32)
-        frame = self._pcm[self._next * FRAME : (self._next + 1) * FRAME]
+        frame = self._source.read(FRAME)
         frame = np.pad(frame, (0, FRAME - frame.size))  # the last frame is completed with silence
         # frames stepped without an answer (the delays filling) are silence on the answer's timeline
         silent = self._next - self._out_frames
@@ -95,3 +96,4 @@ class FileAudioPort:
                 self._sink.write(np.zeros(self.length - self.written, np.float32))
                 self.written = self.length
             self._closed = True
+        self._source.close()

@@ -4,13 +4,17 @@ format libsndfile writes, as the audio comes."""
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import shutil
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import AudioFormatError, OutputError, require_file
-from ..outputs import Staged
+from ..outputs import Staged, file_size_limit, write_failure
 from . import FRAME, MODEL_RATE
 
 
@@ -118,8 +122,23 @@ def audio_format(path: str | Path) -> str:
     return ext.upper()
 
 
+MIN_FILE_RATE = 1000  # Hz: below, no sound worth hearing (telephone audio is 8000), and a ratio past 24 to resample
+BLOCK = 1 << 16  # frames of a file decoded at once (1.4 s at 48 kHz): what an input holds in memory
+
+
 def read_audio(path: str | Path, rate: int = MODEL_RATE) -> np.ndarray:
-    """Reads wav/flac/ogg/mp3/... as mono float32 at `rate` (default 24 kHz). [T]
+    """Reads wav/flac/ogg/mp3/... as mono float32 at `rate` (default 24 kHz), whole (a short file: a voice
+    sample; an input of any length is `open_audio`'s). [T]
+
+    Raises:
+        AudioFormatError: missing, empty or unreadable file, with what to do about it.
+    """
+    return open_audio(path, rate).read(None)
+
+
+def open_audio(path: str | Path, rate: int = MODEL_RATE, block: int = BLOCK) -> AudioInput:
+    """An audio file to read as mono float32 at `rate`, block by block (`AudioInput`): decoded once here, to
+    check all of it before any work and to know its length and peak; its samples are not kept.
 
     Raises:
         AudioFormatError: missing, empty or unreadable file, with what to do about it.
@@ -132,21 +151,151 @@ def read_audio(path: str | Path, rate: int = MODEL_RATE) -> np.ndarray:
     if path.is_file() and path.stat().st_size == 0:
         raise AudioFormatError(f"the audio input file {path} is empty (0 bytes): record or pick another file")
     try:
-        pcm, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:
+            if f.samplerate < MIN_FILE_RATE:  # soxr crashed the process resampling such a file (1 Hz to 24 kHz)
+                raise AudioFormatError(
+                    f"{path} gives its sample rate as {f.samplerate} Hz, too low for sound (a damaged header?): "
+                    f"record or convert it again, e.g. `ffmpeg -i {path.name} -ar 24000 {path.stem}-24k.wav`"
+                )
+            if f.seekable() and _opens_anew(path):
+                audio = AudioInput(str(path), partial(_decode, path, rate, block))
+            else:  # a pipe, or a stream named by a device path, is read once: held in memory, as it comes
+                audio = AudioInput.of(np.concatenate([np.zeros(0, np.float32), *_blocks(f, rate, block)]), str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-        ext = path.suffix[1:].lower()
-        what = (
-            f"{NOT_READABLE[ext]} ({path.name}) is not a format libsndfile reads"
-            if ext in NOT_READABLE
-            else (f"cannot read audio file {path}: {str(e).replace(chr(10), ' ').rstrip('. ')}")
-        )
-        wav = f"{path.stem}-converted.wav" if ext == "wav" else f"{path.stem}.wav"  # never the input's own name
-        raise AudioFormatError(
-            f"{what}. Readable formats: {readable_formats()}. Convert it first, e.g. `ffmpeg -i {path.name} {wav}`."
-        ) from None
-    if pcm.shape[0] == 0:
+        raise _unreadable(path, e) from None
+    if audio.length == 0:
         raise AudioFormatError(f"audio file {path} holds no samples: record or pick another file")
-    return resample(to_mono(pcm), int(file_rate), rate)
+    return audio
+
+
+def _opens_anew(path: Path) -> bool:
+    """Whether opening `path` again starts a new read of the same file: a regular file, not a descriptor's
+    device path (on macOS /dev/stdin or /dev/fd/0 opened again shares the first reader's position)."""
+    real = os.path.realpath(path)  # Path.resolve raises on a link to itself
+    return os.path.isfile(real) and not real.startswith(("/dev/", "/proc/"))
+
+
+def _decode(path: Path, rate: int, block: int) -> Iterator[np.ndarray]:
+    import soundfile as sf
+
+    with sf.SoundFile(str(path)) as f:
+        yield from _blocks(f, rate, block)
+
+
+def _blocks(f, rate: int, block: int) -> Iterator[np.ndarray]:
+    """The samples of the open sound file `f` from where it is, mono float32 at `rate`, `block` frames of the
+    file at a time. soxr's streaming resampler gives what resampling the whole signal at once gives
+    (`resample`), sample for sample."""
+    stream = None
+    if f.samplerate != rate:
+        import soxr
+
+        stream = soxr.ResampleStream(f.samplerate, rate, 1, dtype="float32", quality="HQ")
+    while True:
+        mono = to_mono(f.read(block, dtype="float32", always_2d=True))
+        out = mono if stream is None else stream.resample_chunk(mono, last=mono.size == 0)
+        if out.size:
+            yield out.astype(np.float32, copy=False)
+        if mono.size == 0:
+            return
+
+
+def _unreadable(path: Path, e: Exception) -> AudioFormatError:
+    ext = path.suffix[1:].lower()
+    what = (
+        f"{NOT_READABLE[ext]} ({path.name}) is not a format libsndfile reads"
+        if ext in NOT_READABLE
+        else (f"cannot read audio file {path}: {str(e).replace(chr(10), ' ').rstrip('. ')}")
+    )
+    wav = f"{path.stem}-converted.wav" if ext == "wav" else f"{path.stem}.wav"  # never the input's own name
+    return AudioFormatError(
+        f"{what}. Readable formats: {readable_formats()}. Convert it first, e.g. `ffmpeg -i {path.name} {wav}`."
+    )
+
+
+class AudioInput:
+    """Mono float32 samples at the model rate, read in order (`read`), never held whole where they come from a
+    file (an hour at 48 kHz stereo is 1.4 GB as decoded, 345 MB at 24 kHz): `open_audio` makes one. Its
+    `length`, `peak` (the largest finite |sample|) and `non_finite` (NaN or infinite samples) are known before
+    the first read.
+
+    Args:
+        name: where the samples come from (messages).
+        decode: a new pass over the samples, block by block; called once for the figures, once per `rewind`.
+    """
+
+    def __init__(self, name: str, decode: Callable[[], Iterator[np.ndarray]]) -> None:
+        self.name = name
+        self._decode = decode
+        self.length, self.peak, self.non_finite = 0, 0.0, 0
+        for block in decode():
+            self.length += block.size
+            for i in range(0, block.size, BLOCK):  # no temporary as large as samples held in memory
+                part = block[i : i + BLOCK]
+                finite = np.isfinite(part)
+                self.non_finite += int(part.size - finite.sum())
+                if finite.any():
+                    self.peak = max(self.peak, float(np.abs(part[finite]).max()))
+        self.silence_non_finite = False  # whether `read` makes NaN and infinite samples 0 (see silence_non_finite)
+        self._divisor: np.float32 | None = None
+        self._pass: Iterator[np.ndarray] | None = None
+        self._block, self._at = np.zeros(0, np.float32), 0
+
+    @classmethod
+    def of(cls, pcm: np.ndarray, name: str = "audio") -> AudioInput:
+        """Samples already in memory, [T] float32 at the model rate."""
+        pcm = np.asarray(pcm, np.float32).reshape(-1)
+        return cls(name, lambda: iter((pcm,)))
+
+    def fit_full_scale(self) -> float:
+        """From now on `read` scales the samples down by the peak where that is far past full scale, as the
+        function `fit_full_scale` does; returns the peak then, else 0.0."""
+        if self.peak <= PAST_FULL_SCALE:
+            return 0.0
+        self._divisor = np.float32(self.peak)
+        return self.peak
+
+    def read(self, n: int | None) -> np.ndarray:
+        """The next `n` samples (all that are left: None); fewer at the end, none after it.
+
+        Raises:
+            AudioFormatError: the file can no longer be read (changed or removed since it was opened).
+        """
+        import soundfile as sf
+
+        n = self.length if n is None else n
+        parts = []
+        try:
+            while n > 0:
+                if self._at >= self._block.size:
+                    self._pass = self._pass or self._decode()
+                    block = next(self._pass, None)
+                    if block is None:
+                        break
+                    self._block, self._at = block, 0
+                part = self._block[self._at : self._at + n]
+                self._at += part.size
+                n -= part.size
+                parts.append(part)
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as e:
+            raise AudioFormatError(f"cannot read {self.name} any more: {e}") from None
+        pcm = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros(0, np.float32)
+        if self.silence_non_finite:
+            pcm, _ = silence_non_finite(pcm)
+        if self._divisor is not None:
+            pcm = (pcm / self._divisor).astype(np.float32)
+        return pcm.astype(np.float32, copy=False)
+
+    def rewind(self) -> None:
+        """The next `read` starts from the first sample again."""
+        self.close()
+        self._block, self._at = np.zeros(0, np.float32), 0
+
+    def close(self) -> None:
+        """Closes the file a pass has open (a pass not read to its end)."""
+        if self._pass is not None and hasattr(self._pass, "close"):
+            self._pass.close()  # type: ignore[attr-defined]
+        self._pass = None
 
 
 class AudioWriter:
@@ -184,7 +333,7 @@ class AudioWriter:
         try:
             self._f.write(np.clip(np.asarray(pcm, np.float32).reshape(-1), -1.0, 1.0))
         except (sf.LibsndfileError, RuntimeError, OSError) as e:  # disk full, disk gone...
-            raise OutputError(f"cannot write {self.path}: {_disk_full(self.tmp.parent) or e}") from None
+            raise OutputError(f"cannot write {self.path}: {_write_failure(self.tmp, e)}") from None
         self.samples += pcm.size
 
     def commit(self) -> Path:
@@ -203,12 +352,18 @@ class AudioWriter:
         self._out.discard()
 
 
-def _disk_full(folder: Path) -> str | None:
-    """libsndfile reports a full disk as "System error.": say what it is."""
+def _write_failure(tmp: Path, e: Exception) -> str:
+    """libsndfile reports any failed write as "System error.": say what it was where that can be told (a full
+    disk, the limit on file size)."""
     try:
-        return "no space left on device" if shutil.disk_usage(folder).free < 1 << 20 else None
+        if shutil.disk_usage(tmp.parent).free < 1 << 20:
+            return write_failure(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+        limit = file_size_limit()
+        if limit is not None and tmp.stat().st_size + (1 << 16) >= limit:
+            return write_failure(OSError(errno.EFBIG, os.strerror(errno.EFBIG)))
     except OSError:
-        return None
+        pass
+    return str(e)
 
 
 def probe_audio(path: Path) -> None:

@@ -15,7 +15,7 @@ from ..cpu.blas import maybe_reexec
 from ..mlx_thread import exit_process
 from ..outputs import write_failure
 from .args import print_error
-from .signals import Interrupted, stop_came, stop_on_signals, stopped
+from .signals import Interrupted, blocked_across_exec, stop_came, stop_on_signals, stopped
 
 SIGPIPE_EXIT = 128 + 13  # what a shell reports for a program its pipe's reader stopped
 
@@ -26,8 +26,10 @@ def run_cli(main: Callable[[], int]) -> NoReturn:
     (signals.py), then exit with its status once every MLX thread has ended (moshi_mlx.mlx_thread)."""
     _open_closed_std_streams()
     warnings.showwarning = _warn
-    maybe_reexec()
+    with blocked_across_exec():
+        maybe_reexec()
     sys.stdout = _Stdout(sys.stdout)
+    sys.stderr = _Stderr(sys.stderr)
     try:
         with stop_on_signals():
             code = main()
@@ -78,6 +80,12 @@ class _Stdout:
             raise
         except OSError as e:
             raise StdoutError(e.errno, e.strerror) from None
+        except UnicodeEncodeError as e:  # nothing of the text was written (it is encoded whole first)
+            char = e.object[e.start : e.start + 1]
+            raise StdoutError(
+                None,
+                f"its encoding ({e.encoding}) has no {char!r}: set PYTHONIOENCODING=utf-8, or write to a file",
+            ) from None
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
@@ -102,6 +110,41 @@ def _open_closed_std_streams() -> None:
 def _drop_stdout() -> None:
     """Point standard output at /dev/null: what is still buffered would fail again when Python flushes it
     at exit (the documented way out of a broken pipe)."""
+    _to_devnull(sys.stdout)
+
+
+def _to_devnull(stream) -> None:
     with contextlib.suppress(OSError, ValueError):
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+
+
+class _Stderr:
+    """sys.stderr, whose failed writes (`2> log` on a full disk, a reader gone) lose the messages, not the
+    work: a message raised OSError, and the first one ("loading the model...") ended a run before its answer
+    was written. The first failure points the stream at /dev/null; the exit status still tells how it went."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError:
+            self._drop()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError:
+            self._drop()
+
+    def _drop(self) -> None:
+        _to_devnull(self._stream)
+        with contextlib.suppress(OSError, ValueError):  # what is buffered goes there too
+            self._stream.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)

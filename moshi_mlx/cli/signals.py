@@ -19,6 +19,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from .start import is_starting_handler
+
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 _came: list[int] = []  # the stop signals received inside stop_on_signals(), in order
 
@@ -74,14 +76,32 @@ def stop_on_signals() -> Iterator[None]:
         signal.default_int_handler(signum, frame)
 
     previous = {s: signal.signal(s, handler) for s in SIGNALS}
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored
-        previous[signal.SIGINT] = signal.signal(signal.SIGINT, ctrl_c)
+    ctrl_c_was = signal.getsignal(signal.SIGINT)
+    if ctrl_c_was is signal.default_int_handler or is_starting_handler(ctrl_c_was):  # not where it is ignored
+        signal.signal(signal.SIGINT, ctrl_c)
+        previous[signal.SIGINT] = signal.default_int_handler  # after: Python's (exit_process handles a Ctrl-C)
     try:
         yield
     finally:
         for s, h in previous.items():
             if h is not None:  # None: set outside Python, cannot be restored from here
                 signal.signal(s, h)
+
+
+@contextmanager
+def blocked_across_exec() -> Iterator[None]:
+    """Ctrl-C is held back (blocked, so kept pending) inside: a process that re-executes itself (cpu/blas.py)
+    keeps the mask, and its Ctrl-C reaches start.py's handler in the new process rather than Python's own
+    start-up, which would print a traceback. Unblocked on return, where the process did not re-execute."""
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    mask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        mask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 @contextmanager

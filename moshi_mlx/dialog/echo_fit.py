@@ -36,11 +36,14 @@ def fit_response(x: np.ndarray, d: np.ndarray, lam: np.ndarray, h0: np.ndarray, 
     lam: ridge weight per tap (in units of x's energy per sample); h0: the starting guess (the current filter).
     """
     L, N = lam.size, d.size
+    energy = float(np.dot(x, x))
+    if not energy > 0.0:  # digital silence played (an underrun, a pause): it explains nothing; 1 / 0 below
+        return h0.astype(np.float32)
     M = _fast_size(N + L - 1)
     X = np.fft.rfft(x.astype(np.float64), M)
     Xc = np.conj(X)
     power = X.real**2 + X.imag**2
-    lam = lam * float(np.dot(x, x)) * d.size / x.size  # relative to the normal matrix diagonal
+    lam = lam * energy * d.size / x.size  # relative to the normal matrix diagonal
     pre = 1.0 / (power + np.mean(power) * 1e-3 + float(np.mean(lam)))
 
     def normal(h: np.ndarray) -> np.ndarray:  # (A^T A + diag(lam)) h

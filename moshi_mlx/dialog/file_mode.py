@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from ..audio import FRAME_S, MODEL_RATE
 from ..audio.file_port import FileAudioPort
-from ..audio.files import AudioWriter
+from ..audio.files import AudioInput, AudioWriter
 from ..cli.args import print_error
 from ..cli.signals import exit_code, stops_deferred
 from ..cli.wording import worded
@@ -25,7 +25,7 @@ from .recorder import Recorder
 
 def run_file(
     new_model: Callable[[], FrameModel],
-    pcm,
+    audio: AudioInput,
     output: str,
     *,
     source: str,
@@ -35,9 +35,10 @@ def run_file(
     record_meta: dict | None = None,
     new_port: Callable | None = None,
 ) -> int:
-    """Runs the model over `pcm` (read from `source`); the answer streams to `output`. On an error or a stop
-    (Ctrl-C, SIGTERM, SIGHUP) the answer and transcript so far are written, and said so once. Returns the exit
-    status. `new_port(pcm, writer)`: the port over the input (default FileAudioPort; translation has its own)."""
+    """Runs the model over `audio` (read from `source` as it is stepped); the answer streams to `output`. On an
+    error or a stop (Ctrl-C, SIGTERM, SIGHUP) the answer and transcript so far are written, and said so once.
+    Returns the exit status. `new_port(audio, writer)`: the port over the input (default FileAudioPort;
+    translation has its own)."""
     loop = ModelLoop(new_model, max_lag_frames=max_lag_frames, stats_every=25)
     got = _Collected()
     loop.start()
@@ -48,7 +49,7 @@ def run_file(
             return 1
         writer = AudioWriter(output)
         try:
-            port = (new_port or FileAudioPort)(pcm, writer)
+            port = (new_port or FileAudioPort)(audio, writer)
             loop.begin_session(port, Recorder(record, meta=record_meta) if record else None, None)
             interrupted = _follow(loop, port, got)
             with stops_deferred() as later:  # a Ctrl-C now (or another one) would lose the answer

@@ -120,7 +120,7 @@ def folder_file(folder: Path, name: str, key: str | None = None) -> Path:
     if climbs_out(name):
         raise _outside(name, key, str(folder))
     path = folder / name
-    real, base = path.resolve(), folder.resolve()
+    real, base = Path(os.path.realpath(path)), Path(os.path.realpath(folder))  # Path.resolve raises on a link loop
     in_cache = real.parent.name == "blobs" and real.parent.parent in base.parents
     if base not in real.parents and not in_cache:
         raise _outside(name, key, f"{folder} ({name} links to {real})")
@@ -163,8 +163,11 @@ def hub_unavailable(local_only: bool = False) -> str | None:
 def _hub_unreachable(timeout_s: float = 5.0) -> str | None:
     """Why the hub's host cannot be reached, or None. One TCP connection: the hub client itself
     retries for ~25 s (printing each retry) before giving up on a machine without network."""
-    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    url = urlparse(endpoint)
+    if not url.hostname or url.scheme not in ("http", "https"):  # the hub client would fail on it too, less clearly
+        return f"HF_ENDPOINT={endpoint} is not a web address (e.g. https://huggingface.co): correct it or unset it"
+    host, port = url.hostname, url.port or (80 if url.scheme == "http" else 443)
     try:
         with socket.create_connection((host, port), timeout=timeout_s):
             return None
@@ -379,6 +382,11 @@ def resolve_model_files(
             path = folder_file(folder, f, key if key in names else None)
             if path.is_file():
                 return path
+            if path.is_symlink() and not path.exists():  # never read as "missing" either (a default config)
+                raise CheckpointError(
+                    f"{path} is a broken link (to {os.readlink(path)}): put the file itself there",
+                    hint=Setting.MODEL_FILES,
+                )
             if path.exists():  # a folder or pipe where a file belongs: never read as "missing"
                 raise CheckpointError(f"{path} is not a file: put the file itself there", hint=Setting.MODEL_FILES)
             return None

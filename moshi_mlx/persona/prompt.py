@@ -211,8 +211,12 @@ RELEASED_CARD = 2048  # the released Mimi's codebook size: SILENCE_TOKENS / SINE
 def build_prompt(mimi, cfg: LmConfig, tokenizer_path, voice: VoicePrompt | None, role: str) -> Prompt:
     """The prompt of a conversation: the voice's codes encoded once by `mimi`, the role tokenized; the codes of
     silence and of the sine the reference's for the released codec, else this codec's own (tiny test models)."""
-    codes = None if voice is None or voice.audio is None else encode_frames(mimi, voice.audio, cfg.dep_q)
     silence, sine = (SILENCE_TOKENS, SINE_TOKENS) if cfg.card == RELEASED_CARD else prompt_codes(mimi)
-    prompt = Prompt(voice, role_tokens(tokenizer_path, role) if role.strip() else [], codes, silence, sine)
+    role_ids = role_tokens(tokenizer_path, role) if role.strip() else []
+    if voice is not None and voice.audio is not None:  # its length checked first: encoding a long one takes minutes
+        frames = -(-len(voice.audio) // mimi.frame_size)
+        check_prompt(cfg, Prompt(voice, role_ids, np.zeros((frames, cfg.dep_q), np.int64), silence, sine))
+    codes = None if voice is None or voice.audio is None else encode_frames(mimi, voice.audio, cfg.dep_q)
+    prompt = Prompt(voice, role_ids, codes, silence, sine)
     check_prompt(cfg, prompt)
     return prompt

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import MODEL_RATE
-from ..audio.files import read_audio, silence_non_finite
+from ..audio import FRAME, FRAME_S, MODEL_RATE
+from ..audio.files import open_audio, silence_non_finite
 from ..audio.loudness import integrated_loudness, normalize_loudness
 from ..errors import CheckpointError, ConfigError, Setting
 from ..release import DEFAULT_PERSONA_VOICE, DEFAULT_ROLE, PERSONA_VOICES
@@ -61,9 +61,18 @@ def read_voice_preset(path: str | os.PathLike) -> VoicePrompt:
     return VoicePrompt(path.stem, emb[:, 0, 0, :].astype(np.float32), cache[0].astype(np.int64))
 
 
-def voice_from_audio(path: str | os.PathLike) -> VoicePrompt:
-    """A voice from a short recording (a few seconds of one speaker), normalized as the reference does."""
-    pcm = read_audio(Path(path), MODEL_RATE)
+def voice_from_audio(path: str | os.PathLike, max_frames: int | None = None) -> VoicePrompt:
+    """A voice from a short recording (a few seconds of one speaker), normalized as the reference does; one
+    longer than `max_frames` (the model's context) refused before it is read (its loudness alone would take
+    a minute for an hour of audio, and the model would have forgotten its start by the conversation)."""
+    audio = open_audio(Path(path), MODEL_RATE)
+    if max_frames is not None and audio.length > max_frames * FRAME:
+        raise ConfigError(
+            f"voice {path} is {audio.length / MODEL_RATE:.0f} s long, more than the {max_frames} frames "
+            f"({max_frames * FRAME_S:.0f} s) the model attends to: record a few seconds of the voice",
+            hint=Setting.PERSONA,
+        )
+    pcm = audio.read(None)
     _, bad = silence_non_finite(pcm)
     if bad:
         raise ConfigError(f"voice {path}: {bad} NaN or infinite samples (a broken file); record the voice again")
@@ -114,7 +123,7 @@ def preset_names(folder: Path | None) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.pt"))
 
 
-def resolve_voice(spec: str, voices: Path | None) -> VoicePrompt:
+def resolve_voice(spec: str, voices: Path | None, max_frames: int | None = None) -> VoicePrompt:
     """`--voice`: a preset name (NATF2, or NATF2.pt as the reference writes it; natf2 when only one preset is
     named so in any case), a .pt file, or an audio file.
 
@@ -128,7 +137,7 @@ def resolve_voice(spec: str, voices: Path | None) -> VoicePrompt:
     if is_file and not path.is_file():
         raise ConfigError(f"voice {spec}: no such file (a recording of the voice, or a preset)", hint=Setting.PERSONA)
     if path.suffix.lower() in AUDIO_SUFFIXES:
-        return voice_from_audio(path)
+        return voice_from_audio(path, max_frames)
     if path.suffix.lower() == ".pt" and path.is_file():
         return read_voice_preset(path)
     name = path.stem if path.suffix.lower() == ".pt" else spec
@@ -166,4 +175,5 @@ def resolve_persona(
         return None
     if voice is None and voices is not None and (voices / f"{DEFAULT_VOICE}.pt").is_file():
         voice = DEFAULT_VOICE
-    return (None if voice is None else resolve_voice(voice, voices)), (DEFAULT_ROLE if role is None else role)
+    context = cfg.transformer.context or None  # frames the model attends to
+    return (None if voice is None else resolve_voice(voice, voices, context)), (DEFAULT_ROLE if role is None else role)

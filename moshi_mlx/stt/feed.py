@@ -12,10 +12,13 @@ seconds (the 2.6B's 1 s prefix is 13 frames, 1.04 s: its words are timed 40 ms l
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterator
 
 import numpy as np
 
+from ..audio.files import AudioInput
 from ..config import SttConfig
 
 
@@ -33,13 +36,35 @@ def time_offset(stt: SttConfig, frame_rate: float) -> float:
     return int(prefix_frames(stt, frame_rate) / frame_rate) + stt.audio_delay_seconds
 
 
-def file_frames(pcm: np.ndarray, stt: SttConfig, frame_size: int, frame_rate: float, lag: int = 0) -> np.ndarray:
-    """Mono audio [N] -> the frames the reference feeds [F, frame_size] float32 (prefix, audio, padding; `lag`
-    more frames of padding for a model with stream delays, whose tokens come out that many steps late)."""
-    pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
-    n = -(-pcm.shape[0] // frame_size) * frame_size
-    before = prefix_frames(stt, frame_rate) * frame_size
-    after = (suffix_frames(stt, frame_rate) + lag) * frame_size
-    out = np.zeros(before + n + after, dtype=np.float32)
-    out[before : before + pcm.shape[0]] = pcm
-    return out.reshape(-1, frame_size)
+def file_frames(
+    audio: AudioInput | np.ndarray, stt: SttConfig, frame_size: int, frame_rate: float, lag: int = 0
+) -> FedFrames:
+    """Mono audio at 24 kHz -> the frames the reference feeds, [frame_size] float32 each (prefix, audio,
+    padding; `lag` more frames of padding for a model with stream delays, whose tokens come out that many steps
+    late). The audio is read as its frames are fed (an `AudioInput` over a file: memory stays flat)."""
+    audio = audio if isinstance(audio, AudioInput) else AudioInput.of(audio)
+    before, after = prefix_frames(stt, frame_rate), suffix_frames(stt, frame_rate) + lag
+    return FedFrames(audio, frame_size, before, after)
+
+
+class FedFrames:
+    """What `file_frames` gives: its length, then the frames one by one, each time it is iterated."""
+
+    def __init__(self, audio: AudioInput, frame_size: int, before: int, after: int) -> None:
+        self.audio, self.frame_size, self.before, self.after = audio, frame_size, before, after
+        self.audio_frames = -(-audio.length // frame_size)  # the last one zero-padded
+
+    def __len__(self) -> int:
+        return self.before + self.audio_frames + self.after
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        silence = np.zeros(self.frame_size, np.float32)
+        yield from itertools.repeat(silence, self.before)
+        self.audio.rewind()
+        try:
+            for _ in range(self.audio_frames):
+                pcm = self.audio.read(self.frame_size)
+                yield np.pad(pcm, (0, self.frame_size - pcm.size))
+        finally:
+            self.audio.close()
+        yield from itertools.repeat(silence, self.after)

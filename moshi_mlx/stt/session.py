@@ -14,6 +14,7 @@ import numpy as np
 import sentencepiece
 
 from ..audio import MODEL_RATE
+from ..audio.files import AudioInput
 from ..dialog.events import FrameResult
 from ..errors import ConfigError
 from ..lm import Lm
@@ -23,7 +24,7 @@ from ..loading.memory import KV_AUTO
 from ..loading.mimi import load_mimi
 from ..mimi import Mimi
 from ..text import TextStream
-from .feed import file_frames, time_offset
+from .feed import FedFrames, file_frames, time_offset
 from .stream import Stt
 from .turns import TurnEnds, end_of_turn_prob, has_end_of_turn
 from .words import TimedWord, timed_words
@@ -119,10 +120,10 @@ class SttSession:
         return FrameResult(None, shown or None, frame.token, word, starts, turn_end=turn_end)
 
     # -- files ---------------------------------------------------------------------------------------
-    def frames_of(self, pcm: np.ndarray) -> np.ndarray:
-        """What the reference feeds for a whole file [F, frame_size] (silence prefix, audio, end padding)."""
+    def frames_of(self, audio: AudioInput | np.ndarray) -> FedFrames:
+        """What the reference feeds for a whole file, frame by frame (silence prefix, audio, end padding)."""
         assert self.cfg.stt is not None
-        return file_frames(pcm, self.cfg.stt, self.frame_size, self.frame_rate, self.stt.output_lag)
+        return file_frames(audio, self.cfg.stt, self.frame_size, self.frame_rate, self.stt.output_lag)
 
     def transcript(self, tokens: list[int], turn_probs: list[float | None] | None = None) -> Transcript:
         """Words timed as the reference times them, and the ends of turns as said live (stt/turns.py), timed

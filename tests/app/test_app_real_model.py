@@ -118,3 +118,17 @@ def test_a_hibiki_folder_runs_in_translate_mode_and_shows_the_english_as_spoken(
     assert type(built[0]).__name__ == "TranslationPipeline" and built[0].lm.cfg.model_type == "hibiki"
     assert "".join(texts).replace(" ", "") in window.transcript.transcript_text().replace(" ", "").replace("\n", "")
     assert presenter.shutdown()
+
+
+def test_a_temporary_folder_mlx_cannot_use_is_a_load_dialog(qtbot, tmp_path: Path, monkeypatch) -> None:
+    """MLX compiles its CPU kernels in TMPDIR at the first step: the app now says a TMPDIR it cannot use when
+    the model loads ("Could not load the model", naming TMPDIR), as the command line does before loading."""
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "a-file"))
+    window, dialogs, ctl, presenter = _open(qtbot, tmp_path, ASSETS / "e2e", LiveFakeBackend())
+    window.start_button.click()
+    qtbot.waitUntil(lambda: bool(dialogs.open_boxes), timeout=60_000)
+    box = dialogs.open_boxes[-1]
+    assert box.text() == "Could not load the model" and "TMPDIR" in box.informativeText(), box.informativeText()
+    qtbot.waitUntil(lambda: ctl.state == c.IDLE, timeout=10_000)
+    assert presenter.shutdown()

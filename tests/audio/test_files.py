@@ -161,3 +161,56 @@ def test_only_a_peak_far_past_full_scale_is_scaled_down():
     assert peak == 32000.0 and scaled.dtype == np.float32
     np.testing.assert_array_equal(scaled[:2], [0.5, -1.0])
     assert np.isnan(scaled[2]) and np.isinf(scaled[3])
+
+
+@pytest.mark.parametrize(
+    "fmt,subtype,rate,channels",
+    [
+        ("WAV", "PCM_16", 48_000, 2),
+        ("WAV", "PCM_U8", 8_000, 1),
+        ("WAV", "DOUBLE", 44_100, 3),
+        ("FLAC", "PCM_24", 16_000, 2),
+        ("OGG", "VORBIS", 22_050, 1),
+        ("WAV", "FLOAT", MODEL_RATE, 2),
+    ],
+)
+def test_a_file_read_block_by_block_is_the_file_read_whole(tmp_path: Path, fmt, subtype, rate, channels) -> None:
+    """`open_audio` decodes, mixes and resamples a block at a time (soxr's streaming resampler): the samples
+    are those of reading the whole file and resampling it at once (what read_audio did), whatever the blocks."""
+    import soxr
+
+    from moshi_mlx.audio.files import open_audio
+
+    rng = np.random.default_rng(0)
+    x = np.clip(rng.normal(0, 0.2, (int(rate * 1.3), channels)), -1, 1)
+    path = tmp_path / f"x.{fmt.lower()}"
+    sf.write(str(path), x, rate, format=fmt, subtype=subtype)
+    whole, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    mono = whole.mean(axis=1, dtype=np.float32)
+    expected = mono if file_rate == MODEL_RATE else soxr.resample(mono, file_rate, MODEL_RATE, quality="HQ")
+    for block in (1000, 4096, 1 << 16):
+        audio = open_audio(path, block=block)
+        assert audio.length == expected.size and audio.peak == np.abs(expected).max()
+        got = np.concatenate([audio.read(FRAME) for _ in range(-(-audio.length // FRAME))])
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+        assert audio.read(FRAME).size == 0
+        audio.rewind()
+        np.testing.assert_allclose(audio.read(None), expected, atol=1e-6)
+
+
+def test_a_file_far_past_full_scale_read_in_blocks_is_scaled_as_when_read_whole(tmp_path: Path) -> None:
+    from moshi_mlx.audio.files import fit_full_scale, open_audio
+
+    x = _tone(300, 44_100, 0.5) * 30_000  # a float file written at 16-bit scale
+    x[100] = np.nan
+    sf.write(str(tmp_path / "loud.wav"), x, 44_100, subtype="FLOAT")
+    expected, peak = fit_full_scale(
+        resample(sf.read(str(tmp_path / "loud.wav"), dtype="float32")[0], 44_100, MODEL_RATE)
+    )
+    audio = open_audio(tmp_path / "loud.wav", block=777)
+    assert audio.fit_full_scale() == peak > 10_000 and audio.non_finite == np.isnan(expected).sum() > 0
+    np.testing.assert_allclose(audio.read(None), expected, atol=1e-6)
+    audio.rewind()
+    audio.silence_non_finite = True
+    got = audio.read(None)
+    assert np.isfinite(got).all() and np.array_equal(got[np.isfinite(expected)], expected[np.isfinite(expected)])

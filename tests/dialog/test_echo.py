@@ -114,3 +114,17 @@ def test_rejects_frames_that_are_not_whole_blocks_and_a_bad_strength() -> None:
         EchoCanceller().process(np.zeros(1000, np.float32))
     with pytest.raises(ValueError, match="suppress"):
         EchoCanceller(suppress=2.0)
+
+
+def test_a_refit_over_digital_silence_played_leaves_the_response_as_it_was() -> None:
+    """An exact-zero reference (a speaker underrun, a pause played as zeros) explains nothing: the refit
+    keeps the response it started from. It divided by zero there, and the canceller's output was NaN from
+    then on (found through the loop: test_loop.py::test_echo_canceller_in_the_loop_removes_the_played_voice)."""
+    from moshi_mlx.dialog.echo_fit import fit_response
+
+    rng = np.random.default_rng(0)
+    taps, n = 96, FRAME
+    h0 = (rng.normal(size=taps) * np.exp(-np.arange(taps) / 20)).astype(np.float32)
+    mic = rng.normal(0, 1e-3, n).astype(np.float32)  # the room's noise
+    h = fit_response(np.zeros(n + taps - 1, np.float32), mic, np.full(taps, 1e-3), h0)
+    np.testing.assert_array_equal(h, h0)

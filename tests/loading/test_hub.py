@@ -174,6 +174,14 @@ def test_unreachable_hub_is_detected_quickly(monkeypatch) -> None:
     assert time.monotonic() - t0 < 6
 
 
+@pytest.mark.parametrize("endpoint", ["notaurl", "huggingface.co", "https://"])
+def test_an_endpoint_that_is_no_web_address_is_named(monkeypatch, endpoint: str) -> None:
+    """HF_ENDPOINT without a host was replaced by huggingface.co, and the message blamed huggingface.co."""
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    why = hub._hub_unreachable()
+    assert why is not None and f"HF_ENDPOINT={endpoint}" in why and "https://huggingface.co" in why, why
+
+
 def test_local_only_uses_the_cache_and_never_asks_the_hub(fake) -> None:
     repo = "kyutai/moshiko-mlx-q4"
     f = fake({repo: Q4}, cached={(repo, n) for n in Q4})

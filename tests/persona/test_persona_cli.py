@@ -115,6 +115,16 @@ def test_a_role_longer_than_the_models_context_is_refused(model: Path, tmp_path:
     assert not (tmp_path / "o.wav").exists()
 
 
+def test_a_voice_longer_than_the_context_is_refused_before_the_model_loads(model: Path, tmp_path: Path) -> None:
+    """A 5-minute recording as the voice (the model attends to 4): refused at once, exit 2, not after its
+    loudness was measured and Mimi had encoded all of it (23 s here with the tiny model, exit 1; minutes for an
+    hour of audio or with the 7B)."""
+    t = np.arange(8_000 * 300) / 8_000
+    sf.write(str(tmp_path / "talk.wav"), 0.3 * np.sin(2 * np.pi * 200 * t), 8_000, subtype="PCM_16")
+    r = _run(model, tmp_path / "o.wav", "--voice", str(tmp_path / "talk.wav"))
+    assert_one_line_error(r, 2, "voice", "300 s long", "3000 frames", "record a few seconds")
+
+
 class _Evil:
     def __init__(self, marker: Path) -> None:
         self.marker = marker

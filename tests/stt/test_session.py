@@ -26,7 +26,7 @@ def test_a_file_is_fed_and_transcribed_as_the_reference_does(session):
 
     g = goldens()
     frames = session.frames_of(g["file_pcm"])
-    assert frames.shape[0] == g["file_tokens"].shape[0] == 7 + 17 + 3  # prefix, 1.3 s padded to frames, delay
+    assert len(frames) == g["file_tokens"].shape[0] == 7 + 17 + 3  # prefix, 1.3 s padded to frames, delay
     session.reset()
     codes, tokens = [], []
     state = session.mimi.init_state(1)

@@ -14,7 +14,7 @@ import soundfile as sf
 
 from moshi_mlx.loading.hub import resolve_model_files
 from moshi_mlx.stt.session import SttSession
-from support.cli import E2E, assert_one_line_error, run_module
+from support.cli import E2E, assert_one_line_error, cli_env, run_module
 from support.signals import speechlike
 from support.stt import goldens, make_repo
 
@@ -197,3 +197,52 @@ def test_the_microphone_is_transcribed_live_until_ctrl_c(repo, capsys, speaker):
     assert "listening on Fake Microphone" in err and "stopped" in err and "Traceback" not in err
     assert out.strip()  # the transcript as it came
     assert [s.kind for s in backend.streams] == ["input"] and all(s.closed for s in backend.streams)
+
+
+def test_a_file_gone_before_its_turn_is_said_and_the_others_are_transcribed(repo, tmp_path):
+    """Files are read as they are transcribed (checked all at first, then read in turn): one removed or
+    damaged meanwhile is one error line and exit 1, and the files after it are still transcribed (the job
+    ended there: the files after it were lost)."""
+    from support.cli import finished, start_python
+
+    pcm = goldens()["file_pcm"]
+    sf.write(tmp_path / "long.wav", np.tile(pcm, 15), 24_000)  # ~20 s: time to remove the next one
+    for name in ("gone.wav", "last.wav"):
+        sf.write(tmp_path / name, pcm, 24_000)
+    p = start_python(
+        "-m",
+        "moshi_mlx.transcribe",
+        *(tmp_path / n for n in ("long.wav", "gone.wav", "last.wav")),
+        "--hf-repo",
+        repo,
+        "-o",
+        tmp_path / "out",
+    )
+    assert p.stderr is not None
+    seen = ""
+    while "long.wav" not in seen:  # its progress bar: the files were checked, the first is being transcribed
+        c = p.stderr.read(1)
+        assert c, seen
+        seen += c
+    (tmp_path / "gone.wav").write_text("not audio any more")
+    r = finished(p)
+    assert r.code == 1 and [ln for ln in r.err.splitlines() if ln.startswith("error:")] == [
+        ln for ln in r.err.splitlines() if "error:" in ln and "gone.wav" in ln
+    ], r.why()
+    assert sorted(f.name for f in (tmp_path / "out").iterdir()) == ["last.txt", "long.txt"], r.why()
+
+
+def test_a_malformed_cpu_lanes_setting_is_refused_before_the_model_loads(repo, wav):
+    """It was said once the model had loaded, as a failure (exit 1)."""
+    r = run_module("moshi_mlx.transcribe", wav, "--hf-repo", repo, env=cli_env(MOSHI_MLX_CPU_LANES="two"))
+    assert_one_line_error(r, 2, "MOSHI_MLX_CPU_LANES", "'two'")
+    assert "loading the model" not in r.err
+
+
+def test_a_temporary_folder_mlx_cannot_use_is_refused_before_the_model_loads(repo, wav, tmp_path):
+    """MLX compiles its CPU kernels in TMPDIR at the first step: a TMPDIR that is a file (or read-only, full)
+    failed there, after loading, with "transcription failed: RuntimeError: filesystem error", as `run` and
+    `quantize` no longer do."""
+    (tmp_path / "a-file").write_text("")
+    r = run_module("moshi_mlx.transcribe", wav, "--hf-repo", repo, env=cli_env(TMPDIR=str(tmp_path / "a-file")))
+    assert_one_line_error(r, 2, "TMPDIR", "not a folder")
