@@ -14,15 +14,24 @@ from typing import TYPE_CHECKING
 
 import mlx.core as mx
 
+from .errors import ConfigError
+
 if TYPE_CHECKING:
     from .lm import Lm
 
 COMPILE_ENV = "MOSHI_MLX_COMPILE"
 
 
+_OFF, _ON = ("0", "false", "no", "off"), ("1", "true", "yes", "on", "")
+
+
 def compile_by_default() -> bool:
-    """Steps are compiled unless MOSHI_MLX_COMPILE is 0 (or false / no / off)."""
-    return os.environ.get(COMPILE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    """Steps are compiled unless MOSHI_MLX_COMPILE is 0 (or false / no / off); any other word is refused
+    (ConfigError), not read as "on"."""
+    value = os.environ.get(COMPILE_ENV, "1").strip().lower()
+    if value not in _OFF + _ON:
+        raise ConfigError(f"{COMPILE_ENV} must be 1 or 0 (on or off), got {os.environ[COMPILE_ENV]!r}")
+    return value not in _OFF
 
 
 def lm_setting(lm: Lm) -> tuple:

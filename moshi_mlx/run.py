@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from . import release
 from .cli.args import CliParser, model_files, name, number
+from .cli.settings import check_model_settings
 from .cli.signals import stopped
 from .cli.tempdir import check_temp_folder
 from .cli.wording import refused
@@ -377,9 +378,7 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
             return list_devices_main(audio_backend)
         _check_paths(args)  # before minutes of loading and work
         check_temp_folder()
-        from .cpu.lanes import lane_count
-
-        lane_count()  # a malformed MOSHI_MLX_CPU_LANES is said now, not once the model has loaded
+        check_model_settings()  # MOSHI_MLX_CPU_LANES, MOSHI_MLX_COMPILE: said now, not once the model has loaded
         if args.input is not None:
             from .audio.files import open_audio, past_full_scale_note
             from .dialog.file_mode import run_file

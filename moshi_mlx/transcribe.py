@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from . import release
 from .cli.args import CliParser, model_files, name, print_error
+from .cli.settings import check_model_settings
 from .cli.signals import stopped
 from .cli.tempdir import check_temp_folder
 from .cli.wording import for_cli, refused
@@ -328,9 +329,7 @@ def main(argv: list[str] | None = None, audio_backend=None) -> int:
 
             return list_devices_main(audio_backend, WITHOUT_MIC)
         check_temp_folder()  # where MLX compiles at the first step: refused now, not after loading
-        from .cpu.lanes import lane_count
-
-        lane_count()  # a malformed MOSHI_MLX_CPU_LANES likewise
+        check_model_settings()  # likewise
         if args.mic:
             from .audio.devices import AudioIO
 

@@ -218,6 +218,10 @@ CASES = [
     Case(
         "run-cpu-lanes-word", RUN, FILE_MODE, 2, ("MOSHI_MLX_CPU_LANES", "'two'"), env=(("MOSHI_MLX_CPU_LANES", "two"),)
     ),
+    # MOSHI_MLX_COMPILE=banana was read as "on", silently
+    Case(
+        "run-compile-word", RUN, FILE_MODE, 2, ("MOSHI_MLX_COMPILE", "'banana'"), env=(("MOSHI_MLX_COMPILE", "banana"),)
+    ),
     # -- run: LM configs with absurd values, refused when read (a delay of 1e9 used to segfault)
     Case(
         "run-config-delay-1e9",

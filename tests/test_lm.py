@@ -318,6 +318,14 @@ def test_moshi_mlx_compile_chooses_the_step(value, compiled, monkeypatch):
     assert mimi.compiled is compiled
 
 
+def test_a_compile_setting_that_is_no_switch_is_refused(monkeypatch):
+    from moshi_mlx.errors import ConfigError
+
+    monkeypatch.setenv("MOSHI_MLX_COMPILE", "banana")  # was read as "on", silently
+    with pytest.raises(ConfigError, match="MOSHI_MLX_COMPILE must be 1 or 0 .*'banana'"):
+        LmGen(model("torch"))
+
+
 def test_prepare_traces_every_attention_window_before_the_conversation(monkeypatch):
     """After `prepare`, a conversation crossing every window of its ring (4, 8, 12, then the whole ring of 16
     and past its wrap) runs the traced functions no more: no stall at a window's first step."""
