@@ -6,6 +6,7 @@ The precision available is read from the file list; `quant` (4, 8) picks among t
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from collections.abc import Callable
@@ -263,8 +264,11 @@ def _pick_moshi(listing: set[str], quant: int | None, quant_given: bool, where: 
     )
 
 
-def _explicit(path: str | os.PathLike | None, what: str, tqdm_class, expected: str = "") -> Path | None:
-    """A user-given file: a local path or hf://owner/repo/path/in/repo."""
+def _explicit(
+    path: str | os.PathLike | None, what: str, tqdm_class, expected: str = "", unavailable: Callable = hub_unavailable
+) -> Path | None:
+    """A user-given file: a local path or hf://owner/repo/path/in/repo (from the cache alone when
+    `unavailable()` says why the hub will not be asked: the hub client would retry for ~25 s)."""
     if path is None:
         return None
     s = str(path)
@@ -275,7 +279,7 @@ def _explicit(path: str | os.PathLike | None, what: str, tqdm_class, expected: s
             raise ConfigError(f"{what} {s!r}: write hf://owner/repo/file (owner/repo: a Hugging Face repository)")
         if climbs_out(name):
             raise ConfigError(f"{what} {s!r}: name a file inside the repository {repo} (no '..', no leading /)")
-        return _download(repo, name, tqdm_class, None)
+        return _download(repo, name, tqdm_class, unavailable())
     return require_file(Path(s).expanduser(), what, CheckpointError, expected)
 
 
@@ -359,13 +363,18 @@ def resolve_model_files(
             f"the quantization must be 4 or 8 bits (got {quant}); leave it out for the repository's default"
         )
     quant_given = quant is not None
+    unavailable = functools.cache(lambda: hub_unavailable(local_only))  # one probe, only for an hf:// file
     explicit = {
         "moshi": _explicit(
-            moshi_weight, "Moshi weights", tqdm_class, MOSHI_FILES[DEFAULT_BITS if quant is None else quant]
+            moshi_weight,
+            "Moshi weights",
+            tqdm_class,
+            MOSHI_FILES[DEFAULT_BITS if quant is None else quant],
+            unavailable,
         ),
-        "mimi": _explicit(mimi_weight, "Mimi weights", tqdm_class, MIMI_FILE),
-        "tokenizer": _explicit(tokenizer, "tokenizer", tqdm_class, TOKENIZER_FILE),
-        "config": _explicit(config, "config", tqdm_class, CONFIG_FILE),
+        "mimi": _explicit(mimi_weight, "Mimi weights", tqdm_class, MIMI_FILE, unavailable),
+        "tokenizer": _explicit(tokenizer, "tokenizer", tqdm_class, TOKENIZER_FILE, unavailable),
+        "config": _explicit(config, "config", tqdm_class, CONFIG_FILE, unavailable),
     }
     if explicit["moshi"] is not None and explicit["mimi"] is not None and explicit["tokenizer"] is not None:
         q = next((k for k, f in MOSHI_FILES.items() if f == explicit["moshi"].name), quant)

@@ -142,6 +142,22 @@ def test_hf_uri_for_one_file_and_override(fake) -> None:
         hub.resolve_model_files(tokenizer="hf://justrepo")
 
 
+def test_an_hf_file_is_taken_from_the_cache_alone_when_the_hub_will_not_be_asked(fake, tmp_path: Path) -> None:
+    """hf://owner/repo/file asked the hub even with no network (the hub client retries for ~25 s) or with only
+    cached files wanted: now the quick probe decides, as for a repository, and the cache answers at once."""
+    local = {"moshi_weight": tmp_path / "model.q4.safetensors", "mimi_weight": tmp_path / "mimi.safetensors"}
+    for p in local.values():
+        p.write_text("x")
+    f = fake({"someone/tok": {"spm.model"}}, online=False, cached={("someone/tok", "spm.model")})
+    files = hub.resolve_model_files(tokenizer="hf://someone/tok/spm.model", **local)
+    assert files.tokenizer.name == "spm.model" and f.downloads == [("someone/tok", "spm.model", True)]
+    with pytest.raises(OfflineError, match="cannot get other.model from someone/tok: the hub cannot be reached"):
+        hub.resolve_model_files(tokenizer="hf://someone/tok/other.model", **local)
+    f = fake({"someone/tok": {"spm.model"}}, cached={("someone/tok", "spm.model")})  # online, cached files wanted
+    hub.resolve_model_files(tokenizer="hf://someone/tok/spm.model", local_only=True, **local)
+    assert f.downloads == [("someone/tok", "spm.model", True)]
+
+
 def test_repo_config_names_are_followed(fake) -> None:
     """A config.json naming other files (as Kyutai's loaders allow) decides what is downloaded."""
     repo = "someone/moshi-finetune"
