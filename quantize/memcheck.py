@@ -146,5 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # signals, OpenBLAS and exit as every front end (a Ctrl-C still removes the work folder)
+    from moshi_mlx.cli.entry import run_cli
+
+    run_cli(main)

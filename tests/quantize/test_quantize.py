@@ -240,3 +240,23 @@ def test_quantization_record_parsing():
     assert recipe_for_file({"moshi_name": Q4}, Q4) is NO_CLAIM
     assert recipe_for_file({"moshi_name": Q4, "quantization": {"bits": 4, "group_size": 32}}, Q8) is NO_CLAIM
     assert recipe_for_file({"model_files": {FLOAT: None}}, FLOAT) is None
+
+
+def test_memcheck_stopped_by_ctrl_c_removes_its_work_folder(tmp_path):
+    """`python -m quantize.memcheck` writes gigabytes of synthetic checkpoints into a temporary folder, removed
+    when it ends. A Ctrl-C ended it at once (the start-up handler, meant only until a program's own signal
+    handling takes over, stayed: memcheck never handed over), leaving the folder behind."""
+    import signal
+    import time
+
+    from support.cli import finished, start_python
+
+    p = start_python("-m", "quantize.memcheck", "--dim", "256", "--layers", "2", "--workdir", tmp_path)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("*/src/model.safetensors")) and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    assert list(tmp_path.glob("*/src/model.safetensors")), "memcheck never started writing"
+    p.send_signal(signal.SIGINT)
+    r = finished(p, timeout=60)
+    assert r.code in (130, -signal.SIGINT) and "Traceback" not in r.err, r.why()
+    assert list(tmp_path.iterdir()) == []
