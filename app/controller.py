@@ -108,7 +108,7 @@ class Controller(QObject):
         self.muted = False  # the microphone, for this model and the next
         self._loop: ModelLoop | None = None
         self._gen = 0
-        self._closers: list[threading.Thread] = []
+        self._closers: list[tuple[threading.Thread, ModelLoop]] = []  # closer threads and the loops they end
         self._start_when_loaded: tuple | None = None
         self.conversations = 0
         self.last_recording: Path | None = None
@@ -142,7 +142,7 @@ class Controller(QObject):
         gen = self._gen
         self.model_label, self.quantization, self.model_notes, self.model_alerts = label, quantization, (), ()
         self._start_when_loaded = start_after
-        releasing = [t for t in self._closers if t.is_alive()]
+        releasing = [t for t, _ in self._closers if t.is_alive()]
 
         def build():  # on the new loop thread: the old model's memory is back before the new one is measured
             for t in releasing:
@@ -163,8 +163,8 @@ class Controller(QObject):
         if loop is not None:
             t = threading.Thread(target=_close_loop, args=(loop,), name="moshi-app-closer", daemon=True)
             t.start()
-            self._closers.append(t)
-        self._closers = [t for t in self._closers if t.is_alive()]
+            self._closers.append((t, loop))
+        self._closers = [(t, old) for t, old in self._closers if t.is_alive()]
         self._set_state(IDLE)
 
     def set_muted(self, on: bool) -> None:
@@ -222,15 +222,18 @@ class Controller(QObject):
             self._set_state(STOPPING)
 
     def shutdown(self, timeout: float = 30.0, keep_recordings: bool = False) -> bool:
-        """Ends everything and joins every thread this controller started; True if all ended.
+        """Ends everything and joins every thread this controller started that holds a model; True if all ended.
+        A loop still building its model is not waited for (a 7B load takes tens of seconds, and the window would
+        freeze): it ends on its own once built, and process exit does not wait for it (mlx_thread).
         The recordings folder goes with the app unless `keep_recordings` (conversations nobody could save)."""
         self._release.stop()
         self.unload()
         deadline = time.monotonic() + timeout
-        for t in self._closers:
-            t.join(max(0.0, deadline - time.monotonic()))
-        ok = not any(t.is_alive() for t in self._closers)
-        self._closers = [t for t in self._closers if t.is_alive()]
+        for t, loop in self._closers:
+            while t.is_alive() and loop.loaded.is_set() and (left := deadline - time.monotonic()) > 0:
+                t.join(min(0.05, left))
+        ok = not any(t.is_alive() and loop.loaded.is_set() for t, loop in self._closers)
+        self._closers = [(t, loop) for t, loop in self._closers if t.is_alive()]
         if self._own_recordings and not keep_recordings:
             shutil.rmtree(self.recordings, ignore_errors=True)
         return ok
@@ -257,7 +260,7 @@ class Controller(QObject):
     def refresh_devices(self, rescan: bool = True) -> list[DeviceInfo]:
         """Re-reads the device list (PortAudio only sees new devices after a re-initialisation,
         which is only safe while no stream is open); emits `devices_changed` when it changed."""
-        if self.state in (STARTING, RUNNING, STOPPING) or any(t.is_alive() for t in self._closers):
+        if self.state in (STARTING, RUNNING, STOPPING) or any(t.is_alive() for t, _ in self._closers):
             return self._devices  # a stream may be open (also on a loop that is still closing)
         try:
             if rescan and self.audio_backend is None:

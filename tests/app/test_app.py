@@ -219,7 +219,7 @@ def test_start_stop_ten_times_and_switch_model_leak_no_thread(make_app, tmp_path
     a.wait_state(c.RUNNING)
     a.window.start_button.click()
     a.wait_state(c.READY)
-    for t in a.ctl._closers:
+    for t, _ in a.ctl._closers:
         t.join(10)
     a.models.pop(0)
     gc.collect()
@@ -1021,3 +1021,28 @@ def test_an_argument_neither_the_app_nor_qt_knows_is_refused() -> None:
 
     r = run_module("app", "--rest-settings", "-style", "fusion", "extra", timeout=60)
     assert_one_line_error(r, 2, "unrecognized arguments: --rest-settings extra")
+
+
+def test_quitting_while_the_model_loads_closes_at_once(make_app) -> None:
+    """Quit while the model loads (the 7B reads for tens of seconds): the window goes at once, and the loading
+    thread ends on its own once built (process exit does not wait for it, see mlx_thread). The window froze until
+    the load was done (up to 30 s)."""
+    gate, built = threading.Event(), []
+
+    def slow(files, temperature):
+        def build() -> ScriptModel:
+            gate.wait(10)
+            built.append(ScriptModel())
+            return built[-1]
+
+        return build
+
+    a = make_app(factory=slow)
+    a.window.start_button.click()
+    assert a.ctl.state == c.LOADING
+    a.window.quit_action.trigger()
+    assert not a.window.isVisible() and a.ctl.state == c.IDLE
+    assert not built, "the window waited for the model to load"
+    gate.set()
+    a.qtbot.waitUntil(lambda: "moshi-model-loop" not in _thread_names(), timeout=WAIT_MS)
+    assert len(built) == 1 and built[0].steps == 0
