@@ -1046,3 +1046,37 @@ def test_quitting_while_the_model_loads_closes_at_once(make_app) -> None:
     gate.set()
     a.qtbot.waitUntil(lambda: "moshi-model-loop" not in _thread_names(), timeout=WAIT_MS)
     assert len(built) == 1 and built[0].steps == 0
+
+
+def test_saving_says_whether_the_recording_or_the_chosen_folder_is_at_fault(
+    make_app, tmp_path: Path, monkeypatch
+) -> None:
+    """A file picked as the folder is named as picked (not the hidden `.part` copy under it); a recording whose
+    folder was removed while the app ran (a temporary-folder cleaner) is said to be gone, with what is left to do:
+    it was "<the recording>: No such file or directory. Pick another folder", and no folder could help."""
+    import shutil
+
+    from PySide6.QtCore import Qt
+
+    a = make_app()
+    _talk(a, words=3)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    _answer_folder(monkeypatch, a_file)
+    a.qtbot.mouseClick(a.window.save_button, Qt.MouseButton.LeftButton)
+    box = a.wait_error()
+    assert box.text() == "Could not save the conversation"
+    assert box.informativeText() == f"{a_file}: Not a directory. Pick another folder."
+    box.accept()
+    a.qtbot.waitUntil(lambda: not a.dialogs.open_boxes, timeout=2000)
+    picked = tmp_path / "picked"
+    picked.mkdir()
+    _answer_folder(monkeypatch, picked)
+    shutil.rmtree(a.ctl.recordings)
+    a.window.save_action.trigger()
+    box = a.wait_error()
+    assert box.text() == "Could not save the conversation"
+    message = box.informativeText()
+    assert "recording is gone" in message and "Pick another folder" not in message, message
+    assert "File → Copy transcript" in message, message
+    assert list(picked.iterdir()) == []
