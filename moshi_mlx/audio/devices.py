@@ -266,6 +266,7 @@ class AudioIO:
         self.mic = RingBuffer(int(rate_in * self._ring_s))
         self._in_stream = self._open("input", self.input_info, rate_in, self._input_cb)
         self._to_model = StreamResampler(rate_in, MODEL_RATE)
+        self._lost = 0  # microphone samples the ring dropped that `input_lost` has told, at 24 kHz
         self._last_progress = (time.monotonic(), 0, 0)
         if not self.has_output:
             self._in_stream.start()
@@ -353,6 +354,14 @@ class AudioIO:
     def read_input(self) -> np.ndarray:
         """New microphone audio since the last call, 24 kHz mono float32."""
         return self._to_model(self.mic.read_all())
+
+    def input_lost(self) -> int:
+        """Microphone audio the ring had no room for since the last call, in 24 kHz samples: the loop stalled longer
+        than the ring holds (`ring_s`). It came after what `read_input` returned last (a full ring keeps its oldest
+        samples), so the loop puts as much silence there to keep the timeline."""
+        total = round(self.mic.overrun_samples * MODEL_RATE / self.input_info.default_rate)
+        lost, self._lost = total - self._lost, total
+        return lost
 
     def write_output(self, pcm: np.ndarray) -> int:
         """Queues 24 kHz audio for the speaker; returns device-rate samples dropped (ring full)."""

@@ -8,8 +8,10 @@ callback that the Qt app turns into signals). It never prints.
 Lag control: before each step the loop measures how much microphone audio waits behind the frame
 it is about to use; past `max_lag_frames` it drops all but the newest frame, so the delay between
 the user speaking and Moshi hearing stays bounded when the model is slower than real time
-(reported as `Skipped`). A device error or a failing step ends the session with an `Error`
-event; the recorder keeps what it has.
+(reported as `Skipped`). Microphone audio lost in a stall longer than the device ring holds is put
+back as silence (an "input_lost" line in the recording), then skipped as any lag: the timeline stays
+whole. A device error or a failing step ends the session with an `Error` event; the recorder keeps
+what it has.
 """
 
 from __future__ import annotations
@@ -282,6 +284,12 @@ class _Session:
             if self.echo is not None:
                 self.echo.push_reference(self.audio.read_reference())
             new = self._finite(self.audio.read_input())
+            lost = self.audio.input_lost()  # after the read: the audio lost came after what was read
+            if lost:
+                if self.recorder is not None:  # where the gap begins on the timeline
+                    at = (self.frame * FRAME + self.pending.size + new.size) / RATE
+                    self.recorder.add_event("input_lost", at, seconds=round(lost / RATE, 3))
+                new = np.concatenate([new, np.zeros(lost, np.float32)])
             if new.size:
                 self.pending = np.concatenate([self.pending, new]) if self.pending.size else new
             if self.pending.size < FRAME:
