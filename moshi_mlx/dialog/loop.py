@@ -235,9 +235,8 @@ class _Session:
             if self.echo is not None:
                 self.echo.reset()
             self.audio.start()
-            info_in = getattr(self.audio, "input_info", None)
-            info_out = getattr(self.audio, "output_info", None)
-            self.emit(SessionStarted(getattr(info_in, "default_rate", None), getattr(info_out, "default_rate", None)))
+            rates = (getattr(self.audio, "input_rate", None) or None, getattr(self.audio, "output_rate", None) or None)
+            self.emit(SessionStarted(*rates))  # the rates the devices opened at
             outcome = self._frames()
         except Exception as e:  # noqa: BLE001 (device or model failure: end cleanly, keep the recording)
             reason = "error"

@@ -211,6 +211,39 @@ def test_open_failure_names_device_and_rate() -> None:
         AudioIO(backend=Failing()).start()
 
 
+def test_a_device_that_refuses_its_own_default_rate_opens_at_a_common_one() -> None:
+    """Some devices (ALSA hardware devices, a USB interface set to one rate) report a default rate they then refuse
+    ("Invalid sample rate"): the other common rates are tried before giving up, and the streams, rings, resamplers
+    and the speaker's queue all go by the rate that opened. It was "cannot open input device ... at 44100 Hz",
+    the conversation impossible on that device."""
+
+    class Only48k(FakeStreamFactory):
+        def open(self, kind: str, **kw) -> FakeStream:
+            if kw["samplerate"] != 48000:
+                raise RuntimeError("Error opening InputStream: Invalid sample rate [PaErrorCode -9997]")
+            return super().open(kind, **kw)
+
+    b = Only48k(input_rate=44100, output_rate=44100)
+    io = AudioIO(backend=b, prebuffer_ms=0)
+    io.start()
+    mic, spk = b.input, b.output
+    assert (mic.samplerate, spk.samplerate, io.input_rate, io.output_rate) == (48000, 48000, 48000, 48000)
+    mic.push_input(_tone(440, 48000, 48000))  # 1 s at the rate that opened
+    while mic.pending_input():
+        mic.process()
+    assert abs(io.read_input().size - 24000) < 60  # 1 s at the model's rate, not 1.09 s
+    io.write_output(_tone(1000, 24000, 24000))
+    assert io.output_queued_s() == pytest.approx(1.0, abs=0.01)
+    io.stop()
+
+    class Refusing(FakeStreamFactory):
+        def open(self, kind: str, **kw) -> FakeStream:
+            raise RuntimeError("Invalid sample rate")
+
+    with pytest.raises(AudioDeviceError, match=r"at 44100 Hz \(nor at 48000, 32000, 24000 or 16000 Hz\)"):
+        AudioIO(backend=Refusing(input_rate=44100)).start()
+
+
 @pytest.mark.parametrize("rate_in,rate_out", [(48000, 24000), (24000, 44100), (44100, 24000), (16000, 24000)])
 def test_stream_resampler_is_exact_continuous_and_prompt(rate_in: int, rate_out: int) -> None:
     rs = StreamResampler(rate_in, rate_out)
