@@ -102,6 +102,8 @@ class Presenter(QObject):
         self.conversations: list[Conversation] = []  # this session's, with their recordings
         self._load_settings()
         self._connect()
+        if problem := settings.problem():
+            self.dialogs.error("Your choices will not be remembered", problem)
         self.ctl.refresh_devices(rescan=False)
         self._device_timer = QTimer(self)
         self._device_timer.timeout.connect(self._poll_devices)

@@ -1080,3 +1080,24 @@ def test_saving_says_whether_the_recording_or_the_chosen_folder_is_at_fault(
     assert "recording is gone" in message and "Pick another folder" not in message, message
     assert "File → Copy transcript" in message, message
     assert list(picked.iterdir()) == []
+
+
+def test_settings_that_cannot_be_kept_are_said_once_at_launch(qtbot, tmp_path: Path) -> None:
+    """The settings file is a folder (or unreadable, or its folder read-only): the window opens with the defaults
+    and one dialog naming the file, so that choices made now are not silently forgotten at quit (QSettings ignores
+    the failure: nothing was said)."""
+    (tmp_path / "settings.ini").mkdir()
+    a = App(qtbot, tmp_path)
+    box = a.wait_error()
+    assert box.text() == "Your choices will not be remembered"
+    assert box.informativeText().startswith(f"{tmp_path / 'settings.ini'} is a folder"), box.informativeText()
+    assert len(a.dialogs.open_boxes) == 1
+    box.accept()
+    a.window.start_button.click()  # the app works on
+    a.wait_state(c.RUNNING)
+    a.window.start_button.click()
+    a.wait_state(c.READY)
+    a.close()
+    b = App(qtbot, tmp_path / "fine")  # a file that can be kept: nothing said
+    assert not b.dialogs.open_boxes
+    b.close()
