@@ -317,10 +317,11 @@ class Controller(QObject):
             self._set_state(READY)
             self.conversation_ended.emit(ev.reason)
         elif isinstance(ev, RecordingStopped):
+            kept = self.last_recording is not None and self.last_recording.is_dir()  # not if it was deleted
             self.error.emit(
                 "Recording stopped",
-                f"{for_window(ev.message).rstrip('.')}. The conversation goes on "
-                "unrecorded; Save keeps what was recorded.",
+                f"{for_window(ev.message).rstrip('.')}. The conversation goes on unrecorded"
+                + ("; Save keeps what was recorded." if kept else "."),
             )
         elif isinstance(ev, Error):
             message = worded(ev.message, ev.hint)

@@ -14,7 +14,7 @@ from ..cli.wording import worded
 from .console import ConsoleView, wait_loaded
 from .events import Error, FrameModel, SessionEnded
 from .loop import ModelLoop
-from .recorder import Recorder
+from .recorder import Recorder, holds_recording
 
 KEYS = "Enter starts a new conversation, m + Enter mutes or unmutes the microphone"  # see _keyboard
 
@@ -57,7 +57,10 @@ def run_live(
                 view.handle(loop.events.get())
             view.finish()
         if recorder is not None:
-            view.note(f"conversation saved in {record}" + (" (cut short, see above)" if recorder.error else ""))
+            if not holds_recording(recorder.paths.folder):  # its folder was removed while recording (said above)
+                view.note(f"no recording is left in {record}")
+            else:
+                view.note(f"conversation saved in {record}" + (" (cut short, see above)" if recorder.error else ""))
         if stopped is not None:
             raise stopped
         return 1 if failed or (recorder is not None and recorder.error) else 0

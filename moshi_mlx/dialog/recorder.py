@@ -11,7 +11,8 @@ Every `sync_every_s` seconds the writer states the length so far in the wav head
 files, so a crash, Ctrl-C or kill leaves files that any reader (Python's `wave` too) reads with the
 right length, missing at most about that much audio. A recording is never replaced: a folder that
 already holds one is refused. If the disk fails (full, removed) or cannot keep up, recording stops
-with `error` set, everything written before stays readable, and nothing more is queued.
+with `error` set, everything written before stays readable, and nothing more is queued. Files deleted while
+open (the folder removed) are noticed at the next sync: recording stops, said as deleted.
 """
 
 from __future__ import annotations
@@ -185,11 +186,10 @@ class Recorder:
         self.close()
 
     # -- writer thread ---------------------------------------------------------------------------
-    def _stop_early(self, why: str) -> None:
+    def _stop_early(self, why: str, kept: bool = True) -> None:
         if self.error is None:
-            self.error = (
-                f"recording stopped after {self.user_samples / RATE:.1f} s: {why}; what was recorded before is kept"
-            )
+            after = f"recording stopped after {self.user_samples / RATE:.1f} s: {why}"
+            self.error = f"{after}; what was recorded before is kept" if kept else after
 
     def _writer(self) -> None:
         last_sync = time.monotonic()
@@ -227,6 +227,8 @@ class Recorder:
     def _sync(self) -> None:
         for f in (self._user, self._moshi, self._text):
             f.sync()
+        if any(f.deleted() for f in (self._user, self._moshi, self._text)):  # written on, it would all be lost
+            self._stop_early(f"its files in {self.paths.folder} were deleted", kept=False)
 
     def _finish(self) -> None:
         """Closes the files with what was written (headers updated, a half-written line dropped), frees the queue."""

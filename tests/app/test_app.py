@@ -1101,3 +1101,25 @@ def test_settings_that_cannot_be_kept_are_said_once_at_launch(qtbot, tmp_path: P
     b = App(qtbot, tmp_path / "fine")  # a file that can be kept: nothing said
     assert not b.dialogs.open_boxes
     b.close()
+
+
+def test_a_recording_whose_folder_is_removed_mid_conversation_is_said_at_once(make_app) -> None:
+    """The recordings folder is removed while Moshi talks (a temporary-folder cleaner, a person tidying up): the
+    recorder wrote on into the deleted files, everything lost, and nothing was said until Save. Now one dialog
+    within a second (the recorder's next sync), which promises nothing about Save, and the conversation goes on."""
+    import shutil
+
+    a = make_app()
+    w = a.window
+    w.start_button.click()
+    a.wait_state(c.RUNNING)
+    a.qtbot.waitUntil(lambda: len(w.transcript.last_conversation_text().split()) >= 2, timeout=WAIT_MS)
+    shutil.rmtree(a.ctl.recordings)
+    box = a.wait_error()
+    assert box.text() == "Recording stopped" and "were deleted" in box.informativeText(), box.informativeText()
+    assert "Save keeps" not in box.informativeText() and "is kept" not in box.informativeText()
+    assert a.ctl.state == c.RUNNING  # the conversation goes on
+    a.qtbot.waitUntil(lambda: w.transcript.last_conversation_text().endswith(SCRIPT[-1]), timeout=WAIT_MS)
+    assert len(a.dialogs.open_boxes) == 1
+    w.start_button.click()
+    a.wait_state(c.READY)
