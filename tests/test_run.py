@@ -247,3 +247,31 @@ def test_live_recording_whose_folder_is_removed_is_said_not_called_saved(tmp_pat
     assert rc == 130, err
     assert f"its files in {rec} were deleted" in err and f"no recording is left in {rec}" in err, err
     assert "saved in" not in err and "Traceback" not in err
+
+
+def test_live_devices_that_will_not_open_leave_no_empty_recording(tmp_path, capsys):
+    """The devices refuse to open (busy, gone since they were listed): one error line, exit 1, and --record's folder
+    is left as it was. It said "listening on ... Talk to Moshi", then the error, then "conversation saved in" a
+    recording of nothing, which the same command, run again once the device is free, refused as "already holds a
+    recording"."""
+
+    class Busy(FakeStreamFactory):
+        def open(self, kind: str, **kw):
+            raise RuntimeError("Error opening InputStream: Device unavailable [PaErrorCode -9985]")
+
+    rec = tmp_path / "new" / "rec"
+    rc = main([*GREEDY, "--record", str(rec), "--no-echo-cancel"], audio_backend=Busy())
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert [ln for ln in err.splitlines() if ln.startswith("error:")] == [
+        ln for ln in err.splitlines() if "cannot open input device 0 (Fake Microphone)" in ln
+    ], err
+    assert "saved in" not in err and "Talk to Moshi" not in err, err
+    assert not (tmp_path / "new").exists()
+    backend = FakeStreamFactory(input_rate=24_000, output_rate=24_000)  # the device is free again: same command
+    driver = _drive(backend, _thread.interrupt_main, seconds=0.3)
+    rc = main([*GREEDY, "--record", str(rec), "--no-echo-cancel"], audio_backend=backend)
+    driver.join(10)
+    err = capsys.readouterr().err
+    assert rc == 130 and f"conversation saved in {rec}" in err, err
+    assert "speaking on Fake Speakers" in err  # said once the devices are open

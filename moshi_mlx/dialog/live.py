@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from ..cli.wording import worded
 from .console import ConsoleView, wait_loaded
-from .events import Error, FrameModel, SessionEnded
+from .events import Error, FrameModel, SessionEnded, SessionStarted
 from .loop import ModelLoop
 from .recorder import Recorder, holds_recording
 
@@ -37,15 +37,20 @@ def run_live(
             return 1
         recorder = Recorder(record, meta=record_meta) if record else None
         loop.begin_session(audio, recorder, echo)
-        out_name = audio.output_info.name if audio.output_info else "default output"
-        view.note(f"listening on {audio.input_info.name}, speaking on {out_name}. Talk to Moshi; {KEYS}, Ctrl-C stops.")
-        if sys.stdin is not None and sys.stdin.isatty():
-            threading.Thread(target=_keyboard, args=(loop, view), daemon=True).start()
-        failed, stopped = False, None
+        failed, stopped, started = False, None, False
         try:
             while True:
                 ev = loop.events.get()
                 view.handle(ev)
+                if isinstance(ev, SessionStarted):  # the devices are open
+                    started = True
+                    out_name = audio.output_info.name if audio.output_info else "default output"
+                    view.note(
+                        f"listening on {audio.input_info.name}, speaking on {out_name}. "
+                        f"Talk to Moshi; {KEYS}, Ctrl-C stops."
+                    )
+                    if sys.stdin is not None and sys.stdin.isatty():
+                        threading.Thread(target=_keyboard, args=(loop, view), daemon=True).start()
                 if isinstance(ev, Error):
                     failed = True
                 if isinstance(ev, SessionEnded):
@@ -56,7 +61,9 @@ def run_live(
             while not loop.events.empty():
                 view.handle(loop.events.get())
             view.finish()
-        if recorder is not None:
+        if recorder is not None and not started:  # the devices would not open: a recording of nothing
+            recorder.discard()
+        elif recorder is not None:
             if not holds_recording(recorder.paths.folder):  # its folder was removed while recording (said above)
                 view.note(f"no recording is left in {record}")
             else:

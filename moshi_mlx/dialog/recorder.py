@@ -109,6 +109,7 @@ class Recorder:
     ) -> None:
         self.paths = check_free(folder)
         made = [f for f in (self.paths.folder, *self.paths.folder.parents) if not f.exists()]
+        self._made = made  # folders this recording created (see discard)
         opened: list[WavTrack | AppendFile] = []
         try:
             self.paths.folder.mkdir(parents=True, exist_ok=True)
@@ -178,6 +179,13 @@ class Recorder:
         with contextlib.suppress(queue.Full):  # the writer sees `_stopping` once it has drained the queue
             self._queue.put_nowait(_STOP)
         self._thread.join(timeout)
+
+    def discard(self) -> None:
+        """Closes and removes a recording of nothing (the conversation never started: its devices would not open),
+        and the folders it made, so that the same folder can be recorded into once the trouble is mended."""
+        self.close()
+        if self.user_samples == 0:
+            _remove([], self.paths, self._made)
 
     def __enter__(self) -> Recorder:
         return self
