@@ -71,8 +71,8 @@ def run_live(
         if stopped is not None:
             raise stopped
         return 1 if failed or (recorder is not None and recorder.error) else 0
-    finally:
-        loop.close()
+    finally:  # a model still loading (Ctrl-C then) is not waited for: its thread ends once built (mlx_thread)
+        loop.close(timeout=10.0 if loop.loaded.is_set() else 0.0)
 
 
 def _keyboard(loop: ModelLoop, view: ConsoleView, lines=None) -> None:
