@@ -31,8 +31,8 @@ def run_live(
     """A conversation on `audio` (an AudioIO whose devices were found before the model was fetched)."""
     view = ConsoleView(worded=worded)
     loop = ModelLoop(new_model, max_lag_frames=max_lag_frames)
-    loop.start()
     try:
+        loop.start()  # in the try: a Ctrl-C as it starts closes it too
         if not wait_loaded(loop, view):
             return 1
         recorder = Recorder(record, meta=record_meta) if record else None
@@ -71,8 +71,8 @@ def run_live(
         if stopped is not None:
             raise stopped
         return 1 if failed or (recorder is not None and recorder.error) else 0
-    finally:  # a model still loading (Ctrl-C then) is not waited for: its thread ends once built (mlx_thread)
-        loop.close(timeout=10.0 if loop.loaded.is_set() else 0.0)
+    finally:
+        loop.close(wait_loading=False)  # a Ctrl-C while the model loads ends at once
 
 
 def _keyboard(loop: ModelLoop, view: ConsoleView, lines=None) -> None:

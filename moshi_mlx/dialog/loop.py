@@ -135,13 +135,14 @@ class ModelLoop:
         self._wake.set()
         return self._session_done.wait(timeout)
 
-    def close(self, timeout: float = 10.0) -> None:
+    def close(self, timeout: float = 10.0, wait_loading: bool = True) -> None:
         """Ends any session and the thread (waits up to `timeout`; process exit waits for the rest, see
-        `mlx_thread`). The model is released and the thread's MLX state with it."""
+        `mlx_thread`). The model is released and the thread's MLX state with it. `wait_loading=False`: a model
+        still being built is not waited for (a stop while it loads): the thread ends once it is built."""
         if self._thread is None:
             return
         self._ask_close()
-        self._thread.join(timeout)
+        self._thread.join(timeout if wait_loading or self.loaded.is_set() else 0.0)
         self._thread = None
 
     def _ask_close(self) -> bool:

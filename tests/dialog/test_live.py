@@ -30,7 +30,6 @@ def test_ctrl_c_while_the_model_loads_ends_at_once():
     """Ctrl-C while the model loads (the 7B reads for tens of seconds): run_live ends at once and the loading thread
     ends on its own once built (process exit does not wait for it, see mlx_thread). It waited for the load to end,
     up to 10 s more, after the person asked to stop."""
-    import _thread
     import threading
 
     import pytest
@@ -39,6 +38,7 @@ def test_ctrl_c_while_the_model_loads_ends_at_once():
     from moshi_mlx.audio.fake import FakeStreamFactory
     from moshi_mlx.dialog.live import run_live
     from support.fake_models import EchoModel
+    from support.stops import press_ctrl_c_in
 
     entered, gate, built = threading.Event(), threading.Event(), []
 
@@ -48,11 +48,7 @@ def test_ctrl_c_while_the_model_loads_ends_at_once():
         built.append(EchoModel())
         return built[-1]
 
-    def press() -> None:
-        entered.wait(10)
-        _thread.interrupt_main()
-
-    threading.Thread(target=press, daemon=True).start()
+    threading.Thread(target=press_ctrl_c_in, args=("wait_loaded", entered), daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
         run_live(slow, AudioIO(backend=FakeStreamFactory()), max_lag_frames=2)
     assert not built, "run_live waited for the model to load"
