@@ -441,28 +441,14 @@ def test_a_sample_rate_too_low_for_sound_is_refused_not_a_crash(tmp_path: Path) 
 def test_ctrl_c_while_the_model_loads_ends_file_mode_at_once(tmp_path: Path) -> None:
     """As live mode: a Ctrl-C while the model loads ended run_file only once the load was done (up to 10 s more);
     now at once, nothing written, and the loading thread ends on its own once built."""
-    import threading
-
     from moshi_mlx.audio import FRAME
     from moshi_mlx.dialog.file_mode import run_file
     from support.fake_models import EchoModel
-    from support.stops import press_ctrl_c_in
+    from support.stops import SlowLoad
 
-    entered, gate, built = threading.Event(), threading.Event(), []
-
-    def slow() -> EchoModel:
-        entered.set()
-        gate.wait(10)
-        built.append(EchoModel())
-        return built[-1]
-
-    threading.Thread(target=press_ctrl_c_in, args=("wait_loaded", entered), daemon=True).start()
+    slow = SlowLoad(EchoModel)
     with pytest.raises(KeyboardInterrupt):
         run_file(slow, np.zeros(3 * FRAME, np.float32), str(tmp_path / "out.wav"), source="x.wav", max_lag_frames=2)
-    assert not built, "run_file waited for the model to load"
+    assert not slow.built, "run_file waited for the model to load"
     assert list(tmp_path.iterdir()) == []
-    gate.set()
-    loops = [t for t in threading.enumerate() if t.name == "moshi-model-loop"]
-    for t in loops:
-        t.join(10)
-    assert len(built) == 1 and not any(t.is_alive() for t in loops)
+    assert slow.finish() and len(slow.built) == 1

@@ -30,30 +30,16 @@ def test_ctrl_c_while_the_model_loads_ends_at_once():
     """Ctrl-C while the model loads (the 7B reads for tens of seconds): run_live ends at once and the loading thread
     ends on its own once built (process exit does not wait for it, see mlx_thread). It waited for the load to end,
     up to 10 s more, after the person asked to stop."""
-    import threading
-
     import pytest
 
     from moshi_mlx.audio.devices import AudioIO
     from moshi_mlx.audio.fake import FakeStreamFactory
     from moshi_mlx.dialog.live import run_live
     from support.fake_models import EchoModel
-    from support.stops import press_ctrl_c_in
+    from support.stops import SlowLoad
 
-    entered, gate, built = threading.Event(), threading.Event(), []
-
-    def slow() -> EchoModel:
-        entered.set()
-        gate.wait(10)
-        built.append(EchoModel())
-        return built[-1]
-
-    threading.Thread(target=press_ctrl_c_in, args=("wait_loaded", entered), daemon=True).start()
+    slow = SlowLoad(EchoModel)
     with pytest.raises(KeyboardInterrupt):
         run_live(slow, AudioIO(backend=FakeStreamFactory()), max_lag_frames=2)
-    assert not built, "run_live waited for the model to load"
-    gate.set()
-    loops = [t for t in threading.enumerate() if t.name == "moshi-model-loop"]
-    for t in loops:
-        t.join(10)
-    assert len(built) == 1 and not any(t.is_alive() for t in loops)
+    assert not slow.built, "run_live waited for the model to load"
+    assert slow.finish() and len(slow.built) == 1
