@@ -409,7 +409,10 @@ class AudioIO:
             self._last_progress = (now, self.in_callbacks, self.out_callbacks)
         elif now - t0 > stall_s:
             which = "input" if self.in_callbacks == n_in else "output"
+            info = self.input_info if which == "input" else self.output_info
+            name = f" ({info.name})" if info else ""
+            what = "delivered no audio" if which == "input" else "played nothing"  # a speaker plays
             raise AudioDeviceError(
-                f"the {which} device delivered no audio for {now - t0:.1f} s. "
+                f"the {which} device{name} {what} for {now - t0:.1f} s. "
                 "The recording so far is kept; check the device and restart."
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -196,7 +197,7 @@ def test_input_only_audio_needs_and_opens_no_speaker() -> None:
     with pytest.raises(RuntimeError, match="no speaker"):
         io.write_output(np.zeros(240, np.float32))
     time.sleep(0.1)
-    with pytest.raises(AudioDeviceError, match="input device delivered no audio"):
+    with pytest.raises(AudioDeviceError, match=r"input device \(MacBook Pro Microphone\) delivered no audio"):
         io.check(stall_s=0.05)
     io.stop()
     assert b.input.closed
@@ -262,3 +263,19 @@ def test_stream_resampler_is_exact_continuous_and_prompt(rate_in: int, rate_out:
     snr = 10 * np.log10(np.sum(want[seg] ** 2) / np.sum((y[seg] - want[seg]) ** 2))
     assert snr > 80, snr
     assert StreamResampler(24000, 24000)(x) is x
+
+
+def test_a_speaker_that_stops_playing_is_said_as_such() -> None:
+    """A stalled speaker (no callbacks, no end) was "the output device delivered no audio": a speaker plays audio,
+    it delivers none. The microphone's stall keeps its words."""
+    b = _backend()
+    io = AudioIO(backend=b)
+    io.start()
+    io.check(stall_s=0.05)
+    deadline = time.monotonic() + 0.2
+    while time.monotonic() < deadline:  # the microphone goes on; the speaker calls back no more
+        b.input.process(480)
+        time.sleep(0.01)
+    with pytest.raises(AudioDeviceError, match=r"^the output device \(MacBook Pro Speakers\) played nothing for"):
+        io.check(stall_s=0.05)
+    io.stop()
