@@ -13,6 +13,7 @@ queued for the speaker, so it is held back by the audio already waiting there.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import shutil
 import sys
@@ -150,7 +151,12 @@ class Controller(QObject):
             check_temp_folder()  # MLX compiles there at the first step: a failure said now, in words, not then
             return factory()
 
-        self._loop = ModelLoop(build, on_event=lambda ev: self._loop_event.emit(gen, ev)).start()
+        def tell(ev) -> None:  # on the loop thread
+            # RuntimeError: the app's objects are gone (it quit while the model loaded): no one to tell
+            with contextlib.suppress(RuntimeError):
+                self._loop_event.emit(gen, ev)
+
+        self._loop = ModelLoop(build, on_event=tell).start()
         self._loop.set_muted(self.muted)
         self._set_state(LOADING)
 
