@@ -13,6 +13,7 @@ queued for the speaker, so it is held back by the audio already waiting there.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import shutil
 import sys
@@ -108,7 +109,7 @@ class Controller(QObject):
         self.muted = False  # the microphone, for this model and the next
         self._loop: ModelLoop | None = None
         self._gen = 0
-        self._closers: list[threading.Thread] = []
+        self._closers: list[tuple[threading.Thread, ModelLoop]] = []  # closer threads and the loops they end
         self._start_when_loaded: tuple | None = None
         self.conversations = 0
         self.last_recording: Path | None = None
@@ -142,7 +143,7 @@ class Controller(QObject):
         gen = self._gen
         self.model_label, self.quantization, self.model_notes, self.model_alerts = label, quantization, (), ()
         self._start_when_loaded = start_after
-        releasing = [t for t in self._closers if t.is_alive()]
+        releasing = [t for t, _ in self._closers if t.is_alive()]
 
         def build():  # on the new loop thread: the old model's memory is back before the new one is measured
             for t in releasing:
@@ -150,7 +151,12 @@ class Controller(QObject):
             check_temp_folder()  # MLX compiles there at the first step: a failure said now, in words, not then
             return factory()
 
-        self._loop = ModelLoop(build, on_event=lambda ev: self._loop_event.emit(gen, ev)).start()
+        def tell(ev) -> None:  # on the loop thread
+            # RuntimeError: the app's objects are gone (it quit while the model loaded): no one to tell
+            with contextlib.suppress(RuntimeError):
+                self._loop_event.emit(gen, ev)
+
+        self._loop = ModelLoop(build, on_event=tell).start()
         self._loop.set_muted(self.muted)
         self._set_state(LOADING)
 
@@ -163,8 +169,8 @@ class Controller(QObject):
         if loop is not None:
             t = threading.Thread(target=_close_loop, args=(loop,), name="moshi-app-closer", daemon=True)
             t.start()
-            self._closers.append(t)
-        self._closers = [t for t in self._closers if t.is_alive()]
+            self._closers.append((t, loop))
+        self._closers = [(t, old) for t, old in self._closers if t.is_alive()]
         self._set_state(IDLE)
 
     def set_muted(self, on: bool) -> None:
@@ -222,15 +228,18 @@ class Controller(QObject):
             self._set_state(STOPPING)
 
     def shutdown(self, timeout: float = 30.0, keep_recordings: bool = False) -> bool:
-        """Ends everything and joins every thread this controller started; True if all ended.
+        """Ends everything and joins every thread this controller started that holds a model; True if all ended.
+        A loop still building its model is not waited for (a 7B load takes tens of seconds, and the window would
+        freeze): it ends on its own once built, and process exit does not wait for it (mlx_thread).
         The recordings folder goes with the app unless `keep_recordings` (conversations nobody could save)."""
         self._release.stop()
         self.unload()
         deadline = time.monotonic() + timeout
-        for t in self._closers:
-            t.join(max(0.0, deadline - time.monotonic()))
-        ok = not any(t.is_alive() for t in self._closers)
-        self._closers = [t for t in self._closers if t.is_alive()]
+        for t, loop in self._closers:
+            while t.is_alive() and loop.loaded.is_set() and (left := deadline - time.monotonic()) > 0:
+                t.join(min(0.05, left))
+        ok = not any(t.is_alive() and loop.loaded.is_set() for t, loop in self._closers)
+        self._closers = [(t, loop) for t, loop in self._closers if t.is_alive()]
         if self._own_recordings and not keep_recordings:
             shutil.rmtree(self.recordings, ignore_errors=True)
         return ok
@@ -257,7 +266,7 @@ class Controller(QObject):
     def refresh_devices(self, rescan: bool = True) -> list[DeviceInfo]:
         """Re-reads the device list (PortAudio only sees new devices after a re-initialisation,
         which is only safe while no stream is open); emits `devices_changed` when it changed."""
-        if self.state in (STARTING, RUNNING, STOPPING) or any(t.is_alive() for t in self._closers):
+        if self.state in (STARTING, RUNNING, STOPPING) or any(t.is_alive() for t, _ in self._closers):
             return self._devices  # a stream may be open (also on a loop that is still closing)
         try:
             if rescan and self.audio_backend is None:
@@ -314,10 +323,11 @@ class Controller(QObject):
             self._set_state(READY)
             self.conversation_ended.emit(ev.reason)
         elif isinstance(ev, RecordingStopped):
+            kept = self.last_recording is not None and self.last_recording.is_dir()  # not if it was deleted
             self.error.emit(
                 "Recording stopped",
-                f"{for_window(ev.message).rstrip('.')}. The conversation goes on "
-                "unrecorded; Save keeps what was recorded.",
+                f"{for_window(ev.message).rstrip('.')}. The conversation goes on unrecorded"
+                + ("; Save keeps what was recorded." if kept else "."),
             )
         elif isinstance(ev, Error):
             message = worded(ev.message, ev.hint)

@@ -102,6 +102,8 @@ class Presenter(QObject):
         self.conversations: list[Conversation] = []  # this session's, with their recordings
         self._load_settings()
         self._connect()
+        if problem := settings.problem():
+            self.dialogs.error("Your choices will not be remembered", problem)
         self.ctl.refresh_devices(rescan=False)
         self._device_timer = QTimer(self)
         self._device_timer.timeout.connect(self._poll_devices)
@@ -581,9 +583,7 @@ class Presenter(QObject):
             try:
                 saved.append(save_copy(conv, folder, self.w.transcript.conversation_text(conv.text_index)))
             except OSError as e:
-                where = e.filename or folder
-                message = f"{where}: {e.strerror or e}. Pick another folder."
-                self.dialogs.error("Could not save the conversation", message)
+                self.dialogs.error("Could not save the conversation", _save_failure(e, conv, folder))
                 return None
         self.settings.save_folder = str(folder)
         self.w.status.showMessage(f"Saved to {saved[0] if len(saved) == 1 else folder}", 8000)
@@ -654,3 +654,15 @@ class Presenter(QObject):
         self.settings.geometry = self.w.saveGeometry()
         self.settings.sync()
         return self.ctl.shutdown(keep_recordings=keep_unsaved)
+
+
+def _save_failure(e: OSError, conv: Conversation, folder: str) -> str:
+    """Why saving `conv` under `folder` failed, in words that blame the right side: its recording (removed while the
+    app ran, by a temporary-folder cleaner say: no folder picked would help) or the folder picked (named as picked,
+    not the hidden copy being written under it)."""
+    if not conv.recording.is_dir() or str(e.filename or "").startswith(str(conv.recording)):
+        return (
+            f"Conversation {conv.number}'s recording is gone: {conv.recording} was removed or damaged while Moshi "
+            f"ran ({e.strerror or e}). Its words are still here: File → Copy transcript."
+        )
+    return f"{folder}: {e.strerror or e}. Pick another folder."

@@ -6,6 +6,9 @@ so each getter converts and falls back to the default on anything unreadable ins
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from PySide6.QtCore import QByteArray, QSettings
 
 from moshi_mlx import release
@@ -64,6 +67,24 @@ class AppSettings:
 
     def sync(self) -> None:
         self._s.sync()
+
+    def problem(self) -> str | None:
+        """Why the choices made now would be forgotten at quit (QSettings fails silently); None when they are kept."""
+        path = Path(self._s.fileName())
+        if not path.is_absolute():  # not a file (the Windows registry)
+            return None
+        if path.is_dir():
+            what = "is a folder"
+        elif path.exists() or path.is_symlink():
+            if os.access(path, os.R_OK | os.W_OK) and self._s.status() != QSettings.Status.AccessError:
+                return None
+            what = "cannot be read or written"
+        else:
+            parent = next(p for p in path.parents if p.exists())
+            if parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
+                return None
+            what = f"cannot be created ({parent} is not a writable folder)"
+        return f"{path} {what}: choices made now are forgotten when Moshi quits. Remove it or make it writable."
 
     def clear(self) -> None:
         """Forgets every remembered choice."""

@@ -436,3 +436,19 @@ def test_a_sample_rate_too_low_for_sound_is_refused_not_a_crash(tmp_path: Path) 
         "moshi_mlx.run", "--hf-repo", NO_MODEL, "--input", tmp_path / "in.wav", "--output", tmp_path / "o.wav"
     )
     assert_one_line_error(r, 2, "in.wav", "1 Hz")
+
+
+def test_ctrl_c_while_the_model_loads_ends_file_mode_at_once(tmp_path: Path) -> None:
+    """As live mode: a Ctrl-C while the model loads ended run_file only once the load was done (up to 10 s more);
+    now at once, nothing written, and the loading thread ends on its own once built."""
+    from moshi_mlx.audio import FRAME
+    from moshi_mlx.dialog.file_mode import run_file
+    from support.fake_models import EchoModel
+    from support.stops import SlowLoad
+
+    slow = SlowLoad(EchoModel)
+    with pytest.raises(KeyboardInterrupt):
+        run_file(slow, np.zeros(3 * FRAME, np.float32), str(tmp_path / "out.wav"), source="x.wav", max_lag_frames=2)
+    assert not slow.built, "run_file waited for the model to load"
+    assert list(tmp_path.iterdir()) == []
+    assert slow.finish() and len(slow.built) == 1

@@ -216,3 +216,62 @@ def test_live_recording_on_a_full_disk_says_so_and_keeps_what_was_recorded(tmp_p
         assert rc == 130, err  # the person's Ctrl-C ended it; the error was said when it happened
         assert "error: recording stopped after" in err and "No space left on device" in err and "cut short" in err
         assert sf.info(str(disk / "rec" / "user.wav")).frames > 0
+
+
+def test_live_recording_whose_folder_is_removed_is_said_not_called_saved(tmp_path, capsys):
+    """--record's folder removed mid-conversation: the recorder stops at its next sync and says the files were
+    deleted; the end no longer says "conversation saved in" a folder that is gone (everything was lost silently)."""
+    import shutil
+
+    backend = FakeStreamFactory(input_rate=24_000, output_rate=24_000)
+    rec = tmp_path / "rec"
+
+    def body() -> None:
+        deadline = time.monotonic() + 60
+        while not any(s.kind == "output" for s in backend.streams) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        shutil.rmtree(rec)
+        backend.input.push_input(speechlike(3.0, 24_000))
+        with FakeClock([backend.input, backend.output], speed=1.0):
+            recording = ("moshi-recorder" in t.name for t in threading.enumerate())
+            while any(recording) and time.monotonic() < deadline:  # until the recorder has stopped
+                time.sleep(0.02)
+                recording = ("moshi-recorder" in t.name for t in threading.enumerate())
+            _thread.interrupt_main()
+
+    driver = threading.Thread(target=body, daemon=True)
+    driver.start()
+    rc = main([*GREEDY, "--record", str(rec), "--no-echo-cancel"], audio_backend=backend)
+    driver.join(10)
+    err = capsys.readouterr().err
+    assert rc == 130, err
+    assert f"its files in {rec} were deleted" in err and f"no recording is left in {rec}" in err, err
+    assert "saved in" not in err and "Traceback" not in err
+
+
+def test_live_devices_that_will_not_open_leave_no_empty_recording(tmp_path, capsys):
+    """The devices refuse to open (busy, gone since they were listed): one error line, exit 1, and --record's folder
+    is left as it was. It said "listening on ... Talk to Moshi", then the error, then "conversation saved in" a
+    recording of nothing, which the same command, run again once the device is free, refused as "already holds a
+    recording"."""
+
+    class Busy(FakeStreamFactory):
+        def open(self, kind: str, **kw):
+            raise RuntimeError("Error opening InputStream: Device unavailable [PaErrorCode -9985]")
+
+    rec = tmp_path / "new" / "rec"
+    rc = main([*GREEDY, "--record", str(rec), "--no-echo-cancel"], audio_backend=Busy())
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert [ln for ln in err.splitlines() if ln.startswith("error:")] == [
+        ln for ln in err.splitlines() if "cannot open input device 0 (Fake Microphone)" in ln
+    ], err
+    assert "saved in" not in err and "Talk to Moshi" not in err, err
+    assert not (tmp_path / "new").exists()
+    backend = FakeStreamFactory(input_rate=24_000, output_rate=24_000)  # the device is free again: same command
+    driver = _drive(backend, _thread.interrupt_main, seconds=0.3)
+    rc = main([*GREEDY, "--record", str(rec), "--no-echo-cancel"], audio_backend=backend)
+    driver.join(10)
+    err = capsys.readouterr().err
+    assert rc == 130 and f"conversation saved in {rec}" in err, err
+    assert "speaking on Fake Speakers" in err  # said once the devices are open

@@ -15,12 +15,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..errors import AudioDeviceError, NoAudioDeviceError, device_setting
 from . import MODEL_RATE
 from .ring import RingBuffer
+
+# tried in this order when a device refuses the default rate it reports (some ALSA hardware devices do)
+COMMON_RATES = (48_000, 44_100, 32_000, 24_000, 16_000)
 
 
 @dataclass(frozen=True)
@@ -255,55 +259,66 @@ class AudioIO:
         self._block_ms, self._ring_s, self._prebuffer_ms = block_ms, ring_s, prebuffer_ms
         self._keep_reference = keep_reference and output
         self._in_stream = self._out_stream = None
+        self.input_rate = self.output_rate = 0.0  # the rates the streams opened at (see `start`)
         self._finished: str | None = None  # set from PortAudio's thread when a stream ends
         self.in_callbacks = self.out_callbacks = 0  # callback-owned counters
         self._out_starved = True
 
     # -- lifetime ------------------------------------------------------------------------------
     def start(self) -> None:
-        """Opens the mic first (a Bluetooth headset may switch rate then), then the speaker."""
-        rate_in = self.input_info.default_rate
-        self.mic = RingBuffer(int(rate_in * self._ring_s))
-        self._in_stream = self._open("input", self.input_info, rate_in, self._input_cb)
+        """Opens the mic first (a Bluetooth headset may switch rate then), then the speaker, each at its default rate,
+        or at the first of COMMON_RATES it accepts when it refuses that one."""
+        self._in_stream, rate_in = self._open("input", self.input_info, self._input_cb)
+        self.input_rate = rate_in
+        self.mic = RingBuffer(int(rate_in * self._ring_s))  # the callbacks start with the stream, below
         self._to_model = StreamResampler(rate_in, MODEL_RATE)
+        self._lost = 0  # microphone samples the ring dropped that `input_lost` has told, at 24 kHz
         self._last_progress = (time.monotonic(), 0, 0)
         if not self.has_output:
             self._in_stream.start()
             return
         # Re-read the output device now: opening a headset's mic can change its output rate.
         self.output_info = find_device(self._output_spec, "output", self._backend)
-        rate_out = self.output_info.default_rate
+        self._out_stream, rate_out = self._open("output", self.output_info, self._output_cb)
+        self.output_rate = rate_out
         self.speaker = RingBuffer(int(rate_out * self._ring_s))
         self.played = RingBuffer(int(rate_out * self._ring_s))
         self._prebuffer = int(rate_out * self._prebuffer_ms / 1000)
         self._scratch = np.zeros(int(rate_out), np.float32)  # 1 s: larger than any callback block
         self._out_channels = min(2, self.output_info.outputs)
-        self._out_stream = self._open("output", self.output_info, rate_out, self._output_cb)
         self._to_speaker = StreamResampler(MODEL_RATE, rate_out)
         self._ref_to_model = StreamResampler(rate_out, MODEL_RATE)
         self._in_stream.start()
         self._out_stream.start()
 
-    def _open(self, kind: str, info: DeviceInfo, rate: float, callback):
+    def _open(self, kind: str, info: DeviceInfo, callback) -> tuple[Any, float]:
+        """The stream of `kind` on `info`, and its rate: the device's default, else the first common rate it takes."""
         channels = 1 if kind == "input" else min(2, info.outputs)
-        try:
-            return self._backend.open(
-                kind,
-                samplerate=rate,
-                blocksize=int(rate * self._block_ms / 1000),
-                device=info.index,
-                channels=channels,
-                dtype="float32",
-                latency="low",
-                callback=callback,
-                finished_callback=lambda: self._on_finished(kind),
-            )
-        except Exception as e:  # PortAudioError and friends: say which device and rate failed
-            raise AudioDeviceError(
-                f"cannot open {kind} device {info.index} ({info.name}) at {rate:g} Hz: {e}. "
-                "Check it is connected and not used exclusively by another program, or pick another device.",
-                hint=device_setting(kind),
-            ) from None
+        others = [float(r) for r in COMMON_RATES if r != info.default_rate]
+        first: Exception | None = None
+        for rate in (info.default_rate, *others):
+            try:
+                stream = self._backend.open(
+                    kind,
+                    samplerate=rate,
+                    blocksize=int(rate * self._block_ms / 1000),
+                    device=info.index,
+                    channels=channels,
+                    dtype="float32",
+                    latency="low",
+                    callback=callback,
+                    finished_callback=lambda: self._on_finished(kind),
+                )
+            except Exception as e:  # noqa: BLE001 (PortAudioError and friends: the next rate, then said)
+                first = first or e
+                continue
+            return stream, rate
+        tried = ", ".join(f"{r:g}" for r in others[:-1]) + f" or {others[-1]:g}"
+        raise AudioDeviceError(
+            f"cannot open {kind} device {info.index} ({info.name}) at {info.default_rate:g} Hz (nor at {tried} Hz): "
+            f"{first}. Check it is connected and not used exclusively by another program, or pick another device.",
+            hint=device_setting(kind),
+        )
 
     def stop(self) -> None:
         """Stops and closes the streams (idempotent, never raises)."""
@@ -354,6 +369,14 @@ class AudioIO:
         """New microphone audio since the last call, 24 kHz mono float32."""
         return self._to_model(self.mic.read_all())
 
+    def input_lost(self) -> int:
+        """Microphone audio the ring had no room for since the last call, in 24 kHz samples: the loop stalled longer
+        than the ring holds (`ring_s`). It came after what `read_input` returned last (a full ring keeps its oldest
+        samples), so the loop puts as much silence there to keep the timeline."""
+        total = round(self.mic.overrun_samples * MODEL_RATE / self.input_rate)
+        lost, self._lost = total - self._lost, total
+        return lost
+
     def write_output(self, pcm: np.ndarray) -> int:
         """Queues 24 kHz audio for the speaker; returns device-rate samples dropped (ring full)."""
         if not self.has_output:
@@ -369,8 +392,7 @@ class AudioIO:
         """Audio written but not yet played, in seconds (speaker ring plus resampler); 0 without a speaker."""
         if not self.has_output:
             return 0.0
-        assert self.output_info is not None
-        return self.speaker.available() / self.output_info.default_rate + self._to_speaker.delay_s()
+        return self.speaker.available() / self.output_rate + self._to_speaker.delay_s()
 
     def check(self, stall_s: float = 2.0) -> None:
         """Raises AudioDeviceError if a stream ended or stopped calling back for `stall_s` seconds."""
@@ -387,7 +409,10 @@ class AudioIO:
             self._last_progress = (now, self.in_callbacks, self.out_callbacks)
         elif now - t0 > stall_s:
             which = "input" if self.in_callbacks == n_in else "output"
+            info = self.input_info if which == "input" else self.output_info
+            name = f" ({info.name})" if info else ""
+            what = "delivered no audio" if which == "input" else "played nothing"  # a speaker plays
             raise AudioDeviceError(
-                f"the {which} device delivered no audio for {now - t0:.1f} s. "
+                f"the {which} device{name} {what} for {now - t0:.1f} s. "
                 "The recording so far is kept; check the device and restart."
             )

@@ -69,6 +69,9 @@ class FileAudioPort:
         self._next += 1
         return frame
 
+    def input_lost(self) -> int:
+        return 0  # a file waits for the loop
+
     def write_output(self, pcm: np.ndarray) -> int:
         self._put(np.asarray(pcm, np.float32).reshape(-1))
         self._out_frames += 1

@@ -63,6 +63,10 @@ class AppendFile:
     def sync(self) -> None:
         os.fsync(self.fd)
 
+    def deleted(self) -> bool:
+        """Whether the file was removed while open (its folder too, say): what is written after goes nowhere."""
+        return os.fstat(self.fd).st_nlink == 0
+
     def close(self) -> None:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
@@ -90,6 +94,9 @@ class WavTrack:
         # as libsndfile does, so that what it reads back is exact: k / 32768 round-trips
         x = np.clip(np.rint(np.asarray(pcm, np.float32) * 32768.0), -32768, 32767).astype("<i2")
         self._file.append(x.tobytes())
+
+    def deleted(self) -> bool:
+        return self._file.deleted()
 
     def sync(self) -> None:
         """States the length written so far in the header and hands everything to the disk."""

@@ -41,8 +41,8 @@ def run_file(
     translation has its own)."""
     loop = ModelLoop(new_model, max_lag_frames=max_lag_frames, stats_every=25)
     got = _Collected()
-    loop.start()
     try:
+        loop.start()  # in the try: a Ctrl-C as it starts closes it too
         if not wait_loaded(
             loop, ConsoleView(live=False, worded=worded)
         ):  # says the load time and the model's notes, or why not
@@ -64,7 +64,7 @@ def run_file(
             writer.discard()
             raise
     finally:
-        loop.close()
+        loop.close(wait_loading=False)  # a Ctrl-C while the model loads ends at once
     return exit_code(later[0]) if later and interrupted is None and code == 0 else code
 
 

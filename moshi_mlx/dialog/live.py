@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 from ..cli.wording import worded
 from .console import ConsoleView, wait_loaded
-from .events import Error, FrameModel, SessionEnded
+from .events import Error, FrameModel, SessionEnded, SessionStarted
 from .loop import ModelLoop
-from .recorder import Recorder
+from .recorder import Recorder, holds_recording
 
 KEYS = "Enter starts a new conversation, m + Enter mutes or unmutes the microphone"  # see _keyboard
 
@@ -31,21 +31,26 @@ def run_live(
     """A conversation on `audio` (an AudioIO whose devices were found before the model was fetched)."""
     view = ConsoleView(worded=worded)
     loop = ModelLoop(new_model, max_lag_frames=max_lag_frames)
-    loop.start()
     try:
+        loop.start()  # in the try: a Ctrl-C as it starts closes it too
         if not wait_loaded(loop, view):
             return 1
         recorder = Recorder(record, meta=record_meta) if record else None
         loop.begin_session(audio, recorder, echo)
-        out_name = audio.output_info.name if audio.output_info else "default output"
-        view.note(f"listening on {audio.input_info.name}, speaking on {out_name}. Talk to Moshi; {KEYS}, Ctrl-C stops.")
-        if sys.stdin is not None and sys.stdin.isatty():
-            threading.Thread(target=_keyboard, args=(loop, view), daemon=True).start()
-        failed, stopped = False, None
+        failed, stopped, started = False, None, False
         try:
             while True:
                 ev = loop.events.get()
                 view.handle(ev)
+                if isinstance(ev, SessionStarted):  # the devices are open
+                    started = True
+                    out_name = audio.output_info.name if audio.output_info else "default output"
+                    view.note(
+                        f"listening on {audio.input_info.name}, speaking on {out_name}. "
+                        f"Talk to Moshi; {KEYS}, Ctrl-C stops."
+                    )
+                    if sys.stdin is not None and sys.stdin.isatty():
+                        threading.Thread(target=_keyboard, args=(loop, view), daemon=True).start()
                 if isinstance(ev, Error):
                     failed = True
                 if isinstance(ev, SessionEnded):
@@ -56,13 +61,18 @@ def run_live(
             while not loop.events.empty():
                 view.handle(loop.events.get())
             view.finish()
-        if recorder is not None:
-            view.note(f"conversation saved in {record}" + (" (cut short, see above)" if recorder.error else ""))
+        if recorder is not None and not started:  # the devices would not open: a recording of nothing
+            recorder.discard()
+        elif recorder is not None:
+            if not holds_recording(recorder.paths.folder):  # its folder was removed while recording (said above)
+                view.note(f"no recording is left in {record}")
+            else:
+                view.note(f"conversation saved in {record}" + (" (cut short, see above)" if recorder.error else ""))
         if stopped is not None:
             raise stopped
         return 1 if failed or (recorder is not None and recorder.error) else 0
     finally:
-        loop.close()
+        loop.close(wait_loading=False)  # a Ctrl-C while the model loads ends at once
 
 
 def _keyboard(loop: ModelLoop, view: ConsoleView, lines=None) -> None:

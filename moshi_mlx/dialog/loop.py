@@ -8,8 +8,10 @@ callback that the Qt app turns into signals). It never prints.
 Lag control: before each step the loop measures how much microphone audio waits behind the frame
 it is about to use; past `max_lag_frames` it drops all but the newest frame, so the delay between
 the user speaking and Moshi hearing stays bounded when the model is slower than real time
-(reported as `Skipped`). A device error or a failing step ends the session with an `Error`
-event; the recorder keeps what it has.
+(reported as `Skipped`). Microphone audio lost in a stall longer than the device ring holds is put
+back as silence (an "input_lost" line in the recording), then skipped as any lag: the timeline stays
+whole. A device error or a failing step ends the session with an `Error` event; the recorder keeps
+what it has.
 """
 
 from __future__ import annotations
@@ -133,13 +135,14 @@ class ModelLoop:
         self._wake.set()
         return self._session_done.wait(timeout)
 
-    def close(self, timeout: float = 10.0) -> None:
+    def close(self, timeout: float = 10.0, wait_loading: bool = True) -> None:
         """Ends any session and the thread (waits up to `timeout`; process exit waits for the rest, see
-        `mlx_thread`). The model is released and the thread's MLX state with it."""
+        `mlx_thread`). The model is released and the thread's MLX state with it. `wait_loading=False`: a model
+        still being built is not waited for (a stop while it loads): the thread ends once it is built."""
         if self._thread is None:
             return
         self._ask_close()
-        self._thread.join(timeout)
+        self._thread.join(timeout if wait_loading or self.loaded.is_set() else 0.0)
         self._thread = None
 
     def _ask_close(self) -> bool:
@@ -233,9 +236,8 @@ class _Session:
             if self.echo is not None:
                 self.echo.reset()
             self.audio.start()
-            info_in = getattr(self.audio, "input_info", None)
-            info_out = getattr(self.audio, "output_info", None)
-            self.emit(SessionStarted(getattr(info_in, "default_rate", None), getattr(info_out, "default_rate", None)))
+            rates = (getattr(self.audio, "input_rate", None) or None, getattr(self.audio, "output_rate", None) or None)
+            self.emit(SessionStarted(*rates))  # the rates the devices opened at
             outcome = self._frames()
         except Exception as e:  # noqa: BLE001 (device or model failure: end cleanly, keep the recording)
             reason = "error"
@@ -282,6 +284,12 @@ class _Session:
             if self.echo is not None:
                 self.echo.push_reference(self.audio.read_reference())
             new = self._finite(self.audio.read_input())
+            lost = self.audio.input_lost()  # after the read: the audio lost came after what was read
+            if lost:
+                if self.recorder is not None:  # where the gap begins on the timeline
+                    at = (self.frame * FRAME + self.pending.size + new.size) / RATE
+                    self.recorder.add_event("input_lost", at, seconds=round(lost / RATE, 3))
+                new = np.concatenate([new, np.zeros(lost, np.float32)])
             if new.size:
                 self.pending = np.concatenate([self.pending, new]) if self.pending.size else new
             if self.pending.size < FRAME:

@@ -11,7 +11,8 @@ Every `sync_every_s` seconds the writer states the length so far in the wav head
 files, so a crash, Ctrl-C or kill leaves files that any reader (Python's `wave` too) reads with the
 right length, missing at most about that much audio. A recording is never replaced: a folder that
 already holds one is refused. If the disk fails (full, removed) or cannot keep up, recording stops
-with `error` set, everything written before stays readable, and nothing more is queued.
+with `error` set, everything written before stays readable, and nothing more is queued. Files deleted while
+open (the folder removed) are noticed at the next sync: recording stops, said as deleted.
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ class Recorder:
     ) -> None:
         self.paths = check_free(folder)
         made = [f for f in (self.paths.folder, *self.paths.folder.parents) if not f.exists()]
+        self._made = made  # folders this recording created (see discard)
         opened: list[WavTrack | AppendFile] = []
         try:
             self.paths.folder.mkdir(parents=True, exist_ok=True)
@@ -178,6 +180,13 @@ class Recorder:
             self._queue.put_nowait(_STOP)
         self._thread.join(timeout)
 
+    def discard(self) -> None:
+        """Closes and removes a recording of nothing (the conversation never started: its devices would not open),
+        and the folders it made, so that the same folder can be recorded into once the trouble is mended."""
+        self.close()
+        if self.user_samples == 0:
+            _remove([], self.paths, self._made)
+
     def __enter__(self) -> Recorder:
         return self
 
@@ -185,11 +194,10 @@ class Recorder:
         self.close()
 
     # -- writer thread ---------------------------------------------------------------------------
-    def _stop_early(self, why: str) -> None:
+    def _stop_early(self, why: str, kept: bool = True) -> None:
         if self.error is None:
-            self.error = (
-                f"recording stopped after {self.user_samples / RATE:.1f} s: {why}; what was recorded before is kept"
-            )
+            after = f"recording stopped after {self.user_samples / RATE:.1f} s: {why}"
+            self.error = f"{after}; what was recorded before is kept" if kept else after
 
     def _writer(self) -> None:
         last_sync = time.monotonic()
@@ -227,6 +235,8 @@ class Recorder:
     def _sync(self) -> None:
         for f in (self._user, self._moshi, self._text):
             f.sync()
+        if any(f.deleted() for f in (self._user, self._moshi, self._text)):  # written on, it would all be lost
+            self._stop_early(f"its files in {self.paths.folder} were deleted", kept=False)
 
     def _finish(self) -> None:
         """Closes the files with what was written (headers updated, a half-written line dropped), frees the queue."""

@@ -219,7 +219,7 @@ def test_start_stop_ten_times_and_switch_model_leak_no_thread(make_app, tmp_path
     a.wait_state(c.RUNNING)
     a.window.start_button.click()
     a.wait_state(c.READY)
-    for t in a.ctl._closers:
+    for t, _ in a.ctl._closers:
         t.join(10)
     a.models.pop(0)
     gc.collect()
@@ -1021,3 +1021,112 @@ def test_an_argument_neither_the_app_nor_qt_knows_is_refused() -> None:
 
     r = run_module("app", "--rest-settings", "-style", "fusion", "extra", timeout=60)
     assert_one_line_error(r, 2, "unrecognized arguments: --rest-settings extra")
+
+
+def test_quitting_while_the_model_loads_closes_at_once(make_app, monkeypatch) -> None:
+    """Quit while the model loads (the 7B reads for tens of seconds): the window goes at once, and the loading
+    thread ends on its own once built (process exit does not wait for it, see mlx_thread). The window froze until
+    the load was done (up to 30 s). The model built after the window is gone says so to no one, without a traceback."""
+    import shiboken6
+
+    gate, built = threading.Event(), []
+
+    def slow(files, temperature):
+        def build() -> ScriptModel:
+            gate.wait(10)
+            built.append(ScriptModel())
+            return built[-1]
+
+        return build
+
+    a = make_app(factory=slow)
+    a.window.start_button.click()
+    assert a.ctl.state == c.LOADING
+    a.window.quit_action.trigger()
+    assert not a.window.isVisible() and a.ctl.state == c.IDLE
+    assert not built, "the window waited for the model to load"
+    # the app's objects go as main() returns, before the model is built: the loop then has no one to tell
+    crashed = []
+    monkeypatch.setattr(threading, "excepthook", crashed.append)
+    shiboken6.delete(a.ctl)
+    gate.set()
+    a.qtbot.waitUntil(lambda: "moshi-model-loop" not in _thread_names(), timeout=WAIT_MS)
+    assert len(built) == 1 and built[0].steps == 0
+    assert not crashed, [str(x.exc_value) for x in crashed]
+
+
+def test_saving_says_whether_the_recording_or_the_chosen_folder_is_at_fault(
+    make_app, tmp_path: Path, monkeypatch
+) -> None:
+    """A file picked as the folder is named as picked (not the hidden `.part` copy under it); a recording whose
+    folder was removed while the app ran (a temporary-folder cleaner) is said to be gone, with what is left to do:
+    it was "<the recording>: No such file or directory. Pick another folder", and no folder could help."""
+    import shutil
+
+    from PySide6.QtCore import Qt
+
+    a = make_app()
+    _talk(a, words=3)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    _answer_folder(monkeypatch, a_file)
+    a.qtbot.mouseClick(a.window.save_button, Qt.MouseButton.LeftButton)
+    box = a.wait_error()
+    assert box.text() == "Could not save the conversation"
+    assert box.informativeText() == f"{a_file}: Not a directory. Pick another folder."
+    box.accept()
+    a.qtbot.waitUntil(lambda: not a.dialogs.open_boxes, timeout=2000)
+    picked = tmp_path / "picked"
+    picked.mkdir()
+    _answer_folder(monkeypatch, picked)
+    shutil.rmtree(a.ctl.recordings)
+    a.window.save_action.trigger()
+    box = a.wait_error()
+    assert box.text() == "Could not save the conversation"
+    message = box.informativeText()
+    assert "recording is gone" in message and "Pick another folder" not in message, message
+    assert "File → Copy transcript" in message, message
+    assert list(picked.iterdir()) == []
+
+
+def test_settings_that_cannot_be_kept_are_said_once_at_launch(qtbot, tmp_path: Path) -> None:
+    """The settings file is a folder (or unreadable, or its folder read-only): the window opens with the defaults
+    and one dialog naming the file, so that choices made now are not silently forgotten at quit (QSettings ignores
+    the failure: nothing was said)."""
+    (tmp_path / "settings.ini").mkdir()
+    a = App(qtbot, tmp_path)
+    box = a.wait_error()
+    assert box.text() == "Your choices will not be remembered"
+    assert box.informativeText().startswith(f"{tmp_path / 'settings.ini'} is a folder"), box.informativeText()
+    assert len(a.dialogs.open_boxes) == 1
+    box.accept()
+    a.window.start_button.click()  # the app works on
+    a.wait_state(c.RUNNING)
+    a.window.start_button.click()
+    a.wait_state(c.READY)
+    a.close()
+    b = App(qtbot, tmp_path / "fine")  # a file that can be kept: nothing said
+    assert not b.dialogs.open_boxes
+    b.close()
+
+
+def test_a_recording_whose_folder_is_removed_mid_conversation_is_said_at_once(make_app) -> None:
+    """The recordings folder is removed while Moshi talks (a temporary-folder cleaner, a person tidying up): the
+    recorder wrote on into the deleted files, everything lost, and nothing was said until Save. Now one dialog
+    within a second (the recorder's next sync), which promises nothing about Save, and the conversation goes on."""
+    import shutil
+
+    a = make_app()
+    w = a.window
+    w.start_button.click()
+    a.wait_state(c.RUNNING)
+    a.qtbot.waitUntil(lambda: len(w.transcript.last_conversation_text().split()) >= 2, timeout=WAIT_MS)
+    shutil.rmtree(a.ctl.recordings)
+    box = a.wait_error()
+    assert box.text() == "Recording stopped" and "were deleted" in box.informativeText(), box.informativeText()
+    assert "Save keeps" not in box.informativeText() and "is kept" not in box.informativeText()
+    assert a.ctl.state == c.RUNNING  # the conversation goes on
+    a.qtbot.waitUntil(lambda: w.transcript.last_conversation_text().endswith(SCRIPT[-1]), timeout=WAIT_MS)
+    assert len(a.dialogs.open_boxes) == 1
+    w.start_button.click()
+    a.wait_state(c.READY)

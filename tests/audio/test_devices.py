@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -196,7 +197,7 @@ def test_input_only_audio_needs_and_opens_no_speaker() -> None:
     with pytest.raises(RuntimeError, match="no speaker"):
         io.write_output(np.zeros(240, np.float32))
     time.sleep(0.1)
-    with pytest.raises(AudioDeviceError, match="input device delivered no audio"):
+    with pytest.raises(AudioDeviceError, match=r"input device \(MacBook Pro Microphone\) delivered no audio"):
         io.check(stall_s=0.05)
     io.stop()
     assert b.input.closed
@@ -209,6 +210,39 @@ def test_open_failure_names_device_and_rate() -> None:
 
     with pytest.raises(AudioDeviceError, match=r"cannot open input device 0 \(Fake Microphone\) at 48000 Hz"):
         AudioIO(backend=Failing()).start()
+
+
+def test_a_device_that_refuses_its_own_default_rate_opens_at_a_common_one() -> None:
+    """Some devices (ALSA hardware devices, a USB interface set to one rate) report a default rate they then refuse
+    ("Invalid sample rate"): the other common rates are tried before giving up, and the streams, rings, resamplers
+    and the speaker's queue all go by the rate that opened. It was "cannot open input device ... at 44100 Hz",
+    the conversation impossible on that device."""
+
+    class Only48k(FakeStreamFactory):
+        def open(self, kind: str, **kw) -> FakeStream:
+            if kw["samplerate"] != 48000:
+                raise RuntimeError("Error opening InputStream: Invalid sample rate [PaErrorCode -9997]")
+            return super().open(kind, **kw)
+
+    b = Only48k(input_rate=44100, output_rate=44100)
+    io = AudioIO(backend=b, prebuffer_ms=0)
+    io.start()
+    mic, spk = b.input, b.output
+    assert (mic.samplerate, spk.samplerate, io.input_rate, io.output_rate) == (48000, 48000, 48000, 48000)
+    mic.push_input(_tone(440, 48000, 48000))  # 1 s at the rate that opened
+    while mic.pending_input():
+        mic.process()
+    assert abs(io.read_input().size - 24000) < 60  # 1 s at the model's rate, not 1.09 s
+    io.write_output(_tone(1000, 24000, 24000))
+    assert io.output_queued_s() == pytest.approx(1.0, abs=0.01)
+    io.stop()
+
+    class Refusing(FakeStreamFactory):
+        def open(self, kind: str, **kw) -> FakeStream:
+            raise RuntimeError("Invalid sample rate")
+
+    with pytest.raises(AudioDeviceError, match=r"at 44100 Hz \(nor at 48000, 32000, 24000 or 16000 Hz\)"):
+        AudioIO(backend=Refusing(input_rate=44100)).start()
 
 
 @pytest.mark.parametrize("rate_in,rate_out", [(48000, 24000), (24000, 44100), (44100, 24000), (16000, 24000)])
@@ -229,3 +263,19 @@ def test_stream_resampler_is_exact_continuous_and_prompt(rate_in: int, rate_out:
     snr = 10 * np.log10(np.sum(want[seg] ** 2) / np.sum((y[seg] - want[seg]) ** 2))
     assert snr > 80, snr
     assert StreamResampler(24000, 24000)(x) is x
+
+
+def test_a_speaker_that_stops_playing_is_said_as_such() -> None:
+    """A stalled speaker (no callbacks, no end) was "the output device delivered no audio": a speaker plays audio,
+    it delivers none. The microphone's stall keeps its words."""
+    b = _backend()
+    io = AudioIO(backend=b)
+    io.start()
+    io.check(stall_s=0.05)
+    deadline = time.monotonic() + 0.2
+    while time.monotonic() < deadline:  # the microphone goes on; the speaker calls back no more
+        b.input.process(480)
+        time.sleep(0.01)
+    with pytest.raises(AudioDeviceError, match=r"^the output device \(MacBook Pro Speakers\) played nothing for"):
+        io.check(stall_s=0.05)
+    io.stop()

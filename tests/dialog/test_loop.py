@@ -535,3 +535,55 @@ def test_a_machine_that_is_always_too_slow_is_told_after_a_few_steps() -> None:
     judged = [e for e in seen if isinstance(e, Stats)]
     assert len(judged) == 8  # 3 warm-up steps, then the median of 5
     assert "3x slower than real time (0.3 s per 80 ms frame)" in too_slow(first)
+
+
+def test_microphone_audio_the_ring_dropped_in_a_long_stall_is_a_reported_gap_on_the_timeline(tmp_path: Path) -> None:
+    """The loop stalls longer than the microphone's ring holds (a step compiling, a swapping machine): the audio
+    the device delivered meanwhile and the ring could not keep is lost, but said (Skipped, a "skipped" line) and kept
+    as silence in user.wav, so the recording stays on the wall-clock timeline. It was lost silently: user.wav came
+    out shorter than the conversation, every word after the stall timed early. The devices tick in step with the
+    model: one frame of callbacks per step, and at step 3 a 0.96 s stall (the ring holds 0.25 s)."""
+
+    class Stalling(EchoModel):
+        def step(self, pcm: np.ndarray) -> FrameResult:
+            blocks = 12 if self.steps == 3 else 1  # frames of 10 ms callbacks: a 0.96 s stall
+            if self.steps < 20:
+                for _ in range(blocks * FRAME // 240):
+                    b.input.process(240)
+                    b.output.process(240)
+            return super().step(pcm)
+
+    model = Stalling(delay=0, text_every=0)
+    loop = ModelLoop(lambda: model, max_lag_frames=2).start()
+    b = FakeStreamFactory(input_rate=24000, output_rate=24000)
+    io = AudioIO(backend=b, prebuffer_ms=0.0, ring_s=0.25)
+    mic = _signal(FRAME * 80, 5)
+    loop.begin_session(io, recorder=Recorder(tmp_path / "rec"))
+    _wait_for(loop.events, SessionStarted)
+    b.input.push_input(mic)
+    for _ in range(2 * FRAME // 240):  # the first two frames; each step then brings the next
+        b.input.process(240)
+    events: list = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # until every whole frame delivered is on the timeline
+        events += _drain(loop.events)
+        timeline = max([e.frame for e in events if isinstance(e, Stats)], default=0)
+        if model.steps >= 20 and timeline == b.input.frames_processed // FRAME:
+            break
+        time.sleep(0.005)
+    assert loop.end_session(10)
+    events += _drain(loop.events)
+    loop.close()
+    lost = io.mic.overrun_samples
+    assert lost >= 0.2 * 24000, "the stall overfilled the ring"
+    delivered = mic[: b.input.frames_processed]
+    ended = next(e for e in events if isinstance(e, SessionEnded))
+    skips = [e for e in events if isinstance(e, Skipped)]
+    assert skips and ended.frames_skipped == skips[-1].total >= lost // FRAME
+    user, _ = sf.read(recording_paths(tmp_path / "rec").user_wav, dtype="float32")
+    assert user.size == ended.frames * FRAME
+    assert delivered.size - FRAME < user.size <= delivered.size  # the whole conversation (less a part frame)
+    heard = user != 0
+    assert np.count_nonzero(~heard) == lost  # the gap, as silence, where it was
+    np.testing.assert_array_equal(user[heard], delivered[: user.size][heard])
+    assert '"type": "skipped"' in recording_paths(tmp_path / "rec").transcript.read_text()
