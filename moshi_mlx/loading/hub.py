@@ -221,12 +221,12 @@ def _cached(repo: str, filename: str) -> str | None:
     return path if isinstance(path, str) else None
 
 
-def _repo_listing(repo: str, local_only: bool = False) -> tuple[set[str], str | None]:
-    """Files of `repo`: from the hub, else those already cached. Second item: why the hub was not used."""
+def _repo_listing(repo: str, reason: str | None) -> tuple[set[str], str | None]:
+    """Files of `repo`: from the hub, else (`reason`: why the hub will not be asked, `hub_unavailable`) those
+    already cached. Second item: why the hub was not used."""
     import huggingface_hub
     from huggingface_hub import errors
 
-    reason = hub_unavailable(local_only)
     if reason is None:
         try:
             return set(huggingface_hub.list_repo_files(repo)), None
@@ -363,7 +363,7 @@ def resolve_model_files(
             f"the quantization must be 4 or 8 bits (got {quant}); leave it out for the repository's default"
         )
     quant_given = quant is not None
-    unavailable = functools.cache(lambda: hub_unavailable(local_only))  # one probe, only for an hf:// file
+    unavailable = functools.cache(lambda: hub_unavailable(local_only))  # one probe, and only if the hub is needed
     explicit = {
         "moshi": _explicit(
             moshi_weight,
@@ -427,7 +427,7 @@ def resolve_model_files(
         raise _not_a_model_source(str(hf_repo))
 
     repo = str(hf_repo) if hf_repo is not None else (default_repo(quant) if quant_given else DEFAULT_REPO)
-    listing, reason = _repo_listing(repo, local_only)
+    listing, reason = _repo_listing(repo, unavailable())
     cfg = explicit["config"]
     if cfg is None and CONFIG_FILE in listing:
         cfg = _download(repo, CONFIG_FILE, tqdm_class, reason)
