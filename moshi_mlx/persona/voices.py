@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import FRAME, FRAME_S, MODEL_RATE
-from ..audio.files import open_audio, silence_non_finite
+from ..audio.files import open_audio
 from ..audio.loudness import integrated_loudness, normalize_loudness
 from ..errors import CheckpointError, ConfigError, Setting
 from ..release import DEFAULT_PERSONA_VOICE, DEFAULT_ROLE, PERSONA_VOICES
@@ -72,10 +72,11 @@ def voice_from_audio(path: str | os.PathLike, max_frames: int | None = None) -> 
             f"({max_frames * FRAME_S:.0f} s) the model attends to: record a few seconds of the voice",
             hint=Setting.PERSONA,
         )
+    if audio.non_finite:  # counted as the file was opened
+        raise ConfigError(
+            f"voice {path}: {audio.non_finite} NaN or infinite samples (a broken file); record the voice again"
+        )
     pcm = audio.read(None)
-    _, bad = silence_non_finite(pcm)
-    if bad:
-        raise ConfigError(f"voice {path}: {bad} NaN or infinite samples (a broken file); record the voice again")
     try:
         loudness = integrated_loudness(pcm, MODEL_RATE)
     except ValueError as e:
